@@ -1,0 +1,281 @@
+"""The catalog: one SQLite file (WAL mode, versioned schema) that every stage reads and writes.
+
+Every write happens in a transaction, so a run killed at any moment (even ``kill -9``) leaves a
+consistent catalog and the next run continues where it stopped. A file is identified by its path;
+``(size, mtime_ns)`` tells whether it changed, and a changed file loses its derived data (crop,
+thumbnail, embeddings) in the same transaction that records the change.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from photodedup import config
+from photodedup.errors import CatalogError
+
+# Each entry migrates the schema from version i to i+1. Append only; never edit a released one.
+MIGRATIONS: list[str] = [
+    # 1: files, derived images, models and embeddings
+    """
+    CREATE TABLE files (
+        id          INTEGER PRIMARY KEY,
+        path        TEXT NOT NULL UNIQUE,      -- absolute path
+        root        TEXT,                      -- the scan root it was found under
+        size        INTEGER,
+        mtime_ns    INTEGER,
+        status      TEXT NOT NULL,             -- ok | error | missing
+        error_kind  TEXT,                      -- empty | truncated | not-an-image | unsupported | ...
+        reason      TEXT,
+        md5         TEXT,
+        phash       INTEGER,                   -- 64-bit hash as signed int64
+        dhash       INTEGER,
+        width       INTEGER,                   -- after EXIF orientation
+        height      INTEGER,
+        format      TEXT,
+        taken_at    TEXT,                      -- EXIF DateTimeOriginal, ISO 8601
+        camera      TEXT,                      -- EXIF Make Model
+        exif_tags   INTEGER NOT NULL DEFAULT 0,-- how many EXIF tags (keeper choice: richest EXIF)
+        scanned_at  REAL NOT NULL
+    );
+    CREATE INDEX files_status ON files(status);
+    CREATE INDEX files_md5 ON files(md5);
+    CREATE TABLE crops (                       -- the model crop, decoded once at scan time
+        file_id INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
+        spec    TEXT NOT NULL,                 -- PreprocessConfig.spec it was made with
+        jpeg    BLOB NOT NULL
+    );
+    CREATE TABLE thumbs (
+        file_id INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
+        jpeg    BLOB NOT NULL
+    );
+    CREATE TABLE models (
+        id          TEXT PRIMARY KEY,          -- e.g. ViT-B-32/laion2b_s34b_b79k or ViT-B-32/random-seed0
+        weights     TEXT NOT NULL,
+        is_random   INTEGER NOT NULL DEFAULT 0,
+        dim         INTEGER NOT NULL,
+        created_at  REAL NOT NULL
+    );
+    CREATE TABLE embeddings (
+        file_id     INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        model_id    TEXT NOT NULL REFERENCES models(id),
+        vector      BLOB,                      -- float32 [dim], L2-normalised; NULL when error
+        backend     TEXT,
+        error       TEXT,
+        created_at  REAL NOT NULL,
+        PRIMARY KEY (file_id, model_id)
+    );
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+FILE_COLUMNS = (
+    "path", "root", "size", "mtime_ns", "status", "error_kind", "reason", "md5", "phash", "dhash",
+    "width", "height", "format", "taken_at", "camera", "exif_tags", "scanned_at",
+)
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the catalog knows of a path, enough to decide whether to read it again."""
+
+    id: int
+    size: int | None
+    mtime_ns: int | None
+    status: str
+
+
+class Catalog:
+    """A connection to the catalog file. Use as a context manager or call ``close()``."""
+
+    def __init__(self, path: Path | str | None = None, *, create: bool = True) -> None:
+        self.path = Path(path) if path else config.default_catalog()
+        if not create and not self.path.exists():
+            raise CatalogError(f"no catalog at {self.path}", hint="run `photodedup scan ROOT` first, or pass --catalog")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as error:
+            raise CatalogError(f"cannot open the catalog {self.path}: {error}") from error
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of work (BEGIN IMMEDIATE ... COMMIT, rolled back on any error)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    @property
+    def version(self) -> int:
+        return self.conn.execute("SELECT version FROM schema_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        with self.transaction() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO schema_version VALUES (0)")
+                current = 0
+            else:
+                current = row[0]
+            if current > SCHEMA_VERSION:
+                raise CatalogError(
+                    f"the catalog {self.path} has schema version {current}, newer than this photodedup "
+                    f"({SCHEMA_VERSION})", hint="upgrade photodedup")
+            for version in range(current, SCHEMA_VERSION):
+                for statement in _statements(MIGRATIONS[version]):
+                    conn.execute(statement)
+                conn.execute("UPDATE schema_version SET version = ?", (version + 1,))
+
+    # -- files ----------------------------------------------------------------------------------
+    def known_files(self) -> dict[str, Known]:
+        """Every path the catalog holds, with what decides whether it changed."""
+        rows = self.conn.execute("SELECT id, path, size, mtime_ns, status FROM files")
+        return {row[1]: Known(row[0], row[2], row[3], row[4]) for row in rows}
+
+    def record_files(self, rows: Sequence[dict], *, crops: dict[str, tuple[str, bytes]] | None = None,
+                     thumbs: dict[str, bytes] | None = None) -> None:
+        """Insert or replace file rows (keyed by path) with their crop and thumbnail, in one transaction.
+
+        A row that replaces an older version of the file drops the old derived data first.
+        """
+        crops = crops or {}
+        thumbs = thumbs or {}
+        placeholders = ", ".join("?" for _ in FILE_COLUMNS)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in FILE_COLUMNS if c != "path")
+        with self.transaction() as conn:
+            for row in rows:
+                values = [row.get(c) for c in FILE_COLUMNS]
+                file_id = conn.execute(
+                    f"INSERT INTO files ({', '.join(FILE_COLUMNS)}) VALUES ({placeholders}) "
+                    f"ON CONFLICT(path) DO UPDATE SET {updates} RETURNING id", values).fetchone()[0]
+                for table in ("crops", "thumbs", "embeddings"):
+                    conn.execute(f"DELETE FROM {table} WHERE file_id = ?", (file_id,))
+                if row["path"] in crops:
+                    spec, jpeg = crops[row["path"]]
+                    conn.execute("INSERT INTO crops VALUES (?, ?, ?)", (file_id, spec, jpeg))
+                if row["path"] in thumbs:
+                    conn.execute("INSERT INTO thumbs VALUES (?, ?)", (file_id, thumbs[row["path"]]))
+
+    def mark_missing(self, paths: Iterable[str], reason: str = "not found on the last scan") -> int:
+        """Mark paths missing (their rows and decisions stay); returns how many changed."""
+        now = time.time()
+        with self.transaction() as conn:
+            cursor = conn.executemany(
+                "UPDATE files SET status='missing', error_kind='missing', reason=?, scanned_at=? "
+                "WHERE path=? AND status!='missing'", [(reason, now, p) for p in paths])
+            return cursor.rowcount
+
+    def files(self, status: str | None = "ok", under: str | None = None) -> list[sqlite3.Row]:
+        """File rows, optionally only one status and only below a folder."""
+        sql, args = "SELECT * FROM files WHERE 1=1", []
+        if status:
+            sql += " AND status = ?"
+            args.append(status)
+        if under:
+            sql += " AND (path = ? OR path LIKE ? ESCAPE '\\')"
+            args += [under, _like_prefix(under)]
+        return self.conn.execute(sql + " ORDER BY path", args).fetchall()
+
+    def file(self, file_id: int) -> sqlite3.Row | None:
+        return self.conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
+
+    def counts(self) -> dict[str, int]:
+        rows = self.conn.execute("SELECT status, count(*) FROM files GROUP BY status")
+        return {row[0]: row[1] for row in rows}
+
+    def thumb(self, file_id: int) -> bytes | None:
+        row = self.conn.execute("SELECT jpeg FROM thumbs WHERE file_id = ?", (file_id,)).fetchone()
+        return row[0] if row else None
+
+    def crops(self, file_ids: Sequence[int], spec: str) -> dict[int, bytes]:
+        """Stored model crops (JPEG bytes) for these files made with ``spec``."""
+        out: dict[int, bytes] = {}
+        for start in range(0, len(file_ids), 500):
+            chunk = list(file_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT file_id, jpeg FROM crops WHERE spec = ? AND file_id IN ({marks})", [spec, *chunk])
+            out.update({row[0]: row[1] for row in rows})
+        return out
+
+    # -- models and embeddings ------------------------------------------------------------------
+    def register_model(self, model_id: str, *, weights: str, is_random: bool, dim: int) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO models VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
+                (model_id, weights, int(is_random), dim, time.time()))
+
+    def models(self) -> list[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT m.*, (SELECT count(*) FROM embeddings e WHERE e.model_id = m.id AND e.vector IS NOT NULL)"
+            " AS embedded FROM models m ORDER BY created_at").fetchall()
+
+    def files_without_embedding(self, model_id: str) -> list[sqlite3.Row]:
+        """OK files that have neither an embedding nor a recorded error for ``model_id``."""
+        return self.conn.execute(
+            "SELECT f.* FROM files f WHERE f.status = 'ok' AND NOT EXISTS "
+            "(SELECT 1 FROM embeddings e WHERE e.file_id = f.id AND e.model_id = ?) ORDER BY f.id",
+            (model_id,)).fetchall()
+
+    def add_embeddings(self, model_id: str, file_ids: Sequence[int], vectors: np.ndarray | None,
+                       *, backend: str, errors: dict[int, str] | None = None) -> None:
+        """Store one batch of embeddings (and per-file errors) atomically."""
+        now = time.time()
+        rows = []
+        if vectors is not None:
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+            rows += [(fid, model_id, vectors[i].tobytes(), backend, None, now) for i, fid in enumerate(file_ids)]
+        rows += [(fid, model_id, None, backend, reason, now) for fid, reason in (errors or {}).items()]
+        with self.transaction() as conn:
+            conn.executemany("INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?)", rows)
+
+    def embeddings(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(file_ids int64 [N], vectors float32 [N, dim])`` for OK files with an embedding."""
+        rows = self.conn.execute(
+            "SELECT e.file_id, e.vector FROM embeddings e JOIN files f ON f.id = e.file_id "
+            "WHERE e.model_id = ? AND e.vector IS NOT NULL AND f.status = 'ok' ORDER BY e.file_id",
+            (model_id,)).fetchall()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, config.EMBEDDING_DIM), dtype=np.float32)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        return ids, vectors
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (no semicolons inside comments or strings, by convention)."""
+    parts = (part.strip() for part in script.split(";"))
+    return [p for p in parts if any(ln.strip() and not ln.strip().startswith("--") for ln in p.splitlines())]
+
+
+def _like_prefix(folder: str) -> str:
+    folder = folder.rstrip("/")
+    escaped = folder.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "/%"

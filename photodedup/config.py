@@ -1,0 +1,36 @@
+"""Paths and defaults. Precedence everywhere: command-line flag, then PHOTODEDUP_* env, then these."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_MODEL_NAME = "ViT-B-32"
+DEFAULT_WEIGHTS = "laion2b_s34b_b79k"
+EMBEDDING_DIM = 512
+
+SERVICE_PORT = 8002
+TRITON_HTTP_PORT = 8003
+TRITON_GRPC_PORT = 8004
+TRITON_METRICS_PORT = 8005
+REVIEW_PORT = 8000
+
+
+def home() -> Path:
+    """The photodedup home: ``$PHOTODEDUP_HOME``, else ``$XDG_DATA_HOME/photodedup``, else ``~/.local/share/photodedup``."""
+    if env := os.environ.get("PHOTODEDUP_HOME"):
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "photodedup"
+
+
+def default_catalog() -> Path:
+    """``$PHOTODEDUP_CATALOG``, else ``<home>/catalog.sqlite``."""
+    if env := os.environ.get("PHOTODEDUP_CATALOG"):
+        return Path(env).expanduser()
+    return home() / "catalog.sqlite"
+
+
+def models_dir() -> Path:
+    """Where exports live by default: ``<home>/models``."""
+    return home() / "models"

@@ -1,0 +1,64 @@
+"""Typed errors. ``str(error)`` is the sentence the user reads; ``cli.py`` maps ``exit_code``.
+
+Exit code 2 stays Click's (usage errors). The library raises these and never prints or exits.
+"""
+
+from __future__ import annotations
+
+
+class PhotodedupError(Exception):
+    """Base class: a failure the user can understand and act on."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class BadInputError(PhotodedupError):
+    """The user's input (paths, files, options, a request) cannot be used."""
+
+    exit_code = 3
+
+
+class CatalogError(PhotodedupError):
+    """The catalog is missing, locked, corrupt or from a newer photodedup."""
+
+    exit_code = 4
+
+
+class BackendUnavailableError(PhotodedupError):
+    """A backend cannot run here: a server is down, a provider or package is missing."""
+
+    exit_code = 5
+
+
+class ModelMismatchError(PhotodedupError):
+    """A served or exported model is not the one the client expects (name, dtype, shape, batch)."""
+
+    exit_code = 6
+
+
+class ModelNotFoundError(PhotodedupError):
+    """Weights or an export cannot be found (offline with nothing cached, no export yet)."""
+
+    exit_code = 7
+
+
+class ExportError(PhotodedupError):
+    """An ONNX export failed or did not verify against PyTorch."""
+
+    exit_code = 8
+
+
+class InferenceError(PhotodedupError):
+    """A backend accepted the batch but inference failed."""
+
+    exit_code = 9
+
+
+class SafetyError(PhotodedupError):
+    """An action was refused because it could lose a file (apply, undo)."""
+
+    exit_code = 10

@@ -1,0 +1,140 @@
+"""Image decoding and the model crop: open_clip's eval transform in numpy/PIL.
+
+The preprocessing is data that travels with the model (``PreprocessConfig``, saved as
+``preprocess.json`` beside every export). Every backend, the service and the Triton model read it.
+The transform for ViT-B/32: resize the shortest side to 224 (bicubic), centre-crop 224x224, RGB.
+Normalisation (mean/std) lives inside the exported ONNX graph, so what crosses any boundary is
+``uint8 [N,224,224,3]``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# HEIC/HEIF through pillow-heif, when installed.
+try:  # pragma: no cover - depends on the environment
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+except ImportError:  # pragma: no cover
+    pass
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+#: Images with more pixels than this are refused before decoding (decompression bombs).
+DEFAULT_MAX_PIXELS = 200_000_000
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """open_clip's ``PreprocessCfg`` for the model, as data."""
+
+    size: int = 224
+    mean: tuple[float, float, float] = OPENAI_MEAN
+    std: tuple[float, float, float] = OPENAI_STD
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"
+    fill_color: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def spec(self) -> str:
+        """A short key for crops made with this config (the catalog stores it with each crop)."""
+        return f"{self.size}-{self.interpolation}-{self.resize_mode}-center"
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> PreprocessConfig:
+        data = json.loads(Path(path).read_text())
+        data["mean"] = tuple(data["mean"])
+        data["std"] = tuple(data["std"])
+        return cls(**data)
+
+
+DEFAULT_PREPROCESS = PreprocessConfig()
+
+_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
+def draft_for_shortest_side(image: Image.Image, shortest: int) -> None:
+    """Ask the JPEG decoder for a reduced DCT scale that keeps the shortest side >= ``shortest``.
+
+    A no-op for other formats. Mutates the (not yet loaded) image; the EXIF orientation is unchanged.
+    """
+    if image.format not in ("JPEG", "MPO"):
+        return
+    width, height = image.size
+    short = min(width, height)
+    if short <= shortest:
+        return
+    scale = shortest / short
+    image.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+
+
+def center_crop_array(image: Image.Image, config: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:
+    """open_clip's eval transform up to (not including) normalisation: ``uint8 [224,224,3]`` RGB.
+
+    Mirrors torchvision: ``Resize(size)`` (shortest side, long side truncated), ``CenterCrop(size)``
+    with rounded offsets, then RGB conversion.
+    """
+    size = config.size
+    width, height = image.size
+    if width <= height:
+        new_w, new_h = size, int(size * height / width)
+    else:
+        new_w, new_h = int(size * width / height), size
+    if (new_w, new_h) != (width, height):
+        image = image.resize((new_w, new_h), _RESAMPLE[config.interpolation])
+    if new_w < size or new_h < size:  # tiny images: pad like torchvision's CenterCrop
+        padded = Image.new(image.mode, (max(new_w, size), max(new_h, size)), config.fill_color)
+        padded.paste(image, ((padded.width - new_w) // 2, (padded.height - new_h) // 2))
+        image, new_w, new_h = padded, padded.width, padded.height
+    top = int(round((new_h - size) / 2.0))
+    left = int(round((new_w - size) / 2.0))
+    image = image.crop((left, top, left + size, top + size))
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def load_oriented(source, *, fast: bool = True, shortest: int = 224,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open ``source`` (path, bytes or file), refuse bombs, decode (reduced DCT scale when ``fast``),
+    apply the EXIF orientation. Raises PIL/OS errors for the caller to classify."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(source)
+    image = Image.open(source)
+    if image.width * image.height > max_pixels:
+        raise Image.DecompressionBombError(
+            f"{image.width}x{image.height} = {image.width * image.height} pixels is over the limit of {max_pixels}")
+    if fast:
+        draft_for_shortest_side(image, shortest)
+    image.load()
+    return ImageOps.exif_transpose(image)
+
+
+def crop_from_source(source, config: PreprocessConfig = DEFAULT_PREPROCESS, *, fast: bool = True) -> np.ndarray:
+    """Decode one image and return its model crop, ``uint8 [224,224,3]``."""
+    return center_crop_array(load_oriented(source, fast=fast, shortest=config.size), config)
+
+
+def encode_jpeg(array_or_image, quality: int = 95) -> bytes:
+    """JPEG bytes without chroma subsampling (used for stored crops and the service's jpeg payload)."""
+    image = Image.fromarray(array_or_image) if isinstance(array_or_image, np.ndarray) else array_or_image
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality, subsampling=0)
+    return buffer.getvalue()
+
+
+def decode_crop(data: bytes) -> np.ndarray:
+    """Decode a stored crop (JPEG bytes) back to ``uint8 [224,224,3]``."""
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.uint8)
