@@ -65,11 +65,51 @@ MIGRATIONS: list[str] = [
     CREATE TABLE embeddings (
         file_id     INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
         model_id    TEXT NOT NULL REFERENCES models(id),
-        vector      BLOB,                      -- float32 [dim], L2-normalised; NULL when error
+        vector      BLOB,                      -- float32 [dim], L2-normalised, NULL when error
         backend     TEXT,
         error       TEXT,
         created_at  REAL NOT NULL,
         PRIMARY KEY (file_id, model_id)
+    );
+    """,
+    # 2: duplicate groups (written by `photodedup group`; the latest run is the current one)
+    """
+    CREATE TABLE group_runs (
+        id          INTEGER PRIMARY KEY,
+        created_at  REAL NOT NULL,
+        params      TEXT NOT NULL              -- JSON: thresholds, method, model id
+    );
+    CREATE TABLE groups (
+        id            INTEGER PRIMARY KEY,
+        run_id        INTEGER NOT NULL REFERENCES group_runs(id) ON DELETE CASCADE,
+        kind          TEXT NOT NULL,           -- exact | perceptual | semantic | mixed
+        keeper_id     INTEGER NOT NULL REFERENCES files(id),
+        keeper_reason TEXT NOT NULL
+    );
+    CREATE TABLE group_members (
+        group_id  INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+        file_id   INTEGER NOT NULL REFERENCES files(id),
+        evidence  TEXT NOT NULL,               -- exact | perceptual | semantic: what joined it
+        score     REAL NOT NULL,               -- 1.0 exact, 1 - hamming/64, cosine
+        PRIMARY KEY (group_id, file_id)
+    );
+    CREATE INDEX group_members_file ON group_members(file_id);
+    """,
+    # 3: review decisions (photodedup review). keep/trash is per file with the md5 it was decided on.
+    # "not duplicates" is per pair of contents (md5), so it survives re-scans and regrouping.
+    """
+    CREATE TABLE decisions (
+        file_id     INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
+        action      TEXT NOT NULL,             -- keep | trash
+        md5         TEXT,                      -- content decided on: apply skips the file if it changed
+        group_id    INTEGER,                   -- group it was decided in (regrouping replaces groups)
+        decided_at  REAL NOT NULL
+    );
+    CREATE TABLE not_duplicates (
+        md5_a       TEXT NOT NULL,             -- md5_a < md5_b
+        md5_b       TEXT NOT NULL,
+        decided_at  REAL NOT NULL,
+        PRIMARY KEY (md5_a, md5_b)
     );
     """,
 ]
@@ -267,6 +307,46 @@ class Catalog:
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         return ids, vectors
+
+    # -- review decisions (photodedup review, apply, undo) --------------------------------------
+    def decisions(self) -> dict[int, sqlite3.Row]:
+        """The current keep/trash decision of every decided file, by file id."""
+        rows = self.conn.execute("SELECT * FROM decisions")
+        return {row["file_id"]: row for row in rows}
+
+    def set_decisions(self, actions: dict[int, str | None], *, group_id: int | None = None) -> None:
+        """Record ``keep``/``trash`` (or clear with ``None``) for files, with their current md5 and the time."""
+        now = time.time()
+        with self.transaction() as conn:
+            for file_id, action in actions.items():
+                if action is None:
+                    conn.execute("DELETE FROM decisions WHERE file_id = ?", (file_id,))
+                    continue
+                conn.execute(
+                    "INSERT OR REPLACE INTO decisions SELECT id, ?, md5, ?, ? FROM files WHERE id = ?",
+                    (action, group_id, now, file_id))
+
+    def not_duplicate_pairs(self) -> set[tuple[str, str]]:
+        """Pairs of contents (md5_a < md5_b) that a person said are not duplicates."""
+        return {(row[0], row[1]) for row in self.conn.execute("SELECT md5_a, md5_b FROM not_duplicates")}
+
+    def set_not_duplicates(self, md5s: Iterable[str], *, value: bool = True) -> None:
+        """Mark (or unmark) every pair of these distinct contents as not duplicates of each other."""
+        unique = sorted(set(md5s))
+        pairs = [(a, b) for i, a in enumerate(unique) for b in unique[i + 1:]]
+        now = time.time()
+        with self.transaction() as conn:
+            if value:
+                conn.executemany("INSERT OR REPLACE INTO not_duplicates VALUES (?, ?, ?)",
+                                 [(a, b, now) for a, b in pairs])
+            else:
+                conn.executemany("DELETE FROM not_duplicates WHERE md5_a = ? AND md5_b = ?", pairs)
+
+    def restore_file(self, file_id: int) -> None:
+        """A file is back at its path (undo): mark it ok again and forget its trash decision."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE files SET status='ok', error_kind=NULL, reason=NULL WHERE id = ?", (file_id,))
+            conn.execute("DELETE FROM decisions WHERE file_id = ? AND action = 'trash'", (file_id,))
 
 
 def _statements(script: str) -> list[str]:

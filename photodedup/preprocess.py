@@ -105,20 +105,29 @@ def center_crop_array(image: Image.Image, config: PreprocessConfig = DEFAULT_PRE
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def load_oriented(source, *, fast: bool = True, shortest: int = 224,
-                  max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open ``source`` (path, bytes or file), refuse bombs, decode (reduced DCT scale when ``fast``),
-    apply the EXIF orientation. Raises PIL/OS errors for the caller to classify."""
+def open_checked(source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open ``source`` (path, bytes or file) lazily and refuse decompression bombs before decoding."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(source)
     image = Image.open(source)
     if image.width * image.height > max_pixels:
         raise Image.DecompressionBombError(
             f"{image.width}x{image.height} = {image.width * image.height} pixels is over the limit of {max_pixels}")
+    return image
+
+
+def decode_oriented(image: Image.Image, *, fast: bool = True, shortest: int = 224) -> Image.Image:
+    """Decode an opened image (at reduced DCT scale when ``fast``) and apply its EXIF orientation."""
     if fast:
         draft_for_shortest_side(image, shortest)
     image.load()
     return ImageOps.exif_transpose(image)
+
+
+def load_oriented(source, *, fast: bool = True, shortest: int = 224,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open, check, decode and orient one image. Raises PIL/OS errors for the caller to classify."""
+    return decode_oriented(open_checked(source, max_pixels=max_pixels), fast=fast, shortest=shortest)
 
 
 def crop_from_source(source, config: PreprocessConfig = DEFAULT_PREPROCESS, *, fast: bool = True) -> np.ndarray:

@@ -1,0 +1,124 @@
+"""Server-side time, read before and after a measurement, so a table can show where time goes.
+
+Two sources, one shape. Triton's statistics extension (``GET /v2/models/<m>/stats``) gives cumulative
+counts and nanoseconds for queue, compute input, compute infer and compute output per request. Our
+service's ``GET /metrics`` (Prometheus text) gives histograms of request duration, decode (its
+compute input), queue wait and model-call time. ``breakdown(before, after)`` turns two snapshots into
+milliseconds per request: ``server_ms, queue_ms, compute_input_ms, compute_infer_ms,
+compute_output_ms`` and ``server_requests``, ``server_batch`` (images per model call).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+BREAKDOWN_FIELDS = ("server_ms", "queue_ms", "compute_input_ms", "compute_infer_ms", "compute_output_ms")
+
+_TRITON_PARTS = {"success": "server_ms", "queue": "queue_ms", "compute_input": "compute_input_ms",
+                 "compute_infer": "compute_infer_ms", "compute_output": "compute_output_ms"}
+_SERVICE_PARTS = {"photodedup_request_duration_seconds": "server_ms", "photodedup_queue_seconds": "queue_ms",
+                  "photodedup_decode_seconds": "compute_input_ms", "photodedup_inference_seconds": "compute_infer_ms"}
+_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Cumulative (total seconds, count) per part, plus images and model calls so far."""
+
+    parts: dict[str, tuple[float, float]]
+    images: float = 0.0
+    executions: float = 0.0
+
+
+def breakdown(before: Snapshot | None, after: Snapshot | None) -> dict[str, float]:
+    """Milliseconds per request for each part between two snapshots; empty if either is missing."""
+    if before is None or after is None:
+        return {}
+    out: dict[str, float] = {}
+    for part, (seconds, count) in after.parts.items():
+        old_seconds, old_count = before.parts.get(part, (0.0, 0.0))
+        if count - old_count > 0:
+            out[part] = (seconds - old_seconds) / (count - old_count) * 1000
+    requests = after.parts.get("server_ms", (0, 0))[1] - before.parts.get("server_ms", (0, 0))[1]
+    out["server_requests"] = requests
+    if after.executions - before.executions > 0:
+        out["server_batch"] = (after.images - before.images) / (after.executions - before.executions)
+    return out
+
+
+def parse_triton_stats(data: dict, model: str) -> Snapshot:
+    """A snapshot from Triton's statistics JSON for ``model`` (summed over its versions)."""
+    parts: dict[str, tuple[float, float]] = {}
+    images = executions = 0.0
+    for stats in data.get("model_stats", []):
+        if stats.get("name") != model:
+            continue
+        images += float(stats.get("inference_count", 0))
+        executions += float(stats.get("execution_count", 0))
+        for key, part in _TRITON_PARTS.items():
+            entry = stats.get("inference_stats", {}).get(key, {})
+            seconds, count = parts.get(part, (0.0, 0.0))
+            parts[part] = (seconds + float(entry.get("ns", 0)) / 1e9, count + float(entry.get("count", 0)))
+    return Snapshot(parts, images, executions)
+
+
+def parse_prometheus(text: str) -> dict[tuple[str, str], float]:
+    """``{(metric name, label text): value}`` from the Prometheus text format (comments skipped)."""
+    values: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        match = _LINE.match(line.strip())
+        if match and not line.startswith("#"):
+            try:
+                values[(match.group(1), match.group(2) or "")] = float(match.group(3))
+            except ValueError:
+                continue
+    return values
+
+
+def parse_service_metrics(text: str, endpoint: str = "/embed") -> Snapshot:
+    """A snapshot from our service's ``/metrics``; request duration only for ``endpoint``."""
+    values = parse_prometheus(text)
+    parts: dict[str, tuple[float, float]] = {}
+    for metric, part in _SERVICE_PARTS.items():
+        total = count = 0.0
+        for (name, labels), value in values.items():
+            if part == "server_ms" and f'endpoint="{endpoint}"' not in labels:
+                continue
+            if name == f"{metric}_sum":
+                total += value
+            elif name == f"{metric}_count":
+                count += value
+        if count:
+            parts[part] = (total, count)
+    images = sum(v for (name, _), v in values.items() if name == "photodedup_images_total")
+    executions = sum(v for (name, _), v in values.items() if name == "photodedup_batch_size_count")
+    return Snapshot(parts, images, executions)
+
+
+def triton_snapshotter(url: str, model: str, timeout: float = 5.0):
+    """A callable reading Triton's statistics for ``model`` from its HTTP endpoint ``url``."""
+    import httpx
+
+    base = url if "://" in url else f"http://{url}"
+
+    def snapshot() -> Snapshot:
+        response = httpx.get(f"{base.rstrip('/')}/v2/models/{model}/stats", timeout=timeout)
+        response.raise_for_status()
+        return parse_triton_stats(response.json(), model)
+
+    return snapshot
+
+
+def service_snapshotter(url: str, timeout: float = 5.0):
+    """A callable reading our service's ``/metrics`` at ``url``."""
+    import httpx
+
+    base = url if "://" in url else f"http://{url}"
+
+    def snapshot() -> Snapshot:
+        response = httpx.get(f"{base.rstrip('/')}/metrics", timeout=timeout)
+        response.raise_for_status()
+        return parse_service_metrics(response.text)
+
+    return snapshot

@@ -1,0 +1,341 @@
+"""``photodedup scan``: walk folders and record every image in the catalog.
+
+Each image is read once: MD5 of its bytes, one decode (at reduced JPEG DCT scale) that gives the
+pHash/dHash, the model crop and a thumbnail, plus EXIF date, camera and orientation. Broken input is
+data (a row with a status and a reason), never a crash. A re-scan reads only new or changed files
+(size, mtime); files that disappeared are marked missing. Results are committed in batches, so a
+scan killed at any moment resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import logging
+import os
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import imagehash
+from PIL import Image, UnidentifiedImageError
+
+from photodedup.catalog import Catalog
+from photodedup.errors import BadInputError
+from photodedup.preprocess import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_PREPROCESS,
+    center_crop_array,
+    decode_oriented,
+    encode_jpeg,
+    open_checked,
+)
+from photodedup.progress import ProgressCallback, no_progress
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = {
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".dib", ".gif", ".mpo",
+    ".heic", ".heif", ".hif", ".avif",
+}
+# Leading bytes of image formats, to find images by content whatever their name.
+_MAGIC: tuple[tuple[int, bytes], ...] = (
+    (0, b"\xff\xd8\xff"), (0, b"\x89PNG\r\n\x1a\n"), (0, b"GIF87a"), (0, b"GIF89a"), (0, b"BM"),
+    (0, b"II*\x00"), (0, b"MM\x00*"), (8, b"WEBP"), (4, b"ftypheic"), (4, b"ftypheix"), (4, b"ftypmif1"),
+    (4, b"ftyphevc"), (4, b"ftypavif"), (0, b"8BPS"), (0, b"\xff\x0a"), (4, b"jP  "),
+)
+THUMB_SIZE = 320
+WRITE_BATCH = 64
+_ORIENTATION_SWAPS = {5, 6, 7, 8}
+
+
+@dataclass
+class ScanSummary:
+    """What a scan did. ``errors`` counts files recorded with an error status in this scan."""
+
+    files: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    missing: int = 0
+    errors: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    catalog: str = ""
+
+    @property
+    def images_per_second(self) -> float:
+        read = self.new + self.updated
+        return read / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"images_per_second": round(self.images_per_second, 1)}
+
+    def render(self) -> str:
+        lines = [
+            f"Scanned {self.files} files in {self.seconds:.1f}s ({self.images_per_second:.1f} images/s read)",
+            f"  new {self.new}, updated {self.updated}, unchanged {self.unchanged}, "
+            f"missing {self.missing}, skipped {self.skipped}, errors {self.errors}",
+        ]
+        for kind, count in sorted(self.error_kinds.items()):
+            lines.append(f"  error {kind}: {count}")
+        lines.append(f"Catalog: {self.catalog}")
+        return "\n".join(lines)
+
+
+def scan(
+    roots: Sequence[Path | str], *, catalog: Path | str | None = None, include: Iterable[str] = (),
+    exclude: Iterable[str] = (), workers: int | None = None, progress: ProgressCallback = no_progress,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> ScanSummary:
+    """Scan ``roots`` into the catalog and return what happened."""
+    start = time.perf_counter()
+    roots = [Path(r).expanduser().absolute() for r in roots]
+    for root in roots:
+        if not root.exists():
+            raise BadInputError(f"no such file or folder: {root}")
+    include, exclude = list(include), list(exclude)
+    summary = ScanSummary()
+    with Catalog(catalog) as cat:
+        summary.catalog = str(cat.path)
+        known = cat.known_files()
+        todo: list[tuple[str, str, int, int, bool]] = []  # path, root, size, mtime_ns, is_new
+        seen: set[str] = set()
+        for root, path, stat in _walk(roots, include, exclude, summary):
+            seen.add(path)
+            summary.files += 1
+            old = known.get(path)
+            if old and old.status != "missing" and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+                summary.unchanged += 1
+                continue
+            if old is None and not _looks_like_image(path):
+                summary.files -= 1
+                continue
+            todo.append((path, root, stat.st_size, stat.st_mtime_ns, old is None))
+
+        _inspect_all(cat, todo, summary, workers, progress, max_pixels)
+
+        gone = [p for p in known if p not in seen and known[p].status != "missing"
+                and _under_any(p, roots) and not os.path.lexists(p)]
+        summary.missing += cat.mark_missing(gone)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _inspect_all(cat: Catalog, todo, summary: ScanSummary, workers, progress, max_pixels) -> None:
+    """Inspect files in worker processes; commit results in batches as they arrive."""
+    kinds: Counter[str] = Counter(summary.error_kinds)
+    rows, crops, thumbs = [], {}, {}
+    last_commit = time.monotonic()
+
+    def commit() -> None:
+        nonlocal rows, crops, thumbs, last_commit
+        if rows:
+            cat.record_files(rows, crops=crops, thumbs=thumbs)
+        rows, crops, thumbs = [], {}, {}
+        last_commit = time.monotonic()
+
+    workers = workers or os.cpu_count() or 1
+    jobs = [(path, root, max_pixels) for path, root, _, _, _ in todo]
+    is_new = {path: new for path, _, _, _, new in todo}
+    results = _run_jobs(jobs, workers)
+    try:
+        for done, (row, crop, thumb) in enumerate(results, 1):
+            path = row["path"]
+            if row["status"] == "missing":  # vanished between the walk and the read
+                summary.missing += 1
+                kinds["vanished"] += 1
+            else:
+                summary.new += is_new[path]
+                summary.updated += not is_new[path]
+                if row["status"] == "error":
+                    summary.errors += 1
+                    kinds[row["error_kind"]] += 1
+            rows.append(row)
+            if crop:
+                crops[path] = (DEFAULT_PREPROCESS.spec, crop)
+            if thumb:
+                thumbs[path] = thumb
+            if len(rows) >= WRITE_BATCH or time.monotonic() - last_commit > 2.0:
+                commit()
+            progress(done, len(jobs))
+    finally:
+        commit()  # keep what is finished, also when interrupted
+        summary.error_kinds = dict(kinds)
+
+
+def _run_jobs(jobs, workers: int) -> Iterator[tuple[dict, bytes | None, bytes | None]]:
+    if workers <= 1 or len(jobs) < 4:
+        yield from map(_inspect_job, jobs)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield from pool.map(_inspect_job, jobs, chunksize=4)
+
+
+def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: ScanSummary):
+    """Yield ``(root, path, stat)`` for regular files below the roots.
+
+    Follows directory symlinks but never enters a directory twice (no symlink loops); symlinks to
+    files are skipped (the target is scanned where it lives, and trashing a link frees nothing).
+    """
+    visited: set[tuple[int, int]] = set()
+    for root in roots:
+        root_str = str(root)
+        if root.is_file():
+            if _wanted(root.name, root.name, include, exclude):
+                yield root_str, root_str, root.stat()
+            continue
+        stack = [root_str]
+        while stack:
+            folder = stack.pop()
+            try:
+                st = os.stat(folder)
+                if (st.st_dev, st.st_ino) in visited:
+                    continue
+                visited.add((st.st_dev, st.st_ino))
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError as error:
+                log.warning("cannot list %s: %s", folder, error)
+                summary.skipped += 1
+                continue
+            for entry in entries:
+                rel = os.path.relpath(entry.path, root_str)
+                try:
+                    if entry.is_dir(follow_symlinks=True):
+                        if not any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(entry.name, p) for p in exclude):
+                            stack.append(entry.path)
+                        continue
+                    if entry.is_symlink():
+                        summary.skipped += 1
+                        continue
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    if _wanted(rel, entry.name, include, exclude):
+                        yield root_str, entry.path, entry.stat(follow_symlinks=False)
+                except OSError as error:  # vanished or unreadable entry
+                    log.warning("cannot stat %s: %s", entry.path, error)
+                    summary.skipped += 1
+
+
+def _wanted(rel: str, name: str, include: list[str], exclude: list[str]) -> bool:
+    def match(patterns: list[str]) -> bool:
+        return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
+
+    return (not include or match(include)) and not match(exclude)
+
+
+def _under_any(path: str, roots: list[Path]) -> bool:
+    return any(path == str(r) or path.startswith(str(r).rstrip("/") + "/") for r in roots)
+
+
+def _looks_like_image(path: str) -> bool:
+    """An image by extension, or by its first bytes (unreadable files count, to be recorded)."""
+    if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
+        return True
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError:
+        return False
+    return _magic_matches(head)
+
+
+def _magic_matches(head: bytes) -> bool:
+    return any(head[offset : offset + len(magic)] == magic for offset, magic in _MAGIC)
+
+
+# -- the worker: one file in, one row (+ crop, thumbnail) out ----------------------------------------
+def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes | None]:
+    path, root, max_pixels = job
+    row: dict = {"path": path, "root": root, "status": "ok", "scanned_at": time.time(), "exif_tags": 0}
+    try:
+        stat = os.stat(path)
+        row["size"], row["mtime_ns"] = stat.st_size, stat.st_mtime_ns
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return row | {"status": "missing", "error_kind": "vanished", "reason": "vanished during the scan"}, None, None
+    except PermissionError as error:
+        return _error(row, "permission-denied", f"cannot read: {error.strerror}"), None, None
+    except OSError as error:
+        return _error(row, "unreadable", f"cannot read: {error}"), None, None
+    if not data:
+        return _error(row, "empty", "empty file (0 bytes)"), None, None
+    row["md5"] = hashlib.md5(data).hexdigest()
+    try:
+        return _inspect_image(row, data, max_pixels)
+    except Image.DecompressionBombError as error:
+        return _error(row, "too-large", f"refused before decoding: {error}"), None, None
+    except UnidentifiedImageError:
+        if _magic_matches(data[:16]):
+            return _error(row, "unsupported", "an image format this installation cannot decode"), None, None
+        return _error(row, "not-an-image", "not an image (unrecognised content)"), None, None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        text = str(error)
+        kind = "truncated" if "truncat" in text or isinstance(error, EOFError) else "corrupt"
+        return _error(row, kind, f"cannot decode: {text}"), None, None
+    except Exception as error:  # noqa: BLE001 - any decoder failure is data about this file
+        return _error(row, "corrupt", f"cannot decode: {type(error).__name__}: {error}"), None, None
+
+
+def _inspect_image(row: dict, data: bytes, max_pixels: int) -> tuple[dict, bytes, bytes]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = open_checked(data, max_pixels=max_pixels)
+        width, height = image.size
+        row["format"] = image.format
+        exif = image.getexif()
+        orientation = exif.get(0x0112, 1)
+        if orientation in _ORIENTATION_SWAPS:
+            width, height = height, width
+        row["width"], row["height"] = width, height
+        _read_exif(row, exif)
+        image = decode_oriented(image, fast=True, shortest=DEFAULT_PREPROCESS.size)
+    row["phash"] = _signed(imagehash.phash(image))
+    row["dhash"] = _signed(imagehash.dhash(image))
+    crop = encode_jpeg(center_crop_array(image, DEFAULT_PREPROCESS))
+    thumb = image.convert("RGB")
+    thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    thumb.save(buffer, format="JPEG", quality=80)
+    return row, crop, buffer.getvalue()
+
+
+def _read_exif(row: dict, exif) -> None:
+    sub = exif.get_ifd(0x8769)
+    row["exif_tags"] = len(exif) + len(sub)
+    taken = sub.get(0x9003) or sub.get(0x9004) or exif.get(0x0132)
+    row["taken_at"] = _exif_date(taken)
+    make, model = _clean(exif.get(0x010F)), _clean(exif.get(0x0110))
+    if model and make and not model.lower().startswith(make.lower().split()[0]):
+        model = f"{make} {model}"
+    row["camera"] = model or make or None
+
+
+def _exif_date(value) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S").isoformat()
+    except ValueError:
+        return None
+
+
+def _clean(value) -> str | None:
+    return value.strip("\x00 ").strip() or None if isinstance(value, str) else None
+
+
+def _signed(hash_value) -> int:
+    value = int(str(hash_value), 16)
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _error(row: dict, kind: str, reason: str) -> dict:
+    return row | {"status": "error", "error_kind": kind, "reason": reason}
