@@ -28,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False, "quiet": False}
 
 # -- shared options, defined once ------------------------------------------------------------------
@@ -120,6 +120,58 @@ def sample_library(
     else:
         typer.echo(f"{result['files']} files in {out} ({result['groups']} duplicate groups, "
                    f"{result['broken']} broken files); ground truth: {result['truth']}")
+
+
+@app.command()
+def serve(
+    engine: Annotated[str, typer.Option(help="service (our FastAPI service) or triton (NVIDIA Triton).")] = "service",
+    host: Annotated[str, typer.Option(help="Address to bind (use 0.0.0.0 with --token to serve others).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port of the service.")] = config.SERVICE_PORT,
+    model_dir: Annotated[Optional[Path], typer.Option("--model-dir", envvar="PHOTODEDUP_MODEL_DIR",
+                                                      help="Exported model directory (onnx backend).")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Weights (torch-local; or which default export).")] = None,
+    backend: Annotated[str, typer.Option(help="What runs the model: onnx or torch-local.")] = "onnx",
+    device: Annotated[str, typer.Option(help="cpu, cuda or tensorrt.")] = "cpu",
+    threads: Annotated[int, typer.Option(help="Inference threads [default: CPU count].")] = 0,
+    max_batch_size: Annotated[int, typer.Option(help="Most images per model call.")] = 32,
+    max_queue_delay_us: Annotated[int, typer.Option(help="Longest wait to fill a batch, microseconds.")] = 2000,
+    max_images: Annotated[int, typer.Option(help="Most images per request.")] = 64,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 64.0,
+    max_pixels: Annotated[int, typer.Option(help="Most pixels per image, checked before decoding.")]
+    = 200_000_000,
+    token: Annotated[Optional[str], typer.Option(envvar="PHOTODEDUP_TOKEN",
+                                                 help="Require this bearer token on /embed, /metrics, /v1/model.")]
+    = None,
+    graceful_timeout: Annotated[float, typer.Option(help="Seconds in-flight requests get on shutdown.")] = 30.0,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    model_repository: Annotated[Path, typer.Option(help="Triton model repository (--engine triton).")]
+    = Path("model_repository"),
+    http_port: Annotated[int, typer.Option(help="Triton HTTP port.")] = config.TRITON_HTTP_PORT,
+    grpc_port: Annotated[int, typer.Option(help="Triton gRPC port.")] = config.TRITON_GRPC_PORT,
+    metrics_port: Annotated[int, typer.Option(help="Triton metrics port.")] = config.TRITON_METRICS_PORT,
+) -> None:
+    """Serve embeddings over HTTP (POST /embed, /healthz, /readyz, /metrics, /v1/model) until Ctrl-C.
+
+    Example: photodedup export-onnx --weights random && photodedup serve --weights random --port 8012
+    """
+    logging.getLogger("photodedup").setLevel(logging.DEBUG if _state["debug"] else logging.INFO)
+    if engine == "triton":
+        from photodedup.triton.server import serve_forever
+
+        serve_forever(model_repository=model_repository, host=host, http_port=http_port,
+                      grpc_port=grpc_port, metrics_port=metrics_port)
+        return
+    if engine != "service":
+        raise typer.BadParameter(f"{engine!r} is not one of: service, triton", param_hint="--engine")
+    from photodedup.serve import serve as run_serve
+    from photodedup.service import Limits, ServiceSettings
+
+    settings = ServiceSettings(
+        max_batch_size=max_batch_size, max_queue_delay=max_queue_delay_us / 1e6, token=token or None,
+        limits=Limits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_images=max_images, max_pixels=max_pixels))
+    run_serve(host=host, port=port, backend=backend, model_dir=model_dir, weights=weights, device=device,
+              threads=threads or None, settings=settings, graceful_timeout=graceful_timeout, access_log=access_log)
 
 
 # -- entry point -----------------------------------------------------------------------------------

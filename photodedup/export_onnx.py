@@ -27,7 +27,7 @@ import numpy as np
 
 from photodedup import __version__, config
 from photodedup.errors import BadInputError, ExportError
-from photodedup.model import file_sha256, is_random_weights, model_id_for
+from photodedup.model import embed_with_torch, file_sha256, image_encoder, is_random_weights, model_id_for
 from photodedup.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
@@ -132,30 +132,6 @@ def _reusable(out: Path, model_id: str, precision: str, input_kind: str) -> bool
 
 
 # -- the graph ------------------------------------------------------------------------------------
-def _wrapper(loaded, input_kind: str):
-    import torch
-
-    cfg = loaded.preprocess
-
-    class ImageEncoder(torch.nn.Module):
-        """uint8 NHWC (or normalised float NCHW) in, L2-normalised embeddings out."""
-
-        def __init__(self, model) -> None:
-            super().__init__()
-            self.visual = model.visual
-            self.register_buffer("scale", (1.0 / (255.0 * torch.tensor(cfg.std))).view(1, 3, 1, 1))
-            self.register_buffer("shift", (torch.tensor(cfg.mean) / torch.tensor(cfg.std)).view(1, 3, 1, 1))
-
-        def forward(self, images):
-            if input_kind == "uint8":
-                # (x/255 - mean)/std == x * 1/(255 std) - mean/std
-                images = images.permute(0, 3, 1, 2).float() * self.scale - self.shift
-            features = self.visual(images)
-            return torch.nn.functional.normalize(features, dim=-1)
-
-    return ImageEncoder(loaded.model).eval()
-
-
 def _example(input_kind: str, n: int):
     import torch
 
@@ -170,7 +146,7 @@ def _torch_export(loaded, input_kind: str, path: Path) -> None:
 
     import torch
 
-    module = _wrapper(loaded, input_kind)
+    module = image_encoder(loaded, input_kind)
     # nn.MultiheadAttention's fused fast path (aten::_native_multi_head_attention) has no ONNX
     # symbolic; the plain path exports to MatMul/Softmax that onnxruntime fuses again.
     fastpath = torch.backends.mha.get_fastpath_enabled()
@@ -238,15 +214,6 @@ def sample_crops(n: int = 4, seed: int = 0) -> np.ndarray:
     return np.stack(crops)
 
 
-def torch_reference(loaded, crops: np.ndarray) -> np.ndarray:
-    """Embeddings of uint8 crops through the same wrapper in PyTorch (fp32): the reference."""
-    import torch
-
-    module = _wrapper(loaded, "uint8")
-    with torch.no_grad():
-        return module(torch.from_numpy(np.ascontiguousarray(crops))).numpy()
-
-
 def to_float_input(crops: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """uint8 NHWC crops -> normalised float32 NCHW (the float32 export's input)."""
     x = crops.astype(np.float32) / 255.0
@@ -266,11 +233,12 @@ def verify_export(model_path: Path, loaded, input_kind: str, precision: str,
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    reference = image_encoder(loaded, "uint8")
     result = {}
     for label, crops in (("random", noise), ("photos", photos)):
         feed = crops if input_kind == "uint8" else to_float_input(crops, loaded.preprocess)
         got = session.run([OUTPUT_NAME], {INPUT_NAME: feed})[0]
-        want = torch_reference(loaded, crops)
+        want = embed_with_torch(reference, crops)
         cosine = np.sum(got * want, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
         result[f"min_cosine_{label}"] = round(float(cosine.min()), 6)
     worst = min(result.values())

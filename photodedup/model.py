@@ -178,3 +178,38 @@ def _hub_reachable() -> bool:
             return True
     except OSError:
         return False
+
+
+def image_encoder(loaded: LoadedModel, input_kind: str = "uint8"):
+    """The image tower as exported: ``uint8 [N,224,224,3]`` (or normalised ``float32 [N,3,224,224]``)
+    in, L2-normalised ``float32 [N,512]`` out. /255, mean/std and NHWC->NCHW happen inside."""
+    import torch
+
+    cfg = loaded.preprocess
+
+    class ImageEncoder(torch.nn.Module):
+        def __init__(self, model) -> None:
+            super().__init__()
+            self.visual = model.visual
+            std = torch.tensor(cfg.std)
+            self.register_buffer("scale", (1.0 / (255.0 * std)).view(1, 3, 1, 1))
+            self.register_buffer("shift", (torch.tensor(cfg.mean) / std).view(1, 3, 1, 1))
+
+        def forward(self, images):
+            if input_kind == "uint8":
+                # (x/255 - mean)/std == x * 1/(255 std) - mean/std
+                images = images.permute(0, 3, 1, 2).float() * self.scale - self.shift
+            return torch.nn.functional.normalize(self.visual(images), dim=-1)
+
+    return ImageEncoder(loaded.model).eval()
+
+
+def embed_with_torch(encoder, crops) -> "np.ndarray":
+    """Run a uint8 ``image_encoder`` on ``uint8 [N,224,224,3]`` crops; float32 ``[N,512]``."""
+    import numpy as np
+    import torch
+
+    device = next(encoder.parameters()).device
+    with torch.inference_mode():
+        batch = torch.from_numpy(np.ascontiguousarray(crops)).to(device)
+        return encoder(batch).float().cpu().numpy()

@@ -15,43 +15,13 @@ import json
 import time
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
 
-from photodedup.preprocess import DEFAULT_PREPROCESS, PreprocessConfig, decode_crop, encode_jpeg
+from photodedup.export_onnx import sample_crops, to_float_input
+from photodedup.preprocess import DEFAULT_PREPROCESS, decode_crop, encode_jpeg
 
 PAYLOADS = ("jpeg", "uint8", "fp32", "fp32-json")
+__all__ = ["PAYLOADS", "bytes_per_image", "decode", "encode", "sample_crops", "serialization_experiment"]
 SIZE = DEFAULT_PREPROCESS.size
-
-
-def sample_crops(count: int = 16, *, seed: int = 0, size: int = SIZE) -> np.ndarray:
-    """``uint8 [count,size,size,3]`` photo-like crops (smooth colour fields, shapes, sensor noise).
-
-    Deterministic for a seed. Noise images would make JPEG sizes unrealistically large; flat ones
-    unrealistically small: these compress like photos (about 20-40 KB at quality 95).
-    """
-    rng = np.random.default_rng(seed)
-    crops = np.empty((count, size, size, 3), dtype=np.uint8)
-    for i in range(count):
-        field = rng.integers(0, 256, size=(6, 6, 3), dtype=np.uint8)
-        image = Image.fromarray(field).resize((size, size), Image.Resampling.BICUBIC)
-        draw = ImageDraw.Draw(image)
-        for _ in range(6):
-            x0, y0 = rng.integers(0, size, 2)
-            x1, y1 = x0 + rng.integers(10, size // 2), y0 + rng.integers(10, size // 2)
-            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=colour)
-        image = image.filter(ImageFilter.GaussianBlur(1.2))
-        noisy = np.asarray(image, dtype=np.float32) + rng.normal(0, 4, size=(size, size, 3))
-        crops[i] = np.clip(noisy, 0, 255).astype(np.uint8)
-    return crops
-
-
-def to_fp32_nchw(images: np.ndarray, config: PreprocessConfig = DEFAULT_PREPROCESS) -> np.ndarray:
-    """The seed's client-side normalisation: ``uint8 NHWC`` to normalised ``float32 NCHW``."""
-    mean = np.asarray(config.mean, dtype=np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(config.std, dtype=np.float32).reshape(1, 3, 1, 1)
-    nchw = images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-    return np.ascontiguousarray((nchw - mean) / std, dtype=np.float32)
 
 
 def encode(payload: str, images: np.ndarray) -> list[bytes]:
@@ -61,9 +31,9 @@ def encode(payload: str, images: np.ndarray) -> list[bytes]:
     if payload == "uint8":
         return [np.ascontiguousarray(images).tobytes()]
     if payload == "fp32":
-        return [to_fp32_nchw(images).tobytes()]
+        return [to_float_input(images, DEFAULT_PREPROCESS).tobytes()]
     if payload == "fp32-json":
-        return [json.dumps(to_fp32_nchw(images).tolist()).encode()]
+        return [json.dumps(to_float_input(images, DEFAULT_PREPROCESS).tolist()).encode()]
     raise ValueError(f"unknown payload {payload!r}; choose one of {', '.join(PAYLOADS)}")
 
 

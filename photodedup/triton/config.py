@@ -120,6 +120,7 @@ def build_config(variant: str, metadata: dict, options: TritonOptions) -> mc.Mod
             opt = max(options.preferred_batch_sizes, default=options.max_batch_size)
             accelerators.add(name="tensorrt", parameters={
                 "precision_mode": "FP16",
+                "trt_layer_norm_fp32_fallback": "1",  # keep LayerNorm in FP32: FP16 overflows there
                 "max_workspace_size_bytes": str(options.trt_workspace_bytes),
                 "trt_engine_cache_enable": "1",
                 "trt_engine_cache_path": options.trt_cache_dir,

@@ -1,0 +1,308 @@
+"""Candidate pairs and clustering: the scalable core of ``photodedup group``, arrays in, arrays out.
+
+Three kinds of evidence become one list of edges ``(i, j, rank, distance)`` over item indices:
+
+- exact: equal MD5 (rank 0, distance 0);
+- perceptual: Hamming distance of 64-bit hashes <= t (rank 1, distance = bits), found with
+  multi-index hashing (pigeonhole over four 16-bit blocks), so it scales far beyond a BK-tree in Python;
+- semantic: cosine >= t (rank 2, distance = 1 - cosine), found by an exact blocked matrix product
+  for small inputs and a faiss IVF index (then rescored exactly) above ``EXACT_MAX``.
+
+Clustering processes edges in one fixed order, ``(rank, distance, key_i, key_j)``, where ``keys`` are
+stable item identities (file ids), so the result does not depend on the input order. The default,
+complete link, joins two clusters only when every cross pair is an edge: no chaining, every member is
+within the threshold of every other. Single link (connected components) is the option.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+EXACT, PERCEPTUAL, SEMANTIC = 0, 1, 2
+KIND_NAMES = ("exact", "perceptual", "semantic")
+METHODS = ("complete", "single")
+
+#: Above this many vectors the semantic search uses faiss instead of the exact blocked product
+#: (measured: benchmarks/group_scale.py, docs/BENCHMARKS.md "Grouping at scale").
+EXACT_MAX = 20_000
+#: Floats per block of the exact product (128 MiB of similarities at a time).
+BLOCK_FLOATS = 32 * 1024 * 1024
+
+_M1, _M2, _M4 = np.uint64(0x5555555555555555), np.uint64(0x3333333333333333), np.uint64(0x0F0F0F0F0F0F0F0F)
+_H01 = np.uint64(0x0101010101010101)
+
+
+@dataclass
+class Edges:
+    """Candidate pairs over item indices, ``i < j``; ``rank`` is the evidence kind (0, 1, 2)."""
+
+    i: np.ndarray
+    j: np.ndarray
+    rank: np.ndarray
+    distance: np.ndarray
+
+    @classmethod
+    def empty(cls) -> Edges:
+        return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.float64))
+
+    @classmethod
+    def of(cls, i, j, rank: int, distance) -> Edges:
+        i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
+        lo, hi = np.minimum(i, j), np.maximum(i, j)
+        return cls(lo, hi, np.full(len(lo), rank, np.int8), np.asarray(distance, np.float64).reshape(-1))
+
+    def __len__(self) -> int:
+        return len(self.i)
+
+    def where(self, keep: np.ndarray) -> Edges:
+        return Edges(self.i[keep], self.j[keep], self.rank[keep], self.distance[keep])
+
+
+def to_uint64(values) -> np.ndarray:
+    """Hashes stored as signed int64 (the catalog's form) as uint64, bit for bit."""
+    return np.asarray(values, dtype=np.int64).view(np.uint64)
+
+
+def popcount64(x: np.ndarray) -> np.ndarray:
+    """Bits set in each uint64 (numpy < 2 has no ``bitwise_count``): the SWAR popcount."""
+    x = np.asarray(x, dtype=np.uint64)
+    x = x - ((x >> np.uint64(1)) & _M1)
+    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
+    x = (x + (x >> np.uint64(4))) & _M4
+    return ((x * _H01) >> np.uint64(56)).astype(np.int64)
+
+
+# -- candidate pairs -------------------------------------------------------------------------------
+def exact_pairs(digests) -> Edges:
+    """Every pair of items with the same digest (None / empty never match)."""
+    classes: dict[str, list[int]] = {}
+    for index, digest in enumerate(digests):
+        if digest:
+            classes.setdefault(digest, []).append(index)
+    pairs = [p for members in classes.values() if len(members) > 1 for p in combinations(members, 2)]
+    if not pairs:
+        return Edges.empty()
+    arr = np.asarray(pairs, dtype=np.int64)
+    return Edges.of(arr[:, 0], arr[:, 1], EXACT, np.zeros(len(arr)))
+
+
+def hamming_pairs(hashes: np.ndarray, threshold: int, *, brute_max: int = 4096) -> Edges:
+    """All pairs with Hamming distance <= ``threshold`` among uint64 hashes.
+
+    Multi-index hashing: split each hash into four 16-bit blocks; two hashes within ``t`` bits agree
+    on some block to within ``t // 4`` bits (pigeonhole), so probing each block's sorted keys with
+    every flip mask of at most ``t // 4`` bits finds every candidate; candidates are then verified.
+    """
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    n = len(hashes)
+    if n < 2 or threshold < 0:
+        return Edges.empty()
+    if n <= brute_max:
+        return _hamming_brute(hashes, threshold)
+    radius = threshold // 4
+    masks = np.array([m for m in range(1 << 16) if bin(m).count("1") <= radius], dtype=np.uint64)
+    found = []
+    for block in range(4):
+        keys = (hashes >> np.uint64(16 * block)) & np.uint64(0xFFFF)
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        for mask in masks:
+            probe = keys ^ mask
+            left = np.searchsorted(sorted_keys, probe, "left")
+            counts = np.searchsorted(sorted_keys, probe, "right") - left
+            if not counts.any():
+                continue
+            qi = np.repeat(np.arange(n, dtype=np.int64), counts)
+            offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+            qj = order[np.repeat(left, counts) + offsets]
+            keep = qi < qj
+            found.append(qi[keep] * n + qj[keep])
+        if found:  # dedupe per block to keep memory bounded
+            found = [np.unique(np.concatenate(found))]
+    if not found:
+        return Edges.empty()
+    codes = np.unique(np.concatenate(found))
+    i, j = codes // n, codes % n
+    dist = popcount64(hashes[i] ^ hashes[j])
+    keep = dist <= threshold
+    return Edges.of(i[keep], j[keep], PERCEPTUAL, dist[keep])
+
+
+def _hamming_brute(hashes: np.ndarray, threshold: int) -> Edges:
+    n = len(hashes)
+    out_i, out_j, out_d = [], [], []
+    step = max(1, (1 << 22) // n)
+    for start in range(0, n, step):
+        rows = np.arange(start, min(n, start + step))
+        dist = popcount64(hashes[rows, None] ^ hashes[None, :])
+        ii, jj = np.nonzero((dist <= threshold) & (np.arange(n)[None, :] > rows[:, None]))
+        out_i.append(rows[ii])
+        out_j.append(jj)
+        out_d.append(dist[ii, jj])
+    return Edges.of(np.concatenate(out_i), np.concatenate(out_j), PERCEPTUAL, np.concatenate(out_d))
+
+
+def cosine_pairs(vectors: np.ndarray, threshold: float, *, method: str = "auto", nprobe: int = 16) -> Edges:
+    """All pairs with cosine similarity >= ``threshold`` among L2-normalised rows.
+
+    ``method``: ``exact`` (blocked matrix product, memory bounded by ``BLOCK_FLOATS``), ``faiss``
+    (IVF index, candidates rescored exactly) or ``auto`` (exact up to ``EXACT_MAX`` rows).
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = len(vectors)
+    if n < 2:
+        return Edges.empty()
+    if method == "auto":
+        method = "exact" if n <= EXACT_MAX else "faiss"
+    if method == "exact":
+        i, j = _cosine_exact(vectors, threshold)
+    elif method == "faiss":
+        i, j = _cosine_faiss(vectors, threshold, nprobe=nprobe)
+    else:
+        raise ValueError(f"unknown search method {method!r}")
+    cos = _rowwise_dot(vectors, i, j)
+    keep = cos >= threshold
+    return Edges.of(i[keep], j[keep], SEMANTIC, 1.0 - cos[keep].astype(np.float64))
+
+
+def _rowwise_dot(vectors: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Cosine of each pair, computed the same way whichever search found it (stable distances)."""
+    out = np.empty(len(i), dtype=np.float32)
+    for start in range(0, len(i), 65536):
+        sl = slice(start, start + 65536)
+        out[sl] = np.einsum("ij,ij->i", vectors[i[sl]], vectors[j[sl]])
+    return out
+
+
+def _cosine_exact(vectors: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    n = len(vectors)
+    step = max(1, BLOCK_FLOATS // n)
+    out_i, out_j = [], []
+    slack = 1e-5  # keep borderline pairs; _rowwise_dot decides
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        sims = vectors[start:stop] @ vectors[start:].T
+        ii, jj = np.nonzero(sims >= threshold - slack)
+        jj = jj + start
+        keep = jj > ii + start
+        out_i.append(ii[keep] + start)
+        out_j.append(jj[keep])
+    return np.concatenate(out_i).astype(np.int64), np.concatenate(out_j).astype(np.int64)
+
+
+def _cosine_faiss(vectors: np.ndarray, threshold: float, *, nprobe: int) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    n, dim = vectors.shape
+    nlist = max(1, int(np.sqrt(n)))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                          faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(0)
+    sample = vectors[np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))]
+    index.train(sample)
+    for start in range(0, n, 100_000):
+        index.add(vectors[start:start + 100_000])
+    index.nprobe = min(nprobe, nlist)
+    radius = threshold - 0.01  # 8-bit codes err by ~1e-3; rescored exactly afterwards
+    codes = []
+    for start in range(0, n, 20_000):
+        lims, _, labels = index.range_search(vectors[start:start + 20_000], radius)
+        qi = np.repeat(np.arange(start, start + len(lims) - 1, dtype=np.int64), np.diff(lims).astype(np.int64))
+        qj = labels.astype(np.int64)
+        lo, hi = np.minimum(qi, qj), np.maximum(qi, qj)
+        keep = lo < hi
+        codes.append(np.unique(lo[keep] * n + hi[keep]))
+    index.reset()
+    codes = np.unique(np.concatenate(codes)) if codes else np.zeros(0, np.int64)
+    return codes // n, codes % n
+
+
+def combine(*parts: Edges) -> Edges:
+    """One edge per pair: the strongest evidence (lowest rank, then lowest distance)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return Edges.empty()
+    i = np.concatenate([p.i for p in parts])
+    j = np.concatenate([p.j for p in parts])
+    rank = np.concatenate([p.rank for p in parts])
+    dist = np.concatenate([p.distance for p in parts])
+    order = np.lexsort((dist, rank, j, i))
+    i, j, rank, dist = i[order], j[order], rank[order], dist[order]
+    first = np.ones(len(i), dtype=bool)
+    first[1:] = (i[1:] != i[:-1]) | (j[1:] != j[:-1])
+    return Edges(i[first], j[first], rank[first], dist[first])
+
+
+# -- clustering ------------------------------------------------------------------------------------
+def cluster(n: int, edges: Edges, keys, *, method: str = "complete") -> list[list[int]]:
+    """Partition items ``0..n-1`` into groups of two or more (singletons are left out).
+
+    ``keys`` (one comparable value per item, e.g. the file id) break ties, so the result depends on
+    the items and edges, never on their order. Groups are returned sorted, each sorted by key.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown clustering method {method!r}")
+    keys = np.asarray(keys)
+    ki, kj = keys[edges.i], keys[edges.j]
+    lo, hi = np.minimum(ki, kj), np.maximum(ki, kj)
+    order = np.lexsort((hi, lo, edges.distance, edges.rank))
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    edge_i, edge_j = edges.i[order].tolist(), edges.j[order].tolist()
+    if method == "single":
+        for a, b in zip(edge_i, edge_j):
+            ra, rb = find(a), find(b)
+            if ra != rb:
+                parent[max(ra, rb)] = min(ra, rb)
+    else:
+        _complete_link(edge_i, edge_j, parent, find)
+    groups: dict[int, list[int]] = {}
+    for item in range(n):
+        groups.setdefault(find(item), []).append(item)
+    out = [sorted(g, key=lambda x: keys[x]) for g in groups.values() if len(g) > 1]
+    return sorted(out, key=lambda g: keys[g[0]])
+
+
+def _complete_link(edge_i: list[int], edge_j: list[int], parent: list[int], find) -> None:
+    """Merge two clusters when the edge just read completes every cross pair between them.
+
+    Edges arrive in increasing distance, so the merge happens at the largest cross distance: exactly
+    complete-link agglomeration cut at the threshold (missing pairs are farther than it).
+    """
+    size = [1] * len(parent)
+    links: dict[int, dict[int, int]] = {}  # cluster root -> {other root: cross edges seen}
+    for a, b in zip(edge_i, edge_j):
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            continue
+        count = links.setdefault(ra, {}).get(rb, 0) + 1
+        if count < size[ra] * size[rb]:
+            links[ra][rb] = count
+            links.setdefault(rb, {})[ra] = count
+            continue
+        keep, gone = (ra, rb) if size[ra] >= size[rb] else (rb, ra)
+        parent[gone] = keep
+        size[keep] += size[gone]
+        kept_links = links.setdefault(keep, {})
+        kept_links.pop(gone, None)
+        for other, seen in links.pop(gone, {}).items():
+            if other == keep:
+                continue
+            other_links = links[other]
+            del other_links[gone]
+            total = kept_links.get(other, 0) + seen
+            kept_links[other] = total
+            other_links[keep] = total

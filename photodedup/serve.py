@@ -1,0 +1,104 @@
+"""``photodedup serve``: run the embedding service on uvicorn until SIGINT/SIGTERM.
+
+Shutdown is graceful: uvicorn stops accepting connections, lets in-flight requests finish (up to
+``graceful_timeout`` seconds), then the app drains the batcher and closes the backend. If the model
+cannot be loaded the server stops and ``serve`` raises the loading error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from pathlib import Path
+
+from photodedup import config
+from photodedup.backends import get_backend
+from photodedup.backends.base import Backend
+from photodedup.errors import BackendUnavailableError, BadInputError, PhotodedupError
+from photodedup.preprocess import DEFAULT_PREPROCESS, PreprocessConfig
+from photodedup.service import ServiceSettings, create_app
+
+log = logging.getLogger(__name__)
+
+SERVE_BACKENDS = ("onnx", "torch-local")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def backend_loader(backend: str = "onnx", *, model_dir: Path | None = None, weights: str | None = None,
+                   device: str = "cpu", threads: int | None = None):
+    """A no-argument callable that builds the served backend (called in the server's loading thread)."""
+    if backend not in SERVE_BACKENDS:
+        raise BadInputError(f"the service cannot serve backend {backend!r}",
+                            hint=f"choose one of: {', '.join(SERVE_BACKENDS)}")
+    if backend == "onnx":
+        options = {"model_dir": model_dir, "device": device, "threads": threads, "weights": weights}
+    else:
+        options = {"weights": weights or config.DEFAULT_WEIGHTS, "device": device}
+    return lambda: get_backend(backend, **options)
+
+
+def preprocess_of(backend: Backend) -> PreprocessConfig:
+    """The crop the served model expects: the backend's own (from the export's preprocess.json)."""
+    loaded = getattr(backend, "loaded", None)
+    return getattr(backend, "preprocess", None) or getattr(loaded, "preprocess", None) or DEFAULT_PREPROCESS
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the listening socket here, so a busy port is a clear error rather than a uvicorn log line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise BadInputError(f"cannot listen on {host}:{port}: {error.strerror or error}",
+                            hint="choose another --port, or stop what is using it") from None
+    return sock
+
+
+def serve(*, host: str = "127.0.0.1", port: int = config.SERVICE_PORT, backend: str = "onnx",
+          model_dir: Path | None = None, weights: str | None = None, device: str = "cpu",
+          threads: int | None = None, settings: ServiceSettings | None = None,
+          graceful_timeout: float = 30.0, access_log: bool = False) -> None:
+    """Serve until interrupted. Raises the model-loading error if the model could not be loaded."""
+    import uvicorn
+
+    settings = settings or ServiceSettings()
+    if settings.token is None and not is_loopback(host):
+        log.warning("serving on %s without a bearer token: anyone who can reach this port can use the service "
+                    "(set --token or PHOTODEDUP_TOKEN)", host)
+    load = backend_loader(backend, model_dir=model_dir, weights=weights, device=device, threads=threads)
+    failure: list[BaseException] = []
+    server: uvicorn.Server | None = None
+
+    def on_fatal(error: BaseException) -> None:
+        failure.append(error)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(load, settings, preprocess=preprocess_of, on_fatal=on_fatal)
+    sock = listen(host, port)
+    uv_config = uvicorn.Config(app, log_level="info", access_log=access_log, lifespan="on",
+                               timeout_graceful_shutdown=int(graceful_timeout) or None,
+                               timeout_keep_alive=30)
+    server = uvicorn.Server(uv_config)
+    log.info("serving %s on http://%s:%d", backend, host, sock.getsockname()[1])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if failure:
+        error = failure[0]
+        if isinstance(error, PhotodedupError):
+            raise error
+        raise BackendUnavailableError(f"the model could not be loaded: {error}") from error

@@ -1,0 +1,150 @@
+"""What the service accepts, and how request bodies become model input (``uint8 [N,224,224,3]``).
+
+Everything here runs on untrusted bytes, so every failure is a ``RequestRejected`` carrying an HTTP
+4xx status and a short machine-readable code; nothing a client sends can raise anything else.
+Pixel counts are checked from the image header, before any pixel is decoded (decompression bombs).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from photodedup.backends.base import INPUT_SHAPE
+from photodedup.errors import BadInputError
+from photodedup.preprocess import DEFAULT_MAX_PIXELS, PreprocessConfig, center_crop_array, load_oriented
+
+NPY_TYPE = "application/x-npy"
+MULTIPART_TYPE = "multipart/form-data"
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+ACCEPTED_TYPES = (*IMAGE_TYPES, MULTIPART_TYPE, NPY_TYPE)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request limits. The defaults admit a 64-image uint8 batch (9.6 MB) or 64 phone photos."""
+
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_images: int = 64
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+class RequestRejected(BadInputError):
+    """A request the service will not process: ``status`` is the HTTP code, ``code`` names the problem."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+    def as_json(self) -> dict:
+        return {"error": self.code, "message": str(self)}
+
+
+def media_type(content_type: str | None) -> str:
+    """``'image/jpeg; q=1'`` -> ``'image/jpeg'`` (``image/jpg`` is read as ``image/jpeg``)."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    return "image/jpeg" if media == "image/jpg" else media
+
+
+def check_media_type(content_type: str | None) -> str:
+    media = media_type(content_type)
+    if media not in ACCEPTED_TYPES:
+        shown = media or "none"
+        raise RequestRejected(415, "unsupported_media_type",
+                              f"content type {shown!r} is not accepted; send one of: {', '.join(ACCEPTED_TYPES)}")
+    return media
+
+
+def check_declared_length(content_length: str | None, limits: Limits) -> None:
+    """Refuse a body whose declared ``Content-Length`` is over the limit, before reading it."""
+    if content_length is None:
+        return
+    try:
+        declared = int(content_length)
+    except ValueError:
+        raise RequestRejected(400, "bad_content_length", f"Content-Length {content_length!r} is not a number") from None
+    if declared > limits.max_body_bytes:
+        raise body_too_large(limits)
+
+
+def body_too_large(limits: Limits) -> RequestRejected:
+    return RequestRejected(413, "body_too_large", f"the request body is over the limit of {limits.max_body_bytes} bytes")
+
+
+def decode_image(data: bytes, config: PreprocessConfig, limits: Limits, *, index: int = 0) -> np.ndarray:
+    """One encoded image -> its model crop ``uint8 [224,224,3]``, or a ``RequestRejected``."""
+    if not data:
+        raise RequestRejected(400, "empty_image", f"image {index} is empty")
+    try:
+        image = load_oriented(data, fast=True, shortest=config.size, max_pixels=limits.max_pixels)
+        return center_crop_array(image, config)
+    except Image.DecompressionBombError as error:
+        raise RequestRejected(413, "too_many_pixels", f"image {index} is too large: {error}") from None
+    except Image.UnidentifiedImageError:
+        raise RequestRejected(400, "undecodable_image",
+                              f"image {index} could not be decoded: not a recognised image format") from None
+    except Exception as error:  # any decoder failure on client bytes is the client's bad input
+        reason = str(error) or type(error).__name__
+        raise RequestRejected(400, "undecodable_image", f"image {index} could not be decoded: {reason}") from None
+
+
+def decode_images(blobs: list[bytes], config: PreprocessConfig, limits: Limits) -> np.ndarray:
+    """Several encoded images -> ``uint8 [N,224,224,3]``."""
+    if not blobs:
+        raise RequestRejected(400, "no_images", "the request holds no images")
+    if len(blobs) > limits.max_images:
+        raise too_many_images(len(blobs), limits)
+    return np.stack([decode_image(blob, config, limits, index=i) for i, blob in enumerate(blobs)])
+
+
+def too_many_images(count: int | None, limits: Limits) -> RequestRejected:
+    what = f"{count} images are" if count is not None else "the request holds"
+    return RequestRejected(413, "too_many_images", f"{what} over the limit of {limits.max_images} per request")
+
+
+def parse_npy(data: bytes, limits: Limits) -> np.ndarray:
+    """An ``.npy`` body -> ``uint8 [N,224,224,3]``. Never unpickles; the header must match the data."""
+    stream = io.BytesIO(data)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"npy format version {version[0]}.{version[1]} is not supported")
+    except Exception as error:
+        reason = str(error) or type(error).__name__
+        raise RequestRejected(400, "malformed_tensor", f"the body is not a valid .npy array: {reason}") from None
+    expected = f"uint8 [N,{','.join(map(str, INPUT_SHAPE))}] in C order"
+    if dtype != np.uint8 or fortran_order or len(shape) != 4 or tuple(shape[1:]) != INPUT_SHAPE:
+        order = "Fortran" if fortran_order else "C"
+        raise RequestRejected(400, "malformed_tensor",
+                              f"expected {expected}, got {dtype} {list(shape)} in {order} order")
+    count = shape[0]
+    if count == 0:
+        raise RequestRejected(400, "no_images", "the tensor holds no images")
+    if count > limits.max_images:
+        raise too_many_images(count, limits)
+    offset = stream.tell()
+    needed = count * int(np.prod(INPUT_SHAPE))
+    if len(data) - offset != needed:
+        raise RequestRejected(400, "malformed_tensor",
+                              f"the header promises {needed} bytes of data, the body holds {len(data) - offset}")
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+def encode_npy(array: np.ndarray) -> bytes:
+    """An array as ``.npy`` bytes (the binary format of requests and responses)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def read_npy(data: bytes) -> np.ndarray:
+    """``.npy`` bytes -> array, never unpickling."""
+    return np.load(io.BytesIO(data), allow_pickle=False)

@@ -1,0 +1,131 @@
+"""``photodedup triton-config``: write a Triton model repository from an ONNX export.
+
+Each variant gets ``<out>/<variant>/config.pbtxt`` (committed) and a version folder ``1/`` holding the
+export's ``model.onnx``, ``metadata.json`` and ``preprocess.json`` (symlinked, or copied with
+``copy=True``; git-ignored). The CPU variant also gets ``1/model.py``, the Python-backend model.
+Every written config is parsed back with Triton's schema before the function returns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from photodedup import config as app_config
+from photodedup.errors import BadInputError, ModelNotFoundError
+from photodedup.triton import config as tc
+
+log = logging.getLogger(__name__)
+
+VERSION = "1"
+#: Files of an export that each model version folder needs (plus any external-data files).
+MODEL_FILES = ("model.onnx", "metadata.json", "preprocess.json")
+
+
+@dataclass
+class TritonConfigSummary:
+    repository: Path
+    model_dir: Path
+    model_id: str
+    input_dtype: str
+    linked: str
+    variants: dict[str, dict] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"repository": str(self.repository), "model_dir": str(self.model_dir), "model_id": self.model_id,
+                "input_dtype": self.input_dtype, "linked": self.linked, "variants": self.variants}
+
+    def render(self) -> str:
+        lines = [f"Triton model repository {self.repository} for {self.model_id} ({self.input_dtype} input, "
+                 f"model files {self.linked}):"]
+        for name, info in self.variants.items():
+            lines.append(f"  {name:<22} backend {info['backend']:<12} max batch {info['max_batch_size']}, "
+                         f"{info['instances']}")
+        lines.append("Serve it: photodedup serve --engine triton --model-repository " + str(self.repository))
+        return "\n".join(lines)
+
+
+def resolve_model_dir(model_dir: Path | None, input_kind: str = "uint8") -> Path:
+    """The export to use: the argument, else ``$PHOTODEDUP_MODEL_DIR``, else the default export."""
+    if model_dir is None and (env := os.environ.get("PHOTODEDUP_MODEL_DIR")):
+        model_dir = Path(env).expanduser()
+    if model_dir is None:
+        from photodedup.export_onnx import default_export_dir
+
+        model_dir = default_export_dir(app_config.DEFAULT_WEIGHTS, "fp32", input_kind)
+    missing = [name for name in MODEL_FILES if not (model_dir / name).is_file()]
+    if missing:
+        raise ModelNotFoundError(f"no ONNX export in {model_dir} (missing {', '.join(missing)})",
+                                 hint="create one with: photodedup export-onnx (or pass --model-dir)")
+    return model_dir
+
+
+def triton_config(
+    model_dir: Path | None = None,
+    out: Path = Path("model_repository"),
+    *,
+    variants: tuple[str, ...] = tc.VARIANTS,
+    options: tc.TritonOptions | None = None,
+    input_kind: str | None = None,
+    copy: bool = False,
+) -> TritonConfigSummary:
+    """Generate (and validate) ``config.pbtxt`` for each variant and put the model files beside it."""
+    options = (options or tc.TritonOptions()).check()
+    model_dir = resolve_model_dir(model_dir, input_kind or "uint8").resolve()
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    if input_kind and metadata.get("input_dtype") != _dtype_of(input_kind):
+        raise BadInputError(f"--input {input_kind} was asked for, but {model_dir} takes {metadata.get('input_dtype')}",
+                            hint=f"export that variant: photodedup export-onnx --input {input_kind}")
+    summary = TritonConfigSummary(out, model_dir, metadata.get("model_id", "unknown"), metadata.get("input_dtype", "?"),
+                                  "copied" if copy else "symlinked")
+    for variant in variants:
+        config = tc.build_config(variant, metadata, options)
+        folder = out / variant
+        version = folder / VERSION
+        version.mkdir(parents=True, exist_ok=True)
+        config_path = folder / "config.pbtxt"
+        config_path.write_text(tc.render(config, metadata))
+        tc.parse_config(config_path)  # what tritonserver will read must parse with its schema
+        for source in _model_files(model_dir):
+            _place(source, version / source.name, copy=copy)
+        if variant == tc.CPU_MODEL:
+            shutil.copyfile(Path(tc.__file__).with_name("python_model.py"), version / "model.py")
+        groups = ", ".join(f"{g.count}x {mc_kind(g.kind)}{'' if not g.gpus else ' gpus ' + str(list(g.gpus))}"
+                           for g in config.instance_group)
+        summary.variants[variant] = {"config": str(config_path), "backend": config.backend,
+                                     "max_batch_size": config.max_batch_size, "instances": groups}
+        log.info("wrote %s", config_path)
+    return summary
+
+
+def mc_kind(kind: int) -> str:
+    return tc.mc.ModelInstanceGroup.Kind.Name(kind).removeprefix("KIND_")
+
+
+def _dtype_of(input_kind: str) -> str:
+    kinds = {"uint8": "uint8", "fp32": "float32", "float32": "float32"}
+    if input_kind not in kinds:
+        raise BadInputError(f"--input must be uint8 or fp32, got {input_kind!r}")
+    return kinds[input_kind]
+
+
+def _model_files(model_dir: Path) -> list[Path]:
+    extra = sorted(p for p in model_dir.iterdir() if p.name.endswith((".onnx.data", ".onnx_data")))
+    return [model_dir / name for name in MODEL_FILES] + extra
+
+
+def _place(source: Path, target: Path, *, copy: bool) -> None:
+    """Symlink ``target`` to ``source``; with ``copy``, hard-link when possible, else copy."""
+    if target.is_symlink() or target.exists():
+        target.unlink()
+    if not copy:
+        target.symlink_to(source)
+        return
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)

@@ -1,0 +1,35 @@
+"""Small image-fixture builders shared by tests (PIL in tmp_path, never committed files)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+from PIL import Image
+
+
+def write_photo(path: Path, size=(320, 240), color=(180, 60, 30), fmt="JPEG", exif: Image.Exif | None = None,
+                pattern: int = 0) -> Path:
+    """A small photo with some structure (a gradient and a block) so hashes are not degenerate."""
+    image = Image.new("RGB", size, color)
+    w, h = size
+    for x in range(0, w, 8):
+        image.paste((x * 255 // w, (pattern * 37) % 255, 255 - x * 255 // w), (x, 0, x + 4, h // (2 + pattern % 3)))
+    image.paste((20, 200, 20), (w // 3, h // 2, w // 3 + w // 4, h // 2 + h // 4))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = {"exif": exif.tobytes()} if exif is not None else {}
+    image.save(path, fmt, **options)
+    return path
+
+
+def png_bomb(path: Path, width: int = 30000, height: int = 30000) -> Path:
+    """A tiny PNG whose header declares ``width x height`` pixels (a decompression bomb)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    body = zlib.compress(b"\x00" * 1024)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path

@@ -1,0 +1,211 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import png_bomb, write_photo
+from PIL import Image
+
+from photodedup.catalog import Catalog
+from photodedup.cli import app
+from photodedup.scan import _inspect_job, scan
+from photodedup.sample_library import make_library
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_sample_library_counts_exactly(tiny_library, tmp_path):
+    truth = json.loads(Path(tiny_library["truth"]).read_text())
+    summary = scan([tiny_library["root"]], catalog=tmp_path / "c.sqlite")
+    assert summary.files == tiny_library["files"]
+    assert summary.new == tiny_library["files"]
+    assert summary.errors == 3
+    assert summary.error_kinds == {"empty": 1, "not-an-image": 1, "truncated": 1}
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        errors = {Path(r["path"]).name: r["error_kind"] for r in cat.files(status="error")}
+        ok = cat.files()
+        assert errors == {"empty.jpg": "empty", "notes.jpg": "not-an-image", "truncated.jpg": "truncated"}
+        assert len(ok) == tiny_library["files"] - 3
+        assert sorted(os.path.relpath(r["path"], tiny_library["root"]) for r in ok) == sorted(
+            p for p, kind in truth["kinds"].items() if kind != "broken")
+        # every OK file has what later stages need: hashes, a model crop and a thumbnail
+        for row in ok:
+            assert row["md5"] and row["phash"] is not None and row["dhash"] is not None
+            assert cat.thumb(row["id"])
+        assert len(cat.crops([r["id"] for r in ok], "224-bicubic-shortest-center")) == len(ok)
+
+
+def test_exif_orientation_date_and_camera(tmp_path):
+    lib = make_library(tmp_path / "lib", originals=3, megapixels=0.3, seed=1)
+    truth = json.loads(Path(lib["truth"]).read_text())
+    scan([lib["root"]], catalog=tmp_path / "c.sqlite")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        rows = {os.path.relpath(r["path"], lib["root"]): r for r in cat.files()}
+    rotated = [p for p, k in truth["kinds"].items() if k == "rotated"]
+    assert rotated, "seed 1 makes a rotated copy"
+    for rel in rotated:
+        original = next(g[0] for g in truth["groups"] if rel in g)
+        stored = Image.open(Path(lib["root"]) / rel).size
+        assert stored[::-1] == (rows[rel]["width"], rows[rel]["height"])  # pixels stored turned
+        assert (rows[rel]["width"], rows[rel]["height"]) == (rows[original]["width"], rows[original]["height"])
+        assert rows[rel]["phash"] == rows[original]["phash"]  # the hash sees the upright photo
+        assert rows[rel]["taken_at"] == rows[original]["taken_at"]
+        assert rows[original]["camera"] and rows[original]["exif_tags"] >= 5
+
+
+def test_hostile_and_broken_input(tmp_path):
+    root = tmp_path / "lib"
+    write_photo(root / "good.jpg")
+    write_photo(root / "nested" / "deeper" / "good.png", fmt="PNG", pattern=1)
+    write_photo(root / "named-wrong.dat", fmt="PNG", pattern=2)  # an image found by content
+    (root / "readme.txt").write_text("not an image and not named like one")  # ignored
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "text.png").write_text("hello")
+    good = (root / "good.jpg").read_bytes()
+    (root / "cut.jpg").write_bytes(good[: len(good) // 2])
+    png_bomb(root / "bomb.png")
+    (root / "future.jxl").write_bytes(b"\xff\x0a" + os.urandom(200))  # JPEG XL: recognised, not decodable here
+    os.symlink(root, root / "nested" / "loop")  # a symlink loop
+    os.symlink(root / "good.jpg", root / "link.jpg")  # a link to a file: skipped
+    summary = scan([root], catalog=tmp_path / "c.sqlite")
+    assert summary.error_kinds == {"empty": 1, "not-an-image": 1, "truncated": 1, "too-large": 1, "unsupported": 1}
+    assert (summary.new, summary.errors, summary.skipped) == (8, 5, 1)
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        assert {Path(r["path"]).name for r in cat.files()} == {"good.jpg", "good.png", "named-wrong.dat"}
+        bomb = next(r for r in cat.files(status="error") if r["path"].endswith("bomb.png"))
+        assert "900000000 pixels" in bomb["reason"]
+
+
+def test_permission_denied_is_recorded(tmp_path, monkeypatch):
+    path = write_photo(tmp_path / "secret.jpg")
+    if os.geteuid() != 0:
+        path.chmod(0)
+    else:  # root reads everything: make open() refuse, as it would for a normal user
+        import builtins
+
+        real_open = builtins.open
+
+        def refusing_open(file, *args, **kwargs):
+            if str(file) == str(path):
+                raise PermissionError(13, "Permission denied")
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", refusing_open)
+    row, crop, thumb = _inspect_job((str(path), str(tmp_path), 10**8))
+    assert (row["status"], row["error_kind"], crop, thumb) == ("error", "permission-denied", None, None)
+    assert row["reason"] == "cannot read: Permission denied"
+
+
+def test_file_vanishing_during_scan(tmp_path):
+    root = tmp_path / "lib"
+    for i in range(6):
+        write_photo(root / f"p{i}.jpg", pattern=i)
+
+    def delete_the_last(done, total):
+        (root / "p5.jpg").unlink(missing_ok=True)
+
+    summary = scan([root], catalog=tmp_path / "c.sqlite", workers=1, progress=delete_the_last)
+    assert (summary.new, summary.missing, summary.error_kinds) == (5, 1, {"vanished": 1})
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        assert cat.counts() == {"ok": 5, "missing": 1}
+
+
+def test_incremental_rescan(tmp_path):
+    root = tmp_path / "lib"
+    for i in range(4):
+        write_photo(root / f"p{i}.jpg", pattern=i)
+    db = tmp_path / "c.sqlite"
+    assert scan([root], catalog=db).new == 4
+    again = scan([root], catalog=db)
+    assert (again.new, again.updated, again.unchanged, again.missing) == (0, 0, 4, 0)
+
+    with Catalog(db) as cat:
+        old = {r["path"]: r for r in cat.files()}
+        target = old[str(root / "p1.jpg")]
+        cat.register_model("m", weights="random", is_random=True, dim=512)
+        import numpy as np
+
+        cat.add_embeddings("m", [target["id"]], np.ones((1, 512), np.float32), backend="test")
+    write_photo(root / "p1.jpg", pattern=9, color=(1, 2, 3))  # changed content
+    os.utime(root / "p1.jpg", ns=(time.time_ns(), time.time_ns() + 10**9))
+    (root / "p2.jpg").unlink()
+    write_photo(root / "p4.jpg", pattern=4)
+    third = scan([root], catalog=db)
+    assert (third.new, third.updated, third.unchanged, third.missing) == (1, 1, 2, 1)
+    with Catalog(db) as cat:
+        rows = {r["path"]: r for r in cat.files(status=None)}
+        assert rows[str(root / "p2.jpg")]["status"] == "missing"  # kept, not dropped
+        assert rows[str(root / "p1.jpg")]["md5"] != target["md5"]
+        assert rows[str(root / "p1.jpg")]["id"] == target["id"]
+        assert cat.embeddings("m")[0].size == 0  # the changed file lost its stale embedding
+    write_photo(root / "p2.jpg", pattern=2)  # it comes back
+    fourth = scan([root], catalog=db)
+    assert (fourth.updated, fourth.missing) == (1, 0)
+
+
+def test_include_and_exclude(tmp_path):
+    root = tmp_path / "lib"
+    write_photo(root / "keep" / "a.jpg")
+    write_photo(root / "keep" / "b.png", fmt="PNG")
+    write_photo(root / "skip" / "c.jpg")
+    summary = scan([root], catalog=tmp_path / "c.sqlite", include=["*.jpg"], exclude=["skip"])
+    assert (summary.files, summary.new) == (1, 1)
+
+
+@pytest.mark.slow
+def test_killed_scan_resumes_without_loss_or_duplicates(tmp_path):
+    lib = make_library(tmp_path / "lib", originals=40, megapixels=1.0, seed=3)
+    db = tmp_path / "c.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "photodedup", "scan", lib["root"], "--catalog", str(db),
+                             "--workers", "1", "-q"], cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with Catalog(db) as cat:
+                    done = sum(cat.counts().values())
+            except Exception:  # noqa: BLE001 - the catalog may be mid-creation
+                done = 0
+            if done:
+                break
+        time.sleep(0.02)
+    assert proc.poll() is None, f"scan ended before it could be killed: {proc.stdout.read().decode()}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with Catalog(db) as cat:
+        after_kill = sum(cat.counts().values())
+    assert 0 < after_kill < lib["files"]
+    resumed = scan([lib["root"]], catalog=db)
+    assert resumed.unchanged == after_kill
+    assert resumed.new == lib["files"] - after_kill
+    with Catalog(db) as cat:
+        assert sum(cat.counts().values()) == lib["files"]
+        assert cat.conn.execute("SELECT count(DISTINCT path) FROM files").fetchone()[0] == lib["files"]
+        assert cat.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_cli_json_summary_and_errors(tmp_path, capsys):
+    from typer.testing import CliRunner
+
+    root = tmp_path / "lib"
+    write_photo(root / "a.jpg")
+    runner = CliRunner()
+    result = runner.invoke(app, ["scan", str(root), "--catalog", str(tmp_path / "c.sqlite"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {"files", "new", "updated", "unchanged", "missing", "errors", "seconds"} <= set(data)
+    assert (data["files"], data["new"]) == (1, 1)
+
+    missing = tmp_path / "nope"
+    proc = subprocess.run([sys.executable, "-m", "photodedup", "scan", str(missing), "--catalog",
+                           str(tmp_path / "c.sqlite")], cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True)
+    assert proc.returncode == 3
+    assert proc.stderr.strip() == f"Error: no such file or folder: {missing}"
+    assert proc.stdout == ""
