@@ -421,7 +421,9 @@ def recover(journal: Journal, cat: Catalog) -> int:
     finished = 0
     for entry in pending.values():
         common = {k: entry[k] for k in ("op", "apply", "original", "trash", "md5", "size", "file_id")}
-        src, dst = (entry["original"], entry["trash"]) if entry["op"] == "trash" else (entry["trash"], entry["original"])
+        src, dst = entry["original"], entry["trash"]
+        if entry["op"] == "restore":
+            src, dst = dst, src
         src_p, dst_p = Path(src), Path(dst)
         partial = dst_p.with_name(dst_p.name + _PARTIAL)
         if partial.exists():

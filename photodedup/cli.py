@@ -165,13 +165,291 @@ def serve(
     if engine != "service":
         raise typer.BadParameter(f"{engine!r} is not one of: service, triton", param_hint="--engine")
     from photodedup.serve import serve as run_serve
-    from photodedup.service import Limits, ServiceSettings
+    from photodedup.service.app import ServiceSettings
+    from photodedup.service.limits import Limits
 
     settings = ServiceSettings(
         max_batch_size=max_batch_size, max_queue_delay=max_queue_delay_us / 1e6, token=token or None,
         limits=Limits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_images=max_images, max_pixels=max_pixels))
     run_serve(host=host, port=port, backend=backend, model_dir=model_dir, weights=weights, device=device,
               threads=threads or None, settings=settings, graceful_timeout=graceful_timeout, access_log=access_log)
+
+
+@app.command()
+def bench(
+    backend: Annotated[str, typer.Option("--backend", "-b", help="Backends, comma-separated: onnx, torch-local, "
+                                         "http-service, triton-http, triton-grpc, triton-trt, auto.")] = "onnx",
+    concurrency: Annotated[str, typer.Option(help="Requests in flight, comma-separated (e.g. 1,4,8,16,32).")] = "1",
+    batch_size: Annotated[str, typer.Option("--batch-size", help="Images per request, comma-separated.")] = "1",
+    payload: Annotated[Optional[str], typer.Option(
+        help="What remote backends send: jpeg, uint8, fp32 or fp32-json [default: the backend's own].")] = None,
+    precision: Annotated[str, typer.Option(help="ONNX exports to compare, comma-separated: fp32, fp16, int8.")]
+    = "fp32",
+    duration: Annotated[float, typer.Option(help="At most this many seconds of measuring per configuration.")] = 20.0,
+    window: Annotated[float, typer.Option(help="Seconds per measurement window (stable = 3 within 10%).")] = 2.0,
+    warmup: Annotated[float, typer.Option(help="Seconds of load before measuring.")] = 1.0,
+    url: Annotated[Optional[str], typer.Option(help="Server URL for remote backends [default: local ports].")] = None,
+    model_dir: Annotated[Optional[Path], typer.Option(
+        "--model-dir", envvar="PHOTODEDUP_MODEL_DIR",
+        help="ONNX export for the onnx backend [default: the default export].")] = None,
+    weights: Annotated[str, typer.Option(help="Weights for torch-local and the default ONNX export.")]
+    = config.DEFAULT_WEIGHTS,
+    all_: Annotated[bool, typer.Option("--all", help="Start our service and the local Triton server and compare "
+                                       "every backend under the same load.")] = False,
+    serialization: Annotated[bool, typer.Option(
+        "--serialization", help="Only the serialization experiment: bytes and ms per image, no server.")] = False,
+    json_file: Annotated[Optional[Path], typer.Option("--json-file", help="Also write the rows as JSON here.")] = None,
+    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Also write the rows as CSV here.")] = None,
+    plot_dir: Annotated[Optional[Path], typer.Option("--plot", help="Write throughput.png and latency.png here.")]
+    = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Load-test backends like perf_analyzer (closed loop, N in flight) and print one table.
+
+    Example: photodedup export-onnx --weights random && photodedup bench --weights random --concurrency 1,4 --duration 6
+    """
+    from rich.console import Console as _Console
+
+    from photodedup import bench as bench_lib
+    from photodedup.bench import report as render
+
+    out = _Console(width=220)
+    if serialization:
+        rows = bench_lib.serialization()
+        if json_out:
+            emit_json(rows)
+        else:
+            out.print(render.serialization_table(rows))
+        return
+    settings = bench_lib.BenchConfig(
+        backends=bench_lib.parse_list(backend, option="--backend"),
+        concurrency=bench_lib.parse_list(concurrency, int, option="--concurrency"),
+        batch_sizes=bench_lib.parse_list(batch_size, int, option="--batch-size"),
+        payload=payload, precisions=bench_lib.parse_list(precision, option="--precision"),
+        duration=duration, window=window, warmup=warmup, url=url, model_dir=model_dir, weights=weights)
+    run = bench_lib.compare if all_ else bench_lib.bench
+    with progress(quiet, "bench") as callback:
+        result = run(settings, progress=callback)
+    for path in bench_lib.save(result, json_file=json_file, csv_file=csv_file, plot_dir=plot_dir):
+        err.print(f"wrote {path}", highlight=False, markup=False)
+    if json_out:
+        emit_json(result.as_dict())
+        return
+    out.print(render.table(result.rows))
+    for line in render.error_lines(result.rows):
+        warn(line)
+    for line in result.verdicts():
+        typer.echo(line)
+
+
+@app.command("triton-config")
+def triton_config(
+    model_dir: Annotated[Optional[Path], typer.Option(
+        "--model-dir", envvar="PHOTODEDUP_MODEL_DIR", help="ONNX export [default: the default export].")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Model repository to write.")] = Path("model_repository"),
+    variant: Annotated[list[str], typer.Option(
+        "--variant", help="openclip_vit_b32 (CUDA EP), openclip_vit_b32_trt (TensorRT EP, FP16), "
+        "openclip_vit_b32_cpu (Python backend) [default: all three; repeatable].")] = [],
+    input_kind: Annotated[Optional[str], typer.Option(
+        "--input", help="uint8 or fp32: which input the export must take [default: the export's].")] = None,
+    max_batch_size: Annotated[int, typer.Option(help="Largest batch a model instance runs.")] = 64,
+    max_queue_delay_us: Annotated[int, typer.Option(help="Longest wait to fill a batch, microseconds.")] = 2000,
+    preferred_batch_size: Annotated[list[int], typer.Option(
+        "--preferred-batch-size", help="Batch sizes the dynamic batcher aims for [default: 8 16 32; repeatable].")]
+    = [],
+    instances: Annotated[int, typer.Option(help="GPU model instances (per GPU when --gpu is given).")] = 1,
+    gpu: Annotated[list[int], typer.Option("--gpu", help="GPU id for an instance group (repeatable) "
+                                           "[default: one group over all GPUs].")] = [],
+    cpu_instances: Annotated[int, typer.Option(help="Instances of the CPU (Python-backend) variant.")] = 1,
+    cpu_threads: Annotated[int, typer.Option(help="onnxruntime threads per CPU instance (0: all cores).")] = 0,
+    warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", help="Run warm-up batches at model load.")]
+    = True,
+    trt_cache_dir: Annotated[str, typer.Option(help="TensorRT engine cache, as the server sees it.")]
+    = "/trt_cache",
+    copy: Annotated[bool, typer.Option("--copy", help="Copy (or hard-link) model files instead of symlinking "
+                                       "(needed to mount the repository in a container).")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a Triton model repository (config.pbtxt per variant, validated with Triton's schema).
+
+    Example: photodedup triton-config --model-dir ~/.cache/photodedup-tests/vit-b-32-random-uint8-fp32 --out /tmp/repo
+    """
+    from photodedup.triton.config import VARIANTS, TritonOptions
+    from photodedup.triton_config import triton_config as run_triton_config
+
+    options = TritonOptions(
+        max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us,
+        preferred_batch_sizes=tuple(preferred_batch_size) or None,
+        instance_count=instances, gpus=tuple(gpu), cpu_instance_count=cpu_instances, cpu_threads=cpu_threads,
+        warmup=warmup, trt_cache_dir=trt_cache_dir)
+    summary = run_triton_config(model_dir, out, variants=tuple(variant) or VARIANTS, options=options,
+                                input_kind=input_kind, copy=copy)
+    if json_out:
+        emit_json(summary.as_dict())
+    else:
+        typer.echo(summary.render())
+
+
+@app.command("export-onnx")
+def export_onnx_cmd(
+    weights: Annotated[str, typer.Option(help="open_clip pretrained tag, a checkpoint file, or 'random'.")]
+    = config.DEFAULT_WEIGHTS,
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (dynamic quantisation).")] = "fp32",
+    input_kind: Annotated[str, typer.Option("--input", help="uint8 [N,224,224,3] (normalised in the graph) "
+                                            "or float32 [N,3,224,224] (the baseline).")] = "uint8",
+    out: Annotated[Optional[Path], typer.Option(help="Model directory [default: $PHOTODEDUP_HOME/models/"
+                                                "<model id>-<input>-<precision>].")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export ViT-B/32's image tower to ONNX, verified against PyTorch (reuses an identical export).
+
+    Example: photodedup export-onnx --weights random --precision int8
+    """
+    from photodedup.export_onnx import export_onnx, read_metadata
+    from photodedup.model import RANDOM_WARNING, is_random_weights
+
+    if is_random_weights(weights):
+        warn(RANDOM_WARNING)
+    model_dir = export_onnx(weights, precision=precision, input_kind=input_kind, out=out)
+    meta = read_metadata(model_dir)
+    if json_out:
+        emit_json({"model_dir": str(model_dir), **meta})
+    else:
+        check = ", ".join(f"{k} {v}" for k, v in meta.get("verification", {}).items())
+        typer.echo(f"{meta['model_id']} ({meta['precision']}, {meta['input_dtype']} input, opset {meta['opset']}) "
+                   f"in {model_dir}\n  verified against PyTorch: {check or 'not verified'}")
+
+
+@app.command()
+def embed(
+    backend: Annotated[str, typer.Option(help="torch-local, onnx, http-service, triton-http, triton-grpc, "
+                                         "triton-trt or auto.")] = "onnx",
+    model_dir: Annotated[Optional[Path], typer.Option(envvar="PHOTODEDUP_MODEL_DIR", help="ONNX export "
+                         "for the onnx backend [default: the export-onnx location for --weights].")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Weights (tag, checkpoint file or 'random'): picks "
+                       f"the default export for onnx, the model for torch-local [default: {config.DEFAULT_WEIGHTS}].")]
+    = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or tensorrt (onnx); cpu or cuda (torch-local).")] = "cpu",
+    threads: Annotated[int, typer.Option(help="Inference threads [default: the CPUs available].")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 32,
+    workers: Annotated[int, typer.Option(help="Processes decoding originals without a stored crop "
+                                         "[default: CPU count].")] = 0,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Embed every scanned image that has no embedding for the model yet (resumable).
+
+    Example: photodedup export-onnx --weights random && photodedup embed --weights random
+    """
+    from photodedup.embed import embed as run_embed
+    from photodedup.embed import open_backend
+    from photodedup.model import RANDOM_WARNING
+
+    engine = open_backend(backend, model_dir=model_dir, weights=weights, device=device, threads=threads or None)
+    try:
+        if getattr(engine, "is_random", False):
+            warn(RANDOM_WARNING)
+        with progress(quiet, "embed") as callback:
+            summary = run_embed(engine, catalog=catalog, batch_size=batch_size, progress=callback,
+                                workers=workers or None)
+    finally:
+        engine.close()
+    if json_out:
+        emit_json(summary.as_dict())
+    else:
+        typer.echo(summary.render())
+
+
+TrashDirOpt = Annotated[
+    Optional[Path],
+    typer.Option("--trash-dir", envvar="PHOTODEDUP_TRASH_DIR",
+                 help="Trash folder (its journal.jsonl records every move) [default: $PHOTODEDUP_HOME/trash]."),
+]
+
+
+@app.command()
+def review(
+    catalog: CatalogOpt = None,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = config.REVIEW_PORT,
+    host: Annotated[str, typer.Option(help="Address to bind (anything but loopback exposes your photos).")]
+    = "127.0.0.1",
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+    trash_dir: TrashDirOpt = None,
+    token: Annotated[Optional[str], typer.Option(envvar="PHOTODEDUP_REVIEW_TOKEN",
+                                                 help="Session token [default: a new random one each start].")]
+    = None,
+    export_labels: Annotated[Optional[Path], typer.Option(
+        "--export-labels", help="Write the decisions as labels for `photodedup eval --truth` and exit.")] = None,
+    labels_root: Annotated[Optional[Path], typer.Option(
+        "--labels-root", help="Write label paths relative to this folder [default: absolute].")] = None,
+) -> None:
+    """Serve a local page to compare duplicate groups and decide: keep, trash, not duplicates.
+
+    Example: photodedup review --port 8010 --open
+    """
+    if export_labels is not None:
+        from photodedup.review.decisions import write_labels
+
+        count = write_labels(export_labels, catalog=catalog, root=labels_root)
+        typer.echo(f"{count} labelled groups written to {export_labels}")
+        return
+    from photodedup.review.app import serve as run_review
+
+    run_review(catalog or config.default_catalog(), host=host, port=port, trash_dir=trash_dir, token=token,
+               open_browser=open_browser,
+               announce=lambda url: err.print(f"Review at {url}  (Ctrl-C to stop)", highlight=False, markup=False))
+
+
+@app.command()
+def apply(
+    catalog: CatalogOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would move; change nothing.")] = False,
+    trash_dir: TrashDirOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Move the files marked trash in review into the trash folder (never deletes; undo puts them back).
+
+    Example: photodedup apply --dry-run
+    """
+    from photodedup.apply import apply as run_apply
+
+    with progress(quiet, "check") as callback:
+        summary = run_apply(catalog, trash_dir=trash_dir, dry_run=dry_run, progress=callback)
+    if json_out:
+        emit_json(summary.as_dict())
+    else:
+        typer.echo(summary.render())
+
+
+@app.command()
+def undo(
+    paths: Annotated[Optional[list[Path]], typer.Argument(
+        help="Restore only these files (original or trash paths, or folders) [default: the whole last apply].")] = None,
+    catalog: CatalogOpt = None,
+    apply_id: Annotated[Optional[str], typer.Option("--apply", help="Restore every file of this apply id.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be restored; change nothing.")] = False,
+    trash_dir: TrashDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Put files back from the trash; never overwrites a file that has since appeared at the path.
+
+    Example: photodedup undo --dry-run
+    """
+    from photodedup.apply import undo as run_undo
+    from photodedup.errors import SafetyError
+
+    summary = run_undo(catalog, trash_dir=trash_dir, paths=paths or (), apply_id=apply_id, dry_run=dry_run)
+    if json_out:
+        emit_json(summary.as_dict())
+    else:
+        typer.echo(summary.render())
+    for refused in summary.refused:
+        warn(f"not restored {refused['path']}: {refused['reason']}")
+    if summary.refused:
+        raise typer.Exit(SafetyError.exit_code)
 
 
 # -- entry point -----------------------------------------------------------------------------------

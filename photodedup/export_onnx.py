@@ -166,19 +166,22 @@ def _torch_export(loaded, input_kind: str, path: Path) -> None:
 
 
 def _to_fp16(src: Path, dst: Path) -> None:
+    """float16 weights and activations; inputs and outputs keep their types (uint8 or float32 in,
+    float32 out); LayerNorm and the final L2 norm stay float32. onnxruntime's own converter (the
+    onnxconverter-common 1.16 one crashes on this graph with keep_io_types)."""
+    import warnings
+
     import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
 
     try:
-        from onnxconverter_common import float16
-    except ImportError as error:
-        raise ExportError("fp16 export needs onnxconverter-common",
-                          hint="pip install onnxconverter-common") from error
-    model = onnx.load(str(src))
-    # Inputs/outputs keep their types (uint8 or float32 in, float32 out); LayerNorm and the final
-    # normalisation stay float32 where float16 would overflow or lose the unit norm.
-    converted = float16.convert_float_to_float16(
-        model, keep_io_types=True, op_block_list=["LayerNormalization", "ReduceL2", "ReduceSumSquare"])
-    onnx.save(converted, str(dst))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "float32 number ... will be truncated", once per weight
+            model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True,
+                                             op_block_list=["LayerNormalization", "ReduceL2"])
+        onnx.save(model, str(dst))
+    except Exception as error:
+        raise ExportError(f"fp16 conversion failed: {error}") from error
 
 
 def _to_int8(src: Path, dst: Path) -> None:
@@ -230,9 +233,10 @@ def verify_export(model_path: Path, loaded, input_kind: str, precision: str,
     rng = np.random.default_rng(1)
     noise = rng.integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
     photos = sample_crops() if photos is None else photos
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    from photodedup.backends.onnx import session_options
+
+    session = ort.InferenceSession(str(model_path), session_options(precision),
+                                   providers=["CPUExecutionProvider"])
     reference = image_encoder(loaded, "uint8")
     result = {}
     for label, crops in (("random", noise), ("photos", photos)):

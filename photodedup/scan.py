@@ -298,8 +298,9 @@ def _inspect_image(row: dict, data: bytes, max_pixels: int) -> tuple[dict, bytes
         row["width"], row["height"] = width, height
         _read_exif(row, exif)
         image = decode_oriented(image, fast=True, shortest=DEFAULT_PREPROCESS.size)
-    row["phash"] = _signed(imagehash.phash(image))
-    row["dhash"] = _signed(imagehash.dhash(image))
+    gray = image.convert("L")  # both hashes work on grey levels: convert once
+    row["phash"] = _signed(imagehash.phash(gray))
+    row["dhash"] = _signed(imagehash.dhash(gray))
     crop = encode_jpeg(center_crop_array(image, DEFAULT_PREPROCESS))
     thumb = image.convert("RGB")
     thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR)

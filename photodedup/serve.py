@@ -17,7 +17,7 @@ from photodedup.backends import get_backend
 from photodedup.backends.base import Backend
 from photodedup.errors import BackendUnavailableError, BadInputError, PhotodedupError
 from photodedup.preprocess import DEFAULT_PREPROCESS, PreprocessConfig
-from photodedup.service import ServiceSettings, create_app
+from photodedup.service.app import ServiceSettings, create_app
 
 log = logging.getLogger(__name__)
 

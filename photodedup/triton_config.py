@@ -8,15 +8,14 @@ Every written config is parsed back with Triton's schema before the function ret
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from photodedup import config as app_config
 from photodedup.errors import BadInputError, ModelNotFoundError
+from photodedup.export_onnx import read_metadata
 from photodedup.triton import config as tc
 
 log = logging.getLogger(__name__)
@@ -49,14 +48,11 @@ class TritonConfigSummary:
         return "\n".join(lines)
 
 
-def resolve_model_dir(model_dir: Path | None, input_kind: str = "uint8") -> Path:
-    """The export to use: the argument, else ``$PHOTODEDUP_MODEL_DIR``, else the default export."""
-    if model_dir is None and (env := os.environ.get("PHOTODEDUP_MODEL_DIR")):
-        model_dir = Path(env).expanduser()
-    if model_dir is None:
-        from photodedup.export_onnx import default_export_dir
+def find_export(model_dir: Path | None, input_kind: str = "uint8") -> Path:
+    """The export to use (see ``backends.onnx.resolve_model_dir``), checked to hold every model file."""
+    from photodedup.backends.onnx import resolve_model_dir
 
-        model_dir = default_export_dir(app_config.DEFAULT_WEIGHTS, "fp32", input_kind)
+    model_dir = resolve_model_dir(model_dir, input_kind=input_kind)
     missing = [name for name in MODEL_FILES if not (model_dir / name).is_file()]
     if missing:
         raise ModelNotFoundError(f"no ONNX export in {model_dir} (missing {', '.join(missing)})",
@@ -75,11 +71,11 @@ def triton_config(
 ) -> TritonConfigSummary:
     """Generate (and validate) ``config.pbtxt`` for each variant and put the model files beside it."""
     options = (options or tc.TritonOptions()).check()
-    model_dir = resolve_model_dir(model_dir, input_kind or "uint8").resolve()
-    metadata = json.loads((model_dir / "metadata.json").read_text())
+    model_dir = find_export(model_dir, _dtype_of(input_kind or "uint8")).resolve()
+    metadata = read_metadata(model_dir)
     if input_kind and metadata.get("input_dtype") != _dtype_of(input_kind):
         raise BadInputError(f"--input {input_kind} was asked for, but {model_dir} takes {metadata.get('input_dtype')}",
-                            hint=f"export that variant: photodedup export-onnx --input {input_kind}")
+                            hint=f"export that variant: photodedup export-onnx --input {_dtype_of(input_kind)}")
     summary = TritonConfigSummary(out, model_dir, metadata.get("model_id", "unknown"), metadata.get("input_dtype", "?"),
                                   "copied" if copy else "symlinked")
     for variant in variants:

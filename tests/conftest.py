@@ -39,3 +39,162 @@ def tiny_library(tmp_path) -> dict:
     from photodedup.sample_library import make_library
 
     return make_library(tmp_path / "lib", originals=4, megapixels=0.3, seed=0)
+
+
+# -- real server processes (shared: the service and Triton tests) ---------------------------------------
+class ServerProcess:
+    """A server started as a real subprocess; its stdout and stderr go to a log file."""
+
+    def __init__(self, cmd: list[str], url: str, log_path: Path, env: dict | None = None) -> None:
+        import subprocess
+
+        self.cmd, self.url, self.log_path = cmd, url, log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
+                                     cwd=Path(__file__).resolve().parent.parent)
+
+    def output(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_until_responds(self, url: str, timeout: float) -> None:
+        """Poll ``url`` until it answers 200; fail at once with the output if the process died."""
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"{' '.join(self.cmd)} exited with {self.proc.returncode} before {url} answered:\n"
+                            f"{self.output()}", pytrace=False)
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        pytest.fail(f"{url} did not answer 200 within {timeout} s; output:\n{self.output()}", pytrace=False)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM (graceful), then SIGKILL after ``timeout``; returns the exit code."""
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+class ServerProcesses:
+    """Start servers on free loopback ports; whatever a test leaves running is stopped at session end."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[ServerProcess] = []
+
+    @staticmethod
+    def free_port() -> int:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    def start(self, cmd: list[str], url: str, *, timeout: float = 120.0, env: dict | None = None) -> ServerProcess:
+        """Start ``cmd`` and return once ``url`` answers 200 (``pytest.fail`` with its output otherwise)."""
+        server = ServerProcess(cmd, url, self.log_dir / f"server-{len(self.started)}.log", env)
+        self.started.append(server)
+        server.wait_until_responds(url, timeout)
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.started:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def server_processes(tmp_path_factory):
+    """``server_processes.start(cmd, url, timeout=...)`` and ``server_processes.free_port()``."""
+    processes = ServerProcesses(tmp_path_factory.mktemp("servers"))
+    yield processes
+    processes.stop_all()
+
+
+# -- review, apply, undo ---------------------------------------------------------------------------------
+@pytest.fixture
+def review_library(tmp_path) -> dict:
+    """A scanned mini library with two hand-made groups in the catalog (as ``photodedup group`` stores them).
+
+    Group A: a.jpg (keeper), a_copy.jpg (exact copy), a_small.jpg (resized). Group B: b.jpg (keeper),
+    b_q70.jpg (re-encoded). Plus c.jpg in no group. Returns {root, catalog, trash, paths, ids, groups}.
+    """
+    import json
+    import shutil
+    import time
+
+    from PIL import Image
+
+    from helpers import write_photo
+    from photodedup.catalog import Catalog
+    from photodedup.scan import scan
+
+    root = tmp_path / "photos"
+    a = write_photo(root / "2019" / "a.jpg", size=(400, 300), pattern=1)
+    (root / "2019" / "copies").mkdir()
+    shutil.copyfile(a, root / "2019" / "copies" / "a_copy.jpg")
+    Image.open(a).resize((200, 150)).save(root / "a_small.jpg", quality=90)
+    b = write_photo(root / "b.jpg", size=(360, 240), color=(20, 90, 160), pattern=2)
+    Image.open(b).save(root / "b_q70.jpg", quality=70)
+    write_photo(root / "c.jpg", size=(300, 300), color=(200, 200, 40), pattern=3)
+    catalog = tmp_path / "catalog.sqlite"
+    scan([root], catalog=catalog, workers=1)
+    names = ["2019/a.jpg", "2019/copies/a_copy.jpg", "a_small.jpg", "b.jpg", "b_q70.jpg", "c.jpg"]
+    paths = {n: str(root / n) for n in names}
+    with Catalog(catalog) as cat:
+        ids = {n: cat.conn.execute("SELECT id FROM files WHERE path = ?", (p,)).fetchone()[0] for n, p in paths.items()}
+        with cat.transaction() as conn:
+            run = conn.execute("INSERT INTO group_runs (created_at, params) VALUES (?, ?)",
+                               (time.time(), json.dumps({"method": "fixture"}))).lastrowid
+            groups = {}
+            for label, kind, keeper, members in [
+                ("A", "mixed", "2019/a.jpg", [("2019/a.jpg", "exact", 1.0), ("2019/copies/a_copy.jpg", "exact", 1.0),
+                                              ("a_small.jpg", "perceptual", 0.953)]),
+                ("B", "perceptual", "b.jpg", [("b.jpg", "perceptual", 1.0), ("b_q70.jpg", "perceptual", 0.969)]),
+            ]:
+                gid = conn.execute("INSERT INTO groups (run_id, kind, keeper_id, keeper_reason) VALUES (?, ?, ?, ?)",
+                                   (run, kind, ids[keeper], "largest resolution")).lastrowid
+                conn.executemany("INSERT INTO group_members VALUES (?, ?, ?, ?)",
+                                 [(gid, ids[n], evidence, score) for n, evidence, score in members])
+                groups[label] = gid
+    return {"root": root, "catalog": catalog, "trash": tmp_path / "trash", "paths": paths, "ids": ids,
+            "groups": groups}
+
+
+# -- a real Triton server (nvidia-pytriton's tritonserver here), serving the CPU variant ----------------
+@pytest.fixture(scope="session")
+def triton_server(onnx_model_dir, server_processes, tmp_path_factory) -> dict:
+    """``photodedup serve --engine triton`` on free ports with the CPU (Python-backend) variant of the
+    real export; yields ``{"http": host:port, "grpc": host:port, "metrics": url, "repository": path}``."""
+    import sys
+
+    from photodedup.triton.config import CPU_MODEL
+    from photodedup.triton_config import triton_config
+
+    repository = tmp_path_factory.mktemp("triton") / "model_repository"
+    triton_config(onnx_model_dir, repository, variants=(CPU_MODEL,))
+    http, grpc, metrics = (server_processes.free_port() for _ in range(3))
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "photodedup", "serve", "--engine", "triton", "--model-repository", str(repository),
+           "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
+    server = server_processes.start(cmd, f"http://127.0.0.1:{http}/v2/models/{CPU_MODEL}/ready", timeout=240, env=env)
+    yield {"http": f"127.0.0.1:{http}", "grpc": f"127.0.0.1:{grpc}", "metrics": f"http://127.0.0.1:{metrics}/metrics",
+           "repository": repository, "process": server}
+    server.stop()

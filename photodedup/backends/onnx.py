@@ -47,6 +47,23 @@ def resolve_model_dir(model_dir: Path | None = None, *, weights: str | None = No
     return default_export_dir(weights or config.DEFAULT_WEIGHTS, precision, input_kind)
 
 
+def session_options(precision: str = "fp32", threads: int | None = None, *, device: str = "cpu"):
+    """onnxruntime session options: ``threads`` intra-op threads (default: the CPUs we may use),
+    sequential execution, all graph optimisations, except for fp16 on the CPU, where onnxruntime
+    1.32's layout optimisations crash while loading the session (extended level is safe)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    level = ort.GraphOptimizationLevel
+    options.graph_optimization_level = (level.ORT_ENABLE_EXTENDED if precision == "fp16" and device == "cpu"
+                                        else level.ORT_ENABLE_ALL)
+    options.log_severity_level = 3
+    return options
+
+
 class OnnxBackend:
     """Embeds uint8 crops with an exported ViT-B/32 through onnxruntime."""
 
@@ -87,12 +104,7 @@ class OnnxBackend:
             raise BackendUnavailableError(
                 f"onnxruntime has no {wanted} here (--device {device}); available providers: {', '.join(available)}",
                 hint="use --device cpu, or install onnxruntime-gpu on a machine with an NVIDIA GPU")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or default_threads()
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
+        options = session_options(self.metadata.get("precision", "fp32"), threads, device=device)
         self.threads = options.intra_op_num_threads
         self.device = device
         try:

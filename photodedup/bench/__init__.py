@@ -16,12 +16,10 @@ several concurrencies; ``compare.compare`` starts our service and Triton and run
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +27,16 @@ import numpy as np
 from photodedup import config
 from photodedup.bench import server_stats
 from photodedup.bench.load import describe_error, run_load
-from photodedup.bench.payloads import PAYLOADS, bytes_per_image, sample_crops
+from photodedup.bench.payloads import PAYLOADS, bytes_per_image, sample_crops, serialization_experiment
 from photodedup.bench.stats import StabilityRule
-from photodedup.errors import BadInputError, InferenceError, ModelNotFoundError, PhotodedupError
+from photodedup.errors import BadInputError, InferenceError, PhotodedupError
 from photodedup.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
 
 IN_PROCESS = ("onnx", "torch-local")
+#: The payload column of in-process rows: nothing crosses a boundary.
+IN_PROCESS_PAYLOAD = "in-process"
 #: What each remote backend can send; the first is its default.
 REMOTE_PAYLOADS = {
     "http-service": ("jpeg", "uint8"),
@@ -45,8 +45,6 @@ REMOTE_PAYLOADS = {
     "triton-trt": ("uint8", "fp32"),
     "auto": ("jpeg", "uint8"),
 }
-TRITON_MODELS = {"triton-http": "openclip_vit_b32", "triton-grpc": "openclip_vit_b32",
-                 "triton-trt": "openclip_vit_b32_trt"}
 #: Distinct crops requests are drawn from (a batch takes the next ``batch_size`` of them).
 POOL_SIZE = 64
 
@@ -87,7 +85,16 @@ class BenchReport:
     settings: dict
 
     def as_dict(self) -> dict:
-        return {"settings": self.settings, "rows": self.rows}
+        return {"settings": self.settings, "rows": self.rows, "verdicts": self.verdicts()}
+
+    def verdicts(self) -> list[str]:
+        """One line per backend on where its time goes (see ``report.verdict``)."""
+        from photodedup.bench.report import verdict
+
+        by_backend: dict[str, list[dict]] = {}
+        for row in self.rows:
+            by_backend.setdefault(row["backend"], []).append(row)
+        return [verdict(rows) for rows in by_backend.values()]
 
 
 @dataclass
@@ -124,9 +131,9 @@ def run_targets(targets: list[Target], settings: BenchConfig, *, progress: Progr
         try:
             if target.error is not None:
                 raise target.error
-            backend = backend_factory(target.name, **accepted_options(target))
+            backend = backend_factory(target.name, **target.options)
         except Exception as error:  # the row says why; the other backends still run
-            log.warning("backend %s could not start: %s", target.label, error)
+            log.info("backend %s could not start: %s", target.label, error)
             if isinstance(error, PhotodedupError):
                 start_failures.append(error)
             for batch_size, concurrency in itertools.product(settings.batch_sizes, settings.concurrency):
@@ -151,69 +158,40 @@ def plan_targets(name: str, settings: BenchConfig) -> list[Target]:
             raise BadInputError(f"{name} runs in this process; payload {settings.payload!r} means nothing to it",
                                 hint="in-process backends take --payload uint8 or fp32 (a float32-input export)")
         if name == "torch-local":
-            return [Target(name, name, {"weights": settings.weights}, "none")]
-        input_kind = "float32" if settings.payload == "fp32" else "uint8"
+            return [Target(name, name, {"weights": settings.weights}, IN_PROCESS_PAYLOAD)]
         targets = []
         for precision in settings.precisions:
-            model_dir = onnx_model_dir(settings, precision, input_kind)
-            missing = None if (model_dir / "model.onnx").exists() else ModelNotFoundError(
-                f"no ONNX export at {model_dir}",
-                hint=f"run: photodedup export-onnx --weights {settings.weights} --precision {precision} "
-                     f"--input {input_kind}, or pass --model-dir")
+            options = {"weights": settings.weights, "precision": precision}
+            if settings.model_dir is not None and len(settings.precisions) == 1:
+                options["model_dir"] = settings.model_dir
+            elif settings.payload == "fp32":
+                from photodedup.backends.onnx import resolve_model_dir
+
+                options["model_dir"] = resolve_model_dir(weights=settings.weights, precision=precision,
+                                                         input_kind="float32")
             label = name if len(settings.precisions) == 1 else f"onnx-{precision}"
-            targets.append(Target(label, name, {"model_dir": model_dir}, "none", error=missing))
+            targets.append(Target(label, name, options, IN_PROCESS_PAYLOAD))
         return targets
     payloads = REMOTE_PAYLOADS.get(name, ("uint8",))
     payload = settings.payload or payloads[0]
-    options = {"payload": payload}
+    options = {"payload": payload} if name in ("http-service", "auto") else {}
     if settings.url:
         options["url"] = settings.url
     unsupported = None if payload in payloads else BadInputError(
         f"{name} cannot send payload {payload!r}", hint=f"{name} sends: {', '.join(payloads)}")
-    return [Target(name, name, options, payload, snapshotter_for(name, settings.url), error=unsupported)]
+    return [Target(name, name, options, payload, server_snapshotter, error=unsupported)]
 
 
-def onnx_model_dir(settings: BenchConfig, precision: str, input_kind: str) -> Path:
-    """``--model-dir``, else the default export for the weights, precision and input kind."""
-    if settings.model_dir is not None and len(settings.precisions) == 1:
-        return Path(settings.model_dir)
-    from photodedup.export_onnx import default_export_dir
-
-    return default_export_dir(settings.weights, precision, input_kind)
-
-
-def snapshotter_for(name: str, url: str | None) -> Callable[[object], Callable[[], object] | None]:
-    """How to read server-side time for a backend, given the created backend (for its url/model)."""
-    def make(backend: object) -> Callable[[], object] | None:
-        base = getattr(backend, "url", None) or url
-        if name in ("http-service", "auto"):
-            if name == "auto" and getattr(backend, "last_backend", name) != "http-service":
-                return None
-            return server_stats.service_snapshotter(base or f"http://127.0.0.1:{config.SERVICE_PORT}")
-        if name in TRITON_MODELS:
-            if name == "triton-grpc" or not base:
-                base = f"http://127.0.0.1:{config.TRITON_HTTP_PORT}"
-            model = getattr(backend, "model_name", None) or TRITON_MODELS[name]
-            return server_stats.triton_snapshotter(base, model)
+def server_snapshotter(backend: object) -> Callable[[], object] | None:
+    """How to read the server's own timing for a created backend: Triton's statistics through the
+    backend, our service's ``/metrics`` at its URL; None when it has neither."""
+    if callable(getattr(backend, "statistics", None)):
+        return lambda: server_stats.from_triton(backend.statistics())
+    if getattr(backend, "name", "") == "auto" and getattr(backend, "remote_name", None) != "http-service":
         return None
-
-    return make
-
-
-def accepted_options(target: Target) -> dict:
-    """The target's options that its registered constructor accepts (all of them when unknown)."""
-    from photodedup.backends import _REGISTRY
-
-    if target.name not in _REGISTRY:  # a factory outside the registry (tests): pass everything
-        return dict(target.options)
-    module_name, _, attr = _REGISTRY[target.name].partition(":")
-    params = inspect.signature(getattr(importlib.import_module(module_name), attr)).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return dict(target.options)
-    kept = {k: v for k, v in target.options.items() if k in params}
-    if target.options.get("payload", "uint8") != "uint8" and "payload" not in kept:
-        raise BadInputError(f"{target.name} cannot send payload {target.options['payload']!r}")
-    return kept
+    if getattr(backend, "name", "") in ("http-service", "auto"):
+        return server_stats.service_snapshotter(backend.url)
+    return None
 
 
 def measure(backend, target: Target, pool: np.ndarray, batch_size: int, concurrency: int,
@@ -223,6 +201,11 @@ def measure(backend, target: Target, pool: np.ndarray, batch_size: int, concurre
     if limit and batch_size > limit:
         return error_row(target, batch_size, concurrency,
                          f"batch size {batch_size} is over the backend's maximum of {limit}")
+    sent = {"UINT8": "uint8", "FP32": "fp32"}.get(getattr(backend, "input_dtype", ""), target.payload)
+    if settings.payload and sent != settings.payload:
+        return error_row(target, batch_size, concurrency,
+                         f"the served model takes {sent}, not {settings.payload} (serve a matching export)")
+    target = replace(target, payload=sent)
     batches = [pool[(i * batch_size + np.arange(batch_size)) % len(pool)] for i in range(len(pool))]
     counter = itertools.count()
 
@@ -238,7 +221,8 @@ def measure(backend, target: Target, pool: np.ndarray, batch_size: int, concurre
                       max_s=settings.duration, rule=settings.rule, snapshot=target.snapshot(backend))
     row = base_row(target, batch_size, concurrency)
     row.update(result.summary())
-    row["bytes_per_image"] = 0.0 if target.payload == "none" else bytes_per_image(target.payload, batches[0])
+    row["bytes_per_image"] = 0.0 if target.payload == IN_PROCESS_PAYLOAD else bytes_per_image(
+        target.payload, batches[0])
     window = result.server_window()
     breakdown = server_stats.breakdown(*window) if window else {}
     row.update({key: breakdown.get(key) for key in (*server_stats.BREAKDOWN_FIELDS, "server_batch")})
@@ -269,4 +253,42 @@ def settings_dict(settings: BenchConfig) -> dict:
             "stability": f"last {settings.rule.windows} windows within {settings.rule.tolerance:.0%}"}
 
 
-__all__ = ["BenchConfig", "BenchReport", "Target", "bench", "run_targets"]
+def serialization(count: int = 16, *, repeats: int = 3) -> list[dict]:
+    """The serialization experiment on ``count`` photo-like crops (see ``payloads``); no server."""
+    return serialization_experiment(sample_crops(count, seed=0), repeats=repeats)
+
+
+def compare(settings: BenchConfig, *, progress: ProgressCallback = no_progress) -> BenchReport:
+    """``bench --all``: start our service and Triton locally, run the same load on each (``compare.py``)."""
+    from photodedup.bench.compare import compare as run_compare
+
+    return run_compare(settings, progress=progress)
+
+
+def parse_list(text: str | None, kind: type = str, *, option: str = "option") -> tuple:
+    """``"1,4, 8"`` -> ``(1, 4, 8)``; a BadInputError naming ``option`` for a bad item."""
+    items = [item.strip() for item in (text or "").split(",") if item.strip()]
+    try:
+        return tuple(kind(item) for item in items)
+    except ValueError:
+        raise BadInputError(f"{option} takes a comma-separated list of {kind.__name__}s, got {text!r}") from None
+
+
+def save(report: BenchReport, *, json_file: Path | None = None, csv_file: Path | None = None,
+         plot_dir: Path | None = None) -> list[Path]:
+    """Write the report's JSON, CSV and PNG plots where asked; return the paths written."""
+    from photodedup.bench import report as render
+
+    written = []
+    if json_file:
+        written.append(render.write_json({**report.as_dict(), "rows": [render.ordered(r) for r in report.rows]},
+                                         json_file))
+    if csv_file:
+        written.append(render.write_csv(report.rows, csv_file))
+    if plot_dir:
+        written.extend(render.write_plots(report.rows, plot_dir))
+    return written
+
+
+__all__ = ["BenchConfig", "BenchReport", "Target", "bench", "compare", "parse_list", "run_targets", "save",
+           "serialization"]

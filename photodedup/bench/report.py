@@ -10,13 +10,12 @@ from pathlib import Path
 
 from rich.table import Table
 
-#: CSV/JSON columns, in order (rows may carry more; they follow these).
+#: CSV/JSON columns, in order: the issue's minimum first (rows may carry more; they follow these).
 ROW_FIELDS = (
-    "backend", "payload", "concurrency", "batch_size", "images_per_second", "requests_per_second",
-    "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "mean_ms", "errors", "bytes_per_image",
-    "client_cpu_percent", "server_ms", "queue_ms", "compute_input_ms", "compute_infer_ms",
-    "compute_output_ms", "outside_server_ms", "server_batch", "stable", "windows", "measured_seconds",
-    "requests", "error", "model_id",
+    "backend", "payload", "concurrency", "batch_size", "images_per_second", "p50_ms", "p95_ms", "p99_ms",
+    "errors", "bytes_per_image", "requests_per_second", "p90_ms", "max_ms", "mean_ms", "client_cpu_percent",
+    "server_ms", "queue_ms", "compute_input_ms", "compute_infer_ms", "compute_output_ms", "outside_server_ms",
+    "server_batch", "stable", "windows", "measured_seconds", "requests", "error", "model_id",
 )
 
 _COLUMNS = (  # (heading, key, format)

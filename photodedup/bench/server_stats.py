@@ -1,6 +1,6 @@
 """Server-side time, read before and after a measurement, so a table can show where time goes.
 
-Two sources, one shape. Triton's statistics extension (``GET /v2/models/<m>/stats``) gives cumulative
+Two sources, one shape. Triton's statistics extension (read by the Triton backends' ``statistics()``) gives cumulative
 counts and nanoseconds for queue, compute input, compute infer and compute output per request. Our
 service's ``GET /metrics`` (Prometheus text) gives histograms of request duration, decode (its
 compute input), queue wait and model-call time. ``breakdown(before, after)`` turns two snapshots into
@@ -10,6 +10,7 @@ compute_output_ms`` and ``server_requests``, ``server_batch`` (images per model 
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
@@ -47,20 +48,11 @@ def breakdown(before: Snapshot | None, after: Snapshot | None) -> dict[str, floa
     return out
 
 
-def parse_triton_stats(data: dict, model: str) -> Snapshot:
-    """A snapshot from Triton's statistics JSON for ``model`` (summed over its versions)."""
-    parts: dict[str, tuple[float, float]] = {}
-    images = executions = 0.0
-    for stats in data.get("model_stats", []):
-        if stats.get("name") != model:
-            continue
-        images += float(stats.get("inference_count", 0))
-        executions += float(stats.get("execution_count", 0))
-        for key, part in _TRITON_PARTS.items():
-            entry = stats.get("inference_stats", {}).get(key, {})
-            seconds, count = parts.get(part, (0.0, 0.0))
-            parts[part] = (seconds + float(entry.get("ns", 0)) / 1e9, count + float(entry.get("count", 0)))
-    return Snapshot(parts, images, executions)
+def from_triton(stats: dict) -> Snapshot:
+    """A snapshot from the Triton backends' ``statistics()`` (``backends.triton.parse_statistics``)."""
+    parts = {part: (stats.get(f"{stage}_ns", 0) / 1e9, stats.get(f"{stage}_count", 0))
+             for stage, part in _TRITON_PARTS.items()}
+    return Snapshot(parts, stats.get("inference_count", 0), stats.get("execution_count", 0))
 
 
 def parse_prometheus(text: str) -> dict[tuple[str, str], float]:
@@ -96,28 +88,16 @@ def parse_service_metrics(text: str, endpoint: str = "/embed") -> Snapshot:
     return Snapshot(parts, images, executions)
 
 
-def triton_snapshotter(url: str, model: str, timeout: float = 5.0):
-    """A callable reading Triton's statistics for ``model`` from its HTTP endpoint ``url``."""
-    import httpx
-
-    base = url if "://" in url else f"http://{url}"
-
-    def snapshot() -> Snapshot:
-        response = httpx.get(f"{base.rstrip('/')}/v2/models/{model}/stats", timeout=timeout)
-        response.raise_for_status()
-        return parse_triton_stats(response.json(), model)
-
-    return snapshot
-
-
 def service_snapshotter(url: str, timeout: float = 5.0):
     """A callable reading our service's ``/metrics`` at ``url``."""
     import httpx
 
     base = url if "://" in url else f"http://{url}"
+    token = os.environ.get("PHOTODEDUP_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def snapshot() -> Snapshot:
-        response = httpx.get(f"{base.rstrip('/')}/metrics", timeout=timeout)
+        response = httpx.get(f"{base.rstrip('/')}/metrics", headers=headers, timeout=timeout)
         response.raise_for_status()
         return parse_service_metrics(response.text)
 

@@ -1,9 +1,6 @@
-"""The HTTP inference service (``photodedup serve``): FastAPI app, dynamic batcher, limits, metrics.
+"""The HTTP inference service (``photodedup serve``): FastAPI app (``app.py``), dynamic batcher
+(``batcher.py``), request limits and decoding (``limits.py``), Prometheus metrics (``metrics.py``).
 
-Depends on the backends and the preprocessing, never on the catalog.
+Depends on the backends and the preprocessing, never on the catalog. Import the submodules directly;
+this package imports nothing, so the batcher and limits load without FastAPI.
 """
-
-from photodedup.service.app import ServiceSettings, create_app
-from photodedup.service.limits import Limits
-
-__all__ = ["Limits", "ServiceSettings", "create_app"]

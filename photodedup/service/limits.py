@@ -143,8 +143,3 @@ def encode_npy(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()
-
-
-def read_npy(data: bytes) -> np.ndarray:
-    """``.npy`` bytes -> array, never unpickling."""
-    return np.load(io.BytesIO(data), allow_pickle=False)

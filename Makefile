@@ -1,0 +1,35 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both install from scratch.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LIB ?= sample-library
+CATALOG ?= $(LIB).sqlite
+
+.PHONY: install system-deps demo test lint bench clean
+
+$(BIN)/photodedup: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	# PyTorch for export-onnx and torch-local: these versions install from this machine's disk.
+	$(BIN)/pip install torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -e '.[all,dev]'
+	touch $@
+
+install: $(BIN)/photodedup
+
+# Debian packages the tests use: Chromium for the review page's browser test, kubectl for kustomize.
+system-deps:
+	./.ci/system-deps
+
+demo: install
+	@test -d $(LIB) || $(BIN)/photodedup sample-library $(LIB) --originals 24 --megapixels 12
+	$(BIN)/photodedup run $(LIB) --catalog $(CATALOG) --weights random --report $(LIB)-report.html
+
+test: install system-deps
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check photodedup tests benchmarks
+
+clean:
+	rm -rf $(VENV) $(LIB) $(CATALOG) $(CATALOG)-wal $(CATALOG)-shm $(LIB)-report.html

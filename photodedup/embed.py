@@ -1,0 +1,227 @@
+"""``photodedup embed``: an embedding for every scanned image that has none for the backend's model.
+
+The model crop that ``scan`` stored (JPEG bytes, ``PreprocessConfig.spec``) is decoded (about 1 ms);
+only files without a crop of the right spec are decoded from the original, at reduced DCT scale, in
+worker processes. Batches are assembled ahead of inference in a background thread, so reading and
+decoding overlap with the model. Each batch is committed in one transaction with
+``Catalog.add_embeddings``: a run killed at any moment resumes with what is left, redoing nothing.
+Files that cannot be decoded are recorded as per-file errors for the model and counted, never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from photodedup import config
+from photodedup.backends import Backend, embed_batches, get_backend
+from photodedup.catalog import Catalog
+from photodedup.preprocess import DEFAULT_PREPROCESS, PreprocessConfig, crop_from_source, decode_crop
+from photodedup.progress import ProgressCallback, no_progress
+
+log = logging.getLogger(__name__)
+
+#: Batches assembled ahead of the one being embedded.
+PREFETCH = 2
+
+
+@dataclass
+class EmbedSummary:
+    """What an embed run did. ``skipped``: OK files that already had an embedding (or error) for
+    the model; ``errors``: files recorded with an error in this run. ``timings`` are seconds spent
+    per stage (read: catalog reads; decode: crops and originals, overlapped with infer; infer; write)."""
+
+    embedded: int = 0
+    skipped: int = 0
+    errors: int = 0
+    from_crops: int = 0
+    from_originals: int = 0
+    backend: str = ""
+    model: str = ""
+    is_random: bool = False
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=lambda: {"read": 0.0, "decode": 0.0, "infer": 0.0, "write": 0.0})
+    catalog: str = ""
+
+    @property
+    def images_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        data = asdict(self) | {"images_per_second": round(self.images_per_second, 1)}
+        data["seconds"] = round(self.seconds, 3)
+        data["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
+        return data
+
+    def render(self) -> str:
+        t = self.timings
+        return "\n".join([
+            f"Embedded {self.embedded} images in {self.seconds:.1f}s ({self.images_per_second:.1f} images/s) "
+            f"with {self.backend}, model {self.model}",
+            f"  skipped {self.skipped} (already embedded), errors {self.errors}, "
+            f"from stored crops {self.from_crops}, decoded from originals {self.from_originals}",
+            f"  time: read {t['read']:.1f}s, decode {t['decode']:.1f}s (overlapped), "
+            f"infer {t['infer']:.1f}s, write {t['write']:.1f}s",
+            f"Catalog: {self.catalog}",
+        ])
+
+
+def open_backend(name: str = "onnx", *, model_dir: Path | None = None, weights: str | None = None,
+                 device: str = "cpu", threads: int | None = None, seed: int = 0) -> Backend:
+    """Create a backend from ``embed``'s options (each backend takes the ones it understands)."""
+    if name == "onnx":
+        return get_backend(name, model_dir=model_dir, weights=weights, device=device, threads=threads)
+    if name == "torch-local":
+        return get_backend(name, weights=weights or config.DEFAULT_WEIGHTS, device=device, seed=seed,
+                           threads=threads)
+    return get_backend(name)
+
+
+def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: int = 32,
+          progress: ProgressCallback | None = None, workers: int | None = None) -> EmbedSummary:
+    """Embed every OK file in the catalog that has no embedding for ``backend.model_id``."""
+    progress = progress or no_progress
+    start = time.perf_counter()
+    batch_size = max(1, int(batch_size))
+    preprocess: PreprocessConfig = getattr(backend, "preprocess", DEFAULT_PREPROCESS)
+    summary = EmbedSummary(backend=backend.name, model=backend.model_id,
+                           is_random=bool(getattr(backend, "is_random", "/random" in backend.model_id)))
+    with Catalog(catalog) as cat:
+        summary.catalog = str(cat.path)
+        weights = backend.model_id.split("/", 1)[-1]
+        cat.register_model(backend.model_id, weights="random" if summary.is_random else weights,
+                           is_random=summary.is_random, dim=config.EMBEDDING_DIM)
+        todo = cat.files_without_embedding(backend.model_id)
+        summary.skipped = cat.counts().get("ok", 0) - len(todo)
+        total = len(todo)
+        progress(0, total)
+        if not todo:
+            summary.seconds = time.perf_counter() - start
+            return summary
+        with _Assembler(cat, preprocess, summary, workers) as assembler:
+            metas: deque[tuple[list[int], dict[int, str]]] = deque()
+            pending_errors: dict[int, str] = {}
+
+            def batches() -> Iterator[np.ndarray]:
+                for ids, images, errors in assembler.assemble(todo, batch_size):
+                    pending_errors.update(errors)
+                    if len(ids):
+                        metas.append((ids, dict(pending_errors)))
+                        pending_errors.clear()
+                        yield images
+
+            done = 0
+            for result in embed_batches(backend, batches()):
+                ids, errors = metas.popleft()
+                summary.timings["infer"] += result.seconds
+                _write(cat, summary, backend, ids, result.embeddings, errors, result.backend)
+                done += len(ids) + len(errors)
+                progress(done, total)
+            if pending_errors:  # failures after the last good image
+                _write(cat, summary, backend, [], None, pending_errors, backend.name)
+                done += len(pending_errors)
+                progress(done, total)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _write(cat: Catalog, summary: EmbedSummary, backend: Backend, ids: list[int],
+           vectors: np.ndarray | None, errors: dict[int, str], used: str) -> None:
+    started = time.perf_counter()
+    cat.add_embeddings(backend.model_id, ids, vectors, backend=used, errors=errors)
+    summary.timings["write"] += time.perf_counter() - started
+    summary.embedded += len(ids)
+    summary.errors += len(errors)
+
+
+class _Assembler:
+    """Turns catalog rows into ``(file_ids, uint8 [n,224,224,3], errors)`` batches, ``PREFETCH``
+    batches ahead: stored crops decoded in a thread, originals in worker processes."""
+
+    def __init__(self, cat: Catalog, preprocess: PreprocessConfig, summary: EmbedSummary,
+                 workers: int | None) -> None:
+        self.cat = cat
+        self.preprocess = preprocess
+        self.summary = summary
+        self.workers = workers or os.cpu_count() or 1
+        self.threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-decode")
+        self.processes: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> _Assembler:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.threads.shutdown(wait=True, cancel_futures=True)
+        if self.processes:
+            self.processes.shutdown(wait=True, cancel_futures=True)
+
+    def assemble(self, rows: Sequence, batch_size: int) -> Iterator[tuple[list[int], np.ndarray, dict[int, str]]]:
+        chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+        futures: deque[Future] = deque()
+        for chunk in chunks:
+            futures.append(self._submit(chunk))
+            if len(futures) > PREFETCH:
+                yield futures.popleft().result()
+        while futures:
+            yield futures.popleft().result()
+
+    def _submit(self, chunk: Sequence) -> Future:
+        """Read the stored crops here (the catalog connection stays in this thread), decode in a thread."""
+        started = time.perf_counter()
+        ids = [row["id"] for row in chunk]
+        stored = self.cat.crops(ids, self.preprocess.spec)
+        self.summary.timings["read"] += time.perf_counter() - started
+        missing = [(row["id"], row["path"]) for row in chunk if row["id"] not in stored]
+        originals = None
+        if missing:
+            if self.processes is None and self.workers > 1:
+                self.processes = ProcessPoolExecutor(max_workers=self.workers)
+            jobs = [(path, self.preprocess) for _, path in missing]
+            originals = (self.processes.map(_decode_original, jobs) if self.processes
+                         else map(_decode_original, jobs))
+        return self.threads.submit(self._decode, ids, stored, missing, originals)
+
+    def _decode(self, ids, stored: dict[int, bytes], missing, originals):
+        started = time.perf_counter()
+        crops: dict[int, np.ndarray] = {}
+        errors: dict[int, str] = {}
+        for file_id, data in stored.items():
+            try:
+                crops[file_id] = decode_crop(data)
+                self.summary.from_crops += 1
+            except (OSError, SyntaxError, ValueError) as error:  # a damaged stored crop: use the original
+                log.warning("stored crop of file %s is unreadable (%s)", file_id, error)
+                errors[file_id] = f"stored crop unreadable: {error}"
+        if originals is not None:
+            for (file_id, path), (crop, reason) in zip(missing, originals):
+                if crop is None:
+                    errors[file_id] = reason
+                else:
+                    crops[file_id] = crop
+                    self.summary.from_originals += 1
+        good = [i for i in ids if i in crops]
+        images = np.stack([crops[i] for i in good]) if good else np.zeros((0, 224, 224, 3), np.uint8)
+        self.summary.timings["decode"] += time.perf_counter() - started
+        return good, images, errors
+
+
+def _decode_original(job: tuple[str, PreprocessConfig]) -> tuple[np.ndarray | None, str]:
+    """Worker: the model crop of one original (fast draft path), or ``(None, reason)``."""
+    path, preprocess = job
+    try:
+        return crop_from_source(path, preprocess, fast=True), ""
+    except FileNotFoundError:
+        return None, "file vanished since the scan"
+    except Image.DecompressionBombError as error:
+        return None, f"refused before decoding: {error}"
+    except Exception as error:  # noqa: BLE001 - any decoder failure is data about this file
+        return None, f"cannot decode: {type(error).__name__}: {error}"

@@ -1,0 +1,214 @@
+"""The review web app (FastAPI): one page of plain HTML/CSS/JS, a small JSON API, images by file id.
+
+Security: files are reached only by catalog id (no path parameter exists); the server binds to
+loopback by default and rejects a Host header that is not the address it serves (DNS rebinding);
+every request needs the per-session token, which the URL printed at start hands to the browser as
+an HttpOnly, SameSite=Strict cookie; state-changing requests must also carry it in the
+``X-Photodedup-Token`` header (403 otherwise), which a cross-site form or image cannot send.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from pathlib import Path
+
+from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from PIL import Image
+
+from photodedup import apply as apply_mod
+from photodedup.catalog import Catalog
+from photodedup.errors import BadInputError, PhotodedupError
+from photodedup.preprocess import encode_jpeg, load_oriented
+from photodedup.review import decisions
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+TOKEN_HEADER = "X-Photodedup-Token"
+_BROWSER_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
+_STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+_SAFE_METHODS = {"GET", "HEAD"}
+_THUMB = 320
+
+
+def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
+               allowed_hosts: set[str] | None = None, cookie: str = "photodedup_review") -> FastAPI:
+    """The app for one catalog. ``allowed_hosts``: accepted Host headers (None accepts any)."""
+    app = FastAPI(title="photodedup review", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def open_catalog() -> Catalog:
+        return Catalog(catalog, create=False)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        host = (request.headers.get("host") or "").lower()
+        if allowed_hosts is not None and host not in allowed_hosts:
+            return JSONResponse({"error": f"unexpected Host header {host!r}"}, status_code=400)
+        if request.url.path == "/healthz":
+            return JSONResponse({"ok": True})
+        if request.url.path == "/" and "token" in request.query_params:
+            if not secrets.compare_digest(request.query_params["token"], token):
+                return _forbidden("wrong session token")
+            redirect = RedirectResponse("/", status_code=303)
+            redirect.set_cookie(cookie, token, httponly=True, samesite="strict", path="/")
+            return redirect
+        if not secrets.compare_digest(request.cookies.get(cookie, ""), token) and \
+                not secrets.compare_digest(request.headers.get(TOKEN_HEADER, ""), token):
+            return _forbidden("missing session token: open the URL that `photodedup review` printed")
+        if request.method not in _SAFE_METHODS and \
+                not secrets.compare_digest(request.headers.get(TOKEN_HEADER, ""), token):
+            return _forbidden(f"missing {TOKEN_HEADER} header on a state-changing request")
+        response = await call_next(request)
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self'; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+        return response
+
+    @app.exception_handler(PhotodedupError)
+    async def photodedup_error(request: Request, error: PhotodedupError):
+        status = 404 if str(error).startswith("no group") else 409 if error.exit_code == 10 else 400
+        return JSONResponse({"error": str(error), "hint": error.hint}, status_code=status)
+
+    # -- page and static files ---------------------------------------------------------------------
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> HTMLResponse:
+        page = (STATIC / "index.html").read_text().replace("{{token}}", token)
+        return HTMLResponse(page)
+
+    @app.get("/static/{name}")
+    def static(name: str) -> FileResponse:
+        path = STATIC / name
+        if name not in {p.name for p in STATIC.iterdir()} or path.suffix not in _STATIC_TYPES:
+            raise HTTPException(404, "not found")
+        return FileResponse(path, media_type=_STATIC_TYPES[path.suffix], headers={"Cache-Control": "no-cache"})
+
+    # -- reading -----------------------------------------------------------------------------------
+    @app.get("/api/overview")
+    def overview(kind: str | None = None, sort: str = "size") -> dict:
+        with open_catalog() as cat:
+            return decisions.overview(cat, kind=kind or None, sort=sort)
+
+    @app.get("/api/groups/{group_id}")
+    def group(group_id: int) -> dict:
+        with open_catalog() as cat:
+            return decisions.find_group(cat, group_id).detail()
+
+    @app.get("/api/labels")
+    def labels(root: str | None = Query(None)) -> JSONResponse:
+        with open_catalog() as cat:
+            data = decisions.labels(cat, root=Path(root) if root else None)
+        return JSONResponse(data, headers={"Content-Disposition": 'attachment; filename="labels.json"'})
+
+    @app.get("/files/{file_id}/thumb")
+    def thumb(file_id: int) -> Response:
+        with open_catalog() as cat:
+            row = cat.file(file_id)
+            data = cat.thumb(file_id) if row is not None else None
+        if row is None:
+            raise HTTPException(404, "no such file in the catalog")
+        if data is None:
+            data = _render(row, longest=_THUMB)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/files/{file_id}/image")
+    def image(file_id: int) -> Response:
+        with open_catalog() as cat:
+            row = cat.file(file_id)
+        if row is None:
+            raise HTTPException(404, "no such file in the catalog")
+        path = Path(row["path"])
+        if row["status"] != "ok" or not path.is_file():
+            raise HTTPException(404, f"{row['path']} is not available ({row['status']})")
+        if row["format"] in _BROWSER_FORMATS and _orientation(path) == 1:
+            return FileResponse(path, media_type=_BROWSER_FORMATS[row["format"]])
+        return Response(_render(row), media_type="image/jpeg")
+
+    # -- deciding and acting (token header required) -----------------------------------------------
+    @app.post("/api/groups/{group_id}/keep")
+    def keep(group_id: int, file_id: int = Body(..., embed=True)) -> dict:
+        with open_catalog() as cat:
+            return decisions.keep_one(cat, group_id, file_id).detail()
+
+    @app.post("/api/groups/{group_id}/decision")
+    def decide(group_id: int, file_id: int = Body(...), action: str | None = Body(None)) -> dict:
+        with open_catalog() as cat:
+            return decisions.decide(cat, group_id, file_id, action).detail()
+
+    @app.post("/api/groups/{group_id}/not-duplicates")
+    def not_duplicates(group_id: int, value: bool = Body(True, embed=True)) -> dict:
+        with open_catalog() as cat:
+            return decisions.not_duplicates(cat, group_id, value).detail()
+
+    @app.post("/api/groups/{group_id}/reset")
+    def reset(group_id: int) -> dict:
+        with open_catalog() as cat:
+            return decisions.reset(cat, group_id).detail()
+
+    @app.post("/api/apply")
+    def run_apply(dry_run: bool = Body(True, embed=True)) -> dict:
+        return apply_mod.apply(catalog, trash_dir=trash_dir, dry_run=dry_run).as_dict()
+
+    @app.post("/api/undo")
+    def run_undo() -> dict:
+        return apply_mod.undo(catalog, trash_dir=trash_dir).as_dict()
+
+    return app
+
+
+def _forbidden(message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=403)
+
+
+def _orientation(path: Path) -> int:
+    try:
+        with Image.open(path) as image:
+            return int(image.getexif().get(0x0112, 1))
+    except (OSError, ValueError):
+        return 1
+
+
+def _render(row, *, longest: int | None = None) -> bytes:
+    """The file decoded, EXIF orientation applied, as JPEG (optionally scaled down to ``longest``)."""
+    try:
+        image = load_oriented(row["path"], fast=longest is not None, shortest=longest or 0)
+        if longest:
+            image.thumbnail((longest, longest))
+        return encode_jpeg(image, quality=90)
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise HTTPException(404, f"cannot decode {row['path']}: {error}") from error
+
+
+def loopback_hosts(host: str, port: int) -> set[str] | None:
+    """Host headers to accept when serving on ``host:port``; None (any) when bound beyond loopback."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    return {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
+
+
+def serve(catalog: Path, *, host: str = "127.0.0.1", port: int = 8000, trash_dir: Path | None = None,
+          token: str | None = None, open_browser: bool = False, announce=None) -> None:
+    """Serve the review page until interrupted. ``announce(url)`` is called just before it listens.
+
+    ``token``: the session token (default: a new random one each start).
+    """
+    import uvicorn
+
+    if not Path(catalog).exists():
+        raise BadInputError(f"no catalog at {catalog}", hint="run `photodedup scan ROOT` and `photodedup group` first")
+    token = token or secrets.token_urlsafe(24)
+    app = create_app(Path(catalog), token=token, trash_dir=trash_dir, allowed_hosts=loopback_hosts(host, port),
+                     cookie=f"photodedup_review_{port}")
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/?token={token}"
+    if announce:
+        announce(url)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
