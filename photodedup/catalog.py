@@ -211,7 +211,7 @@ class Catalog:
         updates = ", ".join(f"{c}=excluded.{c}" for c in FILE_COLUMNS if c != "path")
         with self.transaction() as conn:
             for row in rows:
-                values = [row.get(c) for c in FILE_COLUMNS]
+                values = [row.get(c, 0 if c == "exif_tags" else None) for c in FILE_COLUMNS]
                 file_id = conn.execute(
                     f"INSERT INTO files ({', '.join(FILE_COLUMNS)}) VALUES ({placeholders}) "
                     f"ON CONFLICT(path) DO UPDATE SET {updates} RETURNING id", values).fetchone()[0]

@@ -449,14 +449,17 @@ def undo(
     for refused in summary.refused:
         warn(f"not restored {refused['path']}: {refused['reason']}")
     if summary.refused:
-        raise typer.Exit(SafetyError.exit_code)
+        raise SafetyError(f"{len(summary.refused)} files were not restored (see the warnings above)")
 
 
 # -- entry point -----------------------------------------------------------------------------------
 def main() -> None:
-    """Run the app; print a PhotodedupError once, with its hint, and exit with its code."""
+    """Run the app; print a PhotodedupError once, with its hint, and exit with its code.
+
+    Click (standalone mode) keeps its own usage errors (exit 2) and Ctrl-C handling.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except PhotodedupError as error:
         if _state["debug"]:
             err.print_exception()
@@ -464,20 +467,6 @@ def main() -> None:
         if error.hint:
             err.print(f"Hint: {error.hint}", highlight=False, markup=False)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        err.print("Interrupted; everything finished so far is saved in the catalog.", markup=False)
-        sys.exit(130)
-    except typer.Exit as exit_:
-        sys.exit(exit_.exit_code)
-    except typer.Abort:
-        sys.exit(1)
-    except Exception as error:  # click usage errors
-        import click
-
-        if isinstance(error, click.exceptions.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,260 @@
+"""``photodedup apply`` and ``undo``: moves into the trash with a journal, safety rules, kill-safety, undo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from photodedup.apply import JOURNAL_NAME, MARKER_NAME, apply, file_md5, undo
+from photodedup.catalog import Catalog
+from photodedup.errors import BadInputError
+from photodedup.review import decisions
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def keep(lib: dict, group: str, name: str) -> None:
+    with Catalog(lib["catalog"]) as cat:
+        decisions.keep_one(cat, lib["groups"][group], lib["ids"][name])
+
+
+def mark(lib: dict, group: str, name: str, action: str | None) -> None:
+    with Catalog(lib["catalog"]) as cat:
+        decisions.decide(cat, lib["groups"][group], lib["ids"][name], action)
+
+
+def journal(lib: dict) -> list[dict]:
+    return [json.loads(line) for line in (lib["trash"] / JOURNAL_NAME).read_text().splitlines()]
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = os.environ | {"PYTHONPATH": str(REPO)} | (env or {})
+    return subprocess.run([sys.executable, "-m", "photodedup", *args], capture_output=True, text=True,
+                          env=full_env, cwd=REPO, timeout=120)
+
+
+def test_dry_run_lists_the_moves_and_changes_nothing(review_library):
+    lib = review_library
+    keep(lib, "A", "2019/a.jpg")
+    before = {n: file_md5(Path(p)) for n, p in lib["paths"].items()}
+    summary = apply(lib["catalog"], trash_dir=lib["trash"], dry_run=True)
+    assert [m["path"] for m in summary.moved] == [lib["paths"]["2019/copies/a_copy.jpg"], lib["paths"]["a_small.jpg"]]
+    assert summary.skipped == []
+    assert not lib["trash"].exists()
+    assert {n: file_md5(Path(p)) for n, p in lib["paths"].items()} == before
+
+
+def test_apply_moves_marked_files_keeping_their_paths_and_journals_each_move(review_library):
+    lib = review_library
+    keep(lib, "A", "2019/a.jpg")
+    copy_md5 = file_md5(Path(lib["paths"]["2019/copies/a_copy.jpg"]))
+    summary = apply(lib["catalog"], trash_dir=lib["trash"])
+
+    assert len(summary.moved) == 2 and summary.skipped == []
+    for name in ("2019/copies/a_copy.jpg", "a_small.jpg"):
+        original = Path(lib["paths"][name])
+        moved = lib["trash"] / summary.apply_id / original.relative_to("/")
+        assert not original.exists()
+        assert moved.is_file()
+    assert file_md5(lib["trash"] / summary.apply_id / Path(lib["paths"]["2019/copies/a_copy.jpg"]).relative_to("/")) \
+        == copy_md5
+    assert Path(lib["paths"]["2019/a.jpg"]).exists() and Path(lib["paths"]["b.jpg"]).exists()
+    assert (lib["trash"] / MARKER_NAME).exists()
+
+    lines = journal(lib)
+    assert [(e["op"], e["state"]) for e in lines] == [("trash", "begin"), ("trash", "done")] * 2
+    first = lines[0]
+    assert first["original"] == lib["paths"]["2019/copies/a_copy.jpg"] and first["md5"] == copy_md5
+    assert first["trash"] == str(lib["trash"] / summary.apply_id / Path(first["original"]).relative_to("/"))
+    assert first["apply"] == summary.apply_id and first["time"].startswith("20")
+    with Catalog(lib["catalog"]) as cat:
+        row = cat.file(lib["ids"]["a_small.jpg"])
+        assert row["status"] == "missing" and row["reason"].startswith("in the trash: ")
+    # a second apply finds nothing left to move
+    assert apply(lib["catalog"], trash_dir=lib["trash"]).moved == []
+
+
+def test_never_trashes_every_member_of_a_group(review_library):
+    lib = review_library
+    mark(lib, "B", "b.jpg", "trash")
+    mark(lib, "B", "b_q70.jpg", "trash")
+    summary = apply(lib["catalog"], trash_dir=lib["trash"])
+    assert summary.moved == []
+    gid = lib["groups"]["B"]
+    assert sorted(summary.skipped, key=lambda s: s["path"]) == [
+        {"path": lib["paths"]["b.jpg"], "reason": f"would trash every member of group {gid}: no unchanged member would remain"},
+        {"path": lib["paths"]["b_q70.jpg"],
+         "reason": f"would trash every member of group {gid}: no unchanged member would remain"}]
+    assert Path(lib["paths"]["b.jpg"]).exists() and Path(lib["paths"]["b_q70.jpg"]).exists()
+
+
+def test_a_file_changed_after_the_scan_is_skipped_with_the_reason(review_library):
+    lib = review_library
+    keep(lib, "B", "b.jpg")
+    with open(lib["paths"]["b_q70.jpg"], "ab") as handle:
+        handle.write(b"edited")
+    summary = apply(lib["catalog"], trash_dir=lib["trash"])
+    assert summary.moved == []
+    assert summary.skipped == [{"path": lib["paths"]["b_q70.jpg"],
+                                "reason": "changed since the scan (md5 differs); scan again"}]
+    assert Path(lib["paths"]["b_q70.jpg"]).exists()
+
+
+def test_a_changed_keeper_does_not_count_as_a_surviving_copy(review_library):
+    lib = review_library
+    keep(lib, "B", "b.jpg")
+    Path(lib["paths"]["b.jpg"]).write_bytes(b"not the photo any more")
+    summary = apply(lib["catalog"], trash_dir=lib["trash"])
+    assert summary.moved == []
+    assert summary.skipped[0]["reason"].startswith("would trash every member of group")
+
+
+def test_undo_restores_the_last_apply_and_forgets_the_trash_decisions(review_library):
+    lib = review_library
+    keep(lib, "A", "2019/a.jpg")
+    before = {n: file_md5(Path(p)) for n, p in lib["paths"].items()}
+    first = apply(lib["catalog"], trash_dir=lib["trash"])
+    keep(lib, "B", "b.jpg")
+    second = apply(lib["catalog"], trash_dir=lib["trash"])
+    assert [m["path"] for m in second.moved] == [lib["paths"]["b_q70.jpg"]]
+
+    summary = undo(lib["catalog"], trash_dir=lib["trash"])
+    assert summary.applies == [second.apply_id]
+    assert [r["path"] for r in summary.restored] == [lib["paths"]["b_q70.jpg"]]
+    assert file_md5(Path(lib["paths"]["b_q70.jpg"])) == before["b_q70.jpg"]
+    assert not (lib["trash"] / second.apply_id).exists()  # its emptied folders are removed
+    with Catalog(lib["catalog"]) as cat:
+        assert cat.file(lib["ids"]["b_q70.jpg"])["status"] == "ok"
+        assert lib["ids"]["b_q70.jpg"] not in cat.decisions()
+
+    summary = undo(lib["catalog"], trash_dir=lib["trash"])  # then the one before
+    assert summary.applies == [first.apply_id] and len(summary.restored) == 2
+    assert {n: file_md5(Path(p)) for n, p in lib["paths"].items()} == before
+    assert [(e["op"], e["state"]) for e in journal(lib)][-2:] == [("restore", "begin"), ("restore", "done")]
+    with pytest.raises(BadInputError, match="^nothing to undo: every trashed file has been restored$"):
+        undo(lib["catalog"], trash_dir=lib["trash"])
+
+
+def test_undo_chosen_files_only(review_library):
+    lib = review_library
+    keep(lib, "A", "2019/a.jpg")
+    apply(lib["catalog"], trash_dir=lib["trash"])
+    summary = undo(lib["catalog"], trash_dir=lib["trash"], paths=[Path(lib["paths"]["a_small.jpg"])])
+    assert [r["path"] for r in summary.restored] == [lib["paths"]["a_small.jpg"]]
+    assert Path(lib["paths"]["a_small.jpg"]).exists() and not Path(lib["paths"]["2019/copies/a_copy.jpg"]).exists()
+
+
+def test_undo_refuses_to_overwrite_a_file_that_appeared_since(review_library):
+    lib = review_library
+    keep(lib, "A", "2019/a.jpg")
+    apply(lib["catalog"], trash_dir=lib["trash"])
+    Path(lib["paths"]["a_small.jpg"]).write_bytes(b"a new file with the old name")
+
+    result = run_cli("undo", "--catalog", str(lib["catalog"]), "--trash-dir", str(lib["trash"]))
+    assert result.returncode == 10, result.stderr
+    assert f"Warning: not restored {lib['paths']['a_small.jpg']}: a file now exists at " \
+           f"{lib['paths']['a_small.jpg']}; not overwritten" in " ".join(result.stderr.split())
+    assert result.stderr.splitlines()[-1] == "Error: 1 files were not restored (see the warnings above)"
+    assert Path(lib["paths"]["a_small.jpg"]).read_bytes() == b"a new file with the old name"
+    assert Path(lib["paths"]["2019/copies/a_copy.jpg"]).exists()  # the other one came back
+    assert f"restored {lib['paths']['2019/copies/a_copy.jpg']}" in result.stdout
+
+
+def test_copy_across_filesystems_is_verified_and_keeps_the_mtime(review_library, monkeypatch):
+    lib = review_library
+    shm = Path("/dev/shm")
+    real_cross = shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != lib["root"].stat().st_dev
+    if real_cross:
+        lib["trash"] = Path(os.environ.get("TMPDIR_SHM", shm)) / f"photodedup-test-{os.getpid()}-{id(lib)}"
+    else:
+        monkeypatch.setenv("PHOTODEDUP_TEST_APPLY_COPY", "1")
+    try:
+        keep(lib, "B", "b.jpg")
+        original = Path(lib["paths"]["b_q70.jpg"])
+        mtime, md5 = original.stat().st_mtime_ns, file_md5(original)
+        summary = apply(lib["catalog"], trash_dir=lib["trash"])
+        assert [m["method"] for m in summary.moved] == ["copy"]
+        moved = Path(summary.moved[0]["trash"])
+        assert not original.exists() and file_md5(moved) == md5 and moved.stat().st_mtime_ns == mtime
+        assert not moved.with_name(moved.name + ".partial").exists()
+        undo(lib["catalog"], trash_dir=lib["trash"])
+        assert file_md5(original) == md5 and original.stat().st_mtime_ns == mtime
+    finally:
+        if real_cross:
+            import shutil
+
+            shutil.rmtree(lib["trash"], ignore_errors=True)
+
+
+@pytest.mark.parametrize("stage,copy", [("begun", False), ("linked", False), ("moved", False),
+                                        ("copied", True), ("linked", True)])
+def test_a_kill_mid_apply_loses_nothing_and_the_next_apply_finishes(review_library, stage, copy):
+    lib = review_library
+    keep(lib, "A", "2019/a.jpg")
+    keep(lib, "B", "b.jpg")
+    marked = ["2019/copies/a_copy.jpg", "a_small.jpg", "b_q70.jpg"]
+    md5s = {n: file_md5(Path(lib["paths"][n])) for n in marked}
+    env = {"PHOTODEDUP_TEST_APPLY_KILL": f"{stage}:2"} | ({"PHOTODEDUP_TEST_APPLY_COPY": "1"} if copy else {})
+    args = ("apply", "--catalog", str(lib["catalog"]), "--trash-dir", str(lib["trash"]), "--quiet")
+
+    killed = run_cli(*args, env=env)
+    assert killed.returncode == -9, killed.stderr
+
+    begun = {e["original"]: e for e in journal(lib) if e["state"] == "begin"}
+    for name in marked:  # every file is in place, or in the trash with its journal line
+        original = Path(lib["paths"][name])
+        if original.exists():
+            assert file_md5(original) == md5s[name]
+        else:
+            assert file_md5(Path(begun[str(original)]["trash"])) == md5s[name]
+
+    finished = run_cli(*args, "--json", env={"PHOTODEDUP_TEST_APPLY_COPY": "1"} if copy else {})
+    assert finished.returncode == 0, finished.stderr
+    result = json.loads(finished.stdout)
+    assert result["recovered"] == (1 if stage in ("linked", "moved") else 0)
+    assert len(result["moved"]) + result["recovered"] + 1 == len(marked)  # plus the one done before the kill
+    for name in marked:
+        assert not Path(lib["paths"][name]).exists()
+    assert not list(lib["trash"].rglob("*.partial"))
+    states: dict[str, list[str]] = {}
+    for entry in journal(lib):
+        states.setdefault(entry["original"], []).append(entry["state"])
+    assert all(s[-1] == "done" for s in states.values()) and len(states) == len(marked)
+
+    undone = undo(lib["catalog"], trash_dir=lib["trash"], paths=[lib["root"]])
+    assert len(undone.restored) == len(marked) and undone.refused == []
+    assert {n: file_md5(Path(lib["paths"][n])) for n in marked} == md5s
+
+
+def test_a_torn_journal_line_is_ignored_and_the_next_line_stays_whole(review_library):
+    lib = review_library
+    lib["trash"].mkdir()
+    (lib["trash"] / JOURNAL_NAME).write_text('{"op": "trash", "state": "beg')
+    keep(lib, "B", "b.jpg")
+    assert len(apply(lib["catalog"], trash_dir=lib["trash"]).moved) == 1
+    lines = (lib["trash"] / JOURNAL_NAME).read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[2])["state"] == "done"
+
+
+def test_cli_dry_run_and_errors(review_library, tmp_path):
+    lib = review_library
+    keep(lib, "B", "b.jpg")
+    result = run_cli("apply", "--dry-run", "--catalog", str(lib["catalog"]), "--trash-dir", str(lib["trash"]))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"would move {lib['paths']['b_q70.jpg']} -> {lib['trash']}/")
+    assert "would move 1 files" in lines[-1] and "skipped 0" in lines[-1]
+    assert not lib["trash"].exists()
+
+    result = run_cli("undo", "--catalog", str(lib["catalog"]), "--trash-dir", str(tmp_path / "none"))
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[0] == f"Error: nothing to undo: no journal in {tmp_path / 'none'}"
+
+    result = run_cli("apply", "--catalog", str(tmp_path / "absent.sqlite"))
+    assert result.returncode == 4
+    assert result.stderr.splitlines()[0] == f"Error: no catalog at {tmp_path / 'absent.sqlite'}"
