@@ -17,7 +17,7 @@ $(BIN)/photodedup: pyproject.toml
 
 install: $(BIN)/photodedup
 
-# Debian packages the tests use: Chromium for the review page's browser test, kubectl for kustomize.
+# Debian packages the tests use: Chromium for the review page's browser test (kubectl comes from PyPI).
 system-deps:
 	./.ci/system-deps
 

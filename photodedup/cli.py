@@ -197,7 +197,8 @@ def bench(
     all_: Annotated[bool, typer.Option("--all", help="Start our service and the local Triton server and compare "
                                        "every backend under the same load.")] = False,
     serialization: Annotated[bool, typer.Option(
-        "--serialization", help="Only the serialization experiment: bytes and ms per image, no server.")] = False,
+        "--serialization", help="Only the serialization experiment: bytes and ms per image for a batch of "
+        "--batch-size images, no server.")] = False,
     json_file: Annotated[Optional[Path], typer.Option("--json-file", help="Also write the rows as JSON here.")] = None,
     csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Also write the rows as CSV here.")] = None,
     plot_dir: Annotated[Optional[Path], typer.Option("--plot", help="Write throughput.png and latency.png here.")]
@@ -216,7 +217,7 @@ def bench(
 
     out = _Console(width=220)
     if serialization:
-        rows = bench_lib.serialization()
+        rows = bench_lib.serialization(max(bench_lib.parse_list(batch_size, int, option="--batch-size")))
         if json_out:
             emit_json(rows)
         else:
@@ -399,7 +400,8 @@ def review(
 
     run_review(catalog or config.default_catalog(), host=host, port=port, trash_dir=trash_dir, token=token,
                open_browser=open_browser,
-               announce=lambda url: err.print(f"Review at {url}  (Ctrl-C to stop)", highlight=False, markup=False))
+               announce=lambda url: err.print(f"Review at {url}  (Ctrl-C to stop)", highlight=False, markup=False,
+                                              soft_wrap=True))
 
 
 @app.command()

@@ -94,10 +94,10 @@ def load_model(weights: str = config.DEFAULT_WEIGHTS, *, seed: int = 0, device: 
     else:
         checkpoint, label = _pretrained_checkpoint(weights), weights
         preprocess = _preprocess_for_tag(weights)
-    model = open_clip.create_model(ARCH, pretrained=None, device=device)
+    model = _quietly(lambda: open_clip.create_model(ARCH, pretrained=None, device=device))
     try:
         open_clip.load_checkpoint(model, checkpoint, device=device)
-    except (RuntimeError, KeyError, ValueError, OSError) as error:
+    except Exception as error:  # torch.load and load_state_dict raise many kinds; wrapped here
         raise ModelNotFoundError(f"cannot load {ARCH} weights from {checkpoint}: {error}",
                                  hint="the file must be an open_clip ViT-B-32 checkpoint (state dict)") from error
     model.eval()

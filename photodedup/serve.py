@@ -95,6 +95,8 @@ def serve(*, host: str = "127.0.0.1", port: int = config.SERVICE_PORT, backend: 
     log.info("serving %s on http://%s:%d", backend, host, sock.getsockname()[1])
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled gracefully: a normal end
+        pass
     finally:
         sock.close()
     if failure:

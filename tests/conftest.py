@@ -54,7 +54,8 @@ class ServerProcess:
                                      cwd=Path(__file__).resolve().parent.parent)
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_until_responds(self, url: str, timeout: float) -> None:
@@ -139,9 +140,9 @@ def review_library(tmp_path) -> dict:
     import shutil
     import time
 
+    from helpers import write_photo
     from PIL import Image
 
-    from helpers import write_photo
     from photodedup.catalog import Catalog
     from photodedup.scan import scan
 

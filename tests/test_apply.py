@@ -86,10 +86,9 @@ def test_never_trashes_every_member_of_a_group(review_library):
     summary = apply(lib["catalog"], trash_dir=lib["trash"])
     assert summary.moved == []
     gid = lib["groups"]["B"]
+    reason = f"would trash every member of group {gid}: no unchanged member would remain"
     assert sorted(summary.skipped, key=lambda s: s["path"]) == [
-        {"path": lib["paths"]["b.jpg"], "reason": f"would trash every member of group {gid}: no unchanged member would remain"},
-        {"path": lib["paths"]["b_q70.jpg"],
-         "reason": f"would trash every member of group {gid}: no unchanged member would remain"}]
+        {"path": lib["paths"]["b.jpg"], "reason": reason}, {"path": lib["paths"]["b_q70.jpg"], "reason": reason}]
     assert Path(lib["paths"]["b.jpg"]).exists() and Path(lib["paths"]["b_q70.jpg"]).exists()
 
 

@@ -272,6 +272,7 @@ def test_parse_list():
 
 
 # -- real backends ----------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_real_run_against_the_in_process_onnx_backend(onnx_model_dir):
     settings = BenchConfig(backends=("onnx",), concurrency=(1, 2), batch_sizes=(2,), model_dir=onnx_model_dir,
                            duration=1.5, window=0.3, warmup=0.2)

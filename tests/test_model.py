@@ -35,6 +35,7 @@ def test_model_ids(tmp_path):
     assert model_id_for(str(checkpoint)) == f"ViT-B-32/file-{file_sha256(checkpoint)[:12]}"
 
 
+@pytest.mark.slow
 def test_random_weights_warn_and_follow_the_seed(random1, caplog):
     with caplog.at_level(logging.WARNING, logger="photodedup.model"):
         again = load_model("random", seed=1)

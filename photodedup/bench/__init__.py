@@ -164,11 +164,11 @@ def plan_targets(name: str, settings: BenchConfig) -> list[Target]:
             options = {"weights": settings.weights, "precision": precision}
             if settings.model_dir is not None and len(settings.precisions) == 1:
                 options["model_dir"] = settings.model_dir
-            elif settings.payload == "fp32":
-                from photodedup.backends.onnx import resolve_model_dir
+            elif settings.payload == "fp32" or len(settings.precisions) > 1:  # not $PHOTODEDUP_MODEL_DIR
+                from photodedup.export_onnx import default_export_dir
 
-                options["model_dir"] = resolve_model_dir(weights=settings.weights, precision=precision,
-                                                         input_kind="float32")
+                options["model_dir"] = default_export_dir(settings.weights, precision,
+                                                          "float32" if settings.payload == "fp32" else "uint8")
             label = name if len(settings.precisions) == 1 else f"onnx-{precision}"
             targets.append(Target(label, name, options, IN_PROCESS_PAYLOAD))
         return targets

@@ -26,7 +26,7 @@ _COLUMNS = (  # (heading, key, format)
     ("err", "errors", "{}"), ("bytes/img", "bytes_per_image", "{:,.0f}"), ("cpu %", "client_cpu_percent", "{:.0f}"),
     ("server ms", "server_ms", "{:.1f}"), ("queue", "queue_ms", "{:.1f}"), ("in", "compute_input_ms", "{:.1f}"),
     ("infer", "compute_infer_ms", "{:.1f}"), ("out", "compute_output_ms", "{:.1f}"),
-    ("outside", "outside_server_ms", "{:.1f}"), ("stable", "stable", "{}"),
+    ("outside", "outside_server_ms", "{:.1f}"), ("srv batch", "server_batch", "{:.1f}"), ("stable", "stable", "{}"),
 )
 
 
@@ -114,6 +114,9 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
                 axes.plot(concurrency, values, style, marker="o", label=label if style == "-" else None,
                           color=None if style == "-" else axes.lines[-1].get_color())
         axes.set_xscale("log", base=2)
+        ticks = sorted({row["concurrency"] for row in rows})
+        axes.set_xticks(ticks, [str(tick) for tick in ticks])
+        axes.minorticks_off()
         axes.set_xlabel("concurrency (requests in flight)")
         axes.set_ylabel(ylabel)
         axes.grid(True, alpha=0.3)
@@ -133,7 +136,8 @@ def _series(rows: list[dict]) -> dict[str, list[dict]]:
     vary_batch = len({r["batch_size"] for r in rows}) > 1
     series: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
-        label = row["backend"] + (f" {row['payload']}" if vary_payload else "") + (
+        label = row["backend"] + (f" {row['payload']}" if vary_payload and row["payload"] not in row["backend"]
+                                   else "") + (
             f" b={row['batch_size']}" if vary_batch else "")
         series[label].append(row)
     return {label: sorted(points, key=lambda p: p["concurrency"]) for label, points in series.items()}
@@ -158,7 +162,7 @@ def verdict(rows: list[dict]) -> str:
     tail = f"; {errors} errors" if errors else ""
     mean, server = best.get("mean_ms"), best.get("server_ms")
     if server is None or not mean:
-        if best["payload"] == "none":
+        if best["payload"] == "in-process":
             return f"{head}: in-process, all time is the model's on the client CPU " \
                    f"({best.get('client_cpu_percent') or 0:.0f}% of a core){tail}"
         return f"{head}: no server-side timing, so the split is unknown{tail}"

@@ -124,6 +124,7 @@ class TritonServer:
         models: list[str] | None = None,
         install: TritonInstall | None = None,
         stream_output: bool = False,
+        exit_timeout: int = 10,
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.repository = Path(model_repository).resolve()
@@ -142,6 +143,7 @@ class TritonServer:
                                 f"(its backends: {', '.join(sorted(available))})")
         self.models = list(models)
         self.stream_output = stream_output
+        self.exit_timeout = exit_timeout
         self.extra_args = tuple(extra_args)
         self.process: subprocess.Popen | None = None
         self._workdir: Path | None = None
@@ -171,7 +173,9 @@ class TritonServer:
             f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
             "--model-control-mode=explicit",
             *[f"--load-model={name}" for name in self.models],
-            "--exit-timeout-secs=10",
+            # On SIGTERM Triton waits this long for in-flight requests and open HTTP keep-alive
+            # connections, then unloads the models (exit code 1 if the wait ran out).
+            f"--exit-timeout-secs={self.exit_timeout}",
             "--log-verbose=0",
         ]
         if self.install.kind == "pytriton":
@@ -242,8 +246,10 @@ class TritonServer:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM (Triton unloads models and exits), then SIGKILL to its process group after ``timeout``."""
+    def stop(self, timeout: float | None = None) -> int | None:
+        """SIGTERM (Triton drains, unloads models and exits), then SIGKILL to its process group after
+        ``timeout`` (default: the exit timeout plus 10 s). Returns tritonserver's exit code."""
+        timeout = self.exit_timeout + 10 if timeout is None else timeout
         process, self.process = self.process, None
         code = None
         if process is not None:

@@ -119,6 +119,7 @@ function renderGroup() {
     ? `Group ${g.id} · ${position + 1} of ${state.order.length}` : `Group ${g.id}`;
   $("group-state").textContent = g.state;
   $("group-state").className = `state ${g.state}`;
+  $("group-note").hidden = g.state !== "dismissed";
   $("prev-group").disabled = position <= 0;
   $("next-group").disabled = position < 0 || position >= state.order.length - 1;
   const best = bestValues(g.members);
@@ -143,6 +144,7 @@ function memberCard(m, index, best) {
     el("span", { class: "number" }, index + 1),
     el("div", { class: "photo", title: "full size (f)", onclick: () => openViewer(index) },
       el("img", { src: `/files/${m.file_id}/thumb`, alt: m.path })),
+    el("h3", { class: "name", title: m.path }, m.path.split("/").pop()),
     el("div", { class: "tags" }, tags),
     el("dl", {},
       row("dimensions", m.width ? `${m.width} × ${m.height}` : "?", pixels === best.pixels && pixels > 0),
@@ -217,7 +219,7 @@ function closeViewer() {
 function ask(title, body, okLabel) {
   return new Promise((resolve) => {
     $("dialog-title").textContent = title;
-    $("dialog-body").replaceChildren(...body);
+    $("dialog-body").replaceChildren(...body.filter(Boolean));
     $("dialog-ok").textContent = okLabel;
     $("dialog-ok").hidden = !okLabel;
     $("dialog").hidden = false;

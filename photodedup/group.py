@@ -1,0 +1,363 @@
+"""``photodedup group``: turn hashes and embeddings into duplicate groups a person can act on.
+
+Evidence: exact (same MD5), perceptual (pHash Hamming distance <= ``hash_threshold``) and semantic
+(cosine >= ``cosine`` for one model's embeddings). Embeddings of random-weight models are never
+evidence unless ``allow_random`` is set. Clustering is complete link by default (no chaining: every
+member is within the thresholds of every other), single link on request; see ``photodedup.cluster``.
+Each group names a suggested keeper with the reason. Nothing is deleted or moved here.
+
+Groups are stored in the catalog (tables ``group_runs``, ``groups``, ``group_members``); the latest
+run is the current one, read back with ``load_groups``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from photodedup import cluster as clu
+from photodedup.catalog import Catalog
+from photodedup.errors import BadInputError
+from photodedup.progress import ProgressCallback, no_progress
+
+log = logging.getLogger(__name__)
+
+EVIDENCE = ("exact", "perceptual", "semantic")
+#: pHash bits that may differ. Measured on the sample library (docs/BENCHMARKS.md "Grouping quality"):
+#: re-encodes, resizes, format conversions, EXIF rotations and brightening differ by <= 4 bits,
+#: burst neighbours by <= 6, crops by 10-18, unrelated photos by >= 20.
+DEFAULT_HASH_THRESHOLD = 12
+#: Immich's near-duplicate default for ViT-B-32 (cosine distance 0.01). Not calibrated here: this
+#: machine has no pretrained weights (see docs/DECISIONS.md "Grouping").
+DEFAULT_COSINE = 0.99
+
+
+@dataclass(frozen=True)
+class GroupParams:
+    """Everything that decides the grouping (stored with each run)."""
+
+    evidence: tuple[str, ...] = EVIDENCE
+    hash_threshold: int = DEFAULT_HASH_THRESHOLD
+    cosine: float = DEFAULT_COSINE
+    model: str | None = None
+    allow_random: bool = False
+    method: str = "complete"
+    search: str = "auto"
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.evidence) - set(EVIDENCE))
+        if unknown:
+            raise BadInputError(f"unknown evidence {', '.join(unknown)}", hint=f"choose from: {', '.join(EVIDENCE)}")
+        if self.method not in clu.METHODS:
+            raise BadInputError(f"unknown clustering method {self.method!r}",
+                                hint=f"choose one of: {', '.join(clu.METHODS)}")
+        if self.search not in ("auto", "exact", "faiss"):
+            raise BadInputError(f"unknown search {self.search!r}", hint="choose one of: auto, exact, faiss")
+        if not 0 <= self.hash_threshold <= 64:
+            raise BadInputError(f"--hash-threshold must be between 0 and 64, got {self.hash_threshold}")
+        if not -1.0 <= self.cosine <= 1.0:
+            raise BadInputError(f"--cosine must be between -1 and 1, got {self.cosine}")
+
+
+@dataclass
+class Member:
+    file_id: int
+    path: str
+    evidence: str          # keeper | exact | perceptual | semantic: what joined it to the group
+    score: float           # 1.0 exact, 1 - hamming/64 perceptual, cosine semantic
+    width: int | None = None
+    height: int | None = None
+    size: int | None = None
+
+
+@dataclass
+class Group:
+    id: int
+    kind: str              # exact | perceptual | semantic | mixed
+    keeper: int            # file id
+    keeper_reason: str
+    members: list[Member] = field(default_factory=list)
+
+    @property
+    def keeper_path(self) -> str:
+        return next(m.path for m in self.members if m.file_id == self.keeper)
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "keeper": self.keeper_path, "keeper_id": self.keeper,
+                "keeper_reason": self.keeper_reason, "members": [asdict(m) for m in self.members]}
+
+
+@dataclass
+class GroupResult:
+    groups: list[Group]
+    params: GroupParams
+    files: int
+    edges: dict[str, int]
+    model: str | None
+    warnings: list[str]
+    seconds: float
+    run_id: int | None = None
+
+    def as_dict(self) -> dict:
+        return {"run_id": self.run_id, "params": asdict(self.params), "files": self.files,
+                "model": self.model, "edges": self.edges, "warnings": self.warnings,
+                "seconds": round(self.seconds, 3),
+                "duplicates": sum(len(g.members) - 1 for g in self.groups),
+                "groups": [g.as_dict() for g in self.groups]}
+
+    def render(self, limit: int = 20) -> str:
+        lines = [f"{len(self.groups)} duplicate groups among {self.files} files "
+                 f"({sum(len(g.members) - 1 for g in self.groups)} candidates to remove; "
+                 f"{self.params.method} link; evidence: {', '.join(self._used())}) in {self.seconds:.1f}s"]
+        for g in self.groups[:limit]:
+            lines.append(f"[{g.id}] {g.kind}, {len(g.members)} files; keep {g.keeper_path} ({g.keeper_reason})")
+            for m in g.members:
+                if m.file_id != g.keeper:
+                    lines.append(f"    {m.evidence:<10} {m.score:.3f}  {m.path}")
+        if len(self.groups) > limit:
+            lines.append(f"... and {len(self.groups) - limit} more groups (use --json, --csv or --html)")
+        return "\n".join(lines)
+
+    def _used(self) -> list[str]:
+        used = [e for e in self.params.evidence if e != "semantic"]
+        if self.model:
+            used.append(f"semantic ({self.model})")
+        return used
+
+
+# -- the library function --------------------------------------------------------------------------
+def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path | str] = (),
+          params: GroupParams | None = None, store: bool = True,
+          progress: ProgressCallback | None = None) -> GroupResult:
+    """Group the catalog's OK files (only those under ``roots`` when given) and store the run."""
+    params = params or GroupParams()
+    progress = progress or no_progress
+    started = time.perf_counter()
+    with open_catalog(catalog) as cat:
+        rows = select_files(cat, roots)
+        progress(0, 3)
+        model, warnings = pick_model(cat, params)
+        vectors = semantic_vectors(cat, rows, model) if model else None
+        parts = find_edges(rows, vectors, params)
+        progress(1, 3)
+        groups = build_groups(rows, clu.combine(*parts.values()), params.method)
+        progress(2, 3)
+        result = GroupResult(groups, params, len(rows), {k: len(e) for k, e in parts.items()}, model, warnings, time.perf_counter() - started)
+        if store:
+            result.run_id = store_groups(cat, result)
+        progress(3, 3)
+    return result
+
+
+@contextmanager
+def open_catalog(catalog: Path | str | Catalog | None) -> Iterator[Catalog]:
+    """Use an open Catalog as is, or open (and close) the one at a path; it must exist."""
+    if isinstance(catalog, Catalog):
+        yield catalog
+        return
+    with Catalog(catalog, create=False) as cat:
+        yield cat
+
+
+def select_files(cat: Catalog, roots: Sequence[Path | str] = ()) -> list:
+    """OK file rows (under ``roots`` when given), ordered by path."""
+    if not roots:
+        return cat.files("ok")
+    rows = {}
+    for root in roots:
+        for row in cat.files("ok", under=str(Path(root).expanduser().resolve())):
+            rows[row["id"]] = row
+    return sorted(rows.values(), key=lambda r: r["path"])
+
+
+def pick_model(cat: Catalog, params: GroupParams) -> tuple[str | None, list[str]]:
+    """The model whose embeddings are semantic evidence (or None), and warnings to show."""
+    if "semantic" not in params.evidence:
+        return None, []
+    models = {row["id"]: row for row in cat.models() if row["embedded"]}
+    if params.model:
+        row = models.get(params.model)
+        if row is None:
+            raise BadInputError(f"no embeddings for model {params.model!r} in the catalog",
+                                hint=f"run `photodedup embed` first; models with embeddings: "
+                                     f"{', '.join(models) or 'none'}")
+        if row["is_random"] and not params.allow_random:
+            raise BadInputError(f"the model {params.model} has random weights: its embeddings carry no meaning",
+                                hint="pass --allow-random to use them anyway (to test the mechanics only)")
+        chosen = row
+    else:
+        real = [row for row in models.values() if not row["is_random"]]
+        randoms = [row for row in models.values() if row["is_random"]]
+        if real:
+            chosen = max(real, key=lambda r: (r["embedded"], r["created_at"]))
+        elif randoms and params.allow_random:
+            chosen = max(randoms, key=lambda r: (r["embedded"], r["created_at"]))
+        elif randoms:
+            message = (f"semantic evidence skipped: the only embeddings ({', '.join(r['id'] for r in randoms)}) "
+                       "come from random weights and carry no meaning (--allow-random uses them anyway)")
+            log.warning(message)
+            return None, [message]
+        else:
+            return None, ["semantic evidence skipped: no embeddings in the catalog (run `photodedup embed`)"]
+    warnings = []
+    if chosen["is_random"]:
+        message = (f"USING RANDOM-WEIGHT EMBEDDINGS ({chosen['id']}) AS EVIDENCE: they carry no meaning, "
+                   "so semantic groups are noise; use this only to test the mechanics")
+        log.warning(message)
+        warnings.append(message)
+    return chosen["id"], warnings
+
+
+def semantic_vectors(cat: Catalog, rows: Sequence, model: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(row indices, vectors)`` of the rows that have an embedding for ``model``."""
+    ids, vectors = cat.embeddings(model)
+    position = {row["id"]: index for index, row in enumerate(rows)}
+    keep = np.fromiter((fid in position for fid in ids.tolist()), dtype=bool, count=len(ids))
+    index = np.fromiter((position[fid] for fid in ids[keep].tolist()), dtype=np.int64, count=int(keep.sum()))
+    return index, vectors[keep]
+
+
+def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None,
+               params: GroupParams) -> dict[str, clu.Edges]:
+    """Candidate pairs of every enabled evidence kind, by kind (``cluster.combine`` merges them)."""
+    parts: dict[str, clu.Edges] = {}
+    if "exact" in params.evidence:
+        parts["exact"] = clu.exact_pairs([row["md5"] for row in rows])
+    if "perceptual" in params.evidence:
+        index = np.array([k for k, row in enumerate(rows) if row["phash"] is not None], dtype=np.int64)
+        hashes = clu.to_uint64([rows[k]["phash"] for k in index.tolist()])
+        found = clu.hamming_pairs(hashes, params.hash_threshold)
+        parts["perceptual"] = clu.Edges.of(index[found.i], index[found.j], clu.PERCEPTUAL, found.distance)
+    if vectors is not None and len(vectors[0]):
+        index, vecs = vectors
+        found = clu.cosine_pairs(vecs, params.cosine, method=params.search)
+        parts["semantic"] = clu.Edges.of(index[found.i], index[found.j], clu.SEMANTIC, found.distance)
+    return parts
+
+
+def build_groups(rows: Sequence, edges: clu.Edges, method: str = "complete") -> list[Group]:
+    """Cluster, then name each group's keeper and each member's evidence (ids are 1, 2, ...)."""
+    keys = np.array([row["id"] for row in rows], dtype=np.int64)
+    clusters = clu.cluster(len(rows), edges, keys, method=method)
+    label = np.full(len(rows), -1, dtype=np.int64)
+    for number, members in enumerate(clusters):
+        label[members] = number
+    inside = (label[edges.i] >= 0) & (label[edges.i] == label[edges.j])
+    best: dict[tuple[int, int], tuple[int, float]] = {}
+    for a, b, rank, dist in zip(edges.i[inside].tolist(), edges.j[inside].tolist(),
+                                edges.rank[inside].tolist(), edges.distance[inside].tolist()):
+        best[(a, b)] = best[(b, a)] = (rank, dist)
+    groups = []
+    for members in clusters:
+        keeper, reason = choose_keeper([rows[k] for k in members])
+        keeper_index = next(k for k in members if rows[k]["id"] == keeper)
+        out = []
+        for k in members:
+            row = rows[k]
+            if k == keeper_index:
+                evidence, score = "keeper", 1.0
+            else:
+                # complete link: a direct edge to the keeper always exists; single link: the best edge
+                link = best.get((k, keeper_index)) or min(best[(k, o)] for o in members if (k, o) in best)
+                evidence, score = clu.KIND_NAMES[link[0]], _score(*link)
+            out.append(Member(row["id"], row["path"], evidence, round(score, 6), row["width"], row["height"],
+                              row["size"]))
+        out.sort(key=lambda m: (m.evidence != "keeper", m.path))
+        kinds = {m.evidence for m in out if m.evidence != "keeper"}
+        groups.append(Group(0, kinds.pop() if len(kinds) == 1 else "mixed", keeper, reason, out))
+    groups.sort(key=lambda g: g.keeper_path)
+    for number, g in enumerate(groups, 1):
+        g.id = number
+    return groups
+
+
+def _score(rank: int, distance: float) -> float:
+    return 1.0 if rank == clu.EXACT else 1.0 - distance / 64 if rank == clu.PERCEPTUAL else 1.0 - distance
+
+
+# -- the keeper ------------------------------------------------------------------------------------
+def choose_keeper(rows: Sequence) -> tuple[int, str]:
+    """Highest resolution, then largest file, then richest EXIF, then oldest; returns (file id, reason)."""
+    def criteria(row) -> list[tuple[str, str, object, str]]:  # (reason, tie label, sort value, shown)
+        pixels = (row["width"] or 0) * (row["height"] or 0)
+        return [
+            ("highest resolution", "resolution", -pixels, f"{row['width']}x{row['height']}"),
+            ("largest file", "size", -(row["size"] or 0), _human_size(row["size"] or 0)),
+            ("richest EXIF", "EXIF", -(row["exif_tags"] or 0), f"{row['exif_tags'] or 0} tags"),
+            ("oldest", "date taken", (row["taken_at"] is None, row["taken_at"] or ""), f"taken {row['taken_at']}"),
+            ("oldest", "date", row["mtime_ns"] or 0, "by modification time"),
+            ("first by path", "path", row["path"], "all else equal"),
+        ]
+
+    ranked = sorted(rows, key=lambda r: [c[2] for c in criteria(r)])
+    tied: list[str] = []
+    for (name, label, value, shown), other in zip(criteria(ranked[0]), criteria(ranked[1])):
+        if value != other[2]:
+            return ranked[0]["id"], f"{name} ({shown})" + (f"; tied on {', '.join(tied)}" if tied else "")
+        tied.append(label)
+    return ranked[0]["id"], "first by path (all else equal)"  # pragma: no cover - paths are unique
+
+
+def _human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size} B"  # pragma: no cover
+
+
+# -- persistence -----------------------------------------------------------------------------------
+def store_groups(cat: Catalog, result: GroupResult) -> int:
+    """Write one run with its groups in one transaction; returns the run id. Group ids become the stored ids."""
+    params = asdict(result.params) | {"model_used": result.model}
+    with cat.transaction() as conn:
+        run_id = conn.execute("INSERT INTO group_runs (created_at, params) VALUES (?, ?)",
+                              (time.time(), json.dumps(params))).lastrowid
+        for g in result.groups:
+            g.id = conn.execute("INSERT INTO groups (run_id, kind, keeper_id, keeper_reason) VALUES (?, ?, ?, ?)",
+                                (run_id, g.kind, g.keeper, g.keeper_reason)).lastrowid
+            conn.executemany("INSERT INTO group_members VALUES (?, ?, ?, ?)",
+                             [(g.id, m.file_id, m.evidence, m.score) for m in g.members])
+    return run_id
+
+
+def load_groups(catalog: Path | str | Catalog | None = None, run_id: int | None = None) -> list[Group]:
+    """The groups of the latest run (or of ``run_id``), members joined with their file rows."""
+    with open_catalog(catalog) as cat:
+        if run_id is None:
+            row = cat.conn.execute("SELECT max(id) FROM group_runs").fetchone()
+            run_id = row[0]
+            if run_id is None:
+                return []
+        groups = {row["id"]: Group(row["id"], row["kind"], row["keeper_id"], row["keeper_reason"])
+                  for row in cat.conn.execute("SELECT * FROM groups WHERE run_id = ? ORDER BY id", (run_id,))}
+        members = cat.conn.execute(
+            "SELECT m.group_id, m.file_id, m.evidence, m.score, f.path, f.width, f.height, f.size "
+            "FROM group_members m JOIN groups g ON g.id = m.group_id JOIN files f ON f.id = m.file_id "
+            "WHERE g.run_id = ? ORDER BY m.group_id, m.evidence != 'keeper', f.path", (run_id,))
+        for row in members:
+            groups[row["group_id"]].members.append(Member(row["file_id"], row["path"], row["evidence"], row["score"],
+                                                          row["width"], row["height"], row["size"]))
+    return list(groups.values())
+
+
+def write_csv(groups: Sequence[Group], out: Path | str) -> Path:
+    """One row per member: group, kind, role, path, evidence, score, resolution, size, keeper reason."""
+    out = Path(out)
+    with out.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["group", "kind", "role", "path", "evidence", "score", "width", "height", "size",
+                         "keeper_reason"])
+        for g in groups:
+            for m in g.members:
+                writer.writerow([g.id, g.kind, "keeper" if m.file_id == g.keeper else "candidate", m.path,
+                                 m.evidence, m.score, m.width, m.height, m.size, g.keeper_reason])
+    return out

@@ -1,0 +1,109 @@
+"""Local backends: torch-local and onnx agree, batching does not change results, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from photodedup.backends import embed_batches, get_backend
+from photodedup.backends.onnx import OnnxBackend
+from photodedup.errors import BackendUnavailableError, BadInputError, InferenceError, ModelNotFoundError
+from photodedup.export_onnx import sample_crops
+
+
+@pytest.fixture(scope="module")
+def crops() -> np.ndarray:
+    noise = np.random.default_rng(5).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    return np.concatenate([sample_crops(4, seed=3), noise])
+
+
+@pytest.fixture(scope="module")
+def onnx_backend(onnx_model_dir):
+    backend = OnnxBackend(onnx_model_dir, threads=2)
+    yield backend
+    backend.close()
+
+
+def test_onnx_backend_contract(onnx_backend, crops):
+    assert onnx_backend.name == "onnx" and onnx_backend.model_id == "ViT-B-32/random-seed0"
+    assert onnx_backend.is_random and onnx_backend.threads == 2
+    out = onnx_backend.embed_batch(crops)
+    assert out.shape == (len(crops), 512) and out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    assert onnx_backend.embed_batch(crops[:1]).shape == (1, 512)
+
+
+@pytest.mark.slow
+def test_torch_local_and_onnx_fp32_agree(onnx_backend, crops):
+    """cosine >= 0.9999 (the issue's bar): the same graph, float32 both sides; the differences are
+    kernel summation order only (measured: 1 - 1e-7)."""
+    torch_backend = get_backend("torch-local", weights="random", seed=0)
+    assert torch_backend.model_id == onnx_backend.model_id
+    a, b = torch_backend.embed_batch(crops), onnx_backend.embed_batch(crops)
+    assert a.shape == b.shape == (len(crops), 512) and a.dtype == np.float32
+    assert np.min(np.sum(a * b, axis=1)) >= 0.9999
+    torch_backend.close()
+
+
+@pytest.mark.slow
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.integers(1, 3), min_size=1, max_size=4), max_batch=st.integers(1, 4))
+def test_batching_does_not_change_results(onnx_backend, crops, sizes, max_batch):
+    """Any split into batches (and any backend max batch size) gives the same rows: cosine >= 0.99999
+    (batch size changes the GEMM blocking, so bit equality is not expected)."""
+    n = min(sum(sizes), len(crops))
+    reference = onnx_backend.embed_batch(crops[:n])
+    batches, start = [], 0
+    for size in sizes:
+        if start >= n:
+            break
+        batches.append(crops[start : min(start + size, n)])
+        start += size
+    if start < n:
+        batches.append(crops[start:n])
+    onnx_backend.max_batch_size = max_batch
+    try:
+        results = list(embed_batches(onnx_backend, batches))
+    finally:
+        onnx_backend.max_batch_size = 256
+    assert [r.index for r in results] == list(range(len(batches)))
+    got = np.concatenate([r.embeddings for r in results])
+    assert got.shape == reference.shape
+    assert np.min(np.sum(got * reference, axis=1)) >= 0.99999
+
+
+@pytest.mark.parametrize("device,provider", [("cuda", "CUDAExecutionProvider"),
+                                             ("tensorrt", "TensorrtExecutionProvider")])
+def test_unavailable_execution_provider_is_an_error(onnx_model_dir, device, provider):
+    import onnxruntime as ort
+
+    if provider in ort.get_available_providers():
+        pytest.skip(f"{provider} is available here")
+    with pytest.raises(BackendUnavailableError) as info:
+        get_backend("onnx", model_dir=onnx_model_dir, device=device)
+    assert str(info.value) == (f"onnxruntime has no {provider} here (--device {device}); available providers: "
+                               f"{', '.join(ort.get_available_providers())}")
+
+
+def test_missing_export_names_the_command(tmp_path):
+    with pytest.raises(ModelNotFoundError) as info:
+        get_backend("onnx", weights="random")
+    assert str(info.value).startswith("no ONNX export in ") and "ViT-B-32-random-seed0-uint8-fp32" in str(info.value)
+    assert info.value.hint.startswith("run `photodedup export-onnx --weights random --precision fp32` first")
+
+
+def test_model_dir_from_environment(onnx_model_dir, monkeypatch):
+    monkeypatch.setenv("PHOTODEDUP_MODEL_DIR", str(onnx_model_dir))
+    backend = get_backend("onnx")
+    assert backend.model_dir == onnx_model_dir and backend.model_id == "ViT-B-32/random-seed0"
+
+
+def test_bad_batches_and_names(onnx_backend):
+    with pytest.raises(InferenceError, match=r"expected shape \[N,224,224,3\], got \[1, 3, 224, 224\]"):
+        onnx_backend.embed_batch(np.zeros((1, 3, 224, 224), np.uint8))
+    with pytest.raises(InferenceError, match="expected a uint8 numpy array, got float32"):
+        onnx_backend.embed_batch(np.zeros((1, 224, 224, 3), np.float32))
+    with pytest.raises(BadInputError, match="unknown backend 'nope'"):
+        get_backend("nope")

@@ -1,0 +1,264 @@
+"""``photodedup review``: the JSON API, decisions in the catalog, labels, and the page's security."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from helpers import write_photo
+from PIL import Image
+
+from photodedup.catalog import Catalog
+from photodedup.review.app import TOKEN_HEADER, create_app
+from photodedup.scan import scan
+
+TOKEN = "test-token-123"
+
+
+@pytest.fixture
+def client(review_library):
+    app = create_app(review_library["catalog"], token=TOKEN, trash_dir=review_library["trash"],
+                     allowed_hosts={"testserver"})
+    with TestClient(app, base_url="http://testserver") as test_client:
+        test_client.headers[TOKEN_HEADER] = TOKEN
+        yield test_client
+
+
+def anonymous(review_library) -> TestClient:
+    app = create_app(review_library["catalog"], token=TOKEN, allowed_hosts={"testserver"})
+    return TestClient(app, base_url="http://testserver")
+
+
+def regroup(catalog: Path, groups: list[tuple[str, int, list[tuple[int, str, float]]]]) -> list[int]:
+    """Store a new group run (as a re-run of ``photodedup group`` would); returns the new group ids."""
+    with Catalog(catalog) as cat, cat.transaction() as conn:
+        run = conn.execute("INSERT INTO group_runs (created_at, params) VALUES (?, '{}')", (time.time(),)).lastrowid
+        ids = []
+        for kind, keeper, members in groups:
+            gid = conn.execute("INSERT INTO groups (run_id, kind, keeper_id, keeper_reason) VALUES (?, ?, ?, 'x')",
+                               (run, kind, keeper)).lastrowid
+            conn.executemany("INSERT INTO group_members VALUES (?, ?, ?, ?)", [(gid, *m) for m in members])
+            ids.append(gid)
+        return ids
+
+
+def test_every_request_needs_the_session_token_and_the_url_hands_it_over(review_library):
+    with anonymous(review_library) as browser:
+        response = browser.get("/")
+        assert response.status_code == 403
+        assert response.json() == {"error": "missing session token: open the URL that `photodedup review` printed"}
+        assert browser.get("/api/overview").status_code == 403
+        assert browser.get(f"/files/{review_library['ids']['b.jpg']}/thumb").status_code == 403
+        assert browser.get("/?token=wrong").status_code == 403
+
+        response = browser.get(f"/?token={TOKEN}", follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "/"
+        cookie = response.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        page = browser.get("/")  # the cookie now authenticates reads
+        assert page.status_code == 200
+        assert f'<meta name="photodedup-token" content="{TOKEN}">' in page.text
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+
+        gid, fid = review_library["groups"]["B"], review_library["ids"]["b.jpg"]
+        response = browser.post(f"/api/groups/{gid}/keep", json={"file_id": fid})  # cookie alone: refused
+        assert response.status_code == 403
+        assert response.json() == {"error": f"missing {TOKEN_HEADER} header on a state-changing request"}
+        response = browser.post(f"/api/groups/{gid}/keep", json={"file_id": fid}, headers={TOKEN_HEADER: "nope"})
+        assert response.status_code == 403
+    with Catalog(review_library["catalog"]) as cat:
+        assert cat.decisions() == {}
+
+
+def test_a_foreign_host_header_is_refused(review_library):
+    with anonymous(review_library) as browser:
+        response = browser.get("/healthz", headers={"host": "evil.example:8000"})
+        assert response.status_code == 400
+        assert response.json() == {"error": "unexpected Host header 'evil.example:8000'"}
+
+
+def test_overview_counts_space_filters_and_sorts(client, review_library):
+    lib = review_library
+    sizes = {n: os.path.getsize(p) for n, p in lib["paths"].items()}
+    data = client.get("/api/overview").json()
+    totals = data["totals"]
+    assert totals["groups"] == 2 and totals["reviewed"] == 0 and totals["files"] == 5
+    assert totals["reclaimable"] == sizes["2019/copies/a_copy.jpg"] + sizes["a_small.jpg"] + sizes["b_q70.jpg"]
+    assert totals["marked_trash"] == 0
+    by_id = {g["id"]: g for g in data["groups"]}
+    group_a = by_id[lib["groups"]["A"]]
+    assert group_a["count"] == 3 and group_a["state"] == "open" and group_a["kind"] == "mixed"
+    assert group_a["keeper"] == lib["ids"]["2019/a.jpg"] and group_a["keeper_reason"] == "largest resolution"
+    assert group_a["evidence"] == ["exact", "perceptual"] and group_a["score"] == pytest.approx(0.953)
+
+    def order(**params):
+        return [g["id"] for g in client.get("/api/overview", params=params).json()["groups"]]
+
+    assert order(sort="size") == [lib["groups"]["A"], lib["groups"]["B"]]
+    assert order(sort="score") == [lib["groups"]["A"], lib["groups"]["B"]]
+    assert order(kind="exact") == [lib["groups"]["A"]]
+    assert sorted(order(kind="perceptual")) == sorted(lib["groups"].values())
+    assert order(kind="semantic") == []
+    response = client.get("/api/overview", params={"kind": "fuzzy"})
+    assert response.status_code == 400
+    assert response.json()["error"] == "unknown kind 'fuzzy'; choose one of exact, perceptual, semantic, mixed"
+
+
+def test_group_view_shows_each_member_with_its_metadata(client, review_library):
+    lib = review_library
+    detail = client.get(f"/api/groups/{lib['groups']['A']}").json()
+    members = {m["path"]: m for m in detail["members"]}
+    keeper = members[lib["paths"]["2019/a.jpg"]]
+    assert keeper["keeper"] is True and (keeper["width"], keeper["height"]) == (400, 300)
+    assert keeper["size"] == os.path.getsize(lib["paths"]["2019/a.jpg"]) and keeper["format"] == "JPEG"
+    small = members[lib["paths"]["a_small.jpg"]]
+    assert (small["evidence"], small["score"], small["keeper"]) == ("perceptual", 0.953, False)
+    assert {"taken_at", "camera", "md5", "decision"} <= set(small)
+    assert client.get("/api/groups/999999").status_code == 404
+
+
+def test_keep_one_marks_the_rest_trash_with_a_time_and_counts_as_reviewed(client, review_library):
+    lib = review_library
+    gid = lib["groups"]["A"]
+    before = time.time()
+    detail = client.post(f"/api/groups/{gid}/keep", json={"file_id": lib["ids"]["a_small.jpg"]}).json()
+    assert detail["state"] == "reviewed"
+    assert {m["path"]: m["decision"] for m in detail["members"]} == {
+        lib["paths"]["2019/a.jpg"]: "trash", lib["paths"]["2019/copies/a_copy.jpg"]: "trash",
+        lib["paths"]["a_small.jpg"]: "keep"}
+    with Catalog(lib["catalog"]) as cat:
+        rows = cat.decisions()
+    assert rows[lib["ids"]["2019/a.jpg"]]["decided_at"] >= before
+    assert rows[lib["ids"]["2019/a.jpg"]]["md5"] is not None
+    totals = client.get("/api/overview").json()["totals"]
+    assert totals["reviewed"] == 1
+    assert totals["marked_trash"] == os.path.getsize(lib["paths"]["2019/a.jpg"]) + \
+        os.path.getsize(lib["paths"]["2019/copies/a_copy.jpg"])
+
+    detail = client.post(f"/api/groups/{gid}/decision", json={"file_id": lib["ids"]["2019/a.jpg"], "action": None})
+    assert detail.json()["state"] == "partial"
+    response = client.post(f"/api/groups/{gid}/decision", json={"file_id": lib["ids"]["b.jpg"], "action": "keep"})
+    assert response.status_code == 400
+    assert response.json()["error"] == f"file {lib['ids']['b.jpg']} is not in group {gid}"
+
+
+def test_not_duplicates_is_remembered_by_content_across_rescans_and_regrouping(client, review_library):
+    lib = review_library
+    ids = lib["ids"]
+    detail = client.post(f"/api/groups/{lib['groups']['B']}/not-duplicates", json={"value": True}).json()
+    assert detail["state"] == "dismissed"
+
+    scan([lib["root"]], catalog=lib["catalog"], workers=1)  # a re-scan
+    new_b, = regroup(lib["catalog"], [("perceptual", ids["b.jpg"],
+                                       [(ids["b.jpg"], "perceptual", 1.0), (ids["b_q70.jpg"], "perceptual", 0.95)])])
+    assert client.get(f"/api/groups/{new_b}").json()["state"] == "dismissed"
+    assert client.get("/api/overview").json()["totals"]["reviewed"] == 1
+
+    grown, = regroup(lib["catalog"], [("semantic", ids["b.jpg"], [(ids["b.jpg"], "semantic", 1.0),
+                     (ids["b_q70.jpg"], "semantic", 0.95), (ids["c.jpg"], "semantic", 0.91)])])
+    assert client.get(f"/api/groups/{grown}").json()["state"] == "open"  # a new photo joined: ask again
+
+    exact, = regroup(lib["catalog"], [("exact", ids["2019/a.jpg"], [(ids["2019/a.jpg"], "exact", 1.0),
+                                                                   (ids["2019/copies/a_copy.jpg"], "exact", 1.0)])])
+    response = client.post(f"/api/groups/{exact}/not-duplicates", json={"value": True})
+    assert response.status_code == 400
+    assert response.json()["error"] == "these files are byte-for-byte identical (same md5): they are duplicates"
+
+
+def test_labels_export_in_the_truth_format(client, review_library, tmp_path):
+    lib = review_library
+    client.post(f"/api/groups/{lib['groups']['A']}/keep", json={"file_id": lib["ids"]["2019/a.jpg"]})
+    client.post(f"/api/groups/{lib['groups']['B']}/not-duplicates", json={"value": True})
+    data = client.get("/api/labels", params={"root": str(lib["root"])}).json()
+    assert data["groups"] == [["2019/a.jpg", "2019/copies/a_copy.jpg", "a_small.jpg"]]
+    assert data["unrelated"] == ["b.jpg", "b_q70.jpg"]
+
+    from typer.testing import CliRunner
+
+    from photodedup.cli import app
+
+    out = tmp_path / "labels.json"
+    result = CliRunner().invoke(app, ["review", "--catalog", str(lib["catalog"]), "--export-labels", str(out),
+                                      "--labels-root", str(lib["root"])])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"1 labelled groups written to {out}"
+    assert json.loads(out.read_text())["groups"] == data["groups"]
+
+
+def test_files_are_served_by_catalog_id_only(client, review_library):
+    lib = review_library
+    response = client.get(f"/files/{lib['ids']['b.jpg']}/thumb")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+    response = client.get(f"/files/{lib['ids']['b.jpg']}/image")
+    assert response.status_code == 200 and response.content == Path(lib["paths"]["b.jpg"]).read_bytes()
+    secret = b"root:x:0:0"
+    for url in ["/files/999999/image", "/files/../../../../etc/passwd", "/files/..%2f..%2f..%2fetc%2fpasswd/image",
+                "/files/%2e%2e/image", "/static/../../apply.py", "/static/..%2f..%2fapply.py", "/static/index.html%00",
+                "/static/%2e%2e%2fdecisions.py", f"/files/{lib['paths']['b.jpg']}/image", "/etc/passwd"]:
+        response = client.get(url)
+        assert response.status_code in (404, 422), url
+        assert secret not in response.content and b"import" not in response.content, url
+
+
+def test_full_resolution_view_applies_exif_orientation(client, review_library):
+    lib = review_library
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    path = write_photo(lib["root"] / "rotated.jpg", size=(400, 300), exif=exif, pattern=4)
+    scan([lib["root"]], catalog=lib["catalog"], workers=1)
+    with Catalog(lib["catalog"]) as cat:
+        file_id = cat.conn.execute("SELECT id FROM files WHERE path = ?", (str(path),)).fetchone()[0]
+    response = client.get(f"/files/{file_id}/image")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+    with Image.open(io.BytesIO(response.content)) as shown:
+        assert shown.size == (300, 400)
+        assert shown.getexif().get(0x0112, 1) == 1
+
+
+def test_apply_and_undo_from_the_page_and_a_changed_file_is_refused(client, review_library):
+    lib = review_library
+    client.post(f"/api/groups/{lib['groups']['A']}/keep", json={"file_id": lib["ids"]["2019/a.jpg"]})
+    client.post(f"/api/groups/{lib['groups']['B']}/keep", json={"file_id": lib["ids"]["b.jpg"]})
+    with open(lib["paths"]["b_q70.jpg"], "ab") as handle:
+        handle.write(b"changed after the scan")
+    plan = client.post("/api/apply", json={"dry_run": True}).json()
+    assert len(plan["moved"]) == 2 and Path(lib["paths"]["a_small.jpg"]).exists()
+    assert plan["skipped"] == [{"path": lib["paths"]["b_q70.jpg"],
+                                "reason": "changed since the scan (md5 differs); scan again"}]
+    done = client.post("/api/apply", json={"dry_run": False}).json()
+    assert len(done["moved"]) == 2 and not Path(lib["paths"]["a_small.jpg"]).exists()
+    assert client.get(f"/api/groups/{lib['groups']['A']}").json()["state"] == "applied"
+    assert client.post("/api/apply", json={"dry_run": False}, headers={TOKEN_HEADER: ""}).status_code == 403
+    undone = client.post("/api/undo").json()
+    assert len(undone["restored"]) == 2 and Path(lib["paths"]["a_small.jpg"]).exists()
+
+
+def test_review_command_serves_on_loopback_with_the_printed_url(review_library, server_processes):
+    lib = review_library
+    port = server_processes.free_port()
+    cmd = [sys.executable, "-m", "photodedup", "review", "--catalog", str(lib["catalog"]), "--port", str(port),
+           "--trash-dir", str(lib["trash"])]
+    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60, env=env)
+    try:
+        line = next(ln for ln in server.output().splitlines() if ln.startswith("Review at "))
+        url = line.split()[2]
+        assert url.startswith(f"http://127.0.0.1:{port}/?token=")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+            assert http.get("/api/overview").status_code == 403
+            assert http.get("/healthz", headers={"host": f"attacker.example:{port}"}).status_code == 400
+            assert http.get(url, follow_redirects=True).status_code == 200
+            assert http.get("/api/overview").json()["totals"]["groups"] == 2
+            assert http.post(f"/api/groups/{lib['groups']['B']}/reset").status_code == 403
+        listening = [c for c in __import__("psutil").Process(server.proc.pid).net_connections()
+                     if c.status == "LISTEN"]
+        assert [c.laddr.ip for c in listening] == ["127.0.0.1"]
+    finally:
+        server.stop()

@@ -1,0 +1,130 @@
+"""End to end in a real headless browser: Debian's chromium driven by Playwright, against a real server.
+
+Open the page, see the groups, keep one and trash the rest with the keyboard, mark a group not
+duplicates, apply (files move, journal written), undo (files back). Screenshots of the overview and
+the group view go to test-artifacts/ (ignored by git) for a person to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from photodedup.apply import JOURNAL_NAME, file_md5
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = Path(os.environ.get("PHOTODEDUP_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+if not CHROMIUM.exists() and not os.environ.get("CI"):
+    pytest.skip(f"needs chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture
+def review_server(review_library, server_processes):
+    """``photodedup review`` as a real subprocess on a free port; yields (library, url with token)."""
+    lib = review_library
+    port = server_processes.free_port()
+    cmd = [sys.executable, "-m", "photodedup", "review", "--catalog", str(lib["catalog"]), "--port", str(port),
+           "--trash-dir", str(lib["trash"])]
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60, env=env)
+    url = next(ln for ln in server.output().splitlines() if ln.startswith("Review at ")).split()[2]
+    yield lib, url
+    server.stop()
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1360, "height": 900})
+        tab = context.new_page()
+        tab.problems = []
+        tab.on("console", lambda msg: tab.problems.append(msg.text) if msg.type == "error" else None)
+        tab.on("pageerror", lambda error: tab.problems.append(str(error)))
+        yield tab
+        browser.close()
+
+
+def wait_until(page, script: str, timeout: float = 15.0) -> None:
+    """Poll ``script`` (a JS expression) until true. The page's CSP forbids eval, so no wait_for_function."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(script):
+        if time.monotonic() > deadline:
+            pytest.fail(f"still false after {timeout} s: {script}")
+        page.wait_for_timeout(50)
+
+
+def wait_images_loaded(page) -> None:
+    wait_until(page, "[...document.querySelectorAll('img')].every(i => !i.offsetParent || "
+                     "(i.complete && i.naturalWidth > 0))")
+
+
+def test_review_keep_trash_not_duplicates_apply_and_undo_in_a_browser(review_server, page):
+    from playwright.sync_api import expect
+
+    lib, url = review_server
+    group_a, group_b = lib["groups"]["A"], lib["groups"]["B"]
+    md5s = {n: file_md5(Path(p)) for n, p in lib["paths"].items()}
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    page.goto(url)
+    expect(page.locator(".group-card")).to_have_count(2)
+    expect(page.locator("#progress-text")).to_have_text("0 / 2 groups reviewed")
+    wait_images_loaded(page)
+    page.screenshot(path=str(ARTIFACTS / "review-overview.png"), full_page=True)
+
+    page.locator(f'.group-card[data-group="{group_a}"]').click()
+    expect(page.locator(".member")).to_have_count(3)
+    expect(page.locator(".member.selected .tag.keeper")).to_have_text("★ suggested keeper")
+    expect(page.locator("#group-title")).to_have_text(f"Group {group_a} · 1 of 2")
+    wait_images_loaded(page)
+    page.screenshot(path=str(ARTIFACTS / "review-group.png"), full_page=True)
+
+    page.keyboard.press("f")  # full size, EXIF orientation applied by the server
+    expect(page.locator("#viewer")).to_be_visible()
+    wait_until(page, "document.getElementById('viewer-image').naturalWidth === 400")
+    page.keyboard.press("Escape")
+    expect(page.locator("#viewer")).to_be_hidden()
+
+    page.keyboard.press("k")  # keep the selected (the suggested keeper), trash the rest
+    expect(page.locator(".member.trash")).to_have_count(2)
+    expect(page.locator(".member.keep")).to_have_count(1)
+    expect(page.locator("#progress-text")).to_have_text("1 / 2 groups reviewed")
+    page.screenshot(path=str(ARTIFACTS / "review-group-decided.png"), full_page=True)
+
+    page.keyboard.press("n")
+    expect(page.locator("#group-title")).to_have_text(f"Group {group_b} · 2 of 2")
+    page.keyboard.press("d")
+    expect(page.locator("#group-state")).to_have_text("dismissed")
+    expect(page.locator("#progress-text")).to_have_text("2 / 2 groups reviewed")
+
+    page.locator("#apply-button").click()
+    expect(page.locator("#dialog")).to_be_visible()
+    expect(page.locator("#plan-moves li")).to_have_count(2)
+    page.screenshot(path=str(ARTIFACTS / "review-apply-dialog.png"))
+    page.locator("#dialog-ok").click()
+    expect(page.locator("#toast")).to_contain_text("Moved 2 files to the trash")
+    trashed = ["2019/copies/a_copy.jpg", "a_small.jpg"]
+    for name in trashed:
+        assert not Path(lib["paths"][name]).exists()
+    lines = [json.loads(ln) for ln in (lib["trash"] / JOURNAL_NAME).read_text().splitlines()]
+    done = [e for e in lines if e["state"] == "done"]
+    assert sorted(e["original"] for e in done) == sorted(lib["paths"][n] for n in trashed)
+    assert all(file_md5(Path(e["trash"])) == e["md5"] for e in done)
+
+    page.locator("#undo-button").click()
+    expect(page.locator("#toast")).to_contain_text("Restored 2 files")
+    assert {n: file_md5(Path(p)) for n, p in lib["paths"].items()} == md5s
+    assert page.problems == []
