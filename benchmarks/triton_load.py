@@ -47,9 +47,9 @@ def main() -> None:
         base = onnx.get(row["concurrency"])
         row["ratio"] = row["images_per_second"] / base if base else None
     widths = [max(len(head), *(len(_cell(row.get(key), fmt)) for row in rows)) for head, key, fmt in COLUMNS]
-    print("  ".join(head.rjust(w) for (head, _, _), w in zip(COLUMNS, widths)))
+    print("  ".join(head.rjust(w) for (head, _, _), w in zip(COLUMNS, widths, strict=True)))
     for row in rows:
-        print("  ".join(_cell(row.get(key), fmt).rjust(w) for (_, key, fmt), w in zip(COLUMNS, widths)))
+        print("  ".join(_cell(row.get(key), fmt).rjust(w) for (_, key, fmt), w in zip(COLUMNS, widths, strict=True)))
         if row.get("error"):
             print(f"    error: {row['error']}")
     if args.json:

@@ -36,7 +36,7 @@ from photodedup.progress import ProgressCallback, no_progress
 log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "journal.jsonl"
-MARKER_NAME = ".photodedup-trash"  # marks the folder as photodedup's trash (scan can skip it)
+MARKER_NAME = config.TRASH_MARKER  # marks the folder as photodedup's trash (scan skips it)
 _PARTIAL = ".partial"
 # Test hooks (tests/test_apply.py): SIGKILL this process at a stage of the n-th move ("linked:2"),
 # and move by copy as if across filesystems.

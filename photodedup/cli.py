@@ -248,6 +248,9 @@ def bench(
 def triton_config(
     model_dir: Annotated[Optional[Path], typer.Option(
         "--model-dir", envvar="PHOTODEDUP_MODEL_DIR", help="ONNX export [default: the default export].")] = None,
+    weights: Annotated[Optional[str], typer.Option(
+        help=f"Without --model-dir: use the default export of these weights [default: {config.DEFAULT_WEIGHTS}].")]
+    = None,
     out: Annotated[Path, typer.Option("--out", help="Model repository to write.")] = Path("model_repository"),
     variant: Annotated[list[str], typer.Option(
         "--variant", help="openclip_vit_b32 (CUDA EP), openclip_vit_b32_trt (TensorRT EP, FP16), "
@@ -274,7 +277,7 @@ def triton_config(
 ) -> None:
     """Write a Triton model repository (config.pbtxt per variant, validated with Triton's schema).
 
-    Example: photodedup triton-config --model-dir ~/.cache/photodedup-tests/vit-b-32-random-uint8-fp32 --out /tmp/repo
+    Example: photodedup export-onnx --weights random && photodedup triton-config --weights random --out /tmp/repo
     """
     from photodedup.triton.config import VARIANTS, TritonOptions
     from photodedup.triton_config import triton_config as run_triton_config
@@ -285,7 +288,7 @@ def triton_config(
         instance_count=instances, gpus=tuple(gpu), cpu_instance_count=cpu_instances, cpu_threads=cpu_threads,
         warmup=warmup, trt_cache_dir=trt_cache_dir)
     summary = run_triton_config(model_dir, out, variants=tuple(variant) or VARIANTS, options=options,
-                                input_kind=input_kind, copy=copy)
+                                input_kind=input_kind, copy=copy, weights=weights)
     if json_out:
         emit_json(summary.as_dict())
     else:
@@ -452,6 +455,169 @@ def undo(
         warn(f"not restored {refused['path']}: {refused['reason']}")
     if summary.refused:
         raise SafetyError(f"{len(summary.refused)} files were not restored (see the warnings above)")
+
+
+# -- group, eval, run ------------------------------------------------------------------------------
+HashThresholdOpt = Annotated[int, typer.Option(
+    "--hash-threshold", help="Perceptual evidence: most pHash bits (of 64) that may differ [default: 12, "
+    "measured on the sample library; see docs/BENCHMARKS.md].")]
+CosineOpt = Annotated[float, typer.Option(
+    "--cosine", help="Semantic evidence: least embedding cosine [default: 0.99, Immich's ViT-B-32 default; "
+    "not calibrated without pretrained weights].")]
+MethodOpt = Annotated[str, typer.Option(
+    "--method", help="complete (no chaining: every member within the thresholds of every other) or single "
+    "(connected components; chains through bursts).")]
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", help="Model id whose embeddings are semantic evidence [default: the catalog's pretrained one].")]
+AllowRandomOpt = Annotated[bool, typer.Option(
+    "--allow-random", help="Let random-weight embeddings count as evidence (meaningless; tests only).")]
+EvidenceOpt = Annotated[list[str], typer.Option(
+    "--evidence", help="Evidence kinds to use (repeatable): exact, perceptual, semantic [default: all].")]
+
+
+def _group_params(evidence, hash_threshold, cosine, method, model, allow_random, search="auto"):
+    from photodedup.group import EVIDENCE, GroupParams
+
+    return GroupParams(evidence=tuple(evidence or EVIDENCE), hash_threshold=hash_threshold, cosine=cosine,
+                       model=model, allow_random=allow_random, method=method, search=search)
+
+
+@app.command()
+def group(
+    roots: Annotated[Optional[list[Path]], typer.Argument(help="Only files under these folders [default: all].")]
+    = None,
+    catalog: CatalogOpt = None,
+    hash_threshold: HashThresholdOpt = 12,
+    cosine: CosineOpt = 0.99,
+    method: MethodOpt = "complete",
+    model: ModelOpt = None,
+    allow_random: AllowRandomOpt = False,
+    evidence: EvidenceOpt = [],
+    search: Annotated[str, typer.Option(help="Semantic search: exact, faiss, or auto (exact up to 20,000 "
+                                        "embeddings).")] = "auto",
+    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Also write one CSV row per member here.")]
+    = None,
+    html_out: Annotated[Optional[Path], typer.Option("--html", help="Also write an HTML report with "
+                                                     "thumbnails here.")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Group duplicates (exact, perceptual, semantic) and suggest a keeper for each group; moves nothing.
+
+    Example: photodedup sample-library /tmp/lib && photodedup scan /tmp/lib && photodedup group --html /tmp/report.html
+    """
+    from photodedup.catalog import Catalog
+    from photodedup.group import group as run_group
+    from photodedup.group import write_csv
+    from photodedup.report import write_report
+
+    params = _group_params(evidence, hash_threshold, cosine, method, model, allow_random, search)
+    with Catalog(catalog, create=False) as cat:
+        with progress(quiet, "group") as callback:
+            result = run_group(cat, roots=roots or (), params=params, progress=callback)
+        for message in result.warnings:
+            warn(message)
+        if csv_out:
+            err.print(f"CSV: {write_csv(result.groups, csv_out)}", markup=False, highlight=False)
+        if html_out:
+            out = write_report(result.groups, html_out, catalog=cat, warnings=result.warnings)
+            err.print(f"HTML report: {out}", markup=False, highlight=False)
+    if json_out:
+        emit_json(result.as_dict())
+    else:
+        typer.echo(result.render())
+
+
+@app.command("eval")
+def eval_cmd(
+    truth: Annotated[Path, typer.Option("--truth", help="Ground truth JSON: the sample library's truth.json "
+                                        "or a `photodedup review` labels export.")],
+    catalog: CatalogOpt = None,
+    hash_threshold: HashThresholdOpt = 12,
+    cosine: CosineOpt = 0.99,
+    method: MethodOpt = "complete",
+    model: ModelOpt = None,
+    allow_random: AllowRandomOpt = False,
+    evidence: EvidenceOpt = [],
+    sweep: Annotated[Optional[str], typer.Option(help="Vary one threshold (hash or cosine) and print "
+                                                 "precision/recall per value.")] = None,
+    values: Annotated[Optional[str], typer.Option(help="Comma-separated values for --sweep [default: a "
+                                                  "range that covers the useful ones].")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="PNG plot of the sweep [default: sweep-<name>.png].")]
+    = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Score the grouping against a ground truth: pairwise precision/recall/F1, MAP, NDCG, Jaccard.
+
+    Example: photodedup sample-library /tmp/lib && photodedup scan /tmp/lib && photodedup eval --truth /tmp/lib/truth.json --sweep hash
+    """
+    from photodedup import eval as evaluation
+
+    params = _group_params(evidence, hash_threshold, cosine, method, model, allow_random)
+    if sweep:
+        try:
+            points_at = [float(v) for v in values.split(",")] if values else None
+        except ValueError:
+            raise typer.BadParameter(f"not a list of numbers: {values!r}", param_hint="--values") from None
+        points = evaluation.sweep(catalog, truth, name=sweep, values=points_at, params=params)
+        image = evaluation.plot_sweep(points, sweep, plot or Path(f"sweep-{sweep}.png"))
+        if json_out:
+            emit_json({"sweep": sweep, "points": points, "plot": str(image)})
+            return
+        typer.echo(f"{sweep:>8} {'precision':>9} {'recall':>7} {'F1':>6} {'pairs':>7} {'groups':>6}")
+        for p in points:
+            typer.echo(f"{p['value']:>8g} {p['precision']:>9.3f} {p['recall']:>7.3f} {p['f1']:>6.3f} "
+                       f"{p['predicted_pairs']:>7} {p['groups']:>6}")
+        err.print(f"Plot: {image}", markup=False, highlight=False)
+        return
+    result = evaluation.evaluate(catalog, truth, params=params)
+    for message in result.warnings:
+        warn(message)
+    if json_out:
+        emit_json(result.as_dict())
+    else:
+        typer.echo(result.render())
+
+
+@app.command("run")
+def run_cmd(
+    roots: Annotated[list[Path], typer.Argument(help="Folders to deduplicate.")],
+    catalog: CatalogOpt = None,
+    backend: Annotated[Optional[str], typer.Option(help="Embedding backend [default: the fastest local one, "
+                                                   "onnx, exporting the model if needed].")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Weights (tag, checkpoint file or 'random') "
+                                                   f"[default: {config.DEFAULT_WEIGHTS}].")] = None,
+    model_dir: Annotated[Optional[Path], typer.Option(envvar="PHOTODEDUP_MODEL_DIR", help="ONNX export to "
+                                                      "use [default: the export-onnx location for --weights].")]
+    = None,
+    report: Annotated[Optional[Path], typer.Option(help="HTML report path [default: beside the catalog].")]
+    = None,
+    no_embed: Annotated[bool, typer.Option("--no-embed", help="Skip embedding (exact and perceptual "
+                                           "evidence only).")] = False,
+    hash_threshold: HashThresholdOpt = 12,
+    cosine: CosineOpt = 0.99,
+    method: MethodOpt = "complete",
+    allow_random: AllowRandomOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """The whole job: scan, embed, group and write the HTML report (nothing is moved or deleted).
+
+    Example: photodedup sample-library /tmp/lib --originals 8 --megapixels 1 && photodedup run /tmp/lib --weights random
+    """
+    from photodedup.run import run as run_all
+
+    params = _group_params([], hash_threshold, cosine, method, None, allow_random)
+    result = run_all(roots, catalog=catalog, backend=backend, weights=weights, model_dir=model_dir,
+                     report=report, params=params, embed=not no_embed,
+                     progress=lambda label: progress(quiet, label),
+                     stage=lambda message: err.print(message, markup=False, highlight=False))
+    for message in result.warnings:
+        warn(message)
+    if json_out:
+        emit_json(result.as_dict())
+    else:
+        typer.echo(result.render())
 
 
 # -- entry point -----------------------------------------------------------------------------------

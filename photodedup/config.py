@@ -15,6 +15,9 @@ TRITON_GRPC_PORT = 8004
 TRITON_METRICS_PORT = 8005
 REVIEW_PORT = 8000
 
+#: `photodedup apply` marks its trash folder with this file; `scan` never walks into such a folder.
+TRASH_MARKER = ".photodedup-trash"
+
 
 def home() -> Path:
     """The photodedup home: ``$PHOTODEDUP_HOME``, else ``$XDG_DATA_HOME/photodedup``, else ``~/.local/share/photodedup``."""

@@ -200,7 +200,7 @@ def _broken_files(out: Path, seed: int) -> list[str]:
 
 
 def _longest(photo: Image.Image, longest: int) -> Image.Image:
-    scale = longest / max(photo.size)
+    scale = min(1.0, longest / max(photo.size))  # exports never upscale
     return photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.Resampling.LANCZOS)
 
 

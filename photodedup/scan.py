@@ -26,6 +26,7 @@ from pathlib import Path
 import imagehash
 from PIL import Image, UnidentifiedImageError
 
+from photodedup import config
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError
 from photodedup.preprocess import (
@@ -201,6 +202,8 @@ def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: Sc
                     continue
                 visited.add((st.st_dev, st.st_ino))
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
+                if any(e.name == config.TRASH_MARKER for e in entries):
+                    continue  # photodedup's own trash folder: its files are already decided
             except OSError as error:
                 log.warning("cannot list %s: %s", folder, error)
                 summary.skipped += 1

@@ -48,11 +48,11 @@ class TritonConfigSummary:
         return "\n".join(lines)
 
 
-def find_export(model_dir: Path | None, input_kind: str = "uint8") -> Path:
+def find_export(model_dir: Path | None, input_kind: str = "uint8", *, weights: str | None = None) -> Path:
     """The export to use (see ``backends.onnx.resolve_model_dir``), checked to hold every model file."""
     from photodedup.backends.onnx import resolve_model_dir
 
-    model_dir = resolve_model_dir(model_dir, input_kind=input_kind)
+    model_dir = resolve_model_dir(model_dir, weights=weights, input_kind=input_kind)
     missing = [name for name in MODEL_FILES if not (model_dir / name).is_file()]
     if missing:
         raise ModelNotFoundError(f"no ONNX export in {model_dir} (missing {', '.join(missing)})",
@@ -68,10 +68,11 @@ def triton_config(
     options: tc.TritonOptions | None = None,
     input_kind: str | None = None,
     copy: bool = False,
+    weights: str | None = None,
 ) -> TritonConfigSummary:
     """Generate (and validate) ``config.pbtxt`` for each variant and put the model files beside it."""
     options = (options or tc.TritonOptions()).check()
-    model_dir = find_export(model_dir, _dtype_of(input_kind or "uint8")).resolve()
+    model_dir = find_export(model_dir, _dtype_of(input_kind or "uint8"), weights=weights).resolve()
     metadata = read_metadata(model_dir)
     if input_kind and metadata.get("input_dtype") != _dtype_of(input_kind):
         raise BadInputError(f"--input {input_kind} was asked for, but {model_dir} takes {metadata.get('input_dtype')}",

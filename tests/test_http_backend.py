@@ -3,7 +3,8 @@
 Tolerances: the ``uint8`` payload sends the exact crops, so embeddings equal the local onnx backend's up
 to float32 noise from a different batch composition (max |difference| <= 1e-5). The ``jpeg`` payload
 re-encodes each crop (quality 95, no chroma subsampling), which changes pixels by a few levels; on these
-random-noise crops, the worst case for JPEG, cosine similarity to the local embedding stays >= 0.99.
+smooth random crops, cosine similarity to the local embedding stays >= 0.999 (measured: min 0.99990 over
+the sample library's photos and 0.99988 over white noise with the random-weight export).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def test_jpeg_payload_is_within_its_tolerance(service, local):
     finally:
         remote.close()
     similarity = cosine(out, local.embed_batch(images))
-    assert similarity.min() >= 0.99, similarity
+    assert similarity.min() >= 0.999, similarity
 
 
 def test_a_served_model_that_is_not_the_expected_one_is_refused(service):

@@ -191,6 +191,12 @@ def test_labels_export_in_the_truth_format(client, review_library, tmp_path):
     assert result.output.strip() == f"1 labelled groups written to {out}"
     assert json.loads(out.read_text())["groups"] == data["groups"]
 
+    from photodedup.eval import load_truth
+
+    truth = load_truth(out)  # what `photodedup eval --truth` reads
+    assert truth.root == lib["root"]
+    assert truth.groups == [[lib["paths"][n] for n in ("2019/a.jpg", "2019/copies/a_copy.jpg", "a_small.jpg")]]
+
 
 def test_files_are_served_by_catalog_id_only(client, review_library):
     lib = review_library

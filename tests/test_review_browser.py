@@ -27,16 +27,22 @@ if not CHROMIUM.exists() and not os.environ.get("CI"):
 
 
 @pytest.fixture
-def review_server(review_library, server_processes):
-    """``photodedup review`` as a real subprocess on a free port; yields (library, url with token)."""
-    lib = review_library
+def review_server(tiny_library, tmp_path, server_processes):
+    """The sample library scanned and grouped for real, and ``photodedup review`` as a real subprocess on a
+    free port; yields (groups, trash folder, url with token)."""
+    from photodedup.group import group, load_groups
+    from photodedup.scan import scan
+
+    catalog, trash = tmp_path / "catalog.sqlite", tmp_path / "trash"
+    scan([tiny_library["root"]], catalog=catalog, workers=1)
+    group(catalog)
     port = server_processes.free_port()
-    cmd = [sys.executable, "-m", "photodedup", "review", "--catalog", str(lib["catalog"]), "--port", str(port),
-           "--trash-dir", str(lib["trash"])]
+    cmd = [sys.executable, "-m", "photodedup", "review", "--catalog", str(catalog), "--port", str(port),
+           "--trash-dir", str(trash)]
     env = os.environ | {"PYTHONPATH": str(REPO)}
     server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60, env=env)
     url = next(ln for ln in server.output().splitlines() if ln.startswith("Review at ")).split()[2]
-    yield lib, url
+    yield {g.id: g for g in load_groups(catalog)}, trash, url
     server.stop()
 
 
@@ -74,57 +80,59 @@ def wait_images_loaded(page) -> None:
 def test_review_keep_trash_not_duplicates_apply_and_undo_in_a_browser(review_server, page):
     from playwright.sync_api import expect
 
-    lib, url = review_server
-    group_a, group_b = lib["groups"]["A"], lib["groups"]["B"]
-    md5s = {n: file_md5(Path(p)) for n, p in lib["paths"].items()}
+    groups, trash, url = review_server
+    assert len(groups) >= 2
+    paths = [m.path for g in groups.values() for m in g.members]
+    md5s = {p: file_md5(Path(p)) for p in paths}
     ARTIFACTS.mkdir(exist_ok=True)
 
     page.goto(url)
-    expect(page.locator(".group-card")).to_have_count(2)
-    expect(page.locator("#progress-text")).to_have_text("0 / 2 groups reviewed")
+    expect(page.locator(".group-card")).to_have_count(len(groups))
+    expect(page.locator("#progress-text")).to_have_text(f"0 / {len(groups)} groups reviewed")
     wait_images_loaded(page)
     page.screenshot(path=str(ARTIFACTS / "review-overview.png"), full_page=True)
 
-    page.locator(f'.group-card[data-group="{group_a}"]').click()
-    expect(page.locator(".member")).to_have_count(3)
+    first = groups[int(page.locator(".group-card").first.get_attribute("data-group"))]
+    page.locator(".group-card").first.click()
+    expect(page.locator(".member")).to_have_count(len(first.members))
     expect(page.locator(".member.selected .tag.keeper")).to_have_text("★ suggested keeper")
-    expect(page.locator("#group-title")).to_have_text(f"Group {group_a} · 1 of 2")
+    expect(page.locator("#group-title")).to_have_text(f"Group {first.id} · 1 of {len(groups)}")
     wait_images_loaded(page)
     page.screenshot(path=str(ARTIFACTS / "review-group.png"), full_page=True)
 
+    keeper = next(m for m in first.members if m.file_id == first.keeper)
     page.keyboard.press("f")  # full size, EXIF orientation applied by the server
     expect(page.locator("#viewer")).to_be_visible()
-    wait_until(page, "document.getElementById('viewer-image').naturalWidth === 400")
+    wait_until(page, f"document.getElementById('viewer-image').naturalWidth === {keeper.width}")
     page.keyboard.press("Escape")
     expect(page.locator("#viewer")).to_be_hidden()
 
     page.keyboard.press("k")  # keep the selected (the suggested keeper), trash the rest
-    expect(page.locator(".member.trash")).to_have_count(2)
+    expect(page.locator(".member.trash")).to_have_count(len(first.members) - 1)
     expect(page.locator(".member.keep")).to_have_count(1)
-    expect(page.locator("#progress-text")).to_have_text("1 / 2 groups reviewed")
+    expect(page.locator("#progress-text")).to_have_text(f"1 / {len(groups)} groups reviewed")
     page.screenshot(path=str(ARTIFACTS / "review-group-decided.png"), full_page=True)
 
     page.keyboard.press("n")
-    expect(page.locator("#group-title")).to_have_text(f"Group {group_b} · 2 of 2")
+    expect(page.locator("#group-title")).to_contain_text(f"· 2 of {len(groups)}")
     page.keyboard.press("d")
     expect(page.locator("#group-state")).to_have_text("dismissed")
-    expect(page.locator("#progress-text")).to_have_text("2 / 2 groups reviewed")
+    expect(page.locator("#progress-text")).to_have_text(f"2 / {len(groups)} groups reviewed")
 
     page.locator("#apply-button").click()
     expect(page.locator("#dialog")).to_be_visible()
-    expect(page.locator("#plan-moves li")).to_have_count(2)
+    expect(page.locator("#plan-moves li")).to_have_count(len(first.members) - 1)
     page.screenshot(path=str(ARTIFACTS / "review-apply-dialog.png"))
     page.locator("#dialog-ok").click()
-    expect(page.locator("#toast")).to_contain_text("Moved 2 files to the trash")
-    trashed = ["2019/copies/a_copy.jpg", "a_small.jpg"]
-    for name in trashed:
-        assert not Path(lib["paths"][name]).exists()
-    lines = [json.loads(ln) for ln in (lib["trash"] / JOURNAL_NAME).read_text().splitlines()]
+    expect(page.locator("#toast")).to_contain_text(f"Moved {len(first.members) - 1} files to the trash")
+    trashed = sorted(m.path for m in first.members if m.file_id != first.keeper)
+    assert not any(Path(p).exists() for p in trashed) and Path(keeper.path).exists()
+    lines = [json.loads(ln) for ln in (trash / JOURNAL_NAME).read_text().splitlines()]
     done = [e for e in lines if e["state"] == "done"]
-    assert sorted(e["original"] for e in done) == sorted(lib["paths"][n] for n in trashed)
-    assert all(file_md5(Path(e["trash"])) == e["md5"] for e in done)
+    assert sorted(e["original"] for e in done) == trashed
+    assert all(file_md5(Path(e["trash"])) == e["md5"] == md5s[e["original"]] for e in done)
 
     page.locator("#undo-button").click()
-    expect(page.locator("#toast")).to_contain_text("Restored 2 files")
-    assert {n: file_md5(Path(p)) for n, p in lib["paths"].items()} == md5s
+    expect(page.locator("#toast")).to_contain_text(f"Restored {len(trashed)} files")
+    assert {p: file_md5(Path(p)) for p in paths} == md5s
     assert page.problems == []

@@ -209,3 +209,14 @@ def test_cli_json_summary_and_errors(tmp_path, capsys):
     assert proc.returncode == 3
     assert proc.stderr.strip() == f"Error: no such file or folder: {missing}"
     assert proc.stdout == ""
+
+
+def test_trash_folder_is_not_scanned(tmp_path):
+    from photodedup import config
+
+    root = tmp_path / "lib"
+    write_photo(root / "a.jpg")
+    write_photo(root / "trash" / "1" / "a.jpg")
+    (root / "trash" / config.TRASH_MARKER).write_text("")
+    summary = scan([root], catalog=tmp_path / "c.sqlite")
+    assert (summary.files, summary.new) == (1, 1)

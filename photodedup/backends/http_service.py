@@ -62,7 +62,9 @@ class HttpServiceBackend:
         self._client = httpx.Client(
             base_url=self.url, headers=headers,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=self.in_flight * 2, max_keepalive_connections=self.in_flight * 2),
+            # callers may share one client across more threads than in_flight (bench): do not queue them here
+            limits=httpx.Limits(max_connections=max(64, 2 * self.in_flight),
+                                max_keepalive_connections=max(64, 2 * self.in_flight)),
         )
         try:
             self.info = call_with_retries(self._model_info, retries=retries, backoff=backoff)

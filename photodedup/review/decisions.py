@@ -9,6 +9,7 @@ pairwise distinct comes back *dismissed*; one that gained a new content comes ba
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
@@ -78,7 +79,7 @@ class Group:
                 "keeper": self.keeper, "keeper_reason": self.keeper_reason, "reclaimable": self.reclaimable,
                 "size": sum(m.size or 0 for m in self.members),
                 "score": min((m.score for m in self.members if m.file_id != self.keeper), default=1.0),
-                "evidence": sorted({m.evidence for m in self.members}),
+                "evidence": sorted({m.evidence for m in self.members if not m.keeper}),
                 "files": [m.file_id for m in self.members]}
 
     def detail(self) -> dict:
@@ -205,7 +206,8 @@ def labels(cat: Catalog, *, root: Path | None = None) -> dict:
     ``groups``: the members of every group a person reviewed (each member kept or trashed);
     ``unrelated``: the files of groups marked not duplicates (identical copies among them still
     form a group). Paths are relative to ``root`` when given (files outside it are left out), else
-    absolute. Unreviewed groups are left out: nobody has said anything about them.
+    absolute. ``root`` is written too (else the folder all grouped files share), since ``eval`` scores
+    the files under it. Unreviewed groups are left out: nobody has said anything about them.
     """
     def name(path: str) -> str | None:
         if root is None:
@@ -215,9 +217,12 @@ def labels(cat: Catalog, *, root: Path | None = None) -> dict:
         except ValueError:
             return None
 
-    out: dict = {"groups": [], "unrelated": [], "source": "photodedup review",
-                 "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    for group in current_groups(cat):
+    groups = current_groups(cat)
+    paths = [m.path for g in groups for m in g.members]
+    common = Path(root) if root else Path(os.path.commonpath(paths)) if paths else None
+    out: dict = {"groups": [], "unrelated": [], "root": str(common) if common else None,
+                 "source": "photodedup review", "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    for group in groups:
         if group.dismissed:
             by_content: dict[str, list[str]] = {}
             for m in group.members:

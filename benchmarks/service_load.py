@@ -1,0 +1,73 @@
+"""Our HTTP service under load: JPEG vs uint8 bodies at several concurrencies, against model-only speed.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/service_load.py --model-dir DIR [--concurrency 1,8,32]
+
+Starts ``photodedup serve`` (default settings: max batch 32, max queue delay 2 ms) on a free loopback
+port, drives it with closed-loop clients sending one image per request (``photodedup.bench``'s load
+generator and ``/metrics`` reader), then measures the onnx backend in this process, one thread, at the
+batch size the service's dynamic batcher formed at the highest concurrency: the model-only ceiling the
+service is compared with. Client, server and model share this machine's CPUs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from photodedup.backends.onnx import resolve_model_dir
+from photodedup.bench import BenchConfig, Target, run_targets, server_snapshotter
+from photodedup.bench.compare import local_service
+
+COLUMNS = [("target", "backend", "{}"), ("payload", "payload", "{}"), ("conc", "concurrency", "{}"),
+           ("batch", "batch_size", "{}"), ("img/s", "images_per_second", "{:.1f}"),
+           ("p50 ms", "p50_ms", "{:.0f}"), ("p95 ms", "p95_ms", "{:.0f}"), ("p99 ms", "p99_ms", "{:.0f}"),
+           ("bytes/img", "bytes_per_image", "{:.0f}"), ("img/call", "server_batch", "{:.1f}"),
+           ("queue ms", "queue_ms", "{:.0f}"), ("decode ms", "compute_input_ms", "{:.1f}"),
+           ("infer ms", "compute_infer_ms", "{:.0f}"), ("errors", "errors", "{}"), ("stable", "stable", "{}")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model-dir", type=Path, default=None, help="ONNX export [default: the default export]")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--duration", type=float, default=15.0, help="most seconds measured per configuration")
+    parser.add_argument("--window", type=float, default=3.0)
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = parser.parse_args()
+
+    model_dir = resolve_model_dir(args.model_dir)
+    concurrency = tuple(int(c) for c in args.concurrency.split(","))
+    settings = BenchConfig(concurrency=concurrency, batch_sizes=(1,), duration=args.duration, window=args.window,
+                           model_dir=model_dir)
+    with tempfile.TemporaryDirectory(prefix="photodedup-service-load-") as scratch:
+        with local_service(model_dir, Path(scratch)) as url:
+            targets = [Target(f"service {payload}", "http-service", {"url": url, "payload": payload},
+                              payload, server_snapshotter) for payload in ("jpeg", "uint8")]
+            rows = run_targets(targets, settings).rows
+    top = max(concurrency)
+    loaded = next(r for r in rows if r["payload"] == "uint8" and r["concurrency"] == top)
+    formed = max(1, round(loaded.get("server_batch") or 1))
+    model_only = BenchConfig(concurrency=(1,), batch_sizes=(formed,), duration=args.duration, window=args.window,
+                             model_dir=model_dir)
+    rows += run_targets([Target("onnx model-only", "onnx", {"model_dir": model_dir}, "in-process")], model_only).rows
+    ceiling = rows[-1]["images_per_second"]
+
+    widths = [max(len(head), *(len(_cell(row.get(key), fmt)) for row in rows)) for head, key, fmt in COLUMNS]
+    print("  ".join(head.rjust(w) for (head, _, _), w in zip(COLUMNS, widths)))
+    for row in rows:
+        print("  ".join(_cell(row.get(key), fmt).rjust(w) for (_, key, fmt), w in zip(COLUMNS, widths)))
+    ratio = loaded["images_per_second"] / ceiling if ceiling else float("nan")
+    print(f"\nservice uint8 at concurrency {top}: {loaded['images_per_second']:.1f} img/s with {formed} images "
+          f"per model call; onnx model-only at batch {formed}: {ceiling:.1f} img/s; ratio {ratio:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "ratio": ratio}, indent=1, default=str) + "\n")
+
+
+def _cell(value, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""``photodedup eval``: score groupings against a ground truth, and sweep thresholds.
+
+The truth is JSON with ``groups``: lists of paths that are duplicates of each other, relative to
+``root`` (a key of the file, else the folder holding it) or absolute. Files not in any group are
+singletons. The sample library's ``truth.json`` (which adds ``unrelated``, ``broken`` and ``kinds``)
+and the labels export of ``photodedup review`` both have this shape.
+
+Metrics: pairwise precision, recall and F1 (a pair is two files in one group), overall and for each
+evidence kind alone; recall by transformation kind when the truth has ``kinds``; and the retrieval
+metrics imagededup reports (MAP, NDCG, Jaccard: every file is a query, its group mates are what it
+retrieves, ordered by evidence strength; computed the way imagededup's ``evaluation.py`` does).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+from photodedup import cluster as clu
+from photodedup.catalog import Catalog
+from photodedup.errors import BadInputError
+from photodedup.group import (
+    GroupParams,
+    build_groups,
+    find_edges,
+    open_catalog,
+    pick_model,
+    select_files,
+    semantic_vectors,
+)
+
+log = logging.getLogger(__name__)
+
+SWEEPS = {"hash": "hash_threshold", "cosine": "cosine"}
+DEFAULT_SWEEP_VALUES = {"hash": [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24],
+                        "cosine": [0.80, 0.85, 0.90, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 0.999]}
+
+
+@dataclass
+class Truth:
+    root: Path
+    groups: list[list[str]]                      # absolute paths
+    kinds: dict[str, str] = field(default_factory=dict)  # absolute path -> transformation kind
+
+    def pairs(self) -> set[tuple[str, str]]:
+        return _pairs(self.groups)
+
+
+def load_truth(path: Path | str) -> Truth:
+    """Read a ground truth (sample library ``truth.json`` or a ``review`` labels export)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BadInputError(f"no ground truth at {path}") from None
+    except (OSError, ValueError) as error:
+        raise BadInputError(f"cannot read the ground truth {path}: {error}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("groups"), list) or not all(
+            isinstance(g, list) and all(isinstance(p, str) for p in g) for g in data["groups"]):
+        raise BadInputError(f"{path} is not a ground truth",
+                            hint='expected JSON like {"groups": [["a.jpg", "b.jpg"], ...]} (paths relative '
+                                 'to "root" or to the file\'s folder)')
+    root = Path(data.get("root") or path.parent).expanduser().resolve()
+
+    def absolute(p: str) -> str:
+        return str(root / p) if not Path(p).is_absolute() else p
+
+    groups = [[absolute(p) for p in g] for g in data["groups"] if len(g) > 1]
+    kinds = {absolute(p): k for p, k in (data.get("kinds") or {}).items()}
+    return Truth(root, groups, kinds)
+
+
+@dataclass
+class Scores:
+    precision: float
+    recall: float
+    f1: float
+    true_pairs: int
+    predicted_pairs: int
+    correct_pairs: int
+    groups: int
+
+    def as_dict(self) -> dict:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in self.__dict__.items()}
+
+
+@dataclass
+class EvalResult:
+    truth: str
+    files: int
+    params: GroupParams
+    model: str | None
+    overall: Scores
+    by_evidence: dict[str, Scores]
+    recall_by_kind: dict[str, float]
+    retrieval: dict[str, float]
+    warnings: list[str]
+
+    def as_dict(self) -> dict:
+        return {"truth": self.truth, "files": self.files, "model": self.model,
+                "params": self.params.__dict__ | {"evidence": list(self.params.evidence)},
+                "overall": self.overall.as_dict(),
+                "by_evidence": {k: s.as_dict() for k, s in self.by_evidence.items()},
+                "recall_by_kind": {k: round(v, 4) for k, v in self.recall_by_kind.items()},
+                "retrieval": {k: round(v, 4) for k, v in self.retrieval.items()}, "warnings": self.warnings}
+
+    def render(self) -> str:
+        p = self.params
+        lines = [f"Scored against {self.truth} ({self.files} files; {p.method} link, hash threshold "
+                 f"{p.hash_threshold}, cosine {p.cosine}{', model ' + self.model if self.model else ''})",
+                 f"{'evidence':<12} {'precision':>9} {'recall':>7} {'F1':>6} {'pairs':>7} {'true':>6} {'groups':>6}"]
+        for name, s in [("all", self.overall), *self.by_evidence.items()]:
+            lines.append(f"{name:<12} {s.precision:>9.3f} {s.recall:>7.3f} {s.f1:>6.3f} {s.predicted_pairs:>7} "
+                         f"{s.true_pairs:>6} {s.groups:>6}")
+        lines.append("retrieval: " + ", ".join(f"{k.upper()} {v:.3f}" for k, v in self.retrieval.items()))
+        if self.recall_by_kind:
+            lines.append("recall by kind: " + ", ".join(f"{k} {v:.2f}" for k, v in self.recall_by_kind.items()))
+        return "\n".join(lines)
+
+
+def evaluate(catalog: Path | str | Catalog | None, truth_path: Path | str, *,
+             params: GroupParams | None = None) -> EvalResult:
+    """Group the files under the truth's root in memory (nothing stored) and score the groups."""
+    params = params or GroupParams()
+    truth = load_truth(truth_path)
+    with open_catalog(catalog) as cat:
+        rows, parts, model, warnings = _evidence(cat, truth, params)
+    if not rows:
+        raise BadInputError(f"the catalog has no files under {truth.root}",
+                            hint=f"run `photodedup scan {truth.root}` first")
+    groups = build_groups(rows, clu.combine(*parts.values()), params.method)
+    overall = score_pairs([[m.path for m in g.members] for g in groups], truth)
+    by_evidence = {}
+    for kind, edges in parts.items():
+        kind_groups = build_groups(rows, clu.combine(*[e for k, e in parts.items() if k == kind]), params.method)
+        by_evidence[kind] = score_pairs([[m.path for m in g.members] for g in kind_groups], truth)
+    edge_order = _edge_order(rows, clu.combine(*parts.values()))
+    return EvalResult(str(truth_path), len(rows), params, model, overall, by_evidence,
+                      recall_by_kind(groups, truth),
+                      retrieval_metrics(groups, truth, {row["path"] for row in rows}, edge_order), warnings)
+
+
+def _evidence(cat: Catalog, truth: Truth, params: GroupParams):
+    rows = select_files(cat, [truth.root])
+    model, warnings = pick_model(cat, params)
+    vectors = semantic_vectors(cat, rows, model) if model else None
+    return rows, find_edges(rows, vectors, params), model, warnings
+
+
+def sweep(catalog: Path | str | Catalog | None, truth_path: Path | str, *, name: str = "hash",
+          values: Sequence[float] | None = None, params: GroupParams | None = None) -> list[dict]:
+    """Precision and recall for each value of one threshold (``hash`` or ``cosine``), others fixed."""
+    if name not in SWEEPS:
+        raise BadInputError(f"unknown sweep {name!r}", hint=f"choose one of: {', '.join(SWEEPS)}")
+    values = sorted(values or DEFAULT_SWEEP_VALUES[name])
+    params = params or GroupParams()
+    loosest = values[-1] if name == "hash" else values[0]
+    truth = load_truth(truth_path)
+    with open_catalog(catalog) as cat:
+        rows, parts, model, _ = _evidence(cat, truth, replace(params, **{SWEEPS[name]: loosest}))
+    if name == "cosine" and model is None:
+        raise BadInputError("no usable embeddings to sweep the cosine threshold",
+                            hint="run `photodedup embed` (or pass --allow-random to test the mechanics)")
+    kind = "perceptual" if name == "hash" else "semantic"
+    out = []
+    for value in values:
+        limit = value if name == "hash" else 1.0 - value
+        trimmed = {k: e.where(e.distance <= limit + 1e-9) if k == kind else e for k, e in parts.items()}
+        groups = build_groups(rows, clu.combine(*trimmed.values()), params.method)
+        scores = score_pairs([[m.path for m in g.members] for g in groups], truth)
+        out.append({"value": value} | scores.as_dict())
+    return out
+
+
+def plot_sweep(points: Sequence[dict], name: str, out: Path | str) -> Path:
+    """Precision and recall against the threshold, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    x = [p["value"] for p in points]
+    for key in ("precision", "recall", "f1"):
+        ax.plot(x, [p[key] for p in points], marker="o", label=key)
+    ax.set_xlabel("pHash Hamming distance threshold" if name == "hash" else "cosine similarity threshold")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("photodedup eval --sweep " + name)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+def _pairs(groups: Sequence[Sequence[str]]) -> set[tuple[str, str]]:
+    return {pair for g in groups for pair in combinations(sorted(set(g)), 2)}
+
+
+def score_pairs(predicted: Sequence[Sequence[str]], truth: Truth) -> Scores:
+    """Pairwise precision, recall and F1 of predicted groups (lists of paths) against the truth."""
+    true, found = truth.pairs(), _pairs(predicted)
+    correct = len(true & found)
+    precision = correct / len(found) if found else 1.0
+    recall = correct / len(true) if true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return Scores(precision, recall, f1, len(true), len(found), correct, len(predicted))
+
+
+def recall_by_kind(groups, truth: Truth) -> dict[str, float]:
+    """For each transformation kind: the share of (original, variant) pairs found in one group."""
+    if not truth.kinds:
+        return {}
+    found = _pairs([[m.path for m in g.members] for g in groups])
+    tally: dict[str, list[int]] = {}
+    for g in truth.groups:
+        originals = [p for p in g if truth.kinds.get(p) == "original"]
+        for original in originals:
+            for other in g:
+                if other != original:
+                    counts = tally.setdefault(truth.kinds.get(other, "unknown"), [0, 0])
+                    counts[0] += tuple(sorted((original, other))) in found
+                    counts[1] += 1
+    return {kind: hit / total for kind, (hit, total) in sorted(tally.items())}
+
+
+def _edge_order(rows, edges: clu.Edges) -> dict[tuple[str, str], tuple[int, float]]:
+    paths = [row["path"] for row in rows]
+    order = {}
+    for a, b, rank, dist in zip(edges.i.tolist(), edges.j.tolist(), edges.rank.tolist(), edges.distance.tolist()):
+        order[(paths[a], paths[b])] = order[(paths[b], paths[a])] = (rank, dist)
+    return order
+
+
+def retrieval_metrics(groups, truth: Truth, universe: set[str],
+                      edge_order: dict[tuple[str, str], tuple[int, float]]) -> dict[str, float]:
+    """Mean AP, NDCG and Jaccard over every file, as imagededup's evaluation computes them."""
+    true_map = {p: set(g) - {p} for g in truth.groups for p in g}
+    found_map = {m.path: [o.path for o in g.members if o.path != m.path] for g in groups for m in g.members}
+    queries = sorted(universe | set(true_map))
+    sums = {"map": 0.0, "ndcg": 0.0, "jaccard": 0.0}
+    for query in queries:
+        correct = true_map.get(query, set())
+        retrieved = sorted(found_map.get(query, []),
+                           key=lambda other: (edge_order.get((query, other), (9, math.inf)), other))
+        sums["map"] += _average_precision(correct, retrieved)
+        sums["ndcg"] += _ndcg(correct, retrieved)
+        sums["jaccard"] += _jaccard(correct, retrieved)
+    return {k: v / len(queries) if queries else 1.0 for k, v in sums.items()}
+
+
+def _average_precision(correct: set[str], retrieved: list[str]) -> float:
+    if not correct and not retrieved:
+        return 1.0
+    if not correct or not retrieved:
+        return 0.0
+    relevance = np.array([r in correct for r in retrieved], dtype=float)
+    precision_at = np.cumsum(relevance) / np.arange(1, len(relevance) + 1)
+    return float((precision_at * relevance).sum() / len(correct))
+
+
+def _ndcg(correct: set[str], retrieved: list[str]) -> float:
+    if not correct and not retrieved:
+        return 1.0
+    if not correct or not retrieved:
+        return 0.0
+    relevance = np.array([r in correct for r in retrieved], dtype=float)
+    discounts = np.log2(np.arange(2, len(relevance) + 2))
+    dcg = float(((2 ** relevance - 1) / discounts).sum())
+    if dcg == 0:
+        return 0.0
+    ideal = float(((2 ** np.sort(relevance)[::-1] - 1) / discounts).sum())
+    return dcg / ideal
+
+
+def _jaccard(correct: set[str], retrieved: list[str]) -> float:
+    if not correct and not retrieved:
+        return 1.0
+    if not correct or not retrieved:
+        return 0.0
+    return len(correct & set(retrieved)) / len(correct | set(retrieved))

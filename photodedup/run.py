@@ -1,0 +1,131 @@
+"""``photodedup run``: the whole job in one call: scan, embed, group, write the HTML report.
+
+Embedding uses the backend named, else the fastest local one: onnx with an existing export for the
+weights, or a fresh export (which needs torch). When no export can be had (torch missing, pretrained
+weights not downloadable offline), the semantic stage is skipped with a warning and grouping goes on
+with exact and perceptual evidence.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from photodedup import config
+from photodedup.errors import ExportError, ModelNotFoundError
+from photodedup.group import GroupParams, GroupResult, group
+from photodedup.progress import ProgressCallback, no_progress
+
+log = logging.getLogger(__name__)
+
+ProgressFactory = Callable[[str], AbstractContextManager[ProgressCallback]]
+
+
+@dataclass
+class RunResult:
+    scan: dict
+    embed: dict | None
+    grouping: GroupResult
+    report: Path
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"scan": self.scan, "embed": self.embed, "group": self.grouping.as_dict(),
+                "report": str(self.report), "seconds": round(self.seconds, 2), "warnings": self.warnings}
+
+    def render(self) -> str:
+        embedded = (f"embedded {self.embed['embedded']} ({self.embed['model']}, {self.embed['backend']})"
+                    if self.embed else "embedding skipped")
+        g = self.grouping
+        return (f"Scanned {self.scan['files']} files ({self.scan['errors']} unreadable), {embedded}, "
+                f"{len(g.groups)} duplicate groups ({sum(len(x.members) - 1 for x in g.groups)} candidates) "
+                f"in {self.seconds:.1f}s.\nReport: {self.report}")
+
+
+def run(roots: Sequence[Path | str], *, catalog: Path | str | None = None, backend: str | None = None,
+        weights: str | None = None, model_dir: Path | None = None, report: Path | str | None = None,
+        params: GroupParams | None = None, embed: bool = True,
+        progress: ProgressFactory | None = None, stage: Callable[[str], None] | None = None) -> RunResult:
+    """Scan ``roots``, embed, group the files under them and write the report.
+
+    ``stage(message)`` is told where the run is; ``progress(label)`` supplies a progress callback.
+    """
+    from photodedup.catalog import Catalog
+    from photodedup.embed import embed as run_embed
+    from photodedup.report import write_report
+    from photodedup.scan import scan
+
+    progress = progress or (lambda label: nullcontext(no_progress))
+    stage = stage or (lambda message: None)
+    params = params or GroupParams()
+    catalog = Path(catalog) if catalog else config.default_catalog()
+    weights = weights or config.DEFAULT_WEIGHTS
+    started = time.perf_counter()
+    warnings: list[str] = []
+
+    stage(f"1/4 scan {', '.join(str(r) for r in roots)} into {catalog}")
+    with progress("scan") as callback:
+        scanned = scan(list(roots), catalog=catalog, progress=callback).as_dict()
+
+    embedded = None
+    if embed and "semantic" in params.evidence:
+        engine, why = open_embedder(backend, weights=weights, model_dir=model_dir)
+        if engine is None:
+            warnings.append(why)
+            log.warning(why)
+            stage(f"2/4 embed skipped: {why}")
+        else:
+            try:
+                stage(f"2/4 embed with {engine.name} ({engine.model_id})")
+                with progress("embed") as callback:
+                    embedded = run_embed(engine, catalog=catalog, progress=callback).as_dict()
+            finally:
+                engine.close()
+            usable = params.allow_random or not getattr(engine, "is_random", False)
+            if usable and not params.model:  # group with the embeddings this run made
+                params = replace(params, model=engine.model_id)
+    else:
+        stage("2/4 embed skipped (semantic evidence off)")
+
+    stage("3/4 group")
+    grouping = group(catalog, roots=roots, params=params)
+    warnings += grouping.warnings
+
+    out = Path(report) if report else catalog.parent / "photodedup-report.html"
+    stage(f"4/4 report {out}")
+    with Catalog(catalog, create=False) as cat:
+        write_report(grouping.groups, out, catalog=cat, warnings=warnings,
+                     notes=[f"Roots: {', '.join(str(r) for r in roots)}; catalog: {catalog}"])
+    return RunResult(scanned, embedded, grouping, out.resolve(), time.perf_counter() - started, warnings)
+
+
+def open_embedder(backend: str | None, *, weights: str, model_dir: Path | None):
+    """The backend to embed with, or ``(None, why)`` when only the default choice failed.
+
+    A backend named explicitly must work (its errors propagate); the default, onnx, is used with an
+    existing export or a fresh one, and is skipped with a reason when neither can be had.
+    """
+    from photodedup.embed import open_backend
+
+    if backend:
+        return open_backend(backend, model_dir=model_dir, weights=weights), ""
+    from photodedup.backends.onnx import resolve_model_dir
+
+    directory = resolve_model_dir(model_dir, weights=weights)
+    if not (directory / "model.onnx").is_file():
+        try:
+            from photodedup.export_onnx import export_onnx
+
+            directory = export_onnx(weights, out=directory)
+        except ImportError as error:
+            return None, (f"semantic evidence skipped: no ONNX export in {directory} and exporting one needs "
+                          f"torch ({error.name or error} is not installed)")
+        except (ModelNotFoundError, ExportError) as error:
+            return None, f"semantic evidence skipped: cannot export {weights}: {error}"
+    return open_backend("onnx", model_dir=directory, weights=weights), ""
+

@@ -1,0 +1,247 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from photodedup import cluster as clu
+from photodedup.catalog import Catalog
+from photodedup.errors import BadInputError
+from photodedup.group import GroupParams, choose_keeper, group, load_groups, write_csv
+from photodedup.report import write_report
+from photodedup.scan import scan
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def photodedup(*args):
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "photodedup", *args], cwd=REPO, capture_output=True, text=True,
+                          env=env)
+
+
+# -- clustering laws (hypothesis) -----------------------------------------------------------------
+def _hash_groups(hashes, keys, threshold, method):
+    edges = clu.hamming_pairs(clu.to_uint64(hashes), threshold)
+    groups = clu.cluster(len(hashes), edges, keys, method=method)
+    return {frozenset(int(keys[i]) for i in g) for g in groups}
+
+
+# 16 random bits in the low half: many pairs within a few bits, so groups form and compete
+hash_lists = st.lists(st.integers(0, 0xFFFF), min_size=2, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(hash_lists, st.integers(0, 8), st.sampled_from(clu.METHODS), st.randoms(use_true_random=False))
+def test_groups_are_a_partition_independent_of_input_order(values, threshold, method, rnd):
+    keys = np.arange(100, 100 + len(values))
+    groups = _hash_groups(values, keys, threshold, method)
+    members = [k for g in groups for k in g]
+    assert len(members) == len(set(members)) and all(len(g) >= 2 for g in groups)
+    order = list(range(len(values)))
+    rnd.shuffle(order)
+    shuffled = _hash_groups([values[i] for i in order], keys[order], threshold, method)
+    assert shuffled == groups
+
+
+@settings(max_examples=60, deadline=None)
+@given(hash_lists, st.integers(0, 7), st.integers(1, 4), st.sampled_from(clu.METHODS))
+def test_a_stricter_threshold_only_splits_groups(values, strict, extra, method):
+    keys = np.arange(len(values))
+    fine = _hash_groups(values, keys, strict, method)
+    coarse = _hash_groups(values, keys, strict + extra, method)
+    for g in fine:
+        assert any(g <= c for c in coarse), (g, coarse)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=2, max_size=30), st.floats(0.90, 0.995), st.floats(0.001, 0.05))
+def test_a_higher_cosine_only_splits_groups(angles, loose, step):
+    # points on a circle arc: cosine between i and j is cos(angle_i - angle_j)
+    theta = np.asarray(angles) * 0.6
+    vectors = np.stack([np.cos(theta), np.sin(theta)], axis=1).astype(np.float32)
+    keys = np.arange(len(theta))
+
+    def groups(t):
+        return {frozenset(g) for g in clu.cluster(len(theta), clu.cosine_pairs(vectors, t, method="exact"), keys)}
+
+    coarse, fine = groups(loose), groups(min(0.9999, loose + step))
+    for g in fine:
+        assert any(g <= c for c in coarse)
+
+
+def test_complete_link_does_not_chain_a_burst_but_single_link_does():
+    # a burst drifting 3 bits per frame: neighbours are within 4 bits, the ends 27 bits apart
+    frames = [(1 << (3 * k)) - 1 for k in range(10)]
+    keys = np.arange(10)
+    single = _hash_groups(frames, keys, 4, "single")
+    complete = _hash_groups(frames, keys, 4, "complete")
+    assert single == {frozenset(range(10))}
+    assert all(len(g) == 2 for g in complete) and len(complete) == 5
+    for g in complete:  # every member within the threshold of every other
+        a, b = sorted(g)
+        assert bin(frames[a] ^ frames[b]).count("1") <= 4
+
+
+def test_multi_index_hashing_finds_exactly_what_brute_force_finds():
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 2**63, size=3000, dtype=np.int64).view(np.uint64)
+    flips = rng.integers(0, 2**63, size=3000, dtype=np.int64).view(np.uint64)
+    near = base ^ (flips & flips >> np.uint64(7) & flips >> np.uint64(13))  # a few bits off each
+    hashes = np.concatenate([base, near])
+    for threshold in (0, 5, 10, 13):
+        brute = clu.hamming_pairs(hashes, threshold)
+        indexed = clu.hamming_pairs(hashes, threshold, brute_max=0)
+        assert len(brute) > 0
+        assert sorted(zip(brute.i.tolist(), brute.j.tolist(), brute.distance.tolist())) == sorted(
+            zip(indexed.i.tolist(), indexed.j.tolist(), indexed.distance.tolist()))
+
+
+def test_faiss_search_finds_the_planted_pairs_the_exact_search_finds():
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((6000, 64)).astype(np.float32)
+    vectors[3000:] = vectors[:3000] + 0.01 * rng.standard_normal((3000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    exact = clu.cosine_pairs(vectors, 0.99, method="exact")
+    approx = clu.cosine_pairs(vectors, 0.99, method="faiss")
+    planted = {(i, i + 3000) for i in range(3000)}
+    assert set(zip(exact.i.tolist(), exact.j.tolist())) == planted
+    found = set(zip(approx.i.tolist(), approx.j.tolist()))
+    assert found <= planted and len(found) >= 0.99 * len(planted)
+    assert np.all(approx.distance <= 0.01 + 1e-6)
+
+
+def test_popcount_matches_python():
+    values = np.array([0, 1, 0xFF, -1, 0x5555555555555555, -(2**63)], dtype=np.int64)
+    assert clu.popcount64(clu.to_uint64(values)).tolist() == [bin(int(v) & (2**64 - 1)).count("1") for v in values]
+
+
+# -- keeper ----------------------------------------------------------------------------------------
+def _row(file_id, w=100, h=100, size=1000, exif=0, taken=None, mtime=0, path=None):
+    return {"id": file_id, "width": w, "height": h, "size": size, "exif_tags": exif, "taken_at": taken,
+            "mtime_ns": mtime, "path": path or f"/p/{file_id}.jpg"}
+
+
+@pytest.mark.parametrize("rows, keeper, reason", [
+    ([_row(1, 100, 100), _row(2, 200, 100)], 2, "highest resolution (200x100)"),
+    ([_row(1, size=10), _row(2, size=2_500_000)], 2, "largest file (2.5 MB); tied on resolution"),
+    ([_row(1, exif=3), _row(2, exif=40)], 2, "richest EXIF (40 tags); tied on resolution, size"),
+    ([_row(1, taken="2024-01-01T00:00:00"), _row(2, taken="2020-05-05T10:00:00")], 2,
+     "oldest (taken 2020-05-05T10:00:00); tied on resolution, size, EXIF"),
+    ([_row(1, mtime=9), _row(2, mtime=5)], 2,
+     "oldest (by modification time); tied on resolution, size, EXIF, date taken"),
+    ([_row(1, taken=None), _row(2, taken="2020-01-01")], 2,
+     "oldest (taken 2020-01-01); tied on resolution, size, EXIF"),
+])
+def test_keeper_rule_and_reason(rows, keeper, reason):
+    assert choose_keeper(rows) == (keeper, reason)
+    assert choose_keeper(rows[::-1]) == (keeper, reason)
+
+
+# -- on a scanned library --------------------------------------------------------------------------
+@pytest.fixture
+def scanned(tiny_library, tmp_path):
+    catalog = tmp_path / "c.sqlite"
+    scan([tiny_library["root"]], catalog=catalog, workers=1)
+    truth = json.loads(Path(tiny_library["truth"]).read_text())
+    return {"catalog": catalog, "root": Path(tiny_library["root"]), "truth": truth}
+
+
+def _rel(scanned, group):
+    return sorted(os.path.relpath(m.path, scanned["root"]) for m in group.members)
+
+
+def test_group_finds_the_planted_groups_and_stores_them(scanned):
+    result = group(scanned["catalog"])
+    truth_groups = [set(g) for g in scanned["truth"]["groups"]]
+    kinds = scanned["truth"]["kinds"]
+    assert result.groups and result.run_id is not None
+    assert result.files == sum(1 for k in kinds.values() if k != "broken")
+    for g in result.groups:  # precision: every group lies inside one true group
+        assert any(set(_rel(scanned, g)) <= t for t in truth_groups), _rel(scanned, g)
+        assert g.keeper in [m.file_id for m in g.members]
+        assert [m.evidence for m in g.members].count("keeper") == 1
+        assert all(m.evidence in ("exact", "perceptual") for m in g.members if m.file_id != g.keeper)
+    found = {p for g in result.groups for p in _rel(scanned, g)}
+    # every planted variant except crops is found (crops move the pHash by 10-18 bits)
+    wanted = {p for t in truth_groups for p in t if kinds[p] not in ("cropped",)}
+    assert wanted <= found
+    stored = load_groups(scanned["catalog"])
+    assert [(g.id, g.kind, g.keeper, g.keeper_reason, [(m.file_id, m.evidence, m.score) for m in g.members])
+            for g in stored] == [(g.id, g.kind, g.keeper, g.keeper_reason,
+                                  [(m.file_id, m.evidence, m.score) for m in g.members]) for g in result.groups]
+    assert result.warnings == ["semantic evidence skipped: no embeddings in the catalog (run `photodedup embed`)"]
+
+
+def test_exact_copies_are_exact_evidence(scanned):
+    result = group(scanned["catalog"], params=GroupParams(evidence=("exact",)))
+    copies = [p for p, k in scanned["truth"]["kinds"].items() if k == "copy"]
+    assert len(result.groups) == len(copies)
+    assert all(g.kind == "exact" and len(g.members) == 2 for g in result.groups)
+    assert {p for g in result.groups for p in _rel(scanned, g)} >= set(copies)
+
+
+def _add_embeddings(catalog, model_id, *, is_random, same_vector=True):
+    with Catalog(catalog) as cat:
+        ids = [row["id"] for row in cat.files()]
+        cat.register_model(model_id, weights="random" if is_random else "test", is_random=is_random, dim=512)
+        vectors = np.ones((len(ids), 512), np.float32) / np.sqrt(512)  # all identical: one semantic group
+        cat.add_embeddings(model_id, ids, vectors, backend="test")
+    return ids
+
+
+def test_random_embeddings_are_never_evidence_unless_allowed(scanned):
+    ids = _add_embeddings(scanned["catalog"], "ViT-B-32/random-seed0", is_random=True)
+    result = group(scanned["catalog"])
+    assert result.model is None and "semantic" not in result.edges
+    assert result.warnings == ["semantic evidence skipped: the only embeddings (ViT-B-32/random-seed0) come from "
+                               "random weights and carry no meaning (--allow-random uses them anyway)"]
+    allowed = group(scanned["catalog"], params=GroupParams(allow_random=True))
+    assert allowed.model == "ViT-B-32/random-seed0"
+    assert allowed.warnings[0].startswith("USING RANDOM-WEIGHT EMBEDDINGS (ViT-B-32/random-seed0) AS EVIDENCE")
+    assert allowed.edges["semantic"] == len(ids) * (len(ids) - 1) // 2
+    assert len(allowed.groups) == 1 and len(allowed.groups[0].members) == len(ids)  # identical vectors
+    with pytest.raises(BadInputError, match="has random weights"):
+        group(scanned["catalog"], params=GroupParams(model="ViT-B-32/random-seed0"))
+
+
+def test_pretrained_embeddings_are_used_by_default(scanned):
+    _add_embeddings(scanned["catalog"], "ViT-B-32/test", is_random=False)
+    result = group(scanned["catalog"], params=GroupParams(evidence=("semantic",)))
+    assert result.model == "ViT-B-32/test" and result.warnings == []
+    assert len(result.groups) == 1 and result.groups[0].kind == "semantic"
+    assert all(m.score == pytest.approx(1.0, abs=1e-5) for m in result.groups[0].members)
+
+
+def test_csv_and_self_contained_html(scanned, tmp_path):
+    result = group(scanned["catalog"])
+    rows = write_csv(result.groups, tmp_path / "g.csv").read_text().splitlines()
+    assert rows[0] == "group,kind,role,path,evidence,score,width,height,size,keeper_reason"
+    assert len(rows) == 1 + sum(len(g.members) for g in result.groups)
+    with Catalog(scanned["catalog"]) as cat:
+        page = write_report(result.groups, tmp_path / "r.html", catalog=cat).read_text()
+    assert page.count("data:image/jpeg;base64,") == sum(len(g.members) for g in result.groups)
+    assert page.count("class='keeper'") == len(result.groups)
+    assert "http://" not in page and "https://" not in page and "src='/" not in page
+
+
+def test_cli_group_json_and_errors(scanned, tmp_path):
+    done = photodedup("group", "--catalog", str(scanned["catalog"]), "--json", "--html", str(tmp_path / "r.html"))
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["groups"] and set(data["groups"][0]) >= {"id", "kind", "keeper", "members"}
+    assert set(data["groups"][0]["members"][0]) >= {"path", "score", "evidence"}
+    assert f"HTML report: {tmp_path / 'r.html'}" in done.stderr
+    missing = photodedup("group", "--catalog", str(tmp_path / "none.sqlite"))
+    assert missing.returncode == 4
+    assert missing.stderr.splitlines()[0] == f"Error: no catalog at {tmp_path / 'none.sqlite'}"
+    bad = photodedup("group", "--catalog", str(scanned["catalog"]), "--evidence", "vibes")
+    assert (bad.returncode, bad.stderr.splitlines()[0]) == (3, "Error: unknown evidence vibes")
+    unknown = photodedup("group", "--catalog", str(scanned["catalog"]), "--model", "ViT-B-32/nope")
+    assert (unknown.returncode, unknown.stderr.splitlines()[0]) == (
+        3, "Error: no embeddings for model 'ViT-B-32/nope' in the catalog")
