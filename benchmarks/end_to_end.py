@@ -146,7 +146,8 @@ def main() -> None:
         rate = embed_out["embedded"] / total
         results[precision] = rate
         t = embed_out["timings"]
-        print(f"scan + embed onnx {precision}: {rate:.2f} images/s ({total:.1f}s wall, {rate / naive_rate:.1f}x naive); "
+        print(f"scan + embed onnx {precision}: {rate:.2f} images/s ({total:.1f}s wall, "
+              f"{rate / naive_rate:.1f}x naive); "
               f"scan {scan_wall:.1f}s (in-stage {scan_out['seconds']:.1f}s), embed {embed_wall:.1f}s "
               f"(in-stage {embed_out['seconds']:.1f}s: infer {t['infer']:.1f}s, decode {t['decode']:.1f}s overlapped, "
               f"read {t['read']:.2f}s, write {t['write']:.2f}s; {embed_out['images_per_second']:.1f} images/s); "

@@ -65,8 +65,8 @@ def main() -> None:
                     backend.embed_batch(x)
                 rates[(name, batch)].append(batch * loops / (time.perf_counter() - start))
 
-    header = "| variant | " + " | ".join(f"batch {b} img/s (x torch)" for b in batch_sizes) + " | min cosine to onnx fp32 |"
-    print(header)
+    columns = " | ".join(f"batch {b} img/s (x torch)" for b in batch_sizes)
+    print(f"| variant | {columns} | min cosine to onnx fp32 |")
     print("|" + "---|" * (len(batch_sizes) + 2))
     for name in variants:
         cells = []

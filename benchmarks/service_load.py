@@ -55,9 +55,9 @@ def main() -> None:
     ceiling = rows[-1]["images_per_second"]
 
     widths = [max(len(head), *(len(_cell(row.get(key), fmt)) for row in rows)) for head, key, fmt in COLUMNS]
-    print("  ".join(head.rjust(w) for (head, _, _), w in zip(COLUMNS, widths)))
+    print("  ".join(head.rjust(w) for (head, _, _), w in zip(COLUMNS, widths, strict=True)))
     for row in rows:
-        print("  ".join(_cell(row.get(key), fmt).rjust(w) for (_, key, fmt), w in zip(COLUMNS, widths)))
+        print("  ".join(_cell(row.get(key), fmt).rjust(w) for (_, key, fmt), w in zip(COLUMNS, widths, strict=True)))
     ratio = loaded["images_per_second"] / ceiling if ceiling else float("nan")
     print(f"\nservice uint8 at concurrency {top}: {loaded['images_per_second']:.1f} img/s with {formed} images "
           f"per model call; onnx model-only at batch {formed}: {ceiling:.1f} img/s; ratio {ratio:.2f}")

@@ -339,6 +339,12 @@ def embed(
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 32,
     workers: Annotated[int, typer.Option(help="Processes decoding originals without a stored crop "
                                          "[default: CPU count].")] = 0,
+    url: Annotated[Optional[str], typer.Option(envvar="PHOTODEDUP_SERVICE_URL", help="Server URL for http-service "
+                   "and auto [default: http://127.0.0.1:8002] (or triton-*).")] = None,
+    token: Annotated[Optional[str], typer.Option(envvar="PHOTODEDUP_TOKEN", help="Bearer token for the service.")]
+    = None,
+    payload: Annotated[Optional[str], typer.Option(help="What http-service/auto send: jpeg (default; about 30 KB "
+                       "an image, cosine >= 0.999 to local) or uint8 (the exact crops, 150 KB an image).")] = None,
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -351,7 +357,8 @@ def embed(
     from photodedup.embed import open_backend
     from photodedup.model import RANDOM_WARNING
 
-    engine = open_backend(backend, model_dir=model_dir, weights=weights, device=device, threads=threads or None)
+    engine = open_backend(backend, model_dir=model_dir, weights=weights, device=device, threads=threads or None,
+                          url=url, token=token, payload=payload)
     try:
         if getattr(engine, "is_random", False):
             warn(RANDOM_WARNING)
@@ -467,11 +474,11 @@ CosineOpt = Annotated[float, typer.Option(
 MethodOpt = Annotated[str, typer.Option(
     "--method", help="complete (no chaining: every member within the thresholds of every other) or single "
     "(connected components; chains through bursts).")]
-ModelOpt = Annotated[Optional[str], typer.Option(
+ModelOpt = Annotated[str | None, typer.Option(
     "--model", help="Model id whose embeddings are semantic evidence [default: the catalog's pretrained one].")]
 AllowRandomOpt = Annotated[bool, typer.Option(
     "--allow-random", help="Let random-weight embeddings count as evidence (meaningless; tests only).")]
-EvidenceOpt = Annotated[list[str], typer.Option(
+EvidenceOpt = Annotated[list[str] | None, typer.Option(
     "--evidence", help="Evidence kinds to use (repeatable): exact, perceptual, semantic [default: all].")]
 
 
@@ -484,7 +491,7 @@ def _group_params(evidence, hash_threshold, cosine, method, model, allow_random,
 
 @app.command()
 def group(
-    roots: Annotated[Optional[list[Path]], typer.Argument(help="Only files under these folders [default: all].")]
+    roots: Annotated[list[Path] | None, typer.Argument(help="Only files under these folders [default: all].")]
     = None,
     catalog: CatalogOpt = None,
     hash_threshold: HashThresholdOpt = 12,
@@ -492,12 +499,12 @@ def group(
     method: MethodOpt = "complete",
     model: ModelOpt = None,
     allow_random: AllowRandomOpt = False,
-    evidence: EvidenceOpt = [],
+    evidence: EvidenceOpt = None,
     search: Annotated[str, typer.Option(help="Semantic search: exact, faiss, or auto (exact up to 20,000 "
                                         "embeddings).")] = "auto",
-    csv_out: Annotated[Optional[Path], typer.Option("--csv", help="Also write one CSV row per member here.")]
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write one CSV row per member here.")]
     = None,
-    html_out: Annotated[Optional[Path], typer.Option("--html", help="Also write an HTML report with "
+    html_out: Annotated[Path | None, typer.Option("--html", help="Also write an HTML report with "
                                                      "thumbnails here.")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -538,18 +545,19 @@ def eval_cmd(
     method: MethodOpt = "complete",
     model: ModelOpt = None,
     allow_random: AllowRandomOpt = False,
-    evidence: EvidenceOpt = [],
-    sweep: Annotated[Optional[str], typer.Option(help="Vary one threshold (hash or cosine) and print "
+    evidence: EvidenceOpt = None,
+    sweep: Annotated[str | None, typer.Option(help="Vary one threshold (hash or cosine) and print "
                                                  "precision/recall per value.")] = None,
-    values: Annotated[Optional[str], typer.Option(help="Comma-separated values for --sweep [default: a "
+    values: Annotated[str | None, typer.Option(help="Comma-separated values for --sweep [default: a "
                                                   "range that covers the useful ones].")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="PNG plot of the sweep [default: sweep-<name>.png].")]
+    plot: Annotated[Path | None, typer.Option(help="PNG plot of the sweep [default: sweep-<name>.png].")]
     = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Score the grouping against a ground truth: pairwise precision/recall/F1, MAP, NDCG, Jaccard.
 
-    Example: photodedup sample-library /tmp/lib && photodedup scan /tmp/lib && photodedup eval --truth /tmp/lib/truth.json --sweep hash
+    Example: photodedup sample-library /tmp/lib && photodedup scan /tmp/lib &&
+    photodedup eval --truth /tmp/lib/truth.json --sweep hash
     """
     from photodedup import eval as evaluation
 
@@ -583,14 +591,14 @@ def eval_cmd(
 def run_cmd(
     roots: Annotated[list[Path], typer.Argument(help="Folders to deduplicate.")],
     catalog: CatalogOpt = None,
-    backend: Annotated[Optional[str], typer.Option(help="Embedding backend [default: the fastest local one, "
+    backend: Annotated[str | None, typer.Option(help="Embedding backend [default: the fastest local one, "
                                                    "onnx, exporting the model if needed].")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Weights (tag, checkpoint file or 'random') "
+    weights: Annotated[str | None, typer.Option(help="Weights (tag, checkpoint file or 'random') "
                                                    f"[default: {config.DEFAULT_WEIGHTS}].")] = None,
-    model_dir: Annotated[Optional[Path], typer.Option(envvar="PHOTODEDUP_MODEL_DIR", help="ONNX export to "
+    model_dir: Annotated[Path | None, typer.Option(envvar="PHOTODEDUP_MODEL_DIR", help="ONNX export to "
                                                       "use [default: the export-onnx location for --weights].")]
     = None,
-    report: Annotated[Optional[Path], typer.Option(help="HTML report path [default: beside the catalog].")]
+    report: Annotated[Path | None, typer.Option(help="HTML report path [default: beside the catalog].")]
     = None,
     no_embed: Annotated[bool, typer.Option("--no-embed", help="Skip embedding (exact and perceptual "
                                            "evidence only).")] = False,

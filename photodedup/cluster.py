@@ -266,7 +266,7 @@ def cluster(n: int, edges: Edges, keys, *, method: str = "complete") -> list[lis
 
     edge_i, edge_j = edges.i[order].tolist(), edges.j[order].tolist()
     if method == "single":
-        for a, b in zip(edge_i, edge_j):
+        for a, b in zip(edge_i, edge_j, strict=True):
             ra, rb = find(a), find(b)
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)
@@ -287,7 +287,7 @@ def _complete_link(edge_i: list[int], edge_j: list[int], parent: list[int], find
     """
     size = [1] * len(parent)
     links: dict[int, dict[int, int]] = {}  # cluster root -> {other root: cross edges seen}
-    for a, b in zip(edge_i, edge_j):
+    for a, b in zip(edge_i, edge_j, strict=True):
         ra, rb = find(a), find(b)
         if ra == rb:
             continue

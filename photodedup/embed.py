@@ -51,6 +51,8 @@ class EmbedSummary:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: {"read": 0.0, "decode": 0.0, "infer": 0.0, "write": 0.0})
     catalog: str = ""
+    #: images embedded per backend that did it (``auto`` may use the remote and the local one)
+    backends: dict[str, int] = field(default_factory=dict)
 
     @property
     def images_per_second(self) -> float:
@@ -76,14 +78,20 @@ class EmbedSummary:
 
 
 def open_backend(name: str = "onnx", *, model_dir: Path | None = None, weights: str | None = None,
-                 device: str = "cpu", threads: int | None = None, seed: int = 0) -> Backend:
+                 device: str = "cpu", threads: int | None = None, seed: int = 0, url: str | None = None,
+                 token: str | None = None, payload: str | None = None) -> Backend:
     """Create a backend from ``embed``'s options (each backend takes the ones it understands)."""
     if name == "onnx":
         return get_backend(name, model_dir=model_dir, weights=weights, device=device, threads=threads)
     if name == "torch-local":
         return get_backend(name, weights=weights or config.DEFAULT_WEIGHTS, device=device, seed=seed,
                            threads=threads)
-    return get_backend(name)
+    remote = {key: value for key, value in {"url": url, "token": token, "payload": payload}.items() if value}
+    if name == "auto":  # remote options, and the local fallback's
+        return get_backend(name, **remote, model_dir=model_dir, weights=weights, device=device, threads=threads)
+    if name == "http-service":
+        return get_backend(name, **remote)
+    return get_backend(name, **({"url": url} if url else {}))
 
 
 def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: int = 32,
@@ -97,9 +105,9 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
                            is_random=bool(getattr(backend, "is_random", "/random" in backend.model_id)))
     with Catalog(catalog) as cat:
         summary.catalog = str(cat.path)
-        weights = backend.model_id.split("/", 1)[-1]
-        cat.register_model(backend.model_id, weights="random" if summary.is_random else weights,
-                           is_random=summary.is_random, dim=config.EMBEDDING_DIM)
+        weights = getattr(backend, "weights", None) or backend.model_id.split("/", 1)[-1]
+        cat.register_model(backend.model_id, weights=weights, is_random=summary.is_random,
+                           dim=config.EMBEDDING_DIM)
         todo = cat.files_without_embedding(backend.model_id)
         summary.skipped = cat.counts().get("ok", 0) - len(todo)
         total = len(todo)
@@ -120,7 +128,7 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
                         yield images
 
             done = 0
-            for result in embed_batches(backend, batches()):
+            for result in embed_batches(backend, batches(), in_flight=getattr(backend, "in_flight", 1)):
                 ids, errors = metas.popleft()
                 summary.timings["infer"] += result.seconds
                 _write(cat, summary, backend, ids, result.embeddings, errors, result.backend)
@@ -141,6 +149,8 @@ def _write(cat: Catalog, summary: EmbedSummary, backend: Backend, ids: list[int]
     summary.timings["write"] += time.perf_counter() - started
     summary.embedded += len(ids)
     summary.errors += len(errors)
+    if ids:
+        summary.backends[used] = summary.backends.get(used, 0) + len(ids)
 
 
 class _Assembler:
@@ -202,7 +212,7 @@ class _Assembler:
                 log.warning("stored crop of file %s is unreadable (%s)", file_id, error)
                 errors[file_id] = f"stored crop unreadable: {error}"
         if originals is not None:
-            for (file_id, path), (crop, reason) in zip(missing, originals):
+            for (file_id, _), (crop, reason) in zip(missing, originals, strict=True):
                 if crop is None:
                     errors[file_id] = reason
                 else:

@@ -139,7 +139,7 @@ def evaluate(catalog: Path | str | Catalog | None, truth_path: Path | str, *,
     overall = score_pairs([[m.path for m in g.members] for g in groups], truth)
     by_evidence = {}
     for kind, edges in parts.items():
-        kind_groups = build_groups(rows, clu.combine(*[e for k, e in parts.items() if k == kind]), params.method)
+        kind_groups = build_groups(rows, clu.combine(edges), params.method)
         by_evidence[kind] = score_pairs([[m.path for m in g.members] for g in kind_groups], truth)
     edge_order = _edge_order(rows, clu.combine(*parts.values()))
     return EvalResult(str(truth_path), len(rows), params, model, overall, by_evidence,
@@ -237,7 +237,8 @@ def recall_by_kind(groups, truth: Truth) -> dict[str, float]:
 def _edge_order(rows, edges: clu.Edges) -> dict[tuple[str, str], tuple[int, float]]:
     paths = [row["path"] for row in rows]
     order = {}
-    for a, b, rank, dist in zip(edges.i.tolist(), edges.j.tolist(), edges.rank.tolist(), edges.distance.tolist()):
+    for a, b, rank, dist in zip(edges.i.tolist(), edges.j.tolist(), edges.rank.tolist(),
+                                edges.distance.tolist(), strict=True):
         order[(paths[a], paths[b])] = order[(paths[b], paths[a])] = (rank, dist)
     return order
 

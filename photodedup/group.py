@@ -150,7 +150,8 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
         progress(1, 3)
         groups = build_groups(rows, clu.combine(*parts.values()), params.method)
         progress(2, 3)
-        result = GroupResult(groups, params, len(rows), {k: len(e) for k, e in parts.items()}, model, warnings, time.perf_counter() - started)
+        counts = {kind: len(edges) for kind, edges in parts.items()}
+        result = GroupResult(groups, params, len(rows), counts, model, warnings, time.perf_counter() - started)
         if store:
             result.run_id = store_groups(cat, result)
         progress(3, 3)
@@ -253,7 +254,7 @@ def build_groups(rows: Sequence, edges: clu.Edges, method: str = "complete") -> 
     inside = (label[edges.i] >= 0) & (label[edges.i] == label[edges.j])
     best: dict[tuple[int, int], tuple[int, float]] = {}
     for a, b, rank, dist in zip(edges.i[inside].tolist(), edges.j[inside].tolist(),
-                                edges.rank[inside].tolist(), edges.distance[inside].tolist()):
+                                edges.rank[inside].tolist(), edges.distance[inside].tolist(), strict=True):
         best[(a, b)] = best[(b, a)] = (rank, dist)
     groups = []
     for members in clusters:
@@ -299,7 +300,7 @@ def choose_keeper(rows: Sequence) -> tuple[int, str]:
 
     ranked = sorted(rows, key=lambda r: [c[2] for c in criteria(r)])
     tied: list[str] = []
-    for (name, label, value, shown), other in zip(criteria(ranked[0]), criteria(ranked[1])):
+    for (name, label, value, shown), other in zip(criteria(ranked[0]), criteria(ranked[1]), strict=True):
         if value != other[2]:
             return ranked[0]["id"], f"{name} ({shown})" + (f"; tied on {', '.join(tied)}" if tied else "")
         tied.append(label)

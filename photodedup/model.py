@@ -204,7 +204,7 @@ def image_encoder(loaded: LoadedModel, input_kind: str = "uint8"):
     return ImageEncoder(loaded.model).eval()
 
 
-def embed_with_torch(encoder, crops) -> "np.ndarray":
+def embed_with_torch(encoder, crops):
     """Run a uint8 ``image_encoder`` on ``uint8 [N,224,224,3]`` crops; float32 ``[N,512]``."""
     import numpy as np
     import torch

@@ -107,7 +107,7 @@ def test_closed_loop_keeps_exactly_n_requests_in_flight_and_stops_when_stable():
             in_flight[0] -= 1
         return 2
 
-    result = run_load(request, concurrency=3, window_s=0.2, warmup_s=0.05, max_s=3.0,
+    result = run_load(request, concurrency=3, window_s=0.2, warmup_s=0.05, max_s=6.0,
                       rule=StabilityRule(tolerance=0.5))
     summary = result.summary()
     assert peak[0] == 3
@@ -116,8 +116,8 @@ def test_closed_loop_keeps_exactly_n_requests_in_flight_and_stops_when_stable():
     assert summary["errors"] == 0
     assert summary["images_per_second"] == pytest.approx(2 * summary["requests_per_second"])
     assert summary["p50_ms"] >= 10
-    # closed loop: throughput can never beat concurrency / latency
-    assert summary["requests_per_second"] <= 3 / 0.010
+    # closed loop: throughput cannot beat concurrency / latency (10% for requests crossing window edges)
+    assert summary["requests_per_second"] <= 3 / 0.010 * 1.1
 
 
 def test_unstable_load_stops_at_the_time_limit_and_says_so():

@@ -70,7 +70,7 @@ def test_new_files_missing_crops_and_broken_files(tmp_path, backend):
     first = embed(backend, catalog=catalog)
     assert (first.embedded, first.errors) == (3, 0)
     with Catalog(catalog) as cat:
-        stored = dict(zip(*cat.embeddings(backend.model_id)))
+        stored = dict(zip(*cat.embeddings(backend.model_id), strict=True))
 
     write_photo(root / "p3.jpg", size=(300, 400), pattern=3)
     write_photo(root / "p4.jpg", size=(500, 300), pattern=4)
@@ -87,8 +87,10 @@ def test_new_files_missing_crops_and_broken_files(tmp_path, backend):
     with Catalog(catalog) as cat:
         ids, vectors = cat.embeddings(backend.model_id)
         assert len(ids) == 4
-        np.testing.assert_allclose(dict(zip(ids, vectors))[by_path["p0.jpg"]], stored[by_path["p0.jpg"]], atol=1e-6)
-        error = cat.conn.execute("SELECT error FROM embeddings WHERE file_id = ?", (by_path["p4.jpg"],)).fetchone()[0]
+        now = dict(zip(ids, vectors, strict=True))
+        np.testing.assert_allclose(now[by_path["p0.jpg"]], stored[by_path["p0.jpg"]], atol=1e-6)
+        error = cat.conn.execute("SELECT error FROM embeddings WHERE file_id = ?",
+                                 (by_path["p4.jpg"],)).fetchone()[0]
     assert error.startswith("cannot decode: ")
     third = embed(backend, catalog=catalog)
     assert (third.embedded, third.skipped, third.errors) == (0, 5, 0)

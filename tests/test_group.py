@@ -98,8 +98,8 @@ def test_multi_index_hashing_finds_exactly_what_brute_force_finds():
         brute = clu.hamming_pairs(hashes, threshold)
         indexed = clu.hamming_pairs(hashes, threshold, brute_max=0)
         assert len(brute) > 0
-        assert sorted(zip(brute.i.tolist(), brute.j.tolist(), brute.distance.tolist())) == sorted(
-            zip(indexed.i.tolist(), indexed.j.tolist(), indexed.distance.tolist()))
+        assert sorted(zip(brute.i.tolist(), brute.j.tolist(), brute.distance.tolist(), strict=True)) == sorted(
+            zip(indexed.i.tolist(), indexed.j.tolist(), indexed.distance.tolist(), strict=True))
 
 
 def test_faiss_search_finds_the_planted_pairs_the_exact_search_finds():
@@ -110,8 +110,8 @@ def test_faiss_search_finds_the_planted_pairs_the_exact_search_finds():
     exact = clu.cosine_pairs(vectors, 0.99, method="exact")
     approx = clu.cosine_pairs(vectors, 0.99, method="faiss")
     planted = {(i, i + 3000) for i in range(3000)}
-    assert set(zip(exact.i.tolist(), exact.j.tolist())) == planted
-    found = set(zip(approx.i.tolist(), approx.j.tolist()))
+    assert set(zip(exact.i.tolist(), exact.j.tolist(), strict=True)) == planted
+    found = set(zip(approx.i.tolist(), approx.j.tolist(), strict=True))
     assert found <= planted and len(found) >= 0.99 * len(planted)
     assert np.all(approx.distance <= 0.01 + 1e-6)
 

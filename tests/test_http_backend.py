@@ -110,7 +110,7 @@ def test_a_missing_token_is_a_clear_error(onnx_model_dir, server_processes):
 def test_auto_uses_the_service_then_falls_back_when_it_stops(onnx_model_dir, server_processes, local, caplog):
     server, url = start_service(onnx_model_dir, server_processes)
     images = crops(6, seed=3)
-    auto = AutoBackend(url, model_dir=onnx_model_dir)
+    auto = AutoBackend(url, model_dir=onnx_model_dir, payload="uint8")
     try:
         first = list(embed_batches(auto, [images[:3]], in_flight=2))
         assert first[0].backend == "http-service"
@@ -134,3 +134,31 @@ def test_auto_uses_the_service_then_falls_back_when_it_stops(onnx_model_dir, ser
         assert result.backend == "onnx"
     finally:
         stopped.close()
+
+
+def photodedup(*args) -> "subprocess.CompletedProcess[str]":
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "photodedup", *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_embed_cli_reports_which_backend_embedded(tiny_library, service, onnx_model_dir, tmp_path,
+                                                  server_processes):
+    import json
+
+    for catalog in (tmp_path / "remote.sqlite", tmp_path / "fallback.sqlite"):
+        assert photodedup("scan", tiny_library["root"], "--catalog", catalog, "--quiet").returncode == 0
+    run = photodedup("embed", "--backend", "http-service", "--url", service, "--payload", "jpeg",
+                     "--catalog", tmp_path / "remote.sqlite", "--json", "--quiet")
+    assert run.returncode == 0, run.stderr
+    remote = json.loads(run.stdout)
+    assert remote["embedded"] > 0 and remote["backends"] == {"http-service": remote["embedded"]}
+
+    dead = f"http://127.0.0.1:{server_processes.free_port()}"
+    run = photodedup("embed", "--backend", "auto", "--url", dead, "--model-dir", onnx_model_dir,
+                     "--catalog", tmp_path / "fallback.sqlite", "--json", "--quiet")
+    assert run.returncode == 0, run.stderr
+    local = json.loads(run.stdout)
+    assert local["backend"] == "auto" and local["backends"] == {"onnx": remote["embedded"]}
+    assert f"no embedding service is ready at {dead}; embedding locally with the onnx backend" in run.stderr

@@ -71,7 +71,8 @@ def png_declaring(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    data = chunk(b"IDAT", zlib.compress(b"\0" * 64))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + data + chunk(b"IEND", b"")
 
 
 def image_bytes(size=(64, 48), fmt="JPEG", color=(200, 30, 60)) -> bytes:
@@ -100,7 +101,7 @@ def test_batcher_merges_concurrent_requests_and_returns_each_its_rows():
         results = asyncio.run(submit_all(batcher, requests))
     finally:
         batcher.close()
-    for request, result in zip(requests, results):
+    for request, result in zip(requests, results, strict=True):
         np.testing.assert_array_equal(result, fake_embed(request))
     assert sum(backend.calls) == 16
     assert max(backend.calls) == 8  # merged up to the maximum batch size
@@ -143,7 +144,7 @@ def test_batching_does_not_change_results(sizes, max_batch):
         results = asyncio.run(submit_all(batcher, requests))
     finally:
         batcher.close()
-    for request, result in zip(requests, results):
+    for request, result in zip(requests, results, strict=True):
         np.testing.assert_array_equal(result, fake_embed(request))
     assert max(backend.calls) <= max_batch
 
@@ -184,7 +185,8 @@ def test_decoding_matches_the_catalogs_crop():
     (b"not an npy file at all", "the body is not a valid .npy array"),
     (encode_npy(np.zeros((2, 224, 224, 3), np.float32)), "expected uint8 [N,224,224,3] in C order, got float32"),
     (encode_npy(np.zeros((2, 3, 224, 224), np.uint8)), "got uint8 [2, 3, 224, 224] in C order"),
-    (encode_npy(np.zeros((2, 224, 224, 3), np.uint8))[:-10], "the header promises 301056 bytes of data, the body holds 301046"),
+    (encode_npy(np.zeros((2, 224, 224, 3), np.uint8))[:-10],
+     "the header promises 301056 bytes of data, the body holds 301046"),
     (encode_npy(np.zeros((0, 224, 224, 3), np.uint8)), "the tensor holds no images"),
     (raw_npy(np.asfortranarray(np.zeros((2, 224, 224, 3), np.uint8))), "in Fortran order"),
 ])

@@ -27,7 +27,7 @@ class AutoBackend:
 
     name = "auto"
 
-    def __init__(self, url: str | None = None, *, token: str | None = None, payload: str = "uint8",
+    def __init__(self, url: str | None = None, *, token: str | None = None, payload: str = "jpeg",
                  in_flight: int = 4, retries: int = 2, health_timeout: float = 1.0,
                  triton_url: str | None = None, model_dir=None, device: str = "cpu",
                  threads: int | None = None, weights: str | None = None) -> None:

@@ -85,6 +85,7 @@ class OnnxBackend:
         self.metadata = read_metadata(self.model_dir)
         self.model_id: str = self.metadata["model_id"]
         self.is_random = bool(self.metadata.get("is_random"))
+        self.weights: str = self.metadata.get("weights", self.model_id.split("/", 1)[-1])
         self.preprocess = PreprocessConfig.load(self.model_dir / "preprocess.json")
         self.input_name: str = self.metadata["input_name"]
         self.output_name: str = self.metadata["output_name"]
@@ -111,7 +112,8 @@ class OnnxBackend:
             self.session = ort.InferenceSession(str(self.model_dir / "model.onnx"), options,
                                                 providers=PROVIDERS[device])
         except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise BackendUnavailableError(f"onnxruntime cannot load {self.model_dir / 'model.onnx'}: {error}") from error
+            raise BackendUnavailableError(
+                f"onnxruntime cannot load {self.model_dir / 'model.onnx'}: {error}") from error
         if wanted not in self.session.get_providers():
             raise BackendUnavailableError(
                 f"onnxruntime could not start {wanted} (--device {device}); "

@@ -31,6 +31,7 @@ class TorchLocalBackend:
         self.loaded = load_model(weights, seed=seed, device=device)
         self.model_id = self.loaded.model_id
         self.is_random = self.loaded.is_random
+        self.weights = self.loaded.weights
         self.preprocess = self.loaded.preprocess
         self.device = device
         self.max_batch_size = max_batch_size

@@ -53,10 +53,14 @@ class _TritonBackend:
         self._local = threading.local()
         self._clients: list = []
         self._lock = threading.Lock()
-        client = self._client()
-        self._check_live(client)
-        self.model_name = self._wait_for_model(client, model, ready_timeout)
-        self._check_metadata(client)
+        try:
+            client = self._client()
+            self._check_live(client)
+            self.model_name = self._wait_for_model(client, model, ready_timeout)
+            self._check_metadata(client)
+        except BaseException:
+            self.close()
+            raise
 
     # -- connecting and checking -------------------------------------------------------------------
     def _client(self):

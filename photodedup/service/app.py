@@ -171,7 +171,8 @@ def create_app(
         except MultiPartException as error:
             if "Too many files" in error.message:
                 raise too_many_images(None, limits) from None
-            raise RequestRejected(400, "malformed_multipart", f"the multipart body is malformed: {error.message}") from None
+            raise RequestRejected(400, "malformed_multipart",
+                                  f"the multipart body is malformed: {error.message}") from None
         try:
             uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
             if not uploads:

@@ -72,7 +72,8 @@ def check_declared_length(content_length: str | None, limits: Limits) -> None:
 
 
 def body_too_large(limits: Limits) -> RequestRejected:
-    return RequestRejected(413, "body_too_large", f"the request body is over the limit of {limits.max_body_bytes} bytes")
+    return RequestRejected(413, "body_too_large",
+                           f"the request body is over the limit of {limits.max_body_bytes} bytes")
 
 
 def decode_image(data: bytes, config: PreprocessConfig, limits: Limits, *, index: int = 0) -> np.ndarray:

@@ -101,7 +101,7 @@ class Histogram(_Metric):
         lines = self.header()
         for key, (counts, total) in sorted(self._series.items()):
             cumulative = 0
-            for bound, count in zip((*self.buckets, float("inf")), counts):
+            for bound, count in zip((*self.buckets, float("inf")), counts, strict=True):
                 cumulative += count
                 lines.append(f"{self.name}_bucket{_labels(key, (('le', _number(bound)),))} {cumulative}")
             lines.append(f"{self.name}_sum{_labels(key)} {total[0]!r}")

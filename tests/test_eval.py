@@ -1,0 +1,122 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from photodedup.errors import BadInputError
+from photodedup.eval import Truth, evaluate, load_truth, retrieval_metrics, score_pairs, sweep
+from photodedup.group import Group, GroupParams, Member
+from photodedup.scan import scan
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def photodedup(*args, cwd=REPO):
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "photodedup", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env)
+
+
+def _truth(*groups):
+    return Truth(Path("/"), [list(g) for g in groups])
+
+
+def _groups(*groups):
+    return [Group(n, "perceptual", 0, "", [Member(k, p, "perceptual", 1.0) for k, p in enumerate(g)])
+            for n, g in enumerate(groups, 1)]
+
+
+def test_pairwise_scores_by_hand():
+    truth = _truth(["a", "b", "c"], ["d", "e"])  # 3 + 1 true pairs
+    scores = score_pairs([["a", "b"], ["c", "d"]], truth)  # ab right, cd wrong
+    assert (scores.precision, scores.recall, scores.correct_pairs) == (0.5, 0.25, 1)
+    assert scores.f1 == pytest.approx(2 * 0.5 * 0.25 / 0.75)
+    perfect = score_pairs([["c", "b", "a"], ["e", "d"]], truth)
+    assert (perfect.precision, perfect.recall, perfect.f1) == (1.0, 1.0, 1.0)
+    assert score_pairs([], truth).precision == 1.0 and score_pairs([], truth).recall == 0.0
+
+
+def test_retrieval_metrics_as_imagededup_computes_them():
+    truth = _truth(["a", "b", "c"])
+    # a retrieves [b, x]: AP = (1/1)/2 = 0.5; b retrieves [a, x]: 0.5; x retrieves [a, b]: 0 (no truth)
+    # c retrieves nothing: 0; d retrieves nothing and has nothing: 1
+    groups = _groups(["a", "b", "x"])
+    order = {("a", "b"): (1, 0.0), ("b", "a"): (1, 0.0), ("a", "x"): (1, 5.0), ("x", "a"): (1, 5.0),
+             ("b", "x"): (1, 6.0), ("x", "b"): (1, 6.0)}
+    metrics = retrieval_metrics(groups, truth, {"a", "b", "c", "d", "x"}, order)
+    assert metrics["map"] == pytest.approx((0.5 + 0.5 + 0 + 0 + 1) / 5)
+    assert metrics["jaccard"] == pytest.approx((1 / 3 + 1 / 3 + 0 + 0 + 1) / 5)
+    # NDCG: a's relevance [1, 0] is already ideal -> 1
+    assert metrics["ndcg"] == pytest.approx((1 + 1 + 0 + 0 + 1) / 5)
+
+
+def test_load_truth_formats_and_errors(tmp_path):
+    (tmp_path / "t.json").write_text(json.dumps({"groups": [["x/a.jpg", "b.jpg"], ["lonely.jpg"]],
+                                                 "kinds": {"b.jpg": "copy"}}))
+    truth = load_truth(tmp_path / "t.json")
+    assert truth.groups == [[str(tmp_path / "x/a.jpg"), str(tmp_path / "b.jpg")]]
+    assert truth.kinds == {str(tmp_path / "b.jpg"): "copy"}
+    labels = tmp_path / "labels.json"  # a review export names its root
+    labels.write_text(json.dumps({"root": "/photos", "groups": [["a.jpg", "/elsewhere/b.jpg"]]}))
+    assert load_truth(labels).groups == [["/photos/a.jpg", "/elsewhere/b.jpg"]]
+    with pytest.raises(BadInputError, match=f"^no ground truth at {tmp_path / 'missing.json'}$"):
+        load_truth(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text(json.dumps({"groups": "a.jpg"}))
+    with pytest.raises(BadInputError, match="is not a ground truth$"):
+        load_truth(tmp_path / "bad.json")
+
+
+@pytest.fixture
+def scanned(tiny_library, tmp_path):
+    catalog = tmp_path / "c.sqlite"
+    scan([tiny_library["root"]], catalog=catalog, workers=1)
+    return catalog, Path(tiny_library["truth"])
+
+
+def test_evaluate_on_the_sample_library(scanned):
+    catalog, truth = scanned
+    result = evaluate(catalog, truth)
+    assert result.overall.precision == 1.0
+    assert 0.6 < result.overall.recall < 1.0  # crops are missed at the default threshold
+    assert set(result.by_evidence) == {"exact", "perceptual"}
+    assert result.by_evidence["exact"].precision == 1.0
+    assert result.by_evidence["exact"].recall < result.overall.recall
+    kinds = result.recall_by_kind
+    assert all(kinds[k] == 1.0 for k in ("copy", "reencoded", "resized", "png", "webp", "rotated") if k in kinds)
+    assert set(result.retrieval) == {"map", "ndcg", "jaccard"}
+    assert all(0 < v <= 1 for v in result.retrieval.values())
+
+
+def test_sweep_recall_grows_with_the_hash_threshold(scanned, tmp_path):
+    catalog, truth = scanned
+    points = sweep(catalog, truth, name="hash", values=[0, 6, 12, 20])
+    assert [p["value"] for p in points] == [0, 6, 12, 20]
+    recalls = [p["recall"] for p in points]
+    assert recalls == sorted(recalls) and recalls[-1] == 1.0
+    single = sweep(catalog, truth, name="hash", values=[12], params=GroupParams(method="single"))
+    assert single[0]["recall"] >= points[2]["recall"]
+    with pytest.raises(BadInputError, match="no usable embeddings"):
+        sweep(catalog, truth, name="cosine")
+
+
+def test_cli_eval_and_sweep_plot(scanned, tmp_path):
+    catalog, truth = scanned
+    done = photodedup("eval", "--catalog", str(catalog), "--truth", str(truth), "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["overall"]["precision"] == 1.0 and set(data["retrieval"]) == {"map", "ndcg", "jaccard"}
+    plot = tmp_path / "s.png"
+    swept = photodedup("eval", "--catalog", str(catalog), "--truth", str(truth), "--sweep", "hash",
+                       "--values", "4,12", "--plot", str(plot))
+    assert swept.returncode == 0, swept.stderr
+    assert swept.stdout.splitlines()[0].split() == ["hash", "precision", "recall", "F1", "pairs", "groups"]
+    assert len(swept.stdout.splitlines()) == 3
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = photodedup("eval", "--catalog", str(catalog), "--truth", str(truth), "--sweep", "colour")
+    assert (bad.returncode, bad.stderr.splitlines()[0]) == (3, "Error: unknown sweep 'colour'")
+    missing = photodedup("eval", "--catalog", str(catalog), "--truth", str(tmp_path / "nope.json"))
+    assert (missing.returncode, missing.stderr.splitlines()[0]) == (
+        3, f"Error: no ground truth at {tmp_path / 'nope.json'}")
