@@ -6,7 +6,9 @@ Starts ``photodedup serve`` (default settings: max batch 32, max queue delay 2 m
 port, drives it with closed-loop clients sending one image per request (``photodedup.bench``'s load
 generator and ``/metrics`` reader), then measures the onnx backend in this process, one thread, at the
 batch size the service's dynamic batcher formed at the highest concurrency: the model-only ceiling the
-service is compared with. Client, server and model share this machine's CPUs.
+service is compared with. Client, server and model share this machine's CPUs. "model busy" is the share
+of the wall time the service's model was running (from its ``/metrics``): unlike images/s it does not
+move when other programs take CPU, so it shows what the service itself costs.
 """
 
 from __future__ import annotations
@@ -14,7 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
+from dataclasses import replace
 from pathlib import Path
+
+import httpx
 
 from photodedup.backends.onnx import resolve_model_dir
 from photodedup.bench import BenchConfig, Target, run_targets, server_snapshotter
@@ -25,7 +31,8 @@ COLUMNS = [("target", "backend", "{}"), ("payload", "payload", "{}"), ("conc", "
            ("p50 ms", "p50_ms", "{:.0f}"), ("p95 ms", "p95_ms", "{:.0f}"), ("p99 ms", "p99_ms", "{:.0f}"),
            ("bytes/img", "bytes_per_image", "{:.0f}"), ("img/call", "server_batch", "{:.1f}"),
            ("queue ms", "queue_ms", "{:.0f}"), ("decode ms", "compute_input_ms", "{:.1f}"),
-           ("infer ms", "compute_infer_ms", "{:.0f}"), ("errors", "errors", "{}"), ("stable", "stable", "{}")]
+           ("infer ms", "compute_infer_ms", "{:.0f}"), ("model busy", "model_busy", "{:.0%}"),
+           ("errors", "errors", "{}"), ("stable", "stable", "{}")]
 
 
 def main() -> None:
@@ -41,11 +48,18 @@ def main() -> None:
     concurrency = tuple(int(c) for c in args.concurrency.split(","))
     settings = BenchConfig(concurrency=concurrency, batch_sizes=(1,), duration=args.duration, window=args.window,
                            model_dir=model_dir)
+    rows = []
     with tempfile.TemporaryDirectory(prefix="photodedup-service-load-") as scratch:
         with local_service(model_dir, Path(scratch)) as url:
-            targets = [Target(f"service {payload}", "http-service", {"url": url, "payload": payload},
-                              payload, server_snapshotter) for payload in ("jpeg", "uint8")]
-            rows = run_targets(targets, settings).rows
+            for payload in ("jpeg", "uint8"):
+                target = Target(f"service {payload}", "http-service", {"url": url, "payload": payload},
+                                payload, server_snapshotter)
+                for level in concurrency:
+                    before, started = _inference_seconds(url), time.perf_counter()
+                    row = run_targets([target], replace(settings, concurrency=(level,))).rows[0]
+                    # the share of the wall time the model was running: robust to other load on the machine
+                    row["model_busy"] = (_inference_seconds(url) - before) / (time.perf_counter() - started)
+                    rows.append(row)
     top = max(concurrency)
     loaded = next(r for r in rows if r["payload"] == "uint8" and r["concurrency"] == top)
     formed = max(1, round(loaded.get("server_batch") or 1))
@@ -63,6 +77,12 @@ def main() -> None:
           f"per model call; onnx model-only at batch {formed}: {ceiling:.1f} img/s; ratio {ratio:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "ratio": ratio}, indent=1, default=str) + "\n")
+
+
+def _inference_seconds(url: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("photodedup_inference_seconds_sum"))
 
 
 def _cell(value, fmt: str) -> str:

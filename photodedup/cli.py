@@ -500,7 +500,7 @@ def group(
     model: ModelOpt = None,
     allow_random: AllowRandomOpt = False,
     evidence: EvidenceOpt = None,
-    search: Annotated[str, typer.Option(help="Semantic search: exact, faiss, or auto (exact up to 20,000 "
+    search: Annotated[str, typer.Option(help="Semantic search: exact, faiss, or auto (exact up to 10,000 "
                                         "embeddings).")] = "auto",
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write one CSV row per member here.")]
     = None,

@@ -30,7 +30,7 @@ METHODS = ("complete", "single")
 
 #: Above this many vectors the semantic search uses faiss instead of the exact blocked product
 #: (measured: benchmarks/group_scale.py, docs/BENCHMARKS.md "Grouping at scale").
-EXACT_MAX = 20_000
+EXACT_MAX = 10_000
 #: Floats per block of the exact product (128 MiB of similarities at a time).
 BLOCK_FLOATS = 32 * 1024 * 1024
 

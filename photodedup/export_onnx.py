@@ -42,6 +42,7 @@ OUTPUT_NAME = "embeddings"
 MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.95}
 #: Bump when the exported graph changes, so old exports are rebuilt instead of reused.
 EXPORT_FORMAT = 1
+MODEL_FILES = ("model.onnx", "preprocess.json", "metadata.json")
 
 
 def default_export_dir(weights: str = config.DEFAULT_WEIGHTS, precision: str = "fp32",
@@ -69,6 +70,9 @@ def export_onnx(weights: str = config.DEFAULT_WEIGHTS, precision: str = "fp32", 
         raise BadInputError(f"unknown input {input_kind!r}", hint=f"choose one of: {', '.join(INPUT_KINDS)}")
     model_id = model_id_for(weights, seed=seed)
     out = Path(out) if out else default_export_dir(weights, precision, input_kind, seed=seed)
+    if out.exists() and not _replaceable(out):
+        raise BadInputError(f"{out} exists and is not a model directory; not overwriting it",
+                            hint="choose a new or empty folder for --out")
     if _reusable(out, model_id, precision, input_kind):
         log.info("reusing the export in %s", out)
         if is_random_weights(weights):
@@ -115,6 +119,11 @@ def export_onnx(weights: str = config.DEFAULT_WEIGHTS, precision: str = "fp32", 
         raise
     log.info("exported %s (%s, %s input) to %s", model_id, precision, input_kind, out)
     return out
+
+
+def _replaceable(out: Path) -> bool:
+    """An empty folder or an earlier export (only the files an export writes) may be replaced."""
+    return out.is_dir() and {p.name for p in out.iterdir()} <= set(MODEL_FILES)
 
 
 def _reusable(out: Path, model_id: str, precision: str, input_kind: str) -> bool:
@@ -244,7 +253,7 @@ def verify_export(model_path: Path, loaded, input_kind: str, precision: str,
         got = session.run([OUTPUT_NAME], {INPUT_NAME: feed})[0]
         want = embed_with_torch(reference, crops)
         cosine = np.sum(got * want, axis=1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(want, axis=1))
-        result[f"min_cosine_{label}"] = round(float(cosine.min()), 6)
+        result[f"min_cosine_{label}"] = round(float(cosine.min()), 7)
     worst = min(result.values())
     log.info("export check (%s, %s): %s", precision, input_kind, result)
     if worst < MIN_COSINE[precision]:

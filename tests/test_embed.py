@@ -12,12 +12,12 @@ import time
 
 import numpy as np
 import pytest
+from helpers import write_photo
 
 from photodedup.backends.onnx import OnnxBackend
 from photodedup.catalog import Catalog
 from photodedup.embed import embed
 from photodedup.scan import scan
-from tests.helpers import write_photo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

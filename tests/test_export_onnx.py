@@ -15,6 +15,7 @@ import pytest
 from photodedup.backends.onnx import OnnxBackend
 from photodedup.errors import BadInputError, ExportError
 from photodedup.export_onnx import (
+    MODEL_FILES,
     OPSET,
     default_export_dir,
     export_onnx,
@@ -33,7 +34,7 @@ def _cli(*args, env=None):
 
 
 def test_export_directory_and_metadata(onnx_model_dir):
-    assert sorted(p.name for p in onnx_model_dir.iterdir()) == ["metadata.json", "model.onnx", "preprocess.json"]
+    assert sorted(p.name for p in onnx_model_dir.iterdir()) == sorted(MODEL_FILES)
     meta = read_metadata(onnx_model_dir)
     assert {k: meta[k] for k in ("model_id", "weights", "is_random", "precision", "opset", "input_name",
                                  "input_dtype", "input_shape", "output_name", "output_shape")} == {
@@ -74,9 +75,13 @@ def test_a_failed_check_fails_the_export(onnx_model_dir):
         verify_export(onnx_model_dir / "model.onnx", load_model("random", seed=1), "uint8", "fp32")
 
 
-def test_bad_options():
+def test_bad_options(tmp_path):
     with pytest.raises(BadInputError, match="unknown precision 'fp8'"):
         export_onnx("random", precision="fp8")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(BadInputError, match="exists and is not a model directory; not overwriting it"):
+        export_onnx("random", out=tmp_path)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
     result = _cli("export-onnx", "--weights", "random", "--input", "int4")
     assert result.returncode == 3
     assert "Error: unknown input 'int4'\nHint: choose one of: uint8, float32" in result.stderr

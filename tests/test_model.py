@@ -97,3 +97,18 @@ def test_offline_tag_with_nothing_cached_fails_fast(tmp_path, monkeypatch):
 def test_unknown_tag():
     with pytest.raises(ModelNotFoundError, match="unknown weights 'no_such_tag' for ViT-B-32"):
         load_model("no_such_tag")
+
+
+def test_cli_offline_export_exit_code_and_message(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": root, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf")}
+    result = subprocess.run([sys.executable, "-m", "photodedup", "export-onnx"], capture_output=True, text=True,
+                            cwd=root, env=env, timeout=120)
+    assert result.returncode == 7
+    assert result.stderr.startswith(
+        "Error: the weights ViT-B-32/laion2b_s34b_b79k are not cached here and cannot be downloaded (offline)\n"
+        "Hint: on a machine with internet run `photodedup export-onnx --weights laion2b_s34b_b79k`")

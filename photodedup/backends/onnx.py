@@ -49,14 +49,17 @@ def resolve_model_dir(model_dir: Path | None = None, *, weights: str | None = No
 
 def session_options(precision: str = "fp32", threads: int | None = None, *, device: str = "cpu"):
     """onnxruntime session options: ``threads`` intra-op threads (default: the CPUs we may use),
-    sequential execution, all graph optimisations, except for fp16 on the CPU, where onnxruntime
-    1.32's layout optimisations crash while loading the session (extended level is safe)."""
+    sequential execution, no spinning (idle pool threads would steal the cores that decode the next
+    batch; measured 24.4 vs 21.6 images/s int8 side by side under shared load), all graph
+    optimisations, except for fp16 on the CPU, where onnxruntime 1.32's layout optimisations crash
+    while loading the session (extended level is safe)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or default_threads()
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     level = ort.GraphOptimizationLevel
     options.graph_optimization_level = (level.ORT_ENABLE_EXTENDED if precision == "fp16" and device == "cpu"
                                         else level.ORT_ENABLE_ALL)
