@@ -48,6 +48,9 @@ class Truth:
     root: Path
     groups: list[list[str]]                      # absolute paths
     kinds: dict[str, str] = field(default_factory=dict)  # absolute path -> transformation kind
+    # The files the truth speaks of, when it lists its non-duplicates too (``unrelated``): a partial
+    # review's labels then score only what was reviewed. ``None``: every file under ``root``.
+    listed: set[str] | None = None
 
     def pairs(self) -> set[tuple[str, str]]:
         return _pairs(self.groups)
@@ -74,7 +77,11 @@ def load_truth(path: Path | str) -> Truth:
 
     groups = [[absolute(p) for p in g] for g in data["groups"] if len(g) > 1]
     kinds = {absolute(p): k for p, k in (data.get("kinds") or {}).items()}
-    return Truth(root, groups, kinds)
+    listed = None
+    if isinstance(data.get("unrelated"), list):
+        listed = {absolute(p) for g in data["groups"] for p in g}
+        listed |= {absolute(p) for key in ("unrelated", "broken") for p in data.get(key) or [] if isinstance(p, str)}
+    return Truth(root, groups, kinds, listed)
 
 
 @dataclass
@@ -148,7 +155,7 @@ def evaluate(catalog: Path | str | Catalog | None, truth_path: Path | str, *,
 
 
 def _evidence(cat: Catalog, truth: Truth, params: GroupParams):
-    rows = select_files(cat, [truth.root])
+    rows = [row for row in select_files(cat, [truth.root]) if truth.listed is None or row["path"] in truth.listed]
     model, warnings = pick_model(cat, params)
     vectors = semantic_vectors(cat, rows, model) if model else None
     return rows, find_edges(rows, vectors, params), model, warnings

@@ -120,3 +120,25 @@ def test_cli_eval_and_sweep_plot(scanned, tmp_path):
     missing = photodedup("eval", "--catalog", str(catalog), "--truth", str(tmp_path / "nope.json"))
     assert (missing.returncode, missing.stderr.splitlines()[0]) == (
         3, f"Error: no ground truth at {tmp_path / 'nope.json'}")
+
+
+def test_partial_labels_score_only_the_files_they_list(tmp_path):
+    from helpers import write_photo
+
+    root = tmp_path / "lib"
+    for name in ("a", "b", "d", "e"):  # a/b labelled duplicates; d/e duplicates nobody reviewed
+        write_photo(root / f"{name}.jpg", pattern=0 if name in "ab" else 1, color=(180, 60, 30))
+    import numpy as np
+    from PIL import Image
+
+    noise = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(root / "c.jpg")  # unlike anything else
+    db = tmp_path / "c.sqlite"
+    scan([root], catalog=db)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"root": str(root), "groups": [["a.jpg", "b.jpg"]], "unrelated": ["c.jpg"]}))
+    partial = evaluate(db, labels)
+    assert partial.files == 3 and partial.overall.precision == 1.0  # d/e are not counted against us
+    labels.write_text(json.dumps({"root": str(root), "groups": [["a.jpg", "b.jpg"]]}))
+    everything = evaluate(db, labels)  # without "unrelated", every file under root is in scope
+    assert everything.files == 5 and everything.overall.precision < 1.0
