@@ -10,6 +10,7 @@ the sample library's photos and 0.99988 over white noise with the random-weight 
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 
 import numpy as np
@@ -136,9 +137,7 @@ def test_auto_uses_the_service_then_falls_back_when_it_stops(onnx_model_dir, ser
         stopped.close()
 
 
-def photodedup(*args) -> "subprocess.CompletedProcess[str]":
-    import subprocess
-
+def photodedup(*args) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "photodedup", *map(str, args)], capture_output=True, text=True,
                           timeout=600)
 
