@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import time
+
 import numpy as np
 import pytest
 
@@ -75,7 +77,12 @@ def test_concurrent_requests_are_batched_by_triton(triton_server, crops, expecte
     with get_backend("triton-grpc", url=triton_server["grpc"]) as backend:
         before = backend.statistics()
         results = list(embed_batches(backend, singles, in_flight=8))
+        # Triton updates its statistics just after it answers: poll briefly for the last ones.
+        deadline = time.monotonic() + 10
         after = backend.statistics()
+        while after["inference_count"] - before["inference_count"] < len(singles) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            after = backend.statistics()
     inferences = after["inference_count"] - before["inference_count"]
     executions = after["execution_count"] - before["execution_count"]
     assert inferences == len(singles)
