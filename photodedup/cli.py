@@ -8,21 +8,34 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 from photodedup import __version__, config
 from photodedup.errors import PhotodedupError
 
+
+class _PipelineOrder(TyperGroup):
+    """List commands in the order of the pipeline, not the order they are defined in."""
+
+    ORDER = ("scan", "embed", "group", "run", "eval", "review", "apply", "undo", "export-onnx", "serve",
+             "triton-config", "bench", "sample-library")
+
+    def list_commands(self, ctx) -> list[str]:
+        rank = {name: i for i, name in enumerate(self.ORDER)}
+        return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
+
+
 app = typer.Typer(
+    cls=_PipelineOrder,
     name="photodedup",
     help="Find duplicate and near-duplicate photos in large libraries.\n\n"
-    "Example: photodedup sample-library /tmp/lib && photodedup run /tmp/lib",
+    "Example: photodedup sample-library /tmp/lib && photodedup run /tmp/lib --weights random",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -33,13 +46,15 @@ _state = {"debug": False, "quiet": False}
 
 # -- shared options, defined once ------------------------------------------------------------------
 CatalogOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--catalog", envvar="PHOTODEDUP_CATALOG",
                  help="Catalog file [default: $PHOTODEDUP_HOME/catalog.sqlite, "
                       "PHOTODEDUP_HOME defaults to ~/.local/share/photodedup]."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+PrecisionOpt = Annotated[str, typer.Option(help="Which ONNX export the onnx backend uses by default: fp32, fp16 "
+                                                "or int8 (dynamic quantisation: ~3x fp32 on a CPU).")]
 
 
 def _version(value: bool) -> None:
@@ -64,6 +79,14 @@ def progress(quiet: bool, label: str):
     from photodedup.progress import make_progress
 
     return make_progress(enabled=not quiet and err.is_terminal, label=label, console=err)
+
+
+def show(result, json_out: bool) -> None:
+    """Print a stage's result: its JSON (``as_dict``) with ``--json``, else its readable ``render``."""
+    if json_out:
+        emit_json(result.as_dict())
+    else:
+        typer.echo(result.render())
 
 
 def emit_json(data) -> None:
@@ -94,10 +117,7 @@ def scan(
     with progress(quiet, "scan") as callback:
         summary = run_scan(roots, catalog=catalog, include=include, exclude=exclude,
                            workers=workers or None, progress=callback)
-    if json_out:
-        emit_json(summary.as_dict())
-    else:
-        typer.echo(summary.render())
+    show(summary, json_out)
 
 
 @app.command("sample-library")
@@ -128,9 +148,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to bind (use 0.0.0.0 with --token to serve others).")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port of the service.")] = config.SERVICE_PORT,
-    model_dir: Annotated[Optional[Path], typer.Option("--model-dir", envvar="PHOTODEDUP_MODEL_DIR",
+    model_dir: Annotated[Path | None, typer.Option("--model-dir", envvar="PHOTODEDUP_MODEL_DIR",
                                                       help="Exported model directory (onnx backend).")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Weights (torch-local; or which default export).")] = None,
+    weights: Annotated[str | None, typer.Option(help="Weights (torch-local; or which default export).")] = None,
     backend: Annotated[str, typer.Option(help="What runs the model: onnx or torch-local.")] = "onnx",
     device: Annotated[str, typer.Option(help="cpu, cuda or tensorrt.")] = "cpu",
     threads: Annotated[int, typer.Option(help="Inference threads [default: CPU count].")] = 0,
@@ -140,7 +160,7 @@ def serve(
     max_body_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 64.0,
     max_pixels: Annotated[int, typer.Option(help="Most pixels per image, checked before decoding.")]
     = 200_000_000,
-    token: Annotated[Optional[str], typer.Option(envvar="PHOTODEDUP_TOKEN",
+    token: Annotated[str | None, typer.Option(envvar="PHOTODEDUP_TOKEN",
                                                  help="Require this bearer token on /embed, /metrics, /v1/model.")]
     = None,
     graceful_timeout: Annotated[float, typer.Option(help="Seconds in-flight requests get on shutdown.")] = 30.0,
@@ -181,15 +201,15 @@ def bench(
                                          "http-service, triton-http, triton-grpc, triton-trt, auto.")] = "onnx",
     concurrency: Annotated[str, typer.Option(help="Requests in flight, comma-separated (e.g. 1,4,8,16,32).")] = "1",
     batch_size: Annotated[str, typer.Option("--batch-size", help="Images per request, comma-separated.")] = "1",
-    payload: Annotated[Optional[str], typer.Option(
+    payload: Annotated[str | None, typer.Option(
         help="What remote backends send: jpeg, uint8, fp32 or fp32-json [default: the backend's own].")] = None,
     precision: Annotated[str, typer.Option(help="ONNX exports to compare, comma-separated: fp32, fp16, int8.")]
     = "fp32",
     duration: Annotated[float, typer.Option(help="At most this many seconds of measuring per configuration.")] = 20.0,
     window: Annotated[float, typer.Option(help="Seconds per measurement window (stable = 3 within 10%).")] = 2.0,
     warmup: Annotated[float, typer.Option(help="Seconds of load before measuring.")] = 1.0,
-    url: Annotated[Optional[str], typer.Option(help="Server URL for remote backends [default: local ports].")] = None,
-    model_dir: Annotated[Optional[Path], typer.Option(
+    url: Annotated[str | None, typer.Option(help="Server URL for remote backends [default: local ports].")] = None,
+    model_dir: Annotated[Path | None, typer.Option(
         "--model-dir", envvar="PHOTODEDUP_MODEL_DIR",
         help="ONNX export for the onnx backend [default: the default export].")] = None,
     weights: Annotated[str, typer.Option(help="Weights for torch-local and the default ONNX export.")]
@@ -199,9 +219,9 @@ def bench(
     serialization: Annotated[bool, typer.Option(
         "--serialization", help="Only the serialization experiment: bytes and ms per image for a batch of "
         "--batch-size images, no server.")] = False,
-    json_file: Annotated[Optional[Path], typer.Option("--json-file", help="Also write the rows as JSON here.")] = None,
-    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Also write the rows as CSV here.")] = None,
-    plot_dir: Annotated[Optional[Path], typer.Option("--plot", help="Write throughput.png and latency.png here.")]
+    json_file: Annotated[Path | None, typer.Option("--json-file", help="Also write the rows as JSON here.")] = None,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the rows as CSV here.")] = None,
+    plot_dir: Annotated[Path | None, typer.Option("--plot", help="Write throughput.png and latency.png here.")]
     = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -246,16 +266,16 @@ def bench(
 
 @app.command("triton-config")
 def triton_config(
-    model_dir: Annotated[Optional[Path], typer.Option(
+    model_dir: Annotated[Path | None, typer.Option(
         "--model-dir", envvar="PHOTODEDUP_MODEL_DIR", help="ONNX export [default: the default export].")] = None,
-    weights: Annotated[Optional[str], typer.Option(
+    weights: Annotated[str | None, typer.Option(
         help=f"Without --model-dir: use the default export of these weights [default: {config.DEFAULT_WEIGHTS}].")]
     = None,
     out: Annotated[Path, typer.Option("--out", help="Model repository to write.")] = Path("model_repository"),
     variant: Annotated[list[str], typer.Option(
         "--variant", help="openclip_vit_b32 (CUDA EP), openclip_vit_b32_trt (TensorRT EP, FP16), "
         "openclip_vit_b32_cpu (Python backend) [default: all three; repeatable].")] = [],
-    input_kind: Annotated[Optional[str], typer.Option(
+    input_kind: Annotated[str | None, typer.Option(
         "--input", help="uint8 or fp32: which input the export must take [default: the export's].")] = None,
     max_batch_size: Annotated[int, typer.Option(help="Largest batch a model instance runs.")] = 64,
     max_queue_delay_us: Annotated[int, typer.Option(help="Longest wait to fill a batch, microseconds.")] = 2000,
@@ -289,10 +309,7 @@ def triton_config(
         warmup=warmup, trt_cache_dir=trt_cache_dir)
     summary = run_triton_config(model_dir, out, variants=tuple(variant) or VARIANTS, options=options,
                                 input_kind=input_kind, copy=copy, weights=weights)
-    if json_out:
-        emit_json(summary.as_dict())
-    else:
-        typer.echo(summary.render())
+    show(summary, json_out)
 
 
 @app.command("export-onnx")
@@ -302,7 +319,7 @@ def export_onnx_cmd(
     precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (dynamic quantisation).")] = "fp32",
     input_kind: Annotated[str, typer.Option("--input", help="uint8 [N,224,224,3] (normalised in the graph) "
                                             "or float32 [N,3,224,224] (the baseline).")] = "uint8",
-    out: Annotated[Optional[Path], typer.Option(help="Model directory [default: $PHOTODEDUP_HOME/models/"
+    out: Annotated[Path | None, typer.Option(help="Model directory [default: $PHOTODEDUP_HOME/models/"
                                                 "<model id>-<input>-<precision>].")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -329,9 +346,9 @@ def export_onnx_cmd(
 def embed(
     backend: Annotated[str, typer.Option(help="torch-local, onnx, http-service, triton-http, triton-grpc, "
                                          "triton-trt or auto.")] = "onnx",
-    model_dir: Annotated[Optional[Path], typer.Option(envvar="PHOTODEDUP_MODEL_DIR", help="ONNX export "
+    model_dir: Annotated[Path | None, typer.Option(envvar="PHOTODEDUP_MODEL_DIR", help="ONNX export "
                          "for the onnx backend [default: the export-onnx location for --weights].")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Weights (tag, checkpoint file or 'random'): picks "
+    weights: Annotated[str | None, typer.Option(help="Weights (tag, checkpoint file or 'random'): picks "
                        f"the default export for onnx, the model for torch-local [default: {config.DEFAULT_WEIGHTS}].")]
     = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or tensorrt (onnx); cpu or cuda (torch-local).")] = "cpu",
@@ -339,12 +356,15 @@ def embed(
     batch_size: Annotated[int, typer.Option(help="Images per inference batch.")] = 32,
     workers: Annotated[int, typer.Option(help="Processes decoding originals without a stored crop "
                                          "[default: CPU count].")] = 0,
-    url: Annotated[Optional[str], typer.Option(envvar="PHOTODEDUP_SERVICE_URL", help="Server URL for http-service "
+    url: Annotated[str | None, typer.Option(envvar="PHOTODEDUP_SERVICE_URL", help="Server URL for http-service "
                    "and auto [default: http://127.0.0.1:8002] (or triton-*).")] = None,
-    token: Annotated[Optional[str], typer.Option(envvar="PHOTODEDUP_TOKEN", help="Bearer token for the service.")]
+    token: Annotated[str | None, typer.Option(envvar="PHOTODEDUP_TOKEN", help="Bearer token for the service.")]
     = None,
-    payload: Annotated[Optional[str], typer.Option(help="What http-service/auto send: jpeg (default; about 30 KB "
+    payload: Annotated[str | None, typer.Option(help="What http-service/auto send: jpeg (default; about 30 KB "
                        "an image, cosine >= 0.999 to local) or uint8 (the exact crops, 150 KB an image).")] = None,
+    model: Annotated[str | None, typer.Option(help="Triton model name [default: openclip_vit_b32 when the "
+                     "server has it, else openclip_vit_b32_cpu; openclip_vit_b32_trt for triton-trt].")] = None,
+    precision: PrecisionOpt = "fp32",
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -357,8 +377,8 @@ def embed(
     from photodedup.embed import open_backend
     from photodedup.model import RANDOM_WARNING
 
-    engine = open_backend(backend, model_dir=model_dir, weights=weights, device=device, threads=threads or None,
-                          url=url, token=token, payload=payload)
+    engine = open_backend(backend, model_dir=model_dir, weights=weights, precision=precision, device=device,
+                          threads=threads or None, url=url, token=token, payload=payload, model=model)
     try:
         if getattr(engine, "is_random", False):
             warn(RANDOM_WARNING)
@@ -367,14 +387,11 @@ def embed(
                                 workers=workers or None)
     finally:
         engine.close()
-    if json_out:
-        emit_json(summary.as_dict())
-    else:
-        typer.echo(summary.render())
+    show(summary, json_out)
 
 
 TrashDirOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--trash-dir", envvar="PHOTODEDUP_TRASH_DIR",
                  help="Trash folder (its journal.jsonl records every move) [default: $PHOTODEDUP_HOME/trash]."),
 ]
@@ -388,12 +405,12 @@ def review(
     = "127.0.0.1",
     open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
     trash_dir: TrashDirOpt = None,
-    token: Annotated[Optional[str], typer.Option(envvar="PHOTODEDUP_REVIEW_TOKEN",
+    token: Annotated[str | None, typer.Option(envvar="PHOTODEDUP_REVIEW_TOKEN",
                                                  help="Session token [default: a new random one each start].")]
     = None,
-    export_labels: Annotated[Optional[Path], typer.Option(
+    export_labels: Annotated[Path | None, typer.Option(
         "--export-labels", help="Write the decisions as labels for `photodedup eval --truth` and exit.")] = None,
-    labels_root: Annotated[Optional[Path], typer.Option(
+    labels_root: Annotated[Path | None, typer.Option(
         "--labels-root", help="Write label paths relative to this folder [default: absolute].")] = None,
 ) -> None:
     """Serve a local page to compare duplicate groups and decide: keep, trash, not duplicates.
@@ -430,18 +447,15 @@ def apply(
 
     with progress(quiet, "check") as callback:
         summary = run_apply(catalog, trash_dir=trash_dir, dry_run=dry_run, progress=callback)
-    if json_out:
-        emit_json(summary.as_dict())
-    else:
-        typer.echo(summary.render())
+    show(summary, json_out)
 
 
 @app.command()
 def undo(
-    paths: Annotated[Optional[list[Path]], typer.Argument(
+    paths: Annotated[list[Path] | None, typer.Argument(
         help="Restore only these files (original or trash paths, or folders) [default: the whole last apply].")] = None,
     catalog: CatalogOpt = None,
-    apply_id: Annotated[Optional[str], typer.Option("--apply", help="Restore every file of this apply id.")] = None,
+    apply_id: Annotated[str | None, typer.Option("--apply", help="Restore every file of this apply id.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be restored; change nothing.")] = False,
     trash_dir: TrashDirOpt = None,
     json_out: JsonOpt = False,
@@ -454,10 +468,7 @@ def undo(
     from photodedup.errors import SafetyError
 
     summary = run_undo(catalog, trash_dir=trash_dir, paths=paths or (), apply_id=apply_id, dry_run=dry_run)
-    if json_out:
-        emit_json(summary.as_dict())
-    else:
-        typer.echo(summary.render())
+    show(summary, json_out)
     for refused in summary.refused:
         warn(f"not restored {refused['path']}: {refused['reason']}")
     if summary.refused:
@@ -529,10 +540,7 @@ def group(
         if html_out:
             out = write_report(result.groups, html_out, catalog=cat, warnings=result.warnings)
             err.print(f"HTML report: {out}", markup=False, highlight=False)
-    if json_out:
-        emit_json(result.as_dict())
-    else:
-        typer.echo(result.render())
+    show(result, json_out)
 
 
 @app.command("eval")
@@ -581,10 +589,7 @@ def eval_cmd(
     result = evaluation.evaluate(catalog, truth, params=params)
     for message in result.warnings:
         warn(message)
-    if json_out:
-        emit_json(result.as_dict())
-    else:
-        typer.echo(result.render())
+    show(result, json_out)
 
 
 @app.command("run")
@@ -600,6 +605,8 @@ def run_cmd(
     = None,
     report: Annotated[Path | None, typer.Option(help="HTML report path [default: beside the catalog].")]
     = None,
+    precision: Annotated[str, typer.Option(help="ONNX export the default backend uses: int8 (fastest on a CPU), "
+                                                "fp16 or fp32.")] = "int8",
     no_embed: Annotated[bool, typer.Option("--no-embed", help="Skip embedding (exact and perceptual "
                                            "evidence only).")] = False,
     hash_threshold: HashThresholdOpt = 12,
@@ -617,15 +624,12 @@ def run_cmd(
 
     params = _group_params([], hash_threshold, cosine, method, None, allow_random)
     result = run_all(roots, catalog=catalog, backend=backend, weights=weights, model_dir=model_dir,
-                     report=report, params=params, embed=not no_embed,
+                     precision=precision, report=report, params=params, embed=not no_embed,
                      progress=lambda label: progress(quiet, label),
                      stage=lambda message: err.print(message, markup=False, highlight=False))
     for message in result.warnings:
         warn(message)
-    if json_out:
-        emit_json(result.as_dict())
-    else:
-        typer.echo(result.render())
+    show(result, json_out)
 
 
 # -- entry point -----------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ TRASH_MARKER = ".photodedup-trash"
 
 
 def home() -> Path:
-    """The photodedup home: ``$PHOTODEDUP_HOME``, else ``$XDG_DATA_HOME/photodedup``, else ``~/.local/share/photodedup``."""
+    """The photodedup home: ``$PHOTODEDUP_HOME``, else ``$XDG_DATA_HOME/photodedup``, else
+    ``~/.local/share/photodedup``."""
     if env := os.environ.get("PHOTODEDUP_HOME"):
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")

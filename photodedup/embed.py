@@ -78,11 +78,13 @@ class EmbedSummary:
 
 
 def open_backend(name: str = "onnx", *, model_dir: Path | None = None, weights: str | None = None,
-                 device: str = "cpu", threads: int | None = None, seed: int = 0, url: str | None = None,
-                 token: str | None = None, payload: str | None = None) -> Backend:
+                 precision: str = "fp32", device: str = "cpu", threads: int | None = None, seed: int = 0,
+                 url: str | None = None, token: str | None = None, payload: str | None = None,
+                 model: str | None = None) -> Backend:
     """Create a backend from ``embed``'s options (each backend takes the ones it understands)."""
     if name == "onnx":
-        return get_backend(name, model_dir=model_dir, weights=weights, device=device, threads=threads)
+        return get_backend(name, model_dir=model_dir, weights=weights, precision=precision, device=device,
+                           threads=threads)
     if name == "torch-local":
         return get_backend(name, weights=weights or config.DEFAULT_WEIGHTS, device=device, seed=seed,
                            threads=threads)
@@ -91,7 +93,7 @@ def open_backend(name: str = "onnx", *, model_dir: Path | None = None, weights: 
         return get_backend(name, **remote, model_dir=model_dir, weights=weights, device=device, threads=threads)
     if name == "http-service":
         return get_backend(name, **remote)
-    return get_backend(name, **({"url": url} if url else {}))
+    return get_backend(name, **{key: value for key, value in {"url": url, "model": model}.items() if value})
 
 
 def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: int = 32,

@@ -12,8 +12,8 @@ from PIL import Image
 
 from photodedup.catalog import Catalog
 from photodedup.cli import app
-from photodedup.scan import _inspect_job, scan
 from photodedup.sample_library import make_library
+from photodedup.scan import _inspect_job, scan
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -11,9 +11,8 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
-
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest

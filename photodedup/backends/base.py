@@ -110,7 +110,8 @@ def embed_batches(
         ]
         out = np.concatenate(parts) if len(parts) > 1 else parts[0]
         if out.shape != (len(batch), out.shape[1]) or out.dtype != np.float32:
-            raise InferenceError(f"backend {backend.name} returned {out.dtype} {list(out.shape)} for {len(batch)} images")
+            raise InferenceError(
+                f"backend {backend.name} returned {out.dtype} {list(out.shape)} for {len(batch)} images")
         return BatchResult(index, out, time.perf_counter() - start, getattr(backend, "last_backend", backend.name))
 
     if in_flight <= 1:
