@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from photodedup import __version__, config
@@ -70,8 +71,10 @@ def _main(
                                           help="Show the version and exit.")] = False,
 ) -> None:
     _state["debug"] = debug
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if debug:
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    else:  # the library's warnings read like the CLI's own, each said once
+        logging.basicConfig(level=logging.WARNING, handlers=[_WarningHandler()])
 
 
 def progress(quiet: bool, label: str):
@@ -94,7 +97,21 @@ def emit_json(data) -> None:
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]Warning:[/yellow] {message}", highlight=False)
+    """Print a warning on stderr, once per message per command."""
+    if message in _said:
+        return
+    _said.add(message)
+    err.print(f"[yellow]Warning:[/yellow] {escape(message)}", highlight=False)
+
+
+_said: set[str] = set()
+
+
+class _WarningHandler(logging.Handler):
+    """Routes library log records (WARNING and up) through ``warn``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        warn(record.getMessage())
 
 
 # -- commands --------------------------------------------------------------------------------------
