@@ -220,3 +220,19 @@ def test_trash_folder_is_not_scanned(tmp_path):
     (root / "trash" / config.TRASH_MARKER).write_text("")
     summary = scan([root], catalog=tmp_path / "c.sqlite")
     assert (summary.files, summary.new) == (1, 1)
+
+
+def test_every_supported_format_is_read(tmp_path):
+    root = tmp_path / "lib"
+    for i, (name, fmt) in enumerate([("a.jpg", "JPEG"), ("b.png", "PNG"), ("c.webp", "WEBP"), ("d.tif", "TIFF"),
+                                     ("e.bmp", "BMP"), ("f.gif", "GIF"), ("g.heic", "HEIF")]):
+        write_photo(root / name, fmt=fmt, pattern=i)
+    frames = [Image.open(root / "a.jpg"), Image.open(root / "b.png").convert("RGB")]
+    frames[0].save(root / "h.mpo", "MPO", save_all=True, append_images=frames[1:])
+    summary = scan([root], catalog=tmp_path / "c.sqlite")
+    assert (summary.new, summary.errors) == (8, 0), summary.error_kinds
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        formats = {Path(r["path"]).name: r["format"] for r in cat.files()}
+        assert all((r["width"], r["height"]) == (320, 240) for r in cat.files())
+    assert formats == {"a.jpg": "JPEG", "b.png": "PNG", "c.webp": "WEBP", "d.tif": "TIFF", "e.bmp": "BMP",
+                       "f.gif": "GIF", "g.heic": "HEIF", "h.mpo": "MPO"}
