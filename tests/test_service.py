@@ -429,3 +429,32 @@ def test_serve_on_a_busy_port_exits_3(tmp_path, server_processes):
         run = subprocess.run(serve_cmd(tmp_path, port), capture_output=True, text=True, timeout=120)
     assert run.returncode == 3, run.stderr
     assert f"Error: cannot listen on 127.0.0.1:{port}: Address already in use" in run.stderr
+
+
+def test_accepted_connections_have_nagle_off():
+    """Kept-alive requests stalled ~40 ms (Nagle + delayed ACK) when the listening socket did not say TCP."""
+    import asyncio
+    import socket
+
+    from photodedup.serve import listen
+
+    sock = listen("127.0.0.1", 0)
+    seen: list[int] = []
+
+    async def main() -> None:
+        def accepted(reader, writer):
+            seen.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(accepted, sock=sock)
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        server.close()
+        await server.wait_closed()
+
+    asyncio.run(main())
+    assert seen and seen[0] != 0
