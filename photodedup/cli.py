@@ -236,6 +236,9 @@ def bench(
     serialization: Annotated[bool, typer.Option(
         "--serialization", help="Only the serialization experiment: bytes and ms per image for a batch of "
         "--batch-size images, no server.")] = False,
+    pipeline: Annotated[Path | None, typer.Option(
+        "--pipeline", help="Only the whole pipeline on this library (scan + embed onnx per --precision, as "
+        "fresh processes) against the naive script (md5, phash, open_clip preprocess, torch).")] = None,
     json_file: Annotated[Path | None, typer.Option("--json-file", help="Also write the rows as JSON here.")] = None,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the rows as CSV here.")] = None,
     plot_dir: Annotated[Path | None, typer.Option("--plot", help="Write throughput.png and latency.png here.")]
@@ -253,6 +256,12 @@ def bench(
     from photodedup.bench import report as render
 
     out = _Console(width=220)
+    if pipeline:
+        from photodedup.bench.pipeline import pipeline as run_pipeline
+
+        show(run_pipeline(pipeline, weights=weights, precisions=bench_lib.parse_list(precision, option="--precision")),
+             json_out)
+        return
     if serialization:
         rows = bench_lib.serialization(max(bench_lib.parse_list(batch_size, int, option="--batch-size")))
         if json_out:

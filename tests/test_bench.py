@@ -362,3 +362,26 @@ def test_cli_runs_the_onnx_backend_and_writes_files(onnx_model_dir, tmp_path):
     assert result.stdout.rstrip().splitlines()[-1].startswith("onnx: best ")
     assert (tmp_path / "rows.csv").read_text().splitlines()[0].startswith(",".join(REQUIRED_COLUMNS))
     assert (tmp_path / "plots" / "throughput.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_pipeline_mode_against_the_naive_script(tiny_library, test_cache, monkeypatch):
+    """`bench --pipeline`: the naive script and scan + embed embed the same images, timed per stage."""
+    monkeypatch.setenv("PHOTODEDUP_HOME", str(test_cache / "pipeline-home"))  # the export is reused across runs
+    result = subprocess.run([sys.executable, "-m", "photodedup", "bench", "--pipeline", tiny_library["root"],
+                             "--weights", "random", "--precision", "fp32", "--json"], cwd=ROOT,
+                            capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    decodable = tiny_library["files"] - tiny_library["broken"]
+    assert [r["path"] for r in data["rows"]] == ["naive script", "scan + embed onnx fp32"]
+    assert [r["images"] for r in data["rows"]] == [decodable, decodable]
+    assert data["rows"][0]["x_naive"] == 1.0 and data["rows"][1]["images_per_second"] > 0
+    assert {"scan", "embed", "infer"} <= set(data["rows"][1]["stages"])
+
+
+def test_pipeline_mode_needs_a_library(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "photodedup", "bench", "--pipeline", str(tmp_path / "none")],
+                            cwd=ROOT, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[0] == f"Error: no library folder at {tmp_path / 'none'}"
