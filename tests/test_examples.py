@@ -1,0 +1,18 @@
+"""The examples run as written (the Python API one end to end; the Triton one is covered by test_triton)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_python_api_example(tiny_library, tmp_path, test_cache):
+    env = os.environ | {"PYTHONPATH": str(REPO), "PHOTODEDUP_HOME": str(test_cache / "pipeline-home")}
+    result = subprocess.run([sys.executable, str(REPO / "examples" / "python_api.py"), tiny_library["root"],
+                             "--catalog", str(tmp_path / "c.sqlite")], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert sum(line.startswith("group ") for line in lines) == int(lines[-1].split()[0]) >= 1
+    assert f"new {tiny_library['files']}," in result.stdout
