@@ -92,17 +92,22 @@ async def submit_all(batcher: DynamicBatcher, requests: list[np.ndarray]) -> lis
 
 
 # -- the dynamic batcher ----------------------------------------------------------------------------------
-def test_batcher_merges_concurrent_requests_and_returns_each_its_rows():
-    backend = FakeBackend(delay=0.05)
-    metrics = Metrics()
-    batcher = DynamicBatcher(backend, max_batch_size=8, max_queue_delay=0.05, metrics=metrics)
-    requests = [crops(1, seed) for seed in range(16)]
+def assert_each_gets_its_rows(batcher, requests) -> None:
+    """Send the requests concurrently, close the batcher, and check every request got exactly its rows."""
     try:
         results = asyncio.run(submit_all(batcher, requests))
     finally:
         batcher.close()
     for request, result in zip(requests, results, strict=True):
         np.testing.assert_array_equal(result, fake_embed(request))
+
+
+def test_batcher_merges_concurrent_requests_and_returns_each_its_rows():
+    backend = FakeBackend(delay=0.05)
+    metrics = Metrics()
+    batcher = DynamicBatcher(backend, max_batch_size=8, max_queue_delay=0.05, metrics=metrics)
+    requests = [crops(1, seed) for seed in range(16)]
+    assert_each_gets_its_rows(batcher, requests)
     assert sum(backend.calls) == 16
     assert max(backend.calls) == 8  # merged up to the maximum batch size
     assert metrics.batch_requests.count() == len(backend.calls)
@@ -113,11 +118,7 @@ def test_batcher_splits_a_request_larger_than_the_maximum_batch():
     backend = FakeBackend()
     batcher = DynamicBatcher(backend, max_batch_size=4, max_queue_delay=0.0)
     images = crops(10)
-    try:
-        result = asyncio.run(submit_all(batcher, [images]))[0]
-    finally:
-        batcher.close()
-    np.testing.assert_array_equal(result, fake_embed(images))
+    assert_each_gets_its_rows(batcher, [images])
     assert sorted(backend.calls) == [2, 4, 4]
 
 
@@ -140,12 +141,7 @@ def test_batching_does_not_change_results(sizes, max_batch):
     backend = FakeBackend()
     batcher = DynamicBatcher(backend, max_batch_size=max_batch, max_queue_delay=0.001)
     requests = [crops(n, seed) for seed, n in enumerate(sizes)]
-    try:
-        results = asyncio.run(submit_all(batcher, requests))
-    finally:
-        batcher.close()
-    for request, result in zip(requests, results, strict=True):
-        np.testing.assert_array_equal(result, fake_embed(request))
+    assert_each_gets_its_rows(batcher, requests)
     assert max(backend.calls) <= max_batch
 
 
