@@ -136,9 +136,7 @@ def review_library(tmp_path) -> dict:
     Group A: a.jpg (keeper), a_copy.jpg (exact copy), a_small.jpg (resized). Group B: b.jpg (keeper),
     b_q70.jpg (re-encoded). Plus c.jpg in no group. Returns {root, catalog, trash, paths, ids, groups}.
     """
-    import json
     import shutil
-    import time
 
     from helpers import write_photo
     from PIL import Image
@@ -160,20 +158,13 @@ def review_library(tmp_path) -> dict:
     paths = {n: str(root / n) for n in names}
     with Catalog(catalog) as cat:
         ids = {n: cat.conn.execute("SELECT id FROM files WHERE path = ?", (p,)).fetchone()[0] for n, p in paths.items()}
-        with cat.transaction() as conn:
-            run = conn.execute("INSERT INTO group_runs (created_at, params) VALUES (?, ?)",
-                               (time.time(), json.dumps({"method": "fixture"}))).lastrowid
-            groups = {}
-            for label, kind, keeper, members in [
-                ("A", "mixed", "2019/a.jpg", [("2019/a.jpg", "exact", 1.0), ("2019/copies/a_copy.jpg", "exact", 1.0),
-                                              ("a_small.jpg", "perceptual", 0.953)]),
-                ("B", "perceptual", "b.jpg", [("b.jpg", "perceptual", 1.0), ("b_q70.jpg", "perceptual", 0.969)]),
-            ]:
-                gid = conn.execute("INSERT INTO groups (run_id, kind, keeper_id, keeper_reason) VALUES (?, ?, ?, ?)",
-                                   (run, kind, ids[keeper], "largest resolution")).lastrowid
-                conn.executemany("INSERT INTO group_members VALUES (?, ?, ?, ?)",
-                                 [(gid, ids[n], evidence, score) for n, evidence, score in members])
-                groups[label] = gid
+        specs = [("A", "mixed", "2019/a.jpg", [("2019/a.jpg", "exact", 1.0), ("2019/copies/a_copy.jpg", "exact", 1.0),
+                                                ("a_small.jpg", "perceptual", 0.953)]),
+                 ("B", "perceptual", "b.jpg", [("b.jpg", "perceptual", 1.0), ("b_q70.jpg", "perceptual", 0.969)])]
+        _, group_ids = cat.store_group_run({"method": "fixture"}, [
+            (kind, ids[keeper], "largest resolution", [(ids[n], evidence, score, "") for n, evidence, score in members])
+            for _, kind, keeper, members in specs])
+        groups = {spec[0]: gid for spec, gid in zip(specs, group_ids, strict=True)}
     return {"root": root, "catalog": catalog, "trash": tmp_path / "trash", "paths": paths, "ids": ids,
             "groups": groups}
 

@@ -8,7 +8,8 @@ import pytest
 
 from photodedup.errors import BadInputError
 from photodedup.eval import Truth, evaluate, load_truth, retrieval_metrics, score_pairs, sweep
-from photodedup.group import Group, GroupParams, Member
+from photodedup.group import GroupParams
+from photodedup.groups import Group, Member
 from photodedup.scan import scan
 
 REPO = Path(__file__).resolve().parents[1]

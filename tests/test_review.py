@@ -38,15 +38,9 @@ def anonymous(review_library) -> TestClient:
 
 def regroup(catalog: Path, groups: list[tuple[str, int, list[tuple[int, str, float]]]]) -> list[int]:
     """Store a new group run (as a re-run of ``photodedup group`` would); returns the new group ids."""
-    with Catalog(catalog) as cat, cat.transaction() as conn:
-        run = conn.execute("INSERT INTO group_runs (created_at, params) VALUES (?, '{}')", (time.time(),)).lastrowid
-        ids = []
-        for kind, keeper, members in groups:
-            gid = conn.execute("INSERT INTO groups (run_id, kind, keeper_id, keeper_reason) VALUES (?, ?, ?, 'x')",
-                               (run, kind, keeper)).lastrowid
-            conn.executemany("INSERT INTO group_members VALUES (?, ?, ?, ?)", [(gid, *m) for m in members])
-            ids.append(gid)
-        return ids
+    with Catalog(catalog) as cat:
+        return cat.store_group_run({}, [(kind, keeper, "x", [(*m, "") for m in members])
+                                        for kind, keeper, members in groups])[1]
 
 
 def test_every_request_needs_the_session_token_and_the_url_hands_it_over(review_library):

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from photodedup.group import GroupParams, load_groups
+from photodedup.group import GroupParams
+from photodedup.groups import load_groups
 from photodedup.run import run
 
 REPO = Path(__file__).resolve().parents[1]
