@@ -48,10 +48,11 @@ class ServerProcess:
     def __init__(self, cmd: list[str], url: str, log_path: Path, env: dict | None = None) -> None:
         import subprocess
 
+        from helpers import REPO, cli_env
+
         self.cmd, self.url, self.log_path = cmd, url, log_path
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=Path(__file__).resolve().parent.parent)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=cli_env(env), cwd=REPO)
 
     def output(self) -> str:
         if not self._log.closed:
@@ -109,7 +110,8 @@ class ServerProcesses:
             return sock.getsockname()[1]
 
     def start(self, cmd: list[str], url: str, *, timeout: float = 120.0, env: dict | None = None) -> ServerProcess:
-        """Start ``cmd`` and return once ``url`` answers 200 (``pytest.fail`` with its output otherwise)."""
+        """Start ``cmd`` (``helpers.cli_command(...)``; ``env`` adds to the environment) and return once
+        ``url`` answers 200 (``pytest.fail`` with its output otherwise)."""
         server = ServerProcess(cmd, url, self.log_dir / f"server-{len(self.started)}.log", env)
         self.started.append(server)
         server.wait_until_responds(url, timeout)
@@ -174,7 +176,7 @@ def review_library(tmp_path) -> dict:
 def triton_server(onnx_model_dir, server_processes, tmp_path_factory) -> dict:
     """``photodedup serve --engine triton`` on free ports with the CPU (Python-backend) variant of the
     real export; yields ``{"http": host:port, "grpc": host:port, "metrics": url, "repository": path}``."""
-    import sys
+    from helpers import cli_command
 
     from photodedup.triton.config import CPU_MODEL
     from photodedup.triton_config import triton_config
@@ -182,11 +184,9 @@ def triton_server(onnx_model_dir, server_processes, tmp_path_factory) -> dict:
     repository = tmp_path_factory.mktemp("triton") / "model_repository"
     triton_config(onnx_model_dir, repository, variants=(CPU_MODEL,))
     http, grpc, metrics = (server_processes.free_port() for _ in range(3))
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, "-m", "photodedup", "serve", "--engine", "triton", "--model-repository", str(repository),
-           "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
-    server = server_processes.start(cmd, f"http://127.0.0.1:{http}/v2/models/{CPU_MODEL}/ready", timeout=240, env=env)
+    cmd = cli_command("serve", "--engine", "triton", "--model-repository", repository,
+                      "--http-port", http, "--grpc-port", grpc, "--metrics-port", metrics)
+    server = server_processes.start(cmd, f"http://127.0.0.1:{http}/v2/models/{CPU_MODEL}/ready", timeout=240)
     yield {"http": f"127.0.0.1:{http}", "grpc": f"127.0.0.1:{grpc}", "metrics": f"http://127.0.0.1:{metrics}/metrics",
            "repository": repository, "process": server}
     server.stop()

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
 from photodedup import groups as decisions
 from photodedup.apply import JOURNAL_NAME, MARKER_NAME, apply, file_md5, undo
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def keep(lib: dict, group: str, name: str) -> None:
@@ -30,12 +27,6 @@ def mark(lib: dict, group: str, name: str, action: str | None) -> None:
 
 def journal(lib: dict) -> list[dict]:
     return [json.loads(line) for line in (lib["trash"] / JOURNAL_NAME).read_text().splitlines()]
-
-
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = os.environ | {"PYTHONPATH": str(REPO)} | (env or {})
-    return subprocess.run([sys.executable, "-m", "photodedup", *args], capture_output=True, text=True,
-                          env=full_env, cwd=REPO, timeout=120)
 
 
 def test_dry_run_lists_the_moves_and_changes_nothing(review_library):

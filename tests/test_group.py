@@ -1,11 +1,10 @@
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,14 +15,6 @@ from photodedup.group import GroupParams, group, write_csv
 from photodedup.groups import load_groups
 from photodedup.report import write_report
 from photodedup.scan import scan
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def photodedup(*args):
-    env = os.environ | {"PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "photodedup", *args], cwd=REPO, capture_output=True, text=True,
-                          env=env)
 
 
 # -- clustering laws (hypothesis) -----------------------------------------------------------------
@@ -211,17 +202,17 @@ def test_csv_and_self_contained_html(scanned, tmp_path):
 
 
 def test_cli_group_json_and_errors(scanned, tmp_path):
-    done = photodedup("group", "--catalog", str(scanned["catalog"]), "--json", "--html", str(tmp_path / "r.html"))
+    done = run_cli("group", "--catalog", str(scanned["catalog"]), "--json", "--html", str(tmp_path / "r.html"))
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["groups"] and set(data["groups"][0]) >= {"id", "kind", "keeper", "members"}
     assert set(data["groups"][0]["members"][0]) >= {"path", "score", "evidence"}
     assert f"HTML report: {tmp_path / 'r.html'}" in done.stderr
-    missing = photodedup("group", "--catalog", str(tmp_path / "none.sqlite"))
+    missing = run_cli("group", "--catalog", str(tmp_path / "none.sqlite"))
     assert missing.returncode == 4
     assert missing.stderr.splitlines()[0] == f"Error: no catalog at {tmp_path / 'none.sqlite'}"
-    bad = photodedup("group", "--catalog", str(scanned["catalog"]), "--evidence", "vibes")
+    bad = run_cli("group", "--catalog", str(scanned["catalog"]), "--evidence", "vibes")
     assert (bad.returncode, bad.stderr.splitlines()[0]) == (3, "Error: unknown evidence vibes")
-    unknown = photodedup("group", "--catalog", str(scanned["catalog"]), "--model", "ViT-B-32/nope")
+    unknown = run_cli("group", "--catalog", str(scanned["catalog"]), "--model", "ViT-B-32/nope")
     assert (unknown.returncode, unknown.stderr.splitlines()[0]) == (
         3, "Error: no embeddings for model 'ViT-B-32/nope' in the catalog")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from helpers import write_photo
+from helpers import cli_command, write_photo
 from PIL import Image
 
 from photodedup.catalog import Catalog
@@ -243,10 +242,8 @@ def test_apply_and_undo_from_the_page_and_a_changed_file_is_refused(client, revi
 def test_review_command_serves_on_loopback_with_the_printed_url(review_library, server_processes):
     lib = review_library
     port = server_processes.free_port()
-    cmd = [sys.executable, "-m", "photodedup", "review", "--catalog", str(lib["catalog"]), "--port", str(port),
-           "--trash-dir", str(lib["trash"])]
-    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60, env=env)
+    cmd = cli_command("review", "--catalog", lib["catalog"], "--port", port, "--trash-dir", lib["trash"])
+    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60)
     try:
         line = next(ln for ln in server.output().splitlines() if ln.startswith("Review at "))
         url = line.split()[2]
