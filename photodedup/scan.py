@@ -17,8 +17,7 @@ import os
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from photodedup import config, hashing, raw
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError
+from photodedup.executor import Executor, open_executor
 from photodedup.preprocess import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_PREPROCESS,
@@ -96,9 +96,15 @@ class ScanSummary:
 def scan(
     roots: Sequence[Path | str], *, catalog: Path | str | None = None, include: Iterable[str] = (),
     exclude: Iterable[str] = (), workers: int | None = None, progress: ProgressCallback = no_progress,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS, engine: str | Executor = "local", ray_address: str | None = None,
+    embedder=None,
 ) -> ScanSummary:
-    """Scan ``roots`` into the catalog and return what happened."""
+    """Scan ``roots`` into the catalog and return what happened.
+
+    ``engine``: where the per-file work runs (``local`` processes, ``ray`` tasks on the cluster at
+    ``ray_address``, or an open ``Executor``). ``embedder``: a backend that embeds each batch as it is
+    written, instead of storing the model crops (``embed.record_with_embeddings``).
+    """
     start = time.perf_counter()
     roots = [Path(r).expanduser().absolute() for r in roots]
     for root in roots:
@@ -124,7 +130,14 @@ def scan(
                 continue
             todo.append((path, root, stat.st_size, stat.st_mtime_ns, old is None))
 
-        _inspect_all(cat, todo, summary, workers, progress, max_pixels)
+        if todo:  # a Ray runtime takes seconds to start: only when there is work
+            executor = open_executor(engine, workers=workers, address=ray_address) if isinstance(engine, str) \
+                else engine
+            try:
+                _inspect_all(cat, todo, summary, executor, progress, max_pixels, embedder)
+            finally:
+                if executor is not engine:
+                    executor.close()
 
         gone = [p for p in known if p not in seen and known[p].status != "missing"
                 and _under_any(p, roots) and not os.path.lexists(p)]
@@ -134,23 +147,27 @@ def scan(
     return summary
 
 
-def _inspect_all(cat: Catalog, todo, summary: ScanSummary, workers, progress, max_pixels) -> None:
-    """Inspect files in worker processes; commit results in batches as they arrive."""
+def _inspect_all(cat: Catalog, todo, summary: ScanSummary, executor: Executor, progress, max_pixels,
+                 embedder=None) -> None:
+    """Inspect files with the executor; commit results in batches as they arrive (this is the one writer)."""
     kinds: Counter[str] = Counter(summary.error_kinds)
     rows, crops, thumbs = [], {}, {}
     last_commit = time.monotonic()
 
     def commit() -> None:
         nonlocal rows, crops, thumbs, last_commit
-        if rows:
+        if rows and embedder is not None:
+            from photodedup.embed import record_with_embeddings
+
+            record_with_embeddings(cat, embedder, rows, crops, thumbs)
+        elif rows:
             cat.record_files(rows, crops=crops, thumbs=thumbs)
         rows, crops, thumbs = [], {}, {}
         last_commit = time.monotonic()
 
-    workers = workers or os.cpu_count() or 1
     jobs = [(path, root, max_pixels) for path, root, _, _, _ in todo]
     is_new = {path: new for path, _, _, _, new in todo}
-    results = _run_jobs(jobs, workers)
+    results = executor.map(_inspect_job, jobs, chunksize=4)
     try:
         for done, (row, crop, thumb) in enumerate(results, 1):
             path = row["path"]
@@ -174,14 +191,6 @@ def _inspect_all(cat: Catalog, todo, summary: ScanSummary, workers, progress, ma
     finally:
         commit()  # keep what is finished, also when interrupted
         summary.error_kinds = dict(kinds)
-
-
-def _run_jobs(jobs, workers: int) -> Iterator[tuple[dict, bytes | None, bytes | None]]:
-    if workers <= 1 or len(jobs) < 4:
-        yield from map(_inspect_job, jobs)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(_inspect_job, jobs, chunksize=4)
 
 
 def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: ScanSummary):
