@@ -521,8 +521,8 @@ PreferOpt = Annotated[list[Path] | None, typer.Option(
     "--prefer", help="Reference folder (repeatable): its files always win as keeper and are never proposed "
     "for, or moved to, the trash.")]
 KeeperRulesOpt = Annotated[str, typer.Option(
-    "--keeper-rules", help="Keeper rules in order, comma-separated: not-derivative (= colour,no-border,"
-    "camera-format), resolution, exif, size, oldest; see docs/DECISIONS.md.")]
+    "--keeper-rules", help="Keeper rules in order, comma-separated: not-derivative (= raw-pair,colour,"
+    "no-border,camera-format), resolution, exif, size, oldest; see docs/DECISIONS.md.")]
 DEFAULT_KEEPER_RULES = "not-derivative,resolution,exif,size,oldest"
 
 

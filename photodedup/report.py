@@ -1,7 +1,8 @@
 """A static, self-contained HTML report of duplicate groups: thumbnails side by side, keeper marked.
 
-Thumbnails come from the catalog's ``thumbs`` table (made at scan time) and are embedded as
-``data:`` URIs, so the one file can be mailed, archived or opened offline.
+Thumbnails come from the catalog's ``thumbs`` table (made at scan time; a RAW's is its embedded
+preview) and are embedded as ``data:`` URIs, so the one file can be mailed, archived or opened
+offline. A RAW+JPEG pair is one item: the RAW's thumbnail, both files listed.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ figure{margin:0;width:220px;border:2px solid #ddd;border-radius:4px;padding:.4re
 figure.keeper{border-color:#2e7d32} figure img{width:100%;height:160px;object-fit:contain;background:#eee}
 .none{height:160px;display:flex;align-items:center;justify-content:center;background:#eee;color:#888}
 figcaption{font-size:12px;word-break:break-all} .badge{font-weight:bold;color:#2e7d32}
-.cand{color:#b26a00;font-weight:bold}
+.cand{color:#b26a00;font-weight:bold} .pair{color:#555}
 """
 
 
@@ -37,7 +38,7 @@ def write_report(groups: Sequence[Group], out: Path | str, *, catalog: Catalog,
     """Write the report to ``out`` and return its path. Nothing in it links outside the file."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    removable = sum(m.size or 0 for g in groups for m in g.members if m.file_id != g.keeper)
+    removable = sum(m.total_size for g in groups for m in g.members if m.file_id != g.keeper)
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p class='meta'>{len(groups)} groups, {sum(len(g.members) - 1 for g in groups)} candidates "
@@ -55,8 +56,11 @@ def write_report(groups: Sequence[Group], out: Path | str, *, catalog: Catalog,
                      else "<div class='none'>no thumbnail</div>")
             role = "<span class='badge'>KEEP</span>" if keeper else (
                 f"<span class='cand'>candidate</span> {m.evidence} {m.score:.3f}")
-            parts.append(f"<figure class='{'keeper' if keeper else 'candidate'}'>{image}<figcaption>{role}<br>"
-                         f"{html.escape(m.path)}<br>{m.width}x{m.height}, {human_size(m.size or 0)}"
+            pair = "".join(f"<br><span class='pair'>+ {html.escape(c.path)} ({c.format}, {human_size(c.size or 0)})"
+                           "</span>" for c in m.companions)
+            parts.append(f"<figure class='{'keeper' if keeper else 'candidate'}'>{image}<figcaption>{role}"
+                         f"{' <b>RAW+JPEG pair</b>' if m.companions else ''}<br>"
+                         f"{html.escape(m.path)}<br>{m.width}x{m.height}, {human_size(m.size or 0)}{pair}"
                          "</figcaption></figure>")
         parts.append("</div></section>")
     if not groups:

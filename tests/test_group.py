@@ -123,7 +123,7 @@ def scanned(tiny_library, tmp_path):
 
 
 def _rel(scanned, group):
-    return sorted(os.path.relpath(m.path, scanned["root"]) for m in group.members)
+    return sorted(os.path.relpath(p, scanned["root"]) for p in group.paths)  # a RAW+JPEG pair: both files
 
 
 def test_group_finds_the_planted_groups_and_stores_them(scanned):
@@ -175,7 +175,7 @@ def test_random_embeddings_are_never_evidence_unless_allowed(scanned):
     assert allowed.model == "ViT-B-32/random-seed0"
     assert allowed.warnings[0].startswith("USING RANDOM-WEIGHT EMBEDDINGS (ViT-B-32/random-seed0) AS EVIDENCE")
     assert allowed.edges["semantic"] == len(ids) * (len(ids) - 1) // 2
-    assert len(allowed.groups) == 1 and len(allowed.groups[0].members) == len(ids)  # identical vectors
+    assert len(allowed.groups) == 1 and len(allowed.groups[0].paths) == len(ids)  # identical vectors
     with pytest.raises(BadInputError, match="has random weights"):
         group(scanned["catalog"], params=GroupParams(model="ViT-B-32/random-seed0"))
 
@@ -193,7 +193,7 @@ def test_csv_and_self_contained_html(scanned, tmp_path):
     rows = write_csv(result.groups, tmp_path / "g.csv").read_text().splitlines()
     assert rows[0] == ("group,kind,role,path,evidence,score,width,height,size,format,camera,taken_at,reference,"
                        "keeper_reason,why_not_keeper")
-    assert len(rows) == 1 + sum(len(g.members) for g in result.groups)
+    assert len(rows) == 1 + sum(len(g.paths) for g in result.groups)  # one row per file, pairs' JPEGs too
     with Catalog(scanned["catalog"]) as cat:
         page = write_report(result.groups, tmp_path / "r.html", catalog=cat).read_text()
     assert page.count("data:image/jpeg;base64,") == sum(len(g.members) for g in result.groups)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from photodedup import apply as apply_mod
 from photodedup import groups as decisions
+from photodedup import raw
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError, PhotodedupError
 from photodedup.preprocess import encode_jpeg, load_oriented
@@ -173,13 +174,19 @@ def _orientation(path: Path) -> int:
 
 
 def _render(row, *, longest: int | None = None) -> bytes:
-    """The file decoded, EXIF orientation applied, as JPEG (optionally scaled down to ``longest``)."""
+    """The file decoded, EXIF orientation applied, as JPEG (optionally scaled down to ``longest``).
+
+    A RAW shows its embedded preview (else a half-size decode of the sensor data).
+    """
     try:
-        image = load_oriented(row["path"], fast=longest is not None, shortest=longest or 0)
+        if row["raw_decode"]:
+            image = raw.load_raw(row["path"], fast=longest is not None)
+        else:
+            image = load_oriented(row["path"], fast=longest is not None, shortest=longest or 0)
         if longest:
             image.thumbnail((longest, longest))
         return encode_jpeg(image, quality=90)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
+    except (OSError, ValueError, Image.DecompressionBombError, raw.RawReadError) as error:
         raise HTTPException(404, f"cannot decode {row['path']}: {error}") from error
 
 
