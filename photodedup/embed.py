@@ -87,16 +87,16 @@ class EmbedSummary:
 
 
 def open_backend(name: str = "onnx", *, model_dir: Path | None = None, weights: str | None = None,
-                 precision: str = "fp32", device: str = "cpu", threads: int | None = None, seed: int = 0,
+                 precision: str | None = None, device: str = "cpu", threads: int | None = None, seed: int = 0,
                  url: str | None = None, token: str | None = None, payload: str | None = None,
-                 model: str | None = None) -> Backend:
+                 model: str | None = None, mode: str = "auto") -> Backend:
     """Create a backend from ``embed``'s options (each backend takes the ones it understands)."""
     if name == "onnx":
-        return get_backend(name, model_dir=model_dir, weights=weights, precision=precision, device=device,
+        return get_backend(name, model_dir=model_dir, weights=weights, precision=precision or "fp32", device=device,
                            threads=threads)
     if name == "torch-local":
         return get_backend(name, weights=weights or config.DEFAULT_WEIGHTS, device=device, seed=seed,
-                           threads=threads)
+                           threads=threads, precision=precision or "auto", mode=mode)
     remote = {key: value for key, value in {"url": url, "token": token, "payload": payload}.items() if value}
     if name == "auto":  # remote options, and the local fallback's
         return get_backend(name, **remote, model_dir=model_dir, weights=weights, device=device, threads=threads)

@@ -49,7 +49,7 @@ from photodedup.preprocess import (
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16")  # and "auto": fp16 on a GPU, fp32 on the CPU
 MODES = ("auto", "eager", "cuda-graphs", "compile")
 #: Largest batch one model call takes on a GPU (1024 crops: 154 MB of uint8).
 MAX_BATCH = 1024
@@ -85,6 +85,13 @@ def torch_dtype(precision: str):
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
+def resolve_precision(precision: str, device: str) -> str:
+    if precision == "auto":
+        return "fp16" if device.startswith("cuda") else "fp32"
+    torch_dtype(precision)
+    return precision
+
+
 def resolve_mode(mode: str, device: str) -> str:
     if mode not in MODES:
         raise BadInputError(f"mode {mode!r} is not one of {', '.join(MODES)}")
@@ -113,13 +120,13 @@ class DeviceEncoder:
     """ViT-B/32's image tower on one device (see the module docstring). Thread-safe: calls are serialised."""
 
     def __init__(self, module, *, device: str = "cpu",
-                 precision: str = "fp32", mode: str = "auto", max_batch_size: int = MAX_BATCH,
+                 precision: str = "auto", mode: str = "auto", max_batch_size: int = MAX_BATCH,
                  chunk: int = DEFAULT_CHUNK) -> None:
         torch = require_torch()
         self.device = check_device(device)
         self.cuda = self.device.startswith("cuda")
-        self.precision = precision
-        self.dtype = torch_dtype(precision)
+        self.precision = resolve_precision(precision, self.device)
+        self.dtype = torch_dtype(self.precision)
         self.mode = resolve_mode(mode, self.device)
         self.max_batch_size = max(1, int(max_batch_size))
         self.chunk = max(1, min(int(chunk), self.max_batch_size))
@@ -166,7 +173,7 @@ class DeviceEncoder:
         if self.mode == "eager":
             return self.forward(images)
         count = len(images)
-        size = bucket(count, max(self.max_batch_size, count))
+        size = bucket(count, max(self.chunk, count))
         if self.mode == "compile":
             if size != count:
                 padded = images.new_zeros((size, *images.shape[1:]))
@@ -201,8 +208,13 @@ class DeviceEncoder:
         return self._graphs[size]
 
     def warm_up(self, sizes: Sequence[int] = ()) -> None:
-        """Capture or compile ahead for these batch sizes (default: one chunk), so no request pays it."""
-        for size in sizes or (self.chunk,):
+        """Run these batch sizes once, so no request pays for capture or compilation. By default: every
+        bucket up to a chunk for cuda-graphs (about a second), one chunk for compile (the other buckets
+        compile when first used), one image for eager."""
+        if not sizes:
+            buckets = sorted({bucket(n, self.chunk) for n in range(1, self.chunk + 1)})
+            sizes = {"cuda-graphs": buckets, "compile": [self.chunk]}.get(self.mode, [1])
+        for size in sizes:
             self.embed(np.zeros((size, 224, 224, 3), np.uint8))
 
     # -- host arrays in, host arrays out -------------------------------------------------------------

@@ -19,7 +19,7 @@ class TorchLocalBackend:
     name = "torch-local"
 
     def __init__(self, weights: str = config.DEFAULT_WEIGHTS, device: str = "cpu", seed: int = 0, *,
-                 threads: int | None = None, max_batch_size: int | None = None, precision: str = "fp32",
+                 threads: int | None = None, max_batch_size: int | None = None, precision: str = "auto",
                  mode: str = "auto", chunk: int | None = None, warm_up: bool = False) -> None:
         try:
             import torch
@@ -33,7 +33,6 @@ class TorchLocalBackend:
         if threads:
             torch.set_num_threads(threads)
         self.device = device
-        self.precision = precision
         self.max_batch_size = max_batch_size or (gpu.MAX_BATCH if device.startswith("cuda") else 256)
         self.loaded = load_model(weights, seed=seed, device=device)
         self.model_id = self.loaded.model_id
@@ -44,6 +43,7 @@ class TorchLocalBackend:
             self.loaded, device=device, precision=precision, mode=mode, max_batch_size=self.max_batch_size,
             chunk=chunk or gpu.DEFAULT_CHUNK)
         self.mode = self.encoder.mode
+        self.precision = self.encoder.precision
         if warm_up:
             self.encoder.warm_up()
 
