@@ -62,6 +62,12 @@ ModeOpt = Annotated[str, typer.Option(
     "--mode", help="How torch-local runs the model: eager, cuda-graphs, compile (torch.compile), or auto "
     "(cuda-graphs on a GPU, eager on the CPU).")]
 
+EngineOpt = Annotated[str, typer.Option(envvar="PHOTODEDUP_ENGINE", help="Where per-file work runs: local "
+                                        "(worker processes) or ray (tasks on a Ray cluster).")]
+RayAddressOpt = Annotated[str | None, typer.Option("--ray-address", envvar="PHOTODEDUP_RAY_ADDRESS",
+                                                   help="Ray cluster for --engine ray (host:port, ray://host:10001 "
+                                                        "or auto) [default: start a Ray runtime here].")]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -127,6 +133,15 @@ def scan(
     include: Annotated[list[str], typer.Option("--include", help="Only paths matching this glob (repeatable).")] = [],
     exclude: Annotated[list[str], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = [],
     workers: Annotated[int, typer.Option(help="Worker processes for decoding and hashing [default: CPU count].")] = 0,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    embed_with: Annotated[str | None, typer.Option("--embed", help="Embed each image right after decoding with "
+                          "this backend (as in `embed --backend`) and store no model crops.")] = None,
+    url: Annotated[str | None, typer.Option(envvar="PHOTODEDUP_SERVICE_URL", help="Server URL for --embed "
+                   "http-service/triton-*.")] = None,
+    weights: Annotated[str | None, typer.Option(help="Weights for --embed onnx/torch-local.")] = None,
+    model_dir: Annotated[Path | None, typer.Option(envvar="PHOTODEDUP_MODEL_DIR", help="ONNX export for "
+                         "--embed onnx.")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -134,11 +149,18 @@ def scan(
 
     Example: photodedup sample-library /tmp/lib && photodedup scan /tmp/lib
     """
+    from photodedup.embed import open_backend
     from photodedup.scan import scan as run_scan
 
-    with progress(quiet, "scan") as callback:
-        summary = run_scan(roots, catalog=catalog, include=include, exclude=exclude,
-                           workers=workers or None, progress=callback)
+    embedder = (open_backend(embed_with, model_dir=model_dir, weights=weights, url=url, engine=engine,
+                             ray_address=ray_address) if embed_with else None)
+    try:
+        with progress(quiet, "scan") as callback:
+            summary = run_scan(roots, catalog=catalog, include=include, exclude=exclude, workers=workers or None,
+                               progress=callback, engine=engine, ray_address=ray_address, embedder=embedder)
+    finally:
+        if embedder is not None:
+            embedder.close()
     show(summary, json_out)
 
 
@@ -404,6 +426,10 @@ def embed(
     decode: Annotated[str, typer.Option(help="Who decodes originals without a stored crop (and the crops): pil "
                                         "(worker processes), torchvision (on the backend's device: nvJPEG on a "
                                         "GPU), or auto (torchvision on a GPU, else pil).")] = "auto",
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    actors: Annotated[int, typer.Option(help="With --engine ray: Ray actors running onnx/torch-local.")] = 1,
+    gpus_per_actor: Annotated[float, typer.Option(help="With --engine ray: GPUs each actor reserves.")] = 0.0,
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -416,16 +442,18 @@ def embed(
     from photodedup.embed import open_backend
     from photodedup.model import RANDOM_WARNING
 
-    engine = open_backend(backend, model_dir=model_dir, weights=weights, precision=precision, device=device,
-                          threads=threads or None, url=url, token=token, payload=payload, model=model, mode=mode)
+    model_runner = open_backend(backend, model_dir=model_dir, weights=weights, precision=precision, device=device,
+                                threads=threads or None, url=url, token=token, payload=payload, model=model, mode=mode,
+                                engine=engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor)
     try:
-        if getattr(engine, "is_random", False):
+        if getattr(model_runner, "is_random", False):
             warn(RANDOM_WARNING)
         with progress(quiet, "embed") as callback:
-            summary = run_embed(engine, catalog=catalog, batch_size=batch_size, progress=callback,
-                                workers=workers or None, decode=decode)
+            summary = run_embed(model_runner, catalog=catalog, batch_size=batch_size, progress=callback,
+                                workers=workers or None, engine=engine, ray_address=ray_address,
+                                decode=decode)
     finally:
-        engine.close()
+        model_runner.close()
     show(summary, json_out)
 
 
@@ -664,6 +692,11 @@ def run_cmd(
                                                 "fp16 or fp32.")] = "int8",
     no_embed: Annotated[bool, typer.Option("--no-embed", help="Skip embedding (exact and perceptual "
                                            "evidence only).")] = False,
+    no_crops: Annotated[bool, typer.Option("--no-crops", help="Embed each image right after decoding; store no "
+                                           "model crops (for libraries too large for crops in the catalog).")]
+    = False,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
     hash_threshold: HashThresholdOpt = 12,
     cosine: CosineOpt = 0.99,
     method: MethodOpt = "complete",
@@ -683,6 +716,7 @@ def run_cmd(
                            keeper_rules=keeper_rules)
     result = run_all(roots, catalog=catalog, backend=backend, weights=weights, model_dir=model_dir,
                      precision=precision, report=report, params=params, embed=not no_embed,
+                     engine=engine, ray_address=ray_address, store_crops=not no_crops,
                      progress=lambda label: progress(quiet, label),
                      stage=lambda message: err.print(message, markup=False, highlight=False))
     for message in result.warnings:

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from photodedup import config
 from photodedup.backends import Backend, embed_batches, get_backend
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError
+from photodedup.executor import Executor, open_executor
 from photodedup.preprocess import DEFAULT_PREPROCESS, PreprocessConfig, crop_from_source, decode_crop
 from photodedup.progress import ProgressCallback, no_progress
 
@@ -89,20 +89,59 @@ class EmbedSummary:
 def open_backend(name: str = "onnx", *, model_dir: Path | None = None, weights: str | None = None,
                  precision: str | None = None, device: str = "cpu", threads: int | None = None, seed: int = 0,
                  url: str | None = None, token: str | None = None, payload: str | None = None,
-                 model: str | None = None, mode: str = "auto") -> Backend:
-    """Create a backend from ``embed``'s options (each backend takes the ones it understands)."""
+                 model: str | None = None, mode: str = "auto", engine: str = "local", ray_address: str | None = None,
+                 actors: int = 1, gpus_per_actor: float = 0) -> Backend:
+    """Create a backend from ``embed``'s options (each backend takes the ones it understands).
+
+    With ``engine="ray"`` the local backends (onnx, torch-local) run in ``actors`` Ray actors on the
+    cluster; the remote ones (http-service, triton-*, auto) are called from here as always.
+    """
     if name == "onnx":
-        return get_backend(name, model_dir=model_dir, weights=weights, precision=precision or "fp32", device=device,
-                           threads=threads)
-    if name == "torch-local":
-        return get_backend(name, weights=weights or config.DEFAULT_WEIGHTS, device=device, seed=seed,
-                           threads=threads, precision=precision or "auto", mode=mode)
-    remote = {key: value for key, value in {"url": url, "token": token, "payload": payload}.items() if value}
-    if name == "auto":  # remote options, and the local fallback's
-        return get_backend(name, **remote, model_dir=model_dir, weights=weights, device=device, threads=threads)
-    if name == "http-service":
-        return get_backend(name, **remote)
-    return get_backend(name, **{key: value for key, value in {"url": url, "model": model}.items() if value})
+        options = dict(model_dir=model_dir, weights=weights, precision=precision or "fp32", device=device,
+                       threads=threads)
+    elif name == "torch-local":
+        options = dict(weights=weights or config.DEFAULT_WEIGHTS, device=device, seed=seed, threads=threads,
+                       precision=precision or "auto", mode=mode)
+    else:
+        remote = {key: value for key, value in {"url": url, "token": token, "payload": payload}.items() if value}
+        if name == "auto":  # remote options, and the local fallback's
+            options = dict(**remote, model_dir=model_dir, weights=weights, device=device, threads=threads)
+        elif name == "http-service":
+            options = remote
+        else:
+            options = {key: value for key, value in {"url": url, "model": model}.items() if value}
+    if engine == "ray" and name in ("onnx", "torch-local"):
+        from photodedup.executor import RayActorBackend
+
+        return RayActorBackend(get_backend, {"name": name, **options}, name=name, replicas=actors,
+                               num_gpus=gpus_per_actor, address=ray_address)
+    return get_backend(name, **options)
+
+
+def register(cat: Catalog, backend: Backend) -> bool:
+    """Record the backend's model in the catalog (once); returns whether its weights are random."""
+    is_random = bool(getattr(backend, "is_random", "/random" in backend.model_id))
+    weights = getattr(backend, "weights", None) or backend.model_id.split("/", 1)[-1]
+    cat.register_model(backend.model_id, weights=weights, is_random=is_random, dim=config.EMBEDDING_DIM)
+    return is_random
+
+
+def record_with_embeddings(cat: Catalog, backend: Backend, rows: list[dict], crops: dict[str, tuple[str, bytes]],
+                           thumbs: dict[str, bytes]) -> None:
+    """Embed-after-decode (``scan --embed``): record file rows without their crops, then the crops'
+    embeddings. The vectors are those ``embed`` would make from the stored crops (same JPEG bytes).
+
+    Killed between the two writes, the files have neither crop nor embedding: ``embed`` makes them
+    from the originals, so nothing is lost.
+    """
+    ids = cat.record_files(rows, thumbs=thumbs)
+    register(cat, backend)
+    paths = [path for path in ids if path in crops]
+    if not paths:
+        return
+    images = np.stack([decode_crop(crops[path][1]) for path in paths])
+    result = next(embed_batches(backend, [images]))
+    cat.add_embeddings(backend.model_id, [ids[path] for path in paths], result.embeddings, backend=result.backend)
 
 
 def decode_device(backend: Backend, decode: str = "auto") -> str | None:
@@ -120,22 +159,23 @@ def decode_device(backend: Backend, decode: str = "auto") -> str | None:
 
 def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: int = 32,
           progress: ProgressCallback | None = None, workers: int | None = None,
-          decode: str = "auto") -> EmbedSummary:
-    """Embed every OK file in the catalog that has no embedding for ``backend.model_id``."""
+          engine: str | Executor = "local", ray_address: str | None = None, decode: str = "auto") -> EmbedSummary:
+    """Embed every OK file in the catalog that has no embedding for ``backend.model_id``.
+
+    Originals without a stored crop are decoded by ``engine`` (local processes, Ray tasks, or an open
+    ``Executor``), or on the backend's GPU (``decode``, see ``DECODERS``); inference runs where the
+    backend runs.
+    """
     progress = progress or no_progress
     start = time.perf_counter()
     batch_size = max(1, int(batch_size))
     preprocess: PreprocessConfig = getattr(backend, "preprocess", DEFAULT_PREPROCESS)
     device = decode_device(backend, decode)
-    summary_decoder = "pil" if device is None else f"torchvision on {device}"
     summary = EmbedSummary(backend=backend.name, model=backend.model_id,
-                           is_random=bool(getattr(backend, "is_random", "/random" in backend.model_id)),
-                           decoder=summary_decoder)
+                           decoder="pil" if device is None else f"torchvision on {device}")
     with Catalog(catalog) as cat:
         summary.catalog = str(cat.path)
-        weights = getattr(backend, "weights", None) or backend.model_id.split("/", 1)[-1]
-        cat.register_model(backend.model_id, weights=weights, is_random=summary.is_random,
-                           dim=config.EMBEDDING_DIM)
+        summary.is_random = register(cat, backend)
         todo = cat.files_without_embedding(backend.model_id)
         summary.skipped = cat.counts().get("ok", 0) - len(todo)
         total = len(todo)
@@ -143,7 +183,7 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
         if not todo:
             summary.seconds = time.perf_counter() - start
             return summary
-        with _Assembler(cat, preprocess, summary, workers, device) as assembler:
+        with _Assembler(cat, preprocess, summary, engine, workers, ray_address, device) as assembler:
             metas: deque[tuple[list[int], dict[int, str]]] = deque()
             pending_errors: dict[int, str] = {}
 
@@ -183,11 +223,12 @@ def _write(cat: Catalog, summary: EmbedSummary, backend: Backend, ids: list[int]
 
 class _Assembler:
     """Turns catalog rows into ``(file_ids, uint8 [n,224,224,3], errors)`` batches, ``PREFETCH``
-    batches ahead: stored crops decoded in a thread, originals in worker processes (or, with a
-    ``device``, in that thread on the device)."""
+    batches ahead: stored crops decoded in a thread, originals by the executor (opened on first need),
+    or, with a ``device``, both in that thread on the device."""
 
     def __init__(self, cat: Catalog, preprocess: PreprocessConfig, summary: EmbedSummary,
-                 workers: int | None, device: str | None = None) -> None:
+                 engine: str | Executor, workers: int | None, ray_address: str | None,
+                 device: str | None = None) -> None:
         self.cropper = None
         if device is not None:
             from photodedup.gpu import JpegCropper
@@ -196,17 +237,17 @@ class _Assembler:
         self.cat = cat
         self.preprocess = preprocess
         self.summary = summary
-        self.workers = workers or os.cpu_count() or 1
         self.threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-decode")
-        self.processes: ProcessPoolExecutor | None = None
+        self.engine, self.workers, self.ray_address = engine, workers, ray_address
+        self.executor: Executor | None = None
 
     def __enter__(self) -> _Assembler:
         return self
 
     def __exit__(self, *exc) -> None:
         self.threads.shutdown(wait=True, cancel_futures=True)
-        if self.processes:
-            self.processes.shutdown(wait=True, cancel_futures=True)
+        if self.executor is not None and self.executor is not self.engine:
+            self.executor.close()
 
     def assemble(self, rows: Sequence, batch_size: int) -> Iterator[tuple[list[int], np.ndarray, dict[int, str]]]:
         chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
@@ -229,11 +270,10 @@ class _Assembler:
         if missing and self.cropper is not None:
             originals = self.cropper
         elif missing:
-            if self.processes is None and self.workers > 1:
-                self.processes = ProcessPoolExecutor(max_workers=self.workers)
-            jobs = [(path, self.preprocess) for _, path in missing]
-            originals = (self.processes.map(_decode_original, jobs) if self.processes
-                         else map(_decode_original, jobs))
+            if self.executor is None:
+                self.executor = (open_executor(self.engine, workers=self.workers, address=self.ray_address)
+                                 if isinstance(self.engine, str) else self.engine)
+            originals = self.executor.map(_decode_original, [(path, self.preprocess) for _, path in missing])
         return self.threads.submit(self._decode, ids, stored, missing, originals)
 
     def _decode(self, ids, stored: dict[int, bytes], missing, originals):
