@@ -54,8 +54,19 @@ CatalogOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-PrecisionOpt = Annotated[str, typer.Option(help="Which ONNX export the onnx backend uses by default: fp32, fp16 "
-                                                "or int8 (dynamic quantisation: ~3x fp32 on a CPU).")]
+PrecisionOpt = Annotated[str | None, typer.Option(
+    "--precision", help="onnx: the export, fp32, fp16 or int8 (dynamic quantisation: ~3x fp32 on a CPU) "
+    "[default: fp32]; torch-local: fp32, fp16 or bf16 "
+    "[default: fp16 on a GPU, fp32 on the CPU].")]
+ModeOpt = Annotated[str, typer.Option(
+    "--mode", help="How torch-local runs the model: eager, cuda-graphs, compile (torch.compile), or auto "
+    "(cuda-graphs on a GPU, eager on the CPU).")]
+
+EngineOpt = Annotated[str, typer.Option(envvar="PHOTODEDUP_ENGINE", help="Where per-file work runs: local "
+                                        "(worker processes) or ray (tasks on a Ray cluster).")]
+RayAddressOpt = Annotated[str | None, typer.Option("--ray-address", envvar="PHOTODEDUP_RAY_ADDRESS",
+                                                   help="Ray cluster for --engine ray (host:port, ray://host:10001 "
+                                                        "or auto) [default: start a Ray runtime here].")]
 
 
 def _version(value: bool) -> None:
@@ -122,6 +133,15 @@ def scan(
     include: Annotated[list[str], typer.Option("--include", help="Only paths matching this glob (repeatable).")] = [],
     exclude: Annotated[list[str], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = [],
     workers: Annotated[int, typer.Option(help="Worker processes for decoding and hashing [default: CPU count].")] = 0,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    embed_with: Annotated[str | None, typer.Option("--embed", help="Embed each image right after decoding with "
+                          "this backend (as in `embed --backend`) and store no model crops.")] = None,
+    url: Annotated[str | None, typer.Option(envvar="PHOTODEDUP_SERVICE_URL", help="Server URL for --embed "
+                   "http-service/triton-*.")] = None,
+    weights: Annotated[str | None, typer.Option(help="Weights for --embed onnx/torch-local.")] = None,
+    model_dir: Annotated[Path | None, typer.Option(envvar="PHOTODEDUP_MODEL_DIR", help="ONNX export for "
+                         "--embed onnx.")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -129,11 +149,18 @@ def scan(
 
     Example: photodedup sample-library /tmp/lib && photodedup scan /tmp/lib
     """
+    from photodedup.embed import open_backend
     from photodedup.scan import scan as run_scan
 
-    with progress(quiet, "scan") as callback:
-        summary = run_scan(roots, catalog=catalog, include=include, exclude=exclude,
-                           workers=workers or None, progress=callback)
+    embedder = (open_backend(embed_with, model_dir=model_dir, weights=weights, url=url, engine=engine,
+                             ray_address=ray_address) if embed_with else None)
+    try:
+        with progress(quiet, "scan") as callback:
+            summary = run_scan(roots, catalog=catalog, include=include, exclude=exclude, workers=workers or None,
+                               progress=callback, engine=engine, ray_address=ray_address, embedder=embedder)
+    finally:
+        if embedder is not None:
+            embedder.close()
     show(summary, json_out)
 
 
@@ -170,8 +197,11 @@ def serve(
     weights: Annotated[str | None, typer.Option(help="Weights (torch-local; or which default export).")] = None,
     backend: Annotated[str, typer.Option(help="What runs the model: onnx or torch-local.")] = "onnx",
     device: Annotated[str, typer.Option(help="cpu, cuda or tensorrt.")] = "cpu",
+    precision: PrecisionOpt = None,
+    mode: ModeOpt = "auto",
     threads: Annotated[int, typer.Option(help="Inference threads [default: CPU count].")] = 0,
-    max_batch_size: Annotated[int, typer.Option(help="Most images per model call.")] = 32,
+    max_batch_size: Annotated[int, typer.Option(help="Most images per model call [default: 256 with --device cuda, "
+                                                "else 32].")] = 0,
     max_queue_delay_us: Annotated[int, typer.Option(help="Longest wait to fill a batch, microseconds.")] = 2000,
     max_images: Annotated[int, typer.Option(help="Most images per request.")] = 64,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 64.0,
@@ -202,14 +232,15 @@ def serve(
     if engine != "service":
         raise typer.BadParameter(f"{engine!r} is not one of: service, triton", param_hint="--engine")
     from photodedup.serve import serve as run_serve
-    from photodedup.service.app import ServiceSettings
+    from photodedup.serve import service_settings
     from photodedup.service.limits import Limits
 
-    settings = ServiceSettings(
-        max_batch_size=max_batch_size, max_queue_delay=max_queue_delay_us / 1e6, token=token or None,
+    settings = service_settings(
+        device, max_batch_size=max_batch_size or None, max_queue_delay=max_queue_delay_us / 1e6, token=token or None,
         limits=Limits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_images=max_images, max_pixels=max_pixels))
     run_serve(host=host, port=port, backend=backend, model_dir=model_dir, weights=weights, device=device,
-              threads=threads or None, settings=settings, graceful_timeout=graceful_timeout, access_log=access_log)
+              precision=precision, mode=mode, threads=threads or None, settings=settings,
+              graceful_timeout=graceful_timeout, access_log=access_log)
 
 
 @app.command()
@@ -390,7 +421,15 @@ def embed(
                        "an image, cosine >= 0.999 to local) or uint8 (the exact crops, 150 KB an image).")] = None,
     model: Annotated[str | None, typer.Option(help="Triton model name [default: openclip_vit_b32 when the "
                      "server has it, else openclip_vit_b32_cpu; openclip_vit_b32_trt for triton-trt].")] = None,
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = None,
+    mode: ModeOpt = "auto",
+    decode: Annotated[str, typer.Option(help="Who decodes originals without a stored crop (and the crops): pil "
+                                        "(worker processes), torchvision (on the backend's device: nvJPEG on a "
+                                        "GPU), or auto (torchvision on a GPU, else pil).")] = "auto",
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    actors: Annotated[int, typer.Option(help="With --engine ray: Ray actors running onnx/torch-local.")] = 1,
+    gpus_per_actor: Annotated[float, typer.Option(help="With --engine ray: GPUs each actor reserves.")] = 0.0,
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -403,16 +442,18 @@ def embed(
     from photodedup.embed import open_backend
     from photodedup.model import RANDOM_WARNING
 
-    engine = open_backend(backend, model_dir=model_dir, weights=weights, precision=precision, device=device,
-                          threads=threads or None, url=url, token=token, payload=payload, model=model)
+    model_runner = open_backend(backend, model_dir=model_dir, weights=weights, precision=precision, device=device,
+                                threads=threads or None, url=url, token=token, payload=payload, model=model, mode=mode,
+                                engine=engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor)
     try:
-        if getattr(engine, "is_random", False):
+        if getattr(model_runner, "is_random", False):
             warn(RANDOM_WARNING)
         with progress(quiet, "embed") as callback:
-            summary = run_embed(engine, catalog=catalog, batch_size=batch_size, progress=callback,
-                                workers=workers or None)
+            summary = run_embed(model_runner, catalog=catalog, batch_size=batch_size, progress=callback,
+                                workers=workers or None, engine=engine, ray_address=ray_address,
+                                decode=decode)
     finally:
-        engine.close()
+        model_runner.close()
     show(summary, json_out)
 
 
@@ -651,6 +692,11 @@ def run_cmd(
                                                 "fp16 or fp32.")] = "int8",
     no_embed: Annotated[bool, typer.Option("--no-embed", help="Skip embedding (exact and perceptual "
                                            "evidence only).")] = False,
+    no_crops: Annotated[bool, typer.Option("--no-crops", help="Embed each image right after decoding; store no "
+                                           "model crops (for libraries too large for crops in the catalog).")]
+    = False,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
     hash_threshold: HashThresholdOpt = 12,
     cosine: CosineOpt = 0.99,
     method: MethodOpt = "complete",
@@ -670,6 +716,7 @@ def run_cmd(
                            keeper_rules=keeper_rules)
     result = run_all(roots, catalog=catalog, backend=backend, weights=weights, model_dir=model_dir,
                      precision=precision, report=report, params=params, embed=not no_embed,
+                     engine=engine, ray_address=ray_address, store_crops=not no_crops,
                      progress=lambda label: progress(quiet, label),
                      stage=lambda message: err.print(message, markup=False, highlight=False))
     for message in result.warnings:
