@@ -125,7 +125,7 @@ class Group:
                 "files": [m.file_id for m in self.members], "removed": len(self.removed)}
 
     def detail(self) -> dict:
-        return self.summary() | {"members": [m.as_dict() for m in self.members],
+        return self.summary() | {"members": [m.as_dict() | {"evidence_words": evidence_words(m)} for m in self.members],
                                  "removed_members": [m.as_dict() for m in self.removed]}
 
     def as_dict(self) -> dict:
