@@ -563,7 +563,7 @@ PreferOpt = Annotated[list[Path] | None, typer.Option(
     "for, or moved to, the trash.")]
 KeeperRulesOpt = Annotated[str, typer.Option(
     "--keeper-rules", help="Keeper rules in order, comma-separated: not-derivative (= raw-pair,colour,"
-    "no-border,camera-format), resolution, exif, size, oldest; see docs/DECISIONS.md.")]
+    "no-border,camera-format,not-resaved), resolution, exif, size, oldest; see docs/DECISIONS.md.")]
 DEFAULT_KEEPER_RULES = "not-derivative,resolution,exif,size,oldest"
 
 
