@@ -25,6 +25,7 @@ from PIL import Image
 from photodedup import config
 from photodedup.backends import Backend, embed_batches, get_backend
 from photodedup.catalog import Catalog
+from photodedup.errors import Interrupted, ignore_interrupts
 from photodedup.preprocess import DEFAULT_PREPROCESS, PreprocessConfig, crop_from_source, decode_crop
 from photodedup.progress import ProgressCallback, no_progress
 
@@ -105,43 +106,52 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
     preprocess: PreprocessConfig = getattr(backend, "preprocess", DEFAULT_PREPROCESS)
     summary = EmbedSummary(backend=backend.name, model=backend.model_id,
                            is_random=bool(getattr(backend, "is_random", "/random" in backend.model_id)))
-    with Catalog(catalog) as cat:
-        summary.catalog = str(cat.path)
-        weights = getattr(backend, "weights", None) or backend.model_id.split("/", 1)[-1]
-        cat.register_model(backend.model_id, weights=weights, is_random=summary.is_random,
-                           dim=config.EMBEDDING_DIM)
-        todo = cat.files_without_embedding(backend.model_id)
-        summary.skipped = cat.counts().get("ok", 0) - len(todo)
-        total = len(todo)
-        progress(0, total)
-        if not todo:
-            summary.seconds = time.perf_counter() - start
-            return summary
-        with _Assembler(cat, preprocess, summary, workers) as assembler:
-            metas: deque[tuple[list[int], dict[int, str]]] = deque()
-            pending_errors: dict[int, str] = {}
-
-            def batches() -> Iterator[np.ndarray]:
-                for ids, images, errors in assembler.assemble(todo, batch_size):
-                    pending_errors.update(errors)
-                    if len(ids):
-                        metas.append((ids, dict(pending_errors)))
-                        pending_errors.clear()
-                        yield images
-
-            done = 0
-            for result in embed_batches(backend, batches(), in_flight=getattr(backend, "in_flight", 1)):
-                ids, errors = metas.popleft()
-                summary.timings["infer"] += result.seconds
-                _write(cat, summary, backend, ids, result.embeddings, errors, result.backend)
-                done += len(ids) + len(errors)
-                progress(done, total)
-            if pending_errors:  # failures after the last good image
-                _write(cat, summary, backend, [], None, pending_errors, backend.name)
-                done += len(pending_errors)
-                progress(done, total)
+    with Catalog(catalog, create=False) as cat, cat.writer("embed"):
+        try:
+            _embed_all(cat, backend, summary, preprocess, batch_size, progress, workers)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted: this embed saved {summary.embedded} embeddings of "
+                              f"{summary.model} to {cat.path}; run the same command again to continue "
+                              "where it stopped") from None
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _embed_all(cat: Catalog, backend: Backend, summary: EmbedSummary, preprocess: PreprocessConfig,
+               batch_size: int, progress: ProgressCallback, workers: int | None) -> None:
+    summary.catalog = str(cat.path)
+    weights = getattr(backend, "weights", None) or backend.model_id.split("/", 1)[-1]
+    cat.register_model(backend.model_id, weights=weights, is_random=summary.is_random,
+                       dim=config.EMBEDDING_DIM)
+    todo = cat.files_without_embedding(backend.model_id)
+    summary.skipped = cat.counts().get("ok", 0) - len(todo)
+    total = len(todo)
+    progress(0, total)
+    if not todo:
+        return
+    with _Assembler(cat, preprocess, summary, workers) as assembler:
+        metas: deque[tuple[list[int], dict[int, str]]] = deque()
+        pending_errors: dict[int, str] = {}
+
+        def batches() -> Iterator[np.ndarray]:
+            for ids, images, errors in assembler.assemble(todo, batch_size):
+                pending_errors.update(errors)
+                if len(ids):
+                    metas.append((ids, dict(pending_errors)))
+                    pending_errors.clear()
+                    yield images
+
+        done = 0
+        for result in embed_batches(backend, batches(), in_flight=getattr(backend, "in_flight", 1)):
+            ids, errors = metas.popleft()
+            summary.timings["infer"] += result.seconds
+            _write(cat, summary, backend, ids, result.embeddings, errors, result.backend)
+            done += len(ids) + len(errors)
+            progress(done, total)
+        if pending_errors:  # failures after the last good image
+            _write(cat, summary, backend, [], None, pending_errors, backend.name)
+            done += len(pending_errors)
+            progress(done, total)
 
 
 def _write(cat: Catalog, summary: EmbedSummary, backend: Backend, ids: list[int],
@@ -196,7 +206,7 @@ class _Assembler:
         originals = None
         if missing:
             if self.processes is None and self.workers > 1:
-                self.processes = ProcessPoolExecutor(max_workers=self.workers)
+                self.processes = ProcessPoolExecutor(max_workers=self.workers, initializer=ignore_interrupts)
             jobs = [(path, self.preprocess) for _, path in missing]
             originals = (self.processes.map(_decode_original, jobs) if self.processes
                          else map(_decode_original, jobs))

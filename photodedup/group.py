@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from photodedup import cluster as clu
-from photodedup.catalog import Catalog
+from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError
 from photodedup.progress import ProgressCallback, no_progress
 
@@ -152,7 +152,10 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
         progress(2, 3)
         counts = {kind: len(edges) for kind, edges in parts.items()}
         result = GroupResult(groups, params, len(rows), counts, model, warnings, time.perf_counter() - started)
-        if store:
+        if store and cat.readonly:
+            warnings.append(f"the catalog {cat.path} is read-only: these groups are not stored, so review "
+                            "and apply do not see them")
+        elif store:
             result.run_id = store_groups(cat, result)
         progress(3, 3)
     return result
@@ -359,6 +362,6 @@ def write_csv(groups: Sequence[Group], out: Path | str) -> Path:
                          "keeper_reason"])
         for g in groups:
             for m in g.members:
-                writer.writerow([g.id, g.kind, "keeper" if m.file_id == g.keeper else "candidate", m.path,
+                writer.writerow([g.id, g.kind, "keeper" if m.file_id == g.keeper else "candidate", display(m.path),
                                  m.evidence, m.score, m.width, m.height, m.size, g.keeper_reason])
     return out

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from photodedup.catalog import Catalog
+from photodedup.catalog import Catalog, display
 from photodedup.group import Group, _human_size
 
 _CSS = """
@@ -61,5 +61,5 @@ def write_report(groups: Sequence[Group], out: Path | str, *, catalog: Catalog,
     if not groups:
         parts.append("<p>No duplicates found.</p>")
     parts.append("</body></html>\n")
-    out.write_text("".join(parts), encoding="utf-8")
+    out.write_text(display("".join(parts)), encoding="utf-8")
     return out

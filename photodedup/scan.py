@@ -27,8 +27,8 @@ import imagehash
 from PIL import Image, UnidentifiedImageError
 
 from photodedup import config
-from photodedup.catalog import Catalog
-from photodedup.errors import BadInputError
+from photodedup.catalog import Catalog, display
+from photodedup.errors import BadInputError, Interrupted, ignore_interrupts
 from photodedup.preprocess import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_PREPROCESS,
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".dib", ".gif", ".mpo",
-    ".heic", ".heif", ".hif", ".avif",
+    ".heic", ".heif", ".hif", ".avif", ".ppm", ".pgm", ".pbm", ".pnm",
 }
 # Leading bytes of image formats, to find images by content whatever their name.
 _MAGIC: tuple[tuple[int, bytes], ...] = (
@@ -63,6 +63,7 @@ class ScanSummary:
     files: int = 0
     new: int = 0
     updated: int = 0
+    retried: int = 0    # files whose last attempt failed, read again
     unchanged: int = 0
     missing: int = 0
     errors: int = 0
@@ -82,7 +83,7 @@ class ScanSummary:
     def render(self) -> str:
         lines = [
             f"Scanned {self.files} files in {self.seconds:.1f}s ({self.images_per_second:.1f} images/s read)",
-            f"  new {self.new}, updated {self.updated}, unchanged {self.unchanged}, "
+            f"  new {self.new}, updated {self.updated}, retried {self.retried}, unchanged {self.unchanged}, "
             f"missing {self.missing}, skipped {self.skipped}, errors {self.errors}",
         ]
         for kind, count in sorted(self.error_kinds.items()):
@@ -94,9 +95,14 @@ class ScanSummary:
 def scan(
     roots: Sequence[Path | str], *, catalog: Path | str | None = None, include: Iterable[str] = (),
     exclude: Iterable[str] = (), workers: int | None = None, progress: ProgressCallback = no_progress,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS, follow_links: bool = False,
 ) -> ScanSummary:
-    """Scan ``roots`` into the catalog and return what happened."""
+    """Scan ``roots`` into the catalog and return what happened.
+
+    Directory symlinks are followed when they lead inside the roots (each folder is read once), and
+    to folders outside them only with ``follow_links``. Ctrl-C keeps what was read and raises
+    ``Interrupted`` saying so; another scan or embed on the same catalog is refused (``CatalogError``).
+    """
     start = time.perf_counter()
     roots = [Path(r).expanduser().absolute() for r in roots]
     for root in roots:
@@ -104,24 +110,32 @@ def scan(
             raise BadInputError(f"no such file or folder: {root}")
     include, exclude = list(include), list(exclude)
     summary = ScanSummary()
-    with Catalog(catalog) as cat:
+    with Catalog(catalog) as cat, cat.writer("scan"):
         summary.catalog = str(cat.path)
         known = cat.known_files()
-        todo: list[tuple[str, str, int, int, bool]] = []  # path, root, size, mtime_ns, is_new
+        todo: list[tuple[str, str, int, int, str]] = []  # path, root, size, mtime_ns, new|updated|retried
         seen: set[str] = set()
-        for root, path, stat in _walk(roots, include, exclude, summary):
+        for root, path, stat in _walk(roots, include, exclude, summary, follow_links):
             seen.add(path)
             summary.files += 1
             old = known.get(path)
-            if old and old.status != "missing" and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            if old and old.status == "ok" and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
                 summary.unchanged += 1
                 continue
             if old is None and not _looks_like_image(path):
                 summary.files -= 1
                 continue
-            todo.append((path, root, stat.st_size, stat.st_mtime_ns, old is None))
+            kind = "new" if old is None else "retried" if old.status == "error" and \
+                (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns) else "updated"
+            todo.append((path, root, stat.st_size, stat.st_mtime_ns, kind))
 
-        _inspect_all(cat, todo, summary, workers, progress, max_pixels)
+        try:
+            _inspect_all(cat, todo, summary, workers, progress, max_pixels)
+        except KeyboardInterrupt:
+            saved = summary.new + summary.updated + summary.retried + summary.missing
+            raise Interrupted(f"interrupted: this scan saved {saved} files to {cat.path} "
+                              f"({sum(cat.counts().values())} in the catalog); "
+                              "run the same command again to continue where it stopped") from None
 
         gone = [p for p in known if p not in seen and known[p].status != "missing"
                 and _under_any(p, roots) and not os.path.lexists(p)]
@@ -145,7 +159,7 @@ def _inspect_all(cat: Catalog, todo, summary: ScanSummary, workers, progress, ma
 
     workers = workers or os.cpu_count() or 1
     jobs = [(path, root, max_pixels) for path, root, _, _, _ in todo]
-    is_new = {path: new for path, _, _, _, new in todo}
+    kind_of = {path: kind for path, _, _, _, kind in todo}
     results = _run_jobs(jobs, workers)
     try:
         for done, (row, crop, thumb) in enumerate(results, 1):
@@ -154,8 +168,7 @@ def _inspect_all(cat: Catalog, todo, summary: ScanSummary, workers, progress, ma
                 summary.missing += 1
                 kinds["vanished"] += 1
             else:
-                summary.new += is_new[path]
-                summary.updated += not is_new[path]
+                setattr(summary, kind_of[path], getattr(summary, kind_of[path]) + 1)
                 if row["status"] == "error":
                     summary.errors += 1
                     kinds[row["error_kind"]] += 1
@@ -176,17 +189,23 @@ def _run_jobs(jobs, workers: int) -> Iterator[tuple[dict, bytes | None, bytes | 
     if workers <= 1 or len(jobs) < 4:
         yield from map(_inspect_job, jobs)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=ignore_interrupts)
+    try:
         yield from pool.map(_inspect_job, jobs, chunksize=4)
+    finally:  # on Ctrl-C or an error, drop the queued files instead of reading them all first
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: ScanSummary):
+def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: ScanSummary,
+          follow_links: bool = False):
     """Yield ``(root, path, stat)`` for regular files below the roots.
 
-    Follows directory symlinks but never enters a directory twice (no symlink loops); symlinks to
-    files are skipped (the target is scanned where it lives, and trashing a link frees nothing).
+    Follows directory symlinks that stay inside the roots (and, with ``follow_links``, any) but never
+    enters a directory twice (no symlink loops); symlinks to files are skipped (the target is
+    scanned where it lives, and trashing a link frees nothing).
     """
     visited: set[tuple[int, int]] = set()
+    real_roots = [os.path.realpath(r) for r in roots]
     for root in roots:
         root_str = str(root)
         if root.is_file():
@@ -205,15 +224,22 @@ def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: Sc
                 if any(e.name == config.TRASH_MARKER for e in entries):
                     continue  # photodedup's own trash folder: its files are already decided
             except OSError as error:
-                log.warning("cannot list %s: %s", folder, error)
+                log.warning("cannot list %s: %s", display(folder), error)
                 summary.skipped += 1
                 continue
             for entry in entries:
                 rel = os.path.relpath(entry.path, root_str)
                 try:
                     if entry.is_dir(follow_symlinks=True):
-                        if not any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(entry.name, p) for p in exclude):
-                            stack.append(entry.path)
+                        if any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(entry.name, p) for p in exclude):
+                            continue
+                        if entry.is_symlink() and not follow_links and \
+                                not _under_any(os.path.realpath(entry.path), real_roots):
+                            log.warning("not following %s: it leads outside the scanned folders "
+                                        "(pass --follow-links to scan it)", display(entry.path))
+                            summary.skipped += 1
+                            continue
+                        stack.append(entry.path)
                         continue
                     if entry.is_symlink():
                         summary.skipped += 1
@@ -223,7 +249,7 @@ def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: Sc
                     if _wanted(rel, entry.name, include, exclude):
                         yield root_str, entry.path, entry.stat(follow_symlinks=False)
                 except OSError as error:  # vanished or unreadable entry
-                    log.warning("cannot stat %s: %s", entry.path, error)
+                    log.warning("cannot stat %s: %s", display(entry.path), error)
                     summary.skipped += 1
 
 
@@ -234,7 +260,7 @@ def _wanted(rel: str, name: str, include: list[str], exclude: list[str]) -> bool
     return (not include or match(include)) and not match(exclude)
 
 
-def _under_any(path: str, roots: list[Path]) -> bool:
+def _under_any(path: str, roots: Sequence[Path | str]) -> bool:
     return any(path == str(r) or path.startswith(str(r).rstrip("/") + "/") for r in roots)
 
 
@@ -251,7 +277,8 @@ def _looks_like_image(path: str) -> bool:
 
 
 def _magic_matches(head: bytes) -> bool:
-    return any(head[offset : offset + len(magic)] == magic for offset, magic in _MAGIC)
+    netpbm = len(head) > 2 and head[0] == ord("P") and head[1] in b"123456" and head[2] in b" \t\r\n#"
+    return netpbm or any(head[offset : offset + len(magic)] == magic for offset, magic in _MAGIC)
 
 
 # -- the worker: one file in, one row (+ crop, thumbnail) out ----------------------------------------
