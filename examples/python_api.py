@@ -12,7 +12,8 @@ from pathlib import Path
 
 from photodedup.embed import embed, open_backend
 from photodedup.export_onnx import export_onnx
-from photodedup.group import GroupParams, group, load_groups
+from photodedup.group import GroupParams, group
+from photodedup.groups import load_groups
 from photodedup.scan import scan
 
 

@@ -31,6 +31,8 @@ from pathlib import Path, PurePath
 from photodedup import config
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError, SafetyError
+from photodedup.groups import current_groups
+from photodedup.keeper import human_size
 from photodedup.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ class ApplySummary:
         verb = "would move" if self.dry_run else "moved"
         lines = [f"{'would move' if self.dry_run else 'moved'} {m['path']} -> {m['trash']}" for m in self.moved]
         lines += [f"skipped {s['path']}: {s['reason']}" for s in self.skipped]
-        lines.append(f"apply {self.apply_id}: {verb} {len(self.moved)} files ({_human(self.bytes_moved)}) "
+        lines.append(f"apply {self.apply_id}: {verb} {len(self.moved)} files ({human_size(self.bytes_moved)}) "
                      f"to {self.trash_dir}, skipped {len(self.skipped)}"
                      + (f", finished {self.recovered} interrupted moves" if self.recovered else ""))
         return "\n".join(lines)
@@ -133,11 +135,10 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress) -> tuple[lis
     """``(moves, skipped)``: the trash decisions that are safe to carry out now, and why others are not.
 
     A file is moved only if it is marked trash, unchanged (md5 of its bytes now equals the md5 at
-    the scan and at the decision), and every current group it is in keeps at least one other member
-    whose bytes still match the catalog. Files already in the trash are left out silently.
+    the scan and at the decision), not under a reference folder of the grouping (``--prefer``), and
+    every current group it is in keeps at least one other member whose bytes still match the catalog.
+    Files already in the trash are left out silently.
     """
-    from photodedup.review.decisions import current_groups
-
     groups = current_groups(cat)
     files = {row["id"]: row for row in cat.files(status=None)}
     decided = [d for d in cat.decisions().values() if d["action"] == "trash"]
@@ -163,6 +164,8 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress) -> tuple[lis
             reason = "no longer in a duplicate group (groups changed); review it again"
         elif not live:
             reason = "its group was marked not duplicates"
+        elif any(m.reference for g in live for m in g.members if m.file_id == row["id"]):
+            reason = "in a reference folder (group --prefer): never trashed"
         elif decision["md5"] != row["md5"]:
             reason = "changed since it was marked trash (md5 differs); review it again"
         else:
@@ -469,12 +472,3 @@ def _test_hook(stage: str, index: int) -> None:
     if os.environ.get(_KILL_ENV) == f"{stage}:{index}":
         os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(10)  # pragma: no cover - the signal arrives first
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import sqlite3
 import time
@@ -123,6 +124,10 @@ MIGRATIONS: list[str] = [
         decided_at  REAL NOT NULL,
         PRIMARY KEY (md5_a, md5_b)
     );
+    """,
+    # 4: why each member is not the keeper (the keeper rule that decided), shown in every output
+    """
+    ALTER TABLE group_members ADD COLUMN note TEXT NOT NULL DEFAULT '';
     """,
 ]
 
@@ -456,6 +461,45 @@ class Catalog:
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         return ids, vectors
 
+    # -- duplicate groups (photodedup group; the latest run is the current one) -----------------
+    def store_group_run(self, params: dict, groups: Sequence[tuple]) -> tuple[int, list[int]]:
+        """Store one grouping run in one transaction; returns ``(run id, group ids)``.
+
+        ``groups``: ``(kind, keeper file id, keeper reason, members)`` with members
+        ``(file id, evidence, score, note)``.
+        """
+        with self.transaction() as conn:
+            run_id = conn.execute("INSERT INTO group_runs (created_at, params) VALUES (?, ?)",
+                                  (time.time(), json.dumps(params))).lastrowid
+            ids = []
+            for kind, keeper, reason, members in groups:
+                group_id = conn.execute(
+                    "INSERT INTO groups (run_id, kind, keeper_id, keeper_reason) VALUES (?, ?, ?, ?)",
+                    (run_id, kind, keeper, reason)).lastrowid
+                conn.executemany("INSERT INTO group_members (group_id, file_id, evidence, score, note) "
+                                 "VALUES (?, ?, ?, ?, ?)", [(group_id, *m) for m in members])
+                ids.append(group_id)
+        return run_id, ids
+
+    def group_run(self, run_id: int | None = None) -> tuple[int, dict] | None:
+        """``(run id, params)`` of ``run_id``, else of the latest run; None when there is none."""
+        if run_id is None:
+            row = self.conn.execute("SELECT id, params FROM group_runs ORDER BY id DESC LIMIT 1").fetchone()
+        else:
+            row = self.conn.execute("SELECT id, params FROM group_runs WHERE id = ?", (run_id,)).fetchone()
+        return (row[0], json.loads(row[1])) if row else None
+
+    def group_rows(self, run_id: int) -> list[sqlite3.Row]:
+        """The groups of a run, by id."""
+        return self.conn.execute("SELECT * FROM groups WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
+
+    def group_member_rows(self, run_id: int) -> list[sqlite3.Row]:
+        """Every member of a run's groups: its file row plus ``group_id``, ``evidence``, ``score``, ``note``."""
+        return self.conn.execute(
+            "SELECT f.*, m.group_id, m.evidence, m.score, m.note FROM group_members m "
+            "JOIN groups g ON g.id = m.group_id JOIN files f ON f.id = m.file_id "
+            "WHERE g.run_id = ? ORDER BY m.group_id, m.evidence != 'keeper', f.path", (run_id,)).fetchall()
+
     # -- review decisions (photodedup review, apply, undo) --------------------------------------
     def decisions(self) -> dict[int, sqlite3.Row]:
         """The current keep/trash decision of every decided file, by file id."""
@@ -515,3 +559,13 @@ def _disk_full(path: Path) -> bool:
     except OSError:
         return False
     return stats.f_bavail * stats.f_frsize < 1 << 20
+
+
+@contextmanager
+def open_catalog(catalog: Path | str | Catalog | None) -> Iterator[Catalog]:
+    """Use an open Catalog as is, or open (and close) the one at a path; it must exist."""
+    if isinstance(catalog, Catalog):
+        yield catalog
+        return
+    with Catalog(catalog, create=False) as cat:
+        yield cat

@@ -448,7 +448,7 @@ def review(
     Example: photodedup review --port 8010 --open
     """
     if export_labels is not None:
-        from photodedup.review.decisions import write_labels
+        from photodedup.groups import write_labels
 
         count = write_labels(export_labels, catalog=catalog, root=labels_root)
         typer.echo(f"{count} labelled groups written to {export_labels}")
@@ -521,13 +521,23 @@ AllowRandomOpt = Annotated[bool, typer.Option(
     "--allow-random", help="Let random-weight embeddings count as evidence (meaningless; tests only).")]
 EvidenceOpt = Annotated[list[str] | None, typer.Option(
     "--evidence", help="Evidence kinds to use (repeatable): exact, perceptual, semantic [default: all].")]
+PreferOpt = Annotated[list[Path] | None, typer.Option(
+    "--prefer", help="Reference folder (repeatable): its files always win as keeper and are never proposed "
+    "for, or moved to, the trash.")]
+KeeperRulesOpt = Annotated[str, typer.Option(
+    "--keeper-rules", help="Keeper rules in order, comma-separated: not-derivative (= colour,no-border,"
+    "camera-format), resolution, exif, size, oldest; see docs/DECISIONS.md.")]
+DEFAULT_KEEPER_RULES = "not-derivative,resolution,exif,size,oldest"
 
 
-def _group_params(evidence, hash_threshold, cosine, method, model, allow_random, search="auto"):
+def _group_params(evidence, hash_threshold, cosine, method, model, allow_random, search="auto", *,
+                  prefer=None, keeper_rules=DEFAULT_KEEPER_RULES):
     from photodedup.group import EVIDENCE, GroupParams
+    from photodedup.keeper import reference_folders
 
     return GroupParams(evidence=tuple(evidence or EVIDENCE), hash_threshold=hash_threshold, cosine=cosine,
-                       model=model, allow_random=allow_random, method=method, search=search)
+                       model=model, allow_random=allow_random, method=method, search=search,
+                       keeper_rules=keeper_rules, prefer=reference_folders(prefer or ()))
 
 
 @app.command()
@@ -543,6 +553,8 @@ def group(
     evidence: EvidenceOpt = None,
     search: Annotated[str, typer.Option(help="Semantic search: exact, faiss, or auto (exact up to 10,000 "
                                         "embeddings).")] = "auto",
+    prefer: PreferOpt = None,
+    keeper_rules: KeeperRulesOpt = DEFAULT_KEEPER_RULES,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write one CSV row per member here.")]
     = None,
     html_out: Annotated[Path | None, typer.Option("--html", help="Also write an HTML report with "
@@ -559,7 +571,8 @@ def group(
     from photodedup.group import write_csv
     from photodedup.report import write_report
 
-    params = _group_params(evidence, hash_threshold, cosine, method, model, allow_random, search)
+    params = _group_params(evidence, hash_threshold, cosine, method, model, allow_random, search,
+                           prefer=prefer, keeper_rules=keeper_rules)
     with Catalog(catalog, create=False) as cat:
         with progress(quiet, "group") as callback:
             result = run_group(cat, roots=roots or (), params=params, progress=callback)
@@ -584,6 +597,8 @@ def eval_cmd(
     model: ModelOpt = None,
     allow_random: AllowRandomOpt = False,
     evidence: EvidenceOpt = None,
+    prefer: PreferOpt = None,
+    keeper_rules: KeeperRulesOpt = DEFAULT_KEEPER_RULES,
     sweep: Annotated[str | None, typer.Option(help="Vary one threshold (hash or cosine) and print "
                                                  "precision/recall per value.")] = None,
     values: Annotated[str | None, typer.Option(help="Comma-separated values for --sweep [default: a "
@@ -599,7 +614,8 @@ def eval_cmd(
     """
     from photodedup import eval as evaluation
 
-    params = _group_params(evidence, hash_threshold, cosine, method, model, allow_random)
+    params = _group_params(evidence, hash_threshold, cosine, method, model, allow_random,
+                           prefer=prefer, keeper_rules=keeper_rules)
     if sweep:
         try:
             points_at = [float(v) for v in values.split(",")] if values else None
@@ -643,6 +659,8 @@ def run_cmd(
     cosine: CosineOpt = 0.99,
     method: MethodOpt = "complete",
     allow_random: AllowRandomOpt = False,
+    prefer: PreferOpt = None,
+    keeper_rules: KeeperRulesOpt = DEFAULT_KEEPER_RULES,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -652,7 +670,8 @@ def run_cmd(
     """
     from photodedup.run import run as run_all
 
-    params = _group_params([], hash_threshold, cosine, method, None, allow_random)
+    params = _group_params([], hash_threshold, cosine, method, None, allow_random, prefer=prefer,
+                           keeper_rules=keeper_rules)
     result = run_all(roots, catalog=catalog, backend=backend, weights=weights, model_dir=model_dir,
                      precision=precision, report=report, params=params, embed=not no_embed,
                      progress=lambda label: progress(quiet, label),

@@ -142,11 +142,11 @@ def evaluate(catalog: Path | str | Catalog | None, truth_path: Path | str, *,
     if not rows:
         raise BadInputError(f"the catalog has no files under {truth.root}",
                             hint=f"run `photodedup scan {truth.root}` first")
-    groups = build_groups(rows, clu.combine(*parts.values()), params.method)
+    groups = build_groups(rows, clu.combine(*parts.values()), params)
     overall = score_pairs([[m.path for m in g.members] for g in groups], truth)
     by_evidence = {}
     for kind, edges in parts.items():
-        kind_groups = build_groups(rows, clu.combine(edges), params.method)
+        kind_groups = build_groups(rows, clu.combine(edges), params)
         by_evidence[kind] = score_pairs([[m.path for m in g.members] for g in kind_groups], truth)
     edge_order = _edge_order(rows, clu.combine(*parts.values()))
     return EvalResult(str(truth_path), len(rows), params, model, overall, by_evidence,
@@ -180,7 +180,7 @@ def sweep(catalog: Path | str | Catalog | None, truth_path: Path | str, *, name:
     for value in values:
         limit = value if name == "hash" else 1.0 - value
         trimmed = {k: e.where(e.distance <= limit + 1e-9) if k == kind else e for k, e in parts.items()}
-        groups = build_groups(rows, clu.combine(*trimmed.values()), params.method)
+        groups = build_groups(rows, clu.combine(*trimmed.values()), params)
         scores = score_pairs([[m.path for m in g.members] for g in groups], truth)
         out.append({"value": value} | scores.as_dict())
     return out

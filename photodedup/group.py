@@ -4,28 +4,29 @@ Evidence: exact (same MD5), perceptual (pHash Hamming distance <= ``hash_thresho
 (cosine >= ``cosine`` for one model's embeddings). Embeddings of random-weight models are never
 evidence unless ``allow_random`` is set. Clustering is complete link by default (no chaining: every
 member is within the thresholds of every other), single link on request; see ``photodedup.cluster``.
-Each group names a suggested keeper with the reason. Nothing is deleted or moved here.
+Each group names a suggested keeper with the reason (``photodedup.keeper``: the camera original
+first), and every other member why it is not the keeper. Nothing is deleted or moved here.
 
 Groups are stored in the catalog (tables ``group_runs``, ``groups``, ``group_members``); the latest
-run is the current one, read back with ``load_groups``.
+run is the current one, read back with ``photodedup.groups.load_groups``.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from photodedup import cluster as clu
-from photodedup.catalog import Catalog, display
+from photodedup import keeper
+from photodedup.catalog import Catalog, display, open_catalog
 from photodedup.errors import BadInputError
+from photodedup.groups import Group, Member
 from photodedup.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,11 @@ class GroupParams:
     allow_random: bool = False
     method: str = "complete"
     search: str = "auto"
+    keeper_rules: tuple[str, ...] = keeper.expand_rules(keeper.DEFAULT_RULES)
+    prefer: tuple[str, ...] = ()   # reference folders (absolute): their files always win, never trashed
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "keeper_rules", keeper.expand_rules(self.keeper_rules))
         unknown = sorted(set(self.evidence) - set(EVIDENCE))
         if unknown:
             raise BadInputError(f"unknown evidence {', '.join(unknown)}", hint=f"choose from: {', '.join(EVIDENCE)}")
@@ -65,34 +69,6 @@ class GroupParams:
             raise BadInputError(f"--hash-threshold must be between 0 and 64, got {self.hash_threshold}")
         if not -1.0 <= self.cosine <= 1.0:
             raise BadInputError(f"--cosine must be between -1 and 1, got {self.cosine}")
-
-
-@dataclass
-class Member:
-    file_id: int
-    path: str
-    evidence: str          # keeper | exact | perceptual | semantic: what joined it to the group
-    score: float           # 1.0 exact, 1 - hamming/64 perceptual, cosine semantic
-    width: int | None = None
-    height: int | None = None
-    size: int | None = None
-
-
-@dataclass
-class Group:
-    id: int
-    kind: str              # exact | perceptual | semantic | mixed
-    keeper: int            # file id
-    keeper_reason: str
-    members: list[Member] = field(default_factory=list)
-
-    @property
-    def keeper_path(self) -> str:
-        return next(m.path for m in self.members if m.file_id == self.keeper)
-
-    def as_dict(self) -> dict:
-        return {"id": self.id, "kind": self.kind, "keeper": self.keeper_path, "keeper_id": self.keeper,
-                "keeper_reason": self.keeper_reason, "members": [asdict(m) for m in self.members]}
 
 
 @dataclass
@@ -121,7 +97,7 @@ class GroupResult:
             lines.append(f"[{g.id}] {g.kind}, {len(g.members)} files; keep {g.keeper_path} ({g.keeper_reason})")
             for m in g.members:
                 if m.file_id != g.keeper:
-                    lines.append(f"    {m.evidence:<10} {m.score:.3f}  {m.path}")
+                    lines.append(f"    {m.evidence:<10} {m.score:.3f}  {m.path}  [{m.note}]")
         if len(self.groups) > limit:
             lines.append(f"... and {len(self.groups) - limit} more groups (use --json, --csv or --html)")
         return "\n".join(lines)
@@ -148,7 +124,7 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
         vectors = semantic_vectors(cat, rows, model) if model else None
         parts = find_edges(rows, vectors, params)
         progress(1, 3)
-        groups = build_groups(rows, clu.combine(*parts.values()), params.method)
+        groups = build_groups(rows, clu.combine(*parts.values()), params)
         progress(2, 3)
         counts = {kind: len(edges) for kind, edges in parts.items()}
         result = GroupResult(groups, params, len(rows), counts, model, warnings, time.perf_counter() - started)
@@ -159,16 +135,6 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
             result.run_id = store_groups(cat, result)
         progress(3, 3)
     return result
-
-
-@contextmanager
-def open_catalog(catalog: Path | str | Catalog | None) -> Iterator[Catalog]:
-    """Use an open Catalog as is, or open (and close) the one at a path; it must exist."""
-    if isinstance(catalog, Catalog):
-        yield catalog
-        return
-    with Catalog(catalog, create=False) as cat:
-        yield cat
 
 
 def select_files(cat: Catalog, roots: Sequence[Path | str] = ()) -> list:
@@ -247,10 +213,11 @@ def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None,
     return parts
 
 
-def build_groups(rows: Sequence, edges: clu.Edges, method: str = "complete") -> list[Group]:
+def build_groups(rows: Sequence, edges: clu.Edges, params: GroupParams | None = None) -> list[Group]:
     """Cluster, then name each group's keeper and each member's evidence (ids are 1, 2, ...)."""
+    params = params or GroupParams()
     keys = np.array([row["id"] for row in rows], dtype=np.int64)
-    clusters = clu.cluster(len(rows), edges, keys, method=method)
+    clusters = clu.cluster(len(rows), edges, keys, method=params.method)
     label = np.full(len(rows), -1, dtype=np.int64)
     for number, members in enumerate(clusters):
         label[members] = number
@@ -261,22 +228,22 @@ def build_groups(rows: Sequence, edges: clu.Edges, method: str = "complete") -> 
         best[(a, b)] = best[(b, a)] = (rank, dist)
     groups = []
     for members in clusters:
-        keeper, reason = choose_keeper([rows[k] for k in members])
-        keeper_index = next(k for k in members if rows[k]["id"] == keeper)
-        out = []
-        for k in members:
-            row = rows[k]
-            if k == keeper_index:
-                evidence, score = "keeper", 1.0
+        out = [(k, Member.from_row(rows[k], evidence="", score=0.0)) for k in members]
+        choice = keeper.choose([m for _, m in out], params.keeper_rules, params.prefer)
+        keeper_index = next(k for k, m in out if m.file_id == choice.keeper)
+        for k, m in out:
+            m.keeper = k == keeper_index
+            m.note = choice.notes.get(m.file_id, "")
+            m.reference = keeper.in_folders(m.path, params.prefer)
+            if m.keeper:
+                m.evidence, m.score = "keeper", 1.0
             else:
                 # complete link: a direct edge to the keeper always exists; single link: the best edge
                 link = best.get((k, keeper_index)) or min(best[(k, o)] for o in members if (k, o) in best)
-                evidence, score = clu.KIND_NAMES[link[0]], _score(*link)
-            out.append(Member(row["id"], row["path"], evidence, round(score, 6), row["width"], row["height"],
-                              row["size"]))
-        out.sort(key=lambda m: (m.evidence != "keeper", m.path))
-        kinds = {m.evidence for m in out if m.evidence != "keeper"}
-        groups.append(Group(0, kinds.pop() if len(kinds) == 1 else "mixed", keeper, reason, out))
+                m.evidence, m.score = clu.KIND_NAMES[link[0]], round(_score(*link), 6)
+        ordered = sorted((m for _, m in out), key=lambda m: (m.evidence != "keeper", m.path))
+        kinds = {m.evidence for m in ordered if m.evidence != "keeper"}
+        groups.append(Group(0, kinds.pop() if len(kinds) == 1 else "mixed", choice.keeper, choice.reason, ordered))
     groups.sort(key=lambda g: g.keeper_path)
     for number, g in enumerate(groups, 1):
         g.id = number
@@ -287,81 +254,29 @@ def _score(rank: int, distance: float) -> float:
     return 1.0 if rank == clu.EXACT else 1.0 - distance / 64 if rank == clu.PERCEPTUAL else 1.0 - distance
 
 
-# -- the keeper ------------------------------------------------------------------------------------
-def choose_keeper(rows: Sequence) -> tuple[int, str]:
-    """Highest resolution, then largest file, then richest EXIF, then oldest; returns (file id, reason)."""
-    def criteria(row) -> list[tuple[str, str, object, str]]:  # (reason, tie label, sort value, shown)
-        pixels = (row["width"] or 0) * (row["height"] or 0)
-        return [
-            ("highest resolution", "resolution", -pixels, f"{row['width']}x{row['height']}"),
-            ("largest file", "size", -(row["size"] or 0), _human_size(row["size"] or 0)),
-            ("richest EXIF", "EXIF", -(row["exif_tags"] or 0), f"{row['exif_tags'] or 0} tags"),
-            ("oldest", "date taken", (row["taken_at"] is None, row["taken_at"] or ""), f"taken {row['taken_at']}"),
-            ("oldest", "date", row["mtime_ns"] or 0, "by modification time"),
-            ("first by path", "path", row["path"], "all else equal"),
-        ]
-
-    ranked = sorted(rows, key=lambda r: [c[2] for c in criteria(r)])
-    tied: list[str] = []
-    for (name, label, value, shown), other in zip(criteria(ranked[0]), criteria(ranked[1]), strict=True):
-        if value != other[2]:
-            return ranked[0]["id"], f"{name} ({shown})" + (f"; tied on {', '.join(tied)}" if tied else "")
-        tied.append(label)
-    return ranked[0]["id"], "first by path (all else equal)"  # pragma: no cover - paths are unique
-
-
-def _human_size(size: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size} B"  # pragma: no cover
-
-
 # -- persistence -----------------------------------------------------------------------------------
 def store_groups(cat: Catalog, result: GroupResult) -> int:
     """Write one run with its groups in one transaction; returns the run id. Group ids become the stored ids."""
     params = asdict(result.params) | {"model_used": result.model}
-    with cat.transaction() as conn:
-        run_id = conn.execute("INSERT INTO group_runs (created_at, params) VALUES (?, ?)",
-                              (time.time(), json.dumps(params))).lastrowid
-        for g in result.groups:
-            g.id = conn.execute("INSERT INTO groups (run_id, kind, keeper_id, keeper_reason) VALUES (?, ?, ?, ?)",
-                                (run_id, g.kind, g.keeper, g.keeper_reason)).lastrowid
-            conn.executemany("INSERT INTO group_members VALUES (?, ?, ?, ?)",
-                             [(g.id, m.file_id, m.evidence, m.score) for m in g.members])
+    run_id, ids = cat.store_group_run(params, [
+        (g.kind, g.keeper, g.keeper_reason, [(m.file_id, m.evidence, m.score, m.note) for m in g.members])
+        for g in result.groups])
+    for g, group_id in zip(result.groups, ids, strict=True):
+        g.id = group_id
     return run_id
 
 
-def load_groups(catalog: Path | str | Catalog | None = None, run_id: int | None = None) -> list[Group]:
-    """The groups of the latest run (or of ``run_id``), members joined with their file rows."""
-    with open_catalog(catalog) as cat:
-        if run_id is None:
-            row = cat.conn.execute("SELECT max(id) FROM group_runs").fetchone()
-            run_id = row[0]
-            if run_id is None:
-                return []
-        groups = {row["id"]: Group(row["id"], row["kind"], row["keeper_id"], row["keeper_reason"])
-                  for row in cat.conn.execute("SELECT * FROM groups WHERE run_id = ? ORDER BY id", (run_id,))}
-        members = cat.conn.execute(
-            "SELECT m.group_id, m.file_id, m.evidence, m.score, f.path, f.width, f.height, f.size "
-            "FROM group_members m JOIN groups g ON g.id = m.group_id JOIN files f ON f.id = m.file_id "
-            "WHERE g.run_id = ? ORDER BY m.group_id, m.evidence != 'keeper', f.path", (run_id,))
-        for row in members:
-            groups[row["group_id"]].members.append(Member(row["file_id"], row["path"], row["evidence"], row["score"],
-                                                          row["width"], row["height"], row["size"]))
-    return list(groups.values())
-
-
 def write_csv(groups: Sequence[Group], out: Path | str) -> Path:
-    """One row per member: group, kind, role, path, evidence, score, resolution, size, keeper reason."""
+    """One row per member: group, kind, role, path, evidence, score, resolution, size, format, camera,
+    capture time, reference, the keeper's reason and why this member is not the keeper."""
     out = Path(out)
     with out.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["group", "kind", "role", "path", "evidence", "score", "width", "height", "size",
-                         "keeper_reason"])
+                         "format", "camera", "taken_at", "reference", "keeper_reason", "why_not_keeper"])
         for g in groups:
             for m in g.members:
                 writer.writerow([g.id, g.kind, "keeper" if m.file_id == g.keeper else "candidate", display(m.path),
-                                 m.evidence, m.score, m.width, m.height, m.size, g.keeper_reason])
+                                 m.evidence, m.score, m.width, m.height, m.size, m.format, m.camera, m.taken_at,
+                                 int(m.reference), g.keeper_reason, m.note])
     return out

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from photodedup.catalog import Catalog, display
-from photodedup.group import Group, _human_size
+from photodedup.groups import Group
+from photodedup.keeper import human_size
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#222;background:#fafafa}
@@ -40,7 +41,7 @@ def write_report(groups: Sequence[Group], out: Path | str, *, catalog: Catalog,
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p class='meta'>{len(groups)} groups, {sum(len(g.members) - 1 for g in groups)} candidates "
-             f"({_human_size(removable)}) - written {time.strftime('%Y-%m-%d %H:%M')}. "
+             f"({human_size(removable)}) - written {time.strftime('%Y-%m-%d %H:%M')}. "
              "Suggestions only: nothing was moved or deleted.</p>"]
     parts += [f"<p class='meta'>{html.escape(note)}</p>" for note in notes]
     parts += [f"<div class='warn'>{html.escape(w)}</div>" for w in warnings]
@@ -55,7 +56,7 @@ def write_report(groups: Sequence[Group], out: Path | str, *, catalog: Catalog,
             role = "<span class='badge'>KEEP</span>" if keeper else (
                 f"<span class='cand'>candidate</span> {m.evidence} {m.score:.3f}")
             parts.append(f"<figure class='{'keeper' if keeper else 'candidate'}'>{image}<figcaption>{role}<br>"
-                         f"{html.escape(m.path)}<br>{m.width}x{m.height}, {_human_size(m.size or 0)}"
+                         f"{html.escape(m.path)}<br>{m.width}x{m.height}, {human_size(m.size or 0)}"
                          "</figcaption></figure>")
         parts.append("</div></section>")
     if not groups:

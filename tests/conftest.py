@@ -48,10 +48,11 @@ class ServerProcess:
     def __init__(self, cmd: list[str], url: str, log_path: Path, env: dict | None = None) -> None:
         import subprocess
 
+        from helpers import REPO, cli_env
+
         self.cmd, self.url, self.log_path = cmd, url, log_path
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     cwd=Path(__file__).resolve().parent.parent)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=cli_env(env), cwd=REPO)
 
     def output(self) -> str:
         if not self._log.closed:
@@ -109,7 +110,8 @@ class ServerProcesses:
             return sock.getsockname()[1]
 
     def start(self, cmd: list[str], url: str, *, timeout: float = 120.0, env: dict | None = None) -> ServerProcess:
-        """Start ``cmd`` and return once ``url`` answers 200 (``pytest.fail`` with its output otherwise)."""
+        """Start ``cmd`` (``helpers.cli_command(...)``; ``env`` adds to the environment) and return once
+        ``url`` answers 200 (``pytest.fail`` with its output otherwise)."""
         server = ServerProcess(cmd, url, self.log_dir / f"server-{len(self.started)}.log", env)
         self.started.append(server)
         server.wait_until_responds(url, timeout)
@@ -136,9 +138,7 @@ def review_library(tmp_path) -> dict:
     Group A: a.jpg (keeper), a_copy.jpg (exact copy), a_small.jpg (resized). Group B: b.jpg (keeper),
     b_q70.jpg (re-encoded). Plus c.jpg in no group. Returns {root, catalog, trash, paths, ids, groups}.
     """
-    import json
     import shutil
-    import time
 
     from helpers import write_photo
     from PIL import Image
@@ -160,20 +160,13 @@ def review_library(tmp_path) -> dict:
     paths = {n: str(root / n) for n in names}
     with Catalog(catalog) as cat:
         ids = {n: cat.conn.execute("SELECT id FROM files WHERE path = ?", (p,)).fetchone()[0] for n, p in paths.items()}
-        with cat.transaction() as conn:
-            run = conn.execute("INSERT INTO group_runs (created_at, params) VALUES (?, ?)",
-                               (time.time(), json.dumps({"method": "fixture"}))).lastrowid
-            groups = {}
-            for label, kind, keeper, members in [
-                ("A", "mixed", "2019/a.jpg", [("2019/a.jpg", "exact", 1.0), ("2019/copies/a_copy.jpg", "exact", 1.0),
-                                              ("a_small.jpg", "perceptual", 0.953)]),
-                ("B", "perceptual", "b.jpg", [("b.jpg", "perceptual", 1.0), ("b_q70.jpg", "perceptual", 0.969)]),
-            ]:
-                gid = conn.execute("INSERT INTO groups (run_id, kind, keeper_id, keeper_reason) VALUES (?, ?, ?, ?)",
-                                   (run, kind, ids[keeper], "largest resolution")).lastrowid
-                conn.executemany("INSERT INTO group_members VALUES (?, ?, ?, ?)",
-                                 [(gid, ids[n], evidence, score) for n, evidence, score in members])
-                groups[label] = gid
+        specs = [("A", "mixed", "2019/a.jpg", [("2019/a.jpg", "exact", 1.0), ("2019/copies/a_copy.jpg", "exact", 1.0),
+                                                ("a_small.jpg", "perceptual", 0.953)]),
+                 ("B", "perceptual", "b.jpg", [("b.jpg", "perceptual", 1.0), ("b_q70.jpg", "perceptual", 0.969)])]
+        _, group_ids = cat.store_group_run({"method": "fixture"}, [
+            (kind, ids[keeper], "largest resolution", [(ids[n], evidence, score, "") for n, evidence, score in members])
+            for _, kind, keeper, members in specs])
+        groups = {spec[0]: gid for spec, gid in zip(specs, group_ids, strict=True)}
     return {"root": root, "catalog": catalog, "trash": tmp_path / "trash", "paths": paths, "ids": ids,
             "groups": groups}
 
@@ -183,7 +176,7 @@ def review_library(tmp_path) -> dict:
 def triton_server(onnx_model_dir, server_processes, tmp_path_factory) -> dict:
     """``photodedup serve --engine triton`` on free ports with the CPU (Python-backend) variant of the
     real export; yields ``{"http": host:port, "grpc": host:port, "metrics": url, "repository": path}``."""
-    import sys
+    from helpers import cli_command
 
     from photodedup.triton.config import CPU_MODEL
     from photodedup.triton_config import triton_config
@@ -191,11 +184,9 @@ def triton_server(onnx_model_dir, server_processes, tmp_path_factory) -> dict:
     repository = tmp_path_factory.mktemp("triton") / "model_repository"
     triton_config(onnx_model_dir, repository, variants=(CPU_MODEL,))
     http, grpc, metrics = (server_processes.free_port() for _ in range(3))
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, "-m", "photodedup", "serve", "--engine", "triton", "--model-repository", str(repository),
-           "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
-    server = server_processes.start(cmd, f"http://127.0.0.1:{http}/v2/models/{CPU_MODEL}/ready", timeout=240, env=env)
+    cmd = cli_command("serve", "--engine", "triton", "--model-repository", repository,
+                      "--http-port", http, "--grpc-port", grpc, "--metrics-port", metrics)
+    server = server_processes.start(cmd, f"http://127.0.0.1:{http}/v2/models/{CPU_MODEL}/ready", timeout=240)
     yield {"http": f"127.0.0.1:{http}", "grpc": f"127.0.0.1:{grpc}", "metrics": f"http://127.0.0.1:{metrics}/metrics",
            "repository": repository, "process": server}
     server.stop()

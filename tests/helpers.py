@@ -1,12 +1,37 @@
-"""Small image-fixture builders shared by tests (PIL in tmp_path, never committed files)."""
+"""What tests share: the one way to run the CLI as a subprocess, and small image-fixture builders
+(PIL in tmp_path, never committed files)."""
 
 from __future__ import annotations
 
+import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
 from PIL import Image
+
+#: The repository root: subprocesses run here, with it first on PYTHONPATH (so they run this checkout).
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli_env(extra: dict | None = None) -> dict:
+    """``os.environ`` with the repository first on ``PYTHONPATH``, then ``extra``."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **(extra or {})}
+
+
+def cli_command(*args) -> list[str]:
+    """``python -m photodedup ARGS`` with this interpreter (for ``Popen`` and server fixtures)."""
+    return [sys.executable, "-m", "photodedup", *map(str, args)]
+
+
+def run_cli(*args, env: dict | None = None, cwd: Path | str = REPO, timeout: float = 600,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``photodedup ARGS`` to the end; ``env`` adds to (never replaces) the environment."""
+    return subprocess.run(cli_command(*args), env=cli_env(env), cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, input=input)
 
 
 def write_photo(path: Path, size=(320, 240), color=(180, 60, 30), fmt="JPEG", exif: Image.Exif | None = None,

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
+from photodedup import groups as decisions
 from photodedup.apply import JOURNAL_NAME, MARKER_NAME, apply, file_md5, undo
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError
-from photodedup.review import decisions
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def keep(lib: dict, group: str, name: str) -> None:
@@ -30,12 +27,6 @@ def mark(lib: dict, group: str, name: str, action: str | None) -> None:
 
 def journal(lib: dict) -> list[dict]:
     return [json.loads(line) for line in (lib["trash"] / JOURNAL_NAME).read_text().splitlines()]
-
-
-def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = os.environ | {"PYTHONPATH": str(REPO)} | (env or {})
-    return subprocess.run([sys.executable, "-m", "photodedup", *args], capture_output=True, text=True,
-                          env=full_env, cwd=REPO, timeout=120)
 
 
 def test_dry_run_lists_the_moves_and_changes_nothing(review_library):
@@ -90,6 +81,26 @@ def test_never_trashes_every_member_of_a_group(review_library):
     assert sorted(summary.skipped, key=lambda s: s["path"]) == [
         {"path": lib["paths"]["b.jpg"], "reason": reason}, {"path": lib["paths"]["b_q70.jpg"], "reason": reason}]
     assert Path(lib["paths"]["b.jpg"]).exists() and Path(lib["paths"]["b_q70.jpg"]).exists()
+
+
+def test_files_in_a_reference_folder_are_never_marked_trash_nor_moved(review_library):
+    lib = review_library
+    reference = str(lib["root"] / "2019" / "copies")
+    with Catalog(lib["catalog"]) as cat:  # a grouping run made with `group --prefer <root>/2019/copies`
+        group_id = cat.store_group_run({"prefer": [reference]}, [
+            ("exact", lib["ids"]["2019/copies/a_copy.jpg"], "in a reference folder (--prefer)",
+             [(lib["ids"][n], "exact", 1.0, "") for n in ("2019/a.jpg", "2019/copies/a_copy.jpg")])])[1][0]
+        kept = decisions.keep_one(cat, group_id, lib["ids"]["2019/a.jpg"])
+        assert {m.path: (m.reference, m.decision) for m in kept.members} == {
+            lib["paths"]["2019/a.jpg"]: (False, "keep"), lib["paths"]["2019/copies/a_copy.jpg"]: (True, "keep")}
+        with pytest.raises(BadInputError, match="is in a reference folder"):
+            decisions.decide(cat, group_id, lib["ids"]["2019/copies/a_copy.jpg"], "trash")
+        cat.set_decisions({lib["ids"]["2019/copies/a_copy.jpg"]: "trash"})  # as an older version might have
+    summary = apply(lib["catalog"], trash_dir=lib["trash"])
+    assert summary.moved == []
+    assert summary.skipped == [{"path": lib["paths"]["2019/copies/a_copy.jpg"],
+                                "reason": "in a reference folder (group --prefer): never trashed"}]
+    assert Path(lib["paths"]["2019/copies/a_copy.jpg"]).exists()
 
 
 def test_a_file_changed_after_the_scan_is_skipped_with_the_reason(review_library):

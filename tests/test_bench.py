@@ -7,14 +7,13 @@ import csv
 import json
 import math
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import cli_command, run_cli
 
 from photodedup.bench import BenchConfig, Target, bench, parse_list, run_targets, save, serialization
 from photodedup.bench import report as render
@@ -24,7 +23,6 @@ from photodedup.bench.server_stats import breakdown, from_triton, parse_service_
 from photodedup.bench.stats import StabilityRule, latency_summary, percentile, rate
 from photodedup.errors import BadInputError
 
-ROOT = Path(__file__).resolve().parent.parent
 REQUIRED_COLUMNS = ["backend", "payload", "concurrency", "batch_size", "images_per_second", "p50_ms", "p95_ms",
                     "p99_ms", "errors", "bytes_per_image"]
 FAST = {"duration": 0.6, "window": 0.15, "warmup": 0.05}
@@ -289,9 +287,8 @@ def test_real_run_against_the_in_process_onnx_backend(onnx_model_dir):
 def test_real_run_against_the_local_service_with_server_breakdown(onnx_model_dir, server_processes):
     port = server_processes.free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    server = server_processes.start([sys.executable, "-m", "photodedup", "serve", "--port", str(port),
-                                     "--model-dir", str(onnx_model_dir)], f"{url}/readyz", env=env)
+    server = server_processes.start(cli_command("serve", "--port", port, "--model-dir", onnx_model_dir),
+                                    f"{url}/readyz")
     try:
         settings = BenchConfig(backends=("http-service",), concurrency=(1, 2), batch_sizes=(1,), url=url,
                                duration=1.5, window=0.3, warmup=0.2)
@@ -316,11 +313,6 @@ def test_run_targets_reports_a_target_known_to_be_unusable():
 
 
 # -- the command -------------------------------------------------------------------------------------
-def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "photodedup", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=300)
-
-
 def _render(rows: list[dict]) -> str:
     from rich.console import Console
 
@@ -330,7 +322,7 @@ def _render(rows: list[dict]) -> str:
 
 
 def test_cli_default_without_an_export_names_export_onnx():
-    result = _cli("bench", "--concurrency", "32")
+    result = run_cli("bench", "--concurrency", "32")
     assert result.returncode == 7
     model_dir = Path(os.environ["PHOTODEDUP_HOME"]) / "models" / "ViT-B-32-laion2b_s34b_b79k-uint8-fp32"
     assert result.stderr.splitlines()[-2:] == [
@@ -341,20 +333,20 @@ def test_cli_default_without_an_export_names_export_onnx():
 
 
 def test_cli_bad_concurrency_is_a_usage_error_with_exact_text():
-    result = _cli("bench", "--concurrency", "1,many")
+    result = run_cli("bench", "--concurrency", "1,many")
     assert result.returncode == 3
     assert result.stderr.strip() == "Error: --concurrency takes a comma-separated list of ints, got '1,many'"
 
 
 def test_cli_serialization_json():
-    result = _cli("bench", "--serialization", "--json")
+    result = run_cli("bench", "--serialization", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [row["payload"] for row in rows] == ["jpeg", "uint8", "fp32", "fp32-json"]
 
 
 def test_cli_runs_the_onnx_backend_and_writes_files(onnx_model_dir, tmp_path):
-    result = _cli("bench", "--model-dir", str(onnx_model_dir), "--concurrency", "1", "--batch-size", "1",
+    result = run_cli("bench", "--model-dir", str(onnx_model_dir), "--concurrency", "1", "--batch-size", "1",
                   "--duration", "0.9", "--window", "0.3", "--warmup", "0.1", "--csv", str(tmp_path / "rows.csv"),
                   "--plot", str(tmp_path / "plots"))
     assert result.returncode == 0, result.stderr
@@ -368,9 +360,8 @@ def test_cli_runs_the_onnx_backend_and_writes_files(onnx_model_dir, tmp_path):
 def test_pipeline_mode_against_the_naive_script(tiny_library, test_cache, monkeypatch):
     """`bench --pipeline`: the naive script and scan + embed embed the same images, timed per stage."""
     monkeypatch.setenv("PHOTODEDUP_HOME", str(test_cache / "pipeline-home"))  # the export is reused across runs
-    result = subprocess.run([sys.executable, "-m", "photodedup", "bench", "--pipeline", tiny_library["root"],
-                             "--weights", "random", "--precision", "fp32", "--json"], cwd=ROOT,
-                            capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    result = run_cli("bench", "--pipeline", tiny_library["root"], "--weights", "random", "--precision", "fp32",
+                     "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     decodable = tiny_library["files"] - tiny_library["broken"]
@@ -381,7 +372,6 @@ def test_pipeline_mode_against_the_naive_script(tiny_library, test_cache, monkey
 
 
 def test_pipeline_mode_needs_a_library(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "photodedup", "bench", "--pipeline", str(tmp_path / "none")],
-                            cwd=ROOT, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    result = run_cli("bench", "--pipeline", tmp_path / "none")
     assert result.returncode == 3
     assert result.stderr.splitlines()[0] == f"Error: no library folder at {tmp_path / 'none'}"

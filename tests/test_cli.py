@@ -1,37 +1,26 @@
-import os
-import subprocess
-import sys
-from pathlib import Path
+from helpers import run_cli
 
 from photodedup import __version__
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def photodedup(*args, env=None):
-    env = (env or os.environ) | {"PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "photodedup", *args], cwd=REPO, capture_output=True, text=True,
-                          env=env)
-
 
 def test_version():
-    result = photodedup("--version")
+    result = run_cli("--version")
     assert (result.returncode, result.stdout.strip()) == (0, f"photodedup {__version__}")
 
 
 def test_every_command_has_help_with_an_example():
-    top = photodedup("--help")
+    top = run_cli("--help")
     assert top.returncode == 0
     commands = [line.split()[0] for line in top.stdout.split("Commands:")[1].splitlines() if line.strip()]
     assert "scan" in commands and len(commands) >= 2
     for command in commands:
-        result = photodedup(command, "--help")
+        result = run_cli(command, "--help")
         assert result.returncode == 0, (command, result.stderr)
         assert "Example: photodedup" in result.stdout, command
 
 
 def test_usage_error_is_exit_code_2():
-    result = photodedup("scan", "--no-such-option")
+    result = run_cli("scan", "--no-such-option")
     assert result.returncode == 2
     assert "No such option: --no-such-option" in result.stderr
 
@@ -39,14 +28,13 @@ def test_usage_error_is_exit_code_2():
 def test_catalog_env_var_is_used(tmp_path):
     env_catalog = tmp_path / "from-env.sqlite"
     (tmp_path / "lib").mkdir()
-    result = photodedup("scan", str(tmp_path / "lib"), "--json", env=os.environ | {
-        "PHOTODEDUP_CATALOG": str(env_catalog)})
+    result = run_cli("scan", str(tmp_path / "lib"), "--json", env={"PHOTODEDUP_CATALOG": str(env_catalog)})
     assert result.returncode == 0, result.stderr
     assert env_catalog.exists()
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    result = photodedup("--debug", "scan", str(tmp_path / "missing"))
+    result = run_cli("--debug", "scan", str(tmp_path / "missing"))
     assert result.returncode == 3
     assert "Traceback" in result.stderr and "BadInputError" in result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"Error: no such file or folder: {tmp_path / 'missing'}"

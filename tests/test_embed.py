@@ -7,24 +7,16 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
-from helpers import write_photo
+from helpers import REPO, cli_command, cli_env, run_cli, write_photo
 
 from photodedup.backends.onnx import OnnxBackend
 from photodedup.catalog import Catalog
 from photodedup.embed import embed
 from photodedup.scan import scan
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "photodedup", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": ROOT}, timeout=300, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +91,7 @@ def test_new_files_missing_crops_and_broken_files(tmp_path, backend):
 def test_cli_json_and_random_warning(tiny_library, tmp_path, onnx_model_dir):
     catalog = tmp_path / "c.sqlite"
     scanned = scan([tiny_library["root"]], catalog=catalog, workers=1)
-    result = _cli("embed", "--model-dir", str(onnx_model_dir), "--catalog", str(catalog), "--json",
+    result = run_cli("embed", "--model-dir", str(onnx_model_dir), "--catalog", str(catalog), "--json",
                   "--batch-size", "8")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
@@ -111,14 +103,14 @@ def test_cli_json_and_random_warning(tiny_library, tmp_path, onnx_model_dir):
 
 
 def test_cli_missing_export_and_bad_device(tmp_path, onnx_model_dir):
-    result = _cli("embed", "--weights", "random", "--catalog", str(tmp_path / "c.sqlite"))
+    result = run_cli("embed", "--weights", "random", "--catalog", str(tmp_path / "c.sqlite"))
     home = os.environ["PHOTODEDUP_HOME"]
     assert result.returncode == 7
     assert result.stderr == (
         f"Error: no ONNX export in {home}/models/ViT-B-32-random-seed0-uint8-fp32\n"
         "Hint: run `photodedup export-onnx --weights random --precision fp32` first, or point --model-dir "
         "(PHOTODEDUP_MODEL_DIR) at an export\n")
-    bad = _cli("embed", "--model-dir", str(onnx_model_dir), "--device", "cuda", "--catalog", str(tmp_path / "c.sqlite"))
+    bad = run_cli("embed", "--model-dir", onnx_model_dir, "--device", "cuda", "--catalog", tmp_path / "c.sqlite")
     assert bad.returncode == 5
     assert "Error: onnxruntime has no CUDAExecutionProvider here (--device cuda); available providers:" in bad.stderr
 
@@ -130,10 +122,9 @@ def test_killed_run_resumes_without_redoing_or_losing_work(tmp_path, onnx_model_
         write_photo(root / f"p{i:02d}.png", size=(240, 240), pattern=i, fmt="PNG")
     catalog = tmp_path / "c.sqlite"
     scan([root], catalog=catalog, workers=1)
-    command = [sys.executable, "-m", "photodedup", "embed", "--model-dir", str(onnx_model_dir),
-               "--catalog", str(catalog), "--batch-size", "1", "--threads", "1", "--quiet"]
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    command = cli_command("embed", "--model-dir", onnx_model_dir, "--catalog", catalog, "--batch-size", "1",
+                          "--threads", "1", "--quiet")
+    process = subprocess.Popen(command, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     done = 0
     while time.monotonic() < deadline and process.poll() is None:
@@ -150,7 +141,7 @@ def test_killed_run_resumes_without_redoing_or_losing_work(tmp_path, onnx_model_
     before = _rows(catalog)
     assert 3 <= len(before) < 40 and all(has_vector for _, has_vector, _, _ in before)
 
-    result = _cli("embed", "--model-dir", str(onnx_model_dir), "--catalog", str(catalog), "--json")
+    result = run_cli("embed", "--model-dir", str(onnx_model_dir), "--catalog", str(catalog), "--json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert (data["embedded"], data["skipped"], data["errors"]) == (40 - len(before), len(before), 0)

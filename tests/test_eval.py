@@ -1,23 +1,14 @@
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
 from photodedup.errors import BadInputError
 from photodedup.eval import Truth, evaluate, load_truth, retrieval_metrics, score_pairs, sweep
-from photodedup.group import Group, GroupParams, Member
+from photodedup.group import GroupParams
+from photodedup.groups import Group, Member
 from photodedup.scan import scan
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def photodedup(*args, cwd=REPO):
-    env = os.environ | {"PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "photodedup", *args], cwd=cwd, capture_output=True, text=True,
-                          env=env)
 
 
 def _truth(*groups):
@@ -104,20 +95,20 @@ def test_sweep_recall_grows_with_the_hash_threshold(scanned, tmp_path):
 
 def test_cli_eval_and_sweep_plot(scanned, tmp_path):
     catalog, truth = scanned
-    done = photodedup("eval", "--catalog", str(catalog), "--truth", str(truth), "--json")
+    done = run_cli("eval", "--catalog", str(catalog), "--truth", str(truth), "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["overall"]["precision"] == 1.0 and set(data["retrieval"]) == {"map", "ndcg", "jaccard"}
     plot = tmp_path / "s.png"
-    swept = photodedup("eval", "--catalog", str(catalog), "--truth", str(truth), "--sweep", "hash",
+    swept = run_cli("eval", "--catalog", str(catalog), "--truth", str(truth), "--sweep", "hash",
                        "--values", "4,12", "--plot", str(plot))
     assert swept.returncode == 0, swept.stderr
     assert swept.stdout.splitlines()[0].split() == ["hash", "precision", "recall", "F1", "pairs", "groups"]
     assert len(swept.stdout.splitlines()) == 3
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    bad = photodedup("eval", "--catalog", str(catalog), "--truth", str(truth), "--sweep", "colour")
+    bad = run_cli("eval", "--catalog", str(catalog), "--truth", str(truth), "--sweep", "colour")
     assert (bad.returncode, bad.stderr.splitlines()[0]) == (3, "Error: unknown sweep 'colour'")
-    missing = photodedup("eval", "--catalog", str(catalog), "--truth", str(tmp_path / "nope.json"))
+    missing = run_cli("eval", "--catalog", str(catalog), "--truth", str(tmp_path / "nope.json"))
     assert (missing.returncode, missing.stderr.splitlines()[0]) == (
         3, f"Error: no ground truth at {tmp_path / 'nope.json'}")
 

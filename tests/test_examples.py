@@ -1,15 +1,13 @@
 """The examples run as written (the Python API one end to end; the Triton one is covered by test_triton)."""
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, cli_env
 
 
 def test_python_api_example(tiny_library, tmp_path, test_cache):
-    env = os.environ | {"PYTHONPATH": str(REPO), "PHOTODEDUP_HOME": str(test_cache / "pipeline-home")}
+    env = cli_env({"PHOTODEDUP_HOME": str(test_cache / "pipeline-home")})
     result = subprocess.run([sys.executable, str(REPO / "examples" / "python_api.py"), tiny_library["root"],
                              "--catalog", str(tmp_path / "c.sqlite")], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr

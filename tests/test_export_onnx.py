@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from helpers import run_cli
 
 from photodedup.backends.onnx import OnnxBackend
 from photodedup.errors import BadInputError, ExportError
@@ -24,13 +22,6 @@ from photodedup.export_onnx import (
     verify_export,
 )
 from photodedup.model import file_sha256, load_model
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "photodedup", *args], capture_output=True, text=True,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT, **(env or {})}, timeout=600)
 
 
 def test_export_directory_and_metadata(onnx_model_dir):
@@ -82,7 +73,7 @@ def test_bad_options(tmp_path):
     with pytest.raises(BadInputError, match="exists and is not a model directory; not overwriting it"):
         export_onnx("random", out=tmp_path)
     assert (tmp_path / "notes.txt").read_text() == "mine"
-    result = _cli("export-onnx", "--weights", "random", "--input", "int4")
+    result = run_cli("export-onnx", "--weights", "random", "--input", "int4")
     assert result.returncode == 3
     assert "Error: unknown input 'int4'\nHint: choose one of: uint8, float32" in result.stderr
 
@@ -106,7 +97,7 @@ def test_reduced_precision_exports(tmp_path, onnx_model_dir, precision, min_cosi
 @pytest.mark.slow
 def test_cli_float32_input_export_and_reuse(tmp_path, onnx_model_dir):
     out = tmp_path / "f32"
-    first = _cli("export-onnx", "--weights", "random", "--input", "float32", "--out", str(out), "--json")
+    first = run_cli("export-onnx", "--weights", "random", "--input", "float32", "--out", str(out), "--json")
     assert first.returncode == 0, first.stderr
     assert "Warning: model weights are random (--weights random): its embeddings carry no meaning" in first.stderr
     meta = json.loads(first.stdout)
@@ -116,7 +107,7 @@ def test_cli_float32_input_export_and_reuse(tmp_path, onnx_model_dir):
     np.testing.assert_allclose(OnnxBackend(out).embed_batch(crops), OnnxBackend(onnx_model_dir).embed_batch(crops),
                                atol=1e-4)
     mtime = (out / "model.onnx").stat().st_mtime_ns
-    second = _cli("export-onnx", "--weights", "random", "--input", "float32", "--out", str(out))
+    second = run_cli("export-onnx", "--weights", "random", "--input", "float32", "--out", str(out))
     assert second.returncode == 0, second.stderr
     assert (out / "model.onnx").stat().st_mtime_ns == mtime
     assert second.stdout.startswith(f"ViT-B-32/random-seed0 (fp32, float32 input, opset {OPSET}) in {out}")

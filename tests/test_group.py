@@ -1,28 +1,20 @@
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from photodedup import cluster as clu
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError
-from photodedup.group import GroupParams, choose_keeper, group, load_groups, write_csv
+from photodedup.group import GroupParams, group, write_csv
+from photodedup.groups import load_groups
 from photodedup.report import write_report
 from photodedup.scan import scan
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def photodedup(*args):
-    env = os.environ | {"PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "photodedup", *args], cwd=REPO, capture_output=True, text=True,
-                          env=env)
 
 
 # -- clustering laws (hypothesis) -----------------------------------------------------------------
@@ -121,28 +113,6 @@ def test_popcount_matches_python():
     assert clu.popcount64(clu.to_uint64(values)).tolist() == [bin(int(v) & (2**64 - 1)).count("1") for v in values]
 
 
-# -- keeper ----------------------------------------------------------------------------------------
-def _row(file_id, w=100, h=100, size=1000, exif=0, taken=None, mtime=0, path=None):
-    return {"id": file_id, "width": w, "height": h, "size": size, "exif_tags": exif, "taken_at": taken,
-            "mtime_ns": mtime, "path": path or f"/p/{file_id}.jpg"}
-
-
-@pytest.mark.parametrize("rows, keeper, reason", [
-    ([_row(1, 100, 100), _row(2, 200, 100)], 2, "highest resolution (200x100)"),
-    ([_row(1, size=10), _row(2, size=2_500_000)], 2, "largest file (2.5 MB); tied on resolution"),
-    ([_row(1, exif=3), _row(2, exif=40)], 2, "richest EXIF (40 tags); tied on resolution, size"),
-    ([_row(1, taken="2024-01-01T00:00:00"), _row(2, taken="2020-05-05T10:00:00")], 2,
-     "oldest (taken 2020-05-05T10:00:00); tied on resolution, size, EXIF"),
-    ([_row(1, mtime=9), _row(2, mtime=5)], 2,
-     "oldest (by modification time); tied on resolution, size, EXIF, date taken"),
-    ([_row(1, taken=None), _row(2, taken="2020-01-01")], 2,
-     "oldest (taken 2020-01-01); tied on resolution, size, EXIF"),
-])
-def test_keeper_rule_and_reason(rows, keeper, reason):
-    assert choose_keeper(rows) == (keeper, reason)
-    assert choose_keeper(rows[::-1]) == (keeper, reason)
-
-
 # -- on a scanned library --------------------------------------------------------------------------
 @pytest.fixture
 def scanned(tiny_library, tmp_path):
@@ -221,7 +191,8 @@ def test_pretrained_embeddings_are_used_by_default(scanned):
 def test_csv_and_self_contained_html(scanned, tmp_path):
     result = group(scanned["catalog"])
     rows = write_csv(result.groups, tmp_path / "g.csv").read_text().splitlines()
-    assert rows[0] == "group,kind,role,path,evidence,score,width,height,size,keeper_reason"
+    assert rows[0] == ("group,kind,role,path,evidence,score,width,height,size,format,camera,taken_at,reference,"
+                       "keeper_reason,why_not_keeper")
     assert len(rows) == 1 + sum(len(g.members) for g in result.groups)
     with Catalog(scanned["catalog"]) as cat:
         page = write_report(result.groups, tmp_path / "r.html", catalog=cat).read_text()
@@ -231,17 +202,17 @@ def test_csv_and_self_contained_html(scanned, tmp_path):
 
 
 def test_cli_group_json_and_errors(scanned, tmp_path):
-    done = photodedup("group", "--catalog", str(scanned["catalog"]), "--json", "--html", str(tmp_path / "r.html"))
+    done = run_cli("group", "--catalog", str(scanned["catalog"]), "--json", "--html", str(tmp_path / "r.html"))
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["groups"] and set(data["groups"][0]) >= {"id", "kind", "keeper", "members"}
     assert set(data["groups"][0]["members"][0]) >= {"path", "score", "evidence"}
     assert f"HTML report: {tmp_path / 'r.html'}" in done.stderr
-    missing = photodedup("group", "--catalog", str(tmp_path / "none.sqlite"))
+    missing = run_cli("group", "--catalog", str(tmp_path / "none.sqlite"))
     assert missing.returncode == 4
     assert missing.stderr.splitlines()[0] == f"Error: no catalog at {tmp_path / 'none.sqlite'}"
-    bad = photodedup("group", "--catalog", str(scanned["catalog"]), "--evidence", "vibes")
+    bad = run_cli("group", "--catalog", str(scanned["catalog"]), "--evidence", "vibes")
     assert (bad.returncode, bad.stderr.splitlines()[0]) == (3, "Error: unknown evidence vibes")
-    unknown = photodedup("group", "--catalog", str(scanned["catalog"]), "--model", "ViT-B-32/nope")
+    unknown = run_cli("group", "--catalog", str(scanned["catalog"]), "--model", "ViT-B-32/nope")
     assert (unknown.returncode, unknown.stderr.splitlines()[0]) == (
         3, "Error: no embeddings for model 'ViT-B-32/nope' in the catalog")

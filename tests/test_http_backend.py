@@ -10,11 +10,10 @@ the sample library's photos and 0.99988 over white noise with the random-weight 
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import cli_command, run_cli
 
 from photodedup.backends import embed_batches, get_backend
 from photodedup.backends.auto import AutoBackend
@@ -33,7 +32,7 @@ def crops(n: int, seed: int = 0) -> np.ndarray:
 
 def start_service(model_dir, server_processes, *extra: str):
     port = server_processes.free_port()
-    cmd = [sys.executable, "-m", "photodedup", "serve", "--model-dir", str(model_dir), "--port", str(port), *extra]
+    cmd = cli_command("serve", "--model-dir", model_dir, "--port", port, *extra)
     return server_processes.start(cmd, f"http://127.0.0.1:{port}/readyz", timeout=180), f"http://127.0.0.1:{port}"
 
 
@@ -137,25 +136,20 @@ def test_auto_uses_the_service_then_falls_back_when_it_stops(onnx_model_dir, ser
         stopped.close()
 
 
-def photodedup(*args) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "photodedup", *map(str, args)], capture_output=True, text=True,
-                          timeout=600)
-
-
 def test_embed_cli_reports_which_backend_embedded(tiny_library, service, onnx_model_dir, tmp_path,
                                                   server_processes):
     import json
 
     for catalog in (tmp_path / "remote.sqlite", tmp_path / "fallback.sqlite"):
-        assert photodedup("scan", tiny_library["root"], "--catalog", catalog, "--quiet").returncode == 0
-    run = photodedup("embed", "--backend", "http-service", "--url", service, "--payload", "jpeg",
+        assert run_cli("scan", tiny_library["root"], "--catalog", catalog, "--quiet").returncode == 0
+    run = run_cli("embed", "--backend", "http-service", "--url", service, "--payload", "jpeg",
                      "--catalog", tmp_path / "remote.sqlite", "--json", "--quiet")
     assert run.returncode == 0, run.stderr
     remote = json.loads(run.stdout)
     assert remote["embedded"] > 0 and remote["backends"] == {"http-service": remote["embedded"]}
 
     dead = f"http://127.0.0.1:{server_processes.free_port()}"
-    run = photodedup("embed", "--backend", "auto", "--url", dead, "--model-dir", onnx_model_dir,
+    run = run_cli("embed", "--backend", "auto", "--url", dead, "--model-dir", onnx_model_dir,
                      "--catalog", tmp_path / "fallback.sqlite", "--json", "--quiet")
     assert run.returncode == 0, run.stderr
     local = json.loads(run.stdout)

@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import run_cli
 
 from photodedup.errors import ModelNotFoundError
 from photodedup.export_onnx import sample_crops
@@ -100,14 +101,8 @@ def test_unknown_tag():
 
 
 def test_cli_offline_export_exit_code_and_message(tmp_path):
-    import os
-    import subprocess
-    import sys
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": root, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf")}
-    result = subprocess.run([sys.executable, "-m", "photodedup", "export-onnx"], capture_output=True, text=True,
-                            cwd=root, env=env, timeout=120)
+    result = run_cli("export-onnx", env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf")}, timeout=120)
     assert result.returncode == 7
     assert result.stderr.startswith(
         "Error: the weights ViT-B-32/laion2b_s34b_b79k are not cached here and cannot be downloaded (offline)\n"

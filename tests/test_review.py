@@ -5,14 +5,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from helpers import write_photo
+from helpers import cli_command, write_photo
 from PIL import Image
 
 from photodedup.catalog import Catalog
@@ -38,15 +37,9 @@ def anonymous(review_library) -> TestClient:
 
 def regroup(catalog: Path, groups: list[tuple[str, int, list[tuple[int, str, float]]]]) -> list[int]:
     """Store a new group run (as a re-run of ``photodedup group`` would); returns the new group ids."""
-    with Catalog(catalog) as cat, cat.transaction() as conn:
-        run = conn.execute("INSERT INTO group_runs (created_at, params) VALUES (?, '{}')", (time.time(),)).lastrowid
-        ids = []
-        for kind, keeper, members in groups:
-            gid = conn.execute("INSERT INTO groups (run_id, kind, keeper_id, keeper_reason) VALUES (?, ?, ?, 'x')",
-                               (run, kind, keeper)).lastrowid
-            conn.executemany("INSERT INTO group_members VALUES (?, ?, ?, ?)", [(gid, *m) for m in members])
-            ids.append(gid)
-        return ids
+    with Catalog(catalog) as cat:
+        return cat.store_group_run({}, [(kind, keeper, "x", [(*m, "") for m in members])
+                                        for kind, keeper, members in groups])[1]
 
 
 def test_every_request_needs_the_session_token_and_the_url_hands_it_over(review_library):
@@ -249,10 +242,8 @@ def test_apply_and_undo_from_the_page_and_a_changed_file_is_refused(client, revi
 def test_review_command_serves_on_loopback_with_the_printed_url(review_library, server_processes):
     lib = review_library
     port = server_processes.free_port()
-    cmd = [sys.executable, "-m", "photodedup", "review", "--catalog", str(lib["catalog"]), "--port", str(port),
-           "--trash-dir", str(lib["trash"])]
-    env = os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60, env=env)
+    cmd = cli_command("review", "--catalog", lib["catalog"], "--port", port, "--trash-dir", lib["trash"])
+    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60)
     try:
         line = next(ln for ln in server.output().splitlines() if ln.startswith("Review at "))
         url = line.split()[2]

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import REPO, cli_command
 
 from photodedup.apply import JOURNAL_NAME, file_md5
 
-REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(os.environ.get("PHOTODEDUP_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -30,17 +29,16 @@ if not CHROMIUM.exists() and not os.environ.get("CI"):
 def review_server(tiny_library, tmp_path, server_processes):
     """The sample library scanned and grouped for real, and ``photodedup review`` as a real subprocess on a
     free port; yields (groups, trash folder, url with token)."""
-    from photodedup.group import group, load_groups
+    from photodedup.group import group
+    from photodedup.groups import load_groups
     from photodedup.scan import scan
 
     catalog, trash = tmp_path / "catalog.sqlite", tmp_path / "trash"
     scan([tiny_library["root"]], catalog=catalog, workers=1)
     group(catalog)
     port = server_processes.free_port()
-    cmd = [sys.executable, "-m", "photodedup", "review", "--catalog", str(catalog), "--port", str(port),
-           "--trash-dir", str(trash)]
-    env = os.environ | {"PYTHONPATH": str(REPO)}
-    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60, env=env)
+    cmd = cli_command("review", "--catalog", catalog, "--port", port, "--trash-dir", trash)
+    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60)
     url = next(ln for ln in server.output().splitlines() if ln.startswith("Review at ")).split()[2]
     yield {g.id: g for g in load_groups(catalog)}, trash, url
     server.stop()

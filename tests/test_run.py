@@ -1,20 +1,10 @@
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
-from photodedup.group import GroupParams, load_groups
+from photodedup.group import GroupParams
+from photodedup.groups import load_groups
 from photodedup.run import run
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def photodedup(*args):
-    env = os.environ | {"PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "photodedup", *args], cwd=REPO, capture_output=True, text=True,
-                          env=env)
 
 
 def test_run_without_embedding_scans_groups_and_reports(tiny_library, tmp_path):
@@ -47,12 +37,12 @@ def test_run_embeds_with_onnx_and_keeps_random_embeddings_out(tiny_library, tmp_
 
 
 def test_cli_run(tiny_library, tmp_path):
-    done = photodedup("run", tiny_library["root"], "--catalog", str(tmp_path / "c.sqlite"), "--no-embed",
+    done = run_cli("run", tiny_library["root"], "--catalog", str(tmp_path / "c.sqlite"), "--no-embed",
                       "--report", str(tmp_path / "r.html"))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == f"Report: {tmp_path / 'r.html'}"
     assert "1/4 scan" in done.stderr and "4/4 report" in done.stderr
-    missing = photodedup("run", tiny_library["root"], "--catalog", str(tmp_path / "c2.sqlite"), "--backend", "onnx",
+    missing = run_cli("run", tiny_library["root"], "--catalog", str(tmp_path / "c2.sqlite"), "--backend", "onnx",
                          "--model-dir", str(tmp_path / "no-export"))
     assert missing.returncode == 7
     assert missing.stderr.splitlines()[-2] == f"Error: no ONNX export in {tmp_path / 'no-export'}"

@@ -2,20 +2,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import png_bomb, write_photo
+from helpers import REPO, cli_command, cli_env, png_bomb, run_cli, write_photo
 from PIL import Image
 
 from photodedup.catalog import Catalog
 from photodedup.cli import app
 from photodedup.sample_library import make_library
 from photodedup.scan import _inspect_job, scan
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_sample_library_counts_exactly(tiny_library, tmp_path):
@@ -160,9 +157,8 @@ def test_include_and_exclude(tmp_path):
 def test_killed_scan_resumes_without_loss_or_duplicates(tmp_path):
     lib = make_library(tmp_path / "lib", originals=40, megapixels=1.0, seed=3)
     db = tmp_path / "c.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "photodedup", "scan", lib["root"], "--catalog", str(db),
-                             "--workers", "1", "-q"], cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cli_command("scan", lib["root"], "--catalog", db, "--workers", "1", "-q"), cwd=REPO,
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     done = 0
     while time.monotonic() < deadline and proc.poll() is None:
@@ -203,9 +199,7 @@ def test_cli_json_summary_and_errors(tmp_path, capsys):
     assert (data["files"], data["new"]) == (1, 1)
 
     missing = tmp_path / "nope"
-    proc = subprocess.run([sys.executable, "-m", "photodedup", "scan", str(missing), "--catalog",
-                           str(tmp_path / "c.sqlite")], cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True)
+    proc = run_cli("scan", missing, "--catalog", tmp_path / "c.sqlite")
     assert proc.returncode == 3
     assert proc.stderr.strip() == f"Error: no such file or folder: {missing}"
     assert proc.stdout == ""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import io
 import struct
-import sys
 import threading
 import time
 import zlib
@@ -20,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
+from helpers import cli_command, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -214,16 +214,16 @@ def test_metrics_render_cumulative_histograms():
 
 
 # -- the real service ------------------------------------------------------------------------------------
-def serve_cmd(model_dir, port: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "photodedup", "serve", "--model-dir", str(model_dir), "--port", str(port), *extra]
+def serve_args(model_dir, port: int, *extra: str) -> tuple:
+    return ("serve", "--model-dir", model_dir, "--port", port, *extra)
 
 
 @pytest.fixture(scope="module")
 def service(onnx_model_dir, server_processes):
     """One service for the module: small limits so the oversize cases stay small, and a token."""
     port = server_processes.free_port()
-    cmd = serve_cmd(onnx_model_dir, port, "--max-body-mb", "4", "--max-images", "8", "--max-batch-size", "16",
-                    "--max-queue-delay-us", "5000", "--token", TOKEN)
+    cmd = cli_command(*serve_args(onnx_model_dir, port, "--max-body-mb", "4", "--max-images", "8",
+                                  "--max-batch-size", "16", "--max-queue-delay-us", "5000", "--token", TOKEN))
     server = server_processes.start(cmd, f"http://127.0.0.1:{port}/readyz", timeout=180)
     yield server
     server.stop()
@@ -381,7 +381,8 @@ def test_32_concurrent_clients_get_answers_and_requests_are_batched(client, serv
 @pytest.mark.slow
 def test_shutdown_lets_in_flight_requests_finish(onnx_model_dir, server_processes):
     port = server_processes.free_port()
-    server = server_processes.start(serve_cmd(onnx_model_dir, port), f"http://127.0.0.1:{port}/readyz", timeout=180)
+    server = server_processes.start(cli_command(*serve_args(onnx_model_dir, port)), f"http://127.0.0.1:{port}/readyz",
+                                    timeout=180)
     base = f"http://127.0.0.1:{port}"
     result = {}
 
@@ -405,24 +406,21 @@ def test_shutdown_lets_in_flight_requests_finish(onnx_model_dir, server_processe
 
 # -- the CLI ------------------------------------------------------------------------------------------------
 def test_serve_without_an_export_exits_7_with_the_reason(tmp_path, server_processes):
-    import subprocess
-
     missing = tmp_path / "nowhere"
     port = server_processes.free_port()
-    run = subprocess.run(serve_cmd(missing, port), capture_output=True, text=True, timeout=120)
+    run = run_cli(*serve_args(missing, port), timeout=120)
     assert run.returncode == 7, run.stderr
     assert f"Error: no ONNX export in {missing}" in run.stderr
 
 
 def test_serve_on_a_busy_port_exits_3(tmp_path, server_processes):
     import socket
-    import subprocess
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        run = subprocess.run(serve_cmd(tmp_path, port), capture_output=True, text=True, timeout=120)
+        run = run_cli(*serve_args(tmp_path, port), timeout=120)
     assert run.returncode == 3, run.stderr
     assert f"Error: cannot listen on 127.0.0.1:{port}: Address already in use" in run.stderr
 

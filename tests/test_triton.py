@@ -8,14 +8,12 @@ ViT-B/32 export; ``small_server`` (this module) runs a tiny hand-made ONNX model
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import run_cli
 
 from photodedup.backends import embed_batches, get_backend
 from photodedup.backends.onnx import OnnxBackend
@@ -27,7 +25,6 @@ from photodedup.triton.server import TritonServer
 from photodedup.triton_config import triton_config
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = [("triton-http", "http"), ("triton-grpc", "grpc")]
 #: Same onnxruntime, same CPU, same fp32 graph as the onnx backend; only the batch composition differs
 #: (Triton's dynamic batcher joins requests). Measured here: max |difference| 0.0. Other CPUs or
@@ -107,13 +104,11 @@ def test_trt_backend_needs_the_trt_model(triton_server):
 
 
 def test_embed_command_through_triton(triton_server, tiny_library, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PHOTODEDUP_TRITON_URL": triton_server["http"]}
+    env = {"PHOTODEDUP_TRITON_URL": triton_server["http"]}
     catalog = str(tmp_path / "catalog.sqlite")
-    scan = subprocess.run([sys.executable, "-m", "photodedup", "scan", tiny_library["root"], "--catalog", catalog,
-                           "--json", "-q"], capture_output=True, text=True, env=env, cwd=ROOT)
+    scan = run_cli("scan", tiny_library["root"], "--catalog", catalog, "--json", "-q", env=env)
     assert scan.returncode == 0, scan.stderr
-    embed = subprocess.run([sys.executable, "-m", "photodedup", "embed", "--backend", "triton-http",
-                            "--catalog", catalog, "--json", "-q"], capture_output=True, text=True, env=env, cwd=ROOT)
+    embed = run_cli("embed", "--backend", "triton-http", "--catalog", catalog, "--json", "-q", env=env)
     assert embed.returncode == 0, embed.stderr
     summary = json.loads(embed.stdout)
     assert (summary["backend"], summary["errors"]) == ("triton-http", 0)

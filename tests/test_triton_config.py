@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
 from photodedup.errors import BadInputError
 from photodedup.triton import config as tc
@@ -18,12 +16,6 @@ from photodedup.triton_config import triton_config
 
 ROOT = Path(__file__).resolve().parent.parent
 mc = tc.mc
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "photodedup", *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT)
 
 
 def metadata(input_dtype: str = "uint8") -> dict:

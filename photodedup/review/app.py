@@ -18,10 +18,10 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from PIL import Image
 
 from photodedup import apply as apply_mod
+from photodedup import groups as decisions
 from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, PhotodedupError
 from photodedup.preprocess import encode_jpeg, load_oriented
-from photodedup.review import decisions
 
 log = logging.getLogger(__name__)
 

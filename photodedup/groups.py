@@ -1,0 +1,398 @@
+"""Duplicate groups and the decisions about them: the domain that ``group``, ``review`` and ``apply`` share.
+
+A :class:`Group` is what ``photodedup group`` stored (its members, the suggested keeper and why),
+joined with what people decided since. Decisions:
+
+- ``keep`` or ``trash`` for one file, stored with the md5 it was made on, so a changed file is
+  never trashed;
+- "not duplicates" for a group, stored as every pair of its distinct contents (md5), so it survives
+  re-scans, moves and regrouping: a later group whose contents were all said to be pairwise
+  distinct comes back *dismissed*; one that gained a new content comes back open;
+- "not a duplicate of these" for one member: the pairs of its content with the others', so it
+  leaves the group (and stays out after regrouping) while the rest stays;
+- files under a reference folder (``group --prefer DIR``) are never marked trash.
+
+All SQL lives in :mod:`photodedup.catalog`; this module holds no web and no file moving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+from photodedup import keeper as keeper_rules
+from photodedup.catalog import Catalog, open_catalog
+from photodedup.errors import BadInputError
+
+ACTIONS = ("keep", "trash")
+KINDS = ("exact", "perceptual", "semantic", "mixed")
+
+
+@dataclass
+class Member:
+    """One file of a group: what joined it, what the scan knows of it, and what was decided."""
+
+    file_id: int
+    path: str
+    evidence: str                    # keeper | exact | perceptual | semantic ...: what joined it to the group
+    score: float                     # 1.0 exact, 1 - hamming/64 perceptual, cosine semantic
+    width: int | None = None         # after EXIF orientation
+    height: int | None = None
+    size: int | None = None
+    format: str | None = None
+    taken_at: str | None = None
+    camera: str | None = None
+    md5: str | None = None
+    mtime_ns: int | None = None
+    content_width: int | None = None   # inside any uniform border (None: not measured)
+    content_height: int | None = None
+    grayscale: int | None = None       # 1 grayscale, 0 colour, None not measured
+    status: str = "ok"
+    keeper: bool = False
+    note: str = ""                   # why it is not the keeper (the rule that decided)
+    reference: bool = False          # under a reference folder (--prefer): never trashed
+    decision: str | None = None      # keep | trash | None
+    in_trash: bool = False
+    #: Files that travel with this one (kept or trashed together), e.g. the RAW of a RAW+JPEG pair.
+    companions: list[Member] = field(default_factory=list)
+
+    @classmethod
+    def from_row(cls, row, *, evidence: str, score: float, **extra) -> Member:
+        """A member from a ``files`` row (sqlite3.Row or dict); columns a catalog lacks stay None."""
+        keys = set(row.keys())
+        get = lambda name: row[name] if name in keys else None  # noqa: E731
+        return cls(file_id=row["id"], path=row["path"], evidence=evidence, score=float(score),
+                   width=get("width"), height=get("height"), size=get("size"), format=get("format"),
+                   taken_at=get("taken_at"), camera=get("camera"), md5=get("md5"), mtime_ns=get("mtime_ns"),
+                   content_width=get("content_width"), content_height=get("content_height"),
+                   grayscale=get("grayscale"), status=get("status") or "ok", **extra)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Group:
+    """A duplicate group, its suggested keeper and the state of its review."""
+
+    id: int
+    kind: str                        # exact | perceptual | semantic | mixed
+    keeper: int                      # file id
+    keeper_reason: str
+    members: list[Member] = field(default_factory=list)
+    dismissed: bool = False          # marked not duplicates
+    removed: list[Member] = field(default_factory=list)  # taken out ("not a duplicate of these")
+
+    @property
+    def keeper_path(self) -> str:
+        return next(m.path for m in self.members if m.file_id == self.keeper)
+
+    @property
+    def state(self) -> str:
+        """dismissed | applied | reviewed | partial | open."""
+        if self.dismissed:
+            return "dismissed"
+        if any(m.in_trash for m in self.members):
+            return "applied"
+        decided = sum(m.decision is not None for m in self.members)
+        return "reviewed" if decided == len(self.members) else "partial" if decided else "open"
+
+    def suggested(self) -> dict[int, str]:
+        """The suggested decisions: keep the keeper and every reference file, trash the rest."""
+        return {m.file_id: "keep" if m.file_id == self.keeper or m.reference else "trash"
+                for m in self.members if not m.in_trash}
+
+    @property
+    def reclaimable(self) -> int:
+        """Bytes that trashing would free: the files marked trash, else what the suggestion would trash."""
+        if self.dismissed:
+            return 0
+        if any(m.decision for m in self.members):
+            return sum(m.size or 0 for m in self.members if m.decision == "trash" and not m.in_trash)
+        trash = {i for i, action in self.suggested().items() if action == "trash"}
+        return sum(m.size or 0 for m in self.members if m.file_id in trash and m.status == "ok")
+
+    def summary(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "state": self.state, "count": len(self.members),
+                "keeper": self.keeper, "keeper_reason": self.keeper_reason, "reclaimable": self.reclaimable,
+                "size": sum(m.size or 0 for m in self.members),
+                "score": min((m.score for m in self.members if m.file_id != self.keeper), default=1.0),
+                "evidence": sorted({m.evidence for m in self.members if not m.keeper}),
+                "files": [m.file_id for m in self.members], "removed": len(self.removed)}
+
+    def detail(self) -> dict:
+        return self.summary() | {"members": [m.as_dict() for m in self.members],
+                                 "removed_members": [m.as_dict() for m in self.removed]}
+
+    def as_dict(self) -> dict:
+        """What ``photodedup group --json`` prints for a group."""
+        return {"id": self.id, "kind": self.kind, "keeper": self.keeper_path, "keeper_id": self.keeper,
+                "keeper_reason": self.keeper_reason,
+                "members": [{k: v for k, v in m.as_dict().items()
+                             if k not in ("decision", "in_trash", "status", "companions") or v}
+                            for m in self.members]}
+
+
+# -- reading -----------------------------------------------------------------------------------------
+def load_groups(catalog: Path | str | Catalog | None = None, run_id: int | None = None) -> list[Group]:
+    """The groups of the latest ``photodedup group`` run (or of ``run_id``), as stored (no decisions)."""
+    with open_catalog(catalog) as cat:
+        run = cat.group_run(run_id)
+        if run is None:
+            return []
+        run_id, params = run
+        prefer = tuple(params.get("prefer") or ())
+        groups = {row["id"]: Group(row["id"], row["kind"], row["keeper_id"], row["keeper_reason"])
+                  for row in cat.group_rows(run_id)}
+        for row in cat.group_member_rows(run_id):
+            group = groups[row["group_id"]]
+            group.members.append(Member.from_row(
+                row, evidence=row["evidence"], score=row["score"], keeper=row["id"] == group.keeper,
+                note=row["note"], reference=keeper_rules.in_folders(row["path"], prefer),
+                in_trash=row["status"] == "missing" and (row["reason"] or "").startswith("in the trash")))
+    return list(groups.values())
+
+
+def current_groups(cat: Catalog) -> list[Group]:
+    """The current groups with the decisions made since: keep/trash, not duplicates, members taken out."""
+    decisions = cat.decisions()
+    pairs = cat.not_duplicate_pairs()
+    out = []
+    for group in load_groups(cat):
+        for m in group.members:
+            decision = decisions.get(m.file_id)
+            m.decision = decision["action"] if decision else None
+        group.dismissed = _dismissed([m.md5 for m in group.members], pairs)
+        if not group.dismissed:
+            group.removed = [m for m in group.members if _taken_out(m, group.members, pairs)]
+            group.members = [m for m in group.members if m not in group.removed]
+        out.append(group)
+    return out
+
+
+def _dismissed(md5s: list[str | None], pairs: set[tuple[str, str]]) -> bool:
+    distinct = sorted({m for m in md5s if m})
+    return len(distinct) > 1 and all(pair in pairs for pair in combinations(distinct, 2))
+
+
+def _taken_out(member: Member, members: list[Member], pairs: set[tuple[str, str]]) -> bool:
+    others = {m.md5 for m in members if m.md5 and m.md5 != member.md5}
+    return bool(member.md5 and others) and all(tuple(sorted((member.md5, o))) in pairs for o in others)
+
+
+def find_group(cat: Catalog, group_id: int) -> Group:
+    for group in current_groups(cat):
+        if group.id == group_id:
+            return group
+    raise BadInputError(f"no group {group_id} in the current grouping", hint="reload the page")
+
+
+def overview(cat: Catalog, *, kind: str | None = None, sort: str = "size") -> dict:
+    """Groups (summaries) filtered by evidence kind and sorted by reclaimable size or score, with totals."""
+    if kind and kind not in KINDS:
+        raise BadInputError(f"unknown kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if sort not in ("size", "score"):
+        raise BadInputError(f"unknown sort {sort!r}; choose size or score")
+    groups = current_groups(cat)
+    shown = [g for g in groups if not kind or g.kind == kind
+             or (kind != "mixed" and any(m.evidence == kind for m in g.members if not m.keeper))]
+    summaries = [g.summary() for g in shown]
+    if sort == "size":
+        summaries.sort(key=lambda s: (-s["reclaimable"], -s["size"], s["id"]))
+    else:
+        summaries.sort(key=lambda s: (s["score"], s["id"]))
+    reviewed = sum(g.state in ("reviewed", "dismissed", "applied") for g in groups)
+    marked = sum(m.size or 0 for g in groups if not g.dismissed for m in g.members
+                 if m.decision == "trash" and not m.in_trash)
+    return {"groups": summaries,
+            "totals": {"groups": len(groups), "shown": len(shown), "reviewed": reviewed,
+                       "files": sum(len(g.members) for g in groups),
+                       "reclaimable": sum(g.reclaimable for g in groups), "marked_trash": marked,
+                       "kinds": {k: sum(g.kind == k for g in groups) for k in KINDS}}}
+
+
+# -- deciding ---------------------------------------------------------------------------------------
+def keep_one(cat: Catalog, group_id: int, file_id: int) -> Group:
+    """Keep ``file_id`` (and every reference file) and mark every other member of its group trash."""
+    group = find_group(cat, group_id)
+    _member(group, file_id)
+    cat.set_not_duplicates([m.md5 for m in group.members if m.md5], value=False)
+    cat.set_decisions({m.file_id: "keep" if m.file_id == file_id or m.reference else "trash"
+                       for m in group.members if not m.in_trash}, group_id=group_id)
+    return find_group(cat, group_id)
+
+
+def decide(cat: Catalog, group_id: int, file_id: int, action: str | None) -> Group:
+    """Set (or with None clear) one member's decision. A dismissed group must be reopened first."""
+    if action is not None and action not in ACTIONS:
+        raise BadInputError(f"unknown action {action!r}; choose keep, trash or null")
+    group = find_group(cat, group_id)
+    member = _member(group, file_id)
+    if member.in_trash:
+        raise BadInputError(f"{member.path} is in the trash; undo restores it")
+    if group.dismissed and action is not None:
+        raise BadInputError(f"group {group_id} is marked not duplicates; take that back before deciding",
+                            hint="press d (or the Not duplicates button) again to reopen it")
+    if action == "trash" and member.reference:
+        raise BadInputError(f"{member.path} is in a reference folder (--prefer): it is never trashed")
+    cat.set_decisions({file_id: action}, group_id=group_id)
+    return find_group(cat, group_id)
+
+
+def not_duplicates(cat: Catalog, group_id: int, value: bool = True) -> Group:
+    """Say the group's photos are not duplicates (or take that back); clears keep/trash decisions."""
+    group = find_group(cat, group_id)
+    everyone = group.members + group.removed
+    md5s = {m.md5 for m in everyone if m.md5}
+    if value and len(md5s) < 2:
+        raise BadInputError("these files are byte-for-byte identical (same md5): they are duplicates")
+    if value and any(m.in_trash for m in group.members):
+        raise BadInputError("a member of this group is in the trash; undo restores it first")
+    cat.set_not_duplicates(md5s, value=value)
+    cat.set_decisions({m.file_id: None for m in everyone if not m.in_trash})
+    return find_group(cat, group_id)
+
+
+def take_out(cat: Catalog, group_id: int, file_id: int, value: bool = True) -> Group:
+    """Take one member out of its group ("not a duplicate of these"), or put it back; clears its decision."""
+    group = find_group(cat, group_id)
+    member = _member(group, file_id, removed=not value)
+    if member.in_trash:
+        raise BadInputError(f"{member.path} is in the trash; undo restores it")
+    others = {m.md5 for m in group.members if m.md5 and m.md5 != member.md5 and m is not member}
+    if value and not others:
+        raise BadInputError(f"{member.path} is byte-for-byte identical to every other member: it is a duplicate")
+    for other in others:
+        cat.set_not_duplicates([member.md5, other], value=value)
+    cat.set_decisions({file_id: None})
+    return find_group(cat, group_id)
+
+
+def accept_suggestions(cat: Catalog, group_ids: list[int]) -> dict:
+    """Mark the suggested keeper keep and the rest trash in each of these groups that nobody decided yet.
+
+    Groups with any decision, dismissed or applied are left alone. Returns what was marked.
+    """
+    wanted = set(group_ids)
+    groups = [g for g in current_groups(cat) if g.id in wanted]
+    done, files, size = [], 0, 0
+    for g in groups:
+        if g.state != "open":
+            continue
+        actions = g.suggested()
+        cat.set_decisions(actions, group_id=g.id)
+        trash = [m for m in g.members if actions.get(m.file_id) == "trash"]
+        done.append(g.id)
+        files += len(trash)
+        size += sum(m.size or 0 for m in trash)
+    return {"groups": done, "skipped": sorted(wanted - set(done)), "files": files, "bytes": size}
+
+
+def reset(cat: Catalog, group_id: int) -> Group:
+    """Forget every decision about this group, members taken out included (files in the trash keep theirs)."""
+    group = find_group(cat, group_id)
+    everyone = group.members + group.removed
+    cat.set_not_duplicates([m.md5 for m in everyone if m.md5], value=False)
+    cat.set_decisions({m.file_id: None for m in everyone if not m.in_trash})
+    return find_group(cat, group_id)
+
+
+def _member(group: Group, file_id: int, *, removed: bool = False) -> Member:
+    for member in group.removed if removed else group.members:
+        if member.file_id == file_id:
+            return member
+    raise BadInputError(f"file {file_id} is not {'taken out of' if removed else 'in'} group {group.id}")
+
+
+# -- differences between two members (the page's side-by-side compare) ------------------------------
+def differences(a: Member, b: Member) -> list[str]:
+    """What the tool knows differs between two members, in words (border, grayscale, crop, mirror, ...)."""
+    out = []
+    name = lambda m: Path(m.path).name  # noqa: E731
+    for m in (a, b):
+        if keeper_rules.bordered(m):
+            out.append(f"border: {name(m)} has a uniform border (content {m.content_width}x{m.content_height} "
+                       f"in {m.width}x{m.height})")
+    if a.grayscale is not None and b.grayscale is not None and a.grayscale != b.grayscale:
+        out.append(f"grayscale: {name(a if a.grayscale else b)} is grayscale, {name(b if a.grayscale else a)} colour")
+    ca, cb = _content(a), _content(b)
+    if all(ca) and all(cb) and abs(ca[0] / ca[1] - cb[0] / cb[1]) > 0.02 and \
+            abs(ca[0] / ca[1] - cb[1] / cb[0]) > 0.02:
+        out.append(f"crop: the aspect ratios differ ({ca[0]}x{ca[1]} and {cb[0]}x{cb[1]}), so one shows less")
+    for m in (a, b):
+        for word in ("mirror", "rotat", "turn", "crop", "verified"):
+            if word in m.evidence and not m.keeper:
+                out.append(f"{m.evidence.split(',')[-1].strip() if ',' in m.evidence else word}: "
+                           f"{name(m)} joined as {m.evidence}")
+                break
+    if ca != cb:
+        out.append(f"resolution: {ca[0]}x{ca[1]} and {cb[0]}x{cb[1]}")
+    if (a.format or "") != (b.format or ""):
+        out.append(f"format: {a.format or '?'} and {b.format or '?'}")
+    if (a.size or 0) != (b.size or 0):
+        out.append(f"file size: {keeper_rules.human_size(a.size or 0)} and {keeper_rules.human_size(b.size or 0)}")
+    if (a.camera, a.taken_at) != (b.camera, b.taken_at):
+        out.append(f"EXIF: {a.camera or 'no camera'}, {a.taken_at or 'no date'} and "
+                   f"{b.camera or 'no camera'}, {b.taken_at or 'no date'}")
+    if a.md5 and a.md5 == b.md5:
+        out.append("identical bytes (same md5)")
+    return out
+
+
+def _content(m: Member) -> tuple[int, int]:
+    return (m.content_width or m.width or 0, m.content_height or m.height or 0)
+
+
+# -- labels ---------------------------------------------------------------------------------------
+def labels(cat: Catalog, *, root: Path | None = None) -> dict:
+    """Reviewed groups as labels in the sample library's truth.json format (``photodedup eval --truth``).
+
+    ``groups``: the members of every group a person reviewed (each member kept or trashed);
+    ``unrelated``: the files of groups marked not duplicates, and members taken out of a group
+    (identical copies among them still form a group). Paths are relative to ``root`` when given
+    (files outside it are left out), else absolute. ``root`` is written too (else the folder all
+    grouped files share), since ``eval`` scores the files under it. Unreviewed groups are left out.
+    """
+    def name(path: str) -> str | None:
+        if root is None:
+            return path
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            return None
+
+    groups = current_groups(cat)
+    paths = [m.path for g in groups for m in g.members + g.removed]
+    common = Path(root) if root else Path(os.path.commonpath(paths)) if paths else None
+    out: dict = {"groups": [], "unrelated": [], "root": str(common) if common else None,
+                 "source": "photodedup review", "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    for group in groups:
+        apart = group.members if group.dismissed else group.removed
+        by_content: dict[str, list[str]] = {}
+        for m in apart:
+            by_content.setdefault(m.md5 or m.path, []).append(m.path)
+        for same in by_content.values():
+            names = [n for n in map(name, same) if n]
+            if len(names) > 1:
+                out["groups"].append(sorted(names))
+            elif names:
+                out["unrelated"].append(names[0])
+        if not group.dismissed and group.state in ("reviewed", "applied"):
+            names = [n for n in (name(m.path) for m in group.members if m.decision) if n]
+            if len(names) > 1:
+                out["groups"].append(sorted(names))
+    out["groups"].sort()
+    out["unrelated"].sort()
+    return out
+
+
+def write_labels(out: Path, *, catalog: Path | None = None, root: Path | None = None) -> int:
+    """Write ``labels()`` to ``out`` as JSON; returns how many labelled groups it holds."""
+    with Catalog(catalog, create=False) as cat:
+        data = labels(cat, root=root)
+    out.write_text(json.dumps(data, indent=1) + "\n")
+    return len(data["groups"])

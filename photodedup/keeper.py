@@ -1,0 +1,201 @@
+"""Which member of a duplicate group to keep: the camera original, by rules in a documented order.
+
+Reference folders (``--prefer DIR``) come first and always: a file under one always wins, and no
+file under one is ever proposed for the trash. Then the rules, in this order unless told otherwise
+(``--keeper-rules``):
+
+1. ``not-derivative``, which is three rules in a row:
+   ``colour``: a colour photo over a grayscale copy (when the group holds colour photos at all);
+   ``no-border``: a photo without an added uniform border over one with (the scan measures the
+   content inside uniform borders);
+   ``camera-format``: a camera format (JPEG, HEIC, RAW) over an export (PNG, WebP, TIFF, GIF, BMP).
+2. ``resolution``: the most pixels of *content* (inside any border), not of the canvas.
+3. ``exif``: camera EXIF (make and model, capture time) over none.
+4. ``size``: the larger file, but only against files of the same format and content resolution
+   (a bigger PNG or a bigger canvas says nothing about which is the original).
+5. ``oldest``: the earliest capture time, then the earliest modification time.
+
+Each rule keeps the members that score best on it and drops the rest; the first member by path
+breaks a tie that survives every rule. The keeper's reason names every rule that dropped someone,
+and each dropped member carries a note with the rule that decided against it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from photodedup.errors import BadInputError
+
+if TYPE_CHECKING:
+    from photodedup.groups import Member
+
+RULES = ("colour", "no-border", "camera-format", "resolution", "exif", "size", "oldest")
+ALIASES = {"not-derivative": ("colour", "no-border", "camera-format")}
+DEFAULT_RULES = ("not-derivative", "resolution", "exif", "size", "oldest")
+CAMERA_FORMATS = frozenset({"JPEG", "MPO", "HEIF", "HEIC", "RAW", "DNG", "CR2", "CR3", "CRW", "NEF", "NRW", "ARW",
+                            "SRF", "SR2", "RAF", "ORF", "RW2", "PEF", "SRW", "X3F", "3FR", "IIQ", "ERF", "MRW"})
+#: A border narrower than this share of the canvas is noise at the image edge, not an added border.
+BORDER_MIN_SHARE = 0.01
+
+
+def expand_rules(names: Sequence[str] | str) -> tuple[str, ...]:
+    """Rule names (or ``not-derivative``) in order, comma-separated or a list, checked and expanded."""
+    if isinstance(names, str):
+        names = [n for n in names.split(",")]
+    out: list[str] = []
+    for name in (n.strip().lower() for n in names):
+        if not name:
+            continue
+        for rule in ALIASES.get(name, (name,)):
+            if rule not in RULES:
+                raise BadInputError(f"unknown keeper rule {name!r}",
+                                    hint=f"choose from: {', '.join([*ALIASES, *RULES])}")
+            if rule in out:
+                raise BadInputError(f"keeper rule {rule!r} is listed twice")
+            out.append(rule)
+    if not out:
+        raise BadInputError("no keeper rules given", hint=f"the default is {','.join(DEFAULT_RULES)}")
+    return tuple(out)
+
+
+def reference_folders(folders: Sequence[str | Path]) -> tuple[str, ...]:
+    """Absolute, normalised reference folders (``--prefer``); each must exist."""
+    out = []
+    for folder in folders:
+        path = Path(folder).expanduser().resolve()
+        if not path.is_dir():
+            raise BadInputError(f"--prefer {folder}: no such folder")
+        out.append(str(path))
+    return tuple(dict.fromkeys(out))
+
+
+def in_folders(path: str, folders: Sequence[str]) -> bool:
+    """Whether ``path`` lies under one of ``folders`` (absolute, normalised)."""
+    return any(path == f or path.startswith(f.rstrip(os.sep) + os.sep) for f in folders)
+
+
+@dataclass(frozen=True)
+class Choice:
+    keeper: int                                   # file id
+    reason: str                                   # every rule that dropped someone, in order
+    notes: dict[int, str] = field(default_factory=dict)  # file id -> why it is not the keeper
+
+
+def choose(members: Sequence[Member], rules: Sequence[str] = DEFAULT_RULES,
+           prefer: Sequence[str] = ()) -> Choice:
+    """Apply reference folders then ``rules`` (see the module doc) to the members of one group."""
+    steps = ([_reference(prefer)] if prefer else []) + [RULE_BY_NAME[name] for name in expand_rules(rules)]
+    left = sorted(members, key=lambda m: m.path)
+    reasons: list[str] = []
+    notes: dict[int, str] = {}
+    for rule in steps:
+        if len(left) == 1:
+            break
+        kept = rule.best(left)
+        if len(kept) < len(left):
+            reasons.append(rule.reason(kept[0], [m for m in left if m not in kept]))
+            for m in left:
+                if m not in kept:
+                    notes[m.file_id] = rule.note(m, next(k for k in kept if rule.bucket(k) == rule.bucket(m)))
+            left = kept
+    if len(left) > 1:
+        reasons.append("all else equal: first by path")
+        for m in left[1:]:
+            notes[m.file_id] = "equal to the keeper by every rule (the keeper comes first by path)"
+    return Choice(left[0].file_id, "; ".join(reasons), notes)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One keeper rule: members with the lowest ``key`` win (within each ``bucket``, for ``size``)."""
+
+    name: str
+    key: Callable[[Member], object]
+    reason: Callable[[Member, list[Member]], str]  # why this winner won (against the dropped members)
+    note: Callable[[Member, Member], str]        # why this member lost, against a winner
+    bucket: Callable[[Member], object] = lambda m: None
+
+    def best(self, members: Sequence[Member]) -> list[Member]:
+        best: dict[object, object] = {}
+        for m in members:
+            b = self.bucket(m)
+            best[b] = min(best.get(b, self.key(m)), self.key(m))
+        return [m for m in members if self.key(m) == best[self.bucket(m)]]
+
+
+def _reference(prefer: Sequence[str]) -> Rule:
+    return Rule("reference", lambda m: not in_folders(m.path, prefer), lambda w, _: "in a reference folder (--prefer)",
+                lambda m, w: "not in a reference folder (--prefer)")
+
+
+def bordered(m: Member) -> bool:
+    """Whether the scan found a uniform border around the content (wider than noise)."""
+    if not (m.width and m.height and m.content_width and m.content_height):
+        return False
+    return (m.width - m.content_width > BORDER_MIN_SHARE * m.width
+            or m.height - m.content_height > BORDER_MIN_SHARE * m.height)
+
+
+def is_camera_format(fmt: str | None) -> bool:
+    return (fmt or "").upper() in CAMERA_FORMATS
+
+
+def content_size(m: Member) -> tuple[int, int]:
+    """Width and height of the content inside any border (the canvas when not measured)."""
+    return (m.content_width or m.width or 0, m.content_height or m.height or 0)
+
+
+def _shown(m: Member) -> str:
+    return "{}x{}".format(*content_size(m))
+
+
+def _exif_words(m: Member) -> str:
+    return ", ".join(filter(None, [m.camera, f"taken {m.taken_at}" if m.taken_at else None])) or "none"
+
+
+def _later(m: Member, winner: Member) -> str:
+    if winner.taken_at and not m.taken_at:
+        return "no capture time"
+    if m.taken_at and winner.taken_at and m.taken_at != winner.taken_at:
+        return f"captured later (taken {m.taken_at})"
+    return "modified later"
+
+
+RULE_BY_NAME = {rule.name: rule for rule in [
+    Rule("colour", lambda m: m.grayscale == 1, lambda w, _: "colour (others are grayscale copies)",
+         lambda m, w: "a grayscale copy of a colour photo"),
+    Rule("no-border", bordered, lambda w, _: "no added border",
+         lambda m, w: f"an added border (content {m.content_width}x{m.content_height} in a {m.width}x{m.height} "
+                      "canvas)"),
+    Rule("camera-format", lambda m: not is_camera_format(m.format),
+         lambda w, _: f"camera format ({w.format}) over an export",
+         lambda m, w: f"an export ({m.format or 'unknown format'}); the group has the camera format {w.format}"),
+    Rule("resolution", lambda m: -content_size(m)[0] * content_size(m)[1],
+         lambda w, _: f"highest resolution ({_shown(w)})",
+         lambda m, w: f"lower resolution ({_shown(m)} against {_shown(w)})"),
+    Rule("exif", lambda m: -(bool(m.camera) + bool(m.taken_at)), lambda w, _: f"camera EXIF ({_exif_words(w)})",
+         lambda m, w: f"less camera EXIF ({_exif_words(m)})"),
+    Rule("size", lambda m: -(m.size or 0),
+         lambda w, _: f"largest file of its format and resolution ({human_size(w.size or 0)})",
+         lambda m, w: f"a smaller file of the same format and resolution ({human_size(m.size or 0)} against "
+                      f"{human_size(w.size or 0)})",
+         bucket=lambda m: ((m.format or "").upper(), content_size(m))),
+    Rule("oldest", lambda m: (m.taken_at is None, m.taken_at or "", m.mtime_ns or 0),
+         lambda w, dropped: f"oldest capture (taken {w.taken_at})"
+         if w.taken_at and any(m.taken_at != w.taken_at for m in dropped) else "oldest file (modified first)", _later),
+]}
+
+
+
+def human_size(size: int) -> str:
+    """1000-based, as file managers show sizes: ``2.5 MB``."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"  # pragma: no cover

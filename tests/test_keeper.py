@@ -1,0 +1,80 @@
+"""The keeper rules (photodedup.keeper): the camera original wins, each reason is named, the order is the user's."""
+
+from __future__ import annotations
+
+import pytest
+
+from photodedup.errors import BadInputError
+from photodedup.groups import Member
+from photodedup.keeper import DEFAULT_RULES, choose, expand_rules
+
+
+def member(file_id, w=4000, h=3000, size=5_000_000, fmt="JPEG", camera="Canon EOS R6", taken="2021-06-01T10:00:00",
+           content=None, gray=0, mtime=0, path=None) -> Member:
+    cw, ch = content or (w, h)
+    return Member(file_id, path or f"/p/{file_id}", "perceptual", 1.0, width=w, height=h, size=size, format=fmt,
+                  camera=camera, taken_at=taken, content_width=cw, content_height=ch, grayscale=gray, mtime_ns=mtime)
+
+
+ORIGINAL = member(1, path="/p/DCIM/IMG_0001.jpg")
+
+
+@pytest.mark.parametrize("other, reason, note", [
+    # a grayscale copy saved at quality 100 is bigger: colour still wins
+    (member(2, size=9_000_000, gray=1), "colour (others are grayscale copies)", "a grayscale copy of a colour photo"),
+    # a black border adds canvas pixels: the content is what counts
+    (member(2, w=4200, h=3200, size=6_000_000, content=(4000, 3000)), "no added border",
+     "an added border (content 4000x3000 in a 4200x3200 canvas)"),
+    # a PNG export is bigger and as large: the camera format wins
+    (member(2, size=20_000_000, fmt="PNG"), "camera format (JPEG) over an export",
+     "an export (PNG); the group has the camera format JPEG"),
+    (member(2, w=2000, h=1500, size=1_000_000), "highest resolution (4000x3000)",
+     "lower resolution (2000x1500 against 4000x3000)"),
+    (member(2, size=6_000_000, camera=None, taken=None), "camera EXIF (Canon EOS R6, taken 2021-06-01T10:00:00)",
+     "less camera EXIF (none)"),
+    (member(2, size=4_000_000), "largest file of its format and resolution (5.0 MB)",
+     "a smaller file of the same format and resolution (4.0 MB against 5.0 MB)"),
+    (member(2, taken="2022-01-01T00:00:00"), "oldest capture (taken 2021-06-01T10:00:00)",
+     "captured later (taken 2022-01-01T00:00:00)"),
+    (member(2, mtime=10, path="/a/first-by-path"), "oldest file (modified first)", "modified later"),
+])
+def test_the_camera_original_wins_and_every_reason_is_named(other, reason, note):
+    for members in ([ORIGINAL, other], [other, ORIGINAL]):
+        choice = choose(members)
+        assert (choice.keeper, choice.reason, choice.notes) == (1, reason, {2: note})
+
+
+def test_size_decides_only_between_files_of_the_same_format_and_resolution():
+    # the WebP is bigger, but the size rule never compares across formats, so the oldest rule decides
+    webp = member(2, size=9_000_000, fmt="WEBP", mtime=5)
+    choice = choose([member(1, mtime=9), webp], rules="resolution,exif,size,oldest")
+    assert choice.keeper == 2 and choice.reason == "oldest file (modified first)"
+
+
+def test_identical_members_fall_back_to_the_first_path():
+    choice = choose([member(2, path="/b"), member(1, path="/a")])
+    assert choice.keeper == 1 and choice.reason == "all else equal: first by path"
+
+
+def test_rules_run_in_the_order_given():
+    bigger_gray = member(2, w=6000, h=4000, gray=1)
+    assert choose([ORIGINAL, bigger_gray]).keeper == 1
+    reordered = choose([ORIGINAL, bigger_gray], rules="resolution,not-derivative,exif,size,oldest")
+    assert (reordered.keeper, reordered.reason) == (2, "highest resolution (6000x4000)")
+
+
+def test_a_reference_folder_always_wins():
+    small = member(2, w=640, h=480, size=10, gray=1, path="/archive/IMG_1.jpg")
+    choice = choose([ORIGINAL, small], prefer=["/archive"])
+    assert (choice.keeper, choice.reason, choice.notes) == (2, "in a reference folder (--prefer)",
+                                                            {1: "not in a reference folder (--prefer)"})
+    assert choose([ORIGINAL, small], prefer=["/arch"]).keeper == 1  # a prefix of a name is not a folder
+
+
+def test_unknown_or_repeated_rules_are_clear_errors():
+    assert expand_rules(DEFAULT_RULES) == ("colour", "no-border", "camera-format", "resolution", "exif", "size",
+                                           "oldest")
+    with pytest.raises(BadInputError, match="unknown keeper rule 'biggest'"):
+        expand_rules("resolution,biggest")
+    with pytest.raises(BadInputError, match="keeper rule 'colour' is listed twice"):
+        expand_rules("not-derivative,colour")
