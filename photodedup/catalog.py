@@ -129,13 +129,21 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE group_members ADD COLUMN note TEXT NOT NULL DEFAULT '';
     """,
+    # 5: camera RAW files: how each was decoded, and RAW+JPEG pairs (one shot written as two files)
+    """
+    ALTER TABLE files ADD COLUMN raw_decode TEXT;  -- RAW files: preview or half-size (NULL: not a RAW)
+    CREATE TABLE raw_pairs (                       -- recomputed by every scan (photodedup.raw.find_pairs)
+        raw_id    INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
+        other_id  INTEGER NOT NULL UNIQUE REFERENCES files(id) ON DELETE CASCADE  -- its JPEG or HEIC
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 FILE_COLUMNS = (
     "path", "root", "size", "mtime_ns", "status", "error_kind", "reason", "md5", "phash", "dhash",
-    "width", "height", "format", "taken_at", "camera", "exif_tags", "scanned_at",
+    "width", "height", "format", "taken_at", "camera", "exif_tags", "scanned_at", "raw_decode",
 )
 
 
@@ -395,6 +403,17 @@ class Catalog:
             sql += " AND (path = ? OR path LIKE ? ESCAPE '\\')"
             args += [to_db(under), _like_prefix(under)]
         return self.conn.execute(sql + " ORDER BY path", args).fetchall()
+
+    def set_raw_pairs(self, pairs: Iterable[tuple[int, int]]) -> None:
+        """Replace the RAW+JPEG pairs with ``(raw_id, other_id)`` pairs, in one transaction."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM raw_pairs")
+            conn.executemany("INSERT INTO raw_pairs VALUES (?, ?)", pairs)
+
+    def raw_pairs(self) -> dict[int, int]:
+        """Each paired file's partner, both ways (RAW id -> JPEG/HEIC id and back)."""
+        rows = self.conn.execute("SELECT raw_id, other_id FROM raw_pairs").fetchall()
+        return {a: b for raw_id, other_id in rows for a, b in ((raw_id, other_id), (other_id, raw_id))}
 
     def file(self, file_id: int) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()

@@ -26,7 +26,7 @@ from pathlib import Path
 import imagehash
 from PIL import Image, UnidentifiedImageError
 
-from photodedup import config
+from photodedup import config, raw
 from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, Interrupted, ignore_interrupts
 from photodedup.preprocess import (
@@ -43,13 +43,14 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".dib", ".gif", ".mpo",
-    ".heic", ".heif", ".hif", ".avif", ".ppm", ".pgm", ".pbm", ".pnm",
+    ".heic", ".heif", ".hif", ".avif", ".ppm", ".pgm", ".pbm", ".pnm", *raw.RAW_EXTENSIONS,
 }
 # Leading bytes of image formats, to find images by content whatever their name.
 _MAGIC: tuple[tuple[int, bytes], ...] = (
     (0, b"\xff\xd8\xff"), (0, b"\x89PNG\r\n\x1a\n"), (0, b"GIF87a"), (0, b"GIF89a"), (0, b"BM"),
     (0, b"II*\x00"), (0, b"MM\x00*"), (8, b"WEBP"), (4, b"ftypheic"), (4, b"ftypheix"), (4, b"ftypmif1"),
     (4, b"ftyphevc"), (4, b"ftypavif"), (0, b"8BPS"), (0, b"\xff\x0a"), (4, b"jP  "),
+    *((offset, magic) for offset, magic, _ in raw.RAW_MAGIC),
 )
 THUMB_SIZE = 320
 WRITE_BATCH = 64
@@ -140,6 +141,7 @@ def scan(
         gone = [p for p in known if p not in seen and known[p].status != "missing"
                 and _under_any(p, roots) and not os.path.lexists(p)]
         summary.missing += cat.mark_missing(gone)
+        cat.set_raw_pairs(raw.find_pairs(cat.files()))
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -301,6 +303,8 @@ def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes |
     row["md5"] = hashlib.md5(data).hexdigest()
     try:
         return _inspect_image(row, data, max_pixels)
+    except raw.RawReadError as error:
+        return _error(row, error.kind, str(error)), None, None
     except Image.DecompressionBombError as error:
         return _error(row, "too-large", f"refused before decoding: {error}"), None, None
     except UnidentifiedImageError:
@@ -315,7 +319,7 @@ def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes |
         return _error(row, "corrupt", f"cannot decode: {type(error).__name__}: {error}"), None, None
 
 
-def _inspect_image(row: dict, data: bytes, max_pixels: int) -> tuple[dict, bytes, bytes]:
+def _open_image(row: dict, data: bytes, max_pixels: int) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         image = open_checked(data, max_pixels=max_pixels)
@@ -328,6 +332,20 @@ def _inspect_image(row: dict, data: bytes, max_pixels: int) -> tuple[dict, bytes
         row["width"], row["height"] = width, height
         _read_exif(row, exif)
         image = decode_oriented(image, fast=True, shortest=DEFAULT_PREPROCESS.size)
+    return image
+
+
+def _open_raw(row: dict, data: bytes, max_pixels: int, fmt: str) -> Image.Image:
+    shot = raw.read_raw(data, fmt, max_pixels=max_pixels, shortest=DEFAULT_PREPROCESS.size)
+    row.update(format=shot.format, width=shot.width, height=shot.height, raw_decode=shot.decoded_from)
+    _read_exif(row, shot.exif)
+    row["taken_at"] = row["taken_at"] or shot.taken_at
+    return shot.image
+
+
+def _inspect_image(row: dict, data: bytes, max_pixels: int) -> tuple[dict, bytes, bytes]:
+    fmt = raw.raw_format(row["path"], data[:16])
+    image = _open_raw(row, data, max_pixels, fmt) if fmt else _open_image(row, data, max_pixels)
     gray = image.convert("L")  # both hashes work on grey levels: convert once
     row["phash"] = _signed(imagehash.phash(gray))
     row["dhash"] = _signed(imagehash.dhash(gray))
