@@ -358,11 +358,13 @@ class Catalog:
         return {row["path"]: Known(row[0], row[2], row[3], row[4]) for row in rows}
 
     def record_files(self, rows: Sequence[dict], *, crops: dict[str, tuple[str, bytes]] | None = None,
-                     thumbs: dict[str, bytes] | None = None) -> None:
+                     thumbs: dict[str, bytes] | None = None) -> dict[str, int]:
         """Insert or replace file rows (keyed by path) with their crop and thumbnail, in one transaction.
 
         A row that replaces an older version of the file drops the old derived data first.
+        Returns the file id of each path.
         """
+        ids: dict[str, int] = {}
         crops = crops or {}
         thumbs = thumbs or {}
         placeholders = ", ".join("?" for _ in FILE_COLUMNS)
@@ -383,6 +385,8 @@ class Catalog:
                     conn.execute("INSERT INTO crops VALUES (?, ?, ?)", (file_id, spec, jpeg))
                 if row["path"] in thumbs:
                     conn.execute("INSERT INTO thumbs VALUES (?, ?)", (file_id, thumbs[row["path"]]))
+                ids[row["path"]] = file_id
+        return ids
 
     def mark_missing(self, paths: Iterable[str], reason: str = "not found on the last scan") -> int:
         """Mark paths missing (their rows and decisions stay); returns how many changed."""

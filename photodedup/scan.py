@@ -17,8 +17,7 @@ import os
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +27,8 @@ from PIL import Image, UnidentifiedImageError
 
 from photodedup import config, raw
 from photodedup.catalog import Catalog, display
-from photodedup.errors import BadInputError, Interrupted, ignore_interrupts
+from photodedup.errors import BadInputError, Interrupted
+from photodedup.executor import Executor, open_executor
 from photodedup.preprocess import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_PREPROCESS,
@@ -96,9 +96,14 @@ class ScanSummary:
 def scan(
     roots: Sequence[Path | str], *, catalog: Path | str | None = None, include: Iterable[str] = (),
     exclude: Iterable[str] = (), workers: int | None = None, progress: ProgressCallback = no_progress,
-    max_pixels: int = DEFAULT_MAX_PIXELS, follow_links: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS, engine: str | Executor = "local", ray_address: str | None = None,
+    embedder=None, follow_links: bool = False,
 ) -> ScanSummary:
     """Scan ``roots`` into the catalog and return what happened.
+
+    ``engine``: where the per-file work runs (``local`` processes, ``ray`` tasks on the cluster at
+    ``ray_address``, or an open ``Executor``). ``embedder``: a backend that embeds each batch as it is
+    written, instead of storing the model crops (``embed.record_with_embeddings``).
 
     Directory symlinks are followed when they lead inside the roots (each folder is read once), and
     to folders outside them only with ``follow_links``. Ctrl-C keeps what was read and raises
@@ -130,13 +135,19 @@ def scan(
                 (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns) else "updated"
             todo.append((path, root, stat.st_size, stat.st_mtime_ns, kind))
 
-        try:
-            _inspect_all(cat, todo, summary, workers, progress, max_pixels)
-        except KeyboardInterrupt:
-            saved = summary.new + summary.updated + summary.retried + summary.missing
-            raise Interrupted(f"interrupted: this scan saved {saved} files to {cat.path} "
-                              f"({sum(cat.counts().values())} in the catalog); "
-                              "run the same command again to continue where it stopped") from None
+        if todo:  # a Ray runtime takes seconds to start: only when there is work
+            executor = open_executor(engine, workers=workers, address=ray_address) if isinstance(engine, str) \
+                else engine
+            try:
+                _inspect_all(cat, todo, summary, executor, progress, max_pixels, embedder)
+            except KeyboardInterrupt:
+                saved = summary.new + summary.updated + summary.retried + summary.missing
+                raise Interrupted(f"interrupted: this scan saved {saved} files to {cat.path} "
+                                  f"({sum(cat.counts().values())} in the catalog); "
+                                  "run the same command again to continue where it stopped") from None
+            finally:
+                if executor is not engine:
+                    executor.close()
 
         gone = [p for p in known if p not in seen and known[p].status != "missing"
                 and _under_any(p, roots) and not os.path.lexists(p)]
@@ -146,23 +157,27 @@ def scan(
     return summary
 
 
-def _inspect_all(cat: Catalog, todo, summary: ScanSummary, workers, progress, max_pixels) -> None:
-    """Inspect files in worker processes; commit results in batches as they arrive."""
+def _inspect_all(cat: Catalog, todo, summary: ScanSummary, executor: Executor, progress, max_pixels,
+                 embedder=None) -> None:
+    """Inspect files with the executor; commit results in batches as they arrive (this is the one writer)."""
     kinds: Counter[str] = Counter(summary.error_kinds)
     rows, crops, thumbs = [], {}, {}
     last_commit = time.monotonic()
 
     def commit() -> None:
         nonlocal rows, crops, thumbs, last_commit
-        if rows:
+        if rows and embedder is not None:
+            from photodedup.embed import record_with_embeddings
+
+            record_with_embeddings(cat, embedder, rows, crops, thumbs)
+        elif rows:
             cat.record_files(rows, crops=crops, thumbs=thumbs)
         rows, crops, thumbs = [], {}, {}
         last_commit = time.monotonic()
 
-    workers = workers or os.cpu_count() or 1
     jobs = [(path, root, max_pixels) for path, root, _, _, _ in todo]
     kind_of = {path: kind for path, _, _, _, kind in todo}
-    results = _run_jobs(jobs, workers)
+    results = executor.map(_inspect_job, jobs, chunksize=4)
     try:
         for done, (row, crop, thumb) in enumerate(results, 1):
             path = row["path"]
@@ -185,17 +200,6 @@ def _inspect_all(cat: Catalog, todo, summary: ScanSummary, workers, progress, ma
     finally:
         commit()  # keep what is finished, also when interrupted
         summary.error_kinds = dict(kinds)
-
-
-def _run_jobs(jobs, workers: int) -> Iterator[tuple[dict, bytes | None, bytes | None]]:
-    if workers <= 1 or len(jobs) < 4:
-        yield from map(_inspect_job, jobs)
-        return
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=ignore_interrupts)
-    try:
-        yield from pool.map(_inspect_job, jobs, chunksize=4)
-    finally:  # on Ctrl-C or an error, drop the queued files instead of reading them all first
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: ScanSummary,
