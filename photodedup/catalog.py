@@ -276,18 +276,23 @@ class Catalog:
     def writer(self, stage: str) -> Iterator[Catalog]:
         """Hold the catalog for one writing stage (scan, embed); another one refuses clearly.
 
-        An advisory ``flock`` on the catalog file itself (independent of SQLite's own locks), so it
-        is released when the process ends however it ends.
+        A POSIX lock on ``<catalog>.lock`` (holding the holder's pid): released when the process ends
+        however it ends, and, unlike ``flock``, not inherited by the worker processes it forks.
         """
         self.require_writable()
-        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
             os.close(fd)
-            raise CatalogError(f"another photodedup scan or embed is writing {self.path}",
+            if error.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise CatalogError(f"another photodedup scan or embed (pid {holder or '?'}) is writing {self.path}",
                                hint=f"wait for it to finish, then run {stage} again: it continues from there") from None
         try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {stage}\n".encode(), 0)
             yield self
         finally:
             os.close(fd)
