@@ -137,6 +137,20 @@ MIGRATIONS: list[str] = [
         other_id  INTEGER NOT NULL UNIQUE REFERENCES files(id) ON DELETE CASCADE  -- its JPEG or HEIC
     );
     """,
+    # 6: per-file features for matching and keeper rules (photodedup.hashing). The content is the image
+    # without uniform borders, in oriented full-resolution pixels; phash/dhash are of the content.
+    # NULL content_width on an ok row: scanned before version 6 (the next scan reads it again).
+    # grayscale: 1 when the image has no colour information. phashes: the 8 dihedral pHashes of the
+    # content, uint64 little-endian, in photodedup.hashing.VARIANTS order. (No SQL comments here:
+    # SQLite appends an added column's text to the stored CREATE TABLE.)
+    """
+    ALTER TABLE files ADD COLUMN content_width INTEGER;
+    ALTER TABLE files ADD COLUMN content_height INTEGER;
+    ALTER TABLE files ADD COLUMN content_left INTEGER;
+    ALTER TABLE files ADD COLUMN content_top INTEGER;
+    ALTER TABLE files ADD COLUMN grayscale INTEGER;
+    ALTER TABLE files ADD COLUMN phashes BLOB
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -144,6 +158,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 FILE_COLUMNS = (
     "path", "root", "size", "mtime_ns", "status", "error_kind", "reason", "md5", "phash", "dhash",
     "width", "height", "format", "taken_at", "camera", "exif_tags", "scanned_at", "raw_decode",
+    "content_width", "content_height", "content_left", "content_top", "grayscale", "phashes",
 )
 
 
@@ -155,6 +170,7 @@ class Known:
     size: int | None
     mtime_ns: int | None
     status: str
+    complete: bool = True  # False: an ok row without the features of the current schema (read it again)
 
 
 _PATH_COLUMNS = frozenset({"path", "root"})
@@ -359,8 +375,9 @@ class Catalog:
     # -- files ----------------------------------------------------------------------------------
     def known_files(self) -> dict[str, Known]:
         """Every path the catalog holds, with what decides whether it changed."""
-        rows = self.conn.execute("SELECT id, path, size, mtime_ns, status FROM files")
-        return {row["path"]: Known(row[0], row[2], row[3], row[4]) for row in rows}
+        rows = self.conn.execute("SELECT id, path, size, mtime_ns, status, "
+                                 "status != 'ok' OR content_width IS NOT NULL FROM files")
+        return {row[1]: Known(row[0], row[2], row[3], row[4], bool(row[5])) for row in rows}
 
     def record_files(self, rows: Sequence[dict], *, crops: dict[str, tuple[str, bytes]] | None = None,
                      thumbs: dict[str, bytes] | None = None) -> dict[str, int]:

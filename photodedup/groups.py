@@ -272,24 +272,25 @@ def take_out(cat: Catalog, group_id: int, file_id: int, value: bool = True) -> G
     return find_group(cat, group_id)
 
 
-def accept_suggestions(cat: Catalog, group_ids: list[int]) -> dict:
-    """Mark the suggested keeper keep and the rest trash in each of these groups that nobody decided yet.
+def accept_suggestions(cat: Catalog, group_ids: list[int], *, dry_run: bool = False) -> dict:
+    """Mark the suggested keeper (and reference files) keep and the rest trash in each of these groups
+    that nobody has decided on yet; groups with any decision, dismissed or applied are left alone.
 
-    Groups with any decision, dismissed or applied are left alone. Returns what was marked.
+    Returns the groups marked (or, with ``dry_run``, that would be), the files marked trash and their bytes.
     """
     wanted = set(group_ids)
-    groups = [g for g in current_groups(cat) if g.id in wanted]
-    done, files, size = [], 0, 0
-    for g in groups:
-        if g.state != "open":
+    done, trash = [], []
+    for g in current_groups(cat):
+        if g.id not in wanted or g.state != "open":
             continue
         actions = g.suggested()
-        cat.set_decisions(actions, group_id=g.id)
-        trash = [m for m in g.members if actions.get(m.file_id) == "trash"]
+        if not dry_run:
+            cat.set_decisions(actions, group_id=g.id)
         done.append(g.id)
-        files += len(trash)
-        size += sum(m.size or 0 for m in trash)
-    return {"groups": done, "skipped": sorted(wanted - set(done)), "files": files, "bytes": size}
+        trash += [{"path": m.path, "size": m.size, "group": g.id}
+                  for m in g.members if actions.get(m.file_id) == "trash"]
+    return {"dry_run": dry_run, "groups": done, "skipped": sorted(wanted - set(done)), "files": len(trash),
+            "bytes": sum(t["size"] or 0 for t in trash), "trash": trash}
 
 
 def reset(cat: Catalog, group_id: int) -> Group:
@@ -308,6 +309,22 @@ def _member(group: Group, file_id: int, *, removed: bool = False) -> Member:
     raise BadInputError(f"file {file_id} is not {'taken out of' if removed else 'in'} group {group.id}")
 
 
+def evidence_words(m: Member) -> str:
+    """What joined a member to its group, in words."""
+    kind, _, variant = m.evidence.partition(",")
+    variant = f" ({variant.strip()})" if variant.strip() else ""
+    if m.keeper or kind == "keeper":
+        return "the suggested keeper"
+    if kind == "exact":
+        return "an exact copy: the same bytes"
+    if kind == "perceptual":
+        bits = round((1.0 - m.score) * 64)
+        return f"looks the same{variant}: its perceptual hash differs in {bits} of 64 bits"
+    if kind == "semantic":
+        return f"the same scene by the model's embedding (cosine {m.score:.3f}){variant}"
+    return f"{m.evidence} ({m.score:.3f})"
+
+
 # -- differences between two members (the page's side-by-side compare) ------------------------------
 def differences(a: Member, b: Member) -> list[str]:
     """What the tool knows differs between two members, in words (border, grayscale, crop, mirror, ...)."""
@@ -319,7 +336,7 @@ def differences(a: Member, b: Member) -> list[str]:
                        f"in {m.width}x{m.height})")
     if a.grayscale is not None and b.grayscale is not None and a.grayscale != b.grayscale:
         out.append(f"grayscale: {name(a if a.grayscale else b)} is grayscale, {name(b if a.grayscale else a)} colour")
-    ca, cb = _content(a), _content(b)
+    ca, cb = keeper_rules.content_size(a), keeper_rules.content_size(b)
     if all(ca) and all(cb) and abs(ca[0] / ca[1] - cb[0] / cb[1]) > 0.02 and \
             abs(ca[0] / ca[1] - cb[1] / cb[0]) > 0.02:
         out.append(f"crop: the aspect ratios differ ({ca[0]}x{ca[1]} and {cb[0]}x{cb[1]}), so one shows less")
@@ -341,10 +358,6 @@ def differences(a: Member, b: Member) -> list[str]:
     if a.md5 and a.md5 == b.md5:
         out.append("identical bytes (same md5)")
     return out
-
-
-def _content(m: Member) -> tuple[int, int]:
-    return (m.content_width or m.width or 0, m.content_height or m.height or 0)
 
 
 # -- labels ---------------------------------------------------------------------------------------

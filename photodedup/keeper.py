@@ -38,8 +38,10 @@ ALIASES = {"not-derivative": ("colour", "no-border", "camera-format")}
 DEFAULT_RULES = ("not-derivative", "resolution", "exif", "size", "oldest")
 CAMERA_FORMATS = frozenset({"JPEG", "MPO", "HEIF", "HEIC", "RAW", "DNG", "CR2", "CR3", "CRW", "NEF", "NRW", "ARW",
                             "SRF", "SR2", "RAF", "ORF", "RW2", "PEF", "SRW", "X3F", "3FR", "IIQ", "ERF", "MRW"})
-#: A border narrower than this share of the canvas is noise at the image edge, not an added border.
-BORDER_MIN_SHARE = 0.01
+#: A border narrower than this share of the canvas (on one side or both together) is the photo's own
+#: dark or flat edge, not an added border: natural photos trim by up to ~1% (24 px of 4000 on the
+#: sample library), and added borders are wider.
+BORDER_MIN_SHARE = 0.02
 
 
 def expand_rules(names: Sequence[str] | str) -> tuple[str, ...]:
@@ -90,23 +92,25 @@ def choose(members: Sequence[Member], rules: Sequence[str] = DEFAULT_RULES,
     """Apply reference folders then ``rules`` (see the module doc) to the members of one group."""
     steps = ([_reference(prefer)] if prefer else []) + [RULE_BY_NAME[name] for name in expand_rules(rules)]
     left = sorted(members, key=lambda m: m.path)
-    reasons: list[str] = []
+    decided: list[tuple[Rule, list[Member]]] = []  # each rule that dropped someone, with whom
     notes: dict[int, str] = {}
     for rule in steps:
         if len(left) == 1:
             break
         kept = rule.best(left)
         if len(kept) < len(left):
-            reasons.append(rule.reason(kept[0], [m for m in left if m not in kept]))
-            for m in left:
-                if m not in kept:
-                    notes[m.file_id] = rule.note(m, next(k for k in kept if rule.bucket(k) == rule.bucket(m)))
+            dropped = [m for m in left if m not in kept]
+            for m in dropped:
+                notes[m.file_id] = rule.note(m, next(k for k in kept if rule.bucket(k) == rule.bucket(m)))
+            decided.append((rule, dropped))
             left = kept
+    keeper = left[0]
+    reasons = [rule.reason(keeper, dropped) for rule, dropped in decided]
     if len(left) > 1:
         reasons.append("all else equal: first by path")
         for m in left[1:]:
             notes[m.file_id] = "equal to the keeper by every rule (the keeper comes first by path)"
-    return Choice(left[0].file_id, "; ".join(reasons), notes)
+    return Choice(keeper.file_id, "; ".join(reasons), notes)
 
 
 @dataclass(frozen=True)
@@ -145,8 +149,15 @@ def is_camera_format(fmt: str | None) -> bool:
 
 
 def content_size(m: Member) -> tuple[int, int]:
-    """Width and height of the content inside any border (the canvas when not measured)."""
-    return (m.content_width or m.width or 0, m.content_height or m.height or 0)
+    """Width and height of the content inside an added border; the canvas when there is none.
+
+    A trim narrower than ``BORDER_MIN_SHARE`` is the photo's own dark or flat edge, and it moves
+    with every edit (brightening a copy trims it a few rows differently): counting it would make
+    resolution a coin toss between equal copies.
+    """
+    if bordered(m):
+        return (m.content_width or 0, m.content_height or 0)
+    return (m.width or 0, m.height or 0)
 
 
 def _shown(m: Member) -> str:

@@ -23,9 +23,10 @@ from datetime import datetime
 from pathlib import Path
 
 import imagehash
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from photodedup import config, raw
+from photodedup import config, hashing, raw
 from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, Interrupted
 from photodedup.executor import Executor, open_executor
@@ -125,7 +126,8 @@ def scan(
             seen.add(path)
             summary.files += 1
             old = known.get(path)
-            if old and old.status == "ok" and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            if (old and old.status == "ok" and old.complete
+                    and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns)):
                 summary.unchanged += 1
                 continue
             if old is None and not _looks_like_image(path):
@@ -350,15 +352,30 @@ def _open_raw(row: dict, data: bytes, max_pixels: int, fmt: str) -> Image.Image:
 def _inspect_image(row: dict, data: bytes, max_pixels: int) -> tuple[dict, bytes, bytes]:
     fmt = raw.raw_format(row["path"], data[:16])
     image = _open_raw(row, data, max_pixels, fmt) if fmt else _open_image(row, data, max_pixels)
-    gray = image.convert("L")  # both hashes work on grey levels: convert once
-    row["phash"] = _signed(imagehash.phash(gray))
-    row["dhash"] = _signed(imagehash.dhash(gray))
+    _content_features(row, image)
     crop = encode_jpeg(center_crop_array(image, DEFAULT_PREPROCESS))
     thumb = image.convert("RGB")
     thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     thumb.save(buffer, format="JPEG", quality=80)
     return row, crop, buffer.getvalue()
+
+
+def _content_features(row: dict, image: Image.Image) -> None:
+    """Borders trimmed (box in full-resolution pixels), grayscale, and the hashes of the content."""
+    pixels = np.asarray(image.convert("RGB") if image.mode not in ("RGB", "L") else image)
+    left, top, right, bottom = hashing.trim_box(pixels)
+    content = image.crop((left, top, right, bottom)) if (right - left, bottom - top) != image.size else image
+    scale_x, scale_y = row["width"] / image.width, row["height"] / image.height
+    row["content_left"], row["content_top"] = round(left * scale_x), round(top * scale_y)
+    row["content_width"] = min(row["width"], round((right - left) * scale_x))
+    row["content_height"] = min(row["height"], round((bottom - top) * scale_y))
+    row["grayscale"] = int(hashing.is_grayscale(content))
+    gray = content.convert("L")  # both hashes work on grey levels: convert once
+    phashes = hashing.dihedral_phashes(gray)
+    row["phashes"] = hashing.pack(phashes)
+    row["phash"] = int(phashes[:1].view(np.int64)[0])
+    row["dhash"] = _signed(imagehash.dhash(gray))
 
 
 def _read_exif(row: dict, exif) -> None:

@@ -78,3 +78,21 @@ def test_unknown_or_repeated_rules_are_clear_errors():
         expand_rules("resolution,biggest")
     with pytest.raises(BadInputError, match="keeper rule 'colour' is listed twice"):
         expand_rules("not-derivative,colour")
+
+
+def test_the_reason_speaks_of_the_keeper_not_of_another_survivor():
+    jpeg = member(1, size=3_000_000, path="/b/IMG_1.jpg")
+    raw = member(2, size=24_000_000, fmt="DNG", mtime=5, path="/a/IMG_1.dng")  # first by path, survives size
+    png = member(3, size=9_000_000, fmt="PNG", camera=None, taken=None)
+    choice = choose([png, raw, jpeg])
+    assert choice.keeper == 1
+    assert choice.reason == "camera format (JPEG) over an export; oldest file (modified first)"
+    assert choice.notes == {3: "an export (PNG); the group has the camera format DNG", 2: "modified later"}
+
+
+def test_a_photo_s_own_dark_edge_is_not_a_border():
+    # border trimming finds a few rows of dark edge, differently in each copy: not a resolution difference
+    edge = member(1, content=(3952, 2960), mtime=0)
+    brighter = member(2, content=(3952, 2968), size=6_000_000, mtime=9)
+    choice = choose([edge, brighter])
+    assert choice.keeper == 2 and choice.reason.startswith("largest file of its format and resolution")
