@@ -151,6 +151,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE files ADD COLUMN grayscale INTEGER;
     ALTER TABLE files ADD COLUMN phashes BLOB
     """,
+    # 7: the JPEG quality its quantization tables say (photodedup.scan.jpeg_quality; 100 only for
+    # all-ones tables, which cameras never write: a re-save at maximum quality). NULL: not a JPEG.
+    """
+    ALTER TABLE files ADD COLUMN jpeg_quality INTEGER
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -158,7 +163,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 FILE_COLUMNS = (
     "path", "root", "size", "mtime_ns", "status", "error_kind", "reason", "md5", "phash", "dhash",
     "width", "height", "format", "taken_at", "camera", "exif_tags", "scanned_at", "raw_decode",
-    "content_width", "content_height", "content_left", "content_top", "grayscale", "phashes",
+    "content_width", "content_height", "content_left", "content_top", "grayscale", "phashes", "jpeg_quality",
 )
 
 
@@ -376,7 +381,8 @@ class Catalog:
     def known_files(self) -> dict[str, Known]:
         """Every path the catalog holds, with what decides whether it changed."""
         rows = self.conn.execute("SELECT id, path, size, mtime_ns, status, "
-                                 "status != 'ok' OR content_width IS NOT NULL FROM files")
+                                 "status != 'ok' OR (content_width IS NOT NULL AND "
+                                 "(format IS NOT 'JPEG' OR jpeg_quality IS NOT NULL)) FROM files")
         return {row[1]: Known(row[0], row[2], row[3], row[4], bool(row[5])) for row in rows}
 
     def record_files(self, rows: Sequence[dict], *, crops: dict[str, tuple[str, bytes]] | None = None,

@@ -568,7 +568,7 @@ PreferOpt = Annotated[list[Path] | None, typer.Option(
     "for, or moved to, the trash.")]
 KeeperRulesOpt = Annotated[str, typer.Option(
     "--keeper-rules", help="Keeper rules in order, comma-separated: not-derivative (= colour,no-border,"
-    "camera-format), resolution, exif, size, oldest; see docs/DECISIONS.md.")]
+    "camera-format,not-resaved), resolution, exif, size, oldest; see docs/DECISIONS.md.")]
 DEFAULT_KEEPER_RULES = "not-derivative,resolution,exif,size,oldest"
 
 

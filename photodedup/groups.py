@@ -51,6 +51,7 @@ class Member:
     content_width: int | None = None   # inside any uniform border (None: not measured)
     content_height: int | None = None
     grayscale: int | None = None       # 1 grayscale, 0 colour, None not measured
+    jpeg_quality: int | None = None    # JPEG quality of its tables (100: a maximum-quality re-save)
     status: str = "ok"
     keeper: bool = False
     note: str = ""                   # why it is not the keeper (the rule that decided)
@@ -69,7 +70,8 @@ class Member:
                    width=get("width"), height=get("height"), size=get("size"), format=get("format"),
                    taken_at=get("taken_at"), camera=get("camera"), md5=get("md5"), mtime_ns=get("mtime_ns"),
                    content_width=get("content_width"), content_height=get("content_height"),
-                   grayscale=get("grayscale"), status=get("status") or "ok", **extra)
+                   grayscale=get("grayscale"), jpeg_quality=get("jpeg_quality"), status=get("status") or "ok",
+                   **extra)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -125,7 +127,7 @@ class Group:
                 "files": [m.file_id for m in self.members], "removed": len(self.removed)}
 
     def detail(self) -> dict:
-        return self.summary() | {"members": [m.as_dict() for m in self.members],
+        return self.summary() | {"members": [m.as_dict() | {"evidence_words": evidence_words(m)} for m in self.members],
                                  "removed_members": [m.as_dict() for m in self.removed]}
 
     def as_dict(self) -> dict:

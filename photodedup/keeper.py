@@ -4,11 +4,13 @@ Reference folders (``--prefer DIR``) come first and always: a file under one alw
 file under one is ever proposed for the trash. Then the rules, in this order unless told otherwise
 (``--keeper-rules``):
 
-1. ``not-derivative``, which is three rules in a row:
+1. ``not-derivative``, which is four rules in a row:
    ``colour``: a colour photo over a grayscale copy (when the group holds colour photos at all);
    ``no-border``: a photo without an added uniform border over one with (the scan measures the
    content inside uniform borders);
-   ``camera-format``: a camera format (JPEG, HEIC, RAW) over an export (PNG, WebP, TIFF, GIF, BMP).
+   ``camera-format``: a camera format (JPEG, HEIC, RAW) over an export (PNG, WebP, TIFF, GIF, BMP);
+   ``not-resaved``: any file over a JPEG re-saved at maximum quality (all-ones quantization tables,
+   which cameras never write; such a re-save is larger than its original without being better).
 2. ``resolution``: the most pixels of *content* (inside any border), not of the canvas.
 3. ``exif``: camera EXIF (make and model, capture time) over none.
 4. ``size``: the larger file, but only against files of the same format and content resolution
@@ -33,8 +35,8 @@ from photodedup.errors import BadInputError
 if TYPE_CHECKING:
     from photodedup.groups import Member
 
-RULES = ("colour", "no-border", "camera-format", "resolution", "exif", "size", "oldest")
-ALIASES = {"not-derivative": ("colour", "no-border", "camera-format")}
+RULES = ("colour", "no-border", "camera-format", "not-resaved", "resolution", "exif", "size", "oldest")
+ALIASES = {"not-derivative": ("colour", "no-border", "camera-format", "not-resaved")}
 DEFAULT_RULES = ("not-derivative", "resolution", "exif", "size", "oldest")
 CAMERA_FORMATS = frozenset({"JPEG", "MPO", "HEIF", "HEIC", "RAW", "DNG", "CR2", "CR3", "CRW", "NEF", "NRW", "ARW",
                             "SRF", "SR2", "RAF", "ORF", "RW2", "PEF", "SRW", "X3F", "3FR", "IIQ", "ERF", "MRW"})
@@ -185,6 +187,8 @@ RULE_BY_NAME = {rule.name: rule for rule in [
     Rule("camera-format", lambda m: not is_camera_format(m.format),
          lambda w, _: f"camera format ({w.format}) over an export",
          lambda m, w: f"an export ({m.format or 'unknown format'}); the group has the camera format {w.format}"),
+    Rule("not-resaved", lambda m: m.jpeg_quality == 100, lambda w, _: "not a maximum-quality re-save",
+         lambda m, w: "a JPEG re-saved at maximum quality (quality-100 tables, which cameras do not write)"),
     Rule("resolution", lambda m: -content_size(m)[0] * content_size(m)[1],
          lambda w, _: f"highest resolution ({_shown(w)})",
          lambda m, w: f"lower resolution ({_shown(m)} against {_shown(w)})"),

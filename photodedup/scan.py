@@ -331,6 +331,8 @@ def _open_image(row: dict, data: bytes, max_pixels: int) -> Image.Image:
         image = open_checked(data, max_pixels=max_pixels)
         width, height = image.size
         row["format"] = image.format
+        if image.format == "JPEG":
+            row["jpeg_quality"] = jpeg_quality(getattr(image, "quantization", None) or {})
         exif = image.getexif()
         orientation = exif.get(0x0112, 1)
         if orientation in _ORIENTATION_SWAPS:
@@ -387,6 +389,28 @@ def _read_exif(row: dict, exif) -> None:
     if model and make and not model.lower().startswith(make.lower().split()[0]):
         model = f"{make} {model}"
     row["camera"] = model or make or None
+
+
+# The IJG (libjpeg) luminance table at quality 50, which every quality setting scales.
+_IJG_LUMINANCE = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+                  14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+                  49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+
+
+def jpeg_quality(tables: dict) -> int | None:
+    """The quality a JPEG's quantization tables correspond to on libjpeg's scale (1-100), or None.
+
+    100 only when every table is all ones: the tables of a re-save at maximum quality, which no
+    camera writes (its files would be twice the size). Otherwise the libjpeg estimate, at most 99.
+    """
+    if not tables:
+        return None
+    if all(v == 1 for table in tables.values() for v in table):
+        return 100
+    luminance = tables.get(0) or next(iter(tables.values()))
+    scale = 100.0 * sum(luminance) / sum(_IJG_LUMINANCE)
+    quality = (200.0 - scale) / 2.0 if scale <= 100 else 5000.0 / scale
+    return max(1, min(99, round(quality)))
 
 
 def _exif_date(value) -> str | None:
