@@ -62,3 +62,16 @@ class SafetyError(PhotodedupError):
     """An action was refused because it could lose a file (apply, undo)."""
 
     exit_code = 10
+
+
+class Interrupted(PhotodedupError):
+    """Ctrl-C stopped a stage; the message says what was saved and that a rerun continues."""
+
+    exit_code = 130
+
+
+def ignore_interrupts() -> None:
+    """Initializer for worker processes: Ctrl-C is the parent's to handle (it saves, then raises Interrupted)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from photodedup.errors import BackendUnavailableError, BadInputError
+from photodedup.errors import BackendUnavailableError, BadInputError, ignore_interrupts
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class LocalExecutor(_Closing):
         if self._pool is None:
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(max_workers=self.workers)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=ignore_interrupts)
         return self._pool.map(fn, jobs, chunksize=chunksize)
 
     def close(self) -> None:

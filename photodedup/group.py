@@ -24,7 +24,7 @@ import numpy as np
 
 from photodedup import cluster as clu
 from photodedup import keeper
-from photodedup.catalog import Catalog, open_catalog
+from photodedup.catalog import Catalog, display, open_catalog
 from photodedup.errors import BadInputError
 from photodedup.groups import Group, Member
 from photodedup.progress import ProgressCallback, no_progress
@@ -129,7 +129,10 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
         progress(2, 3)
         counts = {kind: len(edges) for kind, edges in parts.items()}
         result = GroupResult(groups, params, len(rows), counts, model, warnings, time.perf_counter() - started)
-        if store:
+        if store and cat.readonly:
+            warnings.append(f"the catalog {cat.path} is read-only: these groups are not stored, so review "
+                            "and apply do not see them")
+        elif store:
             result.run_id = store_groups(cat, result)
         progress(3, 3)
     return result
@@ -307,6 +310,6 @@ def write_csv(groups: Sequence[Group], out: Path | str) -> Path:
             for m in g.members:
                 for f in m.files:  # a RAW+JPEG pair: the JPEG follows its RAW, role "pair"
                     role = "pair" if f is not m else "keeper" if m.file_id == g.keeper else "candidate"
-                    writer.writerow([g.id, g.kind, role, f.path, f.evidence, f.score, f.width, f.height, f.size,
-                                     f.format, f.camera, f.taken_at, int(f.reference), g.keeper_reason, m.note])
+                    writer.writerow([g.id, g.kind, role, display(f.path), f.evidence, f.score, f.width, f.height,
+                                     f.size, f.format, f.camera, f.taken_at, int(f.reference), g.keeper_reason, m.note])
     return out

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from photodedup.catalog import Catalog
+from photodedup.catalog import Catalog, display
 from photodedup.groups import Group, Member, evidence_words
 from photodedup.keeper import bordered, content_size, human_size
 
@@ -68,7 +68,7 @@ def write_report(groups: Sequence[Group], out: Path | str, *, catalog: Catalog,
     if not groups:
         parts.append("<p>No duplicates found.</p>")
     parts.append("</body></html>\n")
-    out.write_text("".join(parts), encoding="utf-8")
+    out.write_text(display("".join(parts)), encoding="utf-8")
     return out
 
 
