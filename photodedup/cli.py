@@ -202,8 +202,8 @@ def serve(
     if engine != "service":
         raise typer.BadParameter(f"{engine!r} is not one of: service, triton", param_hint="--engine")
     from photodedup.serve import serve as run_serve
-    from photodedup.service.app import ServiceSettings
     from photodedup.service.limits import Limits
+    from photodedup.service.state import ServiceSettings
 
     settings = ServiceSettings(
         max_batch_size=max_batch_size, max_queue_delay=max_queue_delay_us / 1e6, token=token or None,
@@ -399,14 +399,14 @@ def embed(
 
     Example: photodedup export-onnx --weights random && photodedup embed --weights random
     """
+    from photodedup.backends import get_backend
     from photodedup.embed import embed as run_embed
-    from photodedup.embed import open_backend
     from photodedup.model import RANDOM_WARNING
 
-    engine = open_backend(backend, model_dir=model_dir, weights=weights, precision=precision, device=device,
-                          threads=threads or None, url=url, token=token, payload=payload, model=model)
+    engine = get_backend(backend, model_dir=model_dir, weights=weights, precision=precision, device=device,
+                         threads=threads or None, url=url, token=token, payload=payload, model=model)
     try:
-        if getattr(engine, "is_random", False):
+        if engine.is_random:
             warn(RANDOM_WARNING)
         with progress(quiet, "embed") as callback:
             summary = run_embed(engine, catalog=catalog, batch_size=batch_size, progress=callback,

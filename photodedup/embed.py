@@ -23,9 +23,9 @@ import numpy as np
 from PIL import Image
 
 from photodedup import config
-from photodedup.backends import Backend, embed_batches, get_backend
+from photodedup.backends import Backend, embed_batches
 from photodedup.catalog import Catalog
-from photodedup.preprocess import DEFAULT_PREPROCESS, PreprocessConfig, crop_from_source, decode_crop
+from photodedup.preprocess import PreprocessConfig, crop_from_source, decode_crop
 from photodedup.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
@@ -77,38 +77,16 @@ class EmbedSummary:
         ])
 
 
-def open_backend(name: str = "onnx", *, model_dir: Path | None = None, weights: str | None = None,
-                 precision: str = "fp32", device: str = "cpu", threads: int | None = None, seed: int = 0,
-                 url: str | None = None, token: str | None = None, payload: str | None = None,
-                 model: str | None = None) -> Backend:
-    """Create a backend from ``embed``'s options (each backend takes the ones it understands)."""
-    if name == "onnx":
-        return get_backend(name, model_dir=model_dir, weights=weights, precision=precision, device=device,
-                           threads=threads)
-    if name == "torch-local":
-        return get_backend(name, weights=weights or config.DEFAULT_WEIGHTS, device=device, seed=seed,
-                           threads=threads)
-    remote = {key: value for key, value in {"url": url, "token": token, "payload": payload}.items() if value}
-    if name == "auto":  # remote options, and the local fallback's
-        return get_backend(name, **remote, model_dir=model_dir, weights=weights, device=device, threads=threads)
-    if name == "http-service":
-        return get_backend(name, **remote)
-    return get_backend(name, **{key: value for key, value in {"url": url, "model": model}.items() if value})
-
-
 def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: int = 32,
           progress: ProgressCallback | None = None, workers: int | None = None) -> EmbedSummary:
     """Embed every OK file in the catalog that has no embedding for ``backend.model_id``."""
     progress = progress or no_progress
     start = time.perf_counter()
     batch_size = max(1, int(batch_size))
-    preprocess: PreprocessConfig = getattr(backend, "preprocess", DEFAULT_PREPROCESS)
-    summary = EmbedSummary(backend=backend.name, model=backend.model_id,
-                           is_random=bool(getattr(backend, "is_random", "/random" in backend.model_id)))
+    summary = EmbedSummary(backend=backend.name, model=backend.model_id, is_random=backend.is_random)
     with Catalog(catalog) as cat:
         summary.catalog = str(cat.path)
-        weights = getattr(backend, "weights", None) or backend.model_id.split("/", 1)[-1]
-        cat.register_model(backend.model_id, weights=weights, is_random=summary.is_random,
+        cat.register_model(backend.model_id, weights=backend.weights, is_random=backend.is_random,
                            dim=config.EMBEDDING_DIM)
         todo = cat.files_without_embedding(backend.model_id)
         summary.skipped = cat.counts().get("ok", 0) - len(todo)
@@ -117,7 +95,7 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
         if not todo:
             summary.seconds = time.perf_counter() - start
             return summary
-        with _Assembler(cat, preprocess, summary, workers) as assembler:
+        with _Assembler(cat, backend.preprocess, summary, workers) as assembler:
             metas: deque[tuple[list[int], dict[int, str]]] = deque()
             pending_errors: dict[int, str] = {}
 
@@ -130,7 +108,7 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
                         yield images
 
             done = 0
-            for result in embed_batches(backend, batches(), in_flight=getattr(backend, "in_flight", 1)):
+            for result in embed_batches(backend, batches(), in_flight=backend.in_flight):
                 ids, errors = metas.popleft()
                 summary.timings["infer"] += result.seconds
                 _write(cat, summary, backend, ids, result.embeddings, errors, result.backend)

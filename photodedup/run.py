@@ -86,7 +86,7 @@ def run(roots: Sequence[Path | str], *, catalog: Path | str | None = None, backe
                     embedded = run_embed(engine, catalog=catalog, progress=callback).as_dict()
             finally:
                 engine.close()
-            usable = params.allow_random or not getattr(engine, "is_random", False)
+            usable = params.allow_random or not engine.is_random
             if usable and not params.model:  # group with the embeddings this run made
                 params = replace(params, model=engine.model_id)
     else:
@@ -111,10 +111,10 @@ def open_embedder(backend: str | None, *, weights: str, model_dir: Path | None, 
     existing export or a fresh one, and is skipped with a reason when neither can be had. On a CPU the
     int8 export is the fastest (about 3x fp32, cosine to fp32 >= 0.9997 measured): the default.
     """
-    from photodedup.embed import open_backend
+    from photodedup.backends import get_backend
 
     if backend:
-        return open_backend(backend, model_dir=model_dir, weights=weights, precision=precision), ""
+        return get_backend(backend, model_dir=model_dir, weights=weights, precision=precision), ""
     from photodedup.backends.onnx import resolve_model_dir
 
     directory = resolve_model_dir(model_dir, weights=weights, precision=precision)
@@ -128,5 +128,5 @@ def open_embedder(backend: str | None, *, weights: str, model_dir: Path | None, 
                           f"torch ({error.name or error} is not installed)")
         except (ModelNotFoundError, ExportError) as error:
             return None, f"semantic evidence skipped: cannot export {weights}: {error}"
-    return open_backend("onnx", model_dir=directory, weights=weights, precision=precision), ""
+    return get_backend("onnx", model_dir=directory, weights=weights, precision=precision), ""
 

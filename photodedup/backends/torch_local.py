@@ -5,14 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 from photodedup import config
-from photodedup.backends.base import check_batch, l2_normalize
+from photodedup.backends.base import Backend, BackendOptions, check_batch, l2_normalize
 from photodedup.errors import BackendUnavailableError, InferenceError
 
 
-class TorchLocalBackend:
+class TorchLocalBackend(Backend):
     """Embeds uint8 crops with open_clip in PyTorch (fp32), the same graph ``export-onnx`` exports."""
 
     name = "torch-local"
+
+    @classmethod
+    def from_options(cls, options: BackendOptions) -> TorchLocalBackend:
+        return cls(options.weights or config.DEFAULT_WEIGHTS, options.device, options.seed, threads=options.threads)
 
     def __init__(self, weights: str = config.DEFAULT_WEIGHTS, device: str = "cpu", seed: int = 0, *,
                  threads: int | None = None, max_batch_size: int = 256) -> None:
@@ -28,14 +32,14 @@ class TorchLocalBackend:
                                           hint="use --device cpu")
         if threads:
             torch.set_num_threads(threads)
-        self.loaded = load_model(weights, seed=seed, device=device)
-        self.model_id = self.loaded.model_id
-        self.is_random = self.loaded.is_random
-        self.weights = self.loaded.weights
-        self.preprocess = self.loaded.preprocess
+        loaded = load_model(weights, seed=seed, device=device)
+        self.model_id = loaded.model_id
+        self.is_random = loaded.is_random
+        self.weights = loaded.weights
+        self.preprocess = loaded.preprocess
         self.device = device
         self.max_batch_size = max_batch_size
-        self.encoder = image_encoder(self.loaded, "uint8")
+        self.encoder = image_encoder(loaded, "uint8")
 
     def embed_batch(self, images: np.ndarray) -> np.ndarray:
         from photodedup.model import embed_with_torch
@@ -47,4 +51,3 @@ class TorchLocalBackend:
 
     def close(self) -> None:
         self.encoder = None
-        self.loaded = None
