@@ -117,13 +117,36 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE group_members ADD COLUMN note TEXT NOT NULL DEFAULT '';
     """,
+    # 5: camera RAW files: how each was decoded, and RAW+JPEG pairs (one shot written as two files)
+    """
+    ALTER TABLE files ADD COLUMN raw_decode TEXT;  -- RAW files: preview or half-size (NULL: not a RAW)
+    CREATE TABLE raw_pairs (                       -- recomputed by every scan (photodedup.raw.find_pairs)
+        raw_id    INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
+        other_id  INTEGER NOT NULL UNIQUE REFERENCES files(id) ON DELETE CASCADE  -- its JPEG or HEIC
+    );
+    """,
+    # 6: per-file features for matching and keeper rules (photodedup.hashing). The content is the image
+    # without uniform borders, in oriented full-resolution pixels; phash/dhash are of the content.
+    # NULL content_width on an ok row: scanned before version 6 (the next scan reads it again).
+    # grayscale: 1 when the image has no colour information. phashes: the 8 dihedral pHashes of the
+    # content, uint64 little-endian, in photodedup.hashing.VARIANTS order. (No SQL comments here:
+    # SQLite appends an added column's text to the stored CREATE TABLE.)
+    """
+    ALTER TABLE files ADD COLUMN content_width INTEGER;
+    ALTER TABLE files ADD COLUMN content_height INTEGER;
+    ALTER TABLE files ADD COLUMN content_left INTEGER;
+    ALTER TABLE files ADD COLUMN content_top INTEGER;
+    ALTER TABLE files ADD COLUMN grayscale INTEGER;
+    ALTER TABLE files ADD COLUMN phashes BLOB
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 FILE_COLUMNS = (
     "path", "root", "size", "mtime_ns", "status", "error_kind", "reason", "md5", "phash", "dhash",
-    "width", "height", "format", "taken_at", "camera", "exif_tags", "scanned_at",
+    "width", "height", "format", "taken_at", "camera", "exif_tags", "scanned_at", "raw_decode",
+    "content_width", "content_height", "content_left", "content_top", "grayscale", "phashes",
 )
 
 
@@ -135,6 +158,7 @@ class Known:
     size: int | None
     mtime_ns: int | None
     status: str
+    complete: bool = True  # False: an ok row without the features of the current schema (read it again)
 
 
 class Catalog:
@@ -201,15 +225,18 @@ class Catalog:
     # -- files ----------------------------------------------------------------------------------
     def known_files(self) -> dict[str, Known]:
         """Every path the catalog holds, with what decides whether it changed."""
-        rows = self.conn.execute("SELECT id, path, size, mtime_ns, status FROM files")
-        return {row[1]: Known(row[0], row[2], row[3], row[4]) for row in rows}
+        rows = self.conn.execute("SELECT id, path, size, mtime_ns, status, "
+                                 "status != 'ok' OR content_width IS NOT NULL FROM files")
+        return {row[1]: Known(row[0], row[2], row[3], row[4], bool(row[5])) for row in rows}
 
     def record_files(self, rows: Sequence[dict], *, crops: dict[str, tuple[str, bytes]] | None = None,
-                     thumbs: dict[str, bytes] | None = None) -> None:
+                     thumbs: dict[str, bytes] | None = None) -> dict[str, int]:
         """Insert or replace file rows (keyed by path) with their crop and thumbnail, in one transaction.
 
         A row that replaces an older version of the file drops the old derived data first.
+        Returns the file id of each path.
         """
+        ids: dict[str, int] = {}
         crops = crops or {}
         thumbs = thumbs or {}
         placeholders = ", ".join("?" for _ in FILE_COLUMNS)
@@ -227,6 +254,8 @@ class Catalog:
                     conn.execute("INSERT INTO crops VALUES (?, ?, ?)", (file_id, spec, jpeg))
                 if row["path"] in thumbs:
                     conn.execute("INSERT INTO thumbs VALUES (?, ?)", (file_id, thumbs[row["path"]]))
+                ids[row["path"]] = file_id
+        return ids
 
     def mark_missing(self, paths: Iterable[str], reason: str = "not found on the last scan") -> int:
         """Mark paths missing (their rows and decisions stay); returns how many changed."""
@@ -247,6 +276,17 @@ class Catalog:
             sql += " AND (path = ? OR path LIKE ? ESCAPE '\\')"
             args += [under, _like_prefix(under)]
         return self.conn.execute(sql + " ORDER BY path", args).fetchall()
+
+    def set_raw_pairs(self, pairs: Iterable[tuple[int, int]]) -> None:
+        """Replace the RAW+JPEG pairs with ``(raw_id, other_id)`` pairs, in one transaction."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM raw_pairs")
+            conn.executemany("INSERT INTO raw_pairs VALUES (?, ?)", pairs)
+
+    def raw_pairs(self) -> dict[int, int]:
+        """Each paired file's partner, both ways (RAW id -> JPEG/HEIC id and back)."""
+        rows = self.conn.execute("SELECT raw_id, other_id FROM raw_pairs").fetchall()
+        return {a: b for raw_id, other_id in rows for a, b in ((raw_id, other_id), (other_id, raw_id))}
 
     def file(self, file_id: int) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()

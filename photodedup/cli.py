@@ -57,6 +57,12 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.
 PrecisionOpt = Annotated[str, typer.Option(help="Which ONNX export the onnx backend uses by default: fp32, fp16 "
                                                 "or int8 (dynamic quantisation: ~3x fp32 on a CPU).")]
 
+EngineOpt = Annotated[str, typer.Option(envvar="PHOTODEDUP_ENGINE", help="Where per-file work runs: local "
+                                        "(worker processes) or ray (tasks on a Ray cluster).")]
+RayAddressOpt = Annotated[str | None, typer.Option("--ray-address", envvar="PHOTODEDUP_RAY_ADDRESS",
+                                                   help="Ray cluster for --engine ray (host:port, ray://host:10001 "
+                                                        "or auto) [default: start a Ray runtime here].")]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -122,6 +128,15 @@ def scan(
     include: Annotated[list[str], typer.Option("--include", help="Only paths matching this glob (repeatable).")] = [],
     exclude: Annotated[list[str], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = [],
     workers: Annotated[int, typer.Option(help="Worker processes for decoding and hashing [default: CPU count].")] = 0,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    embed_with: Annotated[str | None, typer.Option("--embed", help="Embed each image right after decoding with "
+                          "this backend (as in `embed --backend`) and store no model crops.")] = None,
+    url: Annotated[str | None, typer.Option(envvar="PHOTODEDUP_SERVICE_URL", help="Server URL for --embed "
+                   "http-service/triton-*.")] = None,
+    weights: Annotated[str | None, typer.Option(help="Weights for --embed onnx/torch-local.")] = None,
+    model_dir: Annotated[Path | None, typer.Option(envvar="PHOTODEDUP_MODEL_DIR", help="ONNX export for "
+                         "--embed onnx.")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -129,11 +144,18 @@ def scan(
 
     Example: photodedup sample-library /tmp/lib && photodedup scan /tmp/lib
     """
+    from photodedup.embed import open_backend
     from photodedup.scan import scan as run_scan
 
-    with progress(quiet, "scan") as callback:
-        summary = run_scan(roots, catalog=catalog, include=include, exclude=exclude,
-                           workers=workers or None, progress=callback)
+    embedder = (open_backend(embed_with, model_dir=model_dir, weights=weights, url=url, engine=engine,
+                             ray_address=ray_address) if embed_with else None)
+    try:
+        with progress(quiet, "scan") as callback:
+            summary = run_scan(roots, catalog=catalog, include=include, exclude=exclude, workers=workers or None,
+                               progress=callback, engine=engine, ray_address=ray_address, embedder=embedder)
+    finally:
+        if embedder is not None:
+            embedder.close()
     show(summary, json_out)
 
 
@@ -202,8 +224,8 @@ def serve(
     if engine != "service":
         raise typer.BadParameter(f"{engine!r} is not one of: service, triton", param_hint="--engine")
     from photodedup.serve import serve as run_serve
+    from photodedup.service.app import ServiceSettings
     from photodedup.service.limits import Limits
-    from photodedup.service.state import ServiceSettings
 
     settings = ServiceSettings(
         max_batch_size=max_batch_size, max_queue_delay=max_queue_delay_us / 1e6, token=token or None,
@@ -391,6 +413,10 @@ def embed(
     model: Annotated[str | None, typer.Option(help="Triton model name [default: openclip_vit_b32 when the "
                      "server has it, else openclip_vit_b32_cpu; openclip_vit_b32_trt for triton-trt].")] = None,
     precision: PrecisionOpt = "fp32",
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    actors: Annotated[int, typer.Option(help="With --engine ray: Ray actors running onnx/torch-local.")] = 1,
+    gpus_per_actor: Annotated[float, typer.Option(help="With --engine ray: GPUs each actor reserves.")] = 0.0,
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -399,20 +425,21 @@ def embed(
 
     Example: photodedup export-onnx --weights random && photodedup embed --weights random
     """
-    from photodedup.backends import get_backend
     from photodedup.embed import embed as run_embed
+    from photodedup.embed import open_backend
     from photodedup.model import RANDOM_WARNING
 
-    engine = get_backend(backend, model_dir=model_dir, weights=weights, precision=precision, device=device,
-                         threads=threads or None, url=url, token=token, payload=payload, model=model)
+    model_runner = open_backend(backend, model_dir=model_dir, weights=weights, precision=precision, device=device,
+                                threads=threads or None, url=url, token=token, payload=payload, model=model,
+                                engine=engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor)
     try:
-        if engine.is_random:
+        if model_runner.is_random:
             warn(RANDOM_WARNING)
         with progress(quiet, "embed") as callback:
-            summary = run_embed(engine, catalog=catalog, batch_size=batch_size, progress=callback,
-                                workers=workers or None)
+            summary = run_embed(model_runner, catalog=catalog, batch_size=batch_size, progress=callback,
+                                workers=workers or None, engine=engine, ray_address=ray_address)
     finally:
-        engine.close()
+        model_runner.close()
     show(summary, json_out)
 
 
@@ -651,6 +678,11 @@ def run_cmd(
                                                 "fp16 or fp32.")] = "int8",
     no_embed: Annotated[bool, typer.Option("--no-embed", help="Skip embedding (exact and perceptual "
                                            "evidence only).")] = False,
+    no_crops: Annotated[bool, typer.Option("--no-crops", help="Embed each image right after decoding; store no "
+                                           "model crops (for libraries too large for crops in the catalog).")]
+    = False,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
     hash_threshold: HashThresholdOpt = 12,
     cosine: CosineOpt = 0.99,
     method: MethodOpt = "complete",
@@ -670,6 +702,7 @@ def run_cmd(
                            keeper_rules=keeper_rules)
     result = run_all(roots, catalog=catalog, backend=backend, weights=weights, model_dir=model_dir,
                      precision=precision, report=report, params=params, embed=not no_embed,
+                     engine=engine, ray_address=ray_address, store_crops=not no_crops,
                      progress=lambda label: progress(quiet, label),
                      stage=lambda message: err.print(message, markup=False, highlight=False))
     for message in result.warnings:

@@ -11,11 +11,10 @@ Files that cannot be decoded are recorded as per-file errors for the model and c
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,8 +22,9 @@ import numpy as np
 from PIL import Image
 
 from photodedup import config
-from photodedup.backends import Backend, embed_batches
+from photodedup.backends import Backend, embed_batches, get_backend
 from photodedup.catalog import Catalog
+from photodedup.executor import Executor, open_executor
 from photodedup.preprocess import PreprocessConfig, crop_from_source, decode_crop
 from photodedup.progress import ProgressCallback, no_progress
 
@@ -77,17 +77,58 @@ class EmbedSummary:
         ])
 
 
+def open_backend(name: str = "onnx", *, engine: str = "local", ray_address: str | None = None, actors: int = 1,
+                 gpus_per_actor: float = 0, **options) -> Backend:
+    """``get_backend(name, **options)``; with ``engine="ray"`` the local backends (onnx, torch-local) run
+    in ``actors`` Ray actors on the cluster, the remote ones are called from here as always."""
+    if engine == "ray" and name in ("onnx", "torch-local"):
+        from photodedup.executor import RayActorBackend
+
+        return RayActorBackend(get_backend, {"name": name, **options}, name=name, replicas=actors,
+                               num_gpus=gpus_per_actor, address=ray_address)
+    return get_backend(name, **options)
+
+
+def register(cat: Catalog, backend: Backend) -> bool:
+    """Record the backend's model in the catalog (once); returns whether its weights are random."""
+    cat.register_model(backend.model_id, weights=backend.weights, is_random=backend.is_random,
+                       dim=config.EMBEDDING_DIM)
+    return backend.is_random
+
+
+def record_with_embeddings(cat: Catalog, backend: Backend, rows: list[dict], crops: dict[str, tuple[str, bytes]],
+                           thumbs: dict[str, bytes]) -> None:
+    """Embed-after-decode (``scan --embed``): record file rows without their crops, then the crops'
+    embeddings. The vectors are those ``embed`` would make from the stored crops (same JPEG bytes).
+
+    Killed between the two writes, the files have neither crop nor embedding: ``embed`` makes them
+    from the originals, so nothing is lost.
+    """
+    ids = cat.record_files(rows, thumbs=thumbs)
+    register(cat, backend)
+    paths = [path for path in ids if path in crops]
+    if not paths:
+        return
+    images = np.stack([decode_crop(crops[path][1]) for path in paths])
+    result = next(embed_batches(backend, [images]))
+    cat.add_embeddings(backend.model_id, [ids[path] for path in paths], result.embeddings, backend=result.backend)
+
+
 def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: int = 32,
-          progress: ProgressCallback | None = None, workers: int | None = None) -> EmbedSummary:
-    """Embed every OK file in the catalog that has no embedding for ``backend.model_id``."""
+          progress: ProgressCallback | None = None, workers: int | None = None,
+          engine: str | Executor = "local", ray_address: str | None = None) -> EmbedSummary:
+    """Embed every OK file in the catalog that has no embedding for ``backend.model_id``.
+
+    Originals without a stored crop are decoded by ``engine`` (local processes, Ray tasks, or an open
+    ``Executor``); inference runs where the backend runs.
+    """
     progress = progress or no_progress
     start = time.perf_counter()
     batch_size = max(1, int(batch_size))
-    summary = EmbedSummary(backend=backend.name, model=backend.model_id, is_random=backend.is_random)
+    summary = EmbedSummary(backend=backend.name, model=backend.model_id)
     with Catalog(catalog) as cat:
         summary.catalog = str(cat.path)
-        cat.register_model(backend.model_id, weights=backend.weights, is_random=backend.is_random,
-                           dim=config.EMBEDDING_DIM)
+        summary.is_random = register(cat, backend)
         todo = cat.files_without_embedding(backend.model_id)
         summary.skipped = cat.counts().get("ok", 0) - len(todo)
         total = len(todo)
@@ -95,7 +136,7 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
         if not todo:
             summary.seconds = time.perf_counter() - start
             return summary
-        with _Assembler(cat, backend.preprocess, summary, workers) as assembler:
+        with _Assembler(cat, backend.preprocess, summary, engine, workers, ray_address) as assembler:
             metas: deque[tuple[list[int], dict[int, str]]] = deque()
             pending_errors: dict[int, str] = {}
 
@@ -135,24 +176,24 @@ def _write(cat: Catalog, summary: EmbedSummary, backend: Backend, ids: list[int]
 
 class _Assembler:
     """Turns catalog rows into ``(file_ids, uint8 [n,224,224,3], errors)`` batches, ``PREFETCH``
-    batches ahead: stored crops decoded in a thread, originals in worker processes."""
+    batches ahead: stored crops decoded in a thread, originals by the executor (opened on first need)."""
 
     def __init__(self, cat: Catalog, preprocess: PreprocessConfig, summary: EmbedSummary,
-                 workers: int | None) -> None:
+                 engine: str | Executor, workers: int | None, ray_address: str | None) -> None:
         self.cat = cat
         self.preprocess = preprocess
         self.summary = summary
-        self.workers = workers or os.cpu_count() or 1
         self.threads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed-decode")
-        self.processes: ProcessPoolExecutor | None = None
+        self.engine, self.workers, self.ray_address = engine, workers, ray_address
+        self.executor: Executor | None = None
 
     def __enter__(self) -> _Assembler:
         return self
 
     def __exit__(self, *exc) -> None:
         self.threads.shutdown(wait=True, cancel_futures=True)
-        if self.processes:
-            self.processes.shutdown(wait=True, cancel_futures=True)
+        if self.executor is not None and self.executor is not self.engine:
+            self.executor.close()
 
     def assemble(self, rows: Sequence, batch_size: int) -> Iterator[tuple[list[int], np.ndarray, dict[int, str]]]:
         chunks = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
@@ -173,11 +214,10 @@ class _Assembler:
         missing = [(row["id"], row["path"]) for row in chunk if row["id"] not in stored]
         originals = None
         if missing:
-            if self.processes is None and self.workers > 1:
-                self.processes = ProcessPoolExecutor(max_workers=self.workers)
-            jobs = [(path, self.preprocess) for _, path in missing]
-            originals = (self.processes.map(_decode_original, jobs) if self.processes
-                         else map(_decode_original, jobs))
+            if self.executor is None:
+                self.executor = (open_executor(self.engine, workers=self.workers, address=self.ray_address)
+                                 if isinstance(self.engine, str) else self.engine)
+            originals = self.executor.map(_decode_original, [(path, self.preprocess) for _, path in missing])
         return self.threads.submit(self._decode, ids, stored, missing, originals)
 
     def _decode(self, ids, stored: dict[int, bytes], missing, originals):

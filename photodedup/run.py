@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from photodedup import config
 from photodedup.errors import ExportError, ModelNotFoundError
+from photodedup.executor import open_executor
 from photodedup.group import GroupParams, GroupResult, group
 from photodedup.progress import ProgressCallback, no_progress
 
@@ -50,10 +51,13 @@ class RunResult:
 def run(roots: Sequence[Path | str], *, catalog: Path | str | None = None, backend: str | None = None,
         weights: str | None = None, model_dir: Path | None = None, precision: str = "int8",
         report: Path | str | None = None, params: GroupParams | None = None, embed: bool = True,
-        progress: ProgressFactory | None = None, stage: Callable[[str], None] | None = None) -> RunResult:
+        progress: ProgressFactory | None = None, stage: Callable[[str], None] | None = None,
+        engine: str = "local", ray_address: str | None = None, store_crops: bool = True) -> RunResult:
     """Scan ``roots``, embed, group the files under them and write the report.
 
     ``stage(message)`` is told where the run is; ``progress(label)`` supplies a progress callback.
+    ``engine``/``ray_address``: where scan and embed do their per-file work (one executor for both).
+    ``store_crops=False`` embeds each scanned batch right away instead of storing model crops.
     """
     from photodedup.catalog import Catalog
     from photodedup.embed import embed as run_embed
@@ -68,29 +72,36 @@ def run(roots: Sequence[Path | str], *, catalog: Path | str | None = None, backe
     started = time.perf_counter()
     warnings: list[str] = []
 
-    stage(f"1/4 scan {', '.join(str(r) for r in roots)} into {catalog}")
-    with progress("scan") as callback:
-        scanned = scan(list(roots), catalog=catalog, progress=callback).as_dict()
+    with ExitStack() as stack:
+        executor = stack.enter_context(open_executor(engine, address=ray_address))
+        runner, why = None, "2/4 embed skipped (semantic evidence off)"
+        if embed and "semantic" in params.evidence:
+            runner, why = open_embedder(backend, weights=weights, model_dir=model_dir, precision=precision,
+                                        engine=engine, ray_address=ray_address)
+            if runner is None:
+                warnings.append(why)
+                log.warning(why)
+                why = f"2/4 embed skipped: {why}"
+            else:
+                stack.callback(runner.close)
+        streaming = runner if not store_crops else None
 
-    embedded = None
-    if embed and "semantic" in params.evidence:
-        engine, why = open_embedder(backend, weights=weights, model_dir=model_dir, precision=precision)
-        if engine is None:
-            warnings.append(why)
-            log.warning(why)
-            stage(f"2/4 embed skipped: {why}")
+        stage(f"1/4 scan {', '.join(str(r) for r in roots)} into {catalog}"
+              + (f", embedding with {runner.name} as it goes" if streaming else ""))
+        with progress("scan") as callback:
+            scanned = scan(list(roots), catalog=catalog, progress=callback, engine=executor,
+                           embedder=streaming).as_dict()
+
+        embedded = None
+        if runner is None:
+            stage(why)
         else:
-            try:
-                stage(f"2/4 embed with {engine.name} ({engine.model_id})")
-                with progress("embed") as callback:
-                    embedded = run_embed(engine, catalog=catalog, progress=callback).as_dict()
-            finally:
-                engine.close()
-            usable = params.allow_random or not engine.is_random
+            stage(f"2/4 embed with {runner.name} ({runner.model_id})")
+            with progress("embed") as callback:
+                embedded = run_embed(runner, catalog=catalog, progress=callback, engine=executor).as_dict()
+            usable = params.allow_random or not runner.is_random
             if usable and not params.model:  # group with the embeddings this run made
-                params = replace(params, model=engine.model_id)
-    else:
-        stage("2/4 embed skipped (semantic evidence off)")
+                params = replace(params, model=runner.model_id)
 
     stage("3/4 group")
     grouping = group(catalog, roots=roots, params=params)
@@ -104,17 +115,19 @@ def run(roots: Sequence[Path | str], *, catalog: Path | str | None = None, backe
     return RunResult(scanned, embedded, grouping, out.resolve(), time.perf_counter() - started, warnings)
 
 
-def open_embedder(backend: str | None, *, weights: str, model_dir: Path | None, precision: str = "int8"):
+def open_embedder(backend: str | None, *, weights: str, model_dir: Path | None, precision: str = "int8",
+                  engine: str = "local", ray_address: str | None = None):
     """The backend to embed with, or ``(None, why)`` when only the default choice failed.
 
     A backend named explicitly must work (its errors propagate); the default, onnx, is used with an
     existing export or a fresh one, and is skipped with a reason when neither can be had. On a CPU the
     int8 export is the fastest (about 3x fp32, cosine to fp32 >= 0.9997 measured): the default.
     """
-    from photodedup.backends import get_backend
+    from photodedup.embed import open_backend
 
     if backend:
-        return get_backend(backend, model_dir=model_dir, weights=weights, precision=precision), ""
+        return open_backend(backend, model_dir=model_dir, weights=weights, precision=precision, engine=engine,
+                            ray_address=ray_address), ""
     from photodedup.backends.onnx import resolve_model_dir
 
     directory = resolve_model_dir(model_dir, weights=weights, precision=precision)
@@ -128,5 +141,6 @@ def open_embedder(backend: str | None, *, weights: str, model_dir: Path | None, 
                           f"torch ({error.name or error} is not installed)")
         except (ModelNotFoundError, ExportError) as error:
             return None, f"semantic evidence skipped: cannot export {weights}: {error}"
-    return get_backend("onnx", model_dir=directory, weights=weights, precision=precision), ""
+    return open_backend("onnx", model_dir=directory, weights=weights, precision=precision, engine=engine,
+                        ray_address=ray_address), ""
 

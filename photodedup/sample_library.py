@@ -2,9 +2,12 @@
 
 Originals at phone resolution (JPEG with EXIF: camera, date taken), near-duplicates of them
 (resized, re-encoded, cropped, EXIF-rotated, brightened, PNG/WebP conversions, burst shifts), exact
-copies under other names, unrelated photos and broken files, plus ``truth.json``::
+copies under other names, camera RAW+JPEG pairs (a DNG beside every fourth original, from the second:
+with an embedded preview, every other one without), unrelated photos and broken files, plus
+``truth.json``::
 
-    {"groups": [[relative paths]], "unrelated": [...], "broken": [...], "kinds": {path: kind}}
+    {"groups": [[relative paths]], "unrelated": [...], "broken": [...], "kinds": {path: kind},
+     "pairs": [[jpeg, raw]]}
 
 Everything follows from the seed; sizes from a few dozen files (tests) to thousands (benchmarks).
 """
@@ -23,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
+from photodedup.dng import require_pidng, write_dng
 from photodedup.errors import BadInputError
 
 _CAMERAS = [("Apple", "iPhone 14 Pro"), ("samsung", "SM-S918B"), ("Google", "Pixel 8"), ("Canon", "EOS R6"),
@@ -58,6 +62,8 @@ def make_library(out: Path | str, *, originals: int = 12, megapixels: float = 12
         raise BadInputError(f"{out} exists and is not empty", hint="choose a new folder")
     if originals < 1 or megapixels <= 0:
         raise BadInputError("--originals must be >= 1 and --megapixels > 0")
+    if originals > 1:
+        require_pidng()  # before writing anything
     out.mkdir(parents=True, exist_ok=True)
     sources = [str(p) for p in source_photos()]
     jobs = [(str(out), sources, i, megapixels, seed) for i in range(originals)]
@@ -68,9 +74,10 @@ def make_library(out: Path | str, *, originals: int = 12, megapixels: float = 12
     else:
         results = [_make_original(job) for job in jobs]
 
-    truth: dict = {"groups": [], "unrelated": [], "broken": [], "kinds": {}}
+    truth: dict = {"groups": [], "unrelated": [], "broken": [], "kinds": {}, "pairs": []}
     for members, kinds in results:
         truth["kinds"].update(kinds)
+        truth["pairs"] += [[members[0], p] for p in members if kinds[p] == "raw"]
         (truth["groups"] if len(members) > 1 else truth["unrelated"]).append(
             members if len(members) > 1 else members[0])
     truth["broken"] = _broken_files(out, seed)
@@ -99,6 +106,12 @@ def _make_original(job) -> tuple[list[str], dict[str, str]]:
     members, kinds = [rel_original], {rel_original: "original"}
     if index % 4 == 3:  # every fourth photo has no duplicate: an unrelated photo
         return members, kinds
+    if index % 4 == 1:  # shot RAW+JPEG: the DNG beside the JPEG is the same shot
+        rel_raw = f"DCIM/{year}/IMG_{index:04d}.dng"
+        preview = None if index % 8 == 5 else 1620
+        write_dng(out / rel_raw, photo, make=make, model=model, taken=taken, preview=preview)
+        members.append(rel_raw)
+        kinds[rel_raw] = "raw"
     count = int(rng.integers(2, 5))
     for kind in rng.choice(_DERIVATIVES, size=count, replace=False):
         rel = _derive(out, rel_original, photo, (exif, rotated_exif), str(kind), index, rng)

@@ -17,18 +17,19 @@ import os
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import imagehash
+import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from photodedup import config
+from photodedup import config, hashing, raw
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError
+from photodedup.executor import Executor, open_executor
 from photodedup.preprocess import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_PREPROCESS,
@@ -43,13 +44,14 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".dib", ".gif", ".mpo",
-    ".heic", ".heif", ".hif", ".avif",
+    ".heic", ".heif", ".hif", ".avif", *raw.RAW_EXTENSIONS,
 }
 # Leading bytes of image formats, to find images by content whatever their name.
 _MAGIC: tuple[tuple[int, bytes], ...] = (
     (0, b"\xff\xd8\xff"), (0, b"\x89PNG\r\n\x1a\n"), (0, b"GIF87a"), (0, b"GIF89a"), (0, b"BM"),
     (0, b"II*\x00"), (0, b"MM\x00*"), (8, b"WEBP"), (4, b"ftypheic"), (4, b"ftypheix"), (4, b"ftypmif1"),
     (4, b"ftyphevc"), (4, b"ftypavif"), (0, b"8BPS"), (0, b"\xff\x0a"), (4, b"jP  "),
+    *((offset, magic) for offset, magic, _ in raw.RAW_MAGIC),
 )
 THUMB_SIZE = 320
 WRITE_BATCH = 64
@@ -94,9 +96,15 @@ class ScanSummary:
 def scan(
     roots: Sequence[Path | str], *, catalog: Path | str | None = None, include: Iterable[str] = (),
     exclude: Iterable[str] = (), workers: int | None = None, progress: ProgressCallback = no_progress,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS, engine: str | Executor = "local", ray_address: str | None = None,
+    embedder=None,
 ) -> ScanSummary:
-    """Scan ``roots`` into the catalog and return what happened."""
+    """Scan ``roots`` into the catalog and return what happened.
+
+    ``engine``: where the per-file work runs (``local`` processes, ``ray`` tasks on the cluster at
+    ``ray_address``, or an open ``Executor``). ``embedder``: a backend that embeds each batch as it is
+    written, instead of storing the model crops (``embed.record_with_embeddings``).
+    """
     start = time.perf_counter()
     roots = [Path(r).expanduser().absolute() for r in roots]
     for root in roots:
@@ -113,7 +121,8 @@ def scan(
             seen.add(path)
             summary.files += 1
             old = known.get(path)
-            if old and old.status != "missing" and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            if (old and old.status != "missing" and old.complete
+                    and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns)):
                 summary.unchanged += 1
                 continue
             if old is None and not _looks_like_image(path):
@@ -121,32 +130,44 @@ def scan(
                 continue
             todo.append((path, root, stat.st_size, stat.st_mtime_ns, old is None))
 
-        _inspect_all(cat, todo, summary, workers, progress, max_pixels)
+        if todo:  # a Ray runtime takes seconds to start: only when there is work
+            executor = open_executor(engine, workers=workers, address=ray_address) if isinstance(engine, str) \
+                else engine
+            try:
+                _inspect_all(cat, todo, summary, executor, progress, max_pixels, embedder)
+            finally:
+                if executor is not engine:
+                    executor.close()
 
         gone = [p for p in known if p not in seen and known[p].status != "missing"
                 and _under_any(p, roots) and not os.path.lexists(p)]
         summary.missing += cat.mark_missing(gone)
+        cat.set_raw_pairs(raw.find_pairs(cat.files()))
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _inspect_all(cat: Catalog, todo, summary: ScanSummary, workers, progress, max_pixels) -> None:
-    """Inspect files in worker processes; commit results in batches as they arrive."""
+def _inspect_all(cat: Catalog, todo, summary: ScanSummary, executor: Executor, progress, max_pixels,
+                 embedder=None) -> None:
+    """Inspect files with the executor; commit results in batches as they arrive (this is the one writer)."""
     kinds: Counter[str] = Counter(summary.error_kinds)
     rows, crops, thumbs = [], {}, {}
     last_commit = time.monotonic()
 
     def commit() -> None:
         nonlocal rows, crops, thumbs, last_commit
-        if rows:
+        if rows and embedder is not None:
+            from photodedup.embed import record_with_embeddings
+
+            record_with_embeddings(cat, embedder, rows, crops, thumbs)
+        elif rows:
             cat.record_files(rows, crops=crops, thumbs=thumbs)
         rows, crops, thumbs = [], {}, {}
         last_commit = time.monotonic()
 
-    workers = workers or os.cpu_count() or 1
     jobs = [(path, root, max_pixels) for path, root, _, _, _ in todo]
     is_new = {path: new for path, _, _, _, new in todo}
-    results = _run_jobs(jobs, workers)
+    results = executor.map(_inspect_job, jobs, chunksize=4)
     try:
         for done, (row, crop, thumb) in enumerate(results, 1):
             path = row["path"]
@@ -170,14 +191,6 @@ def _inspect_all(cat: Catalog, todo, summary: ScanSummary, workers, progress, ma
     finally:
         commit()  # keep what is finished, also when interrupted
         summary.error_kinds = dict(kinds)
-
-
-def _run_jobs(jobs, workers: int) -> Iterator[tuple[dict, bytes | None, bytes | None]]:
-    if workers <= 1 or len(jobs) < 4:
-        yield from map(_inspect_job, jobs)
-        return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(_inspect_job, jobs, chunksize=4)
 
 
 def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: ScanSummary):
@@ -274,6 +287,8 @@ def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes |
     row["md5"] = hashlib.md5(data).hexdigest()
     try:
         return _inspect_image(row, data, max_pixels)
+    except raw.RawReadError as error:
+        return _error(row, error.kind, str(error)), None, None
     except Image.DecompressionBombError as error:
         return _error(row, "too-large", f"refused before decoding: {error}"), None, None
     except UnidentifiedImageError:
@@ -288,7 +303,7 @@ def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes |
         return _error(row, "corrupt", f"cannot decode: {type(error).__name__}: {error}"), None, None
 
 
-def _inspect_image(row: dict, data: bytes, max_pixels: int) -> tuple[dict, bytes, bytes]:
+def _open_image(row: dict, data: bytes, max_pixels: int) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         image = open_checked(data, max_pixels=max_pixels)
@@ -301,15 +316,44 @@ def _inspect_image(row: dict, data: bytes, max_pixels: int) -> tuple[dict, bytes
         row["width"], row["height"] = width, height
         _read_exif(row, exif)
         image = decode_oriented(image, fast=True, shortest=DEFAULT_PREPROCESS.size)
-    gray = image.convert("L")  # both hashes work on grey levels: convert once
-    row["phash"] = _signed(imagehash.phash(gray))
-    row["dhash"] = _signed(imagehash.dhash(gray))
+    return image
+
+
+def _open_raw(row: dict, data: bytes, max_pixels: int, fmt: str) -> Image.Image:
+    shot = raw.read_raw(data, fmt, max_pixels=max_pixels, shortest=DEFAULT_PREPROCESS.size)
+    row.update(format=shot.format, width=shot.width, height=shot.height, raw_decode=shot.decoded_from)
+    _read_exif(row, shot.exif)
+    row["taken_at"] = row["taken_at"] or shot.taken_at
+    return shot.image
+
+
+def _inspect_image(row: dict, data: bytes, max_pixels: int) -> tuple[dict, bytes, bytes]:
+    fmt = raw.raw_format(row["path"], data[:16])
+    image = _open_raw(row, data, max_pixels, fmt) if fmt else _open_image(row, data, max_pixels)
+    _content_features(row, image)
     crop = encode_jpeg(center_crop_array(image, DEFAULT_PREPROCESS))
     thumb = image.convert("RGB")
     thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     thumb.save(buffer, format="JPEG", quality=80)
     return row, crop, buffer.getvalue()
+
+
+def _content_features(row: dict, image: Image.Image) -> None:
+    """Borders trimmed (box in full-resolution pixels), grayscale, and the hashes of the content."""
+    pixels = np.asarray(image.convert("RGB") if image.mode not in ("RGB", "L") else image)
+    left, top, right, bottom = hashing.trim_box(pixels)
+    content = image.crop((left, top, right, bottom)) if (right - left, bottom - top) != image.size else image
+    scale_x, scale_y = row["width"] / image.width, row["height"] / image.height
+    row["content_left"], row["content_top"] = round(left * scale_x), round(top * scale_y)
+    row["content_width"] = min(row["width"], round((right - left) * scale_x))
+    row["content_height"] = min(row["height"], round((bottom - top) * scale_y))
+    row["grayscale"] = int(hashing.is_grayscale(content))
+    gray = content.convert("L")  # both hashes work on grey levels: convert once
+    phashes = hashing.dihedral_phashes(gray)
+    row["phashes"] = hashing.pack(phashes)
+    row["phash"] = int(phashes[:1].view(np.int64)[0])
+    row["dhash"] = _signed(imagehash.dhash(gray))
 
 
 def _read_exif(row: dict, exif) -> None:

@@ -1,0 +1,304 @@
+"""The executor seam: local worker processes or Ray tasks, the same catalog either way.
+
+The Ray tests start real Ray runtimes (``ray.init`` inside the CLI, and a head plus a worker node started
+with ``ray start`` as separate processes); they are slow (Ray takes seconds to start) and few.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from photodedup.errors import BadInputError
+from photodedup.executor import LocalExecutor, open_executor
+from tests.helpers import write_photo
+
+EMBEDDING_TOLERANCE = 1e-5  # the same ONNX graph on the same CPU: only thread scheduling could differ
+
+
+def _cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "photodedup", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def catalog_state(path: Path) -> dict:
+    """What scan and embed wrote, by path: the file rows (hashes byte for byte), crops, thumbnails, vectors."""
+    conn = sqlite3.connect(path)
+    conn.row_factory = sqlite3.Row
+    columns = ("root", "size", "mtime_ns", "status", "error_kind", "md5", "phash", "dhash", "width", "height",
+               "format", "taken_at", "camera", "exif_tags")
+    files = {r["path"]: tuple(r[c] for c in columns) for r in conn.execute("SELECT * FROM files")}
+    joined = "SELECT f.path, x.{col} FROM {table} x JOIN files f ON f.id = x.file_id"
+    crops = dict(conn.execute(joined.format(col="jpeg", table="crops")).fetchall())
+    thumbs = dict(conn.execute(joined.format(col="jpeg", table="thumbs")).fetchall())
+    vectors = {p: np.frombuffer(v, np.float32) for p, v in
+               conn.execute(joined.format(col="vector", table="embeddings") + " WHERE x.vector IS NOT NULL")}
+    conn.close()
+    return {"files": files, "crops": crops, "thumbs": thumbs, "vectors": vectors}
+
+
+def assert_same_catalog(ours: dict, reference: dict, *, crops: bool = True) -> None:
+    assert ours["files"] == reference["files"]
+    if crops:
+        assert ours["crops"] == reference["crops"]
+    assert ours["thumbs"] == reference["thumbs"]
+    assert ours["vectors"].keys() == reference["vectors"].keys()
+    for path, vector in reference["vectors"].items():
+        np.testing.assert_allclose(ours["vectors"][path], vector, rtol=0, atol=EMBEDDING_TOLERANCE)
+
+
+def _count_rows(catalog: Path) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{catalog}?mode=ro", uri=True, timeout=1)
+        try:
+            return conn.execute("SELECT count(*) FROM files").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+# -- the seam without Ray ------------------------------------------------------------------------------
+def _square(x: int) -> int:
+    return x * x
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_local_executor_returns_results_in_job_order(workers):
+    with LocalExecutor(workers) as executor:
+        assert list(executor.map(_square, list(range(23)), chunksize=4)) == [x * x for x in range(23)]
+
+
+def test_unknown_engine_and_address_without_ray_are_refused():
+    with pytest.raises(BadInputError, match="unknown engine 'spark'"):
+        open_executor("spark")
+    with pytest.raises(BadInputError, match="--ray-address needs --engine ray"):
+        open_executor("local", address="127.0.0.1:6379")
+
+
+def test_cli_names_a_bad_engine(tmp_path):
+    write_photo(tmp_path / "lib" / "a.jpg")
+    result = _cli("scan", str(tmp_path / "lib"), "--catalog", str(tmp_path / "c.sqlite"), "--engine", "spark")
+    assert result.returncode == 3
+    assert "Error: unknown engine 'spark'" in result.stderr
+    assert "Hint: choose one of: local, ray" in result.stderr
+
+
+def test_embed_after_decode_stores_no_crops_and_matches_scan_then_embed(tmp_path, onnx_model_dir):
+    """``scan --embed`` embeds the crops it would have stored: the vectors ``embed`` makes from them."""
+    library = tmp_path / "lib"
+    for k in range(5):
+        write_photo(library / f"p{k}.jpg", size=(300 + 20 * k, 240), color=(40 * k, 90, 200 - 30 * k))
+    (library / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
+    two_stage, streamed = tmp_path / "two.sqlite", tmp_path / "streamed.sqlite"
+    assert _cli("scan", str(library), "--catalog", str(two_stage)).returncode == 0
+    assert _cli("embed", "--model-dir", str(onnx_model_dir), "--catalog", str(two_stage)).returncode == 0
+    result = _cli("scan", str(library), "--catalog", str(streamed), "--embed", "onnx", "--model-dir",
+                  str(onnx_model_dir))
+    assert result.returncode == 0, result.stderr
+    ours, reference = catalog_state(streamed), catalog_state(two_stage)
+    assert ours["crops"] == {}
+    assert len(ours["vectors"]) == 5
+    assert_same_catalog(ours, reference, crops=False)
+    # nothing left to do for embed afterwards
+    again = _cli("embed", "--model-dir", str(onnx_model_dir), "--catalog", str(streamed), "--json")
+    assert '"embedded": 0' in again.stdout
+
+
+# -- a Ray runtime started by the command (2 CPUs) ------------------------------------------------------
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory) -> Path:
+    """The sample library (every kind of duplicate, plus empty, truncated and non-image files)."""
+    out = tmp_path_factory.mktemp("sample") / "lib"
+    assert _cli("sample-library", str(out), "--originals", "8", "--megapixels", "1").returncode == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def local_reference(sample, tmp_path_factory, onnx_model_dir) -> dict:
+    catalog = tmp_path_factory.mktemp("local") / "catalog.sqlite"
+    result = _cli("run", str(sample), "--catalog", str(catalog), "--backend", "onnx", "--model-dir",
+                  str(onnx_model_dir), "--allow-random", "--engine", "local")
+    assert result.returncode == 0, result.stderr
+    return catalog_state(catalog)
+
+
+@pytest.mark.slow
+def test_ray_engine_run_gives_the_local_catalog(sample, local_reference, tmp_path, onnx_model_dir):
+    """scan as Ray tasks on 2 CPUs, inference in a Ray actor: hashes byte for byte, vectors within 1e-5."""
+    catalog = tmp_path / "catalog.sqlite"
+    result = _cli("run", str(sample), "--catalog", str(catalog), "--backend", "onnx", "--model-dir",
+                  str(onnx_model_dir), "--allow-random", "--engine", "ray", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "onnx (ray actors)" in result.stdout
+    state = catalog_state(catalog)
+    assert len(state["files"]) == len(local_reference["files"]) > 30
+    assert_same_catalog(state, local_reference)
+
+
+# -- a cluster: head and worker node started with `ray start`, as separate processes -------------------
+class RayCluster:
+    """``ray start --head`` and ``ray start --address`` (1 CPU each), each in its own process group."""
+
+    def __init__(self, tmp: Path) -> None:
+        from tests.conftest import ServerProcesses as ServerPool
+
+        self.port = ServerPool.free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.env = os.environ | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.urandom(16).hex(),
+                                 "RAY_USAGE_STATS_ENABLED": "0"}
+        ray_cli = str(Path(sys.executable).with_name("ray"))
+        common = ["--num-cpus", "1", "--block", "--disable-usage-stats"]
+        self.logs = [tmp / "head.log", tmp / "worker.log"]
+        self.procs = [subprocess.Popen(
+            [ray_cli, "start", "--head", "--port", str(self.port), "--include-dashboard=false",
+             "--ray-client-server-port", str(ServerPool.free_port()), "--dashboard-agent-listen-port",
+             str(ServerPool.free_port()), "--temp-dir", str(tmp / "ray"), *common],
+            stdout=self.logs[0].open("w"), stderr=subprocess.STDOUT, env=self.env, start_new_session=True)]
+        self._wait_for_cpus(1)
+        self.procs.append(subprocess.Popen(
+            [ray_cli, "start", "--address", self.address, "--dashboard-agent-listen-port",
+             str(ServerPool.free_port()), *common],
+            stdout=self.logs[1].open("w"), stderr=subprocess.STDOUT, env=self.env, start_new_session=True))
+        self._wait_for_cpus(2)
+
+    def _wait_for_cpus(self, cpus: int, timeout: float = 180) -> None:
+        probe = ("import ray, sys, time\n"
+                 f"ray.init(address='{self.address}', logging_level='ERROR', log_to_driver=False)\n"
+                 f"deadline = time.time() + {timeout}\n"
+                 f"while ray.cluster_resources().get('CPU', 0) < {cpus}:\n"
+                 "    if time.time() > deadline: sys.exit(1)\n"
+                 "    time.sleep(0.5)\n")
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for proc, log in zip(self.procs, self.logs, strict=False):
+                if proc.poll() is not None:
+                    pytest.fail(f"ray start exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            done = subprocess.run([sys.executable, "-c", probe], env=self.env, capture_output=True, text=True)
+            if done.returncode == 0:
+                return
+            time.sleep(1)
+        pytest.fail(f"the Ray cluster never had {cpus} CPUs:\n{self.logs[0].read_text()[-3000:]}")
+
+    def busy_workers(self) -> list:
+        """Ray worker processes of this cluster running a task of ours right now."""
+        import psutil
+
+        found = []
+        for proc in self.procs:
+            try:
+                for child in psutil.Process(proc.pid).children(recursive=True):
+                    if any("_run_chunk" in part for part in child.cmdline()[:1]):
+                        found.append(child)
+            except psutil.Error:
+                continue
+        return found
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):  # our own process groups only
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+        for proc in self.procs:  # what the groups left behind (raylet, gcs, workers)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    cluster = RayCluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def bigger(tmp_path_factory) -> tuple[Path, dict]:
+    """A library that takes a few seconds to scan (time to kill something), and its local catalog."""
+    base = tmp_path_factory.mktemp("bigger")
+    library, catalog = base / "lib", base / "local.sqlite"
+    assert _cli("sample-library", str(library), "--originals", "30", "--megapixels", "2").returncode == 0
+    assert _cli("scan", str(library), "--catalog", str(catalog)).returncode == 0
+    return library, catalog_state(catalog)
+
+
+def _scan_on(cluster: RayCluster, library: Path, catalog: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "photodedup", "scan", str(library), "--catalog", str(catalog), "--engine", "ray",
+            "--ray-address", cluster.address, "--json", *extra]
+
+
+@pytest.mark.slow
+def test_scan_on_a_two_node_cluster_gives_the_local_catalog(cluster, sample, local_reference, tmp_path):
+    catalog = tmp_path / "catalog.sqlite"
+    result = subprocess.run(_scan_on(cluster, sample, catalog), capture_output=True, text=True, env=cluster.env,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    state = catalog_state(catalog)
+    reference = dict(local_reference, vectors={})  # scan only
+    assert_same_catalog(dict(state, vectors={}), reference)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_loses_nothing(cluster, bigger, tmp_path):
+    library, reference = bigger
+    catalog = tmp_path / "catalog.sqlite"
+    driver = subprocess.Popen(_scan_on(cluster, library, catalog), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=cluster.env)
+    killed = None
+    deadline = time.time() + 300
+    while killed is None and driver.poll() is None and time.time() < deadline:
+        busy = cluster.busy_workers()
+        if busy:
+            busy[0].kill()
+            killed = busy[0].pid
+        else:
+            time.sleep(0.05)
+    out, errors = driver.communicate(timeout=600)
+    assert killed is not None, f"no busy Ray worker was seen before the scan ended:\n{errors}"
+    assert driver.returncode == 0, errors
+    assert_same_catalog(catalog_state(catalog), dict(reference, vectors={}))
+
+
+@pytest.mark.slow
+def test_a_killed_driver_resumes_without_loss_or_duplicates(cluster, bigger, tmp_path):
+    library, reference = bigger
+    catalog = tmp_path / "catalog.sqlite"
+    driver = subprocess.Popen(_scan_on(cluster, library, catalog), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, env=cluster.env)
+    deadline = time.time() + 300
+    while _count_rows(catalog) == 0 and driver.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert driver.poll() is None, "the scan finished before it could be killed"
+    driver.kill()
+    driver.wait(timeout=60)
+    first = _count_rows(catalog)
+    assert 0 < first < len(reference["files"])
+
+    result = subprocess.run(_scan_on(cluster, library, catalog), capture_output=True, text=True, env=cluster.env,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    summary = json.loads(result.stdout)
+    assert summary["new"] == len(reference["files"]) - first  # only what the killed run had not committed
+    assert summary["unchanged"] == first
+    assert_same_catalog(catalog_state(catalog), dict(reference, vectors={}))

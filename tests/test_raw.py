@@ -1,0 +1,183 @@
+"""Camera RAW files: real DNGs (written with pidng) read back through the real scan, and RAW+JPEG pairs."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from photodedup.catalog import Catalog
+from photodedup.dng import write_dng
+from photodedup.raw import find_pairs, raw_exif
+from photodedup.sample_library import make_library, source_photos
+from photodedup.scan import scan
+
+REPO = Path(__file__).resolve().parents[1]
+TAKEN = datetime(2023, 7, 14, 18, 30, 5)
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    """A real photograph, 4:3, with detail everywhere (hashes are meaningful)."""
+    source = next(p for p in source_photos() if p.name == "astronaut.png")
+    return Image.open(source).convert("RGB").resize((960, 720), Image.Resampling.BICUBIC)
+
+
+def _exif(orientation: int = 1, taken: datetime = TAKEN) -> bytes:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0112] = "Canon", "EOS R6", orientation
+    exif.get_ifd(0x8769)[0x9003] = taken.strftime("%Y:%m:%d %H:%M:%S")
+    return exif.tobytes()
+
+
+def _rows(db) -> dict[str, dict]:
+    with Catalog(db) as cat:
+        return {Path(r["path"]).name: dict(r) | {"thumb": cat.thumb(r["id"])} for r in cat.files(status=None)}
+
+
+def _hamming(a: int, b: int) -> int:
+    return bin((a ^ b) & (1 << 64) - 1).count("1")
+
+
+def test_dng_with_and_without_preview_through_the_scan(tmp_path, photo):
+    root = tmp_path / "lib"
+    root.mkdir()
+    write_dng(root / "preview.dng", photo, taken=TAKEN, preview=800)
+    write_dng(root / "sensor-only.dng", photo, taken=TAKEN, preview=None)
+    write_dng(root / "tiny-preview.DNG", photo, taken=TAKEN, preview=160)  # too small for the model: decode
+    write_dng(root / "upright.dng", photo.transpose(Image.Transpose.ROTATE_90), taken=TAKEN, orientation=6,
+              preview=800)  # a portrait shot: the sensor's pixels lie on their side, the tag turns them
+    photo.save(root / "reference.jpg", quality=92, exif=_exif())
+    summary = scan([root], catalog=tmp_path / "c.sqlite")
+    assert (summary.new, summary.errors) == (5, 0)
+    rows = _rows(tmp_path / "c.sqlite")
+    decoded = {name: row["raw_decode"] for name, row in rows.items()}
+    assert decoded == {"preview.dng": "preview", "sensor-only.dng": "half-size", "tiny-preview.DNG": "half-size",
+                       "upright.dng": "preview", "reference.jpg": None}
+    reference = rows["reference.jpg"]
+    for name, row in rows.items():
+        assert row["status"] == "ok" and row["md5"] and row["thumb"], name
+        assert (row["camera"], row["taken_at"]) == ("Canon EOS R6", TAKEN.isoformat()), name
+        assert _hamming(row["phash"], reference["phash"]) <= 8, name  # the same picture, however decoded
+    assert rows["preview.dng"]["format"] == "DNG"
+    assert (rows["preview.dng"]["width"], rows["preview.dng"]["height"]) == (960, 720)  # the sensor's size
+    assert (rows["upright.dng"]["width"], rows["upright.dng"]["height"]) == (960, 720)  # after orientation
+    assert Image.open(io.BytesIO(rows["upright.dng"]["thumb"])).size == (320, 240)
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        ids = [r["id"] for r in cat.files()]
+        assert len(cat.crops(ids, "224-bicubic-shortest-center")) == 5
+
+
+def test_broken_raws_are_error_rows_with_a_kind(tmp_path, photo):
+    root = tmp_path / "lib"
+    root.mkdir()
+    good = write_dng(root / "good.dng", photo, preview=None).read_bytes()
+    (root / "cut.dng").write_bytes(good[: len(good) // 2])  # the sensor data ends early
+    (root / "notes.nef").write_bytes(b"shopping list: milk, eggs\n" * 20)  # a RAW name, not a RAW
+    (root / "empty.cr2").write_bytes(b"")
+    summary = scan([root], catalog=tmp_path / "c.sqlite", max_pixels=10**8)
+    assert summary.error_kinds == {"truncated": 1, "raw-unsupported": 1, "empty": 1}
+    rows = _rows(tmp_path / "c.sqlite")
+    assert rows["good.dng"]["status"] == "ok"
+    assert rows["cut.dng"]["reason"] == "cannot decode the DNG file, its data ends early: Input/output error"
+    assert rows["notes.nef"]["reason"] == ("LibRaw cannot open this NEF file (not a RAW it knows): "
+                                           "Unsupported file format or not RAW file")
+    small = scan([root / "good.dng"], catalog=tmp_path / "small.sqlite", max_pixels=1000)
+    assert small.error_kinds == {"too-large": 1}
+
+
+def test_exif_from_tiff_raws_with_their_own_magic(tmp_path, photo):
+    """ORF and RW2 are TIFF files with another magic number: the reader swaps it to find IFD 0."""
+    data = write_dng(tmp_path / "a.dng", photo, make="OLYMPUS", model="E-M1", taken=TAKEN).read_bytes()
+    for fmt, magic in (("ORF", b"IIRO"), ("RW2", b"IIU\x00")):
+        exif = raw_exif(magic + data[4:], fmt)
+        assert (exif[0x010F], exif[0x0110]) == ("OLYMPUS", "E-M1")
+        assert exif.get_ifd(0x8769)[0x9003] == TAKEN.strftime("%Y:%m:%d %H:%M:%S")
+    assert len(raw_exif(b"FUJIFILMCCD-RAW " + bytes(200), "RAF")) == 0  # no TIFF and no preview: no EXIF
+
+
+def test_raw_jpeg_pairs_through_the_scan(tmp_path, photo):
+    root = tmp_path / "lib"
+    (root / "card").mkdir(parents=True)
+    write_dng(root / "card" / "IMG_0001.CR2.dng", photo, taken=TAKEN)  # stem IMG_0001.CR2: no JPEG of that name
+    write_dng(root / "card" / "IMG_0002.dng", photo, taken=TAKEN)
+    photo.save(root / "card" / "IMG_0002.JPG", quality=90, exif=_exif())  # the pair (case differs)
+    write_dng(root / "card" / "IMG_0003.dng", photo, taken=TAKEN)
+    photo.save(root / "card" / "IMG_0003.jpg", quality=90,
+               exif=_exif(taken=datetime(2023, 7, 14, 18, 31)))  # another shot that reused the number
+    write_dng(root / "card" / "IMG_0004.dng", photo, taken=TAKEN)
+    photo.save(root / "card" / "IMG_0004.jpg", quality=90)  # no EXIF time: the name decides
+    (root / "export").mkdir()
+    photo.save(root / "export" / "IMG_0002.jpg", quality=90, exif=_exif())  # same stem, other folder
+    scan([root], catalog=tmp_path / "c.sqlite")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        names = {r["id"]: os.path.relpath(r["path"], root) for r in cat.files()}
+        partner = cat.raw_pairs()
+    named = {names[a]: names[b] for a, b in partner.items()}
+    assert named == {"card/IMG_0002.dng": "card/IMG_0002.JPG", "card/IMG_0002.JPG": "card/IMG_0002.dng",
+                     "card/IMG_0004.dng": "card/IMG_0004.jpg", "card/IMG_0004.jpg": "card/IMG_0004.dng"}
+    (root / "card" / "IMG_0002.JPG").unlink()  # the pair is recomputed on every scan
+    scan([root], catalog=tmp_path / "c.sqlite")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        assert len(cat.raw_pairs()) == 2
+
+
+def test_pair_rules(tmp_path):
+    """One RAW, one partner: a JPEG before a HEIC, then the nearest time; each file in one pair at most."""
+    def row(i, name, fmt, taken=None, raw=None):
+        return {"id": i, "path": f"/p/{name}", "format": fmt, "taken_at": taken, "raw_decode": raw}
+
+    t0, t1, t2 = "2023-07-14T18:30:05", "2023-07-14T18:30:06", "2023-07-14T18:30:08"
+    rows = [row(1, "A.NEF", "NEF", t0, "preview"), row(2, "a.heic", "HEIF", t0), row(3, "a.jpg", "JPEG", t1),
+            row(4, "B.nef", "NEF", t0, "preview"), row(5, "b.jpg", "JPEG", t2), row(6, "b.heic", "HEIF", t0),
+            row(7, "C.dng", "DNG", None, "half-size"), row(8, "C.cr2", "CR2", None, "preview"),
+            row(9, "c.jpg", "JPEG", t0), row(10, "D.dng", "DNG", t0, "preview"), row(11, "D.png", "PNG", t0)]
+    assert sorted(find_pairs(rows)) == [(1, 3), (4, 6), (8, 9)]
+
+
+def test_sample_library_has_raw_jpeg_pairs(tmp_path):
+    lib = make_library(tmp_path / "lib", originals=6, megapixels=0.3, seed=2)
+    truth = json.loads(Path(lib["truth"]).read_text())
+    assert len(truth["pairs"]) == 2  # originals 1 and 5: one DNG with a preview, one without
+    scan([lib["root"]], catalog=tmp_path / "c.sqlite")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        rows = {os.path.relpath(r["path"], lib["root"]): r for r in cat.files()}
+        found = sorted([os.path.relpath(cat.file(a)["path"], lib["root"]), os.path.relpath(cat.file(b)["path"],
+                        lib["root"])] for a, b in cat.conn.execute("SELECT other_id, raw_id FROM raw_pairs"))
+    assert found == sorted(truth["pairs"])
+    assert sorted(rows[raw]["raw_decode"] for _, raw in truth["pairs"]) == ["half-size", "preview"]
+    for jpeg, raw in truth["pairs"]:
+        assert rows[raw]["taken_at"] == rows[jpeg]["taken_at"] and rows[raw]["camera"] == rows[jpeg]["camera"]
+        assert _hamming(rows[raw]["phash"], rows[jpeg]["phash"]) <= 8
+
+
+def test_forked_workers_decode_after_an_in_process_decode(tmp_path, photo):
+    """LibRaw's OpenMP must not hang forked scan workers after the parent decoded a RAW itself."""
+    small = photo.resize((320, 240))
+    (tmp_path / "many").mkdir()
+    for i in range(5):
+        write_dng(tmp_path / "many" / f"{i}.dng", small, preview=None)
+    write_dng(tmp_path / "one.dng", small, preview=None)
+    code = ("import sys; from photodedup.scan import scan; "
+            "a = scan([sys.argv[1]], catalog=sys.argv[3], workers=2); "  # one file: decoded in this process
+            "b = scan([sys.argv[2]], catalog=sys.argv[3], workers=2); "  # five: a forked pool
+            "print(a.new, b.new, b.errors)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "one.dng"), str(tmp_path / "many"),
+                             str(tmp_path / "c.sqlite")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)}, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the scan and its hung workers
+        proc.communicate()
+        pytest.fail("the scan hung: forked workers deadlocked in LibRaw's OpenMP")
+    assert proc.returncode == 0, err
+    assert out.split() == ["1", "5", "0"]
+    assert "rawpy is being used in a process created by multiprocessing" not in err
+
