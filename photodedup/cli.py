@@ -54,8 +54,13 @@ CatalogOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-PrecisionOpt = Annotated[str, typer.Option(help="Which ONNX export the onnx backend uses by default: fp32, fp16 "
-                                                "or int8 (dynamic quantisation: ~3x fp32 on a CPU).")]
+PrecisionOpt = Annotated[str | None, typer.Option(
+    "--precision", help="onnx: the export, fp32, fp16 or int8 (dynamic quantisation: ~3x fp32 on a CPU) "
+    "[default: fp32]; torch-local: fp32, fp16 or bf16 "
+    "[default: fp16 on a GPU, fp32 on the CPU].")]
+ModeOpt = Annotated[str, typer.Option(
+    "--mode", help="How torch-local runs the model: eager, cuda-graphs, compile (torch.compile), or auto "
+    "(cuda-graphs on a GPU, eager on the CPU).")]
 
 EngineOpt = Annotated[str, typer.Option(envvar="PHOTODEDUP_ENGINE", help="Where per-file work runs: local "
                                         "(worker processes) or ray (tasks on a Ray cluster).")]
@@ -192,8 +197,11 @@ def serve(
     weights: Annotated[str | None, typer.Option(help="Weights (torch-local; or which default export).")] = None,
     backend: Annotated[str, typer.Option(help="What runs the model: onnx or torch-local.")] = "onnx",
     device: Annotated[str, typer.Option(help="cpu, cuda or tensorrt.")] = "cpu",
+    precision: PrecisionOpt = None,
+    mode: ModeOpt = "auto",
     threads: Annotated[int, typer.Option(help="Inference threads [default: CPU count].")] = 0,
-    max_batch_size: Annotated[int, typer.Option(help="Most images per model call.")] = 32,
+    max_batch_size: Annotated[int, typer.Option(help="Most images per model call [default: 256 with --device cuda, "
+                                                "else 32].")] = 0,
     max_queue_delay_us: Annotated[int, typer.Option(help="Longest wait to fill a batch, microseconds.")] = 2000,
     max_images: Annotated[int, typer.Option(help="Most images per request.")] = 64,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 64.0,
@@ -224,14 +232,15 @@ def serve(
     if engine != "service":
         raise typer.BadParameter(f"{engine!r} is not one of: service, triton", param_hint="--engine")
     from photodedup.serve import serve as run_serve
-    from photodedup.service.app import ServiceSettings
+    from photodedup.serve import service_settings
     from photodedup.service.limits import Limits
 
-    settings = ServiceSettings(
-        max_batch_size=max_batch_size, max_queue_delay=max_queue_delay_us / 1e6, token=token or None,
+    settings = service_settings(
+        device, max_batch_size=max_batch_size or None, max_queue_delay=max_queue_delay_us / 1e6, token=token or None,
         limits=Limits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_images=max_images, max_pixels=max_pixels))
     run_serve(host=host, port=port, backend=backend, model_dir=model_dir, weights=weights, device=device,
-              threads=threads or None, settings=settings, graceful_timeout=graceful_timeout, access_log=access_log)
+              precision=precision, mode=mode, threads=threads or None, settings=settings,
+              graceful_timeout=graceful_timeout, access_log=access_log)
 
 
 @app.command()
@@ -412,7 +421,11 @@ def embed(
                        "an image, cosine >= 0.999 to local) or uint8 (the exact crops, 150 KB an image).")] = None,
     model: Annotated[str | None, typer.Option(help="Triton model name [default: openclip_vit_b32 when the "
                      "server has it, else openclip_vit_b32_cpu; openclip_vit_b32_trt for triton-trt].")] = None,
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = None,
+    mode: ModeOpt = "auto",
+    decode: Annotated[str, typer.Option(help="Who decodes originals without a stored crop (and the crops): pil "
+                                        "(worker processes), torchvision (on the backend's device: nvJPEG on a "
+                                        "GPU), or auto (torchvision on a GPU, else pil).")] = "auto",
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
     actors: Annotated[int, typer.Option(help="With --engine ray: Ray actors running onnx/torch-local.")] = 1,
@@ -430,14 +443,15 @@ def embed(
     from photodedup.model import RANDOM_WARNING
 
     model_runner = open_backend(backend, model_dir=model_dir, weights=weights, precision=precision, device=device,
-                                threads=threads or None, url=url, token=token, payload=payload, model=model,
+                                threads=threads or None, url=url, token=token, payload=payload, model=model, mode=mode,
                                 engine=engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor)
     try:
         if model_runner.is_random:
             warn(RANDOM_WARNING)
         with progress(quiet, "embed") as callback:
             summary = run_embed(model_runner, catalog=catalog, batch_size=batch_size, progress=callback,
-                                workers=workers or None, engine=engine, ray_address=ray_address)
+                                workers=workers or None, engine=engine, ray_address=ray_address,
+                                decode=decode)
     finally:
         model_runner.close()
     show(summary, json_out)

@@ -272,24 +272,25 @@ def take_out(cat: Catalog, group_id: int, file_id: int, value: bool = True) -> G
     return find_group(cat, group_id)
 
 
-def accept_suggestions(cat: Catalog, group_ids: list[int]) -> dict:
-    """Mark the suggested keeper keep and the rest trash in each of these groups that nobody decided yet.
+def accept_suggestions(cat: Catalog, group_ids: list[int], *, dry_run: bool = False) -> dict:
+    """Mark the suggested keeper (and reference files) keep and the rest trash in each of these groups
+    that nobody has decided on yet; groups with any decision, dismissed or applied are left alone.
 
-    Groups with any decision, dismissed or applied are left alone. Returns what was marked.
+    Returns the groups marked (or, with ``dry_run``, that would be), the files marked trash and their bytes.
     """
     wanted = set(group_ids)
-    groups = [g for g in current_groups(cat) if g.id in wanted]
-    done, files, size = [], 0, 0
-    for g in groups:
-        if g.state != "open":
+    done, trash = [], []
+    for g in current_groups(cat):
+        if g.id not in wanted or g.state != "open":
             continue
         actions = g.suggested()
-        cat.set_decisions(actions, group_id=g.id)
-        trash = [m for m in g.members if actions.get(m.file_id) == "trash"]
+        if not dry_run:
+            cat.set_decisions(actions, group_id=g.id)
         done.append(g.id)
-        files += len(trash)
-        size += sum(m.size or 0 for m in trash)
-    return {"groups": done, "skipped": sorted(wanted - set(done)), "files": files, "bytes": size}
+        trash += [{"path": m.path, "size": m.size, "group": g.id}
+                  for m in g.members if actions.get(m.file_id) == "trash"]
+    return {"dry_run": dry_run, "groups": done, "skipped": sorted(wanted - set(done)), "files": len(trash),
+            "bytes": sum(t["size"] or 0 for t in trash), "trash": trash}
 
 
 def reset(cat: Catalog, group_id: int) -> Group:

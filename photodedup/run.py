@@ -126,7 +126,9 @@ def open_embedder(backend: str | None, *, weights: str, model_dir: Path | None, 
     from photodedup.embed import open_backend
 
     if backend:
-        return open_backend(backend, model_dir=model_dir, weights=weights, precision=precision, engine=engine,
+        # the default precision (int8) names an ONNX export; torch-local picks its own
+        return open_backend(backend, model_dir=model_dir, weights=weights,
+                            precision=precision if backend == "onnx" else None, engine=engine,
                             ray_address=ray_address), ""
     from photodedup.backends.onnx import resolve_model_dir
 

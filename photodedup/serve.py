@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 from pathlib import Path
 
@@ -32,12 +33,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: The dynamic batcher's largest model call on a GPU (an H200 is far from full at the CPU's 32).
+GPU_MAX_BATCH = 256
+
+
+def on_gpu(device: str) -> bool:
+    return device.startswith("cuda") or device == "tensorrt"
+
+
+def service_settings(device: str = "cpu", *, max_batch_size: int | None = None, **options) -> ServiceSettings:
+    """The service's settings with its batcher sized for ``device``: on a GPU, model calls of up to
+    ``GPU_MAX_BATCH`` images and one decoding thread per core (JPEG payloads are decoded on the CPU)."""
+    gpu = on_gpu(device)
+    return ServiceSettings(max_batch_size=max_batch_size or (GPU_MAX_BATCH if gpu else 32),
+                           decode_workers=(os.cpu_count() or 2) if gpu else 2, **options)
+
+
 def backend_loader(backend: str = "onnx", **options):
-    """A no-argument callable that builds the served backend (called in the server's loading thread)."""
+    """A no-argument callable that builds the served backend (called in the server's loading thread).
+    torch-local is warmed up at its batcher's size: the CUDA graph or compiled code is made before /readyz."""
     if backend not in SERVE_BACKENDS:
         raise BadInputError(f"the service cannot serve backend {backend!r}",
                             hint=f"choose one of: {', '.join(SERVE_BACKENDS)}")
-    return lambda: get_backend(backend, **options)
+    return lambda: get_backend(backend, warm_up=True, **options)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -58,16 +76,18 @@ def listen(host: str, port: int) -> socket.socket:
 
 def serve(*, host: str = "127.0.0.1", port: int = config.SERVICE_PORT, backend: str = "onnx",
           model_dir: Path | None = None, weights: str | None = None, device: str = "cpu",
+          precision: str | None = None, mode: str = "auto",
           threads: int | None = None, settings: ServiceSettings | None = None,
           graceful_timeout: float = 30.0, access_log: bool = False) -> None:
     """Serve until interrupted. Raises the model-loading error if the model could not be loaded."""
     import uvicorn
 
-    settings = settings or ServiceSettings()
+    settings = settings or service_settings(device)
     if settings.token is None and not is_loopback(host):
         log.warning("serving on %s without a bearer token: anyone who can reach this port can use the service "
                     "(set --token or PHOTODEDUP_TOKEN)", host)
-    load = backend_loader(backend, model_dir=model_dir, weights=weights, device=device, threads=threads)
+    load = backend_loader(backend, model_dir=model_dir, weights=weights, device=device, threads=threads,
+                          precision=precision, mode=mode, max_batch_size=settings.max_batch_size)
     failure: list[BaseException] = []
     server: uvicorn.Server | None = None
 

@@ -79,6 +79,10 @@ def test_evaluate_on_the_sample_library(scanned):
     assert all(kinds[k] == 1.0 for k in ("copy", "reencoded", "resized", "png", "webp", "rotated") if k in kinds)
     assert set(result.retrieval) == {"map", "ndcg", "jaccard"}
     assert all(0 < v <= 1 for v in result.retrieval.values())
+    # every found group holds its original, and the keeper rules pick it (issue goal: >= 95%)
+    assert result.keeper["groups"] == len(load_truth(truth).groups)
+    assert result.keeper["accuracy"] >= 0.95, result.keeper["wrong"]
+    assert "keeper accuracy: " in result.render()
 
 
 def test_sweep_recall_grows_with_the_hash_threshold(scanned, tmp_path):

@@ -35,10 +35,13 @@ class BackendOptions:
 
     model_dir: Path | None = None  # onnx, auto's fallback: an export directory
     weights: str | None = None  # onnx (which default export), torch-local: a tag, a checkpoint, random
-    precision: str = "fp32"  # onnx: which default export
+    precision: str | None = None  # onnx: which default export (fp32); torch-local: auto/fp32/fp16/bf16
     device: str = "cpu"  # onnx: cpu/cuda/tensorrt; torch-local: cpu/cuda
     threads: int | None = None  # in-process backends: intra-op threads
     seed: int = 0  # torch-local with random weights
+    mode: str = "auto"  # torch-local: eager, CUDA graphs or compile (see gpu.py)
+    warm_up: bool = False  # torch-local: build the CUDA graph or compiled code now
+    max_batch_size: int | None = None  # in-process backends: the largest model call
     url: str | None = None  # remote backends: the server
     token: str | None = None  # http-service, auto: the bearer token
     payload: str | None = None  # http-service, auto: jpeg or uint8
@@ -68,6 +71,9 @@ class Backend:
     input_dtype: str = "uint8"
     #: What crosses a boundary per image: ``jpeg``, ``uint8`` or ``fp32``; None in-process.
     payload: str | None = None
+    #: Where the model runs, for in-process backends (``cpu``, ``cuda``...); remote ones: ``cpu``
+    #: (what the client does, decoding, runs on the CPU).
+    device: str = "cpu"
     #: The server for remote backends, None in-process.
     url: str | None = None
     #: Which server answers at ``url``: ``photodedup`` (our service, with ``/metrics``), ``triton``

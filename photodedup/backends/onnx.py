@@ -75,7 +75,7 @@ class OnnxBackend(Backend):
     @classmethod
     def from_options(cls, options: BackendOptions) -> OnnxBackend:
         return cls(options.model_dir, options.device, options.threads, weights=options.weights,
-                   precision=options.precision)
+                   precision=options.precision or "fp32", max_batch_size=options.max_batch_size or 256)
 
     def __init__(self, model_dir: Path | None = None, device: str = "cpu", threads: int | None = None, *,
                  weights: str | None = None, precision: str = "fp32", max_batch_size: int = 256) -> None:

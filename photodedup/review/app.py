@@ -143,6 +143,26 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
         with open_catalog() as cat:
             return decisions.not_duplicates(cat, group_id, value).detail()
 
+    @app.post("/api/groups/{group_id}/take-out")
+    def take_out(group_id: int, file_id: int = Body(...), value: bool = Body(True)) -> dict:
+        with open_catalog() as cat:
+            return decisions.take_out(cat, group_id, file_id, value).detail()
+
+    @app.get("/api/groups/{group_id}/compare")
+    def compare(group_id: int, a: int, b: int) -> dict:
+        with open_catalog() as cat:
+            group = decisions.find_group(cat, group_id)
+        members = {m.file_id: m for m in group.members + group.removed}
+        if a not in members or b not in members:
+            raise BadInputError(f"files {a} and {b} are not both in group {group_id}")
+        return {"a": members[a].as_dict(), "b": members[b].as_dict(),
+                "differences": decisions.differences(members[a], members[b])}
+
+    @app.post("/api/accept")
+    def accept(group_ids: list[int] = Body(...), dry_run: bool = Body(True)) -> dict:
+        with open_catalog() as cat:
+            return decisions.accept_suggestions(cat, group_ids, dry_run=dry_run)
+
     @app.post("/api/groups/{group_id}/reset")
     def reset(group_id: int) -> dict:
         with open_catalog() as cat:
