@@ -18,6 +18,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from photodedup import __version__, config
+from photodedup.catalog import display
 from photodedup.errors import PhotodedupError
 
 
@@ -100,7 +101,7 @@ def show(result, json_out: bool) -> None:
     if json_out:
         emit_json(result.as_dict())
     else:
-        typer.echo(result.render())
+        typer.echo(display(result.render()))
 
 
 def emit_json(data) -> None:
@@ -112,7 +113,7 @@ def warn(message: str) -> None:
     if message in _said:
         return
     _said.add(message)
-    err.print(f"[yellow]Warning:[/yellow] {escape(message)}", highlight=False)
+    err.print(f"[yellow]Warning:[/yellow] {escape(display(message))}", highlight=False)
 
 
 _said: set[str] = set()
@@ -133,6 +134,9 @@ def scan(
     include: Annotated[list[str], typer.Option("--include", help="Only paths matching this glob (repeatable).")] = [],
     exclude: Annotated[list[str], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = [],
     workers: Annotated[int, typer.Option(help="Worker processes for decoding and hashing [default: CPU count].")] = 0,
+    follow_links: Annotated[bool, typer.Option(
+        "--follow-links", help="Also follow folder symlinks that lead outside the scanned folders (files "
+        "found there can then be trashed by apply).")] = False,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
     embed_with: Annotated[str | None, typer.Option("--embed", help="Embed each image right after decoding with "
@@ -157,7 +161,8 @@ def scan(
     try:
         with progress(quiet, "scan") as callback:
             summary = run_scan(roots, catalog=catalog, include=include, exclude=exclude, workers=workers or None,
-                               progress=callback, engine=engine, ray_address=ray_address, embedder=embedder)
+                               progress=callback, engine=engine, ray_address=ray_address, embedder=embedder,
+                               follow_links=follow_links)
     finally:
         if embedder is not None:
             embedder.close()
@@ -563,7 +568,7 @@ PreferOpt = Annotated[list[Path] | None, typer.Option(
     "for, or moved to, the trash.")]
 KeeperRulesOpt = Annotated[str, typer.Option(
     "--keeper-rules", help="Keeper rules in order, comma-separated: not-derivative (= colour,no-border,"
-    "camera-format), resolution, exif, size, oldest; see docs/DECISIONS.md.")]
+    "camera-format,not-resaved), resolution, exif, size, oldest; see docs/DECISIONS.md.")]
 DEFAULT_KEEPER_RULES = "not-derivative,resolution,exif,size,oldest"
 
 
@@ -735,9 +740,9 @@ def main() -> None:
     except PhotodedupError as error:
         if _state["debug"]:
             err.print_exception()
-        err.print(f"Error: {error}", style="red", highlight=False, markup=False)
+        err.print(f"Error: {display(str(error))}", style="red", highlight=False, markup=False)
         if error.hint:
-            err.print(f"Hint: {error.hint}", highlight=False, markup=False)
+            err.print(f"Hint: {display(error.hint)}", highlight=False, markup=False)
         sys.exit(error.exit_code)
 
 

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from PIL import Image
 from photodedup import config
 from photodedup.backends import Backend, embed_batches, get_backend
 from photodedup.catalog import Catalog
-from photodedup.errors import BadInputError
+from photodedup.errors import BadInputError, Interrupted
 from photodedup.executor import Executor, open_executor
 from photodedup.preprocess import PreprocessConfig, crop_from_source, decode_crop
 from photodedup.progress import ProgressCallback, no_progress
@@ -151,7 +152,7 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
     device = decode_device(backend, decode)
     summary = EmbedSummary(backend=backend.name, model=backend.model_id,
                            decoder="pil" if device is None else f"torchvision on {device}")
-    with Catalog(catalog) as cat:
+    with Catalog(catalog, create=False) as cat, cat.writer("embed"), _interrupt_says_what_was_saved(cat, summary):
         summary.catalog = str(cat.path)
         summary.is_random = register(cat, backend)
         todo = cat.files_without_embedding(backend.model_id)
@@ -186,6 +187,16 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
                 progress(done, total)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+@contextmanager
+def _interrupt_says_what_was_saved(cat: Catalog, summary: EmbedSummary) -> Iterator[None]:
+    """Ctrl-C: every finished batch is committed; say so (``Interrupted``, exit 130)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: this embed saved {summary.embedded} embeddings of {summary.model} to "
+                          f"{cat.path}; run the same command again to continue where it stopped") from None
 
 
 def _write(cat: Catalog, summary: EmbedSummary, backend: Backend, ids: list[int],

@@ -89,3 +89,16 @@ class SafetyError(PhotodedupError):
     exit_code = 10
     http_status = 409
     code = "refused"
+
+
+class Interrupted(PhotodedupError):
+    """Ctrl-C stopped a stage; the message says what was saved and that a rerun continues."""
+
+    exit_code = 130
+
+
+def ignore_interrupts() -> None:
+    """Initializer for worker processes: Ctrl-C is the parent's to handle (it saves, then raises Interrupted)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

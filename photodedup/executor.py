@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from photodedup.backends.base import Backend
-from photodedup.errors import BackendUnavailableError, BadInputError
+from photodedup.errors import BackendUnavailableError, BadInputError, ignore_interrupts
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class LocalExecutor(_Closing):
         if self._pool is None:
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(max_workers=self.workers)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=ignore_interrupts)
         return self._pool.map(fn, jobs, chunksize=chunksize)
 
     def close(self) -> None:

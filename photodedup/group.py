@@ -24,7 +24,7 @@ import numpy as np
 
 from photodedup import cluster as clu
 from photodedup import keeper
-from photodedup.catalog import Catalog, open_catalog
+from photodedup.catalog import Catalog, display, open_catalog
 from photodedup.errors import BadInputError
 from photodedup.groups import Group, Member
 from photodedup.progress import ProgressCallback, no_progress
@@ -128,7 +128,10 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
         progress(2, 3)
         counts = {kind: len(edges) for kind, edges in parts.items()}
         result = GroupResult(groups, params, len(rows), counts, model, warnings, time.perf_counter() - started)
-        if store:
+        if store and cat.readonly:
+            warnings.append(f"the catalog {cat.path} is read-only: these groups are not stored, so review "
+                            "and apply do not see them")
+        elif store:
             result.run_id = store_groups(cat, result)
         progress(3, 3)
     return result
@@ -273,7 +276,7 @@ def write_csv(groups: Sequence[Group], out: Path | str) -> Path:
                          "format", "camera", "taken_at", "reference", "keeper_reason", "why_not_keeper"])
         for g in groups:
             for m in g.members:
-                writer.writerow([g.id, g.kind, "keeper" if m.file_id == g.keeper else "candidate", m.path,
+                writer.writerow([g.id, g.kind, "keeper" if m.file_id == g.keeper else "candidate", display(m.path),
                                  m.evidence, m.score, m.width, m.height, m.size, m.format, m.camera, m.taken_at,
                                  int(m.reference), g.keeper_reason, m.note])
     return out

@@ -51,6 +51,7 @@ class Member:
     content_width: int | None = None   # inside any uniform border (None: not measured)
     content_height: int | None = None
     grayscale: int | None = None       # 1 grayscale, 0 colour, None not measured
+    jpeg_quality: int | None = None    # JPEG quality of its tables (100: a maximum-quality re-save)
     status: str = "ok"
     keeper: bool = False
     note: str = ""                   # why it is not the keeper (the rule that decided)
@@ -69,7 +70,8 @@ class Member:
                    width=get("width"), height=get("height"), size=get("size"), format=get("format"),
                    taken_at=get("taken_at"), camera=get("camera"), md5=get("md5"), mtime_ns=get("mtime_ns"),
                    content_width=get("content_width"), content_height=get("content_height"),
-                   grayscale=get("grayscale"), status=get("status") or "ok", **extra)
+                   grayscale=get("grayscale"), jpeg_quality=get("jpeg_quality"), status=get("status") or "ok",
+                   **extra)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -125,7 +127,7 @@ class Group:
                 "files": [m.file_id for m in self.members], "removed": len(self.removed)}
 
     def detail(self) -> dict:
-        return self.summary() | {"members": [m.as_dict() for m in self.members],
+        return self.summary() | {"members": [m.as_dict() | {"evidence_words": evidence_words(m)} for m in self.members],
                                  "removed_members": [m.as_dict() for m in self.removed]}
 
     def as_dict(self) -> dict:
@@ -309,6 +311,22 @@ def _member(group: Group, file_id: int, *, removed: bool = False) -> Member:
     raise BadInputError(f"file {file_id} is not {'taken out of' if removed else 'in'} group {group.id}")
 
 
+def evidence_words(m: Member) -> str:
+    """What joined a member to its group, in words."""
+    kind, _, variant = m.evidence.partition(",")
+    variant = f" ({variant.strip()})" if variant.strip() else ""
+    if m.keeper or kind == "keeper":
+        return "the suggested keeper"
+    if kind == "exact":
+        return "an exact copy: the same bytes"
+    if kind == "perceptual":
+        bits = round((1.0 - m.score) * 64)
+        return f"looks the same{variant}: its perceptual hash differs in {bits} of 64 bits"
+    if kind == "semantic":
+        return f"the same scene by the model's embedding (cosine {m.score:.3f}){variant}"
+    return f"{m.evidence} ({m.score:.3f})"
+
+
 # -- differences between two members (the page's side-by-side compare) ------------------------------
 def differences(a: Member, b: Member) -> list[str]:
     """What the tool knows differs between two members, in words (border, grayscale, crop, mirror, ...)."""
@@ -320,7 +338,7 @@ def differences(a: Member, b: Member) -> list[str]:
                        f"in {m.width}x{m.height})")
     if a.grayscale is not None and b.grayscale is not None and a.grayscale != b.grayscale:
         out.append(f"grayscale: {name(a if a.grayscale else b)} is grayscale, {name(b if a.grayscale else a)} colour")
-    ca, cb = _content(a), _content(b)
+    ca, cb = keeper_rules.content_size(a), keeper_rules.content_size(b)
     if all(ca) and all(cb) and abs(ca[0] / ca[1] - cb[0] / cb[1]) > 0.02 and \
             abs(ca[0] / ca[1] - cb[1] / cb[0]) > 0.02:
         out.append(f"crop: the aspect ratios differ ({ca[0]}x{ca[1]} and {cb[0]}x{cb[1]}), so one shows less")
@@ -342,10 +360,6 @@ def differences(a: Member, b: Member) -> list[str]:
     if a.md5 and a.md5 == b.md5:
         out.append("identical bytes (same md5)")
     return out
-
-
-def _content(m: Member) -> tuple[int, int]:
-    return (m.content_width or m.width or 0, m.content_height or m.height or 0)
 
 
 # -- labels ---------------------------------------------------------------------------------------

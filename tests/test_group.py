@@ -198,6 +198,12 @@ def test_csv_and_self_contained_html(scanned, tmp_path):
         page = write_report(result.groups, tmp_path / "r.html", catalog=cat).read_text()
     assert page.count("data:image/jpeg;base64,") == sum(len(g.members) for g in result.groups)
     assert page.count("class='keeper'") == len(result.groups)
+    files = sum(len(g.members) for g in result.groups)
+    for label in ("format", "dimensions", "camera", "taken", "evidence"):  # per file
+        assert page.count(f"<dt>{label}</dt>") == files, label
+    assert page.count("<dt>not kept</dt>") == files - len(result.groups)
+    assert "looks the same: its perceptual hash differs in " in page and "an exact copy: the same bytes" in page
+    assert f"photodedup review --catalog {scanned['catalog']} --open" in page
     assert "http://" not in page and "https://" not in page and "src='/" not in page
 
 

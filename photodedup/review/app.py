@@ -19,7 +19,7 @@ from PIL import Image
 
 from photodedup import apply as apply_mod
 from photodedup import groups as decisions
-from photodedup.catalog import Catalog
+from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, PhotodedupError
 from photodedup.preprocess import encode_jpeg, load_oriented
 
@@ -36,7 +36,8 @@ _THUMB = 320
 def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
                allowed_hosts: set[str] | None = None, cookie: str = "photodedup_review") -> FastAPI:
     """The app for one catalog. ``allowed_hosts``: accepted Host headers (None accepts any)."""
-    app = FastAPI(title="photodedup review", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="photodedup review", docs_url=None, redoc_url=None, openapi_url=None,
+                  default_response_class=_ReadableJSON)
 
     def open_catalog() -> Catalog:
         return Catalog(catalog, create=False)
@@ -122,7 +123,7 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
             raise HTTPException(404, "no such file in the catalog")
         path = Path(row["path"])
         if row["status"] != "ok" or not path.is_file():
-            raise HTTPException(404, f"{row['path']} is not available ({row['status']})")
+            raise HTTPException(404, f"{display(row['path'])} is not available ({row['status']})")
         if row["format"] in _BROWSER_FORMATS and _orientation(path) == 1:
             return FileResponse(path, media_type=_BROWSER_FORMATS[row["format"]])
         return Response(_render(row), media_type="image/jpeg")
@@ -179,6 +180,23 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
     return app
 
 
+class _ReadableJSON(JSONResponse):
+    """JSON whose strings are valid UTF-8: a path with bytes that are not shows them as ``\\xNN``."""
+
+    def render(self, content) -> bytes:
+        return super().render(_readable(content))
+
+
+def _readable(value):
+    if isinstance(value, str):
+        return display(value)
+    if isinstance(value, dict):
+        return {_readable(k): _readable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_readable(v) for v in value]
+    return value
+
+
 def _forbidden(message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=403)
 
@@ -199,7 +217,7 @@ def _render(row, *, longest: int | None = None) -> bytes:
             image.thumbnail((longest, longest))
         return encode_jpeg(image, quality=90)
     except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise HTTPException(404, f"cannot decode {row['path']}: {error}") from error
+        raise HTTPException(404, display(f"cannot decode {row['path']}: {error}")) from error
 
 
 def loopback_hosts(host: str, port: int) -> set[str] | None:

@@ -200,7 +200,7 @@ function memberCard(m, index, best) {
       row("taken", m.taken_at ? m.taken_at.replace("T", " ") : "—"),
       row("camera", m.camera || "—"),
       row("format", `${m.format || "?"}${m.grayscale ? ", grayscale" : ""}`),
-      row("evidence", m.keeper ? "keeper" : `${m.evidence} · ${m.score.toFixed(3)}`),
+      row("evidence", m.keeper ? "keeper" : m.evidence_words),
       m.keeper ? row("why keep", state.group.keeper_reason) : row("not kept", m.note || "—", "note"),
       row("path", el("span", { class: "path" }, m.path))),
     el("div", { class: "buttons" },
