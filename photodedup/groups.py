@@ -163,6 +163,8 @@ def current_groups(cat: Catalog) -> list[Group]:
     """The current groups with the decisions made since: keep/trash, not duplicates, members taken out."""
     decisions = cat.decisions()
     pairs = cat.not_duplicate_pairs()
+    run = cat.group_run()
+    params = run[1] if run else {}
     out = []
     for group in load_groups(cat):
         for m in group.members:
@@ -172,8 +174,23 @@ def current_groups(cat: Catalog) -> list[Group]:
         if not group.dismissed:
             group.removed = [m for m in group.members if _taken_out(m, group.members, pairs)]
             group.members = [m for m in group.members if m not in group.removed]
+            if any(m.keeper for m in group.removed):
+                _choose_again(group, params)
         out.append(group)
     return out
+
+
+def _choose_again(group: Group, params: dict) -> None:
+    """The suggested keeper was taken out of its group: choose again among the members left."""
+    for m in group.removed:
+        m.keeper = False
+    choice = keeper_rules.choose(group.members, params.get("keeper_rules") or keeper_rules.DEFAULT_RULES,
+                                 tuple(params.get("prefer") or ()))
+    group.keeper = choice.keeper
+    group.keeper_reason = f"{choice.reason} (the first suggestion was taken out)".lstrip()
+    for m in group.members:
+        m.keeper = m.file_id == choice.keeper
+        m.note = choice.notes.get(m.file_id, "")
 
 
 def _dismissed(md5s: list[str | None], pairs: set[tuple[str, str]]) -> bool:
