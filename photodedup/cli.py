@@ -520,6 +520,12 @@ def apply(
     with progress(quiet, "check") as callback:
         summary = run_apply(catalog, trash_dir=trash_dir, dry_run=dry_run, progress=callback)
     show(summary, json_out)
+    if summary.failed:
+        from photodedup.errors import SafetyError
+
+        tried = len(summary.moved) + len(summary.failed)
+        raise SafetyError(f"{len(summary.failed)} of {tried} files could not be moved (see above); each was "
+                          "rolled back and is still at its path", hint="fix the cause and run apply again")
 
 
 @app.command()
