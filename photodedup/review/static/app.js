@@ -201,7 +201,7 @@ function memberCard(m, index, best) {
       row("camera", m.camera || "—"),
       row("format", `${m.format || "?"}${m.grayscale ? ", grayscale" : ""}`),
       row("evidence", m.keeper ? "keeper" : m.evidence_words),
-      m.keeper ? row("why keep", state.group.keeper_reason) : row("not kept", m.note || "—", "note"),
+      m.keeper ? row("why keep", state.group.keeper_reason) : row("not kept", m.note || "—", "why-not"),
       row("path", el("span", { class: "path" }, m.path))),
     el("div", { class: "buttons" },
       button("Keep", `keep-btn ${m.decision === "keep" ? "on" : ""}`, () => run(() => decide(m.file_id, m.decision === "keep" ? null : "keep")),
