@@ -451,7 +451,7 @@ def embed(
                                 threads=threads or None, url=url, token=token, payload=payload, model=model, mode=mode,
                                 engine=engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor)
     try:
-        if getattr(model_runner, "is_random", False):
+        if model_runner.is_random:
             warn(RANDOM_WARNING)
         with progress(quiet, "embed") as callback:
             summary = run_embed(model_runner, catalog=catalog, batch_size=batch_size, progress=callback,

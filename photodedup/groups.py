@@ -30,7 +30,7 @@ from pathlib import Path
 
 from photodedup import keeper as keeper_rules
 from photodedup.catalog import Catalog, open_catalog
-from photodedup.errors import BadInputError
+from photodedup.errors import BadInputError, NotFoundError
 
 ACTIONS = ("keep", "trash")
 KINDS = ("exact", "perceptual", "semantic", "mixed")
@@ -239,7 +239,7 @@ def find_group(cat: Catalog, group_id: int) -> Group:
     for group in current_groups(cat):
         if group.id == group_id:
             return group
-    raise BadInputError(f"no group {group_id} in the current grouping", hint="reload the page")
+    raise NotFoundError(f"no group {group_id} in the current grouping", hint="reload the page")
 
 
 def overview(cat: Catalog, *, kind: str | None = None, sort: str = "size") -> dict:

@@ -73,8 +73,7 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
 
     @app.exception_handler(PhotodedupError)
     async def photodedup_error(request: Request, error: PhotodedupError):
-        status = 404 if str(error).startswith("no group") else 409 if error.exit_code == 10 else 400
-        return JSONResponse({"error": str(error), "hint": error.hint}, status_code=status)
+        return JSONResponse({"error": str(error), "hint": error.hint}, status_code=error.http_status)
 
     # -- page and static files ---------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)
