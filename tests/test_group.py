@@ -222,3 +222,22 @@ def test_cli_group_json_and_errors(scanned, tmp_path):
     unknown = run_cli("group", "--catalog", str(scanned["catalog"]), "--model", "ViT-B-32/nope")
     assert (unknown.returncode, unknown.stderr.splitlines()[0]) == (
         3, "Error: no embeddings for model 'ViT-B-32/nope' in the catalog")
+
+
+def test_cli_prefer_a_reference_folder_and_change_the_rule_order(scanned, tmp_path):
+    shared = scanned["root"] / "Shared"  # WhatsApp re-encodes: smaller, worse, no EXIF
+    assert shared.is_dir()
+    done = run_cli("group", "--catalog", str(scanned["catalog"]), "--json", "--prefer", str(shared))
+    assert done.returncode == 0, done.stderr
+    groups = json.loads(done.stdout)["groups"]
+    with_shared = [g for g in groups if any(m["path"].startswith(f"{shared}/") for m in g["members"])]
+    assert with_shared
+    for g in with_shared:
+        assert g["keeper"].startswith(f"{shared}/") and g["keeper_reason"].startswith("in a reference folder")
+        assert all(m["reference"] == m["path"].startswith(f"{shared}/") for m in g["members"])
+        assert all(m["note"] == "not in a reference folder (--prefer)" for m in g["members"] if not m["reference"])
+    bad = run_cli("group", "--catalog", str(scanned["catalog"]), "--keeper-rules", "resolution,biggest")
+    assert (bad.returncode, bad.stderr.splitlines()[0]) == (3, "Error: unknown keeper rule 'biggest'")
+    missing = run_cli("group", "--catalog", str(scanned["catalog"]), "--prefer", str(tmp_path / "nowhere"))
+    assert (missing.returncode, missing.stderr.splitlines()[0]) == (3, f"Error: --prefer {tmp_path / 'nowhere'}: "
+                                                                       "no such folder")
