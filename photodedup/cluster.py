@@ -88,6 +88,15 @@ class Edges:
     def __len__(self) -> int:
         return len(self.i)
 
+    def moved(self, i: np.ndarray, j: np.ndarray) -> Edges:
+        """The same evidence between new endpoints (self-loops dropped, variants turned round on a swap)."""
+        from photodedup.hashing import INVERSE
+
+        keep = i != j
+        variant = np.where(i <= j, self.variant, np.asarray(INVERSE, np.int8)[self.variant]).astype(np.int8)
+        return Edges(np.minimum(i, j)[keep], np.maximum(i, j)[keep], self.rank[keep], self.distance[keep],
+                     variant[keep], self.inliers[keep], self.coverage[keep])
+
     def where(self, keep: np.ndarray) -> Edges:
         return Edges(self.i[keep], self.j[keep], self.rank[keep], self.distance[keep], self.variant[keep],
                      self.inliers[keep], self.coverage[keep])
