@@ -18,6 +18,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from photodedup import __version__, config
+from photodedup.catalog import display
 from photodedup.errors import PhotodedupError
 
 
@@ -54,8 +55,13 @@ CatalogOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-PrecisionOpt = Annotated[str, typer.Option(help="Which ONNX export the onnx backend uses by default: fp32, fp16 "
-                                                "or int8 (dynamic quantisation: ~3x fp32 on a CPU).")]
+PrecisionOpt = Annotated[str | None, typer.Option(
+    "--precision", help="onnx: the export, fp32, fp16 or int8 (dynamic quantisation: ~3x fp32 on a CPU) "
+    "[default: fp32]; torch-local: fp32, fp16 or bf16 "
+    "[default: fp16 on a GPU, fp32 on the CPU].")]
+ModeOpt = Annotated[str, typer.Option(
+    "--mode", help="How torch-local runs the model: eager, cuda-graphs, compile (torch.compile), or auto "
+    "(cuda-graphs on a GPU, eager on the CPU).")]
 
 EngineOpt = Annotated[str, typer.Option(envvar="PHOTODEDUP_ENGINE", help="Where per-file work runs: local "
                                         "(worker processes) or ray (tasks on a Ray cluster).")]
@@ -95,7 +101,7 @@ def show(result, json_out: bool) -> None:
     if json_out:
         emit_json(result.as_dict())
     else:
-        typer.echo(result.render())
+        typer.echo(display(result.render()))
 
 
 def emit_json(data) -> None:
@@ -107,7 +113,7 @@ def warn(message: str) -> None:
     if message in _said:
         return
     _said.add(message)
-    err.print(f"[yellow]Warning:[/yellow] {escape(message)}", highlight=False)
+    err.print(f"[yellow]Warning:[/yellow] {escape(display(message))}", highlight=False)
 
 
 _said: set[str] = set()
@@ -128,6 +134,9 @@ def scan(
     include: Annotated[list[str], typer.Option("--include", help="Only paths matching this glob (repeatable).")] = [],
     exclude: Annotated[list[str], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = [],
     workers: Annotated[int, typer.Option(help="Worker processes for decoding and hashing [default: CPU count].")] = 0,
+    follow_links: Annotated[bool, typer.Option(
+        "--follow-links", help="Also follow folder symlinks that lead outside the scanned folders (files "
+        "found there can then be trashed by apply).")] = False,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
     embed_with: Annotated[str | None, typer.Option("--embed", help="Embed each image right after decoding with "
@@ -152,7 +161,8 @@ def scan(
     try:
         with progress(quiet, "scan") as callback:
             summary = run_scan(roots, catalog=catalog, include=include, exclude=exclude, workers=workers or None,
-                               progress=callback, engine=engine, ray_address=ray_address, embedder=embedder)
+                               progress=callback, engine=engine, ray_address=ray_address, embedder=embedder,
+                               follow_links=follow_links)
     finally:
         if embedder is not None:
             embedder.close()
@@ -192,8 +202,11 @@ def serve(
     weights: Annotated[str | None, typer.Option(help="Weights (torch-local; or which default export).")] = None,
     backend: Annotated[str, typer.Option(help="What runs the model: onnx or torch-local.")] = "onnx",
     device: Annotated[str, typer.Option(help="cpu, cuda or tensorrt.")] = "cpu",
+    precision: PrecisionOpt = None,
+    mode: ModeOpt = "auto",
     threads: Annotated[int, typer.Option(help="Inference threads [default: CPU count].")] = 0,
-    max_batch_size: Annotated[int, typer.Option(help="Most images per model call.")] = 32,
+    max_batch_size: Annotated[int, typer.Option(help="Most images per model call [default: 256 with --device cuda, "
+                                                "else 32].")] = 0,
     max_queue_delay_us: Annotated[int, typer.Option(help="Longest wait to fill a batch, microseconds.")] = 2000,
     max_images: Annotated[int, typer.Option(help="Most images per request.")] = 64,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 64.0,
@@ -224,14 +237,15 @@ def serve(
     if engine != "service":
         raise typer.BadParameter(f"{engine!r} is not one of: service, triton", param_hint="--engine")
     from photodedup.serve import serve as run_serve
-    from photodedup.service.app import ServiceSettings
+    from photodedup.serve import service_settings
     from photodedup.service.limits import Limits
 
-    settings = ServiceSettings(
-        max_batch_size=max_batch_size, max_queue_delay=max_queue_delay_us / 1e6, token=token or None,
+    settings = service_settings(
+        device, max_batch_size=max_batch_size or None, max_queue_delay=max_queue_delay_us / 1e6, token=token or None,
         limits=Limits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_images=max_images, max_pixels=max_pixels))
     run_serve(host=host, port=port, backend=backend, model_dir=model_dir, weights=weights, device=device,
-              threads=threads or None, settings=settings, graceful_timeout=graceful_timeout, access_log=access_log)
+              precision=precision, mode=mode, threads=threads or None, settings=settings,
+              graceful_timeout=graceful_timeout, access_log=access_log)
 
 
 @app.command()
@@ -412,7 +426,11 @@ def embed(
                        "an image, cosine >= 0.999 to local) or uint8 (the exact crops, 150 KB an image).")] = None,
     model: Annotated[str | None, typer.Option(help="Triton model name [default: openclip_vit_b32 when the "
                      "server has it, else openclip_vit_b32_cpu; openclip_vit_b32_trt for triton-trt].")] = None,
-    precision: PrecisionOpt = "fp32",
+    precision: PrecisionOpt = None,
+    mode: ModeOpt = "auto",
+    decode: Annotated[str, typer.Option(help="Who decodes originals without a stored crop (and the crops): pil "
+                                        "(worker processes), torchvision (on the backend's device: nvJPEG on a "
+                                        "GPU), or auto (torchvision on a GPU, else pil).")] = "auto",
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
     actors: Annotated[int, typer.Option(help="With --engine ray: Ray actors running onnx/torch-local.")] = 1,
@@ -430,14 +448,15 @@ def embed(
     from photodedup.model import RANDOM_WARNING
 
     model_runner = open_backend(backend, model_dir=model_dir, weights=weights, precision=precision, device=device,
-                                threads=threads or None, url=url, token=token, payload=payload, model=model,
+                                threads=threads or None, url=url, token=token, payload=payload, model=model, mode=mode,
                                 engine=engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor)
     try:
-        if getattr(model_runner, "is_random", False):
+        if model_runner.is_random:
             warn(RANDOM_WARNING)
         with progress(quiet, "embed") as callback:
             summary = run_embed(model_runner, catalog=catalog, batch_size=batch_size, progress=callback,
-                                workers=workers or None, engine=engine, ray_address=ray_address)
+                                workers=workers or None, engine=engine, ray_address=ray_address,
+                                decode=decode)
     finally:
         model_runner.close()
     show(summary, json_out)
@@ -501,6 +520,12 @@ def apply(
     with progress(quiet, "check") as callback:
         summary = run_apply(catalog, trash_dir=trash_dir, dry_run=dry_run, progress=callback)
     show(summary, json_out)
+    if summary.failed:
+        from photodedup.errors import SafetyError
+
+        tried = len(summary.moved) + len(summary.failed)
+        raise SafetyError(f"{len(summary.failed)} of {tried} files could not be moved (see above); each was "
+                          "rolled back and is still at its path", hint="fix the cause and run apply again")
 
 
 @app.command()
@@ -548,8 +573,8 @@ PreferOpt = Annotated[list[Path] | None, typer.Option(
     "--prefer", help="Reference folder (repeatable): its files always win as keeper and are never proposed "
     "for, or moved to, the trash.")]
 KeeperRulesOpt = Annotated[str, typer.Option(
-    "--keeper-rules", help="Keeper rules in order, comma-separated: not-derivative (= colour,no-border,"
-    "camera-format), resolution, exif, size, oldest; see docs/DECISIONS.md.")]
+    "--keeper-rules", help="Keeper rules in order, comma-separated: not-derivative (= raw-pair,colour,"
+    "no-border,camera-format,not-resaved), resolution, exif, size, oldest; see docs/DECISIONS.md.")]
 DEFAULT_KEEPER_RULES = "not-derivative,resolution,exif,size,oldest"
 
 
@@ -756,9 +781,9 @@ def main() -> None:
     except PhotodedupError as error:
         if _state["debug"]:
             err.print_exception()
-        err.print(f"Error: {error}", style="red", highlight=False, markup=False)
+        err.print(f"Error: {display(str(error))}", style="red", highlight=False, markup=False)
         if error.hint:
-            err.print(f"Hint: {error.hint}", highlight=False, markup=False)
+            err.print(f"Hint: {display(error.hint)}", highlight=False, markup=False)
         sys.exit(error.exit_code)
 
 

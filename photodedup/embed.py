@@ -2,7 +2,9 @@
 
 The model crop that ``scan`` stored (JPEG bytes, ``PreprocessConfig.spec``) is decoded (about 1 ms);
 only files without a crop of the right spec are decoded from the original, at reduced DCT scale, in
-worker processes. Batches are assembled ahead of inference in a background thread, so reading and
+worker processes; or, when the backend runs on a GPU (or ``decode="torchvision"``), in batches on the
+backend's device with torchvision (nvJPEG on CUDA, ``gpu.JpegCropper``). Batches are assembled ahead
+of inference in a background thread, so reading and
 decoding overlap with the model. Each batch is committed in one transaction with
 ``Catalog.add_embeddings``: a run killed at any moment resumes with what is left, redoing nothing.
 Files that cannot be decoded are recorded as per-file errors for the model and counted, never fatal.
@@ -10,11 +12,13 @@ Files that cannot be decoded are recorded as per-file errors for the model and c
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,14 +28,18 @@ from PIL import Image
 from photodedup import config
 from photodedup.backends import Backend, embed_batches, get_backend
 from photodedup.catalog import Catalog
+from photodedup.errors import BadInputError, Interrupted
 from photodedup.executor import Executor, open_executor
-from photodedup.preprocess import DEFAULT_PREPROCESS, PreprocessConfig, crop_from_source, decode_crop
+from photodedup.preprocess import PreprocessConfig, crop_from_source, decode_crop
 from photodedup.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
 
 #: Batches assembled ahead of the one being embedded.
 PREFETCH = 2
+#: How originals without a stored crop are decoded: ``auto`` (torchvision on the backend's device when
+#: that is a GPU, else PIL), ``pil`` (worker processes) or ``torchvision`` (on the backend's device).
+DECODERS = ("auto", "pil", "torchvision")
 
 
 @dataclass
@@ -53,6 +61,8 @@ class EmbedSummary:
     catalog: str = ""
     #: images embedded per backend that did it (``auto`` may use the remote and the local one)
     backends: dict[str, int] = field(default_factory=dict)
+    #: what decoded originals and stored crops: ``pil`` or ``torchvision on <device>``
+    decoder: str = "pil"
 
     @property
     def images_per_second(self) -> float:
@@ -77,28 +87,10 @@ class EmbedSummary:
         ])
 
 
-def open_backend(name: str = "onnx", *, model_dir: Path | None = None, weights: str | None = None,
-                 precision: str = "fp32", device: str = "cpu", threads: int | None = None, seed: int = 0,
-                 url: str | None = None, token: str | None = None, payload: str | None = None,
-                 model: str | None = None, engine: str = "local", ray_address: str | None = None,
-                 actors: int = 1, gpus_per_actor: float = 0) -> Backend:
-    """Create a backend from ``embed``'s options (each backend takes the ones it understands).
-
-    With ``engine="ray"`` the local backends (onnx, torch-local) run in ``actors`` Ray actors on the
-    cluster; the remote ones (http-service, triton-*, auto) are called from here as always.
-    """
-    if name == "onnx":
-        options = dict(model_dir=model_dir, weights=weights, precision=precision, device=device, threads=threads)
-    elif name == "torch-local":
-        options = dict(weights=weights or config.DEFAULT_WEIGHTS, device=device, seed=seed, threads=threads)
-    else:
-        remote = {key: value for key, value in {"url": url, "token": token, "payload": payload}.items() if value}
-        if name == "auto":  # remote options, and the local fallback's
-            options = dict(**remote, model_dir=model_dir, weights=weights, device=device, threads=threads)
-        elif name == "http-service":
-            options = remote
-        else:
-            options = {key: value for key, value in {"url": url, "model": model}.items() if value}
+def open_backend(name: str = "onnx", *, engine: str = "local", ray_address: str | None = None, actors: int = 1,
+                 gpus_per_actor: float = 0, **options) -> Backend:
+    """``get_backend(name, **options)``; with ``engine="ray"`` the local backends (onnx, torch-local) run
+    in ``actors`` Ray actors on the cluster, the remote ones are called from here as always."""
     if engine == "ray" and name in ("onnx", "torch-local"):
         from photodedup.executor import RayActorBackend
 
@@ -109,10 +101,9 @@ def open_backend(name: str = "onnx", *, model_dir: Path | None = None, weights: 
 
 def register(cat: Catalog, backend: Backend) -> bool:
     """Record the backend's model in the catalog (once); returns whether its weights are random."""
-    is_random = bool(getattr(backend, "is_random", "/random" in backend.model_id))
-    weights = getattr(backend, "weights", None) or backend.model_id.split("/", 1)[-1]
-    cat.register_model(backend.model_id, weights=weights, is_random=is_random, dim=config.EMBEDDING_DIM)
-    return is_random
+    cat.register_model(backend.model_id, weights=backend.weights, is_random=backend.is_random,
+                       dim=config.EMBEDDING_DIM)
+    return backend.is_random
 
 
 def record_with_embeddings(cat: Catalog, backend: Backend, rows: list[dict], crops: dict[str, tuple[str, bytes]],
@@ -133,20 +124,35 @@ def record_with_embeddings(cat: Catalog, backend: Backend, rows: list[dict], cro
     cat.add_embeddings(backend.model_id, [ids[path] for path in paths], result.embeddings, backend=result.backend)
 
 
+def decode_device(backend: Backend, decode: str = "auto") -> str | None:
+    """The torch device that decodes originals for ``backend`` (see ``DECODERS``); None means PIL."""
+    if decode not in DECODERS:
+        raise BadInputError(f"--decode {decode!r} is not one of {', '.join(DECODERS)}")
+    device = backend.device
+    on_gpu = device.startswith("cuda")
+    if decode == "pil" or (decode == "auto" and not on_gpu):
+        return None
+    if decode == "auto" and importlib.util.find_spec("torchvision") is None:
+        return None
+    return device if on_gpu else "cpu"
+
+
 def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: int = 32,
           progress: ProgressCallback | None = None, workers: int | None = None,
-          engine: str | Executor = "local", ray_address: str | None = None) -> EmbedSummary:
+          engine: str | Executor = "local", ray_address: str | None = None, decode: str = "auto") -> EmbedSummary:
     """Embed every OK file in the catalog that has no embedding for ``backend.model_id``.
 
     Originals without a stored crop are decoded by ``engine`` (local processes, Ray tasks, or an open
-    ``Executor``); inference runs where the backend runs.
+    ``Executor``), or on the backend's GPU (``decode``, see ``DECODERS``); inference runs where the
+    backend runs.
     """
     progress = progress or no_progress
     start = time.perf_counter()
     batch_size = max(1, int(batch_size))
-    preprocess: PreprocessConfig = getattr(backend, "preprocess", DEFAULT_PREPROCESS)
-    summary = EmbedSummary(backend=backend.name, model=backend.model_id)
-    with Catalog(catalog) as cat:
+    device = decode_device(backend, decode)
+    summary = EmbedSummary(backend=backend.name, model=backend.model_id,
+                           decoder="pil" if device is None else f"torchvision on {device}")
+    with Catalog(catalog, create=False) as cat, cat.writer("embed"), _interrupt_says_what_was_saved(cat, summary):
         summary.catalog = str(cat.path)
         summary.is_random = register(cat, backend)
         todo = cat.files_without_embedding(backend.model_id)
@@ -156,7 +162,7 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
         if not todo:
             summary.seconds = time.perf_counter() - start
             return summary
-        with _Assembler(cat, preprocess, summary, engine, workers, ray_address) as assembler:
+        with _Assembler(cat, backend.preprocess, summary, engine, workers, ray_address, device) as assembler:
             metas: deque[tuple[list[int], dict[int, str]]] = deque()
             pending_errors: dict[int, str] = {}
 
@@ -169,7 +175,7 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
                         yield images
 
             done = 0
-            for result in embed_batches(backend, batches(), in_flight=getattr(backend, "in_flight", 1)):
+            for result in embed_batches(backend, batches(), in_flight=backend.in_flight):
                 ids, errors = metas.popleft()
                 summary.timings["infer"] += result.seconds
                 _write(cat, summary, backend, ids, result.embeddings, errors, result.backend)
@@ -181,6 +187,16 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
                 progress(done, total)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+@contextmanager
+def _interrupt_says_what_was_saved(cat: Catalog, summary: EmbedSummary) -> Iterator[None]:
+    """Ctrl-C: every finished batch is committed; say so (``Interrupted``, exit 130)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: this embed saved {summary.embedded} embeddings of {summary.model} to "
+                          f"{cat.path}; run the same command again to continue where it stopped") from None
 
 
 def _write(cat: Catalog, summary: EmbedSummary, backend: Backend, ids: list[int],
@@ -196,10 +212,17 @@ def _write(cat: Catalog, summary: EmbedSummary, backend: Backend, ids: list[int]
 
 class _Assembler:
     """Turns catalog rows into ``(file_ids, uint8 [n,224,224,3], errors)`` batches, ``PREFETCH``
-    batches ahead: stored crops decoded in a thread, originals by the executor (opened on first need)."""
+    batches ahead: stored crops decoded in a thread, originals by the executor (opened on first need),
+    or, with a ``device``, both in that thread on the device."""
 
     def __init__(self, cat: Catalog, preprocess: PreprocessConfig, summary: EmbedSummary,
-                 engine: str | Executor, workers: int | None, ray_address: str | None) -> None:
+                 engine: str | Executor, workers: int | None, ray_address: str | None,
+                 device: str | None = None) -> None:
+        self.cropper = None
+        if device is not None:
+            from photodedup.gpu import JpegCropper
+
+            self.cropper = JpegCropper(preprocess, device=device)
         self.cat = cat
         self.preprocess = preprocess
         self.summary = summary
@@ -233,7 +256,9 @@ class _Assembler:
         self.summary.timings["read"] += time.perf_counter() - started
         missing = [(row["id"], row["path"]) for row in chunk if row["id"] not in stored]
         originals = None
-        if missing:
+        if missing and self.cropper is not None:
+            originals = self.cropper
+        elif missing:
             if self.executor is None:
                 self.executor = (open_executor(self.engine, workers=self.workers, address=self.ray_address)
                                  if isinstance(self.engine, str) else self.engine)
@@ -244,6 +269,13 @@ class _Assembler:
         started = time.perf_counter()
         crops: dict[int, np.ndarray] = {}
         errors: dict[int, str] = {}
+        if self.cropper is not None and stored:  # one batched decode on the device
+            order = list(stored)
+            good, arrays, failed = self.cropper.crops([stored[i] for i in order])
+            crops.update({order[index]: arrays[row] for row, index in enumerate(good)})
+            errors.update({order[index]: f"stored crop unreadable: {reason}" for index, reason in failed.items()})
+            self.summary.from_crops += len(good)
+            stored = {}
         for file_id, data in stored.items():
             try:
                 crops[file_id] = decode_crop(data)
@@ -251,6 +283,8 @@ class _Assembler:
             except (OSError, SyntaxError, ValueError) as error:  # a damaged stored crop: use the original
                 log.warning("stored crop of file %s is unreadable (%s)", file_id, error)
                 errors[file_id] = f"stored crop unreadable: {error}"
+        if originals is not None and originals is self.cropper:
+            originals = _decode_on_device(self.cropper, [path for _, path in missing])
         if originals is not None:
             for (file_id, _), (crop, reason) in zip(missing, originals, strict=True):
                 if crop is None:
@@ -262,6 +296,19 @@ class _Assembler:
         images = np.stack([crops[i] for i in good]) if good else np.zeros((0, 224, 224, 3), np.uint8)
         self.summary.timings["decode"] += time.perf_counter() - started
         return good, images, errors
+
+
+def _decode_on_device(cropper, paths: list[str]) -> list[tuple[np.ndarray | None, str]]:
+    """``_decode_original``'s answers for ``paths``, decoded in one batch on the cropper's device."""
+    from photodedup.gpu import read_files
+
+    blobs, unreadable = read_files(paths)
+    good, crops, errors = cropper.crops(blobs)
+    errors.update(unreadable)
+    answers: list[tuple[np.ndarray | None, str]] = [(None, errors.get(i, "not decoded")) for i in range(len(paths))]
+    for row, index in enumerate(good):
+        answers[index] = (crops[row], "")
+    return answers
 
 
 def _decode_original(job: tuple[str, PreprocessConfig]) -> tuple[np.ndarray | None, str]:

@@ -99,7 +99,7 @@ def run(roots: Sequence[Path | str], *, catalog: Path | str | None = None, backe
             stage(f"2/4 embed with {runner.name} ({runner.model_id})")
             with progress("embed") as callback:
                 embedded = run_embed(runner, catalog=catalog, progress=callback, engine=executor).as_dict()
-            usable = params.allow_random or not getattr(runner, "is_random", False)
+            usable = params.allow_random or not runner.is_random
             if usable and not params.model:  # group with the embeddings this run made
                 params = replace(params, model=runner.model_id)
 
@@ -126,7 +126,9 @@ def open_embedder(backend: str | None, *, weights: str, model_dir: Path | None, 
     from photodedup.embed import open_backend
 
     if backend:
-        return open_backend(backend, model_dir=model_dir, weights=weights, precision=precision, engine=engine,
+        # the default precision (int8) names an ONNX export; torch-local picks its own
+        return open_backend(backend, model_dir=model_dir, weights=weights,
+                            precision=precision if backend == "onnx" else None, engine=engine,
                             ray_address=ray_address), ""
     from photodedup.backends.onnx import resolve_model_dir
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 from pathlib import Path
 
 from photodedup import config
 from photodedup.backends import get_backend
-from photodedup.backends.base import Backend
 from photodedup.errors import BackendUnavailableError, BadInputError, PhotodedupError
-from photodedup.preprocess import DEFAULT_PREPROCESS, PreprocessConfig
-from photodedup.service.app import ServiceSettings, create_app
+from photodedup.service.app import create_app
+from photodedup.service.state import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -33,23 +33,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def backend_loader(backend: str = "onnx", *, model_dir: Path | None = None, weights: str | None = None,
-                   device: str = "cpu", threads: int | None = None):
-    """A no-argument callable that builds the served backend (called in the server's loading thread)."""
+#: The dynamic batcher's largest model call on a GPU (an H200 is far from full at the CPU's 32).
+GPU_MAX_BATCH = 256
+
+
+def on_gpu(device: str) -> bool:
+    return device.startswith("cuda") or device == "tensorrt"
+
+
+def service_settings(device: str = "cpu", *, max_batch_size: int | None = None, **options) -> ServiceSettings:
+    """The service's settings with its batcher sized for ``device``: on a GPU, model calls of up to
+    ``GPU_MAX_BATCH`` images and one decoding thread per core (JPEG payloads are decoded on the CPU)."""
+    gpu = on_gpu(device)
+    return ServiceSettings(max_batch_size=max_batch_size or (GPU_MAX_BATCH if gpu else 32),
+                           decode_workers=(os.cpu_count() or 2) if gpu else 2, **options)
+
+
+def backend_loader(backend: str = "onnx", **options):
+    """A no-argument callable that builds the served backend (called in the server's loading thread).
+    torch-local is warmed up at its batcher's size: the CUDA graph or compiled code is made before /readyz."""
     if backend not in SERVE_BACKENDS:
         raise BadInputError(f"the service cannot serve backend {backend!r}",
                             hint=f"choose one of: {', '.join(SERVE_BACKENDS)}")
-    if backend == "onnx":
-        options = {"model_dir": model_dir, "device": device, "threads": threads, "weights": weights}
-    else:
-        options = {"weights": weights or config.DEFAULT_WEIGHTS, "device": device}
-    return lambda: get_backend(backend, **options)
-
-
-def preprocess_of(backend: Backend) -> PreprocessConfig:
-    """The crop the served model expects: the backend's own (from the export's preprocess.json)."""
-    loaded = getattr(backend, "loaded", None)
-    return getattr(backend, "preprocess", None) or getattr(loaded, "preprocess", None) or DEFAULT_PREPROCESS
+    return lambda: get_backend(backend, warm_up=True, **options)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -70,16 +76,18 @@ def listen(host: str, port: int) -> socket.socket:
 
 def serve(*, host: str = "127.0.0.1", port: int = config.SERVICE_PORT, backend: str = "onnx",
           model_dir: Path | None = None, weights: str | None = None, device: str = "cpu",
+          precision: str | None = None, mode: str = "auto",
           threads: int | None = None, settings: ServiceSettings | None = None,
           graceful_timeout: float = 30.0, access_log: bool = False) -> None:
     """Serve until interrupted. Raises the model-loading error if the model could not be loaded."""
     import uvicorn
 
-    settings = settings or ServiceSettings()
+    settings = settings or service_settings(device)
     if settings.token is None and not is_loopback(host):
         log.warning("serving on %s without a bearer token: anyone who can reach this port can use the service "
                     "(set --token or PHOTODEDUP_TOKEN)", host)
-    load = backend_loader(backend, model_dir=model_dir, weights=weights, device=device, threads=threads)
+    load = backend_loader(backend, model_dir=model_dir, weights=weights, device=device, threads=threads,
+                          precision=precision, mode=mode, max_batch_size=settings.max_batch_size)
     failure: list[BaseException] = []
     server: uvicorn.Server | None = None
 
@@ -88,7 +96,7 @@ def serve(*, host: str = "127.0.0.1", port: int = config.SERVICE_PORT, backend: 
         if server is not None:
             server.should_exit = True
 
-    app = create_app(load, settings, preprocess=preprocess_of, on_fatal=on_fatal)
+    app = create_app(load, settings, on_fatal=on_fatal)
     sock = listen(host, port)
     uv_config = uvicorn.Config(app, log_level="info", access_log=access_log, lifespan="on",
                                timeout_graceful_shutdown=int(graceful_timeout) or None,

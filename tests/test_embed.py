@@ -53,7 +53,10 @@ def test_embeds_every_ok_file_then_nothing(tiny_library, tmp_path, backend):
     assert (again.embedded, again.skipped, again.errors) == (0, ok, 0)
 
 
-def test_new_files_missing_crops_and_broken_files(tmp_path, backend):
+@pytest.mark.parametrize("decode", ["pil", "torchvision"])
+def test_new_files_missing_crops_and_broken_files(tmp_path, backend, decode):
+    """The same counts and errors whether originals and crops are decoded by PIL worker processes or in
+    batches by torchvision on the backend's device (here the CPU; nvJPEG on a GPU)."""
     root = tmp_path / "lib"
     for i in range(3):
         write_photo(root / f"p{i}.jpg", size=(400, 300), pattern=i)
@@ -73,7 +76,8 @@ def test_new_files_missing_crops_and_broken_files(tmp_path, backend):
         cat.conn.execute("DELETE FROM crops WHERE file_id IN (?, ?)", (by_path["p3.jpg"], by_path["p4.jpg"]))
         cat.conn.execute("DELETE FROM embeddings WHERE file_id = ?", (by_path["p0.jpg"],))
     (root / "p4.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    second = embed(backend, catalog=catalog, workers=2)
+    second = embed(backend, catalog=catalog, workers=2, decode=decode)
+    assert second.decoder == ("pil" if decode == "pil" else "torchvision on cpu")
     assert (second.embedded, second.skipped, second.errors) == (2, 2, 1)
     assert (second.from_crops, second.from_originals) == (1, 1)
     with Catalog(catalog) as cat:

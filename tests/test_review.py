@@ -165,6 +165,77 @@ def test_not_duplicates_is_remembered_by_content_across_rescans_and_regrouping(c
     assert response.json()["error"] == "these files are byte-for-byte identical (same md5): they are duplicates"
 
 
+def test_a_dismissed_group_takes_no_decision_until_it_is_reopened(client, review_library):
+    lib = review_library
+    gid, fid = lib["groups"]["B"], lib["ids"]["b_q70.jpg"]
+    client.post(f"/api/groups/{gid}/not-duplicates", json={"value": True})
+    response = client.post(f"/api/groups/{gid}/decision", json={"file_id": fid, "action": "trash"})
+    assert response.status_code == 400
+    assert response.json()["error"] == f"group {gid} is marked not duplicates; take that back before deciding"
+    assert client.get(f"/api/groups/{gid}").json()["state"] == "dismissed"
+    client.post(f"/api/groups/{gid}/not-duplicates", json={"value": False})
+    assert client.post(f"/api/groups/{gid}/decision", json={"file_id": fid, "action": "trash"}).status_code == 200
+
+
+def test_one_member_taken_out_stays_out_after_regrouping_and_can_be_put_back(client, review_library):
+    lib = review_library
+    ids = lib["ids"]
+    names = ("2019/a.jpg", "a_small.jpg", "c.jpg")
+
+    def a_group_of_three():
+        return regroup(lib["catalog"], [("perceptual", ids["2019/a.jpg"],
+                                         [(ids[n], "perceptual", 0.9) for n in names])])[0]
+
+    gid = a_group_of_three()
+    client.post(f"/api/groups/{gid}/keep", json={"file_id": ids["2019/a.jpg"]})
+    detail = client.post(f"/api/groups/{gid}/take-out", json={"file_id": ids["c.jpg"], "value": True}).json()
+    assert [m["path"] for m in detail["members"]] == [lib["paths"][n] for n in names[:2]]
+    assert [(m["path"], m["decision"]) for m in detail["removed_members"]] == [(lib["paths"]["c.jpg"], None)]
+    assert detail["state"] == "reviewed"
+    again = a_group_of_three()  # regrouping finds the three again: c.jpg stays out
+    assert [m["path"] for m in client.get(f"/api/groups/{again}").json()["removed_members"]] == [lib["paths"]["c.jpg"]]
+    back = client.post(f"/api/groups/{again}/take-out", json={"file_id": ids["c.jpg"], "value": False}).json()
+    assert len(back["members"]) == 3 and back["removed_members"] == []
+    # the suggested keeper taken out: the rules choose again among the others
+    moved = client.post(f"/api/groups/{again}/take-out", json={"file_id": ids["2019/a.jpg"]}).json()
+    assert moved["keeper"] == ids["c.jpg"]
+    assert moved["keeper_reason"] == "highest resolution (300x300) (the first suggestion was taken out)"
+    assert [m["path"] for m in moved["members"] if m["keeper"]] == [lib["paths"]["c.jpg"]]
+    client.post(f"/api/groups/{again}/take-out", json={"file_id": ids["2019/a.jpg"], "value": False})
+    # with two contents left, taking one out is saying the group is not duplicates
+    client.post(f"/api/groups/{again}/take-out", json={"file_id": ids["c.jpg"]})
+    detail = client.post(f"/api/groups/{again}/take-out", json={"file_id": ids["a_small.jpg"]}).json()
+    assert detail["state"] == "dismissed"
+
+
+def test_accept_suggested_keepers_plans_then_marks_only_undecided_groups(client, review_library):
+    lib = review_library
+    ids, groups = lib["ids"], lib["groups"]
+    client.post(f"/api/groups/{groups['B']}/decision", json={"file_id": ids["b.jpg"], "action": "keep"})
+    plan = client.post("/api/accept", json={"group_ids": [groups["A"], groups["B"]], "dry_run": True}).json()
+    trash = ["2019/copies/a_copy.jpg", "a_small.jpg"]
+    assert (plan["groups"], plan["skipped"], plan["files"]) == ([groups["A"]], [groups["B"]], 2)
+    assert plan["bytes"] == sum(os.path.getsize(lib["paths"][n]) for n in trash)
+    assert client.get(f"/api/groups/{groups['A']}").json()["state"] == "open"  # a plan marks nothing
+    client.post("/api/accept", json={"group_ids": [groups["A"], groups["B"]], "dry_run": False})
+    decided = {m["path"]: m["decision"] for m in client.get(f"/api/groups/{groups['A']}").json()["members"]}
+    assert decided == {lib["paths"]["2019/a.jpg"]: "keep"} | {lib["paths"][n]: "trash" for n in trash}
+    assert client.get(f"/api/groups/{groups['B']}").json()["state"] == "partial"  # left alone
+
+
+def test_compare_names_the_differences(client, review_library):
+    lib = review_library
+    ids, gid = lib["ids"], lib["groups"]["A"]
+    data = client.get(f"/api/groups/{gid}/compare", params={"a": ids["2019/a.jpg"], "b": ids["a_small.jpg"]}).json()
+    assert data["a"]["file_id"] == ids["2019/a.jpg"] and data["b"]["file_id"] == ids["a_small.jpg"]
+    assert "resolution: 400x300 and 200x150" in data["differences"]
+    same = client.get(f"/api/groups/{gid}/compare",
+                      params={"a": ids["2019/a.jpg"], "b": ids["2019/copies/a_copy.jpg"]}).json()
+    assert same["differences"] == ["identical bytes (same md5)"]
+    response = client.get(f"/api/groups/{gid}/compare", params={"a": ids["2019/a.jpg"], "b": ids["b.jpg"]})
+    assert response.status_code == 400
+
+
 def test_labels_export_in_the_truth_format(client, review_library, tmp_path):
     lib = review_library
     client.post(f"/api/groups/{lib['groups']['A']}/keep", json={"file_id": lib["ids"]["2019/a.jpg"]})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -36,12 +37,17 @@ def review_server(tiny_library, tmp_path, server_processes):
     catalog, trash = tmp_path / "catalog.sqlite", tmp_path / "trash"
     scan([tiny_library["root"]], catalog=catalog, workers=1)
     group(catalog)
+    server, url = serve_review(server_processes, catalog, trash)
+    yield {g.id: g for g in load_groups(catalog)}, trash, url
+    server.stop()
+
+
+def serve_review(server_processes, catalog: Path, trash: Path):
+    """``photodedup review`` as a real subprocess on a free port; returns (server, url with token)."""
     port = server_processes.free_port()
     cmd = cli_command("review", "--catalog", catalog, "--port", port, "--trash-dir", trash)
     server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60)
-    url = next(ln for ln in server.output().splitlines() if ln.startswith("Review at ")).split()[2]
-    yield {g.id: g for g in load_groups(catalog)}, trash, url
-    server.stop()
+    return server, next(ln for ln in server.output().splitlines() if ln.startswith("Review at ")).split()[2]
 
 
 @pytest.fixture
@@ -105,7 +111,7 @@ def test_review_keep_trash_not_duplicates_apply_and_undo_in_a_browser(review_ser
     page.keyboard.press("Escape")
     expect(page.locator("#viewer")).to_be_hidden()
 
-    page.keyboard.press("k")  # keep the selected (the suggested keeper), trash the rest
+    page.keyboard.press("Enter")  # keep the focused photo (the suggested keeper), trash the rest
     expect(page.locator(".member.trash")).to_have_count(len(first.members) - 1)
     expect(page.locator(".member.keep")).to_have_count(1)
     expect(page.locator("#progress-text")).to_have_text(f"1 / {len(groups)} groups reviewed")
@@ -113,9 +119,12 @@ def test_review_keep_trash_not_duplicates_apply_and_undo_in_a_browser(review_ser
 
     page.keyboard.press("n")
     expect(page.locator("#group-title")).to_contain_text(f"· 2 of {len(groups)}")
-    page.keyboard.press("d")
-    expect(page.locator("#group-state")).to_have_text("dismissed")
+    page.keyboard.press("d")  # not duplicates: the page moves on to the next undecided group
+    expect(page.locator("#toast")).to_contain_text("Marked not duplicates")
     expect(page.locator("#progress-text")).to_have_text(f"2 / {len(groups)} groups reviewed")
+    page.keyboard.press("p")
+    expect(page.locator("#group-title")).to_contain_text(f"· 2 of {len(groups)}")
+    expect(page.locator("#group-state")).to_have_text("dismissed")
 
     page.locator("#apply-button").click()
     expect(page.locator("#dialog")).to_be_visible()
@@ -133,4 +142,185 @@ def test_review_keep_trash_not_duplicates_apply_and_undo_in_a_browser(review_ser
     page.locator("#undo-button").click()
     expect(page.locator("#toast")).to_contain_text(f"Restored {len(trashed)} files")
     assert {p: file_md5(Path(p)) for p in paths} == md5s
+    assert page.problems == []
+
+
+def test_not_duplicates_moves_on_and_keys_act_only_on_the_group_shown(review_server, page):
+    """The bug of issue 12: `d` on group 2 jumped to the last group, and `n`, `3`, `t` then acted on the
+    dismissed group (reopened it, trashed a separate shot). Now `d` moves on to the next undecided group,
+    and every key acts on the group on screen when it is handled."""
+    from playwright.sync_api import expect
+
+    groups, trash, url = review_server
+    assert len(groups) >= 3
+    page.goto(url)
+    expect(page.locator(".group-card")).to_have_count(len(groups))
+    order = [int(card.get_attribute("data-group")) for card in page.locator(".group-card").all()]
+    page.locator(".group-card").nth(1).click()
+    expect(page.locator("#group-title")).to_have_text(f"Group {order[1]} · 2 of {len(groups)}")
+    page.keyboard.press("d")
+    expect(page.locator("#toast")).to_contain_text("Marked not duplicates")
+    expect(page.locator("#group-title")).to_have_text(f"Group {order[2]} · 3 of {len(groups)}")
+    for key in ("n", "3", "t"):  # n: nothing after the last group; 3, t: the third photo of the group shown
+        page.keyboard.press(key)
+    expect(page.locator(".member.trash")).to_have_count(1)
+    expect(page.locator("#group-title")).to_have_text(f"Group {order[2]} · 3 of {len(groups)}")
+
+    def decisions(group_id):
+        detail = page.evaluate(f"fetch('/api/groups/{group_id}').then(r => r.json())")
+        return detail["state"], [m["decision"] for m in detail["members"]]
+
+    assert decisions(order[1]) == ("dismissed", [None] * len(groups[order[1]].members))
+    state, shown = decisions(order[2])
+    assert state == "partial" and shown[2] == "trash" and shown.count(None) == len(shown) - 1
+    assert page.problems == []
+
+
+@pytest.fixture
+def big_group_server(tmp_path, server_processes):
+    """A library with one group of 12 photos (a camera JPEG and 11 derivatives) and one pair, grouped
+    for real and served by `photodedup review`; yields (groups by id, url)."""
+    import numpy as np
+    from helpers import write_photo
+    from PIL import Image, ImageOps
+
+    from photodedup.group import group
+    from photodedup.groups import load_groups
+    from photodedup.scan import scan
+
+    root = tmp_path / "photos"
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x9003] = "Canon", "EOS R6", "2021:06:01 10:00:00"
+    original = write_photo(root / "DCIM" / "IMG_0001.jpg", size=(960, 720), pattern=1, exif=exif)
+    photo = Image.open(original)
+    (root / "exports").mkdir()
+    for n, width in enumerate((900, 840, 800, 720, 640, 600, 560, 480)):
+        photo.resize((width, width * 3 // 4)).save(root / "exports" / f"small_{n}.jpg", quality=88)
+    photo.save(root / "exports" / "export.png")
+    photo.save(root / "exports" / "export.webp", quality=90)
+    ImageOps.grayscale(photo).save(root / "exports" / "gray.jpg", quality=95)
+    noise = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    other = Image.fromarray(noise).resize((800, 600), Image.Resampling.BICUBIC)  # unlike the first photo
+    other.save(root / "DCIM" / "IMG_0002.jpg", quality=92)
+    other.save(root / "exports" / "IMG_0002_q70.jpg", quality=70)
+    catalog = tmp_path / "catalog.sqlite"
+    scan([root], catalog=catalog, workers=1)
+    group(catalog)
+    server, url = serve_review(server_processes, catalog, tmp_path / "trash")
+    yield {g.id: g for g in load_groups(catalog)}, url
+    server.stop()
+
+
+def _detail(page, group_id: int) -> dict:
+    return page.evaluate(f"fetch('/api/groups/{group_id}').then(r => r.json())")
+
+
+def test_keyboard_focus_take_out_and_compare_in_a_group_of_twelve(big_group_server, page):
+    from playwright.sync_api import expect
+
+    groups, url = big_group_server
+    big = next(g for g in groups.values() if len(g.members) == 12)
+    assert Path(big.keeper_path).name == "IMG_0001.jpg"  # the camera original, not the PNG or the gray copy
+    page.goto(f"{url}")
+    expect(page.locator(".group-card")).to_have_count(len(groups))
+    page.locator(f".group-card[data-group='{big.id}']").click()
+    expect(page.locator(".member")).to_have_count(12)
+    expect(page.locator(".member.selected .tag.keeper")).to_be_visible()  # focus starts on the keeper (first)
+    expect(page.locator(".member").nth(1)).to_contain_text("looks the same: its perceptual hash differs in")
+    expect(page.locator(".member dd.why-not")).to_have_count(11)  # why each other photo is not the keeper
+    expect(page.locator(".member", has_text="export.png").locator("dd.why-not")).to_have_text(
+        "an export (PNG); the group has the camera format JPEG")
+
+    for _ in range(11):  # j (or an arrow) reaches every photo: 1-9 stop at nine
+        page.keyboard.press("j")
+    expect(page.locator(".member").nth(11)).to_have_class(re.compile(r"\bselected\b"))
+    page.keyboard.press("k")
+    page.keyboard.press("ArrowRight")
+    expect(page.locator(".member").nth(11)).to_have_class(re.compile(r"\bselected\b"))
+    twelfth = int(page.locator(".member").nth(11).get_attribute("data-file"))
+    page.keyboard.press("t")
+    expect(page.locator(".member").nth(11)).to_have_class(re.compile(r"\btrash\b"))
+
+    page.keyboard.press("c")  # compare the focused photo with the keeper, at one zoom
+    expect(page.locator("#compare")).to_be_visible()
+    wait_until(page, "document.getElementById('compare-a').naturalWidth > 0 && "
+                     "document.getElementById('compare-b').naturalWidth > 0 && "
+                     "document.getElementById('compare-b').style.width !== ''")
+    scales = page.evaluate("['compare-a', 'compare-b'].map(id => { const i = document.getElementById(id); "
+                           "return i.getBoundingClientRect().width / i.naturalWidth; })")
+    assert scales[0] == pytest.approx(scales[1], rel=0.01)
+    differences = page.locator("#differences li").all_text_contents()
+    assert any(d.startswith("resolution: ") or d.startswith("format: ") or d.startswith("grayscale: ")
+               for d in differences), differences
+    page.keyboard.press("+")
+    zoomed = page.evaluate("['compare-a', 'compare-b'].map(id => { const i = document.getElementById(id); "
+                           "return i.getBoundingClientRect().width / i.naturalWidth; })")
+    assert zoomed[0] == pytest.approx(zoomed[1], rel=0.01) and zoomed[0] > scales[0]
+    page.screenshot(path=str(_artifacts() / "review-compare.png"))
+    page.keyboard.press("Escape")
+    expect(page.locator("#compare")).to_be_hidden()
+
+    page.keyboard.press("x")  # the focused (twelfth) photo is not a duplicate of these: out of the group
+    expect(page.locator(".member")).to_have_count(11)
+    expect(page.locator(f"#removed-list .removed-item[data-file='{twelfth}']")).to_be_visible()
+    detail = _detail(page, big.id)
+    assert [m["file_id"] for m in detail["removed_members"]] == [twelfth]
+    assert detail["removed_members"][0]["decision"] is None  # its trash mark went with it
+    page.locator(f"#removed-list .removed-item[data-file='{twelfth}'] .put-back").click()
+    expect(page.locator(".member")).to_have_count(12)
+    assert page.problems == []
+
+
+def test_accept_the_suggested_keepers_of_the_groups_shown_after_a_confirmation(review_server, page):
+    from playwright.sync_api import expect
+
+    groups, trash, url = review_server
+    page.goto(url)
+    expect(page.locator(".group-card")).to_have_count(len(groups))
+    page.locator("#kind-filter").select_option("exact")  # only the groups with an exact copy
+    shown = [g for g in groups.values() if any(m.evidence == "exact" for m in g.members)]
+    assert 0 < len(shown) < len(groups)
+    expect(page.locator(".group-card")).to_have_count(len(shown))
+    page.keyboard.press("a")
+    expect(page.locator("#dialog")).to_be_visible()
+    trash_members = [m for g in shown for m in g.members if m.file_id != g.keeper]
+    size = sum(m.size for m in trash_members)
+    expect(page.locator("#accept-summary")).to_contain_text(f"{len(trash_members)} files would be marked trash")
+    expect(page.locator("#accept-files li")).to_have_count(len(trash_members))
+    freed = page.evaluate(f"human({size})")
+    expect(page.locator("#accept-summary")).to_contain_text(f"freeing {freed} once applied")
+    page.locator("#dialog-ok").click()
+    expect(page.locator("#toast")).to_contain_text(f"Marked {len(trash_members)} files trash in {len(shown)} groups")
+    for g in groups.values():
+        decided = {m["file_id"]: m["decision"] for m in _detail(page, g.id)["members"]}
+        if g in shown:
+            assert decided == {m.file_id: "keep" if m.file_id == g.keeper else "trash" for m in g.members}
+        else:
+            assert set(decided.values()) == {None}  # groups the filter hid are left alone
+    assert page.problems == []
+
+
+def _artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
+
+
+def test_a_raw_jpeg_pair_is_one_card_with_both_files_and_the_raw_preview(review_server, page):
+    from playwright.sync_api import expect
+
+    groups, _, url = review_server
+    group, pair = next((g, m) for g in groups.values() for m in g.members if m.companions)  # the sample's DNG+JPEG
+    page.goto(f"{url}#/group/{group.id}")
+    expect(page.locator(".member")).to_have_count(len(group.members))
+    card = page.locator(f".member[data-file='{pair.file_id}']")
+    expect(card.locator(".pair")).to_contain_text("RAW+JPEG pair, kept or trashed together")
+    expect(card.locator(".pair")).to_contain_text(Path(pair.companions[0].path).name)
+    expect(card.locator("dd .path")).to_have_text([pair.path, pair.companions[0].path])
+    wait_images_loaded(page)  # the RAW's thumbnail: its embedded preview, made at scan time
+    assert card.locator(".photo img").evaluate("i => i.naturalWidth") > 0
+    card.locator(".photo").click()  # full size: the preview, served as JPEG
+    wait_until(page, f"document.getElementById('viewer-image').naturalWidth === {pair.width}")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.keyboard.press("Escape")
+    page.screenshot(path=str(ARTIFACTS / "review-raw-pair.png"), full_page=True)
     assert page.problems == []

@@ -19,7 +19,8 @@ from PIL import Image
 
 from photodedup import apply as apply_mod
 from photodedup import groups as decisions
-from photodedup.catalog import Catalog
+from photodedup import raw
+from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, PhotodedupError
 from photodedup.preprocess import encode_jpeg, load_oriented
 
@@ -36,7 +37,8 @@ _THUMB = 320
 def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
                allowed_hosts: set[str] | None = None, cookie: str = "photodedup_review") -> FastAPI:
     """The app for one catalog. ``allowed_hosts``: accepted Host headers (None accepts any)."""
-    app = FastAPI(title="photodedup review", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="photodedup review", docs_url=None, redoc_url=None, openapi_url=None,
+                  default_response_class=_ReadableJSON)
 
     def open_catalog() -> Catalog:
         return Catalog(catalog, create=False)
@@ -71,8 +73,7 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
 
     @app.exception_handler(PhotodedupError)
     async def photodedup_error(request: Request, error: PhotodedupError):
-        status = 404 if str(error).startswith("no group") else 409 if error.exit_code == 10 else 400
-        return JSONResponse({"error": str(error), "hint": error.hint}, status_code=status)
+        return JSONResponse({"error": str(error), "hint": error.hint}, status_code=error.http_status)
 
     # -- page and static files ---------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)
@@ -123,7 +124,7 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
             raise HTTPException(404, "no such file in the catalog")
         path = Path(row["path"])
         if row["status"] != "ok" or not path.is_file():
-            raise HTTPException(404, f"{row['path']} is not available ({row['status']})")
+            raise HTTPException(404, f"{display(row['path'])} is not available ({row['status']})")
         if row["format"] in _BROWSER_FORMATS and _orientation(path) == 1:
             return FileResponse(path, media_type=_BROWSER_FORMATS[row["format"]])
         return Response(_render(row), media_type="image/jpeg")
@@ -144,6 +145,26 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
         with open_catalog() as cat:
             return decisions.not_duplicates(cat, group_id, value).detail()
 
+    @app.post("/api/groups/{group_id}/take-out")
+    def take_out(group_id: int, file_id: int = Body(...), value: bool = Body(True)) -> dict:
+        with open_catalog() as cat:
+            return decisions.take_out(cat, group_id, file_id, value).detail()
+
+    @app.get("/api/groups/{group_id}/compare")
+    def compare(group_id: int, a: int, b: int) -> dict:
+        with open_catalog() as cat:
+            group = decisions.find_group(cat, group_id)
+        members = {m.file_id: m for m in group.members + group.removed}
+        if a not in members or b not in members:
+            raise BadInputError(f"files {a} and {b} are not both in group {group_id}")
+        return {"a": members[a].as_dict(), "b": members[b].as_dict(),
+                "differences": decisions.differences(members[a], members[b])}
+
+    @app.post("/api/accept")
+    def accept(group_ids: list[int] = Body(...), dry_run: bool = Body(True)) -> dict:
+        with open_catalog() as cat:
+            return decisions.accept_suggestions(cat, group_ids, dry_run=dry_run)
+
     @app.post("/api/groups/{group_id}/reset")
     def reset(group_id: int) -> dict:
         with open_catalog() as cat:
@@ -160,6 +181,23 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
     return app
 
 
+class _ReadableJSON(JSONResponse):
+    """JSON whose strings are valid UTF-8: a path with bytes that are not shows them as ``\\xNN``."""
+
+    def render(self, content) -> bytes:
+        return super().render(_readable(content))
+
+
+def _readable(value):
+    if isinstance(value, str):
+        return display(value)
+    if isinstance(value, dict):
+        return {_readable(k): _readable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_readable(v) for v in value]
+    return value
+
+
 def _forbidden(message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=403)
 
@@ -173,14 +211,20 @@ def _orientation(path: Path) -> int:
 
 
 def _render(row, *, longest: int | None = None) -> bytes:
-    """The file decoded, EXIF orientation applied, as JPEG (optionally scaled down to ``longest``)."""
+    """The file decoded, EXIF orientation applied, as JPEG (optionally scaled down to ``longest``).
+
+    A RAW shows its embedded preview (else a half-size decode of the sensor data).
+    """
     try:
-        image = load_oriented(row["path"], fast=longest is not None, shortest=longest or 0)
+        if row["raw_decode"]:
+            image = raw.load_raw(row["path"], fast=longest is not None)
+        else:
+            image = load_oriented(row["path"], fast=longest is not None, shortest=longest or 0)
         if longest:
             image.thumbnail((longest, longest))
         return encode_jpeg(image, quality=90)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise HTTPException(404, f"cannot decode {row['path']}: {error}") from error
+    except (OSError, ValueError, Image.DecompressionBombError, raw.RawReadError) as error:
+        raise HTTPException(404, display(f"cannot decode {row['path']}: {error}")) from error
 
 
 def loopback_hosts(host: str, port: int) -> set[str] | None:

@@ -4,7 +4,7 @@
 
 const TOKEN = document.querySelector('meta[name="photodedup-token"]').content;
 const $ = (id) => document.getElementById(id);
-const state = { order: [], totals: null, group: null, selected: 0, kind: "", sort: "size" };
+const state = { order: [], summaries: new Map(), totals: null, group: null, selected: 0, kind: "", sort: "size" };
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -37,7 +37,7 @@ function human(bytes) {
   if (bytes === null || bytes === undefined) return "?";
   const units = ["B", "KB", "MB", "GB", "TB"];
   let value = bytes, unit = 0;
-  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit++; }
+  while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit++; }  // 1000-based, as in the CLI
   return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
@@ -54,12 +54,27 @@ async function guarded(action) {
   try { return await action(); } catch (error) { toast(error.message, true); return null; }
 }
 
+// -- one action at a time ------------------------------------------------------------------------
+// Every key and button goes through this queue: an action starts only when the one before it has
+// finished (its request answered and the page redrawn), and reads the group on screen when it
+// starts. A key pressed during a slow request therefore acts on the group the person sees next,
+// never on a group that has already left the screen.
+let queue = Promise.resolve();
+function run(action) {
+  queue = queue.then(() => guarded(action));
+  return queue;
+}
+
 // -- overview -----------------------------------------------------------------------------------
-async function loadOverview() {
+// ``state.order`` is the list the person navigates (prev/next, "2 of 9"). It is taken from the server
+// only when the overview is shown or its filter changes, never after a decision: deciding must not
+// reshuffle the list under the person's feet (a dismissed group frees nothing and would sort last).
+async function loadOverview(reorder = false) {
   const query = new URLSearchParams({ sort: state.sort });
   if (state.kind) query.set("kind", state.kind);
   const data = await api("GET", `/api/overview?${query}`);
-  state.order = data.groups.map((g) => g.id);
+  if (reorder || !state.order.length) state.order = data.groups.map((g) => g.id);
+  state.summaries = new Map(data.groups.map((g) => [g.id, g]));
   state.totals = data.totals;
   renderTotals();
   return data;
@@ -74,13 +89,17 @@ function renderTotals() {
 }
 
 async function showOverview() {
+  state.group = null;
   $("group-view").hidden = true;
   $("overview-view").hidden = false;
-  const data = await loadOverview();
+  const data = await loadOverview(true);
   const list = $("group-list");
   list.replaceChildren(...data.groups.map(groupCard));
   $("empty").hidden = data.groups.length > 0;
   $("shown-count").textContent = `${data.totals.shown} of ${data.totals.groups} groups`;
+  const open = data.groups.filter((g) => g.state === "open").length;
+  $("accept-button").disabled = open === 0;
+  $("accept-button").textContent = `Accept suggested keepers (${open} undecided groups shown)…`;
   document.title = "photodedup review";
 }
 
@@ -88,7 +107,7 @@ function groupCard(g) {
   const thumbs = g.files.slice(0, 4).map((id) => el("img", { src: `/files/${id}/thumb`, alt: "", loading: "lazy" }));
   const open = () => { location.hash = `#/group/${g.id}`; };
   return el("li", { class: "group-card", tabindex: "0", dataset: { group: g.id }, onclick: open,
-                    onkeydown: (e) => { if (e.key === "Enter") open(); } },
+                    onkeydown: (e) => { if (e.key === "Enter") { e.stopPropagation(); open(); } } },
     el("div", { class: "strip" }, thumbs),
     el("div", { class: "line" },
       el("strong", {}, `Group ${g.id}`), el("span", { class: `badge ${g.kind}` }, g.kind),
@@ -97,6 +116,25 @@ function groupCard(g) {
       el("span", {}, `${human(g.reclaimable)} to free`), el("span", {}, `score ${g.score.toFixed(3)}`),
       el("span", {}, `keeper: ${g.keeper_reason}`)));
 }
+
+// Bulk: the suggested keepers of the undecided groups the current filter shows, after a confirmation
+// that says how many files would be marked trash and how much space that frees. Nothing moves until Apply.
+const acceptShown = () => run(async () => {
+  if ($("overview-view").hidden) return;
+  const ids = [...state.summaries.values()].filter((g) => g.state === "open").map((g) => g.id);
+  if (!ids.length) { toast("No undecided group is shown"); return; }
+  const plan = await api("POST", "/api/accept", { group_ids: ids, dry_run: true });
+  const items = plan.trash.map((t) => el("li", {}, el("span", { class: "path" }, t.path), ` (${human(t.size)})`));
+  const ok = await ask(`Accept the suggested keepers of ${plan.groups.length} groups?`, [
+    el("p", { id: "accept-summary" }, `${plan.files} files would be marked trash, freeing ${human(plan.bytes)} once applied. ` +
+       "Each group's suggested keeper (and any file in a reference folder) is marked keep. Nothing moves until Apply."),
+    items.length ? el("ul", { id: "accept-files" }, items) : null,
+  ], "Mark them");
+  if (!ok) return;
+  const done = await api("POST", "/api/accept", { group_ids: ids, dry_run: false });
+  toast(`Marked ${done.files} files trash in ${done.groups.length} groups`);
+  await showOverview();
+});
 
 // -- one group ----------------------------------------------------------------------------------
 async function showGroup(id) {
@@ -114,6 +152,7 @@ async function showGroup(id) {
 
 function renderGroup() {
   const g = state.group;
+  state.selected = Math.min(state.selected, Math.max(0, g.members.length - 1));
   const position = state.order.indexOf(g.id);
   $("group-title").textContent = position >= 0
     ? `Group ${g.id} · ${position + 1} of ${state.order.length}` : `Group ${g.id}`;
@@ -124,7 +163,11 @@ function renderGroup() {
   $("next-group").disabled = position < 0 || position >= state.order.length - 1;
   const best = bestValues(g.members);
   $("members").replaceChildren(...g.members.map((m, i) => memberCard(m, i, best)));
+  $("removed").hidden = g.removed_members.length === 0;
+  $("removed-list").replaceChildren(...g.removed_members.map(removedItem));
   document.title = `Group ${g.id} · photodedup review`;
+  const focused = $("members").children[state.selected];
+  if (focused && focused.scrollIntoView) focused.scrollIntoView({ block: "nearest" });
 }
 
 function bestValues(members) {
@@ -135,31 +178,49 @@ function bestValues(members) {
 function memberCard(m, index, best) {
   const tags = [];
   if (m.keeper) tags.push(el("span", { class: "tag keeper", title: "suggested keeper" }, `★ suggested keeper`));
+  if (m.reference) tags.push(el("span", { class: "tag reference", title: "in a reference folder: never trashed" }, "REFERENCE"));
   if (m.in_trash) tags.push(el("span", { class: "tag in-trash" }, "IN TRASH"));
   else if (m.decision) tags.push(el("span", { class: `tag ${m.decision}` }, m.decision.toUpperCase()));
   const pixels = (m.width || 0) * (m.height || 0);
   const classes = ["member", m.decision || "", index === state.selected ? "selected" : ""].join(" ");
-  const row = (label, value, isBest = false) => [el("dt", {}, label), el("dd", { class: isBest ? "best" : null }, value)];
+  const row = (label, value, cls = null) => [el("dt", {}, label), el("dd", { class: cls }, value)];
+  const content = m.content_width && (m.content_width !== m.width || m.content_height !== m.height)
+    ? ` (content ${m.content_width} × ${m.content_height})` : "";
+  const button = (label, cls, onclick, extra = {}) => el("button", { type: "button", class: cls, ...extra,
+    onclick: (e) => { e.stopPropagation(); e.currentTarget.blur(); onclick(); } }, label);
   return el("article", { class: classes, dataset: { file: m.file_id }, onclick: () => select(index) },
     el("span", { class: "number" }, index + 1),
     el("div", { class: "photo", title: "full size (f)", onclick: () => openViewer(index) },
       el("img", { src: `/files/${m.file_id}/thumb`, alt: m.path })),
     el("h3", { class: "name", title: m.path }, m.path.split("/").pop()),
     el("div", { class: "tags" }, tags),
+    m.companions.length ? el("p", { class: "pair" }, "RAW+JPEG pair, kept or trashed together: ",
+      ...m.companions.map((c) => el("span", { class: "path", title: c.path }, `+ ${c.path.split("/").pop()} (${c.format}, ${human(c.size)})`))) : [],
     el("dl", {},
-      row("dimensions", m.width ? `${m.width} × ${m.height}` : "?", pixels === best.pixels && pixels > 0),
-      row("file size", human(m.size), m.size === best.size),
+      row("dimensions", m.width ? `${m.width} × ${m.height}${content}` : "?", pixels === best.pixels && pixels > 0 ? "best" : null),
+      row("file size", human(m.size), m.size === best.size ? "best" : null),
       row("taken", m.taken_at ? m.taken_at.replace("T", " ") : "—"),
       row("camera", m.camera || "—"),
-      row("format", m.format || "?"),
-      row("evidence", m.keeper ? "keeper" : `${m.evidence} · ${m.score.toFixed(3)}`),
-      m.keeper ? row("why keep", state.group.keeper_reason) : [],
-      row("path", el("span", { class: "path" }, m.path))),
+      row("format", `${m.format || "?"}${m.grayscale ? ", grayscale" : ""}`),
+      row("evidence", m.keeper ? "keeper" : m.evidence_words),
+      m.keeper ? row("why keep", state.group.keeper_reason) : row("not kept", m.note || "—", "why-not"),
+      row("path", el("span", { class: "path" }, m.path)),
+      ...m.companions.map((c) => row("pair", el("span", { class: "path" }, c.path)))),
     el("div", { class: "buttons" },
-      el("button", { type: "button", class: `keep-btn ${m.decision === "keep" ? "on" : ""}`, disabled: m.in_trash,
-                     onclick: (e) => { e.stopPropagation(); decide(m, m.decision === "keep" ? null : "keep"); } }, "Keep"),
-      el("button", { type: "button", class: `trash-btn ${m.decision === "trash" ? "on" : ""}`, disabled: m.in_trash,
-                     onclick: (e) => { e.stopPropagation(); decide(m, m.decision === "trash" ? null : "trash"); } }, "Trash")));
+      button("Keep", `keep-btn ${m.decision === "keep" ? "on" : ""}`, () => run(() => decide(m.file_id, m.decision === "keep" ? null : "keep")),
+             { disabled: m.in_trash }),
+      button("Trash", `trash-btn ${m.decision === "trash" ? "on" : ""}`, () => run(() => decide(m.file_id, m.decision === "trash" ? null : "trash")),
+             { disabled: m.in_trash || m.reference }),
+      button("Compare", "small compare-btn", () => run(() => openCompare(index)), { title: "c" }),
+      button("Not a duplicate", "small out-btn", () => run(() => takeOut(m.file_id, true)),
+             { title: "x: take this photo out of the group", disabled: m.in_trash })));
+}
+
+function removedItem(m) {
+  return el("div", { class: "removed-item", dataset: { file: m.file_id } },
+    el("img", { src: `/files/${m.file_id}/thumb`, alt: m.path }),
+    el("span", { class: "path", title: m.path }, m.path.split("/").pop()),
+    el("button", { type: "button", class: "put-back", onclick: () => run(() => takeOut(m.file_id, false)) }, "Put back"));
 }
 
 function select(index) {
@@ -176,28 +237,50 @@ async function afterChange(group) {
   renderGroup();
 }
 
-const decide = (m, action) => guarded(async () =>
-  afterChange(await api("POST", `/api/groups/${state.group.id}/decision`, { file_id: m.file_id, action })));
+// Each action names the group on screen when it runs (never one captured earlier).
+const decide = async (fileId, action) =>
+  afterChange(await api("POST", `/api/groups/${state.group.id}/decision`, { file_id: fileId, action }));
 
-const keepSelected = () => guarded(async () => {
+async function keepSelected() {
   const m = state.group.members[state.selected];
   await afterChange(await api("POST", `/api/groups/${state.group.id}/keep`, { file_id: m.file_id }));
   toast(`Keeping ${m.path.split("/").pop()}, the rest marked trash`);
-});
+}
 
-const notDuplicates = () => guarded(async () => {
+async function takeOut(fileId, value) {
+  await afterChange(await api("POST", `/api/groups/${state.group.id}/take-out`, { file_id: fileId, value }));
+  toast(value ? "Taken out of this group (remembered by content)" : "Put back into the group");
+}
+
+async function notDuplicates() {
   const value = state.group.state !== "dismissed";
   await afterChange(await api("POST", `/api/groups/${state.group.id}/not-duplicates`, { value }));
   toast(value ? "Marked not duplicates (remembered by content)" : "No longer marked not duplicates");
-});
+  if (value) await nextUndecided();
+}
 
-const resetGroup = () => guarded(async () => afterChange(await api("POST", `/api/groups/${state.group.id}/reset`)));
+// The first group after this one (then from the start) that still waits for a decision.
+async function nextUndecided() {
+  const position = state.order.indexOf(state.group.id);
+  const rest = [...state.order.slice(position + 1), ...state.order.slice(0, Math.max(position, 0))];
+  const next = rest.find((id) => ["open", "partial"].includes((state.summaries.get(id) || {}).state));
+  if (next === undefined) { toast("Every group has a decision"); return; }
+  await go(next);
+}
 
-function step(delta) {
+const resetGroup = async () => afterChange(await api("POST", `/api/groups/${state.group.id}/reset`));
+
+async function step(delta) {
   if (!state.group) return;
   const position = state.order.indexOf(state.group.id);
   const next = state.order[position + delta];
-  if (next !== undefined) location.hash = `#/group/${next}`;
+  if (position >= 0 && next !== undefined) await go(next);
+}
+
+// Show a group and put it in the address bar (the hashchange that follows finds it shown already).
+async function go(id) {
+  await showGroup(id);
+  if (location.hash !== `#/group/${id}`) location.hash = `#/group/${id}`;
 }
 
 // -- full-size viewer ---------------------------------------------------------------------------
@@ -213,6 +296,61 @@ function closeViewer() {
   $("viewer").hidden = true;
   $("viewer-image").removeAttribute("src");
   renderGroup();
+}
+
+// -- side-by-side compare at one zoom -----------------------------------------------------------
+// Both images are drawn at the same scale (screen pixels per image pixel), so a smaller copy looks
+// smaller and a border or a crop shows as what it is; the panes scroll together.
+const compare = { zoom: 1, fit: 1 };
+
+async function openCompare(index) {
+  const g = state.group;
+  const b = g.members[index];
+  const other = g.members.find((m) => m.keeper && m.file_id !== b.file_id) || g.members.find((m) => m.file_id !== b.file_id);
+  if (!other) return;
+  const data = await api("GET", `/api/groups/${g.id}/compare?a=${other.file_id}&b=${b.file_id}`);
+  $("differences").replaceChildren(...(data.differences.length ? data.differences : ["no difference the tool knows of"])
+    .map((d) => el("li", {}, d)));
+  const caption = (m) => `${m.keeper ? "★ keeper · " : ""}${m.path} · ${m.width} × ${m.height} · ${m.format || "?"} · ${human(m.size)}`;
+  $("caption-a").textContent = caption(data.a);
+  $("caption-b").textContent = caption(data.b);
+  $("compare").hidden = false;
+  const loaded = (img, src) => new Promise((resolve) => {
+    img.onload = img.onerror = () => resolve();
+    img.src = src;
+  });
+  await Promise.all([loaded($("compare-a"), `/files/${data.a.file_id}/image`), loaded($("compare-b"), `/files/${data.b.file_id}/image`)]);
+  const pane = $("pane-a");
+  const widest = Math.max($("compare-a").naturalWidth, $("compare-b").naturalWidth, 1);
+  const tallest = Math.max($("compare-a").naturalHeight, $("compare-b").naturalHeight, 1);
+  compare.fit = Math.min(pane.clientWidth / widest, pane.clientHeight / tallest, 1);
+  compare.zoom = compare.fit;
+  drawCompare();
+}
+
+function drawCompare() {
+  for (const img of [$("compare-a"), $("compare-b")]) {
+    img.style.width = `${Math.round(img.naturalWidth * compare.zoom)}px`;
+    img.style.height = `${Math.round(img.naturalHeight * compare.zoom)}px`;
+  }
+  $("zoom-level").textContent = `${Math.round(compare.zoom * 100)}%`;
+}
+
+function zoom(factor) {
+  compare.zoom = factor === 0 ? 1 : Math.min(8, Math.max(compare.fit / 4, compare.zoom * factor));
+  drawCompare();
+}
+
+function closeCompare() {
+  $("compare").hidden = true;
+  for (const img of [$("compare-a"), $("compare-b")]) img.removeAttribute("src");
+}
+
+for (const [from, to] of [["pane-a", "pane-b"], ["pane-b", "pane-a"]]) {
+  $(from).addEventListener("scroll", () => {
+    if ($(to).scrollLeft !== $(from).scrollLeft) $(to).scrollLeft = $(from).scrollLeft;
+    if ($(to).scrollTop !== $(from).scrollTop) $(to).scrollTop = $(from).scrollTop;
+  });
 }
 
 // -- apply and undo -----------------------------------------------------------------------------
@@ -241,7 +379,7 @@ function planList(summary) {
   ];
 }
 
-const applyMarked = () => guarded(async () => {
+const applyMarked = () => run(async () => {
   const plan = await api("POST", "/api/apply", { dry_run: true });
   const ok = await ask("Move the files marked trash?", planList(plan), plan.moved.length ? "Move to trash" : null);
   if (!ok) return;
@@ -250,7 +388,7 @@ const applyMarked = () => guarded(async () => {
   await refresh();
 });
 
-const undoLast = () => guarded(async () => {
+const undoLast = () => run(async () => {
   const done = await api("POST", "/api/undo");
   const refused = done.refused.length ? `, refused ${done.refused.length}: ${done.refused[0].reason}` : "";
   toast(`Restored ${done.restored.length} files${refused}`, done.refused.length > 0);
@@ -265,45 +403,83 @@ async function refresh() {
 // -- routing and keys ---------------------------------------------------------------------------
 function route() {
   const match = location.hash.match(/^#\/group\/(\d+)$/);
-  guarded(() => (match ? showGroup(Number(match[1])) : showOverview()));
+  if (match && state.group && state.group.id === Number(match[1]) && !$("group-view").hidden) return;
+  run(() => (match ? showGroup(Number(match[1])) : showOverview()));
+}
+
+const GROUP_KEYS = {
+  j: () => select(state.selected + 1), ArrowRight: () => select(state.selected + 1), ArrowDown: () => select(state.selected + 1),
+  k: () => select(state.selected - 1), ArrowLeft: () => select(state.selected - 1), ArrowUp: () => select(state.selected - 1),
+  n: () => step(1), PageDown: () => step(1), p: () => step(-1), PageUp: () => step(-1),
+  Enter: keepSelected,
+  " ": () => toggle("keep"),
+  t: () => toggle("trash"),
+  x: () => { const m = state.group.members[state.selected]; return m && takeOut(m.file_id, true); },
+  c: () => openCompare(state.selected),
+  d: notDuplicates,
+  u: resetGroup,
+  f: () => openViewer(state.selected),
+};
+
+function toggle(action) {
+  const m = state.group.members[state.selected];
+  if (!m || m.in_trash) return null;
+  return decide(m.file_id, m.decision === action ? null : action);
 }
 
 document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey || event.target.matches("input, select, textarea")) return;
+  const key = event.key;
   if (!$("dialog").hidden) {
-    if (event.key === "Escape") $("dialog-cancel").click();
+    if (key === "Escape") $("dialog-cancel").click();
     return;
   }
-  const inGroup = !$("group-view").hidden && state.group;
-  const key = event.key;
+  if (!$("compare").hidden) {
+    if (key === "Escape" || key === "c") closeCompare();
+    else if (key === "+" || key === "=") zoom(1.25);
+    else if (key === "-") zoom(0.8);
+    else if (key === "0") zoom(0);
+    else return;
+    event.preventDefault();
+    return;
+  }
   if (key === "Escape") {
     if (!$("viewer").hidden) closeViewer();
-    else if (inGroup) location.hash = "#/";
+    else if (!$("group-view").hidden) location.hash = "#/";
     return;
   }
-  if (!inGroup) return;
-  const m = state.group.members[state.selected];
-  if (key === "n" || key === "ArrowRight") step(1);
-  else if (key === "p" || key === "ArrowLeft") step(-1);
-  else if (/^[1-9]$/.test(key)) select(Number(key) - 1);
-  else if (key === "k") keepSelected();
-  else if (key === "t" && m && !m.in_trash) decide(m, m.decision === "trash" ? null : "trash");
-  else if (key === "d") notDuplicates();
-  else if (key === "u") resetGroup();
-  else if (key === "f" || key === "Enter") openViewer(state.selected);
-  else return;
+  if (!$("overview-view").hidden && key === "a") {
+    event.preventDefault();
+    acceptShown();
+    return;
+  }
+  if (/^[1-9]$/.test(key)) {
+    event.preventDefault();
+    run(async () => { if (state.group && !$("group-view").hidden) select(Number(key) - 1); });
+    return;
+  }
+  const handler = GROUP_KEYS[key];
+  if (!handler || $("group-view").hidden) return;
   event.preventDefault();
+  run(async () => { if (state.group && !$("group-view").hidden) await handler(); });
 });
 
+// A clicked button gives the focus back, so that Enter and Space stay the page's keys.
+document.addEventListener("click", (event) => { const button = event.target.closest("button"); if (button) button.blur(); });
 $("viewer").addEventListener("click", closeViewer);
-$("prev-group").addEventListener("click", () => step(-1));
-$("next-group").addEventListener("click", () => step(1));
-$("keep-selected").addEventListener("click", keepSelected);
-$("not-duplicates").addEventListener("click", notDuplicates);
-$("reset-group").addEventListener("click", resetGroup);
+$("prev-group").addEventListener("click", () => run(() => step(-1)));
+$("next-group").addEventListener("click", () => run(() => step(1)));
+$("keep-selected").addEventListener("click", () => run(keepSelected));
+$("not-duplicates").addEventListener("click", () => run(notDuplicates));
+$("reset-group").addEventListener("click", () => run(resetGroup));
 $("apply-button").addEventListener("click", applyMarked);
 $("undo-button").addEventListener("click", undoLast);
-$("kind-filter").addEventListener("change", (e) => { state.kind = e.target.value; showOverview(); });
-$("sort-order").addEventListener("change", (e) => { state.sort = e.target.value; showOverview(); });
+$("accept-button").addEventListener("click", acceptShown);
+$("compare-close").addEventListener("click", closeCompare);
+$("zoom-in").addEventListener("click", () => zoom(1.25));
+$("zoom-out").addEventListener("click", () => zoom(0.8));
+$("zoom-actual").addEventListener("click", () => zoom(0));
+$("kind-filter").addEventListener("change", (e) => { state.kind = e.target.value; run(showOverview); });
+$("sort-order").addEventListener("change", (e) => { state.sort = e.target.value; run(showOverview); });
 window.addEventListener("hashchange", route);
 route();

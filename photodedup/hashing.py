@@ -1,0 +1,129 @@
+"""Per-image features for matching: uniform borders, grayscale, and the pHash of every dihedral variant.
+
+- ``trim_box``: the content of an image without uniform borders (black, white or any one colour, with a
+  tolerance for JPEG noise), so a copy with an added frame hashes like the original.
+- ``is_grayscale``: colour information absent (a grey photo saved as RGB counts as grey).
+- ``dihedral_phashes``: the pHash of the image turned 0/90/180/270 degrees, mirrored or not. Variant 0 is
+  imagehash's ``phash`` bit for bit. The other seven come from the same 8x8 block of DCT coefficients:
+  mirroring a sequence multiplies its DCT-II coefficient k by (-1)^k and transposing an image transposes
+  its 2-D DCT, so the eight hashes cost one DCT.
+
+``VARIANTS[v]`` names what turns an image into variant ``v``; hash ``v`` of image A close to hash 0 of
+image B means B looks like A after that transformation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+#: (transpose, flip rows, flip columns) applied in that order to the pixel array, and the name.
+VARIANTS: tuple[tuple[bool, bool, bool, str], ...] = (
+    (False, False, False, ""),
+    (False, False, True, "mirrored"),
+    (False, True, False, "flipped upside down"),
+    (False, True, True, "turned 180"),
+    (True, True, False, "turned 90"),           # np.rot90: counter-clockwise
+    (True, False, True, "turned 270"),          # clockwise 90
+    (True, False, False, "mirrored, turned 90"),
+    (True, True, True, "mirrored, turned 270"),
+)
+#: The variant that undoes each variant (90 and 270 swap, the rest undo themselves).
+INVERSE = (0, 1, 2, 3, 5, 4, 6, 7)
+
+#: A border row or column: every channel within this many levels of the border colour at the 98th
+#: percentile of its pixels (JPEG ringing and noise stay under it; photo content does not).
+BORDER_TOLERANCE = 6
+#: Never trim more than this share of a side (a mostly uniform picture is content, not border).
+MAX_TRIM = 0.4
+#: Grey: the 99th percentile of the largest channel difference of a pixel is at most this.
+GRAY_TOLERANCE = 10
+
+_SIGNS = np.where(np.arange(8) % 2 == 0, 1.0, -1.0)
+
+
+def variant_name(variant: int) -> str:
+    return VARIANTS[variant][3]
+
+
+def trim_box(pixels: np.ndarray) -> tuple[int, int, int, int]:
+    """``(left, top, right, bottom)`` of the content inside uniform borders of an ``[H, W(, C)]`` array."""
+    arr = pixels.astype(np.int16)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    height, width = arr.shape[:2]
+    if height < 8 or width < 8:
+        return 0, 0, width, height
+    top, bottom, left, right = 0, height, 0, width
+    # The border colour: the median of the outermost ring (a frame dominates it when there is one).
+    ring = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
+    colour = np.median(ring, axis=0)
+    if not _uniform(ring, colour):
+        return 0, 0, width, height
+
+    def border(line: np.ndarray) -> bool:
+        return _uniform(line, colour)
+
+    limit_y, limit_x = int(height * MAX_TRIM), int(width * MAX_TRIM)
+    while top < limit_y and border(arr[top, left:right]):
+        top += 1
+    while height - bottom < limit_y and border(arr[bottom - 1, left:right]):
+        bottom -= 1
+    while left < limit_x and border(arr[top:bottom, left]):
+        left += 1
+    while width - right < limit_x and border(arr[top:bottom, right - 1]):
+        right -= 1
+    return left, top, right, bottom
+
+
+def _uniform(line: np.ndarray, colour: np.ndarray) -> bool:
+    deviation = np.abs(line - colour).max(axis=-1)
+    return bool(np.percentile(deviation, 98) <= BORDER_TOLERANCE)
+
+
+def is_grayscale(image: Image.Image) -> bool:
+    """No colour information: a one-channel mode, or RGB whose channels agree (within JPEG noise)."""
+    if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
+        return True
+    rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+    spread = rgb.max(axis=-1) - rgb.min(axis=-1)
+    return bool(np.percentile(spread, 99) <= GRAY_TOLERANCE)
+
+
+def dihedral_phashes(image: Image.Image) -> np.ndarray:
+    """``uint64 [8]``: the pHash of each of ``VARIANTS`` of ``image`` (variant 0 = ``imagehash.phash``)."""
+    import scipy.fftpack
+
+    pixels = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.LANCZOS))
+    dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)
+    low = dct[:8, :8]
+    out = np.empty(8, dtype=np.uint64)
+    weights = np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64)
+    for index, (transpose, flip_rows, flip_cols, _) in enumerate(VARIANTS):
+        block = low.T if transpose else low
+        if flip_rows:
+            block = block * _SIGNS[:, None]
+        if flip_cols:
+            block = block * _SIGNS[None, :]
+        bits = (block > np.median(block)).reshape(-1).astype(np.uint64)
+        out[index] = np.bitwise_or.reduce(bits * weights)
+    return out
+
+
+def apply_variant(pixels: np.ndarray, variant: int) -> np.ndarray:
+    """The pixel array turned/mirrored as ``VARIANTS[variant]`` says (tests and the sample library)."""
+    transpose, flip_rows, flip_cols, _ = VARIANTS[variant]
+    out = np.swapaxes(pixels, 0, 1) if transpose else pixels
+    if flip_rows:
+        out = out[::-1]
+    if flip_cols:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+def pack(hashes: np.ndarray) -> bytes:
+    return np.asarray(hashes, dtype="<u8").tobytes()
+
+
+def unpack(blob: bytes | None) -> np.ndarray | None:
+    return None if blob is None else np.frombuffer(blob, dtype="<u8").astype(np.uint64)

@@ -1,0 +1,96 @@
+"""Per-image matching features: borders, grayscale, dihedral pHashes; and what scan stores of them."""
+
+from __future__ import annotations
+
+import imagehash
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageOps
+
+from photodedup import hashing
+from photodedup.catalog import Catalog
+from photodedup.sample_library import source_photos
+from photodedup.scan import scan
+
+
+def _photo(size=(640, 480)) -> Image.Image:
+    return Image.open(source_photos()[0]).convert("RGB").resize(size, Image.Resampling.BICUBIC)
+
+
+def _bits(a, b) -> int:
+    return bin((int(a) ^ int(b)) & (2**64 - 1)).count("1")
+
+
+def test_variant_zero_is_imagehash_phash():
+    photo = _photo()
+    assert int(hashing.dihedral_phashes(photo)[0]) == int(str(imagehash.phash(photo)), 16)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), variant=st.integers(0, 7))
+def test_hash_of_a_turned_image_is_the_matching_variant_hash(seed, variant):
+    # The law: hashing the turned/mirrored pixels gives (within resampling error) the variant hash.
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, size=(8, 8), dtype=np.uint8)
+    image = Image.fromarray(pixels).resize((64, 64), Image.Resampling.BICUBIC)
+    turned = Image.fromarray(hashing.apply_variant(np.asarray(image), variant))
+    assert _bits(hashing.dihedral_phashes(turned)[0], hashing.dihedral_phashes(image)[variant]) <= 4
+    assert hashing.INVERSE[hashing.INVERSE[variant]] == variant
+
+
+@pytest.mark.parametrize("colour", [(0, 0, 0), (255, 255, 255), (40, 90, 160)])
+def test_uniform_borders_are_trimmed(colour):
+    photo = np.asarray(_photo())
+    framed = np.empty((480 + 60, 640 + 100, 3), dtype=np.uint8)
+    framed[:] = colour
+    framed[20:500, 70:710] = photo
+    left, top, right, bottom = hashing.trim_box(framed)
+    assert abs(left - 70) <= 2 and abs(top - 20) <= 2 and abs(right - 710) <= 2 and abs(bottom - 500) <= 2
+    left, top, right, bottom = hashing.trim_box(photo)
+    assert (right - left, bottom - top) == (640, 480)
+
+
+def test_grayscale():
+    photo = _photo()
+    assert not hashing.is_grayscale(photo)
+    assert hashing.is_grayscale(photo.convert("L"))
+    assert hashing.is_grayscale(photo.convert("L").convert("RGB"))
+
+
+def test_scan_stores_content_size_grayscale_and_hashes_of_the_content(tmp_path):
+    photo = _photo((1200, 900))
+    root = tmp_path / "lib"
+    root.mkdir()
+    photo.save(root / "a.jpg", quality=92)
+    ImageOps.expand(photo, border=(90, 60), fill=(0, 0, 0)).save(root / "a_framed.jpg", quality=92)
+    photo.convert("L").save(root / "a_gray.jpg", quality=92)
+    photo.transpose(Image.Transpose.ROTATE_90).save(root / "a_turned.jpg", quality=92)
+    scan([root], catalog=tmp_path / "c.sqlite", workers=1)
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        rows = {r["path"].rsplit("/", 1)[1]: r for r in cat.files()}
+    original, framed = rows["a.jpg"], rows["a_framed.jpg"]
+    assert (original["content_width"], original["content_height"]) == (1200, 900)
+    assert (framed["width"], framed["height"]) == (1380, 1020)
+    assert abs(framed["content_width"] - 1200) <= 16 and abs(framed["content_height"] - 900) <= 16
+    assert abs(framed["content_left"] - 90) <= 16 and abs(framed["content_top"] - 60) <= 16
+    assert _bits(original["phash"], framed["phash"]) <= 4
+    assert (original["grayscale"], framed["grayscale"], rows["a_gray.jpg"]["grayscale"]) == (0, 0, 1)
+    turned = hashing.unpack(rows["a_turned.jpg"]["phashes"])
+    assert _bits(hashing.unpack(original["phashes"])[4], turned[0]) <= 4
+    assert _bits(original["phash"], turned[0]) > 12
+
+
+def test_rows_scanned_before_the_features_are_read_again(tmp_path):
+    root = tmp_path / "lib"
+    root.mkdir()
+    _photo().save(root / "a.jpg")
+    scan([root], catalog=tmp_path / "c.sqlite", workers=1)
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        cat.conn.execute("UPDATE files SET content_width = NULL, phashes = NULL")
+    summary = scan([root], catalog=tmp_path / "c.sqlite", workers=1)
+    assert (summary.updated, summary.unchanged) == (1, 0)
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        assert cat.files()[0]["content_width"] == 640
+    assert scan([root], catalog=tmp_path / "c.sqlite", workers=1).unchanged == 1
