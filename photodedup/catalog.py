@@ -449,9 +449,8 @@ class Catalog:
             conn.executemany("INSERT INTO raw_pairs VALUES (?, ?)", pairs)
 
     def raw_pairs(self) -> dict[int, int]:
-        """Each paired file's partner, both ways (RAW id -> JPEG/HEIC id and back)."""
-        rows = self.conn.execute("SELECT raw_id, other_id FROM raw_pairs").fetchall()
-        return {a: b for raw_id, other_id in rows for a, b in ((raw_id, other_id), (other_id, raw_id))}
+        """RAW+JPEG pairs: the RAW's file id -> its JPEG's (or HEIC's) file id."""
+        return dict(self.conn.execute("SELECT raw_id, other_id FROM raw_pairs").fetchall())
 
     def file(self, file_id: int) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()

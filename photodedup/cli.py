@@ -451,7 +451,7 @@ def embed(
                                 threads=threads or None, url=url, token=token, payload=payload, model=model, mode=mode,
                                 engine=engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor)
     try:
-        if getattr(model_runner, "is_random", False):
+        if model_runner.is_random:
             warn(RANDOM_WARNING)
         with progress(quiet, "embed") as callback:
             summary = run_embed(model_runner, catalog=catalog, batch_size=batch_size, progress=callback,
@@ -573,8 +573,8 @@ PreferOpt = Annotated[list[Path] | None, typer.Option(
     "--prefer", help="Reference folder (repeatable): its files always win as keeper and are never proposed "
     "for, or moved to, the trash.")]
 KeeperRulesOpt = Annotated[str, typer.Option(
-    "--keeper-rules", help="Keeper rules in order, comma-separated: not-derivative (= colour,no-border,"
-    "camera-format,not-resaved), resolution, exif, size, oldest; see docs/DECISIONS.md.")]
+    "--keeper-rules", help="Keeper rules in order, comma-separated: not-derivative (= raw-pair,colour,"
+    "no-border,camera-format,not-resaved), resolution, exif, size, oldest; see docs/DECISIONS.md.")]
 DEFAULT_KEEPER_RULES = "not-derivative,resolution,exif,size,oldest"
 
 

@@ -255,18 +255,19 @@ def recall_by_kind(groups, truth: Truth) -> dict[str, float]:
 
 
 def keeper_accuracy(groups, truth: Truth) -> dict:
-    """Of the found groups that hold a true original, the share whose suggested keeper is that original."""
+    """Of the found groups that hold a true original, the share whose suggested keeper is that original
+    (or carries it as a companion file: the JPEG of a RAW+JPEG pair travels with its RAW)."""
     wrong, scored = [], 0
     for g in groups:
-        originals = [m for m in g.members if m.path in truth.originals]
-        if len(originals) != 1:
+        holders = [m for m in g.members if {m.path, *(c.path for c in m.companions)} & truth.originals]
+        if len(holders) != 1:
             continue  # no original, or two groups' originals merged (a precision error, scored there)
         scored += 1
-        if originals[0].file_id != g.keeper:
+        if holders[0].file_id != g.keeper:
             keeper = next(m for m in g.members if m.file_id == g.keeper)
             wrong.append({"keeper": _relative(keeper.path, truth.root),
-                          "original": _relative(originals[0].path, truth.root),
-                          "reason": g.keeper_reason, "original_note": originals[0].note})
+                          "original": _relative(holders[0].path, truth.root),
+                          "reason": g.keeper_reason, "original_note": holders[0].note})
     correct = scored - len(wrong)
     return {"accuracy": round(correct / scored, 4) if scored else None, "correct": correct, "groups": scored,
             "wrong": wrong}

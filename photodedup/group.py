@@ -98,6 +98,7 @@ class GroupResult:
             for m in g.members:
                 if m.file_id != g.keeper:
                     lines.append(f"    {m.evidence:<10} {m.score:.3f}  {m.path}  [{m.note}]")
+                lines += [f"    {'pair':<10} {'':5}  + {c.path}" for c in m.companions]
         if len(self.groups) > limit:
             lines.append(f"... and {len(self.groups) - limit} more groups (use --json, --csv or --html)")
         return "\n".join(lines)
@@ -124,7 +125,7 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
         vectors = semantic_vectors(cat, rows, model) if model else None
         parts = find_edges(rows, vectors, params)
         progress(1, 3)
-        groups = build_groups(rows, clu.combine(*parts.values()), params)
+        groups = build_groups(rows, clu.combine(*parts.values()), params, pairs=cat.raw_pairs())
         progress(2, 3)
         counts = {kind: len(edges) for kind, edges in parts.items()}
         result = GroupResult(groups, params, len(rows), counts, model, warnings, time.perf_counter() - started)
@@ -213,9 +214,15 @@ def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None,
     return parts
 
 
-def build_groups(rows: Sequence, edges: clu.Edges, params: GroupParams | None = None) -> list[Group]:
-    """Cluster, then name each group's keeper and each member's evidence (ids are 1, 2, ...)."""
+def build_groups(rows: Sequence, edges: clu.Edges, params: GroupParams | None = None,
+                 pairs: dict[int, int] | None = None) -> list[Group]:
+    """Cluster, then name each group's keeper and each member's evidence (ids are 1, 2, ...).
+
+    ``pairs`` (RAW file id -> JPEG/HEIC file id): each RAW+JPEG pair is one item, the RAW with its
+    JPEG as a companion, so a pair is never a group by itself and never split.
+    """
     params = params or GroupParams()
+    edges, companions = _shots(rows, edges, pairs or {})
     keys = np.array([row["id"] for row in rows], dtype=np.int64)
     clusters = clu.cluster(len(rows), edges, keys, method=params.method)
     label = np.full(len(rows), -1, dtype=np.int64)
@@ -229,12 +236,16 @@ def build_groups(rows: Sequence, edges: clu.Edges, params: GroupParams | None = 
     groups = []
     for members in clusters:
         out = [(k, Member.from_row(rows[k], evidence="", score=0.0)) for k in members]
+        for k, m in out:
+            m.companions = [Member.from_row(rows[c], evidence="pair", score=1.0) for c in companions.get(k, ())]
         choice = keeper.choose([m for _, m in out], params.keeper_rules, params.prefer)
         keeper_index = next(k for k, m in out if m.file_id == choice.keeper)
         for k, m in out:
             m.keeper = k == keeper_index
             m.note = choice.notes.get(m.file_id, "")
             m.reference = keeper.in_folders(m.path, params.prefer)
+            for c in m.companions:
+                c.keeper, c.reference = m.keeper, m.reference
             if m.keeper:
                 m.evidence, m.score = "keeper", 1.0
             else:
@@ -248,6 +259,26 @@ def build_groups(rows: Sequence, edges: clu.Edges, params: GroupParams | None = 
     for number, g in enumerate(groups, 1):
         g.id = number
     return groups
+
+
+def _shots(rows: Sequence, edges: clu.Edges, pairs: dict[int, int]) -> tuple[clu.Edges, dict[int, list[int]]]:
+    """Edges between shots: a pair's JPEG hands its edges to its RAW (the pair's own edge goes).
+
+    Returns those edges and, by the RAW's row index, the row indices of its companions.
+    """
+    index = {row["id"]: k for k, row in enumerate(rows)}
+    lead = np.arange(len(rows), dtype=np.int64)
+    companions: dict[int, list[int]] = {}
+    for raw_id, other_id in pairs.items():
+        if raw_id in index and other_id in index:
+            lead[index[other_id]] = index[raw_id]
+            companions.setdefault(index[raw_id], []).append(index[other_id])
+    if not companions:
+        return edges, {}
+    i, j = lead[edges.i], lead[edges.j]
+    keep = i != j
+    moved = clu.Edges(np.minimum(i, j)[keep], np.maximum(i, j)[keep], edges.rank[keep], edges.distance[keep])
+    return clu.combine(moved), companions
 
 
 def _score(rank: int, distance: float) -> float:
@@ -267,8 +298,9 @@ def store_groups(cat: Catalog, result: GroupResult) -> int:
 
 
 def write_csv(groups: Sequence[Group], out: Path | str) -> Path:
-    """One row per member: group, kind, role, path, evidence, score, resolution, size, format, camera,
-    capture time, reference, the keeper's reason and why this member is not the keeper."""
+    """One row per file (a pair's JPEG has role ``pair``): group, kind, role, path, evidence, score,
+    resolution, size, format, camera, capture time, reference, the keeper's reason and why this member
+    is not the keeper."""
     out = Path(out)
     with out.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -276,7 +308,8 @@ def write_csv(groups: Sequence[Group], out: Path | str) -> Path:
                          "format", "camera", "taken_at", "reference", "keeper_reason", "why_not_keeper"])
         for g in groups:
             for m in g.members:
-                writer.writerow([g.id, g.kind, "keeper" if m.file_id == g.keeper else "candidate", display(m.path),
-                                 m.evidence, m.score, m.width, m.height, m.size, m.format, m.camera, m.taken_at,
-                                 int(m.reference), g.keeper_reason, m.note])
+                for f in m.files:  # a RAW+JPEG pair: the JPEG follows its RAW, role "pair"
+                    role = "pair" if f is not m else "keeper" if m.file_id == g.keeper else "candidate"
+                    writer.writerow([g.id, g.kind, role, display(f.path), f.evidence, f.score, f.width, f.height,
+                                     f.size, f.format, f.camera, f.taken_at, int(f.reference), g.keeper_reason, m.note])
     return out

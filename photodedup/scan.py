@@ -154,7 +154,7 @@ def scan(
         gone = [p for p in known if p not in seen and known[p].status != "missing"
                 and _under_any(p, roots) and not os.path.lexists(p)]
         summary.missing += cat.mark_missing(gone)
-        cat.set_raw_pairs(raw.find_pairs(cat.files()))
+        cat.set_raw_pairs(raw.find_pairs(cat.files(status=None)))
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -23,9 +23,10 @@ from PIL import Image
 
 from photodedup import apply as apply_mod
 from photodedup import groups as decisions
+from photodedup import raw
 from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, PhotodedupError
-from photodedup.preprocess import encode_jpeg, load_oriented
+from photodedup.preprocess import DEFAULT_MAX_PIXELS, encode_jpeg, load_oriented
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,7 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
 
     @app.exception_handler(PhotodedupError)
     async def photodedup_error(request: Request, error: PhotodedupError):
-        status = 404 if str(error).startswith("no group") else 409 if error.exit_code == 10 else 400
-        return JSONResponse({"error": str(error), "hint": error.hint}, status_code=status)
+        return JSONResponse({"error": str(error), "hint": error.hint}, status_code=error.http_status)
 
     # -- page and static files ---------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)
@@ -239,13 +239,20 @@ def _orientation(data: bytes) -> int:
 
 
 def _render(row, data: bytes, *, longest: int | None = None) -> bytes:
-    """The file decoded, EXIF orientation applied, as JPEG (optionally scaled down to ``longest``)."""
+    """The file decoded, EXIF orientation applied, as JPEG (optionally scaled down to ``longest``).
+
+    A RAW shows its embedded preview (else a half-size decode of the sensor data).
+    """
     try:
-        image = load_oriented(data, fast=longest is not None, shortest=longest or 0)
+        if row["raw_decode"]:
+            fmt = raw.raw_format(row["path"], data[:16]) or "RAW"
+            image = raw.read_raw(data, fmt, max_pixels=DEFAULT_MAX_PIXELS, draft=longest is not None).image
+        else:
+            image = load_oriented(data, fast=longest is not None, shortest=longest or 0)
         if longest:
             image.thumbnail((longest, longest))
         return encode_jpeg(image, quality=90)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
+    except (OSError, ValueError, Image.DecompressionBombError, raw.RawReadError) as error:
         raise HTTPException(404, display(f"cannot decode {row['path']}: {error}")) from error
 
 
