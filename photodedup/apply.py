@@ -13,6 +13,9 @@ appeared there), then unlink. A move that fails half-way (the unlink refused, th
 rolled back at once (``aborted`` in the journal): the file stays where it was, nothing is left in
 the trash, and the failure is reported (``failed``; the CLI exits non-zero).
 Trashed files keep their absolute path below ``<trash>/<apply id>/``, so two roots never collide.
+
+A RAW+JPEG pair moves as one: the decision is on the RAW, the JPEG follows it (its journal entries say
+``companion_of``: the RAW's file id), both or neither, and undo restores both.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from pathlib import Path, PurePath
 from photodedup import config
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError, SafetyError
-from photodedup.groups import current_groups
+from photodedup.groups import current_groups, in_trash
 from photodedup.keeper import human_size
 from photodedup.progress import ProgressCallback, no_progress
 
@@ -150,7 +153,8 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress) -> tuple[lis
     A file is moved only if it is marked trash, unchanged (md5 of its bytes now equals the md5 at
     the scan and at the decision), not under a reference folder of the grouping (``--prefer``), and
     every current group it is in keeps at least one other member whose bytes still match the catalog.
-    Files already in the trash are left out silently.
+    The other half of a RAW+JPEG pair moves with it, under the same checks, or neither moves.
+    Files already in the trash are left out silently (a pair's half left behind by a kill follows).
     """
     groups = current_groups(cat)
     files = {row["id"]: row for row in cat.files(status=None)}
@@ -162,14 +166,21 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress) -> tuple[lis
 
     skipped: list[dict] = []
     candidates: dict[int, dict] = {}
+    pair_of: dict[int, list[dict]] = {}  # RAW file id -> the moves of its pair's other half
+    late: list[dict] = []                # other halves of pairs whose RAW is already in the trash
     for done, decision in enumerate(decided, 1):
         progress(done, len(decided))
         row = files.get(decision["file_id"])
         if row is None:
             continue
         live = [g for g in groups_of.get(row["id"], []) if not g.dismissed]
+        halves = [files[m.file_id] for g in live for c in g.members if c.file_id == row["id"] for m in c.companions]
+        halves = [h for h in halves if not in_trash(h)]  # the other half of a pair, still to move
         reason = None
-        if row["status"] == "missing" and (row["reason"] or "").startswith("in the trash"):
+        if in_trash(row):
+            for half in halves:  # an apply was killed between the two halves of a pair: finish the shot
+                if half["status"] == "ok" and _check_bytes(half) is None:
+                    late.append(_move_item(half, live[0].id if live else 0, companion_of=row["id"]))
             continue
         if row["status"] != "ok":
             reason = f"not available ({row['status']}: {row['reason']})"
@@ -182,12 +193,13 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress) -> tuple[lis
         elif decision["md5"] != row["md5"]:
             reason = "changed since it was marked trash (md5 differs); review it again"
         else:
-            reason = _check_bytes(row)
+            reason = _check_bytes(row) or next((f"its RAW+JPEG pair {h['path']}: {why}" for h in halves
+                                                if (why := _check_bytes(h))), None)
         if reason:
             skipped.append({"path": row["path"], "reason": reason})
         else:
-            candidates[row["id"]] = {"file_id": row["id"], "path": row["path"], "md5": row["md5"],
-                                     "size": row["size"], "group": live[0].id}
+            candidates[row["id"]] = _move_item(row, live[0].id)
+            pair_of[row["id"]] = [_move_item(h, live[0].id, companion_of=row["id"]) for h in halves]
 
     verified: dict[int, bool] = {}
     changed = True
@@ -205,7 +217,13 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress) -> tuple[lis
                     skipped.append({"path": item["path"], "reason": f"would trash every member of group {group.id}: "
                                     "no unchanged member would remain"})
                     changed = True
-    return sorted(candidates.values(), key=lambda c: c["path"]), skipped
+    moves = [*candidates.values(), *late, *(c for i in candidates for c in pair_of.get(i, ()))]
+    return sorted(moves, key=lambda c: c["path"]), skipped
+
+
+def _move_item(row, group_id: int, companion_of: int | None = None) -> dict:
+    item = {"file_id": row["id"], "path": row["path"], "md5": row["md5"], "size": row["size"], "group": group_id}
+    return item | ({"companion_of": companion_of} if companion_of is not None else {})
 
 
 def _check_bytes(row) -> str | None:
@@ -293,7 +311,8 @@ def _select(in_trash: list[dict], paths: Sequence[Path], apply_id: str | None, s
             if not hits:
                 summary.refused.append({"path": wanted, "reason": "not in the trash journal"})
             chosen += [e for e in hits if e not in chosen]
-        return chosen
+        shots = {_shot(e) for e in chosen}  # both halves of a RAW+JPEG pair come back together
+        return chosen + [e for e in in_trash if e not in chosen and _shot(e) in shots]
     if apply_id:
         chosen = [e for e in in_trash if e["apply"] == apply_id]
         if not chosen:
@@ -304,10 +323,14 @@ def _select(in_trash: list[dict], paths: Sequence[Path], apply_id: str | None, s
     return [e for e in in_trash if e["apply"] == in_trash[-1]["apply"]]
 
 
+def _shot(entry: dict) -> tuple[str, int | None]:
+    return entry["apply"], entry.get("companion_of") or entry.get("file_id")
+
+
 def _after_restore(cat: Catalog, entry: dict, trash: Path) -> None:
     row = cat.file(entry["file_id"]) if entry.get("file_id") is not None else None
     if row is not None and row["path"] == entry["original"] and row["md5"] == entry["md5"]:
-        cat.restore_file(row["id"])
+        cat.restore_file(row["id"], os.stat(entry["original"], follow_symlinks=False))
     folder, stop = Path(entry["trash"]).parent, trash / entry["apply"]
     while folder == stop or stop in folder.parents:  # drop the now-empty folders of that apply
         try:
@@ -391,7 +414,7 @@ def _journaled_move(journal: Journal, op: str, apply_id: str, item: dict, dest: 
     original = item.get("original") or item["path"]
     trash = str(dest) if op == "trash" else item["trash"]
     common = {"op": op, "apply": apply_id, "original": original, "trash": trash, "md5": item["md5"],
-              "size": item["size"], "file_id": item["file_id"]}
+              "size": item["size"], "file_id": item["file_id"]} | _pair_key(item)
     journal.append(state="begin", **common)
     _test_hook("begun", index)
     try:
@@ -515,7 +538,7 @@ def recover(journal: Journal, cat: Catalog) -> tuple[int, list[dict]]:
 
 def _recover_one(journal: Journal, cat: Catalog, entry: dict) -> int:
     """Resolve one pending entry; 1 when the move was finished, 0 when it was rolled back."""
-    common = {k: entry[k] for k in ("op", "apply", "original", "trash", "md5", "size", "file_id")}
+    common = {k: entry[k] for k in ("op", "apply", "original", "trash", "md5", "size", "file_id")} | _pair_key(entry)
     src, dst = entry["original"], entry["trash"]
     if entry["op"] == "restore":
         src, dst = dst, src
@@ -538,6 +561,10 @@ def _recover_one(journal: Journal, cat: Catalog, entry: dict) -> int:
         log.error("%s: neither %s nor a matching %s exists", entry["op"], src, dst)
         journal.append(state="aborted", reason="neither copy found", **common)
     return 0
+
+
+def _pair_key(item: dict) -> dict:
+    return {"companion_of": item["companion_of"]} if item.get("companion_of") is not None else {}
 
 
 def file_md5(path: Path) -> str:

@@ -156,6 +156,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE files ADD COLUMN jpeg_quality INTEGER
     """,
+    # 8: what joined each member (JSON: kind, variant, bits, inliers, coverage, how); '' for the keeper
+    """
+    ALTER TABLE group_members ADD COLUMN match TEXT NOT NULL DEFAULT ''
+    """,
+    # 9: the device and inode the scan read (the review page serves a file only if it is still that one)
+    """
+    ALTER TABLE files ADD COLUMN dev INTEGER;
+    ALTER TABLE files ADD COLUMN ino INTEGER
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -164,6 +173,7 @@ FILE_COLUMNS = (
     "path", "root", "size", "mtime_ns", "status", "error_kind", "reason", "md5", "phash", "dhash",
     "width", "height", "format", "taken_at", "camera", "exif_tags", "scanned_at", "raw_decode",
     "content_width", "content_height", "content_left", "content_top", "grayscale", "phashes", "jpeg_quality",
+    "dev", "ino",
 )
 
 
@@ -443,9 +453,8 @@ class Catalog:
             conn.executemany("INSERT INTO raw_pairs VALUES (?, ?)", pairs)
 
     def raw_pairs(self) -> dict[int, int]:
-        """Each paired file's partner, both ways (RAW id -> JPEG/HEIC id and back)."""
-        rows = self.conn.execute("SELECT raw_id, other_id FROM raw_pairs").fetchall()
-        return {a: b for raw_id, other_id in rows for a, b in ((raw_id, other_id), (other_id, raw_id))}
+        """RAW+JPEG pairs: the RAW's file id -> its JPEG's (or HEIC's) file id."""
+        return dict(self.conn.execute("SELECT raw_id, other_id FROM raw_pairs").fetchall())
 
     def file(self, file_id: int) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
@@ -517,7 +526,7 @@ class Catalog:
         """Store one grouping run in one transaction; returns ``(run id, group ids)``.
 
         ``groups``: ``(kind, keeper file id, keeper reason, members)`` with members
-        ``(file id, evidence, score, note)``.
+        ``(file id, evidence, score, note[, match JSON])``.
         """
         with self.transaction() as conn:
             run_id = conn.execute("INSERT INTO group_runs (created_at, params) VALUES (?, ?)",
@@ -527,8 +536,8 @@ class Catalog:
                 group_id = conn.execute(
                     "INSERT INTO groups (run_id, kind, keeper_id, keeper_reason) VALUES (?, ?, ?, ?)",
                     (run_id, kind, keeper, reason)).lastrowid
-                conn.executemany("INSERT INTO group_members (group_id, file_id, evidence, score, note) "
-                                 "VALUES (?, ?, ?, ?, ?)", [(group_id, *m) for m in members])
+                conn.executemany("INSERT INTO group_members (group_id, file_id, evidence, score, note, match) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)", [(group_id, *m, "")[:6] for m in members])
                 ids.append(group_id)
         return run_id, ids
 
@@ -545,9 +554,10 @@ class Catalog:
         return self.conn.execute("SELECT * FROM groups WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
 
     def group_member_rows(self, run_id: int) -> list[sqlite3.Row]:
-        """Every member of a run's groups: its file row plus ``group_id``, ``evidence``, ``score``, ``note``."""
+        """Every member of a run's groups: its file row plus ``group_id``, ``evidence``, ``score``, ``note``,
+        ``match``."""
         return self.conn.execute(
-            "SELECT f.*, m.group_id, m.evidence, m.score, m.note FROM group_members m "
+            "SELECT f.*, m.group_id, m.evidence, m.score, m.note, m.match FROM group_members m "
             "JOIN groups g ON g.id = m.group_id JOIN files f ON f.id = m.file_id "
             "WHERE g.run_id = ? ORDER BY m.group_id, m.evidence != 'keeper', f.path", (run_id,)).fetchall()
 
@@ -585,10 +595,13 @@ class Catalog:
             else:
                 conn.executemany("DELETE FROM not_duplicates WHERE md5_a = ? AND md5_b = ?", pairs)
 
-    def restore_file(self, file_id: int) -> None:
-        """A file is back at its path (undo): mark it ok again and forget its trash decision."""
+    def restore_file(self, file_id: int, stat: os.stat_result | None = None) -> None:
+        """A file is back at its path (undo): mark it ok again (at the device and inode it has now: a
+        copy across filesystems is a new inode) and forget its trash decision."""
         with self.transaction() as conn:
             conn.execute("UPDATE files SET status='ok', error_kind=NULL, reason=NULL WHERE id = ?", (file_id,))
+            if stat is not None:
+                conn.execute("UPDATE files SET dev = ?, ino = ? WHERE id = ?", (stat.st_dev, stat.st_ino, file_id))
             conn.execute("DELETE FROM decisions WHERE file_id = ? AND action = 'trash'", (file_id,))
 
 

@@ -12,6 +12,10 @@ joined with what people decided since. Decisions:
   leaves the group (and stays out after regrouping) while the rest stays;
 - files under a reference folder (``group --prefer DIR``) are never marked trash.
 
+A RAW+JPEG pair (one shot the camera wrote as two files, ``photodedup.raw.find_pairs``) is one
+member: the RAW, with its JPEG or HEIC as a *companion*. The decision is made on the RAW and holds
+for both; ``apply`` moves both halves and ``undo`` restores both.
+
 All SQL lives in :mod:`photodedup.catalog`; this module holds no web and no file moving.
 """
 
@@ -55,6 +59,9 @@ class Member:
     status: str = "ok"
     keeper: bool = False
     note: str = ""                   # why it is not the keeper (the rule that decided)
+    #: What joined it (not for the keeper): kind, and bits + variant ("mirrored", "turned 90", "as is") for
+    #: perceptual, inliers + coverage for verified, cosine for semantic; ``how``: the same in words.
+    match: dict = field(default_factory=dict)
     reference: bool = False          # under a reference folder (--prefer): never trashed
     decision: str | None = None      # keep | trash | None
     in_trash: bool = False
@@ -71,10 +78,19 @@ class Member:
                    taken_at=get("taken_at"), camera=get("camera"), md5=get("md5"), mtime_ns=get("mtime_ns"),
                    content_width=get("content_width"), content_height=get("content_height"),
                    grayscale=get("grayscale"), jpeg_quality=get("jpeg_quality"), status=get("status") or "ok",
-                   **extra)
+                   **({"match": json.loads(get("match"))} if get("match") else {}) | extra)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def files(self) -> list[Member]:
+        """This file and its companions (the halves of a RAW+JPEG pair)."""
+        return [self, *self.companions]
+
+    @property
+    def total_size(self) -> int:
+        return sum(m.size or 0 for m in self.files)
 
 
 @dataclass
@@ -114,14 +130,19 @@ class Group:
         if self.dismissed:
             return 0
         if any(m.decision for m in self.members):
-            return sum(m.size or 0 for m in self.members if m.decision == "trash" and not m.in_trash)
+            return sum(m.total_size for m in self.members if m.decision == "trash" and not m.in_trash)
         trash = {i for i, action in self.suggested().items() if action == "trash"}
-        return sum(m.size or 0 for m in self.members if m.file_id in trash and m.status == "ok")
+        return sum(m.total_size for m in self.members if m.file_id in trash and m.status == "ok")
+
+    @property
+    def paths(self) -> list[str]:
+        """Every file of the group, companions included."""
+        return [f.path for m in self.members for f in m.files]
 
     def summary(self) -> dict:
         return {"id": self.id, "kind": self.kind, "state": self.state, "count": len(self.members),
                 "keeper": self.keeper, "keeper_reason": self.keeper_reason, "reclaimable": self.reclaimable,
-                "size": sum(m.size or 0 for m in self.members),
+                "size": sum(m.total_size for m in self.members),
                 "score": min((m.score for m in self.members if m.file_id != self.keeper), default=1.0),
                 "evidence": sorted({m.evidence for m in self.members if not m.keeper}),
                 "files": [m.file_id for m in self.members], "removed": len(self.removed)}
@@ -154,9 +175,22 @@ def load_groups(catalog: Path | str | Catalog | None = None, run_id: int | None 
             group = groups[row["group_id"]]
             group.members.append(Member.from_row(
                 row, evidence=row["evidence"], score=row["score"], keeper=row["id"] == group.keeper,
-                note=row["note"], reference=keeper_rules.in_folders(row["path"], prefer),
-                in_trash=row["status"] == "missing" and (row["reason"] or "").startswith("in the trash")))
+                note=row["note"], reference=keeper_rules.in_folders(row["path"], prefer), in_trash=in_trash(row)))
+        partners = cat.raw_pairs()
+        for group in groups.values():
+            ids = {m.file_id for m in group.members}
+            for m in group.members:
+                partner = partners.get(m.file_id)
+                if partner is not None and partner not in ids:
+                    row = cat.file(partner)
+                    m.companions.append(Member.from_row(row, evidence="pair", score=1.0, keeper=m.keeper,
+                                                        reference=m.reference, in_trash=in_trash(row)))
     return list(groups.values())
+
+
+def in_trash(row) -> bool:
+    """Whether a ``files`` row is in photodedup's trash (moved there by ``apply``)."""
+    return row["status"] == "missing" and (row["reason"] or "").startswith("in the trash")
 
 
 def current_groups(cat: Catalog) -> list[Group]:
@@ -169,7 +203,8 @@ def current_groups(cat: Catalog) -> list[Group]:
     for group in load_groups(cat):
         for m in group.members:
             decision = decisions.get(m.file_id)
-            m.decision = decision["action"] if decision else None
+            for f in m.files:  # one decision for both halves of a pair
+                f.decision = decision["action"] if decision else None
         group.dismissed = _dismissed([m.md5 for m in group.members], pairs)
         if not group.dismissed:
             group.removed = [m for m in group.members if _taken_out(m, group.members, pairs)]
@@ -398,7 +433,7 @@ def labels(cat: Catalog, *, root: Path | None = None) -> dict:
             return None
 
     groups = current_groups(cat)
-    paths = [m.path for g in groups for m in g.members + g.removed]
+    paths = [f.path for g in groups for m in g.members + g.removed for f in m.files]
     common = Path(root) if root else Path(os.path.commonpath(paths)) if paths else None
     out: dict = {"groups": [], "unrelated": [], "root": str(common) if common else None,
                  "source": "photodedup review", "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -407,6 +442,8 @@ def labels(cat: Catalog, *, root: Path | None = None) -> dict:
         by_content: dict[str, list[str]] = {}
         for m in apart:
             by_content.setdefault(m.md5 or m.path, []).append(m.path)
+            if m.companions:  # a pair is one shot: its halves are labelled together
+                out["groups"].append(sorted(n for n in (name(f.path) for f in m.files) if n))
         for same in by_content.values():
             names = [n for n in map(name, same) if n]
             if len(names) > 1:
@@ -414,7 +451,7 @@ def labels(cat: Catalog, *, root: Path | None = None) -> dict:
             elif names:
                 out["unrelated"].append(names[0])
         if not group.dismissed and group.state in ("reviewed", "applied"):
-            names = [n for n in (name(m.path) for m in group.members if m.decision) if n]
+            names = [n for n in (name(f.path) for m in group.members if m.decision for f in m.files) if n]
             if len(names) > 1:
                 out["groups"].append(sorted(names))
     out["groups"].sort()

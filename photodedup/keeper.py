@@ -4,7 +4,9 @@ Reference folders (``--prefer DIR``) come first and always: a file under one alw
 file under one is ever proposed for the trash. Then the rules, in this order unless told otherwise
 (``--keeper-rules``):
 
-1. ``not-derivative``, which is four rules in a row:
+1. ``not-derivative``, which is five rules in a row:
+   ``raw-pair``: a RAW+JPEG pair (one shot the camera wrote as two files, kept or trashed together)
+   over single files: the RAW is the original;
    ``colour``: a colour photo over a grayscale copy (when the group holds colour photos at all);
    ``no-border``: a photo without an added uniform border over one with (the scan measures the
    content inside uniform borders);
@@ -35,8 +37,8 @@ from photodedup.errors import BadInputError
 if TYPE_CHECKING:
     from photodedup.groups import Member
 
-RULES = ("colour", "no-border", "camera-format", "not-resaved", "resolution", "exif", "size", "oldest")
-ALIASES = {"not-derivative": ("colour", "no-border", "camera-format", "not-resaved")}
+RULES = ("raw-pair", "colour", "no-border", "camera-format", "not-resaved", "resolution", "exif", "size", "oldest")
+ALIASES = {"not-derivative": ("raw-pair", "colour", "no-border", "camera-format", "not-resaved")}
 DEFAULT_RULES = ("not-derivative", "resolution", "exif", "size", "oldest")
 CAMERA_FORMATS = frozenset({"JPEG", "MPO", "HEIF", "HEIC", "RAW", "DNG", "CR2", "CR3", "CRW", "NEF", "NRW", "ARW",
                             "SRF", "SR2", "RAF", "ORF", "RW2", "PEF", "SRW", "X3F", "3FR", "IIQ", "ERF", "MRW"})
@@ -179,6 +181,8 @@ def _later(m: Member, winner: Member) -> str:
 
 
 RULE_BY_NAME = {rule.name: rule for rule in [
+    Rule("raw-pair", lambda m: not m.companions, lambda w, _: "the camera's RAW+JPEG pair",
+         lambda m, w: "a single file; the group has the camera's RAW+JPEG pair"),
     Rule("colour", lambda m: m.grayscale == 1, lambda w, _: "colour (others are grayscale copies)",
          lambda m, w: "a grayscale copy of a colour photo"),
     Rule("no-border", bordered, lambda w, _: "no added border",

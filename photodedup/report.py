@@ -4,8 +4,9 @@ Each file shows its format, dimensions (and content inside an added border), siz
 date, the evidence that joined it in words, and why it is or is not the keeper; the top says what to
 run next (``photodedup review``).
 
-Thumbnails come from the catalog's ``thumbs`` table (made at scan time) and are embedded as
-``data:`` URIs, so the one file can be mailed, archived or opened offline.
+Thumbnails come from the catalog's ``thumbs`` table (made at scan time; a RAW's is its embedded
+preview) and are embedded as ``data:`` URIs, so the one file can be mailed, archived or opened
+offline. A RAW+JPEG pair is one item: the RAW's thumbnail, both files listed.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def write_report(groups: Sequence[Group], out: Path | str, *, catalog: Catalog,
     """Write the report to ``out`` and return its path. Nothing in it links outside the file."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    suggested = [m for g in groups for m in g.members if g.suggested().get(m.file_id) == "trash"]
+    suggested = [f for g in groups for m in g.members if g.suggested().get(m.file_id) == "trash" for f in m.files]
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
              f"<p class='meta'>{len(groups)} groups, {len(suggested)} files suggested for the trash "
@@ -85,5 +86,8 @@ def _figure(g: Group, m: Member, thumb: bytes | None) -> str:
             ("evidence", evidence_words(m)), ("why" if keeper else "not kept", g.keeper_reason if keeper else m.note)]
     details = "".join(f"<dt>{name}</dt><dd{' class=why' if name in ('why', 'not kept') else ''}>"
                       f"{html.escape(str(value or '-'))}</dd>" for name, value in rows)
-    return (f"<figure class='{'keeper' if keeper else 'candidate'}'>{image}<figcaption>{role}"
+    pair = "".join(f"<div class='path'>+ {html.escape(c.path)} ({c.format}, {human_size(c.size or 0)})</div>"
+                   for c in m.companions)
+    pair = f" <b>RAW+JPEG pair</b>, kept or trashed together{pair}" if pair else ""
+    return (f"<figure class='{'keeper' if keeper else 'candidate'}'>{image}<figcaption>{role}{pair}"
             f"<div class='path'>{html.escape(m.path)}</div><dl>{details}</dl></figcaption></figure>")

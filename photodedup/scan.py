@@ -154,7 +154,7 @@ def scan(
         gone = [p for p in known if p not in seen and known[p].status != "missing"
                 and _under_any(p, roots) and not os.path.lexists(p)]
         summary.missing += cat.mark_missing(gone)
-        cat.set_raw_pairs(raw.find_pairs(cat.files()))
+        cat.set_raw_pairs(raw.find_pairs(cat.files(status=None)))
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -295,7 +295,7 @@ def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes |
     row: dict = {"path": path, "root": root, "status": "ok", "scanned_at": time.time(), "exif_tags": 0}
     try:
         stat = os.stat(path)
-        row["size"], row["mtime_ns"] = stat.st_size, stat.st_mtime_ns
+        row["size"], row["mtime_ns"], row["dev"], row["ino"] = stat.st_size, stat.st_mtime_ns, stat.st_dev, stat.st_ino
         with open(path, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:

@@ -77,8 +77,8 @@ def test_a_reference_folder_always_wins():
 
 
 def test_unknown_or_repeated_rules_are_clear_errors():
-    assert expand_rules(DEFAULT_RULES) == ("colour", "no-border", "camera-format", "not-resaved", "resolution", "exif",
-                                           "size", "oldest")
+    assert expand_rules(DEFAULT_RULES) == ("raw-pair", "colour", "no-border", "camera-format", "not-resaved",
+                                           "resolution", "exif", "size", "oldest")
     with pytest.raises(BadInputError, match="unknown keeper rule 'biggest'"):
         expand_rules("resolution,biggest")
     with pytest.raises(BadInputError, match="keeper rule 'colour' is listed twice"):
