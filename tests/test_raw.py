@@ -96,6 +96,37 @@ def test_broken_raws_are_error_rows_with_a_kind(tmp_path, photo):
     assert small.error_kinds == {"too-large": 1}
 
 
+def test_raws_recorded_as_unsupported_before_are_read_again(tmp_path, photo):
+    """A catalog from before RAW support holds its DNGs as `unsupported` errors: the next scan reads them."""
+    (tmp_path / "lib").mkdir()
+    write_dng(tmp_path / "lib" / "a.dng", photo, preview=None)
+    (tmp_path / "lib" / "notes.jpg").write_text("not a photo")
+    scan([tmp_path / "lib"], catalog=tmp_path / "c.sqlite")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        cat.conn.execute("UPDATE files SET status='error', error_kind='unsupported' WHERE path LIKE '%.dng'")
+    again = scan([tmp_path / "lib"], catalog=tmp_path / "c.sqlite")
+    assert (again.retried, again.errors) == (2, 1)  # the scan retries every error row
+    assert _rows(tmp_path / "c.sqlite")["a.dng"]["status"] == "ok"
+
+
+def test_embed_decodes_a_raw_without_a_stored_crop(tmp_path, photo, onnx_model_dir):
+    from photodedup.backends.onnx import OnnxBackend
+    from photodedup.embed import embed
+
+    (tmp_path / "lib").mkdir()
+    write_dng(tmp_path / "lib" / "a.dng", photo, preview=800)
+    write_dng(tmp_path / "lib" / "b.dng", photo, preview=None)
+    scan([tmp_path / "lib"], catalog=tmp_path / "c.sqlite")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        cat.conn.execute("DELETE FROM crops")
+    backend = OnnxBackend(onnx_model_dir)
+    try:
+        summary = embed(backend, catalog=tmp_path / "c.sqlite", decode="pil")
+    finally:
+        backend.close()
+    assert (summary.embedded, summary.errors, summary.from_originals) == (2, 0, 2)
+
+
 def test_exif_from_tiff_raws_with_their_own_magic(tmp_path, photo):
     """ORF and RW2 are TIFF files with another magic number: the reader swaps it to find IFD 0."""
     data = write_dng(tmp_path / "a.dng", photo, make="OLYMPUS", model="E-M1", taken=TAKEN).read_bytes()
