@@ -156,6 +156,10 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE files ADD COLUMN jpeg_quality INTEGER
     """,
+    # 8: what joined each member (JSON: kind, variant, bits, inliers, coverage, how); '' for the keeper
+    """
+    ALTER TABLE group_members ADD COLUMN match TEXT NOT NULL DEFAULT ''
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -516,7 +520,7 @@ class Catalog:
         """Store one grouping run in one transaction; returns ``(run id, group ids)``.
 
         ``groups``: ``(kind, keeper file id, keeper reason, members)`` with members
-        ``(file id, evidence, score, note)``.
+        ``(file id, evidence, score, note[, match JSON])``.
         """
         with self.transaction() as conn:
             run_id = conn.execute("INSERT INTO group_runs (created_at, params) VALUES (?, ?)",
@@ -526,8 +530,8 @@ class Catalog:
                 group_id = conn.execute(
                     "INSERT INTO groups (run_id, kind, keeper_id, keeper_reason) VALUES (?, ?, ?, ?)",
                     (run_id, kind, keeper, reason)).lastrowid
-                conn.executemany("INSERT INTO group_members (group_id, file_id, evidence, score, note) "
-                                 "VALUES (?, ?, ?, ?, ?)", [(group_id, *m) for m in members])
+                conn.executemany("INSERT INTO group_members (group_id, file_id, evidence, score, note, match) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)", [(group_id, *m, "")[:6] for m in members])
                 ids.append(group_id)
         return run_id, ids
 
@@ -544,9 +548,10 @@ class Catalog:
         return self.conn.execute("SELECT * FROM groups WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
 
     def group_member_rows(self, run_id: int) -> list[sqlite3.Row]:
-        """Every member of a run's groups: its file row plus ``group_id``, ``evidence``, ``score``, ``note``."""
+        """Every member of a run's groups: its file row plus ``group_id``, ``evidence``, ``score``, ``note``,
+        ``match``."""
         return self.conn.execute(
-            "SELECT f.*, m.group_id, m.evidence, m.score, m.note FROM group_members m "
+            "SELECT f.*, m.group_id, m.evidence, m.score, m.note, m.match FROM group_members m "
             "JOIN groups g ON g.id = m.group_id JOIN files f ON f.id = m.file_id "
             "WHERE g.run_id = ? ORDER BY m.group_id, m.evidence != 'keeper', f.path", (run_id,)).fetchall()
 

@@ -59,6 +59,9 @@ class Member:
     status: str = "ok"
     keeper: bool = False
     note: str = ""                   # why it is not the keeper (the rule that decided)
+    #: What joined it (not for the keeper): kind, and bits + variant ("mirrored", "turned 90", "as is") for
+    #: perceptual, inliers + coverage for verified, cosine for semantic; ``how``: the same in words.
+    match: dict = field(default_factory=dict)
     reference: bool = False          # under a reference folder (--prefer): never trashed
     decision: str | None = None      # keep | trash | None
     in_trash: bool = False
@@ -75,7 +78,7 @@ class Member:
                    taken_at=get("taken_at"), camera=get("camera"), md5=get("md5"), mtime_ns=get("mtime_ns"),
                    content_width=get("content_width"), content_height=get("content_height"),
                    grayscale=get("grayscale"), jpeg_quality=get("jpeg_quality"), status=get("status") or "ok",
-                   **extra)
+                   **({"match": json.loads(get("match"))} if get("match") else {}) | extra)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -87,8 +87,10 @@ def test_evaluate_on_the_sample_library(scanned):
     catalog, truth = scanned
     result = evaluate(catalog, truth)
     assert result.overall.precision == 1.0
-    assert 0.6 < result.overall.recall < 1.0  # crops are missed at the default threshold
-    assert set(result.by_evidence) == {"exact", "perceptual"}
+    assert result.overall.recall == 1.0  # every edit kind the tiny library drew, crops included
+    assert result.apart == {"different-crop": [1, 1]}  # half a photo stretched stays apart
+    assert "look-alikes kept apart: different-crop 1/1" in result.render()
+    assert set(result.by_evidence) == {"exact", "perceptual", "verified"}
     assert result.by_evidence["exact"].precision == 1.0
     assert result.by_evidence["exact"].recall < result.overall.recall
     kinds = result.recall_by_kind

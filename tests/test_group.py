@@ -136,15 +136,15 @@ def test_group_finds_the_planted_groups_and_stores_them(scanned):
         assert any(set(_rel(scanned, g)) <= t for t in truth_groups), _rel(scanned, g)
         assert g.keeper in [m.file_id for m in g.members]
         assert [m.evidence for m in g.members].count("keeper") == 1
-        assert all(m.evidence in ("exact", "perceptual") for m in g.members if m.file_id != g.keeper)
+        assert all(m.evidence in ("exact", "perceptual", "verified") for m in g.members if m.file_id != g.keeper)
+        assert all(m.match["kind"] == m.evidence and m.match["how"] for m in g.members if not m.keeper)
     found = {p for g in result.groups for p in _rel(scanned, g)}
-    # every planted variant except crops is found (crops move the pHash by 10-18 bits)
-    wanted = {p for t in truth_groups for p in t if kinds[p] not in ("cropped",)}
-    assert wanted <= found
+    assert {p for t in truth_groups for p in t} <= found  # every planted variant, crops included
     stored = load_groups(scanned["catalog"])
-    assert [(g.id, g.kind, g.keeper, g.keeper_reason, [(m.file_id, m.evidence, m.score) for m in g.members])
-            for g in stored] == [(g.id, g.kind, g.keeper, g.keeper_reason,
-                                  [(m.file_id, m.evidence, m.score) for m in g.members]) for g in result.groups]
+    assert [(g.id, g.kind, g.keeper, g.keeper_reason,
+             [(m.file_id, m.evidence, m.score, m.match) for m in g.members]) for g in stored] == [
+        (g.id, g.kind, g.keeper, g.keeper_reason, [(m.file_id, m.evidence, m.score, m.match) for m in g.members])
+        for g in result.groups]
     assert result.warnings == ["semantic evidence skipped: no embeddings in the catalog (run `photodedup embed`)"]
 
 
