@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from photodedup import cluster as clu
+from photodedup import raw
 from photodedup.catalog import Catalog, open_catalog
 from photodedup.errors import BackendUnavailableError, BadInputError
 from photodedup.group import GroupParams, GroupResult, build_groups
@@ -200,7 +201,8 @@ def group_parquet(path: Path | str, *, params: GroupParams | None = None,
                                                    method=params.search)
     else:
         model = None
-    groups = build_groups(rows, clu.combine(*parts.values()), params)
+    pairs = dict(raw.find_pairs(rows))  # RAW+JPEG pairs by the scan's rule, from the exported columns
+    groups = build_groups(rows, clu.combine(*parts.values()), params, pairs=pairs)
     counts = {kind: len(edges) for kind, edges in parts.items()}
     return GroupResult(groups, params, len(rows), counts, model, warnings, time.perf_counter() - started)
 
