@@ -364,18 +364,15 @@ def _member(group: Group, file_id: int, *, removed: bool = False) -> Member:
 
 
 def evidence_words(m: Member) -> str:
-    """What joined a member to its group, in words."""
-    kind, _, variant = m.evidence.partition(",")
-    variant = f" ({variant.strip()})" if variant.strip() else ""
-    if m.keeper or kind == "keeper":
+    """What joined a member to its group, in words (``match["how"]``, written by ``photodedup group``)."""
+    if m.keeper or m.evidence == "keeper":
         return "the suggested keeper"
-    if kind == "exact":
-        return "an exact copy: the same bytes"
-    if kind == "perceptual":
-        bits = round((1.0 - m.score) * 64)
-        return f"looks the same{variant}: its perceptual hash differs in {bits} of 64 bits"
-    if kind == "semantic":
-        return f"the same scene by the model's embedding (cosine {m.score:.3f}){variant}"
+    if m.match.get("how"):
+        return m.match["how"]
+    if m.evidence == "exact":
+        return "exact copy (same bytes)"
+    if m.evidence == "perceptual":
+        return f"perceptual ({round((1.0 - m.score) * 64)} of 64 pHash bits differ)"
     return f"{m.evidence} ({m.score:.3f})"
 
 
@@ -394,12 +391,13 @@ def differences(a: Member, b: Member) -> list[str]:
     if all(ca) and all(cb) and abs(ca[0] / ca[1] - cb[0] / cb[1]) > 0.02 and \
             abs(ca[0] / ca[1] - cb[1] / cb[0]) > 0.02:
         out.append(f"crop: the aspect ratios differ ({ca[0]}x{ca[1]} and {cb[0]}x{cb[1]}), so one shows less")
-    for m in (a, b):
-        for word in ("mirror", "rotat", "turn", "crop", "verified"):
-            if word in m.evidence and not m.keeper:
-                out.append(f"{m.evidence.split(',')[-1].strip() if ',' in m.evidence else word}: "
-                           f"{name(m)} joined as {m.evidence}")
-                break
+    for m in (a, b):  # what joined it, as the grouping measured it
+        variant = m.match.get("variant")
+        if variant and variant != "as is":
+            out.append(f"{'mirror' if 'mirror' in variant else 'turn'}: {name(m)} is the keeper {variant}")
+        if m.match.get("kind") == "verified":
+            out.append(f"crop or overlay: {name(m)} matches on {m.match['coverage']:.0%} of the smaller picture "
+                       f"({m.match['inliers']} matching features)")
     if ca != cb:
         out.append(f"resolution: {ca[0]}x{ca[1]} and {cb[0]}x{cb[1]}")
     if (a.format or "") != (b.format or ""):
