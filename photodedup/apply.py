@@ -330,7 +330,7 @@ def _shot(entry: dict) -> tuple[str, int | None]:
 def _after_restore(cat: Catalog, entry: dict, trash: Path) -> None:
     row = cat.file(entry["file_id"]) if entry.get("file_id") is not None else None
     if row is not None and row["path"] == entry["original"] and row["md5"] == entry["md5"]:
-        cat.restore_file(row["id"])
+        cat.restore_file(row["id"], os.stat(entry["original"], follow_symlinks=False))
     folder, stop = Path(entry["trash"]).parent, trash / entry["apply"]
     while folder == stop or stop in folder.parents:  # drop the now-empty folders of that apply
         try:

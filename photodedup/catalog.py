@@ -160,6 +160,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE group_members ADD COLUMN match TEXT NOT NULL DEFAULT ''
     """,
+    # 9: the device and inode the scan read (the review page serves a file only if it is still that one)
+    """
+    ALTER TABLE files ADD COLUMN dev INTEGER;
+    ALTER TABLE files ADD COLUMN ino INTEGER
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -168,6 +173,7 @@ FILE_COLUMNS = (
     "path", "root", "size", "mtime_ns", "status", "error_kind", "reason", "md5", "phash", "dhash",
     "width", "height", "format", "taken_at", "camera", "exif_tags", "scanned_at", "raw_decode",
     "content_width", "content_height", "content_left", "content_top", "grayscale", "phashes", "jpeg_quality",
+    "dev", "ino",
 )
 
 
@@ -589,10 +595,13 @@ class Catalog:
             else:
                 conn.executemany("DELETE FROM not_duplicates WHERE md5_a = ? AND md5_b = ?", pairs)
 
-    def restore_file(self, file_id: int) -> None:
-        """A file is back at its path (undo): mark it ok again and forget its trash decision."""
+    def restore_file(self, file_id: int, stat: os.stat_result | None = None) -> None:
+        """A file is back at its path (undo): mark it ok again (at the device and inode it has now: a
+        copy across filesystems is a new inode) and forget its trash decision."""
         with self.transaction() as conn:
             conn.execute("UPDATE files SET status='ok', error_kind=NULL, reason=NULL WHERE id = ?", (file_id,))
+            if stat is not None:
+                conn.execute("UPDATE files SET dev = ?, ino = ? WHERE id = ?", (stat.st_dev, stat.st_ino, file_id))
             conn.execute("DELETE FROM decisions WHERE file_id = ? AND action = 'trash'", (file_id,))
 
 

@@ -25,8 +25,8 @@ from photodedup.errors import PhotodedupError
 class _PipelineOrder(TyperGroup):
     """List commands in the order of the pipeline, not the order they are defined in."""
 
-    ORDER = ("scan", "embed", "group", "run", "eval", "review", "apply", "undo", "export-onnx", "serve",
-             "triton-config", "bench", "sample-library")
+    ORDER = ("scan", "embed", "group", "export-parquet", "run", "eval", "review", "apply", "undo", "export-onnx",
+             "serve", "triton-config", "bench", "sample-library")
 
     def list_commands(self, ctx) -> list[str]:
         rank = {name: i for i, name in enumerate(self.ORDER)}
@@ -311,7 +311,10 @@ def bench(
         batch_sizes=bench_lib.parse_list(batch_size, int, option="--batch-size"),
         payload=payload, precisions=bench_lib.parse_list(precision, option="--precision"),
         duration=duration, window=window, warmup=warmup, url=url, model_dir=model_dir, weights=weights)
-    run = bench_lib.compare if all_ else bench_lib.bench
+    if all_:
+        from photodedup.bench.compare import compare as run
+    else:
+        run = bench_lib.bench
     with progress(quiet, "bench") as callback:
         result = run(settings, progress=callback)
     for path in bench_lib.save(result, json_file=json_file, csv_file=csv_file, plot_dir=plot_dir):
@@ -389,7 +392,8 @@ def export_onnx_cmd(
 
     Example: photodedup export-onnx --weights random --precision int8
     """
-    from photodedup.export_onnx import export_onnx, read_metadata
+    from photodedup.export_onnx import export_onnx
+    from photodedup.exports import read_metadata
     from photodedup.model import RANDOM_WARNING, is_random_weights
 
     if is_random_weights(weights):
@@ -603,6 +607,10 @@ def group(
     evidence: EvidenceOpt = None,
     search: Annotated[str, typer.Option(help="Semantic search: exact, faiss, or auto (exact up to 10,000 "
                                         "embeddings).")] = "auto",
+    parquet: Annotated[Path | None, typer.Option("--parquet", help="Group a Parquet export (`export-parquet`) "
+                                                 "instead of the catalog; stores nothing.")] = None,
+    memory_gb: Annotated[float, typer.Option(help="With --parquet: memory for embeddings; larger inputs are "
+                                             "searched in shards, several passes over the file.")] = 2.0,
     prefer: PreferOpt = None,
     keeper_rules: KeeperRulesOpt = DEFAULT_KEEPER_RULES,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write one CSV row per member here.")]
@@ -623,6 +631,20 @@ def group(
 
     params = _group_params(evidence, hash_threshold, cosine, method, model, allow_random, search,
                            prefer=prefer, keeper_rules=keeper_rules)
+    if parquet:
+        from photodedup.errors import BadInputError
+        from photodedup.parquet import group_parquet
+
+        if html_out or roots:
+            raise BadInputError("--parquet groups the whole file and has no thumbnails",
+                                hint="leave out ROOTS and --html (use --csv or --json)")
+        result = group_parquet(parquet, params=params, memory_bytes=int(memory_gb * 1024**3))
+        for message in result.warnings:
+            warn(message)
+        if csv_out:
+            err.print(f"CSV: {write_csv(result.groups, csv_out)}", markup=False, highlight=False)
+        show(result, json_out)
+        return
     with Catalog(catalog, create=False) as cat:
         with progress(quiet, "group") as callback:
             result = run_group(cat, roots=roots or (), params=params, progress=callback)
@@ -634,6 +656,23 @@ def group(
             out = write_report(result.groups, html_out, catalog=cat, warnings=result.warnings)
             err.print(f"HTML report: {out}", markup=False, highlight=False)
     show(result, json_out)
+
+
+@app.command("export-parquet")
+def export_parquet_cmd(
+    out: Annotated[Path, typer.Argument(help="Parquet file to write.")],
+    catalog: CatalogOpt = None,
+    model: Annotated[str | None, typer.Option(help="Whose embeddings [default: the model with the most].")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write the catalog's hashes, EXIF and embeddings as Parquet, for `group --parquet` and other tools.
+
+    Example: photodedup sample-library /tmp/lib && photodedup scan /tmp/lib &&
+    photodedup export-parquet /tmp/lib.parquet
+    """
+    from photodedup.parquet import export_parquet
+
+    show(export_parquet(catalog, out, model=model), json_out)
 
 
 @app.command("eval")

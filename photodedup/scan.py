@@ -295,7 +295,7 @@ def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes |
     row: dict = {"path": path, "root": root, "status": "ok", "scanned_at": time.time(), "exif_tags": 0}
     try:
         stat = os.stat(path)
-        row["size"], row["mtime_ns"] = stat.st_size, stat.st_mtime_ns
+        row["size"], row["mtime_ns"], row["dev"], row["ino"] = stat.st_size, stat.st_mtime_ns, stat.st_dev, stat.st_ino
         with open(path, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:

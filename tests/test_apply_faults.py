@@ -72,28 +72,6 @@ def immutable():
         subprocess.run(["chattr", "-i", str(folder)], check=False)
 
 
-@pytest.fixture
-def tmpfs(tmp_path):
-    """``mount(size) -> Path``: a real small tmpfs (root only), unmounted afterwards."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mounted: list[Path] = []
-
-    def mount(size: str) -> Path:
-        point = tmp_path / f"fs{len(mounted)}"
-        point.mkdir()
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
-                                capture_output=True, text=True)
-        if result.returncode:
-            pytest.skip(f"cannot mount a tmpfs: {result.stderr.strip()}")
-        mounted.append(point)
-        return point
-
-    yield mount
-    for point in mounted:
-        subprocess.run(["umount", "-l", str(point)], check=False)
-
-
 def test_a_move_that_cannot_remove_the_source_is_rolled_back_and_reported(review_library, immutable):
     lib = review_library
     md5s = mark_all(lib)
