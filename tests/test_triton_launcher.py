@@ -1,0 +1,63 @@
+"""``serve --engine triton`` as an attacker or a crash sees it (issue 13): a launcher killed with
+SIGKILL takes its tritonserver and temporary folder with it; ``--token`` is refused, not ignored.
+
+A real tritonserver (the wheel's, Python backend) on the tiny stand-in model of ``test_triton.py``.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from helpers import cli_command, run_cli
+from test_triton import tiny_export
+
+from photodedup.triton.config import CPU_MODEL, TritonOptions
+from photodedup.triton_config import triton_config
+
+
+@pytest.fixture(scope="module")
+def tiny_repository(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny-triton")
+    repository = root / "repo"
+    triton_config(tiny_export(root / "tiny"), repository, variants=(CPU_MODEL,),
+                  options=TritonOptions(max_batch_size=2, warmup=False))
+    return repository
+
+
+def test_token_is_refused_with_triton_not_ignored(tiny_repository):
+    result = run_cli("serve", "--engine", "triton", "--model-repository", tiny_repository, "--token", "secret",
+                     timeout=60)
+    assert result.returncode == 3
+    assert result.stderr.startswith("Error: --token does not protect Triton")
+    assert "docs/TRITON.md" in result.stderr
+
+
+def test_a_killed_launcher_takes_tritonserver_and_its_folder_with_it(tiny_repository, server_processes):
+    pytest.importorskip("pytriton")
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "photodedup-triton-*")))
+    http, grpc, metrics = (server_processes.free_port() for _ in range(3))
+    cmd = cli_command("serve", "--engine", "triton", "--model-repository", tiny_repository,
+                      "--http-port", http, "--grpc-port", grpc, "--metrics-port", metrics)
+    launcher = server_processes.start(cmd, f"http://127.0.0.1:{http}/v2/models/{CPU_MODEL}/ready", timeout=240)
+    family = psutil.Process(launcher.proc.pid).children(recursive=True)
+    assert any(p.name() == "tritonserver" for p in family), [p.name() for p in family]
+    folders = set(glob.glob(os.path.join(tempfile.gettempdir(), "photodedup-triton-*"))) - before
+    assert len(folders) == 1
+
+    os.kill(launcher.proc.pid, signal.SIGKILL)
+    launcher.proc.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if not left and not any(os.path.exists(f) for f in folders):
+            break
+        time.sleep(0.2)
+    assert [p.name() for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    assert not any(os.path.exists(f) for f in folders)
