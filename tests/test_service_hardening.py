@@ -116,3 +116,77 @@ def test_a_huge_png_is_refused_from_its_header(service):
     assert answer.status_code == 413 and answer.json()["error"] == "too_many_pixels"
     assert "169000000 pixels is over the limit of 50000000" in answer.json()["message"]
     assert time.monotonic() - started < 30
+
+
+# -- fuzzing the decoders ---------------------------------------------------------------------------------
+def seeds() -> list[tuple[str, bytes]]:
+    """One small real file per format the service might be sent, and a valid batch tensor."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    out = []
+    for fmt, media in (("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp"),
+                       ("GIF", "image/png"), ("TIFF", "image/jpeg")):
+        buffer = io.BytesIO()
+        picture.save(buffer, fmt)
+        out.append((media, buffer.getvalue()))
+    buffer = io.BytesIO()
+    np.save(buffer, rng.integers(0, 255, (1, 224, 224, 3), dtype=np.uint8))
+    out.append(("application/x-npy", buffer.getvalue()))
+    return out
+
+
+def mutate(data: bytes, rng) -> bytes:
+    """One of: flipped bytes, a cut, inserted junk, a repeated chunk, a huge size field, or random bytes."""
+    import struct
+
+    kind = rng.integers(0, 6)
+    data = bytearray(data)
+    if kind == 0:
+        for _ in range(rng.integers(1, 12)):
+            data[rng.integers(0, len(data))] ^= 1 << rng.integers(0, 8)
+    elif kind == 1:
+        data = data[: rng.integers(0, len(data))]
+    elif kind == 2:
+        at = rng.integers(0, len(data))
+        data[at:at] = rng.bytes(int(rng.integers(1, 64)))
+    elif kind == 3:
+        at, size = rng.integers(0, len(data)), rng.integers(1, 256)
+        data[at:at] = data[at : at + size] * int(rng.integers(2, 50))
+    elif kind == 4:  # width/height fields where PNG, GIF and npy keep them
+        if data.startswith(b"\x89PNG"):
+            data[16:24] = struct.pack(">II", int(rng.integers(1, 2**31)), int(rng.integers(1, 2**31)))
+        elif data.startswith(b"GIF"):
+            data[6:10] = struct.pack("<HH", 65535, 65535)
+        else:
+            data = data.replace(b"(1, 224", f"({int(rng.integers(2, 10**9))}, 224".encode(), 1)
+    else:
+        data = bytearray(rng.bytes(int(rng.integers(0, 4096))))
+    return bytes(data)
+
+
+def test_fuzzed_bodies_never_get_a_500_and_memory_stays_bounded(service):
+    import numpy as np
+    import psutil
+
+    rng = np.random.default_rng(13)
+    process = psutil.Process(service["process"].proc.pid)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    statuses: dict[int, int] = {}
+    with httpx.Client(base_url=service["url"], headers=headers, timeout=60) as client:
+        client.post("/embed", content=seeds()[0][1], headers={"Content-Type": "image/jpeg"})  # warm
+        baseline = process.memory_info().rss
+        cases = [(media, mutate(data, rng)) for _ in range(50) for media, data in seeds()]
+        for index, (media, body) in enumerate(cases):
+            if index % 3 == 0:  # also as multipart parts, with the declared type or none
+                answer = client.post("/embed", files=[("image", ("x", body, media if index % 2 else "application/"
+                                                                 "octet-stream"))])
+            else:
+                answer = client.post("/embed", content=body, headers={"Content-Type": media})
+            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+            assert answer.status_code < 500, (index, media, answer.text)
+        grown = process.memory_info().rss - baseline
+        assert client.get("/readyz").status_code == 200
+    assert len(cases) == 300 and statuses.get(200, 0) > 0 and statuses.get(400, 0) > 0, statuses
+    assert grown < 300 * 2**20, f"the service grew by {grown / 2**20:.0f} MiB over {len(cases)} fuzzed requests"
