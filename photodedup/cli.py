@@ -324,7 +324,10 @@ def bench(
         batch_sizes=bench_lib.parse_list(batch_size, int, option="--batch-size"),
         payload=payload, precisions=bench_lib.parse_list(precision, option="--precision"),
         duration=duration, window=window, warmup=warmup, url=url, model_dir=model_dir, weights=weights)
-    run = bench_lib.compare if all_ else bench_lib.bench
+    if all_:
+        from photodedup.bench.compare import compare as run
+    else:
+        run = bench_lib.bench
     with progress(quiet, "bench") as callback:
         result = run(settings, progress=callback)
     for path in bench_lib.save(result, json_file=json_file, csv_file=csv_file, plot_dir=plot_dir):
@@ -402,7 +405,8 @@ def export_onnx_cmd(
 
     Example: photodedup export-onnx --weights random --precision int8
     """
-    from photodedup.export_onnx import export_onnx, read_metadata
+    from photodedup.export_onnx import export_onnx
+    from photodedup.exports import read_metadata
     from photodedup.model import RANDOM_WARNING, is_random_weights
 
     if is_random_weights(weights):
