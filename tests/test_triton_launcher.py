@@ -15,33 +15,23 @@ from pathlib import Path
 import psutil
 import pytest
 from helpers import cli_command, run_cli
-from test_triton import tiny_export
+from test_triton import small_repository  # noqa: F401 - a fixture (the tiny stand-in model)
 
-from photodedup.triton.config import CPU_MODEL, TritonOptions
-from photodedup.triton_config import triton_config
-
-
-@pytest.fixture(scope="module")
-def tiny_repository(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny-triton")
-    repository = root / "repo"
-    triton_config(tiny_export(root / "tiny"), repository, variants=(CPU_MODEL,),
-                  options=TritonOptions(max_batch_size=2, warmup=False))
-    return repository
+from photodedup.triton.config import CPU_MODEL
 
 
-def test_token_is_refused_with_triton_not_ignored(tiny_repository):
-    result = run_cli("serve", "--engine", "triton", "--model-repository", tiny_repository, "--token", "secret",
+def test_token_is_refused_with_triton_not_ignored(small_repository):  # noqa: F811
+    result = run_cli("serve", "--engine", "triton", "--model-repository", small_repository, "--token", "secret",
                      timeout=60)
     assert result.returncode == 3
     assert result.stderr.startswith("Error: --token does not protect Triton")
     assert "docs/TRITON.md" in result.stderr
 
 
-def test_a_killed_launcher_takes_tritonserver_and_its_folder_with_it(tiny_repository, server_processes):
+def test_a_killed_launcher_takes_tritonserver_and_its_folder_with_it(small_repository, server_processes):  # noqa: F811
     pytest.importorskip("pytriton")
     http, grpc, metrics = (server_processes.free_port() for _ in range(3))
-    cmd = cli_command("serve", "--engine", "triton", "--model-repository", tiny_repository,
+    cmd = cli_command("serve", "--engine", "triton", "--model-repository", small_repository,
                       "--http-port", http, "--grpc-port", grpc, "--metrics-port", metrics)
     launcher = server_processes.start(cmd, f"http://127.0.0.1:{http}/v2/models/{CPU_MODEL}/ready", timeout=240)
     family = psutil.Process(launcher.proc.pid).children(recursive=True)
