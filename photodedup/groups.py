@@ -274,6 +274,7 @@ def keep_one(cat: Catalog, group_id: int, file_id: int) -> Group:
     """Keep ``file_id`` (and every reference file) and mark every other member of its group trash."""
     group = find_group(cat, group_id)
     _member(group, file_id)
+    _not_dismissed(group)
     cat.set_not_duplicates([m.md5 for m in group.members if m.md5], value=False)
     cat.set_decisions({m.file_id: "keep" if m.file_id == file_id or m.reference else "trash"
                        for m in group.members if not m.in_trash}, group_id=group_id)
@@ -288,9 +289,8 @@ def decide(cat: Catalog, group_id: int, file_id: int, action: str | None) -> Gro
     member = _member(group, file_id)
     if member.in_trash:
         raise BadInputError(f"{member.path} is in the trash; undo restores it")
-    if group.dismissed and action is not None:
-        raise BadInputError(f"group {group_id} is marked not duplicates; take that back before deciding",
-                            hint="press d (or the Not duplicates button) again to reopen it")
+    if action is not None:
+        _not_dismissed(group)
     if action == "trash" and member.reference:
         raise BadInputError(f"{member.path} is in a reference folder (--prefer): it is never trashed")
     cat.set_decisions({file_id: action}, group_id=group_id)
@@ -354,6 +354,13 @@ def reset(cat: Catalog, group_id: int) -> Group:
     cat.set_not_duplicates([m.md5 for m in everyone if m.md5], value=False)
     cat.set_decisions({m.file_id: None for m in everyone if not m.in_trash})
     return find_group(cat, group_id)
+
+
+def _not_dismissed(group: Group) -> None:
+    """Deciding keep/trash on a group marked not duplicates is refused: it must be reopened first."""
+    if group.dismissed:
+        raise BadInputError(f"group {group.id} is marked not duplicates; take that back before deciding",
+                            hint="press d (or the Not duplicates button) again to reopen it")
 
 
 def _member(group: Group, file_id: int, *, removed: bool = False) -> Member:

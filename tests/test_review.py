@@ -172,6 +172,8 @@ def test_a_dismissed_group_takes_no_decision_until_it_is_reopened(client, review
     response = client.post(f"/api/groups/{gid}/decision", json={"file_id": fid, "action": "trash"})
     assert response.status_code == 400
     assert response.json()["error"] == f"group {gid} is marked not duplicates; take that back before deciding"
+    response = client.post(f"/api/groups/{gid}/keep", json={"file_id": fid})  # Enter: keep one, trash the rest
+    assert response.status_code == 400 and response.json()["error"].startswith(f"group {gid} is marked not dup")
     assert client.get(f"/api/groups/{gid}").json()["state"] == "dismissed"
     client.post(f"/api/groups/{gid}/not-duplicates", json={"value": False})
     assert client.post(f"/api/groups/{gid}/decision", json={"file_id": fid, "action": "trash"}).status_code == 200
