@@ -56,10 +56,10 @@ def test_a_killed_launcher_takes_tritonserver_and_its_folder_with_it(small_repos
 def test_a_triton_shutting_down_is_reported_as_such(small_repository, server_processes, name,  # noqa: F811
                                                     protocol):
     import numpy as np
+    from test_triton import start_small
 
     from photodedup.backends import get_backend
     from photodedup.errors import BackendUnavailableError
-    from test_triton import start_small
 
     server = start_small(small_repository, server_processes, models=[CPU_MODEL], exit_timeout=1)
     batch = np.zeros((2, 224, 224, 3), np.uint8)
