@@ -110,6 +110,8 @@ def read_raw(data: bytes, fmt: str, *, max_pixels: int, shortest: int = 224, dra
             else:
                 _one_thread(rawpy)
                 image = Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8))
+                if draft and min(image.size) >= 2 * shortest:  # what a JPEG's reduced DCT scale gives
+                    image = image.reduce(min(image.size) // shortest)
                 decoded_from = "half-size"  # LibRaw has applied the orientation
             exif = raw_exif(data, fmt, preview_jpeg)
             # LibRaw's time only when the EXIF has none: rawpy unpacks the sensor data to give it.

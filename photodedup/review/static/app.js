@@ -437,6 +437,10 @@ document.addEventListener("keydown", (event) => {
   }
   if (!$("compare").hidden) {
     if (key === "Escape" || key === "c") closeCompare();
+    else if (key === "j" || key === "k") {  // the next (previous) photo of the group against the keeper
+      const next = state.selected + (key === "j" ? 1 : -1);
+      if (next >= 0 && next < state.group.members.length) run(async () => { state.selected = next; await openCompare(next); });
+    }
     else if (key === "+" || key === "=") zoom(1.25);
     else if (key === "-") zoom(0.8);
     else if (key === "0") zoom(0);
