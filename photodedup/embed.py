@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from photodedup import config
+from photodedup import config, raw
 from photodedup.backends import Backend, embed_batches, get_backend
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError, Interrupted
 from photodedup.executor import Executor, open_executor
-from photodedup.preprocess import PreprocessConfig, crop_from_source, decode_crop
+from photodedup.preprocess import PreprocessConfig, center_crop_array, crop_from_source, decode_crop
 from photodedup.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
@@ -315,6 +315,8 @@ def _decode_original(job: tuple[str, PreprocessConfig]) -> tuple[np.ndarray | No
     """Worker: the model crop of one original (fast draft path), or ``(None, reason)``."""
     path, preprocess = job
     try:
+        if raw.raw_format(path, b""):  # a camera RAW: its embedded preview, else a half-size decode
+            return center_crop_array(raw.load_raw(path), preprocess), ""
         return crop_from_source(path, preprocess, fast=True), ""
     except FileNotFoundError:
         return None, "file vanished since the scan"
