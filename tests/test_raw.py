@@ -163,6 +163,8 @@ def test_raw_jpeg_pairs_through_the_scan(tmp_path, photo):
                exif=_exif(taken=datetime(2023, 7, 14, 18, 31)))  # another shot that reused the number
     write_dng(root / "card" / "IMG_0004.dng", photo, taken=None)  # no time in either: the name decides
     photo.save(root / "card" / "IMG_0004.jpg", quality=90)
+    write_dng(root / "card" / "IMG_0005.dng", photo, taken=TAKEN)
+    photo.save(root / "card" / "IMG_0005.heic", "HEIF", exif=_exif())  # a phone-style HEIC partner
     (root / "export").mkdir()
     photo.save(root / "export" / "IMG_0002.jpg", quality=90, exif=_exif())  # same stem, other folder
     scan([root], catalog=tmp_path / "c.sqlite")
@@ -170,12 +172,13 @@ def test_raw_jpeg_pairs_through_the_scan(tmp_path, photo):
         names = {r["id"]: os.path.relpath(r["path"], root) for r in cat.files()}
         partner = cat.raw_pairs()
     named = {names[a]: names[b] for a, b in partner.items()}
-    assert named == {"card/IMG_0002.dng": "card/IMG_0002.JPG", "card/IMG_0004.dng": "card/IMG_0004.jpg"}
+    assert named == {"card/IMG_0002.dng": "card/IMG_0002.JPG", "card/IMG_0004.dng": "card/IMG_0004.jpg",
+                     "card/IMG_0005.dng": "card/IMG_0005.heic"}
     assert _rows(tmp_path / "c.sqlite")["IMG_0004.dng"]["taken_at"] is None  # (LibRaw had no time either)
     (root / "card" / "IMG_0002.JPG").unlink()  # the pair is recomputed on every scan
     scan([root], catalog=tmp_path / "c.sqlite")
     with Catalog(tmp_path / "c.sqlite") as cat:
-        assert len(cat.raw_pairs()) == 1
+        assert len(cat.raw_pairs()) == 2
 
 
 def test_pair_rules(tmp_path):
