@@ -331,7 +331,8 @@ def triton_config(
     out: Annotated[Path, typer.Option("--out", help="Model repository to write.")] = Path("model_repository"),
     variant: Annotated[list[str], typer.Option(
         "--variant", help="openclip_vit_b32 (CUDA EP), openclip_vit_b32_trt (TensorRT EP, FP16), "
-        "openclip_vit_b32_cpu (Python backend) [default: all three; repeatable].")] = [],
+        "openclip_vit_b32_cpu (Python backend, onnxruntime), openclip_vit_b32_torch (Python backend, PyTorch on "
+        "the GPU; needs no export) [default: the first three; repeatable].")] = [],
     input_kind: Annotated[str | None, typer.Option(
         "--input", help="uint8 or fp32: which input the export must take [default: the export's].")] = None,
     max_batch_size: Annotated[int, typer.Option(help="Largest batch a model instance runs.")] = 64,
@@ -346,6 +347,12 @@ def triton_config(
     cpu_threads: Annotated[int, typer.Option(help="onnxruntime threads per CPU instance (0: all cores).")] = 0,
     warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", help="Run warm-up batches at model load.")]
     = True,
+    dynamic_batching: Annotated[bool, typer.Option("--dynamic-batching/--no-dynamic-batching",
+                                                   help="Let Triton join requests into batches.")] = True,
+    torch_precision: Annotated[str, typer.Option(help="Torch variant: fp16, bf16 or fp32.")] = "fp16",
+    torch_mode: Annotated[str, typer.Option(help="Torch variant: auto, eager, cuda-graphs or compile.")] = "auto",
+    torch_device: Annotated[str, typer.Option(help="Torch variant: cuda (GPU instances) or cpu (CPU instances).")]
+    = "cuda",
     trt_cache_dir: Annotated[str, typer.Option(help="TensorRT engine cache, as the server sees it.")]
     = "/trt_cache",
     copy: Annotated[bool, typer.Option("--copy", help="Copy (or hard-link) model files instead of symlinking "
@@ -363,7 +370,9 @@ def triton_config(
         max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us,
         preferred_batch_sizes=tuple(preferred_batch_size) or None,
         instance_count=instances, gpus=tuple(gpu), cpu_instance_count=cpu_instances, cpu_threads=cpu_threads,
-        warmup=warmup, trt_cache_dir=trt_cache_dir)
+        warmup=warmup, trt_cache_dir=trt_cache_dir, dynamic_batching=dynamic_batching,
+        weights=weights or config.DEFAULT_WEIGHTS, torch_precision=torch_precision, torch_mode=torch_mode,
+        torch_device=torch_device)
     summary = run_triton_config(model_dir, out, variants=tuple(variant) or VARIANTS, options=options,
                                 input_kind=input_kind, copy=copy, weights=weights)
     show(summary, json_out)
