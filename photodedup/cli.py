@@ -270,6 +270,8 @@ def bench(
     pipeline: Annotated[Path | None, typer.Option(
         "--pipeline", help="Only the whole pipeline on this library (scan + embed onnx per --precision, as "
         "fresh processes) against the naive script (md5, phash, open_clip preprocess, torch).")] = None,
+    device: Annotated[str, typer.Option(help="With --pipeline: also time JPEG bytes to embeddings with torch-local on "
+                                        "this device (cuda: decoded by nvJPEG), beside PIL decoding.")] = "cpu",
     json_file: Annotated[Path | None, typer.Option("--json-file", help="Also write the rows as JSON here.")] = None,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the rows as CSV here.")] = None,
     plot_dir: Annotated[Path | None, typer.Option("--plot", help="Write throughput.png and latency.png here.")]
@@ -290,8 +292,8 @@ def bench(
     if pipeline:
         from photodedup.bench.pipeline import pipeline as run_pipeline
 
-        show(run_pipeline(pipeline, weights=weights, precisions=bench_lib.parse_list(precision, option="--precision")),
-             json_out)
+        show(run_pipeline(pipeline, weights=weights, precisions=bench_lib.parse_list(precision, option="--precision"),
+                          device=None if device == "cpu" else device), json_out)
         return
     if serialization:
         rows = bench_lib.serialization(max(bench_lib.parse_list(batch_size, int, option="--batch-size")))

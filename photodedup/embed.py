@@ -273,7 +273,7 @@ class _Assembler:
             if self.executor is None:
                 self.executor = (open_executor(self.engine, workers=self.workers, address=self.ray_address)
                                  if isinstance(self.engine, str) else self.engine)
-            originals = self.executor.map(_decode_original, [(path, self.preprocess) for _, path in missing])
+            originals = self.executor.map(decode_original, [(path, self.preprocess) for _, path in missing])
         return self.threads.submit(self._decode, ids, stored, missing, originals)
 
     def _decode(self, ids, stored: dict[int, bytes], missing, originals):
@@ -310,7 +310,7 @@ class _Assembler:
 
 
 def _decode_on_device(cropper, paths: list[str]) -> list[tuple[np.ndarray | None, str]]:
-    """``_decode_original``'s answers for ``paths``, decoded in one batch on the cropper's device."""
+    """``decode_original``'s answers for ``paths``, decoded in one batch on the cropper's device."""
     from photodedup.gpu import read_files
 
     blobs, unreadable = read_files(paths)
@@ -322,7 +322,7 @@ def _decode_on_device(cropper, paths: list[str]) -> list[tuple[np.ndarray | None
     return answers
 
 
-def _decode_original(job: tuple[str, PreprocessConfig]) -> tuple[np.ndarray | None, str]:
+def decode_original(job: tuple[str, PreprocessConfig]) -> tuple[np.ndarray | None, str]:
     """Worker: the model crop of one original (fast draft path), or ``(None, reason)``."""
     path, preprocess = job
     try:
