@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from photodedup.embed import embed, open_backend
+from photodedup.backends import get_backend
+from photodedup.embed import embed
 from photodedup.export_onnx import export_onnx
 from photodedup.group import GroupParams, group
 from photodedup.groups import load_groups
@@ -26,7 +27,7 @@ def main() -> None:
 
     print(scan([args.library], catalog=args.catalog).render())
     model_dir = export_onnx(args.weights, precision="int8")           # reused when it already exists
-    backend = open_backend("onnx", model_dir=model_dir)
+    backend = get_backend("onnx", model_dir=model_dir)
     try:
         print(embed(backend, catalog=args.catalog).render())
     finally:

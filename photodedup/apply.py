@@ -3,11 +3,19 @@
 Nothing is ever deleted. Each move is appended to a journal (JSON lines, ``<trash>/journal.jsonl``)
 and fsynced *before* the file moves (``state: begin``) and again once it has moved (``done``), so a
 kill at any moment leaves every file either at its path or in the trash with its journal line. The
-next apply or undo finishes a move that was interrupted, or rolls it back (``recover``).
+next apply or undo finishes a move that was interrupted, or rolls it back (``recover``); an entry
+it cannot resolve (say, a folder that refuses the unlink) is reported and left for the next run,
+and the others are still resolved.
 
-A move never overwrites: on one filesystem it is a hard link then an unlink; across filesystems (or
-where links are not supported) it is copy, fsync, md5 check, rename into place, then unlink.
+A move never overwrites: on one filesystem it is a hard link then an unlink; across filesystems it
+is copy, fsync, md5 check, hard link of the finished copy into place (which fails if anything
+appeared there), then unlink. A move that fails half-way (the unlink refused, the disk full) is
+rolled back at once (``aborted`` in the journal): the file stays where it was, nothing is left in
+the trash, and the failure is reported (``failed``; the CLI exits non-zero).
 Trashed files keep their absolute path below ``<trash>/<apply id>/``, so two roots never collide.
+
+A RAW+JPEG pair moves as one: the decision is on the RAW, the JPEG follows it (its journal entries say
+``companion_of``: the RAW's file id), both or neither, and undo restores both.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from pathlib import Path, PurePath
 from photodedup import config
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError, SafetyError
-from photodedup.groups import current_groups
+from photodedup.groups import current_groups, in_trash
 from photodedup.keeper import human_size
 from photodedup.progress import ProgressCallback, no_progress
 
@@ -53,6 +61,11 @@ def default_trash_dir() -> Path:
     return config.home() / "trash"
 
 
+def _trash_folder(trash_dir: Path | str | None) -> Path:
+    """The trash folder as an absolute path: the journal's paths must not depend on the directory."""
+    return Path(os.path.abspath(Path(trash_dir).expanduser() if trash_dir else default_trash_dir()))
+
+
 @dataclass
 class ApplySummary:
     """What an apply did (or, with ``dry_run``, would do)."""
@@ -62,7 +75,8 @@ class ApplySummary:
     journal: str
     dry_run: bool
     moved: list[dict] = field(default_factory=list)    # path, trash, md5, size, group, method
-    skipped: list[dict] = field(default_factory=list)  # path, reason
+    skipped: list[dict] = field(default_factory=list)  # path, reason: not safe to move (nothing tried)
+    failed: list[dict] = field(default_factory=list)   # path, reason: tried, failed, rolled back
     recovered: int = 0                                  # interrupted moves finished first
 
     @property
@@ -76,8 +90,10 @@ class ApplySummary:
         verb = "would move" if self.dry_run else "moved"
         lines = [f"{'would move' if self.dry_run else 'moved'} {m['path']} -> {m['trash']}" for m in self.moved]
         lines += [f"skipped {s['path']}: {s['reason']}" for s in self.skipped]
+        lines += [f"could not move {f['path']}: {f['reason']}" for f in self.failed]
         lines.append(f"apply {self.apply_id}: {verb} {len(self.moved)} files ({human_size(self.bytes_moved)}) "
                      f"to {self.trash_dir}, skipped {len(self.skipped)}"
+                     + (f", failed {len(self.failed)}" if self.failed else "")
                      + (f", finished {self.recovered} interrupted moves" if self.recovered else ""))
         return "\n".join(lines)
 
@@ -109,12 +125,12 @@ class UndoSummary:
 def apply(catalog: Path | None = None, *, trash_dir: Path | None = None, dry_run: bool = False,
           progress: ProgressCallback = no_progress) -> ApplySummary:
     """Move every file marked trash (and still safe to move) into ``trash_dir``; see the module doc."""
-    trash = Path(trash_dir) if trash_dir else default_trash_dir()
+    trash = _trash_folder(trash_dir)
     apply_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     summary = ApplySummary(apply_id, str(trash), str(trash / JOURNAL_NAME), dry_run)
     with Catalog(catalog, create=False) as cat, _locked(trash, create=not dry_run) as journal:
         if not dry_run:
-            summary.recovered = recover(journal, cat)
+            summary.recovered, summary.failed = recover(journal, cat)
         todo, summary.skipped = plan(cat, progress=progress)
         for index, item in enumerate(todo, 1):
             target = trash / apply_id / PurePath(item["path"]).relative_to(PurePath(item["path"]).anchor)
@@ -123,7 +139,7 @@ def apply(catalog: Path | None = None, *, trash_dir: Path | None = None, dry_run
                 try:
                     entry["method"] = _journaled_move(journal, "trash", apply_id, item, target, index)
                 except (OSError, SafetyError) as error:
-                    summary.skipped.append({"path": item["path"], "reason": f"could not be moved: {error}"})
+                    summary.failed.append({"path": item["path"], "reason": _reason(error)})
                     continue
                 cat.mark_missing([item["path"]], reason=f"in the trash: {target}")
             summary.moved.append(entry)
@@ -137,7 +153,8 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress) -> tuple[lis
     A file is moved only if it is marked trash, unchanged (md5 of its bytes now equals the md5 at
     the scan and at the decision), not under a reference folder of the grouping (``--prefer``), and
     every current group it is in keeps at least one other member whose bytes still match the catalog.
-    Files already in the trash are left out silently.
+    The other half of a RAW+JPEG pair moves with it, under the same checks, or neither moves.
+    Files already in the trash are left out silently (a pair's half left behind by a kill follows).
     """
     groups = current_groups(cat)
     files = {row["id"]: row for row in cat.files(status=None)}
@@ -149,14 +166,21 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress) -> tuple[lis
 
     skipped: list[dict] = []
     candidates: dict[int, dict] = {}
+    pair_of: dict[int, list[dict]] = {}  # RAW file id -> the moves of its pair's other half
+    late: list[dict] = []                # other halves of pairs whose RAW is already in the trash
     for done, decision in enumerate(decided, 1):
         progress(done, len(decided))
         row = files.get(decision["file_id"])
         if row is None:
             continue
         live = [g for g in groups_of.get(row["id"], []) if not g.dismissed]
+        halves = [files[m.file_id] for g in live for c in g.members if c.file_id == row["id"] for m in c.companions]
+        halves = [h for h in halves if not in_trash(h)]  # the other half of a pair, still to move
         reason = None
-        if row["status"] == "missing" and (row["reason"] or "").startswith("in the trash"):
+        if in_trash(row):
+            for half in halves:  # an apply was killed between the two halves of a pair: finish the shot
+                if half["status"] == "ok" and _check_bytes(half) is None:
+                    late.append(_move_item(half, live[0].id if live else 0, companion_of=row["id"]))
             continue
         if row["status"] != "ok":
             reason = f"not available ({row['status']}: {row['reason']})"
@@ -169,12 +193,13 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress) -> tuple[lis
         elif decision["md5"] != row["md5"]:
             reason = "changed since it was marked trash (md5 differs); review it again"
         else:
-            reason = _check_bytes(row)
+            reason = _check_bytes(row) or next((f"its RAW+JPEG pair {h['path']}: {why}" for h in halves
+                                                if (why := _check_bytes(h))), None)
         if reason:
             skipped.append({"path": row["path"], "reason": reason})
         else:
-            candidates[row["id"]] = {"file_id": row["id"], "path": row["path"], "md5": row["md5"],
-                                     "size": row["size"], "group": live[0].id}
+            candidates[row["id"]] = _move_item(row, live[0].id)
+            pair_of[row["id"]] = [_move_item(h, live[0].id, companion_of=row["id"]) for h in halves]
 
     verified: dict[int, bool] = {}
     changed = True
@@ -192,7 +217,13 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress) -> tuple[lis
                     skipped.append({"path": item["path"], "reason": f"would trash every member of group {group.id}: "
                                     "no unchanged member would remain"})
                     changed = True
-    return sorted(candidates.values(), key=lambda c: c["path"]), skipped
+    moves = [*candidates.values(), *late, *(c for i in candidates for c in pair_of.get(i, ()))]
+    return sorted(moves, key=lambda c: c["path"]), skipped
+
+
+def _move_item(row, group_id: int, companion_of: int | None = None) -> dict:
+    item = {"file_id": row["id"], "path": row["path"], "md5": row["md5"], "size": row["size"], "group": group_id}
+    return item | ({"companion_of": companion_of} if companion_of is not None else {})
 
 
 def _check_bytes(row) -> str | None:
@@ -220,13 +251,14 @@ def undo(catalog: Path | None = None, *, trash_dir: Path | None = None, paths: S
          apply_id: str | None = None, dry_run: bool = False) -> UndoSummary:
     """Restore files from the trash: chosen ``paths`` (original or trash paths, or folders above
     them), else every file of ``apply_id``, else of the last apply. Never overwrites a file."""
-    trash = Path(trash_dir) if trash_dir else default_trash_dir()
+    trash = _trash_folder(trash_dir)
     if not (trash / JOURNAL_NAME).exists():
         raise BadInputError(f"nothing to undo: no journal in {trash}", hint="pass the --trash-dir that apply used")
     summary = UndoSummary(str(trash), dry_run)
     with Catalog(catalog, create=False) as cat, _locked(trash, create=False) as journal:
         if not dry_run:
-            summary.recovered = recover(journal, cat)
+            summary.recovered, unresolved = recover(journal, cat)
+            summary.refused += unresolved
         in_trash = _in_trash(journal.entries())
         selected = _select(in_trash, paths, apply_id, summary)
         summary.applies = sorted({e["apply"] for e in selected})
@@ -247,7 +279,8 @@ def undo(catalog: Path | None = None, *, trash_dir: Path | None = None, paths: S
                 try:
                     _journaled_move(journal, "restore", entry["apply"], entry, original, index, source=target)
                 except (OSError, SafetyError) as error:
-                    summary.refused.append({"path": str(original), "reason": f"could not be restored: {error}"})
+                    summary.refused.append({"path": str(original),
+                                            "reason": f"could not be restored: {_reason(error)}"})
                     continue
                 _after_restore(cat, entry, trash)
             summary.restored.append({"path": str(original), "trash": str(target)})
@@ -278,7 +311,8 @@ def _select(in_trash: list[dict], paths: Sequence[Path], apply_id: str | None, s
             if not hits:
                 summary.refused.append({"path": wanted, "reason": "not in the trash journal"})
             chosen += [e for e in hits if e not in chosen]
-        return chosen
+        shots = {_shot(e) for e in chosen}  # both halves of a RAW+JPEG pair come back together
+        return chosen + [e for e in in_trash if e not in chosen and _shot(e) in shots]
     if apply_id:
         chosen = [e for e in in_trash if e["apply"] == apply_id]
         if not chosen:
@@ -289,10 +323,14 @@ def _select(in_trash: list[dict], paths: Sequence[Path], apply_id: str | None, s
     return [e for e in in_trash if e["apply"] == in_trash[-1]["apply"]]
 
 
+def _shot(entry: dict) -> tuple[str, int | None]:
+    return entry["apply"], entry.get("companion_of") or entry.get("file_id")
+
+
 def _after_restore(cat: Catalog, entry: dict, trash: Path) -> None:
     row = cat.file(entry["file_id"]) if entry.get("file_id") is not None else None
     if row is not None and row["path"] == entry["original"] and row["md5"] == entry["md5"]:
-        cat.restore_file(row["id"])
+        cat.restore_file(row["id"], os.stat(entry["original"], follow_symlinks=False))
     folder, stop = Path(entry["trash"]).parent, trash / entry["apply"]
     while folder == stop or stop in folder.parents:  # drop the now-empty folders of that apply
         try:
@@ -314,10 +352,16 @@ class Journal:
         data = (json.dumps(entry, sort_keys=True) + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            if os.fstat(fd).st_size and _last_byte(self.path) != b"\n":
+            size = os.fstat(fd).st_size
+            if size and _last_byte(self.path) != b"\n":
                 data = b"\n" + data  # a line torn by a kill: end it, so this one stays whole
-            os.write(fd, data)
-            os.fsync(fd)
+            try:
+                if os.write(fd, data) != len(data):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)  # a failed write (disk full) leaves no torn line behind
+                raise
         finally:
             os.close(fd)
 
@@ -331,7 +375,7 @@ class Journal:
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError:
-                log.warning("%s line %d is torn (a kill while writing it); ignored", self.path, number)
+                log.warning("%s line %d is torn (the process stopped while writing it); ignored", self.path, number)
         return out
 
 
@@ -344,14 +388,19 @@ def _last_byte(path: Path) -> bytes:
 @contextmanager
 def _locked(trash: Path, *, create: bool) -> Iterator[Journal]:
     """The trash folder's journal, held by one apply or undo at a time."""
-    if not trash.exists():
-        if not create:
-            yield Journal(trash / JOURNAL_NAME)
-            return
-        trash.mkdir(parents=True)
-        (trash / MARKER_NAME).write_text("photodedup trash: files moved by `photodedup apply`; "
-                                         "restore them with `photodedup undo`.\n")
-    with open(trash / ".lock", "a") as lock:
+    if not trash.exists() and not create:
+        yield Journal(trash / JOURNAL_NAME)
+        return
+    try:
+        if not trash.exists():
+            trash.mkdir(parents=True)
+            (trash / MARKER_NAME).write_text("photodedup trash: files moved by `photodedup apply`; "
+                                             "restore them with `photodedup undo`.\n")
+        lock = open(trash / ".lock", "a")  # noqa: SIM115 - held for the whole block below
+    except OSError as error:
+        raise BadInputError(f"cannot write to the trash folder {trash}: {error.strerror}",
+                            hint="pass --trash-dir a writable folder on a disk with room") from error
+    with lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as error:
@@ -365,55 +414,107 @@ def _journaled_move(journal: Journal, op: str, apply_id: str, item: dict, dest: 
     original = item.get("original") or item["path"]
     trash = str(dest) if op == "trash" else item["trash"]
     common = {"op": op, "apply": apply_id, "original": original, "trash": trash, "md5": item["md5"],
-              "size": item["size"], "file_id": item["file_id"]}
+              "size": item["size"], "file_id": item["file_id"]} | _pair_key(item)
     journal.append(state="begin", **common)
     _test_hook("begun", index)
-    method = _move(Path(source or original), dest, item["md5"], index)
+    try:
+        method = _move(Path(source or original), dest, item["md5"], index)
+    except (OSError, SafetyError) as error:  # rolled back: the file is where it was
+        try:
+            journal.append(state="aborted", reason=_reason(error), **common)
+        except OSError:  # (the next recover sees the source in place and aborts it then)
+            pass
+        raise
     _test_hook("moved", index)
     journal.append(state="done", method=method, **common)
     return method
 
 
 def _move(src: Path, dst: Path, md5: str, index: int) -> str:
-    """Move ``src`` to ``dst`` (which must not exist); return "link" or "copy"."""
+    """Move ``src`` to ``dst`` (which must not exist); return "link" or "copy".
+
+    On any failure nothing has moved: ``src`` is where it was and nothing is left at ``dst``.
+    """
     dst.parent.mkdir(parents=True, exist_ok=True)
     if not os.environ.get(_COPY_ENV):
         try:
             os.link(src, dst, follow_symlinks=False)
         except FileExistsError as error:
-            raise SafetyError(f"{dst} already exists") from error
+            raise SafetyError(f"{dst} already exists; not overwritten") from error
         except OSError as error:
             if error.errno not in (errno.EXDEV, errno.EPERM, errno.ENOTSUP, errno.EMLINK, errno.EACCES):
                 raise
         else:
             _fsync_dir(dst.parent)
             _test_hook("linked", index)
-            os.unlink(src)
-            _fsync_dir(src.parent)
+            _remove_source(src, dst)
             return "link"
     partial = dst.with_name(dst.name + _PARTIAL)
-    with open(src, "rb") as fin, open(partial, "xb") as fout:
-        shutil.copyfileobj(fin, fout, 1 << 20)
-        fout.flush()
-        os.fsync(fout.fileno())
-    shutil.copystat(src, partial)
-    _test_hook("copied", index)
-    if file_md5(partial) != md5:
-        partial.unlink()
-        raise SafetyError(f"the copy of {src} did not verify (md5 differs)")
-    if os.path.lexists(dst):
-        partial.unlink()
-        raise SafetyError(f"{dst} already exists")
-    os.rename(partial, dst)
+    try:
+        with open(src, "rb") as fin, open(partial, "xb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+            fout.flush()
+            os.fsync(fout.fileno())
+        shutil.copystat(src, partial)
+        _test_hook("copied", index)
+        if file_md5(partial) != md5:
+            raise SafetyError(f"the copy of {src} did not verify (md5 differs)")
+        _put_in_place(partial, dst)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     _fsync_dir(dst.parent)
     _test_hook("linked", index)
-    os.unlink(src)
-    _fsync_dir(src.parent)
+    _remove_source(src, dst)
     return "copy"
 
 
-def recover(journal: Journal, cat: Catalog) -> int:
-    """Finish moves a kill interrupted (journal ``begin`` without ``done``); returns how many."""
+def _put_in_place(partial: Path, dst: Path) -> None:
+    """``partial`` becomes ``dst`` without ever replacing a file there: a hard link fails if ``dst``
+    exists. A filesystem without hard links gets a check then a rename (a narrow race remains)."""
+    try:
+        os.link(partial, dst)
+    except FileExistsError as error:
+        raise SafetyError(f"{dst} appeared during the copy; not overwritten") from error
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if os.path.lexists(dst):
+            raise SafetyError(f"{dst} appeared during the copy; not overwritten") from None
+        os.rename(partial, dst)
+    else:
+        os.unlink(partial)
+
+
+def _remove_source(src: Path, dst: Path) -> None:
+    """The last step of a move; when the source cannot be removed, take the new copy back out."""
+    try:
+        os.unlink(src)
+    except OSError as error:
+        try:
+            os.unlink(dst)
+            _fsync_dir(dst.parent)
+        except OSError as undo_error:
+            raise SafetyError(f"cannot remove it ({error.strerror}) and cannot take {dst} back out "
+                              f"({undo_error.strerror}): it is now in both places") from error
+        raise SafetyError(f"cannot remove it ({error.strerror}); rolled back") from error
+    _fsync_dir(src.parent)
+
+
+def _reason(error: Exception) -> str:
+    """A failed move in one line: our own sentence, or the system's reason and the path it names."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return str(error)
+
+
+def recover(journal: Journal, cat: Catalog) -> tuple[int, list[dict]]:
+    """Resolve moves that an earlier run left half-done (journal ``begin`` without an end).
+
+    Each entry on its own: finished when the destination holds the file, aborted when the source
+    still does. An entry that cannot be resolved now (the filesystem refuses) is reported and left
+    for the next run. Returns ``(finished, unresolved)``; ``unresolved`` items are ``{path, reason}``.
+    """
     pending: dict[tuple[str, str, str], dict] = {}
     for entry in journal.entries():
         key = (entry.get("op"), entry.get("apply"), entry.get("original"))
@@ -421,35 +522,49 @@ def recover(journal: Journal, cat: Catalog) -> int:
             pending[key] = entry
         else:
             pending.pop(key, None)
-    finished = 0
+    finished, unresolved = 0, []
     for entry in pending.values():
-        common = {k: entry[k] for k in ("op", "apply", "original", "trash", "md5", "size", "file_id")}
-        src, dst = entry["original"], entry["trash"]
-        if entry["op"] == "restore":
-            src, dst = dst, src
-        src_p, dst_p = Path(src), Path(dst)
-        partial = dst_p.with_name(dst_p.name + _PARTIAL)
-        if partial.exists():
-            partial.unlink()
-        dst_ok = dst_p.is_file() and file_md5(dst_p) == entry["md5"]
-        if dst_ok and src_p.exists() and (os.path.samefile(src_p, dst_p) or file_md5(src_p) == entry["md5"]):
-            os.unlink(src_p)  # both copies exist and match: finish the move
-            _fsync_dir(src_p.parent)
-        if dst_ok and not src_p.exists():
-            journal.append(state="done", method="recovered", **common)
-            if entry["op"] == "trash":
-                cat.mark_missing([entry["original"]], reason=f"in the trash: {entry['trash']}")
-            else:
-                _after_restore(cat, entry, journal.path.parent)
-            finished += 1
-        elif src_p.exists():
-            journal.append(state="aborted", reason="interrupted before the file moved", **common)
-        else:
-            log.error("%s: neither %s nor a matching %s exists", entry["op"], src, dst)
-            journal.append(state="aborted", reason="neither copy found", **common)
+        try:
+            finished += _recover_one(journal, cat, entry)
+        except (OSError, SafetyError) as error:
+            verb = "trash" if entry["op"] == "trash" else "restore"
+            reason = f"cannot finish the interrupted {verb} of {entry['original']}: {_reason(error)}; left as it is"
+            log.error("%s", reason)
+            unresolved.append({"path": entry["original"], "reason": reason})
     if finished:
-        log.warning("finished %d moves interrupted by an earlier kill", finished)
-    return finished
+        log.warning("finished %d moves that an earlier apply or undo left half-done", finished)
+    return finished, unresolved
+
+
+def _recover_one(journal: Journal, cat: Catalog, entry: dict) -> int:
+    """Resolve one pending entry; 1 when the move was finished, 0 when it was rolled back."""
+    common = {k: entry[k] for k in ("op", "apply", "original", "trash", "md5", "size", "file_id")} | _pair_key(entry)
+    src, dst = entry["original"], entry["trash"]
+    if entry["op"] == "restore":
+        src, dst = dst, src
+    src_p, dst_p = Path(src), Path(dst)
+    dst_p.with_name(dst_p.name + _PARTIAL).unlink(missing_ok=True)
+    dst_ok = dst_p.is_file() and file_md5(dst_p) == entry["md5"]
+    if dst_ok and src_p.exists() and (os.path.samefile(src_p, dst_p) or file_md5(src_p) == entry["md5"]):
+        os.unlink(src_p)  # both copies exist and match: finish the move
+        _fsync_dir(src_p.parent)
+    if dst_ok and not src_p.exists():
+        journal.append(state="done", method="recovered", **common)
+        if entry["op"] == "trash":
+            cat.mark_missing([entry["original"]], reason=f"in the trash: {entry['trash']}")
+        else:
+            _after_restore(cat, entry, journal.path.parent)
+        return 1
+    if src_p.exists():
+        journal.append(state="aborted", reason="stopped before the file moved", **common)
+    else:
+        log.error("%s: neither %s nor a matching %s exists", entry["op"], src, dst)
+        journal.append(state="aborted", reason="neither copy found", **common)
+    return 0
+
+
+def _pair_key(item: dict) -> dict:
+    return {"companion_of": item["companion_of"]} if item.get("companion_of") is not None else {}
 
 
 def file_md5(path: Path) -> str:

@@ -4,17 +4,29 @@ Every write happens in a transaction, so a run killed at any moment (even ``kill
 consistent catalog and the next run continues where it stopped. A file is identified by its path;
 ``(size, mtime_ns)`` tells whether it changed, and a changed file loses its derived data (crop,
 thumbnail, embeddings) in the same transaction that records the change.
+
+Paths: Linux file names are bytes. A path that is valid UTF-8 is stored as TEXT; one that is not is
+stored losslessly as its raw bytes (a BLOB, ``os.fsencode``) in the same column and reads back as
+Python's surrogate-escaped ``str`` (``os.fsdecode``), so the file can always be opened again.
+``display`` turns such a path into readable text (the odd bytes as ``\\xNN``) for people.
+
+A catalog that cannot be written (a read-only file or filesystem) still opens for reading
+(``readonly``); any write then fails with a clear ``CatalogError``, as does a full disk.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -139,6 +151,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE files ADD COLUMN grayscale INTEGER;
     ALTER TABLE files ADD COLUMN phashes BLOB
     """,
+    # 7: the JPEG quality its quantization tables say (photodedup.scan.jpeg_quality; 100 only for
+    # all-ones tables, which cameras never write: a re-save at maximum quality). NULL: not a JPEG.
+    """
+    ALTER TABLE files ADD COLUMN jpeg_quality INTEGER
+    """,
+    # 8: what joined each member (JSON: kind, variant, bits, inliers, coverage, how); '' for the keeper
+    """
+    ALTER TABLE group_members ADD COLUMN match TEXT NOT NULL DEFAULT ''
+    """,
+    # 9: the device and inode the scan read (the review page serves a file only if it is still that one)
+    """
+    ALTER TABLE files ADD COLUMN dev INTEGER;
+    ALTER TABLE files ADD COLUMN ino INTEGER
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -146,7 +172,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 FILE_COLUMNS = (
     "path", "root", "size", "mtime_ns", "status", "error_kind", "reason", "md5", "phash", "dhash",
     "width", "height", "format", "taken_at", "camera", "exif_tags", "scanned_at", "raw_decode",
-    "content_width", "content_height", "content_left", "content_top", "grayscale", "phashes",
+    "content_width", "content_height", "content_left", "content_top", "grayscale", "phashes", "jpeg_quality",
+    "dev", "ino",
 )
 
 
@@ -161,23 +188,145 @@ class Known:
     complete: bool = True  # False: an ok row without the features of the current schema (read it again)
 
 
+_PATH_COLUMNS = frozenset({"path", "root"})
+
+
+def to_db(path: str) -> str | bytes:
+    """A path as the catalog stores it: the text when it is valid UTF-8, else its raw bytes."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def display(text: str) -> str:
+    """``text`` (a path, or a message holding paths) printable as UTF-8: undecodable bytes as ``\\xNN``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
+def _row(cursor: sqlite3.Cursor, values: tuple) -> sqlite3.Row:
+    """``sqlite3.Row`` with paths stored as bytes turned back into (surrogate-escaped) ``str``."""
+    if any(isinstance(v, bytes) for v in values):
+        names = [d[0] for d in cursor.description]
+        values = tuple(os.fsdecode(v) if isinstance(v, bytes) and names[i] in _PATH_COLUMNS else v
+                       for i, v in enumerate(values))
+    return sqlite3.Row(cursor, values)
+
+
 class Catalog:
-    """A connection to the catalog file. Use as a context manager or call ``close()``."""
+    """A connection to the catalog file. Use as a context manager or call ``close()``.
+
+    ``readonly`` is true when the file or its filesystem cannot be written: reading works, and any
+    write raises ``CatalogError`` saying so.
+    """
 
     def __init__(self, path: Path | str | None = None, *, create: bool = True) -> None:
         self.path = Path(path) if path else config.default_catalog()
+        self.readonly = False
+        self._lock_fd: int | None = None
         if not create and not self.path.exists():
             raise CatalogError(f"no catalog at {self.path}", hint="run `photodedup scan ROOT` first, or pass --catalog")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CatalogError(f"cannot create the catalog folder {self.path.parent}: {error.strerror}") from error
+        why = self._why_readonly() if self.path.exists() else None
+        if why:
+            self._open_readonly(why)
+            return
+        try:
             self.conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            self.conn.row_factory = sqlite3.Row
+            self.conn.row_factory = _row
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.DatabaseError as error:
-            raise CatalogError(f"cannot open the catalog {self.path}: {error}") from error
+            raise self._error(error) from error
+
+    def _why_readonly(self) -> str | None:
+        """Why the catalog file cannot be written (a read-only filesystem or file), or None."""
+        try:
+            os.close(os.open(self.path, os.O_RDWR))
+        except OSError as error:
+            if error.errno == errno.EROFS:
+                return "it is on a read-only filesystem"
+            if error.errno in (errno.EACCES, errno.EPERM):
+                return "this user may not write the file"
+            return None
+        if not os.access(self.path.parent, os.W_OK):  # SQLite also writes beside it (-wal, -shm)
+            probe = self.path.parent / f".{self.path.name}.{os.getpid()}.probe"
+            try:
+                os.close(os.open(probe, os.O_CREAT | os.O_EXCL, 0o600))
+            except OSError:
+                return "this user may not write its folder"
+            os.unlink(probe)
+        return None
+
+    def _open_readonly(self, why: str) -> None:
+        """Open for reading only: ``mode=ro``, or ``immutable`` where nothing can change it (read-only fs)."""
+        self.readonly, self._readonly_reason = True, why
+        flags = "mode=ro" + ("&immutable=1" if "filesystem" in why or "folder" in why else "")
+        uri = "file:" + quote(str(self.path.absolute())) + "?" + flags
+        try:
+            self.conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False)
+            self.conn.row_factory = _row
+            current = self.version
+        except sqlite3.DatabaseError as error:
+            raise CatalogError(f"cannot read the catalog {self.path} ({why}): {error}") from error
+        if current != SCHEMA_VERSION:
+            raise CatalogError(f"the catalog {self.path} needs an upgrade (schema {current} to {SCHEMA_VERSION}) "
+                               f"but is read-only: {why}", hint="make it writable once, or use a writable copy")
+
+    def _error(self, error: sqlite3.Error) -> CatalogError:
+        """A SQLite failure as the sentence a person can act on."""
+        text = str(error)
+        if "disk is full" in text or "disk I/O" in text and _disk_full(self.path):
+            return CatalogError(f"no space left on the disk of the catalog {self.path}",
+                                hint="free some space and run the same command again: what was saved is kept")
+        if "readonly" in text or "read-only" in text:
+            why = self._why_readonly() or "SQLite refused to write it"
+            return CatalogError(f"the catalog {self.path} is read-only: {why}",
+                                hint="make it writable, or pass --catalog a writable copy; `group` works read-only")
+        if "locked" in text:
+            return CatalogError(f"the catalog {self.path} is locked by another process ({text})",
+                                hint="wait for the other photodedup command to finish")
+        return CatalogError(f"cannot open the catalog {self.path}: {text}")
+
+    def require_writable(self) -> None:
+        if self.readonly:
+            raise CatalogError(f"the catalog {self.path} is read-only: {self._readonly_reason}",
+                               hint="make it writable, or pass --catalog a writable copy; `group` works read-only")
+
+    @contextmanager
+    def writer(self, stage: str) -> Iterator[Catalog]:
+        """Hold the catalog for one writing stage (scan, embed); another one refuses clearly.
+
+        A POSIX lock on ``<catalog>.lock`` (holding the holder's pid): released when the process ends
+        however it ends, and, unlike ``flock``, not inherited by the worker processes it forks.
+        """
+        self.require_writable()
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            os.close(fd)
+            if error.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise CatalogError(f"another photodedup scan or embed (pid {holder or '?'}) is writing {self.path}",
+                               hint=f"wait for it to finish, then run {stage} again: it continues from there") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {stage}\n".encode(), 0)
+            yield self
+        finally:
+            os.close(fd)
 
     # -- plumbing -------------------------------------------------------------------------------
     def __enter__(self) -> Catalog:
@@ -187,18 +336,34 @@ class Catalog:
         self.close()
 
     def close(self) -> None:
-        self.conn.close()
+        if hasattr(self, "conn"):
+            self.conn.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One atomic unit of work (BEGIN IMMEDIATE ... COMMIT, rolled back on any error)."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One atomic unit of work (BEGIN IMMEDIATE ... COMMIT, rolled back on any error).
+
+        SQLite failures (a full disk, a read-only file) become ``CatalogError``s.
+        """
+        self.require_writable()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            raise self._error(error) from error
         try:
             yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+        except BaseException as error:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if isinstance(error, sqlite3.OperationalError):
+                raise self._error(error) from error
             raise
-        self.conn.execute("COMMIT")
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as error:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise self._error(error) from error
 
     @property
     def version(self) -> int:
@@ -226,7 +391,8 @@ class Catalog:
     def known_files(self) -> dict[str, Known]:
         """Every path the catalog holds, with what decides whether it changed."""
         rows = self.conn.execute("SELECT id, path, size, mtime_ns, status, "
-                                 "status != 'ok' OR content_width IS NOT NULL FROM files")
+                                 "status != 'ok' OR (content_width IS NOT NULL AND "
+                                 "(format IS NOT 'JPEG' OR jpeg_quality IS NOT NULL)) FROM files")
         return {row[1]: Known(row[0], row[2], row[3], row[4], bool(row[5])) for row in rows}
 
     def record_files(self, rows: Sequence[dict], *, crops: dict[str, tuple[str, bytes]] | None = None,
@@ -244,6 +410,9 @@ class Catalog:
         with self.transaction() as conn:
             for row in rows:
                 values = [row.get(c, 0 if c == "exif_tags" else None) for c in FILE_COLUMNS]
+                values[0], values[1] = to_db(values[0]), values[1] and to_db(values[1])
+                values[FILE_COLUMNS.index("reason")] = values[FILE_COLUMNS.index("reason")] and display(
+                    values[FILE_COLUMNS.index("reason")])
                 file_id = conn.execute(
                     f"INSERT INTO files ({', '.join(FILE_COLUMNS)}) VALUES ({placeholders}) "
                     f"ON CONFLICT(path) DO UPDATE SET {updates} RETURNING id", values).fetchone()[0]
@@ -263,7 +432,7 @@ class Catalog:
         with self.transaction() as conn:
             cursor = conn.executemany(
                 "UPDATE files SET status='missing', error_kind='missing', reason=?, scanned_at=? "
-                "WHERE path=? AND status!='missing'", [(reason, now, p) for p in paths])
+                "WHERE path=? AND status!='missing'", [(display(reason), now, to_db(p)) for p in paths])
             return cursor.rowcount
 
     def files(self, status: str | None = "ok", under: str | None = None) -> list[sqlite3.Row]:
@@ -274,7 +443,7 @@ class Catalog:
             args.append(status)
         if under:
             sql += " AND (path = ? OR path LIKE ? ESCAPE '\\')"
-            args += [under, _like_prefix(under)]
+            args += [to_db(under), _like_prefix(under)]
         return self.conn.execute(sql + " ORDER BY path", args).fetchall()
 
     def set_raw_pairs(self, pairs: Iterable[tuple[int, int]]) -> None:
@@ -284,9 +453,8 @@ class Catalog:
             conn.executemany("INSERT INTO raw_pairs VALUES (?, ?)", pairs)
 
     def raw_pairs(self) -> dict[int, int]:
-        """Each paired file's partner, both ways (RAW id -> JPEG/HEIC id and back)."""
-        rows = self.conn.execute("SELECT raw_id, other_id FROM raw_pairs").fetchall()
-        return {a: b for raw_id, other_id in rows for a, b in ((raw_id, other_id), (other_id, raw_id))}
+        """RAW+JPEG pairs: the RAW's file id -> its JPEG's (or HEIC's) file id."""
+        return dict(self.conn.execute("SELECT raw_id, other_id FROM raw_pairs").fetchall())
 
     def file(self, file_id: int) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
@@ -358,7 +526,7 @@ class Catalog:
         """Store one grouping run in one transaction; returns ``(run id, group ids)``.
 
         ``groups``: ``(kind, keeper file id, keeper reason, members)`` with members
-        ``(file id, evidence, score, note)``.
+        ``(file id, evidence, score, note[, match JSON])``.
         """
         with self.transaction() as conn:
             run_id = conn.execute("INSERT INTO group_runs (created_at, params) VALUES (?, ?)",
@@ -368,8 +536,8 @@ class Catalog:
                 group_id = conn.execute(
                     "INSERT INTO groups (run_id, kind, keeper_id, keeper_reason) VALUES (?, ?, ?, ?)",
                     (run_id, kind, keeper, reason)).lastrowid
-                conn.executemany("INSERT INTO group_members (group_id, file_id, evidence, score, note) "
-                                 "VALUES (?, ?, ?, ?, ?)", [(group_id, *m) for m in members])
+                conn.executemany("INSERT INTO group_members (group_id, file_id, evidence, score, note, match) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)", [(group_id, *m, "")[:6] for m in members])
                 ids.append(group_id)
         return run_id, ids
 
@@ -386,9 +554,10 @@ class Catalog:
         return self.conn.execute("SELECT * FROM groups WHERE run_id = ? ORDER BY id", (run_id,)).fetchall()
 
     def group_member_rows(self, run_id: int) -> list[sqlite3.Row]:
-        """Every member of a run's groups: its file row plus ``group_id``, ``evidence``, ``score``, ``note``."""
+        """Every member of a run's groups: its file row plus ``group_id``, ``evidence``, ``score``, ``note``,
+        ``match``."""
         return self.conn.execute(
-            "SELECT f.*, m.group_id, m.evidence, m.score, m.note FROM group_members m "
+            "SELECT f.*, m.group_id, m.evidence, m.score, m.note, m.match FROM group_members m "
             "JOIN groups g ON g.id = m.group_id JOIN files f ON f.id = m.file_id "
             "WHERE g.run_id = ? ORDER BY m.group_id, m.evidence != 'keeper', f.path", (run_id,)).fetchall()
 
@@ -426,10 +595,13 @@ class Catalog:
             else:
                 conn.executemany("DELETE FROM not_duplicates WHERE md5_a = ? AND md5_b = ?", pairs)
 
-    def restore_file(self, file_id: int) -> None:
-        """A file is back at its path (undo): mark it ok again and forget its trash decision."""
+    def restore_file(self, file_id: int, stat: os.stat_result | None = None) -> None:
+        """A file is back at its path (undo): mark it ok again (at the device and inode it has now: a
+        copy across filesystems is a new inode) and forget its trash decision."""
         with self.transaction() as conn:
             conn.execute("UPDATE files SET status='ok', error_kind=NULL, reason=NULL WHERE id = ?", (file_id,))
+            if stat is not None:
+                conn.execute("UPDATE files SET dev = ?, ino = ? WHERE id = ?", (stat.st_dev, stat.st_ino, file_id))
             conn.execute("DELETE FROM decisions WHERE file_id = ? AND action = 'trash'", (file_id,))
 
 
@@ -442,7 +614,15 @@ def _statements(script: str) -> list[str]:
 def _like_prefix(folder: str) -> str:
     folder = folder.rstrip("/")
     escaped = folder.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "/%"
+    return to_db(escaped + "/%")
+
+
+def _disk_full(path: Path) -> bool:
+    try:
+        stats = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 1 << 20
 
 
 @contextmanager

@@ -18,14 +18,15 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from photodedup import __version__, config
+from photodedup.catalog import display
 from photodedup.errors import PhotodedupError
 
 
 class _PipelineOrder(TyperGroup):
     """List commands in the order of the pipeline, not the order they are defined in."""
 
-    ORDER = ("scan", "embed", "group", "run", "eval", "review", "apply", "undo", "export-onnx", "serve",
-             "triton-config", "bench", "sample-library")
+    ORDER = ("scan", "embed", "group", "export-parquet", "run", "eval", "review", "apply", "undo", "export-onnx",
+             "serve", "triton-config", "bench", "sample-library")
 
     def list_commands(self, ctx) -> list[str]:
         rank = {name: i for i, name in enumerate(self.ORDER)}
@@ -100,7 +101,7 @@ def show(result, json_out: bool) -> None:
     if json_out:
         emit_json(result.as_dict())
     else:
-        typer.echo(result.render())
+        typer.echo(display(result.render()))
 
 
 def emit_json(data) -> None:
@@ -112,7 +113,7 @@ def warn(message: str) -> None:
     if message in _said:
         return
     _said.add(message)
-    err.print(f"[yellow]Warning:[/yellow] {escape(message)}", highlight=False)
+    err.print(f"[yellow]Warning:[/yellow] {escape(display(message))}", highlight=False)
 
 
 _said: set[str] = set()
@@ -133,6 +134,9 @@ def scan(
     include: Annotated[list[str], typer.Option("--include", help="Only paths matching this glob (repeatable).")] = [],
     exclude: Annotated[list[str], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = [],
     workers: Annotated[int, typer.Option(help="Worker processes for decoding and hashing [default: CPU count].")] = 0,
+    follow_links: Annotated[bool, typer.Option(
+        "--follow-links", help="Also follow folder symlinks that lead outside the scanned folders (files "
+        "found there can then be trashed by apply).")] = False,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
     embed_with: Annotated[str | None, typer.Option("--embed", help="Embed each image right after decoding with "
@@ -157,7 +161,8 @@ def scan(
     try:
         with progress(quiet, "scan") as callback:
             summary = run_scan(roots, catalog=catalog, include=include, exclude=exclude, workers=workers or None,
-                               progress=callback, engine=engine, ray_address=ray_address, embedder=embedder)
+                               progress=callback, engine=engine, ray_address=ray_address, embedder=embedder,
+                               follow_links=follow_links)
     finally:
         if embedder is not None:
             embedder.close()
@@ -457,7 +462,7 @@ def embed(
                                 threads=threads or None, url=url, token=token, payload=payload, model=model, mode=mode,
                                 engine=engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor)
     try:
-        if getattr(model_runner, "is_random", False):
+        if model_runner.is_random:
             warn(RANDOM_WARNING)
         with progress(quiet, "embed") as callback:
             summary = run_embed(model_runner, catalog=catalog, batch_size=batch_size, progress=callback,
@@ -526,6 +531,12 @@ def apply(
     with progress(quiet, "check") as callback:
         summary = run_apply(catalog, trash_dir=trash_dir, dry_run=dry_run, progress=callback)
     show(summary, json_out)
+    if summary.failed:
+        from photodedup.errors import SafetyError
+
+        tried = len(summary.moved) + len(summary.failed)
+        raise SafetyError(f"{len(summary.failed)} of {tried} files could not be moved (see above); each was "
+                          "rolled back and is still at its path", hint="fix the cause and run apply again")
 
 
 @app.command()
@@ -573,8 +584,8 @@ PreferOpt = Annotated[list[Path] | None, typer.Option(
     "--prefer", help="Reference folder (repeatable): its files always win as keeper and are never proposed "
     "for, or moved to, the trash.")]
 KeeperRulesOpt = Annotated[str, typer.Option(
-    "--keeper-rules", help="Keeper rules in order, comma-separated: not-derivative (= colour,no-border,"
-    "camera-format), resolution, exif, size, oldest; see docs/DECISIONS.md.")]
+    "--keeper-rules", help="Keeper rules in order, comma-separated: not-derivative (= raw-pair,colour,"
+    "no-border,camera-format,not-resaved), resolution, exif, size, oldest; see docs/DECISIONS.md.")]
 DEFAULT_KEEPER_RULES = "not-derivative,resolution,exif,size,oldest"
 
 
@@ -601,6 +612,10 @@ def group(
     evidence: EvidenceOpt = None,
     search: Annotated[str, typer.Option(help="Semantic search: exact, faiss, or auto (exact up to 10,000 "
                                         "embeddings).")] = "auto",
+    parquet: Annotated[Path | None, typer.Option("--parquet", help="Group a Parquet export (`export-parquet`) "
+                                                 "instead of the catalog; stores nothing.")] = None,
+    memory_gb: Annotated[float, typer.Option(help="With --parquet: memory for embeddings; larger inputs are "
+                                             "searched in shards, several passes over the file.")] = 2.0,
     prefer: PreferOpt = None,
     keeper_rules: KeeperRulesOpt = DEFAULT_KEEPER_RULES,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write one CSV row per member here.")]
@@ -621,6 +636,20 @@ def group(
 
     params = _group_params(evidence, hash_threshold, cosine, method, model, allow_random, search,
                            prefer=prefer, keeper_rules=keeper_rules)
+    if parquet:
+        from photodedup.errors import BadInputError
+        from photodedup.parquet import group_parquet
+
+        if html_out or roots:
+            raise BadInputError("--parquet groups the whole file and has no thumbnails",
+                                hint="leave out ROOTS and --html (use --csv or --json)")
+        result = group_parquet(parquet, params=params, memory_bytes=int(memory_gb * 1024**3))
+        for message in result.warnings:
+            warn(message)
+        if csv_out:
+            err.print(f"CSV: {write_csv(result.groups, csv_out)}", markup=False, highlight=False)
+        show(result, json_out)
+        return
     with Catalog(catalog, create=False) as cat:
         with progress(quiet, "group") as callback:
             result = run_group(cat, roots=roots or (), params=params, progress=callback)
@@ -632,6 +661,23 @@ def group(
             out = write_report(result.groups, html_out, catalog=cat, warnings=result.warnings)
             err.print(f"HTML report: {out}", markup=False, highlight=False)
     show(result, json_out)
+
+
+@app.command("export-parquet")
+def export_parquet_cmd(
+    out: Annotated[Path, typer.Argument(help="Parquet file to write.")],
+    catalog: CatalogOpt = None,
+    model: Annotated[str | None, typer.Option(help="Whose embeddings [default: the model with the most].")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write the catalog's hashes, EXIF and embeddings as Parquet, for `group --parquet` and other tools.
+
+    Example: photodedup sample-library /tmp/lib && photodedup scan /tmp/lib &&
+    photodedup export-parquet /tmp/lib.parquet
+    """
+    from photodedup.parquet import export_parquet
+
+    show(export_parquet(catalog, out, model=model), json_out)
 
 
 @app.command("eval")
@@ -746,9 +792,9 @@ def main() -> None:
     except PhotodedupError as error:
         if _state["debug"]:
             err.print_exception()
-        err.print(f"Error: {error}", style="red", highlight=False, markup=False)
+        err.print(f"Error: {display(str(error))}", style="red", highlight=False, markup=False)
         if error.hint:
-            err.print(f"Hint: {error.hint}", highlight=False, markup=False)
+            err.print(f"Hint: {display(error.hint)}", highlight=False, markup=False)
         sys.exit(error.exit_code)
 
 

@@ -24,13 +24,15 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-EXACT, PERCEPTUAL, SEMANTIC = 0, 1, 2
-KIND_NAMES = ("exact", "perceptual", "semantic")
+EXACT, PERCEPTUAL, VERIFIED, SEMANTIC = 0, 1, 2, 3
+KIND_NAMES = ("exact", "perceptual", "verified", "semantic")
 METHODS = ("complete", "single")
 
 #: Above this many vectors the semantic search uses faiss instead of the exact blocked product
 #: (measured: benchmarks/group_scale.py, docs/BENCHMARKS.md "Grouping at scale").
 EXACT_MAX = 10_000
+#: Above this many hashes the Hamming searches use faiss's binary flat index (when installed).
+BRUTE_MAX = 4096
 #: Floats per block of the exact product (128 MiB of similarities at a time).
 BLOCK_FLOATS = 32 * 1024 * 1024
 
@@ -40,28 +42,64 @@ _H01 = np.uint64(0x0101010101010101)
 
 @dataclass
 class Edges:
-    """Candidate pairs over item indices, ``i < j``; ``rank`` is the evidence kind (0, 1, 2)."""
+    """Candidate pairs over item indices, ``i < j``; ``rank`` is the evidence kind (``KIND_NAMES``).
+
+    What joined a pair, beyond its kind and distance: ``variant`` (perceptual: the dihedral variant of
+    item ``i`` that looks like item ``j``, ``photodedup.hashing.VARIANTS``; 0 = as is), ``bits`` (the
+    pHash bits that differ, for every kind that has them), and for verified pairs ``inliers`` (local
+    feature matches the geometry agrees on) and ``coverage`` (share of the smaller image the match covers).
+    """
 
     i: np.ndarray
     j: np.ndarray
     rank: np.ndarray
     distance: np.ndarray
+    variant: np.ndarray | None = None
+    inliers: np.ndarray | None = None
+    coverage: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.i)
+        if self.variant is None:
+            self.variant = np.zeros(n, np.int8)
+        if self.inliers is None:
+            self.inliers = np.zeros(n, np.int32)
+        if self.coverage is None:
+            self.coverage = np.zeros(n, np.float32)
 
     @classmethod
     def empty(cls) -> Edges:
         return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.float64))
 
     @classmethod
-    def of(cls, i, j, rank: int, distance) -> Edges:
+    def of(cls, i, j, rank: int, distance, *, variant=None, inliers=None, coverage=None) -> Edges:
+        """Edges from index pairs in any order; a variant is turned around when its pair is."""
         i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
         lo, hi = np.minimum(i, j), np.maximum(i, j)
-        return cls(lo, hi, np.full(len(lo), rank, np.int8), np.asarray(distance, np.float64).reshape(-1))
+        if variant is not None:
+            from photodedup.hashing import INVERSE
+
+            variant = np.asarray(variant, np.int8)
+            variant = np.where(i <= j, variant, np.asarray(INVERSE, np.int8)[variant]).astype(np.int8)
+        return cls(lo, hi, np.full(len(lo), rank, np.int8), np.asarray(distance, np.float64).reshape(-1),
+                   variant, None if inliers is None else np.asarray(inliers, np.int32),
+                   None if coverage is None else np.asarray(coverage, np.float32))
 
     def __len__(self) -> int:
         return len(self.i)
 
+    def moved(self, i: np.ndarray, j: np.ndarray) -> Edges:
+        """The same evidence between new endpoints (self-loops dropped, variants turned round on a swap)."""
+        from photodedup.hashing import INVERSE
+
+        keep = i != j
+        variant = np.where(i <= j, self.variant, np.asarray(INVERSE, np.int8)[self.variant]).astype(np.int8)
+        return Edges(np.minimum(i, j)[keep], np.maximum(i, j)[keep], self.rank[keep], self.distance[keep],
+                     variant[keep], self.inliers[keep], self.coverage[keep])
+
     def where(self, keep: np.ndarray) -> Edges:
-        return Edges(self.i[keep], self.j[keep], self.rank[keep], self.distance[keep])
+        return Edges(self.i[keep], self.j[keep], self.rank[keep], self.distance[keep], self.variant[keep],
+                     self.inliers[keep], self.coverage[keep])
 
 
 def to_uint64(values) -> np.ndarray:
@@ -132,6 +170,92 @@ def hamming_pairs(hashes: np.ndarray, threshold: int, *, brute_max: int = 4096) 
     dist = popcount64(hashes[i] ^ hashes[j])
     keep = dist <= threshold
     return Edges.of(i[keep], j[keep], PERCEPTUAL, dist[keep])
+
+
+def hamming_cross(queries: np.ndarray, base: np.ndarray, radius: int, *,
+                  brute_max: int = BRUTE_MAX) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every ``(query index, base index, bits)`` with at most ``radius`` differing bits (uint64 hashes).
+
+    Brute force either way: numpy in blocks for small inputs, faiss's binary flat index (popcount in
+    C++, ~10x faster) above ``brute_max**2 / 16`` comparisons when faiss is installed. Its cost does not depend on
+    the radius, unlike multi-index hashing, whose probes grow as C(16, radius/4).
+    """
+    queries, base = np.ascontiguousarray(queries, np.uint64), np.ascontiguousarray(base, np.uint64)
+    empty = (np.zeros(0, np.int64),) * 3
+    if not len(queries) or not len(base) or radius < 0:
+        return empty
+    if len(queries) * len(base) > brute_max * brute_max // 16:
+        try:
+            import faiss
+        except ImportError:  # pragma: no cover - faiss is in the group extra
+            faiss = None
+        if faiss is not None:
+            index = faiss.IndexBinaryFlat(64)
+            index.add(base.view(np.uint8).reshape(-1, 8))
+            out_q, out_b, out_d = [], [], []
+            for start in range(0, len(queries), 50_000):
+                chunk = queries[start:start + 50_000].view(np.uint8).reshape(-1, 8)
+                lims, dist, labels = index.range_search(chunk, radius + 1)  # strict: bits < radius + 1
+                out_q.append(np.repeat(np.arange(start, start + len(chunk), dtype=np.int64),
+                                       np.diff(lims).astype(np.int64)))
+                out_b.append(labels.astype(np.int64))
+                out_d.append(dist.astype(np.int64))
+            return np.concatenate(out_q), np.concatenate(out_b), np.concatenate(out_d)
+    out_q, out_b, out_d = [], [], []
+    step = max(1, (1 << 22) // len(base))
+    for start in range(0, len(queries), step):
+        rows = np.arange(start, min(len(queries), start + step))
+        dist = popcount64(queries[rows, None] ^ base[None, :])
+        qq, bb = np.nonzero(dist <= radius)
+        out_q.append(rows[qq])
+        out_b.append(bb)
+        out_d.append(dist[qq, bb])
+    return np.concatenate(out_q), np.concatenate(out_b), np.concatenate(out_d)
+
+
+def dihedral_pairs(variants: np.ndarray, threshold: int, turned: int | None = None, *,
+                   brute_max: int = BRUTE_MAX) -> Edges:
+    """Perceptual pairs over items with 8 dihedral hashes each (``uint64 [n, 8]``, column 0 = as is).
+
+    A pair is within ``threshold`` bits as is, or within ``turned`` bits (default: ``threshold``;
+    negative: never) after turning/mirroring one of them: hash ``v`` of item i against hash 0 of item
+    j. Each pair keeps its closest variant (as is on a tie); ``Edges.variant`` says which. Variant 5
+    (turned 270) is never searched: it finds the pairs of variant 4 the other way round.
+    """
+    variants = np.asarray(variants, np.uint64).reshape(-1, 8)
+    n = len(variants)
+    if n < 2 or threshold < 0:
+        return Edges.empty()
+    turned = threshold if turned is None else turned
+    parts = []
+    for v in (0, 1, 2, 3, 4, 6, 7) if turned >= 0 else (0,):
+        radius = threshold if v == 0 else turned
+        qi, bj, dist = hamming_cross(variants[:, v], variants[:, 0], radius, brute_max=brute_max)
+        keep = qi != bj if v else qi < bj
+        parts.append(Edges.of(qi[keep], bj[keep], PERCEPTUAL, dist[keep], variant=np.full(int(keep.sum()), v)))
+    return combine(*parts)
+
+
+def near_pairs(hashes: np.ndarray, low: int, high: int, k: int, *,
+               brute_max: int = BRUTE_MAX) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs beyond the strict threshold: ``low < bits <= high``, each item's ``k`` nearest.
+
+    Bounded: at most ``k`` pairs per item whatever the library holds (``(i, j, bits)``, ``i < j``).
+    """
+    hashes = np.asarray(hashes, np.uint64)
+    if len(hashes) < 2 or k < 1 or high <= low:
+        return (np.zeros(0, np.int64),) * 3
+    qi, bj, dist = hamming_cross(hashes, hashes, high, brute_max=brute_max)
+    keep = (qi != bj) & (dist > low)
+    qi, bj, dist = qi[keep], bj[keep], dist[keep]
+    order = np.lexsort((bj, dist, qi))  # per item, nearest first
+    qi, bj, dist = qi[order], bj[order], dist[order]
+    starts = np.searchsorted(qi, qi, "left")
+    rank = np.arange(len(qi)) - starts
+    keep = rank < k
+    lo, hi = np.minimum(qi[keep], bj[keep]), np.maximum(qi[keep], bj[keep])
+    codes, first = np.unique(lo * len(hashes) + hi, return_index=True)
+    return codes // len(hashes), codes % len(hashes), dist[keep][first]
 
 
 def _hamming_brute(hashes: np.ndarray, threshold: int) -> Edges:
@@ -236,11 +360,13 @@ def combine(*parts: Edges) -> Edges:
     j = np.concatenate([p.j for p in parts])
     rank = np.concatenate([p.rank for p in parts])
     dist = np.concatenate([p.distance for p in parts])
-    order = np.lexsort((dist, rank, j, i))
-    i, j, rank, dist = i[order], j[order], rank[order], dist[order]
+    variant = np.concatenate([p.variant for p in parts])
+    order = np.lexsort((variant, dist, rank, j, i))
     first = np.ones(len(i), dtype=bool)
-    first[1:] = (i[1:] != i[:-1]) | (j[1:] != j[:-1])
-    return Edges(i[first], j[first], rank[first], dist[first])
+    first[1:] = (i[order][1:] != i[order][:-1]) | (j[order][1:] != j[order][:-1])
+    pick = order[first]
+    return Edges(i[pick], j[pick], rank[pick], dist[pick], variant[pick],
+                 np.concatenate([p.inliers for p in parts])[pick], np.concatenate([p.coverage for p in parts])[pick])
 
 
 # -- clustering ------------------------------------------------------------------------------------

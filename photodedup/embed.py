@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,9 +28,9 @@ from PIL import Image
 from photodedup import config
 from photodedup.backends import Backend, embed_batches, get_backend
 from photodedup.catalog import Catalog
-from photodedup.errors import BadInputError
+from photodedup.errors import BadInputError, Interrupted
 from photodedup.executor import Executor, open_executor
-from photodedup.preprocess import DEFAULT_PREPROCESS, PreprocessConfig, crop_from_source, decode_crop
+from photodedup.preprocess import PreprocessConfig, crop_from_source, decode_crop
 from photodedup.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
@@ -86,30 +87,10 @@ class EmbedSummary:
         ])
 
 
-def open_backend(name: str = "onnx", *, model_dir: Path | None = None, weights: str | None = None,
-                 precision: str | None = None, device: str = "cpu", threads: int | None = None, seed: int = 0,
-                 url: str | None = None, token: str | None = None, payload: str | None = None,
-                 model: str | None = None, mode: str = "auto", engine: str = "local", ray_address: str | None = None,
-                 actors: int = 1, gpus_per_actor: float = 0) -> Backend:
-    """Create a backend from ``embed``'s options (each backend takes the ones it understands).
-
-    With ``engine="ray"`` the local backends (onnx, torch-local) run in ``actors`` Ray actors on the
-    cluster; the remote ones (http-service, triton-*, auto) are called from here as always.
-    """
-    if name == "onnx":
-        options = dict(model_dir=model_dir, weights=weights, precision=precision or "fp32", device=device,
-                       threads=threads)
-    elif name == "torch-local":
-        options = dict(weights=weights or config.DEFAULT_WEIGHTS, device=device, seed=seed, threads=threads,
-                       precision=precision or "auto", mode=mode)
-    else:
-        remote = {key: value for key, value in {"url": url, "token": token, "payload": payload}.items() if value}
-        if name == "auto":  # remote options, and the local fallback's
-            options = dict(**remote, model_dir=model_dir, weights=weights, device=device, threads=threads)
-        elif name == "http-service":
-            options = remote
-        else:
-            options = {key: value for key, value in {"url": url, "model": model}.items() if value}
+def open_backend(name: str = "onnx", *, engine: str = "local", ray_address: str | None = None, actors: int = 1,
+                 gpus_per_actor: float = 0, **options) -> Backend:
+    """``get_backend(name, **options)``; with ``engine="ray"`` the local backends (onnx, torch-local) run
+    in ``actors`` Ray actors on the cluster, the remote ones are called from here as always."""
     if engine == "ray" and name in ("onnx", "torch-local"):
         from photodedup.executor import RayActorBackend
 
@@ -120,10 +101,9 @@ def open_backend(name: str = "onnx", *, model_dir: Path | None = None, weights: 
 
 def register(cat: Catalog, backend: Backend) -> bool:
     """Record the backend's model in the catalog (once); returns whether its weights are random."""
-    is_random = bool(getattr(backend, "is_random", "/random" in backend.model_id))
-    weights = getattr(backend, "weights", None) or backend.model_id.split("/", 1)[-1]
-    cat.register_model(backend.model_id, weights=weights, is_random=is_random, dim=config.EMBEDDING_DIM)
-    return is_random
+    cat.register_model(backend.model_id, weights=backend.weights, is_random=backend.is_random,
+                       dim=config.EMBEDDING_DIM)
+    return backend.is_random
 
 
 def record_with_embeddings(cat: Catalog, backend: Backend, rows: list[dict], crops: dict[str, tuple[str, bytes]],
@@ -148,7 +128,7 @@ def decode_device(backend: Backend, decode: str = "auto") -> str | None:
     """The torch device that decodes originals for ``backend`` (see ``DECODERS``); None means PIL."""
     if decode not in DECODERS:
         raise BadInputError(f"--decode {decode!r} is not one of {', '.join(DECODERS)}")
-    device = str(getattr(backend, "device", "cpu"))
+    device = backend.device
     on_gpu = device.startswith("cuda")
     if decode == "pil" or (decode == "auto" and not on_gpu):
         return None
@@ -169,11 +149,10 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
     progress = progress or no_progress
     start = time.perf_counter()
     batch_size = max(1, int(batch_size))
-    preprocess: PreprocessConfig = getattr(backend, "preprocess", DEFAULT_PREPROCESS)
     device = decode_device(backend, decode)
     summary = EmbedSummary(backend=backend.name, model=backend.model_id,
                            decoder="pil" if device is None else f"torchvision on {device}")
-    with Catalog(catalog) as cat:
+    with Catalog(catalog, create=False) as cat, cat.writer("embed"), _interrupt_says_what_was_saved(cat, summary):
         summary.catalog = str(cat.path)
         summary.is_random = register(cat, backend)
         todo = cat.files_without_embedding(backend.model_id)
@@ -183,7 +162,7 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
         if not todo:
             summary.seconds = time.perf_counter() - start
             return summary
-        with _Assembler(cat, preprocess, summary, engine, workers, ray_address, device) as assembler:
+        with _Assembler(cat, backend.preprocess, summary, engine, workers, ray_address, device) as assembler:
             metas: deque[tuple[list[int], dict[int, str]]] = deque()
             pending_errors: dict[int, str] = {}
 
@@ -196,7 +175,7 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
                         yield images
 
             done = 0
-            for result in embed_batches(backend, batches(), in_flight=getattr(backend, "in_flight", 1)):
+            for result in embed_batches(backend, batches(), in_flight=backend.in_flight):
                 ids, errors = metas.popleft()
                 summary.timings["infer"] += result.seconds
                 _write(cat, summary, backend, ids, result.embeddings, errors, result.backend)
@@ -208,6 +187,16 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
                 progress(done, total)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+@contextmanager
+def _interrupt_says_what_was_saved(cat: Catalog, summary: EmbedSummary) -> Iterator[None]:
+    """Ctrl-C: every finished batch is committed; say so (``Interrupted``, exit 130)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: this embed saved {summary.embedded} embeddings of {summary.model} to "
+                          f"{cat.path}; run the same command again to continue where it stopped") from None
 
 
 def _write(cat: Catalog, summary: EmbedSummary, backend: Backend, ids: list[int],

@@ -52,6 +52,8 @@ class Truth:
     # review's labels then score only what was reviewed. ``None``: every file under ``root``.
     listed: set[str] | None = None
     originals: set[str] = field(default_factory=set)  # each group's original (absolute), where known
+    # Look-alikes that must stay apart: (file, its look-alike, kind), e.g. half a photo stretched.
+    negatives: list[tuple[str, str, str]] = field(default_factory=list)
 
     def pairs(self) -> set[tuple[str, str]]:
         return _pairs(self.groups)
@@ -86,7 +88,9 @@ def load_truth(path: Path | str) -> Truth:
     if isinstance(data.get("unrelated"), list):
         listed = {absolute(p) for g in data["groups"] for p in g}
         listed |= {absolute(p) for key in ("unrelated", "broken") for p in data.get(key) or [] if isinstance(p, str)}
-    return Truth(root, groups, kinds, listed, originals & {p for g in groups for p in g})
+    negatives = [(absolute(a), absolute(b), kinds.get(absolute(b), "negative"))
+                 for a, b in (data.get("negatives") or []) if isinstance(a, str) and isinstance(b, str)]
+    return Truth(root, groups, kinds, listed, originals & {p for g in groups for p in g}, negatives)
 
 
 @dataclass
@@ -115,6 +119,7 @@ class EvalResult:
     retrieval: dict[str, float]
     warnings: list[str]
     keeper: dict = field(default_factory=dict)   # accuracy, correct, groups, wrong: [{keeper, original, reason}]
+    apart: dict[str, list[int]] = field(default_factory=dict)  # negative kind -> [kept apart, total]
 
     def as_dict(self) -> dict:
         return {"truth": self.truth, "files": self.files, "model": self.model,
@@ -123,7 +128,7 @@ class EvalResult:
                 "by_evidence": {k: s.as_dict() for k, s in self.by_evidence.items()},
                 "recall_by_kind": {k: round(v, 4) for k, v in self.recall_by_kind.items()},
                 "retrieval": {k: round(v, 4) for k, v in self.retrieval.items()},
-                "keeper": self.keeper, "warnings": self.warnings}
+                "keeper": self.keeper, "negatives_apart": self.apart, "warnings": self.warnings}
 
     def render(self) -> str:
         p = self.params
@@ -136,6 +141,8 @@ class EvalResult:
         lines.append("retrieval: " + ", ".join(f"{k.upper()} {v:.3f}" for k, v in self.retrieval.items()))
         if self.recall_by_kind:
             lines.append("recall by kind: " + ", ".join(f"{k} {v:.2f}" for k, v in self.recall_by_kind.items()))
+        if self.apart:
+            lines.append("look-alikes kept apart: " + ", ".join(f"{k} {a}/{n}" for k, (a, n) in self.apart.items()))
         if self.keeper.get("groups"):
             k = self.keeper
             lines.append(f"keeper accuracy: {k['accuracy']:.3f} (the original is the keeper in {k['correct']} of the "
@@ -164,14 +171,14 @@ def evaluate(catalog: Path | str | Catalog | None, truth_path: Path | str, *,
     return EvalResult(str(truth_path), len(rows), params, model, overall, by_evidence,
                       recall_by_kind(groups, truth),
                       retrieval_metrics(groups, truth, {row["path"] for row in rows}, edge_order), warnings,
-                      keeper_accuracy(groups, truth))
+                      keeper_accuracy(groups, truth), kept_apart(groups, truth))
 
 
 def _evidence(cat: Catalog, truth: Truth, params: GroupParams):
     rows = [row for row in select_files(cat, [truth.root]) if truth.listed is None or row["path"] in truth.listed]
     model, warnings = pick_model(cat, params)
     vectors = semantic_vectors(cat, rows, model) if model else None
-    return rows, find_edges(rows, vectors, params), model, warnings
+    return rows, find_edges(rows, vectors, params, thumbs=cat.thumb), model, warnings
 
 
 def sweep(catalog: Path | str | Catalog | None, truth_path: Path | str, *, name: str = "hash",
@@ -255,18 +262,19 @@ def recall_by_kind(groups, truth: Truth) -> dict[str, float]:
 
 
 def keeper_accuracy(groups, truth: Truth) -> dict:
-    """Of the found groups that hold a true original, the share whose suggested keeper is that original."""
+    """Of the found groups that hold a true original, the share whose suggested keeper is that original
+    (or carries it as a companion file: the JPEG of a RAW+JPEG pair travels with its RAW)."""
     wrong, scored = [], 0
     for g in groups:
-        originals = [m for m in g.members if m.path in truth.originals]
-        if len(originals) != 1:
+        holders = [m for m in g.members if {m.path, *(c.path for c in m.companions)} & truth.originals]
+        if len(holders) != 1:
             continue  # no original, or two groups' originals merged (a precision error, scored there)
         scored += 1
-        if originals[0].file_id != g.keeper:
+        if holders[0].file_id != g.keeper:
             keeper = next(m for m in g.members if m.file_id == g.keeper)
             wrong.append({"keeper": _relative(keeper.path, truth.root),
-                          "original": _relative(originals[0].path, truth.root),
-                          "reason": g.keeper_reason, "original_note": originals[0].note})
+                          "original": _relative(holders[0].path, truth.root),
+                          "reason": g.keeper_reason, "original_note": holders[0].note})
     correct = scored - len(wrong)
     return {"accuracy": round(correct / scored, 4) if scored else None, "correct": correct, "groups": scored,
             "wrong": wrong}
@@ -277,6 +285,17 @@ def _relative(path: str, root: Path) -> str:
         return Path(path).relative_to(root).as_posix()
     except ValueError:
         return path
+
+
+def kept_apart(groups, truth: Truth) -> dict[str, list[int]]:
+    """For each kind of look-alike: how many were not grouped with the file they resemble, of how many."""
+    where = {m.path: g.id for g in groups for m in g.members}
+    out: dict[str, list[int]] = {}
+    for a, b, kind in truth.negatives:
+        counts = out.setdefault(kind, [0, 0])
+        counts[0] += where.get(a, -1) != where.get(b, -2)
+        counts[1] += 1
+    return out
 
 
 def _edge_order(rows, edges: clu.Edges) -> dict[tuple[str, str], tuple[int, float]]:

@@ -24,7 +24,8 @@ from typing import Protocol
 
 import numpy as np
 
-from photodedup.errors import BackendUnavailableError, BadInputError
+from photodedup.backends.base import Backend
+from photodedup.errors import BackendUnavailableError, BadInputError, ignore_interrupts
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class LocalExecutor(_Closing):
         if self._pool is None:
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(max_workers=self.workers)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=ignore_interrupts)
         return self._pool.map(fn, jobs, chunksize=chunksize)
 
     def close(self) -> None:
@@ -175,15 +176,14 @@ class _Replica:
 
     def info(self) -> dict:
         b = self.backend
-        return {"model_id": b.model_id, "max_batch_size": b.max_batch_size,
-                "preprocess": getattr(b, "preprocess", None), "is_random": getattr(b, "is_random", False),
-                "weights": getattr(b, "weights", None)}
+        return {"model_id": b.model_id, "max_batch_size": b.max_batch_size, "preprocess": b.preprocess,
+                "is_random": b.is_random, "weights": b.weights}
 
     def embed_batch(self, images: np.ndarray) -> np.ndarray:
         return self.backend.embed_batch(images)
 
 
-class RayActorBackend:
+class RayActorBackend(Backend):
     """A local backend (onnx, torch-local) served by ``replicas`` Ray actors; batches go to a free one.
 
     ``factory(**options)`` builds the backend inside each actor; ``num_gpus`` per actor places them on
@@ -206,8 +206,7 @@ class RayActorBackend:
         self.max_batch_size = info["max_batch_size"]
         self.is_random = info["is_random"]
         self.weights = info["weights"]
-        if info["preprocess"] is not None:
-            self.preprocess = info["preprocess"]
+        self.preprocess = info["preprocess"]
         self.in_flight = len(self._actors)
         self._free: deque = deque(self._actors)
         self._cond = threading.Condition()

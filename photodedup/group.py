@@ -1,8 +1,19 @@
 """``photodedup group``: turn hashes and embeddings into duplicate groups a person can act on.
 
-Evidence: exact (same MD5), perceptual (pHash Hamming distance <= ``hash_threshold``) and semantic
-(cosine >= ``cosine`` for one model's embeddings). Embeddings of random-weight models are never
-evidence unless ``allow_random`` is set. Clustering is complete link by default (no chaining: every
+Evidence (each kind can be turned off with ``evidence``):
+
+- ``exact``: same MD5;
+- ``perceptual``: pHash Hamming distance <= ``hash_threshold``; with ``dihedral`` also after turning
+  (90/180/270) or mirroring one of the two (the scan stores the 8 variant hashes; the pair says which);
+- ``verified``: a pair beyond the threshold, among each file's ``verify_neighbours`` nearest hashes
+  within ``verify_radius`` bits, that local features confirm (``photodedup.verify``: ORB matches, a
+  RANSAC homography, the match covering most of the smaller picture): crops, overlays, borders. With
+  it on, perceptual pairs beyond ``confirm_above`` bits must also not be refuted by local features;
+- ``semantic``: cosine >= ``cosine`` for one model's embeddings.
+
+Every member says what joined it to the keeper (``Member.match``; in words: ``match["how"]``).
+Embeddings of random-weight models are never evidence unless ``allow_random`` is set. Clustering is
+complete link by default (no chaining: every
 member is within the thresholds of every other), single link on request; see ``photodedup.cluster``.
 Each group names a suggested keeper with the reason (``photodedup.keeper``: the camera original
 first), and every other member why it is not the keeper. Nothing is deleted or moved here.
@@ -14,24 +25,36 @@ run is the current one, read back with ``photodedup.groups.load_groups``.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from photodedup import cluster as clu
-from photodedup import keeper
-from photodedup.catalog import Catalog, open_catalog
+from photodedup import hashing, keeper, verify
+from photodedup.catalog import Catalog, display, open_catalog
 from photodedup.errors import BadInputError
 from photodedup.groups import Group, Member
 from photodedup.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
 
-EVIDENCE = ("exact", "perceptual", "semantic")
+EVIDENCE = ("exact", "perceptual", "dihedral", "verified", "semantic")
+#: Verification candidates: each file's nearest hashes beyond the threshold, up to this many bits
+#: (measured: 6-10% crops move the pHash by 6-34 bits, overlays by 4-16; docs/BENCHMARKS.md).
+DEFAULT_VERIFY_RADIUS = 26
+#: Turned/mirrored matches must be closer than plain ones: seven more comparisons per pair mean seven
+#: more chances of a coincidence, and the copies measured differ by 0-2 bits (docs/BENCHMARKS.md).
+DEFAULT_DIHEDRAL_THRESHOLD = 4
+#: With verified evidence on, perceptual pairs (as is) beyond this many bits must not be refuted by
+#: local features (two different photos with one watermark hash this close; docs/BENCHMARKS.md).
+DEFAULT_CONFIRM_ABOVE = 8
+#: ... and at most this many of them per file (the bound that keeps 100,000 files in minutes).
+DEFAULT_VERIFY_NEIGHBOURS = 4
 #: pHash bits that may differ. Measured on the sample library (docs/BENCHMARKS.md "Grouping quality"):
 #: re-encodes, resizes, format conversions, EXIF rotations and brightening differ by <= 4 bits,
 #: burst neighbours by <= 6, crops by 10-18, unrelated photos by >= 20.
@@ -52,6 +75,10 @@ class GroupParams:
     allow_random: bool = False
     method: str = "complete"
     search: str = "auto"
+    dihedral_threshold: int = DEFAULT_DIHEDRAL_THRESHOLD
+    confirm_above: int = DEFAULT_CONFIRM_ABOVE
+    verify_radius: int = DEFAULT_VERIFY_RADIUS
+    verify_neighbours: int = DEFAULT_VERIFY_NEIGHBOURS
     keeper_rules: tuple[str, ...] = keeper.expand_rules(keeper.DEFAULT_RULES)
     prefer: tuple[str, ...] = ()   # reference folders (absolute): their files always win, never trashed
 
@@ -65,6 +92,8 @@ class GroupParams:
                                 hint=f"choose one of: {', '.join(clu.METHODS)}")
         if self.search not in ("auto", "exact", "faiss"):
             raise BadInputError(f"unknown search {self.search!r}", hint="choose one of: auto, exact, faiss")
+        if not 0 <= self.verify_radius <= 64 or self.verify_neighbours < 0:
+            raise BadInputError("--verify-radius must be between 0 and 64 and --verify-neighbours >= 0")
         if not 0 <= self.hash_threshold <= 64:
             raise BadInputError(f"--hash-threshold must be between 0 and 64, got {self.hash_threshold}")
         if not -1.0 <= self.cosine <= 1.0:
@@ -97,7 +126,9 @@ class GroupResult:
             lines.append(f"[{g.id}] {g.kind}, {len(g.members)} files; keep {g.keeper_path} ({g.keeper_reason})")
             for m in g.members:
                 if m.file_id != g.keeper:
-                    lines.append(f"    {m.evidence:<10} {m.score:.3f}  {m.path}  [{m.note}]")
+                    how = f"  ({m.match['how']})" if m.match.get("how") else ""
+                    lines.append(f"    {m.evidence:<10} {m.score:.3f}  {m.path}{how}  [{m.note}]")
+                lines += [f"    {'pair':<10} {'':5}  + {c.path}" for c in m.companions]
         if len(self.groups) > limit:
             lines.append(f"... and {len(self.groups) - limit} more groups (use --json, --csv or --html)")
         return "\n".join(lines)
@@ -122,13 +153,16 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
         progress(0, 3)
         model, warnings = pick_model(cat, params)
         vectors = semantic_vectors(cat, rows, model) if model else None
-        parts = find_edges(rows, vectors, params)
+        parts = find_edges(rows, vectors, params, thumbs=cat.thumb)
         progress(1, 3)
-        groups = build_groups(rows, clu.combine(*parts.values()), params)
+        groups = build_groups(rows, clu.combine(*parts.values()), params, pairs=cat.raw_pairs())
         progress(2, 3)
         counts = {kind: len(edges) for kind, edges in parts.items()}
         result = GroupResult(groups, params, len(rows), counts, model, warnings, time.perf_counter() - started)
-        if store:
+        if store and cat.readonly:
+            warnings.append(f"the catalog {cat.path} is read-only: these groups are not stored, so review "
+                            "and apply do not see them")
+        elif store:
             result.run_id = store_groups(cat, result)
         progress(3, 3)
     return result
@@ -192,17 +226,27 @@ def semantic_vectors(cat: Catalog, rows: Sequence, model: str) -> tuple[np.ndarr
     return index, vectors[keep]
 
 
-def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None,
-               params: GroupParams) -> dict[str, clu.Edges]:
-    """Candidate pairs of every enabled evidence kind, by kind (``cluster.combine`` merges them)."""
+def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None, params: GroupParams, *,
+               thumbs: Callable[[int], bytes | None] | None = None) -> dict[str, clu.Edges]:
+    """Candidate pairs of every enabled evidence kind, by kind (``cluster.combine`` merges them).
+
+    ``thumbs(file id)`` gives a file's stored thumbnail, for verified evidence (skipped without it).
+    """
     parts: dict[str, clu.Edges] = {}
     if "exact" in params.evidence:
         parts["exact"] = clu.exact_pairs([row["md5"] for row in rows])
+    index = np.array([k for k, row in enumerate(rows) if row["phash"] is not None], dtype=np.int64)
+    variants = _variant_hashes([rows[k] for k in index.tolist()])
     if "perceptual" in params.evidence:
-        index = np.array([k for k, row in enumerate(rows) if row["phash"] is not None], dtype=np.int64)
-        hashes = clu.to_uint64([rows[k]["phash"] for k in index.tolist()])
-        found = clu.hamming_pairs(hashes, params.hash_threshold)
-        parts["perceptual"] = clu.Edges.of(index[found.i], index[found.j], clu.PERCEPTUAL, found.distance)
+        turned = min(params.dihedral_threshold, params.hash_threshold) if "dihedral" in params.evidence else -1
+        found = clu.dihedral_pairs(variants, params.hash_threshold, turned)
+        parts["perceptual"] = clu.Edges.of(index[found.i], index[found.j], clu.PERCEPTUAL, found.distance,
+                                           variant=found.variant)
+    if "verified" in params.evidence and thumbs is not None:
+        pixels = _pixel_source(rows, thumbs)
+        if "perceptual" in parts:
+            parts["perceptual"] = confirmed(parts["perceptual"], params, pixels)
+        parts["verified"] = verified_edges(index, variants[:, 0], parts, params, pixels)
     if vectors is not None and len(vectors[0]):
         index, vecs = vectors
         found = clu.cosine_pairs(vecs, params.cosine, method=params.search)
@@ -210,34 +254,116 @@ def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None,
     return parts
 
 
-def build_groups(rows: Sequence, edges: clu.Edges, params: GroupParams | None = None) -> list[Group]:
-    """Cluster, then name each group's keeper and each member's evidence (ids are 1, 2, ...)."""
+def _variant_hashes(rows: Sequence) -> np.ndarray:
+    """``uint64 [n, 8]``: the stored dihedral pHashes (rows scanned before them: the pHash 8 times)."""
+    out = np.empty((len(rows), 8), dtype=np.uint64)
+    for k, row in enumerate(rows):
+        stored = hashing.unpack(row["phashes"]) if "phashes" in row.keys() else None
+        out[k] = stored if stored is not None and len(stored) == 8 else clu.to_uint64([row["phash"]] * 8)
+    return out
+
+
+def confirmed(perceptual: clu.Edges, params: GroupParams, pixels) -> clu.Edges:
+    """Perceptual pairs without those in the upper band (as is, more than ``confirm_above`` bits) that
+    local features refute: enough features on both sides and no geometry that explains them. A shared
+    watermark or a similar layout moves two different photos' hashes this close."""
+    band = np.nonzero((perceptual.variant == 0) & (perceptual.distance > params.confirm_above))[0]
+    pairs = list(zip(perceptual.i[band].tolist(), perceptual.j[band].tolist(), strict=True))
+    verdicts = verify.verify_pairs(pairs, pixels)
+    keep = np.ones(len(perceptual), dtype=bool)
+    keep[band] = [v is None or not v.refutes for v in verdicts]
+    return perceptual.where(keep)
+
+
+def verified_edges(index: np.ndarray, hashes: np.ndarray, found: dict[str, clu.Edges],
+                   params: GroupParams, pixels) -> clu.Edges:
+    """Pairs beyond the hash threshold that local features confirm (``photodedup.verify``).
+
+    Candidates: each file's ``verify_neighbours`` nearest hashes within ``verify_radius`` bits. Then one
+    round of closure: two files with a common partner (any evidence) but no edge of their own are
+    checked too (complete link needs every pair), mirrored when the plain check fails (one of them may
+    be a mirrored copy).
+    """
+    ci, cj, _ = clu.near_pairs(hashes, params.hash_threshold, params.verify_radius, params.verify_neighbours)
+    known = clu.combine(*found.values())
+    have = set(zip(known.i.tolist(), known.j.tolist(), strict=True))
+    candidates = sorted({p for p in zip(index[ci].tolist(), index[cj].tolist(), strict=True)} - have)
+    accepted = _verify(candidates, pixels)
+    partners: dict[int, set[int]] = {}
+    for a, b in have | set(accepted):
+        partners.setdefault(a, set()).add(b)
+        partners.setdefault(b, set()).add(a)
+    more = {(min(a, c), max(a, c)) for b, near in partners.items() for a in near for c in near if a != c}
+    more -= have | set(candidates)
+    accepted |= _verify(sorted(more), pixels, mirrored=True)
+    if not accepted:
+        return clu.Edges.empty()
+    pairs = sorted(accepted)
+    verdicts = [accepted[p] for p in pairs]
+    return clu.Edges.of([p[0] for p in pairs], [p[1] for p in pairs], clu.VERIFIED,
+                        [1.0 - v.coverage for v in verdicts], inliers=[v.inliers for v in verdicts],
+                        coverage=[v.coverage for v in verdicts])
+
+
+def _pixel_source(rows: Sequence, thumbs: Callable[[int], bytes | None]) -> Callable[[int], np.ndarray | None]:
+    def pixels(k: int) -> np.ndarray | None:
+        jpeg = thumbs(rows[k]["id"])
+        if jpeg is None:
+            return None
+        try:
+            return verify.content_pixels(jpeg, rows[k])
+        except ValueError:
+            return None
+    return pixels
+
+
+def _verify(pairs: list[tuple[int, int]], pixels, *, mirrored: bool = False) -> dict[tuple[int, int], verify.Verdict]:
+    verdicts = verify.verify_pairs(pairs, pixels, mirrored=mirrored)
+    return {p: v for p, v in zip(pairs, verdicts, strict=True) if v is not None and v.accepted}
+
+
+def build_groups(rows: Sequence, edges: clu.Edges, params: GroupParams | None = None,
+                 pairs: dict[int, int] | None = None) -> list[Group]:
+    """Cluster, then name each group's keeper and each member's evidence (ids are 1, 2, ...).
+
+    ``pairs`` (RAW file id -> JPEG/HEIC file id): each RAW+JPEG pair is one item, the RAW with its
+    JPEG as a companion, so a pair is never a group by itself and never split.
+    """
     params = params or GroupParams()
+    edges, companions = _shots(rows, edges, pairs or {})
     keys = np.array([row["id"] for row in rows], dtype=np.int64)
     clusters = clu.cluster(len(rows), edges, keys, method=params.method)
     label = np.full(len(rows), -1, dtype=np.int64)
     for number, members in enumerate(clusters):
         label[members] = number
     inside = (label[edges.i] >= 0) & (label[edges.i] == label[edges.j])
-    best: dict[tuple[int, int], tuple[int, float]] = {}
-    for a, b, rank, dist in zip(edges.i[inside].tolist(), edges.j[inside].tolist(),
-                                edges.rank[inside].tolist(), edges.distance[inside].tolist(), strict=True):
-        best[(a, b)] = best[(b, a)] = (rank, dist)
+    best: dict[tuple[int, int], tuple[int, float, int]] = {}  # (rank, distance, edge number)
+    for number in np.nonzero(inside)[0].tolist():
+        a, b = int(edges.i[number]), int(edges.j[number])
+        best[(a, b)] = best[(b, a)] = (int(edges.rank[number]), float(edges.distance[number]), number)
     groups = []
     for members in clusters:
         out = [(k, Member.from_row(rows[k], evidence="", score=0.0)) for k in members]
+        for k, m in out:
+            m.companions = [Member.from_row(rows[c], evidence="pair", score=1.0) for c in companions.get(k, ())]
         choice = keeper.choose([m for _, m in out], params.keeper_rules, params.prefer)
         keeper_index = next(k for k, m in out if m.file_id == choice.keeper)
         for k, m in out:
             m.keeper = k == keeper_index
             m.note = choice.notes.get(m.file_id, "")
             m.reference = keeper.in_folders(m.path, params.prefer)
+            for c in m.companions:
+                c.keeper, c.reference = m.keeper, m.reference
             if m.keeper:
                 m.evidence, m.score = "keeper", 1.0
             else:
                 # complete link: a direct edge to the keeper always exists; single link: the best edge
-                link = best.get((k, keeper_index)) or min(best[(k, o)] for o in members if (k, o) in best)
-                m.evidence, m.score = clu.KIND_NAMES[link[0]], round(_score(*link), 6)
+                pair = (k, keeper_index) if (k, keeper_index) in best else min(
+                    ((k, o) for o in members if (k, o) in best), key=best.__getitem__)
+                rank, dist, number = best[pair]
+                m.evidence, m.score = clu.KIND_NAMES[rank], round(_score(rank, dist), 6)
+                m.match = describe(edges, number, towards=pair[0], other=rows[pair[1]]["path"],
+                                   is_keeper=pair[1] == keeper_index)
         ordered = sorted((m for _, m in out), key=lambda m: (m.evidence != "keeper", m.path))
         kinds = {m.evidence for m in ordered if m.evidence != "keeper"}
         groups.append(Group(0, kinds.pop() if len(kinds) == 1 else "mixed", choice.keeper, choice.reason, ordered))
@@ -247,8 +373,50 @@ def build_groups(rows: Sequence, edges: clu.Edges, params: GroupParams | None = 
     return groups
 
 
+def _shots(rows: Sequence, edges: clu.Edges, pairs: dict[int, int]) -> tuple[clu.Edges, dict[int, list[int]]]:
+    """Edges between shots: a pair's JPEG hands its edges to its RAW (the pair's own edge goes).
+
+    Returns those edges and, by the RAW's row index, the row indices of its companions.
+    """
+    index = {row["id"]: k for k, row in enumerate(rows)}
+    lead = np.arange(len(rows), dtype=np.int64)
+    companions: dict[int, list[int]] = {}
+    for raw_id, other_id in pairs.items():
+        if raw_id in index and other_id in index:
+            lead[index[other_id]] = index[raw_id]
+            companions.setdefault(index[raw_id], []).append(index[other_id])
+    if not companions:
+        return edges, {}
+    return clu.combine(edges.moved(lead[edges.i], lead[edges.j])), companions
+
+
 def _score(rank: int, distance: float) -> float:
+    """1.0 exact, 1 - bits/64 perceptual, covered share verified, cosine semantic."""
     return 1.0 if rank == clu.EXACT else 1.0 - distance / 64 if rank == clu.PERCEPTUAL else 1.0 - distance
+
+
+def describe(edges: clu.Edges, number: int, *, towards: int, other: str, is_keeper: bool) -> dict:
+    """What joined edge ``number``'s item ``towards`` to its partner, as data and in words (``how``)."""
+    rank, dist = int(edges.rank[number]), float(edges.distance[number])
+    match: dict = {"kind": clu.KIND_NAMES[rank]}
+    if rank == clu.EXACT:
+        words = "exact copy (same bytes)"
+    elif rank == clu.PERCEPTUAL:
+        variant = int(edges.variant[number])
+        if variant and int(edges.i[number]) == towards:  # the variant maps item i onto item j: turn it round
+            variant = hashing.INVERSE[variant]
+        name = hashing.variant_name(variant)
+        match |= {"bits": int(dist), "variant": name or "as is"}
+        words = f"perceptual{', ' + name if name else ''} ({int(dist)} of 64 pHash bits differ)"
+    elif rank == clu.VERIFIED:
+        match |= {"inliers": int(edges.inliers[number]), "coverage": round(float(edges.coverage[number]), 4)}
+        words = (f"verified: {match['inliers']} matching ORB features, the match covers "
+                 f"{match['coverage']:.0%} of the smaller picture")
+    else:
+        match["cosine"] = round(1.0 - dist, 6)
+        words = f"semantic (embedding cosine {1.0 - dist:.3f})"
+    match["how"] = words + ("" if is_keeper else f" to {Path(other).name}")
+    return match
 
 
 # -- persistence -----------------------------------------------------------------------------------
@@ -256,7 +424,8 @@ def store_groups(cat: Catalog, result: GroupResult) -> int:
     """Write one run with its groups in one transaction; returns the run id. Group ids become the stored ids."""
     params = asdict(result.params) | {"model_used": result.model}
     run_id, ids = cat.store_group_run(params, [
-        (g.kind, g.keeper, g.keeper_reason, [(m.file_id, m.evidence, m.score, m.note) for m in g.members])
+        (g.kind, g.keeper, g.keeper_reason,
+         [(m.file_id, m.evidence, m.score, m.note, json.dumps(m.match) if m.match else "") for m in g.members])
         for g in result.groups])
     for g, group_id in zip(result.groups, ids, strict=True):
         g.id = group_id
@@ -264,8 +433,9 @@ def store_groups(cat: Catalog, result: GroupResult) -> int:
 
 
 def write_csv(groups: Sequence[Group], out: Path | str) -> Path:
-    """One row per member: group, kind, role, path, evidence, score, resolution, size, format, camera,
-    capture time, reference, the keeper's reason and why this member is not the keeper."""
+    """One row per file (a pair's JPEG has role ``pair``): group, kind, role, path, evidence, score,
+    resolution, size, format, camera, capture time, reference, the keeper's reason and why this member
+    is not the keeper."""
     out = Path(out)
     with out.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -273,7 +443,8 @@ def write_csv(groups: Sequence[Group], out: Path | str) -> Path:
                          "format", "camera", "taken_at", "reference", "keeper_reason", "why_not_keeper"])
         for g in groups:
             for m in g.members:
-                writer.writerow([g.id, g.kind, "keeper" if m.file_id == g.keeper else "candidate", m.path,
-                                 m.evidence, m.score, m.width, m.height, m.size, m.format, m.camera, m.taken_at,
-                                 int(m.reference), g.keeper_reason, m.note])
+                for f in m.files:  # a RAW+JPEG pair: the JPEG follows its RAW, role "pair"
+                    role = "pair" if f is not m else "keeper" if m.file_id == g.keeper else "candidate"
+                    writer.writerow([g.id, g.kind, role, display(f.path), f.evidence, f.score, f.width, f.height,
+                                     f.size, f.format, f.camera, f.taken_at, int(f.reference), g.keeper_reason, m.note])
     return out

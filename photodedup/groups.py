@@ -12,6 +12,10 @@ joined with what people decided since. Decisions:
   leaves the group (and stays out after regrouping) while the rest stays;
 - files under a reference folder (``group --prefer DIR``) are never marked trash.
 
+A RAW+JPEG pair (one shot the camera wrote as two files, ``photodedup.raw.find_pairs``) is one
+member: the RAW, with its JPEG or HEIC as a *companion*. The decision is made on the RAW and holds
+for both; ``apply`` moves both halves and ``undo`` restores both.
+
 All SQL lives in :mod:`photodedup.catalog`; this module holds no web and no file moving.
 """
 
@@ -26,7 +30,7 @@ from pathlib import Path
 
 from photodedup import keeper as keeper_rules
 from photodedup.catalog import Catalog, open_catalog
-from photodedup.errors import BadInputError
+from photodedup.errors import BadInputError, NotFoundError
 
 ACTIONS = ("keep", "trash")
 KINDS = ("exact", "perceptual", "semantic", "mixed")
@@ -51,9 +55,13 @@ class Member:
     content_width: int | None = None   # inside any uniform border (None: not measured)
     content_height: int | None = None
     grayscale: int | None = None       # 1 grayscale, 0 colour, None not measured
+    jpeg_quality: int | None = None    # JPEG quality of its tables (100: a maximum-quality re-save)
     status: str = "ok"
     keeper: bool = False
     note: str = ""                   # why it is not the keeper (the rule that decided)
+    #: What joined it (not for the keeper): kind, and bits + variant ("mirrored", "turned 90", "as is") for
+    #: perceptual, inliers + coverage for verified, cosine for semantic; ``how``: the same in words.
+    match: dict = field(default_factory=dict)
     reference: bool = False          # under a reference folder (--prefer): never trashed
     decision: str | None = None      # keep | trash | None
     in_trash: bool = False
@@ -69,10 +77,20 @@ class Member:
                    width=get("width"), height=get("height"), size=get("size"), format=get("format"),
                    taken_at=get("taken_at"), camera=get("camera"), md5=get("md5"), mtime_ns=get("mtime_ns"),
                    content_width=get("content_width"), content_height=get("content_height"),
-                   grayscale=get("grayscale"), status=get("status") or "ok", **extra)
+                   grayscale=get("grayscale"), jpeg_quality=get("jpeg_quality"), status=get("status") or "ok",
+                   **({"match": json.loads(get("match"))} if get("match") else {}) | extra)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def files(self) -> list[Member]:
+        """This file and its companions (the halves of a RAW+JPEG pair)."""
+        return [self, *self.companions]
+
+    @property
+    def total_size(self) -> int:
+        return sum(m.size or 0 for m in self.files)
 
 
 @dataclass
@@ -112,20 +130,25 @@ class Group:
         if self.dismissed:
             return 0
         if any(m.decision for m in self.members):
-            return sum(m.size or 0 for m in self.members if m.decision == "trash" and not m.in_trash)
+            return sum(m.total_size for m in self.members if m.decision == "trash" and not m.in_trash)
         trash = {i for i, action in self.suggested().items() if action == "trash"}
-        return sum(m.size or 0 for m in self.members if m.file_id in trash and m.status == "ok")
+        return sum(m.total_size for m in self.members if m.file_id in trash and m.status == "ok")
+
+    @property
+    def paths(self) -> list[str]:
+        """Every file of the group, companions included."""
+        return [f.path for m in self.members for f in m.files]
 
     def summary(self) -> dict:
         return {"id": self.id, "kind": self.kind, "state": self.state, "count": len(self.members),
                 "keeper": self.keeper, "keeper_reason": self.keeper_reason, "reclaimable": self.reclaimable,
-                "size": sum(m.size or 0 for m in self.members),
+                "size": sum(m.total_size for m in self.members),
                 "score": min((m.score for m in self.members if m.file_id != self.keeper), default=1.0),
                 "evidence": sorted({m.evidence for m in self.members if not m.keeper}),
                 "files": [m.file_id for m in self.members], "removed": len(self.removed)}
 
     def detail(self) -> dict:
-        return self.summary() | {"members": [m.as_dict() for m in self.members],
+        return self.summary() | {"members": [m.as_dict() | {"evidence_words": evidence_words(m)} for m in self.members],
                                  "removed_members": [m.as_dict() for m in self.removed]}
 
     def as_dict(self) -> dict:
@@ -152,26 +175,57 @@ def load_groups(catalog: Path | str | Catalog | None = None, run_id: int | None 
             group = groups[row["group_id"]]
             group.members.append(Member.from_row(
                 row, evidence=row["evidence"], score=row["score"], keeper=row["id"] == group.keeper,
-                note=row["note"], reference=keeper_rules.in_folders(row["path"], prefer),
-                in_trash=row["status"] == "missing" and (row["reason"] or "").startswith("in the trash")))
+                note=row["note"], reference=keeper_rules.in_folders(row["path"], prefer), in_trash=in_trash(row)))
+        partners = cat.raw_pairs()
+        for group in groups.values():
+            ids = {m.file_id for m in group.members}
+            for m in group.members:
+                partner = partners.get(m.file_id)
+                if partner is not None and partner not in ids:
+                    row = cat.file(partner)
+                    m.companions.append(Member.from_row(row, evidence="pair", score=1.0, keeper=m.keeper,
+                                                        reference=m.reference, in_trash=in_trash(row)))
     return list(groups.values())
+
+
+def in_trash(row) -> bool:
+    """Whether a ``files`` row is in photodedup's trash (moved there by ``apply``)."""
+    return row["status"] == "missing" and (row["reason"] or "").startswith("in the trash")
 
 
 def current_groups(cat: Catalog) -> list[Group]:
     """The current groups with the decisions made since: keep/trash, not duplicates, members taken out."""
     decisions = cat.decisions()
     pairs = cat.not_duplicate_pairs()
+    run = cat.group_run()
+    params = run[1] if run else {}
     out = []
     for group in load_groups(cat):
         for m in group.members:
             decision = decisions.get(m.file_id)
-            m.decision = decision["action"] if decision else None
+            for f in m.files:  # one decision for both halves of a pair
+                f.decision = decision["action"] if decision else None
         group.dismissed = _dismissed([m.md5 for m in group.members], pairs)
         if not group.dismissed:
             group.removed = [m for m in group.members if _taken_out(m, group.members, pairs)]
             group.members = [m for m in group.members if m not in group.removed]
+            if any(m.keeper for m in group.removed):
+                _choose_again(group, params)
         out.append(group)
     return out
+
+
+def _choose_again(group: Group, params: dict) -> None:
+    """The suggested keeper was taken out of its group: choose again among the members left."""
+    for m in group.removed:
+        m.keeper = False
+    choice = keeper_rules.choose(group.members, params.get("keeper_rules") or keeper_rules.DEFAULT_RULES,
+                                 tuple(params.get("prefer") or ()))
+    group.keeper = choice.keeper
+    group.keeper_reason = f"{choice.reason} (the first suggestion was taken out)".lstrip()
+    for m in group.members:
+        m.keeper = m.file_id == choice.keeper
+        m.note = choice.notes.get(m.file_id, "")
 
 
 def _dismissed(md5s: list[str | None], pairs: set[tuple[str, str]]) -> bool:
@@ -188,7 +242,7 @@ def find_group(cat: Catalog, group_id: int) -> Group:
     for group in current_groups(cat):
         if group.id == group_id:
             return group
-    raise BadInputError(f"no group {group_id} in the current grouping", hint="reload the page")
+    raise NotFoundError(f"no group {group_id} in the current grouping", hint="reload the page")
 
 
 def overview(cat: Catalog, *, kind: str | None = None, sort: str = "size") -> dict:
@@ -309,6 +363,22 @@ def _member(group: Group, file_id: int, *, removed: bool = False) -> Member:
     raise BadInputError(f"file {file_id} is not {'taken out of' if removed else 'in'} group {group.id}")
 
 
+def evidence_words(m: Member) -> str:
+    """What joined a member to its group, in words."""
+    kind, _, variant = m.evidence.partition(",")
+    variant = f" ({variant.strip()})" if variant.strip() else ""
+    if m.keeper or kind == "keeper":
+        return "the suggested keeper"
+    if kind == "exact":
+        return "an exact copy: the same bytes"
+    if kind == "perceptual":
+        bits = round((1.0 - m.score) * 64)
+        return f"looks the same{variant}: its perceptual hash differs in {bits} of 64 bits"
+    if kind == "semantic":
+        return f"the same scene by the model's embedding (cosine {m.score:.3f}){variant}"
+    return f"{m.evidence} ({m.score:.3f})"
+
+
 # -- differences between two members (the page's side-by-side compare) ------------------------------
 def differences(a: Member, b: Member) -> list[str]:
     """What the tool knows differs between two members, in words (border, grayscale, crop, mirror, ...)."""
@@ -320,7 +390,7 @@ def differences(a: Member, b: Member) -> list[str]:
                        f"in {m.width}x{m.height})")
     if a.grayscale is not None and b.grayscale is not None and a.grayscale != b.grayscale:
         out.append(f"grayscale: {name(a if a.grayscale else b)} is grayscale, {name(b if a.grayscale else a)} colour")
-    ca, cb = _content(a), _content(b)
+    ca, cb = keeper_rules.content_size(a), keeper_rules.content_size(b)
     if all(ca) and all(cb) and abs(ca[0] / ca[1] - cb[0] / cb[1]) > 0.02 and \
             abs(ca[0] / ca[1] - cb[1] / cb[0]) > 0.02:
         out.append(f"crop: the aspect ratios differ ({ca[0]}x{ca[1]} and {cb[0]}x{cb[1]}), so one shows less")
@@ -344,10 +414,6 @@ def differences(a: Member, b: Member) -> list[str]:
     return out
 
 
-def _content(m: Member) -> tuple[int, int]:
-    return (m.content_width or m.width or 0, m.content_height or m.height or 0)
-
-
 # -- labels ---------------------------------------------------------------------------------------
 def labels(cat: Catalog, *, root: Path | None = None) -> dict:
     """Reviewed groups as labels in the sample library's truth.json format (``photodedup eval --truth``).
@@ -367,7 +433,7 @@ def labels(cat: Catalog, *, root: Path | None = None) -> dict:
             return None
 
     groups = current_groups(cat)
-    paths = [m.path for g in groups for m in g.members + g.removed]
+    paths = [f.path for g in groups for m in g.members + g.removed for f in m.files]
     common = Path(root) if root else Path(os.path.commonpath(paths)) if paths else None
     out: dict = {"groups": [], "unrelated": [], "root": str(common) if common else None,
                  "source": "photodedup review", "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
@@ -376,6 +442,8 @@ def labels(cat: Catalog, *, root: Path | None = None) -> dict:
         by_content: dict[str, list[str]] = {}
         for m in apart:
             by_content.setdefault(m.md5 or m.path, []).append(m.path)
+            if m.companions:  # a pair is one shot: its halves are labelled together
+                out["groups"].append(sorted(n for n in (name(f.path) for f in m.files) if n))
         for same in by_content.values():
             names = [n for n in map(name, same) if n]
             if len(names) > 1:
@@ -383,7 +451,7 @@ def labels(cat: Catalog, *, root: Path | None = None) -> dict:
             elif names:
                 out["unrelated"].append(names[0])
         if not group.dismissed and group.state in ("reviewed", "applied"):
-            names = [n for n in (name(m.path) for m in group.members if m.decision) if n]
+            names = [n for n in (name(f.path) for m in group.members if m.decision for f in m.files) if n]
             if len(names) > 1:
                 out["groups"].append(sorted(names))
     out["groups"].sort()

@@ -33,7 +33,7 @@ INVERSE = (0, 1, 2, 3, 5, 4, 6, 7)
 
 #: A border row or column: every channel within this many levels of the border colour at the 98th
 #: percentile of its pixels (JPEG ringing and noise stay under it; photo content does not).
-BORDER_TOLERANCE = 24
+BORDER_TOLERANCE = 6
 #: Never trim more than this share of a side (a mostly uniform picture is content, not border).
 MAX_TRIM = 0.4
 #: Grey: the 99th percentile of the largest channel difference of a pixel is at most this.

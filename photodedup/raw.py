@@ -28,7 +28,7 @@ from datetime import datetime
 
 from PIL import Image, UnidentifiedImageError
 
-from photodedup.preprocess import draft_for_shortest_side, open_checked
+from photodedup.preprocess import DEFAULT_MAX_PIXELS, draft_for_shortest_side, open_checked
 
 RAW_EXTENSIONS = frozenset({
     ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".pef",
@@ -82,8 +82,11 @@ def raw_format(path: str, head: bytes) -> str | None:
     return extension[1:].upper() if extension in RAW_EXTENSIONS else None
 
 
-def read_raw(data: bytes, fmt: str, *, max_pixels: int, shortest: int = 224) -> RawShot:
-    """Decode a RAW file's bytes for the scan. Raises :class:`RawReadError` with a kind and a reason."""
+def read_raw(data: bytes, fmt: str, *, max_pixels: int, shortest: int = 224, draft: bool = True) -> RawShot:
+    """Decode a RAW file's bytes for the scan. Raises :class:`RawReadError` with a kind and a reason.
+
+    ``draft``: decode the preview at the smallest JPEG scale that keeps ``shortest`` (else in full).
+    """
     try:
         import rawpy
     except ImportError as error:  # pragma: no cover - rawpy is a dependency
@@ -100,7 +103,7 @@ def read_raw(data: bytes, fmt: str, *, max_pixels: int, shortest: int = 224) -> 
                                                 f"sensor pixels is over the limit of {max_pixels}")
             orientation = _FLIP_TO_ORIENTATION.get(sizes.flip, 1)
             width, height = (sizes.height, sizes.width) if orientation >= 5 else (sizes.width, sizes.height)
-            preview_jpeg, image = _preview(raw, rawpy, shortest, max_pixels)
+            preview_jpeg, image = _preview(raw, rawpy, shortest, max_pixels, draft)
             if image is not None:
                 image = image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
                 decoded_from = "preview"
@@ -123,7 +126,7 @@ def read_raw(data: bytes, fmt: str, *, max_pixels: int, shortest: int = 224) -> 
     return RawShot(image, raw_exif(data, fmt, preview_jpeg), width, height, fmt, decoded_from, taken)
 
 
-def _preview(raw, rawpy, shortest: int, max_pixels: int) -> tuple[bytes | None, Image.Image | None]:
+def _preview(raw, rawpy, shortest: int, max_pixels: int, draft: bool) -> tuple[bytes | None, Image.Image | None]:
     """The embedded preview's JPEG bytes, and the preview decoded when it is large enough (else None)."""
     try:
         thumb = raw.extract_thumb()
@@ -138,11 +141,20 @@ def _preview(raw, rawpy, shortest: int, max_pixels: int) -> tuple[bytes | None, 
         image = open_checked(thumb.data, max_pixels=max_pixels)
         if min(image.size) < shortest:
             return thumb.data, None
-        draft_for_shortest_side(image, shortest)
+        if draft:
+            draft_for_shortest_side(image, shortest)
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
         return None, None
     return thumb.data, image
+
+
+def load_raw(path: str, *, fast: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """A RAW file as an upright picture (the review page's viewer): its preview, else a half-size decode."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    fmt = raw_format(path, data[:16]) or "RAW"
+    return read_raw(data, fmt, max_pixels=max_pixels, draft=fast).image
 
 
 def _one_thread(rawpy) -> None:
@@ -198,7 +210,7 @@ def _tiff_bytes(data: bytes, fmt: str) -> bytes | None:
 
 
 def find_pairs(rows: Iterable) -> list[tuple[int, int]]:
-    """``(raw_id, other_id)`` for every RAW+JPEG (or HEIC) pair among catalog file rows.
+    """``(raw_id, other_id)`` for every RAW+JPEG (or HEIC) pair among catalog file rows (OK or in the trash).
 
     A pair: a RAW and a JPEG/HEIC with the same stem (case-insensitive) in the same folder, whose capture
     times are within ``PAIR_SECONDS`` or unknown on either side (the name in one folder is the camera's
@@ -208,6 +220,9 @@ def find_pairs(rows: Iterable) -> list[tuple[int, int]]:
     raws: dict[tuple[str, str], list] = defaultdict(list)
     others: dict[tuple[str, str], list] = defaultdict(list)
     for row in rows:
+        in_trash = row["status"] == "missing" and (row["reason"] or "").startswith("in the trash")
+        if row["status"] != "ok" and not in_trash:
+            continue  # a pair in the trash stays a pair, so that undo and the page show both halves
         folder, name = os.path.split(row["path"])
         key = (folder, os.path.splitext(name)[0].lower())
         if row["raw_decode"]:

@@ -1,33 +1,42 @@
 """A static, self-contained HTML report of duplicate groups: thumbnails side by side, keeper marked.
 
-Thumbnails come from the catalog's ``thumbs`` table (made at scan time) and are embedded as
-``data:`` URIs, so the one file can be mailed, archived or opened offline.
+Each file shows its format, dimensions (and content inside an added border), size, camera, capture
+date, the evidence that joined it in words, and why it is or is not the keeper; the top says what to
+run next (``photodedup review``).
+
+Thumbnails come from the catalog's ``thumbs`` table (made at scan time; a RAW's is its embedded
+preview) and are embedded as ``data:`` URIs, so the one file can be mailed, archived or opened
+offline. A RAW+JPEG pair is one item: the RAW's thumbnail, both files listed.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import shlex
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from photodedup.catalog import Catalog
-from photodedup.groups import Group
-from photodedup.keeper import human_size
+from photodedup.catalog import Catalog, display
+from photodedup.groups import Group, Member, evidence_words
+from photodedup.keeper import bordered, content_size, human_size
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#222;background:#fafafa}
 h1{font-size:1.4rem;margin:0 0 .3rem} .meta{color:#666;margin:0 0 1rem}
 .warn{background:#fff3cd;border:1px solid #e0c36c;padding:.5rem .8rem;margin:.5rem 0}
+.next{background:#e6eeff;border:1px solid #b9cdf7;padding:.5rem .8rem;margin:.5rem 0 1rem}
+.next code{background:#fff;padding:0 .3rem;border-radius:3px}
 section{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.8rem;margin:0 0 1rem}
 section h2{font-size:1rem;margin:0 0 .6rem} .kind{color:#555;font-weight:normal}
 .row{display:flex;flex-wrap:wrap;gap:.8rem}
-figure{margin:0;width:220px;border:2px solid #ddd;border-radius:4px;padding:.4rem;background:#fff}
+figure{margin:0;width:240px;border:2px solid #ddd;border-radius:4px;padding:.4rem;background:#fff}
 figure.keeper{border-color:#2e7d32} figure img{width:100%;height:160px;object-fit:contain;background:#eee}
 .none{height:160px;display:flex;align-items:center;justify-content:center;background:#eee;color:#888}
-figcaption{font-size:12px;word-break:break-all} .badge{font-weight:bold;color:#2e7d32}
-.cand{color:#b26a00;font-weight:bold}
+figcaption{font-size:12px} .badge{font-weight:bold;color:#2e7d32} .path{word-break:break-all;color:#444}
+.cand{color:#b26a00;font-weight:bold} dl{display:grid;grid-template-columns:auto 1fr;gap:0 .5rem;margin:.3rem 0}
+dt{color:#777} dd{margin:0} .why{color:#7a4300}
 """
 
 
@@ -37,30 +46,48 @@ def write_report(groups: Sequence[Group], out: Path | str, *, catalog: Catalog,
     """Write the report to ``out`` and return its path. Nothing in it links outside the file."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    removable = sum(m.size or 0 for g in groups for m in g.members if m.file_id != g.keeper)
+    suggested = [f for g in groups for m in g.members if g.suggested().get(m.file_id) == "trash" for f in m.files]
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
-             f"<p class='meta'>{len(groups)} groups, {sum(len(g.members) - 1 for g in groups)} candidates "
-             f"({human_size(removable)}) - written {time.strftime('%Y-%m-%d %H:%M')}. "
+             f"<p class='meta'>{len(groups)} groups, {len(suggested)} files suggested for the trash "
+             f"({human_size(sum(m.size or 0 for m in suggested))}) - written {time.strftime('%Y-%m-%d %H:%M')}. "
              "Suggestions only: nothing was moved or deleted.</p>"]
     parts += [f"<p class='meta'>{html.escape(note)}</p>" for note in notes]
     parts += [f"<div class='warn'>{html.escape(w)}</div>" for w in warnings]
+    if groups:
+        review = f"photodedup review --catalog {shlex.quote(str(catalog.path))} --open"
+        parts.append("<div class='next'><strong>Next:</strong> decide in the browser with "
+                     f"<code>{html.escape(review)}</code>, then <code>photodedup apply --dry-run</code> to see what "
+                     "would move to the trash folder, <code>photodedup apply</code> to move it, and "
+                     "<code>photodedup undo</code> to put it back.</div>")
     for g in groups:
         parts.append(f"<section id='group-{g.id}'><h2>Group {g.id} <span class='kind'>{g.kind}, "
                      f"{len(g.members)} files; keep: {html.escape(g.keeper_reason)}</span></h2><div class='row'>")
-        for m in g.members:
-            keeper = m.file_id == g.keeper
-            thumb = catalog.thumb(m.file_id)
-            image = (f"<img alt='' src='data:image/jpeg;base64,{base64.b64encode(thumb).decode()}'>" if thumb
-                     else "<div class='none'>no thumbnail</div>")
-            role = "<span class='badge'>KEEP</span>" if keeper else (
-                f"<span class='cand'>candidate</span> {m.evidence} {m.score:.3f}")
-            parts.append(f"<figure class='{'keeper' if keeper else 'candidate'}'>{image}<figcaption>{role}<br>"
-                         f"{html.escape(m.path)}<br>{m.width}x{m.height}, {human_size(m.size or 0)}"
-                         "</figcaption></figure>")
+        parts += [_figure(g, m, catalog.thumb(m.file_id)) for m in g.members]
         parts.append("</div></section>")
     if not groups:
         parts.append("<p>No duplicates found.</p>")
     parts.append("</body></html>\n")
-    out.write_text("".join(parts), encoding="utf-8")
+    out.write_text(display("".join(parts)), encoding="utf-8")
     return out
+
+
+def _figure(g: Group, m: Member, thumb: bytes | None) -> str:
+    keeper = m.file_id == g.keeper
+    image = (f"<img alt='' src='data:image/jpeg;base64,{base64.b64encode(thumb).decode()}'>" if thumb
+             else "<div class='none'>no thumbnail</div>")
+    role = "<span class='badge'>KEEP</span>" if keeper else (
+        "<span class='badge'>KEEP (reference folder)</span>" if m.reference else "<span class='cand'>candidate</span>")
+    width, height = content_size(m)
+    dimensions = f"{m.width}x{m.height}" + (f" (content {width}x{height} inside a border)" if bordered(m) else "")
+    rows = [("format", (m.format or "?") + (", grayscale" if m.grayscale else "")), ("dimensions", dimensions),
+            ("size", human_size(m.size or 0)), ("camera", m.camera or "none in EXIF"),
+            ("taken", (m.taken_at or "no capture date").replace("T", " ")),
+            ("evidence", evidence_words(m)), ("why" if keeper else "not kept", g.keeper_reason if keeper else m.note)]
+    details = "".join(f"<dt>{name}</dt><dd{' class=why' if name in ('why', 'not kept') else ''}>"
+                      f"{html.escape(str(value or '-'))}</dd>" for name, value in rows)
+    pair = "".join(f"<div class='path'>+ {html.escape(c.path)} ({c.format}, {human_size(c.size or 0)})</div>"
+                   for c in m.companions)
+    pair = f" <b>RAW+JPEG pair</b>, kept or trashed together{pair}" if pair else ""
+    return (f"<figure class='{'keeper' if keeper else 'candidate'}'>{image}<figcaption>{role}{pair}"
+            f"<div class='path'>{html.escape(m.path)}</div><dl>{details}</dl></figcaption></figure>")

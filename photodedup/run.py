@@ -99,7 +99,7 @@ def run(roots: Sequence[Path | str], *, catalog: Path | str | None = None, backe
             stage(f"2/4 embed with {runner.name} ({runner.model_id})")
             with progress("embed") as callback:
                 embedded = run_embed(runner, catalog=catalog, progress=callback, engine=executor).as_dict()
-            usable = params.allow_random or not getattr(runner, "is_random", False)
+            usable = params.allow_random or not runner.is_random
             if usable and not params.model:  # group with the embeddings this run made
                 params = replace(params, model=runner.model_id)
 

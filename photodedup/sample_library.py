@@ -1,13 +1,15 @@
 """A realistic, deterministic sample library built from photographs shipped inside installed packages.
 
-Originals at phone resolution (JPEG with EXIF: camera, date taken), near-duplicates of them
-(resized, re-encoded, cropped, EXIF-rotated, brightened, PNG/WebP conversions, burst shifts), exact
-copies under other names, camera RAW+JPEG pairs (a DNG beside every fourth original, from the second:
-with an embedded preview, every other one without), unrelated photos and broken files, plus
-``truth.json``::
+Originals at phone resolution (JPEG with EXIF: camera, date taken), near-duplicates of them (the
+``DERIVATIVES`` table: resized, re-encoded, 6% and 10% crops, EXIF-rotated, turned without a tag,
+mirrored, brightened, bordered, watermarked, grayscale with the camera's EXIF, full-resolution exports,
+PNG/WebP conversions, burst shifts, exact copies under other names), camera RAW+JPEG pairs (a DNG beside
+every fourth original, from the second: with an embedded preview, every other one without), unrelated
+photos, look-alikes that are not duplicates (``NEGATIVES``: half a photo stretched to the full size,
+beside every fourth original from the third) and broken files, plus ``truth.json``::
 
-    {"groups": [[relative paths]], "unrelated": [...], "broken": [...], "kinds": {path: kind},
-     "pairs": [[jpeg, raw]]}
+    {"groups": [[relative paths]], "original": [each group's camera original], "unrelated": [...],
+     "negatives": [[original, look-alike]], "broken": [...], "kinds": {path: kind}, "pairs": [[jpeg, raw]]}
 
 Everything follows from the seed; sizes from a few dozen files (tests) to thousands (benchmarks).
 """
@@ -19,19 +21,23 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance
+from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 from photodedup.dng import require_pidng, write_dng
 from photodedup.errors import BadInputError
 
+#: Sources used whole only: repeating textures (any two pieces look alike) and the retina (its quarters
+#: are mirror images of each other).
+_ONCE = {"brick", "grass", "gravel", "retina"}
 _CAMERAS = [("Apple", "iPhone 14 Pro"), ("samsung", "SM-S918B"), ("Google", "Pixel 8"), ("Canon", "EOS R6"),
             ("FUJIFILM", "X-T5"), ("SONY", "ILCE-7M4")]
-_DERIVATIVES = ["resized", "reencoded", "cropped", "rotated", "brightened", "png", "webp", "burst", "copy"]
 
 
 def source_photos() -> list[Path]:
@@ -74,21 +80,27 @@ def make_library(out: Path | str, *, originals: int = 12, megapixels: float = 12
     else:
         results = [_make_original(job) for job in jobs]
 
-    truth: dict = {"groups": [], "unrelated": [], "broken": [], "kinds": {}, "pairs": []}
-    for members, kinds in results:
-        truth["kinds"].update(kinds)
+    truth: dict = {"groups": [], "original": [], "unrelated": [], "negatives": [], "broken": [], "kinds": {},
+                   "pairs": []}
+    for members, kinds, negatives in results:
+        truth["kinds"].update(kinds | negatives)
         truth["pairs"] += [[members[0], p] for p in members if kinds[p] == "raw"]
-        (truth["groups"] if len(members) > 1 else truth["unrelated"]).append(
-            members if len(members) > 1 else members[0])
+        if len(members) > 1:
+            truth["groups"].append(members)
+            truth["original"].append(members[0])
+        else:
+            truth["unrelated"].append(members[0])
+        truth["unrelated"] += list(negatives)
+        truth["negatives"] += [[members[0], p] for p in negatives]
     truth["broken"] = _broken_files(out, seed)
     truth["kinds"].update({p: "broken" for p in truth["broken"]})
     (out / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
-    files = sum(len(m) for m, _ in results) + len(truth["broken"])
+    files = sum(len(m) + len(n) for m, _, n in results) + len(truth["broken"])
     return {"root": str(out), "truth": str(out / "truth.json"), "files": files,
             "groups": len(truth["groups"]), "unrelated": len(truth["unrelated"]), "broken": len(truth["broken"])}
 
 
-def _make_original(job) -> tuple[list[str], dict[str, str]]:
+def _make_original(job) -> tuple[list[str], dict[str, str], dict[str, str]]:
     out, sources, index, megapixels, seed = job
     out = Path(out)
     rng = np.random.default_rng([seed, index])
@@ -105,36 +117,48 @@ def _make_original(job) -> tuple[list[str], dict[str, str]]:
     _save(out / rel_original, photo, "JPEG", quality=92, exif=exif.tobytes())
     members, kinds = [rel_original], {rel_original: "original"}
     if index % 4 == 3:  # every fourth photo has no duplicate: an unrelated photo
-        return members, kinds
+        return members, kinds, {}
     if index % 4 == 1:  # shot RAW+JPEG: the DNG beside the JPEG is the same shot
         rel_raw = f"DCIM/{year}/IMG_{index:04d}.dng"
         preview = None if index % 8 == 5 else 1620
         write_dng(out / rel_raw, photo, make=make, model=model, taken=taken, preview=preview)
         members.append(rel_raw)
         kinds[rel_raw] = "raw"
+    shot = Shot(out, rel_original, photo, exif, rotated_exif, f"IMG_{index:04d}", rng)
     count = int(rng.integers(2, 5))
-    for kind in rng.choice(_DERIVATIVES, size=count, replace=False):
-        rel = _derive(out, rel_original, photo, (exif, rotated_exif), str(kind), index, rng)
+    for kind in rng.choice(sorted(DERIVATIVES), size=count, replace=False):
+        rel = DERIVATIVES[str(kind)](shot)
         members.append(rel)
         kinds[rel] = str(kind)
-    return members, kinds
+    negatives = {}
+    if index % 4 == 2:
+        for kind, make in NEGATIVES.items():
+            negatives[make(shot)] = kind
+    return members, kinds, negatives
 
 
 def _distinct_photo(sources: list[str], index: int, rng) -> Image.Image:
-    """A photo unlike every other index: a source, then (on reuse) another region, flip and colours."""
-    photo = Image.open(sources[index % len(sources)]).convert("RGB")
-    use = index // len(sources)
-    if use:
-        w, h = photo.size
-        fx, fy = [(0, 0), (0.4, 0), (0, 0.4), (0.4, 0.4), (0.2, 0.2)][use % 5]
-        photo = photo.crop((int(fx * w), int(fy * h), int((fx + 0.6) * w), int((fy + 0.6) * h)))
-        if use % 2:
-            photo = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-        channels = photo.split()
-        order = [(0, 1, 2), (2, 1, 0), (1, 2, 0), (2, 0, 1), (1, 0, 2), (0, 2, 1)][use % 6]
-        photo = Image.merge("RGB", [channels[i] for i in order])
-        photo = photo.rotate(float(rng.uniform(-8, 8)) + 180 * (use // 6 % 2), resample=Image.Resampling.BICUBIC)
-    return photo
+    """A photo unlike every other index: each source once, then quarters of them, recoloured and tilted.
+
+    The ``r``-th reuse takes quarter ``r // len(varied)`` of source ``r % len(varied)``: quarters do not
+    overlap, and one covers too little of its whole photo to be a crop of it (``_ONCE`` sources are used
+    whole only). Past four quarters of every
+    source, the quarters come again shifted by an eighth (they overlap earlier ones by half).
+    """
+    if index < len(sources):
+        return Image.open(sources[index]).convert("RGB")
+    varied = [s for s in sources if Path(s).stem not in _ONCE]
+    reuse = index - len(sources)
+    photo = Image.open(varied[reuse % len(varied)]).convert("RGB")
+    w, h = photo.size
+    quarter, lap = reuse // len(varied) % 4, reuse // (4 * len(varied))
+    fx, fy = (quarter % 2) * 0.5 + 0.125 * (lap % 2), (quarter // 2) * 0.5 + 0.125 * (lap % 2)
+    fx, fy = min(fx, 0.5), min(fy, 0.5)
+    photo = photo.crop((int(fx * w), int(fy * h), int((fx + 0.5) * w), int((fy + 0.5) * h)))
+    channels = photo.split()
+    order = [(0, 1, 2), (2, 1, 0), (1, 2, 0), (2, 0, 1), (1, 0, 2), (0, 2, 1)][reuse % 6]
+    photo = Image.merge("RGB", [channels[i] for i in order])
+    return photo.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BICUBIC)
 
 
 def _add_sensor_noise(photo: Image.Image, rng) -> Image.Image:
@@ -154,48 +178,117 @@ def _exif(make: str, model: str, taken: datetime, orientation: int = 1) -> Image
     return exif
 
 
-def _derive(out: Path, rel_original: str, photo: Image.Image, exifs: tuple[Image.Exif, Image.Exif], kind: str,
-            index: int, rng) -> str:
-    exif, rotated_exif = exifs
-    stem = f"IMG_{index:04d}"
-    w, h = photo.size
-    if kind == "copy":
-        rel = f"Backup/old phone/{stem} (1).jpg"
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(out / rel_original, out / rel)
+@dataclass
+class Shot:
+    """What a derivative is made from: the original's pixels and metadata, where to write, the rng."""
+
+    out: Path
+    rel_original: str
+    photo: Image.Image
+    exif: Image.Exif
+    rotated_exif: Image.Exif      # the same, with orientation 6 (turn 90 clockwise to display)
+    stem: str
+    rng: np.random.Generator
+
+    def save(self, rel: str, image: Image.Image, fmt: str = "JPEG", *, camera_exif: bool = True,
+             **options) -> str:
+        _save(self.out / rel, image, fmt, **({"exif": self.exif.tobytes()} if camera_exif else {}), **options)
         return rel
-    if kind == "resized":
-        rel = f"Exports/{stem}_small.jpg"
-        _save(out / rel, photo.resize((w // 2, h // 2), Image.Resampling.LANCZOS), "JPEG", quality=85,
-              exif=exif.tobytes())
-    elif kind == "reencoded":
-        rel = f"Shared/WhatsApp/{stem}-WA.jpg"
-        _save(out / rel, photo, "JPEG", quality=60)
-    elif kind == "cropped":
-        dx, dy = int(w * 0.06), int(h * 0.06)
-        rel = f"Edited/{stem}_crop.jpg"
-        _save(out / rel, photo.crop((dx, dy, w - dx, h - dy)), "JPEG", quality=90, exif=exif.tobytes())
-    elif kind == "rotated":
-        # Pixels stored rotated, with an EXIF orientation that turns them back: displays the same.
-        rel = f"DCIM/rotated/{stem}_r.jpg"
-        _save(out / rel, photo.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=90,
-              exif=rotated_exif.tobytes())
-    elif kind == "brightened":
-        rel = f"Edited/{stem}_bright.jpg"
-        _save(out / rel, ImageEnhance.Brightness(photo).enhance(1.15), "JPEG", quality=90, exif=exif.tobytes())
-    elif kind == "png":
-        rel = f"Exports/{stem}.png"
-        _save(out / rel, _longest(photo, 1024), "PNG", compress_level=1)
-    elif kind == "webp":
-        rel = f"Exports/{stem}.webp"
-        _save(out / rel, _longest(photo, 1280), "WEBP", quality=80)
-    elif kind == "burst":
-        shift = int(w * float(rng.uniform(0.015, 0.03)))
-        burst = photo.crop((shift, 0, w, h)).resize((w, h), Image.Resampling.BICUBIC)
-        rel = f"DCIM/burst/{stem}_BURST002.jpg"
-        _save(out / rel, burst, "JPEG", quality=92, exif=exif.tobytes())
-    else:  # pragma: no cover
-        raise ValueError(kind)
+
+
+def _copy(s: Shot) -> str:
+    rel = f"Backup/old phone/{s.stem} (1).jpg"
+    (s.out / rel).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(s.out / s.rel_original, s.out / rel)
+    return rel
+
+
+def _crop(s: Shot, share: float, rel: str) -> str:
+    """Cut ``share`` of the width and of the height, split between the sides at random."""
+    w, h = s.photo.size
+    left, top = int(w * share * s.rng.uniform(0.2, 0.8)), int(h * share * s.rng.uniform(0.2, 0.8))
+    box = (left, top, left + round(w * (1 - share)), top + round(h * (1 - share)))
+    return s.save(rel, s.photo.crop(box), quality=90)
+
+
+def _burst(s: Shot) -> str:
+    w, h = s.photo.size
+    shift = int(w * float(s.rng.uniform(0.015, 0.03)))
+    burst = s.photo.crop((shift, 0, w, h)).resize((w, h), Image.Resampling.BICUBIC)
+    return s.save(f"DCIM/burst/{s.stem}_BURST002.jpg", burst, quality=92)
+
+
+def _bordered(s: Shot) -> str:
+    w, h = s.photo.size
+    colour = [(0, 0, 0), (255, 255, 255), (38, 38, 42)][int(s.rng.integers(0, 3))]
+    border = (int(w * s.rng.uniform(0.03, 0.08)), int(h * s.rng.uniform(0.03, 0.08)))
+    return s.save(f"Edited/{s.stem}_frame.jpg", ImageOps.expand(s.photo, border=border, fill=colour), quality=95)
+
+
+def _watermarked(s: Shot) -> str:
+    """A corner logo and caption, saved at quality 100 (bigger than the original) by a tool that drops EXIF."""
+    image = s.photo.copy()
+    w, h = image.size
+    draw = ImageDraw.Draw(image, "RGBA")
+    box_w, box_h = int(w * 0.24), int(h * 0.08)
+    x0, y0 = w - box_w - int(w * 0.03), h - box_h - int(h * 0.03)
+    draw.rectangle((x0, y0, x0 + box_w, y0 + box_h), fill=(255, 255, 255, 150))
+    draw.ellipse((x0 + box_h // 6, y0 + box_h // 6, x0 + box_h * 5 // 6, y0 + box_h * 5 // 6), fill=(200, 30, 30, 220))
+    font = ImageFont.load_default(size=max(10, box_h // 2))
+    draw.text((x0 + box_h, y0 + box_h // 5), "(c) studio", fill=(20, 20, 20, 230), font=font)
+    return s.save(f"Shared/Instagram/{s.stem}_wm.jpg", image, camera_exif=False, quality=100)
+
+
+def _different_crop(s: Shot) -> str:
+    """Not a duplicate: one half of the photo stretched back to the full size (another picture)."""
+    w, h = s.photo.size
+    half = (0, 0, w // 2, h) if s.rng.integers(0, 2) else (w - w // 2, 0, w, h)
+    return s.save(f"Edited/{s.stem}_detail.jpg", s.photo.crop(half).resize((w, h), Image.Resampling.BICUBIC),
+                  quality=92)
+
+
+#: Derivative kinds: name -> maker (writes one file, returns its path relative to the library). Each
+#: group draws 2-4 of them. To add a kind, add an entry (and a line to the module docstring).
+DERIVATIVES: dict[str, Callable[[Shot], str]] = {
+    "copy": _copy,
+    "resized": lambda s: s.save(f"Exports/{s.stem}_small.jpg", s.photo.resize(
+        (s.photo.width // 2, s.photo.height // 2), Image.Resampling.LANCZOS), quality=85),
+    "reencoded": lambda s: s.save(f"Shared/WhatsApp/{s.stem}-WA.jpg", s.photo, camera_exif=False, quality=60),
+    "cropped": lambda s: s.save(f"Edited/{s.stem}_crop.jpg", s.photo.crop((
+        int(s.photo.width * 0.06), int(s.photo.height * 0.06), s.photo.width - int(s.photo.width * 0.06),
+        s.photo.height - int(s.photo.height * 0.06))), quality=90),
+    "cropped10": lambda s: _crop(s, 0.10, f"Edited/{s.stem}_crop10.jpg"),
+    # Pixels stored rotated, with an EXIF orientation that turns them back: displays the same.
+    "rotated": lambda s: _save_rel(s, f"DCIM/rotated/{s.stem}_r.jpg", s.photo.transpose(Image.Transpose.ROTATE_90),
+                                   exif=s.rotated_exif.tobytes()),
+    # Pixels turned and no orientation tag: displays turned (an editor's "rotate" saved as pixels).
+    "turned": lambda s: s.save(f"Edited/{s.stem}_turned.jpg", s.photo.transpose(
+        [Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_270, Image.Transpose.ROTATE_180][
+            int(s.rng.integers(0, 3))]), quality=90),
+    "mirrored": lambda s: s.save(f"Edited/{s.stem}_mirror.jpg", s.photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+                                 quality=90),
+    "brightened": lambda s: s.save(f"Edited/{s.stem}_bright.jpg", ImageEnhance.Brightness(s.photo).enhance(1.15),
+                                   quality=90),
+    "bordered": _bordered,
+    "watermarked": _watermarked,
+    # A black-and-white edit that kept the camera's EXIF, saved at quality 100 (bigger than the original).
+    "grayscale": lambda s: s.save(f"Edited/{s.stem}_bw.jpg", s.photo.convert("L"), quality=100),
+    # An editor's full-resolution export at quality 100 without the camera's EXIF.
+    "export": lambda s: s.save(f"Exports/full/{s.stem}_export.jpg", s.photo, camera_exif=False, quality=100,
+                               subsampling=0),
+    "png": lambda s: s.save(f"Exports/{s.stem}.png", _longest(s.photo, 1024), "PNG", camera_exif=False,
+                            compress_level=1),
+    "webp": lambda s: s.save(f"Exports/{s.stem}.webp", _longest(s.photo, 1280), "WEBP", camera_exif=False,
+                             quality=80),
+    "burst": _burst,
+}
+#: Files that look related but are not duplicates (listed under ``unrelated``; grouping them with their
+#: source is a precision error). Added beside every fourth original, from the third.
+NEGATIVES: dict[str, Callable[[Shot], str]] = {"different-crop": _different_crop}
+
+
+def _save_rel(s: Shot, rel: str, image: Image.Image, **options) -> str:
+    _save(s.out / rel, image, "JPEG", quality=90, **options)
     return rel
 
 

@@ -27,8 +27,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from photodedup import config, hashing, raw
-from photodedup.catalog import Catalog
-from photodedup.errors import BadInputError
+from photodedup.catalog import Catalog, display
+from photodedup.errors import BadInputError, Interrupted
 from photodedup.executor import Executor, open_executor
 from photodedup.preprocess import (
     DEFAULT_MAX_PIXELS,
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".dib", ".gif", ".mpo",
-    ".heic", ".heif", ".hif", ".avif", *raw.RAW_EXTENSIONS,
+    ".heic", ".heif", ".hif", ".avif", ".ppm", ".pgm", ".pbm", ".pnm", *raw.RAW_EXTENSIONS,
 }
 # Leading bytes of image formats, to find images by content whatever their name.
 _MAGIC: tuple[tuple[int, bytes], ...] = (
@@ -65,6 +65,7 @@ class ScanSummary:
     files: int = 0
     new: int = 0
     updated: int = 0
+    retried: int = 0    # files whose last attempt failed, read again
     unchanged: int = 0
     missing: int = 0
     errors: int = 0
@@ -84,7 +85,7 @@ class ScanSummary:
     def render(self) -> str:
         lines = [
             f"Scanned {self.files} files in {self.seconds:.1f}s ({self.images_per_second:.1f} images/s read)",
-            f"  new {self.new}, updated {self.updated}, unchanged {self.unchanged}, "
+            f"  new {self.new}, updated {self.updated}, retried {self.retried}, unchanged {self.unchanged}, "
             f"missing {self.missing}, skipped {self.skipped}, errors {self.errors}",
         ]
         for kind, count in sorted(self.error_kinds.items()):
@@ -97,13 +98,17 @@ def scan(
     roots: Sequence[Path | str], *, catalog: Path | str | None = None, include: Iterable[str] = (),
     exclude: Iterable[str] = (), workers: int | None = None, progress: ProgressCallback = no_progress,
     max_pixels: int = DEFAULT_MAX_PIXELS, engine: str | Executor = "local", ray_address: str | None = None,
-    embedder=None,
+    embedder=None, follow_links: bool = False,
 ) -> ScanSummary:
     """Scan ``roots`` into the catalog and return what happened.
 
     ``engine``: where the per-file work runs (``local`` processes, ``ray`` tasks on the cluster at
     ``ray_address``, or an open ``Executor``). ``embedder``: a backend that embeds each batch as it is
     written, instead of storing the model crops (``embed.record_with_embeddings``).
+
+    Directory symlinks are followed when they lead inside the roots (each folder is read once), and
+    to folders outside them only with ``follow_links``. Ctrl-C keeps what was read and raises
+    ``Interrupted`` saying so; another scan or embed on the same catalog is refused (``CatalogError``).
     """
     start = time.perf_counter()
     roots = [Path(r).expanduser().absolute() for r in roots]
@@ -112,29 +117,36 @@ def scan(
             raise BadInputError(f"no such file or folder: {root}")
     include, exclude = list(include), list(exclude)
     summary = ScanSummary()
-    with Catalog(catalog) as cat:
+    with Catalog(catalog) as cat, cat.writer("scan"):
         summary.catalog = str(cat.path)
         known = cat.known_files()
-        todo: list[tuple[str, str, int, int, bool]] = []  # path, root, size, mtime_ns, is_new
+        todo: list[tuple[str, str, int, int, str]] = []  # path, root, size, mtime_ns, new|updated|retried
         seen: set[str] = set()
-        for root, path, stat in _walk(roots, include, exclude, summary):
+        for root, path, stat in _walk(roots, include, exclude, summary, follow_links):
             seen.add(path)
             summary.files += 1
             old = known.get(path)
-            if (old and old.status != "missing" and old.complete
+            if (old and old.status == "ok" and old.complete
                     and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns)):
                 summary.unchanged += 1
                 continue
             if old is None and not _looks_like_image(path):
                 summary.files -= 1
                 continue
-            todo.append((path, root, stat.st_size, stat.st_mtime_ns, old is None))
+            kind = "new" if old is None else "retried" if old.status == "error" and \
+                (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns) else "updated"
+            todo.append((path, root, stat.st_size, stat.st_mtime_ns, kind))
 
         if todo:  # a Ray runtime takes seconds to start: only when there is work
             executor = open_executor(engine, workers=workers, address=ray_address) if isinstance(engine, str) \
                 else engine
             try:
                 _inspect_all(cat, todo, summary, executor, progress, max_pixels, embedder)
+            except KeyboardInterrupt:
+                saved = summary.new + summary.updated + summary.retried + summary.missing
+                raise Interrupted(f"interrupted: this scan saved {saved} files to {cat.path} "
+                                  f"({sum(cat.counts().values())} in the catalog); "
+                                  "run the same command again to continue where it stopped") from None
             finally:
                 if executor is not engine:
                     executor.close()
@@ -142,7 +154,7 @@ def scan(
         gone = [p for p in known if p not in seen and known[p].status != "missing"
                 and _under_any(p, roots) and not os.path.lexists(p)]
         summary.missing += cat.mark_missing(gone)
-        cat.set_raw_pairs(raw.find_pairs(cat.files()))
+        cat.set_raw_pairs(raw.find_pairs(cat.files(status=None)))
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -166,7 +178,7 @@ def _inspect_all(cat: Catalog, todo, summary: ScanSummary, executor: Executor, p
         last_commit = time.monotonic()
 
     jobs = [(path, root, max_pixels) for path, root, _, _, _ in todo]
-    is_new = {path: new for path, _, _, _, new in todo}
+    kind_of = {path: kind for path, _, _, _, kind in todo}
     results = executor.map(_inspect_job, jobs, chunksize=4)
     try:
         for done, (row, crop, thumb) in enumerate(results, 1):
@@ -175,8 +187,7 @@ def _inspect_all(cat: Catalog, todo, summary: ScanSummary, executor: Executor, p
                 summary.missing += 1
                 kinds["vanished"] += 1
             else:
-                summary.new += is_new[path]
-                summary.updated += not is_new[path]
+                setattr(summary, kind_of[path], getattr(summary, kind_of[path]) + 1)
                 if row["status"] == "error":
                     summary.errors += 1
                     kinds[row["error_kind"]] += 1
@@ -193,13 +204,16 @@ def _inspect_all(cat: Catalog, todo, summary: ScanSummary, executor: Executor, p
         summary.error_kinds = dict(kinds)
 
 
-def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: ScanSummary):
+def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: ScanSummary,
+          follow_links: bool = False):
     """Yield ``(root, path, stat)`` for regular files below the roots.
 
-    Follows directory symlinks but never enters a directory twice (no symlink loops); symlinks to
-    files are skipped (the target is scanned where it lives, and trashing a link frees nothing).
+    Follows directory symlinks that stay inside the roots (and, with ``follow_links``, any) but never
+    enters a directory twice (no symlink loops); symlinks to files are skipped (the target is
+    scanned where it lives, and trashing a link frees nothing).
     """
     visited: set[tuple[int, int]] = set()
+    real_roots = [os.path.realpath(r) for r in roots]
     for root in roots:
         root_str = str(root)
         if root.is_file():
@@ -218,15 +232,22 @@ def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: Sc
                 if any(e.name == config.TRASH_MARKER for e in entries):
                     continue  # photodedup's own trash folder: its files are already decided
             except OSError as error:
-                log.warning("cannot list %s: %s", folder, error)
+                log.warning("cannot list %s: %s", display(folder), error)
                 summary.skipped += 1
                 continue
             for entry in entries:
                 rel = os.path.relpath(entry.path, root_str)
                 try:
                     if entry.is_dir(follow_symlinks=True):
-                        if not any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(entry.name, p) for p in exclude):
-                            stack.append(entry.path)
+                        if any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(entry.name, p) for p in exclude):
+                            continue
+                        if entry.is_symlink() and not follow_links and \
+                                not _under_any(os.path.realpath(entry.path), real_roots):
+                            log.warning("not following %s: it leads outside the scanned folders "
+                                        "(pass --follow-links to scan it)", display(entry.path))
+                            summary.skipped += 1
+                            continue
+                        stack.append(entry.path)
                         continue
                     if entry.is_symlink():
                         summary.skipped += 1
@@ -236,7 +257,7 @@ def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: Sc
                     if _wanted(rel, entry.name, include, exclude):
                         yield root_str, entry.path, entry.stat(follow_symlinks=False)
                 except OSError as error:  # vanished or unreadable entry
-                    log.warning("cannot stat %s: %s", entry.path, error)
+                    log.warning("cannot stat %s: %s", display(entry.path), error)
                     summary.skipped += 1
 
 
@@ -247,7 +268,7 @@ def _wanted(rel: str, name: str, include: list[str], exclude: list[str]) -> bool
     return (not include or match(include)) and not match(exclude)
 
 
-def _under_any(path: str, roots: list[Path]) -> bool:
+def _under_any(path: str, roots: Sequence[Path | str]) -> bool:
     return any(path == str(r) or path.startswith(str(r).rstrip("/") + "/") for r in roots)
 
 
@@ -264,7 +285,8 @@ def _looks_like_image(path: str) -> bool:
 
 
 def _magic_matches(head: bytes) -> bool:
-    return any(head[offset : offset + len(magic)] == magic for offset, magic in _MAGIC)
+    netpbm = len(head) > 2 and head[0] == ord("P") and head[1] in b"123456" and head[2] in b" \t\r\n#"
+    return netpbm or any(head[offset : offset + len(magic)] == magic for offset, magic in _MAGIC)
 
 
 # -- the worker: one file in, one row (+ crop, thumbnail) out ----------------------------------------
@@ -273,7 +295,7 @@ def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes |
     row: dict = {"path": path, "root": root, "status": "ok", "scanned_at": time.time(), "exif_tags": 0}
     try:
         stat = os.stat(path)
-        row["size"], row["mtime_ns"] = stat.st_size, stat.st_mtime_ns
+        row["size"], row["mtime_ns"], row["dev"], row["ino"] = stat.st_size, stat.st_mtime_ns, stat.st_dev, stat.st_ino
         with open(path, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:
@@ -309,6 +331,8 @@ def _open_image(row: dict, data: bytes, max_pixels: int) -> Image.Image:
         image = open_checked(data, max_pixels=max_pixels)
         width, height = image.size
         row["format"] = image.format
+        if image.format == "JPEG":
+            row["jpeg_quality"] = jpeg_quality(getattr(image, "quantization", None) or {})
         exif = image.getexif()
         orientation = exif.get(0x0112, 1)
         if orientation in _ORIENTATION_SWAPS:
@@ -365,6 +389,28 @@ def _read_exif(row: dict, exif) -> None:
     if model and make and not model.lower().startswith(make.lower().split()[0]):
         model = f"{make} {model}"
     row["camera"] = model or make or None
+
+
+# The IJG (libjpeg) luminance table at quality 50, which every quality setting scales.
+_IJG_LUMINANCE = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+                  14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+                  49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+
+
+def jpeg_quality(tables: dict) -> int | None:
+    """The quality a JPEG's quantization tables correspond to on libjpeg's scale (1-100), or None.
+
+    100 only when every table is all ones: the tables of a re-save at maximum quality, which no
+    camera writes (its files would be twice the size). Otherwise the libjpeg estimate, at most 99.
+    """
+    if not tables:
+        return None
+    if all(v == 1 for table in tables.values() for v in table):
+        return 100
+    luminance = tables.get(0) or next(iter(tables.values()))
+    scale = 100.0 * sum(luminance) / sum(_IJG_LUMINANCE)
+    quality = (200.0 - scale) / 2.0 if scale <= 100 else 5000.0 / scale
+    return max(1, min(99, round(quality)))
 
 
 def _exif_date(value) -> str | None:

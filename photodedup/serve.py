@@ -15,10 +15,9 @@ from pathlib import Path
 
 from photodedup import config
 from photodedup.backends import get_backend
-from photodedup.backends.base import Backend
 from photodedup.errors import BackendUnavailableError, BadInputError, PhotodedupError
-from photodedup.preprocess import DEFAULT_PREPROCESS, PreprocessConfig
-from photodedup.service.app import ServiceSettings, create_app
+from photodedup.service.app import create_app
+from photodedup.service.state import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -50,26 +49,13 @@ def service_settings(device: str = "cpu", *, max_batch_size: int | None = None, 
                            decode_workers=(os.cpu_count() or 2) if gpu else 2, **options)
 
 
-def backend_loader(backend: str = "onnx", *, model_dir: Path | None = None, weights: str | None = None,
-                   device: str = "cpu", threads: int | None = None, precision: str | None = None,
-                   mode: str = "auto", max_batch_size: int | None = None):
-    """A no-argument callable that builds the served backend (called in the server's loading thread)."""
+def backend_loader(backend: str = "onnx", **options):
+    """A no-argument callable that builds the served backend (called in the server's loading thread).
+    torch-local is warmed up at its batcher's size: the CUDA graph or compiled code is made before /readyz."""
     if backend not in SERVE_BACKENDS:
         raise BadInputError(f"the service cannot serve backend {backend!r}",
                             hint=f"choose one of: {', '.join(SERVE_BACKENDS)}")
-    if backend == "onnx":
-        options = {"model_dir": model_dir, "device": device, "threads": threads, "weights": weights,
-                   "precision": precision or "fp32"}
-    else:  # warmed up at its batcher's size: the CUDA graph or compiled code is made before /readyz
-        options = {"weights": weights or config.DEFAULT_WEIGHTS, "device": device, "precision": precision or "auto",
-                   "mode": mode, "warm_up": True, "max_batch_size": max_batch_size}
-    return lambda: get_backend(backend, **options)
-
-
-def preprocess_of(backend: Backend) -> PreprocessConfig:
-    """The crop the served model expects: the backend's own (from the export's preprocess.json)."""
-    loaded = getattr(backend, "loaded", None)
-    return getattr(backend, "preprocess", None) or getattr(loaded, "preprocess", None) or DEFAULT_PREPROCESS
+    return lambda: get_backend(backend, warm_up=True, **options)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -110,7 +96,7 @@ def serve(*, host: str = "127.0.0.1", port: int = config.SERVICE_PORT, backend: 
         if server is not None:
             server.should_exit = True
 
-    app = create_app(load, settings, preprocess=preprocess_of, on_fatal=on_fatal)
+    app = create_app(load, settings, on_fatal=on_fatal)
     sock = listen(host, port)
     uv_config = uvicorn.Config(app, log_level="info", access_log=access_log, lifespan="on",
                                timeout_graceful_shutdown=int(graceful_timeout) or None,

@@ -190,3 +190,30 @@ def triton_server(onnx_model_dir, server_processes, tmp_path_factory) -> dict:
     yield {"http": f"127.0.0.1:{http}", "grpc": f"127.0.0.1:{grpc}", "metrics": f"http://127.0.0.1:{metrics}/metrics",
            "repository": repository, "process": server}
     server.stop()
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``mount(size) -> Path``: a real, small tmpfs (root only; skipped elsewhere), unmounted afterwards.
+
+    For full disks and read-only filesystems: fill it, or ``mount -o remount,ro`` it.
+    """
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted: list[Path] = []
+
+    def mount(size: str = "4m") -> Path:
+        point = tmp_path / f"tmpfs{len(mounted)}"
+        point.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                                capture_output=True, text=True)
+        if result.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], check=False)

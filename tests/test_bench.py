@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from helpers import cli_command, run_cli
 
+from photodedup.backends.base import Backend
 from photodedup.bench import BenchConfig, Target, bench, parse_list, run_targets, save, serialization
 from photodedup.bench import report as render
 from photodedup.bench.load import Sample, Window, run_load
@@ -28,7 +29,7 @@ REQUIRED_COLUMNS = ["backend", "payload", "concurrency", "batch_size", "images_p
 FAST = {"duration": 0.6, "window": 0.15, "warmup": 0.05}
 
 
-class FakeBackend:
+class FakeBackend(Backend):
     """Sleeps ``delay`` seconds per batch; fails every call when ``fail`` is set."""
 
     name = "fake"
@@ -195,10 +196,10 @@ def test_service_metrics_breakdown_from_the_real_metrics_text():
     from photodedup.service.metrics import Metrics
 
     metrics = Metrics()
-    metrics.latency.observe(0.5, endpoint="/healthz")  # other endpoints do not count
+    metrics.latency.labels(endpoint="/healthz").observe(0.5)  # other endpoints do not count
     before = parse_service_metrics(metrics.render())
     for _ in range(4):
-        metrics.latency.observe(0.100, endpoint="/embed")
+        metrics.latency.labels(endpoint="/embed").observe(0.100)
         metrics.decode.observe(0.010)
         metrics.queue.observe(0.020)
     metrics.inference.observe(0.060)

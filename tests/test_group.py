@@ -123,7 +123,7 @@ def scanned(tiny_library, tmp_path):
 
 
 def _rel(scanned, group):
-    return sorted(os.path.relpath(m.path, scanned["root"]) for m in group.members)
+    return sorted(os.path.relpath(p, scanned["root"]) for p in group.paths)  # a RAW+JPEG pair: both files
 
 
 def test_group_finds_the_planted_groups_and_stores_them(scanned):
@@ -136,15 +136,15 @@ def test_group_finds_the_planted_groups_and_stores_them(scanned):
         assert any(set(_rel(scanned, g)) <= t for t in truth_groups), _rel(scanned, g)
         assert g.keeper in [m.file_id for m in g.members]
         assert [m.evidence for m in g.members].count("keeper") == 1
-        assert all(m.evidence in ("exact", "perceptual") for m in g.members if m.file_id != g.keeper)
+        assert all(m.evidence in ("exact", "perceptual", "verified") for m in g.members if m.file_id != g.keeper)
+        assert all(m.match["kind"] == m.evidence and m.match["how"] for m in g.members if not m.keeper)
     found = {p for g in result.groups for p in _rel(scanned, g)}
-    # every planted variant except crops is found (crops move the pHash by 10-18 bits)
-    wanted = {p for t in truth_groups for p in t if kinds[p] not in ("cropped",)}
-    assert wanted <= found
+    assert {p for t in truth_groups for p in t} <= found  # every planted variant, crops included
     stored = load_groups(scanned["catalog"])
-    assert [(g.id, g.kind, g.keeper, g.keeper_reason, [(m.file_id, m.evidence, m.score) for m in g.members])
-            for g in stored] == [(g.id, g.kind, g.keeper, g.keeper_reason,
-                                  [(m.file_id, m.evidence, m.score) for m in g.members]) for g in result.groups]
+    assert [(g.id, g.kind, g.keeper, g.keeper_reason,
+             [(m.file_id, m.evidence, m.score, m.match) for m in g.members]) for g in stored] == [
+        (g.id, g.kind, g.keeper, g.keeper_reason, [(m.file_id, m.evidence, m.score, m.match) for m in g.members])
+        for g in result.groups]
     assert result.warnings == ["semantic evidence skipped: no embeddings in the catalog (run `photodedup embed`)"]
 
 
@@ -175,7 +175,7 @@ def test_random_embeddings_are_never_evidence_unless_allowed(scanned):
     assert allowed.model == "ViT-B-32/random-seed0"
     assert allowed.warnings[0].startswith("USING RANDOM-WEIGHT EMBEDDINGS (ViT-B-32/random-seed0) AS EVIDENCE")
     assert allowed.edges["semantic"] == len(ids) * (len(ids) - 1) // 2
-    assert len(allowed.groups) == 1 and len(allowed.groups[0].members) == len(ids)  # identical vectors
+    assert len(allowed.groups) == 1 and len(allowed.groups[0].paths) == len(ids)  # identical vectors
     with pytest.raises(BadInputError, match="has random weights"):
         group(scanned["catalog"], params=GroupParams(model="ViT-B-32/random-seed0"))
 
@@ -193,11 +193,17 @@ def test_csv_and_self_contained_html(scanned, tmp_path):
     rows = write_csv(result.groups, tmp_path / "g.csv").read_text().splitlines()
     assert rows[0] == ("group,kind,role,path,evidence,score,width,height,size,format,camera,taken_at,reference,"
                        "keeper_reason,why_not_keeper")
-    assert len(rows) == 1 + sum(len(g.members) for g in result.groups)
+    assert len(rows) == 1 + sum(len(g.paths) for g in result.groups)  # one row per file, pairs' JPEGs too
     with Catalog(scanned["catalog"]) as cat:
         page = write_report(result.groups, tmp_path / "r.html", catalog=cat).read_text()
     assert page.count("data:image/jpeg;base64,") == sum(len(g.members) for g in result.groups)
     assert page.count("class='keeper'") == len(result.groups)
+    files = sum(len(g.members) for g in result.groups)
+    for label in ("format", "dimensions", "camera", "taken", "evidence"):  # per file
+        assert page.count(f"<dt>{label}</dt>") == files, label
+    assert page.count("<dt>not kept</dt>") == files - len(result.groups)
+    assert "looks the same: its perceptual hash differs in " in page and "an exact copy: the same bytes" in page
+    assert f"photodedup review --catalog {scanned['catalog']} --open" in page
     assert "http://" not in page and "https://" not in page and "src='/" not in page
 
 
@@ -216,3 +222,22 @@ def test_cli_group_json_and_errors(scanned, tmp_path):
     unknown = run_cli("group", "--catalog", str(scanned["catalog"]), "--model", "ViT-B-32/nope")
     assert (unknown.returncode, unknown.stderr.splitlines()[0]) == (
         3, "Error: no embeddings for model 'ViT-B-32/nope' in the catalog")
+
+
+def test_cli_prefer_a_reference_folder_and_change_the_rule_order(scanned, tmp_path):
+    shared = scanned["root"] / "Shared"  # WhatsApp re-encodes: smaller, worse, no EXIF
+    assert shared.is_dir()
+    done = run_cli("group", "--catalog", str(scanned["catalog"]), "--json", "--prefer", str(shared))
+    assert done.returncode == 0, done.stderr
+    groups = json.loads(done.stdout)["groups"]
+    with_shared = [g for g in groups if any(m["path"].startswith(f"{shared}/") for m in g["members"])]
+    assert with_shared
+    for g in with_shared:
+        assert g["keeper"].startswith(f"{shared}/") and g["keeper_reason"].startswith("in a reference folder")
+        assert all(m["reference"] == m["path"].startswith(f"{shared}/") for m in g["members"])
+        assert all(m["note"] == "not in a reference folder (--prefer)" for m in g["members"] if not m["reference"])
+    bad = run_cli("group", "--catalog", str(scanned["catalog"]), "--keeper-rules", "resolution,biggest")
+    assert (bad.returncode, bad.stderr.splitlines()[0]) == (3, "Error: unknown keeper rule 'biggest'")
+    missing = run_cli("group", "--catalog", str(scanned["catalog"]), "--prefer", str(tmp_path / "nowhere"))
+    assert (missing.returncode, missing.stderr.splitlines()[0]) == (3, f"Error: --prefer {tmp_path / 'nowhere'}: "
+                                                                       "no such folder")

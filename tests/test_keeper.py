@@ -10,10 +10,12 @@ from photodedup.keeper import DEFAULT_RULES, choose, expand_rules
 
 
 def member(file_id, w=4000, h=3000, size=5_000_000, fmt="JPEG", camera="Canon EOS R6", taken="2021-06-01T10:00:00",
-           content=None, gray=0, mtime=0, path=None) -> Member:
+           content=None, gray=0, mtime=0, path=None, quality=None) -> Member:
     cw, ch = content or (w, h)
+    quality = quality or (95 if fmt == "JPEG" else None)
     return Member(file_id, path or f"/p/{file_id}", "perceptual", 1.0, width=w, height=h, size=size, format=fmt,
-                  camera=camera, taken_at=taken, content_width=cw, content_height=ch, grayscale=gray, mtime_ns=mtime)
+                  camera=camera, taken_at=taken, content_width=cw, content_height=ch, grayscale=gray, mtime_ns=mtime,
+                  jpeg_quality=quality)
 
 
 ORIGINAL = member(1, path="/p/DCIM/IMG_0001.jpg")
@@ -28,6 +30,9 @@ ORIGINAL = member(1, path="/p/DCIM/IMG_0001.jpg")
     # a PNG export is bigger and as large: the camera format wins
     (member(2, size=20_000_000, fmt="PNG"), "camera format (JPEG) over an export",
      "an export (PNG); the group has the camera format JPEG"),
+    # a re-save at quality 100 (camera EXIF copied) is larger but no better
+    (member(2, size=9_000_000, quality=100), "not a maximum-quality re-save",
+     "a JPEG re-saved at maximum quality (quality-100 tables, which cameras do not write)"),
     (member(2, w=2000, h=1500, size=1_000_000), "highest resolution (4000x3000)",
      "lower resolution (2000x1500 against 4000x3000)"),
     (member(2, size=6_000_000, camera=None, taken=None), "camera EXIF (Canon EOS R6, taken 2021-06-01T10:00:00)",
@@ -72,9 +77,27 @@ def test_a_reference_folder_always_wins():
 
 
 def test_unknown_or_repeated_rules_are_clear_errors():
-    assert expand_rules(DEFAULT_RULES) == ("colour", "no-border", "camera-format", "resolution", "exif", "size",
-                                           "oldest")
+    assert expand_rules(DEFAULT_RULES) == ("raw-pair", "colour", "no-border", "camera-format", "not-resaved",
+                                           "resolution", "exif", "size", "oldest")
     with pytest.raises(BadInputError, match="unknown keeper rule 'biggest'"):
         expand_rules("resolution,biggest")
     with pytest.raises(BadInputError, match="keeper rule 'colour' is listed twice"):
         expand_rules("not-derivative,colour")
+
+
+def test_the_reason_speaks_of_the_keeper_not_of_another_survivor():
+    jpeg = member(1, size=3_000_000, path="/b/IMG_1.jpg")
+    raw = member(2, size=24_000_000, fmt="DNG", mtime=5, path="/a/IMG_1.dng")  # first by path, survives size
+    png = member(3, size=9_000_000, fmt="PNG", camera=None, taken=None)
+    choice = choose([png, raw, jpeg])
+    assert choice.keeper == 1
+    assert choice.reason == "camera format (JPEG) over an export; oldest file (modified first)"
+    assert choice.notes == {3: "an export (PNG); the group has the camera format DNG", 2: "modified later"}
+
+
+def test_a_photo_s_own_dark_edge_is_not_a_border():
+    # border trimming finds a few rows of dark edge, differently in each copy: not a resolution difference
+    edge = member(1, content=(3952, 2960), mtime=0)
+    brighter = member(2, content=(3952, 2968), size=6_000_000, mtime=9)
+    choice = choose([edge, brighter])
+    assert choice.keeper == 2 and choice.reason.startswith("largest file of its format and resolution")

@@ -12,9 +12,13 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from photodedup.apply import apply, undo
 from photodedup.catalog import Catalog
 from photodedup.dng import write_dng
+from photodedup.group import GroupParams, group
+from photodedup.groups import current_groups, decide
 from photodedup.raw import find_pairs, raw_exif
+from photodedup.report import write_report
 from photodedup.sample_library import make_library, source_photos
 from photodedup.scan import scan
 
@@ -120,18 +124,18 @@ def test_raw_jpeg_pairs_through_the_scan(tmp_path, photo):
         names = {r["id"]: os.path.relpath(r["path"], root) for r in cat.files()}
         partner = cat.raw_pairs()
     named = {names[a]: names[b] for a, b in partner.items()}
-    assert named == {"card/IMG_0002.dng": "card/IMG_0002.JPG", "card/IMG_0002.JPG": "card/IMG_0002.dng",
-                     "card/IMG_0004.dng": "card/IMG_0004.jpg", "card/IMG_0004.jpg": "card/IMG_0004.dng"}
+    assert named == {"card/IMG_0002.dng": "card/IMG_0002.JPG", "card/IMG_0004.dng": "card/IMG_0004.jpg"}
     (root / "card" / "IMG_0002.JPG").unlink()  # the pair is recomputed on every scan
     scan([root], catalog=tmp_path / "c.sqlite")
     with Catalog(tmp_path / "c.sqlite") as cat:
-        assert len(cat.raw_pairs()) == 2
+        assert len(cat.raw_pairs()) == 1
 
 
 def test_pair_rules(tmp_path):
     """One RAW, one partner: a JPEG before a HEIC, then the nearest time; each file in one pair at most."""
     def row(i, name, fmt, taken=None, raw=None):
-        return {"id": i, "path": f"/p/{name}", "format": fmt, "taken_at": taken, "raw_decode": raw}
+        return {"id": i, "path": f"/p/{name}", "format": fmt, "taken_at": taken, "raw_decode": raw, "status": "ok",
+                "reason": None}
 
     t0, t1, t2 = "2023-07-14T18:30:05", "2023-07-14T18:30:06", "2023-07-14T18:30:08"
     rows = [row(1, "A.NEF", "NEF", t0, "preview"), row(2, "a.heic", "HEIF", t0), row(3, "a.jpg", "JPEG", t1),
@@ -181,3 +185,89 @@ def test_forked_workers_decode_after_an_in_process_decode(tmp_path, photo):
     assert out.split() == ["1", "5", "0"]
     assert "rawpy is being used in a process created by multiprocessing" not in err
 
+
+
+@pytest.fixture
+def card_twice(tmp_path, photo):
+    """The same card imported twice (RAW+JPEG pairs), a lone JPEG copy, and a pair with no duplicate."""
+    root = tmp_path / "lib"
+    for folder in ("card", "import-2"):
+        (root / folder).mkdir(parents=True)
+        write_dng(root / folder / "IMG_0001.dng", photo, taken=TAKEN)
+        photo.save(root / folder / "IMG_0001.jpg", quality=90, exif=_exif())
+    (root / "import-2" / "IMG_0001.dng").write_bytes((root / "card" / "IMG_0001.dng").read_bytes())
+    (root / "import-2" / "IMG_0001.jpg").write_bytes((root / "card" / "IMG_0001.jpg").read_bytes())
+    (root / "backup").mkdir()
+    (root / "backup" / "IMG_0001.jpg").write_bytes((root / "card" / "IMG_0001.jpg").read_bytes())
+    other = photo.transpose(Image.Transpose.FLIP_TOP_BOTTOM).resize((640, 480))
+    write_dng(root / "card" / "IMG_0002.dng", other, taken=datetime(2023, 7, 14, 18, 31))
+    other.save(root / "card" / "IMG_0002.jpg", quality=90)
+    db = tmp_path / "c.sqlite"
+    scan([root], catalog=db)
+    result = group(db, params=GroupParams(evidence=("exact", "perceptual")))
+    return {"root": root, "db": db, "trash": tmp_path / "trash", "result": result}
+
+
+def test_a_pair_is_one_item_of_a_group_and_the_keeper(card_twice):
+    root, result = card_twice["root"], card_twice["result"]
+    assert len(result.groups) == 1  # IMG_0002's pair is not a group by itself
+    (g,) = result.groups
+    shots = sorted((os.path.relpath(m.path, root), [os.path.relpath(c.path, root) for c in m.companions])
+                   for m in g.members)
+    assert shots == [("backup/IMG_0001.jpg", []), ("card/IMG_0001.dng", ["card/IMG_0001.jpg"]),
+                     ("import-2/IMG_0001.dng", ["import-2/IMG_0001.jpg"])]
+    keeper = next(m for m in g.members if m.keeper)
+    assert keeper.companions and g.keeper_reason.startswith("the camera's RAW+JPEG pair")
+    lone = next(m for m in g.members if not m.companions)
+    assert lone.note == "a single file; the group has the camera's RAW+JPEG pair"
+    with Catalog(card_twice["db"]) as cat:  # read back from the catalog, with the pairs attached again
+        (stored,) = current_groups(cat)
+        assert sorted(len(m.files) for m in stored.members) == [1, 2, 2]
+        assert stored.reclaimable == sum(m.total_size for m in stored.members if not m.keeper)
+        report = write_report([stored], card_twice["root"].parent / "r.html", catalog=cat).read_text()
+    for name in ("card/IMG_0001.dng", "card/IMG_0001.jpg", "import-2/IMG_0001.jpg"):
+        assert str(root / name) in report
+    assert report.count("RAW+JPEG pair</b>") == 2
+
+
+def test_trash_moves_both_halves_and_undo_restores_both(card_twice):
+    root, db, trash = card_twice["root"], card_twice["db"], card_twice["trash"]
+    with Catalog(db) as cat:
+        (g,) = current_groups(cat)
+        pair = next(m for m in g.members if "import-2" in m.path)
+        card = next(m for m in g.members if "card" in m.path)
+        decide(cat, g.id, card.file_id, "keep")
+        decide(cat, g.id, pair.file_id, "trash")  # one decision for the pair
+        assert len(cat.decisions()) == 2
+    summary = apply(db, trash_dir=trash)
+    moved = sorted(os.path.relpath(m["path"], root) for m in summary.moved)
+    assert moved == ["import-2/IMG_0001.dng", "import-2/IMG_0001.jpg"] and summary.skipped == []
+    assert not (root / "import-2" / "IMG_0001.jpg").exists() and (root / "card" / "IMG_0001.jpg").exists()
+    done = [json.loads(line) for line in (trash / "journal.jsonl").read_text().splitlines()]
+    done = {os.path.relpath(e["original"], root): e for e in done if e["state"] == "done"}
+    assert sorted(done) == moved  # one journal entry each
+    assert done["import-2/IMG_0001.jpg"]["companion_of"] == pair.file_id
+    with Catalog(db) as cat:
+        (g,) = current_groups(cat)
+        gone = next(m for m in g.members if m.file_id == pair.file_id)
+        assert gone.in_trash and gone.companions[0].in_trash
+    restored = undo(db, trash_dir=trash, paths=[root / "import-2" / "IMG_0001.jpg"])  # name one half
+    assert sorted(os.path.relpath(r["path"], root) for r in restored.restored) == moved
+    assert (root / "import-2" / "IMG_0001.dng").is_file() and (root / "import-2" / "IMG_0001.jpg").is_file()
+    with Catalog(db) as cat:
+        assert cat.counts() == {"ok": 7} and not cat.decisions().get(pair.file_id)
+
+
+def test_a_changed_half_keeps_the_whole_pair(card_twice):
+    root, db = card_twice["root"], card_twice["db"]
+    with Catalog(db) as cat:
+        (g,) = current_groups(cat)
+        pair = next(m for m in g.members if "import-2" in m.path)
+        decide(cat, g.id, pair.file_id, "trash")
+    with open(root / "import-2" / "IMG_0001.jpg", "ab") as handle:
+        handle.write(b"edited")
+    summary = apply(db, trash_dir=card_twice["trash"])
+    assert summary.moved == []
+    assert summary.skipped == [{"path": str(root / "import-2" / "IMG_0001.dng"),
+                                "reason": f"its RAW+JPEG pair {root / 'import-2' / 'IMG_0001.jpg'}: changed since the "
+                                          "scan (md5 differs); scan again"}]

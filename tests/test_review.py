@@ -196,6 +196,12 @@ def test_one_member_taken_out_stays_out_after_regrouping_and_can_be_put_back(cli
     assert [m["path"] for m in client.get(f"/api/groups/{again}").json()["removed_members"]] == [lib["paths"]["c.jpg"]]
     back = client.post(f"/api/groups/{again}/take-out", json={"file_id": ids["c.jpg"], "value": False}).json()
     assert len(back["members"]) == 3 and back["removed_members"] == []
+    # the suggested keeper taken out: the rules choose again among the others
+    moved = client.post(f"/api/groups/{again}/take-out", json={"file_id": ids["2019/a.jpg"]}).json()
+    assert moved["keeper"] == ids["c.jpg"]
+    assert moved["keeper_reason"] == "highest resolution (300x300) (the first suggestion was taken out)"
+    assert [m["path"] for m in moved["members"] if m["keeper"]] == [lib["paths"]["c.jpg"]]
+    client.post(f"/api/groups/{again}/take-out", json={"file_id": ids["2019/a.jpg"], "value": False})
     # with two contents left, taking one out is saying the group is not duplicates
     client.post(f"/api/groups/{again}/take-out", json={"file_id": ids["c.jpg"]})
     detail = client.post(f"/api/groups/{again}/take-out", json={"file_id": ids["a_small.jpg"]}).json()

@@ -226,6 +226,10 @@ def test_keyboard_focus_take_out_and_compare_in_a_group_of_twelve(big_group_serv
     page.locator(f".group-card[data-group='{big.id}']").click()
     expect(page.locator(".member")).to_have_count(12)
     expect(page.locator(".member.selected .tag.keeper")).to_be_visible()  # focus starts on the keeper (first)
+    expect(page.locator(".member").nth(1)).to_contain_text("looks the same: its perceptual hash differs in")
+    expect(page.locator(".member dd.why-not")).to_have_count(11)  # why each other photo is not the keeper
+    expect(page.locator(".member", has_text="export.png").locator("dd.why-not")).to_have_text(
+        "an export (PNG); the group has the camera format JPEG")
 
     for _ in range(11):  # j (or an arrow) reaches every photo: 1-9 stop at nine
         page.keyboard.press("j")
@@ -299,3 +303,24 @@ def test_accept_the_suggested_keepers_of_the_groups_shown_after_a_confirmation(r
 def _artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def test_a_raw_jpeg_pair_is_one_card_with_both_files_and_the_raw_preview(review_server, page):
+    from playwright.sync_api import expect
+
+    groups, _, url = review_server
+    group, pair = next((g, m) for g in groups.values() for m in g.members if m.companions)  # the sample's DNG+JPEG
+    page.goto(f"{url}#/group/{group.id}")
+    expect(page.locator(".member")).to_have_count(len(group.members))
+    card = page.locator(f".member[data-file='{pair.file_id}']")
+    expect(card.locator(".pair")).to_contain_text("RAW+JPEG pair, kept or trashed together")
+    expect(card.locator(".pair")).to_contain_text(Path(pair.companions[0].path).name)
+    expect(card.locator("dd .path")).to_have_text([pair.path, pair.companions[0].path])
+    wait_images_loaded(page)  # the RAW's thumbnail: its embedded preview, made at scan time
+    assert card.locator(".photo img").evaluate("i => i.naturalWidth") > 0
+    card.locator(".photo").click()  # full size: the preview, served as JPEG
+    wait_until(page, f"document.getElementById('viewer-image').naturalWidth === {pair.width}")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.keyboard.press("Escape")
+    page.screenshot(path=str(ARTIFACTS / "review-raw-pair.png"), full_page=True)
+    assert page.problems == []

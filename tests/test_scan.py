@@ -37,13 +37,13 @@ def test_sample_library_counts_exactly(tiny_library, tmp_path):
 
 
 def test_exif_orientation_date_and_camera(tmp_path):
-    lib = make_library(tmp_path / "lib", originals=3, megapixels=0.3, seed=1)
+    lib = make_library(tmp_path / "lib", originals=3, megapixels=0.3, seed=5)
     truth = json.loads(Path(lib["truth"]).read_text())
     scan([lib["root"]], catalog=tmp_path / "c.sqlite")
     with Catalog(tmp_path / "c.sqlite") as cat:
         rows = {os.path.relpath(r["path"], lib["root"]): r for r in cat.files()}
     rotated = [p for p, k in truth["kinds"].items() if k == "rotated"]
-    assert rotated, "seed 1 makes a rotated copy"
+    assert rotated, "seed 5 makes a rotated copy"
     for rel in rotated:
         original = next(g[0] for g in truth["groups"] if rel in g)
         stored = Image.open(Path(lib["root"]) / rel).size
@@ -52,6 +52,19 @@ def test_exif_orientation_date_and_camera(tmp_path):
         assert rows[rel]["phash"] == rows[original]["phash"]  # the hash sees the upright photo
         assert rows[rel]["taken_at"] == rows[original]["taken_at"]
         assert rows[original]["camera"] and rows[original]["exif_tags"] >= 5
+
+
+def test_jpeg_quality_of_the_quantization_tables(tmp_path):
+    photo = write_photo(tmp_path / "lib" / "camera.jpg", size=(320, 240))
+    for quality in (70, 92, 99, 100):
+        Image.open(photo).save(tmp_path / "lib" / f"q{quality}.jpg", quality=quality)
+    Image.open(photo).save(tmp_path / "lib" / "export.png")
+    scan([tmp_path / "lib"], catalog=tmp_path / "c.sqlite")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        found = {Path(r["path"]).name: r["jpeg_quality"] for r in cat.files()}
+    # PIL saves at 75 by default; 100 only for all-ones tables (a maximum-quality re-save)
+    assert found == {"camera.jpg": 75, "q70.jpg": 70, "q92.jpg": 92, "q99.jpg": 99, "q100.jpg": 100,
+                     "export.png": None}
 
 
 def test_hostile_and_broken_input(tmp_path):

@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from photodedup.backends.base import Backend
 from photodedup.errors import InferenceError
 from photodedup.preprocess import DEFAULT_PREPROCESS, crop_from_source
 from photodedup.service.batcher import DynamicBatcher
@@ -34,7 +35,7 @@ TOKEN = "s3cret-token"
 
 
 # -- helpers --------------------------------------------------------------------------------------------
-class FakeBackend:
+class FakeBackend(Backend):
     """Deterministic embeddings (row i depends only on image i) and a record of every model call."""
 
     name = "fake"
@@ -110,8 +111,8 @@ def test_batcher_merges_concurrent_requests_and_returns_each_its_rows():
     assert_each_gets_its_rows(batcher, requests)
     assert sum(backend.calls) == 16
     assert max(backend.calls) == 8  # merged up to the maximum batch size
-    assert metrics.batch_requests.count() == len(backend.calls)
-    assert metrics.images.value() == 16
+    assert metrics.value("photodedup_batch_requests_count") == len(backend.calls)
+    assert metrics.value("photodedup_images_total") == 16
 
 
 def test_batcher_splits_a_request_larger_than_the_maximum_batch():
@@ -165,11 +166,11 @@ def test_pixel_count_is_refused_from_the_header_before_decoding():
     limits = Limits(max_pixels=1_000_000)
     with pytest.raises(RequestRejected) as caught:
         decode_image(image_bytes((1200, 1000), "PNG"), DEFAULT_PREPROCESS, limits)
-    assert (caught.value.status, caught.value.code) == (413, "too_many_pixels")
+    assert (caught.value.http_status, caught.value.code) == (413, "too_many_pixels")
     assert "1200x1000 = 1200000 pixels is over the limit of 1000000" in str(caught.value)
     with pytest.raises(RequestRejected) as caught:
         decode_image(png_declaring(30000, 30000), DEFAULT_PREPROCESS, Limits())
-    assert caught.value.status == 413
+    assert caught.value.http_status == 413
 
 
 def test_decoding_matches_the_catalogs_crop():
@@ -189,7 +190,7 @@ def test_decoding_matches_the_catalogs_crop():
 def test_malformed_tensors_are_rejected_with_the_reason(body, message):
     with pytest.raises(RequestRejected) as caught:
         parse_npy(body, Limits())
-    assert caught.value.status == 400
+    assert caught.value.http_status == 400
     assert message in str(caught.value)
 
 
@@ -204,13 +205,13 @@ def test_metrics_render_cumulative_histograms():
     metrics = Metrics()
     metrics.batch_size.observe(3)
     metrics.batch_size.observe(20)
-    metrics.requests.inc(endpoint="/embed", status="200")
+    metrics.requests.labels(endpoint="/embed", status="200").inc()
     text = metrics.render()
-    assert 'photodedup_batch_size_bucket{le="4"} 1' in text
-    assert 'photodedup_batch_size_bucket{le="32"} 2' in text
-    assert 'photodedup_batch_size_bucket{le="+Inf"} 2' in text
-    assert "photodedup_batch_size_count 2" in text
-    assert 'photodedup_requests_total{endpoint="/embed",status="200"} 1' in text
+    assert 'photodedup_batch_size_bucket{le="4.0"} 1.0' in text
+    assert 'photodedup_batch_size_bucket{le="32.0"} 2.0' in text
+    assert 'photodedup_batch_size_bucket{le="+Inf"} 2.0' in text
+    assert "photodedup_batch_size_count 2.0" in text
+    assert 'photodedup_requests_total{endpoint="/embed",status="200"} 1.0' in text
 
 
 # -- the real service ------------------------------------------------------------------------------------
@@ -375,7 +376,7 @@ def test_32_concurrent_clients_get_answers_and_requests_are_batched(client, serv
     images = metric(after, "photodedup_batch_size_sum") - metric(before, "photodedup_batch_size_sum")
     assert images == 640
     assert calls < 640  # some model calls merged several requests
-    assert 'photodedup_batch_requests_bucket{le="1"}' in after
+    assert 'photodedup_batch_requests_bucket{le="1.0"}' in after
 
 
 @pytest.mark.slow

@@ -15,17 +15,23 @@ import threading
 import httpx
 import numpy as np
 
-from photodedup.backends.base import Backend
+from photodedup.backends.base import Backend, BackendOptions
 from photodedup.backends.http_service import HttpServiceBackend, default_url
 from photodedup.errors import BackendUnavailableError, ModelMismatchError
 
 log = logging.getLogger(__name__)
 
 
-class AutoBackend:
+class AutoBackend(Backend):
     """Remote first, local fallback; says which one embedded each batch."""
 
     name = "auto"
+
+    @classmethod
+    def from_options(cls, options: BackendOptions) -> AutoBackend:
+        return cls(options.url, token=options.token, payload=options.payload or "jpeg",
+                   in_flight=options.in_flight or 4, model_dir=options.model_dir, device=options.device,
+                   threads=options.threads, weights=options.weights)
 
     def __init__(self, url: str | None = None, *, token: str | None = None, payload: str = "jpeg",
                  in_flight: int = 4, retries: int = 2, health_timeout: float = 1.0,
@@ -46,9 +52,15 @@ class AutoBackend:
             self._local = self._make_local(expected_model=None)
         self._opened: list[Backend] = [b for b in (self._remote, self._local) if b is not None]
         active = self._remote or self._local
-        self.model_id: str = active.model_id
-        self.max_batch_size: int = active.max_batch_size
-        self.remote_name: str | None = self._remote.name if self._remote else None
+        self.model_id = active.model_id
+        self.weights = active.weights
+        self.is_random = active.is_random
+        self.preprocess = active.preprocess
+        self.input_dtype = active.input_dtype
+        self.payload = active.payload
+        self.max_batch_size = active.max_batch_size
+        #: our service's ``/metrics`` describe the run only when the service is the remote
+        self.server = "photodedup" if self._remote is not None and self._remote.server == "photodedup" else None
 
     # -- choosing -------------------------------------------------------------------------------------
     def _connect_service(self, token, payload, in_flight, retries, health_timeout) -> Backend | None:
@@ -68,11 +80,11 @@ class AutoBackend:
             return None
 
     def _connect_triton(self, triton_url: str) -> Backend | None:
-        from photodedup.backends import get_backend
+        from photodedup.backends.triton import TritonHttpBackend
 
         try:
-            return get_backend("triton-http", url=triton_url, ready_timeout=self.health_timeout,
-                               connect_timeout=self.health_timeout)
+            return TritonHttpBackend(triton_url, ready_timeout=self.health_timeout,
+                                     connect_timeout=self.health_timeout, in_flight=self.in_flight)
         except BackendUnavailableError as error:
             log.info("Triton at %s is not usable: %s", triton_url, error)
             return None

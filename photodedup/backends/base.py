@@ -1,6 +1,7 @@
 """The backend contract: embed one uint8 batch, return (N, 512) float32 L2-normalised rows.
 
-Backends know nothing of the catalog or the CLI: arrays in, arrays out. Batching, retries and
+``Backend`` declares everything a backend has, with defaults; ``BackendOptions`` everything it may be
+given. Backends know nothing of the catalog or the CLI: arrays in, arrays out. Batching, retries and
 concurrency are written once, here, for every backend (``embed_batches``).
 """
 
@@ -11,32 +12,110 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 
 from photodedup.errors import BackendUnavailableError, InferenceError
+from photodedup.preprocess import DEFAULT_PREPROCESS, PreprocessConfig
 
 log = logging.getLogger(__name__)
 
 INPUT_SHAPE = (224, 224, 3)
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """What every backend implements. ``name`` is the registry name; ``model_id`` names weights."""
+@dataclass(frozen=True)
+class BackendOptions:
+    """Every option a backend may be given (by ``embed``, ``serve``, ``bench``, ``run`` or the API).
 
-    name: str
-    model_id: str
-    max_batch_size: int
+    Each backend's ``from_options`` reads the ones it understands and ignores the rest, so callers
+    pass what the user said and never route options by backend name. ``None`` means the default.
+    """
+
+    model_dir: Path | None = None  # onnx, auto's fallback: an export directory
+    weights: str | None = None  # onnx (which default export), torch-local: a tag, a checkpoint, random
+    precision: str | None = None  # onnx: which default export (fp32); torch-local: auto/fp32/fp16/bf16
+    device: str = "cpu"  # onnx: cpu/cuda/tensorrt; torch-local: cpu/cuda
+    threads: int | None = None  # in-process backends: intra-op threads
+    seed: int = 0  # torch-local with random weights
+    mode: str = "auto"  # torch-local: eager, CUDA graphs or compile (see gpu.py)
+    warm_up: bool = False  # torch-local: build the CUDA graph or compiled code now
+    max_batch_size: int | None = None  # in-process backends: the largest model call
+    url: str | None = None  # remote backends: the server
+    token: str | None = None  # http-service, auto: the bearer token
+    payload: str | None = None  # http-service, auto: jpeg or uint8
+    model: str | None = None  # triton-*: the served model's name
+    in_flight: int | None = None  # remote backends: requests kept in flight by ``embed``
+
+
+class Backend:
+    """What every backend has. Subclasses set ``name`` and ``model_id`` and implement ``embed_batch``;
+    everything else has a default here, so callers read attributes, never probe for them.
+
+    ``model_id`` names architecture and weights (``ViT-B-32/laion2b_s34b_b79k``); embeddings of two
+    backends are comparable exactly when their model ids are equal.
+    """
+
+    #: The registry name (``onnx``, ``triton-grpc``...).
+    name: str = ""
+    model_id: str = ""
+    #: The largest batch one ``embed_batch`` call takes; ``embed_batches`` splits larger ones.
+    max_batch_size: int = 256
+    #: Batches ``embed`` keeps in flight: 1 for in-process backends (one session already uses every
+    #: core), several for remote ones (the server batches and computes while the client prepares).
+    in_flight: int = 1
+    #: The crop the model expects (travels with the model: ``preprocess.json``).
+    preprocess: PreprocessConfig = DEFAULT_PREPROCESS
+    #: What the model takes: ``uint8`` crops (the contract) or ``float32`` normalised NCHW (the baseline).
+    input_dtype: str = "uint8"
+    #: What crosses a boundary per image: ``jpeg``, ``uint8`` or ``fp32``; None in-process.
+    payload: str | None = None
+    #: Where the model runs, for in-process backends (``cpu``, ``cuda``...); remote ones: ``cpu``
+    #: (what the client does, decoding, runs on the CPU).
+    device: str = "cpu"
+    #: The server for remote backends, None in-process.
+    url: str | None = None
+    #: Which server answers at ``url``: ``photodedup`` (our service, with ``/metrics``), ``triton``
+    #: (with ``statistics()``), or None.
+    server: str | None = None
+
+    @classmethod
+    def from_options(cls, options: BackendOptions) -> Backend:
+        """Build the backend from the options it understands."""
+        raise NotImplementedError
+
+    @cached_property
+    def weights(self) -> str:
+        """What the weights are called (a tag, a checkpoint, ``random``); by default from the model id."""
+        return self.model_id.split("/", 1)[-1]
+
+    @cached_property
+    def is_random(self) -> bool:
+        """Random weights: embeddings that carry no meaning (said loudly by ``embed`` and ``run``)."""
+        return "/random" in self.model_id
+
+    @property
+    def last_backend(self) -> str:
+        """The backend that embedded the calling thread's latest batch (``auto`` has two)."""
+        return self.name
 
     def embed_batch(self, images: np.ndarray) -> np.ndarray:
         """Embed ``uint8 [N,224,224,3]`` RGB crops; return ``float32 [N,512]``, L2-normalised."""
-        ...
+        raise NotImplementedError
+
+    def statistics(self) -> dict:
+        """The server's own counters (``server == "triton"`` only)."""
+        raise NotImplementedError(f"{self.name} has no server statistics")
 
     def close(self) -> None:
         """Release sessions, connections and threads."""
-        ...
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def check_batch(images: np.ndarray) -> np.ndarray:
@@ -52,18 +131,6 @@ def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
-
-
-def chunked(items: Iterable, size: int) -> Iterator[list]:
-    """Split an iterable into lists of at most ``size`` items (the last one may be short)."""
-    batch: list = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 @dataclass
@@ -112,7 +179,7 @@ def embed_batches(
         if out.shape != (len(batch), out.shape[1]) or out.dtype != np.float32:
             raise InferenceError(
                 f"backend {backend.name} returned {out.dtype} {list(out.shape)} for {len(batch)} images")
-        return BatchResult(index, out, time.perf_counter() - start, getattr(backend, "last_backend", backend.name))
+        return BatchResult(index, out, time.perf_counter() - start, backend.last_backend)
 
     if in_flight <= 1:
         for index, batch in enumerate(batches):

@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 
 from photodedup import config
-from photodedup.backends.base import INPUT_SHAPE, call_with_retries, check_batch
+from photodedup.backends.base import INPUT_SHAPE, Backend, BackendOptions, call_with_retries, check_batch
 from photodedup.errors import BackendUnavailableError, BadInputError, InferenceError, ModelMismatchError
 from photodedup.preprocess import DEFAULT_PREPROCESS, encode_jpeg
 
@@ -39,10 +39,16 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-class HttpServiceBackend:
+class HttpServiceBackend(Backend):
     """Embeds crops by POSTing them to ``photodedup serve``."""
 
     name = "http-service"
+    server = "photodedup"
+
+    @classmethod
+    def from_options(cls, options: BackendOptions) -> HttpServiceBackend:
+        return cls(options.url, token=options.token, payload=options.payload or "jpeg",
+                   in_flight=options.in_flight or 4)
 
     def __init__(self, url: str | None = None, *, token: str | None = None, payload: str = "jpeg",
                  in_flight: int = 4, timeout: float = 60.0, connect_timeout: float = 5.0, retries: int = 3,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from photodedup import config
-from photodedup.backends.base import check_batch, l2_normalize
+from photodedup.backends.base import Backend, BackendOptions, check_batch, l2_normalize
 from photodedup.errors import BackendUnavailableError, InferenceError, ModelMismatchError, ModelNotFoundError
 from photodedup.preprocess import PreprocessConfig
 
@@ -67,10 +67,15 @@ def session_options(precision: str = "fp32", threads: int | None = None, *, devi
     return options
 
 
-class OnnxBackend:
+class OnnxBackend(Backend):
     """Embeds uint8 crops with an exported ViT-B/32 through onnxruntime."""
 
     name = "onnx"
+
+    @classmethod
+    def from_options(cls, options: BackendOptions) -> OnnxBackend:
+        return cls(options.model_dir, options.device, options.threads, weights=options.weights,
+                   precision=options.precision or "fp32", max_batch_size=options.max_batch_size or 256)
 
     def __init__(self, model_dir: Path | None = None, device: str = "cpu", threads: int | None = None, *,
                  weights: str | None = None, precision: str = "fp32", max_batch_size: int = 256) -> None:
@@ -92,7 +97,7 @@ class OnnxBackend:
         self.preprocess = PreprocessConfig.load(self.model_dir / "preprocess.json")
         self.input_name: str = self.metadata["input_name"]
         self.output_name: str = self.metadata["output_name"]
-        self.input_kind: str = self.metadata.get("input_dtype", "uint8")
+        self.input_dtype = self.metadata.get("input_dtype", "uint8")
         self.max_batch_size = max_batch_size
         if self.is_random:
             from photodedup.model import RANDOM_WARNING
@@ -132,7 +137,7 @@ class OnnxBackend:
                 f"{self.model_dir / 'model.onnx'} has inputs {sorted(inputs)} and outputs {sorted(outputs)}; "
                 f"metadata.json expects {self.input_name!r} -> {self.output_name!r}",
                 hint="re-run `photodedup export-onnx`")
-        expected = "tensor(uint8)" if self.input_kind == "uint8" else "tensor(float)"
+        expected = "tensor(uint8)" if self.input_dtype == "uint8" else "tensor(float)"
         actual = inputs[self.input_name].type
         if actual != expected:
             raise ModelMismatchError(f"{self.model_dir / 'model.onnx'} input {self.input_name!r} is {actual}, "
@@ -140,7 +145,7 @@ class OnnxBackend:
 
     def embed_batch(self, images: np.ndarray) -> np.ndarray:
         images = check_batch(images)
-        if self.input_kind == "uint8":
+        if self.input_dtype == "uint8":
             feed = images
         else:
             from photodedup.export_onnx import to_float_input
@@ -156,5 +161,5 @@ class OnnxBackend:
         self.session = None
 
     def __repr__(self) -> str:
-        return (f"OnnxBackend({self.model_id}, {self.metadata.get('precision')}, {self.input_kind} input, "
+        return (f"OnnxBackend({self.model_id}, {self.metadata.get('precision')}, {self.input_dtype} input, "
                 f"{self.device}, {self.threads} threads)")

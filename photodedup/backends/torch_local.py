@@ -9,14 +9,20 @@ from __future__ import annotations
 import numpy as np
 
 from photodedup import config
-from photodedup.backends.base import check_batch
+from photodedup.backends.base import Backend, BackendOptions, check_batch
 from photodedup.errors import BackendUnavailableError, InferenceError
 
 
-class TorchLocalBackend:
+class TorchLocalBackend(Backend):
     """Embeds uint8 crops with open_clip in PyTorch, the same graph ``export-onnx`` exports."""
 
     name = "torch-local"
+
+    @classmethod
+    def from_options(cls, options: BackendOptions) -> TorchLocalBackend:
+        return cls(options.weights or config.DEFAULT_WEIGHTS, options.device, options.seed, threads=options.threads,
+                   max_batch_size=options.max_batch_size, precision=options.precision or "auto", mode=options.mode,
+                   warm_up=options.warm_up)
 
     def __init__(self, weights: str = config.DEFAULT_WEIGHTS, device: str = "cpu", seed: int = 0, *,
                  threads: int | None = None, max_batch_size: int | None = None, precision: str = "auto",

@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from photodedup import config as app_config
-from photodedup.backends.base import check_batch, l2_normalize
+from photodedup.backends.base import Backend, BackendOptions, check_batch, l2_normalize
 from photodedup.config import EMBEDDING_DIM
 from photodedup.errors import BackendUnavailableError, InferenceError, ModelMismatchError, ModelNotFoundError
 from photodedup.preprocess import DEFAULT_PREPROCESS
@@ -33,21 +33,31 @@ log = logging.getLogger(__name__)
 
 #: What the client can send: uint8 NHWC crops (the contract), or the fp32 NCHW baseline export.
 ACCEPTED_INPUTS = {"UINT8": [-1, 224, 224, 3], "FP32": [-1, 3, 224, 224]}
+#: Requests ``embed`` keeps in flight: the server's dynamic batcher joins them, and the client
+#: serialises the next batch while the server computes (see docs/BENCHMARKS.md, "Triton in flight").
+DEFAULT_IN_FLIGHT = 4
 HINT_START = "start one with: photodedup serve --engine triton (see docs/TRITON.md)"
 
 
-class _TritonBackend:
+class _TritonBackend(Backend):
     """The protocol-independent part; subclasses supply the client calls."""
 
     name = "triton"
+    server = "triton"
     protocol = ""
     default_url = ""
     env_var = ""
     default_models: tuple[str, ...] = (CUDA_MODEL, CPU_MODEL)
 
+    @classmethod
+    def from_options(cls, options: BackendOptions) -> _TritonBackend:
+        return cls(options.url, options.model, in_flight=options.in_flight or DEFAULT_IN_FLIGHT)
+
     def __init__(self, url: str | None = None, model: str | None = None, *, timeout: float = 120.0,
-                 ready_timeout: float = 30.0, connect_timeout: float = 5.0) -> None:
+                 ready_timeout: float = 30.0, connect_timeout: float = 5.0,
+                 in_flight: int = DEFAULT_IN_FLIGHT) -> None:
         self.url = _strip_scheme(url or os.environ.get(self.env_var) or self.default_url)
+        self.in_flight = max(1, in_flight)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._local = threading.local()
@@ -138,7 +148,9 @@ class _TritonBackend:
         max_batch = int(config.get("max_batch_size", 0))
         if max_batch < 1:
             raise ModelMismatchError(f"{where}: expected max_batch_size >= 1 (batching), served {max_batch}")
-        self.input_name, self.input_dtype = tensor_in["name"], dtype
+        self.input_name, self.wire_dtype = tensor_in["name"], dtype
+        self.input_dtype = "uint8" if dtype == "UINT8" else "float32"
+        self.payload = "uint8" if dtype == "UINT8" else "fp32"
         self.output_name = tensor_out["name"]
         self.max_batch_size = max_batch
         parameters = config.get("parameters", {})
@@ -147,7 +159,7 @@ class _TritonBackend:
 
     # -- the one method ----------------------------------------------------------------------------
     def embed_batch(self, images: np.ndarray) -> np.ndarray:
-        batch = _to_model_input(check_batch(images), self.input_dtype)
+        batch = _to_model_input(check_batch(images), self.wire_dtype)
         client = self._client()
         try:
             out = self._call("inference", self._infer, client, batch)
@@ -175,12 +187,6 @@ class _TritonBackend:
             except Exception as error:  # noqa: BLE001 - closing must not fail the caller
                 log.debug("closing a Triton client: %s", error)
         self._local = threading.local()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # -- protocol-specific calls -------------------------------------------------------------------
     def _new_client(self): raise NotImplementedError
@@ -228,7 +234,7 @@ class TritonHttpBackend(_TritonBackend):
     def _infer(self, client, batch: np.ndarray) -> np.ndarray:
         import tritonclient.http as httpclient
 
-        tensor = httpclient.InferInput(self.input_name, list(batch.shape), self.input_dtype)
+        tensor = httpclient.InferInput(self.input_name, list(batch.shape), self.wire_dtype)
         tensor.set_data_from_numpy(batch, binary_data=True)
         wanted = httpclient.InferRequestedOutput(self.output_name, binary_data=True)
         return client.infer(self.model_name, [tensor], outputs=[wanted]).as_numpy(self.output_name)
@@ -268,7 +274,7 @@ class TritonGrpcBackend(_TritonBackend):
     def _infer(self, client, batch: np.ndarray) -> np.ndarray:
         import tritonclient.grpc as grpcclient
 
-        tensor = grpcclient.InferInput(self.input_name, list(batch.shape), self.input_dtype)
+        tensor = grpcclient.InferInput(self.input_name, list(batch.shape), self.wire_dtype)
         tensor.set_data_from_numpy(batch)
         wanted = grpcclient.InferRequestedOutput(self.output_name)
         result = client.infer(self.model_name, [tensor], outputs=[wanted], client_timeout=self.timeout)

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from photodedup import config
+from photodedup.backends.base import Backend
 from photodedup.bench import server_stats
 from photodedup.bench.load import describe_error, run_load
 from photodedup.bench.payloads import PAYLOADS, bytes_per_image, sample_crops, serialization_experiment
@@ -105,13 +106,13 @@ class Target:
     name: str
     options: dict
     payload: str
-    snapshot: Callable[[object], Callable[[], object] | None] = lambda backend: None
+    snapshot: Callable[[Backend], Callable[[], object] | None] = lambda backend: None
     #: Known before starting: the target cannot run (no export, a payload it cannot send).
     error: PhotodedupError | None = None
 
 
 def bench(settings: BenchConfig, *, progress: ProgressCallback = no_progress,
-          backend_factory: Callable[..., object] | None = None) -> BenchReport:
+          backend_factory: Callable[..., Backend] | None = None) -> BenchReport:
     """Measure every configuration of ``settings``; see the module docstring."""
     settings.validate()
     targets = [target for name in settings.backends for target in plan_targets(name, settings)]
@@ -119,7 +120,7 @@ def bench(settings: BenchConfig, *, progress: ProgressCallback = no_progress,
 
 
 def run_targets(targets: list[Target], settings: BenchConfig, *, progress: ProgressCallback = no_progress,
-                backend_factory: Callable[..., object] | None = None) -> BenchReport:
+                backend_factory: Callable[..., Backend] | None = None) -> BenchReport:
     """Measure ``targets`` at every batch size and concurrency of ``settings``."""
     if backend_factory is None:
         from photodedup.backends import get_backend as backend_factory
@@ -182,26 +183,24 @@ def plan_targets(name: str, settings: BenchConfig) -> list[Target]:
     return [Target(name, name, options, payload, server_snapshotter, error=unsupported)]
 
 
-def server_snapshotter(backend: object) -> Callable[[], object] | None:
+def server_snapshotter(backend: Backend) -> Callable[[], object] | None:
     """How to read the server's own timing for a created backend: Triton's statistics through the
     backend, our service's ``/metrics`` at its URL; None when it has neither."""
-    if callable(getattr(backend, "statistics", None)):
+    if backend.server == "triton":
         return lambda: server_stats.from_triton(backend.statistics())
-    if getattr(backend, "name", "") == "auto" and getattr(backend, "remote_name", None) != "http-service":
-        return None
-    if getattr(backend, "name", "") in ("http-service", "auto"):
+    if backend.server == "photodedup":
         return server_stats.service_snapshotter(backend.url)
     return None
 
 
-def measure(backend, target: Target, pool: np.ndarray, batch_size: int, concurrency: int,
+def measure(backend: Backend, target: Target, pool: np.ndarray, batch_size: int, concurrency: int,
             settings: BenchConfig) -> dict:
     """One configuration: closed-loop load, then the row."""
-    limit = int(getattr(backend, "max_batch_size", 0) or 0)
-    if limit and batch_size > limit:
+    limit = backend.max_batch_size
+    if batch_size > limit:
         return error_row(target, batch_size, concurrency,
                          f"batch size {batch_size} is over the backend's maximum of {limit}")
-    sent = {"UINT8": "uint8", "FP32": "fp32"}.get(getattr(backend, "input_dtype", ""), target.payload)
+    sent = backend.payload or target.payload
     if settings.payload and sent != settings.payload:
         return error_row(target, batch_size, concurrency,
                          f"the served model takes {sent}, not {settings.payload} (serve a matching export)")
@@ -228,7 +227,7 @@ def measure(backend, target: Target, pool: np.ndarray, batch_size: int, concurre
     row.update({key: breakdown.get(key) for key in (*server_stats.BREAKDOWN_FIELDS, "server_batch")})
     server_ms = breakdown.get("server_ms")
     row["outside_server_ms"] = row["mean_ms"] - server_ms if server_ms is not None and row["requests"] else None
-    row["model_id"] = getattr(backend, "model_id", "")
+    row["model_id"] = backend.model_id
     return row
 
 

@@ -11,7 +11,6 @@ compute_output_ms`` and ``server_requests``, ``server_batch`` (images per model 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
 BREAKDOWN_FIELDS = ("server_ms", "queue_ms", "compute_input_ms", "compute_infer_ms", "compute_output_ms")
@@ -20,7 +19,6 @@ _TRITON_PARTS = {"success": "server_ms", "queue": "queue_ms", "compute_input": "
                  "compute_infer": "compute_infer_ms", "compute_output": "compute_output_ms"}
 _SERVICE_PARTS = {"photodedup_request_duration_seconds": "server_ms", "photodedup_queue_seconds": "queue_ms",
                   "photodedup_decode_seconds": "compute_input_ms", "photodedup_inference_seconds": "compute_infer_ms"}
-_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 
 
 @dataclass(frozen=True)
@@ -55,36 +53,27 @@ def from_triton(stats: dict) -> Snapshot:
     return Snapshot(parts, stats.get("inference_count", 0), stats.get("execution_count", 0))
 
 
-def parse_prometheus(text: str) -> dict[tuple[str, str], float]:
-    """``{(metric name, label text): value}`` from the Prometheus text format (comments skipped)."""
-    values: dict[tuple[str, str], float] = {}
-    for line in text.splitlines():
-        match = _LINE.match(line.strip())
-        if match and not line.startswith("#"):
-            try:
-                values[(match.group(1), match.group(2) or "")] = float(match.group(3))
-            except ValueError:
-                continue
-    return values
-
-
 def parse_service_metrics(text: str, endpoint: str = "/embed") -> Snapshot:
-    """A snapshot from our service's ``/metrics``; request duration only for ``endpoint``."""
-    values = parse_prometheus(text)
-    parts: dict[str, tuple[float, float]] = {}
-    for metric, part in _SERVICE_PARTS.items():
-        total = count = 0.0
-        for (name, labels), value in values.items():
-            if part == "server_ms" and f'endpoint="{endpoint}"' not in labels:
-                continue
-            if name == f"{metric}_sum":
-                total += value
-            elif name == f"{metric}_count":
-                count += value
-        if count:
-            parts[part] = (total, count)
-    images = sum(v for (name, _), v in values.items() if name == "photodedup_images_total")
-    executions = sum(v for (name, _), v in values.items() if name == "photodedup_batch_size_count")
+    """A snapshot from our service's ``/metrics`` (Prometheus text); request duration only for ``endpoint``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals: dict[str, list[float]] = {part: [0.0, 0.0] for part in _SERVICE_PARTS.values()}
+    images = executions = 0.0
+    for family in text_string_to_metric_families(text):
+        part = _SERVICE_PARTS.get(family.name)
+        for sample in family.samples:
+            if part is not None:
+                if part == "server_ms" and sample.labels.get("endpoint") != endpoint:
+                    continue
+                if sample.name.endswith("_sum"):
+                    totals[part][0] += sample.value
+                elif sample.name.endswith("_count"):
+                    totals[part][1] += sample.value
+            elif sample.name == "photodedup_images_total":
+                images += sample.value
+            elif sample.name == "photodedup_batch_size_count":
+                executions += sample.value
+    parts = {part: (total, count) for part, (total, count) in totals.items() if count}
     return Snapshot(parts, images, executions)
 
 

@@ -9,8 +9,12 @@ an HttpOnly, SameSite=Strict cookie; state-changing requests must also carry it 
 
 from __future__ import annotations
 
+import errno
+import io
 import logging
+import os
 import secrets
+import stat
 from pathlib import Path
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request
@@ -19,9 +23,10 @@ from PIL import Image
 
 from photodedup import apply as apply_mod
 from photodedup import groups as decisions
-from photodedup.catalog import Catalog
+from photodedup import raw
+from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, PhotodedupError
-from photodedup.preprocess import encode_jpeg, load_oriented
+from photodedup.preprocess import DEFAULT_MAX_PIXELS, encode_jpeg, load_oriented
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +41,8 @@ _THUMB = 320
 def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
                allowed_hosts: set[str] | None = None, cookie: str = "photodedup_review") -> FastAPI:
     """The app for one catalog. ``allowed_hosts``: accepted Host headers (None accepts any)."""
-    app = FastAPI(title="photodedup review", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="photodedup review", docs_url=None, redoc_url=None, openapi_url=None,
+                  default_response_class=_ReadableJSON)
 
     def open_catalog() -> Catalog:
         return Catalog(catalog, create=False)
@@ -69,10 +75,13 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
             "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
         return response
 
+    @app.exception_handler(OverflowError)
+    async def beyond_int64(request: Request, error: OverflowError):  # an id SQLite cannot even hold
+        return JSONResponse({"error": "no such id"}, status_code=404)
+
     @app.exception_handler(PhotodedupError)
     async def photodedup_error(request: Request, error: PhotodedupError):
-        status = 404 if str(error).startswith("no group") else 409 if error.exit_code == 10 else 400
-        return JSONResponse({"error": str(error), "hint": error.hint}, status_code=status)
+        return JSONResponse({"error": str(error), "hint": error.hint}, status_code=error.http_status)
 
     # -- page and static files ---------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)
@@ -112,7 +121,7 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
         if row is None:
             raise HTTPException(404, "no such file in the catalog")
         if data is None:
-            data = _render(row, longest=_THUMB)
+            data = _render(row, _scanned_bytes(row), longest=_THUMB)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/files/{file_id}/image")
@@ -121,12 +130,12 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
             row = cat.file(file_id)
         if row is None:
             raise HTTPException(404, "no such file in the catalog")
-        path = Path(row["path"])
-        if row["status"] != "ok" or not path.is_file():
-            raise HTTPException(404, f"{row['path']} is not available ({row['status']})")
-        if row["format"] in _BROWSER_FORMATS and _orientation(path) == 1:
-            return FileResponse(path, media_type=_BROWSER_FORMATS[row["format"]])
-        return Response(_render(row), media_type="image/jpeg")
+        if row["status"] != "ok":
+            raise HTTPException(404, f"{display(row['path'])} is not available ({row['status']})")
+        data = _scanned_bytes(row)
+        if row["format"] in _BROWSER_FORMATS and _orientation(data) == 1:
+            return Response(data, media_type=_BROWSER_FORMATS[row["format"]])
+        return Response(_render(row, data), media_type="image/jpeg")
 
     # -- deciding and acting (token header required) -----------------------------------------------
     @app.post("/api/groups/{group_id}/keep")
@@ -180,27 +189,71 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
     return app
 
 
+class _ReadableJSON(JSONResponse):
+    """JSON whose strings are valid UTF-8: a path with bytes that are not shows them as ``\\xNN``."""
+
+    def render(self, content) -> bytes:
+        return super().render(_readable(content))
+
+
+def _readable(value):
+    if isinstance(value, str):
+        return display(value)
+    if isinstance(value, dict):
+        return {_readable(k): _readable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_readable(v) for v in value]
+    return value
+
+
 def _forbidden(message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=403)
 
 
-def _orientation(path: Path) -> int:
+def _scanned_bytes(row) -> bytes:
+    """The bytes of the file that was scanned, read through one descriptor: never a symlink (``O_NOFOLLOW``),
+    never another file at that path (device, inode, size and mtime as the scan recorded them), so a
+    photo swapped for a link to ``/etc/shadow``, or a folder swapped for a link, serves nothing."""
     try:
-        with Image.open(path) as image:
+        fd = os.open(row["path"], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        reason = "a symbolic link" if error.errno == errno.ELOOP else error.strerror
+        raise HTTPException(404, display(f"{row['path']} is not the file that was scanned ({reason})")) from None
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(handle.fileno())
+        found = (st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino)
+        scanned = (row["size"], row["mtime_ns"], row["dev"], row["ino"])
+        known = 4 if row["dev"] is not None else 2  # catalogs scanned before device/inode were kept
+        if not stat.S_ISREG(st.st_mode) or found[:known] != scanned[:known]:
+            raise HTTPException(404, display(f"{row['path']} is not the file that was scanned (replaced or "
+                                             "changed since); scan again"))
+        return handle.read()
+
+
+def _orientation(data: bytes) -> int:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
             return int(image.getexif().get(0x0112, 1))
     except (OSError, ValueError):
         return 1
 
 
-def _render(row, *, longest: int | None = None) -> bytes:
-    """The file decoded, EXIF orientation applied, as JPEG (optionally scaled down to ``longest``)."""
+def _render(row, data: bytes, *, longest: int | None = None) -> bytes:
+    """The file decoded, EXIF orientation applied, as JPEG (optionally scaled down to ``longest``).
+
+    A RAW shows its embedded preview (else a half-size decode of the sensor data).
+    """
     try:
-        image = load_oriented(row["path"], fast=longest is not None, shortest=longest or 0)
+        if row["raw_decode"]:
+            fmt = raw.raw_format(row["path"], data[:16]) or "RAW"
+            image = raw.read_raw(data, fmt, max_pixels=DEFAULT_MAX_PIXELS, draft=longest is not None).image
+        else:
+            image = load_oriented(data, fast=longest is not None, shortest=longest or 0)
         if longest:
             image.thumbnail((longest, longest))
         return encode_jpeg(image, quality=90)
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-        raise HTTPException(404, f"cannot decode {row['path']}: {error}") from error
+    except (OSError, ValueError, Image.DecompressionBombError, raw.RawReadError) as error:
+        raise HTTPException(404, display(f"cannot decode {row['path']}: {error}")) from error
 
 
 def loopback_hosts(host: str, port: int) -> set[str] | None:
@@ -218,8 +271,10 @@ def serve(catalog: Path, *, host: str = "127.0.0.1", port: int = 8000, trash_dir
     """
     import uvicorn
 
-    if not Path(catalog).exists():
-        raise BadInputError(f"no catalog at {catalog}", hint="run `photodedup scan ROOT` and `photodedup group` first")
+    from photodedup.serve import listen
+
+    Catalog(catalog, create=False).close()  # no catalog: the same error (and exit code) as every command
+    sock = listen(host, port)  # a busy port is an error before any URL is printed
     token = token or secrets.token_urlsafe(24)
     app = create_app(Path(catalog), token=token, trash_dir=trash_dir, allowed_hosts=loopback_hosts(host, port),
                      cookie=f"photodedup_review_{port}")
@@ -231,4 +286,8 @@ def serve(catalog: Path, *, host: str = "127.0.0.1", port: int = 8000, trash_dir
         import webbrowser
 
         webbrowser.open(url)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()

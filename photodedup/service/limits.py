@@ -33,15 +33,12 @@ class Limits:
 
 
 class RequestRejected(BadInputError):
-    """A request the service will not process: ``status`` is the HTTP code, ``code`` names the problem."""
+    """A request the service will not process: its own HTTP status (4xx) and a ``code`` naming the problem."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, http_status: int, code: str, message: str) -> None:
         super().__init__(message)
-        self.status = status
+        self.http_status = http_status
         self.code = code
-
-    def as_json(self) -> dict:
-        return {"error": self.code, "message": str(self)}
 
 
 def media_type(content_type: str | None) -> str:

@@ -1,0 +1,241 @@
+"""Verified evidence: local features confirm a candidate pair that the strict hash threshold missed.
+
+Crops, overlays (watermarks, captions) and heavier edits move a pHash by more than the threshold, but
+they keep most of the picture's local structure. For a bounded set of candidate pairs (each file's few
+nearest hashes beyond the threshold, ``cluster.near_pairs``), this module:
+
+1. takes each file's stored thumbnail (the catalog's, 320 px, EXIF-oriented), trims its uniform border
+   (the scan's content box) and finds ORB keypoints (OpenCV; cached per file);
+2. matches descriptors (Hamming, Lowe's ratio test) and fits a homography with RANSAC;
+3. accepts the pair only when the geometry is a plausible edit and the match covers the pictures:
+   - at least ``min_inliers`` matches agree with the homography;
+   - the transform keeps the aspect ratio (``max_anisotropy``): a crop stretched to a new shape is a
+     different picture, not a copy;
+   - the overlap covers ``min_coverage`` of the smaller picture (the crop lies inside the original)
+     and ``min_other`` of the larger one (half a photo is not a duplicate of the whole).
+
+Deterministic: RANSAC's random generator is reseeded before every pair.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VerifyParams:
+    """What a verified pair must show (defaults measured on the sample library; docs/BENCHMARKS.md)."""
+
+    min_inliers: int = 25
+    min_coverage: float = 0.8
+    min_other: float = 0.6
+    max_anisotropy: float = 1.15
+    features: int = 500
+    ratio: float = 0.8
+
+
+@dataclass
+class Features:
+    points: np.ndarray        # float32 [N, 2] in content pixels
+    descriptors: np.ndarray   # uint8 [N, 32]
+    size: tuple[int, int]     # content width, height in thumbnail pixels
+
+
+def content_pixels(jpeg: bytes, row) -> np.ndarray:
+    """The thumbnail as grey ``uint8 [H, W]`` cut to the file's content box (borders trimmed)."""
+    import cv2
+
+    gray = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if gray is None:
+        raise ValueError("cannot decode the thumbnail")
+    height, width = gray.shape
+    if row["content_width"] and row["width"] and row["height"]:
+        sx, sy = width / row["width"], height / row["height"]
+        left, top = round((row["content_left"] or 0) * sx), round((row["content_top"] or 0) * sy)
+        right = min(width, left + max(1, round(row["content_width"] * sx)))
+        bottom = min(height, top + max(1, round(row["content_height"] * sy)))
+        gray = gray[top:bottom, left:right]
+    return np.ascontiguousarray(gray)
+
+
+def features(gray: np.ndarray, params: VerifyParams = VerifyParams()) -> Features:
+    import cv2
+
+    orb = cv2.ORB_create(nfeatures=params.features, scaleFactor=1.2, nlevels=6, edgeThreshold=15, patchSize=15,
+                         fastThreshold=10)
+    keypoints, descriptors = orb.detectAndCompute(gray, None)
+    points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)
+    if descriptors is None:
+        descriptors = np.zeros((0, 32), np.uint8)
+    return Features(points, descriptors, (gray.shape[1], gray.shape[0]))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    inliers: int
+    coverage: float       # share of the smaller picture the overlap covers
+    other: float          # share of the larger picture it covers
+    reason: str
+
+    @property
+    def refutes(self) -> bool:
+        """Evidence against the pair: rejected although both pictures had features to compare."""
+        return not self.accepted and self.reason != TOO_FEW_FEATURES
+
+
+TOO_FEW_FEATURES = "too few features"
+
+
+def verify(a: Features, b: Features, params: VerifyParams = VerifyParams()) -> Verdict:
+    """Whether ``b`` is ``a`` (or a crop of it, or it of ``b``) with local edits, and the measures."""
+    import cv2
+
+    if len(a.descriptors) < params.min_inliers or len(b.descriptors) < params.min_inliers:
+        return Verdict(False, 0, 0.0, 0.0, TOO_FEW_FEATURES)
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    pairs = matcher.knnMatch(a.descriptors, b.descriptors, k=2)
+    good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < params.ratio * m[1].distance]
+    if len(good) < params.min_inliers:
+        return Verdict(False, len(good), 0.0, 0.0, "too few matches")
+    src = a.points[[m.queryIdx for m in good]]
+    dst = b.points[[m.trainIdx for m in good]]
+    cv2.setRNGSeed(0)
+    # USAC_FAST (OpenCV's USAC framework, PROSAC sampling + local optimisation): the same inliers as
+    # classic RANSAC here at ~1/70 of its time on pairs that do not match (docs/BENCHMARKS.md).
+    homography, mask = cv2.findHomography(src, dst, cv2.USAC_FAST, 3.0)
+    inliers = int(mask.sum()) if mask is not None else 0
+    if homography is None or inliers < params.min_inliers:
+        return Verdict(False, inliers, 0.0, 0.0, "too few inliers")
+    anisotropy = _anisotropy(homography, a.size)
+    if anisotropy > params.max_anisotropy:
+        return Verdict(False, inliers, 0.0, 0.0, f"stretched {anisotropy:.2f}x")
+    cover_b = _covered(homography, a.size, b.size)           # of b, by a's picture
+    cover_a = _covered(np.linalg.inv(homography), b.size, a.size)
+    if cover_a is None or cover_b is None:
+        return Verdict(False, inliers, 0.0, 0.0, "implausible geometry")
+    small, large = max(cover_a, cover_b), min(cover_a, cover_b)
+    accepted = small >= params.min_coverage and large >= params.min_other
+    reason = "" if accepted else f"covers {small:.0%} of the smaller and {large:.0%} of the larger picture"
+    return Verdict(accepted, inliers, round(small, 4), round(large, 4), reason)
+
+
+def _anisotropy(h: np.ndarray, size: tuple[int, int]) -> float:
+    """Ratio of the largest to the smallest local scale of the transform at the picture's centre."""
+    x, y = size[0] / 2, size[1] / 2
+    w = h[2, 0] * x + h[2, 1] * y + h[2, 2]
+    if abs(w) < 1e-9:
+        return float("inf")
+    u = (h[0, 0] * x + h[0, 1] * y + h[0, 2]) / w
+    v = (h[1, 0] * x + h[1, 1] * y + h[1, 2]) / w
+    jac = np.array([[h[0, 0] - u * h[2, 0], h[0, 1] - u * h[2, 1]],
+                    [h[1, 0] - v * h[2, 0], h[1, 1] - v * h[2, 1]]]) / w
+    s = np.linalg.svd(jac, compute_uv=False)
+    return float(s[0] / s[1]) if s[1] > 1e-9 else float("inf")
+
+
+def _covered(h: np.ndarray, src_size: tuple[int, int], dst_size: tuple[int, int]) -> float | None:
+    """Share of the destination picture covered by the source picture mapped through ``h``."""
+    import cv2
+
+    sw, sh = src_size
+    dw, dh = dst_size
+    corners = np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], np.float64).reshape(-1, 1, 2)
+    mapped = cv2.perspectiveTransform(corners, h).reshape(-1, 2)
+    if not np.isfinite(mapped).all() or not cv2.isContourConvex(mapped.astype(np.float32).reshape(-1, 1, 2)):
+        return None
+    return _area(_clip(mapped.tolist(), dw, dh)) / float(dw * dh)
+
+
+def _clip(polygon: list, width: float, height: float) -> list:
+    """Sutherland-Hodgman: the part of a polygon inside the rectangle [0, width] x [0, height]."""
+    for axis, limit, keep_below in ((0, 0.0, False), (0, width, True), (1, 0.0, False), (1, height, True)):
+        def inside(p, a=axis, v=limit, below=keep_below) -> bool:
+            return p[a] <= v if below else p[a] >= v
+
+        out = []
+        for k, current in enumerate(polygon):
+            previous = polygon[k - 1]
+            if inside(current) != inside(previous):
+                t = (limit - previous[axis]) / (current[axis] - previous[axis])
+                out.append([previous[0] + t * (current[0] - previous[0]), previous[1] + t * (current[1] - previous[1])])
+            if inside(current):
+                out.append(current)
+        polygon = out
+        if not polygon:
+            break
+    return polygon
+
+
+def _area(polygon: list) -> float:
+    if len(polygon) < 3:
+        return 0.0
+    x, y = np.array(polygon).T
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+
+
+# -- many pairs --------------------------------------------------------------------------------------
+def verify_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable[[int], np.ndarray | None],
+                 params: VerifyParams = VerifyParams(), *, mirrored: bool = False,
+                 workers: int | None = None) -> list[Verdict | None]:
+    """A verdict per ``(item a, item b)`` pair; ``pixels(item)`` gives its grey content (None: unknown).
+
+    ``mirrored``: a pair that fails is tried again with ``b`` mirrored (ORB copes with turning, not with
+    mirroring), for pairs whose partners were joined by a mirrored match.
+
+    Features are computed once per item. Pairs are processed in item order and, above a few hundred,
+    in worker processes (chunks of pairs with the pixels they need).
+    """
+    pairs = list(pairs)
+    if not pairs:
+        return []
+    workers = workers or min(4, os.cpu_count() or 1)
+    if workers <= 1 or len(pairs) < 400:
+        return _verify_chunk((pairs, {k: pixels(k) for k in sorted({x for p in pairs for x in p})}, params,
+                              mirrored))
+    order = sorted(range(len(pairs)), key=lambda n: pairs[n])
+    size = max(200, len(pairs) // (workers * 8))
+    chunks = [order[s:s + size] for s in range(0, len(order), size)]
+
+    def jobs():
+        for chunk in chunks:
+            wanted = sorted({x for n in chunk for x in pairs[n]})
+            yield [pairs[n] for n in chunk], {k: pixels(k) for k in wanted}, params, mirrored
+
+    out: list[Verdict | None] = [None] * len(pairs)
+    with ProcessPoolExecutor(workers) as pool:
+        for chunk, verdicts in zip(chunks, pool.map(_verify_chunk, jobs()), strict=True):
+            for n, verdict in zip(chunk, verdicts, strict=True):
+                out[n] = verdict
+    return out
+
+
+def _verify_chunk(job) -> list[Verdict | None]:
+    import cv2
+
+    cv2.setNumThreads(1)
+    pairs, pixels, params, mirrored = job
+    cache: dict[tuple[int, bool], Features | None] = {}
+
+    def feats(k: int, mirror: bool = False) -> Features | None:
+        if (k, mirror) not in cache:
+            gray = pixels.get(k)
+            cache[k, mirror] = None if gray is None else features(gray[:, ::-1].copy() if mirror else gray, params)
+        return cache[k, mirror]
+
+    out: list[Verdict | None] = []
+    for a, b in pairs:
+        fa, fb = feats(a), feats(b)
+        verdict = None if fa is None or fb is None else verify(fa, fb, params)
+        if verdict is not None and not verdict.accepted and mirrored:
+            verdict = verify(fa, feats(b, True), params)
+        out.append(verdict)
+    return out
