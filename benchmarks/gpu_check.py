@@ -71,7 +71,8 @@ class Sizes:
         self.embed_batch = 4 if dry else 1024
         self.service_batch = 2 if dry else 16       # images per request
         self.concurrency = (1, 2) if dry else (1, 16, 64, 256)
-        self.load_warmup, self.load_seconds = (0.5, 1.0) if dry else (1.0, 4.0)
+        # a CPU request takes seconds: the dry run's window must be long enough for some to finish
+        self.load_warmup, self.load_seconds = (0.5, 3.0) if dry else (1.0, 4.0)
         self.triton_configs = ((1, True), (1, False)) if dry else ((1, True), (2, True), (4, True), (1, False))
         self.triton_concurrency = 2 if dry else 64
         self.max_batch = 4 if dry else 256           # the service's and Triton's largest model call
