@@ -177,7 +177,7 @@ def free_memory() -> None:
 def step_model(check: Check) -> None:
     import torch
 
-    from photodedup.export_onnx import sample_crops
+    from photodedup.exports import sample_crops
     from photodedup.gpu import DeviceEncoder, cosine_rows
 
     s = check.sizes
@@ -382,7 +382,7 @@ _CLIENT: dict = {}
 
 def _client_init(spec: dict, batch: int) -> None:
     from photodedup.backends import get_backend
-    from photodedup.export_onnx import sample_crops
+    from photodedup.exports import sample_crops
 
     _CLIENT["backend"] = get_backend(spec["name"], **spec["options"])
     _CLIENT["crops"] = sample_crops(batch * 4, seed=7)

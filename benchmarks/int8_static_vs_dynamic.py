@@ -19,8 +19,8 @@ import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from photodedup.backends.onnx import session_options
-from photodedup.export_onnx import export_onnx, sample_crops
+from photodedup.export_onnx import export_onnx
+from photodedup.exports import sample_crops, session_options
 
 
 def main() -> None:

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import httpx
 
-from photodedup.backends.onnx import resolve_model_dir
 from photodedup.bench import BenchConfig, Target, run_targets, server_snapshotter
 from photodedup.bench.compare import local_service
+from photodedup.exports import resolve_model_dir
 
 COLUMNS = [("target", "backend", "{}"), ("payload", "payload", "{}"), ("conc", "concurrency", "{}"),
            ("batch", "batch_size", "{}"), ("img/s", "images_per_second", "{:.1f}"),

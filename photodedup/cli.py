@@ -210,11 +210,16 @@ def serve(
     max_queue_delay_us: Annotated[int, typer.Option(help="Longest wait to fill a batch, microseconds.")] = 2000,
     max_images: Annotated[int, typer.Option(help="Most images per request.")] = 64,
     max_body_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 64.0,
-    max_pixels: Annotated[int, typer.Option(help="Most pixels per image, checked before decoding.")]
-    = 200_000_000,
-    token: Annotated[str | None, typer.Option(envvar="PHOTODEDUP_TOKEN",
-                                                 help="Require this bearer token on /embed, /metrics, /v1/model.")]
+    max_pixels: Annotated[int, typer.Option(help="Most pixels per image, checked before decoding (a PNG "
+                                            "cannot be decoded smaller: about 12 bytes of memory a pixel).")]
+    = 50_000_000,
+    token: Annotated[str | None, typer.Option(envvar="PHOTODEDUP_TOKEN", help="Require this bearer token on "
+                                              "/embed, /metrics, /v1/model, /docs, /openapi.json (not with "
+                                              "--engine triton: see docs/TRITON.md).")]
     = None,
+    request_timeout: Annotated[float, typer.Option(help="Seconds a request's headers, and then its body, may "
+                                                   "take to arrive (408 after).")] = 30.0,
+    max_connections: Annotated[int, typer.Option(help="Open connections before new requests get 503.")] = 256,
     graceful_timeout: Annotated[float, typer.Option(help="Seconds in-flight requests get on shutdown.")] = 30.0,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
     model_repository: Annotated[Path, typer.Option(help="Triton model repository (--engine triton).")]
@@ -231,6 +236,13 @@ def serve(
     if engine == "triton":
         from photodedup.triton.server import serve_forever
 
+        if token:
+            from photodedup.errors import BadInputError
+
+            raise BadInputError("--token does not protect Triton: Triton has no bearer-token check, so "
+                                "every client could still use it (and load or unload models)",
+                                hint="keep it on 127.0.0.1 (the default) or put an authenticating proxy in "
+                                     "front; see docs/TRITON.md (and unset PHOTODEDUP_TOKEN for this command)")
         serve_forever(model_repository=model_repository, host=host, http_port=http_port,
                       grpc_port=grpc_port, metrics_port=metrics_port)
         return
@@ -242,6 +254,7 @@ def serve(
 
     settings = service_settings(
         device, max_batch_size=max_batch_size or None, max_queue_delay=max_queue_delay_us / 1e6, token=token or None,
+        request_timeout=request_timeout, max_connections=max_connections,
         limits=Limits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_images=max_images, max_pixels=max_pixels))
     run_serve(host=host, port=port, backend=backend, model_dir=model_dir, weights=weights, device=device,
               precision=precision, mode=mode, threads=threads or None, settings=settings,
@@ -313,7 +326,10 @@ def bench(
         batch_sizes=bench_lib.parse_list(batch_size, int, option="--batch-size"),
         payload=payload, precisions=bench_lib.parse_list(precision, option="--precision"),
         duration=duration, window=window, warmup=warmup, url=url, model_dir=model_dir, weights=weights)
-    run = bench_lib.compare if all_ else bench_lib.bench
+    if all_:
+        from photodedup.bench.compare import compare as run
+    else:
+        run = bench_lib.bench
     with progress(quiet, "bench") as callback:
         result = run(settings, progress=callback)
     for path in bench_lib.save(result, json_file=json_file, csv_file=csv_file, plot_dir=plot_dir):
@@ -400,7 +416,8 @@ def export_onnx_cmd(
 
     Example: photodedup export-onnx --weights random --precision int8
     """
-    from photodedup.export_onnx import export_onnx, read_metadata
+    from photodedup.export_onnx import export_onnx
+    from photodedup.exports import read_metadata
     from photodedup.model import RANDOM_WARNING, is_random_weights
 
     if is_random_weights(weights):

@@ -81,7 +81,7 @@ def write_dng(path: Path | str, photo: Image.Image, *, make: str = "Canon", mode
     mosaic = bayer_mosaic(photo)
     height, width = mosaic.shape
     raw_bytes = mosaic.tobytes()
-    stamp = (taken or datetime(2020, 1, 1)).strftime("%Y:%m:%d %H:%M:%S")
+    when = taken.strftime("%Y:%m:%d %H:%M:%S") if taken else None
 
     dng = DNG()
     dng.ImageDataStrips.append(raw_bytes)
@@ -97,14 +97,15 @@ def write_dng(path: Path | str, photo: Image.Image, *, make: str = "Canon", mode
         dngTag(Tag.CFAPattern, CFAPattern.RGGB), dngTag(Tag.BlackLevel, [0]), dngTag(Tag.WhiteLevel, [WHITE_LEVEL]),
     ]
     exif_ifd = dngIFD()
-    exif_ifd.tags.append(dngTag(Tag.DateTimeOriginal, stamp))
+    exif_ifd.tags.append(dngTag(Tag.DateTimeOriginal, when or ""))
+    times = [dngTag(Tag.DateTime, when), _IFDTag(Tag.EXIF_IFD, exif_ifd)] if when else []  # taken=None: none
     metadata = [
         dngTag(Tag.Make, make), dngTag(Tag.Model, model), dngTag(Tag.UniqueCameraModel, f"{make} {model}"),
-        dngTag(Tag.Orientation, [orientation]), dngTag(Tag.DateTime, stamp), dngTag(Tag.Software, "photodedup"),
+        dngTag(Tag.Orientation, [orientation]), *times, dngTag(Tag.Software, "photodedup"),
         dngTag(Tag.DNGVersion, DNGVersion.V1_4), dngTag(Tag.DNGBackwardVersion, DNGVersion.V1_0),
         dngTag(Tag.ColorMatrix1, [(round(v * 10000), 10000) for row in _XYZ_TO_SRGB for v in row]),
         dngTag(Tag.CalibrationIlluminant1, [CalibrationIlluminant.D65]),
-        dngTag(Tag.AsShotNeutral, [(1, 1), (1, 1), (1, 1)]), _IFDTag(Tag.EXIF_IFD, exif_ifd),
+        dngTag(Tag.AsShotNeutral, [(1, 1), (1, 1), (1, 1)]),
     ]
     strips = [(raw_offsets, 0)]
     if preview is None:

@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from photodedup import config
+from photodedup import config, raw
 from photodedup.backends import Backend, embed_batches, get_backend
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError, Interrupted
 from photodedup.executor import Executor, open_executor
-from photodedup.preprocess import PreprocessConfig, crop_from_source, decode_crop
+from photodedup.preprocess import PreprocessConfig, center_crop_array, crop_from_source, decode_crop
 from photodedup.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
@@ -284,7 +284,7 @@ class _Assembler:
                 log.warning("stored crop of file %s is unreadable (%s)", file_id, error)
                 errors[file_id] = f"stored crop unreadable: {error}"
         if originals is not None and originals is self.cropper:
-            originals = _decode_on_device(self.cropper, [path for _, path in missing])
+            originals = _decode_on_device(self.cropper, [path for _, path in missing], self.preprocess)
         if originals is not None:
             for (file_id, _), (crop, reason) in zip(missing, originals, strict=True):
                 if crop is None:
@@ -298,16 +298,19 @@ class _Assembler:
         return good, images, errors
 
 
-def _decode_on_device(cropper, paths: list[str]) -> list[tuple[np.ndarray | None, str]]:
-    """``decode_original``'s answers for ``paths``, decoded in one batch on the cropper's device."""
+def _decode_on_device(cropper, paths: list[str], preprocess: PreprocessConfig) -> list[tuple[np.ndarray | None, str]]:
+    """``decode_original``'s answers for ``paths``, decoded in one batch on the cropper's device; a file
+    the device path cannot decode (a camera RAW, a broken file) gets ``decode_original``'s own answer."""
     from photodedup.gpu import read_files
 
     blobs, unreadable = read_files(paths)
     good, crops, errors = cropper.crops(blobs)
-    errors.update(unreadable)
-    answers: list[tuple[np.ndarray | None, str]] = [(None, errors.get(i, "not decoded")) for i in range(len(paths))]
+    answers: list[tuple[np.ndarray | None, str]] = [(None, "") for _ in paths]
     for row, index in enumerate(good):
         answers[index] = (crops[row], "")
+    for index in errors:
+        answers[index] = (None, unreadable[index]) if index in unreadable else decode_original(
+            (paths[index], preprocess))
     return answers
 
 
@@ -315,6 +318,8 @@ def decode_original(job: tuple[str, PreprocessConfig]) -> tuple[np.ndarray | Non
     """Worker: the model crop of one original (fast draft path), or ``(None, reason)``."""
     path, preprocess = job
     try:
+        if raw.raw_format(path, b""):  # a camera RAW: its embedded preview, else a half-size decode
+            return center_crop_array(raw.load_raw(path), preprocess), ""
         return crop_from_source(path, preprocess, fast=True), ""
     except FileNotFoundError:
         return None, "file vanished since the scan"

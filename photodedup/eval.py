@@ -51,7 +51,7 @@ class Truth:
     # The files the truth speaks of, when it lists its non-duplicates too (``unrelated``): a partial
     # review's labels then score only what was reviewed. ``None``: every file under ``root``.
     listed: set[str] | None = None
-    originals: set[str] = field(default_factory=set)  # each group's original (absolute), where known
+    originals: set[str] = field(default_factory=set)  # each group's original (and its RAW), where known
     # Look-alikes that must stay apart: (file, its look-alike, kind), e.g. half a photo stretched.
     negatives: list[tuple[str, str, str]] = field(default_factory=list)
 
@@ -84,6 +84,9 @@ def load_truth(path: Path | str) -> Truth:
     named = data.get("original")  # one entry per group (or null): its camera original
     if isinstance(named, list):
         originals |= {absolute(p) for p in named if isinstance(p, str)}
+    for pair in data.get("pairs") or []:  # [jpeg, raw]: the RAW of an original is the camera original too
+        if isinstance(pair, list) and len(pair) == 2 and absolute(pair[0]) in originals:
+            originals.add(absolute(pair[1]))
     listed = None
     if isinstance(data.get("unrelated"), list):
         listed = {absolute(p) for g in data["groups"] for p in g}
@@ -262,19 +265,24 @@ def recall_by_kind(groups, truth: Truth) -> dict[str, float]:
 
 
 def keeper_accuracy(groups, truth: Truth) -> dict:
-    """Of the found groups that hold a true original, the share whose suggested keeper is that original
-    (or carries it as a companion file: the JPEG of a RAW+JPEG pair travels with its RAW)."""
+    """Of the found groups that hold a true original, the share whose suggested keeper is that original:
+    the file itself, its RAW (a RAW+JPEG pair is one shot), or a member that carries it as a companion."""
+    shot = {p: number for number, g in enumerate(truth.groups) for p in g}
     wrong, scored = [], 0
     for g in groups:
-        holders = [m for m in g.members if {m.path, *(c.path for c in m.companions)} & truth.originals]
-        if len(holders) != 1:
+        holders = {m.file_id: m for m in g.members
+                   if {m.path, *(c.path for c in m.companions)} & truth.originals}
+        shots = {shot[p] for m in holders.values() for p in {m.path, *(c.path for c in m.companions)}
+                 & truth.originals}
+        if len(shots) != 1:
             continue  # no original, or two groups' originals merged (a precision error, scored there)
         scored += 1
-        if holders[0].file_id != g.keeper:
+        if g.keeper not in holders:
             keeper = next(m for m in g.members if m.file_id == g.keeper)
+            original = next(iter(holders.values()))
             wrong.append({"keeper": _relative(keeper.path, truth.root),
-                          "original": _relative(holders[0].path, truth.root),
-                          "reason": g.keeper_reason, "original_note": holders[0].note})
+                          "original": _relative(original.path, truth.root),
+                          "reason": g.keeper_reason, "original_note": original.note})
     correct = scored - len(wrong)
     return {"accuracy": round(correct / scored, 4) if scored else None, "correct": correct, "groups": scored,
             "wrong": wrong}

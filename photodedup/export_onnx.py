@@ -1,10 +1,8 @@
-"""``photodedup export-onnx``: ViT-B/32's image tower as an ONNX model directory.
-
-A model directory holds ``model.onnx``, ``preprocess.json`` and ``metadata.json`` (model id,
-weights, precision, opset, input/output names, shapes, dtype, sha256). Two inputs:
+"""``photodedup export-onnx``: ViT-B/32's image tower as an ONNX model directory (``exports.py`` says
+what such a directory holds; this module makes one, and is the only one that needs torch). Two inputs:
 
 - ``uint8``: ``uint8 [N,224,224,3]`` RGB crops; /255, mean/std and NHWC->NCHW run inside the graph
-  (the contract across every boundary, see DESIGN.md);
+  (the contract across every boundary, see docs/ARCHITECTURE.md);
 - ``float32``: ``float32 [N,3,224,224]`` already normalised (the seed's baseline, for ``bench``).
 
 The output is ``float32 [N,512]``, L2-normalised inside the graph. Precision fp32, fp16 (weights
@@ -27,38 +25,28 @@ import numpy as np
 
 from photodedup import __version__, config
 from photodedup.errors import BadInputError, ExportError
+from photodedup.exports import (
+    INPUT_NAME,
+    MODEL_FILES,
+    OUTPUT_NAME,
+    default_export_dir,
+    read_metadata,
+    sample_crops,
+    session_options,
+    to_float_input,
+)
 from photodedup.model import embed_with_torch, file_sha256, image_encoder, is_random_weights, model_id_for
-from photodedup.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
 PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_KINDS = ("uint8", "float32")
-INPUT_NAME = "images"
-OUTPUT_NAME = "embeddings"
 #: Minimum cosine to PyTorch fp32 for an export to be kept. fp32 is the issue's bar; fp16 and int8
 #: are measured and reported, with floors that catch a broken conversion, not normal drift.
 MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.95}
 #: Bump when the exported graph changes, so old exports are rebuilt instead of reused.
 EXPORT_FORMAT = 1
-MODEL_FILES = ("model.onnx", "preprocess.json", "metadata.json")
-
-
-def default_export_dir(weights: str = config.DEFAULT_WEIGHTS, precision: str = "fp32",
-                       input_kind: str = "uint8", *, seed: int = 0) -> Path:
-    """``<models_dir>/<model id with / replaced by ->-<input>-<precision>``."""
-    model_id = model_id_for(weights, seed=seed)
-    return config.models_dir() / f"{model_id.replace('/', '-')}-{input_kind}-{precision}"
-
-
-def read_metadata(model_dir: Path) -> dict:
-    path = Path(model_dir) / "metadata.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise ExportError(f"{path} is missing or unreadable: {error}",
-                          hint="run `photodedup export-onnx` to (re)create the model directory") from error
 
 
 def export_onnx(weights: str = config.DEFAULT_WEIGHTS, precision: str = "fp32", input_kind: str = "uint8",
@@ -203,36 +191,6 @@ def _to_int8(src: Path, dst: Path) -> None:
 
 
 # -- verification ----------------------------------------------------------------------------------
-def sample_crops(n: int = 4, seed: int = 0) -> np.ndarray:
-    """Photo-like uint8 crops (smooth gradients, shapes, mild noise) for verification when no real
-    photos are given: random noise alone exercises the graph but not realistic activations."""
-    from PIL import Image, ImageDraw, ImageFilter
-
-    rng = np.random.default_rng(seed)
-    crops = []
-    for _ in range(n):
-        yy, xx = np.mgrid[0:224, 0:224] / 223.0
-        base = np.stack([rng.uniform(0, 255) * (1 - yy) + rng.uniform(0, 255) * xx for _ in range(3)], axis=-1)
-        image = Image.fromarray(base.clip(0, 255).astype(np.uint8))
-        draw = ImageDraw.Draw(image)
-        for _ in range(6):
-            x0, y0 = rng.integers(0, 180, 2)
-            x1, y1 = x0 + rng.integers(20, 120), y0 + rng.integers(20, 120)
-            color = tuple(int(c) for c in rng.integers(0, 256, 3))
-            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)((x0, y0, x1, y1), fill=color)
-        image = image.filter(ImageFilter.GaussianBlur(1.5))
-        noisy = np.asarray(image, dtype=np.float32) + rng.normal(0, 4, (224, 224, 3))
-        crops.append(noisy.clip(0, 255).astype(np.uint8))
-    return np.stack(crops)
-
-
-def to_float_input(crops: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """uint8 NHWC crops -> normalised float32 NCHW (the float32 export's input)."""
-    x = crops.astype(np.float32) / 255.0
-    x = (x - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-
 def verify_export(model_path: Path, loaded, input_kind: str, precision: str,
                   photos: np.ndarray | None = None) -> dict:
     """Compare the ONNX model with PyTorch on random inputs and photo-like crops; raise ExportError
@@ -242,8 +200,6 @@ def verify_export(model_path: Path, loaded, input_kind: str, precision: str,
     rng = np.random.default_rng(1)
     noise = rng.integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
     photos = sample_crops() if photos is None else photos
-    from photodedup.backends.onnx import session_options
-
     session = ort.InferenceSession(str(model_path), session_options(precision),
                                    providers=["CPUExecutionProvider"])
     reference = image_encoder(loaded, "uint8")

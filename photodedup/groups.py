@@ -274,6 +274,7 @@ def keep_one(cat: Catalog, group_id: int, file_id: int) -> Group:
     """Keep ``file_id`` (and every reference file) and mark every other member of its group trash."""
     group = find_group(cat, group_id)
     _member(group, file_id)
+    _not_dismissed(group)
     cat.set_not_duplicates([m.md5 for m in group.members if m.md5], value=False)
     cat.set_decisions({m.file_id: "keep" if m.file_id == file_id or m.reference else "trash"
                        for m in group.members if not m.in_trash}, group_id=group_id)
@@ -288,9 +289,8 @@ def decide(cat: Catalog, group_id: int, file_id: int, action: str | None) -> Gro
     member = _member(group, file_id)
     if member.in_trash:
         raise BadInputError(f"{member.path} is in the trash; undo restores it")
-    if group.dismissed and action is not None:
-        raise BadInputError(f"group {group_id} is marked not duplicates; take that back before deciding",
-                            hint="press d (or the Not duplicates button) again to reopen it")
+    if action is not None:
+        _not_dismissed(group)
     if action == "trash" and member.reference:
         raise BadInputError(f"{member.path} is in a reference folder (--prefer): it is never trashed")
     cat.set_decisions({file_id: action}, group_id=group_id)
@@ -356,6 +356,13 @@ def reset(cat: Catalog, group_id: int) -> Group:
     return find_group(cat, group_id)
 
 
+def _not_dismissed(group: Group) -> None:
+    """Deciding keep/trash on a group marked not duplicates is refused: it must be reopened first."""
+    if group.dismissed:
+        raise BadInputError(f"group {group.id} is marked not duplicates; take that back before deciding",
+                            hint="press d (or the Not duplicates button) again to reopen it")
+
+
 def _member(group: Group, file_id: int, *, removed: bool = False) -> Member:
     for member in group.removed if removed else group.members:
         if member.file_id == file_id:
@@ -364,18 +371,15 @@ def _member(group: Group, file_id: int, *, removed: bool = False) -> Member:
 
 
 def evidence_words(m: Member) -> str:
-    """What joined a member to its group, in words."""
-    kind, _, variant = m.evidence.partition(",")
-    variant = f" ({variant.strip()})" if variant.strip() else ""
-    if m.keeper or kind == "keeper":
+    """What joined a member to its group, in words (``match["how"]``, written by ``photodedup group``)."""
+    if m.keeper or m.evidence == "keeper":
         return "the suggested keeper"
-    if kind == "exact":
-        return "an exact copy: the same bytes"
-    if kind == "perceptual":
-        bits = round((1.0 - m.score) * 64)
-        return f"looks the same{variant}: its perceptual hash differs in {bits} of 64 bits"
-    if kind == "semantic":
-        return f"the same scene by the model's embedding (cosine {m.score:.3f}){variant}"
+    if m.match.get("how"):
+        return m.match["how"]
+    if m.evidence == "exact":
+        return "exact copy (same bytes)"
+    if m.evidence == "perceptual":
+        return f"perceptual ({round((1.0 - m.score) * 64)} of 64 pHash bits differ)"
     return f"{m.evidence} ({m.score:.3f})"
 
 
@@ -394,12 +398,13 @@ def differences(a: Member, b: Member) -> list[str]:
     if all(ca) and all(cb) and abs(ca[0] / ca[1] - cb[0] / cb[1]) > 0.02 and \
             abs(ca[0] / ca[1] - cb[1] / cb[0]) > 0.02:
         out.append(f"crop: the aspect ratios differ ({ca[0]}x{ca[1]} and {cb[0]}x{cb[1]}), so one shows less")
-    for m in (a, b):
-        for word in ("mirror", "rotat", "turn", "crop", "verified"):
-            if word in m.evidence and not m.keeper:
-                out.append(f"{m.evidence.split(',')[-1].strip() if ',' in m.evidence else word}: "
-                           f"{name(m)} joined as {m.evidence}")
-                break
+    for m in (a, b):  # what joined it, as the grouping measured it
+        variant = m.match.get("variant")
+        if variant and variant != "as is":
+            out.append(f"{'mirror' if 'mirror' in variant else 'turn'}: {name(m)} is the keeper {variant}")
+        if m.match.get("kind") == "verified":
+            out.append(f"crop or overlay: {name(m)} matches on {m.match['coverage']:.0%} of the smaller picture "
+                       f"({m.match['inliers']} matching features)")
     if ca != cb:
         out.append(f"resolution: {ca[0]}x{ca[1]} and {cb[0]}x{cb[1]}")
     if (a.format or "") != (b.format or ""):

@@ -9,7 +9,9 @@ file under one is ever proposed for the trash. Then the rules, in this order unl
    over single files: the RAW is the original;
    ``colour``: a colour photo over a grayscale copy (when the group holds colour photos at all);
    ``no-border``: a photo without an added uniform border over one with (the scan measures the
-   content inside uniform borders);
+   content inside uniform borders) when the border is explained by another member: a member without
+   a border has as much content, or the bordered one's content is another member's whole picture
+   (a photo's own uniform background trims like a border, and must not lose to a crop of it);
    ``camera-format``: a camera format (JPEG, HEIC, RAW) over an export (PNG, WebP, TIFF, GIF, BMP);
    ``not-resaved``: any file over a JPEG re-saved at maximum quality (all-ones quantization tables,
    which cameras never write; such a re-save is larger than its original without being better).
@@ -46,6 +48,9 @@ CAMERA_FORMATS = frozenset({"JPEG", "MPO", "HEIF", "HEIC", "RAW", "DNG", "CR2", 
 #: dark or flat edge, not an added border: natural photos trim by up to ~1% (24 px of 4000 on the
 #: sample library), and added borders are wider.
 BORDER_MIN_SHARE = 0.02
+#: Two pictures have the same shape when their aspect ratios differ by less than this (a frame keeps
+#: the shape of the picture inside it; a photo's own trimmed background rarely does, to 0.5%).
+ASPECT_TOLERANCE = 0.005
 
 
 def expand_rules(names: Sequence[str] | str) -> tuple[str, ...]:
@@ -126,8 +131,12 @@ class Rule:
     reason: Callable[[Member, list[Member]], str]  # why this winner won (against the dropped members)
     note: Callable[[Member, Member], str]        # why this member lost, against a winner
     bucket: Callable[[Member], object] = lambda m: None
+    #: Instead of ``key``: which members stay, when that depends on the others (``no-border``).
+    select: Callable[[Sequence[Member]], list[Member]] | None = None
 
     def best(self, members: Sequence[Member]) -> list[Member]:
+        if self.select is not None:
+            return self.select(members)
         best: dict[object, object] = {}
         for m in members:
             b = self.bucket(m)
@@ -146,6 +155,44 @@ def bordered(m: Member) -> bool:
         return False
     return (m.width - m.content_width > BORDER_MIN_SHARE * m.width
             or m.height - m.content_height > BORDER_MIN_SHARE * m.height)
+
+
+def _without_added_borders(members: Sequence[Member]) -> list[Member]:
+    """Drop the members whose border was added around another member's picture.
+
+    A bordered member (``bordered``) counts as framed when a member without a border has at least
+    as much content (a border adds canvas, never photo), or when its content has the shape and at
+    most the size of another member's whole canvas (a frame around that picture). A photo whose own
+    background is uniform (a night sky, a studio backdrop) trims like a framed one; it stays when no
+    other member explains its border: a crop that cut the background away has less content, and a
+    frame added around it has the original's canvas as its content, not the other way round.
+    """
+    def framed(b: Member) -> bool:
+        if not bordered(b):
+            return False
+        for a in members:
+            if a is b or (a.width, a.height) == (b.width, b.height):
+                continue
+            if not bordered(a) and _pixels(a) * (1 + BORDER_MIN_SHARE) >= _pixels(b):
+                return True
+            canvas = (a.width or 0) * (a.height or 0)
+            if canvas and abs(_aspect(content_size(b)) / _aspect((a.width, a.height)) - 1) < ASPECT_TOLERANCE \
+                    and _pixels(b) <= canvas * (1 + BORDER_MIN_SHARE):
+                return True
+        return False
+
+    kept = [m for m in members if not framed(m)]
+    return kept or list(members)
+
+
+def _aspect(size: tuple[int | None, int | None]) -> float:
+    width, height = size
+    return (width or 1) / (height or 1)
+
+
+def _pixels(m: Member) -> int:
+    width, height = content_size(m)
+    return width * height
 
 
 def is_camera_format(fmt: str | None) -> bool:
@@ -187,7 +234,7 @@ RULE_BY_NAME = {rule.name: rule for rule in [
          lambda m, w: "a grayscale copy of a colour photo"),
     Rule("no-border", bordered, lambda w, _: "no added border",
          lambda m, w: f"an added border (content {m.content_width}x{m.content_height} in a {m.width}x{m.height} "
-                      "canvas)"),
+                      "canvas)", select=lambda members: _without_added_borders(members)),
     Rule("camera-format", lambda m: not is_camera_format(m.format),
          lambda w, _: f"camera format ({w.format}) over an export",
          lambda m, w: f"an export ({m.format or 'unknown format'}); the group has the camera format {w.format}"),

@@ -28,7 +28,7 @@ import numpy as np
 from photodedup import cluster as clu
 from photodedup.catalog import Catalog, open_catalog
 from photodedup.errors import BackendUnavailableError, BadInputError
-from photodedup.group import GroupParams, GroupResult, build_groups
+from photodedup.group import GroupParams, GroupResult, build_groups, find_edges
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,7 @@ def export_parquet(catalog: Path | str | Catalog | None, out: Path | str, *, mod
         dim = models[model]["dim"] if model else 0
         columns = [(row[1], _SQL_TYPES.get(str(row[2]).upper(), "string"))
                    for row in cat.conn.execute("PRAGMA table_info(files)")]
+        columns.append(("raw_pair_of", "int64"))  # a RAW's JPEG (catalog table raw_pairs)
         fields = [pa.field(name, getattr(pa, kind)()) for name, kind in columns]
         if model:  # a variable-size list: Parquet writers here cannot store null fixed-size lists
             fields.append(pa.field("embedding", pa.list_(pa.float32())))
@@ -88,8 +89,9 @@ def export_parquet(catalog: Path | str | Catalog | None, out: Path | str, *, mod
                     _META_RANDOM: b"1" if model and models[model]["is_random"] else b"0"}
         schema = pa.schema(fields, metadata=metadata)
         cursor = cat.conn.execute(
-            "SELECT f.*, e.vector FROM files f LEFT JOIN embeddings e ON e.file_id = f.id AND e.model_id = ? "
-            "AND e.vector IS NOT NULL WHERE f.status = 'ok' ORDER BY f.id", (model or "",))
+            "SELECT f.*, rp.other_id, e.vector FROM files f LEFT JOIN raw_pairs rp ON rp.raw_id = f.id "
+            "LEFT JOIN embeddings e ON e.file_id = f.id AND e.model_id = ? AND e.vector IS NOT NULL "
+            "WHERE f.status = 'ok' ORDER BY f.id", (model or "",))
         files = embedded = 0
         out.parent.mkdir(parents=True, exist_ok=True)
         with pq.ParquetWriter(out, schema) as writer:
@@ -116,6 +118,14 @@ class ParquetRows(Sequence):
         self.table = table
         self.names = [n for n in table.column_names if n != "embedding"]
         self.ids = table.column("id").to_numpy()
+        self._columns: dict[str, list] = {}
+
+    def value(self, name: str, k: int):
+        """One cell; a column becomes a Python list on first use (one pass over every row reads it fast)."""
+        column = self._columns.get(name)
+        if column is None:
+            column = self._columns[name] = self.table.column(name).to_pylist()
+        return column[k]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -126,9 +136,6 @@ class ParquetRows(Sequence):
         if not 0 <= k < len(self.ids):
             raise IndexError(k)
         return _Row(self, k)
-
-    def column(self, name: str) -> list:
-        return self.table.column(name).to_pylist()
 
 
 class _Row:
@@ -143,7 +150,7 @@ class _Row:
     def __getitem__(self, name: str):
         if name == "id":
             return int(self.rows.ids[self.k])
-        return self.rows.table.column(name)[self.k].as_py()
+        return self.rows.value(name, self.k)
 
 
 def _open(path: Path | str):
@@ -180,17 +187,10 @@ def group_parquet(path: Path | str, *, params: GroupParams | None = None,
     meta = handle.schema_arrow.metadata or {}
     has_vectors = "embedding" in handle.schema_arrow.names
     rows = ParquetRows(handle.read(columns=[n for n in handle.schema_arrow.names if n != "embedding"]))
-    parts: dict[str, clu.Edges] = {}
-    if "exact" in params.evidence:
-        codes = rows.table.column("md5").combine_chunks().dictionary_encode().indices
-        parts["exact"] = clu.exact_pairs((np.asarray(codes.fill_null(-1).to_numpy()) + 1).tolist())
-    if "perceptual" in params.evidence:
-        column = rows.table.column("phash")
-        index = np.nonzero(~np.asarray(column.is_null().to_numpy(), dtype=bool))[0]
-        hashes = clu.to_uint64(column.drop_null().to_numpy())
-        found = clu.hamming_pairs(hashes, params.hash_threshold)
-        parts["perceptual"] = clu.Edges.of(index[found.i], index[found.j], clu.PERCEPTUAL, found.distance)
+    parts = find_edges(rows, None, params)  # no thumbnails here: no verified evidence
     model, warnings = (meta.get(_META_MODEL, b"").decode() or None), []
+    if "verified" in params.evidence:
+        warnings.append("verified evidence skipped: a Parquet export carries no thumbnails")
     if model and meta.get(_META_RANDOM) == b"1" and not params.allow_random:
         warnings.append(f"semantic evidence skipped: the embeddings ({model}) come from random weights and carry "
                         "no meaning (--allow-random uses them anyway)")
@@ -200,7 +200,12 @@ def group_parquet(path: Path | str, *, params: GroupParams | None = None,
                                                    method=params.search)
     else:
         model = None
-    groups = build_groups(rows, clu.combine(*parts.values()), params)
+    pairs = {}
+    if "raw_pair_of" in rows.names:
+        other = rows.table.column("raw_pair_of").to_numpy(zero_copy_only=False)
+        have = np.nonzero(~np.isnan(other))[0] if other.dtype.kind == "f" else np.arange(len(other))
+        pairs = {int(rows.ids[k]): int(other[k]) for k in have}
+    groups = build_groups(rows, clu.combine(*parts.values()), params, pairs=pairs)
     counts = {kind: len(edges) for kind, edges in parts.items()}
     return GroupResult(groups, params, len(rows), counts, model, warnings, time.perf_counter() - started)
 

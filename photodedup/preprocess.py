@@ -31,6 +31,9 @@ OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 #: Images with more pixels than this are refused before decoding (decompression bombs).
 DEFAULT_MAX_PIXELS = 200_000_000
+# photodedup checks every decode against its own limit (``open_checked``) before any pixel is read;
+# Pillow's separate limit (warn at 89 MP, refuse at 179 MP) would make a user's ``--max-pixels`` lie.
+Image.MAX_IMAGE_PIXELS = None
 
 
 @dataclass(frozen=True)
@@ -105,11 +108,17 @@ def center_crop_array(image: Image.Image, config: PreprocessConfig = DEFAULT_PRE
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def open_checked(source, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open ``source`` (path, bytes or file) lazily and refuse decompression bombs before decoding."""
+def open_checked(source, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                 formats: tuple[str, ...] | None = None) -> Image.Image:
+    """Open ``source`` (path, bytes or file) lazily and refuse decompression bombs before decoding.
+
+    ``max_pixels`` is the one pixel limit: Pillow's own (a warning above 89 MP, an error above
+    179 MP) is switched off (``Image.MAX_IMAGE_PIXELS = None`` above), so the limit a user sets is the one that holds.
+    ``formats``: only try these Pillow decoders (the service's untrusted bytes).
+    """
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(source)
-    image = Image.open(source)
+    image = Image.open(source, formats=formats)
     if image.width * image.height > max_pixels:
         raise Image.DecompressionBombError(
             f"{image.width}x{image.height} = {image.width * image.height} pixels is over the limit of {max_pixels}")

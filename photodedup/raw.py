@@ -111,7 +111,9 @@ def read_raw(data: bytes, fmt: str, *, max_pixels: int, shortest: int = 224, dra
                 _one_thread(rawpy)
                 image = Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8))
                 decoded_from = "half-size"  # LibRaw has applied the orientation
-            stamp = raw.other.timestamp
+            exif = raw_exif(data, fmt, preview_jpeg)
+            # LibRaw's time only when the EXIF has none: rawpy unpacks the sensor data to give it.
+            stamp = None if _exif_time(exif) else raw.other.timestamp
     except rawpy.LibRawFileUnsupportedError as error:
         raise RawReadError("raw-unsupported", f"LibRaw cannot open this {fmt} file (not a RAW it knows): "
                                               f"{_message(error)}") from error
@@ -123,7 +125,7 @@ def read_raw(data: bytes, fmt: str, *, max_pixels: int, shortest: int = 224, dra
     except rawpy.LibRawError as error:
         raise RawReadError("corrupt", f"cannot decode the {fmt} file: {_message(error)}") from error
     taken = stamp.isoformat() if stamp and stamp.timestamp() > 0 else None
-    return RawShot(image, raw_exif(data, fmt, preview_jpeg), width, height, fmt, decoded_from, taken)
+    return RawShot(image, exif, width, height, fmt, decoded_from, taken)
 
 
 def _preview(raw, rawpy, shortest: int, max_pixels: int, draft: bool) -> tuple[bytes | None, Image.Image | None]:
@@ -193,6 +195,10 @@ def raw_exif(data: bytes, fmt: str, preview_jpeg: bytes | None = None) -> Image.
         except (OSError, SyntaxError, ValueError, EOFError, KeyError, TypeError):
             pass  # no EXIF is data too: the row says 0 tags
     return exif
+
+
+def _exif_time(exif: Image.Exif):
+    return exif.get_ifd(0x8769).get(0x9003) or exif.get_ifd(0x8769).get(0x9004) or exif.get(0x0132)
 
 
 def _tiff_bytes(data: bytes, fmt: str) -> bytes | None:

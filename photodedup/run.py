@@ -130,7 +130,7 @@ def open_embedder(backend: str | None, *, weights: str, model_dir: Path | None, 
         return open_backend(backend, model_dir=model_dir, weights=weights,
                             precision=precision if backend == "onnx" else None, engine=engine,
                             ray_address=ray_address), ""
-    from photodedup.backends.onnx import resolve_model_dir
+    from photodedup.exports import resolve_model_dir
 
     directory = resolve_model_dir(model_dir, weights=weights, precision=precision)
     if not (directory / "model.onnx").is_file():

@@ -74,6 +74,54 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def header_deadline_protocol(seconds: float):
+    """uvicorn's h11 protocol with a deadline for each request's headers: a client that trickles them
+    (slowloris) gets ``408`` and the connection is closed. uvicorn itself only times out idle
+    keep-alive connections, and any byte resets that; the body has its own deadline (``read_body``)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    body = b'{"error":"request_timeout","message":"the request headers did not arrive in time"}'
+    response = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    class HeaderDeadline(H11Protocol):
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def _arm(self) -> None:
+            self._waiting_for = self.cycle  # headers of the request after this one are due
+            self._deadline = self.loop.call_later(seconds, self._too_slow)
+
+        def _disarm(self) -> None:
+            if getattr(self, "_deadline", None) is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing() and self.cycle is self._waiting_for:
+                self.transport.write(response)
+                self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.cycle is not self._waiting_for:  # a new request's headers are complete
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._disarm()
+                self._arm()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeaderDeadline
+
+
 def serve(*, host: str = "127.0.0.1", port: int = config.SERVICE_PORT, backend: str = "onnx",
           model_dir: Path | None = None, weights: str | None = None, device: str = "cpu",
           precision: str | None = None, mode: str = "auto",
@@ -100,7 +148,8 @@ def serve(*, host: str = "127.0.0.1", port: int = config.SERVICE_PORT, backend: 
     sock = listen(host, port)
     uv_config = uvicorn.Config(app, log_level="info", access_log=access_log, lifespan="on",
                                timeout_graceful_shutdown=int(graceful_timeout) or None,
-                               timeout_keep_alive=30)
+                               timeout_keep_alive=30, limit_concurrency=settings.max_connections,
+                               http=header_deadline_protocol(settings.request_timeout))
     server = uvicorn.Server(uv_config)
     log.info("serving %s on http://%s:%d", backend, host, sock.getsockname()[1])
     try:

@@ -15,15 +15,14 @@ import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from photodedup.errors import BadInputError, ModelNotFoundError
-from photodedup.export_onnx import read_metadata
+from photodedup.errors import BadInputError
+from photodedup.exports import MODEL_FILES, find_export, read_metadata
 from photodedup.triton import config as tc
 
 log = logging.getLogger(__name__)
 
 VERSION = "1"
 #: Files of an export that each model version folder needs (plus any external-data files).
-MODEL_FILES = ("model.onnx", "metadata.json", "preprocess.json")
 
 
 @dataclass
@@ -47,18 +46,6 @@ class TritonConfigSummary:
                          f"{info['instances']}")
         lines.append("Serve it: photodedup serve --engine triton --model-repository " + str(self.repository))
         return "\n".join(lines)
-
-
-def find_export(model_dir: Path | None, input_kind: str = "uint8", *, weights: str | None = None) -> Path:
-    """The export to use (see ``backends.onnx.resolve_model_dir``), checked to hold every model file."""
-    from photodedup.backends.onnx import resolve_model_dir
-
-    model_dir = resolve_model_dir(model_dir, weights=weights, input_kind=input_kind)
-    missing = [name for name in MODEL_FILES if not (model_dir / name).is_file()]
-    if missing:
-        raise ModelNotFoundError(f"no ONNX export in {model_dir} (missing {', '.join(missing)})",
-                                 hint="create one with: photodedup export-onnx (or pass --model-dir)")
-    return model_dir
 
 
 def triton_config(

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from photodedup.backends import embed_batches, get_backend
 from photodedup.backends.onnx import OnnxBackend
 from photodedup.errors import BackendUnavailableError, BadInputError, InferenceError, ModelNotFoundError
-from photodedup.export_onnx import sample_crops
+from photodedup.exports import sample_crops
 
 
 @pytest.fixture(scope="module")

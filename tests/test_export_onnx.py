@@ -12,15 +12,8 @@ from helpers import run_cli
 
 from photodedup.backends.onnx import OnnxBackend
 from photodedup.errors import BadInputError, ExportError
-from photodedup.export_onnx import (
-    MODEL_FILES,
-    OPSET,
-    default_export_dir,
-    export_onnx,
-    read_metadata,
-    sample_crops,
-    verify_export,
-)
+from photodedup.export_onnx import OPSET, export_onnx, verify_export
+from photodedup.exports import MODEL_FILES, default_export_dir, read_metadata, sample_crops
 from photodedup.model import file_sha256, load_model
 
 

@@ -12,7 +12,7 @@ from PIL import Image, ImageOps
 
 from photodedup import gpu
 from photodedup.errors import BadInputError
-from photodedup.export_onnx import sample_crops
+from photodedup.exports import sample_crops
 from photodedup.model import embed_with_torch, image_encoder, load_model
 from photodedup.preprocess import DEFAULT_PREPROCESS, crop_from_source, encode_jpeg
 

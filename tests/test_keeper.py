@@ -101,3 +101,22 @@ def test_a_photo_s_own_dark_edge_is_not_a_border():
     brighter = member(2, content=(3952, 2968), size=6_000_000, mtime=9)
     choice = choose([edge, brighter])
     assert choice.keeper == 2 and choice.reason.startswith("largest file of its format and resolution")
+
+
+def test_a_uniform_background_is_not_an_added_border_when_the_other_copy_has_less_photo():
+    # a night shot whose black sky trims like a frame, and a 6% crop of it that cut the sky away
+    night = member(1, w=1632, h=1224, content=(1520, 1132), size=230_000)
+    crop = member(2, w=1438, h=1078, size=156_000)
+    assert choose([night, crop]).keeper == 1
+    day = member(4, w=1632, h=1224, size=230_000)
+    framed = member(3, w=1760, h=1320, content=(1632, 1224), size=400_000)  # a frame added around the photo
+    choice = choose([day, framed])  # its content is the whole of the original: the frame was added
+    assert (choice.keeper, choice.notes[3]) == (4, "an added border (content 1632x1224 in a 1760x1320 canvas)")
+
+
+def test_a_frame_around_a_photo_with_its_own_dark_background_is_still_a_frame():
+    # the original trims its own dark edge (content 1520x1132); the frame copy trims to the whole original
+    night = member(1, w=1632, h=1224, content=(1520, 1132), size=230_000)
+    framed = member(2, w=1814, h=1374, content=(1634, 1226), size=401_000)
+    choice = choose([night, framed])
+    assert (choice.keeper, choice.notes[2]) == (1, "an added border (content 1634x1226 in a 1814x1374 canvas)")

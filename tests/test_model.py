@@ -10,7 +10,7 @@ import pytest
 from helpers import run_cli
 
 from photodedup.errors import ModelNotFoundError
-from photodedup.export_onnx import sample_crops
+from photodedup.exports import sample_crops
 from photodedup.model import (
     RANDOM_WARNING,
     embed_with_torch,

@@ -60,7 +60,8 @@ def test_export_holds_every_ok_file_with_its_embedding(embedded_catalog, tmp_pat
 def test_group_from_parquet_gives_the_catalog_groups(embedded_catalog, tmp_path):
     out = tmp_path / "lib.parquet"
     assert _cli("export-parquet", str(out), "--catalog", str(embedded_catalog)).returncode == 0
-    options = ["--allow-random", "--cosine", "0.95", "--json"]
+    options = ["--allow-random", "--cosine", "0.95", "--json", "--evidence", "exact", "--evidence", "perceptual",
+               "--evidence", "semantic"]  # not verified: an export has no thumbnails
     catalog_data, from_catalog = _groups(_cli("group", "--catalog", str(embedded_catalog), *options))
     parquet_data, from_parquet = _groups(_cli("group", "--parquet", str(out), *options))
     assert from_parquet == from_catalog

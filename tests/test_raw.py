@@ -96,6 +96,37 @@ def test_broken_raws_are_error_rows_with_a_kind(tmp_path, photo):
     assert small.error_kinds == {"too-large": 1}
 
 
+def test_raws_recorded_as_unsupported_before_are_read_again(tmp_path, photo):
+    """A catalog from before RAW support holds its DNGs as `unsupported` errors: the next scan reads them."""
+    (tmp_path / "lib").mkdir()
+    write_dng(tmp_path / "lib" / "a.dng", photo, preview=None)
+    (tmp_path / "lib" / "notes.jpg").write_text("not a photo")
+    scan([tmp_path / "lib"], catalog=tmp_path / "c.sqlite")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        cat.conn.execute("UPDATE files SET status='error', error_kind='unsupported' WHERE path LIKE '%.dng'")
+    again = scan([tmp_path / "lib"], catalog=tmp_path / "c.sqlite")
+    assert (again.retried, again.errors) == (2, 1)  # the scan retries every error row
+    assert _rows(tmp_path / "c.sqlite")["a.dng"]["status"] == "ok"
+
+
+def test_embed_decodes_a_raw_without_a_stored_crop(tmp_path, photo, onnx_model_dir):
+    from photodedup.backends.onnx import OnnxBackend
+    from photodedup.embed import embed
+
+    (tmp_path / "lib").mkdir()
+    write_dng(tmp_path / "lib" / "a.dng", photo, preview=800)
+    write_dng(tmp_path / "lib" / "b.dng", photo, preview=None)
+    scan([tmp_path / "lib"], catalog=tmp_path / "c.sqlite")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        cat.conn.execute("DELETE FROM crops")
+    backend = OnnxBackend(onnx_model_dir)
+    try:
+        summary = embed(backend, catalog=tmp_path / "c.sqlite", decode="pil")
+    finally:
+        backend.close()
+    assert (summary.embedded, summary.errors, summary.from_originals) == (2, 0, 2)
+
+
 def test_exif_from_tiff_raws_with_their_own_magic(tmp_path, photo):
     """ORF and RW2 are TIFF files with another magic number: the reader swaps it to find IFD 0."""
     data = write_dng(tmp_path / "a.dng", photo, make="OLYMPUS", model="E-M1", taken=TAKEN).read_bytes()
@@ -115,8 +146,8 @@ def test_raw_jpeg_pairs_through_the_scan(tmp_path, photo):
     write_dng(root / "card" / "IMG_0003.dng", photo, taken=TAKEN)
     photo.save(root / "card" / "IMG_0003.jpg", quality=90,
                exif=_exif(taken=datetime(2023, 7, 14, 18, 31)))  # another shot that reused the number
-    write_dng(root / "card" / "IMG_0004.dng", photo, taken=TAKEN)
-    photo.save(root / "card" / "IMG_0004.jpg", quality=90)  # no EXIF time: the name decides
+    write_dng(root / "card" / "IMG_0004.dng", photo, taken=None)  # no time in either: the name decides
+    photo.save(root / "card" / "IMG_0004.jpg", quality=90)
     (root / "export").mkdir()
     photo.save(root / "export" / "IMG_0002.jpg", quality=90, exif=_exif())  # same stem, other folder
     scan([root], catalog=tmp_path / "c.sqlite")
@@ -125,6 +156,7 @@ def test_raw_jpeg_pairs_through_the_scan(tmp_path, photo):
         partner = cat.raw_pairs()
     named = {names[a]: names[b] for a, b in partner.items()}
     assert named == {"card/IMG_0002.dng": "card/IMG_0002.JPG", "card/IMG_0004.dng": "card/IMG_0004.jpg"}
+    assert _rows(tmp_path / "c.sqlite")["IMG_0004.dng"]["taken_at"] is None  # (LibRaw had no time either)
     (root / "card" / "IMG_0002.JPG").unlink()  # the pair is recomputed on every scan
     scan([root], catalog=tmp_path / "c.sqlite")
     with Catalog(tmp_path / "c.sqlite") as cat:

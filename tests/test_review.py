@@ -172,6 +172,8 @@ def test_a_dismissed_group_takes_no_decision_until_it_is_reopened(client, review
     response = client.post(f"/api/groups/{gid}/decision", json={"file_id": fid, "action": "trash"})
     assert response.status_code == 400
     assert response.json()["error"] == f"group {gid} is marked not duplicates; take that back before deciding"
+    response = client.post(f"/api/groups/{gid}/keep", json={"file_id": fid})  # Enter: keep one, trash the rest
+    assert response.status_code == 400 and response.json()["error"].startswith(f"group {gid} is marked not dup")
     assert client.get(f"/api/groups/{gid}").json()["state"] == "dismissed"
     client.post(f"/api/groups/{gid}/not-duplicates", json={"value": False})
     assert client.post(f"/api/groups/{gid}/decision", json={"file_id": fid, "action": "trash"}).status_code == 200
@@ -330,3 +332,28 @@ def test_review_command_serves_on_loopback_with_the_printed_url(review_library, 
         assert [c.laddr.ip for c in listening] == ["127.0.0.1"]
     finally:
         server.stop()
+
+
+def test_differences_name_border_grayscale_crop_mirror_resolution_and_format():
+    from photodedup.groups import Member, differences
+
+    def m(name, **kw):
+        base = {"evidence": "perceptual", "score": 1.0, "width": 4000, "height": 3000, "size": 5_000_000,
+                "format": "JPEG", "camera": "Canon EOS R6", "taken_at": "2021-06-01T10:00:00", "md5": name,
+                "grayscale": 0}
+        return Member(len(name), f"/p/{name}", **(base | kw))
+
+    original = m("IMG_1.jpg", keeper=True, evidence="keeper")
+    framed = m("framed.jpg", width=4400, height=3400, content_width=4000, content_height=3000, grayscale=1,
+               match={"kind": "perceptual", "bits": 2, "variant": "mirrored"})
+    assert differences(original, framed) == [
+        "border: framed.jpg has a uniform border (content 4000x3000 in 4400x3400)",
+        "grayscale: framed.jpg is grayscale, IMG_1.jpg colour",
+        "mirror: framed.jpg is the keeper mirrored"]
+    crop = m("crop.png", width=3000, height=3000, format="PNG", size=9_000_000, camera=None, taken_at=None,
+             match={"kind": "verified", "inliers": 180, "coverage": 0.93})
+    assert differences(original, crop) == [
+        "crop: the aspect ratios differ (4000x3000 and 3000x3000), so one shows less",
+        "crop or overlay: crop.png matches on 93% of the smaller picture (180 matching features)",
+        "resolution: 4000x3000 and 3000x3000", "format: JPEG and PNG", "file size: 5.0 MB and 9.0 MB",
+        "EXIF: Canon EOS R6, 2021-06-01T10:00:00 and no camera, no date"]

@@ -226,7 +226,7 @@ def test_keyboard_focus_take_out_and_compare_in_a_group_of_twelve(big_group_serv
     page.locator(f".group-card[data-group='{big.id}']").click()
     expect(page.locator(".member")).to_have_count(12)
     expect(page.locator(".member.selected .tag.keeper")).to_be_visible()  # focus starts on the keeper (first)
-    expect(page.locator(".member").nth(1)).to_contain_text("looks the same: its perceptual hash differs in")
+    expect(page.locator(".member").nth(1)).to_contain_text("of 64 pHash bits differ)")
     expect(page.locator(".member dd.why-not")).to_have_count(11)  # why each other photo is not the keeper
     expect(page.locator(".member", has_text="export.png").locator("dd.why-not")).to_have_text(
         "an export (PNG); the group has the camera format JPEG")
@@ -257,6 +257,10 @@ def test_keyboard_focus_take_out_and_compare_in_a_group_of_twelve(big_group_serv
                            "return i.getBoundingClientRect().width / i.naturalWidth; })")
     assert zoomed[0] == pytest.approx(zoomed[1], rel=0.01) and zoomed[0] > scales[0]
     page.screenshot(path=str(_artifacts() / "review-compare.png"))
+    eleventh = page.locator(".member").nth(10).locator("h3").text_content()
+    page.keyboard.press("k")  # the previous photo, against the keeper
+    expect(page.locator("#caption-b")).to_contain_text(f"/{eleventh} ·")
+    page.keyboard.press("j")
     page.keyboard.press("Escape")
     expect(page.locator("#compare")).to_be_hidden()
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from photodedup.backends import get_backend
-from photodedup.export_onnx import sample_crops
+from photodedup.exports import sample_crops
 from photodedup.gpu import cosine_rows
 from photodedup.triton import config as tc
 from photodedup.triton.config import TORCH_MODEL, TritonOptions, parse_config

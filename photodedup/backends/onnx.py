@@ -1,22 +1,20 @@
 """The ``onnx`` backend: an exported model directory run by onnxruntime (CPU, CUDA or TensorRT).
 
-It reads ``metadata.json`` and ``preprocess.json`` from the model directory, never repeats their
-constants, and needs no torch. Asking for an execution provider that this onnxruntime does not have
+It reads ``metadata.json`` and ``preprocess.json`` from the model directory (``exports.py``), never
+repeats their constants, and needs no torch. Asking for an execution provider that this onnxruntime does not have
 is an error naming the ones it has, never a silent fallback to the CPU.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
-from photodedup import config
 from photodedup.backends.base import Backend, BackendOptions, check_batch, l2_normalize
 from photodedup.errors import BackendUnavailableError, InferenceError, ModelMismatchError, ModelNotFoundError
-from photodedup.preprocess import PreprocessConfig
+from photodedup.exports import read_metadata, read_preprocess, resolve_model_dir, session_options, to_float_input
 
 log = logging.getLogger(__name__)
 
@@ -25,46 +23,6 @@ PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
     "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-
-
-def default_threads() -> int:
-    """One intra-op thread per CPU this process may run on (2 here); inter-op parallelism stays off."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return max(1, os.cpu_count() or 1)
-
-
-def resolve_model_dir(model_dir: Path | None = None, *, weights: str | None = None,
-                      precision: str = "fp32", input_kind: str = "uint8") -> Path:
-    """``model_dir``, else ``$PHOTODEDUP_MODEL_DIR``, else the default export location for ``weights``."""
-    if model_dir:
-        return Path(model_dir).expanduser()
-    if env := os.environ.get("PHOTODEDUP_MODEL_DIR"):
-        return Path(env).expanduser()
-    from photodedup.export_onnx import default_export_dir
-
-    return default_export_dir(weights or config.DEFAULT_WEIGHTS, precision, input_kind)
-
-
-def session_options(precision: str = "fp32", threads: int | None = None, *, device: str = "cpu"):
-    """onnxruntime session options: ``threads`` intra-op threads (default: the CPUs we may use),
-    sequential execution, no spinning (idle pool threads would steal the cores that decode the next
-    batch; measured 24.4 vs 21.6 images/s int8 side by side under shared load), all graph
-    optimisations, except for fp16 on the CPU, where onnxruntime 1.32's layout optimisations crash
-    while loading the session (extended level is safe)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or default_threads()
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    level = ort.GraphOptimizationLevel
-    options.graph_optimization_level = (level.ORT_ENABLE_EXTENDED if precision == "fp16" and device == "cpu"
-                                        else level.ORT_ENABLE_ALL)
-    options.log_severity_level = 3
-    return options
 
 
 class OnnxBackend(Backend):
@@ -81,8 +39,6 @@ class OnnxBackend(Backend):
                  weights: str | None = None, precision: str = "fp32", max_batch_size: int = 256) -> None:
         import onnxruntime as ort
 
-        from photodedup.export_onnx import read_metadata
-
         self.model_dir = resolve_model_dir(model_dir, weights=weights, precision=precision)
         weights_flag = f" --weights {weights}" if weights else ""
         if not (self.model_dir / "model.onnx").is_file():
@@ -94,7 +50,7 @@ class OnnxBackend(Backend):
         self.model_id: str = self.metadata["model_id"]
         self.is_random = bool(self.metadata.get("is_random"))
         self.weights: str = self.metadata.get("weights", self.model_id.split("/", 1)[-1])
-        self.preprocess = PreprocessConfig.load(self.model_dir / "preprocess.json")
+        self.preprocess = read_preprocess(self.model_dir)
         self.input_name: str = self.metadata["input_name"]
         self.output_name: str = self.metadata["output_name"]
         self.input_dtype = self.metadata.get("input_dtype", "uint8")
@@ -148,8 +104,6 @@ class OnnxBackend(Backend):
         if self.input_dtype == "uint8":
             feed = images
         else:
-            from photodedup.export_onnx import to_float_input
-
             feed = to_float_input(images, self.preprocess)
         try:
             out = self.session.run([self.output_name], {self.input_name: feed})[0]

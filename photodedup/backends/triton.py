@@ -26,6 +26,7 @@ from photodedup import config as app_config
 from photodedup.backends.base import Backend, BackendOptions, check_batch, l2_normalize
 from photodedup.config import EMBEDDING_DIM
 from photodedup.errors import BackendUnavailableError, InferenceError, ModelMismatchError, ModelNotFoundError
+from photodedup.exports import to_float_input
 from photodedup.preprocess import DEFAULT_PREPROCESS
 from photodedup.triton.config import CPU_MODEL, CUDA_MODEL, TRT_MODEL
 
@@ -316,8 +317,6 @@ def _to_model_input(images: np.ndarray, dtype: str) -> np.ndarray:
     """uint8 NHWC as is; for an FP32 model, normalise and transpose to NCHW the way the export does."""
     if dtype == "UINT8":
         return images
-    from photodedup.export_onnx import to_float_input
-
     return to_float_input(images, DEFAULT_PREPROCESS)
 
 

@@ -10,7 +10,7 @@ is the first failure raised (so ``photodedup bench`` with nothing exported says 
 
 Modes: the model alone is an in-process backend (``onnx`` at fp32/fp16/int8, ``torch-local``) at
 concurrency 1 and several batch sizes; a serving backend under load is any remote backend at
-several concurrencies; ``compare.compare`` starts our service and Triton and runs both;
+several concurrencies; ``bench.compare.compare`` (``bench --all``) starts our service and Triton and runs both;
 ``payloads.serialization_experiment`` needs no backend at all.
 """
 
@@ -166,7 +166,7 @@ def plan_targets(name: str, settings: BenchConfig) -> list[Target]:
             if settings.model_dir is not None and len(settings.precisions) == 1:
                 options["model_dir"] = settings.model_dir
             elif settings.payload == "fp32" or len(settings.precisions) > 1:  # not $PHOTODEDUP_MODEL_DIR
-                from photodedup.export_onnx import default_export_dir
+                from photodedup.exports import default_export_dir
 
                 options["model_dir"] = default_export_dir(settings.weights, precision,
                                                           "float32" if settings.payload == "fp32" else "uint8")
@@ -257,13 +257,6 @@ def serialization(count: int = 16, *, repeats: int = 3) -> list[dict]:
     return serialization_experiment(sample_crops(count, seed=0), repeats=repeats)
 
 
-def compare(settings: BenchConfig, *, progress: ProgressCallback = no_progress) -> BenchReport:
-    """``bench --all``: start our service and Triton locally, run the same load on each (``compare.py``)."""
-    from photodedup.bench.compare import compare as run_compare
-
-    return run_compare(settings, progress=progress)
-
-
 def parse_list(text: str | None, kind: type = str, *, option: str = "option") -> tuple:
     """``"1,4, 8"`` -> ``(1, 4, 8)``; a BadInputError naming ``option`` for a bad item."""
     items = [item.strip() for item in (text or "").split(",") if item.strip()]
@@ -289,5 +282,5 @@ def save(report: BenchReport, *, json_file: Path | None = None, csv_file: Path |
     return written
 
 
-__all__ = ["BenchConfig", "BenchReport", "Target", "bench", "compare", "parse_list", "run_targets", "save",
+__all__ = ["BenchConfig", "BenchReport", "Target", "bench", "parse_list", "run_targets", "save",
            "serialization"]

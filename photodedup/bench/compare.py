@@ -32,8 +32,7 @@ log = logging.getLogger(__name__)
 def compare(settings: BenchConfig, *, progress: ProgressCallback = no_progress,
             ready_timeout: float = 300.0) -> BenchReport:
     """Start both servers, measure every target at every batch size and concurrency, stop them."""
-    from photodedup.backends.onnx import resolve_model_dir
-    from photodedup.triton_config import find_export
+    from photodedup.exports import find_export, resolve_model_dir
 
     settings.validate()
     model_dir = find_export(resolve_model_dir(settings.model_dir, weights=settings.weights))

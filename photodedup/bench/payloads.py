@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from photodedup.export_onnx import sample_crops, to_float_input
+from photodedup.exports import sample_crops, to_float_input
 from photodedup.preprocess import DEFAULT_PREPROCESS, decode_crop, encode_jpeg
 
 PAYLOADS = ("jpeg", "uint8", "fp32", "fp32-json")

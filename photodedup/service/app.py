@@ -15,18 +15,19 @@ import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from photodedup.backends.base import Backend
 from photodedup.errors import BackendUnavailableError, PhotodedupError
 from photodedup.service.metrics import Metrics
 from photodedup.service.routes import embed_router, health_router, model_router
-from photodedup.service.state import ServiceSettings, ServiceState
+from photodedup.service.state import ServiceSettings, ServiceState, require_token
 
 log = logging.getLogger(__name__)
 
-ENDPOINTS = ("/embed", "/healthz", "/readyz", "/metrics", "/v1/model")
+ENDPOINTS = ("/embed", "/healthz", "/readyz", "/metrics", "/v1/model", "/openapi.json", "/docs")
 
 
 def create_app(load_backend: Callable[[], Backend], settings: ServiceSettings | None = None, *,
@@ -56,8 +57,18 @@ def create_app(load_backend: Callable[[], Backend], settings: ServiceSettings | 
                 task.cancel()
             await asyncio.to_thread(state.close)
 
-    app = FastAPI(title="photodedup embedding service", version="1",
+    app = FastAPI(title="photodedup embedding service", version="1", docs_url=None, openapi_url=None,
                   summary="OpenCLIP ViT-B/32 image embeddings with dynamic batching.", lifespan=lifespan)
+
+    # The schema and its page describe every endpoint: behind the token like the endpoints themselves.
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_token)])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_token)])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs")
+
     app.state.metrics = metrics
     app.state.service = state
     app.add_middleware(CountRequests, metrics=metrics)

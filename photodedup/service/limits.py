@@ -3,11 +3,19 @@
 Everything here runs on untrusted bytes, so every failure is a ``RequestRejected`` carrying an HTTP
 4xx status and a short machine-readable code; nothing a client sends can raise anything else.
 Pixel counts are checked from the image header, before any pixel is decoded (decompression bombs).
+
+Decode cost is bounded three ways: only the JPEG, PNG and WebP decoders ever see client bytes (and
+only the one the declared content type names), JPEGs are decoded at the reduced DCT scale the
+model needs, and a ``DecodeBudget`` caps the pixels being decoded at once across all requests (a
+PNG cannot be decoded smaller: there the pixel limit is the bound).
 """
 
 from __future__ import annotations
 
 import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,11 +23,17 @@ from PIL import Image
 
 from photodedup.backends.base import INPUT_SHAPE
 from photodedup.errors import BadInputError
-from photodedup.preprocess import DEFAULT_MAX_PIXELS, PreprocessConfig, center_crop_array, load_oriented
+from photodedup.preprocess import PreprocessConfig, center_crop_array, decode_oriented, open_checked
 
 NPY_TYPE = "application/x-npy"
 MULTIPART_TYPE = "multipart/form-data"
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+#: The Pillow decoders each declared type may use (an MPO is a JPEG with more frames; the first is read).
+DECODERS = {"image/jpeg": ("JPEG",), "image/png": ("PNG",), "image/webp": ("WEBP",)}
+ALL_DECODERS = ("JPEG", "PNG", "WEBP")
+#: The service's pixel limit: a 7000x7000 image. A PNG cannot be decoded at reduced size, and a
+#: 13000x13000 one (169 MP, 657 KB on the wire) took 7.6 s and 2 GB; this bounds one decode near 0.6 GB.
+SERVICE_MAX_PIXELS = 50_000_000
 ACCEPTED_TYPES = (*IMAGE_TYPES, MULTIPART_TYPE, NPY_TYPE)
 
 
@@ -29,7 +43,29 @@ class Limits:
 
     max_body_bytes: int = 64 * 1024 * 1024
     max_images: int = 64
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int = SERVICE_MAX_PIXELS
+
+
+class DecodeBudget:
+    """At most ``pixels`` pixels being decoded at once, across all requests (an image larger than the
+    budget waits until it can decode alone). Memory stays bounded however many requests arrive."""
+
+    def __init__(self, pixels: int) -> None:
+        self.total = self.free = max(1, int(pixels))
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        pixels = min(max(1, pixels), self.total)
+        with self._cond:
+            self._cond.wait_for(lambda: self.free >= pixels)
+            self.free -= pixels
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.free += pixels
+                self._cond.notify_all()
 
 
 class RequestRejected(BadInputError):
@@ -73,30 +109,57 @@ def body_too_large(limits: Limits) -> RequestRejected:
                            f"the request body is over the limit of {limits.max_body_bytes} bytes")
 
 
-def decode_image(data: bytes, config: PreprocessConfig, limits: Limits, *, index: int = 0) -> np.ndarray:
-    """One encoded image -> its model crop ``uint8 [224,224,3]``, or a ``RequestRejected``."""
+def decode_image(data: bytes, config: PreprocessConfig, limits: Limits, *, index: int = 0,
+                 declared: str | None = None, budget: DecodeBudget | None = None) -> np.ndarray:
+    """One encoded image -> its model crop ``uint8 [224,224,3]``, or a ``RequestRejected``.
+
+    ``declared``: the content type the client gave it; the bytes must be that format (415 otherwise).
+    """
     if not data:
         raise RequestRejected(400, "empty_image", f"image {index} is empty")
     try:
-        image = load_oriented(data, fast=True, shortest=config.size, max_pixels=limits.max_pixels)
-        return center_crop_array(image, config)
+        image = open_checked(data, max_pixels=limits.max_pixels, formats=DECODERS.get(declared, ALL_DECODERS))
+        with budget.hold(image.width * image.height) if budget else _nothing():
+            return center_crop_array(decode_oriented(image, fast=True, shortest=config.size), config)
     except Image.DecompressionBombError as error:
         raise RequestRejected(413, "too_many_pixels", f"image {index} is too large: {error}") from None
     except Image.UnidentifiedImageError:
-        raise RequestRejected(400, "undecodable_image",
-                              f"image {index} could not be decoded: not a recognised image format") from None
+        actual = _identify(data)
+        if actual and declared in DECODERS:
+            raise RequestRejected(415, "content_type_mismatch",
+                                  f"image {index} is declared {declared} but is {actual}") from None
+        raise RequestRejected(400, "undecodable_image", f"image {index} could not be decoded: not a JPEG, PNG "
+                              "or WebP image") from None
     except Exception as error:  # any decoder failure on client bytes is the client's bad input
         reason = str(error) or type(error).__name__
         raise RequestRejected(400, "undecodable_image", f"image {index} could not be decoded: {reason}") from None
 
 
-def decode_images(blobs: list[bytes], config: PreprocessConfig, limits: Limits) -> np.ndarray:
-    """Several encoded images -> ``uint8 [N,224,224,3]``."""
+def _identify(data: bytes) -> str | None:
+    """Which accepted format these bytes are (header only), or None."""
+    try:
+        with Image.open(io.BytesIO(data), formats=ALL_DECODERS) as image:
+            return {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}.get(
+                image.format, image.format)
+    except Exception:  # noqa: BLE001 - not one of them
+        return None
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+def decode_images(blobs: list[bytes], config: PreprocessConfig, limits: Limits, *,
+                  declared: list[str | None] | None = None, budget: DecodeBudget | None = None) -> np.ndarray:
+    """Several encoded images (each with its declared content type) -> ``uint8 [N,224,224,3]``."""
     if not blobs:
         raise RequestRejected(400, "no_images", "the request holds no images")
     if len(blobs) > limits.max_images:
         raise too_many_images(len(blobs), limits)
-    return np.stack([decode_image(blob, config, limits, index=i) for i, blob in enumerate(blobs)])
+    declared = declared or [None] * len(blobs)
+    return np.stack([decode_image(blob, config, limits, index=i, declared=media_type(declared[i]) or None,
+                                  budget=budget) for i, blob in enumerate(blobs)])
 
 
 def too_many_images(count: int | None, limits: Limits) -> RequestRejected:

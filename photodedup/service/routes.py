@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import asdict
+from functools import partial
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -78,14 +79,16 @@ async def embed(request: Request, state: ServiceState = Depends(service_state),
     metrics, limits = state.metrics, state.settings.limits
     metrics.in_flight.inc()
     try:
-        body = await read_body(request, limits)
+        body = await read_body(request, limits, state.settings.request_timeout)
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         if media == NPY_TYPE:
             images = await loop.run_in_executor(state.decode_pool, parse_npy, body, limits)
         else:
-            blobs = await multipart_blobs(request, body, limits) if media == MULTIPART_TYPE else [body]
-            images = await loop.run_in_executor(state.decode_pool, decode_images, blobs, state.preprocess, limits)
+            blobs, declared = (await multipart_blobs(request, body, limits) if media == MULTIPART_TYPE
+                               else ([body], [media]))
+            images = await loop.run_in_executor(state.decode_pool, partial(
+                decode_images, blobs, state.preprocess, limits, declared=declared, budget=state.decode_budget))
         metrics.decode.observe(time.perf_counter() - started)
         embeddings = await batcher.submit(images)
     finally:
@@ -98,11 +101,25 @@ async def embed(request: Request, state: ServiceState = Depends(service_state),
                          "embeddings": embeddings.tolist()}, headers=headers)
 
 
-async def read_body(request: Request, limits: Limits) -> bytes:
-    """The whole body, refused as soon as it is over the limit (declared or streamed)."""
+async def read_body(request: Request, limits: Limits, timeout: float | None = None) -> bytes:
+    """The whole body, refused as soon as it is over the limit (declared or streamed), or 408 when it
+    has not all arrived within ``timeout`` seconds (a client that declares 60 MB and sends 3 bytes)."""
     check_declared_length(request.headers.get("content-length"), limits)
     chunks, size = [], 0
-    async for chunk in request.stream():
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout if timeout else None
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            if deadline is None:
+                chunk = await stream.__anext__()
+            else:
+                chunk = await asyncio.wait_for(stream.__anext__(), max(0.0, deadline - loop.time()))
+        except StopAsyncIteration:
+            break
+        except TimeoutError:
+            raise RequestRejected(408, "request_timeout",
+                                  f"the request body did not arrive within {timeout:g} s") from None
         size += len(chunk)
         if size > limits.max_body_bytes:
             raise body_too_large(limits)
@@ -113,8 +130,8 @@ async def read_body(request: Request, limits: Limits) -> bytes:
     return body
 
 
-async def multipart_blobs(request: Request, body: bytes, limits: Limits) -> list[bytes]:
-    """The file parts of a multipart body, in order."""
+async def multipart_blobs(request: Request, body: bytes, limits: Limits) -> tuple[list[bytes], list[str | None]]:
+    """The file parts of a multipart body, in order, with the content type each part declares."""
     async def stream():
         yield body
 
@@ -129,7 +146,7 @@ async def multipart_blobs(request: Request, body: bytes, limits: Limits) -> list
         uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
         if not uploads:
             raise RequestRejected(400, "no_images", "the multipart body holds no image parts")
-        return [await upload.read() for upload in uploads]
+        return [await upload.read() for upload in uploads], [upload.content_type for upload in uploads]
     finally:
         await form.close()
 

@@ -20,7 +20,7 @@ from photodedup.backends.base import INPUT_SHAPE, Backend
 from photodedup.errors import BackendUnavailableError
 from photodedup.preprocess import DEFAULT_PREPROCESS, PreprocessConfig
 from photodedup.service.batcher import DynamicBatcher
-from photodedup.service.limits import Limits, RequestRejected
+from photodedup.service.limits import DecodeBudget, Limits, RequestRejected
 from photodedup.service.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,8 @@ class ServiceSettings:
     limits: Limits = field(default_factory=Limits)
     decode_workers: int = 2
     token: str | None = None
+    request_timeout: float = 30.0  # seconds for a request's headers, and again for its body (408 after)
+    max_connections: int = 256     # open connections (and tasks) before new requests get 503
 
 
 class ServiceState:
@@ -51,6 +53,7 @@ class ServiceState:
         self.error: BaseException | None = None
         self.decode_pool = ThreadPoolExecutor(max_workers=max(1, settings.decode_workers),
                                               thread_name_prefix="photodedup-decode")
+        self.decode_budget = DecodeBudget(settings.limits.max_pixels)
 
     def load(self, load_backend: Callable[[], Backend]) -> None:
         """Build the backend, start the batcher, warm the model up (blocking: run it in a thread)."""

@@ -207,11 +207,26 @@ class TritonServer:
         try:
             self.process = subprocess.Popen(command, env=self.environment(), stdout=output,
                                             stderr=subprocess.STDOUT if output else None,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+                                            stdin=subprocess.DEVNULL, start_new_session=True,
+                                            preexec_fn=_die_with_parent(os.getpid()))
         finally:
             if output is not None:
                 output.close()
+        self._start_watchdog()
         return self
+
+    def _start_watchdog(self) -> None:
+        """A small process that, if this one dies without stopping Triton, ends it and removes the
+        work folder (``photodedup.triton.watchdog``)."""
+        read, self._watch_fd = os.pipe()
+        try:
+            subprocess.Popen([sys.executable, "-m", "photodedup.triton.watchdog", str(read), str(self.process.pid),
+                              str(self._workdir), str(self.exit_timeout + 10)], pass_fds=(read,),
+                             stdin=subprocess.DEVNULL, start_new_session=True,
+                             env=dict(os.environ, PYTHONPATH=os.pathsep.join(
+                                 [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])))
+        finally:
+            os.close(read)
 
     def _prepare_backends(self, workdir: Path) -> Path:
         if self.install.kind != "pytriton":
@@ -252,6 +267,12 @@ class TritonServer:
         ``timeout`` (default: the exit timeout plus 10 s). Returns tritonserver's exit code."""
         timeout = self.exit_timeout + 10 if timeout is None else timeout
         process, self.process = self.process, None
+        if getattr(self, "_watch_fd", None) is not None:  # a clean stop: the watchdog has nothing to do
+            try:
+                os.write(self._watch_fd, b"s")
+            finally:
+                os.close(self._watch_fd)
+                self._watch_fd = None
         code = None
         if process is not None:
             if process.poll() is None:
@@ -284,6 +305,22 @@ class TritonServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """``preexec_fn``: the kernel sends the child SIGTERM when its parent dies (``PR_SET_PDEATHSIG``),
+    even by SIGKILL; Triton then drains and exits. (It follows the thread that started it: start the
+    server from a thread that lives as long as the server.)"""
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
+
+    def set_death_signal() -> None:
+        prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the prctl: follow it now
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_death_signal
 
 
 def _url_host(host: str) -> str:

@@ -186,6 +186,7 @@ function memberCard(m, index, best) {
   const row = (label, value, cls = null) => [el("dt", {}, label), el("dd", { class: cls }, value)];
   const content = m.content_width && (m.content_width !== m.width || m.content_height !== m.height)
     ? ` (content ${m.content_width} × ${m.content_height})` : "";
+  const dismissed = state.group.state === "dismissed";  // reopen it (d) before deciding
   const button = (label, cls, onclick, extra = {}) => el("button", { type: "button", class: cls, ...extra,
     onclick: (e) => { e.stopPropagation(); e.currentTarget.blur(); onclick(); } }, label);
   return el("article", { class: classes, dataset: { file: m.file_id }, onclick: () => select(index) },
@@ -208,9 +209,9 @@ function memberCard(m, index, best) {
       ...m.companions.map((c) => row("pair", el("span", { class: "path" }, c.path)))),
     el("div", { class: "buttons" },
       button("Keep", `keep-btn ${m.decision === "keep" ? "on" : ""}`, () => run(() => decide(m.file_id, m.decision === "keep" ? null : "keep")),
-             { disabled: m.in_trash }),
+             { disabled: m.in_trash || dismissed }),
       button("Trash", `trash-btn ${m.decision === "trash" ? "on" : ""}`, () => run(() => decide(m.file_id, m.decision === "trash" ? null : "trash")),
-             { disabled: m.in_trash || m.reference }),
+             { disabled: m.in_trash || m.reference || dismissed }),
       button("Compare", "small compare-btn", () => run(() => openCompare(index)), { title: "c" }),
       button("Not a duplicate", "small out-btn", () => run(() => takeOut(m.file_id, true)),
              { title: "x: take this photo out of the group", disabled: m.in_trash })));
@@ -436,6 +437,10 @@ document.addEventListener("keydown", (event) => {
   }
   if (!$("compare").hidden) {
     if (key === "Escape" || key === "c") closeCompare();
+    else if (key === "j" || key === "k") {  // the next (previous) photo of the group against the keeper
+      const next = state.selected + (key === "j" ? 1 : -1);
+      if (next >= 0 && next < state.group.members.length) run(async () => { state.selected = next; await openCompare(next); });
+    }
     else if (key === "+" || key === "=") zoom(1.25);
     else if (key === "-") zoom(0.8);
     else if (key === "0") zoom(0);
@@ -469,7 +474,7 @@ document.addEventListener("click", (event) => { const button = event.target.clos
 $("viewer").addEventListener("click", closeViewer);
 $("prev-group").addEventListener("click", () => run(() => step(-1)));
 $("next-group").addEventListener("click", () => run(() => step(1)));
-$("keep-selected").addEventListener("click", () => run(keepSelected));
+$("keep-selected").addEventListener("click", () => run(keepSelected));  // refused by the server when dismissed
 $("not-duplicates").addEventListener("click", () => run(notDuplicates));
 $("reset-group").addEventListener("click", () => run(resetGroup));
 $("apply-button").addEventListener("click", applyMarked);

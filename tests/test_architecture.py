@@ -1,0 +1,115 @@
+"""The import rules of docs/ARCHITECTURE.md, checked on the source: no cycles, imports flow
+CLI -> commands -> domain -> storage/backends, and the serving path needs no torch."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+from helpers import REPO, cli_env
+
+PACKAGE = REPO / "photodedup"
+
+
+def modules() -> dict[str, ast.Module]:
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = (path, ast.parse(path.read_text()))
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the photodedup modules it imports at run time (anywhere in it, not under TYPE_CHECKING)."""
+    found = modules()
+    graph: dict[str, set[str]] = {}
+    for name, (path, tree) in found.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        typing_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+                       and ast.unparse(block.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+                       for node in ast.walk(block)}
+        edges: set[str] = set()
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
+            if isinstance(node, ast.Import):
+                edges |= {alias.name for alias in node.names if alias.name in found}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
+                for alias in node.names:
+                    target = f"{base}.{alias.name}"
+                    edges.add(target if target in found else base)
+        graph[name] = {edge for edge in edges if edge in found and edge != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in graph[node]:
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycles():
+    assert cycles(import_graph()) == []
+
+
+def test_the_cycle_check_can_fail():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_imports_flow_from_the_cli_down():
+    graph = import_graph()
+    importers = {name for name, edges in graph.items() if "photodedup.cli" in edges}
+    assert importers <= {"photodedup.__main__"}
+    stages = {"photodedup.scan", "photodedup.embed", "photodedup.group", "photodedup.run", "photodedup.review",
+              "photodedup.apply", "photodedup.eval", "photodedup.report", "photodedup.catalog", "photodedup.bench"}
+    for name, edges in graph.items():
+        low_level = name.startswith(("photodedup.backends", "photodedup.service", "photodedup.triton."))
+        if low_level:  # backends, the HTTP service and triton/: arrays in, arrays out; no catalog, no stage
+            wrong = {edge for edge in edges if edge.startswith(tuple(stages))}
+            assert not wrong, f"{name} imports {sorted(wrong)}"
+    exports = graph["photodedup.exports"]
+    assert not exports & {"photodedup.export_onnx", "photodedup.backends.onnx"}
+
+
+def test_the_serving_path_imports_no_torch():
+    code = ("import sys\n"
+            "import photodedup.exports, photodedup.backends.onnx, photodedup.backends.triton, "
+            "photodedup.backends.http_service, photodedup.backends.auto, photodedup.service.app, "
+            "photodedup.bench.payloads, photodedup.triton_config, photodedup.serve\n"
+            "print(sorted(m for m in ('torch', 'open_clip', 'torchvision') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), cwd=REPO,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

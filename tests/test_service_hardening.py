@@ -1,0 +1,192 @@
+"""The embedding service against slow, lying and greedy clients (issue 13). A real ``photodedup serve``
+with short deadlines, spoken to over raw sockets where an HTTP client library would be too polite."""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+
+import httpx
+import pytest
+from helpers import cli_command
+from PIL import Image
+
+TOKEN = "hardening-token"
+TIMEOUT = 2  # --request-timeout of the service under test
+CONNECTIONS = 6  # --max-connections
+
+
+@pytest.fixture(scope="module")
+def service(onnx_model_dir, server_processes):
+    port = server_processes.free_port()
+    cmd = cli_command("serve", "--model-dir", onnx_model_dir, "--port", port, "--token", TOKEN,
+                      "--request-timeout", TIMEOUT, "--max-connections", CONNECTIONS, "--max-body-mb", "8")
+    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/readyz", timeout=180)
+    yield {"port": port, "url": f"http://127.0.0.1:{port}", "process": server}
+    server.stop()
+
+
+def encoded(fmt: str, size=(64, 48)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (10, 120, 200)).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def read_response(sock: socket.socket, limit: float) -> bytes:
+    sock.settimeout(limit)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        pass
+    return data
+
+
+def test_the_schema_and_its_page_need_the_token(service):
+    for path in ("/openapi.json", "/docs"):
+        assert httpx.get(service["url"] + path).status_code == 401
+    schema = httpx.get(service["url"] + "/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert schema.status_code == 200 and "/embed" in schema.json()["paths"]
+
+
+@pytest.mark.parametrize("declared, fmt, actual", [("image/jpeg", "PNG", "image/png"),
+                                                   ("image/png", "JPEG", "image/jpeg"),
+                                                   ("image/webp", "PNG", "image/png")])
+def test_the_declared_type_must_be_the_real_format(service, declared, fmt, actual):
+    answer = httpx.post(service["url"] + "/embed", content=encoded(fmt), timeout=30,
+                        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": declared})
+    assert answer.status_code == 415
+    assert answer.json() == {"error": "content_type_mismatch", "message": f"image 0 is declared {declared} "
+                                                                          f"but is {actual}"}
+
+
+def test_formats_the_service_does_not_take_are_not_decoded(service):
+    answer = httpx.post(service["url"] + "/embed", timeout=30, headers={"Authorization": f"Bearer {TOKEN}"},
+                        files=[("image", ("a.gif", encoded("GIF"), "application/octet-stream"))])
+    assert answer.status_code == 400 and answer.json()["error"] == "undecodable_image"
+
+
+def test_a_body_that_never_arrives_gets_408(service):
+    with socket.create_connection(("127.0.0.1", service["port"])) as sock:
+        sock.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                     b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 6000000\r\n\r\nabc")
+        started = time.monotonic()
+        answer = read_response(sock, TIMEOUT + 10)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b'"request_timeout"' in answer and time.monotonic() - started < TIMEOUT + 10
+
+
+def test_headers_trickled_slowly_get_408_and_the_connection_closes(service):
+    with socket.create_connection(("127.0.0.1", service["port"])) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        for _ in range(2 * TIMEOUT):  # a byte a second keeps uvicorn's own keep-alive timer from firing
+            try:
+                sock.sendall(b"X")
+            except OSError:
+                break
+            time.sleep(0.5)
+        answer = read_response(sock, TIMEOUT + 5)
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout"), answer[:200]
+
+
+def test_connections_are_bounded_and_idle_ones_are_dropped(service):
+    idle = [socket.create_connection(("127.0.0.1", service["port"])) for _ in range(CONNECTIONS + 2)]
+    try:
+        time.sleep(0.3)
+        assert httpx.get(service["url"] + "/healthz", timeout=10).status_code == 503
+        time.sleep(TIMEOUT + 1)  # the idle ones never sent their headers: dropped
+        assert httpx.get(service["url"] + "/healthz", timeout=10).status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_a_huge_png_is_refused_from_its_header(service):
+    from helpers import png_bomb
+
+    buffer = io.BytesIO()
+    path = __import__("pathlib").Path(__import__("tempfile").mkdtemp()) / "huge.png"
+    png_bomb(path, 13000, 13000)
+    buffer.write(path.read_bytes())
+    started = time.monotonic()
+    answer = httpx.post(service["url"] + "/embed", content=buffer.getvalue(), timeout=60,
+                        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "image/png"})
+    assert answer.status_code == 413 and answer.json()["error"] == "too_many_pixels"
+    assert "169000000 pixels is over the limit of 50000000" in answer.json()["message"]
+    assert time.monotonic() - started < 30
+
+
+# -- fuzzing the decoders ---------------------------------------------------------------------------------
+def seeds() -> list[tuple[str, bytes]]:
+    """One small real file per format the service might be sent, and a valid batch tensor."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    picture = Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    out = []
+    for fmt, media in (("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp"),
+                       ("GIF", "image/png"), ("TIFF", "image/jpeg")):
+        buffer = io.BytesIO()
+        picture.save(buffer, fmt)
+        out.append((media, buffer.getvalue()))
+    buffer = io.BytesIO()
+    np.save(buffer, rng.integers(0, 255, (1, 224, 224, 3), dtype=np.uint8))
+    out.append(("application/x-npy", buffer.getvalue()))
+    return out
+
+
+def mutate(data: bytes, rng) -> bytes:
+    """One of: flipped bytes, a cut, inserted junk, a repeated chunk, a huge size field, or random bytes."""
+    import struct
+
+    kind = rng.integers(0, 6)
+    data = bytearray(data)
+    if kind == 0:
+        for _ in range(rng.integers(1, 12)):
+            data[rng.integers(0, len(data))] ^= 1 << rng.integers(0, 8)
+    elif kind == 1:
+        data = data[: rng.integers(0, len(data))]
+    elif kind == 2:
+        at = rng.integers(0, len(data))
+        data[at:at] = rng.bytes(int(rng.integers(1, 64)))
+    elif kind == 3:
+        at, size = rng.integers(0, len(data)), rng.integers(1, 256)
+        data[at:at] = data[at : at + size] * int(rng.integers(2, 50))
+    elif kind == 4:  # width/height fields where PNG, GIF and npy keep them
+        if data.startswith(b"\x89PNG"):
+            data[16:24] = struct.pack(">II", int(rng.integers(1, 2**31)), int(rng.integers(1, 2**31)))
+        elif data.startswith(b"GIF"):
+            data[6:10] = struct.pack("<HH", 65535, 65535)
+        else:
+            data = data.replace(b"(1, 224", f"({int(rng.integers(2, 10**9))}, 224".encode(), 1)
+    else:
+        data = bytearray(rng.bytes(int(rng.integers(0, 4096))))
+    return bytes(data)
+
+
+def test_fuzzed_bodies_never_get_a_500_and_memory_stays_bounded(service):
+    import numpy as np
+    import psutil
+
+    rng = np.random.default_rng(13)
+    process = psutil.Process(service["process"].proc.pid)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    statuses: dict[int, int] = {}
+    with httpx.Client(base_url=service["url"], headers=headers, timeout=60) as client:
+        client.post("/embed", content=seeds()[0][1], headers={"Content-Type": "image/jpeg"})  # warm
+        baseline = process.memory_info().rss
+        cases = [(media, mutate(data, rng)) for _ in range(50) for media, data in seeds()]
+        for index, (media, body) in enumerate(cases):
+            if index % 3 == 0:  # also as multipart parts, with the declared type or none
+                answer = client.post("/embed", files=[("image", ("x", body, media if index % 2 else "application/"
+                                                                 "octet-stream"))])
+            else:
+                answer = client.post("/embed", content=body, headers={"Content-Type": media})
+            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+            assert answer.status_code < 500, (index, media, answer.text)
+        grown = process.memory_info().rss - baseline
+        assert client.get("/readyz").status_code == 200
+    assert len(cases) == 300 and statuses.get(200, 0) > 0 and statuses.get(400, 0) > 0, statuses
+    assert grown < 300 * 2**20, f"the service grew by {grown / 2**20:.0f} MiB over {len(cases)} fuzzed requests"
