@@ -596,7 +596,9 @@ ModelOpt = Annotated[str | None, typer.Option(
 AllowRandomOpt = Annotated[bool, typer.Option(
     "--allow-random", help="Let random-weight embeddings count as evidence (meaningless; tests only).")]
 EvidenceOpt = Annotated[list[str] | None, typer.Option(
-    "--evidence", help="Evidence kinds to use (repeatable): exact, perceptual, semantic [default: all].")]
+    "--evidence", help="Evidence kinds to use (repeatable): exact, perceptual, dihedral (mirrored/turned "
+    "copies), verified (crops and overlays checked with ORB features), semantic [default: all]; e.g. "
+    "--evidence exact --evidence perceptual turns the new kinds off.")]
 PreferOpt = Annotated[list[Path] | None, typer.Option(
     "--prefer", help="Reference folder (repeatable): its files always win as keeper and are never proposed "
     "for, or moved to, the trash.")]

@@ -50,3 +50,32 @@ def test_a_killed_launcher_takes_tritonserver_and_its_folder_with_it(small_repos
         time.sleep(0.2)
     assert [p.name() for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
     assert not any(os.path.exists(f) for f in folders)
+
+
+@pytest.mark.parametrize("name, protocol", [("triton-http", "http"), ("triton-grpc", "grpc")])
+def test_a_triton_shutting_down_is_reported_as_such(small_repository, server_processes, name,  # noqa: F811
+                                                    protocol):
+    import numpy as np
+    from test_triton import start_small
+
+    from photodedup.backends import get_backend
+    from photodedup.errors import BackendUnavailableError
+
+    server = start_small(small_repository, server_processes, models=[CPU_MODEL], exit_timeout=1)
+    batch = np.zeros((2, 224, 224, 3), np.uint8)
+    with server:
+        backend = get_backend(name, url=getattr(server, f"{protocol}_url"))
+        assert backend.embed_batch(batch).shape == (2, 512)
+        server.process.send_signal(signal.SIGTERM)  # Triton drains, unloads the model, exits
+        failures = []
+        deadline = time.monotonic() + 30
+        while server.alive() and time.monotonic() < deadline or not failures:
+            try:
+                backend.embed_batch(batch)
+            except Exception as error:  # noqa: BLE001 - every kind is collected and checked below
+                failures.append(error)
+            if time.monotonic() > deadline:
+                break
+        backend.close()
+    assert failures and all(isinstance(e, BackendUnavailableError) for e in failures), \
+        sorted({f"{type(e).__name__}: {e}" for e in failures})

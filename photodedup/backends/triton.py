@@ -167,6 +167,10 @@ class _TritonBackend(Backend):
         except BackendUnavailableError:
             raise
         except Exception as error:  # noqa: BLE001 - the server answered with an error
+            if not self._still_serving(client):  # "unknown model", "connection closed": it is going away
+                raise BackendUnavailableError(
+                    f"Triton at {self.protocol}://{self.url} is shutting down (or restarting): the batch of "
+                    f"{len(batch)} was not run ({_describe(error)})", hint=HINT_START) from error
             raise InferenceError(f"Triton {self.model_name!r} at {self.protocol}://{self.url} failed a batch of "
                                  f"{len(batch)}: {_describe(error)}") from error
         if out is None or out.shape != (len(batch), EMBEDDING_DIM):
@@ -191,6 +195,13 @@ class _TritonBackend(Backend):
 
     # -- protocol-specific calls -------------------------------------------------------------------
     def _new_client(self): raise NotImplementedError
+    def _still_serving(self, client) -> bool:
+        """Whether the server still serves our model (False while it shuts down and unloads it)."""
+        try:
+            return bool(self._is_ready(client, self.model_name))
+        except Exception:  # noqa: BLE001 - no answer at all: not serving
+            return False
+
     def _is_live(self, client) -> bool: raise NotImplementedError
     def _is_ready(self, client, name: str) -> bool: raise NotImplementedError
     def _index(self, client) -> list[dict]: raise NotImplementedError
