@@ -241,8 +241,11 @@ def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None, pa
     parts: dict[str, clu.Edges] = {}
     if "exact" in params.evidence:
         parts["exact"] = clu.exact_pairs([row["md5"] for row in rows])
-    index = np.array([k for k, row in enumerate(rows) if row["phash"] is not None], dtype=np.int64)
-    variants = _variant_hashes([rows[k] for k in index.tolist()])
+    if not {"perceptual", "verified"} & set(params.evidence):  # no hash evidence: skip reading the hashes
+        index, variants = np.zeros(0, np.int64), np.zeros((0, 8), np.uint64)
+    else:
+        index = np.array([k for k, row in enumerate(rows) if row["phash"] is not None], dtype=np.int64)
+        variants = _variant_hashes([rows[k] for k in index.tolist()])
     if "perceptual" in params.evidence:
         turned = min(params.dihedral_threshold, params.hash_threshold) if "dihedral" in params.evidence else -1
         found = clu.dihedral_pairs(variants, params.hash_threshold, turned)

@@ -55,13 +55,11 @@ def test_bf16_is_within_the_precision_bar_of_fp32(crops, reference):
 
 
 @pytest.mark.slow
-def test_compile_mode_pads_to_the_bucket_and_trims(crops, reference, monkeypatch):
+def test_compile_mode_pads_to_the_bucket_and_trims(crops, reference):
     """``compile`` pads a short batch (3 -> bucket 4) and trims the rows. Inductor's code generation
     takes minutes on 2 cores, so this runs torch.compile with dynamo's eager backend (same tracing)."""
-    torch = pytest.importorskip("torch")
-    real = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend="eager", **kw))
-    encoder = gpu.DeviceEncoder.from_loaded(load_model("random"), mode="compile", chunk=4)
+    encoder = gpu.DeviceEncoder.from_loaded(load_model("random"), mode="compile", chunk=4,
+                                            compile_options={"backend": "eager"})
     out = encoder.embed(crops)  # chunks of 4 and 1: buckets 4 and 1
     assert out.shape == (5, 512)
     assert gpu.cosine_rows(out, reference).min() >= 0.99999

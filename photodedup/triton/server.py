@@ -17,6 +17,7 @@ same repository serves its CPU variant here and every variant in NVIDIA's contai
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shutil
@@ -69,18 +70,18 @@ def find_tritonserver(executable: Path | None = None) -> TritonInstall:
     for candidate in (_which("tritonserver"), SYSTEM_TRITON):
         if candidate is not None and candidate.is_file():
             return TritonInstall(candidate, candidate.parent.parent / "backends", "system")
-    try:
-        import pytriton
-    except ImportError:
-        pytriton = None
-    if pytriton is not None:
-        root = Path(pytriton.__file__).parent / "tritonserver"
+    # Located, not imported: its Python API (and its dependencies) is not needed to run its tritonserver,
+    # so a machine given only the wheel (--no-deps, docs/GPU.md) finds it too.
+    spec = importlib.util.find_spec("pytriton")
+    if spec is not None and spec.origin:
+        package = Path(spec.origin).parent
+        root = package / "tritonserver"
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
         if (root / "bin" / "tritonserver").is_file():
             if not stub.is_file():
                 raise BackendUnavailableError(f"nvidia-pytriton has no Python-backend stub for Python {version}")
-            libs = Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
+            libs = package.parent / "nvidia_pytriton.libs"
             return TritonInstall(root / "bin" / "tritonserver", root / "backends", "pytriton", (libs,), stub)
     raise BackendUnavailableError(
         "no tritonserver found (not on PATH, not in /opt/tritonserver, no nvidia-pytriton)",
