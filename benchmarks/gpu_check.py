@@ -30,8 +30,6 @@ import math
 import multiprocessing
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -87,6 +85,7 @@ class Check:
 
     def __init__(self, out: Path, sizes: Sizes, budget_s: float) -> None:
         self.out, self.sizes = out, sizes
+        out.mkdir(parents=True, exist_ok=True)
         self.started = time.time()
         self.deadline = time.monotonic() + budget_s
         self.rows: list[dict] = []
@@ -456,28 +455,6 @@ def run_clients(spec: dict, batch: int, concurrencies, warmup: float, seconds: f
             yield concurrency, sum(r["images"] for r in results) / seconds, latencies, errors, message
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(process: subprocess.Popen, url: str, log: Path, timeout: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"{url} not ready after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
 def model_only(check: Check) -> float | None:
     """The model-alone rate the service is compared with: the embed-from-host row at the service's precision."""
     rows = [r for r in check.rows
@@ -487,32 +464,20 @@ def model_only(check: Check) -> float | None:
 
 # -- step 4: the service --------------------------------------------------------------------------------
 def step_service(check: Check) -> None:
+    from photodedup.bench.compare import local_service
+
     s = check.sizes
-    port = free_port()
-    log = check.out / "service.log"
-    cmd = [sys.executable, "-m", "photodedup", "serve", "--backend", "torch-local", "--device", s.device,
-           "--precision", s.half,
-           "--weights", "random", "--port", str(port), "--max-batch-size", str(s.max_batch),
-           "--max-images", str(max(64, s.service_batch))]
-    with open(log, "wb") as output:
-        process = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT,
-                                   env=os.environ | {"PYTHONPATH": _path()})
-    try:
-        wait_ready(process, f"http://127.0.0.1:{port}/readyz", log, 300)
+    args = ("--backend", "torch-local", "--device", s.device, "--precision", s.half, "--weights", "random",
+            "--max-batch-size", str(s.max_batch), "--max-images", str(max(64, s.service_batch)))
+    with local_service(None, check.out, 300, serve_args=args) as url:
         reference = model_only(check)
         for payload in ("uint8", "jpeg"):
-            spec = {"name": "http-service", "options": {"url": f"http://127.0.0.1:{port}", "payload": payload}}
+            spec = {"name": "http-service", "options": {"url": url, "payload": payload}}
             for concurrency, rate, latencies, errors, message in run_clients(
                     spec, s.service_batch, s.concurrency, s.load_warmup, s.load_seconds):
                 check.row(f"service:torch-local-{s.device}:{payload}", s.half,
                           s.service_batch, concurrency, rate, latencies, errors=errors, first_error=message,
                           ratio_to_model_only=round(rate / reference, 3) if reference else None)
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _path() -> str:
@@ -551,6 +516,7 @@ def triton_repository(check: Check, folder: Path, *, instance_kind_cpu: bool = F
 
 
 def step_triton(check: Check) -> None:
+    from photodedup.bench.compare import free_port
     from photodedup.triton.server import TritonServer
 
     s = check.sizes
