@@ -5,7 +5,7 @@ Two installs are supported:
 - a system Triton (``$PHOTODEDUP_TRITONSERVER``, ``tritonserver`` on ``PATH`` or
   ``/opt/tritonserver/bin/tritonserver``, as in NVIDIA's container), with its own ``backends/``;
 - the one bundled in the ``nvidia-pytriton`` wheel (Triton 2.51, Python backend only). It needs three
-  things to run a plain repository (see DESIGN.md): the Python-backend stub built for this Python
+  things to run a plain repository (docs/TRITON.md): the Python-backend stub built for this Python
   copied into ``backends/python/`` (done in a private work folder, the wheel is not touched);
   ``LD_LIBRARY_PATH`` starting with this Python's ``LIBDIR`` (else the stub loads an older system
   libpython); and this environment's ``bin/`` first on ``PATH`` so the stub's embedded Python finds
