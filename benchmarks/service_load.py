@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from photodedup.bench import BenchConfig, Target, run_targets, server_snapshotter
+from photodedup.bench import BenchSettings, Target, run_targets, server_snapshotter
 from photodedup.bench.compare import local_service
 from photodedup.exports import resolve_model_dir
 
@@ -50,7 +50,7 @@ def main() -> None:
 
     model_dir = resolve_model_dir(args.model_dir)
     concurrency = tuple(int(c) for c in args.concurrency.split(","))
-    settings = BenchConfig(batch_sizes=(1,), duration=args.duration, window=args.window, model_dir=model_dir)
+    settings = BenchSettings(batch_sizes=(1,), duration=args.duration, window=args.window, model_dir=model_dir)
     rows: list[dict] = []
     pairs: list[tuple[dict, dict]] = []
     top = max(concurrency)
@@ -86,7 +86,7 @@ def main() -> None:
         args.json.write_text(json.dumps({"rows": rows, "ratios": ratios}, indent=1, default=str) + "\n")
 
 
-def _measure_service(url: str, target: Target, settings: BenchConfig) -> dict:
+def _measure_service(url: str, target: Target, settings: BenchSettings) -> dict:
     before, started = _inference_seconds(url), time.perf_counter()
     row = run_targets([target], settings).rows[0]
     # the share of the wall time the model was running: robust to other load on the machine

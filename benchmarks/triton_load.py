@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from photodedup.bench import BenchConfig
+from photodedup.bench import BenchSettings
 from photodedup.bench.compare import compare
 
 COLUMNS = [("backend", "backend", "{}"), ("payload", "payload", "{}"), ("conc", "concurrency", "{}"),
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
 
-    settings = BenchConfig(concurrency=tuple(int(c) for c in args.concurrency.split(",")),
+    settings = BenchSettings(concurrency=tuple(int(c) for c in args.concurrency.split(",")),
                            batch_sizes=(args.batch_size,), duration=args.duration, window=args.window,
                            model_dir=args.model_dir)
     report = compare(settings)

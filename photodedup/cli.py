@@ -320,7 +320,7 @@ def bench(
         else:
             out.print(render.serialization_table(rows))
         return
-    settings = bench_lib.BenchConfig(
+    settings = bench_lib.BenchSettings(
         backends=bench_lib.parse_list(backend, option="--backend"),
         concurrency=bench_lib.parse_list(concurrency, int, option="--concurrency"),
         batch_sizes=bench_lib.parse_list(batch_size, int, option="--batch-size"),
@@ -386,10 +386,10 @@ def triton_config(
 
     Example: photodedup export-onnx --weights random && photodedup triton-config --weights random --out /tmp/repo
     """
-    from photodedup.triton.config import VARIANTS, TritonOptions
+    from photodedup.triton.config import VARIANTS, TritonSettings
     from photodedup.triton_config import triton_config as run_triton_config
 
-    options = TritonOptions(
+    options = TritonSettings(
         max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us,
         preferred_batch_sizes=tuple(preferred_batch_size) or None,
         instance_count=instances, gpus=tuple(gpu), cpu_instance_count=cpu_instances, cpu_threads=cpu_threads,
