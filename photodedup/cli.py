@@ -209,7 +209,7 @@ def serve(
                                                 "else 32].")] = 0,
     max_queue_delay_us: Annotated[int, typer.Option(help="Longest wait to fill a batch, microseconds.")] = 2000,
     max_images: Annotated[int, typer.Option(help="Most images per request.")] = 64,
-    max_body_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 64.0,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body, MB (10^6 bytes).")] = 64.0,
     max_pixels: Annotated[int, typer.Option(help="Most pixels per image, checked before decoding (a PNG "
                                             "cannot be decoded smaller: about 12 bytes of memory a pixel).")]
     = 50_000_000,
@@ -255,7 +255,7 @@ def serve(
     settings = service_settings(
         device, max_batch_size=max_batch_size or None, max_queue_delay=max_queue_delay_us / 1e6, token=token or None,
         request_timeout=request_timeout, max_connections=max_connections,
-        limits=Limits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_images=max_images, max_pixels=max_pixels))
+        limits=Limits(max_body_bytes=int(max_body_mb * config.MB), max_images=max_images, max_pixels=max_pixels))
     run_serve(host=host, port=port, backend=backend, model_dir=model_dir, weights=weights, device=device,
               precision=precision, mode=mode, threads=threads or None, settings=settings,
               graceful_timeout=graceful_timeout, access_log=access_log)
@@ -662,7 +662,7 @@ def group(
         if html_out or roots:
             raise BadInputError("--parquet groups the whole file and has no thumbnails",
                                 hint="leave out ROOTS and --html (use --csv or --json)")
-        result = group_parquet(parquet, params=params, memory_bytes=int(memory_gb * 1024**3))
+        result = group_parquet(parquet, params=params, memory_bytes=int(memory_gb * config.GB))
         for message in result.warnings:
             warn(message)
         if csv_out:

@@ -23,6 +23,7 @@ from PIL import Image
 
 from photodedup.backends.base import INPUT_SHAPE
 from photodedup.backends.http_service import NPY_TYPE
+from photodedup.config import MB
 from photodedup.errors import BadInputError
 from photodedup.preprocess import PreprocessConfig, center_crop_array, decode_oriented, open_checked
 
@@ -41,7 +42,7 @@ ACCEPTED_TYPES = (*IMAGE_TYPES, MULTIPART_TYPE, NPY_TYPE)
 class Limits:
     """Per-request limits. The defaults admit a 64-image uint8 batch (9.6 MB) or 64 phone photos."""
 
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = 64 * MB
     max_images: int = 64
     max_pixels: int = SERVICE_MAX_PIXELS
 
