@@ -7,6 +7,17 @@ from pathlib import Path
 
 import pytest
 
+#: Fixtures that export ViT-B/32 (hundreds of MB, minutes) or start servers: a test using one is slow.
+SLOW_FIXTURES = {"onnx_model_dir", "separating_checkpoint", "separating_model_dir", "triton_server",
+                 "server_processes"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """``-m "not slow"`` is the edit-test loop: it never builds the export or starts a server."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def test_cache() -> Path:

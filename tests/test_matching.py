@@ -110,3 +110,19 @@ def test_dihedral_search_finds_each_variant_and_names_it():
     assert {j: hashing.variant_name(v) for (_, j), v in found.items()} == {
         2 + v: hashing.variant_name(v) for v in range(1, 8)}
     assert len(clu.dihedral_pairs(np.array(hashes), 4, -1)) < len(edges)
+
+
+def test_near_pairs_keeps_each_items_nearest_by_both_hashes():
+    rng = np.random.default_rng(9)
+    first = rng.integers(0, 2**63, 300, dtype=np.int64).view(np.uint64)
+    second = rng.integers(0, 2**63, 300, dtype=np.int64).view(np.uint64)
+    i, j, bits = clu.near_pairs(first, 20, 30, 2, second=second, second_max=34)
+    got = set(zip(i.tolist(), j.tolist(), strict=True))
+    d1 = clu.popcount64(first[:, None] ^ first[None, :])
+    d2 = clu.popcount64(second[:, None] ^ second[None, :])
+    ok = (d1 > 20) & (d1 <= 30) & (d2 <= 34) & ~np.eye(300, dtype=bool)
+    assert all(ok[a, b] for a, b in got) and (bits == d1[i, j]).all()
+    for a in range(300):  # each item's two best (by the sum, ties by index) are in
+        best = sorted(np.nonzero(ok[a])[0].tolist(), key=lambda b: (d1[a, b] + d2[a, b], b))[:2]
+        assert all((min(a, b), max(a, b)) in got for b in best)
+    assert clu.bounded_radius(100_000, 32) < clu.bounded_radius(1_000, 32) <= 32
