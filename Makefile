@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LIB ?= sample-library
 CATALOG ?= $(LIB).sqlite
 
-.PHONY: install system-deps demo test lint bench clean
+.PHONY: install system-deps demo test lint bench clean gpu-wheels
 
 $(BIN)/photodedup: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,11 @@ demo: install
 
 test: install system-deps
 	$(BIN)/python -m pytest -q
+
+# The wheels the GPU machine lacks (Python 3.12), in .whl/ (git-ignored), sized for one 64 MiB call.
+# How to run the GPU check there: docs/GPU.md.
+gpu-wheels:
+	$(PY) benchmarks/gpu_wheels.py --out .whl
 
 lint: install
 	$(BIN)/ruff check photodedup tests benchmarks

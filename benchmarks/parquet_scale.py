@@ -94,9 +94,10 @@ def main() -> None:
         label[[m.file_id - 1 for m in g.members]] = number
     i, j = truth // args.n, truth % args.n
     recall = float(((label[i] >= 0) & (label[i] == label[j])).mean())
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     print(f"group_parquet (exact + semantic, complete link, keepers): {total_s:.1f}s, {len(result.groups)} groups, "
-          f"edges {result.edges}, planted pairs grouped together {recall:.4f}, peak RSS {peak_gb():.2f} GB",
-          flush=True)
+          f"edges {result.edges}, planted pairs grouped together {recall:.4f}, peak RSS {peak_gb():.2f} GB; "
+          f"CPU time of the whole process {usage.ru_utime + usage.ru_stime:.0f}s", flush=True)
     if not args.keep:
         args.out.unlink()
 

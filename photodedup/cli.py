@@ -305,6 +305,8 @@ def bench(
     pipeline: Annotated[Path | None, typer.Option(
         "--pipeline", help="Only the whole pipeline on this library (scan + embed onnx per --precision, as "
         "fresh processes) against the naive script (md5, phash, open_clip preprocess, torch).")] = None,
+    device: Annotated[str, typer.Option(help="With --pipeline: also time JPEG bytes to embeddings with torch-local on "
+                                        "this device (cuda: decoded by nvJPEG), beside PIL decoding.")] = "cpu",
     json_file: Annotated[Path | None, typer.Option("--json-file", help="Also write the rows as JSON here.")] = None,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the rows as CSV here.")] = None,
     plot_dir: Annotated[Path | None, typer.Option("--plot-dir", help="Write throughput.png and latency.png in this "
@@ -326,8 +328,8 @@ def bench(
     if pipeline:
         from photodedup.bench.pipeline import pipeline as run_pipeline
 
-        show(run_pipeline(pipeline, weights=weights, precisions=bench_lib.parse_list(precision, option="--precision")),
-             json_out)
+        show(run_pipeline(pipeline, weights=weights, precisions=bench_lib.parse_list(precision, option="--precision"),
+                          device=None if device == "cpu" else device), json_out)
         return
     if serialization:
         rows = bench_lib.serialization(max(bench_lib.parse_list(batch_size, int, option="--batch-size")))
@@ -370,7 +372,8 @@ def triton_config(
     out: Annotated[Path, typer.Option("--out", help="Model repository to write.")] = Path("model_repository"),
     variant: Annotated[list[str], typer.Option(
         "--variant", help="openclip_vit_b32 (CUDA EP), openclip_vit_b32_trt (TensorRT EP, FP16), "
-        "openclip_vit_b32_cpu (Python backend) [default: all three; repeatable].")] = [],
+        "openclip_vit_b32_cpu (Python backend, onnxruntime), openclip_vit_b32_torch (Python backend, PyTorch on "
+        "the GPU; needs no export) [default: the first three; repeatable].")] = [],
     input_kind: Annotated[str | None, typer.Option(
         "--input", help="uint8 or fp32: which input the export must take [default: the export's].")] = None,
     max_batch_size: Annotated[int, typer.Option(help="Largest batch a model instance runs.")] = 64,
@@ -385,6 +388,12 @@ def triton_config(
     cpu_threads: Annotated[int, typer.Option(help="onnxruntime threads per CPU instance (0: all cores).")] = 0,
     warmup: Annotated[bool, typer.Option("--warmup/--no-warmup", help="Run warm-up batches at model load.")]
     = True,
+    dynamic_batching: Annotated[bool, typer.Option("--dynamic-batching/--no-dynamic-batching",
+                                                   help="Let Triton join requests into batches.")] = True,
+    torch_precision: Annotated[str, typer.Option(help="Torch variant: fp16, bf16 or fp32.")] = "fp16",
+    torch_mode: Annotated[str, typer.Option(help="Torch variant: auto, eager, cuda-graphs or compile.")] = "auto",
+    torch_device: Annotated[str, typer.Option(help="Torch variant: cuda (GPU instances) or cpu (CPU instances).")]
+    = "cuda",
     trt_cache_dir: Annotated[str, typer.Option(help="TensorRT engine cache, as the server sees it.")]
     = "/trt_cache",
     copy: Annotated[bool, typer.Option("--copy", help="Copy (or hard-link) model files instead of symlinking "
@@ -402,7 +411,9 @@ def triton_config(
         max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us,
         preferred_batch_sizes=tuple(preferred_batch_size) or None,
         instance_count=instances, gpus=tuple(gpu), cpu_instance_count=cpu_instances, cpu_threads=cpu_threads,
-        warmup=warmup, trt_cache_dir=trt_cache_dir)
+        warmup=warmup, trt_cache_dir=trt_cache_dir, dynamic_batching=dynamic_batching,
+        weights=weights or config.DEFAULT_WEIGHTS, torch_precision=torch_precision, torch_mode=torch_mode,
+        torch_device=torch_device)
     summary = run_triton_config(model_dir, out, variants=tuple(variant) or VARIANTS, options=options,
                                 input_kind=input_kind, copy=copy, weights=weights)
     show(summary, json_out)
@@ -608,7 +619,9 @@ ModelOpt = Annotated[str | None, typer.Option(
 AllowRandomOpt = Annotated[bool, typer.Option(
     "--allow-random", help="Let random-weight embeddings count as evidence (meaningless; tests only).")]
 EvidenceOpt = Annotated[list[str] | None, typer.Option(
-    "--evidence", help="Evidence kinds to use (repeatable): exact, perceptual, semantic [default: all].")]
+    "--evidence", help="Evidence kinds to use (repeatable): exact, perceptual, dihedral (mirrored/turned "
+    "copies), verified (crops and overlays checked with ORB features), semantic [default: all]; e.g. "
+    "--evidence exact --evidence perceptual turns the new kinds off.")]
 PreferOpt = Annotated[list[Path] | None, typer.Option(
     "--prefer", help="Reference folder (repeatable): its files always win as keeper and are never proposed "
     "for, or moved to, the trash.")]

@@ -17,6 +17,7 @@ within the threshold of every other. Single link (connected components) is the o
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -236,26 +237,46 @@ def dihedral_pairs(variants: np.ndarray, threshold: int, turned: int | None = No
     return combine(*parts)
 
 
-def near_pairs(hashes: np.ndarray, low: int, high: int, k: int, *,
-               brute_max: int = BRUTE_MAX) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def near_pairs(hashes: np.ndarray, low: int, high: int, k: int, *, second: np.ndarray | None = None,
+               second_max: int = 64, brute_max: int = BRUTE_MAX) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidate pairs beyond the strict threshold: ``low < bits <= high``, each item's ``k`` nearest.
 
-    Bounded: at most ``k`` pairs per item whatever the library holds (``(i, j, bits)``, ``i < j``).
+    With ``second`` (another 64-bit hash per item), pairs must also be within ``second_max`` bits of it,
+    and "nearest" ranks by the sum of both distances (two independent hashes rank a crop above a chance
+    neighbour far better than one). Bounded: at most ``k`` pairs per item whatever the library holds.
+    Returns ``(i, j, bits)`` with ``i < j``.
     """
     hashes = np.asarray(hashes, np.uint64)
-    if len(hashes) < 2 or k < 1 or high <= low:
+    n = len(hashes)
+    if n < 2 or k < 1 or high <= low:
         return (np.zeros(0, np.int64),) * 3
     qi, bj, dist = hamming_cross(hashes, hashes, high, brute_max=brute_max)
-    keep = (qi != bj) & (dist > low)
+    keep = (qi < bj) & (dist > low)
     qi, bj, dist = qi[keep], bj[keep], dist[keep]
-    order = np.lexsort((bj, dist, qi))  # per item, nearest first
-    qi, bj, dist = qi[order], bj[order], dist[order]
-    starts = np.searchsorted(qi, qi, "left")
-    rank = np.arange(len(qi)) - starts
-    keep = rank < k
-    lo, hi = np.minimum(qi[keep], bj[keep]), np.maximum(qi[keep], bj[keep])
-    codes, first = np.unique(lo * len(hashes) + hi, return_index=True)
-    return codes // len(hashes), codes % len(hashes), dist[keep][first]
+    rank = dist.copy()
+    if second is not None:
+        other = popcount64(np.asarray(second, np.uint64)[qi] ^ np.asarray(second, np.uint64)[bj])
+        keep = other <= second_max
+        qi, bj, dist, rank = qi[keep], bj[keep], dist[keep], dist[keep] + other[keep]
+    # each pair counts for both of its items: a pair stays when it is among the k best of either
+    ends = np.concatenate([qi, bj])
+    pair = np.concatenate([np.arange(len(qi))] * 2)
+    order = np.lexsort((pair, np.concatenate([rank, rank]), ends))
+    ends, pair = ends[order], pair[order]
+    position = np.arange(len(ends)) - np.searchsorted(ends, ends, "left")
+    chosen = np.unique(pair[position < k])
+    return qi[chosen], bj[chosen], dist[chosen]
+
+
+def bounded_radius(n: int, radius: int, per_item: int = 200) -> int:
+    """The largest radius <= ``radius`` at which random 64-bit hashes of ``n`` items give at most
+    ``per_item`` pairs per item on average: the range search's output stays O(n) as libraries grow."""
+    total = 0.0
+    for r in range(65):
+        total += math.comb(64, r) / 2.0**64
+        if r > radius or total * (n - 1) / 2 > per_item:
+            return max(0, r - 1)
+    return radius
 
 
 def _hamming_brute(hashes: np.ndarray, threshold: int) -> Edges:

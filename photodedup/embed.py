@@ -262,7 +262,7 @@ class _Assembler:
             if self.executor is None:
                 self.executor = (open_executor(self.engine, workers=self.workers, address=self.ray_address)
                                  if isinstance(self.engine, str) else self.engine)
-            originals = self.executor.map(_decode_original, [(path, self.preprocess) for _, path in missing])
+            originals = self.executor.map(decode_original, [(path, self.preprocess) for _, path in missing])
         return self.threads.submit(self._decode, ids, stored, missing, originals)
 
     def _decode(self, ids, stored: dict[int, bytes], missing, originals):
@@ -284,7 +284,7 @@ class _Assembler:
                 log.warning("stored crop of file %s is unreadable (%s)", file_id, error)
                 errors[file_id] = f"stored crop unreadable: {error}"
         if originals is not None and originals is self.cropper:
-            originals = _decode_on_device(self.cropper, [path for _, path in missing])
+            originals = _decode_on_device(self.cropper, [path for _, path in missing], self.preprocess)
         if originals is not None:
             for (file_id, _), (crop, reason) in zip(missing, originals, strict=True):
                 if crop is None:
@@ -298,20 +298,23 @@ class _Assembler:
         return good, images, errors
 
 
-def _decode_on_device(cropper, paths: list[str]) -> list[tuple[np.ndarray | None, str]]:
-    """``_decode_original``'s answers for ``paths``, decoded in one batch on the cropper's device."""
+def _decode_on_device(cropper, paths: list[str], preprocess: PreprocessConfig) -> list[tuple[np.ndarray | None, str]]:
+    """``decode_original``'s answers for ``paths``, decoded in one batch on the cropper's device; a file
+    the device path cannot decode (a camera RAW, a broken file) gets ``decode_original``'s own answer."""
     from photodedup.gpu import read_files
 
     blobs, unreadable = read_files(paths)
     good, crops, errors = cropper.crops(blobs)
-    errors.update(unreadable)
-    answers: list[tuple[np.ndarray | None, str]] = [(None, errors.get(i, "not decoded")) for i in range(len(paths))]
+    answers: list[tuple[np.ndarray | None, str]] = [(None, "") for _ in paths]
     for row, index in enumerate(good):
         answers[index] = (crops[row], "")
+    for index in errors:
+        answers[index] = (None, unreadable[index]) if index in unreadable else decode_original(
+            (paths[index], preprocess))
     return answers
 
 
-def _decode_original(job: tuple[str, PreprocessConfig]) -> tuple[np.ndarray | None, str]:
+def decode_original(job: tuple[str, PreprocessConfig]) -> tuple[np.ndarray | None, str]:
     """Worker: the model crop of one original (fast draft path), or ``(None, reason)``."""
     path, preprocess = job
     try:

@@ -17,7 +17,7 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
 
@@ -126,7 +126,7 @@ class EvalResult:
 
     def as_dict(self) -> dict:
         return {"truth": self.truth, "files": self.files, "model": self.model,
-                "params": self.params.__dict__ | {"evidence": list(self.params.evidence)},
+                "params": asdict(self.params),
                 "overall": self.overall.as_dict(),
                 "by_evidence": {k: s.as_dict() for k, s in self.by_evidence.items()},
                 "recall_by_kind": {k: round(v, 4) for k, v in self.recall_by_kind.items()},

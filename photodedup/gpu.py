@@ -121,7 +121,7 @@ class DeviceEncoder:
 
     def __init__(self, module, *, device: str = "cpu",
                  precision: str = "auto", mode: str = "auto", max_batch_size: int = MAX_BATCH,
-                 chunk: int = DEFAULT_CHUNK) -> None:
+                 chunk: int = DEFAULT_CHUNK, compile_options: dict | None = None) -> None:
         torch = require_torch()
         self.device = check_device(device)
         self.cuda = self.device.startswith("cuda")
@@ -141,7 +141,8 @@ class DeviceEncoder:
         self._lock = threading.Lock()
         self._graphs: dict[int, tuple] = {}
         self._pool = None
-        self._compiled = torch.compile(self.forward, dynamic=False) if self.mode == "compile" else None
+        self._compiled = (torch.compile(self.forward, dynamic=False, **(compile_options or {}))
+                          if self.mode == "compile" else None)
         self._slots = [_Slot(self.chunk, self.device) for _ in range(2)]
         self.compute_stream = torch.cuda.Stream(self.device) if self.cuda else None
         self.copy_stream = torch.cuda.Stream(self.device) if self.cuda else None

@@ -45,8 +45,9 @@ log = logging.getLogger(__name__)
 
 EVIDENCE = ("exact", "perceptual", "dihedral", "verified", "semantic")
 #: Verification candidates: each file's nearest hashes beyond the threshold, up to this many bits
-#: (measured: 6-10% crops move the pHash by 6-34 bits, overlays by 4-16; docs/BENCHMARKS.md).
-DEFAULT_VERIFY_RADIUS = 26
+#: (measured: 6-18% crops move the pHash by 6-34 bits, overlays by 4-16; docs/BENCHMARKS.md), fewer in
+#: large libraries (``cluster.bounded_radius``: 24 bits at 10,000 files, 20 at 100,000).
+DEFAULT_VERIFY_RADIUS = 32
 #: Turned/mirrored matches must be closer than plain ones: seven more comparisons per pair mean seven
 #: more chances of a coincidence, and the copies measured differ by 0-2 bits (docs/BENCHMARKS.md).
 DEFAULT_DIHEDRAL_THRESHOLD = 4
@@ -55,6 +56,9 @@ DEFAULT_DIHEDRAL_THRESHOLD = 4
 DEFAULT_CONFIRM_ABOVE = 8
 #: ... and at most this many of them per file (the bound that keeps 100,000 files in minutes).
 DEFAULT_VERIFY_NEIGHBOURS = 4
+#: ... whose dHashes differ by at most this many bits (sample library: true candidates at 0-20, 25
+#: once, a 20% crop at 23; chance neighbours at 12-44, 86% of them above 24).
+DEFAULT_VERIFY_DHASH = 24
 #: pHash bits that may differ. Measured on the sample library (docs/BENCHMARKS.md "Grouping quality"):
 #: re-encodes, resizes, format conversions, EXIF rotations and brightening differ by <= 4 bits,
 #: burst neighbours by <= 6, crops by 10-18, unrelated photos by >= 20.
@@ -79,6 +83,8 @@ class GroupParams:
     confirm_above: int = DEFAULT_CONFIRM_ABOVE
     verify_radius: int = DEFAULT_VERIFY_RADIUS
     verify_neighbours: int = DEFAULT_VERIFY_NEIGHBOURS
+    verify_dhash: int = DEFAULT_VERIFY_DHASH
+    verify: verify.VerifyParams = verify.VerifyParams()   # what a verified pair must show
     keeper_rules: tuple[str, ...] = keeper.expand_rules(keeper.DEFAULT_RULES)
     prefer: tuple[str, ...] = ()   # reference folders (absolute): their files always win, never trashed
 
@@ -235,8 +241,11 @@ def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None, pa
     parts: dict[str, clu.Edges] = {}
     if "exact" in params.evidence:
         parts["exact"] = clu.exact_pairs([row["md5"] for row in rows])
-    index = np.array([k for k, row in enumerate(rows) if row["phash"] is not None], dtype=np.int64)
-    variants = _variant_hashes([rows[k] for k in index.tolist()])
+    if not {"perceptual", "verified"} & set(params.evidence):  # no hash evidence: skip reading the hashes
+        index, variants = np.zeros(0, np.int64), np.zeros((0, 8), np.uint64)
+    else:
+        index = np.array([k for k, row in enumerate(rows) if row["phash"] is not None], dtype=np.int64)
+        variants = _variant_hashes([rows[k] for k in index.tolist()])
     if "perceptual" in params.evidence:
         turned = min(params.dihedral_threshold, params.hash_threshold) if "dihedral" in params.evidence else -1
         found = clu.dihedral_pairs(variants, params.hash_threshold, turned)
@@ -246,7 +255,8 @@ def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None, pa
         pixels = _pixel_source(rows, thumbs)
         if "perceptual" in parts:
             parts["perceptual"] = confirmed(parts["perceptual"], params, pixels)
-        parts["verified"] = verified_edges(index, variants[:, 0], parts, params, pixels)
+        dhashes = clu.to_uint64([rows[k]["dhash"] if rows[k]["dhash"] is not None else 0 for k in index.tolist()])
+        parts["verified"] = verified_edges(index, variants[:, 0], dhashes, parts, params, pixels)
     if vectors is not None and len(vectors[0]):
         index, vecs = vectors
         found = clu.cosine_pairs(vecs, params.cosine, method=params.search)
@@ -269,33 +279,38 @@ def confirmed(perceptual: clu.Edges, params: GroupParams, pixels) -> clu.Edges:
     watermark or a similar layout moves two different photos' hashes this close."""
     band = np.nonzero((perceptual.variant == 0) & (perceptual.distance > params.confirm_above))[0]
     pairs = list(zip(perceptual.i[band].tolist(), perceptual.j[band].tolist(), strict=True))
-    verdicts = verify.verify_pairs(pairs, pixels)
+    verdicts = verify.verify_pairs(pairs, pixels, params.verify)
     keep = np.ones(len(perceptual), dtype=bool)
     keep[band] = [v is None or not v.refutes for v in verdicts]
     return perceptual.where(keep)
 
 
-def verified_edges(index: np.ndarray, hashes: np.ndarray, found: dict[str, clu.Edges],
+def verified_edges(index: np.ndarray, hashes: np.ndarray, dhashes: np.ndarray, found: dict[str, clu.Edges],
                    params: GroupParams, pixels) -> clu.Edges:
     """Pairs beyond the hash threshold that local features confirm (``photodedup.verify``).
 
-    Candidates: each file's ``verify_neighbours`` nearest hashes within ``verify_radius`` bits. Then one
+    Candidates: each file's ``verify_neighbours`` nearest files by pHash + dHash distance, among those
+    within ``verify_radius`` pHash bits (less in large libraries: ``cluster.bounded_radius`` keeps the
+    search's output O(n)) and ``verify_dhash`` dHash bits (a second, independent hash: crops and
+    overlays keep it close, chance neighbours do not; it removes most of the ORB work). Then one
     round of closure: two files with a common partner (any evidence) but no edge of their own are
     checked too (complete link needs every pair), mirrored when the plain check fails (one of them may
     be a mirrored copy).
     """
-    ci, cj, _ = clu.near_pairs(hashes, params.hash_threshold, params.verify_radius, params.verify_neighbours)
+    radius = clu.bounded_radius(len(hashes), params.verify_radius)
+    ci, cj, _ = clu.near_pairs(hashes, params.hash_threshold, radius, params.verify_neighbours,
+                               second=dhashes, second_max=params.verify_dhash)
     known = clu.combine(*found.values())
     have = set(zip(known.i.tolist(), known.j.tolist(), strict=True))
     candidates = sorted({p for p in zip(index[ci].tolist(), index[cj].tolist(), strict=True)} - have)
-    accepted = _verify(candidates, pixels)
+    accepted = _verify(candidates, pixels, params.verify)
     partners: dict[int, set[int]] = {}
     for a, b in have | set(accepted):
         partners.setdefault(a, set()).add(b)
         partners.setdefault(b, set()).add(a)
     more = {(min(a, c), max(a, c)) for b, near in partners.items() for a in near for c in near if a != c}
     more -= have | set(candidates)
-    accepted |= _verify(sorted(more), pixels, mirrored=True)
+    accepted |= _verify(sorted(more), pixels, params.verify, mirrored=True)
     if not accepted:
         return clu.Edges.empty()
     pairs = sorted(accepted)
@@ -317,8 +332,9 @@ def _pixel_source(rows: Sequence, thumbs: Callable[[int], bytes | None]) -> Call
     return pixels
 
 
-def _verify(pairs: list[tuple[int, int]], pixels, *, mirrored: bool = False) -> dict[tuple[int, int], verify.Verdict]:
-    verdicts = verify.verify_pairs(pairs, pixels, mirrored=mirrored)
+def _verify(pairs: list[tuple[int, int]], pixels, params: verify.VerifyParams, *,
+            mirrored: bool = False) -> dict[tuple[int, int], verify.Verdict]:
+    verdicts = verify.verify_pairs(pairs, pixels, params, mirrored=mirrored)
     return {p: v for p, v in zip(pairs, verdicts, strict=True) if v is not None and v.accepted}
 
 

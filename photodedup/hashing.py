@@ -55,25 +55,27 @@ def trim_box(pixels: np.ndarray) -> tuple[int, int, int, int]:
     if height < 8 or width < 8:
         return 0, 0, width, height
     top, bottom, left, right = 0, height, 0, width
-    # The border colour: the median of the outermost ring (a frame dominates it when there is one).
-    ring = np.concatenate([arr[0], arr[-1], arr[:, 0], arr[:, -1]])
-    colour = np.median(ring, axis=0)
-    if not _uniform(ring, colour):
-        return 0, 0, width, height
-
-    def border(line: np.ndarray) -> bool:
-        return _uniform(line, colour)
-
     limit_y, limit_x = int(height * MAX_TRIM), int(width * MAX_TRIM)
-    while top < limit_y and border(arr[top, left:right]):
+    # Each side on its own (a frame on two sides only, letterbox or pillarbox, is still a border): its
+    # colour is the median of its outermost line, when that line is uniform.
+    colour = _edge_colour(arr[0])
+    while colour is not None and top < limit_y and _uniform(arr[top, left:right], colour):
         top += 1
-    while height - bottom < limit_y and border(arr[bottom - 1, left:right]):
+    colour = _edge_colour(arr[-1])
+    while colour is not None and height - bottom < limit_y and _uniform(arr[bottom - 1, left:right], colour):
         bottom -= 1
-    while left < limit_x and border(arr[top:bottom, left]):
+    colour = _edge_colour(arr[top:bottom, 0])
+    while colour is not None and left < limit_x and _uniform(arr[top:bottom, left], colour):
         left += 1
-    while width - right < limit_x and border(arr[top:bottom, right - 1]):
+    colour = _edge_colour(arr[top:bottom, -1])
+    while colour is not None and width - right < limit_x and _uniform(arr[top:bottom, right - 1], colour):
         right -= 1
     return left, top, right, bottom
+
+
+def _edge_colour(line: np.ndarray) -> np.ndarray | None:
+    colour = np.median(line, axis=0)
+    return colour if _uniform(line, colour) else None
 
 
 def _uniform(line: np.ndarray, colour: np.ndarray) -> bool:
@@ -85,7 +87,8 @@ def is_grayscale(image: Image.Image) -> bool:
     """No colour information: a one-channel mode, or RGB whose channels agree (within JPEG noise)."""
     if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
         return True
-    rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+    step = max(1, int((image.width * image.height / 40_000) ** 0.5))  # ~40,000 pixels are enough
+    rgb = np.asarray(image.convert("RGB"))[::step, ::step].astype(np.int16)
     spread = rgb.max(axis=-1) - rgb.min(axis=-1)
     return bool(np.percentile(spread, 99) <= GRAY_TOLERANCE)
 

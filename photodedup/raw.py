@@ -114,8 +114,7 @@ def read_raw(data: bytes, fmt: str, *, max_pixels: int, shortest: int = 224, dra
                     image = image.reduce(min(image.size) // shortest)
                 decoded_from = "half-size"  # LibRaw has applied the orientation
             exif = raw_exif(data, fmt, preview_jpeg)
-            # LibRaw's time only when the EXIF has none: rawpy unpacks the sensor data to give it.
-            stamp = None if _exif_time(exif) else raw.other.timestamp
+            stamp = None if _exif_time(exif) else _libraw_time(raw, rawpy)
     except rawpy.LibRawFileUnsupportedError as error:
         raise RawReadError("raw-unsupported", f"LibRaw cannot open this {fmt} file (not a RAW it knows): "
                                               f"{_message(error)}") from error
@@ -159,6 +158,15 @@ def load_raw(path: str, *, fast: bool = True, max_pixels: int = DEFAULT_MAX_PIXE
         data = handle.read()
     fmt = raw_format(path, data[:16]) or "RAW"
     return read_raw(data, fmt, max_pixels=max_pixels, draft=fast).image
+
+
+def _libraw_time(raw, rawpy):
+    """LibRaw's capture time. rawpy unpacks the sensor data to give it: asked only when the EXIF has none,
+    and a RAW whose sensor data is cut (its preview read fine) simply has no time."""
+    try:
+        return raw.other.timestamp
+    except rawpy.LibRawError:
+        return None
 
 
 def _one_thread(rawpy) -> None:

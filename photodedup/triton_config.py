@@ -2,7 +2,8 @@
 
 Each variant gets ``<out>/<variant>/config.pbtxt`` (committed) and a version folder ``1/`` holding the
 export's ``model.onnx``, ``metadata.json`` and ``preprocess.json`` (symlinked, or copied with
-``copy=True``; git-ignored). The CPU variant also gets ``1/model.py``, the Python-backend model.
+``copy=True``; git-ignored). The CPU variant also gets ``1/model.py``, the Python-backend model. The
+torch variant gets only its ``1/model.py`` (it builds the model from ``--weights``; no export needed).
 Every written config is parsed back with Triton's schema before the function returns.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from photodedup.errors import BadInputError
@@ -59,6 +60,10 @@ def triton_config(
 ) -> TritonConfigSummary:
     """Generate (and validate) ``config.pbtxt`` for each variant and put the model files beside it."""
     options = (options or tc.TritonOptions()).check()
+    if weights is not None:
+        options = replace(options, weights=weights)
+    if all(variant == tc.TORCH_MODEL for variant in variants):  # no export involved
+        return _torch_only(out, options)
     model_dir = find_export(model_dir, _dtype_of(input_kind or "uint8"), weights=weights).resolve()
     metadata = read_metadata(model_dir)
     if input_kind and metadata.get("input_dtype") != _dtype_of(input_kind):
@@ -67,23 +72,41 @@ def triton_config(
     summary = TritonConfigSummary(out, model_dir, metadata.get("model_id", "unknown"), metadata.get("input_dtype", "?"),
                                   "copied" if copy else "symlinked")
     for variant in variants:
-        config = tc.build_config(variant, metadata, options)
-        folder = out / variant
-        version = folder / VERSION
-        version.mkdir(parents=True, exist_ok=True)
-        config_path = folder / "config.pbtxt"
-        config_path.write_text(tc.render(config, metadata))
-        tc.parse_config(config_path)  # what tritonserver will read must parse with its schema
+        _write_variant(summary, variant, metadata, options, model_dir, copy)
+    return summary
+
+
+def _torch_only(out: Path, options: tc.TritonOptions) -> TritonConfigSummary:
+    from photodedup.model import model_id_for
+
+    metadata = {**tc.TORCH_IO, "model_id": model_id_for(options.weights, seed=options.seed)}
+    summary = TritonConfigSummary(out, Path(), metadata["model_id"], "uint8", "none (built from --weights)")
+    _write_variant(summary, tc.TORCH_MODEL, metadata, options, None, False)
+    return summary
+
+
+def _write_variant(summary: TritonConfigSummary, variant: str, metadata: dict, options: tc.TritonOptions,
+                   model_dir: Path | None, copy: bool) -> None:
+    config = tc.build_config(variant, metadata, options)
+    folder = summary.repository / variant
+    version = folder / VERSION
+    version.mkdir(parents=True, exist_ok=True)
+    config_path = folder / "config.pbtxt"
+    config_path.write_text(tc.render(config, metadata))
+    tc.parse_config(config_path)  # what tritonserver will read must parse with its schema
+    if variant == tc.TORCH_MODEL:
+        shutil.copyfile(Path(tc.__file__).with_name("torch_model.py"), version / "model.py")
+    else:
         for source in _model_files(model_dir):
             _place(source, version / source.name, copy=copy)
-        if variant == tc.CPU_MODEL:
-            shutil.copyfile(Path(tc.__file__).with_name("python_model.py"), version / "model.py")
-        groups = ", ".join(f"{g.count}x {mc_kind(g.kind)}{'' if not g.gpus else ' gpus ' + str(list(g.gpus))}"
-                           for g in config.instance_group)
-        summary.variants[variant] = {"config": str(config_path), "backend": config.backend,
-                                     "max_batch_size": config.max_batch_size, "instances": groups}
-        log.info("wrote %s", config_path)
-    return summary
+    if variant == tc.CPU_MODEL:
+        shutil.copyfile(Path(tc.__file__).with_name("python_model.py"), version / "model.py")
+    groups = ", ".join(f"{g.count}x {mc_kind(g.kind)}{'' if not g.gpus else ' gpus ' + str(list(g.gpus))}"
+                       for g in config.instance_group)
+    summary.variants[variant] = {"config": str(config_path), "backend": config.backend,
+                                 "max_batch_size": config.max_batch_size, "instances": groups,
+                                 "dynamic_batching": config.HasField("dynamic_batching")}
+    log.info("wrote %s", config_path)
 
 
 def mc_kind(kind: int) -> str:

@@ -34,11 +34,11 @@ log = logging.getLogger(__name__)
 class VerifyParams:
     """What a verified pair must show (defaults measured on the sample library; docs/BENCHMARKS.md)."""
 
-    min_inliers: int = 25
+    min_inliers: int = 20
     min_coverage: float = 0.8
     min_other: float = 0.6
     max_anisotropy: float = 1.15
-    features: int = 500
+    features: int = 300
     ratio: float = 0.8
 
 

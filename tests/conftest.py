@@ -7,6 +7,17 @@ from pathlib import Path
 
 import pytest
 
+#: Fixtures that export ViT-B/32 (hundreds of MB, minutes) or start servers: a test using one is slow.
+SLOW_FIXTURES = {"onnx_model_dir", "separating_checkpoint", "separating_model_dir", "triton_server",
+                 "server_processes"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """``-m "not slow"`` is the edit-test loop: it never builds the export or starts a server."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session")
 def test_cache() -> Path:
@@ -31,6 +42,25 @@ def onnx_model_dir(test_cache) -> Path:
     from photodedup.export_onnx import export_onnx
 
     return export_onnx("random", precision="fp32", input_kind="uint8", out=test_cache / "vit-b-32-random-uint8-fp32")
+
+
+@pytest.fixture(scope="session")
+def separating_checkpoint(test_cache) -> Path:
+    """A constructed ViT-B/32 checkpoint whose embeddings tell images apart (``separating_model.py``):
+    use it wherever a test claims two paths give the same embeddings."""
+    import separating_model
+
+    path = test_cache / f"vit-b-32-separating-v{separating_model.VERSION}.pt"
+    return path if path.is_file() else separating_model.build(path)
+
+
+@pytest.fixture(scope="session")
+def separating_model_dir(separating_checkpoint, test_cache) -> Path:
+    """The separating checkpoint exported (uint8 input, fp32), verified against PyTorch."""
+    from photodedup.export_onnx import export_onnx
+
+    return export_onnx(str(separating_checkpoint), precision="fp32", input_kind="uint8",
+                       out=test_cache / "vit-b-32-separating-uint8-fp32")
 
 
 @pytest.fixture

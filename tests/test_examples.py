@@ -3,9 +3,11 @@
 import subprocess
 import sys
 
+import pytest
 from helpers import REPO, cli_env
 
 
+@pytest.mark.slow
 def test_python_api_example(tiny_library, tmp_path, test_cache):
     env = cli_env({"PHOTODEDUP_HOME": str(test_cache / "pipeline-home")})
     result = subprocess.run([sys.executable, str(REPO / "examples" / "python_api.py"), tiny_library["root"],

@@ -6,6 +6,7 @@ with ``ray start`` as separate processes); they are slow (Ray takes seconds to s
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -258,6 +259,31 @@ def test_scan_on_a_two_node_cluster_gives_the_local_catalog(cluster, sample, loc
 
 
 @pytest.mark.slow
+def test_embed_decodes_originals_on_the_cluster_like_the_local_engine(cluster, sample, tmp_path, onnx_model_dir):
+    """Without stored crops, embed decodes the originals: Ray tasks on the cluster, inference in an actor."""
+    import shutil
+
+    scanned = tmp_path / "scanned.sqlite"
+    assert _cli("scan", str(sample), "--catalog", str(scanned)).returncode == 0
+    conn = sqlite3.connect(scanned)
+    conn.execute("DELETE FROM crops")
+    conn.commit()
+    conn.close()
+    on_ray, local = tmp_path / "ray.sqlite", tmp_path / "local.sqlite"
+    shutil.copy(scanned, on_ray)
+    shutil.copy(scanned, local)
+    embed = ["embed", "--model-dir", str(onnx_model_dir), "--json"]
+    ours = subprocess.run([sys.executable, "-m", "photodedup", *embed, "--catalog", str(on_ray), "--engine", "ray",
+                           "--ray-address", cluster.address], capture_output=True, text=True, env=cluster.env,
+                          timeout=600)
+    assert ours.returncode == 0, ours.stderr
+    summary = json.loads(ours.stdout)
+    assert summary["from_originals"] == summary["embedded"] > 20 and summary["from_crops"] == 0
+    assert _cli(*embed, "--catalog", str(local)).returncode == 0
+    assert_same_catalog(catalog_state(on_ray), catalog_state(local))
+
+
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_loses_nothing(cluster, bigger, tmp_path):
     library, reference = bigger
     catalog = tmp_path / "catalog.sqlite"
@@ -296,8 +322,6 @@ def test_a_killed_driver_resumes_without_loss_or_duplicates(cluster, bigger, tmp
     result = subprocess.run(_scan_on(cluster, library, catalog), capture_output=True, text=True, env=cluster.env,
                             timeout=600)
     assert result.returncode == 0, result.stderr
-    import json
-
     summary = json.loads(result.stdout)
     assert summary["new"] == len(reference["files"]) - first  # only what the killed run had not committed
     assert summary["unchanged"] == first

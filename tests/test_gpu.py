@@ -33,6 +33,7 @@ def test_bucket_is_the_power_of_two_at_or_above_within_the_limit():
     assert gpu.bucket(300, 256) == 256
 
 
+@pytest.mark.slow
 def test_device_encoder_fp32_equals_the_export_graph_in_any_chunking(crops, reference):
     """fp32 on the CPU is the export's graph (cosine 1 - 1e-12 measured); chunks of 2 (3 model calls,
     the last one short) give the same rows as one call: ViT rows never see each other."""
@@ -45,6 +46,7 @@ def test_device_encoder_fp32_equals_the_export_graph_in_any_chunking(crops, refe
     np.testing.assert_allclose(encoder.embed(crops[3:4]), out[3:4], atol=2e-5)
 
 
+@pytest.mark.slow
 def test_bf16_is_within_the_precision_bar_of_fp32(crops, reference):
     """The issue's bar, cosine >= 0.999 to fp32 on the same crops, with bf16 (8-bit mantissa) on the CPU:
     measured 0.99994 on these crops with random weights."""
@@ -52,13 +54,12 @@ def test_bf16_is_within_the_precision_bar_of_fp32(crops, reference):
     assert gpu.cosine_rows(encoder.embed(crops), reference).min() >= 0.999
 
 
-def test_compile_mode_pads_to_the_bucket_and_trims(crops, reference, monkeypatch):
+@pytest.mark.slow
+def test_compile_mode_pads_to_the_bucket_and_trims(crops, reference):
     """``compile`` pads a short batch (3 -> bucket 4) and trims the rows. Inductor's code generation
     takes minutes on 2 cores, so this runs torch.compile with dynamo's eager backend (same tracing)."""
-    torch = pytest.importorskip("torch")
-    real = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda fn, **kw: real(fn, backend="eager", **kw))
-    encoder = gpu.DeviceEncoder.from_loaded(load_model("random"), mode="compile", chunk=4)
+    encoder = gpu.DeviceEncoder.from_loaded(load_model("random"), mode="compile", chunk=4,
+                                            compile_options={"backend": "eager"})
     out = encoder.embed(crops)  # chunks of 4 and 1: buckets 4 and 1
     assert out.shape == (5, 512)
     assert gpu.cosine_rows(out, reference).min() >= 0.99999
@@ -136,6 +137,7 @@ def test_jpeg_cropper_refuses_decompression_bombs_before_decoding(tmp_path):
     assert errors[0].startswith("refused before decoding:")
 
 
+@pytest.mark.slow
 def test_device_decoded_crops_embed_close_to_the_pil_path(tmp_path, reference):
     """What the GPU check records as decode:cosine, here on the CPU: >= 0.99 with random weights."""
     blobs = [_jpeg((1200, 800), None, p, tmp_path) for p in range(3)]

@@ -80,6 +80,7 @@ def test_complete_link_does_not_chain_a_burst_but_single_link_does():
         assert bin(frames[a] ^ frames[b]).count("1") <= 4
 
 
+@pytest.mark.slow
 def test_multi_index_hashing_finds_exactly_what_brute_force_finds():
     rng = np.random.default_rng(3)
     base = rng.integers(0, 2**63, size=3000, dtype=np.int64).view(np.uint64)

@@ -50,6 +50,11 @@ def test_uniform_borders_are_trimmed(colour):
     assert abs(left - 70) <= 2 and abs(top - 20) <= 2 and abs(right - 710) <= 2 and abs(bottom - 500) <= 2
     left, top, right, bottom = hashing.trim_box(photo)
     assert (right - left, bottom - top) == (640, 480)
+    pillarbox = np.empty((480, 640 + 160, 3), dtype=np.uint8)  # bars on two sides only
+    pillarbox[:] = colour
+    pillarbox[:, 80:720] = photo
+    left, top, right, bottom = hashing.trim_box(pillarbox)
+    assert abs(left - 80) <= 2 and abs(right - 720) <= 2 and (top, bottom) == (0, 480)
 
 
 def test_grayscale():

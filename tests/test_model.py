@@ -100,6 +100,7 @@ def test_unknown_tag():
         load_model("no_such_tag")
 
 
+@pytest.mark.slow
 def test_cli_offline_export_exit_code_and_message(tmp_path):
 
     result = run_cli("export-onnx", env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf")}, timeout=120)

@@ -15,6 +15,7 @@ from PIL import Image
 from photodedup.apply import apply, undo
 from photodedup.catalog import Catalog
 from photodedup.dng import write_dng
+from photodedup.errors import BadInputError
 from photodedup.group import GroupParams, group
 from photodedup.groups import current_groups, decide
 from photodedup.raw import find_pairs, raw_exif
@@ -135,6 +136,20 @@ def test_exif_from_tiff_raws_with_their_own_magic(tmp_path, photo):
         assert (exif[0x010F], exif[0x0110]) == ("OLYMPUS", "E-M1")
         assert exif.get_ifd(0x8769)[0x9003] == TAKEN.strftime("%Y:%m:%d %H:%M:%S")
     assert len(raw_exif(b"FUJIFILMCCD-RAW " + bytes(200), "RAF")) == 0  # no TIFF and no preview: no EXIF
+    ifd0 = Image.Exif()  # CR3 (ISO BMFF) keeps IFD 0 as a TIFF in its CMT1 box
+    ifd0[0x010F], ifd0[0x0110] = "Canon", "EOS R5"
+    tiff = ifd0.tobytes()[len(b"Exif\x00\x00"):]
+    cr3 = b"\x00\x00\x00\x18ftypcrx " + bytes(12) + (len(tiff) + 8).to_bytes(4, "big") + b"CMT1" + tiff + bytes(64)
+    exif = raw_exif(cr3, "CR3")
+    assert (exif[0x010F], exif[0x0110]) == ("Canon", "EOS R5")
+
+
+def test_sample_library_without_pidng_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pidng", None)  # as if not installed
+    with pytest.raises(BadInputError, match="needs pidng") as caught:
+        make_library(tmp_path / "lib", originals=2, megapixels=0.1)
+    assert "photodedup[bench]" in caught.value.hint
+    assert not (tmp_path / "lib").exists()  # refused before writing anything
 
 
 def test_raw_jpeg_pairs_through_the_scan(tmp_path, photo):
@@ -148,6 +163,8 @@ def test_raw_jpeg_pairs_through_the_scan(tmp_path, photo):
                exif=_exif(taken=datetime(2023, 7, 14, 18, 31)))  # another shot that reused the number
     write_dng(root / "card" / "IMG_0004.dng", photo, taken=None)  # no time in either: the name decides
     photo.save(root / "card" / "IMG_0004.jpg", quality=90)
+    write_dng(root / "card" / "IMG_0005.dng", photo, taken=TAKEN)
+    photo.save(root / "card" / "IMG_0005.heic", "HEIF", exif=_exif())  # a phone-style HEIC partner
     (root / "export").mkdir()
     photo.save(root / "export" / "IMG_0002.jpg", quality=90, exif=_exif())  # same stem, other folder
     scan([root], catalog=tmp_path / "c.sqlite")
@@ -155,12 +172,13 @@ def test_raw_jpeg_pairs_through_the_scan(tmp_path, photo):
         names = {r["id"]: os.path.relpath(r["path"], root) for r in cat.files()}
         partner = cat.raw_pairs()
     named = {names[a]: names[b] for a, b in partner.items()}
-    assert named == {"card/IMG_0002.dng": "card/IMG_0002.JPG", "card/IMG_0004.dng": "card/IMG_0004.jpg"}
+    assert named == {"card/IMG_0002.dng": "card/IMG_0002.JPG", "card/IMG_0004.dng": "card/IMG_0004.jpg",
+                     "card/IMG_0005.dng": "card/IMG_0005.heic"}
     assert _rows(tmp_path / "c.sqlite")["IMG_0004.dng"]["taken_at"] is None  # (LibRaw had no time either)
     (root / "card" / "IMG_0002.JPG").unlink()  # the pair is recomputed on every scan
     scan([root], catalog=tmp_path / "c.sqlite")
     with Catalog(tmp_path / "c.sqlite") as cat:
-        assert len(cat.raw_pairs()) == 1
+        assert len(cat.raw_pairs()) == 2
 
 
 def test_pair_rules(tmp_path):

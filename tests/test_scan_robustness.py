@@ -132,6 +132,7 @@ def test_netpbm_images_are_found_and_read(tmp_path):
         assert sorted(r["format"] for r in cat.files()) == ["JPEG", "PPM", "PPM", "PPM", "PPM"]
 
 
+@pytest.mark.slow
 def test_a_second_scan_of_one_catalog_refuses_clearly(tmp_path):
     from photodedup.sample_library import make_library
 
@@ -168,6 +169,7 @@ def _wait_for_rows(db: Path, proc: subprocess.Popen) -> None:
     pytest.fail("the scan wrote nothing within 120 s")
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_scan_says_what_was_saved_and_a_rerun_continues(tmp_path):
     from photodedup.sample_library import make_library
 

@@ -6,6 +6,10 @@ The naive script is what one writes first: for each file, md5 of its bytes,
 --backend onnx`` as fresh processes on a fresh catalog (what a user runs; process start and model
 load included), once per ONNX precision. Exports are made beforehand and not timed. Images/s counts
 the images each path embedded. Needs torch and open_clip (the naive script uses them).
+
+With ``device`` (``bench --pipeline LIB --device cuda``) two more rows, in this process: JPEG bytes to
+embeddings with torch-local on that device, the files decoded there by torchvision (nvJPEG on CUDA,
+``gpu.JpegCropper``), and the same with PIL decoding in worker processes, the CPU decode rate beside it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from photodedup.errors import BadInputError, PhotodedupError
 
@@ -62,7 +68,7 @@ class PipelineResult:
 
 
 def pipeline(library: Path | str, *, weights: str = "random", precisions: Sequence[str] = ("fp32", "int8"),
-             work: Path | None = None) -> PipelineResult:
+             work: Path | None = None, device: str | None = None) -> PipelineResult:
     """Time the naive script, then scan + embed per precision, on the same library."""
     from photodedup.export_onnx import export_onnx
 
@@ -84,7 +90,54 @@ def pipeline(library: Path | str, *, weights: str = "random", precisions: Sequen
         rows.append(PipelineRow(f"scan + embed onnx {precision}", embedded["embedded"], scan_wall + embed_wall, {
             "scan": scan_wall, "embed": embed_wall, "infer": timings.get("infer", 0.0),
             "decode (overlapped)": timings.get("decode", 0.0), "start + load": embed_wall - embedded["seconds"]}))
+    if device:
+        from photodedup.backends import get_backend
+
+        backend = get_backend("torch-local", weights=weights, device=device, warm_up=True)
+        try:
+            rows += [jpeg_to_embeddings(files, backend, decoder) for decoder in ("torchvision", "pil")]
+        finally:
+            backend.close()
     return PipelineResult(str(library), len(files), rows)
+
+
+def jpeg_to_embeddings(paths: Sequence[str], backend, decoder: str = "torchvision", *, batch_size: int = 64,
+                       workers: int | None = None) -> PipelineRow:
+    """Files to embeddings with ``backend`` (model loaded beforehand, not timed): read, decode and crop
+    (``torchvision`` on the backend's device, or ``pil`` in ``workers`` processes), embed, per batch."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from photodedup.embed import decode_original
+    from photodedup.gpu import JpegCropper, read_files
+
+    stages = {"read": 0.0, "decode": 0.0, "infer": 0.0}
+    cropper = JpegCropper(backend.preprocess, device=backend.device) if decoder == "torchvision" else None
+    pool = None if cropper else ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+    done = 0
+    start = time.perf_counter()
+    try:
+        for i in range(0, len(paths), batch_size):
+            part = list(paths[i : i + batch_size])
+            t = time.perf_counter()
+            if cropper:
+                blobs, _ = read_files(part)
+                stages["read"] += time.perf_counter() - t
+                t = time.perf_counter()
+                _, crops, _ = cropper.crops(blobs)
+            else:
+                answers = list(pool.map(decode_original, [(path, backend.preprocess) for path in part]))
+                crops = np.stack([crop for crop, _ in answers if crop is not None]) if answers else None
+            stages["decode"] += time.perf_counter() - t
+            if crops is not None and len(crops):
+                t = time.perf_counter()
+                backend.embed_batch(crops)
+                stages["infer"] += time.perf_counter() - t
+                done += len(crops)
+    finally:
+        if pool:
+            pool.shutdown()
+    where = f"{decoder} decode" if cropper is None else f"torchvision decode on {backend.device}"
+    return PipelineRow(f"jpeg -> torch-local {backend.device} ({where})", done, time.perf_counter() - start, stages)
 
 
 def naive_script(paths: Sequence[str]) -> PipelineRow:

@@ -10,7 +10,11 @@ Variants (one model directory each, all sharing the same exported ONNX file):
 - ``openclip_vit_b32_trt``: the same model with the TensorRT execution provider, FP16, an engine
   cache and one optimisation profile covering batch 1..max_batch_size;
 - ``openclip_vit_b32_cpu``: Triton's Python backend running onnxruntime on CPU (``model.py``), for
-  servers without an onnxruntime backend, such as the one in ``nvidia-pytriton``.
+  servers without an onnxruntime backend, such as the one in ``nvidia-pytriton``;
+- ``openclip_vit_b32_torch`` (only when asked for): Triton's Python backend running the torch model on
+  the instance's GPU (``torch_model.py``: ``photodedup.gpu.DeviceEncoder``, fp16 and CUDA graphs by
+  default), for a GPU machine whose tritonserver has no onnxruntime or TensorRT backend (nvidia-pytriton's).
+  It needs no ONNX export, but photodedup, torch and open_clip on the server's ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -28,10 +32,16 @@ from photodedup.errors import BadInputError, ModelMismatchError
 CUDA_MODEL = "openclip_vit_b32"
 TRT_MODEL = "openclip_vit_b32_trt"
 CPU_MODEL = "openclip_vit_b32_cpu"
+TORCH_MODEL = "openclip_vit_b32_torch"
+#: What ``triton-config`` writes by default (the committed repository); the torch variant only on request.
 VARIANTS = (CUDA_MODEL, TRT_MODEL, CPU_MODEL)
+ALL_VARIANTS = (*VARIANTS, TORCH_MODEL)
 
 #: The Triton backend each variant needs on the server (``backends/<name>/``).
-VARIANT_BACKEND = {CUDA_MODEL: "onnxruntime", TRT_MODEL: "onnxruntime", CPU_MODEL: "python"}
+VARIANT_BACKEND = {CUDA_MODEL: "onnxruntime", TRT_MODEL: "onnxruntime", CPU_MODEL: "python", TORCH_MODEL: "python"}
+#: The input and output the torch variant declares (the same names ``export-onnx`` gives its graph).
+TORCH_IO = {"input_name": "images", "input_dtype": "uint8", "output_name": "embeddings",
+            "input_shape": [-1, 224, 224, 3], "output_shape": [-1, EMBEDDING_DIM]}
 
 #: metadata.json ``input_dtype`` -> Triton data type, and the per-image input dims of each variant.
 _DTYPES = {"uint8": mc.TYPE_UINT8, "float32": mc.TYPE_FP32}
@@ -58,6 +68,14 @@ class TritonOptions:
     warmup: bool = True
     trt_cache_dir: str = "/trt_cache"  # absolute path where tritonserver runs (the container)
     trt_workspace_bytes: int = 2 << 30
+    dynamic_batching: bool = True
+    # the torch variant: weights as the server sees them, its precision and mode, and where it runs
+    # (cuda: KIND_GPU instances, each on its GPU; cpu: KIND_CPU instances, for tests)
+    weights: str = "laion2b_s34b_b79k"
+    seed: int = 0
+    torch_precision: str = "fp16"
+    torch_mode: str = "auto"
+    torch_device: str = "cuda"
 
     def check(self) -> TritonOptions:
         """Validate, filling in the default preferred batch sizes; returns the options to use."""
@@ -78,6 +96,12 @@ class TritonOptions:
             raise BadInputError(f"--gpus must list distinct GPU ids >= 0, got {list(self.gpus)}")
         if not self.trt_cache_dir.startswith("/"):
             raise BadInputError(f"--trt-cache-dir must be an absolute path, got {self.trt_cache_dir!r}")
+        if self.torch_device not in ("cuda", "cpu"):
+            raise BadInputError(f"--torch-device must be cuda or cpu, got {self.torch_device!r}")
+        if self.torch_precision not in ("fp32", "fp16", "bf16"):
+            raise BadInputError(f"--torch-precision must be fp32, fp16 or bf16, got {self.torch_precision!r}")
+        if self.torch_mode not in ("auto", "eager", "cuda-graphs", "compile"):
+            raise BadInputError(f"--torch-mode must be auto, eager, cuda-graphs or compile, got {self.torch_mode!r}")
         return self
 
 
@@ -98,18 +122,30 @@ def io_spec(metadata: dict) -> tuple[str, str, str]:
 def build_config(variant: str, metadata: dict, options: TritonOptions) -> mc.ModelConfig:
     """The ``ModelConfig`` message for one variant of the export described by ``metadata``."""
     options = options.check()
-    if variant not in VARIANTS:
-        raise BadInputError(f"unknown Triton variant {variant!r}", hint=f"choose from {', '.join(VARIANTS)}")
+    if variant not in ALL_VARIANTS:
+        raise BadInputError(f"unknown Triton variant {variant!r}", hint=f"choose from {', '.join(ALL_VARIANTS)}")
     input_name, dtype, output_name = io_spec(metadata)
     config = mc.ModelConfig(name=variant, max_batch_size=options.max_batch_size)
     config.input.add(name=input_name, data_type=_DTYPES[dtype], dims=_INPUT_DIMS[dtype])
     config.output.add(name=output_name, data_type=mc.TYPE_FP32, dims=[EMBEDDING_DIM])
-    config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
-    config.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes)
+    if options.dynamic_batching:
+        config.dynamic_batching.max_queue_delay_microseconds = options.max_queue_delay_us
+        config.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes)
     _param(config, "model_id", metadata.get("model_id", "unknown"))
     _param(config, "weights_sha256", metadata.get("sha256", ""))
 
-    if variant == CPU_MODEL:
+    if variant == TORCH_MODEL:
+        config.backend = "python"
+        gpu = options.torch_device == "cuda"
+        kind = mc.ModelInstanceGroup.KIND_GPU if gpu else mc.ModelInstanceGroup.KIND_CPU
+        for gpus in ([[gpu_id] for gpu_id in options.gpus] or [[]]) if gpu else [[]]:
+            config.instance_group.add(count=options.instance_count, kind=kind, gpus=gpus)
+        for key, value in (("weights", options.weights), ("seed", str(options.seed)),
+                           ("precision", options.torch_precision), ("mode", options.torch_mode),
+                           ("device", options.torch_device)):
+            _param(config, key, value)
+        warm_sizes = []  # the model warms itself up (every CUDA-graph bucket) in initialize
+    elif variant == CPU_MODEL:
         config.backend = "python"
         config.instance_group.add(count=options.cpu_instance_count, kind=mc.ModelInstanceGroup.KIND_CPU)
         _param(config, "intra_op_thread_count", str(options.cpu_threads))

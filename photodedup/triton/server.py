@@ -5,7 +5,7 @@ Two installs are supported:
 - a system Triton (``$PHOTODEDUP_TRITONSERVER``, ``tritonserver`` on ``PATH`` or
   ``/opt/tritonserver/bin/tritonserver``, as in NVIDIA's container), with its own ``backends/``;
 - the one bundled in the ``nvidia-pytriton`` wheel (Triton 2.51, Python backend only). It needs three
-  things to run a plain repository (see DESIGN.md): the Python-backend stub built for this Python
+  things to run a plain repository (docs/TRITON.md): the Python-backend stub built for this Python
   copied into ``backends/python/`` (done in a private work folder, the wheel is not touched);
   ``LD_LIBRARY_PATH`` starting with this Python's ``LIBDIR`` (else the stub loads an older system
   libpython); and this environment's ``bin/`` first on ``PATH`` so the stub's embedded Python finds
@@ -17,6 +17,7 @@ same repository serves its CPU variant here and every variant in NVIDIA's contai
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shutil
@@ -69,18 +70,18 @@ def find_tritonserver(executable: Path | None = None) -> TritonInstall:
     for candidate in (_which("tritonserver"), SYSTEM_TRITON):
         if candidate is not None and candidate.is_file():
             return TritonInstall(candidate, candidate.parent.parent / "backends", "system")
-    try:
-        import pytriton
-    except ImportError:
-        pytriton = None
-    if pytriton is not None:
-        root = Path(pytriton.__file__).parent / "tritonserver"
+    # Located, not imported: its Python API (and its dependencies) is not needed to run its tritonserver,
+    # so a machine given only the wheel (--no-deps, docs/GPU.md) finds it too.
+    spec = importlib.util.find_spec("pytriton")
+    if spec is not None and spec.origin:
+        package = Path(spec.origin).parent
+        root = package / "tritonserver"
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
         if (root / "bin" / "tritonserver").is_file():
             if not stub.is_file():
                 raise BackendUnavailableError(f"nvidia-pytriton has no Python-backend stub for Python {version}")
-            libs = Path(pytriton.__file__).parent.parent / "nvidia_pytriton.libs"
+            libs = package.parent / "nvidia_pytriton.libs"
             return TritonInstall(root / "bin" / "tritonserver", root / "backends", "pytriton", (libs,), stub)
     raise BackendUnavailableError(
         "no tritonserver found (not on PATH, not in /opt/tritonserver, no nvidia-pytriton)",

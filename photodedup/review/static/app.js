@@ -436,7 +436,8 @@ document.addEventListener("keydown", (event) => {
     return;
   }
   if (!$("compare").hidden) {
-    if (key === "Escape" || key === "c") closeCompare();
+    // through the queue, so a "j"/"k" still loading its photo cannot reopen what Escape closed
+    if (key === "Escape" || key === "c") run(async () => closeCompare());
     else if (key === "j" || key === "k") {  // the next (previous) photo of the group against the keeper
       const next = state.selected + (key === "j" ? 1 : -1);
       if (next >= 0 && next < state.group.members.length) run(async () => { state.selected = next; await openCompare(next); });

@@ -1,0 +1,185 @@
+"""Grouping 100,000 photos with every default evidence kind, the verification stage included.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/group_verify_scale.py --n 100000 --catalog /tmp/verify100k.sqlite
+
+Builds (once; reused when the catalog exists; ``--build-only`` to build in the background) a catalog
+of ``n`` synthetic photos as the scan would store them: a 320 px thumbnail, the content box, grayscale
+flag and the 8 dihedral pHashes of each (``scan._content_features`` on the thumbnail). The photos are
+procedural scenes (a smooth background and random shapes; a different generator from the sample
+library's); a tenth of them are edited copies of another (10% crop, mirror, turn 90, corner watermark,
+JPEG re-encode at quality 40), interleaved, so a catalog cut short still holds planted pairs
+(``--limit N`` groups the first N). Then it times each stage of ``photodedup group``'s edge finding
+(exact, perceptual + dihedral, confirmation of the upper band, verification candidates and ORB checks,
+clustering) and prints the planted pairs found, the pairs found that were not planted, and the peak
+memory (max RSS of this process and of its worker processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import resource
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from photodedup import cluster as clu
+from photodedup.catalog import Catalog
+from photodedup.group import GroupParams, _pixel_source, _variant_hashes, build_groups, confirmed, verified_edges
+from photodedup.scan import _content_features
+
+EDITS = ("crop", "mirror", "turn", "watermark", "reencode")
+SIZE = (320, 240)
+
+
+def peak_gb() -> tuple[float, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
+    return own, children
+
+
+def scene(seed: int, size: tuple[int, int] = SIZE) -> Image.Image:
+    """A procedural picture: a smooth background and 6-13 random shapes (drawn on a 320 x 240 grid)."""
+    rng = np.random.default_rng(seed)
+    base = Image.fromarray(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)).resize(size, Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(base)
+    k = size[0] / SIZE[0]
+    for _ in range(int(rng.integers(6, 14))):
+        x0, y0 = rng.integers(-40, SIZE[0]), rng.integers(-40, SIZE[1])
+        x1, y1 = x0 + rng.integers(20, 160), y0 + rng.integers(20, 120)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        shape = rng.integers(0, 3)
+        if shape == 0:
+            draw.ellipse((x0 * k, y0 * k, x1 * k, y1 * k), fill=colour)
+        elif shape == 1:
+            draw.rectangle((x0 * k, y0 * k, x1 * k, y1 * k), fill=colour)
+        else:
+            draw.polygon([tuple(float(v) * k for v in rng.integers(0, 320, 2)) for _ in range(3)], fill=colour)
+    return base
+
+
+def edited(image: Image.Image, edit: str, seed: int) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    w, h = image.size
+    if edit == "crop":
+        left, top = int(w * 0.1 * rng.uniform(0.2, 0.8)), int(h * 0.1 * rng.uniform(0.2, 0.8))
+        return image.crop((left, top, left + int(w * 0.9), top + int(h * 0.9))).resize(SIZE, Image.Resampling.BILINEAR)
+    if edit == "mirror":
+        return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if edit == "turn":
+        return image.transpose(Image.Transpose.ROTATE_90)
+    if edit == "watermark":
+        out = image.copy()
+        draw = ImageDraw.Draw(out, "RGBA")
+        draw.rectangle((w - 90, h - 30, w - 8, h - 8), fill=(255, 255, 255, 160))
+        draw.text((w - 86, h - 28), "(c) me", fill=(0, 0, 0, 255), font=ImageFont.load_default(size=14))
+        return out
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=40)
+    return Image.open(buffer).convert("RGB")
+
+
+def make_row(job: tuple[int, int, int]) -> tuple[dict, bytes]:
+    number, source, edit = job
+    image = scene(source) if edit < 0 else edited(scene(source), EDITS[edit], number)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=80)
+    name = f"{number:07d}" if edit < 0 else f"{number:07d}-{EDITS[edit]}-of-{source:07d}"
+    row = {"path": f"/bench/{name}.jpg", "root": "/bench", "size": len(buffer.getvalue()),
+           "mtime_ns": number, "status": "ok", "md5": f"{number:032x}", "width": image.width,
+           "height": image.height, "format": "JPEG", "scanned_at": 0.0, "exif_tags": 0}
+    _content_features(row, image)
+    return row, buffer.getvalue()
+
+
+def build(path: Path, n: int, workers: int) -> None:
+    rng = np.random.default_rng(0)
+    planted = n // 10
+    sources = rng.choice(n - planted, size=planted, replace=False)
+    jobs = [(k, k, -1) for k in range(n - planted)]
+    jobs += [(n - planted + k, int(s), k % len(EDITS)) for k, s in enumerate(sources)]
+    # interleaved, so that a catalog cut short (--build-only, killed) still holds planted pairs
+    jobs = [jobs[k] for k in rng.permutation(len(jobs))]
+    with Catalog(path) as cat, ProcessPoolExecutor(workers) as pool:
+        batch: list[tuple[dict, bytes]] = []
+        for done, item in enumerate(pool.map(make_row, jobs, chunksize=256), 1):
+            batch.append(item)
+            if len(batch) == 5000 or done == len(jobs):
+                cat.record_files([r for r, _ in batch], thumbs={r["path"]: t for r, t in batch})
+                batch = []
+                print(f"  built {done}/{len(jobs)}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--catalog", default="/tmp/photodedup-verify-bench.sqlite")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--build-only", action="store_true")
+    parser.add_argument("--limit", type=int, default=0, help="group only the first LIMIT rows (0: all)")
+    args = parser.parse_args()
+    path = Path(args.catalog)
+    if not path.exists() or args.build_only:
+        started = time.perf_counter()
+        build(path, args.n, args.workers)
+        print(f"built {args.n} synthetic photos in {time.perf_counter() - started:.0f}s", flush=True)
+        if args.build_only:
+            return
+
+    params = GroupParams()
+    times: dict[str, float] = {}
+    started = time.perf_counter()
+    with Catalog(path) as cat:
+        rows = cat.files("ok")
+        rows = sorted(rows, key=lambda r: r["id"])[:args.limit or None]
+        index = np.arange(len(rows), dtype=np.int64)
+        variants = _variant_hashes(rows)
+        times["read catalog"] = time.perf_counter() - started
+        mark = time.perf_counter()
+        parts = {"exact": clu.exact_pairs([r["md5"] for r in rows])}
+        perceptual = clu.dihedral_pairs(variants, params.hash_threshold, params.dihedral_threshold)
+        times["perceptual + dihedral search"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        pixels = _pixel_source(rows, cat.thumb)
+        parts["perceptual"] = confirmed(perceptual, params, pixels)
+        times["confirm upper band"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        dhashes = clu.to_uint64([r["dhash"] for r in rows])
+        parts["verified"] = verified_edges(index, variants[:, 0], dhashes, parts, params, pixels)
+        times["verification (candidates + ORB)"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        groups = build_groups(rows, clu.combine(*parts.values()), params)
+        times["clustering + keepers"] = time.perf_counter() - mark
+    total = time.perf_counter() - started
+    n = len(rows)
+    number = {int(Path(r["path"]).stem.split("-")[0]): k for k, r in enumerate(rows)}
+    planted = {}  # (source row, copy row) -> edit
+    for k, r in enumerate(rows):
+        parts_of_name = Path(r["path"]).stem.split("-")
+        if len(parts_of_name) == 4 and int(parts_of_name[3]) in number:
+            planted[(number[int(parts_of_name[3])], k)] = parts_of_name[1]
+    truth = {(min(a, b), max(a, b)) for a, b in planted}
+    found = {(min(a, b), max(a, b)) for g in groups for a in [position for position in
+             (number[int(Path(m.path).stem.split("-")[0])] for m in g.members)]
+             for b in (number[int(Path(m.path).stem.split("-")[0])] for m in g.members) if a != b}
+    by_edit = {e: [0, 0] for e in EDITS}
+    for (a, b), edit in planted.items():
+        by_edit[edit][0] += (min(a, b), max(a, b)) in found
+        by_edit[edit][1] += 1
+    own, children = peak_gb()
+    print(f"n={n} planted pairs={len(truth)} groups={len(groups)}")
+    for name, seconds in times.items():
+        print(f"  {name:<34} {seconds:8.1f} s")
+    print(f"  {'total':<34} {total:8.1f} s")
+    print("edges: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()))
+    print(f"planted pairs found {len(found & truth)}/{len(truth)}; pairs not planted {len(found - truth)}")
+    print("recall by edit: " + ", ".join(f"{e} {a}/{t}" for e, (a, t) in by_edit.items()))
+    print(f"peak memory: {own:.2f} GB this process, {children:.2f} GB largest worker")
+
+
+if __name__ == "__main__":
+    main()
