@@ -521,7 +521,7 @@ def triton_repository(check: Check, folder: Path, *, instance_kind_cpu: bool = F
     from photodedup.triton import config as tc
 
     s = check.sizes
-    base = tc.TritonOptions(max_batch_size=s.max_batch, preferred_batch_sizes=(s.max_batch // 2, s.max_batch),
+    base = tc.TritonSettings(max_batch_size=s.max_batch, preferred_batch_sizes=(s.max_batch // 2, s.max_batch),
                             weights="random", torch_device="cpu" if s.dry else "cuda", torch_precision=s.half,
                             torch_mode="auto")
     metadata = {**tc.TORCH_IO, "model_id": model_id_for("random")}

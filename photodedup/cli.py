@@ -226,7 +226,7 @@ def serve(
                                                 "else 32].")] = 0,
     max_queue_delay_us: Annotated[int, typer.Option(help="Longest wait to fill a batch, microseconds.")] = 2000,
     max_images: Annotated[int, typer.Option(help="Most images per request.")] = 64,
-    max_body_mb: Annotated[float, typer.Option(help="Largest request body, MiB.")] = 64.0,
+    max_body_mb: Annotated[float, typer.Option(help="Largest request body, MB (10^6 bytes).")] = 64.0,
     max_pixels: Annotated[int, typer.Option(help="Most pixels per image, checked before decoding (a PNG "
                                             "cannot be decoded smaller: about 12 bytes of memory a pixel).")]
     = 50_000_000,
@@ -272,7 +272,7 @@ def serve(
     settings = service_settings(
         device, max_batch_size=max_batch_size or None, max_queue_delay=max_queue_delay_us / 1e6, token=token or None,
         request_timeout=request_timeout, max_connections=max_connections,
-        limits=Limits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_images=max_images, max_pixels=max_pixels))
+        limits=Limits(max_body_bytes=int(max_body_mb * config.MB), max_images=max_images, max_pixels=max_pixels))
     run_serve(host=host, port=port, backend=backend, model_dir=model_dir, weights=weights, device=device,
               precision=precision, mode=mode, threads=threads or None, settings=settings,
               graceful_timeout=graceful_timeout, access_log=access_log)
@@ -338,7 +338,7 @@ def bench(
         else:
             out.print(render.serialization_table(rows))
         return
-    settings = bench_lib.BenchConfig(
+    settings = bench_lib.BenchSettings(
         backends=bench_lib.parse_list(backend, option="--backend"),
         concurrency=bench_lib.parse_list(concurrency, int, option="--concurrency"),
         batch_sizes=bench_lib.parse_list(batch_size, int, option="--batch-size"),
@@ -404,10 +404,10 @@ def triton_config(
 
     Example: photodedup export-onnx --weights random && photodedup triton-config --weights random --out /tmp/repo
     """
-    from photodedup.triton.config import VARIANTS, TritonOptions
+    from photodedup.triton.config import VARIANTS, TritonSettings
     from photodedup.triton_config import triton_config as run_triton_config
 
-    options = TritonOptions(
+    options = TritonSettings(
         max_batch_size=max_batch_size, max_queue_delay_us=max_queue_delay_us,
         preferred_batch_sizes=tuple(preferred_batch_size) or None,
         instance_count=instances, gpus=tuple(gpu), cpu_instance_count=cpu_instances, cpu_threads=cpu_threads,
@@ -686,7 +686,7 @@ def group(
         if html_out or roots:
             raise BadInputError("--parquet groups the whole file and has no thumbnails",
                                 hint="leave out ROOTS and --html (use --csv or --json)")
-        result = group_parquet(parquet, params=params, memory_bytes=int(memory_gb * 1024**3))
+        result = group_parquet(parquet, params=params, memory_bytes=int(memory_gb * config.GB))
         for message in result.warnings:
             warn(message)
         if csv_out:

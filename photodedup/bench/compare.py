@@ -21,7 +21,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import photodedup
-from photodedup.bench import BenchConfig, BenchReport, Target, run_targets, server_snapshotter
+from photodedup.bench import BenchReport, BenchSettings, Target, run_targets, server_snapshotter
 from photodedup.bench.load import describe_error
 from photodedup.errors import BackendUnavailableError, PhotodedupError
 from photodedup.progress import ProgressCallback, no_progress
@@ -29,7 +29,7 @@ from photodedup.progress import ProgressCallback, no_progress
 log = logging.getLogger(__name__)
 
 
-def compare(settings: BenchConfig, *, progress: ProgressCallback = no_progress,
+def compare(settings: BenchSettings, *, progress: ProgressCallback = no_progress,
             ready_timeout: float = 300.0) -> BenchReport:
     """Start both servers, measure every target at every batch size and concurrency, stop them."""
     from photodedup.exports import find_export, resolve_model_dir

@@ -18,6 +18,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from photodedup.backends.base import INPUT_SHAPE
+from photodedup.backends.http_service import encode_npy
 from photodedup.service.batcher import DynamicBatcher
 from photodedup.service.limits import (
     IMAGE_TYPES,
@@ -29,7 +30,6 @@ from photodedup.service.limits import (
     check_declared_length,
     check_media_type,
     decode_images,
-    encode_npy,
     parse_npy,
     too_many_images,
 )

@@ -159,10 +159,6 @@ class TritonServer:
     def grpc_url(self) -> str:
         return f"{_url_host(self.host)}:{self.grpc_port}"
 
-    @property
-    def metrics_url(self) -> str:
-        return f"http://{_url_host(self.host)}:{self.metrics_port}/metrics"
-
     # -- lifecycle ---------------------------------------------------------------------------------
     def command(self, backend_dir: Path) -> list[str]:
         args = [
@@ -344,7 +340,6 @@ def serve_forever(
     *,
     models: list[str] | None = None,
     ready_timeout: float = 300.0,
-    on_ready: Callable[[TritonServer], None] | None = None,
 ) -> None:
     """Run tritonserver in the foreground (its log on this process's stderr) until SIGINT/SIGTERM.
 
@@ -356,8 +351,6 @@ def serve_forever(
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.start().wait_ready(ready_timeout)
-        if on_ready is not None:
-            on_ready(server)
         while not stop.wait(0.5):
             if not server.alive():
                 code = server.process.returncode if server.process else None
