@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the Parquet file afterwards")
     args = parser.parse_args()
 
+    from photodedup.config import GB
     from photodedup.group import GroupParams
     from photodedup.parquet import group_parquet
 
@@ -87,7 +88,7 @@ def main() -> None:
 
     started = time.perf_counter()
     result = group_parquet(args.out, params=GroupParams(evidence=("exact", "semantic"), cosine=args.cosine),
-                           memory_bytes=int(args.memory_gb * 1024**3))
+                           memory_bytes=int(args.memory_gb * GB))
     total_s = time.perf_counter() - started
     label = np.full(args.n, -1, dtype=np.int64)
     for number, g in enumerate(result.groups):

@@ -24,18 +24,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import httpx
+from rich.console import Console
 
-from photodedup.bench import BenchConfig, Target, run_targets, server_snapshotter
+from photodedup.bench import BenchSettings, Target, run_targets, server_snapshotter
 from photodedup.bench.compare import local_service
+from photodedup.bench.report import table
 from photodedup.exports import resolve_model_dir
-
-COLUMNS = [("target", "backend", "{}"), ("payload", "payload", "{}"), ("conc", "concurrency", "{}"),
-           ("batch", "batch_size", "{}"), ("img/s", "images_per_second", "{:.1f}"),
-           ("p50 ms", "p50_ms", "{:.0f}"), ("p95 ms", "p95_ms", "{:.0f}"), ("p99 ms", "p99_ms", "{:.0f}"),
-           ("bytes/img", "bytes_per_image", "{:.0f}"), ("img/call", "server_batch", "{:.1f}"),
-           ("queue ms", "queue_ms", "{:.0f}"), ("decode ms", "compute_input_ms", "{:.1f}"),
-           ("infer ms", "compute_infer_ms", "{:.0f}"), ("model busy", "model_busy", "{:.0%}"),
-           ("errors", "errors", "{}"), ("stable", "stable", "{}")]
 
 
 def main() -> None:
@@ -50,7 +44,7 @@ def main() -> None:
 
     model_dir = resolve_model_dir(args.model_dir)
     concurrency = tuple(int(c) for c in args.concurrency.split(","))
-    settings = BenchConfig(batch_sizes=(1,), duration=args.duration, window=args.window, model_dir=model_dir)
+    settings = BenchSettings(batch_sizes=(1,), duration=args.duration, window=args.window, model_dir=model_dir)
     rows: list[dict] = []
     pairs: list[tuple[dict, dict]] = []
     top = max(concurrency)
@@ -71,10 +65,7 @@ def main() -> None:
                 pairs.append((alone, served))
                 rows += [alone, served]
 
-    widths = [max(len(head), *(len(_cell(row.get(key), fmt)) for row in rows)) for head, key, fmt in COLUMNS]
-    print("  ".join(head.rjust(w) for (head, _, _), w in zip(COLUMNS, widths, strict=True)))
-    for row in rows:
-        print("  ".join(_cell(row.get(key), fmt).rjust(w) for (_, key, fmt), w in zip(COLUMNS, widths, strict=True)))
+    Console().print(table(rows, title="The service under load, and the model alone at the batch it formed"))
     ceiling = statistics.median(alone["images_per_second"] for alone, _ in pairs)
     service = statistics.median(served["images_per_second"] for _, served in pairs)
     ratios = [served["images_per_second"] / alone["images_per_second"] for alone, served in pairs]
@@ -86,7 +77,7 @@ def main() -> None:
         args.json.write_text(json.dumps({"rows": rows, "ratios": ratios}, indent=1, default=str) + "\n")
 
 
-def _measure_service(url: str, target: Target, settings: BenchConfig) -> dict:
+def _measure_service(url: str, target: Target, settings: BenchSettings) -> dict:
     before, started = _inference_seconds(url), time.perf_counter()
     row = run_targets([target], settings).rows[0]
     # the share of the wall time the model was running: robust to other load on the machine
@@ -99,9 +90,6 @@ def _inference_seconds(url: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines()
                if line.startswith("photodedup_inference_seconds_sum"))
 
-
-def _cell(value, fmt: str) -> str:
-    return "-" if value is None else fmt.format(value)
 
 
 if __name__ == "__main__":

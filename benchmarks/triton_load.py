@@ -16,15 +16,11 @@ import argparse
 import json
 from pathlib import Path
 
-from photodedup.bench import BenchConfig
-from photodedup.bench.compare import compare
+from rich.console import Console
 
-COLUMNS = [("backend", "backend", "{}"), ("payload", "payload", "{}"), ("conc", "concurrency", "{}"),
-           ("img/s", "images_per_second", "{:.1f}"), ("p50 ms", "p50_ms", "{:.0f}"), ("p99 ms", "p99_ms", "{:.0f}"),
-           ("server ms", "server_ms", "{:.0f}"), ("queue", "queue_ms", "{:.0f}"),
-           ("in", "compute_input_ms", "{:.1f}"), ("infer", "compute_infer_ms", "{:.0f}"),
-           ("out", "compute_output_ms", "{:.1f}"), ("img/exec", "server_batch", "{:.1f}"),
-           ("vs onnx", "ratio", "{:.2f}"), ("stable", "stable", "{}")]
+from photodedup.bench import BenchSettings
+from photodedup.bench.compare import compare
+from photodedup.bench.report import error_lines, table
 
 
 def main() -> None:
@@ -37,27 +33,21 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
 
-    settings = BenchConfig(concurrency=tuple(int(c) for c in args.concurrency.split(",")),
-                           batch_sizes=(args.batch_size,), duration=args.duration, window=args.window,
-                           model_dir=args.model_dir)
+    settings = BenchSettings(concurrency=tuple(int(c) for c in args.concurrency.split(",")),
+                             batch_sizes=(args.batch_size,), duration=args.duration, window=args.window,
+                             model_dir=args.model_dir)
     report = compare(settings)
     rows = [row for row in report.rows if row["backend"] != "http-service jpeg"]  # same payload: uint8
     onnx = {row["concurrency"]: row["images_per_second"] for row in rows if row["backend"].startswith("onnx")}
     for row in rows:
         base = onnx.get(row["concurrency"])
         row["ratio"] = row["images_per_second"] / base if base else None
-    widths = [max(len(head), *(len(_cell(row.get(key), fmt)) for row in rows)) for head, key, fmt in COLUMNS]
-    print("  ".join(head.rjust(w) for (head, _, _), w in zip(COLUMNS, widths, strict=True)))
-    for row in rows:
-        print("  ".join(_cell(row.get(key), fmt).rjust(w) for (_, key, fmt), w in zip(COLUMNS, widths, strict=True)))
-        if row.get("error"):
-            print(f"    error: {row['error']}")
+    Console().print(table(rows, title="Triton vs our service vs onnx (ratio: images/s over onnx at that concurrency)"))
+    for line in error_lines(rows):
+        print(line)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=str) + "\n")
 
-
-def _cell(value, fmt: str) -> str:
-    return "-" if value is None else fmt.format(value)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ DEFAULT_MODEL_NAME = "ViT-B-32"
 DEFAULT_WEIGHTS = "laion2b_s34b_b79k"
 EMBEDDING_DIM = 512
 
+#: Sizes are 1000-based everywhere (options, limits, messages), as file managers show them.
+MB = 1000**2
+GB = 1000**3
+
 SERVICE_PORT = 8002
 TRITON_HTTP_PORT = 8003
 TRITON_GRPC_PORT = 8004

@@ -27,6 +27,7 @@ import numpy as np
 
 from photodedup import cluster as clu
 from photodedup.catalog import Catalog, open_catalog
+from photodedup.config import GB
 from photodedup.errors import BackendUnavailableError, BadInputError
 from photodedup.group import GroupParams, GroupResult, build_groups, find_edges
 
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 ROW_GROUP = 65_536
 #: Vectors per bucket of the sharded search (k-means clusters = vectors / this).
 BUCKET_SIZE = 500
-DEFAULT_MEMORY_BYTES = 2 * 1024**3
+DEFAULT_MEMORY_BYTES = 2 * GB
 _META_MODEL, _META_RANDOM, _META_DIM = b"photodedup.model", b"photodedup.model_is_random", b"photodedup.dim"
 _SQL_TYPES = {"INTEGER": "int64", "REAL": "float64", "TEXT": "string", "BLOB": "binary"}
 

@@ -53,13 +53,13 @@ def triton_config(
     out: Path = Path("model_repository"),
     *,
     variants: tuple[str, ...] = tc.VARIANTS,
-    options: tc.TritonOptions | None = None,
+    options: tc.TritonSettings | None = None,
     input_kind: str | None = None,
     copy: bool = False,
     weights: str | None = None,
 ) -> TritonConfigSummary:
     """Generate (and validate) ``config.pbtxt`` for each variant and put the model files beside it."""
-    options = (options or tc.TritonOptions()).check()
+    options = (options or tc.TritonSettings()).check()
     if weights is not None:
         options = replace(options, weights=weights)
     if all(variant == tc.TORCH_MODEL for variant in variants):  # no export involved
@@ -76,7 +76,7 @@ def triton_config(
     return summary
 
 
-def _torch_only(out: Path, options: tc.TritonOptions) -> TritonConfigSummary:
+def _torch_only(out: Path, options: tc.TritonSettings) -> TritonConfigSummary:
     from photodedup.model import model_id_for
 
     metadata = {**tc.TORCH_IO, "model_id": model_id_for(options.weights, seed=options.seed)}
@@ -85,7 +85,7 @@ def _torch_only(out: Path, options: tc.TritonOptions) -> TritonConfigSummary:
     return summary
 
 
-def _write_variant(summary: TritonConfigSummary, variant: str, metadata: dict, options: tc.TritonOptions,
+def _write_variant(summary: TritonConfigSummary, variant: str, metadata: dict, options: tc.TritonSettings,
                    model_dir: Path | None, copy: bool) -> None:
     config = tc.build_config(variant, metadata, options)
     folder = summary.repository / variant

@@ -16,7 +16,7 @@ import pytest
 from helpers import cli_command, run_cli
 
 from photodedup.backends.base import Backend
-from photodedup.bench import BenchConfig, Target, bench, parse_list, run_targets, save, serialization
+from photodedup.bench import BenchSettings, Target, bench, parse_list, run_targets, save, serialization
 from photodedup.bench import report as render
 from photodedup.bench.load import Sample, Window, run_load
 from photodedup.bench.payloads import bytes_per_image, decode, encode, sample_crops
@@ -227,7 +227,7 @@ def test_verdict_names_where_the_time_goes():
 
 # -- bench: rows, outputs, errors -------------------------------------------------------------------
 def test_bench_gives_one_row_per_configuration_and_writes_json_csv_and_plots(tmp_path):
-    settings = BenchConfig(backends=("fake",), concurrency=(1, 2), batch_sizes=(1, 4), **FAST)
+    settings = BenchSettings(backends=("fake",), concurrency=(1, 2), batch_sizes=(1, 4), **FAST)
     report = bench(settings, backend_factory=fake_factory)
     assert [(r["concurrency"], r["batch_size"]) for r in report.rows] == [(1, 1), (2, 1), (1, 4), (2, 4)]
     for row in report.rows:
@@ -246,7 +246,7 @@ def test_bench_gives_one_row_per_configuration_and_writes_json_csv_and_plots(tmp
 
 
 def test_a_backend_that_errors_shows_up_as_errors_in_the_table():
-    settings = BenchConfig(backends=("fake", "failing", "broken"), concurrency=(1,), batch_sizes=(1, 32), **FAST)
+    settings = BenchSettings(backends=("fake", "failing", "broken"), concurrency=(1,), batch_sizes=(1, 32), **FAST)
     report = bench(settings, backend_factory=fake_factory)
     by = {(r["backend"], r["batch_size"]): r for r in report.rows}
     assert by[("fake", 1)]["errors"] == 0
@@ -259,7 +259,7 @@ def test_a_backend_that_errors_shows_up_as_errors_in_the_table():
 
 
 def test_when_every_backend_fails_to_start_the_first_error_is_raised():
-    settings = BenchConfig(backends=("http-service",), payload="fp32", **FAST)
+    settings = BenchSettings(backends=("http-service",), payload="fp32", **FAST)
     with pytest.raises(BadInputError, match="http-service cannot send payload 'fp32'"):
         bench(settings, backend_factory=fake_factory)
 
@@ -273,7 +273,7 @@ def test_parse_list():
 # -- real backends ----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_real_run_against_the_in_process_onnx_backend(onnx_model_dir):
-    settings = BenchConfig(backends=("onnx",), concurrency=(1, 2), batch_sizes=(2,), model_dir=onnx_model_dir,
+    settings = BenchSettings(backends=("onnx",), concurrency=(1, 2), batch_sizes=(2,), model_dir=onnx_model_dir,
                            duration=1.5, window=0.3, warmup=0.2)
     report = bench(settings)
     assert [(r["backend"], r["payload"], r["concurrency"]) for r in report.rows] == [
@@ -291,7 +291,7 @@ def test_real_run_against_the_local_service_with_server_breakdown(onnx_model_dir
     server = server_processes.start(cli_command("serve", "--port", port, "--model-dir", onnx_model_dir),
                                     f"{url}/readyz")
     try:
-        settings = BenchConfig(backends=("http-service",), concurrency=(1, 2), batch_sizes=(1,), url=url,
+        settings = BenchSettings(backends=("http-service",), concurrency=(1, 2), batch_sizes=(1,), url=url,
                                duration=1.5, window=0.3, warmup=0.2)
         rows = bench(settings).rows
     finally:
@@ -309,7 +309,7 @@ def test_real_run_against_the_local_service_with_server_breakdown(onnx_model_dir
 def test_run_targets_reports_a_target_known_to_be_unusable():
     target = Target("onnx", "onnx", {}, "in-process", error=BadInputError("no export"))
     ok = Target("fake", "fake", {}, "uint8")
-    report = run_targets([target, ok], BenchConfig(concurrency=(1,), **FAST), backend_factory=fake_factory)
+    report = run_targets([target, ok], BenchSettings(concurrency=(1,), **FAST), backend_factory=fake_factory)
     assert [r["error"] for r in report.rows] == ["BadInputError: no export", ""]
 
 
@@ -349,7 +349,7 @@ def test_cli_serialization_json():
 def test_cli_runs_the_onnx_backend_and_writes_files(onnx_model_dir, tmp_path):
     result = run_cli("bench", "--model-dir", str(onnx_model_dir), "--concurrency", "1", "--batch-size", "1",
                   "--duration", "0.9", "--window", "0.3", "--warmup", "0.1", "--csv", str(tmp_path / "rows.csv"),
-                  "--plot", str(tmp_path / "plots"))
+                  "--plot-dir", str(tmp_path / "plots"))
     assert result.returncode == 0, result.stderr
     assert "img/s" in result.stdout and "onnx" in result.stdout
     assert result.stdout.rstrip().splitlines()[-1].startswith("onnx: best ")

@@ -607,9 +607,9 @@ def test_triton_overlay_runs_on_gpu_nodes_with_triton_health(overlay):
     assert annotations["prometheus.io/scrape"] == "true"
     assert annotations["prometheus.io/port"] == str(config.TRITON_METRICS_PORT)
     assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/trt_cache", "/dev/shm"}
-    from photodedup.triton.config import TritonOptions
+    from photodedup.triton.config import TritonSettings
 
-    assert TritonOptions().trt_cache_dir == "/trt_cache"
+    assert TritonSettings().trt_cache_dir == "/trt_cache"
 
 
 def test_pods_meet_the_restricted_pod_security_standard(overlay):

@@ -25,10 +25,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from photodedup.backends.base import Backend
+from photodedup.backends.http_service import encode_npy
 from photodedup.errors import InferenceError
 from photodedup.preprocess import DEFAULT_PREPROCESS, crop_from_source
 from photodedup.service.batcher import DynamicBatcher
-from photodedup.service.limits import Limits, RequestRejected, decode_image, encode_npy, parse_npy
+from photodedup.service.limits import Limits, RequestRejected, decode_image, parse_npy
 from photodedup.service.metrics import Metrics
 
 TOKEN = "s3cret-token"

@@ -20,7 +20,7 @@ from photodedup.backends.onnx import OnnxBackend
 from photodedup.errors import BackendUnavailableError, InferenceError, ModelMismatchError, ModelNotFoundError
 from photodedup.preprocess import DEFAULT_PREPROCESS, crop_from_source
 from photodedup.triton import config as tc
-from photodedup.triton.config import CPU_MODEL, TritonOptions
+from photodedup.triton.config import CPU_MODEL, TritonSettings
 from photodedup.triton.server import TritonServer
 from photodedup.triton_config import triton_config
 
@@ -146,7 +146,7 @@ def small_repository(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("small")
     repository = root / "repo"
     triton_config(tiny_export(root / "tiny"), repository, variants=(CPU_MODEL,),
-                  options=TritonOptions(max_batch_size=2, warmup=False))
+                  options=TritonSettings(max_batch_size=2, warmup=False))
     wrong = repository / "wrong_output"
     (wrong / "1").mkdir(parents=True)
     for file in (repository / CPU_MODEL / "1").iterdir():

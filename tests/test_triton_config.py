@@ -10,7 +10,7 @@ from helpers import run_cli
 
 from photodedup.errors import BadInputError
 from photodedup.triton import config as tc
-from photodedup.triton.config import CPU_MODEL, CUDA_MODEL, TRT_MODEL, TritonOptions, build_config, parse_config
+from photodedup.triton.config import CPU_MODEL, CUDA_MODEL, TRT_MODEL, TritonSettings, build_config, parse_config
 from photodedup.triton.server import servable_models
 from photodedup.triton_config import triton_config
 
@@ -25,7 +25,7 @@ def metadata(input_dtype: str = "uint8") -> dict:
 
 
 def test_configs_parse_back_and_match_the_options(onnx_model_dir, tmp_path):
-    options = TritonOptions(max_batch_size=48, max_queue_delay_us=500, preferred_batch_sizes=(4, 16),
+    options = TritonSettings(max_batch_size=48, max_queue_delay_us=500, preferred_batch_sizes=(4, 16),
                             instance_count=2, gpus=(0, 1), cpu_instance_count=3, cpu_threads=1,
                             trt_cache_dir="/cache/trt")
     summary = triton_config(onnx_model_dir, tmp_path / "repo", options=options)
@@ -72,7 +72,7 @@ def test_configs_parse_back_and_match_the_options(onnx_model_dir, tmp_path):
 
 
 def test_defaults_and_fp32_input():
-    config = build_config(TRT_MODEL, metadata("float32"), TritonOptions(max_batch_size=12, warmup=False))
+    config = build_config(TRT_MODEL, metadata("float32"), TritonSettings(max_batch_size=12, warmup=False))
     assert list(config.dynamic_batching.preferred_batch_size) == [8]  # 16 and 32 are above the max batch
     assert [(g.count, list(g.gpus)) for g in config.instance_group] == [(1, [])]  # one group over all GPUs
     (tensor_in,) = config.input

@@ -14,7 +14,7 @@ from photodedup.backends import get_backend
 from photodedup.exports import sample_crops
 from photodedup.gpu import cosine_rows
 from photodedup.triton import config as tc
-from photodedup.triton.config import TORCH_MODEL, TritonOptions, parse_config
+from photodedup.triton.config import TORCH_MODEL, TritonSettings, parse_config
 from photodedup.triton_config import triton_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +22,7 @@ mc = tc.mc
 
 
 def test_torch_variant_needs_no_export_and_says_how_to_build_the_model(tmp_path):
-    options = TritonOptions(max_batch_size=256, instance_count=4, weights="random", seed=3, torch_precision="bf16",
+    options = TritonSettings(max_batch_size=256, instance_count=4, weights="random", seed=3, torch_precision="bf16",
                             torch_mode="eager")
     summary = triton_config(None, tmp_path / "repo", variants=(TORCH_MODEL,), options=options)
     assert summary.model_id == "ViT-B-32/random-seed3" and list(summary.variants) == [TORCH_MODEL]
@@ -43,7 +43,7 @@ def test_torch_variant_needs_no_export_and_says_how_to_build_the_model(tmp_path)
 
 
 def test_dynamic_batching_off_and_cpu_instances(tmp_path):
-    options = TritonOptions(dynamic_batching=False, torch_device="cpu", instance_count=2, weights="random")
+    options = TritonSettings(dynamic_batching=False, torch_device="cpu", instance_count=2, weights="random")
     triton_config(None, tmp_path / "repo", variants=(TORCH_MODEL,), options=options)
     config = parse_config(tmp_path / "repo" / TORCH_MODEL / "config.pbtxt")
     assert not config.HasField("dynamic_batching")
@@ -69,7 +69,7 @@ def test_real_tritonserver_runs_the_torch_variant_over_http_and_grpc(tmp_path, s
     import sys
 
     repository = tmp_path / "repo"
-    options = TritonOptions(max_batch_size=8, instance_count=2, weights="random", torch_device="cpu",
+    options = TritonSettings(max_batch_size=8, instance_count=2, weights="random", torch_device="cpu",
                             torch_precision="fp32", torch_mode="eager")
     triton_config(None, repository, variants=(TORCH_MODEL,), options=options)
     http, grpc, metrics = (server_processes.free_port() for _ in range(3))

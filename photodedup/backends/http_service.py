@@ -33,9 +33,10 @@ def default_url() -> str:
     return os.environ.get("PHOTODEDUP_SERVICE_URL") or f"http://127.0.0.1:{config.SERVICE_PORT}"
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
+def encode_npy(array: np.ndarray) -> bytes:
+    """An array as ``.npy`` bytes: the binary format of requests and responses, both ways."""
     buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()
 
 
@@ -80,6 +81,7 @@ class HttpServiceBackend(Backend):
             self._client.close()
             raise
         self.model_id: str = self.info["model"]
+        self.precision = self.info.get("precision")  # what the service runs (older services: unknown)
         served = int(self.info.get("max_images_per_request") or self.info.get("max_batch_size") or 32)
         self.max_batch_size = min(served, max_batch_size) if max_batch_size else served
 
@@ -120,7 +122,7 @@ class HttpServiceBackend(Backend):
     # -- embedding ------------------------------------------------------------------------------------
     def _post(self, images: np.ndarray) -> httpx.Response:
         if self.payload == "uint8":
-            return self._request("POST", "/embed", content=_npy_bytes(images),
+            return self._request("POST", "/embed", content=encode_npy(images),
                                  headers={"Content-Type": NPY_TYPE})
         files = [("image", (f"{i}.jpg", encode_jpeg(crop, self.jpeg_quality), "image/jpeg"))
                  for i, crop in enumerate(images)]

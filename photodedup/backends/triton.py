@@ -193,8 +193,7 @@ class _TritonBackend(Backend):
                 log.debug("closing a Triton client: %s", error)
         self._local = threading.local()
 
-    # -- protocol-specific calls -------------------------------------------------------------------
-    def _new_client(self): raise NotImplementedError
+    # -- the calls, in each protocol's spelling ----------------------------------------------------
     def _still_serving(self, client) -> bool:
         """Whether the server still serves our model (False while it shuts down and unloads it)."""
         try:
@@ -202,13 +201,43 @@ class _TritonBackend(Backend):
         except Exception:  # noqa: BLE001 - no answer at all: not serving
             return False
 
-    def _is_live(self, client) -> bool: raise NotImplementedError
-    def _is_ready(self, client, name: str) -> bool: raise NotImplementedError
-    def _index(self, client) -> list[dict]: raise NotImplementedError
-    def _metadata(self, client, name: str) -> dict: raise NotImplementedError
-    def _config(self, client, name: str) -> dict: raise NotImplementedError
-    def _statistics(self, client, name: str) -> dict: raise NotImplementedError
-    def _infer(self, client, batch: np.ndarray) -> np.ndarray: raise NotImplementedError
+    def _ask(self, client, method: str, *args, timeout: float, as_json: bool = True):
+        return getattr(client, method)(*args, **self._query_options(timeout, as_json))
+
+    def _is_live(self, client) -> bool:
+        return self._ask(client, "is_server_live", timeout=self.connect_timeout, as_json=False)
+
+    def _is_ready(self, client, name: str) -> bool:
+        return self._ask(client, "is_model_ready", name, timeout=self.connect_timeout, as_json=False)
+
+    def _index(self, client) -> list[dict]:
+        index = self._ask(client, "get_model_repository_index", timeout=self.timeout)
+        return index.get("models", []) if isinstance(index, dict) else index  # gRPC wraps the list
+
+    def _metadata(self, client, name: str) -> dict:
+        return self._ask(client, "get_model_metadata", name, timeout=self.timeout)
+
+    def _config(self, client, name: str) -> dict:
+        config = self._ask(client, "get_model_config", name, timeout=self.timeout)
+        return config.get("config", config)  # gRPC wraps the config
+
+    def _statistics(self, client, name: str) -> dict:
+        return self._ask(client, "get_inference_statistics", name, timeout=self.timeout)
+
+    def _infer(self, client, batch: np.ndarray) -> np.ndarray:
+        module = self._module()
+        tensor = module.InferInput(self.input_name, list(batch.shape), self.wire_dtype)
+        tensor.set_data_from_numpy(batch, **self.tensor_options)
+        wanted = module.InferRequestedOutput(self.output_name, **self.tensor_options)
+        result = client.infer(self.model_name, [tensor], outputs=[wanted], **self._query_options(self.timeout, False))
+        return result.as_numpy(self.output_name)
+
+    # -- what differs between the protocols --------------------------------------------------------
+    tensor_options: dict = {}
+
+    def _module(self): raise NotImplementedError
+    def _new_client(self): raise NotImplementedError
+    def _query_options(self, timeout: float, as_json: bool) -> dict: raise NotImplementedError
 
 
 class TritonHttpBackend(_TritonBackend):
@@ -218,38 +247,19 @@ class TritonHttpBackend(_TritonBackend):
     protocol = "http"
     default_url = f"127.0.0.1:{app_config.TRITON_HTTP_PORT}"
     env_var = "PHOTODEDUP_TRITON_URL"
+    tensor_options = {"binary_data": True}
+
+    def _module(self):
+        import tritonclient.http
+
+        return tritonclient.http
 
     def _new_client(self):
-        import tritonclient.http as httpclient
+        return self._module().InferenceServerClient(self.url, connection_timeout=self.connect_timeout,
+                                                    network_timeout=self.timeout)
 
-        return httpclient.InferenceServerClient(self.url, connection_timeout=self.connect_timeout,
-                                                network_timeout=self.timeout)
-
-    def _is_live(self, client) -> bool:
-        return client.is_server_live()
-
-    def _is_ready(self, client, name: str) -> bool:
-        return client.is_model_ready(name)
-
-    def _index(self, client) -> list[dict]:
-        return client.get_model_repository_index()
-
-    def _metadata(self, client, name: str) -> dict:
-        return client.get_model_metadata(name)
-
-    def _config(self, client, name: str) -> dict:
-        return client.get_model_config(name)
-
-    def _statistics(self, client, name: str) -> dict:
-        return client.get_inference_statistics(name)
-
-    def _infer(self, client, batch: np.ndarray) -> np.ndarray:
-        import tritonclient.http as httpclient
-
-        tensor = httpclient.InferInput(self.input_name, list(batch.shape), self.wire_dtype)
-        tensor.set_data_from_numpy(batch, binary_data=True)
-        wanted = httpclient.InferRequestedOutput(self.output_name, binary_data=True)
-        return client.infer(self.model_name, [tensor], outputs=[wanted]).as_numpy(self.output_name)
+    def _query_options(self, timeout: float, as_json: bool) -> dict:
+        return {}  # JSON already; the client's own timeouts apply
 
 
 class TritonGrpcBackend(_TritonBackend):
@@ -260,37 +270,16 @@ class TritonGrpcBackend(_TritonBackend):
     default_url = f"127.0.0.1:{app_config.TRITON_GRPC_PORT}"
     env_var = "PHOTODEDUP_TRITON_GRPC_URL"
 
+    def _module(self):
+        import tritonclient.grpc
+
+        return tritonclient.grpc
+
     def _new_client(self):
-        import tritonclient.grpc as grpcclient
+        return self._module().InferenceServerClient(self.url)
 
-        return grpcclient.InferenceServerClient(self.url)
-
-    def _is_live(self, client) -> bool:
-        return client.is_server_live(client_timeout=self.connect_timeout)
-
-    def _is_ready(self, client, name: str) -> bool:
-        return client.is_model_ready(name, client_timeout=self.connect_timeout)
-
-    def _index(self, client) -> list[dict]:
-        return client.get_model_repository_index(as_json=True, client_timeout=self.timeout).get("models", [])
-
-    def _metadata(self, client, name: str) -> dict:
-        return client.get_model_metadata(name, as_json=True, client_timeout=self.timeout)
-
-    def _config(self, client, name: str) -> dict:
-        return client.get_model_config(name, as_json=True, client_timeout=self.timeout)["config"]
-
-    def _statistics(self, client, name: str) -> dict:
-        return client.get_inference_statistics(name, as_json=True, client_timeout=self.timeout)
-
-    def _infer(self, client, batch: np.ndarray) -> np.ndarray:
-        import tritonclient.grpc as grpcclient
-
-        tensor = grpcclient.InferInput(self.input_name, list(batch.shape), self.wire_dtype)
-        tensor.set_data_from_numpy(batch)
-        wanted = grpcclient.InferRequestedOutput(self.output_name)
-        result = client.infer(self.model_name, [tensor], outputs=[wanted], client_timeout=self.timeout)
-        return result.as_numpy(self.output_name)
+    def _query_options(self, timeout: float, as_json: bool) -> dict:
+        return {"client_timeout": timeout, **({"as_json": True} if as_json else {})}
 
 
 class TritonTrtBackend(TritonGrpcBackend):

@@ -1,6 +1,6 @@
 """``photodedup bench``: the same closed-loop load against any backend, one row per configuration.
 
-``bench(BenchConfig(...))`` creates each backend once through the registry, then for every batch
+``bench(BenchSettings(...))`` creates each backend once through the registry, then for every batch
 size and concurrency runs ``load.run_load`` with photo-like crops, reads the server's own timing
 before and after where the backend has one (Triton's statistics extension, our service's
 ``/metrics``) and returns a ``BenchReport`` of rows: images/s, requests/s, latency percentiles,
@@ -51,7 +51,7 @@ POOL_SIZE = 64
 
 
 @dataclass
-class BenchConfig:
+class BenchSettings:
     """What to measure. Durations in seconds; ``duration`` caps the measuring of one configuration."""
 
     backends: tuple[str, ...] = ("onnx",)
@@ -111,7 +111,7 @@ class Target:
     error: PhotodedupError | None = None
 
 
-def bench(settings: BenchConfig, *, progress: ProgressCallback = no_progress,
+def bench(settings: BenchSettings, *, progress: ProgressCallback = no_progress,
           backend_factory: Callable[..., Backend] | None = None) -> BenchReport:
     """Measure every configuration of ``settings``; see the module docstring."""
     settings.validate()
@@ -119,7 +119,7 @@ def bench(settings: BenchConfig, *, progress: ProgressCallback = no_progress,
     return run_targets(targets, settings, progress=progress, backend_factory=backend_factory)
 
 
-def run_targets(targets: list[Target], settings: BenchConfig, *, progress: ProgressCallback = no_progress,
+def run_targets(targets: list[Target], settings: BenchSettings, *, progress: ProgressCallback = no_progress,
                 backend_factory: Callable[..., Backend] | None = None) -> BenchReport:
     """Measure ``targets`` at every batch size and concurrency of ``settings``."""
     if backend_factory is None:
@@ -152,7 +152,7 @@ def run_targets(targets: list[Target], settings: BenchConfig, *, progress: Progr
     return BenchReport(rows, settings_dict(settings))
 
 
-def plan_targets(name: str, settings: BenchConfig) -> list[Target]:
+def plan_targets(name: str, settings: BenchSettings) -> list[Target]:
     """The targets for one backend name: one per ONNX precision, else one with its payload."""
     if name in IN_PROCESS:
         if settings.payload not in (None, "uint8", "fp32"):
@@ -194,7 +194,7 @@ def server_snapshotter(backend: Backend) -> Callable[[], object] | None:
 
 
 def measure(backend: Backend, target: Target, pool: np.ndarray, batch_size: int, concurrency: int,
-            settings: BenchConfig) -> dict:
+            settings: BenchSettings) -> dict:
     """One configuration: closed-loop load, then the row."""
     limit = backend.max_batch_size
     if batch_size > limit:
@@ -244,7 +244,7 @@ def error_row(target: Target, batch_size: int, concurrency: int, message: str) -
     return row
 
 
-def settings_dict(settings: BenchConfig) -> dict:
+def settings_dict(settings: BenchSettings) -> dict:
     return {"backends": list(settings.backends), "concurrency": list(settings.concurrency),
             "batch_sizes": list(settings.batch_sizes), "payload": settings.payload,
             "precisions": list(settings.precisions), "duration": settings.duration,
@@ -282,5 +282,5 @@ def save(report: BenchReport, *, json_file: Path | None = None, csv_file: Path |
     return written
 
 
-__all__ = ["BenchConfig", "BenchReport", "Target", "bench", "parse_list", "run_targets", "save",
+__all__ = ["BenchSettings", "BenchReport", "Target", "bench", "parse_list", "run_targets", "save",
            "serialization"]

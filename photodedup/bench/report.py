@@ -26,7 +26,9 @@ _COLUMNS = (  # (heading, key, format)
     ("err", "errors", "{}"), ("bytes/img", "bytes_per_image", "{:,.0f}"), ("cpu %", "client_cpu_percent", "{:.0f}"),
     ("server ms", "server_ms", "{:.1f}"), ("queue", "queue_ms", "{:.1f}"), ("in", "compute_input_ms", "{:.1f}"),
     ("infer", "compute_infer_ms", "{:.1f}"), ("out", "compute_output_ms", "{:.1f}"),
-    ("outside", "outside_server_ms", "{:.1f}"), ("srv batch", "server_batch", "{:.1f}"), ("stable", "stable", "{}"),
+    ("outside", "outside_server_ms", "{:.1f}"), ("srv batch", "server_batch", "{:.1f}"),
+    # set by the benchmark scripts only: share of time the model computed; images/s over a baseline's
+    ("model busy", "model_busy", "{:.0%}"), ("ratio", "ratio", "{:.2f}"), ("stable", "stable", "{}"),
 )
 
 

@@ -22,10 +22,11 @@ import numpy as np
 from PIL import Image
 
 from photodedup.backends.base import INPUT_SHAPE
+from photodedup.backends.http_service import NPY_TYPE
+from photodedup.config import MB
 from photodedup.errors import BadInputError
 from photodedup.preprocess import PreprocessConfig, center_crop_array, decode_oriented, open_checked
 
-NPY_TYPE = "application/x-npy"
 MULTIPART_TYPE = "multipart/form-data"
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
 #: The Pillow decoders each declared type may use (an MPO is a JPEG with more frames; the first is read).
@@ -41,7 +42,7 @@ ACCEPTED_TYPES = (*IMAGE_TYPES, MULTIPART_TYPE, NPY_TYPE)
 class Limits:
     """Per-request limits. The defaults admit a 64-image uint8 batch (9.6 MB) or 64 phone photos."""
 
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = 64 * MB
     max_images: int = 64
     max_pixels: int = SERVICE_MAX_PIXELS
 
@@ -197,10 +198,3 @@ def parse_npy(data: bytes, limits: Limits) -> np.ndarray:
         raise RequestRejected(400, "malformed_tensor",
                               f"the header promises {needed} bytes of data, the body holds {len(data) - offset}")
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
-
-
-def encode_npy(array: np.ndarray) -> bytes:
-    """An array as ``.npy`` bytes (the binary format of requests and responses)."""
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
-    return buffer.getvalue()

@@ -18,6 +18,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from photodedup.backends.base import INPUT_SHAPE
+from photodedup.backends.http_service import encode_npy
 from photodedup.service.batcher import DynamicBatcher
 from photodedup.service.limits import (
     IMAGE_TYPES,
@@ -29,7 +30,6 @@ from photodedup.service.limits import (
     check_declared_length,
     check_media_type,
     decode_images,
-    encode_npy,
     parse_npy,
     too_many_images,
 )
@@ -180,6 +180,7 @@ async def model_info(state: ServiceState = Depends(service_state)) -> dict:
     return {
         "model": state.backend.model_id,
         "backend": state.backend.name,
+        "precision": state.backend.precision,
         "dim": state.dim,
         "input": {"dtype": "uint8", "shape": [-1, *INPUT_SHAPE], "layout": "NHWC", "color": "RGB",
                   "crop": state.preprocess.spec, "preprocess": asdict(state.preprocess)},

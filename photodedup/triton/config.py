@@ -55,7 +55,7 @@ HEADER = (
 
 
 @dataclass(frozen=True)
-class TritonOptions:
+class TritonSettings:
     """What ``triton-config`` lets the user choose. Validated by ``check()``."""
 
     max_batch_size: int = 64
@@ -77,7 +77,7 @@ class TritonOptions:
     torch_mode: str = "auto"
     torch_device: str = "cuda"
 
-    def check(self) -> TritonOptions:
+    def check(self) -> TritonSettings:
         """Validate, filling in the default preferred batch sizes; returns the options to use."""
         if self.max_batch_size < 1:
             raise BadInputError(f"--max-batch-size must be at least 1, got {self.max_batch_size}")
@@ -119,7 +119,7 @@ def io_spec(metadata: dict) -> tuple[str, str, str]:
     return metadata["input_name"], dtype, metadata["output_name"]
 
 
-def build_config(variant: str, metadata: dict, options: TritonOptions) -> mc.ModelConfig:
+def build_config(variant: str, metadata: dict, options: TritonSettings) -> mc.ModelConfig:
     """The ``ModelConfig`` message for one variant of the export described by ``metadata``."""
     options = options.check()
     if variant not in ALL_VARIANTS:

@@ -5,7 +5,7 @@ Two installs are supported:
 - a system Triton (``$PHOTODEDUP_TRITONSERVER``, ``tritonserver`` on ``PATH`` or
   ``/opt/tritonserver/bin/tritonserver``, as in NVIDIA's container), with its own ``backends/``;
 - the one bundled in the ``nvidia-pytriton`` wheel (Triton 2.51, Python backend only). It needs three
-  things to run a plain repository (see DESIGN.md): the Python-backend stub built for this Python
+  things to run a plain repository (docs/TRITON.md): the Python-backend stub built for this Python
   copied into ``backends/python/`` (done in a private work folder, the wheel is not touched);
   ``LD_LIBRARY_PATH`` starting with this Python's ``LIBDIR`` (else the stub loads an older system
   libpython); and this environment's ``bin/`` first on ``PATH`` so the stub's embedded Python finds
@@ -158,10 +158,6 @@ class TritonServer:
     @property
     def grpc_url(self) -> str:
         return f"{_url_host(self.host)}:{self.grpc_port}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://{_url_host(self.host)}:{self.metrics_port}/metrics"
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def command(self, backend_dir: Path) -> list[str]:
@@ -344,7 +340,6 @@ def serve_forever(
     *,
     models: list[str] | None = None,
     ready_timeout: float = 300.0,
-    on_ready: Callable[[TritonServer], None] | None = None,
 ) -> None:
     """Run tritonserver in the foreground (its log on this process's stderr) until SIGINT/SIGTERM.
 
@@ -356,8 +351,6 @@ def serve_forever(
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.start().wait_ready(ready_timeout)
-        if on_ready is not None:
-            on_ready(server)
         while not stop.wait(0.5):
             if not server.alive():
                 code = server.process.returncode if server.process else None
