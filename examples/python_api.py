@@ -33,7 +33,7 @@ def main() -> None:
     finally:
         backend.close()
     # Random weights carry no meaning: allow them here only so the example shows semantic evidence.
-    params = GroupParams(allow_random=args.weights == "random", model=backend.model_id)
+    params = GroupParams(allow_random=args.weights == "random", model=backend.embedding_id)  # model + precision
     result = group(args.catalog, roots=[args.library], params=params)
     for g in load_groups(args.catalog):
         print(f"group {g.id} ({g.kind}): keep {g.keeper_path} because {g.keeper_reason}")

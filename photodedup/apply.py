@@ -252,9 +252,12 @@ def undo(catalog: Path | None = None, *, trash_dir: Path | None = None, paths: S
     """Restore files from the trash: chosen ``paths`` (original or trash paths, or folders above
     them), else every file of ``apply_id``, else of the last apply. Never overwrites a file."""
     trash = _trash_folder(trash_dir)
-    if not (trash / JOURNAL_NAME).exists():
-        raise BadInputError(f"nothing to undo: no journal in {trash}", hint="pass the --trash-dir that apply used")
     summary = UndoSummary(str(trash), dry_run)
+    with Catalog(catalog, create=False) as cat:  # no catalog: the same error (exit 4) as every command
+        if not (trash / JOURNAL_NAME).exists():
+            if dry_run:  # the question "what would undo restore?" has an answer: nothing
+                return summary
+            raise BadInputError(f"nothing to undo: no journal in {trash}", hint="pass the --trash-dir that apply used")
     with Catalog(catalog, create=False) as cat, _locked(trash, create=False) as journal:
         if not dry_run:
             summary.recovered, unresolved = recover(journal, cat)

@@ -165,6 +165,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE files ADD COLUMN dev INTEGER;
     ALTER TABLE files ADD COLUMN ino INTEGER
     """,
+    # 10: the precision the vectors were made at. A model id ends in "@int8" (fp16, bf16) for vectors not
+    # made at fp32, so two precisions never share one id; rows from before say NULL (unknown).
+    """
+    ALTER TABLE models ADD COLUMN precision TEXT
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -479,11 +484,12 @@ class Catalog:
         return out
 
     # -- models and embeddings ------------------------------------------------------------------
-    def register_model(self, model_id: str, *, weights: str, is_random: bool, dim: int) -> None:
+    def register_model(self, model_id: str, *, weights: str, is_random: bool, dim: int,
+                       precision: str | None = None) -> None:
         with self.transaction() as conn:
             conn.execute(
-                "INSERT INTO models VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO NOTHING",
-                (model_id, weights, int(is_random), dim, time.time()))
+                "INSERT INTO models (id, weights, is_random, dim, created_at, precision) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(id) DO NOTHING", (model_id, weights, int(is_random), dim, time.time(), precision))
 
     def models(self) -> list[sqlite3.Row]:
         return self.conn.execute(

@@ -32,12 +32,29 @@ class _PipelineOrder(TyperGroup):
         rank = {name: i for i, name in enumerate(self.ORDER)}
         return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
 
+    def get_command(self, ctx, name: str):
+        """Readable help: a repeatable option or a list argument shows a word (``GLOB``, ``FOLDER...``),
+        not its Python type, and a default the help text states itself is not printed a second time."""
+        command = super().get_command(ctx, name)
+        for param in getattr(command, "params", []):
+            if getattr(param, "multiple", False) or param.nargs == -1:
+                param.metavar = _METAVARS.get(param.name, param.name.upper())
+                param.display_type = lambda ctx: ""  # not "<list[Path]>": the word above says it
+            if "[default:" in (getattr(param, "help", None) or ""):
+                param.show_default = False
+        return command
+
+
+_METAVARS = {"roots": "FOLDER...", "paths": "PATH...", "include": "GLOB", "exclude": "GLOB", "variant": "NAME",
+             "gpu": "ID", "preferred_batch_size": "N", "evidence": "KIND"}
+
 
 app = typer.Typer(
     cls=_PipelineOrder,
     name="photodedup",
     help="Find duplicate and near-duplicate photos in large libraries.\n\n"
-    "Example: photodedup sample-library /tmp/lib && photodedup run /tmp/lib --weights random",
+    "Example: photodedup sample-library /tmp/lib --originals 4 --megapixels 1 && "
+    "photodedup run /tmp/lib --weights random",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -57,7 +74,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 PrecisionOpt = Annotated[str | None, typer.Option(
     "--precision", help="onnx: the export, fp32, fp16 or int8 (dynamic quantisation: ~3x fp32 on a CPU) "
-    "[default: fp32]; torch-local: fp32, fp16 or bf16 "
+    "[default: int8 on a CPU, fp32 on a GPU: the same for every command]; torch-local: fp32, fp16 or bf16 "
     "[default: fp16 on a GPU, fp32 on the CPU].")]
 ModeOpt = Annotated[str, typer.Option(
     "--mode", help="How torch-local runs the model: eager, cuda-graphs, compile (torch.compile), or auto "
@@ -129,7 +146,7 @@ class _WarningHandler(logging.Handler):
 # -- commands --------------------------------------------------------------------------------------
 @app.command()
 def scan(
-    roots: Annotated[list[Path], typer.Argument(help="Folders (or files) to scan.")],
+    roots: Annotated[list[Path], typer.Argument(help="Folders (or files) to scan.", readable=False)],  # scan says
     catalog: CatalogOpt = None,
     include: Annotated[list[str], typer.Option("--include", help="Only paths matching this glob (repeatable).")] = [],
     exclude: Annotated[list[str], typer.Option("--exclude", help="Skip paths matching this glob (repeatable).")] = [],
@@ -151,7 +168,7 @@ def scan(
 ) -> None:
     """Walk folders and record every image (MD5, pHash/dHash, EXIF, model crop) in the catalog.
 
-    Example: photodedup sample-library /tmp/lib && photodedup scan /tmp/lib
+    Example: photodedup sample-library /tmp/lib --originals 4 --megapixels 1 && photodedup scan /tmp/lib
     """
     from photodedup.embed import open_backend
     from photodedup.scan import scan as run_scan
@@ -292,7 +309,8 @@ def bench(
                                         "this device (cuda: decoded by nvJPEG), beside PIL decoding.")] = "cpu",
     json_file: Annotated[Path | None, typer.Option("--json-file", help="Also write the rows as JSON here.")] = None,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the rows as CSV here.")] = None,
-    plot_dir: Annotated[Path | None, typer.Option("--plot", help="Write throughput.png and latency.png here.")]
+    plot_dir: Annotated[Path | None, typer.Option("--plot-dir", help="Write throughput.png and latency.png in this "
+                                                  "folder.")]
     = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -405,9 +423,11 @@ def triton_config(
 def export_onnx_cmd(
     weights: Annotated[str, typer.Option(help="open_clip pretrained tag, a checkpoint file, or 'random'.")]
     = config.DEFAULT_WEIGHTS,
-    precision: Annotated[str, typer.Option(help="fp32, fp16 or int8 (dynamic quantisation).")] = "fp32",
+    precision: Annotated[str | None, typer.Option(
+        help="fp32, fp16 or int8 (dynamic quantisation) [default: int8, as every command's default on a CPU].")]
+    = None,
     input_kind: Annotated[str, typer.Option("--input", help="uint8 [N,224,224,3] (normalised in the graph) "
-                                            "or float32 [N,3,224,224] (the baseline).")] = "uint8",
+                                            "or fp32 (also: float32) [N,3,224,224] (the baseline).")] = "uint8",
     out: Annotated[Path | None, typer.Option(help="Model directory [default: $PHOTODEDUP_HOME/models/"
                                                 "<model id>-<input>-<precision>].")] = None,
     json_out: JsonOpt = False,
@@ -422,7 +442,7 @@ def export_onnx_cmd(
 
     if is_random_weights(weights):
         warn(RANDOM_WARNING)
-    model_dir = export_onnx(weights, precision=precision, input_kind=input_kind, out=out)
+    model_dir = export_onnx(weights, precision=precision, input_kind=input_kind, out=out)  # (None: the default)
     meta = read_metadata(model_dir)
     if json_out:
         emit_json({"model_dir": str(model_dir), **meta})
@@ -452,7 +472,8 @@ def embed(
     = None,
     payload: Annotated[str | None, typer.Option(help="What http-service/auto send: jpeg (default; about 30 KB "
                        "an image, cosine >= 0.999 to local) or uint8 (the exact crops, 150 KB an image).")] = None,
-    model: Annotated[str | None, typer.Option(help="Triton model name [default: openclip_vit_b32 when the "
+    model: Annotated[str | None, typer.Option("--triton-model", help="Triton model name [default: "
+                     "openclip_vit_b32 when the "
                      "server has it, else openclip_vit_b32_cpu; openclip_vit_b32_trt for triton-trt].")] = None,
     precision: PrecisionOpt = None,
     mode: ModeOpt = "auto",
@@ -541,7 +562,8 @@ def apply(
 ) -> None:
     """Move the files marked trash in review into the trash folder (never deletes; undo puts them back).
 
-    Example: photodedup apply --dry-run
+    Example: photodedup sample-library /tmp/lib --originals 4 --megapixels 1 && photodedup run /tmp/lib --no-embed &&
+    photodedup apply --dry-run
     """
     from photodedup.apply import apply as run_apply
 
@@ -568,7 +590,8 @@ def undo(
 ) -> None:
     """Put files back from the trash; never overwrites a file that has since appeared at the path.
 
-    Example: photodedup undo --dry-run
+    Example: photodedup sample-library /tmp/lib --originals 4 --megapixels 1 && photodedup scan /tmp/lib &&
+    photodedup undo --dry-run
     """
     from photodedup.apply import undo as run_undo
     from photodedup.errors import SafetyError
@@ -646,7 +669,8 @@ def group(
 ) -> None:
     """Group duplicates (exact, perceptual, semantic) and suggest a keeper for each group; moves nothing.
 
-    Example: photodedup sample-library /tmp/lib && photodedup scan /tmp/lib && photodedup group --html /tmp/report.html
+    Example: photodedup sample-library /tmp/lib --originals 4 --megapixels 1 && photodedup scan /tmp/lib &&
+    photodedup group --html /tmp/report.html
     """
     from photodedup.catalog import Catalog
     from photodedup.group import group as run_group
@@ -691,7 +715,7 @@ def export_parquet_cmd(
 ) -> None:
     """Write the catalog's hashes, EXIF and embeddings as Parquet, for `group --parquet` and other tools.
 
-    Example: photodedup sample-library /tmp/lib && photodedup scan /tmp/lib &&
+    Example: photodedup sample-library /tmp/lib --originals 4 --megapixels 1 && photodedup scan /tmp/lib &&
     photodedup export-parquet /tmp/lib.parquet
     """
     from photodedup.parquet import export_parquet
@@ -722,7 +746,7 @@ def eval_cmd(
 ) -> None:
     """Score the grouping against a ground truth: pairwise precision/recall/F1, MAP, NDCG, Jaccard.
 
-    Example: photodedup sample-library /tmp/lib && photodedup scan /tmp/lib &&
+    Example: photodedup sample-library /tmp/lib --originals 4 --megapixels 1 && photodedup scan /tmp/lib &&
     photodedup eval --truth /tmp/lib/truth.json --sweep hash
     """
     from photodedup import eval as evaluation

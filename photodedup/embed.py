@@ -101,8 +101,8 @@ def open_backend(name: str = "onnx", *, engine: str = "local", ray_address: str 
 
 def register(cat: Catalog, backend: Backend) -> bool:
     """Record the backend's model in the catalog (once); returns whether its weights are random."""
-    cat.register_model(backend.model_id, weights=backend.weights, is_random=backend.is_random,
-                       dim=config.EMBEDDING_DIM)
+    cat.register_model(backend.embedding_id, weights=backend.weights, is_random=backend.is_random,
+                       dim=config.EMBEDDING_DIM, precision=backend.precision)
     return backend.is_random
 
 
@@ -121,7 +121,7 @@ def record_with_embeddings(cat: Catalog, backend: Backend, rows: list[dict], cro
         return
     images = np.stack([decode_crop(crops[path][1]) for path in paths])
     result = next(embed_batches(backend, [images]))
-    cat.add_embeddings(backend.model_id, [ids[path] for path in paths], result.embeddings, backend=result.backend)
+    cat.add_embeddings(backend.embedding_id, [ids[path] for path in paths], result.embeddings, backend=result.backend)
 
 
 def decode_device(backend: Backend, decode: str = "auto") -> str | None:
@@ -140,7 +140,7 @@ def decode_device(backend: Backend, decode: str = "auto") -> str | None:
 def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: int = 32,
           progress: ProgressCallback | None = None, workers: int | None = None,
           engine: str | Executor = "local", ray_address: str | None = None, decode: str = "auto") -> EmbedSummary:
-    """Embed every OK file in the catalog that has no embedding for ``backend.model_id``.
+    """Embed every OK file in the catalog that has no embedding for ``backend.embedding_id``.
 
     Originals without a stored crop are decoded by ``engine`` (local processes, Ray tasks, or an open
     ``Executor``), or on the backend's GPU (``decode``, see ``DECODERS``); inference runs where the
@@ -150,12 +150,12 @@ def embed(backend: Backend, *, catalog: Path | str | None = None, batch_size: in
     start = time.perf_counter()
     batch_size = max(1, int(batch_size))
     device = decode_device(backend, decode)
-    summary = EmbedSummary(backend=backend.name, model=backend.model_id,
+    summary = EmbedSummary(backend=backend.name, model=backend.embedding_id,
                            decoder="pil" if device is None else f"torchvision on {device}")
     with Catalog(catalog, create=False) as cat, cat.writer("embed"), _interrupt_says_what_was_saved(cat, summary):
         summary.catalog = str(cat.path)
         summary.is_random = register(cat, backend)
-        todo = cat.files_without_embedding(backend.model_id)
+        todo = cat.files_without_embedding(backend.embedding_id)
         summary.skipped = cat.counts().get("ok", 0) - len(todo)
         total = len(todo)
         progress(0, total)
@@ -202,7 +202,7 @@ def _interrupt_says_what_was_saved(cat: Catalog, summary: EmbedSummary) -> Itera
 def _write(cat: Catalog, summary: EmbedSummary, backend: Backend, ids: list[int],
            vectors: np.ndarray | None, errors: dict[int, str], used: str) -> None:
     started = time.perf_counter()
-    cat.add_embeddings(backend.model_id, ids, vectors, backend=used, errors=errors)
+    cat.add_embeddings(backend.embedding_id, ids, vectors, backend=used, errors=errors)
     summary.timings["write"] += time.perf_counter() - started
     summary.embedded += len(ids)
     summary.errors += len(errors)

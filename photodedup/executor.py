@@ -177,7 +177,7 @@ class _Replica:
     def info(self) -> dict:
         b = self.backend
         return {"model_id": b.model_id, "max_batch_size": b.max_batch_size, "preprocess": b.preprocess,
-                "is_random": b.is_random, "weights": b.weights}
+                "is_random": b.is_random, "weights": b.weights, "precision": b.precision}
 
     def embed_batch(self, images: np.ndarray) -> np.ndarray:
         return self.backend.embed_batch(images)
@@ -203,6 +203,7 @@ class RayActorBackend(Backend):
             raise BackendUnavailableError(f"the {name} backend did not start in a Ray actor: {error}") from error
         self.name = f"{name} (ray actors)"
         self.model_id = info["model_id"]
+        self.precision = info["precision"]
         self.max_batch_size = info["max_batch_size"]
         self.is_random = info["is_random"]
         self.weights = info["weights"]

@@ -49,9 +49,17 @@ MIN_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.95}
 EXPORT_FORMAT = 1
 
 
-def export_onnx(weights: str = config.DEFAULT_WEIGHTS, precision: str = "fp32", input_kind: str = "uint8",
+def export_onnx(weights: str = config.DEFAULT_WEIGHTS, precision: str | None = None, input_kind: str = "uint8",
                 out: Path | None = None, *, verify: bool = True, seed: int = 0) -> Path:
-    """Export, verify and return the model directory (an identical existing export is reused)."""
+    """Export, verify and return the model directory (an identical existing export is reused).
+
+    ``precision``: fp32, fp16 or int8 [default: ``default_precision()``, int8, as every command's].
+    ``input_kind``: uint8 or float32 (``fp32`` is the same).
+    """
+    from photodedup.backends.base import default_precision
+
+    precision = precision or default_precision()
+    input_kind = {"fp32": "float32"}.get(input_kind, input_kind)  # the name triton-config uses too
     if precision not in PRECISIONS:
         raise BadInputError(f"unknown precision {precision!r}", hint=f"choose one of: {', '.join(PRECISIONS)}")
     if input_kind not in INPUT_KINDS:
@@ -184,10 +192,13 @@ def _to_fp16(src: Path, dst: Path) -> None:
 def _to_int8(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    logging.disable(logging.WARNING)  # onnxruntime's "consider pre-processing" advice, said on the root logger
     try:
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
     except Exception as error:
         raise ExportError(f"int8 dynamic quantisation failed: {error}") from error
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 # -- verification ----------------------------------------------------------------------------------

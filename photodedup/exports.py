@@ -38,13 +38,16 @@ def default_export_dir(weights: str = config.DEFAULT_WEIGHTS, precision: str = "
 
 
 def resolve_model_dir(model_dir: Path | None = None, *, weights: str | None = None,
-                      precision: str = "fp32", input_kind: str = "uint8") -> Path:
-    """``model_dir``, else ``$PHOTODEDUP_MODEL_DIR``, else the default export location for ``weights``."""
+                      precision: str | None = None, input_kind: str = "uint8") -> Path:
+    """``model_dir``, else ``$PHOTODEDUP_MODEL_DIR``, else the default export location for ``weights``
+    (at ``precision``, by default the one default every command uses: ``default_precision()``)."""
     if model_dir:
         return Path(model_dir).expanduser()
     if env := os.environ.get("PHOTODEDUP_MODEL_DIR"):
         return Path(env).expanduser()
-    return default_export_dir(weights or config.DEFAULT_WEIGHTS, precision, input_kind)
+    from photodedup.backends.base import default_precision
+
+    return default_export_dir(weights or config.DEFAULT_WEIGHTS, precision or default_precision(), input_kind)
 
 
 def find_export(model_dir: Path | None, input_kind: str = "uint8", *, weights: str | None = None) -> Path:

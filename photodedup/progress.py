@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 ProgressCallback = Callable[[int, int], None]
+MIN_RATE_SECONDS = 1.0
 
 
 def no_progress(done: int, total: int) -> None:
@@ -24,9 +26,16 @@ def make_progress(*, enabled: bool, label: str, console=None) -> Iterator[Progre
                TextColumn("{task.fields[rate]}"), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(label, total=None, rate="")
+        first: list[tuple[float, int]] = []
 
         def update(done: int, total: int) -> None:
-            speed = bar.tasks[0].speed
-            bar.update(task, completed=done, total=total, rate=f"{speed:.1f} img/s" if speed else "")
+            now = time.monotonic()
+            first[:] = first or [(now, done)]
+            (started, at_start) = first[0]
+            elapsed = now - started
+            # no rate before a second has passed: the first batch (or work resumed from stored crops)
+            # arriving at once gave "4000 img/s"
+            rate = f"{(done - at_start) / elapsed:.1f} img/s" if elapsed >= MIN_RATE_SECONDS else ""
+            bar.update(task, completed=done, total=total, rate=rate)
 
         yield update

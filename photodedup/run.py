@@ -96,12 +96,12 @@ def run(roots: Sequence[Path | str], *, catalog: Path | str | None = None, backe
         if runner is None:
             stage(why)
         else:
-            stage(f"2/4 embed with {runner.name} ({runner.model_id})")
+            stage(f"2/4 embed with {runner.name} ({runner.embedding_id})")
             with progress("embed") as callback:
                 embedded = run_embed(runner, catalog=catalog, progress=callback, engine=executor).as_dict()
             usable = params.allow_random or not runner.is_random
             if usable and not params.model:  # group with the embeddings this run made
-                params = replace(params, model=runner.model_id)
+                params = replace(params, model=runner.embedding_id)
 
     stage("3/4 group")
     grouping = group(catalog, roots=roots, params=params)

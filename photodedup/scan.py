@@ -115,6 +115,8 @@ def scan(
     for root in roots:
         if not root.exists():
             raise BadInputError(f"no such file or folder: {root}")
+        if not os.access(root, os.R_OK | (os.X_OK if root.is_dir() else 0)):
+            raise BadInputError(f"cannot read {root}: permission denied")
     include, exclude = list(include), list(exclude)
     summary = ScanSummary()
     with Catalog(catalog) as cat, cat.writer("scan"):

@@ -90,8 +90,8 @@ def test_unavailable_execution_provider_is_an_error(onnx_model_dir, device, prov
 def test_missing_export_names_the_command(tmp_path):
     with pytest.raises(ModelNotFoundError) as info:
         get_backend("onnx", weights="random")
-    assert str(info.value).startswith("no ONNX export in ") and "ViT-B-32-random-seed0-uint8-fp32" in str(info.value)
-    assert info.value.hint.startswith("run `photodedup export-onnx --weights random --precision fp32` first")
+    assert str(info.value).startswith("no ONNX export in ") and "ViT-B-32-random-seed0-uint8-int8" in str(info.value)
+    assert info.value.hint.startswith("run `photodedup export-onnx --weights random --precision int8` first")
 
 
 def test_model_dir_from_environment(onnx_model_dir, monkeypatch):

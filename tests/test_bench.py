@@ -349,7 +349,7 @@ def test_cli_serialization_json():
 def test_cli_runs_the_onnx_backend_and_writes_files(onnx_model_dir, tmp_path):
     result = run_cli("bench", "--model-dir", str(onnx_model_dir), "--concurrency", "1", "--batch-size", "1",
                   "--duration", "0.9", "--window", "0.3", "--warmup", "0.1", "--csv", str(tmp_path / "rows.csv"),
-                  "--plot", str(tmp_path / "plots"))
+                  "--plot-dir", str(tmp_path / "plots"))
     assert result.returncode == 0, result.stderr
     assert "img/s" in result.stdout and "onnx" in result.stdout
     assert result.stdout.rstrip().splitlines()[-1].startswith("onnx: best ")

@@ -111,8 +111,8 @@ def test_cli_missing_export_and_bad_device(tmp_path, onnx_model_dir):
     home = os.environ["PHOTODEDUP_HOME"]
     assert result.returncode == 7
     assert result.stderr == (
-        f"Error: no ONNX export in {home}/models/ViT-B-32-random-seed0-uint8-fp32\n"
-        "Hint: run `photodedup export-onnx --weights random --precision fp32` first, or point --model-dir "
+        f"Error: no ONNX export in {home}/models/ViT-B-32-random-seed0-uint8-int8\n"  # the default: int8 on a CPU
+        "Hint: run `photodedup export-onnx --weights random --precision int8` first, or point --model-dir "
         "(PHOTODEDUP_MODEL_DIR) at an export\n")
     bad = run_cli("embed", "--model-dir", onnx_model_dir, "--device", "cuda", "--catalog", tmp_path / "c.sqlite")
     assert bad.returncode == 5

@@ -90,7 +90,8 @@ def test_reduced_precision_exports(tmp_path, onnx_model_dir, precision, min_cosi
 @pytest.mark.slow
 def test_cli_float32_input_export_and_reuse(tmp_path, onnx_model_dir):
     out = tmp_path / "f32"
-    first = run_cli("export-onnx", "--weights", "random", "--input", "float32", "--out", str(out), "--json")
+    first = run_cli("export-onnx", "--weights", "random", "--input", "float32", "--precision", "fp32", "--out",
+                    str(out), "--json")
     assert first.returncode == 0, first.stderr
     assert "Warning: model weights are random (--weights random): its embeddings carry no meaning" in first.stderr
     meta = json.loads(first.stdout)
@@ -100,7 +101,7 @@ def test_cli_float32_input_export_and_reuse(tmp_path, onnx_model_dir):
     np.testing.assert_allclose(OnnxBackend(out).embed_batch(crops), OnnxBackend(onnx_model_dir).embed_batch(crops),
                                atol=1e-4)
     mtime = (out / "model.onnx").stat().st_mtime_ns
-    second = run_cli("export-onnx", "--weights", "random", "--input", "float32", "--out", str(out))
+    second = run_cli("export-onnx", "--weights", "random", "--input", "fp32", "--precision", "fp32", "--out", str(out))
     assert second.returncode == 0, second.stderr
     assert (out / "model.onnx").stat().st_mtime_ns == mtime
     assert second.stdout.startswith(f"ViT-B-32/random-seed0 (fp32, float32 input, opset {OPSET}) in {out}")

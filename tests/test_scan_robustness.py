@@ -264,3 +264,13 @@ def test_directory_links_outside_the_roots_are_followed_only_when_asked(tmp_path
     assert json.loads(followed.stdout)["new"] == 1
     with Catalog(db) as cat:
         assert sorted(Path(r["path"]).name for r in cat.files()) == ["a.jpg", "b.jpg", "c.jpg"]
+
+
+def test_an_unreadable_folder_and_a_missing_one_exit_alike(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    unreadable = run_cli("scan", str(locked), "--catalog", str(tmp_path / "c.sqlite"), unprivileged=True)
+    missing = run_cli("scan", str(tmp_path / "nope"), "--catalog", str(tmp_path / "c.sqlite"))
+    assert (unreadable.returncode, missing.returncode) == (3, 3)
+    assert unreadable.stderr == f"Error: cannot read {locked}: permission denied\n"

@@ -53,6 +53,7 @@ class AutoBackend(Backend):
         self._opened: list[Backend] = [b for b in (self._remote, self._local) if b is not None]
         active = self._remote or self._local
         self.model_id = active.model_id
+        self.precision = active.precision
         self.weights = active.weights
         self.is_random = active.is_random
         self.preprocess = active.preprocess
@@ -92,11 +93,12 @@ class AutoBackend(Backend):
     def _make_local(self, expected_model: str | None) -> Backend:
         from photodedup.backends import get_backend
 
-        local = get_backend("onnx", **self._local_options)
-        if expected_model and local.model_id != expected_model:
+        served = self._remote.precision if self._remote is not None else None
+        local = get_backend("onnx", **self._local_options, **({"precision": served} if served else {}))
+        if expected_model and local.embedding_id != expected_model:
             local.close()
             raise ModelMismatchError(
-                f"the remote backend served {expected_model!r} but the local fallback is {local.model_id!r}; "
+                f"the remote backend served {expected_model!r} but the local fallback is {local.embedding_id!r}; "
                 "mixing them would store incomparable embeddings",
                 hint="point --model-dir at an export of the served model, or restart the service")
         return local
@@ -104,7 +106,7 @@ class AutoBackend(Backend):
     def _fallback(self) -> Backend:
         with self._lock:
             if self._local is None:
-                self._local = self._make_local(expected_model=self.model_id)
+                self._local = self._make_local(expected_model=self.embedding_id)
                 self._opened.append(self._local)
             return self._local
 

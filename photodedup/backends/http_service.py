@@ -81,6 +81,7 @@ class HttpServiceBackend(Backend):
             self._client.close()
             raise
         self.model_id: str = self.info["model"]
+        self.precision = self.info.get("precision")  # what the service runs (older services: unknown)
         served = int(self.info.get("max_images_per_request") or self.info.get("max_batch_size") or 32)
         self.max_batch_size = min(served, max_batch_size) if max_batch_size else served
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from photodedup.backends.base import Backend, BackendOptions, check_batch, l2_normalize
+from photodedup.backends.base import Backend, BackendOptions, check_batch, default_precision, l2_normalize
 from photodedup.errors import BackendUnavailableError, InferenceError, ModelMismatchError, ModelNotFoundError
 from photodedup.exports import read_metadata, read_preprocess, resolve_model_dir, session_options, to_float_input
 
@@ -33,7 +33,8 @@ class OnnxBackend(Backend):
     @classmethod
     def from_options(cls, options: BackendOptions) -> OnnxBackend:
         return cls(options.model_dir, options.device, options.threads, weights=options.weights,
-                   precision=options.precision or "fp32", max_batch_size=options.max_batch_size or 256)
+                   precision=options.precision or default_precision(options.device),
+                   max_batch_size=options.max_batch_size or 256)
 
     def __init__(self, model_dir: Path | None = None, device: str = "cpu", threads: int | None = None, *,
                  weights: str | None = None, precision: str = "fp32", max_batch_size: int = 256) -> None:
@@ -47,6 +48,7 @@ class OnnxBackend(Backend):
                 hint=f"run `photodedup export-onnx{weights_flag} --precision {precision}` first, "
                      "or point --model-dir (PHOTODEDUP_MODEL_DIR) at an export")
         self.metadata = read_metadata(self.model_dir)
+        self.precision = self.metadata.get("precision", "fp32")
         self.model_id: str = self.metadata["model_id"]
         self.is_random = bool(self.metadata.get("is_random"))
         self.weights: str = self.metadata.get("weights", self.model_id.split("/", 1)[-1])

@@ -180,6 +180,7 @@ async def model_info(state: ServiceState = Depends(service_state)) -> dict:
     return {
         "model": state.backend.model_id,
         "backend": state.backend.name,
+        "precision": state.backend.precision,
         "dim": state.dim,
         "input": {"dtype": "uint8", "shape": [-1, *INPUT_SHAPE], "layout": "NHWC", "color": "RGB",
                   "crop": state.preprocess.spec, "preprocess": asdict(state.preprocess)},

@@ -1,0 +1,94 @@
+"""One CLI (issue 13): one default precision, precision in the embedding's identity, one exit code
+per condition, one meaning per option name."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from helpers import run_cli
+
+from photodedup.catalog import Catalog
+
+
+def test_int8_and_fp32_vectors_never_share_an_id(tiny_library, tmp_path, onnx_model_dir, test_cache):
+    from photodedup.export_onnx import export_onnx
+
+    int8 = export_onnx("random", precision="int8", out=test_cache / "vit-b-32-random-uint8-int8")
+    db = tmp_path / "c.sqlite"
+    assert run_cli("scan", tiny_library["root"], "--catalog", db, "-q").returncode == 0
+    first = run_cli("embed", "--model-dir", onnx_model_dir, "--catalog", db, "--json", "-q")
+    second = run_cli("embed", "--model-dir", int8, "--catalog", db, "--json", "-q")
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    fp32_run, int8_run = json.loads(first.stdout), json.loads(second.stdout)
+    assert (fp32_run["model"], int8_run["model"]) == ("ViT-B-32/random-seed0", "ViT-B-32/random-seed0@int8")
+    assert int8_run["embedded"] == fp32_run["embedded"] > 0 and int8_run["skipped"] == 0  # not mixed in
+    with Catalog(db) as cat:
+        assert {(m["id"], m["precision"], m["embedded"]) for m in cat.models()} == {
+            ("ViT-B-32/random-seed0", "fp32", fp32_run["embedded"]),
+            ("ViT-B-32/random-seed0@int8", "int8", int8_run["embedded"])}
+    grouped = run_cli("group", "--catalog", db, "--allow-random", "--model", "ViT-B-32/random-seed0@int8", "--json")
+    assert grouped.returncode == 0 and json.loads(grouped.stdout)["model"] == "ViT-B-32/random-seed0@int8"
+
+
+def test_no_catalog_is_exit_4_everywhere(tmp_path):
+    missing = tmp_path / "none.sqlite"
+    for command in (["group"], ["apply", "--dry-run"], ["review"], ["undo", "--dry-run", "--trash-dir", tmp_path]):
+        result = run_cli(*command, "--catalog", missing, timeout=60)
+        assert (command[0], result.returncode) == (command[0], 4), result.stderr
+        assert result.stderr.startswith(f"Error: no catalog at {missing}"), result.stderr
+
+
+def help_text(*command: str) -> str:
+    result = run_cli(*command, "--help", env={"COLUMNS": "100"}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+COMMANDS = ("scan", "sample-library", "embed", "group", "run", "eval", "review", "apply", "undo", "export-onnx",
+            "serve", "triton-config", "bench", "export-parquet")
+
+
+def test_help_is_readable_and_each_option_name_means_one_thing():
+    for command in COMMANDS:
+        text = help_text(command)
+        assert "<list[" not in text, command
+        joined = " ".join(text.split())  # a default the help states itself is not printed again after it
+        assert not re.search(r"\[default:[^\]]*\]\.? \[default:", joined), (command, joined)
+    assert "--triton-model" in help_text("embed") and "--model " not in help_text("embed")
+    assert "--plot-dir" in help_text("bench") and "--plot " not in help_text("bench")
+    assert "fp32" in help_text("export-onnx").split("--input", 1)[1][:200]
+
+
+def test_the_first_progress_rate_is_not_absurd():
+    import io
+
+    from rich.console import Console
+
+    from photodedup.progress import make_progress
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    with make_progress(enabled=True, label="embed", console=console) as update:
+        update(0, 1000)
+        update(400, 1000)  # 400 done at once (resumed from stored crops): no rate yet
+    assert "img/s" not in out.getvalue()
+
+
+def test_every_help_example_runs_on_a_fresh_setup(tmp_path):
+    """Each command's example, as written, in a fresh home (``/tmp/`` becomes a folder of this test).
+    Not run: serve and review (servers that run until Ctrl-C) and bench (a 20-second measurement)."""
+    import shlex
+
+    env = {"PHOTODEDUP_HOME": str(tmp_path / "home")}  # one home: the random-weight export is made once
+    for command in ("sample-library", "scan", "group", "export-parquet", "eval", "apply", "undo", "export-onnx",
+                    "embed", "triton-config", "run"):
+        text = " ".join(help_text(command).split())
+        example = text.split("Example: ", 1)[1].split(" Arguments:")[0].split(" Options:")[0]
+        work = tmp_path / command
+        work.mkdir()
+        for step in example.replace("/tmp/", f"{work}/").split("&&"):
+            args = shlex.split(step)
+            assert args[0] == "photodedup", example
+            result = run_cli(*args[1:], env=env, cwd=work, timeout=900)
+            assert result.returncode == 0, f"{command}: {step}\n{result.stderr}"
