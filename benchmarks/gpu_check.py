@@ -30,8 +30,6 @@ import math
 import multiprocessing
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -45,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 STEPS = ("model", "decode", "pipeline", "service", "triton")
+#: A step starts only with this much of ``--budget-s`` left, so the whole run ends inside the call's limit.
+MIN_LEFT_S = {"model": 0, "decode": 20, "pipeline": 45, "service": 75, "triton": 100}
 ROW_KEYS = ("path", "precision", "batch_size", "concurrency", "images_per_second", "p50_ms", "p99_ms")
 
 
@@ -59,6 +59,7 @@ class Sizes:
         self.half = "bf16" if dry else "fp16"
         self.min_calls = 1 if dry else 5
         self.batches = (1, 2) if dry else (32, 128, 256, 512, 1024)
+        self.fp32_batches = (2,) if dry else (256, 1024)
         self.mode_batches = (2,) if dry else (32, 256)
         self.host_batch = 2 if dry else 1024
         self.seconds = 0.3 if dry else 1.5          # timing per model configuration
@@ -84,6 +85,7 @@ class Check:
 
     def __init__(self, out: Path, sizes: Sizes, budget_s: float) -> None:
         self.out, self.sizes = out, sizes
+        out.mkdir(parents=True, exist_ok=True)
         self.started = time.time()
         self.deadline = time.monotonic() + budget_s
         self.rows: list[dict] = []
@@ -185,12 +187,15 @@ def step_model(check: Check) -> None:
     pool = np.concatenate([crops] * math.ceil(max(s.batches) / len(crops)))[: max(s.batches)]
     device_pool = torch.from_numpy(pool).to(s.device)
     embeddings = {}
+    compared = device_pool[: max(s.mode_batches)]  # what the modes are compared on, against eager
     for precision in s.precisions:
         encoder = DeviceEncoder.from_loaded(fresh_model(), device=s.device, precision=precision,
                                             mode="eager", chunk=max(s.batches), max_batch_size=max(s.batches))
         embeddings[precision] = encoder.embed(crops)
         with torch.inference_mode():
-            for batch in s.batches:
+            if precision == s.half:
+                reference = encoder.run(compared).cpu().numpy()
+            for batch in (s.fp32_batches if precision == "fp32" else s.batches):
                 x = device_pool[:batch]
                 times = timed_calls(lambda x=x, e=encoder: e.run(x), s.seconds, device=s.device,
                                 min_calls=s.min_calls)
@@ -214,11 +219,12 @@ def step_model(check: Check) -> None:
         started = time.perf_counter()
         encoder = DeviceEncoder.from_loaded(fresh_model(), device=s.device, precision=best, mode=mode,
                                             chunk=chunk, max_batch_size=chunk, compile_options=s.compile_options)
-        out = encoder.embed(crops)
-        check.checks[f"cosine_{mode}_vs_eager_{best}"] = round(float(cosine_rows(out, embeddings[best]).min()), 6)
+        with torch.inference_mode():  # the first call captures the graph or compiles (one per batch size)
+            out = encoder.run(compared).cpu().numpy()
+        check.checks[f"cosine_{mode}_vs_eager_{best}"] = round(float(cosine_rows(out, reference).min()), 6)
         check.checks[f"{mode}_setup_seconds"] = round(time.perf_counter() - started, 1)
         with torch.inference_mode():
-            for batch in s.mode_batches:
+            for batch in (s.mode_batches if mode == "cuda-graphs" else s.mode_batches[-1:]):
                 x = device_pool[:batch]
                 times = timed_calls(lambda x=x, e=encoder: e.run(x), s.seconds, device=s.device,
                                 min_calls=s.min_calls)
@@ -449,28 +455,6 @@ def run_clients(spec: dict, batch: int, concurrencies, warmup: float, seconds: f
             yield concurrency, sum(r["images"] for r in results) / seconds, latencies, errors, message
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(process: subprocess.Popen, url: str, log: Path, timeout: float) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"{url} not ready after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
 def model_only(check: Check) -> float | None:
     """The model-alone rate the service is compared with: the embed-from-host row at the service's precision."""
     rows = [r for r in check.rows
@@ -480,32 +464,20 @@ def model_only(check: Check) -> float | None:
 
 # -- step 4: the service --------------------------------------------------------------------------------
 def step_service(check: Check) -> None:
+    from photodedup.bench.compare import local_service
+
     s = check.sizes
-    port = free_port()
-    log = check.out / "service.log"
-    cmd = [sys.executable, "-m", "photodedup", "serve", "--backend", "torch-local", "--device", s.device,
-           "--precision", s.half,
-           "--weights", "random", "--port", str(port), "--max-batch-size", str(s.max_batch),
-           "--max-images", str(max(64, s.service_batch))]
-    with open(log, "wb") as output:
-        process = subprocess.Popen(cmd, stdout=output, stderr=subprocess.STDOUT,
-                                   env=os.environ | {"PYTHONPATH": _path()})
-    try:
-        wait_ready(process, f"http://127.0.0.1:{port}/readyz", log, 300)
+    args = ("--backend", "torch-local", "--device", s.device, "--precision", s.half, "--weights", "random",
+            "--max-batch-size", str(s.max_batch), "--max-images", str(max(64, s.service_batch)))
+    with local_service(None, check.out, 300, serve_args=args) as url:
         reference = model_only(check)
         for payload in ("uint8", "jpeg"):
-            spec = {"name": "http-service", "options": {"url": f"http://127.0.0.1:{port}", "payload": payload}}
+            spec = {"name": "http-service", "options": {"url": url, "payload": payload}}
             for concurrency, rate, latencies, errors, message in run_clients(
                     spec, s.service_batch, s.concurrency, s.load_warmup, s.load_seconds):
                 check.row(f"service:torch-local-{s.device}:{payload}", s.half,
                           s.service_batch, concurrency, rate, latencies, errors=errors, first_error=message,
                           ratio_to_model_only=round(rate / reference, 3) if reference else None)
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def _path() -> str:
@@ -544,6 +516,7 @@ def triton_repository(check: Check, folder: Path, *, instance_kind_cpu: bool = F
 
 
 def step_triton(check: Check) -> None:
+    from photodedup.bench.compare import free_port
     from photodedup.triton.server import TritonServer
 
     s = check.sizes
@@ -680,6 +653,9 @@ def main(argv: list[str] | None = None) -> int:
         blobs: list[bytes] = []
         for step in steps:
             print(f"[{step}] {check.left():.0f} s of the budget left", flush=True)
+            if check.left() < MIN_LEFT_S[step] and not args.dry_run:
+                check.skipped.append(f"{step} (needs {MIN_LEFT_S[step]} s, {check.left():.0f} s of the budget left)")
+                continue
             try:
                 if step in ("decode", "pipeline") and not blobs:
                     blobs = jpeg_set(check, pool)

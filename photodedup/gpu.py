@@ -237,8 +237,8 @@ class DeviceEncoder:
         with self._lock, torch.inference_mode():
             if not self.cuda:
                 for start in range(0, count, self.chunk):
-                    out = self.run(crops[start : start + self.chunk])
-                    self._out[start : start + len(out)].copy_(out)
+                    part = crops[start : start + self.chunk]
+                    self._out[start : start + len(part)].copy_(self.run(part))
                 return self._out[:count].numpy().copy()
             compute, copy = self.compute_stream, self.copy_stream
             compute.wait_stream(torch.cuda.current_stream(self.device))

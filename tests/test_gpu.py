@@ -63,6 +63,7 @@ def test_compile_mode_pads_to_the_bucket_and_trims(crops, reference):
     out = encoder.embed(crops)  # chunks of 4 and 1: buckets 4 and 1
     assert out.shape == (5, 512)
     assert gpu.cosine_rows(out, reference).min() >= 0.99999
+    assert gpu.cosine_rows(encoder.embed(crops[:3]), reference[:3]).min() >= 0.99999  # 3 padded to 4
 
 
 def test_bad_options_are_clear_errors():

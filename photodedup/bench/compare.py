@@ -72,8 +72,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_service(model_dir: Path, scratch: Path, ready_timeout: float = 300.0) -> Iterator[str]:
-    """``photodedup serve`` on a free loopback port as a subprocess; yields its URL once ``/readyz`` is 200."""
+def local_service(model_dir: Path | None, scratch: Path, ready_timeout: float = 300.0, *,
+                  serve_args: tuple[str, ...] = ()) -> Iterator[str]:
+    """``photodedup serve`` (the onnx export in ``model_dir``, or what ``serve_args`` say) on a free loopback
+    port as a subprocess; yields its URL once ``/readyz`` is 200."""
     import httpx
 
     port = free_port()
@@ -82,7 +84,8 @@ def local_service(model_dir: Path, scratch: Path, ready_timeout: float = 300.0) 
     env = dict(os.environ)
     package_root = str(Path(photodedup.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    command = [sys.executable, "-m", "photodedup", "serve", "--port", str(port), "--model-dir", str(model_dir)]
+    command = [sys.executable, "-m", "photodedup", "serve", "--port", str(port),
+               *(("--model-dir", str(model_dir)) if model_dir else ()), *serve_args]
     with open(log_path, "wb") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=env)
     try:
