@@ -371,12 +371,15 @@ function ask(title, body, okLabel) {
 function planList(summary) {
   const items = summary.moved.map((m) => el("li", {}, el("span", { class: "path" }, m.path), ` (${human(m.size)})`));
   const skips = summary.skipped.map((s) => el("li", { class: "skip" }, el("span", { class: "path" }, s.path), ` — ${s.reason}`));
+  const failed = (summary.failed || []).map((f) => el("li", { class: "skip" }, el("span", { class: "path" }, f.path), ` — ${f.reason}`));
   return [
     el("p", {}, `${summary.moved.length} files (${human(summary.bytes_moved)}) into `, el("code", {}, summary.trash_dir),
        ". Nothing is deleted; undo puts them back."),
     items.length ? el("ul", { id: "plan-moves" }, items) : el("p", {}, "Nothing to move."),
     skips.length ? el("p", {}, `Skipped ${skips.length}:`) : null,
     skips.length ? el("ul", { id: "plan-skips" }, skips) : null,
+    failed.length ? el("p", {}, `Could not move ${failed.length} (each rolled back, still in place):`) : null,
+    failed.length ? el("ul", { id: "plan-failed" }, failed) : null,
   ];
 }
 
