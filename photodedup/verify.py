@@ -22,10 +22,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+
+from photodedup.executor import worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ def verify_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable[[int], np.nd
             yield [pairs[n] for n in chunk], {k: pixels(k) for k in wanted}, params, mirrored
 
     out: list[Verdict | None] = [None] * len(pairs)
-    with ProcessPoolExecutor(workers) as pool:
+    with worker_pool(workers) as pool:
         for chunk, verdicts in zip(chunks, pool.map(_verify_chunk, jobs()), strict=True):
             for n, verdict in zip(chunk, verdicts, strict=True):
                 out[n] = verdict
