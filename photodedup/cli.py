@@ -305,8 +305,9 @@ def bench(
     pipeline: Annotated[Path | None, typer.Option(
         "--pipeline", help="Only the whole pipeline on this library (scan + embed onnx per --precision, as "
         "fresh processes) against the naive script (md5, phash, open_clip preprocess, torch).")] = None,
-    device: Annotated[str, typer.Option(help="With --pipeline: also time JPEG bytes to embeddings with torch-local on "
-                                        "this device (cuda: decoded by nvJPEG), beside PIL decoding.")] = "cpu",
+    device: Annotated[str, typer.Option(help="torch-local's device (cuda: fp16/bf16 by --precision, CUDA graphs); "
+                                        "with --pipeline, also JPEG bytes to embeddings with torch-local on it (cuda: "
+                                        "decoded by nvJPEG) beside PIL decoding.")] = "cpu",
     json_file: Annotated[Path | None, typer.Option("--json-file", help="Also write the rows as JSON here.")] = None,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the rows as CSV here.")] = None,
     plot_dir: Annotated[Path | None, typer.Option("--plot-dir", help="Write throughput.png and latency.png in this "
@@ -343,7 +344,8 @@ def bench(
         concurrency=bench_lib.parse_list(concurrency, int, option="--concurrency"),
         batch_sizes=bench_lib.parse_list(batch_size, int, option="--batch-size"),
         payload=payload, precisions=bench_lib.parse_list(precision, option="--precision"),
-        duration=duration, window=window, warmup=warmup, url=url, model_dir=model_dir, weights=weights)
+        duration=duration, window=window, warmup=warmup, url=url, model_dir=model_dir, weights=weights,
+        device=device)
     if all_:
         from photodedup.bench.compare import compare as run
     else:

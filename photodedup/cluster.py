@@ -250,22 +250,30 @@ def near_pairs(hashes: np.ndarray, low: int, high: int, k: int, *, second: np.nd
     n = len(hashes)
     if n < 2 or k < 1 or high <= low:
         return (np.zeros(0, np.int64),) * 3
-    qi, bj, dist = hamming_cross(hashes, hashes, high, brute_max=brute_max)
-    keep = (qi < bj) & (dist > low)
-    qi, bj, dist = qi[keep], bj[keep], dist[keep]
-    rank = dist.copy()
-    if second is not None:
-        other = popcount64(np.asarray(second, np.uint64)[qi] ^ np.asarray(second, np.uint64)[bj])
-        keep = other <= second_max
-        qi, bj, dist, rank = qi[keep], bj[keep], dist[keep], dist[keep] + other[keep]
-    # each pair counts for both of its items: a pair stays when it is among the k best of either
-    ends = np.concatenate([qi, bj])
-    pair = np.concatenate([np.arange(len(qi))] * 2)
-    order = np.lexsort((pair, np.concatenate([rank, rank]), ends))
-    ends, pair = ends[order], pair[order]
-    position = np.arange(len(ends)) - np.searchsorted(ends, ends, "left")
-    chosen = np.unique(pair[position < k])
-    return qi[chosen], bj[chosen], dist[chosen]
+    second = None if second is None else np.asarray(second, np.uint64)
+    codes, bits = [], []
+    # Queries in chunks, each reduced to its k best at once: memory stays O(chunk + n k). Every pair is
+    # seen from both of its items, so "among the k best of either item" needs nothing more.
+    for start in range(0, n, 8192):
+        qi, bj, dist = hamming_cross(hashes[start:start + 8192], hashes, high, brute_max=brute_max)
+        qi = qi + start
+        keep = (qi != bj) & (dist > low)
+        qi, bj, dist = qi[keep], bj[keep], dist[keep]
+        rank = dist.copy()
+        if second is not None:
+            other = popcount64(second[qi] ^ second[bj])
+            keep = other <= second_max
+            qi, bj, dist, rank = qi[keep], bj[keep], dist[keep], dist[keep] + other[keep]
+        order = np.lexsort((bj, rank, qi))
+        qi, bj, dist = qi[order], bj[order], dist[order]
+        best = (np.arange(len(qi)) - np.searchsorted(qi, qi, "left")) < k
+        lo, hi = np.minimum(qi[best], bj[best]), np.maximum(qi[best], bj[best])
+        codes.append(lo * n + hi)
+        bits.append(dist[best])
+    if not codes:
+        return (np.zeros(0, np.int64),) * 3
+    codes, first = np.unique(np.concatenate(codes), return_index=True)
+    return codes // n, codes % n, np.concatenate(bits)[first]
 
 
 def bounded_radius(n: int, radius: int, per_item: int = 200) -> int:

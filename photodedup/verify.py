@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -192,8 +193,8 @@ def verify_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable[[int], np.nd
     ``mirrored``: a pair that fails is tried again with ``b`` mirrored (ORB copes with turning, not with
     mirroring), for pairs whose partners were joined by a mirrored match.
 
-    Features are computed once per item. Pairs are processed in item order and, above a few hundred,
-    in worker processes (chunks of pairs with the pixels they need).
+    Features are computed once per item (per chunk). Pairs are processed in item order and, above a few
+    hundred, in worker processes (chunks of pairs with the pixels they need, two per worker in flight).
     """
     pairs = list(pairs)
     if not pairs:
@@ -212,10 +213,20 @@ def verify_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable[[int], np.nd
             yield [pairs[n] for n in chunk], {k: pixels(k) for k in wanted}, params, mirrored
 
     out: list[Verdict | None] = [None] * len(pairs)
+
+    def collect(chunk: list[int], future) -> None:
+        for n, verdict in zip(chunk, future.result(), strict=True):
+            out[n] = verdict
+
+    # At most two chunks per worker in flight: each carries its pixels, so memory stays bounded.
     with worker_pool(workers) as pool:
-        for chunk, verdicts in zip(chunks, pool.map(_verify_chunk, jobs()), strict=True):
-            for n, verdict in zip(chunk, verdicts, strict=True):
-                out[n] = verdict
+        pending: deque = deque()
+        for chunk, job in zip(chunks, jobs(), strict=True):
+            pending.append((chunk, pool.submit(_verify_chunk, job)))
+            if len(pending) >= 2 * workers:
+                collect(*pending.popleft())
+        while pending:
+            collect(*pending.popleft())
     return out
 
 

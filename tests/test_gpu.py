@@ -153,3 +153,16 @@ def test_read_files_records_unreadable_paths(tmp_path):
     ok.write_bytes(encode_jpeg(sample_crops(1)[0]))
     blobs, errors = gpu.read_files([str(ok), str(tmp_path / "gone.jpg")])
     assert blobs[0] == ok.read_bytes() and blobs[1] == b"" and errors == {1: "file vanished since the scan"}
+
+
+def test_bench_plans_one_torch_local_target_per_pytorch_precision():
+    """``bench --backend torch-local --device cuda --precision fp32,int8,bf16``: int8 names an ONNX export
+    and is skipped; each target is warmed up (CUDA graphs captured) before it is measured."""
+    from photodedup.bench import BenchSettings, plan_targets
+
+    targets = plan_targets("torch-local", BenchSettings(precisions=("fp32", "int8", "bf16"), device="cuda",
+                                                        weights="random"))
+    assert [t.label for t in targets] == ["torch-local-fp32", "torch-local-bf16"]
+    assert targets[1].options == {"weights": "random", "device": "cuda", "precision": "bf16", "warm_up": True}
+    (only,) = plan_targets("torch-local", BenchSettings(precisions=("int8",)))
+    assert only.label == "torch-local" and only.options["precision"] == "auto"

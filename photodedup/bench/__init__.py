@@ -65,6 +65,7 @@ class BenchSettings:
     url: str | None = None
     model_dir: Path | None = None
     weights: str = config.DEFAULT_WEIGHTS
+    device: str = "cpu"  # torch-local's device (cuda: the GPU path, photodedup/gpu.py)
     rule: StabilityRule = field(default_factory=StabilityRule)
 
     def validate(self) -> None:
@@ -158,8 +159,11 @@ def plan_targets(name: str, settings: BenchSettings) -> list[Target]:
         if settings.payload not in (None, "uint8", "fp32"):
             raise BadInputError(f"{name} runs in this process; payload {settings.payload!r} means nothing to it",
                                 hint="in-process backends take --payload uint8 or fp32 (a float32-input export)")
-        if name == "torch-local":
-            return [Target(name, name, {"weights": settings.weights}, IN_PROCESS_PAYLOAD)]
+        if name == "torch-local":  # one target per PyTorch precision asked for (ONNX-only ones such as int8 skipped)
+            precisions = [p for p in settings.precisions if p in ("fp32", "fp16", "bf16")] or ["auto"]
+            return [Target(name if len(precisions) == 1 else f"torch-local-{precision}", name,
+                           {"weights": settings.weights, "device": settings.device, "precision": precision,
+                            "warm_up": True}, IN_PROCESS_PAYLOAD) for precision in precisions]
         targets = []
         for precision in settings.precisions:
             options = {"weights": settings.weights, "precision": precision}
@@ -248,7 +252,7 @@ def settings_dict(settings: BenchSettings) -> dict:
     return {"backends": list(settings.backends), "concurrency": list(settings.concurrency),
             "batch_sizes": list(settings.batch_sizes), "payload": settings.payload,
             "precisions": list(settings.precisions), "duration": settings.duration,
-            "window": settings.window, "warmup": settings.warmup, "url": settings.url,
+            "window": settings.window, "warmup": settings.warmup, "url": settings.url, "device": settings.device,
             "stability": f"last {settings.rule.windows} windows within {settings.rule.tolerance:.0%}"}
 
 
