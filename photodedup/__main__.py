@@ -1,3 +1,4 @@
 from photodedup.cli import main
 
-main()
+if __name__ == "__main__":  # worker processes import this module without running the CLI
+    main()

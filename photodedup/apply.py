@@ -28,8 +28,6 @@ import logging
 import os
 import secrets
 import shutil
-import signal
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -48,10 +46,14 @@ log = logging.getLogger(__name__)
 JOURNAL_NAME = "journal.jsonl"
 MARKER_NAME = config.TRASH_MARKER  # marks the folder as photodedup's trash (scan skips it)
 _PARTIAL = ".partial"
-# Test hooks (tests/test_apply.py): SIGKILL this process at a stage of the n-th move ("linked:2"),
-# and move by copy as if across filesystems.
-_KILL_ENV = "PHOTODEDUP_TEST_APPLY_KILL"
-_COPY_ENV = "PHOTODEDUP_TEST_APPLY_COPY"
+# Fault-injection seams, read at call time: tests (tests/faulty_cli.py, or monkeypatch in-process) set
+# ``LINK_FIRST = False`` to move by copy as if across filesystems, and replace ``checkpoint`` to kill
+# the process at a stage of the n-th move. Production reads no switch for either.
+LINK_FIRST = True
+
+
+def checkpoint(stage: str, index: int) -> None:
+    """Called after each durable stage of move ``index`` ("begun", "linked", "copied", "moved")."""
 
 
 def default_trash_dir() -> Path:
@@ -419,7 +421,7 @@ def _journaled_move(journal: Journal, op: str, apply_id: str, item: dict, dest: 
     common = {"op": op, "apply": apply_id, "original": original, "trash": trash, "md5": item["md5"],
               "size": item["size"], "file_id": item["file_id"]} | _pair_key(item)
     journal.append(state="begin", **common)
-    _test_hook("begun", index)
+    checkpoint("begun", index)
     try:
         method = _move(Path(source or original), dest, item["md5"], index)
     except (OSError, SafetyError) as error:  # rolled back: the file is where it was
@@ -428,7 +430,7 @@ def _journaled_move(journal: Journal, op: str, apply_id: str, item: dict, dest: 
         except OSError:  # (the next recover sees the source in place and aborts it then)
             pass
         raise
-    _test_hook("moved", index)
+    checkpoint("moved", index)
     journal.append(state="done", method=method, **common)
     return method
 
@@ -439,7 +441,7 @@ def _move(src: Path, dst: Path, md5: str, index: int) -> str:
     On any failure nothing has moved: ``src`` is where it was and nothing is left at ``dst``.
     """
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if not os.environ.get(_COPY_ENV):
+    if LINK_FIRST:
         try:
             os.link(src, dst, follow_symlinks=False)
         except FileExistsError as error:
@@ -449,7 +451,7 @@ def _move(src: Path, dst: Path, md5: str, index: int) -> str:
                 raise
         else:
             _fsync_dir(dst.parent)
-            _test_hook("linked", index)
+            checkpoint("linked", index)
             _remove_source(src, dst)
             return "link"
     partial = dst.with_name(dst.name + _PARTIAL)
@@ -459,7 +461,7 @@ def _move(src: Path, dst: Path, md5: str, index: int) -> str:
             fout.flush()
             os.fsync(fout.fileno())
         shutil.copystat(src, partial)
-        _test_hook("copied", index)
+        checkpoint("copied", index)
         if file_md5(partial) != md5:
             raise SafetyError(f"the copy of {src} did not verify (md5 differs)")
         _put_in_place(partial, dst)
@@ -467,7 +469,7 @@ def _move(src: Path, dst: Path, md5: str, index: int) -> str:
         partial.unlink(missing_ok=True)
         raise
     _fsync_dir(dst.parent)
-    _test_hook("linked", index)
+    checkpoint("linked", index)
     _remove_source(src, dst)
     return "copy"
 
@@ -585,8 +587,3 @@ def _fsync_dir(folder: Path) -> None:
     finally:
         os.close(fd)
 
-
-def _test_hook(stage: str, index: int) -> None:
-    if os.environ.get(_KILL_ENV) == f"{stage}:{index}":
-        os.kill(os.getpid(), signal.SIGKILL)
-        time.sleep(10)  # pragma: no cover - the signal arrives first

@@ -67,6 +67,21 @@ class _Closing:
         self.close()
 
 
+def worker_pool(workers: int, **options):
+    """A process pool whose workers start from a clean process, never from a fork of this one.
+
+    A fork copies the state of every native thread pool the parent has used (OpenMP in faiss,
+    PyTorch or LibRaw, ONNX Runtime's threads), and GNU libgomp deadlocks in a forked child once the
+    parent has run a parallel region: a scan after a ``group`` or an ``embed`` in the same process
+    hung in LibRaw. The forkserver starts one clean process and forks the workers from it.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("forkserver")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, **options)
+
+
 class LocalExecutor(_Closing):
     """Worker processes on this machine (the pool starts on first use); one worker runs jobs inline."""
 
@@ -80,9 +95,7 @@ class LocalExecutor(_Closing):
         if self.workers <= 1 or len(jobs) < 4:
             return map(fn, jobs)
         if self._pool is None:
-            from concurrent.futures import ProcessPoolExecutor
-
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, initializer=ignore_interrupts)
+            self._pool = worker_pool(self.workers, initializer=ignore_interrupts)
         return self._pool.map(fn, jobs, chunksize=chunksize)
 
     def close(self) -> None:

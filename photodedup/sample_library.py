@@ -22,7 +22,6 @@ import math
 import os
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,6 +31,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
 from photodedup.dng import require_pidng, write_dng
 from photodedup.errors import BadInputError
+from photodedup.executor import worker_pool
 
 #: Sources used whole only: repeating textures (any two pieces look alike) and the retina (its quarters
 #: are mirror images of each other).
@@ -75,7 +75,7 @@ def make_library(out: Path | str, *, originals: int = 12, megapixels: float = 12
     jobs = [(str(out), sources, i, megapixels, seed) for i in range(originals)]
     workers = workers or min(os.cpu_count() or 1, 4)
     if workers > 1 and originals > 2:
-        with ProcessPoolExecutor(workers) as pool:
+        with worker_pool(workers) as pool:
             results = list(pool.map(_make_original, jobs))
     else:
         results = [_make_original(job) for job in jobs]

@@ -23,10 +23,11 @@ import logging
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+
+from photodedup.executor import worker_pool
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ def verify_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable[[int], np.nd
             out[n] = verdict
 
     # At most two chunks per worker in flight: each carries its pixels, so memory stays bounded.
-    with ProcessPoolExecutor(workers) as pool:
+    with worker_pool(workers) as pool:
         pending: deque = deque()
         for chunk, job in zip(chunks, jobs(), strict=True):
             pending.append((chunk, pool.submit(_verify_chunk, job)))

@@ -29,9 +29,14 @@ def cli_command(*args) -> list[str]:
 
 def run_cli(*args, env: dict | None = None, cwd: Path | str = REPO, timeout: float = 600,
             input: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``photodedup ARGS`` to the end; ``env`` adds to (never replaces) the environment."""
-    return subprocess.run(cli_command(*args), env=cli_env(env), cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, input=input)
+    """Run ``photodedup ARGS`` to the end; ``env`` adds to (never replaces) the environment.
+
+    An environment asking for injected faults (``PHOTODEDUP_TEST_APPLY_*``) runs ``tests/faulty_cli.py``.
+    """
+    env = cli_env(env)
+    faulty = any(name.startswith("PHOTODEDUP_TEST_APPLY_") for name in env)
+    command = [sys.executable, str(REPO / "tests" / "faulty_cli.py"), *map(str, args)] if faulty else cli_command(*args)
+    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, input=input)
 
 
 def write_photo(path: Path, size=(320, 240), color=(180, 60, 30), fmt="JPEG", exif: Image.Exif | None = None,

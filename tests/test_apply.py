@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
+from photodedup import apply as apply_module
 from photodedup import groups as decisions
 from photodedup.apply import JOURNAL_NAME, MARKER_NAME, apply, file_md5, undo
 from photodedup.catalog import Catalog
@@ -182,7 +183,7 @@ def test_copy_across_filesystems_is_verified_and_keeps_the_mtime(review_library,
     if real_cross:
         lib["trash"] = Path(os.environ.get("TMPDIR_SHM", shm)) / f"photodedup-test-{os.getpid()}-{id(lib)}"
     else:
-        monkeypatch.setenv("PHOTODEDUP_TEST_APPLY_COPY", "1")
+        monkeypatch.setattr(apply_module, "LINK_FIRST", False)  # as if across filesystems
     try:
         keep(lib, "B", "b.jpg")
         original = Path(lib["paths"]["b_q70.jpg"])

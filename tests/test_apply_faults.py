@@ -11,24 +11,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_cli
 
 from photodedup import apply as apply_mod
 from photodedup import groups as decisions
 from photodedup.apply import JOURNAL_NAME, file_md5
 from photodedup.catalog import Catalog
 
-REPO = Path(__file__).resolve().parent.parent
 MARKED = ["2019/copies/a_copy.jpg", "a_small.jpg", "b_q70.jpg"]  # the order apply moves them in
-
-
-def run_cli(*args: str, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    full_env = os.environ | {"PYTHONPATH": str(REPO)} | (env or {})
-    return subprocess.run([sys.executable, "-m", "photodedup", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=120)
 
 
 def mark_all(lib: dict) -> dict[str, str]:
@@ -193,7 +186,7 @@ def test_a_relative_trash_dir_is_stored_absolute(review_library, tmp_path):
 def test_copy_mode_never_overwrites_a_file_that_appears_at_the_destination(review_library, monkeypatch):
     lib = review_library
     mark_all(lib)
-    monkeypatch.setenv("PHOTODEDUP_TEST_APPLY_COPY", "1")
+    monkeypatch.setattr(apply_mod, "LINK_FIRST", False)  # as if across filesystems
     intruder = b"someone else's file"
     real_link, real_rename = os.link, os.rename
 

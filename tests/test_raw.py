@@ -212,13 +212,20 @@ def test_sample_library_has_raw_jpeg_pairs(tmp_path):
 
 
 def test_forked_workers_decode_after_an_in_process_decode(tmp_path, photo):
-    """LibRaw's OpenMP must not hang forked scan workers after the parent decoded a RAW itself."""
+    """Scan workers must not hang in LibRaw's OpenMP after the parent ran OpenMP itself.
+
+    The parent here searches with faiss and multiplies with PyTorch (both OpenMP, as ``group`` and
+    ``embed`` do in a ``run``), decodes a RAW in-process, then scans with a worker pool: forked
+    workers deadlocked in GNU libgomp.
+    """
     small = photo.resize((320, 240))
     (tmp_path / "many").mkdir()
     for i in range(5):
         write_dng(tmp_path / "many" / f"{i}.dng", small, preview=None)
     write_dng(tmp_path / "one.dng", small, preview=None)
-    code = ("import sys; from photodedup.scan import scan; "
+    code = ("import sys, faiss, numpy, torch; from photodedup.scan import scan; "
+            "x = numpy.random.rand(4000, 32).astype('float32'); i = faiss.IndexFlatIP(32); i.add(x); "
+            "i.search(x, 4); torch.ones(512, 512) @ torch.ones(512, 512); "
             "a = scan([sys.argv[1]], catalog=sys.argv[3], workers=2); "  # one file: decoded in this process
             "b = scan([sys.argv[2]], catalog=sys.argv[3], workers=2); "  # five: a forked pool
             "print(a.new, b.new, b.errors)")

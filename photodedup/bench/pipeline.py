@@ -105,14 +105,13 @@ def jpeg_to_embeddings(paths: Sequence[str], backend, decoder: str = "torchvisio
                        workers: int | None = None) -> PipelineRow:
     """Files to embeddings with ``backend`` (model loaded beforehand, not timed): read, decode and crop
     (``torchvision`` on the backend's device, or ``pil`` in ``workers`` processes), embed, per batch."""
-    from concurrent.futures import ProcessPoolExecutor
-
     from photodedup.embed import decode_original
+    from photodedup.executor import worker_pool
     from photodedup.gpu import JpegCropper, read_files
 
     stages = {"read": 0.0, "decode": 0.0, "infer": 0.0}
     cropper = JpegCropper(backend.preprocess, device=backend.device) if decoder == "torchvision" else None
-    pool = None if cropper else ProcessPoolExecutor(max_workers=workers or os.cpu_count() or 1)
+    pool = None if cropper else worker_pool(workers or os.cpu_count() or 1)
     done = 0
     start = time.perf_counter()
     try:
