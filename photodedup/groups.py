@@ -384,14 +384,21 @@ def evidence_words(m: Member) -> str:
 
 
 # -- differences between two members (the page's side-by-side compare) ------------------------------
+def _same_frame(a: Member, b: Member) -> bool:
+    """Whether two members' content fills the same share of their canvas (within 2%)."""
+    return (abs(a.content_width / a.width - b.content_width / b.width) <= 0.02
+            and abs(a.content_height / a.height - b.content_height / b.height) <= 0.02)
+
+
 def differences(a: Member, b: Member) -> list[str]:
     """What the tool knows differs between two members, in words (border, grayscale, crop, mirror, ...)."""
     out = []
     name = lambda m: Path(m.path).name  # noqa: E731
-    for m in (a, b):
-        if keeper_rules.bordered(m):
-            out.append(f"border: {name(m)} has a uniform border (content {m.content_width}x{m.content_height} "
-                       f"in {m.width}x{m.height})")
+    framed = [m for m, other in ((a, b), (b, a))  # a border both show in the same proportion is the photo's own
+              if keeper_rules.bordered(m) and not (keeper_rules.bordered(other) and _same_frame(m, other))]
+    for m in framed:
+        out.append(f"border: {name(m)} has a uniform border (content {m.content_width}x{m.content_height} "
+                   f"in {m.width}x{m.height})")
     if a.grayscale is not None and b.grayscale is not None and a.grayscale != b.grayscale:
         out.append(f"grayscale: {name(a if a.grayscale else b)} is grayscale, {name(b if a.grayscale else a)} colour")
     ca, cb = keeper_rules.content_size(a), keeper_rules.content_size(b)
@@ -405,8 +412,9 @@ def differences(a: Member, b: Member) -> list[str]:
         if m.match.get("kind") == "verified":
             out.append(f"crop or overlay: {name(m)} matches on {m.match['coverage']:.0%} of the smaller picture "
                        f"({m.match['inliers']} matching features)")
-    if ca != cb:
-        out.append(f"resolution: {ca[0]}x{ca[1]} and {cb[0]}x{cb[1]}")
+    sa, sb = (ca, cb) if framed else ((a.width, a.height), (b.width, b.height))  # content inside an added border
+    if sa != sb:
+        out.append(f"resolution: {sa[0]}x{sa[1]} and {sb[0]}x{sb[1]}")
     if (a.format or "") != (b.format or ""):
         out.append(f"format: {a.format or '?'} and {b.format or '?'}")
     if (a.size or 0) != (b.size or 0):
