@@ -25,7 +25,7 @@ demo: install
 	@test -d $(LIB) || $(BIN)/photodedup sample-library $(LIB) --originals 24 --megapixels 12
 	$(BIN)/photodedup run $(LIB) --catalog $(CATALOG) --weights random --report $(LIB)-report.html
 
-test: install system-deps
+test: system-deps install  # system packages first: pidng builds with the C compiler
 	$(BIN)/python -m pytest -q
 
 # The wheels the GPU machine lacks (Python 3.12), in .whl/ (git-ignored), sized for one 64 MiB call.
