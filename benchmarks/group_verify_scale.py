@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from photodedup import cluster as clu
 from photodedup.catalog import Catalog
-from photodedup.group import GroupParams, _pixel_source, _variant_hashes, build_groups, confirmed, verified_edges
+from photodedup.group import GroupSettings, _pixel_source, _variant_hashes, build_groups, confirmed, verified_edges
 from photodedup.scan import _content_features
 
 EDITS = ("crop", "mirror", "turn", "watermark", "reencode")
@@ -130,7 +130,7 @@ def main() -> None:
         if args.build_only:
             return
 
-    params = GroupParams()
+    params = GroupSettings()
     times: dict[str, float] = {}
     started = time.perf_counter()
     with Catalog(path) as cat:

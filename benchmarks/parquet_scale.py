@@ -75,7 +75,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from photodedup.config import GB
-    from photodedup.group import GroupParams
+    from photodedup.group import GroupSettings
     from photodedup.parquet import group_parquet
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -87,7 +87,7 @@ def main() -> None:
           f"peak RSS so far {peak_gb():.2f} GB", flush=True)
 
     started = time.perf_counter()
-    result = group_parquet(args.out, params=GroupParams(evidence=("exact", "semantic"), cosine=args.cosine),
+    result = group_parquet(args.out, params=GroupSettings(evidence=("exact", "semantic"), cosine=args.cosine),
                            memory_bytes=int(args.memory_gb * GB))
     total_s = time.perf_counter() - started
     label = np.full(args.n, -1, dtype=np.int64)

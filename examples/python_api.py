@@ -13,7 +13,7 @@ from pathlib import Path
 from photodedup.backends import get_backend
 from photodedup.embed import embed
 from photodedup.export_onnx import export_onnx
-from photodedup.group import GroupParams, group
+from photodedup.group import GroupSettings, group
 from photodedup.groups import load_groups
 from photodedup.scan import scan
 
@@ -33,7 +33,7 @@ def main() -> None:
     finally:
         backend.close()
     # Random weights carry no meaning: allow them here only so the example shows semantic evidence.
-    params = GroupParams(allow_random=args.weights == "random", model=backend.embedding_id)  # model + precision
+    params = GroupSettings(allow_random=args.weights == "random", model=backend.embedding_id)  # model + precision
     result = group(args.catalog, roots=[args.library], params=params)
     for g in load_groups(args.catalog):
         print(f"group {g.id} ({g.kind}): keep {g.keeper_path} because {g.keeper_reason}")

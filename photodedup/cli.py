@@ -635,10 +635,10 @@ DEFAULT_KEEPER_RULES = "not-derivative,resolution,exif,size,oldest"
 
 def _group_params(evidence, hash_threshold, cosine, method, model, allow_random, search="auto", *,
                   prefer=None, keeper_rules=DEFAULT_KEEPER_RULES):
-    from photodedup.group import EVIDENCE, GroupParams
+    from photodedup.group import EVIDENCE, GroupSettings
     from photodedup.keeper import reference_folders
 
-    return GroupParams(evidence=tuple(evidence or EVIDENCE), hash_threshold=hash_threshold, cosine=cosine,
+    return GroupSettings(evidence=tuple(evidence or EVIDENCE), hash_threshold=hash_threshold, cosine=cosine,
                        model=model, allow_random=allow_random, method=method, search=search,
                        keeper_rules=keeper_rules, prefer=reference_folders(prefer or ()))
 

@@ -1,14 +1,14 @@
 """Candidate pairs and clustering: the scalable core of ``photodedup group``, arrays in, arrays out.
 
-Three kinds of evidence become one list of edges ``(i, j, rank, distance)`` over item indices:
+Three kinds of evidence become one list of edges ``(i, j, kind, distance)`` over item indices:
 
-- exact: equal MD5 (rank 0, distance 0);
-- perceptual: Hamming distance of 64-bit hashes <= t (rank 1, distance = bits), found with
+- exact: equal MD5 (kind 0, distance 0);
+- perceptual: Hamming distance of 64-bit hashes <= t (kind 1, distance = bits), found with
   multi-index hashing (pigeonhole over four 16-bit blocks), so it scales far beyond a BK-tree in Python;
-- semantic: cosine >= t (rank 2, distance = 1 - cosine), found by an exact blocked matrix product
+- semantic: cosine >= t (kind 2, distance = 1 - cosine), found by an exact blocked matrix product
   for small inputs and a faiss IVF index (then rescored exactly) above ``EXACT_MAX``.
 
-Clustering processes edges in one fixed order, ``(rank, distance, key_i, key_j)``, where ``keys`` are
+Clustering processes edges in one fixed order, ``(kind, distance, key_i, key_j)``, where ``keys`` are
 stable item identities (file ids), so the result does not depend on the input order. The default,
 complete link, joins two clusters only when every cross pair is an edge: no chaining, every member is
 within the threshold of every other. Single link (connected components) is the option.
@@ -43,7 +43,7 @@ _H01 = np.uint64(0x0101010101010101)
 
 @dataclass
 class Edges:
-    """Candidate pairs over item indices, ``i < j``; ``rank`` is the evidence kind (``KIND_NAMES``).
+    """Candidate pairs over item indices, ``i < j``; ``kind`` is the evidence kind (``KIND_NAMES``, strongest first).
 
     What joined a pair, beyond its kind and distance: ``variant`` (perceptual: the dihedral variant of
     item ``i`` that looks like item ``j``, ``photodedup.hashing.VARIANTS``; 0 = as is), ``bits`` (the
@@ -53,7 +53,7 @@ class Edges:
 
     i: np.ndarray
     j: np.ndarray
-    rank: np.ndarray
+    kind: np.ndarray
     distance: np.ndarray
     variant: np.ndarray | None = None
     inliers: np.ndarray | None = None
@@ -73,7 +73,7 @@ class Edges:
         return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.float64))
 
     @classmethod
-    def of(cls, i, j, rank: int, distance, *, variant=None, inliers=None, coverage=None) -> Edges:
+    def of(cls, i, j, kind: int, distance, *, variant=None, inliers=None, coverage=None) -> Edges:
         """Edges from index pairs in any order; a variant is turned around when its pair is."""
         i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
         lo, hi = np.minimum(i, j), np.maximum(i, j)
@@ -82,7 +82,7 @@ class Edges:
 
             variant = np.asarray(variant, np.int8)
             variant = np.where(i <= j, variant, np.asarray(INVERSE, np.int8)[variant]).astype(np.int8)
-        return cls(lo, hi, np.full(len(lo), rank, np.int8), np.asarray(distance, np.float64).reshape(-1),
+        return cls(lo, hi, np.full(len(lo), kind, np.int8), np.asarray(distance, np.float64).reshape(-1),
                    variant, None if inliers is None else np.asarray(inliers, np.int32),
                    None if coverage is None else np.asarray(coverage, np.float32))
 
@@ -95,11 +95,11 @@ class Edges:
 
         keep = i != j
         variant = np.where(i <= j, self.variant, np.asarray(INVERSE, np.int8)[self.variant]).astype(np.int8)
-        return Edges(np.minimum(i, j)[keep], np.maximum(i, j)[keep], self.rank[keep], self.distance[keep],
+        return Edges(np.minimum(i, j)[keep], np.maximum(i, j)[keep], self.kind[keep], self.distance[keep],
                      variant[keep], self.inliers[keep], self.coverage[keep])
 
     def where(self, keep: np.ndarray) -> Edges:
-        return Edges(self.i[keep], self.j[keep], self.rank[keep], self.distance[keep], self.variant[keep],
+        return Edges(self.i[keep], self.j[keep], self.kind[keep], self.distance[keep], self.variant[keep],
                      self.inliers[keep], self.coverage[keep])
 
 
@@ -387,7 +387,7 @@ def combine(*parts: Edges) -> Edges:
         return Edges.empty()
     i = np.concatenate([p.i for p in parts])
     j = np.concatenate([p.j for p in parts])
-    rank = np.concatenate([p.rank for p in parts])
+    rank = np.concatenate([p.kind for p in parts])
     dist = np.concatenate([p.distance for p in parts])
     variant = np.concatenate([p.variant for p in parts])
     order = np.lexsort((variant, dist, rank, j, i))
@@ -410,7 +410,7 @@ def cluster(n: int, edges: Edges, keys, *, method: str = "complete") -> list[lis
     keys = np.asarray(keys)
     ki, kj = keys[edges.i], keys[edges.j]
     lo, hi = np.minimum(ki, kj), np.maximum(ki, kj)
-    order = np.lexsort((hi, lo, edges.distance, edges.rank))
+    order = np.lexsort((hi, lo, edges.distance, edges.kind))
     parent = list(range(n))
 
     def find(x: int) -> int:

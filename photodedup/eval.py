@@ -27,7 +27,7 @@ from photodedup import cluster as clu
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError
 from photodedup.group import (
-    GroupParams,
+    GroupSettings,
     build_groups,
     find_edges,
     open_catalog,
@@ -114,7 +114,7 @@ class Scores:
 class EvalResult:
     truth: str
     files: int
-    params: GroupParams
+    params: GroupSettings
     model: str | None
     overall: Scores
     by_evidence: dict[str, Scores]
@@ -155,9 +155,9 @@ class EvalResult:
 
 
 def evaluate(catalog: Path | str | Catalog | None, truth_path: Path | str, *,
-             params: GroupParams | None = None) -> EvalResult:
+             params: GroupSettings | None = None) -> EvalResult:
     """Group the files under the truth's root in memory (nothing stored) and score the groups."""
-    params = params or GroupParams()
+    params = params or GroupSettings()
     truth = load_truth(truth_path)
     with open_catalog(catalog) as cat:
         rows, parts, model, warnings = _evidence(cat, truth, params)
@@ -177,7 +177,7 @@ def evaluate(catalog: Path | str | Catalog | None, truth_path: Path | str, *,
                       keeper_accuracy(groups, truth), kept_apart(groups, truth))
 
 
-def _evidence(cat: Catalog, truth: Truth, params: GroupParams):
+def _evidence(cat: Catalog, truth: Truth, params: GroupSettings):
     rows = [row for row in select_files(cat, [truth.root]) if truth.listed is None or row["path"] in truth.listed]
     model, warnings = pick_model(cat, params)
     vectors = semantic_vectors(cat, rows, model) if model else None
@@ -185,12 +185,12 @@ def _evidence(cat: Catalog, truth: Truth, params: GroupParams):
 
 
 def sweep(catalog: Path | str | Catalog | None, truth_path: Path | str, *, name: str = "hash",
-          values: Sequence[float] | None = None, params: GroupParams | None = None) -> list[dict]:
+          values: Sequence[float] | None = None, params: GroupSettings | None = None) -> list[dict]:
     """Precision and recall for each value of one threshold (``hash`` or ``cosine``), others fixed."""
     if name not in SWEEPS:
         raise BadInputError(f"unknown sweep {name!r}", hint=f"choose one of: {', '.join(SWEEPS)}")
     values = sorted(values or DEFAULT_SWEEP_VALUES[name])
-    params = params or GroupParams()
+    params = params or GroupSettings()
     loosest = values[-1] if name == "hash" else values[0]
     truth = load_truth(truth_path)
     with open_catalog(catalog) as cat:
@@ -309,7 +309,7 @@ def kept_apart(groups, truth: Truth) -> dict[str, list[int]]:
 def _edge_order(rows, edges: clu.Edges) -> dict[tuple[str, str], tuple[int, float]]:
     paths = [row["path"] for row in rows]
     order = {}
-    for a, b, rank, dist in zip(edges.i.tolist(), edges.j.tolist(), edges.rank.tolist(),
+    for a, b, rank, dist in zip(edges.i.tolist(), edges.j.tolist(), edges.kind.tolist(),
                                 edges.distance.tolist(), strict=True):
         order[(paths[a], paths[b])] = order[(paths[b], paths[a])] = (rank, dist)
     return order

@@ -69,7 +69,7 @@ DEFAULT_COSINE = 0.99
 
 
 @dataclass(frozen=True)
-class GroupParams:
+class GroupSettings:
     """Everything that decides the grouping (stored with each run)."""
 
     evidence: tuple[str, ...] = EVIDENCE
@@ -84,7 +84,7 @@ class GroupParams:
     verify_radius: int = DEFAULT_VERIFY_RADIUS
     verify_neighbours: int = DEFAULT_VERIFY_NEIGHBOURS
     verify_dhash: int = DEFAULT_VERIFY_DHASH
-    verify: verify.VerifyParams = verify.VerifyParams()   # what a verified pair must show
+    verify: verify.VerifySettings = verify.VerifySettings()   # what a verified pair must show
     keeper_rules: tuple[str, ...] = keeper.expand_rules(keeper.DEFAULT_RULES)
     prefer: tuple[str, ...] = ()   # reference folders (absolute): their files always win, never trashed
 
@@ -109,7 +109,7 @@ class GroupParams:
 @dataclass
 class GroupResult:
     groups: list[Group]
-    params: GroupParams
+    params: GroupSettings
     files: int
     edges: dict[str, int]
     model: str | None
@@ -148,10 +148,10 @@ class GroupResult:
 
 # -- the library function --------------------------------------------------------------------------
 def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path | str] = (),
-          params: GroupParams | None = None, store: bool = True,
+          params: GroupSettings | None = None, store: bool = True,
           progress: ProgressCallback | None = None) -> GroupResult:
     """Group the catalog's OK files (only those under ``roots`` when given) and store the run."""
-    params = params or GroupParams()
+    params = params or GroupSettings()
     progress = progress or no_progress
     started = time.perf_counter()
     with open_catalog(catalog) as cat:
@@ -185,7 +185,7 @@ def select_files(cat: Catalog, roots: Sequence[Path | str] = ()) -> list:
     return sorted(rows.values(), key=lambda r: r["path"])
 
 
-def pick_model(cat: Catalog, params: GroupParams) -> tuple[str | None, list[str]]:
+def pick_model(cat: Catalog, params: GroupSettings) -> tuple[str | None, list[str]]:
     """The model whose embeddings are semantic evidence (or None), and warnings to show."""
     if "semantic" not in params.evidence:
         return None, []
@@ -232,7 +232,7 @@ def semantic_vectors(cat: Catalog, rows: Sequence, model: str) -> tuple[np.ndarr
     return index, vectors[keep]
 
 
-def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None, params: GroupParams, *,
+def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None, params: GroupSettings, *,
                thumbs: Callable[[int], bytes | None] | None = None) -> dict[str, clu.Edges]:
     """Candidate pairs of every enabled evidence kind, by kind (``cluster.combine`` merges them).
 
@@ -273,7 +273,7 @@ def _variant_hashes(rows: Sequence) -> np.ndarray:
     return out
 
 
-def confirmed(perceptual: clu.Edges, params: GroupParams, pixels) -> clu.Edges:
+def confirmed(perceptual: clu.Edges, params: GroupSettings, pixels) -> clu.Edges:
     """Perceptual pairs without those in the upper band (as is, more than ``confirm_above`` bits) that
     local features refute: enough features on both sides and no geometry that explains them. A shared
     watermark or a similar layout moves two different photos' hashes this close."""
@@ -286,7 +286,7 @@ def confirmed(perceptual: clu.Edges, params: GroupParams, pixels) -> clu.Edges:
 
 
 def verified_edges(index: np.ndarray, hashes: np.ndarray, dhashes: np.ndarray, found: dict[str, clu.Edges],
-                   params: GroupParams, pixels) -> clu.Edges:
+                   params: GroupSettings, pixels) -> clu.Edges:
     """Pairs beyond the hash threshold that local features confirm (``photodedup.verify``).
 
     Candidates: each file's ``verify_neighbours`` nearest files by pHash + dHash distance, among those
@@ -332,20 +332,20 @@ def _pixel_source(rows: Sequence, thumbs: Callable[[int], bytes | None]) -> Call
     return pixels
 
 
-def _verify(pairs: list[tuple[int, int]], pixels, params: verify.VerifyParams, *,
+def _verify(pairs: list[tuple[int, int]], pixels, params: verify.VerifySettings, *,
             mirrored: bool = False) -> dict[tuple[int, int], verify.Verdict]:
     verdicts = verify.verify_pairs(pairs, pixels, params, mirrored=mirrored)
     return {p: v for p, v in zip(pairs, verdicts, strict=True) if v is not None and v.accepted}
 
 
-def build_groups(rows: Sequence, edges: clu.Edges, params: GroupParams | None = None,
+def build_groups(rows: Sequence, edges: clu.Edges, params: GroupSettings | None = None,
                  pairs: dict[int, int] | None = None) -> list[Group]:
     """Cluster, then name each group's keeper and each member's evidence (ids are 1, 2, ...).
 
     ``pairs`` (RAW file id -> JPEG/HEIC file id): each RAW+JPEG pair is one item, the RAW with its
     JPEG as a companion, so a pair is never a group by itself and never split.
     """
-    params = params or GroupParams()
+    params = params or GroupSettings()
     edges, companions = _shots(rows, edges, pairs or {})
     keys = np.array([row["id"] for row in rows], dtype=np.int64)
     clusters = clu.cluster(len(rows), edges, keys, method=params.method)
@@ -356,7 +356,7 @@ def build_groups(rows: Sequence, edges: clu.Edges, params: GroupParams | None = 
     best: dict[tuple[int, int], tuple[int, float, int]] = {}  # (rank, distance, edge number)
     for number in np.nonzero(inside)[0].tolist():
         a, b = int(edges.i[number]), int(edges.j[number])
-        best[(a, b)] = best[(b, a)] = (int(edges.rank[number]), float(edges.distance[number]), number)
+        best[(a, b)] = best[(b, a)] = (int(edges.kind[number]), float(edges.distance[number]), number)
     groups = []
     for members in clusters:
         out = [(k, Member.from_row(rows[k], evidence="", score=0.0)) for k in members]
@@ -413,7 +413,7 @@ def _score(rank: int, distance: float) -> float:
 
 def describe(edges: clu.Edges, number: int, *, towards: int, other: str, is_keeper: bool) -> dict:
     """What joined edge ``number``'s item ``towards`` to its partner, as data and in words (``how``)."""
-    rank, dist = int(edges.rank[number]), float(edges.distance[number])
+    rank, dist = int(edges.kind[number]), float(edges.distance[number])
     match: dict = {"kind": clu.KIND_NAMES[rank]}
     if rank == clu.EXACT:
         words = "exact copy (same bytes)"

@@ -29,7 +29,7 @@ from photodedup import cluster as clu
 from photodedup.catalog import Catalog, open_catalog
 from photodedup.config import GB
 from photodedup.errors import BackendUnavailableError, BadInputError
-from photodedup.group import GroupParams, GroupResult, build_groups, find_edges
+from photodedup.group import GroupResult, GroupSettings, build_groups, find_edges
 
 log = logging.getLogger(__name__)
 
@@ -179,10 +179,10 @@ def read_vectors(path: Path | str, batch_rows: int = ROW_GROUP) -> Iterator[tupl
         start += len(batch)
 
 
-def group_parquet(path: Path | str, *, params: GroupParams | None = None,
+def group_parquet(path: Path | str, *, params: GroupSettings | None = None,
                   memory_bytes: int = DEFAULT_MEMORY_BYTES) -> GroupResult:
     """Group the files of a Parquet export (exact, perceptual, semantic evidence); stores nothing."""
-    params = params or GroupParams()
+    params = params or GroupSettings()
     started = time.perf_counter()
     handle = _open(path)
     meta = handle.schema_arrow.metadata or {}

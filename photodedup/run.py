@@ -18,7 +18,7 @@ from pathlib import Path
 from photodedup import config
 from photodedup.errors import ExportError, ModelNotFoundError
 from photodedup.executor import open_executor
-from photodedup.group import GroupParams, GroupResult, group
+from photodedup.group import GroupResult, GroupSettings, group
 from photodedup.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class RunResult:
 
 def run(roots: Sequence[Path | str], *, catalog: Path | str | None = None, backend: str | None = None,
         weights: str | None = None, model_dir: Path | None = None, precision: str = "int8",
-        report: Path | str | None = None, params: GroupParams | None = None, embed: bool = True,
+        report: Path | str | None = None, params: GroupSettings | None = None, embed: bool = True,
         progress: ProgressFactory | None = None, stage: Callable[[str], None] | None = None,
         engine: str = "local", ray_address: str | None = None, store_crops: bool = True) -> RunResult:
     """Scan ``roots``, embed, group the files under them and write the report.
@@ -66,7 +66,7 @@ def run(roots: Sequence[Path | str], *, catalog: Path | str | None = None, backe
 
     progress = progress or (lambda label: nullcontext(no_progress))
     stage = stage or (lambda message: None)
-    params = params or GroupParams()
+    params = params or GroupSettings()
     catalog = Path(catalog) if catalog else config.default_catalog()
     weights = weights or config.DEFAULT_WEIGHTS
     started = time.perf_counter()

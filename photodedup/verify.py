@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class VerifyParams:
+class VerifySettings:
     """What a verified pair must show (defaults measured on the sample library; docs/BENCHMARKS.md)."""
 
     min_inliers: int = 20
@@ -68,7 +68,7 @@ def content_pixels(jpeg: bytes, row) -> np.ndarray:
     return np.ascontiguousarray(gray)
 
 
-def features(gray: np.ndarray, params: VerifyParams = VerifyParams()) -> Features:
+def features(gray: np.ndarray, params: VerifySettings = VerifySettings()) -> Features:
     import cv2
 
     orb = cv2.ORB_create(nfeatures=params.features, scaleFactor=1.2, nlevels=6, edgeThreshold=15, patchSize=15,
@@ -97,7 +97,7 @@ class Verdict:
 TOO_FEW_FEATURES = "too few features"
 
 
-def verify(a: Features, b: Features, params: VerifyParams = VerifyParams()) -> Verdict:
+def verify(a: Features, b: Features, params: VerifySettings = VerifySettings()) -> Verdict:
     """Whether ``b`` is ``a`` (or a crop of it, or it of ``b``) with local edits, and the measures."""
     import cv2
 
@@ -186,7 +186,7 @@ def _area(polygon: list) -> float:
 
 # -- many pairs --------------------------------------------------------------------------------------
 def verify_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable[[int], np.ndarray | None],
-                 params: VerifyParams = VerifyParams(), *, mirrored: bool = False,
+                 params: VerifySettings = VerifySettings(), *, mirrored: bool = False,
                  workers: int | None = None) -> list[Verdict | None]:
     """A verdict per ``(item a, item b)`` pair; ``pixels(item)`` gives its grey content (None: unknown).
 

@@ -6,7 +6,7 @@ from helpers import run_cli
 
 from photodedup.errors import BadInputError
 from photodedup.eval import Truth, evaluate, keeper_accuracy, load_truth, retrieval_metrics, score_pairs, sweep
-from photodedup.group import GroupParams
+from photodedup.group import GroupSettings
 from photodedup.groups import Group, Member
 from photodedup.scan import scan
 
@@ -109,7 +109,7 @@ def test_sweep_recall_grows_with_the_hash_threshold(scanned, tmp_path):
     assert [p["value"] for p in points] == [0, 6, 12, 20]
     recalls = [p["recall"] for p in points]
     assert recalls == sorted(recalls) and recalls[-1] == 1.0
-    single = sweep(catalog, truth, name="hash", values=[12], params=GroupParams(method="single"))
+    single = sweep(catalog, truth, name="hash", values=[12], params=GroupSettings(method="single"))
     assert single[0]["recall"] >= points[2]["recall"]
     with pytest.raises(BadInputError, match="no usable embeddings"):
         sweep(catalog, truth, name="cosine")

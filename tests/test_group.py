@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from photodedup import cluster as clu
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError
-from photodedup.group import GroupParams, group, write_csv
+from photodedup.group import GroupSettings, group, write_csv
 from photodedup.groups import load_groups
 from photodedup.report import write_report
 from photodedup.scan import scan
@@ -150,7 +150,7 @@ def test_group_finds_the_planted_groups_and_stores_them(scanned):
 
 
 def test_exact_copies_are_exact_evidence(scanned):
-    result = group(scanned["catalog"], params=GroupParams(evidence=("exact",)))
+    result = group(scanned["catalog"], params=GroupSettings(evidence=("exact",)))
     copies = [p for p, k in scanned["truth"]["kinds"].items() if k == "copy"]
     assert len(result.groups) == len(copies)
     assert all(g.kind == "exact" and len(g.members) == 2 for g in result.groups)
@@ -172,18 +172,18 @@ def test_random_embeddings_are_never_evidence_unless_allowed(scanned):
     assert result.model is None and "semantic" not in result.edges
     assert result.warnings == ["semantic evidence skipped: the only embeddings (ViT-B-32/random-seed0) come from "
                                "random weights and carry no meaning (--allow-random uses them anyway)"]
-    allowed = group(scanned["catalog"], params=GroupParams(allow_random=True))
+    allowed = group(scanned["catalog"], params=GroupSettings(allow_random=True))
     assert allowed.model == "ViT-B-32/random-seed0"
     assert allowed.warnings[0].startswith("USING RANDOM-WEIGHT EMBEDDINGS (ViT-B-32/random-seed0) AS EVIDENCE")
     assert allowed.edges["semantic"] == len(ids) * (len(ids) - 1) // 2
     assert len(allowed.groups) == 1 and len(allowed.groups[0].paths) == len(ids)  # identical vectors
     with pytest.raises(BadInputError, match="has random weights"):
-        group(scanned["catalog"], params=GroupParams(model="ViT-B-32/random-seed0"))
+        group(scanned["catalog"], params=GroupSettings(model="ViT-B-32/random-seed0"))
 
 
 def test_pretrained_embeddings_are_used_by_default(scanned):
     _add_embeddings(scanned["catalog"], "ViT-B-32/test", is_random=False)
-    result = group(scanned["catalog"], params=GroupParams(evidence=("semantic",)))
+    result = group(scanned["catalog"], params=GroupSettings(evidence=("semantic",)))
     assert result.model == "ViT-B-32/test" and result.warnings == []
     assert len(result.groups) == 1 and result.groups[0].kind == "semantic"
     assert all(m.score == pytest.approx(1.0, abs=1e-5) for m in result.groups[0].members)

@@ -13,7 +13,7 @@ from PIL import Image
 
 from photodedup import cluster as clu
 from photodedup import hashing, verify
-from photodedup.group import GroupParams, group
+from photodedup.group import GroupSettings, group
 from photodedup.sample_library import DERIVATIVES, NEGATIVES, Shot, _add_sensor_noise, _crop, _exif, source_photos
 from photodedup.scan import scan
 
@@ -58,8 +58,8 @@ def test_every_edit_kind_joins_the_original_and_the_look_alike_stays_apart(edite
     assert by_kind["cropped10"].evidence in ("perceptual", "verified")
     for m in members.values():
         if m.evidence == "verified":
-            assert m.match["inliers"] >= verify.VerifyParams().min_inliers
-            assert m.match["coverage"] >= verify.VerifyParams().min_coverage
+            assert m.match["inliers"] >= verify.VerifySettings().min_inliers
+            assert m.match["coverage"] >= verify.VerifySettings().min_coverage
 
 
 def test_each_new_evidence_kind_can_be_turned_off(edited):
@@ -67,11 +67,11 @@ def test_each_new_evidence_kind_can_be_turned_off(edited):
     full = _groups(root, group(catalog, store=False))[0]
     verified = {p for p, m in full.items() if m.evidence == "verified"}
     assert verified, "the edits include one that only local features confirm"
-    no_verify = _groups(root, group(catalog, store=False, params=GroupParams(
+    no_verify = _groups(root, group(catalog, store=False, params=GroupSettings(
         evidence=("exact", "perceptual", "dihedral"))))
     assert not any(verified & set(g) for g in no_verify)
     turned = {paths["mirrored"], paths["turned"]}
-    plain = _groups(root, group(catalog, store=False, params=GroupParams(evidence=("exact", "perceptual"))))
+    plain = _groups(root, group(catalog, store=False, params=GroupSettings(evidence=("exact", "perceptual"))))
     assert not any(turned & set(g) for g in plain)
     assert any(paths["original"] in g for g in plain)  # the rest still groups
 

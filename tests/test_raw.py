@@ -16,7 +16,7 @@ from photodedup.apply import apply, undo
 from photodedup.catalog import Catalog
 from photodedup.dng import write_dng
 from photodedup.errors import BadInputError
-from photodedup.group import GroupParams, group
+from photodedup.group import GroupSettings, group
 from photodedup.groups import current_groups, decide
 from photodedup.raw import find_pairs, raw_exif
 from photodedup.report import write_report
@@ -261,7 +261,7 @@ def card_twice(tmp_path, photo):
     other.save(root / "card" / "IMG_0002.jpg", quality=90)
     db = tmp_path / "c.sqlite"
     scan([root], catalog=db)
-    result = group(db, params=GroupParams(evidence=("exact", "perceptual")))
+    result = group(db, params=GroupSettings(evidence=("exact", "perceptual")))
     return {"root": root, "db": db, "trash": tmp_path / "trash", "result": result}
 
 

@@ -2,7 +2,7 @@
 import pytest
 from helpers import run_cli
 
-from photodedup.group import GroupParams
+from photodedup.group import GroupSettings
 from photodedup.groups import load_groups
 from photodedup.run import run
 
@@ -30,7 +30,7 @@ def test_run_embeds_with_onnx_and_keeps_random_embeddings_out(tiny_library, tmp_
     assert any("come from random weights" in w for w in first.warnings)
     assert "come from random weights" in first.report.read_text()
     second = run([tiny_library["root"]], catalog=catalog, report=tmp_path / "r2.html", weights="random",
-                 model_dir=onnx_model_dir, params=GroupParams(allow_random=True))
+                 model_dir=onnx_model_dir, params=GroupSettings(allow_random=True))
     assert second.embed["embedded"] == 0  # resumable: nothing left to embed
     assert second.grouping.model == first.embed["model"] and "semantic" in second.grouping.edges
     assert any(w.startswith("USING RANDOM-WEIGHT EMBEDDINGS") for w in second.warnings)
