@@ -79,6 +79,8 @@ def worker_pool(workers: int, **options):
     from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("forkserver")
+    # imported once in the server (numpy, Pillow, OpenCV: no thread pool started), not in every worker
+    context.set_forkserver_preload(["photodedup.scan", "photodedup.verify"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=context, **options)
 
 
