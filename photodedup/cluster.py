@@ -3,8 +3,9 @@
 Three kinds of evidence become one list of edges ``(i, j, kind, distance)`` over item indices:
 
 - exact: equal MD5 (kind 0, distance 0);
-- perceptual: Hamming distance of 64-bit hashes <= t (kind 1, distance = bits), found with
-  multi-index hashing (pigeonhole over four 16-bit blocks), so it scales far beyond a BK-tree in Python;
+- perceptual: Hamming distance of 64-bit hashes <= t (kind 1, distance = bits), found by brute force
+  (numpy blocks, or faiss's binary index: ``hamming_cross``) over every dihedral variant
+  (``dihedral_pairs``), plus bounded nearest candidates for verification (``near_pairs``);
 - semantic: cosine >= t (kind 2, distance = 1 - cosine), found by an exact blocked matrix product
   for small inputs and a faiss IVF index (then rescored exactly) above ``EXACT_MAX``.
 
@@ -132,7 +133,10 @@ def exact_pairs(digests) -> Edges:
 
 
 def hamming_pairs(hashes: np.ndarray, threshold: int, *, brute_max: int = 4096) -> Edges:
-    """All pairs with Hamming distance <= ``threshold`` among uint64 hashes.
+    """All pairs with Hamming distance <= ``threshold`` among uint64 hashes (no variants).
+
+    ``group`` uses ``dihedral_pairs``; this is the plain all-pairs search, kept for callers with one hash
+    per item (and the tests' reference for the grouping laws).
 
     Multi-index hashing: split each hash into four 16-bit blocks; two hashes within ``t`` bits agree
     on some block to within ``t // 4`` bits (pigeonhole), so probing each block's sorted keys with
