@@ -8,7 +8,8 @@ flag and the 8 dihedral pHashes of each (``scan._content_features`` on the thumb
 procedural scenes (a smooth background and random shapes; a different generator from the sample
 library's); a tenth of them are edited copies of another (10% crop, mirror, turn 90, corner watermark,
 JPEG re-encode at quality 40), interleaved, so a catalog cut short still holds planted pairs
-(``--limit N`` groups the first N). Then it times each stage of ``photodedup group``'s edge finding
+(``--limit N`` groups the first N), and building again resumes it: the photos already there are
+skipped. Then it times each stage of ``photodedup group``'s edge finding
 (exact, perceptual + dihedral, confirmation of the upper band, verification candidates and ORB checks,
 clustering) and prints the planted pairs found, the pairs found that were not planted, and the peak
 memory (max RSS of this process and of its worker processes).
@@ -83,13 +84,18 @@ def edited(image: Image.Image, edit: str, seed: int) -> Image.Image:
     return Image.open(buffer).convert("RGB")
 
 
+def job_path(job: tuple[int, int, int]) -> str:
+    number, source, edit = job
+    name = f"{number:07d}" if edit < 0 else f"{number:07d}-{EDITS[edit]}-of-{source:07d}"
+    return f"/bench/{name}.jpg"
+
+
 def make_row(job: tuple[int, int, int]) -> tuple[dict, bytes]:
     number, source, edit = job
     image = scene(source) if edit < 0 else edited(scene(source), EDITS[edit], number)
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=80)
-    name = f"{number:07d}" if edit < 0 else f"{number:07d}-{EDITS[edit]}-of-{source:07d}"
-    row = {"path": f"/bench/{name}.jpg", "root": "/bench", "size": len(buffer.getvalue()),
+    row = {"path": job_path(job), "root": "/bench", "size": len(buffer.getvalue()),
            "mtime_ns": number, "status": "ok", "md5": f"{number:032x}", "width": image.width,
            "height": image.height, "format": "JPEG", "scanned_at": 0.0, "exif_tags": 0}
     _content_features(row, image)
@@ -105,10 +111,13 @@ def build(path: Path, n: int, workers: int) -> None:
     # interleaved, so that a catalog cut short (--build-only, killed) still holds planted pairs
     jobs = [jobs[k] for k in rng.permutation(len(jobs))]
     with Catalog(path) as cat, ProcessPoolExecutor(workers) as pool:
+        there = {r["path"] for r in cat.files("ok")}  # a build cut short resumes where it stopped
+        jobs = [job for job in jobs if job_path(job) not in there]
+        print(f"  {len(there)} photos already built, {len(jobs)} to go", flush=True)
         batch: list[tuple[dict, bytes]] = []
         for done, item in enumerate(pool.map(make_row, jobs, chunksize=256), 1):
             batch.append(item)
-            if len(batch) == 5000 or done == len(jobs):
+            if len(batch) == 2500 or done == len(jobs):
                 cat.record_files([r for r, _ in batch], thumbs={r["path"]: t for r, t in batch})
                 batch = []
                 print(f"  built {done}/{len(jobs)}", flush=True)

@@ -132,58 +132,14 @@ def exact_pairs(digests) -> Edges:
     return Edges.of(arr[:, 0], arr[:, 1], EXACT, np.zeros(len(arr)))
 
 
-def hamming_pairs(hashes: np.ndarray, threshold: int, *, brute_max: int = 4096) -> Edges:
-    """All pairs with Hamming distance <= ``threshold`` among uint64 hashes (no variants).
-
-    ``group`` uses ``dihedral_pairs``; this is the plain all-pairs search, kept for callers with one hash
-    per item (and the tests' reference for the grouping laws).
-
-    Multi-index hashing: split each hash into four 16-bit blocks; two hashes within ``t`` bits agree
-    on some block to within ``t // 4`` bits (pigeonhole), so probing each block's sorted keys with
-    every flip mask of at most ``t // 4`` bits finds every candidate; candidates are then verified.
-    """
-    hashes = np.asarray(hashes, dtype=np.uint64)
-    n = len(hashes)
-    if n < 2 or threshold < 0:
-        return Edges.empty()
-    if n <= brute_max:
-        return _hamming_brute(hashes, threshold)
-    radius = threshold // 4
-    masks = np.array([m for m in range(1 << 16) if bin(m).count("1") <= radius], dtype=np.uint64)
-    found = []
-    for block in range(4):
-        keys = (hashes >> np.uint64(16 * block)) & np.uint64(0xFFFF)
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        for mask in masks:
-            probe = keys ^ mask
-            left = np.searchsorted(sorted_keys, probe, "left")
-            counts = np.searchsorted(sorted_keys, probe, "right") - left
-            if not counts.any():
-                continue
-            qi = np.repeat(np.arange(n, dtype=np.int64), counts)
-            offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-            qj = order[np.repeat(left, counts) + offsets]
-            keep = qi < qj
-            found.append(qi[keep] * n + qj[keep])
-        if found:  # dedupe per block to keep memory bounded
-            found = [np.unique(np.concatenate(found))]
-    if not found:
-        return Edges.empty()
-    codes = np.unique(np.concatenate(found))
-    i, j = codes // n, codes % n
-    dist = popcount64(hashes[i] ^ hashes[j])
-    keep = dist <= threshold
-    return Edges.of(i[keep], j[keep], PERCEPTUAL, dist[keep])
-
-
 def hamming_cross(queries: np.ndarray, base: np.ndarray, radius: int, *,
                   brute_max: int = BRUTE_MAX) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every ``(query index, base index, bits)`` with at most ``radius`` differing bits (uint64 hashes).
 
     Brute force either way: numpy in blocks for small inputs, faiss's binary flat index (popcount in
     C++, ~10x faster) above ``brute_max**2 / 16`` comparisons when faiss is installed. Its cost does not depend on
-    the radius, unlike multi-index hashing, whose probes grow as C(16, radius/4).
+    the radius, unlike multi-index hashing (tried first: its probes grow as C(16, radius/4), and at the
+    group thresholds it was the slower of the two).
     """
     queries, base = np.ascontiguousarray(queries, np.uint64), np.ascontiguousarray(base, np.uint64)
     empty = (np.zeros(0, np.int64),) * 3
@@ -289,20 +245,6 @@ def bounded_radius(n: int, radius: int, per_item: int = 200) -> int:
         if r > radius or total * (n - 1) / 2 > per_item:
             return max(0, r - 1)
     return radius
-
-
-def _hamming_brute(hashes: np.ndarray, threshold: int) -> Edges:
-    n = len(hashes)
-    out_i, out_j, out_d = [], [], []
-    step = max(1, (1 << 22) // n)
-    for start in range(0, n, step):
-        rows = np.arange(start, min(n, start + step))
-        dist = popcount64(hashes[rows, None] ^ hashes[None, :])
-        ii, jj = np.nonzero((dist <= threshold) & (np.arange(n)[None, :] > rows[:, None]))
-        out_i.append(rows[ii])
-        out_j.append(jj)
-        out_d.append(dist[ii, jj])
-    return Edges.of(np.concatenate(out_i), np.concatenate(out_j), PERCEPTUAL, np.concatenate(out_d))
 
 
 def cosine_pairs(vectors: np.ndarray, threshold: float, *, method: str = "auto", nprobe: int = 4) -> Edges:

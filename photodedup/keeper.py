@@ -15,10 +15,11 @@ file under one is ever proposed for the trash. Then the rules, in this order unl
    ``camera-format``: a camera format (JPEG, HEIC, RAW) over an export (PNG, WebP, TIFF, GIF, BMP);
    ``not-resaved``: any file over a JPEG re-saved at maximum quality (all-ones quantization tables,
    which cameras never write; such a re-save is larger than its original without being better).
-2. ``resolution``: the most pixels of *content* (inside any border), not of the canvas.
+2. ``resolution``: the most pixels of *content* (inside any border), not of the canvas; content sizes
+   within 1% of each other are equal (trimming a border finds a few pixels more or less in each copy).
 3. ``exif``: camera EXIF (make and model, capture time) over none.
-4. ``size``: the larger file, but only against files of the same format and content resolution
-   (a bigger PNG or a bigger canvas says nothing about which is the original).
+4. ``size``: the larger file, but only against files of the same format and content resolution, in
+   either orientation (a bigger PNG or a bigger canvas says nothing about which is the original).
 5. ``oldest``: the earliest capture time, then the earliest modification time.
 
 Each rule keeps the members that score best on it and drops the rest; the first member by path
@@ -51,6 +52,10 @@ BORDER_MIN_SHARE = 0.02
 #: Two pictures have the same shape when their aspect ratios differ by less than this (a frame keeps
 #: the shape of the picture inside it; a photo's own trimmed background rarely does, to 0.5%).
 ASPECT_TOLERANCE = 0.005
+#: Content sizes closer than this share are the same resolution: a copy turned 90 degrees trims its
+#: border a few pixels differently from the original (2784x3720 against 3720x2776 on the sample
+#: library), which must not make it "higher resolution". A real resize changes the size far more.
+RESOLUTION_TOLERANCE = 0.01
 
 
 def expand_rules(names: Sequence[str] | str) -> tuple[str, ...]:
@@ -110,7 +115,7 @@ def choose(members: Sequence[Member], rules: Sequence[str] = DEFAULT_RULES,
         if len(kept) < len(left):
             dropped = [m for m in left if m not in kept]
             for m in dropped:
-                notes[m.file_id] = rule.note(m, next(k for k in kept if rule.bucket(k) == rule.bucket(m)))
+                notes[m.file_id] = rule.note(m, next((k for k in kept if rule.beats(k, m)), kept[0]))
             decided.append((rule, dropped))
             left = kept
     keeper = left[0]
@@ -124,24 +129,25 @@ def choose(members: Sequence[Member], rules: Sequence[str] = DEFAULT_RULES,
 
 @dataclass(frozen=True)
 class Rule:
-    """One keeper rule: members with the lowest ``key`` win (within each ``bucket``, for ``size``)."""
+    """One keeper rule: a member stays unless another one ``beats`` it (by default: a lower ``key``)."""
 
     name: str
     key: Callable[[Member], object]
     reason: Callable[[Member, list[Member]], str]  # why this winner won (against the dropped members)
     note: Callable[[Member, Member], str]        # why this member lost, against a winner
-    bucket: Callable[[Member], object] = lambda m: None
-    #: Instead of ``key``: which members stay, when that depends on the others (``no-border``).
+    #: Instead of comparing keys: whether ``a`` beats ``b`` (``resolution`` and ``size`` compare with a
+    #: tolerance, ``size`` only between files of the same format and resolution).
+    better: Callable[[Member, Member], bool] | None = None
+    #: Instead of ``beats``: which members stay, when that depends on all of them (``no-border``).
     select: Callable[[Sequence[Member]], list[Member]] | None = None
+
+    def beats(self, a: Member, b: Member) -> bool:
+        return self.better(a, b) if self.better is not None else self.key(a) < self.key(b)
 
     def best(self, members: Sequence[Member]) -> list[Member]:
         if self.select is not None:
             return self.select(members)
-        best: dict[object, object] = {}
-        for m in members:
-            b = self.bucket(m)
-            best[b] = min(best.get(b, self.key(m)), self.key(m))
-        return [m for m in members if self.key(m) == best[self.bucket(m)]]
+        return [m for m in members if not any(self.beats(other, m) for other in members)]
 
 
 def _reference(prefer: Sequence[str]) -> Rule:
@@ -195,6 +201,17 @@ def _pixels(m: Member) -> int:
     return width * height
 
 
+def _more_pixels(a: Member, b: Member) -> bool:
+    """``a`` has more content than ``b`` by more than the trimming noise (``RESOLUTION_TOLERANCE``)."""
+    return _pixels(a) > _pixels(b) * (1 + RESOLUTION_TOLERANCE)
+
+
+def _larger_file_of_the_same_kind(a: Member, b: Member) -> bool:
+    """``a`` is the larger file of the same format and content resolution (either orientation)."""
+    return ((a.format or "").upper() == (b.format or "").upper() and not _more_pixels(a, b)
+            and not _more_pixels(b, a) and (a.size or 0) > (b.size or 0))
+
+
 def is_camera_format(fmt: str | None) -> bool:
     return (fmt or "").upper() in CAMERA_FORMATS
 
@@ -240,16 +257,15 @@ RULE_BY_NAME = {rule.name: rule for rule in [
          lambda m, w: f"an export ({m.format or 'unknown format'}); the group has the camera format {w.format}"),
     Rule("not-resaved", lambda m: m.jpeg_quality == 100, lambda w, _: "not a maximum-quality re-save",
          lambda m, w: "a JPEG re-saved at maximum quality (quality-100 tables, which cameras do not write)"),
-    Rule("resolution", lambda m: -content_size(m)[0] * content_size(m)[1],
-         lambda w, _: f"highest resolution ({_shown(w)})",
-         lambda m, w: f"lower resolution ({_shown(m)} against {_shown(w)})"),
+    Rule("resolution", lambda m: -_pixels(m), lambda w, _: f"highest resolution ({_shown(w)})",
+         lambda m, w: f"lower resolution ({_shown(m)} against {_shown(w)})", better=_more_pixels),
     Rule("exif", lambda m: -(bool(m.camera) + bool(m.taken_at)), lambda w, _: f"camera EXIF ({_exif_words(w)})",
          lambda m, w: f"less camera EXIF ({_exif_words(m)})"),
     Rule("size", lambda m: -(m.size or 0),
          lambda w, _: f"largest file of its format and resolution ({human_size(w.size or 0)})",
          lambda m, w: f"a smaller file of the same format and resolution ({human_size(m.size or 0)} against "
                       f"{human_size(w.size or 0)})",
-         bucket=lambda m: ((m.format or "").upper(), content_size(m))),
+         better=_larger_file_of_the_same_kind),
     Rule("oldest", lambda m: (m.taken_at is None, m.taken_at or "", m.mtime_ns or 0),
          lambda w, dropped: f"oldest capture (taken {w.taken_at})"
          if w.taken_at and any(m.taken_at != w.taken_at for m in dropped) else "oldest file (modified first)", _later),

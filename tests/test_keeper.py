@@ -103,6 +103,23 @@ def test_a_photo_s_own_dark_edge_is_not_a_border():
     assert choice.keeper == 2 and choice.reason.startswith("largest file of its format and resolution")
 
 
+def test_a_turned_copy_whose_border_trims_a_few_pixels_wider_is_not_higher_resolution():
+    # the sample library's IMG_0014: its flat edge trims as a border; the copy turned 90 degrees without a
+    # tag trims 8 px more (JPEG noise), 0.3% more "content": the same resolution, so the larger file wins
+    original = member(1, content=(3720, 2776), size=1_281_160, mtime=0, path="/p/DCIM/IMG_0014.jpg")
+    turned = member(2, w=3000, h=4000, content=(2784, 3720), size=1_072_397, mtime=0, path="/p/Edited/IMG_0014.jpg")
+    for members in ([original, turned], [turned, original]):
+        choice = choose(members)
+        assert (choice.keeper, choice.reason) == (1, "largest file of its format and resolution (1.3 MB)")
+        assert choice.notes == {2: "a smaller file of the same format and resolution (1.1 MB against 1.3 MB)"}
+
+
+def test_a_resize_beyond_the_trimming_noise_still_loses_on_resolution():
+    smaller = member(2, w=3940, h=2955, size=9_000_000, path="/a/first")  # 3% fewer pixels, a bigger file
+    choice = choose([ORIGINAL, smaller])
+    assert (choice.keeper, choice.reason) == (1, "highest resolution (4000x3000)")
+
+
 def test_a_uniform_background_is_not_an_added_border_when_the_other_copy_has_less_photo():
     # a night shot whose black sky trims like a frame, and a 6% crop of it that cut the sky away
     night = member(1, w=1632, h=1224, content=(1520, 1132), size=230_000)
