@@ -320,15 +320,10 @@ def verified_edges(index: np.ndarray, hashes: np.ndarray, dhashes: np.ndarray, f
                         coverage=[v.coverage for v in verdicts])
 
 
-def _pixel_source(rows: Sequence, thumbs: Callable[[int], bytes | None]) -> Callable[[int], np.ndarray | None]:
-    def pixels(k: int) -> np.ndarray | None:
+def _pixel_source(rows: Sequence, thumbs: Callable[[int], bytes | None]) -> Callable[[int], verify.Thumbnail | None]:
+    def pixels(k: int) -> verify.Thumbnail | None:
         jpeg = thumbs(rows[k]["id"])
-        if jpeg is None:
-            return None
-        try:
-            return verify.content_pixels(jpeg, rows[k])
-        except ValueError:
-            return None
+        return None if jpeg is None else verify.Thumbnail.of(jpeg, rows[k])
     return pixels
 
 

@@ -16,7 +16,8 @@ file under one is ever proposed for the trash. Then the rules, in this order unl
    ``not-resaved``: any file over a JPEG re-saved at maximum quality (all-ones quantization tables,
    which cameras never write; such a re-save is larger than its original without being better).
 2. ``resolution``: the most pixels of *content* (inside any border), not of the canvas; content sizes
-   within 1% of each other are equal (trimming a border finds a few pixels more or less in each copy).
+   within 1% of each other are equal (trimming a border finds a few pixels more or less in each copy),
+   and so are pictures on canvases of the same size (a border adds canvas).
 3. ``exif``: camera EXIF (make and model, capture time) over none.
 4. ``size``: the larger file, but only against files of the same format and content resolution, in
    either orientation (a bigger PNG or a bigger canvas says nothing about which is the original).
@@ -202,7 +203,14 @@ def _pixels(m: Member) -> int:
 
 
 def _more_pixels(a: Member, b: Member) -> bool:
-    """``a`` has more content than ``b`` by more than the trimming noise (``RESOLUTION_TOLERANCE``)."""
+    """``a`` has more content than ``b`` by more than the trimming noise (``RESOLUTION_TOLERANCE``).
+
+    Two pictures on the same canvas (in either orientation) have the same resolution: a border adds
+    canvas, and what trims differently on one canvas is the photo's own flat edge, partly covered in
+    one copy (a caption, a watermark) or cut by JPEG noise.
+    """
+    if a.width and a.height and sorted((a.width, a.height)) == sorted((b.width or 0, b.height or 0)):
+        return False
     return _pixels(a) > _pixels(b) * (1 + RESOLUTION_TOLERANCE)
 
 

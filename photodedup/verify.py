@@ -51,6 +51,27 @@ class Features:
     size: tuple[int, int]     # content width, height in thumbnail pixels
 
 
+@dataclass(frozen=True)
+class Thumbnail:
+    """A file's stored thumbnail (JPEG bytes) and its content box, decoded where the features are
+    computed: a worker gets ~10 KB per file instead of the ~77 KB of its grey pixels."""
+
+    jpeg: bytes
+    box: dict  # width, height, content_left, content_top, content_width, content_height
+
+    @classmethod
+    def of(cls, jpeg: bytes, row) -> Thumbnail:
+        return cls(jpeg, {key: row[key] for key in ("width", "height", "content_left", "content_top",
+                                                    "content_width", "content_height")})
+
+    def gray(self) -> np.ndarray | None:
+        """The content's grey pixels; None when the thumbnail cannot be decoded."""
+        try:
+            return content_pixels(self.jpeg, self.box)
+        except ValueError:
+            return None
+
+
 def content_pixels(jpeg: bytes, row) -> np.ndarray:
     """The thumbnail as grey ``uint8 [H, W]`` cut to the file's content box (borders trimmed)."""
     import cv2
@@ -185,10 +206,11 @@ def _area(polygon: list) -> float:
 
 
 # -- many pairs --------------------------------------------------------------------------------------
-def verify_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable[[int], np.ndarray | None],
+def verify_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable[[int], np.ndarray | Thumbnail | None],
                  params: VerifySettings = VerifySettings(), *, mirrored: bool = False,
                  workers: int | None = None) -> list[Verdict | None]:
-    """A verdict per ``(item a, item b)`` pair; ``pixels(item)`` gives its grey content (None: unknown).
+    """A verdict per ``(item a, item b)`` pair; ``pixels(item)`` gives its grey content, or a ``Thumbnail``
+    to decode where it is used (None: unknown).
 
     ``mirrored``: a pair that fails is tried again with ``b`` mirrored (ORB copes with turning, not with
     mirroring), for pairs whose partners were joined by a mirrored match.
@@ -240,6 +262,8 @@ def _verify_chunk(job) -> list[Verdict | None]:
     def feats(k: int, mirror: bool = False) -> Features | None:
         if (k, mirror) not in cache:
             gray = pixels.get(k)
+            if isinstance(gray, Thumbnail):
+                gray = gray.gray()
             cache[k, mirror] = None if gray is None else features(gray[:, ::-1].copy() if mirror else gray, params)
         return cache[k, mirror]
 

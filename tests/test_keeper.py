@@ -114,6 +114,14 @@ def test_a_turned_copy_whose_border_trims_a_few_pixels_wider_is_not_higher_resol
         assert choice.notes == {2: "a smaller file of the same format and resolution (1.1 MB against 1.3 MB)"}
 
 
+def test_a_caption_over_the_photo_s_own_flat_edge_does_not_make_a_copy_higher_resolution():
+    # the second set's P0040: its flat left edge trims 96 px; a caption copy covers part of it (trims 32 px)
+    original = member(1, w=1600, h=1200, content=(1504, 1200), size=334_953, path="/p/camera/P0040.JPG")
+    caption = member(2, w=1600, h=1200, content=(1568, 1200), size=288_448, path="/p/edits/P0040_caption.jpg")
+    choice = choose([original, caption])
+    assert (choice.keeper, choice.reason) == (1, "largest file of its format and resolution (335.0 KB)")
+
+
 def test_a_resize_beyond_the_trimming_noise_still_loses_on_resolution():
     smaller = member(2, w=3940, h=2955, size=9_000_000, path="/a/first")  # 3% fewer pixels, a bigger file
     choice = choose([ORIGINAL, smaller])
