@@ -366,22 +366,16 @@ def _inspect_image(row: dict, data: bytes, max_pixels: int) -> tuple[dict, bytes
 
 
 def _content_features(row: dict, image: Image.Image) -> None:
-    """Borders trimmed (box in full-resolution pixels), grayscale, and the hashes of the content.
-
-    Borders are found in grey levels, which is what both hashes see: a grayscale copy then trims
-    exactly like its colour original (a frame of colours with the same luminance is uniform to both).
-    """
-    grey = image.convert("L")
-    left, top, right, bottom = hashing.trim_box(np.asarray(grey))
-    box = (left, top, right, bottom)
-    trimmed = (right - left, bottom - top) != image.size
-    content = image.crop(box) if trimmed else image
+    """Borders trimmed (box in full-resolution pixels), grayscale, and the hashes of the content."""
+    pixels = np.asarray(image.convert("RGB") if image.mode not in ("RGB", "L") else image)
+    left, top, right, bottom = hashing.trim_box(pixels)
+    content = image.crop((left, top, right, bottom)) if (right - left, bottom - top) != image.size else image
     scale_x, scale_y = row["width"] / image.width, row["height"] / image.height
     row["content_left"], row["content_top"] = round(left * scale_x), round(top * scale_y)
     row["content_width"] = min(row["width"], round((right - left) * scale_x))
     row["content_height"] = min(row["height"], round((bottom - top) * scale_y))
     row["grayscale"] = int(hashing.is_grayscale(content))
-    gray = grey.crop(box) if trimmed else grey  # both hashes work on grey levels: converted once
+    gray = content.convert("L")  # both hashes work on grey levels: convert once
     phashes = hashing.dihedral_phashes(gray)
     row["phashes"] = hashing.pack(phashes)
     row["phash"] = int(phashes[:1].view(np.int64)[0])

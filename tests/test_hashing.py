@@ -12,7 +12,7 @@ from PIL import Image, ImageOps
 from photodedup import hashing
 from photodedup.catalog import Catalog
 from photodedup.sample_library import source_photos
-from photodedup.scan import _content_features, scan
+from photodedup.scan import scan
 
 
 def _photo(size=(640, 480)) -> Image.Image:
@@ -55,23 +55,6 @@ def test_uniform_borders_are_trimmed(colour):
     pillarbox[:, 80:720] = photo
     left, top, right, bottom = hashing.trim_box(pillarbox)
     assert abs(left - 80) <= 2 and abs(right - 720) <= 2 and (top, bottom) == (0, 480)
-
-
-def test_a_grayscale_copy_trims_like_its_colour_original():
-    # a frame of red and green stripes of one luminance: colourful, but uniform to the hashes (grey levels)
-    photo = np.asarray(_photo())
-    framed = np.empty((480 + 80, 640 + 80, 3), dtype=np.uint8)
-    framed[:, :] = (200, 0, 0)
-    framed[::8, :] = framed[:, ::8] = (0, 102, 0)  # L = 59.8 and 59.9
-    framed[40:520, 40:680] = photo
-    colour, grey = Image.fromarray(framed), ImageOps.grayscale(Image.fromarray(framed))
-    rows = [{"width": 720, "height": 560} for _ in range(2)]
-    for row, image in zip(rows, (colour, grey), strict=True):
-        _content_features(row, image)
-    boxes = [tuple(r[k] for k in ("content_left", "content_top", "content_width", "content_height")) for r in rows]
-    assert boxes[0] == boxes[1] and abs(boxes[0][0] - 40) <= 2 and abs(boxes[0][2] - 640) <= 4
-    assert _bits(rows[0]["phash"], rows[1]["phash"]) <= 2
-    assert (rows[0]["grayscale"], rows[1]["grayscale"]) == (0, 1)
 
 
 def test_grayscale():
