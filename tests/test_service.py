@@ -136,6 +136,21 @@ def test_batcher_hands_a_failed_model_call_to_every_request_and_keeps_running():
         batcher.close()
 
 
+def test_an_answer_nobody_can_receive_does_not_stop_the_batcher():
+    # Two requests in two model calls; the first fails, so the caller's event loop ends (gather raises)
+    # while the second call runs: its answer is for a closed loop. This used to kill the worker thread,
+    # and every later request waited for its timeout.
+    backend = FakeBackend(fail=True, delay=0.05)
+    batcher = DynamicBatcher(backend, max_batch_size=1, max_queue_delay=0.0)
+    try:
+        with pytest.raises(InferenceError):
+            asyncio.run(submit_all(batcher, [crops(1), crops(1, 1)]))
+        backend.fail = False
+        np.testing.assert_array_equal(batcher.embed_sync(crops(1), timeout=5), fake_embed(crops(1)))
+    finally:
+        batcher.close()
+
+
 @settings(max_examples=25, deadline=None)
 @given(sizes=st.lists(st.integers(1, 7), min_size=1, max_size=12), max_batch=st.integers(1, 9))
 def test_batching_does_not_change_results(sizes, max_batch):

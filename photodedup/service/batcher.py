@@ -79,7 +79,10 @@ class DynamicBatcher:
                 future.set_result(result)
 
         def deliver(result: np.ndarray | None, error: BaseException | None) -> None:
-            loop.call_soon_threadsafe(settle, result, error)
+            try:
+                loop.call_soon_threadsafe(settle, result, error)
+            except RuntimeError:  # the caller's event loop has closed: nobody is waiting for this answer
+                log.debug("an answer for a closed event loop was dropped")
 
         self._queue.put(_Item(images, deliver))
         self.metrics.queue_depth.set(self._queue.qsize())
@@ -153,7 +156,7 @@ class DynamicBatcher:
                 log.exception("model call on %d images failed", len(images))
                 failure = error if isinstance(error, InferenceError) else InferenceError(f"inference failed: {error}")
                 for item in batch:
-                    item.deliver(None, failure)
+                    _hand(item, None, failure)
                 continue
             elapsed = time.perf_counter() - started
             self.metrics.inference.observe(elapsed)
@@ -162,5 +165,13 @@ class DynamicBatcher:
             self.metrics.images.inc(len(images))
             offset = 0
             for item in batch:
-                item.deliver(out[offset : offset + item.size], None)
+                _hand(item, out[offset : offset + item.size], None)
                 offset += item.size
+
+
+def _hand(item: _Item, result: np.ndarray | None, error: BaseException | None) -> None:
+    """Give one request its answer; a failure to deliver it never stops the worker (or the service with it)."""
+    try:
+        item.deliver(result, error)
+    except Exception:  # noqa: BLE001 - one caller's problem, not the batcher's
+        log.exception("could not deliver an answer; the batcher keeps running")
