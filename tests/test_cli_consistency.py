@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from helpers import run_cli
 
 from photodedup.catalog import Catalog
@@ -75,6 +76,7 @@ def test_the_first_progress_rate_is_not_absurd():
     assert "img/s" not in out.getvalue()
 
 
+@pytest.mark.slow  # builds a sample library and a model export, as the examples say
 def test_every_help_example_runs_on_a_fresh_setup(tmp_path):
     """Each command's example, as written, in a fresh home (``/tmp/`` becomes a folder of this test).
     Not run: serve and review (servers that run until Ctrl-C) and bench (a 20-second measurement)."""
