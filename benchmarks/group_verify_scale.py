@@ -162,6 +162,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--build-only", action="store_true")
     parser.add_argument("--limit", type=int, default=0, help="group only the first LIMIT rows (0: all)")
+    parser.add_argument("--unplanted-dir", type=Path, default=None,
+                        help="write the thumbnails of up to 12 grouped pairs that were not planted, side by side")
     args = parser.parse_args()
     path = Path(args.catalog)
     if not path.exists() or args.build_only:
@@ -220,9 +222,26 @@ def main() -> None:
     print("edges: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()))
     print(f"planted pairs found {len(found & truth)}/{len(truth)}; pairs not planted {len(found - truth)}")
     print("recall by edit: " + ", ".join(f"{e} {a}/{t}" for e, (a, t) in by_edit.items()))
+    if args.unplanted_dir:
+        show_unplanted(sorted(found - truth)[:12], rows, groups, args.unplanted_dir, Path(args.catalog))
     print(f"CPU: {sum(monitor.cpu.values()):.0f} s (this process and its workers, user + system)")
     print(f"peak memory: {monitor.own / 1e9:.2f} GB this process, {monitor.worker / 1e9:.2f} GB the largest worker, "
           f"{monitor.tree / 1e9:.2f} GB the whole tree (shared pages counted in each process)")
+
+
+def show_unplanted(pairs: list[tuple[int, int]], rows, groups, out: Path, catalog: Path) -> None:
+    """Each pair's two thumbnails side by side (``out/pair-K.png``) and what joined each to its group."""
+    out.mkdir(parents=True, exist_ok=True)
+    how = {m.path: f"{m.evidence} {m.match.get('how', '')}".strip() for g in groups for m in g.members}
+    with Catalog(catalog) as cat:
+        for number, (a, b) in enumerate(pairs):
+            images = [Image.open(io.BytesIO(cat.thumb(rows[k]["id"]))).convert("RGB") for k in (a, b)]
+            sheet = Image.new("RGB", (sum(im.width for im in images) + 10, max(im.height for im in images)), "white")
+            sheet.paste(images[0], (0, 0))
+            sheet.paste(images[1], (images[0].width + 10, 0))
+            sheet.save(out / f"pair-{number}.png")
+            print(f"  unplanted pair {number}: " + " | ".join(f"{Path(rows[k]['path']).name} ({how[rows[k]['path']]})"
+                                                         for k in (a, b)))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ nearest hashes beyond the threshold, ``cluster.near_pairs``), this module:
    - the transform keeps the aspect ratio (``max_anisotropy``): a crop stretched to a new shape is a
      different picture, not a copy;
    - the overlap covers ``min_coverage`` of the smaller picture (the crop lies inside the original)
-     and ``min_other`` of the larger one (half a photo is not a duplicate of the whole).
+     and ``min_other`` of the larger one (half a photo is not a duplicate of the whole);
+   - the agreeing features are spread over the picture (``min_spread``): a watermark or a logo that two
+     different photos share matches in one small patch, and its homography "covers" them both.
 
 Deterministic: RANSAC's random generator is reseeded before every pair.
 """
@@ -42,6 +44,13 @@ class VerifySettings:
     max_anisotropy: float = 1.15
     features: int = 300
     ratio: float = 0.8
+    #: Aligned by the homography, the pictures must agree in this share of their tiles (``_agreement``):
+    #: a logo two different photos share matches, the photos around it do not.
+    min_agreement: float = 0.5
+    #: The convex hull of the inliers must cover this share of its picture (in one of the two). Measured:
+    #: different photos sharing a corner watermark 0.002-0.003; true pairs ORB accepts at least 0.030
+    #: (1st percentile 0.066) on three libraries (docs/BENCHMARKS.md).
+    min_spread: float = 0.015
 
 
 @dataclass
@@ -49,6 +58,7 @@ class Features:
     points: np.ndarray        # float32 [N, 2] in content pixels
     descriptors: np.ndarray   # uint8 [N, 32]
     size: tuple[int, int]     # content width, height in thumbnail pixels
+    small: np.ndarray | None = None  # float32 grey picture AGREE_WIDTH px wide, for the agreement check
 
 
 @dataclass(frozen=True)
@@ -98,7 +108,10 @@ def features(gray: np.ndarray, params: VerifySettings = VerifySettings()) -> Fea
     points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)
     if descriptors is None:
         descriptors = np.zeros((0, 32), np.uint8)
-    return Features(points, descriptors, (gray.shape[1], gray.shape[0]))
+    height = max(1, round(AGREE_WIDTH * gray.shape[0] / gray.shape[1]))
+    small = cv2.resize(gray, (AGREE_WIDTH, height), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small = cv2.GaussianBlur(small, (5, 5), 1.0)  # what survives a sub-pixel misalignment: no fine texture
+    return Features(points, descriptors, (gray.shape[1], gray.shape[0]), small)
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,10 @@ class Verdict:
 
 
 TOO_FEW_FEATURES = "too few features"
+#: Width of the small grey picture the agreement check compares (a few thousand pixels).
+AGREE_WIDTH = 64
+#: A tile agrees when the correlation of its grey levels reaches this; a tile is flat below this spread.
+TILE_NCC, FLAT_STD = 0.5, 2.0
 
 
 def verify(a: Features, b: Features, params: VerifySettings = VerifySettings()) -> Verdict:
@@ -138,6 +155,10 @@ def verify(a: Features, b: Features, params: VerifySettings = VerifySettings()) 
     inliers = int(mask.sum()) if mask is not None else 0
     if homography is None or inliers < params.min_inliers:
         return Verdict(False, inliers, 0.0, 0.0, "too few inliers")
+    keep = mask.ravel().astype(bool)
+    spread = max(_hull_share(src[keep], a.size), _hull_share(dst[keep], b.size))
+    if spread < params.min_spread:
+        return Verdict(False, inliers, 0.0, 0.0, f"the matching features cover {spread:.0%} of the picture")
     anisotropy = _anisotropy(homography, a.size)
     if anisotropy > params.max_anisotropy:
         return Verdict(False, inliers, 0.0, 0.0, f"stretched {anisotropy:.2f}x")
@@ -148,7 +169,53 @@ def verify(a: Features, b: Features, params: VerifySettings = VerifySettings()) 
     small, large = max(cover_a, cover_b), min(cover_a, cover_b)
     accepted = small >= params.min_coverage and large >= params.min_other
     reason = "" if accepted else f"covers {small:.0%} of the smaller and {large:.0%} of the larger picture"
+    if accepted:
+        agreement = _agreement(homography, a, b)
+        if agreement is not None and agreement < params.min_agreement:
+            accepted, reason = False, f"the aligned pictures agree in {agreement:.0%} of their tiles"
     return Verdict(accepted, inliers, round(small, 4), round(large, 4), reason)
+
+
+def _agreement(h: np.ndarray, a: Features, b: Features) -> float | None:
+    """The share of ``b``'s tiles (4 x 4 over its small grey picture) in which ``a``, warped onto it,
+    agrees (normalised cross-correlation >= ``TILE_NCC``: brightness, contrast and grayscale edits do
+    not count). Tiles mostly outside the overlap, or flat in both pictures, are not judged; None when
+    fewer than 4 are. A watermark spoils a tile or two; a logo shared by two different photos agrees
+    in its own tile only."""
+    import cv2
+
+    if a.small is None or b.small is None:
+        return None
+    to_small = lambda f: np.diag([f.small.shape[1] / f.size[0], f.small.shape[0] / f.size[1], 1.0])  # noqa: E731
+    warp = to_small(b) @ h @ np.linalg.inv(to_small(a))
+    height, width = b.small.shape
+    warped = cv2.warpPerspective(a.small, warp, (width, height), flags=cv2.INTER_LINEAR)
+    inside = cv2.warpPerspective(np.ones_like(a.small), warp, (width, height), flags=cv2.INTER_NEAREST) > 0.5
+    judged = agreed = 0
+    for rows in np.array_split(np.arange(height), 4):
+        for cols in np.array_split(np.arange(width), 4):
+            tile = np.ix_(rows, cols)
+            mask = inside[tile]
+            if mask.mean() < 0.8:
+                continue
+            x, y = warped[tile][mask], b.small[tile][mask]
+            x, y = x - x.mean(), y - y.mean()
+            flat_x, flat_y = x.std() < FLAT_STD, y.std() < FLAT_STD
+            if flat_x and flat_y:
+                continue
+            judged += 1
+            if not (flat_x or flat_y):
+                agreed += float((x * y).sum()) / float(np.sqrt((x * x).sum() * (y * y).sum())) >= TILE_NCC
+    return agreed / judged if judged >= 4 else None
+
+
+def _hull_share(points: np.ndarray, size: tuple[int, int]) -> float:
+    """Area of the convex hull of ``points`` as a share of a ``size`` picture."""
+    import cv2
+
+    if len(points) < 3:
+        return 0.0
+    return float(cv2.contourArea(cv2.convexHull(points.astype(np.float32)))) / float(size[0] * size[1])
 
 
 def _anisotropy(h: np.ndarray, size: tuple[int, int]) -> float:
