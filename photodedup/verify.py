@@ -132,7 +132,7 @@ TOO_FEW_FEATURES = "too few features"
 #: Width of the small grey picture the agreement check compares (a few thousand pixels).
 AGREE_WIDTH = 64
 #: A tile agrees when the correlation of its grey levels reaches this; a tile is flat below this spread.
-TILE_NCC, FLAT_STD = 0.5, 2.0
+TILE_NCC, FLAT_STD = 0.8, 2.0
 
 
 def verify(a: Features, b: Features, params: VerifySettings = VerifySettings()) -> Verdict:
