@@ -7,7 +7,8 @@ For every pair of files in one true group of the library (``truth.json``, as ``s
 prints the distribution of the two measures the checks use: the share of the picture that the inliers'
 convex hull covers (``min_spread``) and the share of tiles in which the aligned pictures agree
 (``min_agreement``). Then the same for constructed pairs of *different* pictures that share a
-watermark: a photo and a plain backdrop, two plain backdrops, two photos (``--logos`` of each).
+logo (``sample_library.stamp_logo`` at 1, 1.6 and 2.5 times its size): a photo and a plain backdrop,
+two plain backdrops, two photos (``--logos`` of each).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from photodedup import verify
 from photodedup.catalog import Catalog
-from photodedup.sample_library import source_photos
+from photodedup.sample_library import plain_backdrop, source_photos, stamp_logo
 
 OFF = verify.VerifySettings(min_spread=0.0, min_agreement=0.0)
 
@@ -67,30 +68,20 @@ def true_pairs(library: Path, catalog: Path) -> list[tuple[float, float | None]]
     return out
 
 
-def with_logo(image: Image.Image) -> Image.Image:
-    out = image.copy()
-    draw = ImageDraw.Draw(out, "RGBA")
-    draw.rectangle((190, 200, 312, 232), fill=(255, 255, 255, 170))
-    draw.text((196, 203), "(c) Jane Doe", fill=(0, 0, 0, 255), font=ImageFont.load_default(size=18))
-    return out
-
-
-def backdrop(seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)).resize((320, 240), Image.Resampling.BICUBIC)
-
-
 def logo_pairs(count: int) -> dict[str, list[tuple[float, float | None]]]:
+    """Different pictures with the same logo, at the sample library's size and 1.6 and 2.5 times it."""
     photos = [Image.open(p).convert("RGB").resize((320, 240), Image.Resampling.BICUBIC) for p in source_photos()]
-
-    def feats(image: Image.Image) -> verify.Features:
-        return verify.features(np.asarray(with_logo(image).convert("L")))
-
-    kinds = {"photo + backdrop": [(photos[k % len(photos)], backdrop(100 + k)) for k in range(count)],
-             "two backdrops": [(backdrop(2 * k), backdrop(2 * k + 1)) for k in range(count)],
+    kinds = {"a photo and a backdrop": [(photos[k % len(photos)], plain_backdrop(100 + k)) for k in range(count)],
+             "two backdrops": [(plain_backdrop(2 * k), plain_backdrop(2 * k + 1)) for k in range(count)],
              "two photos": [(photos[k % len(photos)], photos[(k + 1) % len(photos)]) for k in range(count)]}
-    return {kind: [m for a, b in pairs if (m := measures(feats(a), feats(b))) is not None]
-            for kind, pairs in kinds.items()}
+    out = {}
+    for scale in (1.0, 1.6, 2.5):
+        def feats(image: Image.Image, scale: float = scale) -> verify.Features:
+            return verify.features(np.asarray(stamp_logo(image, scale).convert("L")))
+
+        for kind, pairs in kinds.items():
+            out[f"{kind}, logo x{scale}"] = [m for a, b in pairs if (m := measures(feats(a), feats(b))) is not None]
+    return out
 
 
 def describe(name: str, found: list[tuple[float, float | None]]) -> None:
@@ -119,7 +110,7 @@ def main() -> None:
     for library, catalog in zip(args.library, args.catalog, strict=True):
         describe(f"true pairs of {library}", true_pairs(library, catalog))
     for kind, found in logo_pairs(args.logos).items():
-        describe(f"different pictures with one logo, {kind}", found)
+        describe(f"different pictures, one logo: {kind}", found)
 
 
 if __name__ == "__main__":

@@ -227,16 +227,28 @@ def _bordered(s: Shot) -> str:
 
 def _watermarked(s: Shot) -> str:
     """A corner logo and caption, saved at quality 100 (bigger than the original) by a tool that drops EXIF."""
-    image = s.photo.copy()
+    return s.save(f"Shared/Instagram/{s.stem}_wm.jpg", stamp_logo(s.photo), camera_exif=False, quality=100)
+
+
+def stamp_logo(photo: Image.Image, scale: float = 1.0) -> Image.Image:
+    """A copy with a studio's logo and caption in the lower right corner (the same on every photo);
+    ``scale`` makes it larger than the sample library's."""
+    image = photo.copy()
     w, h = image.size
     draw = ImageDraw.Draw(image, "RGBA")
-    box_w, box_h = int(w * 0.24), int(h * 0.08)
+    box_w, box_h = int(w * 0.24 * scale), int(h * 0.08 * scale)
     x0, y0 = w - box_w - int(w * 0.03), h - box_h - int(h * 0.03)
     draw.rectangle((x0, y0, x0 + box_w, y0 + box_h), fill=(255, 255, 255, 150))
     draw.ellipse((x0 + box_h // 6, y0 + box_h // 6, x0 + box_h * 5 // 6, y0 + box_h * 5 // 6), fill=(200, 30, 30, 220))
     font = ImageFont.load_default(size=max(10, box_h // 2))
     draw.text((x0 + box_h, y0 + box_h // 5), "(c) studio", fill=(20, 20, 20, 230), font=font)
-    return s.save(f"Shared/Instagram/{s.stem}_wm.jpg", image, camera_exif=False, quality=100)
+    return image
+
+
+def plain_backdrop(seed: int, size: tuple[int, int] = (320, 240)) -> Image.Image:
+    """A smooth colour field with no detail of its own (a sky, a studio wall)."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)).resize(size, Image.Resampling.BICUBIC)
 
 
 def _different_crop(s: Shot) -> str:

@@ -9,12 +9,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import run_cli
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from photodedup import cluster as clu
 from photodedup import hashing, verify
 from photodedup.group import GroupSettings, group
-from photodedup.sample_library import DERIVATIVES, NEGATIVES, Shot, _add_sensor_noise, _crop, _exif, source_photos
+from photodedup.sample_library import (
+    DERIVATIVES,
+    NEGATIVES,
+    Shot,
+    _add_sensor_noise,
+    _crop,
+    _exif,
+    plain_backdrop,
+    source_photos,
+    stamp_logo,
+)
 from photodedup.scan import scan
 
 EDITS = ("mirrored", "turned", "bordered", "watermarked", "grayscale", "export", "cropped10", "rotated", "png")
@@ -98,34 +108,20 @@ def test_stretched_half_is_refuted_and_a_crop_accepted():
     assert not refused.accepted and refused.refutes
 
 
-def _with_logo(image: Image.Image) -> Image.Image:
-    out = image.copy()
-    draw = ImageDraw.Draw(out, "RGBA")
-    draw.rectangle((190, 200, 312, 232), fill=(255, 255, 255, 170))
-    draw.text((196, 203), "(c) Jane Doe", fill=(0, 0, 0, 255), font=ImageFont.load_default(size=18))
-    return out
-
-
-def _backdrop(seed: int) -> Image.Image:
-    """A smooth colour field with no features of its own (a sky, a studio wall)."""
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)).resize((320, 240), Image.Resampling.BICUBIC)
-
-
 def test_a_logo_two_different_photos_share_does_not_make_them_duplicates():
     def feats(image: Image.Image) -> verify.Features:
         return verify.features(np.asarray(image.convert("L")))
 
     photo = Image.open(source_photos()[3]).convert("RGB").resize((320, 240), Image.Resampling.BICUBIC)
-    copy = verify.verify(feats(photo), feats(_with_logo(photo)))  # the photographer's watermarked export
+    copy = verify.verify(feats(photo), feats(stamp_logo(photo, 1.6)))  # the photographer's watermarked export
     assert copy.accepted, copy.reason
     # a photo and a plain backdrop with the same logo: the features that agree sit in the logo only
-    small_patch = (feats(_with_logo(photo)), feats(_with_logo(_backdrop(5))))
+    small_patch = (feats(stamp_logo(photo, 1.6)), feats(stamp_logo(plain_backdrop(5), 1.6)))
     refused = verify.verify(*small_patch)
     assert not refused.accepted and refused.refutes and "cover" in refused.reason
     assert verify.verify(*small_patch, verify.VerifySettings(min_spread=0, min_agreement=0)).accepted
-    # two backdrops with the logo: it is all they have, so its features spread, but nothing else agrees
-    backdrops = (feats(_with_logo(_backdrop(1))), feats(_with_logo(_backdrop(2))))
+    # two backdrops with a large logo: it is all they have, so its features spread, but nothing else agrees
+    backdrops = (feats(stamp_logo(plain_backdrop(1), 2.5)), feats(stamp_logo(plain_backdrop(2), 2.5)))
     refused = verify.verify(*backdrops)
     assert not refused.accepted and refused.refutes and "agree in" in refused.reason
     assert verify.verify(*backdrops, verify.VerifySettings(min_agreement=0)).accepted
