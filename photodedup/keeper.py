@@ -116,7 +116,7 @@ def choose(members: Sequence[Member], rules: Sequence[str] = DEFAULT_RULES,
         if len(kept) < len(left):
             dropped = [m for m in left if m not in kept]
             for m in dropped:
-                notes[m.file_id] = rule.note(m, next((k for k in kept if rule.beats(k, m)), kept[0]))
+                notes[m.file_id] = rule.note(m, next((k for k in kept if rule.better(k, m)), kept[0]))
             decided.append((rule, dropped))
             left = kept
     keeper = left[0]
@@ -130,30 +130,29 @@ def choose(members: Sequence[Member], rules: Sequence[str] = DEFAULT_RULES,
 
 @dataclass(frozen=True)
 class Rule:
-    """One keeper rule: a member stays unless another one ``beats`` it (by default: a lower ``key``)."""
+    """One keeper rule: a member stays unless another one ``better`` than it is in the group."""
 
     name: str
-    key: Callable[[Member], object]
+    better: Callable[[Member, Member], bool]     # whether a beats b on this rule
     reason: Callable[[Member, list[Member]], str]  # why this winner won (against the dropped members)
     note: Callable[[Member, Member], str]        # why this member lost, against a winner
-    #: Instead of comparing keys: whether ``a`` beats ``b`` (``resolution`` and ``size`` compare with a
-    #: tolerance, ``size`` only between files of the same format and resolution).
-    better: Callable[[Member, Member], bool] | None = None
-    #: Instead of ``beats``: which members stay, when that depends on all of them (``no-border``).
+    #: Instead of ``better``: which members stay, when that depends on all of them (``no-border``).
     select: Callable[[Sequence[Member]], list[Member]] | None = None
-
-    def beats(self, a: Member, b: Member) -> bool:
-        return self.better(a, b) if self.better is not None else self.key(a) < self.key(b)
 
     def best(self, members: Sequence[Member]) -> list[Member]:
         if self.select is not None:
             return self.select(members)
-        return [m for m in members if not any(self.beats(other, m) for other in members)]
+        return [m for m in members if not any(self.better(other, m) for other in members)]
+
+
+def lower(key: Callable[[Member], object]) -> Callable[[Member, Member], bool]:
+    """``better`` for a rule that ranks by one key: the lower key wins."""
+    return lambda a, b: key(a) < key(b)
 
 
 def _reference(prefer: Sequence[str]) -> Rule:
-    return Rule("reference", lambda m: not in_folders(m.path, prefer), lambda w, _: "in a reference folder (--prefer)",
-                lambda m, w: "not in a reference folder (--prefer)")
+    return Rule("reference", lower(lambda m: not in_folders(m.path, prefer)),
+                lambda w, _: "in a reference folder (--prefer)", lambda m, w: "not in a reference folder (--prefer)")
 
 
 def bordered(m: Member) -> bool:
@@ -253,28 +252,27 @@ def _later(m: Member, winner: Member) -> str:
 
 
 RULE_BY_NAME = {rule.name: rule for rule in [
-    Rule("raw-pair", lambda m: not m.companions, lambda w, _: "the camera's RAW+JPEG pair",
+    Rule("raw-pair", lower(lambda m: not m.companions), lambda w, _: "the camera's RAW+JPEG pair",
          lambda m, w: "a single file; the group has the camera's RAW+JPEG pair"),
-    Rule("colour", lambda m: m.grayscale == 1, lambda w, _: "colour (others are grayscale copies)",
+    Rule("colour", lower(lambda m: m.grayscale == 1), lambda w, _: "colour (others are grayscale copies)",
          lambda m, w: "a grayscale copy of a colour photo"),
-    Rule("no-border", bordered, lambda w, _: "no added border",
+    Rule("no-border", lower(bordered), lambda w, _: "no added border",
          lambda m, w: f"an added border (content {m.content_width}x{m.content_height} in a {m.width}x{m.height} "
                       "canvas)", select=lambda members: _without_added_borders(members)),
-    Rule("camera-format", lambda m: not is_camera_format(m.format),
+    Rule("camera-format", lower(lambda m: not is_camera_format(m.format)),
          lambda w, _: f"camera format ({w.format}) over an export",
          lambda m, w: f"an export ({m.format or 'unknown format'}); the group has the camera format {w.format}"),
-    Rule("not-resaved", lambda m: m.jpeg_quality == 100, lambda w, _: "not a maximum-quality re-save",
+    Rule("not-resaved", lower(lambda m: m.jpeg_quality == 100), lambda w, _: "not a maximum-quality re-save",
          lambda m, w: "a JPEG re-saved at maximum quality (quality-100 tables, which cameras do not write)"),
-    Rule("resolution", lambda m: -_pixels(m), lambda w, _: f"highest resolution ({_shown(w)})",
-         lambda m, w: f"lower resolution ({_shown(m)} against {_shown(w)})", better=_more_pixels),
-    Rule("exif", lambda m: -(bool(m.camera) + bool(m.taken_at)), lambda w, _: f"camera EXIF ({_exif_words(w)})",
+    Rule("resolution", _more_pixels, lambda w, _: f"highest resolution ({_shown(w)})",
+         lambda m, w: f"lower resolution ({_shown(m)} against {_shown(w)})"),
+    Rule("exif", lower(lambda m: -(bool(m.camera) + bool(m.taken_at))), lambda w, _: f"camera EXIF ({_exif_words(w)})",
          lambda m, w: f"less camera EXIF ({_exif_words(m)})"),
-    Rule("size", lambda m: -(m.size or 0),
+    Rule("size", _larger_file_of_the_same_kind,
          lambda w, _: f"largest file of its format and resolution ({human_size(w.size or 0)})",
          lambda m, w: f"a smaller file of the same format and resolution ({human_size(m.size or 0)} against "
-                      f"{human_size(w.size or 0)})",
-         better=_larger_file_of_the_same_kind),
-    Rule("oldest", lambda m: (m.taken_at is None, m.taken_at or "", m.mtime_ns or 0),
+                      f"{human_size(w.size or 0)})"),
+    Rule("oldest", lower(lambda m: (m.taken_at is None, m.taken_at or "", m.mtime_ns or 0)),
          lambda w, dropped: f"oldest capture (taken {w.taken_at})"
          if w.taken_at and any(m.taken_at != w.taken_at for m in dropped) else "oldest file (modified first)", _later),
 ]}

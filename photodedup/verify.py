@@ -47,9 +47,9 @@ class VerifySettings:
     #: Aligned by the homography, the pictures must agree in this share of their tiles (``_agreement``):
     #: a logo two different photos share matches, the photos around it do not.
     min_agreement: float = 0.5
-    #: The convex hull of the inliers must cover this share of its picture (in one of the two). Measured:
-    #: different photos sharing a corner watermark 0.002-0.003; true pairs ORB accepts at least 0.030
-    #: (1st percentile 0.066) on three libraries (docs/BENCHMARKS.md).
+    #: The convex hull of the inliers must cover this share of its picture (in one of the two). Measured
+    #: (``benchmarks/verify_margins.py``): different pictures sharing a logo 0.002-0.045 (the larger logos
+    #: are refused by ``min_agreement``); true pairs ORB accepts at least 0.030 on four libraries.
     min_spread: float = 0.015
 
 
@@ -186,8 +186,7 @@ def _agreement(h: np.ndarray, a: Features, b: Features) -> float | None:
 
     if a.small is None or b.small is None:
         return None
-    to_small = lambda f: np.diag([f.small.shape[1] / f.size[0], f.small.shape[0] / f.size[1], 1.0])  # noqa: E731
-    warp = to_small(b) @ h @ np.linalg.inv(to_small(a))
+    warp = _to_small(b) @ h @ np.linalg.inv(_to_small(a))
     height, width = b.small.shape
     warped = cv2.warpPerspective(a.small, warp, (width, height), flags=cv2.INTER_LINEAR)
     inside = cv2.warpPerspective(np.ones_like(a.small), warp, (width, height), flags=cv2.INTER_NEAREST) > 0.5
@@ -207,6 +206,11 @@ def _agreement(h: np.ndarray, a: Features, b: Features) -> float | None:
             if not (flat_x or flat_y):
                 agreed += float((x * y).sum()) / float(np.sqrt((x * x).sum() * (y * y).sum())) >= TILE_NCC
     return agreed / judged if judged >= 4 else None
+
+
+def _to_small(f: Features) -> np.ndarray:
+    """The scaling from a picture's content pixels to its small grey copy, as a homography."""
+    return np.diag([f.small.shape[1] / f.size[0], f.small.shape[0] / f.size[1], 1.0])
 
 
 def _hull_share(points: np.ndarray, size: tuple[int, int]) -> float:
@@ -273,11 +277,11 @@ def _area(polygon: list) -> float:
 
 
 # -- many pairs --------------------------------------------------------------------------------------
-def verify_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable[[int], np.ndarray | Thumbnail | None],
+def verify_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable[[int], Thumbnail | None],
                  params: VerifySettings = VerifySettings(), *, mirrored: bool = False,
                  workers: int | None = None) -> list[Verdict | None]:
-    """A verdict per ``(item a, item b)`` pair; ``pixels(item)`` gives its grey content, or a ``Thumbnail``
-    to decode where it is used (None: unknown).
+    """A verdict per ``(item a, item b)`` pair; ``pixels(item)`` gives its stored thumbnail, decoded where
+    its features are computed (None: unknown).
 
     ``mirrored``: a pair that fails is tried again with ``b`` mirrored (ORB copes with turning, not with
     mirroring), for pairs whose partners were joined by a mirrored match.
@@ -328,9 +332,9 @@ def _verify_chunk(job) -> list[Verdict | None]:
 
     def feats(k: int, mirror: bool = False) -> Features | None:
         if (k, mirror) not in cache:
-            gray = pixels.get(k)
-            if isinstance(gray, Thumbnail):
-                gray = gray.gray()
+            # decoded again for the rare mirrored retry rather than keeping every file's pixels in memory
+            thumb = pixels.get(k)
+            gray = None if thumb is None else thumb.gray()
             cache[k, mirror] = None if gray is None else features(gray[:, ::-1].copy() if mirror else gray, params)
         return cache[k, mirror]
 

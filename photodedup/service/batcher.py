@@ -79,10 +79,7 @@ class DynamicBatcher:
                 future.set_result(result)
 
         def deliver(result: np.ndarray | None, error: BaseException | None) -> None:
-            try:
-                loop.call_soon_threadsafe(settle, result, error)
-            except RuntimeError:  # the caller's event loop has closed: nobody is waiting for this answer
-                log.debug("an answer for a closed event loop was dropped")
+            loop.call_soon_threadsafe(settle, result, error)  # raises once the caller's loop has closed
 
         self._queue.put(_Item(images, deliver))
         self.metrics.queue_depth.set(self._queue.qsize())
@@ -170,7 +167,8 @@ class DynamicBatcher:
 
 
 def _hand(item: _Item, result: np.ndarray | None, error: BaseException | None) -> None:
-    """Give one request its answer; a failure to deliver it never stops the worker (or the service with it)."""
+    """Give one request its answer; a failure to deliver it (its caller's event loop has closed, ...) never
+    stops the worker, or the service with it."""
     try:
         item.deliver(result, error)
     except Exception:  # noqa: BLE001 - one caller's problem, not the batcher's
