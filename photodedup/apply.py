@@ -8,11 +8,18 @@ it cannot resolve (say, a folder that refuses the unlink) is reported and left f
 and the others are still resolved.
 
 A move never overwrites: on one filesystem it is a hard link then an unlink; across filesystems it
-is copy, fsync, md5 check, hard link of the finished copy into place (which fails if anything
-appeared there), then unlink. A move that fails half-way (the unlink refused, the disk full) is
-rolled back at once (``aborted`` in the journal): the file stays where it was, nothing is left in
-the trash, and the failure is reported (``failed``; the CLI exits non-zero).
-Trashed files keep their absolute path below ``<trash>/<apply id>/``, so two roots never collide.
+is a copy into a temporary name nothing else uses (``.<name>.<random>.pdpart``, journaled before it is
+made, its device and inode journaled before a byte is written), fsync, md5 check, hard link of the
+finished copy into place (which fails if anything appeared there), then unlink. Right before the
+unlink the source must still be the file the move began with (device, inode, size, mtime_ns, md5): a
+file edited meanwhile (in place, or saved by rename) is rolled back. A move that fails half-way (the
+unlink refused, the disk full, an edit) is rolled back at once (``aborted`` in the journal): the file
+stays where it was, nothing is left in the trash, and the failure is reported (``failed``; the CLI
+exits non-zero). Cleanup and recovery remove only files whose identity the journal recorded.
+Trashed files keep their absolute path below ``<trash>/<apply id>/``, so two roots never collide;
+the trash is 0700 and the folders made in it keep the modes of the source's folders.
+
+Apply and undo hold the catalog (``Catalog.writer``, as scan and embed do) for their whole run.
 
 A RAW+JPEG pair moves as one: the decision is on the RAW, the JPEG follows it (its journal entries say
 ``companion_of``: the RAW's file id), both or neither, and undo restores both.
@@ -28,8 +35,9 @@ import logging
 import os
 import secrets
 import shutil
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import stat
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePath
@@ -43,9 +51,11 @@ from photodedup.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
 
-JOURNAL_NAME = "journal.jsonl"
+JOURNAL_NAME = config.TRASH_JOURNAL
 MARKER_NAME = config.TRASH_MARKER  # marks the folder as photodedup's trash (scan skips it)
-_PARTIAL = ".partial"
+_TEMP_SUFFIX = ".pdpart"
+_NAME_MAX = 255  # bytes in one file name (Linux, macOS)
+_CHANGED = "it changed while it was being moved (edited?); rolled back: left where it was, no copy made"
 # Fault-injection seams, read at call time: tests (tests/faulty_cli.py, or monkeypatch in-process) set
 # ``LINK_FIRST = False`` to move by copy as if across filesystems, and replace ``checkpoint`` to kill
 # the process at a stage of the n-th move. Production reads no switch for either.
@@ -130,26 +140,29 @@ def apply(catalog: Path | None = None, *, trash_dir: Path | None = None, dry_run
     trash = _trash_folder(trash_dir)
     apply_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
     summary = ApplySummary(apply_id, str(trash), str(trash / JOURNAL_NAME), dry_run)
-    with Catalog(catalog, create=False) as cat, _locked(trash, create=not dry_run) as journal:
-        if not dry_run:
-            summary.recovered, summary.failed = recover(journal, cat)
-        todo, summary.skipped = plan(cat, progress=progress)
-        for index, item in enumerate(todo, 1):
-            target = trash / apply_id / PurePath(item["path"]).relative_to(PurePath(item["path"]).anchor)
-            entry = item | {"trash": str(target)}
+    with Catalog(catalog, create=False) as cat, nullcontext() if dry_run else cat.writer("apply"):
+        _check_outside_library(cat, trash)
+        with _locked(trash, create=not dry_run) as journal:
             if not dry_run:
-                try:
-                    entry["method"] = _journaled_move(journal, "trash", apply_id, item, target, index)
-                except (OSError, SafetyError) as error:
-                    summary.failed.append({"path": item["path"], "reason": _reason(error)})
-                    continue
-                cat.mark_missing([item["path"]], reason=f"in the trash: {target}")
-            summary.moved.append(entry)
+                summary.recovered, summary.failed = recover(journal, cat)
+            todo, summary.skipped = plan(cat, progress=progress, trash=trash)
+            for index, item in enumerate(todo, 1):
+                target = trash / apply_id / PurePath(item["path"]).relative_to(PurePath(item["path"]).anchor)
+                entry = item | {"trash": str(target)}
+                if not dry_run:
+                    try:
+                        entry["method"] = _journaled_move(journal, "trash", apply_id, item, target, index)
+                    except (OSError, SafetyError) as error:
+                        summary.failed.append({"path": item["path"], "reason": _reason(error)})
+                        continue
+                    cat.mark_missing([item["path"]], reason=f"in the trash: {target}")
+                summary.moved.append(entry)
     log.info("apply %s: %d moved, %d skipped", apply_id, len(summary.moved), len(summary.skipped))
     return summary
 
 
-def plan(cat: Catalog, *, progress: ProgressCallback = no_progress) -> tuple[list[dict], list[dict]]:
+def plan(cat: Catalog, *, progress: ProgressCallback = no_progress,
+         trash: Path | None = None) -> tuple[list[dict], list[dict]]:
     """``(moves, skipped)``: the trash decisions that are safe to carry out now, and why others are not.
 
     A file is moved only if it is marked trash, unchanged (md5 of its bytes now equals the md5 at
@@ -157,7 +170,10 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress) -> tuple[lis
     every current group it is in keeps at least one other member whose bytes still match the catalog.
     The other half of a RAW+JPEG pair moves with it, under the same checks, or neither moves.
     Files already in the trash are left out silently (a pair's half left behind by a kill follows).
+    A file inside a trash folder (``trash``, or any folder photodedup marked or journaled in, which an
+    older version's scan may have recorded) is never moved and never counts as the surviving copy.
     """
+    trashed = _TrashFolders(trash)
     groups = current_groups(cat)
     files = {row["id"]: row for row in cat.files(status=None)}
     decided = [d for d in cat.decisions().values() if d["action"] == "trash"]
@@ -186,6 +202,8 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress) -> tuple[lis
             continue
         if row["status"] != "ok":
             reason = f"not available ({row['status']}: {row['reason']})"
+        elif trashed.holds(row["path"]):
+            reason = "inside a trash folder: already trashed"
         elif not groups_of.get(row["id"]):
             reason = "no longer in a duplicate group (groups changed); review it again"
         elif not live:
@@ -211,7 +229,7 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress) -> tuple[lis
             ids = [m.file_id for m in group.members]
             if not any(i in candidates for i in ids):
                 continue
-            if any(_survives(files.get(i), verified) for i in ids if i not in candidates):
+            if any(_survives(files.get(i), verified, trashed) for i in ids if i not in candidates):
                 continue
             for i in ids:
                 if i in candidates:
@@ -221,6 +239,32 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress) -> tuple[lis
                     changed = True
     moves = [*candidates.values(), *late, *(c for i in candidates for c in pair_of.get(i, ()))]
     return sorted(moves, key=lambda c: c["path"]), skipped
+
+
+class _TrashFolders:
+    """``holds(path)``: whether ``path`` lies inside ``trash`` or a folder photodedup uses as a trash."""
+
+    def __init__(self, trash: Path | None) -> None:
+        self.trash = str(trash) if trash else None
+        self.known: dict[str, bool] = {}
+
+    def holds(self, path: str) -> bool:
+        if self.trash and path.startswith(self.trash.rstrip("/") + "/"):
+            return True
+        folder, below = os.path.dirname(path), []
+        while folder not in self.known:
+            below.append(folder)
+            if config.is_trash_folder(folder):
+                self.known[folder] = True
+                break
+            parent = os.path.dirname(folder)
+            if parent == folder:
+                self.known[folder] = False
+                break
+            folder = parent
+        for name in below:
+            self.known[name] = self.known[folder]
+        return self.known[folder]
 
 
 def _move_item(row, group_id: int, companion_of: int | None = None) -> dict:
@@ -240,8 +284,8 @@ def _check_bytes(row) -> str | None:
     return None
 
 
-def _survives(row, verified: dict[int, bool]) -> bool:
-    if row is None or row["status"] != "ok":
+def _survives(row, verified: dict[int, bool], trashed: _TrashFolders) -> bool:
+    if row is None or row["status"] != "ok" or trashed.holds(row["path"]):
         return False
     if row["id"] not in verified:
         verified[row["id"]] = _check_bytes(row) is None
@@ -256,11 +300,13 @@ def undo(catalog: Path | None = None, *, trash_dir: Path | None = None, paths: S
     trash = _trash_folder(trash_dir)
     summary = UndoSummary(str(trash), dry_run)
     with Catalog(catalog, create=False) as cat:  # no catalog: the same error (exit 4) as every command
+        _check_is_folder(trash)
         if not (trash / JOURNAL_NAME).exists():
             if dry_run:  # the question "what would undo restore?" has an answer: nothing
                 return summary
             raise BadInputError(f"nothing to undo: no journal in {trash}", hint="pass the --trash-dir that apply used")
-    with Catalog(catalog, create=False) as cat, _locked(trash, create=False) as journal:
+    with (Catalog(catalog, create=False) as cat, nullcontext() if dry_run else cat.writer("undo"),
+          _locked(trash, create=False) as journal):
         if not dry_run:
             summary.recovered, unresolved = recover(journal, cat)
             summary.refused += unresolved
@@ -355,7 +401,7 @@ class Journal:
     def append(self, **entry) -> None:
         entry.setdefault("time", datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
         data = (json.dumps(entry, sort_keys=True) + "\n").encode()
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             size = os.fstat(fd).st_size
             if size and _last_byte(self.path) != b"\n":
@@ -390,40 +436,88 @@ def _last_byte(path: Path) -> bytes:
         return handle.read(1)
 
 
+def _check_is_folder(trash: Path) -> None:
+    """A clear error when the trash path exists but is no folder (a dangling link, a file)."""
+    if os.path.islink(trash) and not trash.exists():
+        raise BadInputError(f"the trash folder {trash} is a symbolic link to {os.readlink(trash)}, which does not "
+                            "exist", hint="create that folder, or pass --trash-dir a folder")
+    if os.path.lexists(trash) and not trash.is_dir():
+        kind = "a file" if trash.is_file() else "something else"
+        raise BadInputError(f"the trash folder {trash} is {kind}, not a folder", hint="pass --trash-dir a folder")
+
+
+def _check_outside_library(cat: Catalog, trash: Path) -> None:
+    """Refuse a trash folder inside a scanned root unless photodedup made it (its marker) or already keeps
+    a journal there: scan skips only those, and would otherwise record the trashed files as photos."""
+    _check_is_folder(trash)
+    if not trash.exists() or config.is_trash_folder(str(trash)):
+        return  # photodedup makes it, and marks it
+    folder = os.path.realpath(trash)
+    for (root,) in cat.conn.execute("SELECT DISTINCT root FROM files WHERE root IS NOT NULL"):
+        if any(f == r or f.startswith(r.rstrip("/") + "/")
+               for f, r in ((str(trash), root), (folder, os.path.realpath(root)))):
+            raise BadInputError(f"the trash folder {trash} is inside the scanned folder {root} and photodedup did "
+                                "not make it: a scan would record the trashed files as photos",
+                                hint="pass --trash-dir a folder outside the scanned folders, or a new one "
+                                     "(photodedup marks the folders it makes, and scan skips them)")
+
+
 @contextmanager
 def _locked(trash: Path, *, create: bool) -> Iterator[Journal]:
-    """The trash folder's journal, held by one apply or undo at a time."""
+    """The trash folder's journal, held by one apply or undo at a time. ``create``: make the folder
+    (0700) if it is missing, and mark it as photodedup's trash."""
+    _check_is_folder(trash)
     if not trash.exists() and not create:
         yield Journal(trash / JOURNAL_NAME)
         return
     try:
         if not trash.exists():
-            trash.mkdir(parents=True)
-            (trash / MARKER_NAME).write_text("photodedup trash: files moved by `photodedup apply`; "
-                                             "restore them with `photodedup undo`.\n")
-        lock = open(trash / ".lock", "a")  # noqa: SIM115 - held for the whole block below
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            os.mkdir(trash, 0o700)
+        if create and not (trash / MARKER_NAME).exists():
+            with _create(trash / MARKER_NAME, 0o644) as marker:
+                marker.write(b"photodedup trash: files moved by `photodedup apply`; "
+                             b"restore them with `photodedup undo`.\n")
+        lock = os.open(trash / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as error:
         raise BadInputError(f"cannot write to the trash folder {trash}: {error.strerror}",
                             hint="pass --trash-dir a writable folder on a disk with room") from error
-    with lock:
+    try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as error:
             raise SafetyError(f"another apply or undo is using {trash}", hint="wait for it to finish") from error
         yield Journal(trash / JOURNAL_NAME)
+    finally:
+        os.close(lock)
+
+
+def _create(path: Path, mode: int = 0o600):
+    """A new file opened for writing: fails if anything (a file, a link) is at ``path``."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode), "wb")
 
 
 def _journaled_move(journal: Journal, op: str, apply_id: str, item: dict, dest: Path, index: int,
                     *, source: Path | None = None) -> str:
-    """Journal ``begin``, move, journal ``done``. ``op`` trash: path -> dest; restore: source -> dest."""
+    """Journal ``begin``, move, journal ``done``. ``op`` trash: path -> dest; restore: source -> dest.
+
+    ``begin`` records the source's identity (``src_id``: device, inode, size, mtime_ns) and the
+    temporary name a copy would use (``temp``); a ``temp`` line records that file's device and inode
+    (``temp_id``) once it exists. Recovery and cleanup remove nothing else."""
     original = item.get("original") or item["path"]
     trash = str(dest) if op == "trash" else item["trash"]
+    src = Path(source or original)
+    before = os.lstat(src)
+    if not stat.S_ISREG(before.st_mode):
+        raise SafetyError("it is no longer a regular file")
+    temp = _temp_path(dest)
     common = {"op": op, "apply": apply_id, "original": original, "trash": trash, "md5": item["md5"],
               "size": item["size"], "file_id": item["file_id"]} | _pair_key(item)
-    journal.append(state="begin", **common)
+    journal.append(state="begin", src_id=_ident(before), temp=str(temp), **common)
     checkpoint("begun", index)
     try:
-        method = _move(Path(source or original), dest, item["md5"], index)
+        method = _move(src, dest, item["md5"], index, before, temp,
+                       lambda made: journal.append(state="temp", temp_id=made, **common))
     except (OSError, SafetyError) as error:  # rolled back: the file is where it was
         try:
             journal.append(state="aborted", reason=_reason(error), **common)
@@ -435,12 +529,65 @@ def _journaled_move(journal: Journal, op: str, apply_id: str, item: dict, dest: 
     return method
 
 
-def _move(src: Path, dst: Path, md5: str, index: int) -> str:
+def _temp_path(dst: Path) -> Path:
+    """``.<name>.<random>.pdpart`` beside ``dst``: a name nothing else uses. The name part is shortened
+    (never the final name) so that it stays within 255 bytes."""
+    tail = f".{secrets.token_hex(6)}{_TEMP_SUFFIX}"
+    room = _NAME_MAX - 1 - len(tail)
+    return dst.with_name("." + os.fsdecode(os.fsencode(dst.name)[:room]) + tail)
+
+
+def _ident(st: os.stat_result) -> list[int]:
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _remove_ours(path: Path, ident: Sequence[int] | None) -> bool:
+    """Unlink ``path`` only if it is the file this run made: a regular file with the recorded device and
+    inode. With none recorded, only an empty one (nothing is written to a temporary file before its
+    identity is journaled). Returns whether it was removed."""
+    st = _lstat(path)
+    if st is None or not stat.S_ISREG(st.st_mode):
+        return False
+    if ident is not None and [st.st_dev, st.st_ino] != list(ident[:2]) or ident is None and st.st_size:
+        return False
+    os.unlink(path)
+    return True
+
+
+def _make_folders(folder: Path, like: Path) -> None:
+    """Create ``folder`` and its missing parents, each with the mode of the matching folder above
+    ``like`` (the trash never lets more people read a photo than its own folder did), plus the owner's
+    rwx (so the move itself can go on); 0700 where nothing matches (the apply's own folder)."""
+    missing: list[tuple[Path, Path]] = []
+    while not os.path.isdir(folder) and folder != folder.parent:
+        missing.append((folder, like))
+        folder, like = folder.parent, like.parent
+    for path, model in reversed(missing):
+        try:
+            mode = stat.S_IMODE(os.stat(model).st_mode) | stat.S_IRWXU if model != model.parent else 0o700
+        except OSError:
+            mode = 0o700
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, mode)
+
+
+def _move(src: Path, dst: Path, md5: str, index: int, before: os.stat_result, temp: Path,
+          note_temp: Callable[[list[int]], None]) -> str:
     """Move ``src`` to ``dst`` (which must not exist); return "link" or "copy".
 
-    On any failure nothing has moved: ``src`` is where it was and nothing is left at ``dst``.
+    On any failure nothing has moved: ``src`` is where it was and nothing this move made is left.
     """
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    _make_folders(dst.parent, src.parent)
     if LINK_FIRST:
         try:
             os.link(src, dst, follow_symlinks=False)
@@ -452,33 +599,47 @@ def _move(src: Path, dst: Path, md5: str, index: int) -> str:
         else:
             _fsync_dir(dst.parent)
             checkpoint("linked", index)
-            _remove_source(src, dst)
+            _remove_source(src, dst, md5, before, ours=_ident(before))  # the link is the source's inode
             return "link"
-    partial = dst.with_name(dst.name + _PARTIAL)
+    with _create(temp) as out:  # outside the try below: a file already at that name is not ours
+        made = _ident(os.fstat(out.fileno()))
+        try:
+            note_temp(made[:2])
+            digest = hashlib.md5()
+            with open(os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb") as fin:
+                if _ident(os.fstat(fin.fileno())) != _ident(before):
+                    raise SafetyError(_CHANGED)
+                while chunk := fin.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        except BaseException:
+            _remove_ours(temp, made)
+            raise
     try:
-        with open(src, "rb") as fin, open(partial, "xb") as fout:
-            shutil.copyfileobj(fin, fout, 1 << 20)
-            fout.flush()
-            os.fsync(fout.fileno())
-        shutil.copystat(src, partial)
+        shutil.copystat(src, temp, follow_symlinks=False)
         checkpoint("copied", index)
-        if file_md5(partial) != md5:
+        if digest.hexdigest() != md5:
+            raise SafetyError(_CHANGED)
+        if file_md5(temp) != md5:
             raise SafetyError(f"the copy of {src} did not verify (md5 differs)")
-        _put_in_place(partial, dst)
+        _put_in_place(temp, dst, made)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        _remove_ours(temp, made)
+        _remove_ours(dst, made)  # put in place, then something failed: take it back out
         raise
     _fsync_dir(dst.parent)
     checkpoint("linked", index)
-    _remove_source(src, dst)
+    _remove_source(src, dst, md5, before, ours=made)
     return "copy"
 
 
-def _put_in_place(partial: Path, dst: Path) -> None:
-    """``partial`` becomes ``dst`` without ever replacing a file there: a hard link fails if ``dst``
+def _put_in_place(temp: Path, dst: Path, made: list[int]) -> None:
+    """``temp`` becomes ``dst`` without ever replacing a file there: a hard link fails if ``dst``
     exists. A filesystem without hard links gets a check then a rename (a narrow race remains)."""
     try:
-        os.link(partial, dst)
+        os.link(temp, dst)
     except FileExistsError as error:
         raise SafetyError(f"{dst} appeared during the copy; not overwritten") from error
     except OSError as error:
@@ -486,24 +647,39 @@ def _put_in_place(partial: Path, dst: Path) -> None:
             raise
         if os.path.lexists(dst):
             raise SafetyError(f"{dst} appeared during the copy; not overwritten") from None
-        os.rename(partial, dst)
+        os.rename(temp, dst)
     else:
-        os.unlink(partial)
+        _remove_ours(temp, made)
 
 
-def _remove_source(src: Path, dst: Path) -> None:
-    """The last step of a move; when the source cannot be removed, take the new copy back out."""
-    try:
-        os.unlink(src)
-    except OSError as error:
+def _remove_source(src: Path, dst: Path, md5: str, before: os.stat_result, *, ours: list[int]) -> None:
+    """The last step of a move: unlink the source, if it is still the file the move began with (device,
+    inode, size, mtime_ns, md5). If it changed (edited in place, or saved over by rename), or cannot be
+    removed, take our copy at ``dst`` (device and inode ``ours``) back out. A source that is gone is
+    fine: its bytes are at ``dst``."""
+    now = _lstat(src)
+    if now is None:
+        return
+    error: OSError | None = None
+    if _ident(now) != _ident(before) or file_md5(src) != md5:
+        cause, why = "it changed while it was being moved (edited?)", _CHANGED
+    else:
         try:
-            os.unlink(dst)
-            _fsync_dir(dst.parent)
-        except OSError as undo_error:
-            raise SafetyError(f"cannot remove it ({error.strerror}) and cannot take {dst} back out "
-                              f"({undo_error.strerror}): it is now in both places") from error
-        raise SafetyError(f"cannot remove it ({error.strerror}); rolled back") from error
-    _fsync_dir(src.parent)
+            os.unlink(src)
+        except OSError as refused:
+            error, cause = refused, f"cannot remove it ({refused.strerror})"
+            why = f"{cause}; rolled back"
+        else:
+            _fsync_dir(src.parent)
+            return
+    try:
+        if not _remove_ours(dst, ours):
+            raise OSError(errno.EEXIST, "it is no longer the copy this move made")
+        _fsync_dir(dst.parent)
+    except OSError as undo_error:
+        raise SafetyError(f"{cause} and cannot take {dst} back out ({undo_error.strerror}): "
+                          "it is now in both places") from error
+    raise SafetyError(why) from error
 
 
 def _reason(error: Exception) -> str:
@@ -524,7 +700,10 @@ def recover(journal: Journal, cat: Catalog) -> tuple[int, list[dict]]:
     for entry in journal.entries():
         key = (entry.get("op"), entry.get("apply"), entry.get("original"))
         if entry.get("state") == "begin":
-            pending[key] = entry
+            pending[key] = dict(entry)
+        elif entry.get("state") == "temp":
+            if key in pending:
+                pending[key]["temp_id"] = entry.get("temp_id")
         else:
             pending.pop(key, None)
     finished, unresolved = 0, []
@@ -542,25 +721,43 @@ def recover(journal: Journal, cat: Catalog) -> tuple[int, list[dict]]:
 
 
 def _recover_one(journal: Journal, cat: Catalog, entry: dict) -> int:
-    """Resolve one pending entry; 1 when the move was finished, 0 when it was rolled back."""
+    """Resolve one pending entry; 1 when the move was finished, 0 when it was rolled back.
+
+    Only files whose identity the journal recorded are removed: the temporary copy (``temp_id``), the
+    destination if it is the source's link or that copy, the source if it is still the file the move
+    began with. An entry written by an older version (no identities) removes no temporary file."""
     common = {k: entry[k] for k in ("op", "apply", "original", "trash", "md5", "size", "file_id")} | _pair_key(entry)
     src, dst = entry["original"], entry["trash"]
     if entry["op"] == "restore":
         src, dst = dst, src
     src_p, dst_p = Path(src), Path(dst)
-    dst_p.with_name(dst_p.name + _PARTIAL).unlink(missing_ok=True)
-    dst_ok = dst_p.is_file() and file_md5(dst_p) == entry["md5"]
-    if dst_ok and src_p.exists() and (os.path.samefile(src_p, dst_p) or file_md5(src_p) == entry["md5"]):
+    if entry.get("temp"):
+        _remove_ours(Path(entry["temp"]), entry.get("temp_id"))
+    src_id = entry.get("src_id")
+    ours = [i[:2] for i in (src_id, entry.get("temp_id")) if i]
+    dst_st = _lstat(dst_p)
+    if dst_st is None or not stat.S_ISREG(dst_st.st_mode):
+        dst_ours = False
+    else:
+        dst_ours = [dst_st.st_dev, dst_st.st_ino] in ours if src_id else True  # (older journals: by content)
+    dst_ok = dst_ours and file_md5(dst_p) == entry["md5"]
+    src_st = _lstat(src_p)
+    src_same = src_st is not None and (_ident(src_st) == src_id if src_id else stat.S_ISREG(src_st.st_mode))
+    if dst_ok and src_same and file_md5(src_p) == entry["md5"]:
         os.unlink(src_p)  # both copies exist and match: finish the move
         _fsync_dir(src_p.parent)
-    if dst_ok and not src_p.exists():
+        src_st = None
+    if dst_ok and src_st is None:
         journal.append(state="done", method="recovered", **common)
         if entry["op"] == "trash":
             cat.mark_missing([entry["original"]], reason=f"in the trash: {entry['trash']}")
         else:
             _after_restore(cat, entry, journal.path.parent)
         return 1
-    if src_p.exists():
+    if src_st is not None:
+        if dst_ours and src_id:  # the source is still there (perhaps edited): take our copy back out
+            _remove_ours(dst_p, [dst_st.st_dev, dst_st.st_ino])
+            _fsync_dir(dst_p.parent)
         journal.append(state="aborted", reason="stopped before the file moved", **common)
     else:
         log.error("%s: neither %s nor a matching %s exists", entry["op"], src, dst)

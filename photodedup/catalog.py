@@ -324,7 +324,9 @@ class Catalog:
             os.close(fd)
             if error.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
-            raise CatalogError(f"another photodedup scan or embed (pid {holder or '?'}) is writing {self.path}",
+            pid, _, command = holder.partition(" ")
+            raise CatalogError(f"another photodedup {command or 'scan or embed'} (pid {pid or '?'}) is writing "
+                               f"{self.path}",
                                hint=f"wait for it to finish, then run {stage} again: it continues from there") from None
         try:
             os.ftruncate(fd, 0)
@@ -603,12 +605,11 @@ class Catalog:
 
     def restore_file(self, file_id: int, stat: os.stat_result | None = None) -> None:
         """A file is back at its path (undo): mark it ok again (at the device and inode it has now: a
-        copy across filesystems is a new inode) and forget its trash decision."""
+        copy across filesystems is a new inode). Its decisions stay as they were before the apply."""
         with self.transaction() as conn:
             conn.execute("UPDATE files SET status='ok', error_kind=NULL, reason=NULL WHERE id = ?", (file_id,))
             if stat is not None:
                 conn.execute("UPDATE files SET dev = ?, ino = ? WHERE id = ?", (stat.st_dev, stat.st_ino, file_id))
-            conn.execute("DELETE FROM decisions WHERE file_id = ? AND action = 'trash'", (file_id,))
 
 
 def _statements(script: str) -> list[str]:

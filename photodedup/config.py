@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -21,6 +22,26 @@ REVIEW_PORT = 8000
 
 #: `photodedup apply` marks its trash folder with this file; `scan` never walks into such a folder.
 TRASH_MARKER = ".photodedup-trash"
+#: The trash folder's journal of moves (`photodedup.apply`); a folder holding one is a trash too.
+TRASH_JOURNAL = "journal.jsonl"
+
+
+def is_trash_folder(folder: str, names: set[str] | None = None) -> bool:
+    """Whether ``folder`` is a photodedup trash: it holds the marker, or a journal of moves (an older
+    version did not mark a folder the user made). ``names``: its entries, when already listed."""
+    def has(name: str) -> bool:
+        return name in names if names is not None else os.path.lexists(os.path.join(folder, name))
+
+    if has(TRASH_MARKER):
+        return True
+    if not has(TRASH_JOURNAL):
+        return False
+    try:  # a journal's lines are JSON objects naming the op and the apply
+        with open(os.path.join(folder, TRASH_JOURNAL), "rb") as handle:
+            first = json.loads(handle.readline(1 << 16) or b"null")
+    except (OSError, ValueError):
+        return False
+    return isinstance(first, dict) and "op" in first and "apply" in first
 
 
 def home() -> Path:

@@ -124,7 +124,8 @@ def scan(
         known = cat.known_files()
         todo: list[tuple[str, str, int, int, str]] = []  # path, root, size, mtime_ns, new|updated|retried
         seen: set[str] = set()
-        for root, path, stat in _walk(roots, include, exclude, summary, follow_links):
+        trash_folders: list[str] = []
+        for root, path, stat in _walk(roots, include, exclude, summary, follow_links, trash_folders):
             seen.add(path)
             summary.files += 1
             old = known.get(path)
@@ -156,6 +157,9 @@ def scan(
         gone = [p for p in known if p not in seen and known[p].status != "missing"
                 and _under_any(p, roots) and not os.path.lexists(p)]
         summary.missing += cat.mark_missing(gone)
+        for folder in trash_folders:  # recorded by an older version: a trashed copy is never a photo again
+            cat.mark_missing([p for p in known if known[p].status != "missing" and _under_any(p, [folder])],
+                             reason=f"inside photodedup's trash folder {folder}")
         cat.set_raw_pairs(raw.find_pairs(cat.files(status=None)))
     summary.seconds = time.perf_counter() - start
     return summary
@@ -207,8 +211,9 @@ def _inspect_all(cat: Catalog, todo, summary: ScanSummary, executor: Executor, p
 
 
 def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: ScanSummary,
-          follow_links: bool = False):
-    """Yield ``(root, path, stat)`` for regular files below the roots.
+          follow_links: bool = False, trash_folders: list[str] | None = None):
+    """Yield ``(root, path, stat)`` for regular files below the roots; never enters a photodedup trash
+    folder (its marker or its journal: ``config.is_trash_folder``), listed in ``trash_folders``.
 
     Follows directory symlinks that stay inside the roots (and, with ``follow_links``, any) but never
     enters a directory twice (no symlink loops); symlinks to files are skipped (the target is
@@ -231,7 +236,9 @@ def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: Sc
                     continue
                 visited.add((st.st_dev, st.st_ino))
                 entries = sorted(os.scandir(folder), key=lambda e: e.name)
-                if any(e.name == config.TRASH_MARKER for e in entries):
+                if config.is_trash_folder(folder, {e.name for e in entries}):
+                    if trash_folders is not None:
+                        trash_folders.append(folder)
                     continue  # photodedup's own trash folder: its files are already decided
             except OSError as error:
                 log.warning("cannot list %s: %s", display(folder), error)

@@ -125,7 +125,7 @@ def test_a_changed_keeper_does_not_count_as_a_surviving_copy(review_library):
     assert summary.skipped[0]["reason"].startswith("would trash every member of group")
 
 
-def test_undo_restores_the_last_apply_and_forgets_the_trash_decisions(review_library):
+def test_undo_restores_the_last_apply_and_keeps_the_decisions(review_library):
     lib = review_library
     keep(lib, "A", "2019/a.jpg")
     before = {n: file_md5(Path(p)) for n, p in lib["paths"].items()}
@@ -141,7 +141,7 @@ def test_undo_restores_the_last_apply_and_forgets_the_trash_decisions(review_lib
     assert not (lib["trash"] / second.apply_id).exists()  # its emptied folders are removed
     with Catalog(lib["catalog"]) as cat:
         assert cat.file(lib["ids"]["b_q70.jpg"])["status"] == "ok"
-        assert lib["ids"]["b_q70.jpg"] not in cat.decisions()
+        assert cat.decisions()[lib["ids"]["b_q70.jpg"]]["action"] == "trash"  # the review as before the apply
 
     summary = undo(lib["catalog"], trash_dir=lib["trash"])  # then the one before
     assert summary.applies == [first.apply_id] and len(summary.restored) == 2
@@ -192,7 +192,7 @@ def test_copy_across_filesystems_is_verified_and_keeps_the_mtime(review_library,
         assert [m["method"] for m in summary.moved] == ["copy"]
         moved = Path(summary.moved[0]["trash"])
         assert not original.exists() and file_md5(moved) == md5 and moved.stat().st_mtime_ns == mtime
-        assert not moved.with_name(moved.name + ".partial").exists()
+        assert sorted(p.name for p in moved.parent.iterdir()) == [moved.name]  # no temporary copy left
         undo(lib["catalog"], trash_dir=lib["trash"])
         assert file_md5(original) == md5 and original.stat().st_mtime_ns == mtime
     finally:
@@ -231,7 +231,7 @@ def test_a_kill_mid_apply_loses_nothing_and_the_next_apply_finishes(review_libra
     assert len(result["moved"]) + result["recovered"] + 1 == len(marked)  # plus the one done before the kill
     for name in marked:
         assert not Path(lib["paths"][name]).exists()
-    assert not list(lib["trash"].rglob("*.partial"))
+    assert not list(lib["trash"].rglob("*.pdpart"))
     states: dict[str, list[str]] = {}
     for entry in journal(lib):
         states.setdefault(entry["original"], []).append(entry["state"])

@@ -92,8 +92,9 @@ def test_a_move_that_cannot_remove_the_source_is_rolled_back_and_reported(review
     immutable.release(stuck.parent)
     final = run_cli(*args, "--json")
     assert final.returncode == 0, final.stderr
-    # the undo forgot the others' trash decisions; the one that failed is still marked and moves now
-    assert [m["path"] for m in json.loads(final.stdout)["moved"]] == [str(stuck)] and not stuck.exists()
+    # the undo kept the review: every file marked trash moves now, the one that failed too
+    assert sorted(m["path"] for m in json.loads(final.stdout)["moved"]) == sorted(lib["paths"][n] for n in MARKED)
+    assert not stuck.exists()
 
 
 def test_recovery_goes_on_past_an_entry_it_cannot_resolve(review_library, immutable):
@@ -144,7 +145,7 @@ def test_a_full_trash_disk_is_a_clear_error_and_leaves_nothing_behind(review_lib
     full = run_cli(*args)
     assert full.returncode == 10, full.stderr
     assert "No space left on device" in full.stdout and "Traceback" not in full.stderr
-    assert not list(trash.rglob("*.partial"))
+    assert not list(trash.rglob("*.pdpart"))
     assert {n: file_md5(Path(lib["paths"][n])) for n in MARKED} == md5s
     assert statuses(lib) == {n: ("ok", "trash") for n in MARKED}
 
@@ -192,7 +193,7 @@ def test_copy_mode_never_overwrites_a_file_that_appears_at_the_destination(revie
 
     def appear_first(real):  # the race: the destination appears just before the copy is put in place
         def wrapped(src, dst, *args, **kwargs):
-            if str(dst).endswith("b_q70.jpg") and str(src).endswith(".partial"):
+            if str(dst).endswith("b_q70.jpg") and str(src).endswith(".pdpart"):
                 Path(dst).write_bytes(intruder)
             return real(src, dst, *args, **kwargs)
         return wrapped
@@ -205,7 +206,7 @@ def test_copy_mode_never_overwrites_a_file_that_appears_at_the_destination(revie
     assert Path(lib["paths"]["b_q70.jpg"]).exists()
     assert [Path(f["path"]).name for f in summary.failed] == ["b_q70.jpg"]
     assert "appeared" in summary.failed[0]["reason"]
-    assert not list(lib["trash"].rglob("*.partial"))
+    assert not list(lib["trash"].rglob("*.pdpart"))
 
 
 @pytest.mark.parametrize("stage,copy", [("begun", False), ("linked", False), ("moved", False),
@@ -231,5 +232,5 @@ def test_a_kill_during_undo_loses_nothing_and_the_catalog_follows(review_library
     assert result["recovered"] == (1 if stage in ("linked", "moved") else 0)
     assert len(result["restored"]) + result["recovered"] + 1 == len(MARKED)
     assert {n: file_md5(Path(lib["paths"][n])) for n in MARKED} == md5s
-    assert not [p for p in lib["trash"].rglob("*") if p.is_file() and p.name.endswith((".jpg", ".partial"))]
-    assert statuses(lib) == {n: ("ok", None) for n in MARKED}  # back, and no longer marked trash
+    assert not [p for p in lib["trash"].rglob("*") if p.is_file() and p.name.endswith((".jpg", ".pdpart"))]
+    assert statuses(lib) == {n: ("ok", "trash") for n in MARKED}  # back, with the review as it was

@@ -118,7 +118,7 @@ def test_a_file_edited_while_apply_moves_it_keeps_the_edit(tmp_path, where, stag
     assert result["moved"] == []
     assert result["failed"] == [{"path": str(lib["copy"]),
                                  "reason": "it changed while it was being moved (edited?); rolled back: "
-                                           "the file is still at its path, nothing is in the trash"}]
+                                           "left where it was, no copy made"}]
     assert lib["copy"].read_bytes()[-6:] == b"EDITED"
     assert [p for p in lib["trash"].rglob("*") if p.is_file() and "b_copy" in p.name] == []
     assert status(lib, lib["copy"]) == "ok"

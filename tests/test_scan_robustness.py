@@ -148,7 +148,7 @@ def test_a_second_scan_of_one_catalog_refuses_clearly(tmp_path):
     finally:
         out, errors = first.communicate(timeout=300)
     assert second.returncode == 4
-    assert second.stderr.startswith(f"Error: another photodedup scan or embed (pid {first.pid} scan) is writing "
+    assert second.stderr.startswith(f"Error: another photodedup scan (pid {first.pid}) is writing "
                                     f"{db}\nHint: wait for it to finish")
     assert first.returncode == 0, errors
     assert json.loads(out)["new"] == lib["files"]
