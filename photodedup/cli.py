@@ -18,8 +18,8 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from photodedup import __version__, config
-from photodedup.catalog import display
 from photodedup.errors import PhotodedupError
+from photodedup.text import printable
 
 
 class _PipelineOrder(TyperGroup):
@@ -114,11 +114,12 @@ def progress(quiet: bool, label: str):
 
 
 def show(result, json_out: bool) -> None:
-    """Print a stage's result: its JSON (``as_dict``) with ``--json``, else its readable ``render``."""
+    """Print a stage's result: its JSON (``as_dict``) with ``--json``, else its readable ``render`` (each
+    line printable: a render escapes the names it holds, this catches a control character it missed)."""
     if json_out:
         emit_json(result.as_dict())
     else:
-        typer.echo(display(result.render()))
+        typer.echo("\n".join(map(printable, result.render().split("\n"))))
 
 
 def emit_json(data) -> None:
@@ -130,7 +131,7 @@ def warn(message: str) -> None:
     if message in _said:
         return
     _said.add(message)
-    err.print(f"[yellow]Warning:[/yellow] {escape(display(message))}", highlight=False)
+    err.print(f"[yellow]Warning:[/yellow] {escape(printable(message, newlines=True))}", highlight=False)
 
 
 _said: set[str] = set()
@@ -204,7 +205,7 @@ def sample_library(
     if json_out:
         emit_json(result)
     else:
-        typer.echo(f"{result['files']} files in {out} ({result['groups']} duplicate groups, "
+        typer.echo(f"{result['files']} files in {printable(out)} ({result['groups']} duplicate groups, "
                    f"{result['broken']} broken files); ground truth: {result['truth']}")
 
 
@@ -353,7 +354,7 @@ def bench(
     with progress(quiet, "bench") as callback:
         result = run(settings, progress=callback)
     for path in bench_lib.save(result, json_file=json_file, csv_file=csv_file, plot_dir=plot_dir):
-        err.print(f"wrote {path}", highlight=False, markup=False)
+        err.print(f"wrote {printable(path)}", highlight=False, markup=False)
     if json_out:
         emit_json(result.as_dict())
         return
@@ -451,7 +452,7 @@ def export_onnx_cmd(
     else:
         check = ", ".join(f"{k} {v}" for k, v in meta.get("verification", {}).items())
         typer.echo(f"{meta['model_id']} ({meta['precision']}, {meta['input_dtype']} input, opset {meta['opset']}) "
-                   f"in {model_dir}\n  verified against PyTorch: {check or 'not verified'}")
+                   f"in {printable(model_dir)}\n  verified against PyTorch: {check or 'not verified'}")
 
 
 @app.command()
@@ -544,14 +545,14 @@ def review(
         from photodedup.groups import write_labels
 
         count = write_labels(export_labels, catalog=catalog, root=labels_root)
-        typer.echo(f"{count} labelled groups written to {export_labels}")
+        typer.echo(f"{count} labelled groups written to {printable(export_labels)}")
         return
     from photodedup.review.app import serve as run_review
 
     run_review(catalog or config.default_catalog(), host=host, port=port, trash_dir=trash_dir, token=token,
                open_browser=open_browser,
-               announce=lambda url: err.print(f"Review at {url}  (Ctrl-C to stop)", highlight=False, markup=False,
-                                              soft_wrap=True))
+               announce=lambda url: err.print(f"Review at {printable(url)}  (Ctrl-C to stop)", highlight=False,
+                                              markup=False, soft_wrap=True))
 
 
 @app.command()
@@ -601,7 +602,7 @@ def undo(
     summary = run_undo(catalog, trash_dir=trash_dir, paths=paths or (), apply_id=apply_id, dry_run=dry_run)
     show(summary, json_out)
     for refused in summary.refused:
-        warn(f"not restored {refused['path']}: {refused['reason']}")
+        warn(f"not restored {printable(refused['path'])}: {printable(refused['reason'])}")
     if summary.refused:
         raise SafetyError(f"{len(summary.refused)} files were not restored (see the warnings above)")
 
@@ -692,7 +693,7 @@ def group(
         for message in result.warnings:
             warn(message)
         if csv_out:
-            err.print(f"CSV: {write_csv(result.groups, csv_out)}", markup=False, highlight=False)
+            err.print(f"CSV: {printable(write_csv(result.groups, csv_out))}", markup=False, highlight=False)
         show(result, json_out)
         return
     with Catalog(catalog, create=False) as cat:
@@ -701,10 +702,10 @@ def group(
         for message in result.warnings:
             warn(message)
         if csv_out:
-            err.print(f"CSV: {write_csv(result.groups, csv_out)}", markup=False, highlight=False)
+            err.print(f"CSV: {printable(write_csv(result.groups, csv_out))}", markup=False, highlight=False)
         if html_out:
             out = write_report(result.groups, html_out, catalog=cat, warnings=result.warnings)
-            err.print(f"HTML report: {out}", markup=False, highlight=False)
+            err.print(f"HTML report: {printable(out)}", markup=False, highlight=False)
     show(result, json_out)
 
 
@@ -769,7 +770,7 @@ def eval_cmd(
         for p in points:
             typer.echo(f"{p['value']:>8g} {p['precision']:>9.3f} {p['recall']:>7.3f} {p['f1']:>6.3f} "
                        f"{p['predicted_pairs']:>7} {p['groups']:>6}")
-        err.print(f"Plot: {image}", markup=False, highlight=False)
+        err.print(f"Plot: {printable(image)}", markup=False, highlight=False)
         return
     result = evaluation.evaluate(catalog, truth, params=params)
     for message in result.warnings:
@@ -820,7 +821,8 @@ def run_cmd(
                      precision=precision, report=report, params=params, embed=not no_embed,
                      engine=engine, ray_address=ray_address, store_crops=not no_crops,
                      progress=lambda label: progress(quiet, label),
-                     stage=lambda message: err.print(message, markup=False, highlight=False))
+                     stage=lambda message: err.print(printable(message, newlines=True), markup=False,
+                                                     highlight=False))
     for message in result.warnings:
         warn(message)
     show(result, json_out)
@@ -837,9 +839,9 @@ def main() -> None:
     except PhotodedupError as error:
         if _state["debug"]:
             err.print_exception()
-        err.print(f"Error: {display(str(error))}", style="red", highlight=False, markup=False)
+        err.print(f"Error: {printable(error, newlines=True)}", style="red", highlight=False, markup=False)
         if error.hint:
-            err.print(f"Hint: {display(error.hint)}", highlight=False, markup=False)
+            err.print(f"Hint: {printable(error.hint, newlines=True)}", highlight=False, markup=False)
         sys.exit(error.exit_code)
 
 

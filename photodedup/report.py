@@ -21,6 +21,7 @@ from pathlib import Path
 from photodedup.catalog import Catalog, display
 from photodedup.groups import Group, Member, evidence_words
 from photodedup.keeper import bordered, content_size, human_size
+from photodedup.text import private_file
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#222;background:#fafafa}
@@ -45,7 +46,6 @@ def write_report(groups: Sequence[Group], out: Path | str, *, catalog: Catalog,
                  warnings: Sequence[str] = ()) -> Path:
     """Write the report to ``out`` and return its path. Nothing in it links outside the file."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     suggested = [f for g in groups for m in g.members if g.suggested().get(m.file_id) == "trash" for f in m.files]
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
@@ -68,7 +68,8 @@ def write_report(groups: Sequence[Group], out: Path | str, *, catalog: Catalog,
     if not groups:
         parts.append("<p>No duplicates found.</p>")
     parts.append("</body></html>\n")
-    out.write_text(display("".join(parts)), encoding="utf-8")
+    with private_file(out, encoding="utf-8") as handle:
+        handle.write(display("".join(parts)))
     return out
 
 
