@@ -237,7 +237,9 @@ def serve(
     = None,
     request_timeout: Annotated[float, typer.Option(help="Seconds a request's headers, and then its body, may "
                                                    "take to arrive (408 after).")] = 30.0,
-    max_connections: Annotated[int, typer.Option(help="Open connections before new requests get 503.")] = 256,
+    max_connections: Annotated[int, typer.Option(help="Most open connections (kept below the open-file limit): "
+                                                 "one more closes the longest-idle one, or gets 503 when every "
+                                                 "one is busy.")] = 256,
     graceful_timeout: Annotated[float, typer.Option(help="Seconds in-flight requests get on shutdown.")] = 30.0,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
     model_repository: Annotated[Path, typer.Option(help="Triton model repository (--engine triton).")]
