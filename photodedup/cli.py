@@ -101,7 +101,9 @@ def _main(
 ) -> None:
     _state["debug"] = debug
     if debug:
-        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=logging.DEBUG, handlers=[handler])
     else:  # the library's warnings read like the CLI's own, each said once
         logging.basicConfig(level=logging.WARNING, handlers=[_WarningHandler()])
 
@@ -135,6 +137,20 @@ def warn(message: str) -> None:
 
 
 _said: set[str] = set()
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Debug logs name files too: escaped as every other line (``text.printable``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), newlines=True)
+
+
+def secret_on_command_line(ctx: typer.Context, name: str, env: str) -> None:
+    """Warn when a secret came as an argument: every local user can read a command line (ps, /proc)."""
+    if str(getattr(ctx.get_parameter_source(name), "name", "")) == "COMMANDLINE":
+        warn(f"--{name} on the command line can be read by every user of this machine (ps, /proc/PID/cmdline); "
+             f"set {env} instead")
 
 
 class _WarningHandler(logging.Handler):
@@ -211,6 +227,7 @@ def sample_library(
 
 @app.command()
 def serve(
+    ctx: typer.Context,
     engine: Annotated[str, typer.Option(help="service (our FastAPI service) or triton (NVIDIA Triton).")] = "service",
     host: Annotated[str, typer.Option(help="Address to bind (use 0.0.0.0 with --token to serve others).")]
     = "127.0.0.1",
@@ -253,6 +270,7 @@ def serve(
     Example: photodedup export-onnx --weights random && photodedup serve --weights random --port 8012
     """
     logging.getLogger("photodedup").setLevel(logging.DEBUG if _state["debug"] else logging.INFO)
+    secret_on_command_line(ctx, "token", "PHOTODEDUP_TOKEN")
     if engine == "triton":
         from photodedup.triton.server import serve_forever
 
@@ -459,6 +477,7 @@ def export_onnx_cmd(
 
 @app.command()
 def embed(
+    ctx: typer.Context,
     backend: Annotated[str, typer.Option(help="torch-local, onnx, http-service, triton-http, triton-grpc, "
                                          "triton-trt or auto.")] = "onnx",
     model_dir: Annotated[Path | None, typer.Option(envvar="PHOTODEDUP_MODEL_DIR", help="ONNX export "
@@ -501,6 +520,8 @@ def embed(
     from photodedup.embed import open_backend
     from photodedup.model import RANDOM_WARNING
 
+    secret_on_command_line(ctx, "token", "PHOTODEDUP_TOKEN")
+
     model_runner = open_backend(backend, model_dir=model_dir, weights=weights, precision=precision, device=device,
                                 threads=threads or None, url=url, token=token, payload=payload, model=model, mode=mode,
                                 engine=engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor)
@@ -525,6 +546,7 @@ TrashDirOpt = Annotated[
 
 @app.command()
 def review(
+    ctx: typer.Context,
     catalog: CatalogOpt = None,
     port: Annotated[int, typer.Option(help="Port to serve on.")] = config.REVIEW_PORT,
     host: Annotated[str, typer.Option(help="Address to bind (anything but loopback exposes your photos).")]
@@ -550,6 +572,8 @@ def review(
         typer.echo(f"{count} labelled groups written to {printable(export_labels)}")
         return
     from photodedup.review.app import serve as run_review
+
+    secret_on_command_line(ctx, "token", "PHOTODEDUP_REVIEW_TOKEN")
 
     run_review(catalog or config.default_catalog(), host=host, port=port, trash_dir=trash_dir, token=token,
                open_browser=open_browser,
@@ -839,8 +863,12 @@ def main() -> None:
     try:
         app()
     except PhotodedupError as error:
-        if _state["debug"]:
-            err.print_exception()
+        if _state["debug"]:  # the frames (the message, which may hold a name, is the line below)
+            import traceback
+
+            frames = "".join(traceback.format_tb(error.__traceback__)).rstrip("\n").split("\n")
+            err.print("Traceback (most recent call last):", *map(printable, frames), sep="\n", markup=False,
+                      highlight=False)
         err.print(f"Error: {printable(error, newlines=True)}", style="red", highlight=False, markup=False)
         if error.hint:
             err.print(f"Hint: {printable(error.hint, newlines=True)}", highlight=False, markup=False)

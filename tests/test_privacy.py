@@ -80,13 +80,43 @@ def test_hostile_names_are_escaped_in_group_apply_and_undo_but_exact_in_json(tmp
     assert all((lib["root"] / name).is_file() for name in EVIL.values())
 
 
-def test_errors_and_warnings_escape_names_and_cannot_forge_a_line(tmp_path):
+def test_errors_warnings_and_debug_logs_escape_names_and_cannot_forge_a_line(tmp_path):
     missing = tmp_path / "no\x1b]0;x\x07\nmoved a -> b"
-    answer = run_cli("group", "--catalog", missing)
-    assert answer.returncode != 0
-    assert_no_raw_controls(answer.stderr)
-    assert "no\\x1b]0;x\\x07" in answer.stderr
-    assert not any(line.startswith("moved") for line in answer.stderr.splitlines())
+    for debug in ([], ["--debug"]):
+        answer = run_cli(*debug, "group", "--catalog", missing)
+        assert answer.returncode != 0
+        assert_no_raw_controls(answer.stderr)
+        assert "no\\x1b]0;x\\x07" in answer.stderr
+        assert not any(line.startswith("moved") for line in answer.stderr.splitlines())
+
+
+def test_the_html_report_and_the_review_page_show_names_escaped(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from photodedup.review.app import TOKEN_HEADER, create_app
+
+    lib = evil_library(tmp_path)
+    report = tmp_path / "report.html"
+    assert run_cli("group", "-q", "--evidence", "exact", "--html", report, env=lib["env"]).returncode == 0
+    page = report.read_text()
+    assert_no_raw_controls(page)
+    assert "b\\u202egpj.exe" in page and "n\\nmoved a.jpg -&gt; gone.jpg" in page
+    app = create_app(lib["catalog"], token="t", allowed_hosts={"testserver"})
+    with TestClient(app, base_url="http://testserver", headers={TOKEN_HEADER: "t"}) as client:
+        group_id = client.get("/api/overview").json()["groups"][0]["id"]
+        answer = client.get(f"/api/groups/{group_id}")
+    paths = {m["path"] for m in answer.json()["members"]}
+    assert paths == {printable(lib["root"] / n) for n in ["a.jpg", *EVIL.values()]}
+    assert_no_raw_controls("".join(paths))
+
+
+def test_a_secret_on_the_command_line_is_warned_about(tmp_path):
+    missing = tmp_path / "none.sqlite"
+    said = run_cli("review", "--token", "s3cret", "--catalog", missing).stderr
+    assert said.startswith("Warning: --token on the command line can be read by every user of this machine")
+    assert "set PHOTODEDUP_REVIEW_TOKEN instead" in said
+    quiet = run_cli("review", "--catalog", missing, env={"PHOTODEDUP_REVIEW_TOKEN": "s3cret"}).stderr
+    assert quiet.startswith("Error: no catalog at")
 
 
 def test_printable_escapes_every_control_and_keeps_ordinary_text():

@@ -15,14 +15,18 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from photodedup.catalog import Catalog, display
+from photodedup.catalog import Catalog
 from photodedup.errors import PhotodedupError
 from photodedup.review.routes import ReviewState, decide_router, page_router, read_router
 from photodedup.review.security import TOKEN_HEADER, OneTimeCodes, add_guard
+from photodedup.text import printable
 
 __all__ = ["TOKEN_HEADER", "create_app", "loopback_hosts", "serve"]
 
 log = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 64  # one person's browser (6 to 10 a host) with room to spare
+REQUEST_TIMEOUT = 30.0  # seconds for a request's headers
 
 
 def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
@@ -49,7 +53,8 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
 
 
 class _ReadableJSON(JSONResponse):
-    """JSON whose strings are valid UTF-8: a path with bytes that are not shows them as ``\\xNN``."""
+    """JSON for the page to show: strings valid UTF-8 (a path with bytes that are not shows them as
+    ``\\xNN``), control and bidi characters escaped (``text.printable``), as on a terminal."""
 
     def render(self, content) -> bytes:
         return super().render(_readable(content))
@@ -57,7 +62,7 @@ class _ReadableJSON(JSONResponse):
 
 def _readable(value):
     if isinstance(value, str):
-        return display(value)
+        return printable(value)
     if isinstance(value, dict):
         return {_readable(k): _readable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -80,7 +85,7 @@ def serve(catalog: Path, *, host: str = "127.0.0.1", port: int = 8000, trash_dir
     """
     import uvicorn
 
-    from photodedup.serve import listen
+    from photodedup.serve import connection_cap, header_deadline_protocol, listen
 
     Catalog(catalog, create=False).close()  # no catalog: the same error (and exit code) as every command
     sock = listen(host, port)  # a busy port is an error before any URL is printed
@@ -95,7 +100,9 @@ def serve(catalog: Path, *, host: str = "127.0.0.1", port: int = 8000, trash_dir
         import webbrowser
 
         webbrowser.open(url + app.state.codes.issue())
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    # as `serve`: connections below the open-file limit, idle ones make room, slow headers get 408
+    protocol = header_deadline_protocol(REQUEST_TIMEOUT, connection_cap(MAX_CONNECTIONS))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=30, http=protocol))
     try:
         server.run(sockets=[sock])
     finally:
