@@ -48,6 +48,7 @@ from photodedup.errors import BadInputError, SafetyError
 from photodedup.groups import current_groups, in_trash
 from photodedup.keeper import human_size
 from photodedup.progress import ProgressCallback, no_progress
+from photodedup.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +101,11 @@ class ApplySummary:
 
     def render(self) -> str:
         verb = "would move" if self.dry_run else "moved"
-        lines = [f"{'would move' if self.dry_run else 'moved'} {m['path']} -> {m['trash']}" for m in self.moved]
-        lines += [f"skipped {s['path']}: {s['reason']}" for s in self.skipped]
-        lines += [f"could not move {f['path']}: {f['reason']}" for f in self.failed]
+        lines = [f"{verb} {printable(m['path'])} -> {printable(m['trash'])}" for m in self.moved]
+        lines += [f"skipped {printable(s['path'])}: {printable(s['reason'])}" for s in self.skipped]
+        lines += [f"could not move {printable(f['path'])}: {printable(f['reason'])}" for f in self.failed]
         lines.append(f"apply {self.apply_id}: {verb} {len(self.moved)} files ({human_size(self.bytes_moved)}) "
-                     f"to {self.trash_dir}, skipped {len(self.skipped)}"
+                     f"to {printable(self.trash_dir)}, skipped {len(self.skipped)}"
                      + (f", failed {len(self.failed)}" if self.failed else "")
                      + (f", finished {self.recovered} interrupted moves" if self.recovered else ""))
         return "\n".join(lines)
@@ -126,8 +127,8 @@ class UndoSummary:
 
     def render(self) -> str:
         verb = "would restore" if self.dry_run else "restored"
-        lines = [f"{verb} {r['path']}" for r in self.restored]
-        lines.append(f"{verb} {len(self.restored)} files from {self.trash_dir}"
+        lines = [f"{verb} {printable(r['path'])}" for r in self.restored]
+        lines.append(f"{verb} {len(self.restored)} files from {printable(self.trash_dir)}"
                      + (f" (apply {', '.join(self.applies)})" if self.applies else "")
                      + (f", refused {len(self.refused)}" if self.refused else ""))
         return "\n".join(lines)

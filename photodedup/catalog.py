@@ -32,6 +32,7 @@ import numpy as np
 
 from photodedup import config
 from photodedup.errors import CatalogError
+from photodedup.text import private_folder
 
 # Each entry migrates the schema from version i to i+1. Append only; never edit a released one.
 MIGRATIONS: list[str] = [
@@ -237,10 +238,15 @@ class Catalog:
         if not create and not self.path.exists():
             raise CatalogError(f"no catalog at {self.path}", hint="run `photodedup scan ROOT` first, or pass --catalog")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_folder(self.path.parent)
         except OSError as error:
             raise CatalogError(f"cannot create the catalog folder {self.path.parent}: {error.strerror}") from error
         why = self._why_readonly() if self.path.exists() else None
+        if not self.path.exists():  # it holds thumbnails of private photos: 0600 (SQLite gives -wal, -shm its mode)
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            except OSError as error:
+                raise CatalogError(f"cannot create the catalog {self.path}: {error.strerror}") from error
         if why:
             self._open_readonly(why)
             return
@@ -316,7 +322,7 @@ class Catalog:
         however it ends, and, unlike ``flock``, not inherited by the worker processes it forks.
         """
         self.require_writable()
-        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:

@@ -18,8 +18,8 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from photodedup import __version__, config
-from photodedup.catalog import display
 from photodedup.errors import PhotodedupError
+from photodedup.text import printable
 
 
 class _PipelineOrder(TyperGroup):
@@ -101,7 +101,9 @@ def _main(
 ) -> None:
     _state["debug"] = debug
     if debug:
-        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_PrintableFormatter("%(levelname)s %(name)s: %(message)s"))
+        logging.basicConfig(level=logging.DEBUG, handlers=[handler])
     else:  # the library's warnings read like the CLI's own, each said once
         logging.basicConfig(level=logging.WARNING, handlers=[_WarningHandler()])
 
@@ -114,11 +116,12 @@ def progress(quiet: bool, label: str):
 
 
 def show(result, json_out: bool) -> None:
-    """Print a stage's result: its JSON (``as_dict``) with ``--json``, else its readable ``render``."""
+    """Print a stage's result: its JSON (``as_dict``) with ``--json``, else its readable ``render`` (each
+    line printable: a render escapes the names it holds, this catches a control character it missed)."""
     if json_out:
         emit_json(result.as_dict())
     else:
-        typer.echo(display(result.render()))
+        typer.echo("\n".join(map(printable, result.render().split("\n"))))
 
 
 def emit_json(data) -> None:
@@ -130,10 +133,24 @@ def warn(message: str) -> None:
     if message in _said:
         return
     _said.add(message)
-    err.print(f"[yellow]Warning:[/yellow] {escape(display(message))}", highlight=False)
+    err.print(f"[yellow]Warning:[/yellow] {escape(printable(message, newlines=True))}", highlight=False)
 
 
 _said: set[str] = set()
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Debug logs name files too: escaped as every other line (``text.printable``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), newlines=True)
+
+
+def secret_on_command_line(ctx: typer.Context, name: str, env: str) -> None:
+    """Warn when a secret came as an argument: every local user can read a command line (ps, /proc)."""
+    if str(getattr(ctx.get_parameter_source(name), "name", "")) == "COMMANDLINE":
+        warn(f"--{name} on the command line can be read by every user of this machine (ps, /proc/PID/cmdline); "
+             f"set {env} instead")
 
 
 class _WarningHandler(logging.Handler):
@@ -204,12 +221,13 @@ def sample_library(
     if json_out:
         emit_json(result)
     else:
-        typer.echo(f"{result['files']} files in {out} ({result['groups']} duplicate groups, "
+        typer.echo(f"{result['files']} files in {printable(out)} ({result['groups']} duplicate groups, "
                    f"{result['broken']} broken files); ground truth: {result['truth']}")
 
 
 @app.command()
 def serve(
+    ctx: typer.Context,
     engine: Annotated[str, typer.Option(help="service (our FastAPI service) or triton (NVIDIA Triton).")] = "service",
     host: Annotated[str, typer.Option(help="Address to bind (use 0.0.0.0 with --token to serve others).")]
     = "127.0.0.1",
@@ -236,7 +254,9 @@ def serve(
     = None,
     request_timeout: Annotated[float, typer.Option(help="Seconds a request's headers, and then its body, may "
                                                    "take to arrive (408 after).")] = 30.0,
-    max_connections: Annotated[int, typer.Option(help="Open connections before new requests get 503.")] = 256,
+    max_connections: Annotated[int, typer.Option(help="Most open connections (kept below the open-file limit): "
+                                                 "one more closes the longest-idle one, or gets 503 when every "
+                                                 "one is busy.")] = 256,
     graceful_timeout: Annotated[float, typer.Option(help="Seconds in-flight requests get on shutdown.")] = 30.0,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
     model_repository: Annotated[Path, typer.Option(help="Triton model repository (--engine triton).")]
@@ -250,6 +270,7 @@ def serve(
     Example: photodedup export-onnx --weights random && photodedup serve --weights random --port 8012
     """
     logging.getLogger("photodedup").setLevel(logging.DEBUG if _state["debug"] else logging.INFO)
+    secret_on_command_line(ctx, "token", "PHOTODEDUP_TOKEN")
     if engine == "triton":
         from photodedup.triton.server import serve_forever
 
@@ -353,7 +374,7 @@ def bench(
     with progress(quiet, "bench") as callback:
         result = run(settings, progress=callback)
     for path in bench_lib.save(result, json_file=json_file, csv_file=csv_file, plot_dir=plot_dir):
-        err.print(f"wrote {path}", highlight=False, markup=False)
+        err.print(f"wrote {printable(path)}", highlight=False, markup=False)
     if json_out:
         emit_json(result.as_dict())
         return
@@ -451,11 +472,12 @@ def export_onnx_cmd(
     else:
         check = ", ".join(f"{k} {v}" for k, v in meta.get("verification", {}).items())
         typer.echo(f"{meta['model_id']} ({meta['precision']}, {meta['input_dtype']} input, opset {meta['opset']}) "
-                   f"in {model_dir}\n  verified against PyTorch: {check or 'not verified'}")
+                   f"in {printable(model_dir)}\n  verified against PyTorch: {check or 'not verified'}")
 
 
 @app.command()
 def embed(
+    ctx: typer.Context,
     backend: Annotated[str, typer.Option(help="torch-local, onnx, http-service, triton-http, triton-grpc, "
                                          "triton-trt or auto.")] = "onnx",
     model_dir: Annotated[Path | None, typer.Option(envvar="PHOTODEDUP_MODEL_DIR", help="ONNX export "
@@ -498,6 +520,8 @@ def embed(
     from photodedup.embed import open_backend
     from photodedup.model import RANDOM_WARNING
 
+    secret_on_command_line(ctx, "token", "PHOTODEDUP_TOKEN")
+
     model_runner = open_backend(backend, model_dir=model_dir, weights=weights, precision=precision, device=device,
                                 threads=threads or None, url=url, token=token, payload=payload, model=model, mode=mode,
                                 engine=engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor)
@@ -522,6 +546,7 @@ TrashDirOpt = Annotated[
 
 @app.command()
 def review(
+    ctx: typer.Context,
     catalog: CatalogOpt = None,
     port: Annotated[int, typer.Option(help="Port to serve on.")] = config.REVIEW_PORT,
     host: Annotated[str, typer.Option(help="Address to bind (anything but loopback exposes your photos).")]
@@ -544,14 +569,16 @@ def review(
         from photodedup.groups import write_labels
 
         count = write_labels(export_labels, catalog=catalog, root=labels_root)
-        typer.echo(f"{count} labelled groups written to {export_labels}")
+        typer.echo(f"{count} labelled groups written to {printable(export_labels)}")
         return
     from photodedup.review.app import serve as run_review
 
+    secret_on_command_line(ctx, "token", "PHOTODEDUP_REVIEW_TOKEN")
+
     run_review(catalog or config.default_catalog(), host=host, port=port, trash_dir=trash_dir, token=token,
                open_browser=open_browser,
-               announce=lambda url: err.print(f"Review at {url}  (Ctrl-C to stop)", highlight=False, markup=False,
-                                              soft_wrap=True))
+               announce=lambda url: err.print(f"Review at {printable(url)}  (Ctrl-C to stop)", highlight=False,
+                                              markup=False, soft_wrap=True))
 
 
 @app.command()
@@ -601,7 +628,7 @@ def undo(
     summary = run_undo(catalog, trash_dir=trash_dir, paths=paths or (), apply_id=apply_id, dry_run=dry_run)
     show(summary, json_out)
     for refused in summary.refused:
-        warn(f"not restored {refused['path']}: {refused['reason']}")
+        warn(f"not restored {printable(refused['path'])}: {printable(refused['reason'])}")
     if summary.refused:
         raise SafetyError(f"{len(summary.refused)} files were not restored (see the warnings above)")
 
@@ -692,7 +719,7 @@ def group(
         for message in result.warnings:
             warn(message)
         if csv_out:
-            err.print(f"CSV: {write_csv(result.groups, csv_out)}", markup=False, highlight=False)
+            err.print(f"CSV: {printable(write_csv(result.groups, csv_out))}", markup=False, highlight=False)
         show(result, json_out)
         return
     with Catalog(catalog, create=False) as cat:
@@ -701,10 +728,10 @@ def group(
         for message in result.warnings:
             warn(message)
         if csv_out:
-            err.print(f"CSV: {write_csv(result.groups, csv_out)}", markup=False, highlight=False)
+            err.print(f"CSV: {printable(write_csv(result.groups, csv_out))}", markup=False, highlight=False)
         if html_out:
             out = write_report(result.groups, html_out, catalog=cat, warnings=result.warnings)
-            err.print(f"HTML report: {out}", markup=False, highlight=False)
+            err.print(f"HTML report: {printable(out)}", markup=False, highlight=False)
     show(result, json_out)
 
 
@@ -769,7 +796,7 @@ def eval_cmd(
         for p in points:
             typer.echo(f"{p['value']:>8g} {p['precision']:>9.3f} {p['recall']:>7.3f} {p['f1']:>6.3f} "
                        f"{p['predicted_pairs']:>7} {p['groups']:>6}")
-        err.print(f"Plot: {image}", markup=False, highlight=False)
+        err.print(f"Plot: {printable(image)}", markup=False, highlight=False)
         return
     result = evaluation.evaluate(catalog, truth, params=params)
     for message in result.warnings:
@@ -820,7 +847,8 @@ def run_cmd(
                      precision=precision, report=report, params=params, embed=not no_embed,
                      engine=engine, ray_address=ray_address, store_crops=not no_crops,
                      progress=lambda label: progress(quiet, label),
-                     stage=lambda message: err.print(message, markup=False, highlight=False))
+                     stage=lambda message: err.print(printable(message, newlines=True), markup=False,
+                                                     highlight=False))
     for message in result.warnings:
         warn(message)
     show(result, json_out)
@@ -835,11 +863,15 @@ def main() -> None:
     try:
         app()
     except PhotodedupError as error:
-        if _state["debug"]:
-            err.print_exception()
-        err.print(f"Error: {display(str(error))}", style="red", highlight=False, markup=False)
+        if _state["debug"]:  # the frames (the message, which may hold a name, is the line below)
+            import traceback
+
+            frames = "".join(traceback.format_tb(error.__traceback__)).rstrip("\n").split("\n")
+            err.print("Traceback (most recent call last):", *map(printable, frames), sep="\n", markup=False,
+                      highlight=False)
+        err.print(f"Error: {printable(error, newlines=True)}", style="red", highlight=False, markup=False)
         if error.hint:
-            err.print(f"Hint: {display(error.hint)}", highlight=False, markup=False)
+            err.print(f"Hint: {printable(error.hint, newlines=True)}", highlight=False, markup=False)
         sys.exit(error.exit_code)
 
 

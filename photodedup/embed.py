@@ -32,6 +32,7 @@ from photodedup.errors import BadInputError, Interrupted
 from photodedup.executor import Executor, open_executor
 from photodedup.preprocess import PreprocessConfig, center_crop_array, crop_from_source, decode_crop
 from photodedup.progress import ProgressCallback, no_progress
+from photodedup.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class EmbedSummary:
             f"from stored crops {self.from_crops}, decoded from originals {self.from_originals}",
             f"  time: read {t['read']:.1f}s, decode {t['decode']:.1f}s (overlapped), "
             f"infer {t['infer']:.1f}s, write {t['write']:.1f}s",
-            f"Catalog: {self.catalog}",
+            f"Catalog: {printable(self.catalog)}",
         ])
 
 

@@ -35,6 +35,7 @@ from photodedup.group import (
     select_files,
     semantic_vectors,
 )
+from photodedup.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class EvalResult:
 
     def render(self) -> str:
         p = self.params
-        lines = [f"Scored against {self.truth} ({self.files} files; {p.method} link, hash threshold "
+        lines = [f"Scored against {printable(self.truth)} ({self.files} files; {p.method} link, hash threshold "
                  f"{p.hash_threshold}, cosine {p.cosine}{', model ' + self.model if self.model else ''})",
                  f"{'evidence':<12} {'precision':>9} {'recall':>7} {'F1':>6} {'pairs':>7} {'true':>6} {'groups':>6}"]
         for name, s in [("all", self.overall), *self.by_evidence.items()]:

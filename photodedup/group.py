@@ -40,6 +40,7 @@ from photodedup.catalog import Catalog, display, open_catalog
 from photodedup.errors import BadInputError
 from photodedup.groups import Group, Member
 from photodedup.progress import ProgressCallback, no_progress
+from photodedup.text import csv_cell, printable, private_file
 
 log = logging.getLogger(__name__)
 
@@ -129,12 +130,13 @@ class GroupResult:
                  f"({sum(len(g.members) - 1 for g in self.groups)} candidates to remove; "
                  f"{self.params.method} link; evidence: {', '.join(self._used())}) in {self.seconds:.1f}s"]
         for g in self.groups[:limit]:
-            lines.append(f"[{g.id}] {g.kind}, {len(g.members)} files; keep {g.keeper_path} ({g.keeper_reason})")
+            lines.append(f"[{g.id}] {g.kind}, {len(g.members)} files; keep {printable(g.keeper_path)} "
+                         f"({printable(g.keeper_reason)})")
             for m in g.members:
                 if m.file_id != g.keeper:
-                    how = f"  ({m.match['how']})" if m.match.get("how") else ""
-                    lines.append(f"    {m.evidence:<10} {m.score:.3f}  {m.path}{how}  [{m.note}]")
-                lines += [f"    {'pair':<10} {'':5}  + {c.path}" for c in m.companions]
+                    how = f"  ({printable(m.match['how'])})" if m.match.get("how") else ""
+                    lines.append(f"    {m.evidence:<10} {m.score:.3f}  {printable(m.path)}{how}  [{printable(m.note)}]")
+                lines += [f"    {'pair':<10} {'':5}  + {printable(c.path)}" for c in m.companions]
         if len(self.groups) > limit:
             lines.append(f"... and {len(self.groups) - limit} more groups (use --json, --csv or --html)")
         return "\n".join(lines)
@@ -448,7 +450,7 @@ def write_csv(groups: Sequence[Group], out: Path | str) -> Path:
     resolution, size, format, camera, capture time, reference, the keeper's reason and why this member
     is not the keeper."""
     out = Path(out)
-    with out.open("w", newline="") as handle:
+    with private_file(out, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["group", "kind", "role", "path", "evidence", "score", "width", "height", "size",
                          "format", "camera", "taken_at", "reference", "keeper_reason", "why_not_keeper"])
@@ -456,6 +458,7 @@ def write_csv(groups: Sequence[Group], out: Path | str) -> Path:
             for m in g.members:
                 for f in m.files:  # a RAW+JPEG pair: the JPEG follows its RAW, role "pair"
                     role = "pair" if f is not m else "keeper" if m.file_id == g.keeper else "candidate"
-                    writer.writerow([g.id, g.kind, role, display(f.path), f.evidence, f.score, f.width, f.height,
-                                     f.size, f.format, f.camera, f.taken_at, int(f.reference), g.keeper_reason, m.note])
+                    writer.writerow(map(csv_cell, [
+                        g.id, g.kind, role, display(f.path), f.evidence, f.score, f.width, f.height, f.size, f.format,
+                        f.camera, f.taken_at, int(f.reference), g.keeper_reason, m.note]))
     return out

@@ -31,6 +31,7 @@ from pathlib import Path
 from photodedup import keeper as keeper_rules
 from photodedup.catalog import Catalog, open_catalog
 from photodedup.errors import BadInputError, NotFoundError
+from photodedup.text import private_file
 
 ACTIONS = ("keep", "trash")
 KINDS = ("exact", "perceptual", "semantic", "mixed")
@@ -476,5 +477,6 @@ def write_labels(out: Path, *, catalog: Path | None = None, root: Path | None = 
     """Write ``labels()`` to ``out`` as JSON; returns how many labelled groups it holds."""
     with Catalog(catalog, create=False) as cat:
         data = labels(cat, root=root)
-    out.write_text(json.dumps(data, indent=1) + "\n")
+    with private_file(out) as handle:
+        handle.write(json.dumps(data, indent=1) + "\n")
     return len(data["groups"])

@@ -30,6 +30,7 @@ from photodedup.catalog import Catalog, open_catalog
 from photodedup.config import GB
 from photodedup.errors import BackendUnavailableError, BadInputError
 from photodedup.group import GroupResult, GroupSettings, build_groups, find_edges
+from photodedup.text import printable, private_file
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class ExportSummary:
 
     def render(self) -> str:
         return (f"Wrote {self.files} files ({self.embedded} with embeddings of {self.model or 'no model'}) "
-                f"to {self.out} ({self.bytes / 1e6:.1f} MB) in {self.seconds:.1f}s")
+                f"to {printable(self.out)} ({self.bytes / 1e6:.1f} MB) in {self.seconds:.1f}s")
 
 
 def export_parquet(catalog: Path | str | Catalog | None, out: Path | str, *, model: str | None = None) -> ExportSummary:
@@ -94,8 +95,7 @@ def export_parquet(catalog: Path | str | Catalog | None, out: Path | str, *, mod
             "LEFT JOIN embeddings e ON e.file_id = f.id AND e.model_id = ? AND e.vector IS NOT NULL "
             "WHERE f.status = 'ok' ORDER BY f.id", (model or "",))
         files = embedded = 0
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with pq.ParquetWriter(out, schema) as writer:
+        with private_file(out, "wb") as sink, pq.ParquetWriter(sink, schema) as writer:
             while batch := cursor.fetchmany(ROW_GROUP):
                 arrays = [pa.array([row[k] for row in batch], type=f.type) for k, f in enumerate(fields[:len(columns)])]
                 if model:

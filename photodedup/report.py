@@ -21,6 +21,7 @@ from pathlib import Path
 from photodedup.catalog import Catalog, display
 from photodedup.groups import Group, Member, evidence_words
 from photodedup.keeper import bordered, content_size, human_size
+from photodedup.text import printable, private_file
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#222;background:#fafafa}
@@ -45,31 +46,36 @@ def write_report(groups: Sequence[Group], out: Path | str, *, catalog: Catalog,
                  warnings: Sequence[str] = ()) -> Path:
     """Write the report to ``out`` and return its path. Nothing in it links outside the file."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     suggested = [f for g in groups for m in g.members if g.suggested().get(m.file_id) == "trash" for f in m.files]
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>",
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_text(title)}</title>",
+             f"<style>{_CSS}</style></head><body><h1>{_text(title)}</h1>",
              f"<p class='meta'>{len(groups)} groups, {len(suggested)} files suggested for the trash "
              f"({human_size(sum(m.size or 0 for m in suggested))}) - written {time.strftime('%Y-%m-%d %H:%M')}. "
              "Suggestions only: nothing was moved or deleted.</p>"]
-    parts += [f"<p class='meta'>{html.escape(note)}</p>" for note in notes]
-    parts += [f"<div class='warn'>{html.escape(w)}</div>" for w in warnings]
+    parts += [f"<p class='meta'>{_text(note)}</p>" for note in notes]
+    parts += [f"<div class='warn'>{_text(w)}</div>" for w in warnings]
     if groups:
         review = f"photodedup review --catalog {shlex.quote(str(catalog.path))} --open"
         parts.append("<div class='next'><strong>Next:</strong> decide in the browser with "
-                     f"<code>{html.escape(review)}</code>, then <code>photodedup apply --dry-run</code> to see what "
+                     f"<code>{_text(review)}</code>, then <code>photodedup apply --dry-run</code> to see what "
                      "would move to the trash folder, <code>photodedup apply</code> to move it, and "
                      "<code>photodedup undo</code> to put it back.</div>")
     for g in groups:
         parts.append(f"<section id='group-{g.id}'><h2>Group {g.id} <span class='kind'>{g.kind}, "
-                     f"{len(g.members)} files; keep: {html.escape(g.keeper_reason)}</span></h2><div class='row'>")
+                     f"{len(g.members)} files; keep: {_text(g.keeper_reason)}</span></h2><div class='row'>")
         parts += [_figure(g, m, catalog.thumb(m.file_id)) for m in g.members]
         parts.append("</div></section>")
     if not groups:
         parts.append("<p>No duplicates found.</p>")
     parts.append("</body></html>\n")
-    out.write_text(display("".join(parts)), encoding="utf-8")
+    with private_file(out, encoding="utf-8") as handle:
+        handle.write(display("".join(parts)))
     return out
+
+
+def _text(value) -> str:
+    """Text for the page: control and bidi characters escaped as on a terminal, then markup."""
+    return html.escape(printable(value))
 
 
 def _figure(g: Group, m: Member, thumb: bytes | None) -> str:
@@ -85,9 +91,9 @@ def _figure(g: Group, m: Member, thumb: bytes | None) -> str:
             ("taken", (m.taken_at or "no capture date").replace("T", " ")),
             ("evidence", evidence_words(m)), ("why" if keeper else "not kept", g.keeper_reason if keeper else m.note)]
     details = "".join(f"<dt>{name}</dt><dd{' class=why' if name in ('why', 'not kept') else ''}>"
-                      f"{html.escape(str(value or '-'))}</dd>" for name, value in rows)
-    pair = "".join(f"<div class='path'>+ {html.escape(c.path)} ({c.format}, {human_size(c.size or 0)})</div>"
+                      f"{_text(str(value or '-'))}</dd>" for name, value in rows)
+    pair = "".join(f"<div class='path'>+ {_text(c.path)} ({c.format}, {human_size(c.size or 0)})</div>"
                    for c in m.companions)
     pair = f" <b>RAW+JPEG pair</b>, kept or trashed together{pair}" if pair else ""
     return (f"<figure class='{'keeper' if keeper else 'candidate'}'>{image}<figcaption>{role}{pair}"
-            f"<div class='path'>{html.escape(m.path)}</div><dl>{details}</dl></figcaption></figure>")
+            f"<div class='path'>{_text(m.path)}</div><dl>{details}</dl></figcaption></figure>")

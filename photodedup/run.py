@@ -20,6 +20,7 @@ from photodedup.errors import ExportError, ModelNotFoundError
 from photodedup.executor import open_executor
 from photodedup.group import GroupResult, GroupSettings, group
 from photodedup.progress import ProgressCallback, no_progress
+from photodedup.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class RunResult:
         g = self.grouping
         return (f"Scanned {self.scan['files']} files ({self.scan['errors']} unreadable), {embedded}, "
                 f"{len(g.groups)} duplicate groups ({sum(len(x.members) - 1 for x in g.groups)} candidates) "
-                f"in {self.seconds:.1f}s.\nReport: {self.report}")
+                f"in {self.seconds:.1f}s.\nReport: {printable(self.report)}")
 
 
 def run(roots: Sequence[Path | str], *, catalog: Path | str | None = None, backend: str | None = None,

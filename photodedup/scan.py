@@ -39,6 +39,7 @@ from photodedup.preprocess import (
     open_checked,
 )
 from photodedup.progress import ProgressCallback, no_progress
+from photodedup.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,8 @@ class ScanSummary:
             f"missing {self.missing}, skipped {self.skipped}, errors {self.errors}",
         ]
         for kind, count in sorted(self.error_kinds.items()):
-            lines.append(f"  error {kind}: {count}")
-        lines.append(f"Catalog: {self.catalog}")
+            lines.append(f"  error {printable(kind)}: {count}")
+        lines.append(f"Catalog: {printable(self.catalog)}")
         return "\n".join(lines)
 
 

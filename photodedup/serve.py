@@ -8,6 +8,7 @@ cannot be loaded the server stops and ``serve`` raises the loading error.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import os
 import socket
@@ -74,20 +75,75 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def header_deadline_protocol(seconds: float):
+#: Descriptors kept for the process itself (model files, logs, the event loop, threads' pipes), not connections.
+RESERVED_FDS = 64
+
+
+def connection_cap(max_connections: int) -> int:
+    """The most connections the server may hold: ``max_connections``, but below the descriptor limit.
+
+    The soft ``RLIMIT_NOFILE`` is raised towards the hard one first. A connection may hold two
+    descriptors (its socket and a spooled upload), so the cap is half of what ``RESERVED_FDS`` leaves:
+    at the limit, ``accept`` fails, the server answers nobody (not even ``/healthz``) and asyncio
+    retries the accept in a loop."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = RESERVED_FDS + 2 * max_connections
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError):
+            pass
+    room = max_connections if soft == resource.RLIM_INFINITY else (soft - RESERVED_FDS) // 2
+    if room < 8:
+        raise BadInputError(f"the open-file limit ({soft}) leaves no room for connections",
+                            hint=f"raise it (ulimit -n {wanted}) and start the server again")
+    if room < max_connections:
+        log.warning("the open-file limit (%d) allows %d connections, not --max-connections %d (ulimit -n %d "
+                    "would)", soft, room, max_connections, wanted)
+    return min(max_connections, room)
+
+
+def _canned(status: bytes, code: str, message: str) -> bytes:
+    body = json.dumps({"error": code, "message": message}).encode()
+    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\nconnection: close\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def header_deadline_protocol(seconds: float, max_connections: int | None = None):
     """uvicorn's h11 protocol with a deadline for each request's headers: a client that trickles them
     (slowloris) gets ``408`` and the connection is closed. uvicorn itself only times out idle
-    keep-alive connections, and any byte resets that; the body has its own deadline (``read_body``)."""
+    keep-alive connections, and any byte resets that; the body has its own deadline (``read_body``).
+
+    ``max_connections``: the most open connections. One more closes the longest-idle one (waiting for
+    a request's headers), so idle connections cannot shut out ``/healthz`` or anyone else; when none is
+    idle, the new one gets ``503`` and is closed."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    body = b'{"error":"request_timeout","message":"the request headers did not arrive in time"}'
-    response = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    response = _canned(b"408 Request Timeout", "request_timeout", "the request headers did not arrive in time")
+    busy = _canned(b"503 Service Unavailable", "busy", "every connection is busy; try again")
+    open_connections: dict = {}  # oldest first
 
     class HeaderDeadline(H11Protocol):
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
             self._arm()
+            open_connections[self] = None
+            if max_connections is not None and len(open_connections) > max_connections:
+                self._make_room()
+
+        def _make_room(self) -> None:
+            idle = next((c for c in open_connections if c is not self and c._deadline is not None
+                         and not c.transport.is_closing()), None)
+            if idle is not None:
+                idle.transport.close()
+                open_connections.pop(idle, None)
+            else:
+                self.transport.write(busy)
+                self.transport.close()
 
         def _arm(self) -> None:
             self._waiting_for = self.cycle  # headers of the request after this one are due
@@ -117,6 +173,7 @@ def header_deadline_protocol(seconds: float):
 
         def connection_lost(self, exc) -> None:
             self._disarm()
+            open_connections.pop(self, None)
             super().connection_lost(exc)
 
     return HeaderDeadline
@@ -145,11 +202,12 @@ def serve(*, host: str = "127.0.0.1", port: int = config.SERVICE_PORT, backend: 
             server.should_exit = True
 
     app = create_app(load, settings, on_fatal=on_fatal)
+    cap = connection_cap(settings.max_connections)
     sock = listen(host, port)
     uv_config = uvicorn.Config(app, log_level="info", access_log=access_log, lifespan="on",
                                timeout_graceful_shutdown=int(graceful_timeout) or None,
-                               timeout_keep_alive=30, limit_concurrency=settings.max_connections,
-                               http=header_deadline_protocol(settings.request_timeout))
+                               timeout_keep_alive=30,
+                               http=header_deadline_protocol(settings.request_timeout, cap))
     server = uvicorn.Server(uv_config)
     log.info("serving %s on http://%s:%d", backend, host, sock.getsockname()[1])
     try:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from photodedup.errors import BadInputError
 from photodedup.exports import MODEL_FILES, find_export, read_metadata
+from photodedup.text import printable
 from photodedup.triton import config as tc
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,12 @@ class TritonConfigSummary:
                 "input_dtype": self.input_dtype, "linked": self.linked, "variants": self.variants}
 
     def render(self) -> str:
-        lines = [f"Triton model repository {self.repository} for {self.model_id} ({self.input_dtype} input, "
+        lines = [f"Triton model repository {printable(self.repository)} for {self.model_id} ({self.input_dtype} input, "
                  f"model files {self.linked}):"]
         for name, info in self.variants.items():
             lines.append(f"  {name:<22} backend {info['backend']:<12} max batch {info['max_batch_size']}, "
                          f"{info['instances']}")
-        lines.append("Serve it: photodedup serve --engine triton --model-repository " + str(self.repository))
+        lines.append("Serve it: photodedup serve --engine triton --model-repository " + printable(self.repository))
         return "\n".join(lines)
 
 

@@ -75,14 +75,15 @@ def tiny_library(tmp_path) -> dict:
 class ServerProcess:
     """A server started as a real subprocess; its stdout and stderr go to a log file."""
 
-    def __init__(self, cmd: list[str], url: str, log_path: Path, env: dict | None = None) -> None:
+    def __init__(self, cmd: list[str], url: str, log_path: Path, env: dict | None = None, preexec_fn=None) -> None:
         import subprocess
 
         from helpers import REPO, cli_env
 
         self.cmd, self.url, self.log_path = cmd, url, log_path
         self._log = open(log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=cli_env(env), cwd=REPO)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=cli_env(env), cwd=REPO,
+                                     preexec_fn=preexec_fn)
 
     def output(self) -> str:
         if not self._log.closed:
@@ -139,10 +140,12 @@ class ServerProcesses:
             sock.bind(("127.0.0.1", 0))
             return sock.getsockname()[1]
 
-    def start(self, cmd: list[str], url: str, *, timeout: float = 120.0, env: dict | None = None) -> ServerProcess:
-        """Start ``cmd`` (``helpers.cli_command(...)``; ``env`` adds to the environment) and return once
-        ``url`` answers 200 (``pytest.fail`` with its output otherwise)."""
-        server = ServerProcess(cmd, url, self.log_dir / f"server-{len(self.started)}.log", env)
+    def start(self, cmd: list[str], url: str, *, timeout: float = 120.0, env: dict | None = None,
+              preexec_fn=None) -> ServerProcess:
+        """Start ``cmd`` (``helpers.cli_command(...)``; ``env`` adds to the environment; ``preexec_fn`` runs in
+        the child before it starts, e.g. to set a resource limit) and return once ``url`` answers 200
+        (``pytest.fail`` with its output otherwise)."""
+        server = ServerProcess(cmd, url, self.log_dir / f"server-{len(self.started)}.log", env, preexec_fn)
         self.started.append(server)
         server.wait_until_responds(url, timeout)
         return server

@@ -45,11 +45,11 @@ def regroup(catalog: Path, groups: list[tuple[str, int, list[tuple[int, str, flo
 def test_every_request_needs_the_session_token_and_the_url_hands_it_over(review_library):
     with anonymous(review_library) as browser:
         response = browser.get("/")
-        assert response.status_code == 403
+        assert response.status_code == 401
         assert response.json() == {"error": "missing session token: open the URL that `photodedup review` printed"}
-        assert browser.get("/api/overview").status_code == 403
-        assert browser.get(f"/files/{review_library['ids']['b.jpg']}/thumb").status_code == 403
-        assert browser.get("/?token=wrong").status_code == 403
+        assert browser.get("/api/overview").status_code == 401
+        assert browser.get(f"/files/{review_library['ids']['b.jpg']}/thumb").status_code == 401
+        assert browser.get("/?token=wrong").status_code == 401
 
         response = browser.get(f"/?token={TOKEN}", follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"] == "/"
@@ -311,7 +311,7 @@ def test_apply_and_undo_from_the_page_and_a_changed_file_is_refused(client, revi
     done = client.post("/api/apply", json={"dry_run": False}).json()
     assert len(done["moved"]) == 2 and not Path(lib["paths"]["a_small.jpg"]).exists()
     assert client.get(f"/api/groups/{lib['groups']['A']}").json()["state"] == "applied"
-    assert client.post("/api/apply", json={"dry_run": False}, headers={TOKEN_HEADER: ""}).status_code == 403
+    assert client.post("/api/apply", json={"dry_run": False}, headers={TOKEN_HEADER: ""}).status_code == 401
     undone = client.post("/api/undo").json()
     assert len(undone["restored"]) == 2 and Path(lib["paths"]["a_small.jpg"]).exists()
 
@@ -324,9 +324,9 @@ def test_review_command_serves_on_loopback_with_the_printed_url(review_library, 
     try:
         line = next(ln for ln in server.output().splitlines() if ln.startswith("Review at "))
         url = line.split()[2]
-        assert url.startswith(f"http://127.0.0.1:{port}/?token=")
+        assert url.startswith(f"http://127.0.0.1:{port}/?code=")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
-            assert http.get("/api/overview").status_code == 403
+            assert http.get("/api/overview").status_code == 401
             assert http.get("/healthz", headers={"host": f"attacker.example:{port}"}).status_code == 400
             assert http.get(url, follow_redirects=True).status_code == 200
             assert http.get("/api/overview").json()["totals"]["groups"] == 2

@@ -5,9 +5,11 @@ A real ``photodedup review`` process on a free loopback port, reached over HTTP 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
+import sys
 from pathlib import Path
 
 import httpx
@@ -83,3 +85,57 @@ def test_a_port_in_use_is_a_clear_error_before_any_url(review_library):
     assert result.returncode == 3
     assert result.stderr.startswith(f"Error: cannot listen on 127.0.0.1:{port}: Address already in use")
     assert "Review at" not in result.stderr + result.stdout and "token=" not in result.stderr
+
+
+def test_open_hands_the_browser_a_one_time_code_never_the_session_token(review_library, server_processes, tmp_path):
+    """``--open`` runs ``$BROWSER URL``: the URL is in that process's command line, which every local user
+    can read in /proc. It must not hold the session token, and the code it holds works once."""
+    lib = review_library
+    seen = tmp_path / "browser-argv.json"
+    browser = tmp_path / "browser.py"
+    browser.write_text(f"import json, sys\nopen({str(seen)!r}, 'w').write(json.dumps(sys.argv))\n")
+    port = server_processes.free_port()
+    cmd = cli_command("review", "--catalog", lib["catalog"], "--port", port, "--trash-dir", lib["trash"],
+                      "--token", TOKEN, "--open")
+    env = {"BROWSER": f"{sys.executable} {browser} %s"}
+    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60, env=env)
+    try:  # webbrowser waits for a $BROWSER command: it ran before the server listened
+        argv = json.loads(seen.read_text())
+        assert TOKEN not in " ".join(argv) and TOKEN not in server.output()
+        url = argv[-1]
+        assert url.startswith(f"http://127.0.0.1:{port}/?code=")
+        with httpx.Client() as first:
+            answer = first.get(url, follow_redirects=False)
+            assert answer.status_code == 303 and answer.headers["location"] == "/"
+            assert first.get(f"http://127.0.0.1:{port}/api/overview").json()["totals"]["groups"] == 2
+        with httpx.Client() as second:  # the same link again: spent
+            assert second.get(url, follow_redirects=False).status_code == 401
+            assert second.get(f"http://127.0.0.1:{port}/api/overview").status_code == 401
+    finally:
+        server.stop()
+
+
+def test_another_site_or_port_cannot_load_a_photo(served):
+    client, lib = served
+    photo = f"/files/{lib['ids']['b.jpg']}/image"
+    for site in ("cross-site", "same-site"):  # same-site: a page on 127.0.0.1 at another port
+        answer = client.get(photo, headers={"Sec-Fetch-Site": site, "Sec-Fetch-Dest": "image"})
+        assert answer.status_code == 403 and answer.headers["content-type"] == "application/json"
+        assert answer.headers["cross-origin-resource-policy"] == "same-origin"
+    for site in ("same-origin", "none", None):
+        answer = client.get(photo, headers={"Sec-Fetch-Site": site} if site else {})
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/jpeg"
+        assert answer.headers["cross-origin-resource-policy"] == "same-origin"
+
+
+def test_a_non_ascii_token_anywhere_is_refused_not_an_error(served):
+    client, lib = served
+    port = client.base_url.port
+    wrong = "tök€n".encode()
+    with httpx.Client(base_url=client.base_url) as anonymous:
+        answers = [anonymous.get("/api/overview", headers={"X-Photodedup-Token": wrong}),
+                   anonymous.get("/api/overview", headers={"Cookie": b"photodedup_review_%d=%s" % (port, wrong)}),
+                   anonymous.get("/?token=t%C3%B6k%E2%82%AC", follow_redirects=False),
+                   anonymous.get("/?code=%C3%A9", follow_redirects=False)]
+    assert [a.status_code for a in answers] == [401, 401, 401, 401]
+    assert all("error" in a.json() for a in answers)

@@ -91,16 +91,35 @@ def test_headers_trickled_slowly_get_408_and_the_connection_closes(service):
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout"), answer[:200]
 
 
-def test_connections_are_bounded_and_idle_ones_are_dropped(service):
+def test_idle_connections_make_room_oldest_first_so_health_is_answered(service):
     idle = [socket.create_connection(("127.0.0.1", service["port"])) for _ in range(CONNECTIONS + 2)]
     try:
-        time.sleep(0.3)
-        assert httpx.get(service["url"] + "/healthz", timeout=10).status_code == 503
-        time.sleep(TIMEOUT + 1)  # the idle ones never sent their headers: dropped
         assert httpx.get(service["url"] + "/healthz", timeout=10).status_code == 200
+        assert read_response(idle[0], TIMEOUT + 5) == b""  # the oldest was closed, without an answer
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_when_every_connection_is_busy_a_new_one_gets_503(onnx_model_dir, server_processes):
+    port, cap = server_processes.free_port(), 4
+    cmd = cli_command("serve", "--model-dir", onnx_model_dir, "--port", port, "--token", TOKEN,
+                      "--max-connections", cap, "--request-timeout", 300)
+    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/readyz", timeout=180)
+    busy = [socket.create_connection(("127.0.0.1", port)) for _ in range(cap)]
+    try:  # each in the middle of a request: its body still to come (100 Continue: the server read the headers)
+        for sock in busy:
+            sock.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nExpect: 100-continue\r\n"
+                         b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 6000000\r\n\r\n")
+            sock.settimeout(60)
+            assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        assert answer.status_code == 503
+        assert answer.json() == {"error": "busy", "message": "every connection is busy; try again"}
+    finally:
+        for sock in busy:
+            sock.close()
+        server.stop()
 
 
 def test_a_huge_png_is_refused_from_its_header(service):
@@ -190,3 +209,35 @@ def test_fuzzed_bodies_never_get_a_500_and_memory_stays_bounded(service):
         assert client.get("/readyz").status_code == 200
     assert len(cases) == 300 and statuses.get(200, 0) > 0 and statuses.get(400, 0) > 0, statuses
     assert grown < 300 * 2**20, f"the service grew by {grown / 2**20:.0f} MiB over {len(cases)} fuzzed requests"
+
+
+def test_idle_connections_beyond_the_descriptor_limit_never_stop_health(onnx_model_dir, server_processes):
+    """``ulimit -n 256`` and 1,000 idle connections (loopback): the server keeps its connections below the
+    descriptor limit, drops idle ones to make room, and answers /healthz all along."""
+    import resource
+
+    limit, idle_count = 256, 1000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < idle_count + 256:
+        pytest.skip(f"this test opens {idle_count} sockets; the descriptor limit here is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, idle_count + 256), hard))
+    port = server_processes.free_port()
+    cmd = cli_command("serve", "--model-dir", onnx_model_dir, "--port", port)  # the default --max-connections
+    server = server_processes.start(
+        cmd, f"http://127.0.0.1:{port}/healthz", timeout=180,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+    idle = []
+    try:
+        for _ in range(idle_count):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))  # a handshake the kernel completes: never a request
+            idle.append(sock)
+        for _ in range(5):
+            answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=20)
+            assert answer.status_code == 200 and answer.json() == {"status": "ok"}
+        assert server.proc.poll() is None
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from rich.table import Table
 
+from photodedup.text import csv_cell
+
 #: CSV/JSON columns, in order: the issue's minimum first (rows may carry more; they follow these).
 ROW_FIELDS = (
     "backend", "payload", "concurrency", "batch_size", "images_per_second", "p50_ms", "p95_ms", "p99_ms",
@@ -90,7 +92,7 @@ def write_csv(rows: list[dict], path: Path) -> Path:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+            writer.writerow({k: "" if v is None else csv_cell(v) for k, v in row.items()})
     return path
 
 

@@ -36,7 +36,7 @@ class ServiceSettings:
     decode_workers: int = 2
     token: str | None = None
     request_timeout: float = 30.0  # seconds for a request's headers, and again for its body (408 after)
-    max_connections: int = 256     # open connections (and tasks) before new requests get 503
+    max_connections: int = 256     # open connections: one more closes the longest-idle (503 if none is)
 
 
 class ServiceState:
