@@ -196,7 +196,7 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress) -> tuple[lis
             reason = "changed since it was marked trash (md5 differs); review it again"
         else:
             reason = _check_bytes(row) or next((f"its RAW+JPEG pair {h['path']}: {why}" for h in halves
-                                                if (why := _check_bytes(h))), None)
+                                                if (why := _check_bytes(h))), None) or _same_file(row, live, files)
         if reason:
             skipped.append({"path": row["path"], "reason": reason})
         else:
@@ -238,6 +238,32 @@ def _check_bytes(row) -> str | None:
     if file_md5(path) != row["md5"]:
         return "changed since the scan (md5 differs); scan again"
     return None
+
+
+def _same_file(row, live: list, files: dict) -> str | None:
+    """Why trashing ``row`` frees nothing or takes another member with it: the same device and inode
+    (a file is an identity, not a path) as a member of its groups, or any other name of it (hard links)."""
+    try:
+        st = os.lstat(row["path"])
+    except OSError:
+        return None
+    identity = (st.st_dev, st.st_ino)
+    members = [m.path for g in live for m in g.members if m.file_id != row["id"]]
+    names = [f["path"] for f in files.values() if (f["dev"], f["ino"]) == identity and f["id"] != row["id"]]
+    same = next((p for p in [*members, *names] if _identity(p) == identity), None)
+    if st.st_nlink > 1:
+        return f"the same file as {same or f'{st.st_nlink - 1} other names'} (a hard link): trashing it frees nothing"
+    if same:
+        return f"the same file as {same} (one file reached by two paths): trashing it would remove both"
+    return None
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _survives(row, verified: dict[int, bool]) -> bool:

@@ -160,7 +160,7 @@ def test_hard_links_are_the_same_file_with_nothing_to_free(tmp_path):
 
     grouped = cli_json("group", "--catalog", db)
     assert grouped["groups"] == []
-    assert grouped["same_files"] == [{"paths": [str(x), str(root / "x_link.jpg")],
+    assert grouped["same_files"] == [{"paths": [str(x), str(root / "x_link.jpg")], "kind": "hard links",
                                       "note": "the same file (hard links): nothing to free"}]
     text = run_cli("group", "--catalog", db)
     assert f"same file: {x} = {root / 'x_link.jpg'} (hard links: nothing to free)" in text.stdout
