@@ -387,12 +387,12 @@ def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes |
     except FileNotFoundError:
         return row | {"status": "missing", "error_kind": "vanished", "reason": "vanished during the scan"}, None, None
     except PermissionError as error:
-        return _error(row, "permission-denied", f"cannot read: {error.strerror}"), None, None
+        return _error(_identified(row, path), "permission-denied", f"cannot read: {error.strerror}"), None, None
     except OSError as error:
-        return _error(row, "unreadable", f"cannot read: {error}"), None, None
+        return _error(_identified(row, path), "unreadable", f"cannot read: {error}"), None, None
     with handle:
         stat = os.fstat(handle.fileno())
-        row["size"], row["mtime_ns"], row["dev"], row["ino"] = stat.st_size, stat.st_mtime_ns, stat.st_dev, stat.st_ino
+        _identified(row, stat=stat)
         limit = max_file_bytes(max_pixels)
         if not stat_mode.S_ISREG(stat.st_mode):
             return _error(row, "unreadable", "not a regular file (replaced during the scan)"), None, None
@@ -427,6 +427,16 @@ def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes |
             return _error(row, kind, f"cannot decode: {text}"), None, None
         except Exception as error:  # noqa: BLE001 - any decoder failure is data about this file
             return _error(row, "corrupt", f"cannot decode: {type(error).__name__}: {error}"), None, None
+
+
+def _identified(row: dict, path: str | None = None, stat: os.stat_result | None = None) -> dict:
+    """``row`` with the size, mtime, device and inode of the file (a failed read is retried when unchanged)."""
+    try:
+        stat = stat or os.stat(path, follow_symlinks=False)
+    except OSError:
+        return row
+    row["size"], row["mtime_ns"], row["dev"], row["ino"] = stat.st_size, stat.st_mtime_ns, stat.st_dev, stat.st_ino
+    return row
 
 
 def _open_no_follow(path: str, flags: int) -> int:
