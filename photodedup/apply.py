@@ -337,8 +337,9 @@ def _select(in_trash: list[dict], paths: Sequence[Path], apply_id: str | None, s
         chosen: list[dict] = []
         for path in paths:
             wanted = os.path.abspath(path)
-            hits = [e for e in in_trash if any(p == wanted or p.startswith(wanted.rstrip("/") + "/")
-                                               for p in (e["original"], e["trash"]))]
+            names = {wanted, os.path.realpath(path)}  # the scan records one path per folder: symlinks resolved
+            hits = [e for e in in_trash if any(p == w or p.startswith(w.rstrip("/") + "/")
+                                               for p in (e["original"], e["trash"]) for w in names)]
             if not hits:
                 summary.refused.append({"path": wanted, "reason": "not in the trash journal"})
             chosen += [e for e in hits if e not in chosen]

@@ -30,7 +30,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ from photodedup.catalog import Catalog, display, open_catalog
 from photodedup.errors import BadInputError
 from photodedup.groups import Group, Member
 from photodedup.progress import ProgressCallback, no_progress
+from photodedup.scan import canonical_path
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,10 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
     progress = progress or no_progress
     started = time.perf_counter()
     with open_catalog(catalog) as cat:
+        known = cat.roots()  # folders named as the scan records them (a bind mount by the path scanned first)
+        roots = [canonical_path(root, known) for root in roots]
+        if params.prefer:
+            params = replace(params, prefer=tuple(str(canonical_path(f, known)) for f in params.prefer))
         rows, names = one_per_file(select_files(cat, roots))
         progress(0, 3)
         model, warnings = pick_model(cat, params)
@@ -204,19 +209,22 @@ def one_per_file(rows: Sequence) -> tuple[list, dict[int, list[str]]]:
     the other with it), so the file takes part in grouping once, under its first path. Rows without
     a device and inode (scanned before they were kept) stand for themselves.
     """
+    if not len(rows) or "dev" not in rows[0].keys():
+        return rows, {}
     first: dict[tuple[int, int], object] = {}
     out: list = []
     names: dict[int, list[str]] = {}
     for row in rows:
-        keys = row.keys()
-        key = (row["dev"], row["ino"]) if "dev" in keys and row["dev"] is not None and row["ino"] is not None \
-            else None
-        if key is not None and key in first:
+        key = (row["dev"], row["ino"])
+        if key[0] is None or key[1] is None:
+            out.append(row)
+        elif key in first:
             names.setdefault(first[key]["id"], []).append(row["path"])
-            continue
-        if key is not None:
+        else:
             first[key] = row
-        out.append(row)
+            out.append(row)
+    if not names:
+        return rows, {}
     return out, names
 
 

@@ -259,6 +259,15 @@ def canonical_roots(roots: Sequence[Path], known: Iterable[str] = ()) -> tuple[l
     return out, notes
 
 
+def canonical_path(path: Path | str, known: Iterable[str]) -> Path:
+    """``path`` as the catalog names it: symlinks resolved, and a folder the catalog knows under another
+    path (``known``: its roots; a bind mount of one) named by that path (``--prefer``, ``group ROOTS``)."""
+    anchors: dict[tuple[int, int], Path] = {}
+    for folder in known:
+        _anchor(anchors, Path(folder))
+    return _known_as(Path(os.path.realpath(Path(path).expanduser())), anchors)
+
+
 def _anchor(anchors: dict[tuple[int, int], Path], folder: Path) -> None:
     try:
         st = os.stat(folder)

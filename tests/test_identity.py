@@ -229,3 +229,46 @@ def test_a_huge_sparse_file_is_refused_unread_and_the_scan_goes_on(tmp_path):
         (row,) = cat.files(status="error")
     assert (row["path"], row["error_kind"], row["size"], row["md5"]) == (str(huge), "too-large", 6 << 30, None)
     assert row["reason"] == "refused before reading: 6.4 GB is over the limit of 1.9 GB for one image"
+
+
+def test_a_parquet_export_groups_hard_links_as_one_file(tmp_path):
+    root = library(tmp_path / "photos")
+    os.link(root / "x.jpg", root / "x_link.jpg")
+    db, out = tmp_path / "c.sqlite", tmp_path / "lib.parquet"
+    cli_json("scan", root, "--catalog", db, "-q")
+    cli_json("export-parquet", out, "--catalog", db)
+    grouped = cli_json("group", "--parquet", out, "--evidence", "exact", "--evidence", "perceptual")
+    assert [[(m["path"], m.get("other_names", [])) for m in g["members"]] for g in grouped["groups"]] == [
+        [(str(root / "x.jpg"), [str(root / "x_link.jpg")]), (str(root / "x_copy.jpg"), [])]]
+    assert grouped["same_files"] == [{"paths": [str(root / "x.jpg"), str(root / "x_link.jpg")], "kind": "hard links",
+                                      "note": "the same file (hard links): nothing to free"}]
+
+
+def test_undo_finds_a_file_named_through_a_symlinked_folder(tmp_path):
+    real = library(tmp_path / "real")
+    alias = tmp_path / "alias"
+    os.symlink(real, alias)
+    db, trash = tmp_path / "c.sqlite", tmp_path / "trash"
+    cli_json("scan", alias, "--catalog", db, "-q")  # recorded under real/
+    cli_json("group", "--catalog", db)
+    accept_every_suggestion(db)
+    applied = cli_json("apply", "--catalog", db, "--trash-dir", trash)
+    assert [m["path"] for m in applied["moved"]] == [str(real / "x_copy.jpg")]
+    undone = cli_json("undo", alias / "x_copy.jpg", "--catalog", db, "--trash-dir", trash)
+    assert undone["restored"] == [{"path": str(real / "x_copy.jpg"), "trash": applied["moved"][0]["trash"]}]
+    assert file_md5(real / "x_copy.jpg") == file_md5(real / "x.jpg")
+
+
+def test_a_reference_folder_named_through_a_bind_mount_is_still_the_reference(tmp_path, bind_mount):
+    real = tmp_path / "real"
+    x = write_photo(real / "a" / "x.jpg", size=(400, 300), pattern=1)
+    (real / "b").mkdir()
+    shutil.copyfile(x, real / "b" / "x.jpg")
+    os.utime(real / "b" / "x.jpg", ns=(x.stat().st_mtime_ns + 10**9,) * 2)  # the later copy: not the keeper by age
+    alias = tmp_path / "alias"
+    bind_mount(real, alias)
+    db = tmp_path / "c.sqlite"
+    cli_json("scan", real, "--catalog", db, "-q")
+    grouped = cli_json("group", alias, "--catalog", db, "--prefer", alias / "b")
+    (group,) = grouped["groups"]
+    assert (group["keeper"], [m["reference"] for m in group["members"]]) == (str(real / "b" / "x.jpg"), [True, False])
