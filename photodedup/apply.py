@@ -215,7 +215,7 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress,
             reason = "changed since it was marked trash (md5 differs); review it again"
         else:
             reason = _check_bytes(row) or next((f"its RAW+JPEG pair {h['path']}: {why}" for h in halves
-                                                if (why := _check_bytes(h))), None)
+                                                if (why := _check_bytes(h))), None) or _same_file(row, live, files)
         if reason:
             skipped.append({"path": row["path"], "reason": reason})
         else:
@@ -283,6 +283,32 @@ def _check_bytes(row) -> str | None:
     if file_md5(path) != row["md5"]:
         return "changed since the scan (md5 differs); scan again"
     return None
+
+
+def _same_file(row, live: list, files: dict) -> str | None:
+    """Why trashing ``row`` frees nothing or takes another member with it: the same device and inode
+    (a file is an identity, not a path) as a member of its groups, or any other name of it (hard links)."""
+    try:
+        st = os.lstat(row["path"])
+    except OSError:
+        return None
+    identity = (st.st_dev, st.st_ino)
+    members = [m.path for g in live for m in g.members if m.file_id != row["id"]]
+    names = [f["path"] for f in files.values() if (f["dev"], f["ino"]) == identity and f["id"] != row["id"]]
+    same = next((p for p in [*members, *names] if _identity(p) == identity), None)
+    if st.st_nlink > 1:
+        return f"the same file as {same or f'{st.st_nlink - 1} other names'} (a hard link): trashing it frees nothing"
+    if same:
+        return f"the same file as {same} (one file reached by two paths): trashing it would remove both"
+    return None
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _survives(row, verified: dict[int, bool], trashed: _TrashFolders) -> bool:
@@ -358,8 +384,9 @@ def _select(in_trash: list[dict], paths: Sequence[Path], apply_id: str | None, s
         chosen: list[dict] = []
         for path in paths:
             wanted = os.path.abspath(path)
-            hits = [e for e in in_trash if any(p == wanted or p.startswith(wanted.rstrip("/") + "/")
-                                               for p in (e["original"], e["trash"]))]
+            names = {wanted, os.path.realpath(path)}  # the scan records one path per folder: symlinks resolved
+            hits = [e for e in in_trash if any(p == w or p.startswith(w.rstrip("/") + "/")
+                                               for p in (e["original"], e["trash"]) for w in names)]
             if not hits:
                 summary.refused.append({"path": wanted, "reason": "not in the trash journal"})
             chosen += [e for e in hits if e not in chosen]

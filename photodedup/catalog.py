@@ -192,6 +192,8 @@ class Known:
     mtime_ns: int | None
     status: str
     complete: bool = True  # False: an ok row without the features of the current schema (read it again)
+    dev: int | None = None  # the device and inode the scan read
+    ino: int | None = None
 
 
 _PATH_COLUMNS = frozenset({"path", "root"})
@@ -405,8 +407,22 @@ class Catalog:
         """Every path the catalog holds, with what decides whether it changed."""
         rows = self.conn.execute("SELECT id, path, size, mtime_ns, status, "
                                  "status != 'ok' OR (content_width IS NOT NULL AND "
-                                 "(format IS NOT 'JPEG' OR jpeg_quality IS NOT NULL)) FROM files")
-        return {row[1]: Known(row[0], row[2], row[3], row[4], bool(row[5])) for row in rows}
+                                 "(format IS NOT 'JPEG' OR jpeg_quality IS NOT NULL)), dev, ino FROM files")
+        return {row[1]: Known(row[0], row[2], row[3], row[4], bool(row[5]), row[6], row[7]) for row in rows}
+
+    def roots(self) -> list[str]:
+        """The scan roots the catalog's files were found under, first scanned first."""
+        rows = self.conn.execute("SELECT root FROM files WHERE root IS NOT NULL GROUP BY root ORDER BY min(id)")
+        return [row[0] for row in rows]
+
+    def set_identities(self, changes: Iterable[tuple[str, int, int]]) -> None:
+        """Record ``(path, dev, ino)``: an unchanged file now at another device or inode (a copy put back)."""
+        changes = list(changes)
+        if not changes:
+            return
+        with self.transaction() as conn:
+            conn.executemany("UPDATE files SET dev = ?, ino = ? WHERE path = ?",
+                             [(dev, ino, to_db(path)) for path, dev, ino in changes])
 
     def record_files(self, rows: Sequence[dict], *, crops: dict[str, tuple[str, bytes]] | None = None,
                      thumbs: dict[str, bytes] | None = None) -> dict[str, int]:

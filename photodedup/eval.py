@@ -30,6 +30,7 @@ from photodedup.group import (
     GroupSettings,
     build_groups,
     find_edges,
+    one_per_file,
     open_catalog,
     pick_model,
     select_files,
@@ -180,6 +181,7 @@ def evaluate(catalog: Path | str | Catalog | None, truth_path: Path | str, *,
 
 def _evidence(cat: Catalog, truth: Truth, params: GroupSettings):
     rows = [row for row in select_files(cat, [truth.root]) if truth.listed is None or row["path"] in truth.listed]
+    rows, _ = one_per_file(rows)  # a file under several paths is one item, as `group` sees it
     model, warnings = pick_model(cat, params)
     vectors = semantic_vectors(cat, rows, model) if model else None
     return rows, find_edges(rows, vectors, params, thumbs=cat.thumb), model, warnings

@@ -27,9 +27,10 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,7 @@ from photodedup.catalog import Catalog, display, open_catalog
 from photodedup.errors import BadInputError
 from photodedup.groups import Group, Member
 from photodedup.progress import ProgressCallback, no_progress
+from photodedup.scan import canonical_path
 from photodedup.text import csv_cell, printable, private_file
 
 log = logging.getLogger(__name__)
@@ -117,13 +119,15 @@ class GroupResult:
     warnings: list[str]
     seconds: float
     run_id: int | None = None
+    #: Files found under several paths (hard links, a folder reached by two paths): ``{paths, note}``.
+    same_files: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "params": asdict(self.params), "files": self.files,
                 "model": self.model, "edges": self.edges, "warnings": self.warnings,
                 "seconds": round(self.seconds, 3),
                 "duplicates": sum(len(g.members) - 1 for g in self.groups),
-                "groups": [g.as_dict() for g in self.groups]}
+                "groups": [g.as_dict() for g in self.groups], "same_files": self.same_files}
 
     def render(self, limit: int = 20) -> str:
         lines = [f"{len(self.groups)} duplicate groups among {self.files} files "
@@ -137,8 +141,14 @@ class GroupResult:
                     how = f"  ({printable(m.match['how'])})" if m.match.get("how") else ""
                     lines.append(f"    {m.evidence:<10} {m.score:.3f}  {printable(m.path)}{how}  [{printable(m.note)}]")
                 lines += [f"    {'pair':<10} {'':5}  + {printable(c.path)}" for c in m.companions]
+                lines += [f"    {'same file':<10} {'':5}  = {printable(name)}  (another name of {printable(m.path)}: "
+                          f"nothing to free)" for name in m.other_names]
         if len(self.groups) > limit:
             lines.append(f"... and {len(self.groups) - limit} more groups (use --json, --csv or --html)")
+        lines += [f"same file: {' = '.join(map(printable, same['paths']))} ({same['kind']}: nothing to free)"
+                  for same in self.same_files[:limit]]
+        if len(self.same_files) > limit:
+            lines.append(f"... and {len(self.same_files) - limit} more files with several names (use --json)")
         return "\n".join(lines)
 
     def _used(self) -> list[str]:
@@ -157,16 +167,21 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
     progress = progress or no_progress
     started = time.perf_counter()
     with open_catalog(catalog) as cat:
-        rows = select_files(cat, roots)
+        known = cat.roots()  # folders named as the scan records them (a bind mount by the path scanned first)
+        roots = [canonical_path(root, known) for root in roots]
+        if params.prefer:
+            params = replace(params, prefer=tuple(str(canonical_path(f, known)) for f in params.prefer))
+        rows, names = one_per_file(select_files(cat, roots))
         progress(0, 3)
         model, warnings = pick_model(cat, params)
         vectors = semantic_vectors(cat, rows, model) if model else None
         parts = find_edges(rows, vectors, params, thumbs=cat.thumb)
         progress(1, 3)
-        groups = build_groups(rows, clu.combine(*parts.values()), params, pairs=cat.raw_pairs())
+        groups = build_groups(rows, clu.combine(*parts.values()), params, pairs=cat.raw_pairs(), names=names)
         progress(2, 3)
         counts = {kind: len(edges) for kind, edges in parts.items()}
-        result = GroupResult(groups, params, len(rows), counts, model, warnings, time.perf_counter() - started)
+        result = GroupResult(groups, params, len(rows), counts, model, warnings, time.perf_counter() - started,
+                             same_files=same_files(rows, names))
         if store and cat.readonly:
             warnings.append(f"the catalog {cat.path} is read-only: these groups are not stored, so review "
                             "and apply do not see them")
@@ -185,6 +200,51 @@ def select_files(cat: Catalog, roots: Sequence[Path | str] = ()) -> list:
         for row in cat.files("ok", under=str(Path(root).expanduser().resolve())):
             rows[row["id"]] = row
     return sorted(rows.values(), key=lambda r: r["path"])
+
+
+def one_per_file(rows: Sequence) -> tuple[list, dict[int, list[str]]]:
+    """``(rows, names)``: one row per file, and each kept row's other paths (by file id).
+
+    A file is its device and inode, not its path: hard links, and one folder reached by two paths
+    (a symlink or a bind mount scanned as another root by an earlier version), are several paths
+    of one file. They are never duplicates of each other (trashing one name frees nothing, or takes
+    the other with it), so the file takes part in grouping once, under its first path. Rows without
+    a device and inode (scanned before they were kept) stand for themselves.
+    """
+    if not len(rows) or "dev" not in rows[0].keys():
+        return rows, {}
+    first: dict[tuple[int, int], object] = {}
+    out: list = []
+    names: dict[int, list[str]] = {}
+    for row in rows:
+        key = (row["dev"], row["ino"])
+        if key[0] is None or key[1] is None:
+            out.append(row)
+        elif key in first:
+            names.setdefault(first[key]["id"], []).append(row["path"])
+        else:
+            first[key] = row
+            out.append(row)
+    if not names:
+        return rows, {}
+    return out, names
+
+
+def same_files(rows: Sequence, names: dict[int, list[str]]) -> list[dict]:
+    """Each file with several paths: ``{paths, kind, note}``; kind ``hard links`` when the file says so
+    now (more than one link), else ``one file reached by two paths``."""
+    out = []
+    for row in rows:
+        if row["id"] not in names:
+            continue
+        paths = [row["path"], *names[row["id"]]]
+        try:
+            linked = os.lstat(row["path"]).st_nlink > 1
+        except OSError:
+            linked = False
+        kind = "hard links" if linked else "one file reached by two paths"
+        out.append({"paths": paths, "kind": kind, "note": f"the same file ({kind}): nothing to free"})
+    return out
 
 
 def pick_model(cat: Catalog, params: GroupSettings) -> tuple[str | None, list[str]]:
@@ -336,7 +396,7 @@ def _verify(pairs: list[tuple[int, int]], pixels, params: verify.VerifySettings,
 
 
 def build_groups(rows: Sequence, edges: clu.Edges, params: GroupSettings | None = None,
-                 pairs: dict[int, int] | None = None) -> list[Group]:
+                 pairs: dict[int, int] | None = None, names: dict[int, list[str]] | None = None) -> list[Group]:
     """Cluster, then name each group's keeper and each member's evidence (ids are 1, 2, ...).
 
     ``pairs`` (RAW file id -> JPEG/HEIC file id): each RAW+JPEG pair is one item, the RAW with its
@@ -356,7 +416,8 @@ def build_groups(rows: Sequence, edges: clu.Edges, params: GroupSettings | None 
         best[(a, b)] = best[(b, a)] = (int(edges.kind[number]), float(edges.distance[number]), number)
     groups = []
     for members in clusters:
-        out = [(k, Member.from_row(rows[k], evidence="", score=0.0)) for k in members]
+        out = [(k, Member.from_row(rows[k], evidence="", score=0.0, other_names=(names or {}).get(rows[k]["id"], [])))
+               for k in members]
         for k, m in out:
             m.companions = [Member.from_row(rows[c], evidence="pair", score=1.0) for c in companions.get(k, ())]
         choice = keeper.choose([m for _, m in out], params.keeper_rules, params.prefer)

@@ -68,6 +68,9 @@ class Member:
     in_trash: bool = False
     #: Files that travel with this one (kept or trashed together), e.g. the RAW of a RAW+JPEG pair.
     companions: list[Member] = field(default_factory=list)
+    #: Other paths of this very file (same device and inode: hard links, or a folder reached by two
+    #: paths). Never a duplicate of it: trashing one name frees nothing (``photodedup.group.one_per_file``).
+    other_names: list[str] = field(default_factory=list)
 
     @classmethod
     def from_row(cls, row, *, evidence: str, score: float, **extra) -> Member:
@@ -157,7 +160,7 @@ class Group:
         return {"id": self.id, "kind": self.kind, "keeper": self.keeper_path, "keeper_id": self.keeper,
                 "keeper_reason": self.keeper_reason,
                 "members": [{k: v for k, v in m.as_dict().items()
-                             if k not in ("decision", "in_trash", "status", "companions") or v}
+                             if k not in ("decision", "in_trash", "status", "companions", "other_names") or v}
                             for m in self.members]}
 
 

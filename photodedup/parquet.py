@@ -29,7 +29,7 @@ from photodedup import cluster as clu
 from photodedup.catalog import Catalog, open_catalog
 from photodedup.config import GB
 from photodedup.errors import BackendUnavailableError, BadInputError
-from photodedup.group import GroupResult, GroupSettings, build_groups, find_edges
+from photodedup.group import GroupResult, GroupSettings, build_groups, find_edges, one_per_file, same_files
 from photodedup.text import printable, private_file
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,8 @@ def group_parquet(path: Path | str, *, params: GroupSettings | None = None,
     handle = _open(path)
     meta = handle.schema_arrow.metadata or {}
     has_vectors = "embedding" in handle.schema_arrow.names
-    rows = ParquetRows(handle.read(columns=[n for n in handle.schema_arrow.names if n != "embedding"]))
+    table = ParquetRows(handle.read(columns=[n for n in handle.schema_arrow.names if n != "embedding"]))
+    rows, names = one_per_file(table)  # a file under several paths (hard links) is one item
     parts = find_edges(rows, None, params)  # no thumbnails here: no verified evidence
     model, warnings = (meta.get(_META_MODEL, b"").decode() or None), []
     if "verified" in params.evidence:
@@ -199,16 +200,28 @@ def group_parquet(path: Path | str, *, params: GroupSettings | None = None,
     if "semantic" in params.evidence and model and has_vectors:
         parts["semantic"] = cosine_pairs_streaming(path, params.cosine, memory_bytes=memory_bytes,
                                                    method=params.search)
+        if names:  # row numbers of the file -> items (a file's other names stand for it)
+            at = _items(table, rows)
+            parts["semantic"] = clu.combine(parts["semantic"].moved(at[parts["semantic"].i], at[parts["semantic"].j]))
     else:
         model = None
     pairs = {}
-    if "raw_pair_of" in rows.names:
-        other = rows.table.column("raw_pair_of").to_numpy(zero_copy_only=False)
+    if "raw_pair_of" in table.names:
+        other = table.table.column("raw_pair_of").to_numpy(zero_copy_only=False)
         have = np.nonzero(~np.isnan(other))[0] if other.dtype.kind == "f" else np.arange(len(other))
-        pairs = {int(rows.ids[k]): int(other[k]) for k in have}
-    groups = build_groups(rows, clu.combine(*parts.values()), params, pairs=pairs)
+        pairs = {int(table.ids[k]): int(other[k]) for k in have}
+    groups = build_groups(rows, clu.combine(*parts.values()), params, pairs=pairs, names=names)
     counts = {kind: len(edges) for kind, edges in parts.items()}
-    return GroupResult(groups, params, len(rows), counts, model, warnings, time.perf_counter() - started)
+    return GroupResult(groups, params, len(rows), counts, model, warnings, time.perf_counter() - started,
+                       same_files=same_files(rows, names))
+
+
+def _items(table: ParquetRows, rows: Sequence) -> np.ndarray:
+    """For each row number of the file, the index of its file in ``rows`` (``one_per_file``'s list)."""
+    by_id = {row["id"]: k for k, row in enumerate(rows)}
+    by_file = {(row["dev"], row["ino"]): k for k, row in enumerate(rows) if row["dev"] is not None}
+    return np.array([by_id[i] if i in by_id else by_file[(table.value("dev", k), table.value("ino", k))]
+                     for k, i in enumerate(table.ids.tolist())], dtype=np.int64)
 
 
 # -- the memory-bounded semantic search --------------------------------------------------------------

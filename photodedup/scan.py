@@ -14,6 +14,7 @@ import hashlib
 import io
 import logging
 import os
+import stat as stat_mode
 import time
 import warnings
 from collections import Counter
@@ -30,6 +31,7 @@ from photodedup import config, hashing, raw
 from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, Interrupted
 from photodedup.executor import Executor, open_executor
+from photodedup.keeper import human_size
 from photodedup.preprocess import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_PREPROCESS,
@@ -71,8 +73,10 @@ class ScanSummary:
     missing: int = 0
     errors: int = 0
     skipped: int = 0
+    hard_links: int = 0  # files that are another name (a hard link) of a file found before them
     seconds: float = 0.0
     error_kinds: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # roots reached by another path, inside another, twice
     catalog: str = ""
 
     @property
@@ -91,6 +95,9 @@ class ScanSummary:
         ]
         for kind, count in sorted(self.error_kinds.items()):
             lines.append(f"  error {printable(kind)}: {count}")
+        if self.hard_links:
+            lines.append(f"  {self.hard_links} hard links: other names of files found (the same file, nothing to free)")
+        lines += [f"  note: {printable(note)}" for note in self.notes]
         lines.append(f"Catalog: {printable(self.catalog)}")
         return "\n".join(lines)
 
@@ -107,13 +114,16 @@ def scan(
     ``ray_address``, or an open ``Executor``). ``embedder``: a backend that embeds each batch as it is
     written, instead of storing the model crops (``embed.record_with_embeddings``).
 
-    Directory symlinks are followed when they lead inside the roots (each folder is read once), and
-    to folders outside them only with ``follow_links``. Ctrl-C keeps what was read and raises
-    ``Interrupted`` saying so; another scan or embed on the same catalog is refused (``CatalogError``).
+    Files are identities: each folder is recorded under one path (``canonical_roots``: symlinks resolved,
+    a folder the catalog knows by another path, such as a bind mount, named by that path; a root inside
+    another scanned once), and directory symlinks inside the roots are not followed (their folder is
+    scanned where it lives). Directory symlinks to folders outside the roots are followed only with
+    ``follow_links``. Ctrl-C keeps what was read and raises ``Interrupted`` saying so; another scan or
+    embed on the same catalog is refused (``CatalogError``).
     """
     start = time.perf_counter()
-    roots = [Path(r).expanduser().absolute() for r in roots]
-    for root in roots:
+    given = [Path(r).expanduser().absolute() for r in roots]
+    for root in given:
         if not root.exists():
             raise BadInputError(f"no such file or folder: {root}")
         if not os.access(root, os.R_OK | (os.X_OK if root.is_dir() else 0)):
@@ -122,17 +132,25 @@ def scan(
     summary = ScanSummary()
     with Catalog(catalog) as cat, cat.writer("scan"):
         summary.catalog = str(cat.path)
+        roots, summary.notes = canonical_roots(given, cat.roots())
         known = cat.known_files()
         todo: list[tuple[str, str, int, int, str]] = []  # path, root, size, mtime_ns, new|updated|retried
         seen: set[str] = set()
         trash_folders: list[str] = []
+        inodes: set[tuple[int, int]] = set()
+        moved: list[tuple[str, int, int]] = []  # unchanged files now at another device/inode
         for root, path, stat in _walk(roots, include, exclude, summary, follow_links, trash_folders):
             seen.add(path)
             summary.files += 1
+            identity = (stat.st_dev, stat.st_ino)
+            summary.hard_links += stat.st_nlink > 1 and identity in inodes
+            inodes.add(identity)
             old = known.get(path)
             if (old and old.status == "ok" and old.complete
                     and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns)):
                 summary.unchanged += 1
+                if (old.dev, old.ino) != identity:  # restored by a copy, or scanned before dev/ino were kept
+                    moved.append((path, *identity))
                 continue
             if old is None and not _looks_like_image(path):
                 summary.files -= 1
@@ -140,6 +158,7 @@ def scan(
             kind = "new" if old is None else "retried" if old.status == "error" and \
                 (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns) else "updated"
             todo.append((path, root, stat.st_size, stat.st_mtime_ns, kind))
+        cat.set_identities(moved)
 
         if todo:  # a Ray runtime takes seconds to start: only when there is work
             executor = open_executor(engine, workers=workers, address=ray_address) if isinstance(engine, str) \
@@ -211,14 +230,79 @@ def _inspect_all(cat: Catalog, todo, summary: ScanSummary, executor: Executor, p
         summary.error_kinds = dict(kinds)
 
 
+def canonical_roots(roots: Sequence[Path], known: Iterable[str] = ()) -> tuple[list[Path], list[str]]:
+    """``(roots, notes)``: each root named by one path, so that a folder is recorded under one path only.
+
+    A root's symlinks are resolved; a root whose folder (or a folder above it) the catalog knows under
+    another path (``known``: the roots of earlier scans), or an earlier root of this scan, is named by
+    that path (a bind mount has no symlink to resolve, but the same device and inode); a root inside
+    another root, or given twice, is dropped. ``notes`` says each of these in words (the scan summary).
+    """
+    anchors: dict[tuple[int, int], Path] = {}
+    for folder in known:
+        _anchor(anchors, Path(folder))
+    named: list[tuple[Path, Path]] = []  # (given, canonical)
+    for given in roots:
+        path = _known_as(Path(os.path.realpath(given)), anchors)
+        _anchor(anchors, path)
+        named.append((given, path))
+    out: list[Path] = []
+    notes: list[str] = []
+    for given, path in named:
+        outer = next((p for _, p in named if p != path and _under_any(str(path), [p])), None)
+        if path in out:
+            notes.append(f"{given} was given twice: scanned once" if given == path else
+                         f"{given} is {path} (reached by another path): scanned once")
+        elif outer is not None:
+            notes.append(f"{given} is inside {outer}: scanned once, as part of it")
+        else:
+            out.append(path)
+            if path != given:
+                what = "the folder" if path.is_dir() else "the file"
+                notes.append(f"{given} is {what} {path} (reached by another path): its files are recorded once, "
+                             f"under {path}")
+    return out, notes
+
+
+def canonical_path(path: Path | str, known: Iterable[str]) -> Path:
+    """``path`` as the catalog names it: symlinks resolved, and a folder the catalog knows under another
+    path (``known``: its roots; a bind mount of one) named by that path (``--prefer``, ``group ROOTS``)."""
+    anchors: dict[tuple[int, int], Path] = {}
+    for folder in known:
+        _anchor(anchors, Path(folder))
+    return _known_as(Path(os.path.realpath(Path(path).expanduser())), anchors)
+
+
+def _anchor(anchors: dict[tuple[int, int], Path], folder: Path) -> None:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return
+    anchors.setdefault((st.st_dev, st.st_ino), folder)
+
+
+def _known_as(path: Path, anchors: dict[tuple[int, int], Path]) -> Path:
+    """``path`` through the anchor folder that is it or holds it under another path, else itself."""
+    for folder in (path, *path.parents):
+        try:
+            st = os.stat(folder)
+        except OSError:
+            continue
+        anchor = anchors.get((st.st_dev, st.st_ino))
+        if anchor is not None and anchor != folder:
+            return anchor / path.relative_to(folder)
+    return path
+
+
 def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: ScanSummary,
           follow_links: bool = False, trash_folders: list[str] | None = None):
     """Yield ``(root, path, stat)`` for regular files below the roots; never enters a photodedup trash
     folder (its marker or its journal: ``config.is_trash_folder``), listed in ``trash_folders``.
 
-    Follows directory symlinks that stay inside the roots (and, with ``follow_links``, any) but never
-    enters a directory twice (no symlink loops); symlinks to files are skipped (the target is
-    scanned where it lives, and trashing a link frees nothing).
+    Never follows a directory symlink that leads inside the roots (its folder is scanned where it
+    lives, under one path); follows those leading outside only with ``follow_links``, and never enters
+    a directory twice (no symlink loops). Symlinks to files are skipped (the target is scanned where
+    it lives, and trashing a link frees nothing).
     """
     visited: set[tuple[int, int]] = set()
     real_roots = [os.path.realpath(r) for r in roots]
@@ -251,8 +335,10 @@ def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: Sc
                     if entry.is_dir(follow_symlinks=True):
                         if any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(entry.name, p) for p in exclude):
                             continue
-                        if entry.is_symlink() and not follow_links and \
-                                not _under_any(os.path.realpath(entry.path), real_roots):
+                        inside = entry.is_symlink() and _under_any(os.path.realpath(entry.path), real_roots)
+                        if inside:
+                            continue  # scanned where it lives
+                        if entry.is_symlink() and not follow_links:
                             log.warning("not following %s: it leads outside the scanned folders "
                                         "(pass --follow-links to scan it)", display(entry.path))
                             summary.skipped += 1
@@ -300,45 +386,85 @@ def _magic_matches(head: bytes) -> bool:
 
 
 # -- the worker: one file in, one row (+ crop, thumbnail) out ----------------------------------------
+def max_file_bytes(max_pixels: int) -> int:
+    """The largest file the scan reads: ``max_pixels`` at 8 bytes a pixel (16-bit RGBA, uncompressed: the
+    widest pixels photos are stored with) plus 256 MiB for metadata, previews and layers. A larger file
+    is refused before any byte is read (a 6 GB sparse TIFF must not cost 6 GB of memory per worker)."""
+    return max_pixels * 8 + (256 << 20)
+
+
 def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes | None]:
+    """One file through one descriptor: its identity and size first (a file over ``max_file_bytes`` is
+    refused unread), then the MD5 by streaming, then one decode from the same descriptor (Pillow reads
+    what it needs; only a RAW is read whole, within the size limit)."""
     path, root, max_pixels = job
     row: dict = {"path": path, "root": root, "status": "ok", "scanned_at": time.time(), "exif_tags": 0}
     try:
-        stat = os.stat(path)
-        row["size"], row["mtime_ns"], row["dev"], row["ino"] = stat.st_size, stat.st_mtime_ns, stat.st_dev, stat.st_ino
-        with open(path, "rb") as handle:
-            data = handle.read()
+        handle = open(path, "rb", opener=_open_no_follow)  # noqa: SIM115 - closed by the with below
     except FileNotFoundError:
         return row | {"status": "missing", "error_kind": "vanished", "reason": "vanished during the scan"}, None, None
     except PermissionError as error:
-        return _error(row, "permission-denied", f"cannot read: {error.strerror}"), None, None
+        return _error(_identified(row, path), "permission-denied", f"cannot read: {error.strerror}"), None, None
     except OSError as error:
-        return _error(row, "unreadable", f"cannot read: {error}"), None, None
-    if not data:
-        return _error(row, "empty", "empty file (0 bytes)"), None, None
-    row["md5"] = hashlib.md5(data).hexdigest()
+        return _error(_identified(row, path), "unreadable", f"cannot read: {error}"), None, None
+    with handle:
+        stat = os.fstat(handle.fileno())
+        _identified(row, stat=stat)
+        limit = max_file_bytes(max_pixels)
+        if not stat_mode.S_ISREG(stat.st_mode):
+            return _error(row, "unreadable", "not a regular file (replaced during the scan)"), None, None
+        if stat.st_size == 0:
+            return _error(row, "empty", "empty file (0 bytes)"), None, None
+        if stat.st_size > limit:
+            return _error(row, "too-large", f"refused before reading: {human_size(stat.st_size)} is over the limit "
+                                            f"of {human_size(limit)} for one image"), None, None
+        try:
+            digest = hashlib.md5()
+            head = handle.read(16)
+            digest.update(head)
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+            handle.seek(0)
+        except OSError as error:
+            return _error(row, "unreadable", f"cannot read: {error}"), None, None
+        row["md5"] = digest.hexdigest()
+        try:
+            return _inspect_image(row, handle, head, max_pixels)
+        except raw.RawReadError as error:
+            return _error(row, error.kind, str(error)), None, None
+        except Image.DecompressionBombError as error:
+            return _error(row, "too-large", f"refused before decoding: {error}"), None, None
+        except UnidentifiedImageError:
+            if _magic_matches(head):
+                return _error(row, "unsupported", "an image format this installation cannot decode"), None, None
+            return _error(row, "not-an-image", "not an image (unrecognised content)"), None, None
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            text = str(error)
+            kind = "truncated" if "truncat" in text or isinstance(error, EOFError) else "corrupt"
+            return _error(row, kind, f"cannot decode: {text}"), None, None
+        except Exception as error:  # noqa: BLE001 - any decoder failure is data about this file
+            return _error(row, "corrupt", f"cannot decode: {type(error).__name__}: {error}"), None, None
+
+
+def _identified(row: dict, path: str | None = None, stat: os.stat_result | None = None) -> dict:
+    """``row`` with the size, mtime, device and inode of the file (a failed read is retried when unchanged)."""
     try:
-        return _inspect_image(row, data, max_pixels)
-    except raw.RawReadError as error:
-        return _error(row, error.kind, str(error)), None, None
-    except Image.DecompressionBombError as error:
-        return _error(row, "too-large", f"refused before decoding: {error}"), None, None
-    except UnidentifiedImageError:
-        if _magic_matches(data[:16]):
-            return _error(row, "unsupported", "an image format this installation cannot decode"), None, None
-        return _error(row, "not-an-image", "not an image (unrecognised content)"), None, None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        text = str(error)
-        kind = "truncated" if "truncat" in text or isinstance(error, EOFError) else "corrupt"
-        return _error(row, kind, f"cannot decode: {text}"), None, None
-    except Exception as error:  # noqa: BLE001 - any decoder failure is data about this file
-        return _error(row, "corrupt", f"cannot decode: {type(error).__name__}: {error}"), None, None
+        stat = stat or os.stat(path, follow_symlinks=False)
+    except OSError:
+        return row
+    row["size"], row["mtime_ns"], row["dev"], row["ino"] = stat.st_size, stat.st_mtime_ns, stat.st_dev, stat.st_ino
+    return row
 
 
-def _open_image(row: dict, data: bytes, max_pixels: int) -> Image.Image:
+def _open_no_follow(path: str, flags: int) -> int:
+    """Never a symlink put in the file's place, never a block on a FIFO put there."""
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
+
+
+def _open_image(row: dict, source, max_pixels: int) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        image = open_checked(data, max_pixels=max_pixels)
+        image = open_checked(source, max_pixels=max_pixels)
         width, height = image.size
         row["format"] = image.format
         if image.format == "JPEG":
@@ -361,9 +487,9 @@ def _open_raw(row: dict, data: bytes, max_pixels: int, fmt: str) -> Image.Image:
     return shot.image
 
 
-def _inspect_image(row: dict, data: bytes, max_pixels: int) -> tuple[dict, bytes, bytes]:
-    fmt = raw.raw_format(row["path"], data[:16])
-    image = _open_raw(row, data, max_pixels, fmt) if fmt else _open_image(row, data, max_pixels)
+def _inspect_image(row: dict, handle, head: bytes, max_pixels: int) -> tuple[dict, bytes, bytes]:
+    fmt = raw.raw_format(row["path"], head)
+    image = _open_raw(row, handle.read(), max_pixels, fmt) if fmt else _open_image(row, handle, max_pixels)
     _content_features(row, image)
     crop = encode_jpeg(center_crop_array(image, DEFAULT_PREPROCESS))
     thumb = image.convert("RGB")
