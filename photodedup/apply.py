@@ -63,7 +63,7 @@ LINK_FIRST = True
 
 
 def checkpoint(stage: str, index: int) -> None:
-    """Called after each durable stage of move ``index`` ("begun", "linked", "copied", "moved")."""
+    """Called after each durable stage of move ``index`` ("begun", "linked", "copied", "moved", "journaled")."""
 
 
 def default_trash_dir() -> Path:
@@ -526,6 +526,7 @@ def _journaled_move(journal: Journal, op: str, apply_id: str, item: dict, dest: 
         raise
     checkpoint("moved", index)
     journal.append(state="done", method=method, **common)
+    checkpoint("journaled", index)
     return method
 
 
@@ -697,7 +698,9 @@ def recover(journal: Journal, cat: Catalog) -> tuple[int, list[dict]]:
     for the next run. Returns ``(finished, unresolved)``; ``unresolved`` items are ``{path, reason}``.
     """
     pending: dict[tuple[str, str, str], dict] = {}
-    for entry in journal.entries():
+    entries = journal.entries()
+    _catch_up(cat, entries, journal.path.parent)
+    for entry in entries:
         key = (entry.get("op"), entry.get("apply"), entry.get("original"))
         if entry.get("state") == "begin":
             pending[key] = dict(entry)
@@ -718,6 +721,22 @@ def recover(journal: Journal, cat: Catalog) -> tuple[int, list[dict]]:
     if finished:
         log.warning("finished %d moves that an earlier apply or undo left half-done", finished)
     return finished, unresolved
+
+
+def _catch_up(cat: Catalog, entries: list[dict], trash: Path) -> None:
+    """A kill between a move's ``done`` line and its catalog update leaves the catalog behind (a trashed
+    file still ``ok``, a restored one still "in the trash"): bring those rows up to the journal."""
+    last = {e["original"]: e for e in entries if e.get("state") == "done" and "original" in e}
+    if not last:
+        return
+    for row in cat.files(status=None):
+        entry = last.get(row["path"])
+        if entry is None:
+            continue
+        if entry["op"] == "trash" and row["status"] == "ok" and not os.path.lexists(row["path"]):
+            cat.mark_missing([row["path"]], reason=f"in the trash: {entry['trash']}")
+        elif entry["op"] == "restore" and in_trash(row) and os.path.isfile(row["path"]):
+            _after_restore(cat, entry, trash)
 
 
 def _recover_one(journal: Journal, cat: Catalog, entry: dict) -> int:

@@ -271,3 +271,20 @@ def test_undo_leaves_the_decisions_as_they_were_before_the_apply(tmp_path):
     assert cli("undo", lib).returncode == 0
     with Catalog(lib["catalog"]) as cat:
         assert {k: (r["action"], r["md5"], r["group_id"]) for k, r in cat.decisions().items()} == before
+
+
+# -- next of the class: a kill between the journal's "done" and the catalog update -------------------------
+def test_a_kill_after_the_journal_line_leaves_the_catalog_caught_up_by_the_next_run(tmp_path):
+    lib = pair_library(tmp_path)
+    killed = cli("apply", lib, env={"PHOTODEDUP_TEST_APPLY_KILL": "journaled:1"})
+    assert killed.returncode == -9 and not lib["copy"].exists()
+    assert status(lib, lib["copy"]) == "ok"  # the catalog is behind the journal
+    assert cli("apply", lib).returncode == 0
+    assert status(lib, lib["copy"]) == "missing"
+
+    killed = cli("undo", lib, env={"PHOTODEDUP_TEST_APPLY_KILL": "journaled:1"})
+    assert killed.returncode == -9 and file_md5(lib["copy"]) == lib["md5"]
+    assert status(lib, lib["copy"]) == "missing"
+    again = cli("undo", lib)
+    assert again.stderr.splitlines()[0] == "Error: nothing to undo: every trashed file has been restored"
+    assert status(lib, lib["copy"]) == "ok"
