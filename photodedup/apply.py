@@ -27,6 +27,7 @@ A RAW+JPEG pair moves as one: the decision is on the RAW, the JPEG follows it (i
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -638,7 +639,8 @@ def _move(src: Path, dst: Path, md5: str, index: int, before: os.stat_result, te
 
 def _put_in_place(temp: Path, dst: Path, made: list[int]) -> None:
     """``temp`` becomes ``dst`` without ever replacing a file there: a hard link fails if ``dst``
-    exists. A filesystem without hard links gets a check then a rename (a narrow race remains)."""
+    exists. A filesystem without hard links gets ``renameat2(RENAME_NOREPLACE)``, which fails the
+    same way; only where that is missing too, a check then a rename (a narrow race remains)."""
     try:
         os.link(temp, dst)
     except FileExistsError as error:
@@ -646,11 +648,30 @@ def _put_in_place(temp: Path, dst: Path, made: list[int]) -> None:
     except OSError as error:
         if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
             raise
+        if _rename_noreplace(temp, dst):
+            return
         if os.path.lexists(dst):
             raise SafetyError(f"{dst} appeared during the copy; not overwritten") from None
         os.rename(temp, dst)
     else:
         _remove_ours(temp, made)
+
+
+def _rename_noreplace(src: Path, dst: Path) -> bool:
+    """``rename`` that fails if ``dst`` exists (Linux ``renameat2``); False where the system or the
+    filesystem has no such call."""
+    function = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if function is None:
+        return False
+    at_cwd, noreplace = -100, 1
+    if function(at_cwd, os.fsencode(src), at_cwd, os.fsencode(dst), noreplace) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code == errno.EEXIST:
+        raise SafetyError(f"{dst} appeared during the copy; not overwritten")
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(dst))
 
 
 def _remove_source(src: Path, dst: Path, md5: str, before: os.stat_result, *, ours: list[int]) -> None:
