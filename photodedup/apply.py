@@ -472,13 +472,19 @@ def _locked(trash: Path, *, create: bool) -> Iterator[Journal]:
         yield Journal(trash / JOURNAL_NAME)
         return
     try:
-        if not trash.exists():
+        if not trash.exists():  # made whole, marker inside, then renamed into place: never unmarked
             trash.parent.mkdir(parents=True, exist_ok=True)
-            os.mkdir(trash, 0o700)
+            staging = _temp_path(trash)
+            os.mkdir(staging, 0o700)
+            _mark(staging)
+            try:
+                if not _rename_noreplace(staging, trash):
+                    os.rename(staging, trash)
+            except SafetyError:  # another apply made it meanwhile
+                os.unlink(staging / MARKER_NAME)
+                os.rmdir(staging)
         if create and not (trash / MARKER_NAME).exists():
-            with _create(trash / MARKER_NAME, 0o644) as marker:
-                marker.write(b"photodedup trash: files moved by `photodedup apply`; "
-                             b"restore them with `photodedup undo`.\n")
+            _mark(trash)
         lock = os.open(trash / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as error:
         raise BadInputError(f"cannot write to the trash folder {trash}: {error.strerror}",
@@ -491,6 +497,11 @@ def _locked(trash: Path, *, create: bool) -> Iterator[Journal]:
         yield Journal(trash / JOURNAL_NAME)
     finally:
         os.close(lock)
+
+
+def _mark(folder: Path) -> None:
+    with _create(folder / MARKER_NAME, 0o644) as marker:
+        marker.write(b"photodedup trash: files moved by `photodedup apply`; restore them with `photodedup undo`.\n")
 
 
 def _create(path: Path, mode: int = 0o600):
@@ -667,7 +678,7 @@ def _rename_noreplace(src: Path, dst: Path) -> bool:
     if function(at_cwd, os.fsencode(src), at_cwd, os.fsencode(dst), noreplace) == 0:
         return True
     code = ctypes.get_errno()
-    if code == errno.EEXIST:
+    if code in (errno.EEXIST, errno.ENOTEMPTY):
         raise SafetyError(f"{dst} appeared during the copy; not overwritten")
     if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
         return False
