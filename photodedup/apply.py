@@ -27,6 +27,7 @@ A RAW+JPEG pair moves as one: the decision is on the RAW, the JPEG follows it (i
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import hashlib
@@ -64,7 +65,7 @@ LINK_FIRST = True
 
 
 def checkpoint(stage: str, index: int) -> None:
-    """Called after each durable stage of move ``index`` ("begun", "linked", "copied", "moved")."""
+    """Called after each durable stage of move ``index`` ("begun", "linked", "copied", "moved", "journaled")."""
 
 
 def default_trash_dir() -> Path:
@@ -499,13 +500,19 @@ def _locked(trash: Path, *, create: bool) -> Iterator[Journal]:
         yield Journal(trash / JOURNAL_NAME)
         return
     try:
-        if not trash.exists():
+        if not trash.exists():  # made whole, marker inside, then renamed into place: never unmarked
             trash.parent.mkdir(parents=True, exist_ok=True)
-            os.mkdir(trash, 0o700)
+            staging = _temp_path(trash)
+            os.mkdir(staging, 0o700)
+            _mark(staging)
+            try:
+                if not _rename_noreplace(staging, trash):
+                    os.rename(staging, trash)
+            except SafetyError:  # another apply made it meanwhile
+                os.unlink(staging / MARKER_NAME)
+                os.rmdir(staging)
         if create and not (trash / MARKER_NAME).exists():
-            with _create(trash / MARKER_NAME, 0o644) as marker:
-                marker.write(b"photodedup trash: files moved by `photodedup apply`; "
-                             b"restore them with `photodedup undo`.\n")
+            _mark(trash)
         lock = os.open(trash / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except OSError as error:
         raise BadInputError(f"cannot write to the trash folder {trash}: {error.strerror}",
@@ -518,6 +525,11 @@ def _locked(trash: Path, *, create: bool) -> Iterator[Journal]:
         yield Journal(trash / JOURNAL_NAME)
     finally:
         os.close(lock)
+
+
+def _mark(folder: Path) -> None:
+    with _create(folder / MARKER_NAME, 0o644) as marker:
+        marker.write(b"photodedup trash: files moved by `photodedup apply`; restore them with `photodedup undo`.\n")
 
 
 def _create(path: Path, mode: int = 0o600):
@@ -554,6 +566,7 @@ def _journaled_move(journal: Journal, op: str, apply_id: str, item: dict, dest: 
         raise
     checkpoint("moved", index)
     journal.append(state="done", method=method, **common)
+    checkpoint("journaled", index)
     return method
 
 
@@ -665,7 +678,8 @@ def _move(src: Path, dst: Path, md5: str, index: int, before: os.stat_result, te
 
 def _put_in_place(temp: Path, dst: Path, made: list[int]) -> None:
     """``temp`` becomes ``dst`` without ever replacing a file there: a hard link fails if ``dst``
-    exists. A filesystem without hard links gets a check then a rename (a narrow race remains)."""
+    exists. A filesystem without hard links gets ``renameat2(RENAME_NOREPLACE)``, which fails the
+    same way; only where that is missing too, a check then a rename (a narrow race remains)."""
     try:
         os.link(temp, dst)
     except FileExistsError as error:
@@ -673,11 +687,30 @@ def _put_in_place(temp: Path, dst: Path, made: list[int]) -> None:
     except OSError as error:
         if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
             raise
+        if _rename_noreplace(temp, dst):
+            return
         if os.path.lexists(dst):
             raise SafetyError(f"{dst} appeared during the copy; not overwritten") from None
         os.rename(temp, dst)
     else:
         _remove_ours(temp, made)
+
+
+def _rename_noreplace(src: Path, dst: Path) -> bool:
+    """``rename`` that fails if ``dst`` exists (Linux ``renameat2``); False where the system or the
+    filesystem has no such call."""
+    function = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if function is None:
+        return False
+    at_cwd, noreplace = -100, 1
+    if function(at_cwd, os.fsencode(src), at_cwd, os.fsencode(dst), noreplace) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EEXIST, errno.ENOTEMPTY):
+        raise SafetyError(f"{dst} appeared during the copy; not overwritten")
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(dst))
 
 
 def _remove_source(src: Path, dst: Path, md5: str, before: os.stat_result, *, ours: list[int]) -> None:
@@ -725,7 +758,9 @@ def recover(journal: Journal, cat: Catalog) -> tuple[int, list[dict]]:
     for the next run. Returns ``(finished, unresolved)``; ``unresolved`` items are ``{path, reason}``.
     """
     pending: dict[tuple[str, str, str], dict] = {}
-    for entry in journal.entries():
+    entries = journal.entries()
+    _catch_up(cat, entries, journal.path.parent)
+    for entry in entries:
         key = (entry.get("op"), entry.get("apply"), entry.get("original"))
         if entry.get("state") == "begin":
             pending[key] = dict(entry)
@@ -746,6 +781,22 @@ def recover(journal: Journal, cat: Catalog) -> tuple[int, list[dict]]:
     if finished:
         log.warning("finished %d moves that an earlier apply or undo left half-done", finished)
     return finished, unresolved
+
+
+def _catch_up(cat: Catalog, entries: list[dict], trash: Path) -> None:
+    """A kill between a move's ``done`` line and its catalog update leaves the catalog behind (a trashed
+    file still ``ok``, a restored one still "in the trash"): bring those rows up to the journal."""
+    last = {e["original"]: e for e in entries if e.get("state") == "done" and "original" in e}
+    if not last:
+        return
+    for row in cat.files(status=None):
+        entry = last.get(row["path"])
+        if entry is None:
+            continue
+        if entry["op"] == "trash" and row["status"] == "ok" and not os.path.lexists(row["path"]):
+            cat.mark_missing([row["path"]], reason=f"in the trash: {entry['trash']}")
+        elif entry["op"] == "restore" and in_trash(row) and os.path.isfile(row["path"]):
+            _after_restore(cat, entry, trash)
 
 
 def _recover_one(journal: Journal, cat: Catalog, entry: dict) -> int:

@@ -271,3 +271,39 @@ def test_undo_leaves_the_decisions_as_they_were_before_the_apply(tmp_path):
     assert cli("undo", lib).returncode == 0
     with Catalog(lib["catalog"]) as cat:
         assert {k: (r["action"], r["md5"], r["group_id"]) for k, r in cat.decisions().items()} == before
+
+
+# -- next of the class: a kill between the journal's "done" and the catalog update -------------------------
+def test_a_kill_after_the_journal_line_leaves_the_catalog_caught_up_by_the_next_run(tmp_path):
+    lib = pair_library(tmp_path)
+    killed = cli("apply", lib, env={"PHOTODEDUP_TEST_APPLY_KILL": "journaled:1"})
+    assert killed.returncode == -9 and not lib["copy"].exists()
+    assert status(lib, lib["copy"]) == "ok"  # the catalog is behind the journal
+    assert cli("apply", lib).returncode == 0
+    assert status(lib, lib["copy"]) == "missing"
+
+    killed = cli("undo", lib, env={"PHOTODEDUP_TEST_APPLY_KILL": "journaled:1"})
+    assert killed.returncode == -9 and file_md5(lib["copy"]) == lib["md5"]
+    assert status(lib, lib["copy"]) == "missing"
+    again = cli("undo", lib)
+    assert again.stderr.splitlines()[0] == "Error: nothing to undo: every trashed file has been restored"
+    assert status(lib, lib["copy"]) == "ok"
+
+
+def test_on_a_filesystem_without_hard_links_the_copy_never_replaces_a_file_that_appears(tmp_path, monkeypatch):
+    """Unit test of ``_put_in_place`` alone: no hard links (EPERM, as on FAT), and a file that appears at the
+    destination right after the check for it (the race, made certain by a check that sees nothing)."""
+    from photodedup import apply as engine
+
+    temp, dst = tmp_path / ".x.jpg.0123456789ab.pdpart", tmp_path / "x.jpg"
+    temp.write_bytes(b"our copy")
+    dst.write_bytes(b"someone else's photo")
+
+    def no_links(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(engine.os, "link", no_links)
+    monkeypatch.setattr(engine.os.path, "lexists", lambda path: False)
+    with pytest.raises(engine.SafetyError, match="appeared during the copy; not overwritten"):
+        engine._put_in_place(temp, dst, list(os.stat(temp))[:2])
+    assert dst.read_bytes() == b"someone else's photo" and temp.read_bytes() == b"our copy"
