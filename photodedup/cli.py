@@ -867,8 +867,8 @@ def main() -> None:
             import traceback
 
             frames = "".join(traceback.format_tb(error.__traceback__)).rstrip("\n").split("\n")
-            err.print("Traceback (most recent call last):", *map(printable, frames), sep="\n", markup=False,
-                      highlight=False)
+            err.print("Traceback (most recent call last):", *map(printable, frames), f"{type(error).__name__}:",
+                      sep="\n", markup=False, highlight=False)
         err.print(f"Error: {printable(error, newlines=True)}", style="red", highlight=False, markup=False)
         if error.hint:
             err.print(f"Hint: {printable(error.hint, newlines=True)}", highlight=False, markup=False)

@@ -139,3 +139,29 @@ def test_a_non_ascii_token_anywhere_is_refused_not_an_error(served):
                    anonymous.get("/?code=%C3%A9", follow_redirects=False)]
     assert [a.status_code for a in answers] == [401, 401, 401, 401]
     assert all("error" in a.json() for a in answers)
+
+
+def test_idle_connections_beyond_the_descriptor_limit_never_stop_the_page(review_library, server_processes):
+    import resource
+
+    lib, limit, idle_count = review_library, 128, 400
+    port = server_processes.free_port()
+    cmd = cli_command("review", "--catalog", lib["catalog"], "--port", port, "--trash-dir", lib["trash"],
+                      "--token", TOKEN)
+    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60,
+                                    preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
+    idle = []
+    try:
+        for _ in range(idle_count):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", port))  # a handshake the kernel completes: never a request
+            idle.append(sock)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-Photodedup-Token": TOKEN}) as client:
+            assert client.get("/healthz", timeout=20).status_code == 200
+            assert client.get("/api/overview", timeout=20).json()["totals"]["groups"] == 2
+        assert server.proc.poll() is None
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()
