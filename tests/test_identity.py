@@ -103,9 +103,12 @@ def test_a_root_inside_another_root_is_scanned_once(tmp_path):
     real = library(tmp_path / "real")
     write_photo(real / "sub" / "z.jpg", size=(300, 200), color=(200, 200, 40), pattern=3)
     os.symlink(real / "sub", tmp_path / "sub-link")
+    os.symlink(real / "sub", real / "z-link")  # walked before sub/: still recorded where it lives
     db = tmp_path / "c.sqlite"
     done = cli_json("scan", real, tmp_path / "sub-link", real, "--catalog", db, "-q")
     assert (done["files"], done["new"]) == (4, 4)
+    with Catalog(db) as cat:
+        assert str(real / "sub" / "z.jpg") in [r["path"] for r in cat.files()]
     assert done["notes"] == [f"{tmp_path / 'sub-link'} is inside {real}: scanned once, as part of it",
                              f"{real} was given twice: scanned once"]
 
@@ -272,3 +275,18 @@ def test_a_reference_folder_named_through_a_bind_mount_is_still_the_reference(tm
     grouped = cli_json("group", alias, "--catalog", db, "--prefer", alias / "b")
     (group,) = grouped["groups"]
     assert (group["keeper"], [m["reference"] for m in group["members"]]) == (str(real / "b" / "x.jpg"), [True, False])
+
+
+def test_a_rescan_fills_in_the_identity_of_files_scanned_before_it_was_kept(tmp_path):
+    root = tmp_path / "photos"
+    x = write_photo(root / "x.jpg", size=(400, 300), pattern=1)
+    os.link(x, root / "x_link.jpg")
+    db = tmp_path / "c.sqlite"
+    cli_json("scan", root, "--catalog", db, "-q")
+    with Catalog(db) as cat:  # as a catalog scanned before schema 9 holds them
+        cat.conn.execute("UPDATE files SET dev = NULL, ino = NULL")
+    assert [len(g["members"]) for g in cli_json("group", "--catalog", db)["groups"]] == [2]
+    again = cli_json("scan", root, "--catalog", db, "-q")
+    assert (again["unchanged"], again["new"], again["updated"]) == (2, 0, 0)
+    grouped = cli_json("group", "--catalog", db)
+    assert (grouped["groups"], [s["paths"] for s in grouped["same_files"]]) == ([], [[str(x), str(root / "x_link.jpg")]])
