@@ -211,17 +211,25 @@ runpy.run_module("photodedup", run_name="__main__")
 """
 
 
+def limited(*args) -> list[str]:
+    """``photodedup ARGS`` where every process (workers too) may map 3 GiB at most: reading 6 GiB whole fails."""
+    return [sys.executable, "-c", LIMITED, str(3 << 30), *map(str, args)]
+
+
+def sparse_tiff(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(path, "TIFF")
+    with path.open("r+b") as handle:
+        handle.truncate(6 << 30)  # sparse: 6 GiB that use no disk
+    return path
+
+
 def test_a_huge_sparse_file_is_refused_unread_and_the_scan_goes_on(tmp_path):
     root = tmp_path / "photos"
     write_photo(root / "a.jpg")
-    huge = root / "huge.tif"
-    Image.new("RGB", (64, 64), (10, 20, 30)).save(huge, "TIFF")
-    with huge.open("r+b") as handle:
-        handle.truncate(6 << 30)  # sparse: 6 GiB that use no disk
+    huge = sparse_tiff(root / "huge.tif")
     db = tmp_path / "c.sqlite"
-    # every process of the scan (its workers too) may map 3 GiB at most: reading the file whole fails
-    command = [sys.executable, "-c", LIMITED, str(3 << 30), "scan", str(root), "--catalog", str(db),
-               "--json", "-q", "--workers", "2"]
+    command = limited("scan", root, "--catalog", db, "--json", "-q", "--workers", "2")
     for _ in range(2):  # a rerun must not crash at the same file either
         done = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
@@ -290,3 +298,24 @@ def test_a_rescan_fills_in_the_identity_of_files_scanned_before_it_was_kept(tmp_
     assert (again["unchanged"], again["new"], again["updated"]) == (2, 0, 0)
     grouped = cli_json("group", "--catalog", db)
     assert (grouped["groups"], [s["paths"] for s in grouped["same_files"]]) == ([], [[str(x), str(root / "x_link.jpg")]])
+
+
+def test_the_review_page_never_reads_a_file_the_scan_refused(tmp_path, server_processes):
+    import httpx
+
+    root = tmp_path / "photos"
+    write_photo(root / "a.jpg")
+    huge = sparse_tiff(root / "huge.tif")
+    db = tmp_path / "c.sqlite"
+    cli_json("scan", root, "--catalog", db, "-q")
+    with Catalog(db) as cat:
+        huge_id = next(r["id"] for r in cat.files(status="error"))
+    port = server_processes.free_port()
+    server = server_processes.start(limited("review", "--catalog", db, "--port", port, "--token", "t"),
+                                    f"http://127.0.0.1:{port}/healthz", timeout=60)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-Photodedup-Token": "t"}) as client:
+        for what in ("thumb", "image"):
+            response = client.get(f"/files/{huge_id}/{what}")
+            assert (response.status_code, response.json()["detail"]) == (404, f"{huge} is not available (error)")
+        assert client.get("/healthz").status_code == 200
+    server.stop()
