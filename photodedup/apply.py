@@ -347,10 +347,10 @@ def undo(catalog: Path | None = None, *, trash_dir: Path | None = None, paths: S
                 reason = f"a file now exists at {original}; not overwritten"
             elif not target.is_file():
                 reason = f"missing from the trash ({target})"
-            elif file_md5(target) != entry["md5"]:
+            elif (now := file_md5(target)) != entry["md5"] and os.stat(target).st_nlink == 1:
                 reason = f"changed in the trash ({target}, md5 differs)"
-            else:
-                reason = None
+            else:  # unchanged, or a hard link sharing its bytes with a name in the library (edited there)
+                reason, entry = None, entry | {"md5": now}
             if reason:
                 summary.refused.append({"path": str(original), "reason": reason})
                 continue

@@ -18,7 +18,7 @@ from helpers import cli_env, run_cli, write_photo
 from PIL import Image
 
 from photodedup import groups
-from photodedup.apply import file_md5
+from photodedup.apply import JOURNAL_NAME, MARKER_NAME, file_md5
 from photodedup.catalog import Catalog
 
 
@@ -103,9 +103,12 @@ def test_a_root_inside_another_root_is_scanned_once(tmp_path):
     real = library(tmp_path / "real")
     write_photo(real / "sub" / "z.jpg", size=(300, 200), color=(200, 200, 40), pattern=3)
     os.symlink(real / "sub", tmp_path / "sub-link")
+    os.symlink(real / "sub", real / "z-link")  # walked before sub/: still recorded where it lives
     db = tmp_path / "c.sqlite"
     done = cli_json("scan", real, tmp_path / "sub-link", real, "--catalog", db, "-q")
     assert (done["files"], done["new"]) == (4, 4)
+    with Catalog(db) as cat:
+        assert str(real / "sub" / "z.jpg") in [r["path"] for r in cat.files()]
     assert done["notes"] == [f"{tmp_path / 'sub-link'} is inside {real}: scanned once, as part of it",
                              f"{real} was given twice: scanned once"]
 
@@ -208,17 +211,25 @@ runpy.run_module("photodedup", run_name="__main__")
 """
 
 
+def limited(*args) -> list[str]:
+    """``photodedup ARGS`` where every process (workers too) may map 3 GiB at most: reading 6 GiB whole fails."""
+    return [sys.executable, "-c", LIMITED, str(3 << 30), *map(str, args)]
+
+
+def sparse_tiff(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(path, "TIFF")
+    with path.open("r+b") as handle:
+        handle.truncate(6 << 30)  # sparse: 6 GiB that use no disk
+    return path
+
+
 def test_a_huge_sparse_file_is_refused_unread_and_the_scan_goes_on(tmp_path):
     root = tmp_path / "photos"
     write_photo(root / "a.jpg")
-    huge = root / "huge.tif"
-    Image.new("RGB", (64, 64), (10, 20, 30)).save(huge, "TIFF")
-    with huge.open("r+b") as handle:
-        handle.truncate(6 << 30)  # sparse: 6 GiB that use no disk
+    huge = sparse_tiff(root / "huge.tif")
     db = tmp_path / "c.sqlite"
-    # every process of the scan (its workers too) may map 3 GiB at most: reading the file whole fails
-    command = [sys.executable, "-c", LIMITED, str(3 << 30), "scan", str(root), "--catalog", str(db),
-               "--json", "-q", "--workers", "2"]
+    command = limited("scan", root, "--catalog", db, "--json", "-q", "--workers", "2")
     for _ in range(2):  # a rerun must not crash at the same file either
         done = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
@@ -272,3 +283,69 @@ def test_a_reference_folder_named_through_a_bind_mount_is_still_the_reference(tm
     grouped = cli_json("group", alias, "--catalog", db, "--prefer", alias / "b")
     (group,) = grouped["groups"]
     assert (group["keeper"], [m["reference"] for m in group["members"]]) == (str(real / "b" / "x.jpg"), [True, False])
+
+
+def test_a_rescan_fills_in_the_identity_of_files_scanned_before_it_was_kept(tmp_path):
+    root = tmp_path / "photos"
+    x = write_photo(root / "x.jpg", size=(400, 300), pattern=1)
+    os.link(x, root / "x_link.jpg")
+    db = tmp_path / "c.sqlite"
+    cli_json("scan", root, "--catalog", db, "-q")
+    with Catalog(db) as cat:  # as a catalog scanned before schema 9 holds them
+        cat.conn.execute("UPDATE files SET dev = NULL, ino = NULL")
+    assert [len(g["members"]) for g in cli_json("group", "--catalog", db)["groups"]] == [2]
+    again = cli_json("scan", root, "--catalog", db, "-q")
+    assert (again["unchanged"], again["new"], again["updated"]) == (2, 0, 0)
+    grouped = cli_json("group", "--catalog", db)
+    assert grouped["groups"] == []
+    assert [s["paths"] for s in grouped["same_files"]] == [[str(x), str(root / "x_link.jpg")]]
+
+
+def test_the_review_page_never_reads_a_file_the_scan_refused(tmp_path, server_processes):
+    import httpx
+
+    root = tmp_path / "photos"
+    write_photo(root / "a.jpg")
+    huge = sparse_tiff(root / "huge.tif")
+    db = tmp_path / "c.sqlite"
+    cli_json("scan", root, "--catalog", db, "-q")
+    with Catalog(db) as cat:
+        huge_id = next(r["id"] for r in cat.files(status="error"))
+    port = server_processes.free_port()
+    server = server_processes.start(limited("review", "--catalog", db, "--port", port, "--token", "t"),
+                                    f"http://127.0.0.1:{port}/healthz", timeout=60)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-Photodedup-Token": "t"}) as client:
+        for what in ("thumb", "image"):
+            response = client.get(f"/files/{huge_id}/{what}")
+            assert (response.status_code, response.json()["detail"]) == (404, f"{huge} is not available (error)")
+        assert client.get("/healthz").status_code == 200
+    server.stop()
+
+
+def test_undo_restores_a_hard_link_an_earlier_version_trashed_after_the_keeper_was_edited(tmp_path):
+    root = tmp_path / "photos"
+    x = write_photo(root / "x.jpg", size=(400, 300), pattern=1)
+    link = root / "x_link.jpg"
+    os.link(x, link)
+    db, trash = tmp_path / "c.sqlite", tmp_path / "trash"
+    cli_json("scan", root, "--catalog", db, "-q")
+    # what an earlier version's apply left: the hard link moved into the trash (a link, then an unlink), journalled
+    apply_id = "20260101-000000-0000"
+    target = trash / apply_id / link.relative_to("/")
+    target.parent.mkdir(parents=True)
+    os.link(link, target)
+    link.unlink()
+    with Catalog(db) as cat:
+        file_id = next(r["id"] for r in cat.files() if r["path"] == str(link))
+        cat.mark_missing([str(link)], reason=f"in the trash: {target}")
+    (trash / MARKER_NAME).write_text("photodedup trash\n")
+    common = {"op": "trash", "apply": apply_id, "original": str(link), "trash": str(target), "md5": file_md5(x),
+              "size": x.stat().st_size, "file_id": file_id, "time": "2026-01-01T00:00:00.000+00:00"}
+    (trash / JOURNAL_NAME).write_text(json.dumps(common | {"state": "begin"}) + "\n"
+                                      + json.dumps(common | {"state": "done", "method": "link"}) + "\n")
+    with x.open("ab") as handle:  # the keeper is edited: the trashed name shares its bytes
+        handle.write(b"edited")
+
+    undone = cli_json("undo", "--catalog", db, "--trash-dir", trash)
+    assert (undone["restored"], undone["refused"]) == ([{"path": str(link), "trash": str(target)}], [])
+    assert link.read_bytes() == x.read_bytes() and link.stat().st_ino == x.stat().st_ino

@@ -84,6 +84,8 @@ def thumb(file_id: int, state: ReviewState = Depends(review_state)) -> Response:
         data = cat.thumb(file_id) if row is not None else None
     if row is None:
         raise HTTPException(404, "no such file in the catalog")
+    if data is None and row["status"] != "ok":  # never read a file the scan refused (a 6 GB one)
+        raise HTTPException(404, f"{display(row['path'])} is not available ({row['status']})")
     if data is None:
         data = files.render(row, files.scanned_bytes(row), longest=_THUMB)
     return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
