@@ -26,7 +26,7 @@ import imagehash
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from photodedup import config, hashing, raw
+from photodedup import config, formats, hashing, raw
 from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, Interrupted
 from photodedup.executor import Executor, open_executor
@@ -42,17 +42,6 @@ from photodedup.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".dib", ".gif", ".mpo",
-    ".heic", ".heif", ".hif", ".avif", ".ppm", ".pgm", ".pbm", ".pnm", *raw.RAW_EXTENSIONS,
-}
-# Leading bytes of image formats, to find images by content whatever their name.
-_MAGIC: tuple[tuple[int, bytes], ...] = (
-    (0, b"\xff\xd8\xff"), (0, b"\x89PNG\r\n\x1a\n"), (0, b"GIF87a"), (0, b"GIF89a"), (0, b"BM"),
-    (0, b"II*\x00"), (0, b"MM\x00*"), (8, b"WEBP"), (4, b"ftypheic"), (4, b"ftypheix"), (4, b"ftypmif1"),
-    (4, b"ftyphevc"), (4, b"ftypavif"), (0, b"8BPS"), (0, b"\xff\x0a"), (4, b"jP  "),
-    *((offset, magic) for offset, magic, _ in raw.RAW_MAGIC),
-)
 THUMB_SIZE = 320
 WRITE_BATCH = 64
 _ORIENTATION_SWAPS = {5, 6, 7, 8}
@@ -275,20 +264,21 @@ def _under_any(path: str, roots: Sequence[Path | str]) -> bool:
 
 
 def _looks_like_image(path: str) -> bool:
-    """An image by extension, or by its first bytes (unreadable files count, to be recorded)."""
-    if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
+    """An image or RAW by extension, or by its first bytes (unreadable files count, to be recorded)."""
+    fmt = formats.by_extension(path)
+    if fmt is not None and fmt.kind in formats.SCANNED_KINDS:
         return True
     try:
         with open(path, "rb") as handle:
-            head = handle.read(16)
+            head = handle.read(formats.HEAD_BYTES)
     except OSError:
         return False
     return _magic_matches(head)
 
 
 def _magic_matches(head: bytes) -> bool:
-    netpbm = len(head) > 2 and head[0] == ord("P") and head[1] in b"123456" and head[2] in b" \t\r\n#"
-    return netpbm or any(head[offset : offset + len(magic)] == magic for offset, magic in _MAGIC)
+    fmt = formats.sniff(head)
+    return fmt is not None and fmt.kind in formats.SCANNED_KINDS
 
 
 # -- the worker: one file in, one row (+ crop, thumbnail) out ----------------------------------------
@@ -316,7 +306,7 @@ def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes |
     except Image.DecompressionBombError as error:
         return _error(row, "too-large", f"refused before decoding: {error}"), None, None
     except UnidentifiedImageError:
-        if _magic_matches(data[:16]):
+        if _magic_matches(data[: formats.HEAD_BYTES]):
             return _error(row, "unsupported", "an image format this installation cannot decode"), None, None
         return _error(row, "not-an-image", "not an image (unrecognised content)"), None, None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
@@ -354,7 +344,7 @@ def _open_raw(row: dict, data: bytes, max_pixels: int, fmt: str) -> Image.Image:
 
 
 def _inspect_image(row: dict, data: bytes, max_pixels: int) -> tuple[dict, bytes, bytes]:
-    fmt = raw.raw_format(row["path"], data[:16])
+    fmt = raw.raw_format(row["path"], data[: formats.HEAD_BYTES])
     image = _open_raw(row, data, max_pixels, fmt) if fmt else _open_image(row, data, max_pixels)
     _content_features(row, image)
     crop = encode_jpeg(center_crop_array(image, DEFAULT_PREPROCESS))
