@@ -61,6 +61,11 @@ class ScanSummary:
     skipped: int = 0
     seconds: float = 0.0
     error_kinds: dict[str, int] = field(default_factory=dict)
+    #: Files not looked at, by kind (the format table's kinds that the scan does not read, and
+    #: ``unknown``); they are not in ``files``.
+    not_looked_at: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys([*(k for k in formats.KINDS if k not in formats.SCANNED_KINDS),
+                                               "unknown"], 0))
     catalog: str = ""
 
     @property
@@ -79,6 +84,8 @@ class ScanSummary:
         ]
         for kind, count in sorted(self.error_kinds.items()):
             lines.append(f"  error {kind}: {count}")
+        if any(self.not_looked_at.values()):
+            lines.append("  not looked at: " + ", ".join(f"{kind} {n}" for kind, n in self.not_looked_at.items()))
         lines.append(f"Catalog: {self.catalog}")
         return "\n".join(lines)
 
@@ -121,9 +128,12 @@ def scan(
                     and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns)):
                 summary.unchanged += 1
                 continue
-            if old is None and not _looks_like_image(path):
-                summary.files -= 1
-                continue
+            if old is None:
+                other = _not_scanned(path)
+                if other:
+                    summary.files -= 1
+                    summary.not_looked_at[other] = summary.not_looked_at.get(other, 0) + 1
+                    continue
             kind = "new" if old is None else "retried" if old.status == "error" and \
                 (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns) else "updated"
             todo.append((path, root, stat.st_size, stat.st_mtime_ns, kind))
@@ -263,17 +273,21 @@ def _under_any(path: str, roots: Sequence[Path | str]) -> bool:
     return any(path == str(r) or path.startswith(str(r).rstrip("/") + "/") for r in roots)
 
 
-def _looks_like_image(path: str) -> bool:
-    """An image or RAW by extension, or by its first bytes (unreadable files count, to be recorded)."""
+def _not_scanned(path: str) -> str | None:
+    """None for a file the scan reads (an image or RAW by its extension, else by its first bytes;
+    unreadable files count, to be recorded); else its kind in the format table, or ``unknown``."""
     fmt = formats.by_extension(path)
     if fmt is not None and fmt.kind in formats.SCANNED_KINDS:
-        return True
+        return None
     try:
         with open(path, "rb") as handle:
             head = handle.read(formats.HEAD_BYTES)
     except OSError:
-        return False
-    return _magic_matches(head)
+        return fmt.kind if fmt is not None else "unknown"
+    if _magic_matches(head):
+        return None
+    sniffed = fmt or formats.sniff(head)
+    return sniffed.kind if sniffed is not None else "unknown"
 
 
 def _magic_matches(head: bytes) -> bool:
@@ -301,15 +315,21 @@ def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes |
     row["md5"] = hashlib.md5(data).hexdigest()
     try:
         return _inspect_image(row, data, max_pixels)
-    except raw.RawReadError as error:
+    except raw.RawReadError as error:  # the pixels are lost; the camera and capture time may not be
+        row["format"] = raw.raw_format(path, data[: formats.HEAD_BYTES])
+        _read_exif(row, raw.raw_exif(data, row["format"]))
         return _error(row, error.kind, str(error)), None, None
     except Image.DecompressionBombError as error:
         return _error(row, "too-large", f"refused before decoding: {error}"), None, None
     except UnidentifiedImageError:
         if _magic_matches(data[: formats.HEAD_BYTES]):
+            row["format"] = formats.sniff(data[: formats.HEAD_BYTES]).name
             return _error(row, "unsupported", "an image format this installation cannot decode"), None, None
         return _error(row, "not-an-image", "not an image (unrecognised content)"), None, None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
+        if not row.get("format"):  # failed while opening: the format its first bytes name
+            sniffed = formats.sniff(data[: formats.HEAD_BYTES])
+            row["format"] = sniffed.name if sniffed and sniffed.kind in formats.SCANNED_KINDS else None
         text = str(error)
         kind = "truncated" if "truncat" in text or isinstance(error, EOFError) else "corrupt"
         return _error(row, kind, f"cannot decode: {text}"), None, None
@@ -364,7 +384,8 @@ def _content_features(row: dict, image: Image.Image) -> None:
     row["content_left"], row["content_top"] = round(left * scale_x), round(top * scale_y)
     row["content_width"] = min(row["width"], round((right - left) * scale_x))
     row["content_height"] = min(row["height"], round((bottom - top) * scale_y))
-    row["grayscale"] = int(hashing.is_grayscale(content))
+    # a solid frame (one colour) is not a grayscale copy of another solid frame: unmeasured
+    row["grayscale"] = None if hashing.is_flat(pixels) else int(hashing.is_grayscale(content))
     gray = content.convert("L")  # both hashes work on grey levels: convert once
     phashes = hashing.dihedral_phashes(gray)
     row["phashes"] = hashing.pack(phashes)
