@@ -27,7 +27,7 @@ import imagehash
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from photodedup import config, hashing, raw
+from photodedup import config, formats, hashing, raw
 from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, Interrupted
 from photodedup.executor import Executor, open_executor
@@ -45,17 +45,6 @@ from photodedup.text import printable
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".dib", ".gif", ".mpo",
-    ".heic", ".heif", ".hif", ".avif", ".ppm", ".pgm", ".pbm", ".pnm", *raw.RAW_EXTENSIONS,
-}
-# Leading bytes of image formats, to find images by content whatever their name.
-_MAGIC: tuple[tuple[int, bytes], ...] = (
-    (0, b"\xff\xd8\xff"), (0, b"\x89PNG\r\n\x1a\n"), (0, b"GIF87a"), (0, b"GIF89a"), (0, b"BM"),
-    (0, b"II*\x00"), (0, b"MM\x00*"), (8, b"WEBP"), (4, b"ftypheic"), (4, b"ftypheix"), (4, b"ftypmif1"),
-    (4, b"ftyphevc"), (4, b"ftypavif"), (0, b"8BPS"), (0, b"\xff\x0a"), (4, b"jP  "),
-    *((offset, magic) for offset, magic, _ in raw.RAW_MAGIC),
-)
 THUMB_SIZE = 320
 WRITE_BATCH = 64
 _ORIENTATION_SWAPS = {5, 6, 7, 8}
@@ -77,6 +66,11 @@ class ScanSummary:
     seconds: float = 0.0
     error_kinds: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # roots reached by another path, inside another, twice
+    #: Files not looked at, by kind (the format table's kinds that the scan does not read, and
+    #: ``unknown``); they are not in ``files``.
+    not_looked_at: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys([*(k for k in formats.KINDS if k not in formats.SCANNED_KINDS),
+                                               "unknown"], 0))
     catalog: str = ""
 
     @property
@@ -95,6 +89,8 @@ class ScanSummary:
         ]
         for kind, count in sorted(self.error_kinds.items()):
             lines.append(f"  error {printable(kind)}: {count}")
+        if any(self.not_looked_at.values()):
+            lines.append("  not looked at: " + ", ".join(f"{kind} {n}" for kind, n in self.not_looked_at.items()))
         if self.hard_links:
             lines.append(f"  {self.hard_links} hard links: other names of files found (the same file, nothing to free)")
         lines += [f"  note: {printable(note)}" for note in self.notes]
@@ -152,9 +148,12 @@ def scan(
                 if (old.dev, old.ino) != identity:  # restored by a copy, or scanned before dev/ino were kept
                     moved.append((path, *identity))
                 continue
-            if old is None and not _looks_like_image(path):
-                summary.files -= 1
-                continue
+            if old is None:
+                other = _not_scanned(path)
+                if other:
+                    summary.files -= 1
+                    summary.not_looked_at[other] = summary.not_looked_at.get(other, 0) + 1
+                    continue
             kind = "new" if old is None else "retried" if old.status == "error" and \
                 (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns) else "updated"
             todo.append((path, root, stat.st_size, stat.st_mtime_ns, kind))
@@ -368,21 +367,26 @@ def _under_any(path: str, roots: Sequence[Path | str]) -> bool:
     return any(path == str(r) or path.startswith(str(r).rstrip("/") + "/") for r in roots)
 
 
-def _looks_like_image(path: str) -> bool:
-    """An image by extension, or by its first bytes (unreadable files count, to be recorded)."""
-    if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
-        return True
+def _not_scanned(path: str) -> str | None:
+    """None for a file the scan reads (an image or RAW by its extension, else by its first bytes;
+    unreadable files count, to be recorded); else its kind in the format table, or ``unknown``."""
+    fmt = formats.by_extension(path)
+    if fmt is not None and fmt.kind in formats.SCANNED_KINDS:
+        return None
     try:
         with open(path, "rb") as handle:
-            head = handle.read(16)
+            head = handle.read(formats.HEAD_BYTES)
     except OSError:
-        return False
-    return _magic_matches(head)
+        return fmt.kind if fmt is not None else "unknown"
+    if _magic_matches(head):
+        return None
+    sniffed = fmt or formats.sniff(head)
+    return sniffed.kind if sniffed is not None else "unknown"
 
 
 def _magic_matches(head: bytes) -> bool:
-    netpbm = len(head) > 2 and head[0] == ord("P") and head[1] in b"123456" and head[2] in b" \t\r\n#"
-    return netpbm or any(head[offset : offset + len(magic)] == magic for offset, magic in _MAGIC)
+    fmt = formats.sniff(head)
+    return fmt is not None and fmt.kind in formats.SCANNED_KINDS
 
 
 # -- the worker: one file in, one row (+ crop, thumbnail) out ----------------------------------------
@@ -420,7 +424,7 @@ def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes |
                                             f"of {human_size(limit)} for one image"), None, None
         try:
             digest = hashlib.md5()
-            head = handle.read(16)
+            head = handle.read(formats.HEAD_BYTES)
             digest.update(head)
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
@@ -430,15 +434,22 @@ def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes |
         row["md5"] = digest.hexdigest()
         try:
             return _inspect_image(row, handle, head, max_pixels)
-        except raw.RawReadError as error:
+        except raw.RawReadError as error:  # the pixels are lost; the camera and capture time may not be
+            row["format"] = raw.raw_format(path, head)
+            handle.seek(0)
+            _read_exif(row, raw.raw_exif(handle.read(), row["format"]))
             return _error(row, error.kind, str(error)), None, None
         except Image.DecompressionBombError as error:
             return _error(row, "too-large", f"refused before decoding: {error}"), None, None
         except UnidentifiedImageError:
             if _magic_matches(head):
+                row["format"] = formats.sniff(head).name
                 return _error(row, "unsupported", "an image format this installation cannot decode"), None, None
             return _error(row, "not-an-image", "not an image (unrecognised content)"), None, None
         except (OSError, SyntaxError, ValueError, EOFError) as error:
+            if not row.get("format"):  # failed while opening: the format its first bytes name
+                sniffed = formats.sniff(head)
+                row["format"] = sniffed.name if sniffed and sniffed.kind in formats.SCANNED_KINDS else None
             text = str(error)
             kind = "truncated" if "truncat" in text or isinstance(error, EOFError) else "corrupt"
             return _error(row, kind, f"cannot decode: {text}"), None, None
@@ -508,7 +519,8 @@ def _content_features(row: dict, image: Image.Image) -> None:
     row["content_left"], row["content_top"] = round(left * scale_x), round(top * scale_y)
     row["content_width"] = min(row["width"], round((right - left) * scale_x))
     row["content_height"] = min(row["height"], round((bottom - top) * scale_y))
-    row["grayscale"] = int(hashing.is_grayscale(content))
+    # a solid frame (one colour) is not a grayscale copy of another solid frame: unmeasured
+    row["grayscale"] = None if hashing.is_flat(pixels) else int(hashing.is_grayscale(content))
     gray = content.convert("L")  # both hashes work on grey levels: convert once
     phashes = hashing.dihedral_phashes(gray)
     row["phashes"] = hashing.pack(phashes)

@@ -12,7 +12,7 @@ import stat
 from fastapi import HTTPException
 from PIL import Image
 
-from photodedup import raw
+from photodedup import formats, raw
 from photodedup.catalog import display
 from photodedup.preprocess import DEFAULT_MAX_PIXELS, encode_jpeg, load_oriented
 
@@ -52,7 +52,7 @@ def render(row, data: bytes, *, longest: int | None = None) -> bytes:
     """
     try:
         if row["raw_decode"]:
-            fmt = raw.raw_format(row["path"], data[:16]) or "RAW"
+            fmt = raw.raw_format(row["path"], data[: formats.HEAD_BYTES]) or "RAW"
             image = raw.read_raw(data, fmt, max_pixels=DEFAULT_MAX_PIXELS, draft=longest is not None).image
         else:
             image = load_oriented(data, fast=longest is not None, shortest=longest or 0)

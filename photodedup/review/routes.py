@@ -12,13 +12,13 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from photodedup import apply as apply_mod
+from photodedup import formats
 from photodedup import groups as decisions
 from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError
 from photodedup.review import files
 
 STATIC = Path(__file__).parent / "static"
-_BROWSER_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 _STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 _THUMB = 320
 
@@ -100,8 +100,9 @@ def image(file_id: int, state: ReviewState = Depends(review_state)) -> Response:
     if row["status"] != "ok":
         raise HTTPException(404, f"{display(row['path'])} is not available ({row['status']})")
     data = files.scanned_bytes(row)
-    if row["format"] in _BROWSER_FORMATS and files.orientation(data) == 1:
-        return Response(data, media_type=_BROWSER_FORMATS[row["format"]])
+    served_as = formats.browser_type(row["format"])
+    if served_as and files.orientation(data) == 1:
+        return Response(data, media_type=served_as)
     return Response(files.render(row, data), media_type="image/jpeg")
 
 
