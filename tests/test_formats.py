@@ -63,6 +63,20 @@ def test_every_raw_the_scan_reads_is_a_camera_original_for_the_keeper():
             assert name == fmt.name and keeper.is_camera_format(name), extension
 
 
+def test_the_keeper_calls_a_leica_rwl_a_camera_original():
+    """The old keeper list lacked RWL: a PNG export tied with it, and a JPEG beat it as "an export (RWL)"."""
+    from photodedup.groups import Member
+
+    def member(file_id: int, path: str, fmt: str) -> Member:
+        return Member(file_id, path, "perceptual", 1.0, width=4000, height=3000, format=fmt)
+
+    rwl, png = member(1, "/p/z/L1000001.RWL", "RWL"), member(2, "/p/a/L1000001.png", "PNG")
+    assert (keeper.choose([rwl, png]).keeper, keeper.choose([rwl, png]).notes[2]) == (
+        1, "an export (PNG); the group has the camera format RWL")
+    jpeg = member(3, "/p/a/L1000001.jpg", "JPEG")
+    assert keeper.choose([rwl, jpeg]).notes[1] == "equal to the keeper by every rule (the keeper comes first by path)"
+
+
 def test_raw_names_come_from_magic_before_the_extension():
     assert raw.raw_format("photo.jpg", b"IIU\x00" + bytes(12)) == "RW2"      # Panasonic's .raw and .rw2
     assert raw.raw_format("x.bin", b"FUJIFILMCCD-RAW ") == "RAF"

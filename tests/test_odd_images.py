@@ -13,6 +13,7 @@ from helpers import run_cli
 from PIL import Image
 
 from photodedup.catalog import Catalog
+from photodedup.dng import write_dng
 from photodedup.verify import features
 
 #: Pillow's writer for each format (HEIF through pillow-heif, JXL through pillow-jxl-plugin) and its extension.
@@ -71,6 +72,10 @@ def odd_library(root: Path) -> dict[str, str]:
     for fmt, ext in (("GIF", ".gif"), ("PNG", ".png"), ("WEBP", ".webp"), ("TIFF", ".tif")):
         _save(root / f"frames{ext}", frames[0], fmt, save_all=True, append_images=frames[1:])
         made[f"frames{ext}"] = "ok"
+    _save(root / "stereo.mpo", frames[0], "MPO", save_all=True, append_images=frames[1:2])
+    write_dng(root / "camera.dng", _picture((64, 48)), preview=None)
+    write_dng(root / "tiny.dng", _picture((2, 2)), preview=None)  # LibRaw opens no DNG this small
+    made |= {"stereo.mpo": "ok", "camera.dng": "ok", "tiny.dng": "error"}
     return made
 
 
@@ -103,6 +108,9 @@ def test_every_stage_takes_odd_images(odd, tmp_path):
         rows = {Path(r["path"]).name: dict(r) for r in cat.files(status=None)}
     assert status == made
     assert (rows["jxl-1x9.jxl"]["format"], rows["jxl-1x9.jxl"]["width"], rows["jxl-1x9.jxl"]["height"]) == ("JXL", 1, 9)
+    assert (rows["stereo.mpo"]["format"], rows["camera.dng"]["raw_decode"]) == ("MPO", "half-size")
+    assert (rows["tiny.dng"]["format"], rows["tiny.dng"]["camera"], rows["tiny.dng"]["error_kind"]) == (
+        "DNG", "Canon EOS R6", "raw-unsupported")
     # 16-bit grey is scaled to 8 bits (Pillow's own conversion clips it to a white page)
     assert rows["I16-png.png"]["phash"] == rows["L-png.png"]["phash"]
     assert rows["I16-tiff.tif"]["phash"] == rows["L-tiff.tif"]["phash"]
