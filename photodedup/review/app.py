@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from photodedup.catalog import Catalog
 from photodedup.errors import PhotodedupError
@@ -45,7 +46,11 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
 
     @app.exception_handler(PhotodedupError)
     async def photodedup_error(request: Request, error: PhotodedupError):
-        return JSONResponse({"error": str(error), "hint": error.hint}, status_code=error.http_status)
+        return _ReadableJSON({"error": str(error), "hint": error.hint}, status_code=error.http_status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException):  # messages name files: shown escaped too
+        return _ReadableJSON({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
 
     for router in (page_router, read_router, decide_router):
         app.include_router(router)
