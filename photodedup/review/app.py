@@ -93,6 +93,8 @@ def serve(catalog: Path, *, host: str = "127.0.0.1", port: int = 8000, trash_dir
     from photodedup.serve import connection_cap, header_deadline_protocol, listen
 
     Catalog(catalog, create=False).close()  # no catalog: the same error (and exit code) as every command
+    # as `serve`: connections below the open-file limit, idle ones make room, slow headers get 408
+    protocol = header_deadline_protocol(REQUEST_TIMEOUT, connection_cap(MAX_CONNECTIONS))
     sock = listen(host, port)  # a busy port is an error before any URL is printed
     token = token or secrets.token_urlsafe(24)
     app = create_app(Path(catalog), token=token, trash_dir=trash_dir, allowed_hosts=loopback_hosts(host, port),
@@ -105,8 +107,6 @@ def serve(catalog: Path, *, host: str = "127.0.0.1", port: int = 8000, trash_dir
         import webbrowser
 
         webbrowser.open(url + app.state.codes.issue())
-    # as `serve`: connections below the open-file limit, idle ones make room, slow headers get 408
-    protocol = header_deadline_protocol(REQUEST_TIMEOUT, connection_cap(MAX_CONNECTIONS))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=30, http=protocol))
     try:
         server.run(sockets=[sock])
