@@ -105,9 +105,13 @@ def test_the_html_report_and_the_review_page_show_names_escaped(tmp_path):
     with TestClient(app, base_url="http://testserver", headers={TOKEN_HEADER: "t"}) as client:
         group_id = client.get("/api/overview").json()["groups"][0]["id"]
         answer = client.get(f"/api/groups/{group_id}")
+        (lib["root"] / EVIL["title"]).unlink()  # an error that names the file
+        member = next(m for m in answer.json()["members"] if m["path"] == printable(lib["root"] / EVIL["title"]))
+        gone = client.get(f"/files/{member['file_id']}/image").json()["detail"]
     paths = {m["path"] for m in answer.json()["members"]}
     assert paths == {printable(lib["root"] / n) for n in ["a.jpg", *EVIL.values()]}
-    assert_no_raw_controls("".join(paths))
+    assert_no_raw_controls("".join(paths) + gone)
+    assert gone.startswith(printable(lib["root"] / EVIL["title"]) + " is not the file that was scanned")
 
 
 def test_a_secret_on_the_command_line_is_warned_about(tmp_path):

@@ -21,7 +21,8 @@ CONNECTIONS = 6  # --max-connections
 def service(onnx_model_dir, server_processes):
     port = server_processes.free_port()
     cmd = cli_command("serve", "--model-dir", onnx_model_dir, "--port", port, "--token", TOKEN,
-                      "--request-timeout", TIMEOUT, "--max-connections", CONNECTIONS, "--max-body-mb", "8")
+                      "--request-timeout", TIMEOUT, "--max-connections", CONNECTIONS, "--max-body-mb", "8",
+                      "--access-log")
     server = server_processes.start(cmd, f"http://127.0.0.1:{port}/readyz", timeout=180)
     yield {"port": port, "url": f"http://127.0.0.1:{port}", "process": server}
     server.stop()
@@ -42,6 +43,18 @@ def read_response(sock: socket.socket, limit: float) -> bytes:
     except TimeoutError:
         pass
     return data
+
+
+def test_the_access_log_shows_a_hostile_path_as_it_came_percent_encoded(service):
+    answer = httpx.get(service["url"] + "/%1b]0;pwned%07%0dmoved")
+    assert answer.status_code == 404
+    log = service["process"].output()
+    assert '"GET /%1b]0;pwned%07%0dmoved HTTP/1.1" 404' in log and "\x1b" not in log
+
+
+def test_a_non_ascii_bearer_token_is_401(service):
+    answer = httpx.get(service["url"] + "/metrics", headers={"Authorization": "Bearer tök€n".encode()})
+    assert answer.status_code == 401 and answer.json()["error"] == "unauthorized"
 
 
 def test_the_schema_and_its_page_need_the_token(service):

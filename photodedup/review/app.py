@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from photodedup.catalog import Catalog
 from photodedup.errors import PhotodedupError
@@ -45,7 +46,11 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
 
     @app.exception_handler(PhotodedupError)
     async def photodedup_error(request: Request, error: PhotodedupError):
-        return JSONResponse({"error": str(error), "hint": error.hint}, status_code=error.http_status)
+        return _ReadableJSON({"error": str(error), "hint": error.hint}, status_code=error.http_status)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException):  # messages name files: shown escaped too
+        return _ReadableJSON({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
 
     for router in (page_router, read_router, decide_router):
         app.include_router(router)
@@ -88,6 +93,8 @@ def serve(catalog: Path, *, host: str = "127.0.0.1", port: int = 8000, trash_dir
     from photodedup.serve import connection_cap, header_deadline_protocol, listen
 
     Catalog(catalog, create=False).close()  # no catalog: the same error (and exit code) as every command
+    # as `serve`: connections below the open-file limit, idle ones make room, slow headers get 408
+    protocol = header_deadline_protocol(REQUEST_TIMEOUT, connection_cap(MAX_CONNECTIONS))
     sock = listen(host, port)  # a busy port is an error before any URL is printed
     token = token or secrets.token_urlsafe(24)
     app = create_app(Path(catalog), token=token, trash_dir=trash_dir, allowed_hosts=loopback_hosts(host, port),
@@ -100,8 +107,6 @@ def serve(catalog: Path, *, host: str = "127.0.0.1", port: int = 8000, trash_dir
         import webbrowser
 
         webbrowser.open(url + app.state.codes.issue())
-    # as `serve`: connections below the open-file limit, idle ones make room, slow headers get 408
-    protocol = header_deadline_protocol(REQUEST_TIMEOUT, connection_cap(MAX_CONNECTIONS))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_keep_alive=30, http=protocol))
     try:
         server.run(sockets=[sock])

@@ -59,7 +59,7 @@ def same_secret(given: str | None, secret: str) -> bool:
     ``str`` raises on non-ASCII; on bytes it cannot)."""
     if given is None:
         return False
-    return secrets.compare_digest(given.encode("utf-8", "surrogateescape"), secret.encode("utf-8"))
+    return secrets.compare_digest(given.encode("utf-8", "surrogatepass"), secret.encode("utf-8"))
 
 
 def add_guard(app: FastAPI, *, token: str, codes: OneTimeCodes, cookie: str,
