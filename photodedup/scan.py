@@ -273,7 +273,11 @@ def canonical_path(path: Path | str, known: Iterable[str]) -> Path:
 
 
 def _anchor(anchors: dict[tuple[int, int], Path], folder: Path) -> None:
+    """Name the folder at ``folder``'s device and inode by it, unless it holds a symlink (an earlier
+    version recorded symlinked roots as given: such a path never names a folder)."""
     try:
+        if os.path.realpath(folder) != str(folder):
+            return
         st = os.stat(folder)
     except OSError:
         return

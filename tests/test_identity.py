@@ -349,3 +349,18 @@ def test_undo_restores_a_hard_link_an_earlier_version_trashed_after_the_keeper_w
     undone = cli_json("undo", "--catalog", db, "--trash-dir", trash)
     assert (undone["restored"], undone["refused"]) == ([{"path": str(link), "trash": str(target)}], [])
     assert link.read_bytes() == x.read_bytes() and link.stat().st_ino == x.stat().st_ino
+
+
+def test_a_symlinked_root_an_earlier_version_recorded_never_names_the_folder(tmp_path):
+    real = library(tmp_path / "real")
+    alias = tmp_path / "alias"
+    os.symlink(real, alias)
+    db = tmp_path / "c.sqlite"
+    cli_json("scan", real, "--catalog", db, "-q")
+    with Catalog(db) as cat:  # as an earlier version recorded `scan alias`: paths and root through the link
+        cat.conn.execute("UPDATE files SET path = replace(path, ?, ?), root = ?", (str(real), str(alias), str(alias)))
+    again = cli_json("scan", real, "--catalog", db, "-q")
+    assert (again["new"], again["notes"]) == (3, [])
+    grouped = cli_json("group", "--catalog", db)
+    assert [[(m["path"], m.get("other_names")) for m in g["members"]] for g in grouped["groups"]] == [
+        [(str(alias / "x.jpg"), [str(real / "x.jpg")]), (str(alias / "x_copy.jpg"), [str(real / "x_copy.jpg")])]]
