@@ -56,6 +56,9 @@ class Member:
     content_height: int | None = None
     grayscale: int | None = None       # 1 grayscale, 0 colour, None not measured
     jpeg_quality: int | None = None    # JPEG quality of its tables (100: a maximum-quality re-save)
+    #: A watermark or logo on this file that another member lacks (the pixel-level pair check; a string
+    #: says where, e.g. "lower right, 3% of the picture"); None: not checked or none found.
+    added_mark: str | bool | None = None
     status: str = "ok"
     keeper: bool = False
     note: str = ""                   # why it is not the keeper (the rule that decided)

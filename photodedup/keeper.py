@@ -4,24 +4,33 @@ Reference folders (``--prefer DIR``) come first and always: a file under one alw
 file under one is ever proposed for the trash. Then the rules, in this order unless told otherwise
 (``--keeper-rules``):
 
-1. ``not-derivative``, which is five rules in a row:
+1. ``not-derivative``, which is six rules in a row:
    ``raw-pair``: a RAW+JPEG pair (one shot the camera wrote as two files, kept or trashed together)
    over single files: the RAW is the original;
    ``colour``: a colour photo over a grayscale copy (when the group holds colour photos at all);
+   ``no-mark``: the clean picture over a copy with an added watermark or logo (``Member.added_mark``,
+   set by the pixel-level pair check: the copy differs from another member in one small region that
+   holds more edges on its side; ``photodedup.difference.mark_members``);
    ``no-border``: a photo without an added uniform border over one with (the scan measures the
    content inside uniform borders) when the border is explained by another member: a member without
    a border has as much content, or the bordered one's content is another member's whole picture
    (a photo's own uniform background trims like a border, and must not lose to a crop of it);
-   ``camera-format``: a camera format (JPEG, HEIC, RAW) over an export (PNG, WebP, TIFF, GIF, BMP);
+   ``camera-format``: a camera photo (a RAW, or a JPEG/HEIC with camera EXIF: make or model) over an
+   export (PNG, WebP, TIFF, GIF, BMP); a PNG when no member shows a camera is not an export of a
+   camera photo but a screenshot or a drawing, and ``lossless`` decides;
    ``not-resaved``: any file over a JPEG re-saved at maximum quality (all-ones quantization tables,
    which cameras never write; such a re-save is larger than its original without being better).
 2. ``resolution``: the most pixels of *content* (inside any border), not of the canvas; content sizes
    within 1% of each other are equal (trimming a border finds a few pixels more or less in each copy),
    and so are pictures on canvases of the same size (a border adds canvas).
 3. ``exif``: camera EXIF (make and model, capture time) over none.
-4. ``size``: the larger file, but only against files of the same format and content resolution, in
+4. ``lossless``: a lossless file (PNG, BMP, TIFF) over a lossy one (JPEG, WebP, HEIC) of the same
+   content resolution: the screenshot over its JPEG copy (every JPEG of it lost something).
+5. ``quality``: the higher JPEG quality (of its quantization tables, libjpeg's scale) over a lower one
+   by ``QUALITY_MARGIN`` or more, at the same content resolution: a re-save at a lower quality lost detail.
+6. ``size``: the larger file, but only against files of the same format and content resolution, in
    either orientation (a bigger PNG or a bigger canvas says nothing about which is the original).
-5. ``oldest``: the earliest capture time, then the earliest modification time.
+7. ``oldest``: the earliest capture time, then the earliest modification time.
 
 Each rule keeps the members that score best on it and drops the rest; the first member by path
 breaks a tie that survives every rule. The keeper's reason names every rule that dropped someone,
@@ -41,11 +50,19 @@ from photodedup.errors import BadInputError
 if TYPE_CHECKING:
     from photodedup.groups import Member
 
-RULES = ("raw-pair", "colour", "no-border", "camera-format", "not-resaved", "resolution", "exif", "size", "oldest")
-ALIASES = {"not-derivative": ("raw-pair", "colour", "no-border", "camera-format", "not-resaved")}
-DEFAULT_RULES = ("not-derivative", "resolution", "exif", "size", "oldest")
-CAMERA_FORMATS = frozenset({"JPEG", "MPO", "HEIF", "HEIC", "RAW", "DNG", "CR2", "CR3", "CRW", "NEF", "NRW", "ARW",
-                            "SRF", "SR2", "RAF", "ORF", "RW2", "PEF", "SRW", "X3F", "3FR", "IIQ", "ERF", "MRW"})
+RULES = ("raw-pair", "colour", "no-mark", "no-border", "camera-format", "not-resaved", "resolution", "exif",
+         "lossless", "quality", "size", "oldest")
+ALIASES = {"not-derivative": ("raw-pair", "colour", "no-mark", "no-border", "camera-format", "not-resaved")}
+DEFAULT_RULES = ("not-derivative", "resolution", "exif", "lossless", "quality", "size", "oldest")
+RAW_FORMATS = frozenset({"RAW", "DNG", "CR2", "CR3", "CRW", "NEF", "NRW", "ARW", "SRF", "SR2", "RAF", "ORF", "RW2",
+                         "PEF", "SRW", "X3F", "3FR", "IIQ", "ERF", "MRW", "RWL", "MEF", "MOS", "KDC", "DCR"})
+CAMERA_FORMATS = frozenset({"JPEG", "MPO", "HEIF", "HEIC"}) | RAW_FORMATS
+#: Formats that store every pixel as it was (a PNG screenshot); JPEG, WebP (as exports write it) and
+#: HEIC lose detail on every save.
+LOSSLESS_FORMATS = frozenset({"PNG", "BMP", "TIFF"})
+#: Quality estimates from the tables of two encoders at one setting differ by a point or two; a re-save
+#: that loses detail (a messenger's 60-80 against a camera's 90-95) differs by far more.
+QUALITY_MARGIN = 5
 #: A border narrower than this share of the canvas (on one side or both together) is the photo's own
 #: dark or flat edge, not an added border: natural photos trim by up to ~1% (24 px of 4000 on the
 #: sample library), and added borders are wider.
@@ -215,12 +232,37 @@ def _more_pixels(a: Member, b: Member) -> bool:
 
 def _larger_file_of_the_same_kind(a: Member, b: Member) -> bool:
     """``a`` is the larger file of the same format and content resolution (either orientation)."""
-    return ((a.format or "").upper() == (b.format or "").upper() and not _more_pixels(a, b)
-            and not _more_pixels(b, a) and (a.size or 0) > (b.size or 0))
+    return ((a.format or "").upper() == (b.format or "").upper() and _same_resolution(a, b)
+            and (a.size or 0) > (b.size or 0))
 
 
 def is_camera_format(fmt: str | None) -> bool:
     return (fmt or "").upper() in CAMERA_FORMATS
+
+
+def is_camera_photo(m: Member) -> bool:
+    """A camera original by its look: a RAW, or a camera format with the camera's make or model.
+
+    A JPEG without camera EXIF may be a copy of a screenshot; it does not make a PNG "an export".
+    """
+    fmt = (m.format or "").upper()
+    return fmt in RAW_FORMATS or (fmt in CAMERA_FORMATS and bool(m.camera))
+
+
+def _same_resolution(a: Member, b: Member) -> bool:
+    return not _more_pixels(a, b) and not _more_pixels(b, a)
+
+
+def _lossless_over_lossy(a: Member, b: Member) -> bool:
+    """``a`` is lossless, ``b`` lossy, at the same content resolution."""
+    return ((a.format or "").upper() in LOSSLESS_FORMATS and (b.format or "").upper() not in LOSSLESS_FORMATS
+            and _same_resolution(a, b))
+
+
+def _higher_quality(a: Member, b: Member) -> bool:
+    """Both JPEGs of the same content resolution, ``a`` of a quality higher by ``QUALITY_MARGIN`` or more."""
+    return (bool(a.jpeg_quality and b.jpeg_quality) and a.jpeg_quality >= b.jpeg_quality + QUALITY_MARGIN
+            and _same_resolution(a, b))
 
 
 def content_size(m: Member) -> tuple[int, int]:
@@ -256,10 +298,13 @@ RULE_BY_NAME = {rule.name: rule for rule in [
          lambda m, w: "a single file; the group has the camera's RAW+JPEG pair"),
     Rule("colour", lower(lambda m: m.grayscale == 1), lambda w, _: "colour (others are grayscale copies)",
          lambda m, w: "a grayscale copy of a colour photo"),
+    Rule("no-mark", lower(lambda m: bool(m.added_mark)), lambda w, _: "no added watermark or logo",
+         lambda m, w: f"an added watermark or logo ({m.added_mark})"
+         if isinstance(m.added_mark, str) else "an added watermark or logo"),
     Rule("no-border", lower(bordered), lambda w, _: "no added border",
          lambda m, w: f"an added border (content {m.content_width}x{m.content_height} in a {m.width}x{m.height} "
                       "canvas)", select=lambda members: _without_added_borders(members)),
-    Rule("camera-format", lower(lambda m: not is_camera_format(m.format)),
+    Rule("camera-format", lambda a, b: is_camera_photo(a) and not is_camera_format(b.format),
          lambda w, _: f"camera format ({w.format}) over an export",
          lambda m, w: f"an export ({m.format or 'unknown format'}); the group has the camera format {w.format}"),
     Rule("not-resaved", lower(lambda m: m.jpeg_quality == 100), lambda w, _: "not a maximum-quality re-save",
@@ -268,6 +313,10 @@ RULE_BY_NAME = {rule.name: rule for rule in [
          lambda m, w: f"lower resolution ({_shown(m)} against {_shown(w)})"),
     Rule("exif", lower(lambda m: -(bool(m.camera) + bool(m.taken_at))), lambda w, _: f"camera EXIF ({_exif_words(w)})",
          lambda m, w: f"less camera EXIF ({_exif_words(m)})"),
+    Rule("lossless", _lossless_over_lossy, lambda w, _: f"lossless ({w.format}) over a lossy copy",
+         lambda m, w: f"a lossy copy ({m.format or 'unknown format'}) of the lossless {w.format}"),
+    Rule("quality", _higher_quality, lambda w, _: f"highest JPEG quality ({w.jpeg_quality})",
+         lambda m, w: f"a lower JPEG quality ({m.jpeg_quality} against {w.jpeg_quality})"),
     Rule("size", _larger_file_of_the_same_kind,
          lambda w, _: f"largest file of its format and resolution ({human_size(w.size or 0)})",
          lambda m, w: f"a smaller file of the same format and resolution ({human_size(m.size or 0)} against "

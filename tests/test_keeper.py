@@ -10,12 +10,12 @@ from photodedup.keeper import DEFAULT_RULES, choose, expand_rules
 
 
 def member(file_id, w=4000, h=3000, size=5_000_000, fmt="JPEG", camera="Canon EOS R6", taken="2021-06-01T10:00:00",
-           content=None, gray=0, mtime=0, path=None, quality=None) -> Member:
+           content=None, gray=0, mtime=0, path=None, quality=None, mark=None) -> Member:
     cw, ch = content or (w, h)
     quality = quality or (95 if fmt == "JPEG" else None)
     return Member(file_id, path or f"/p/{file_id}", "perceptual", 1.0, width=w, height=h, size=size, format=fmt,
                   camera=camera, taken_at=taken, content_width=cw, content_height=ch, grayscale=gray, mtime_ns=mtime,
-                  jpeg_quality=quality)
+                  jpeg_quality=quality, added_mark=mark)
 
 
 ORIGINAL = member(1, path="/p/DCIM/IMG_0001.jpg")
@@ -77,8 +77,9 @@ def test_a_reference_folder_always_wins():
 
 
 def test_unknown_or_repeated_rules_are_clear_errors():
-    assert expand_rules(DEFAULT_RULES) == ("raw-pair", "colour", "no-border", "camera-format", "not-resaved",
-                                           "resolution", "exif", "size", "oldest")
+    assert expand_rules(DEFAULT_RULES) == ("raw-pair", "colour", "no-mark", "no-border", "camera-format",
+                                           "not-resaved", "resolution", "exif", "lossless", "quality", "size",
+                                           "oldest")
     with pytest.raises(BadInputError, match="unknown keeper rule 'biggest'"):
         expand_rules("resolution,biggest")
     with pytest.raises(BadInputError, match="keeper rule 'colour' is listed twice"):
@@ -145,3 +146,55 @@ def test_a_frame_around_a_photo_with_its_own_dark_background_is_still_a_frame():
     framed = member(2, w=1814, h=1374, content=(1634, 1226), size=401_000)
     choice = choose([night, framed])
     assert (choice.keeper, choice.notes[2]) == (1, "an added border (content 1634x1226 in a 1814x1374 canvas)")
+
+
+def test_a_lossless_screenshot_wins_over_its_lossy_copies():
+    # a phone screenshot (PNG, no camera EXIF) and its JPEG copies: no member shows a camera, so the PNG is
+    # not "an export"; the JPEG copies lost detail
+    png = member(1, w=1170, h=2532, size=900_000, fmt="PNG", camera=None, taken=None, path="/p/Screenshots/a.png")
+    jpeg = member(2, w=1170, h=2532, size=300_000, camera=None, taken=None, quality=70, path="/a/first.jpg")
+    webp = member(3, w=1170, h=2532, size=200_000, fmt="WEBP", camera=None, taken=None, path="/a/second.webp")
+    for members in ([png, jpeg, webp], [webp, jpeg, png]):
+        choice = choose(members)
+        assert (choice.keeper, choice.reason) == (1, "lossless (PNG) over a lossy copy")
+        assert choice.notes == {2: "a lossy copy (JPEG) of the lossless PNG",
+                                3: "a lossy copy (WEBP) of the lossless PNG"}
+    # a larger JPEG of it (upscaled) has more pixels: resolution still comes first
+    assert choose([png, member(4, w=2340, h=5064, camera=None, taken=None)]).keeper == 4
+
+
+def test_a_camera_jpeg_still_wins_over_a_png_export_of_it():
+    png = member(2, size=20_000_000, fmt="PNG", camera=None, taken=None, path="/a/export.png")
+    choice = choose([ORIGINAL, png])
+    assert (choice.keeper, choice.reason) == (1, "camera format (JPEG) over an export")
+    # the camera JPEG stripped of its EXIF is no longer a camera photo by its look: the PNG holds every pixel
+    stripped = member(1, camera=None, taken=None, path="/p/DCIM/IMG_0001.jpg")
+    assert choose([stripped, png]).reason == "lossless (PNG) over a lossy copy"
+
+
+def test_a_higher_jpeg_quality_wins_over_a_larger_lower_quality_copy():
+    # a re-save at quality 70 without chroma subsampling is larger than the quality-92 original
+    copy = member(2, size=6_000_000, quality=70, path="/a/first.jpg")
+    original = member(1, quality=92)
+    for members in ([original, copy], [copy, original]):
+        choice = choose(members)
+        assert (choice.keeper, choice.reason, choice.notes) == (
+            1, "highest JPEG quality (92)", {2: "a lower JPEG quality (70 against 92)"})
+    # two encoders' tables at one setting: within the margin, the size decides
+    assert choose([original, member(2, size=6_000_000, quality=89)]).keeper == 2
+
+
+def test_camera_exif_wins_over_a_stripped_copy_of_higher_quality():
+    original = member(1, quality=90)
+    stripped = member(2, size=7_000_000, quality=98, camera=None, taken=None, path="/a/first.jpg")
+    choice = choose([stripped, original])
+    assert (choice.keeper, choice.notes) == (1, {2: "less camera EXIF (none)"})
+
+
+def test_the_clean_picture_wins_over_a_copy_with_an_added_mark():
+    # the marked copy kept the camera EXIF, is larger and has more pixels: the mark still decides
+    marked = member(2, w=4200, h=3150, size=9_000_000, mark="lower right, 3% of the picture", path="/a/first.jpg")
+    for members in ([ORIGINAL, marked], [marked, ORIGINAL]):
+        choice = choose(members)
+        assert (choice.keeper, choice.reason, choice.notes) == (
+            1, "no added watermark or logo", {2: "an added watermark or logo (lower right, 3% of the picture)"})
