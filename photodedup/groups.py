@@ -30,10 +30,11 @@ from pathlib import Path
 
 from photodedup import keeper as keeper_rules
 from photodedup.catalog import Catalog, open_catalog
+from photodedup.cluster import KIND_NAMES
 from photodedup.errors import BadInputError, NotFoundError
 
 ACTIONS = ("keep", "trash")
-KINDS = ("exact", "perceptual", "semantic", "mixed")
+KINDS = (*KIND_NAMES, "mixed")  # a group's kind: the one evidence that joined its members, or mixed
 
 
 @dataclass
@@ -263,7 +264,7 @@ def overview(cat: Catalog, *, kind: str | None = None, sort: str = "size") -> di
     else:
         summaries.sort(key=lambda s: (s["score"], s["id"]))
     reviewed = sum(g.state in ("reviewed", "dismissed", "applied") for g in groups)
-    marked = sum(m.size or 0 for g in groups if not g.dismissed for m in g.members
+    marked = sum(m.total_size for g in groups if not g.dismissed for m in g.members  # with RAW+JPEG companions
                  if m.decision == "trash" and not m.in_trash)
     return {"groups": summaries,
             "totals": {"groups": len(groups), "shown": len(shown), "reviewed": reviewed,
@@ -350,6 +351,20 @@ def accept_suggestions(cat: Catalog, group_ids: list[int], *, dry_run: bool = Fa
             "bytes": sum(t["size"] or 0 for t in trash), "trash": trash}
 
 
+def undo_accept(cat: Catalog, group_ids: list[int]) -> dict:
+    """Take back ``accept_suggestions``: clear the decisions of these groups where they are still exactly the
+    suggestion (a group decided otherwise since, or applied, is left alone and listed as skipped)."""
+    wanted = set(group_ids)
+    done = []
+    for g in current_groups(cat):
+        if g.id not in wanted or g.state == "applied" or g.dismissed:
+            continue
+        if {m.file_id: m.decision for m in g.members} == g.suggested():
+            cat.set_decisions({m.file_id: None for m in g.members}, group_id=g.id)
+            done.append(g.id)
+    return {"groups": done, "skipped": sorted(wanted - set(done))}
+
+
 def reset(cat: Catalog, group_id: int) -> Group:
     """Forget every decision about this group, members taken out included (files in the trash keep theirs)."""
     group = find_group(cat, group_id)
@@ -421,7 +436,7 @@ def differences(a: Member, b: Member) -> list[str]:
     if (a.format or "") != (b.format or ""):
         out.append(f"format: {a.format or '?'} and {b.format or '?'}")
     if (a.size or 0) != (b.size or 0):
-        out.append(f"file size: {keeper_rules.human_size(a.size or 0)} and {keeper_rules.human_size(b.size or 0)}")
+        out.append("file size: {} and {}".format(*keeper_rules.human_sizes(a.size or 0, b.size or 0)))
     if (a.camera, a.taken_at) != (b.camera, b.taken_at):
         out.append(f"EXIF: {a.camera or 'no camera'}, {a.taken_at or 'no date'} and "
                    f"{b.camera or 'no camera'}, {b.taken_at or 'no date'}")

@@ -319,8 +319,8 @@ RULE_BY_NAME = {rule.name: rule for rule in [
          lambda m, w: f"a lower JPEG quality ({m.jpeg_quality} against {w.jpeg_quality})"),
     Rule("size", _larger_file_of_the_same_kind,
          lambda w, _: f"largest file of its format and resolution ({human_size(w.size or 0)})",
-         lambda m, w: f"a smaller file of the same format and resolution ({human_size(m.size or 0)} against "
-                      f"{human_size(w.size or 0)})"),
+         lambda m, w: "a smaller file of the same format and resolution ({} against {})".format(
+             *human_sizes(m.size or 0, w.size or 0))),
     Rule("oldest", lower(lambda m: (m.taken_at is None, m.taken_at or "", m.mtime_ns or 0)),
          lambda w, dropped: f"oldest capture (taken {w.taken_at})"
          if w.taken_at and any(m.taken_at != w.taken_at for m in dropped) else "oldest file (modified first)", _later),
@@ -330,9 +330,22 @@ RULE_BY_NAME = {rule.name: rule for rule in [
 
 def human_size(size: int) -> str:
     """1000-based, as file managers show sizes: ``2.5 MB``."""
+    return _sized(size, 1)
+
+
+def human_sizes(a: int, b: int) -> tuple[str, str]:
+    """Two sizes with enough digits to tell them apart: ``4.31 MB`` and ``4.34 MB``, not ``4.3 MB`` twice."""
+    for digits in range(1, 7):
+        shown = _sized(a, digits), _sized(b, digits)
+        if shown[0] != shown[1] or a == b:
+            return shown
+    return f"{a} B", f"{b} B"  # pragma: no cover (six digits tell any two sizes below a petabyte apart)
+
+
+def _sized(size: int, digits: int) -> str:
     value = float(size)
     for unit in ("B", "KB", "MB", "GB"):
         if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.{digits}f} {unit}"
         value /= 1000
-    return f"{value:.1f} GB"  # pragma: no cover
+    return f"{value:.{digits}f} GB"  # pragma: no cover

@@ -6,7 +6,7 @@ import pytest
 
 from photodedup.errors import BadInputError
 from photodedup.groups import Member
-from photodedup.keeper import DEFAULT_RULES, choose, expand_rules
+from photodedup.keeper import DEFAULT_RULES, choose, expand_rules, human_sizes
 
 
 def member(file_id, w=4000, h=3000, size=5_000_000, fmt="JPEG", camera="Canon EOS R6", taken="2021-06-01T10:00:00",
@@ -198,3 +198,10 @@ def test_the_clean_picture_wins_over_a_copy_with_an_added_mark():
         choice = choose(members)
         assert (choice.keeper, choice.reason, choice.notes) == (
             1, "no added watermark or logo", {2: "an added watermark or logo (lower right, 3% of the picture)"})
+
+
+def test_two_sizes_that_round_alike_are_shown_with_enough_digits_to_differ():
+    choice = choose([member(1, size=4_340_000), member(2, size=4_310_000, path="/a/first")])
+    assert choice.notes == {2: "a smaller file of the same format and resolution (4.31 MB against 4.34 MB)"}
+    assert human_sizes(4_300_001, 4_300_000) == ("4.300001 MB", "4.300000 MB")
+    assert human_sizes(5_000_000, 4_000_000) == ("5.0 MB", "4.0 MB") and human_sizes(999, 999) == ("999 B", "999 B")

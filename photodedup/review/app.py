@@ -22,8 +22,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from PIL import Image
 
 from photodedup import apply as apply_mod
+from photodedup import difference, raw
 from photodedup import groups as decisions
-from photodedup import raw
 from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, PhotodedupError
 from photodedup.preprocess import DEFAULT_MAX_PIXELS, encode_jpeg, load_oriented
@@ -113,16 +113,18 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
             data = decisions.labels(cat, root=Path(root) if root else None)
         return JSONResponse(data, headers={"Content-Disposition": 'attachment; filename="labels.json"'})
 
-    @app.get("/files/{file_id}/thumb")
-    def thumb(file_id: int) -> Response:
+    def thumb_bytes(file_id: int) -> bytes:
         with open_catalog() as cat:
             row = cat.file(file_id)
             data = cat.thumb(file_id) if row is not None else None
         if row is None:
             raise HTTPException(404, "no such file in the catalog")
-        if data is None:
-            data = _render(row, _scanned_bytes(row), longest=_THUMB)
-        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+        return data if data is not None else _render(row, _scanned_bytes(row), longest=_THUMB)
+
+    @app.get("/files/{file_id}/thumb")
+    def thumb(file_id: int) -> Response:
+        return Response(thumb_bytes(file_id), media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/files/{file_id}/image")
     def image(file_id: int) -> Response:
@@ -158,20 +160,42 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
         with open_catalog() as cat:
             return decisions.take_out(cat, group_id, file_id, value).detail()
 
-    @app.get("/api/groups/{group_id}/compare")
-    def compare(group_id: int, a: int, b: int) -> dict:
+    # -- compare: what differs, in the catalog's words and in the pixels ----------------------------
+    def pair(group_id: int, a: int, b: int):
         with open_catalog() as cat:
             group = decisions.find_group(cat, group_id)
         members = {m.file_id: m for m in group.members + group.removed}
         if a not in members or b not in members:
             raise BadInputError(f"files {a} and {b} are not both in group {group_id}")
-        return {"a": members[a].as_dict(), "b": members[b].as_dict(),
-                "differences": decisions.differences(members[a], members[b])}
+        return members[a], members[b]
+
+    def pixels(a: int, b: int):
+        """The pair's difference map, over the thumbnails (the pixel check's alignment may replace it)."""
+        images = [Image.open(io.BytesIO(thumb_bytes(i))).convert("RGB") for i in (a, b)]
+        return images[0], difference.difference_map(*images)
+
+    @app.get("/api/groups/{group_id}/compare")
+    def compare(group_id: int, a: int, b: int) -> dict:
+        first, second = pair(group_id, a, b)
+        return {"a": first.as_dict(), "b": second.as_dict(), "differences": decisions.differences(first, second),
+                "pixels": pixels(a, b)[1].as_dict()}
+
+    @app.get("/api/groups/{group_id}/difference.png")
+    def difference_image(group_id: int, a: int, b: int) -> Response:
+        """Where the pair differs: the first picture in grey, what differs beyond the noise in red."""
+        pair(group_id, a, b)
+        image, found = pixels(a, b)
+        return Response(_heat_png(image, found), media_type="image/png")
 
     @app.post("/api/accept")
     def accept(group_ids: list[int] = Body(...), dry_run: bool = Body(True)) -> dict:
         with open_catalog() as cat:
             return decisions.accept_suggestions(cat, group_ids, dry_run=dry_run)
+
+    @app.post("/api/accept/undo")
+    def undo_accept(group_ids: list[int] = Body(..., embed=True)) -> dict:
+        with open_catalog() as cat:
+            return decisions.undo_accept(cat, group_ids)
 
     @app.post("/api/groups/{group_id}/reset")
     def reset(group_id: int) -> dict:
@@ -204,6 +228,17 @@ def _readable(value):
     if isinstance(value, (list, tuple)):
         return [_readable(v) for v in value]
     return value
+
+
+def _heat_png(image: Image.Image, found) -> bytes:
+    import numpy as np
+
+    grey = np.asarray(image.convert("L").resize(found.heat.shape[::-1]), dtype=np.float32) * 0.6
+    heat = found.heat.astype(np.float32) * found.mask  # only what differs beyond the pair's noise
+    rgb = np.stack([np.maximum(grey, heat), grey * (1 - heat / 255), grey * (1 - heat / 255)], axis=2)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb.clip(0, 255).astype(np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def _forbidden(message: str) -> JSONResponse:
