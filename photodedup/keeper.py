@@ -15,9 +15,10 @@ file under one is ever proposed for the trash. Then the rules, in this order unl
    content inside uniform borders) when the border is explained by another member: a member without
    a border has as much content, or the bordered one's content is another member's whole picture
    (a photo's own uniform background trims like a border, and must not lose to a crop of it);
-   ``camera-format``: a camera photo (a RAW, or a JPEG/HEIC with camera EXIF: make or model) over an
-   export (PNG, WebP, TIFF, GIF, BMP); a PNG when no member shows a camera is not an export of a
-   camera photo but a screenshot or a drawing, and ``lossless`` decides;
+   ``camera-format``: a camera format (JPEG, HEIC, RAW) over an export (PNG, WebP, TIFF, GIF, BMP),
+   unless the export is a graphic (a screenshot, a drawing: a lossless file under
+   ``GRAPHIC_MAX_BYTES_PER_PIXEL``, where a photograph's noise takes more) and no member shows a
+   camera (a RAW, or camera EXIF: make or model); then the JPEG is its copy, and ``lossless`` decides;
    ``not-resaved``: any file over a JPEG re-saved at maximum quality (all-ones quantization tables,
    which cameras never write; such a re-save is larger than its original without being better).
 2. ``resolution``: the most pixels of *content* (inside any border), not of the canvas; content sizes
@@ -60,6 +61,10 @@ CAMERA_FORMATS = frozenset({"JPEG", "MPO", "HEIF", "HEIC"}) | RAW_FORMATS
 #: Formats that store every pixel as it was (a PNG screenshot); JPEG, WebP (as exports write it) and
 #: HEIC lose detail on every save.
 LOSSLESS_FORMATS = frozenset({"PNG", "BMP", "TIFF"})
+#: A lossless file smaller than this many bytes a pixel is a graphic (a screenshot, a drawing: flat
+#: colours and text compress to 0.05-0.3); a photograph's noise does not compress (1.1-3 as PNG, 0.6 for
+#: a smooth picture upscaled 3x). Measured in docs/BENCHMARKS.md "Keeper accuracy".
+GRAPHIC_MAX_BYTES_PER_PIXEL = 0.5
 #: Quality estimates from the tables of two encoders at one setting differ by a point or two; a re-save
 #: that loses detail (a messenger's 60-80 against a camera's 90-95) differs by far more.
 QUALITY_MARGIN = 5
@@ -241,12 +246,24 @@ def is_camera_format(fmt: str | None) -> bool:
 
 
 def is_camera_photo(m: Member) -> bool:
-    """A camera original by its look: a RAW, or a camera format with the camera's make or model.
-
-    A JPEG without camera EXIF may be a copy of a screenshot; it does not make a PNG "an export".
-    """
+    """A camera original by its look: a RAW, or a camera format with the camera's make or model."""
     fmt = (m.format or "").upper()
     return fmt in RAW_FORMATS or (fmt in CAMERA_FORMATS and bool(m.camera))
+
+
+def is_graphic(m: Member) -> bool:
+    """A screenshot or a drawing by its look: a lossless file of under ``GRAPHIC_MAX_BYTES_PER_PIXEL``."""
+    pixels = (m.width or 0) * (m.height or 0)
+    return ((m.format or "").upper() in LOSSLESS_FORMATS and pixels > 0
+            and (m.size or 0) < GRAPHIC_MAX_BYTES_PER_PIXEL * pixels)
+
+
+def _camera_formats(members: Sequence[Member]) -> list[Member]:
+    """The members in a camera format, unless the group is a graphic and its copies: a lossless graphic
+    (``is_graphic``) and no member that shows a camera (``is_camera_photo``)."""
+    if any(is_graphic(m) for m in members) and not any(is_camera_photo(m) for m in members):
+        return list(members)
+    return [m for m in members if is_camera_format(m.format)] or list(members)
 
 
 def _same_resolution(a: Member, b: Member) -> bool:
@@ -304,9 +321,10 @@ RULE_BY_NAME = {rule.name: rule for rule in [
     Rule("no-border", lower(bordered), lambda w, _: "no added border",
          lambda m, w: f"an added border (content {m.content_width}x{m.content_height} in a {m.width}x{m.height} "
                       "canvas)", select=lambda members: _without_added_borders(members)),
-    Rule("camera-format", lambda a, b: is_camera_photo(a) and not is_camera_format(b.format),
+    Rule("camera-format", lambda a, b: is_camera_format(a.format) and not is_camera_format(b.format),
          lambda w, _: f"camera format ({w.format}) over an export",
-         lambda m, w: f"an export ({m.format or 'unknown format'}); the group has the camera format {w.format}"),
+         lambda m, w: f"an export ({m.format or 'unknown format'}); the group has the camera format {w.format}",
+         select=lambda members: _camera_formats(members)),
     Rule("not-resaved", lower(lambda m: m.jpeg_quality == 100), lambda w, _: "not a maximum-quality re-save",
          lambda m, w: "a JPEG re-saved at maximum quality (quality-100 tables, which cameras do not write)"),
     Rule("resolution", _more_pixels, lambda w, _: f"highest resolution ({_shown(w)})",

@@ -228,7 +228,6 @@ def _scene(rng, number: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
     dark, light = _two_colours(rng)
     field = (dark + (light - dark) * pattern[..., None]).clip(0, 255).astype(np.uint8)
     image = Image.fromarray(field).resize(size, Image.Resampling.BICUBIC)
-    background = np.asarray(image, dtype=np.float64)
     draw = ImageDraw.Draw(image)
     w, h = size
     # shapes in pairs, one each side of the background's colour: edges for local features, and no change
@@ -236,7 +235,7 @@ def _scene(rng, number: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
     for _ in range(int(rng.integers(20, 30))):
         extent = w * float(rng.uniform(0.02, 0.07))
         x, y = float(rng.uniform(0.02, 0.9)) * w, float(rng.uniform(0.02, 0.9)) * h
-        ground = background[min(int(y), h - 1), min(int(x), w - 1)]
+        ground = field[min(int(y * 32 / h), 31), min(int(x * 32 / w), 31)].astype(np.float64)
         step = rng.uniform(-90, 90, 3)
         step *= min(1.0, *(((255 - ground) / np.maximum(np.abs(step), 1e-6)).tolist()),
                     *((ground / np.maximum(np.abs(step), 1e-6)).tolist()))  # both colours in range

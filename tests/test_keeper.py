@@ -167,9 +167,13 @@ def test_a_camera_jpeg_still_wins_over_a_png_export_of_it():
     png = member(2, size=20_000_000, fmt="PNG", camera=None, taken=None, path="/a/export.png")
     choice = choose([ORIGINAL, png])
     assert (choice.keeper, choice.reason) == (1, "camera format (JPEG) over an export")
-    # the camera JPEG stripped of its EXIF is no longer a camera photo by its look: the PNG holds every pixel
+    # without camera EXIF on either side the PNG's bytes tell: a photograph's noise does not compress (1.7 bytes
+    # a pixel here), so the PNG is an export of the JPEG; a screenshot compresses to a fraction of a byte a pixel
     stripped = member(1, camera=None, taken=None, path="/p/DCIM/IMG_0001.jpg")
-    assert choose([stripped, png]).reason == "lossless (PNG) over a lossy copy"
+    assert choose([stripped, png]).reason == "camera format (JPEG) over an export"
+    screenshot = member(3, size=1_200_000, fmt="PNG", camera=None, taken=None, path="/a/Screenshot.png")
+    assert (choose([stripped, screenshot]).keeper, choose([stripped, screenshot]).reason) == (
+        3, "lossless (PNG) over a lossy copy")
 
 
 def test_a_higher_jpeg_quality_wins_over_a_larger_lower_quality_copy():
