@@ -160,7 +160,7 @@ class Group:
         return {"id": self.id, "kind": self.kind, "keeper": self.keeper_path, "keeper_id": self.keeper,
                 "keeper_reason": self.keeper_reason,
                 "members": [{k: v for k, v in m.as_dict().items()
-                             if k not in ("decision", "in_trash", "status", "companions") or v}
+                             if k not in ("decision", "in_trash", "status", "companions", "added_mark") or v}
                             for m in self.members]}
 
 

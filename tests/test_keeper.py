@@ -209,3 +209,14 @@ def test_two_sizes_that_round_alike_are_shown_with_enough_digits_to_differ():
     assert choice.notes == {2: "a smaller file of the same format and resolution (4.31 MB against 4.34 MB)"}
     assert human_sizes(4_300_001, 4_300_000) == ("4.300001 MB", "4.300000 MB")
     assert human_sizes(5_000_000, 4_000_000) == ("5.0 MB", "4.0 MB") and human_sizes(999, 999) == ("999 B", "999 B")
+
+
+def test_a_photo_whose_own_margin_trims_is_not_framed_by_a_frame_copy_s_larger_canvas():
+    # the sample library's IMG_0026 (seed 3): a page's white top margin trims 32 rows of the original (2.6%, a
+    # "border"), 20 of its quality-100 export; a frame copy's canvas has the original's shape and is larger
+    original = member(1, w=1632, h=1224, content=(1632, 1192), size=395_874, quality=92, path="/p/DCIM/IMG_0026.jpg")
+    export = member(2, w=1632, h=1224, content=(1632, 1204), size=3_374_970, quality=100, camera=None, taken=None,
+                    path="/a/Exports/IMG_0026_export.jpg")
+    frame = member(3, w=1858, h=1354, content=(1634, 1226), size=617_688, quality=95, path="/a/IMG_0026_frame.jpg")
+    choice = choose([original, export, frame])
+    assert choice.keeper == 1 and choice.notes[3] == "an added border (content 1634x1226 in a 1858x1354 canvas)"
