@@ -8,6 +8,12 @@ borders, full-resolution PNG/WebP exports, plain quality-100 re-saves, downscale
 that the rules cannot tell (a quality-98 re-save with the EXIF copied, a 1.5x upscale, black bars
 above and below only), reported apart so that the limits are visible.
 
+Issue 21 added copies that differ from the original only in what they lost: a corner watermark and a
+studio logo at the original's quality with the EXIF copied (told by the pixel check's added-mark
+evidence, ``photodedup.difference.mark_members`` over the catalog's thumbnails), an EXIF-stripped copy
+at the same quality, a quality-75 re-save with the EXIF copied (4:4:4, larger than the original); and
+screenshots (PNG, no camera) with their JPEG and WebP copies, where the lossless file is the original.
+
 Grouping is taken from the truth (each original with all its derivatives, and each original with
 one derivative), so the number measures the keeper rules alone. "before" is the rule the tool had
 until this change (highest canvas resolution, then largest file of any format, then most EXIF tags,
@@ -19,6 +25,7 @@ then oldest), computed on the same files in the same run.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import tempfile
@@ -28,13 +35,17 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 from photodedup.catalog import Catalog
+from photodedup.difference import mark_members
 from photodedup.groups import Member
 from photodedup.keeper import choose
-from photodedup.sample_library import source_photos
+from photodedup.sample_library import source_photos, stamp_logo
 from photodedup.scan import scan
 
 KINDS = ["grayscale_q100", "watermark_q100", "resave_q100", "white_border", "black_border", "png_full", "webp_full",
-         "downscaled", "resave_q98", "upscaled", "letterbox"]
+         "downscaled", "resave_q98", "upscaled", "letterbox", "watermark_q95", "logo_q95", "stripped_q95",
+         "resave_q75", "shot_jpeg_q70", "shot_jpeg_q92", "shot_webp"]
+#: Screenshot kinds: the original is a PNG screenshot (no camera), these its lossy copies.
+SHOT_KINDS = ["shot_jpeg_q70", "shot_jpeg_q92", "shot_webp"]
 #: What the rules cannot tell from the original: a re-save below quality 100 with the EXIF copied is
 #: larger and otherwise equal; an upscale has more pixels. (Letterbox bars, on two sides only, were a
 #: limit until the scan trimmed each side on its own.)
@@ -80,6 +91,10 @@ def make(out: Path, photos: int, megapixels: float, seed: int) -> dict[str, dict
             "upscaled": (photo.resize((w * 3 // 2, h * 3 // 2), Image.Resampling.BICUBIC), "jpg",
                          {"quality": 90, "exif": camera}),
             "letterbox": (bars, "jpg", {"quality": 92}),
+            "watermark_q95": (marked, "jpg", {"quality": 95, "exif": camera}),
+            "logo_q95": (stamp_logo(photo), "jpg", {"quality": 95, "exif": camera}),
+            "stripped_q95": (photo, "jpg", {"quality": 95}),
+            "resave_q75": (photo, "jpg", {"quality": 75, "subsampling": 0, "exif": camera}),
         }
         truth[str(original)] = {}
         base = original.stat().st_mtime
@@ -90,7 +105,37 @@ def make(out: Path, photos: int, megapixels: float, seed: int) -> dict[str, dict
             when = base + float(rng.uniform(-86400, 86400))  # before or after the original
             os.utime(path, (when, when))
             truth[str(original)][kind] = str(path)
+        shot = _screenshot(rng, n)
+        screenshot = folder / f"Screenshot_{n:04d}.png"
+        shot.save(screenshot)
+        truth[str(screenshot)] = {}
+        copies = {"shot_jpeg_q70": ("jpg", {"quality": 70}), "shot_jpeg_q92": ("jpg", {"quality": 92}),
+                  "shot_webp": ("webp", {"quality": 90})}
+        for kind, (ext, options) in copies.items():
+            path = folder / "exports" / f"Screenshot_{n:04d}_{kind}.{ext}"
+            shot.save(path, **options)
+            truth[str(screenshot)][kind] = str(path)
     return truth
+
+
+def _screenshot(rng, n: int) -> Image.Image:
+    """A phone screenshot: a flat app bar, rows of text and coloured buttons on white (PNG, no EXIF)."""
+    image = Image.new("RGB", (750, 1334), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    colour = tuple(int(c) for c in rng.integers(0, 200, 3))
+    draw.rectangle((0, 0, 750, 120), fill=colour)
+    draw.text((30, 50), f"Messages {n}", fill=(255, 255, 255))
+    for row in range(14):
+        y = 150 + row * 80
+        draw.ellipse((30, y, 90, y + 60), fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        draw.text((110, y + 10), f"Contact {row} {int(rng.integers(0, 10**6))}", fill=(20, 20, 20))
+        draw.text((110, y + 35), "see you at " + str(int(rng.integers(1, 12))) + " pm", fill=(110, 110, 110))
+    return image
+
+
+def _thumb(cat: Catalog, file_id: int) -> Image.Image | None:
+    data = cat.thumb(file_id)
+    return Image.open(io.BytesIO(data)).convert("RGB") if data else None
 
 
 def _colourful(path: Path) -> bool:
@@ -118,13 +163,18 @@ def main() -> None:
         scan([work / "lib"], catalog=work / "c.sqlite")
         with Catalog(work / "c.sqlite") as cat:
             rows = {r["path"]: r for r in cat.files()}
-        tally = {kind: [0, 0, 0] for kind in [*KINDS, "all together"]}  # before right, after right, groups
+        # before right, after right, groups
+        tally = {kind: [0, 0, 0] for kind in [*KINDS, "all together", "all together (screenshot)"]}
         wrong: list[str] = []
         for original, derived in truth.items():
             together = [original, *(p for k, p in derived.items() if k not in LIMITS)]
-            for kind, members in [*((k, [original, p]) for k, p in derived.items()), ("all together", together)]:
+            whole = "all together (screenshot)" if set(derived) <= set(SHOT_KINDS) else "all together"
+            for kind, members in [*((k, [original, p]) for k, p in derived.items()), (whole, together)]:
                 group = [rows[p] for p in members]
-                choice = choose([Member.from_row(r, evidence="perceptual", score=1.0) for r in group])
+                candidates = [Member.from_row(r, evidence="perceptual", score=1.0) for r in group]
+                with Catalog(work / "c.sqlite") as cat:
+                    mark_members(candidates, lambda m: _thumb(cat, m.file_id))
+                choice = choose(candidates)
                 right = rows[original]["id"]
                 counts = tally[kind]
                 counts[0] += before(group) == right
@@ -133,8 +183,9 @@ def main() -> None:
                 if choice.keeper != right and kind not in LIMITS:
                     wrong.append(f"{kind}: kept {Path(next(r['path'] for r in group if r['id'] == choice.keeper)).name}"
                                  f" ({choice.reason})")
-        print(f"{args.photos} originals of {args.megapixels} MP, each with {len(KINDS)} derivatives "
-              "(pairs: the original and one derivative; all together: the original and all but the limits)")
+        print(f"{args.photos} originals of {args.megapixels} MP, each with {len(KINDS) - len(SHOT_KINDS)} derivatives, "
+              f"and {args.photos} screenshots with {len(SHOT_KINDS)} (pairs: the original and one derivative; all "
+              "together: the original and all but the limits)")
         print(f"{'derivative':<16} {'before':>7} {'after':>7}")
         for kind, (old, new, total) in tally.items():
             note = f"  (a limit: {LIMITS[kind]})" if kind in LIMITS else ""

@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from photodedup import __version__, config
+from photodedup import __version__, config, keeper
+from photodedup import cluster as grouping
 from photodedup.errors import PhotodedupError
 from photodedup.text import printable
 
@@ -307,8 +308,9 @@ def bench(
     batch_size: Annotated[str, typer.Option("--batch-size", help="Images per request, comma-separated.")] = "1",
     payload: Annotated[str | None, typer.Option(
         help="What remote backends send: jpeg, uint8, fp32 or fp32-json [default: the backend's own].")] = None,
-    precision: Annotated[str, typer.Option(help="ONNX exports to compare, comma-separated: fp32, fp16, int8.")]
-    = "fp32",
+    precision: Annotated[str | None, typer.Option(help="ONNX exports to compare, comma-separated: fp32, fp16, int8 "
+                                                "[default: the one default, int8 on a CPU, fp32 on a GPU].")]
+    = None,
     duration: Annotated[float, typer.Option(help="At most this many seconds of measuring per configuration.")] = 20.0,
     window: Annotated[float, typer.Option(help="Seconds per measurement window (stable = 3 within 10%).")] = 2.0,
     warmup: Annotated[float, typer.Option(help="Seconds of load before measuring.")] = 1.0,
@@ -347,6 +349,10 @@ def bench(
     from photodedup.bench import report as render
 
     out = _Console(width=220)
+    if precision is None:
+        from photodedup.backends.base import default_precision
+
+        precision = default_precision(device)
     if pipeline:
         from photodedup.bench.pipeline import pipeline as run_pipeline
 
@@ -635,14 +641,16 @@ def undo(
 
 # -- group, eval, run ------------------------------------------------------------------------------
 HashThresholdOpt = Annotated[int, typer.Option(
-    "--hash-threshold", help="Perceptual evidence: most pHash bits (of 64) that may differ [default: 12, "
-    "measured on the sample library; see docs/BENCHMARKS.md].")]
+    "--hash-threshold", help="Perceptual evidence: most pHash bits (of 64) that may differ [default: "
+    f"{grouping.DEFAULT_HASH_THRESHOLD}, measured on the sample library; see docs/BENCHMARKS.md].")]
 CosineOpt = Annotated[float, typer.Option(
-    "--cosine", help="Semantic evidence: least embedding cosine [default: 0.99, Immich's ViT-B-32 default; "
-    "not calibrated without pretrained weights].")]
+    "--cosine", help=f"Semantic evidence: least embedding cosine [default: {grouping.DEFAULT_COSINE}, Immich's "
+    "ViT-B-32 default; not calibrated without pretrained weights].")]
 MethodOpt = Annotated[str, typer.Option(
     "--method", help="complete (no chaining: every member within the thresholds of every other) or single "
     "(connected components; chains through bursts).")]
+#: The library's defaults, shown and passed by group, eval and run (tests/test_cli_consistency.py).
+HASH_THRESHOLD, COSINE, METHOD = grouping.DEFAULT_HASH_THRESHOLD, grouping.DEFAULT_COSINE, grouping.DEFAULT_METHOD
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", help="Model id whose embeddings are semantic evidence [default: the catalog's pretrained one].")]
 AllowRandomOpt = Annotated[bool, typer.Option(
@@ -655,9 +663,11 @@ PreferOpt = Annotated[list[Path] | None, typer.Option(
     "--prefer", help="Reference folder (repeatable): its files always win as keeper and are never proposed "
     "for, or moved to, the trash.")]
 KeeperRulesOpt = Annotated[str, typer.Option(
-    "--keeper-rules", help="Keeper rules in order, comma-separated: not-derivative (= raw-pair,colour,"
-    "no-border,camera-format,not-resaved), resolution, exif, size, oldest; see docs/DECISIONS.md.")]
-DEFAULT_KEEPER_RULES = "not-derivative,resolution,exif,size,oldest"
+    "--keeper-rules", help="Keeper rules in order, comma-separated: "
+    + ", ".join(f"{name} (= {','.join(rules)})" for name, rules in keeper.ALIASES.items()) + ", "
+    + ", ".join(r for r in keeper.RULES if not any(r in rules for rules in keeper.ALIASES.values()))
+    + "; see docs/DECISIONS.md.")]
+DEFAULT_KEEPER_RULES = ",".join(keeper.DEFAULT_RULES)
 
 
 def _group_params(evidence, hash_threshold, cosine, method, model, allow_random, search="auto", *,
@@ -675,9 +685,9 @@ def group(
     roots: Annotated[list[Path] | None, typer.Argument(help="Only files under these folders [default: all].")]
     = None,
     catalog: CatalogOpt = None,
-    hash_threshold: HashThresholdOpt = 12,
-    cosine: CosineOpt = 0.99,
-    method: MethodOpt = "complete",
+    hash_threshold: HashThresholdOpt = HASH_THRESHOLD,
+    cosine: CosineOpt = COSINE,
+    method: MethodOpt = METHOD,
     model: ModelOpt = None,
     allow_random: AllowRandomOpt = False,
     evidence: EvidenceOpt = None,
@@ -757,9 +767,9 @@ def eval_cmd(
     truth: Annotated[Path, typer.Option("--truth", help="Ground truth JSON: the sample library's truth.json "
                                         "or a `photodedup review` labels export.")],
     catalog: CatalogOpt = None,
-    hash_threshold: HashThresholdOpt = 12,
-    cosine: CosineOpt = 0.99,
-    method: MethodOpt = "complete",
+    hash_threshold: HashThresholdOpt = HASH_THRESHOLD,
+    cosine: CosineOpt = COSINE,
+    method: MethodOpt = METHOD,
     model: ModelOpt = None,
     allow_random: AllowRandomOpt = False,
     evidence: EvidenceOpt = None,
@@ -817,8 +827,8 @@ def run_cmd(
     = None,
     report: Annotated[Path | None, typer.Option(help="HTML report path [default: beside the catalog].")]
     = None,
-    precision: Annotated[str, typer.Option(help="ONNX export the default backend uses: int8 (fastest on a CPU), "
-                                                "fp16 or fp32.")] = "int8",
+    precision: Annotated[str | None, typer.Option(help="ONNX export the default backend uses: int8, fp16 or "
+                                                       "fp32 [default: int8 on a CPU, as every command].")] = None,
     no_embed: Annotated[bool, typer.Option("--no-embed", help="Skip embedding (exact and perceptual "
                                            "evidence only).")] = False,
     no_crops: Annotated[bool, typer.Option("--no-crops", help="Embed each image right after decoding; store no "
@@ -826,9 +836,9 @@ def run_cmd(
     = False,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
-    hash_threshold: HashThresholdOpt = 12,
-    cosine: CosineOpt = 0.99,
-    method: MethodOpt = "complete",
+    hash_threshold: HashThresholdOpt = HASH_THRESHOLD,
+    cosine: CosineOpt = COSINE,
+    method: MethodOpt = METHOD,
     allow_random: AllowRandomOpt = False,
     prefer: PreferOpt = None,
     keeper_rules: KeeperRulesOpt = DEFAULT_KEEPER_RULES,

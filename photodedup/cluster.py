@@ -29,6 +29,15 @@ log = logging.getLogger(__name__)
 EXACT, PERCEPTUAL, VERIFIED, SEMANTIC = 0, 1, 2, 3
 KIND_NAMES = ("exact", "perceptual", "verified", "semantic")
 METHODS = ("complete", "single")
+#: The grouping defaults, here (a light module) so that the CLI shows and passes the library's own.
+DEFAULT_METHOD = "complete"
+#: pHash bits that may differ. Measured on the sample library (docs/BENCHMARKS.md "Grouping quality"):
+#: re-encodes, resizes, format conversions, EXIF rotations and brightening differ by <= 4 bits,
+#: burst neighbours by <= 6, crops by 10-18, unrelated photos by >= 20.
+DEFAULT_HASH_THRESHOLD = 12
+#: Immich's near-duplicate default for ViT-B-32 (cosine distance 0.01). Not calibrated here: this
+#: machine has no pretrained weights (see docs/DECISIONS.md "Grouping").
+DEFAULT_COSINE = 0.99
 
 #: Above this many vectors the semantic search uses faiss instead of the exact blocked product
 #: (measured: benchmarks/group_scale.py, docs/BENCHMARKS.md "Grouping at scale").

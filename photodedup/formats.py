@@ -18,7 +18,9 @@ Columns:
 - ``decoder``: ``pillow``, ``pillow-heif``, ``pillow-jxl``, ``rawpy``, ``video`` or ``none``;
 - ``original``: a camera or phone writes it (the keeper prefers these over exports);
 - ``mime``: the type every current browser displays as is (None: the review page converts it);
-- ``pairable``: the other half of a RAW+JPEG pair (a camera writes it beside the RAW).
+- ``pairable``: the other half of a RAW+JPEG pair (a camera writes it beside the RAW);
+- ``lossless``: every pixel is stored as it was (a PNG screenshot); the keeper's ``lossless`` rule
+  prefers these over a lossy copy of the same size (JPEG, WebP as exports write it, HEIC).
 
 The RAW rows are the formats LibRaw reads (its list of supported cameras and their file types,
 https://www.libraw.org/supported-cameras): a RAW that LibRaw cannot decode is still recorded, with
@@ -47,6 +49,7 @@ class Format:
     mime: str | None = None
     pairable: bool = False
     description: str = ""
+    lossless: bool = False
 
 
 def _raw(name: str, *extensions: str, magic: tuple[tuple[int, bytes], ...] = (), description: str = "") -> Format:
@@ -70,12 +73,14 @@ FORMATS: tuple[Format, ...] = (
     Format("AVIF", IMAGE, (".avif", ".avifs"), _ftyp(b"avif", b"avis"), mime="image/avif", description="AVIF"),
     Format("JXL", IMAGE, (".jxl",), ((0, b"\xff\x0a"), (0, b"\x00\x00\x00\x0cJXL \r\n\x87\n")), "pillow-jxl",
            description="JPEG XL (bare codestream and ISO BMFF container)"),
-    Format("PNG", IMAGE, (".png", ".apng"), ((0, b"\x89PNG\r\n\x1a\n"),), mime="image/png", description="PNG"),
+    Format("PNG", IMAGE, (".png", ".apng"), ((0, b"\x89PNG\r\n\x1a\n"),), mime="image/png", description="PNG",
+           lossless=True),
     Format("WEBP", IMAGE, (".webp",), ((8, b"WEBP"),), mime="image/webp", description="WebP"),
     Format("GIF", IMAGE, (".gif",), ((0, b"GIF87a"), (0, b"GIF89a")), mime="image/gif", description="GIF"),
     Format("TIFF", IMAGE, (".tif", ".tiff", ".btf"),
-           ((0, b"II*\x00"), (0, b"MM\x00*"), (0, b"II+\x00"), (0, b"MM\x00+")), description="TIFF and BigTIFF"),
-    Format("BMP", IMAGE, (".bmp", ".dib"), ((0, b"BM"),), description="BMP"),
+           ((0, b"II*\x00"), (0, b"MM\x00*"), (0, b"II+\x00"), (0, b"MM\x00+")), description="TIFF and BigTIFF",
+           lossless=True),
+    Format("BMP", IMAGE, (".bmp", ".dib"), ((0, b"BM"),), description="BMP", lossless=True),
     Format("ICO", IMAGE, (".ico",), (), description="Windows icon (by extension: its 4-byte signature is too common)"),
     Format("JPEG2000", IMAGE, (".jp2", ".j2k", ".j2c", ".jpf", ".jpx", ".jpc"),
            ((4, b"jP  "), (0, b"\xff\x4f\xff\x51")), description="JPEG 2000"),
@@ -181,6 +186,18 @@ def is_original(name: str | None) -> bool:
     """Whether a camera or phone writes this format (the keeper's ``camera-format`` rule)."""
     fmt = by_name(name)
     return fmt is not None and fmt.original
+
+
+def is_lossless(name: str | None) -> bool:
+    """Whether this format stores every pixel as it was (the keeper's ``lossless`` rule)."""
+    fmt = by_name(name)
+    return fmt is not None and fmt.lossless
+
+
+def is_raw(name: str | None) -> bool:
+    """Whether this is a camera RAW format (LibRaw reads it)."""
+    fmt = by_name(name)
+    return fmt is not None and fmt.kind == RAW
 
 
 def is_pairable(name: str | None) -> bool:

@@ -62,13 +62,7 @@ DEFAULT_VERIFY_NEIGHBOURS = 4
 #: ... whose dHashes differ by at most this many bits (sample library: true candidates at 0-20, 25
 #: once, a 20% crop at 23; chance neighbours at 12-44, 86% of them above 24).
 DEFAULT_VERIFY_DHASH = 24
-#: pHash bits that may differ. Measured on the sample library (docs/BENCHMARKS.md "Grouping quality"):
-#: re-encodes, resizes, format conversions, EXIF rotations and brightening differ by <= 4 bits,
-#: burst neighbours by <= 6, crops by 10-18, unrelated photos by >= 20.
-DEFAULT_HASH_THRESHOLD = 12
-#: Immich's near-duplicate default for ViT-B-32 (cosine distance 0.01). Not calibrated here: this
-#: machine has no pretrained weights (see docs/DECISIONS.md "Grouping").
-DEFAULT_COSINE = 0.99
+DEFAULT_HASH_THRESHOLD, DEFAULT_COSINE = clu.DEFAULT_HASH_THRESHOLD, clu.DEFAULT_COSINE  # (the CLI's too)
 
 
 @dataclass(frozen=True)
@@ -80,7 +74,7 @@ class GroupSettings:
     cosine: float = DEFAULT_COSINE
     model: str | None = None
     allow_random: bool = False
-    method: str = "complete"
+    method: str = clu.DEFAULT_METHOD
     search: str = "auto"
     dihedral_threshold: int = DEFAULT_DIHEDRAL_THRESHOLD
     confirm_above: int = DEFAULT_CONFIRM_ABOVE

@@ -30,11 +30,12 @@ from pathlib import Path
 
 from photodedup import keeper as keeper_rules
 from photodedup.catalog import Catalog, open_catalog
+from photodedup.cluster import KIND_NAMES
 from photodedup.errors import BadInputError, NotFoundError
 from photodedup.text import private_file
 
 ACTIONS = ("keep", "trash")
-KINDS = ("exact", "perceptual", "semantic", "mixed")
+KINDS = (*KIND_NAMES, "mixed")  # a group's kind: the one evidence that joined its members, or mixed
 
 
 @dataclass
@@ -57,6 +58,9 @@ class Member:
     content_height: int | None = None
     grayscale: int | None = None       # 1 grayscale, 0 colour, None not measured
     jpeg_quality: int | None = None    # JPEG quality of its tables (100: a maximum-quality re-save)
+    #: A watermark or logo on this file that another member lacks (the pixel-level pair check; a string
+    #: says where, e.g. "lower right, 3% of the picture"); None: not checked or none found.
+    added_mark: str | bool | None = None
     status: str = "ok"
     keeper: bool = False
     note: str = ""                   # why it is not the keeper (the rule that decided)
@@ -160,7 +164,8 @@ class Group:
         return {"id": self.id, "kind": self.kind, "keeper": self.keeper_path, "keeper_id": self.keeper,
                 "keeper_reason": self.keeper_reason,
                 "members": [{k: v for k, v in m.as_dict().items()
-                             if k not in ("decision", "in_trash", "status", "companions", "other_names") or v}
+                             if k not in ("decision", "in_trash", "status", "companions", "other_names", "added_mark")
+                             or v}
                             for m in self.members]}
 
 
@@ -264,7 +269,7 @@ def overview(cat: Catalog, *, kind: str | None = None, sort: str = "size") -> di
     else:
         summaries.sort(key=lambda s: (s["score"], s["id"]))
     reviewed = sum(g.state in ("reviewed", "dismissed", "applied") for g in groups)
-    marked = sum(m.size or 0 for g in groups if not g.dismissed for m in g.members
+    marked = sum(m.total_size for g in groups if not g.dismissed for m in g.members  # with RAW+JPEG companions
                  if m.decision == "trash" and not m.in_trash)
     return {"groups": summaries,
             "totals": {"groups": len(groups), "shown": len(shown), "reviewed": reviewed,
@@ -351,6 +356,20 @@ def accept_suggestions(cat: Catalog, group_ids: list[int], *, dry_run: bool = Fa
             "bytes": sum(t["size"] or 0 for t in trash), "trash": trash}
 
 
+def undo_accept(cat: Catalog, group_ids: list[int]) -> dict:
+    """Take back ``accept_suggestions``: clear the decisions of these groups where they are still exactly the
+    suggestion (a group decided otherwise since, or applied, is left alone and listed as skipped)."""
+    wanted = set(group_ids)
+    done = []
+    for g in current_groups(cat):
+        if g.id not in wanted or g.state == "applied" or g.dismissed:
+            continue
+        if {m.file_id: m.decision for m in g.members} == g.suggested():
+            cat.set_decisions({m.file_id: None for m in g.members}, group_id=g.id)
+            done.append(g.id)
+    return {"groups": done, "skipped": sorted(wanted - set(done))}
+
+
 def reset(cat: Catalog, group_id: int) -> Group:
     """Forget every decision about this group, members taken out included (files in the trash keep theirs)."""
     group = find_group(cat, group_id)
@@ -422,7 +441,7 @@ def differences(a: Member, b: Member) -> list[str]:
     if (a.format or "") != (b.format or ""):
         out.append(f"format: {a.format or '?'} and {b.format or '?'}")
     if (a.size or 0) != (b.size or 0):
-        out.append(f"file size: {keeper_rules.human_size(a.size or 0)} and {keeper_rules.human_size(b.size or 0)}")
+        out.append("file size: {} and {}".format(*keeper_rules.human_sizes(a.size or 0, b.size or 0)))
     if (a.camera, a.taken_at) != (b.camera, b.taken_at):
         out.append(f"EXIF: {a.camera or 'no camera'}, {a.taken_at or 'no date'} and "
                    f"{b.camera or 'no camera'}, {b.taken_at or 'no date'}")

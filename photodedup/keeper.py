@@ -4,25 +4,35 @@ Reference folders (``--prefer DIR``) come first and always: a file under one alw
 file under one is ever proposed for the trash. Then the rules, in this order unless told otherwise
 (``--keeper-rules``):
 
-1. ``not-derivative``, which is five rules in a row:
+1. ``not-derivative``, which is six rules in a row:
    ``raw-pair``: a RAW+JPEG pair (one shot the camera wrote as two files, kept or trashed together)
    over single files: the RAW is the original;
    ``colour``: a colour photo over a grayscale copy (when the group holds colour photos at all);
+   ``no-mark``: the clean picture over a copy with an added watermark or logo (``Member.added_mark``,
+   set by the pixel-level pair check: the copy differs from another member in one small region that
+   holds more edges on its side; ``photodedup.difference.mark_members``);
    ``no-border``: a photo without an added uniform border over one with (the scan measures the
    content inside uniform borders) when the border is explained by another member: a member without
    a border has as much content, or the bordered one's content is another member's whole picture
    (a photo's own uniform background trims like a border, and must not lose to a crop of it);
-   ``camera-format``: a camera format (JPEG, HEIC, RAW) over an export (PNG, WebP, TIFF, GIF, BMP;
-   ``original`` in photodedup/formats.py);
+   ``camera-format``: a camera format (JPEG, HEIC, RAW: ``original`` in photodedup/formats.py) over an
+   export (PNG, WebP, TIFF, GIF, BMP),
+   unless the export is a graphic (a screenshot, a drawing: a lossless file under
+   ``GRAPHIC_MAX_BYTES_PER_PIXEL``, where a photograph's noise takes more) and no member shows a
+   camera (a RAW, or camera EXIF: make or model); then the JPEG is its copy, and ``lossless`` decides;
    ``not-resaved``: any file over a JPEG re-saved at maximum quality (all-ones quantization tables,
    which cameras never write; such a re-save is larger than its original without being better).
 2. ``resolution``: the most pixels of *content* (inside any border), not of the canvas; content sizes
    within 1% of each other are equal (trimming a border finds a few pixels more or less in each copy),
    and so are pictures on canvases of the same size (a border adds canvas).
 3. ``exif``: camera EXIF (make and model, capture time) over none.
-4. ``size``: the larger file, but only against files of the same format and content resolution, in
+4. ``lossless``: a lossless file (PNG, BMP, TIFF) over a lossy one (JPEG, WebP, HEIC) of the same
+   content resolution: the screenshot over its JPEG copy (every JPEG of it lost something).
+5. ``quality``: the higher JPEG quality (of its quantization tables, libjpeg's scale) over a lower one
+   by ``QUALITY_MARGIN`` or more, at the same content resolution: a re-save at a lower quality lost detail.
+6. ``size``: the larger file, but only against files of the same format and content resolution, in
    either orientation (a bigger PNG or a bigger canvas says nothing about which is the original).
-5. ``oldest``: the earliest capture time, then the earliest modification time.
+7. ``oldest``: the earliest capture time, then the earliest modification time.
 
 Each rule keeps the members that score best on it and drops the rest; the first member by path
 breaks a tie that survives every rule. The keeper's reason names every rule that dropped someone,
@@ -43,9 +53,17 @@ from photodedup.errors import BadInputError
 if TYPE_CHECKING:
     from photodedup.groups import Member
 
-RULES = ("raw-pair", "colour", "no-border", "camera-format", "not-resaved", "resolution", "exif", "size", "oldest")
-ALIASES = {"not-derivative": ("raw-pair", "colour", "no-border", "camera-format", "not-resaved")}
-DEFAULT_RULES = ("not-derivative", "resolution", "exif", "size", "oldest")
+RULES = ("raw-pair", "colour", "no-mark", "no-border", "camera-format", "not-resaved", "resolution", "exif",
+         "lossless", "quality", "size", "oldest")
+ALIASES = {"not-derivative": ("raw-pair", "colour", "no-mark", "no-border", "camera-format", "not-resaved")}
+DEFAULT_RULES = ("not-derivative", "resolution", "exif", "lossless", "quality", "size", "oldest")
+#: A lossless file smaller than this many bytes a pixel is a graphic (a screenshot, a drawing: flat
+#: colours and text compress to 0.05-0.3); a photograph's noise does not compress (1.1-3 as PNG, 0.6 for
+#: a smooth picture upscaled 3x). Measured in docs/BENCHMARKS.md "Keeper accuracy".
+GRAPHIC_MAX_BYTES_PER_PIXEL = 0.5
+#: Quality estimates from the tables of two encoders at one setting differ by a point or two; a re-save
+#: that loses detail (a messenger's 60-80 against a camera's 90-95) differs by far more.
+QUALITY_MARGIN = 5
 #: A border narrower than this share of the canvas (on one side or both together) is the photo's own
 #: dark or flat edge, not an added border: natural photos trim by up to ~1% (24 px of 4000 on the
 #: sample library), and added borders are wider.
@@ -53,6 +71,11 @@ BORDER_MIN_SHARE = 0.02
 #: Two pictures have the same shape when their aspect ratios differ by less than this (a frame keeps
 #: the shape of the picture inside it; a photo's own trimmed background rarely does, to 0.5%).
 ASPECT_TOLERANCE = 0.005
+#: A bordered member's content is another member's whole picture (a frame around it) when it holds at
+#: least this share of that picture's pixels: a frame copy's own canvas, larger than the original, holds
+#: the original's content whatever the original's own flat edge trims (the sample library's IMG_0026 at
+#: seed 3: the original trimmed 2.6% of white page margin, 77% of the frame copy's canvas, and lost).
+FRAMED_MIN_SHARE = 0.9
 #: Content sizes closer than this share are the same resolution: a copy turned 90 degrees trims its
 #: border a few pixels differently from the original (2784x3720 against 3720x2776 on the sample
 #: library), which must not make it "higher resolution". A real resize changes the size far more.
@@ -167,8 +190,8 @@ def _without_added_borders(members: Sequence[Member]) -> list[Member]:
     """Drop the members whose border was added around another member's picture.
 
     A bordered member (``bordered``) counts as framed when a member without a border has at least
-    as much content (a border adds canvas, never photo), or when its content has the shape and at
-    most the size of another member's whole canvas (a frame around that picture). A photo whose own
+    as much content (a border adds canvas, never photo), or when its content has the shape and about
+    the size (``FRAMED_MIN_SHARE``) of another member's whole canvas (a frame around that picture). A photo whose own
     background is uniform (a night sky, a studio backdrop) trims like a framed one; it stays when no
     other member explains its border: a crop that cut the background away has less content, and a
     frame added around it has the original's canvas as its content, not the other way round.
@@ -183,7 +206,7 @@ def _without_added_borders(members: Sequence[Member]) -> list[Member]:
                 return True
             canvas = (a.width or 0) * (a.height or 0)
             if canvas and abs(_aspect(content_size(b)) / _aspect((a.width, a.height)) - 1) < ASPECT_TOLERANCE \
-                    and _pixels(b) <= canvas * (1 + BORDER_MIN_SHARE):
+                    and canvas * FRAMED_MIN_SHARE <= _pixels(b) <= canvas * (1 + BORDER_MIN_SHARE):
                 return True
         return False
 
@@ -215,13 +238,50 @@ def _more_pixels(a: Member, b: Member) -> bool:
 
 def _larger_file_of_the_same_kind(a: Member, b: Member) -> bool:
     """``a`` is the larger file of the same format and content resolution (either orientation)."""
-    return ((a.format or "").upper() == (b.format or "").upper() and not _more_pixels(a, b)
-            and not _more_pixels(b, a) and (a.size or 0) > (b.size or 0))
+    return ((a.format or "").upper() == (b.format or "").upper() and _same_resolution(a, b)
+            and (a.size or 0) > (b.size or 0))
 
 
 def is_camera_format(fmt: str | None) -> bool:
     """A format cameras and phones write (``original`` in photodedup/formats.py)."""
     return formats.is_original(fmt)
+
+
+def is_camera_photo(m: Member) -> bool:
+    """A camera original by its look: a RAW, or a camera format with the camera's make or model."""
+    fmt = (m.format or "").upper()
+    return formats.is_raw(fmt) or (formats.is_original(fmt) and bool(m.camera))
+
+
+def is_graphic(m: Member) -> bool:
+    """A screenshot or a drawing by its look: a lossless file of under ``GRAPHIC_MAX_BYTES_PER_PIXEL``."""
+    pixels = (m.width or 0) * (m.height or 0)
+    return (formats.is_lossless(m.format) and pixels > 0
+            and (m.size or 0) < GRAPHIC_MAX_BYTES_PER_PIXEL * pixels)
+
+
+def _camera_formats(members: Sequence[Member]) -> list[Member]:
+    """The members in a camera format, unless the group is a graphic and its copies: a lossless graphic
+    (``is_graphic``) and no member that shows a camera (``is_camera_photo``)."""
+    if any(is_graphic(m) for m in members) and not any(is_camera_photo(m) for m in members):
+        return list(members)
+    return [m for m in members if is_camera_format(m.format)] or list(members)
+
+
+def _same_resolution(a: Member, b: Member) -> bool:
+    return not _more_pixels(a, b) and not _more_pixels(b, a)
+
+
+def _lossless_over_lossy(a: Member, b: Member) -> bool:
+    """``a`` is lossless, ``b`` lossy, at the same content resolution."""
+    return (formats.is_lossless(a.format) and not formats.is_lossless(b.format)
+            and _same_resolution(a, b))
+
+
+def _higher_quality(a: Member, b: Member) -> bool:
+    """Both JPEGs of the same content resolution, ``a`` of a quality higher by ``QUALITY_MARGIN`` or more."""
+    return (bool(a.jpeg_quality and b.jpeg_quality) and a.jpeg_quality >= b.jpeg_quality + QUALITY_MARGIN
+            and _same_resolution(a, b))
 
 
 def content_size(m: Member) -> tuple[int, int]:
@@ -257,22 +317,30 @@ RULE_BY_NAME = {rule.name: rule for rule in [
          lambda m, w: "a single file; the group has the camera's RAW+JPEG pair"),
     Rule("colour", lower(lambda m: m.grayscale == 1), lambda w, _: "colour (others are grayscale copies)",
          lambda m, w: "a grayscale copy of a colour photo"),
+    Rule("no-mark", lower(lambda m: bool(m.added_mark)), lambda w, _: "no added watermark or logo",
+         lambda m, w: f"an added watermark or logo ({m.added_mark})"
+         if isinstance(m.added_mark, str) else "an added watermark or logo"),
     Rule("no-border", lower(bordered), lambda w, _: "no added border",
          lambda m, w: f"an added border (content {m.content_width}x{m.content_height} in a {m.width}x{m.height} "
                       "canvas)", select=lambda members: _without_added_borders(members)),
-    Rule("camera-format", lower(lambda m: not is_camera_format(m.format)),
+    Rule("camera-format", lambda a, b: is_camera_format(a.format) and not is_camera_format(b.format),
          lambda w, _: f"camera format ({w.format}) over an export",
-         lambda m, w: f"an export ({m.format or 'unknown format'}); the group has the camera format {w.format}"),
+         lambda m, w: f"an export ({m.format or 'unknown format'}); the group has the camera format {w.format}",
+         select=lambda members: _camera_formats(members)),
     Rule("not-resaved", lower(lambda m: m.jpeg_quality == 100), lambda w, _: "not a maximum-quality re-save",
          lambda m, w: "a JPEG re-saved at maximum quality (quality-100 tables, which cameras do not write)"),
     Rule("resolution", _more_pixels, lambda w, _: f"highest resolution ({_shown(w)})",
          lambda m, w: f"lower resolution ({_shown(m)} against {_shown(w)})"),
     Rule("exif", lower(lambda m: -(bool(m.camera) + bool(m.taken_at))), lambda w, _: f"camera EXIF ({_exif_words(w)})",
          lambda m, w: f"less camera EXIF ({_exif_words(m)})"),
+    Rule("lossless", _lossless_over_lossy, lambda w, _: f"lossless ({w.format}) over a lossy copy",
+         lambda m, w: f"a lossy copy ({m.format or 'unknown format'}) of the lossless {w.format}"),
+    Rule("quality", _higher_quality, lambda w, _: f"highest JPEG quality ({w.jpeg_quality})",
+         lambda m, w: f"a lower JPEG quality ({m.jpeg_quality} against {w.jpeg_quality})"),
     Rule("size", _larger_file_of_the_same_kind,
          lambda w, _: f"largest file of its format and resolution ({human_size(w.size or 0)})",
-         lambda m, w: f"a smaller file of the same format and resolution ({human_size(m.size or 0)} against "
-                      f"{human_size(w.size or 0)})"),
+         lambda m, w: "a smaller file of the same format and resolution ({} against {})".format(
+             *human_sizes(m.size or 0, w.size or 0))),
     Rule("oldest", lower(lambda m: (m.taken_at is None, m.taken_at or "", m.mtime_ns or 0)),
          lambda w, dropped: f"oldest capture (taken {w.taken_at})"
          if w.taken_at and any(m.taken_at != w.taken_at for m in dropped) else "oldest file (modified first)", _later),
@@ -282,9 +350,22 @@ RULE_BY_NAME = {rule.name: rule for rule in [
 
 def human_size(size: int) -> str:
     """1000-based, as file managers show sizes: ``2.5 MB``."""
+    return _sized(size, 1)
+
+
+def human_sizes(a: int, b: int) -> tuple[str, str]:
+    """Two sizes with enough digits to tell them apart: ``4.31 MB`` and ``4.34 MB``, not ``4.3 MB`` twice."""
+    for digits in range(1, 7):
+        shown = _sized(a, digits), _sized(b, digits)
+        if shown[0] != shown[1] or a == b:
+            return shown
+    return f"{a} B", f"{b} B"  # pragma: no cover (six digits tell any two sizes below a petabyte apart)
+
+
+def _sized(size: int, digits: int) -> str:
     value = float(size)
     for unit in ("B", "KB", "MB", "GB"):
         if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.{digits}f} {unit}"
         value /= 1000
-    return f"{value:.1f} GB"  # pragma: no cover
+    return f"{value:.{digits}f} GB"  # pragma: no cover

@@ -50,7 +50,7 @@ class RunResult:
 
 
 def run(roots: Sequence[Path | str], *, catalog: Path | str | None = None, backend: str | None = None,
-        weights: str | None = None, model_dir: Path | None = None, precision: str = "int8",
+        weights: str | None = None, model_dir: Path | None = None, precision: str | None = None,
         report: Path | str | None = None, params: GroupSettings | None = None, embed: bool = True,
         progress: ProgressFactory | None = None, stage: Callable[[str], None] | None = None,
         engine: str = "local", ray_address: str | None = None, store_crops: bool = True) -> RunResult:
@@ -60,6 +60,7 @@ def run(roots: Sequence[Path | str], *, catalog: Path | str | None = None, backe
     ``engine``/``ray_address``: where scan and embed do their per-file work (one executor for both).
     ``store_crops=False`` embeds each scanned batch right away instead of storing model crops.
     """
+    from photodedup.backends.base import default_precision
     from photodedup.catalog import Catalog
     from photodedup.embed import embed as run_embed
     from photodedup.report import write_report
@@ -68,6 +69,7 @@ def run(roots: Sequence[Path | str], *, catalog: Path | str | None = None, backe
     progress = progress or (lambda label: nullcontext(no_progress))
     stage = stage or (lambda message: None)
     params = params or GroupSettings()
+    precision = precision or default_precision()
     catalog = Path(catalog) if catalog else config.default_catalog()
     weights = weights or config.DEFAULT_WEIGHTS
     started = time.perf_counter()

@@ -104,7 +104,7 @@ def _make_original(job) -> tuple[list[str], dict[str, str], dict[str, str]]:
     out, sources, index, megapixels, seed = job
     out = Path(out)
     rng = np.random.default_rng([seed, index])
-    photo = _distinct_photo(sources, index, rng)
+    photo = original_photo(sources, index, rng)
     width = int(math.sqrt(megapixels * 1e6 * 4 / 3))
     size = (width, int(width * 3 / 4)) if photo.width >= photo.height else (int(width * 3 / 4), width)
     photo = _add_sensor_noise(photo.resize(size, Image.Resampling.BICUBIC), rng)
@@ -137,28 +137,130 @@ def _make_original(job) -> tuple[list[str], dict[str, str], dict[str, str]]:
     return members, kinds, negatives
 
 
-def _distinct_photo(sources: list[str], index: int, rng) -> Image.Image:
-    """A photo unlike every other index: each source once, then quarters of them, recoloured and tilted.
+def original_photo(sources: list[str], index: int, rng) -> Image.Image:
+    """A photo unlike every other index: each source once, then quarters of them, recoloured and tilted,
+    then scenes drawn from the rng (at any size, no two alike).
 
     The ``r``-th reuse takes quarter ``r // len(varied)`` of source ``r % len(varied)``: quarters do not
     overlap, and one covers too little of its whole photo to be a crop of it (``_ONCE`` sources are used
-    whole only). Past four quarters of every
-    source, the quarters come again shifted by an eighth (they overlap earlier ones by half).
+    whole only). Past four quarters of every source, any further piece of a photo would overlap one
+    used already (the same picture twice, and the library's truth wrong): each further original is a
+    scene of its own (``_scene``).
     """
     if index < len(sources):
         return Image.open(sources[index]).convert("RGB")
     varied = [s for s in sources if Path(s).stem not in _ONCE]
     reuse = index - len(sources)
+    if index >= first_scene(sources):
+        return _scene(rng, index - first_scene(sources))
     photo = Image.open(varied[reuse % len(varied)]).convert("RGB")
     w, h = photo.size
-    quarter, lap = reuse // len(varied) % 4, reuse // (4 * len(varied))
-    fx, fy = (quarter % 2) * 0.5 + 0.125 * (lap % 2), (quarter // 2) * 0.5 + 0.125 * (lap % 2)
-    fx, fy = min(fx, 0.5), min(fy, 0.5)
+    quarter = reuse // len(varied)
+    fx, fy = (quarter % 2) * 0.5, (quarter // 2) * 0.5
     photo = photo.crop((int(fx * w), int(fy * h), int((fx + 0.5) * w), int((fy + 0.5) * h)))
     channels = photo.split()
     order = [(0, 1, 2), (2, 1, 0), (1, 2, 0), (2, 0, 1), (1, 0, 2), (0, 2, 1)][reuse % 6]
     photo = Image.merge("RGB", [channels[i] for i in order])
-    return photo.rotate(float(rng.uniform(-8, 8)), resample=Image.Resampling.BICUBIC)
+    angle = float(rng.uniform(-8, 8))
+    turned = photo.rotate(angle, resample=Image.Resampling.BICUBIC)
+    # without the black corners the turn leaves: every quarter had them in the same places, which drew
+    # the hashes of different quarters together (a moon and a cat 12 bits apart)
+    width, height = _inside_turned(turned.width, turned.height, math.radians(angle))
+    left, top = (turned.width - width) // 2, (turned.height - height) // 2
+    return turned.crop((left, top, left + width, top + height))
+
+
+def _inside_turned(w: int, h: int, angle: float) -> tuple[int, int]:
+    """The largest upright rectangle inside a ``w`` x ``h`` picture turned by ``angle`` (radians)."""
+    sin_a, cos_a = abs(math.sin(angle)), abs(math.cos(angle))
+    long, short = max(w, h), min(w, h)
+    if short <= 2 * sin_a * cos_a * long or abs(sin_a - cos_a) < 1e-10:
+        half = 0.5 * short
+        width, height = (half / sin_a, half / cos_a) if w >= h else (half / cos_a, half / sin_a)
+    else:
+        cos_2a = cos_a * cos_a - sin_a * sin_a
+        width, height = (w * cos_a - h * sin_a) / cos_2a, (h * cos_a - w * sin_a) / cos_2a
+    return int(width) - 1, int(height) - 1
+
+
+def first_scene(sources: list[str]) -> int:
+    """The index of the first original that is a scene: past every source whole and every quarter."""
+    return len(sources) + 4 * sum(Path(s).stem not in _ONCE for s in sources)
+
+
+#: The generator polynomial of the binary BCH code of length 31 with 11 message bits, minimum
+#: distance 11 (octal 5423325, the roots alpha^1..alpha^10 of GF(32)): any two of its 2,048 codewords
+#: differ in at least 11 of 31 bits.
+_BCH_31_11 = 0o5423325
+SCENE_CODES = 2048
+
+
+def scene_bits(number: int, rng) -> np.ndarray:
+    """The 64 pHash bits scene ``number`` is drawn to have: 1 for the DC term (always above the median),
+    then the 31 bits of a BCH codeword each as a pair (bit, not bit), then 0: always 32 ones, so the
+    median splits them exactly, and two scenes differ in at least 22 bits (twice the code's distance).
+    Past ``SCENE_CODES`` scenes the word is drawn from ``rng`` (distinct with high probability only)."""
+    if number < SCENE_CODES:
+        word, generator = 0, _BCH_31_11
+        while number:  # the codeword: number(x) * g(x) over GF(2)
+            if number & 1:
+                word ^= generator
+            number, generator = number >> 1, generator << 1
+    else:
+        word = int(rng.integers(0, 2**31))
+    code = [(word >> i) & 1 for i in range(31)]
+    return np.array([1, *(b for bit in code for b in (bit, 1 - bit)), 0], dtype=np.int8)
+
+
+def _scene(rng, number: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
+    """A picture of its own: a smooth field whose low frequencies spell ``scene_bits`` (its perceptual
+    hash, so no two scenes are near), in two colours from ``rng``, under small shapes (local features)."""
+    import scipy.fftpack
+
+    bits = scene_bits(number, rng)
+    ramp = 1 + np.linspace(0, 0.5, 64)[rng.permutation(64)]  # distinct magnitudes: a stable median
+    coefficients = np.where(bits == 1, ramp, -ramp).reshape(8, 8)
+    coefficients[0, 0] = 0  # the DC term: the brightness, set by the colours below
+    low = np.zeros((32, 32))
+    low[:8, :8] = coefficients
+    pattern = scipy.fftpack.idct(scipy.fftpack.idct(low, axis=0), axis=1)
+    pattern = (pattern - pattern.min()) / (np.ptp(pattern) or 1.0)
+    dark, light = _two_colours(rng)
+    field = (dark + (light - dark) * pattern[..., None]).clip(0, 255).astype(np.uint8)
+    image = Image.fromarray(field).resize(size, Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    # shapes in pairs, one each side of the background's colour: edges for local features, and no change
+    # of the low frequencies (the pair's mean is the background), so the hash stays the scene's own
+    for _ in range(int(rng.integers(20, 30))):
+        extent = w * float(rng.uniform(0.02, 0.07))
+        x, y = float(rng.uniform(0.02, 0.9)) * w, float(rng.uniform(0.02, 0.9)) * h
+        ground = field[min(int(y * 32 / h), 31), min(int(x * 32 / w), 31)].astype(np.float64)
+        step = rng.uniform(-90, 90, 3)
+        step *= min(1.0, *(((255 - ground) / np.maximum(np.abs(step), 1e-6)).tolist()),
+                    *((ground / np.maximum(np.abs(step), 1e-6)).tolist()))  # both colours in range
+        shape, stretch, corners = int(rng.integers(0, 3)), float(rng.uniform(0.4, 1.6)), int(rng.integers(3, 7))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, corners))
+        for sign, dx in ((1, 0.0), (-1, extent * 1.1)):
+            colour = tuple(int(round(c)) for c in ground + sign * step)
+            left = x + dx
+            if shape == 0:
+                draw.ellipse((left, y, left + extent, y + extent * stretch), fill=colour)
+            elif shape == 1:
+                draw.rectangle((left, y, left + extent, y + extent * stretch), fill=colour)
+            else:
+                draw.polygon([(left + extent / 2 * (1 + float(np.cos(a))), y + extent / 2 * (1 + float(np.sin(a))))
+                              for a in angles], fill=colour)
+    return image
+
+
+def _two_colours(rng) -> tuple[np.ndarray, np.ndarray]:
+    """A dark and a light colour of any hue, far apart in luminance (the field's pattern must show in grey)."""
+    luma = np.array([0.299, 0.587, 0.114])
+    while True:
+        dark, light = rng.integers(0, 256, 3).astype(np.float64), rng.integers(0, 256, 3).astype(np.float64)
+        if luma @ light - luma @ dark > 110:
+            return dark, light
 
 
 def _add_sensor_noise(photo: Image.Image, rng) -> Image.Image:

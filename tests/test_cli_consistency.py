@@ -94,3 +94,28 @@ def test_every_help_example_runs_on_a_fresh_setup(tmp_path):
             assert args[0] == "photodedup", example
             result = run_cli(*args[1:], env=env, cwd=work, timeout=900)
             assert result.returncode == 0, f"{command}: {step}\n{result.stderr}"
+
+
+def test_the_cli_shows_and_passes_the_library_s_defaults():
+    # group, eval and run once retyped 12 / 0.99 / complete and the keeper rules; bench said fp32 against the
+    # one default precision: the CLI's defaults are the library's
+    import typer.main
+
+    from photodedup.backends.base import default_precision
+    from photodedup.cli import app
+    from photodedup.group import GroupSettings
+    from photodedup.keeper import expand_rules
+
+    library = GroupSettings()
+    commands = typer.main.get_command(app).commands
+    for name in ("group", "eval", "run"):
+        params = {p.name: p for p in commands[name].params}
+        assert (name, params["hash_threshold"].default, params["cosine"].default, params["method"].default,
+                expand_rules(params["keeper_rules"].default)) == (
+            name, library.hash_threshold, library.cosine, library.method, library.keeper_rules)
+        assert f"[default: {library.hash_threshold}," in params["hash_threshold"].help
+        assert f"[default: {library.cosine}," in params["cosine"].help
+        assert all(rule in params["keeper_rules"].help for rule in library.keeper_rules)
+    for name in ("bench", "run"):  # None: the library's default_precision() decides
+        assert (name, {p.name: p for p in commands[name].params}["precision"].default) == (name, None)
+    assert default_precision() == "int8"

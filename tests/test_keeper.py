@@ -6,16 +6,16 @@ import pytest
 
 from photodedup.errors import BadInputError
 from photodedup.groups import Member
-from photodedup.keeper import DEFAULT_RULES, choose, expand_rules
+from photodedup.keeper import DEFAULT_RULES, choose, expand_rules, human_sizes
 
 
 def member(file_id, w=4000, h=3000, size=5_000_000, fmt="JPEG", camera="Canon EOS R6", taken="2021-06-01T10:00:00",
-           content=None, gray=0, mtime=0, path=None, quality=None) -> Member:
+           content=None, gray=0, mtime=0, path=None, quality=None, mark=None) -> Member:
     cw, ch = content or (w, h)
     quality = quality or (95 if fmt == "JPEG" else None)
     return Member(file_id, path or f"/p/{file_id}", "perceptual", 1.0, width=w, height=h, size=size, format=fmt,
                   camera=camera, taken_at=taken, content_width=cw, content_height=ch, grayscale=gray, mtime_ns=mtime,
-                  jpeg_quality=quality)
+                  jpeg_quality=quality, added_mark=mark)
 
 
 ORIGINAL = member(1, path="/p/DCIM/IMG_0001.jpg")
@@ -77,8 +77,9 @@ def test_a_reference_folder_always_wins():
 
 
 def test_unknown_or_repeated_rules_are_clear_errors():
-    assert expand_rules(DEFAULT_RULES) == ("raw-pair", "colour", "no-border", "camera-format", "not-resaved",
-                                           "resolution", "exif", "size", "oldest")
+    assert expand_rules(DEFAULT_RULES) == ("raw-pair", "colour", "no-mark", "no-border", "camera-format",
+                                           "not-resaved", "resolution", "exif", "lossless", "quality", "size",
+                                           "oldest")
     with pytest.raises(BadInputError, match="unknown keeper rule 'biggest'"):
         expand_rules("resolution,biggest")
     with pytest.raises(BadInputError, match="keeper rule 'colour' is listed twice"):
@@ -145,3 +146,77 @@ def test_a_frame_around_a_photo_with_its_own_dark_background_is_still_a_frame():
     framed = member(2, w=1814, h=1374, content=(1634, 1226), size=401_000)
     choice = choose([night, framed])
     assert (choice.keeper, choice.notes[2]) == (1, "an added border (content 1634x1226 in a 1814x1374 canvas)")
+
+
+def test_a_lossless_screenshot_wins_over_its_lossy_copies():
+    # a phone screenshot (PNG, no camera EXIF) and its JPEG copies: no member shows a camera, so the PNG is
+    # not "an export"; the JPEG copies lost detail
+    png = member(1, w=1170, h=2532, size=900_000, fmt="PNG", camera=None, taken=None, path="/p/Screenshots/a.png")
+    jpeg = member(2, w=1170, h=2532, size=300_000, camera=None, taken=None, quality=70, path="/a/first.jpg")
+    webp = member(3, w=1170, h=2532, size=200_000, fmt="WEBP", camera=None, taken=None, path="/a/second.webp")
+    for members in ([png, jpeg, webp], [webp, jpeg, png]):
+        choice = choose(members)
+        assert (choice.keeper, choice.reason) == (1, "lossless (PNG) over a lossy copy")
+        assert choice.notes == {2: "a lossy copy (JPEG) of the lossless PNG",
+                                3: "a lossy copy (WEBP) of the lossless PNG"}
+    # a larger JPEG of it (upscaled) has more pixels: resolution still comes first
+    assert choose([png, member(4, w=2340, h=5064, camera=None, taken=None)]).keeper == 4
+
+
+def test_a_camera_jpeg_still_wins_over_a_png_export_of_it():
+    png = member(2, size=20_000_000, fmt="PNG", camera=None, taken=None, path="/a/export.png")
+    choice = choose([ORIGINAL, png])
+    assert (choice.keeper, choice.reason) == (1, "camera format (JPEG) over an export")
+    # without camera EXIF on either side the PNG's bytes tell: a photograph's noise does not compress (1.7 bytes
+    # a pixel here), so the PNG is an export of the JPEG; a screenshot compresses to a fraction of a byte a pixel
+    stripped = member(1, camera=None, taken=None, path="/p/DCIM/IMG_0001.jpg")
+    assert choose([stripped, png]).reason == "camera format (JPEG) over an export"
+    screenshot = member(3, size=1_200_000, fmt="PNG", camera=None, taken=None, path="/a/Screenshot.png")
+    assert (choose([stripped, screenshot]).keeper, choose([stripped, screenshot]).reason) == (
+        3, "lossless (PNG) over a lossy copy")
+
+
+def test_a_higher_jpeg_quality_wins_over_a_larger_lower_quality_copy():
+    # a re-save at quality 70 without chroma subsampling is larger than the quality-92 original
+    copy = member(2, size=6_000_000, quality=70, path="/a/first.jpg")
+    original = member(1, quality=92)
+    for members in ([original, copy], [copy, original]):
+        choice = choose(members)
+        assert (choice.keeper, choice.reason, choice.notes) == (
+            1, "highest JPEG quality (92)", {2: "a lower JPEG quality (70 against 92)"})
+    # two encoders' tables at one setting: within the margin, the size decides
+    assert choose([original, member(2, size=6_000_000, quality=89)]).keeper == 2
+
+
+def test_camera_exif_wins_over_a_stripped_copy_of_higher_quality():
+    original = member(1, quality=90)
+    stripped = member(2, size=7_000_000, quality=98, camera=None, taken=None, path="/a/first.jpg")
+    choice = choose([stripped, original])
+    assert (choice.keeper, choice.notes) == (1, {2: "less camera EXIF (none)"})
+
+
+def test_the_clean_picture_wins_over_a_copy_with_an_added_mark():
+    # the marked copy kept the camera EXIF, is larger and has more pixels: the mark still decides
+    marked = member(2, w=4200, h=3150, size=9_000_000, mark="lower right, 3% of the picture", path="/a/first.jpg")
+    for members in ([ORIGINAL, marked], [marked, ORIGINAL]):
+        choice = choose(members)
+        assert (choice.keeper, choice.reason, choice.notes) == (
+            1, "no added watermark or logo", {2: "an added watermark or logo (lower right, 3% of the picture)"})
+
+
+def test_two_sizes_that_round_alike_are_shown_with_enough_digits_to_differ():
+    choice = choose([member(1, size=4_340_000), member(2, size=4_310_000, path="/a/first")])
+    assert choice.notes == {2: "a smaller file of the same format and resolution (4.31 MB against 4.34 MB)"}
+    assert human_sizes(4_300_001, 4_300_000) == ("4.300001 MB", "4.300000 MB")
+    assert human_sizes(5_000_000, 4_000_000) == ("5.0 MB", "4.0 MB") and human_sizes(999, 999) == ("999 B", "999 B")
+
+
+def test_a_photo_whose_own_margin_trims_is_not_framed_by_a_frame_copy_s_larger_canvas():
+    # the sample library's IMG_0026 (seed 3): a page's white top margin trims 32 rows of the original (2.6%, a
+    # "border"), 20 of its quality-100 export; a frame copy's canvas has the original's shape and is larger
+    original = member(1, w=1632, h=1224, content=(1632, 1192), size=395_874, quality=92, path="/p/DCIM/IMG_0026.jpg")
+    export = member(2, w=1632, h=1224, content=(1632, 1204), size=3_374_970, quality=100, camera=None, taken=None,
+                    path="/a/Exports/IMG_0026_export.jpg")
+    frame = member(3, w=1858, h=1354, content=(1634, 1226), size=617_688, quality=95, path="/a/IMG_0026_frame.jpg")
+    choice = choose([original, export, frame])
+    assert choice.keeper == 1 and choice.notes[3] == "an added border (content 1634x1226 in a 1858x1354 canvas)"

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from helpers import cli_command, write_photo
@@ -101,7 +102,18 @@ def test_overview_counts_space_filters_and_sorts(client, review_library):
     assert order(kind="semantic") == []
     response = client.get("/api/overview", params={"kind": "fuzzy"})
     assert response.status_code == 400
-    assert response.json()["error"] == "unknown kind 'fuzzy'; choose one of exact, perceptual, semantic, mixed"
+    assert response.json()["error"] == ("unknown kind 'fuzzy'; choose one of exact, perceptual, verified, semantic, "
+                                        "mixed")
+
+
+def test_the_evidence_filter_knows_every_kind_verified_included(client, review_library):
+    # issue 21/23: `overview(kind="verified")` raised "unknown kind", so ORB-only groups could not be isolated
+    lib, ids = review_library, review_library["ids"]
+    [gid] = regroup(lib["catalog"], [("verified", ids["b.jpg"], [(ids["b.jpg"], "keeper", 1.0),
+                                                                 (ids["b_q70.jpg"], "verified", 0.9)])])
+    data = client.get("/api/overview", params={"kind": "verified"}).json()
+    assert [g["id"] for g in data["groups"]] == [gid]
+    assert data["totals"]["kinds"] == {"exact": 0, "perceptual": 0, "verified": 1, "semantic": 0, "mixed": 0}
 
 
 def test_group_view_shows_each_member_with_its_metadata(client, review_library):
@@ -227,6 +239,74 @@ def test_accept_suggested_keepers_plans_then_marks_only_undecided_groups(client,
     decided = {m["path"]: m["decision"] for m in client.get(f"/api/groups/{groups['A']}").json()["members"]}
     assert decided == {lib["paths"]["2019/a.jpg"]: "keep"} | {lib["paths"][n]: "trash" for n in trash}
     assert client.get(f"/api/groups/{groups['B']}").json()["state"] == "partial"  # left alone
+
+
+def test_accept_can_be_taken_back_where_nobody_decided_since(client, review_library):
+    lib = review_library
+    ids, groups = lib["ids"], lib["groups"]
+    client.post("/api/accept", json={"group_ids": [groups["A"], groups["B"]], "dry_run": False})
+    client.post(f"/api/groups/{groups['B']}/keep", json={"file_id": ids["b_q70.jpg"]})  # decided otherwise since
+    undone = client.post("/api/accept/undo", json={"group_ids": [groups["A"], groups["B"]]}).json()
+    assert undone == {"groups": [groups["A"]], "skipped": [groups["B"]]}
+    assert client.get(f"/api/groups/{groups['A']}").json()["state"] == "open"
+    kept = {m["path"]: m["decision"] for m in client.get(f"/api/groups/{groups['B']}").json()["members"]}
+    assert kept == {lib["paths"]["b.jpg"]: "trash", lib["paths"]["b_q70.jpg"]: "keep"}
+    assert client.get("/api/overview").json()["totals"]["marked_trash"] == os.path.getsize(lib["paths"]["b.jpg"])
+
+
+def test_marked_for_trash_counts_the_raw_jpeg_companions_as_apply_moves_them(tiny_library, tmp_path):
+    # the header said 902.8 MB and apply moved 923.1 MB: a trashed RAW's JPEG half was not counted
+    from photodedup.apply import apply
+    from photodedup.group import group
+    from photodedup.groups import load_groups
+
+    catalog = tmp_path / "catalog.sqlite"
+    scan([tiny_library["root"]], catalog=catalog, workers=1)
+    group(catalog)
+    target, pair = next((g, m) for g in load_groups(catalog) for m in g.members if m.companions)
+    other = next(m for m in target.members if m is not pair)
+    app = create_app(catalog, token=TOKEN, trash_dir=tmp_path / "trash", allowed_hosts={"testserver"})
+    with TestClient(app, base_url="http://testserver", headers={TOKEN_HEADER: TOKEN}) as browser:
+        detail = browser.post(f"/api/groups/{target.id}/keep", json={"file_id": other.file_id}).json()
+        assert {m["file_id"]: m["decision"] for m in detail["members"]}[pair.file_id] == "trash"
+        marked = browser.get("/api/overview").json()["totals"]["marked_trash"]
+    plan = apply(catalog, trash_dir=tmp_path / "trash", dry_run=True)
+    assert marked == plan.bytes_moved == sum(os.path.getsize(m.path) for m in target.members if m is not other
+                                             for m in m.files)
+
+
+def test_compare_shows_where_the_pixels_differ_in_a_map_and_in_words(tmp_path):
+    from photodedup.sample_library import stamp_logo
+
+    root = tmp_path / "photos"
+    photo = Image.open(write_photo(root / "photo.jpg", size=(640, 480), pattern=1)).convert("RGB")
+    stamp_logo(photo).save(root / "photo_logo.jpg", quality=95)
+    photo.save(root / "photo_q60.jpg", quality=60)
+    catalog = tmp_path / "catalog.sqlite"
+    scan([root], catalog=catalog, workers=1)
+    with Catalog(catalog) as cat:
+        ids = {Path(r["path"]).name: r["id"] for r in cat.files()}
+    [gid] = regroup(catalog, [("perceptual", ids["photo.jpg"], [(ids[n], "perceptual", 0.9) for n in sorted(ids)])])
+    app = create_app(catalog, token=TOKEN, allowed_hosts={"testserver"})
+    with TestClient(app, base_url="http://testserver", headers={TOKEN_HEADER: TOKEN}) as browser:
+        def compare(b):
+            return browser.get(f"/api/groups/{gid}/compare", params={"a": ids["photo.jpg"], "b": ids[b]}).json()
+
+        logo = compare("photo_logo.jpg")["pixels"]
+        assert logo["words"] == "differs in one region, 3% of the picture"
+        [(x0, y0, x1, y1)] = logo["regions"]
+        assert x0 > 0.5 and y0 > 0.7 and x1 > 0.9 and y1 > 0.9  # the logo's lower right corner
+        assert compare("photo_q60.jpg")["pixels"] == {
+            "share": 0.0, "regions": [], "words": "no visible difference (resampling or compression noise only)"}
+        response = browser.get(f"/api/groups/{gid}/difference.png", params={"a": ids["photo.jpg"],
+                                                                            "b": ids["photo_logo.jpg"]})
+        assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+        heat = np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"), dtype=np.int16)
+        red = (heat[..., 0] - heat[..., 1]) > 60
+        h, w = red.shape
+        assert red[int(h * 0.75):, int(w * 0.6):].sum() > 0.9 * red.sum() > 0  # red only where the logo is
+        assert browser.get(f"/api/groups/{gid}/difference.png", params={"a": ids["photo.jpg"], "b": 10**6}
+                           ).status_code == 400
 
 
 def test_compare_names_the_differences(client, review_library):

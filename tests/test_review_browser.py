@@ -111,14 +111,12 @@ def test_review_keep_trash_not_duplicates_apply_and_undo_in_a_browser(review_ser
     page.keyboard.press("Escape")
     expect(page.locator("#viewer")).to_be_hidden()
 
-    page.keyboard.press("Enter")  # keep the focused photo (the suggested keeper), trash the rest
-    expect(page.locator(".member.trash")).to_have_count(len(first.members) - 1)
-    expect(page.locator(".member.keep")).to_have_count(1)
-    expect(page.locator("#progress-text")).to_have_text(f"1 / {len(groups)} groups reviewed")
-    page.screenshot(path=str(ARTIFACTS / "review-group-decided.png"), full_page=True)
-
-    page.keyboard.press("n")
+    page.keyboard.press("Enter")  # keep the focused photo (the suggested keeper), trash the rest, move on
     expect(page.locator("#group-title")).to_contain_text(f"· 2 of {len(groups)}")
+    expect(page.locator("#toast")).to_contain_text(f"Group {first.id}: keeping {Path(keeper.path).name}")
+    expect(page.locator("#progress-text")).to_have_text(f"1 / {len(groups)} groups reviewed")
+    decided = {m["file_id"]: m["decision"] for m in _detail(page, first.id)["members"]}
+    assert decided == {m.file_id: "keep" if m.file_id == first.keeper else "trash" for m in first.members}
     page.keyboard.press("d")  # not duplicates: the page moves on to the next undecided group
     expect(page.locator("#toast")).to_contain_text("Marked not duplicates")
     expect(page.locator("#progress-text")).to_have_text(f"2 / {len(groups)} groups reviewed")
@@ -252,6 +250,10 @@ def test_keyboard_focus_take_out_and_compare_in_a_group_of_twelve(big_group_serv
     scales = page.evaluate("['compare-a', 'compare-b'].map(id => { const i = document.getElementById(id); "
                            "return i.getBoundingClientRect().width / i.naturalWidth; })")
     assert scales[0] == pytest.approx(scales[1], rel=0.01)
+    expect(page.locator("#difference-words")).to_have_text(re.compile(  # where the pixels differ, in words
+        r"^pixels: (no visible difference|differs (in one region|in \d+ regions|almost everywhere), \S+ of the "
+        r"picture)"))
+    wait_until(page, "document.getElementById('difference-map').naturalWidth > 0")
     differences = page.locator("#differences li").all_text_contents()
     assert any(d.startswith("resolution: ") or d.startswith("format: ") or d.startswith("grayscale: ")
                for d in differences), differences
@@ -330,4 +332,66 @@ def test_a_raw_jpeg_pair_is_one_card_with_both_files_and_the_raw_preview(review_
     ARTIFACTS.mkdir(exist_ok=True)
     page.keyboard.press("Escape")
     page.screenshot(path=str(ARTIFACTS / "review-raw-pair.png"), full_page=True)
+    assert page.problems == []
+
+
+def test_enter_decides_each_group_and_moves_on_one_key_a_group(review_server, page):
+    # issue 21: Enter then n, about 600 keys for 300 groups; now one key a group
+    from playwright.sync_api import expect
+
+    groups, _, url = review_server
+    page.goto(url)
+    expect(page.locator(".group-card")).to_have_count(len(groups))
+    order = [int(card.get_attribute("data-group")) for card in page.locator(".group-card").all()]
+    page.locator(".group-card").first.click()
+    for n in range(len(groups)):
+        expect(page.locator("#progress-text")).to_have_text(f"{n} / {len(groups)} groups reviewed")
+        page.keyboard.press("Enter")
+    expect(page.locator("#progress-text")).to_have_text(f"{len(groups)} / {len(groups)} groups reviewed")
+    expect(page.locator("#toast")).to_contain_text("every group has a decision")
+    for group_id in order:
+        decided = {m["file_id"]: m["decision"] for m in _detail(page, group_id)["members"]}
+        assert decided == {m.file_id: "keep" if m.file_id == groups[group_id].keeper else "trash"
+                           for m in groups[group_id].members}
+    assert page.problems == []
+
+
+def test_a_toast_does_not_outlive_its_group_and_the_keep_tooltips_name_their_keys(review_server, page):
+    from playwright.sync_api import expect
+
+    groups, _, url = review_server
+    page.goto(url)
+    expect(page.locator(".group-card")).to_have_count(len(groups))
+    page.locator(".group-card").first.click()
+    expect(page.locator("#keep-selected")).to_have_attribute("title", re.compile(r"^Enter: keep the focused photo"))
+    expect(page.locator(".member .keep-btn").first).to_have_attribute("title", re.compile(r"^Space: toggle keep"))
+    expect(page.locator(".member .trash-btn").first).to_have_attribute("title", re.compile(r"^t: toggle trash"))
+    page.keyboard.press("j")
+    page.keyboard.press("x")  # take the second photo out: a toast about this group
+    expect(page.locator("#toast")).to_contain_text("Taken out of this group")
+    page.keyboard.press("n")
+    expect(page.locator("#group-title")).to_contain_text(f"· 2 of {len(groups)}")
+    expect(page.locator("#toast")).to_be_hidden()  # gone with its group, not standing over the next one
+    assert page.problems == []
+
+
+def test_the_filter_lists_every_kind_and_a_bulk_accept_can_be_undone_on_the_page(review_server, page):
+    from playwright.sync_api import expect
+
+    groups, _, url = review_server
+    page.goto(url)
+    expect(page.locator(".group-card")).to_have_count(len(groups))
+    values = page.locator("#kind-filter option").evaluate_all("options => options.map(o => o.value)")
+    assert values == ["", "exact", "perceptual", "verified", "semantic", "mixed"]
+    expect(page.locator("#undo-accept")).to_be_hidden()
+    page.keyboard.press("a")
+    page.locator("#dialog-ok").click()
+    expect(page.locator("#toast")).to_contain_text(f"in {len(groups)} groups")
+    assert {_detail(page, g)["state"] for g in groups} == {"reviewed"}
+    expect(page.locator("#undo-accept")).to_have_text(f"Undo accept ({len(groups)} groups)")
+    page.locator("#undo-accept").click()
+    expect(page.locator("#toast")).to_contain_text(f"Took back the suggested keepers of {len(groups)} groups")
+    expect(page.locator("#undo-accept")).to_be_hidden()
+    assert {_detail(page, g)["state"] for g in groups} == {"open"}
+    expect(page.locator("#progress-text")).to_have_text(f"0 / {len(groups)} groups reviewed")
     assert page.problems == []

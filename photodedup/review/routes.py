@@ -5,14 +5,17 @@ apply, undo). What they share (the catalog, the trash folder, the token) is ``Re
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from PIL import Image
 
 from photodedup import apply as apply_mod
-from photodedup import formats
+from photodedup import difference, formats
 from photodedup import groups as decisions
 from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError
@@ -77,8 +80,7 @@ def labels(root: str | None = Query(None), state: ReviewState = Depends(review_s
     return JSONResponse(data, headers={"Content-Disposition": 'attachment; filename="labels.json"'})
 
 
-@read_router.get("/files/{file_id}/thumb")
-def thumb(file_id: int, state: ReviewState = Depends(review_state)) -> Response:
+def _thumb_bytes(state: ReviewState, file_id: int) -> bytes:
     with state.open_catalog() as cat:
         row = cat.file(file_id)
         data = cat.thumb(file_id) if row is not None else None
@@ -86,9 +88,13 @@ def thumb(file_id: int, state: ReviewState = Depends(review_state)) -> Response:
         raise HTTPException(404, "no such file in the catalog")
     if data is None and row["status"] != "ok":  # never read a file the scan refused (a 6 GB one)
         raise HTTPException(404, f"{display(row['path'])} is not available ({row['status']})")
-    if data is None:
-        data = files.render(row, files.scanned_bytes(row), longest=_THUMB)
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+    return data if data is not None else files.render(row, files.scanned_bytes(row), longest=_THUMB)
+
+
+@read_router.get("/files/{file_id}/thumb")
+def thumb(file_id: int, state: ReviewState = Depends(review_state)) -> Response:
+    return Response(_thumb_bytes(state, file_id), media_type="image/jpeg",
+                    headers={"Cache-Control": "private, max-age=3600"})
 
 
 @read_router.get("/files/{file_id}/image")
@@ -106,15 +112,44 @@ def image(file_id: int, state: ReviewState = Depends(review_state)) -> Response:
     return Response(files.render(row, data), media_type="image/jpeg")
 
 
-@read_router.get("/api/groups/{group_id}/compare")
-def compare(group_id: int, a: int, b: int, state: ReviewState = Depends(review_state)) -> dict:
+# -- compare: what differs, in the catalog's words and in the pixels -------------------------------
+def _pair(state: ReviewState, group_id: int, a: int, b: int):
     with state.open_catalog() as cat:
         group = decisions.find_group(cat, group_id)
     members = {m.file_id: m for m in group.members + group.removed}
     if a not in members or b not in members:
         raise BadInputError(f"files {a} and {b} are not both in group {group_id}")
-    return {"a": members[a].as_dict(), "b": members[b].as_dict(),
-            "differences": decisions.differences(members[a], members[b])}
+    return members[a], members[b]
+
+
+def _pixels(state: ReviewState, a: int, b: int):
+    """The pair's difference map, over the thumbnails."""
+    images = [Image.open(io.BytesIO(_thumb_bytes(state, i))).convert("RGB") for i in (a, b)]
+    return images[0], difference.difference_map(*images)
+
+
+@read_router.get("/api/groups/{group_id}/compare")
+def compare(group_id: int, a: int, b: int, state: ReviewState = Depends(review_state)) -> dict:
+    first, second = _pair(state, group_id, a, b)
+    return {"a": first.as_dict(), "b": second.as_dict(), "differences": decisions.differences(first, second),
+            "pixels": _pixels(state, a, b)[1].as_dict()}
+
+
+@read_router.get("/api/groups/{group_id}/difference.png")
+def difference_image(group_id: int, a: int, b: int, state: ReviewState = Depends(review_state)) -> Response:
+    """Where the pair differs: the first picture in grey, what differs beyond the noise in red."""
+    _pair(state, group_id, a, b)
+    image, found = _pixels(state, a, b)
+    return Response(_heat_png(image, found), media_type="image/png")
+
+
+def _heat_png(image: Image.Image, found) -> bytes:
+    grey = np.asarray(image.convert("L").resize(found.heat.shape[::-1]), dtype=np.float32) * 0.6
+    heat = found.heat.astype(np.float32) * found.mask  # only what differs beyond the pair's noise
+    rgb = np.stack([np.maximum(grey, heat), grey * (1 - heat / 255), grey * (1 - heat / 255)], axis=2)
+    buffer = io.BytesIO()
+    Image.fromarray(rgb.clip(0, 255).astype(np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 # -- deciding and acting (token header required) ---------------------------------------------------
@@ -150,6 +185,12 @@ def accept(group_ids: list[int] = Body(...), dry_run: bool = Body(True),
            state: ReviewState = Depends(review_state)) -> dict:
     with state.open_catalog() as cat:
         return decisions.accept_suggestions(cat, group_ids, dry_run=dry_run)
+
+
+@decide_router.post("/api/accept/undo")
+def undo_accept(group_ids: list[int] = Body(..., embed=True), state: ReviewState = Depends(review_state)) -> dict:
+    with state.open_catalog() as cat:
+        return decisions.undo_accept(cat, group_ids)
 
 
 @decide_router.post("/api/groups/{group_id}/reset")

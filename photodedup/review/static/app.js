@@ -4,7 +4,8 @@
 
 const TOKEN = document.querySelector('meta[name="photodedup-token"]').content;
 const $ = (id) => document.getElementById(id);
-const state = { order: [], summaries: new Map(), totals: null, group: null, selected: 0, kind: "", sort: "size" };
+const state = { order: [], summaries: new Map(), totals: null, group: null, selected: 0, kind: "", sort: "size",
+                lastAccept: [] };
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -41,13 +42,41 @@ function human(bytes) {
   return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
+// Two sizes with enough digits to tell them apart ("4.31 MB" and "4.34 MB", not "4.3 MB" twice).
+function humanPair(a, b) {
+  for (let digits = 1; digits <= 6; digits++) {
+    const [x, y] = [a, b].map((v) => humanDigits(v, digits));
+    if (x !== y || a === b) return [x, y];
+  }
+  return [`${a} B`, `${b} B`];
+}
+
+function humanDigits(bytes, digits) {
+  if (bytes === null || bytes === undefined) return "?";
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = bytes, unit = 0;
+  while (value >= 1000 && unit < units.length - 1) { value /= 1000; unit++; }
+  return unit === 0 ? `${value} B` : `${value.toFixed(digits)} ${units[unit]}`;
+}
+
+// A toast belongs to the view it was shown on (a group, or the overview): showing another view hides it,
+// so a message about one group never stands over the next one.
 function toast(message, isError = false) {
   const box = $("toast");
   box.textContent = message;
   box.className = isError ? "toast error" : "toast";
   box.hidden = false;
+  box.dataset.view = currentView();
   clearTimeout(toast.timer);
   toast.timer = setTimeout(() => { box.hidden = true; }, isError ? 6000 : 3000);
+}
+
+function currentView() {
+  return state.group && !$("group-view").hidden ? `group ${state.group.id}` : "overview";
+}
+
+function leaveView() {
+  if ($("toast").dataset.view !== currentView()) $("toast").hidden = true;
 }
 
 async function guarded(action) {
@@ -77,7 +106,17 @@ async function loadOverview(reorder = false) {
   state.summaries = new Map(data.groups.map((g) => [g.id, g]));
   state.totals = data.totals;
   renderTotals();
+  renderKinds();
   return data;
+}
+
+// The evidence filter lists every kind the server knows (with how many groups have it as their kind).
+function renderKinds() {
+  const select = $("kind-filter");
+  const kinds = Object.entries(state.totals.kinds || {});
+  select.replaceChildren(el("option", { value: "" }, "all"),
+    ...kinds.map(([kind, count]) => el("option", { value: kind }, `${kind} (${count})`)));
+  select.value = state.kind;
 }
 
 function renderTotals() {
@@ -100,7 +139,10 @@ async function showOverview() {
   const open = data.groups.filter((g) => g.state === "open").length;
   $("accept-button").disabled = open === 0;
   $("accept-button").textContent = `Accept suggested keepers (${open} undecided groups shown)…`;
+  $("undo-accept").hidden = state.lastAccept.length === 0;
+  $("undo-accept").textContent = `Undo accept (${state.lastAccept.length} groups)`;
   document.title = "photodedup review";
+  leaveView();
 }
 
 function groupCard(g) {
@@ -132,8 +174,19 @@ const acceptShown = () => run(async () => {
   ], "Mark them");
   if (!ok) return;
   const done = await api("POST", "/api/accept", { group_ids: ids, dry_run: false });
-  toast(`Marked ${done.files} files trash in ${done.groups.length} groups`);
+  state.lastAccept = done.groups;
   await showOverview();
+  toast(`Marked ${done.files} files trash in ${done.groups.length} groups (Undo accept takes it back)`);
+});
+
+// Take back the last bulk accept: the groups still exactly as it left them go back to undecided.
+const undoAccept = () => run(async () => {
+  if (!state.lastAccept.length) return;
+  const done = await api("POST", "/api/accept/undo", { group_ids: state.lastAccept });
+  state.lastAccept = [];
+  await showOverview();
+  const kept = done.skipped.length ? `; ${done.skipped.length} decided since, left as they are` : "";
+  toast(`Took back the suggested keepers of ${done.groups.length} groups${kept}`);
 });
 
 // -- one group ----------------------------------------------------------------------------------
@@ -148,6 +201,7 @@ async function showGroup(id) {
   $("overview-view").hidden = true;
   $("group-view").hidden = false;
   renderGroup();
+  leaveView();
 }
 
 function renderGroup() {
@@ -209,9 +263,9 @@ function memberCard(m, index, best) {
       ...m.companions.map((c) => row("pair", el("span", { class: "path" }, c.path)))),
     el("div", { class: "buttons" },
       button("Keep", `keep-btn ${m.decision === "keep" ? "on" : ""}`, () => run(() => decide(m.file_id, m.decision === "keep" ? null : "keep")),
-             { disabled: m.in_trash || dismissed }),
+             { disabled: m.in_trash || dismissed, title: "Space: toggle keep on the focused photo" }),
       button("Trash", `trash-btn ${m.decision === "trash" ? "on" : ""}`, () => run(() => decide(m.file_id, m.decision === "trash" ? null : "trash")),
-             { disabled: m.in_trash || m.reference || dismissed }),
+             { disabled: m.in_trash || m.reference || dismissed, title: "t: toggle trash on the focused photo" }),
       button("Compare", "small compare-btn", () => run(() => openCompare(index)), { title: "c" }),
       button("Not a duplicate", "small out-btn", () => run(() => takeOut(m.file_id, true)),
              { title: "x: take this photo out of the group", disabled: m.in_trash })));
@@ -242,10 +296,14 @@ async function afterChange(group) {
 const decide = async (fileId, action) =>
   afterChange(await api("POST", `/api/groups/${state.group.id}/decision`, { file_id: fileId, action }));
 
+// Enter: keep the focused photo, trash the rest, and go on to the next group that waits for a decision
+// (one key a group); the confirmation names the group it was about.
 async function keepSelected() {
   const m = state.group.members[state.selected];
-  await afterChange(await api("POST", `/api/groups/${state.group.id}/keep`, { file_id: m.file_id }));
-  toast(`Keeping ${m.path.split("/").pop()}, the rest marked trash`);
+  const id = state.group.id;
+  await afterChange(await api("POST", `/api/groups/${id}/keep`, { file_id: m.file_id }));
+  const moved = await nextUndecided();
+  toast(`Group ${id}: keeping ${m.path.split("/").pop()}, the rest marked trash${moved ? "" : "; every group has a decision"}`);
 }
 
 async function takeOut(fileId, value) {
@@ -255,18 +313,21 @@ async function takeOut(fileId, value) {
 
 async function notDuplicates() {
   const value = state.group.state !== "dismissed";
-  await afterChange(await api("POST", `/api/groups/${state.group.id}/not-duplicates`, { value }));
-  toast(value ? "Marked not duplicates (remembered by content)" : "No longer marked not duplicates");
-  if (value) await nextUndecided();
+  const id = state.group.id;
+  await afterChange(await api("POST", `/api/groups/${id}/not-duplicates`, { value }));
+  const moved = value && await nextUndecided();
+  toast(value ? `Marked not duplicates: group ${id} (remembered by content)${moved ? "" : "; every group has a decision"}`
+    : "No longer marked not duplicates");
 }
 
-// The first group after this one (then from the start) that still waits for a decision.
+// Go to the first group after this one (then from the start) that still waits for a decision; false if none.
 async function nextUndecided() {
   const position = state.order.indexOf(state.group.id);
   const rest = [...state.order.slice(position + 1), ...state.order.slice(0, Math.max(position, 0))];
   const next = rest.find((id) => ["open", "partial"].includes((state.summaries.get(id) || {}).state));
-  if (next === undefined) { toast("Every group has a decision"); return; }
+  if (next === undefined) return false;
   await go(next);
+  return true;
 }
 
 const resetGroup = async () => afterChange(await api("POST", `/api/groups/${state.group.id}/reset`));
@@ -310,11 +371,14 @@ async function openCompare(index) {
   const other = g.members.find((m) => m.keeper && m.file_id !== b.file_id) || g.members.find((m) => m.file_id !== b.file_id);
   if (!other) return;
   const data = await api("GET", `/api/groups/${g.id}/compare?a=${other.file_id}&b=${b.file_id}`);
+  $("difference-words").textContent = `pixels: ${data.pixels.words}`;
+  $("difference-map").src = `/api/groups/${g.id}/difference.png?a=${other.file_id}&b=${b.file_id}`;
   $("differences").replaceChildren(...(data.differences.length ? data.differences : ["no difference the tool knows of"])
     .map((d) => el("li", {}, d)));
-  const caption = (m) => `${m.keeper ? "★ keeper · " : ""}${m.path} · ${m.width} × ${m.height} · ${m.format || "?"} · ${human(m.size)}`;
-  $("caption-a").textContent = caption(data.a);
-  $("caption-b").textContent = caption(data.b);
+  const sizes = humanPair(data.a.size, data.b.size);
+  const caption = (m, size) => `${m.keeper ? "★ keeper · " : ""}${m.path} · ${m.width} × ${m.height} · ${m.format || "?"} · ${size}`;
+  $("caption-a").textContent = caption(data.a, sizes[0]);
+  $("caption-b").textContent = caption(data.b, sizes[1]);
   $("compare").hidden = false;
   const loaded = (img, src) => new Promise((resolve) => {
     img.onload = img.onerror = () => resolve();
@@ -344,7 +408,7 @@ function zoom(factor) {
 
 function closeCompare() {
   $("compare").hidden = true;
-  for (const img of [$("compare-a"), $("compare-b")]) img.removeAttribute("src");
+  for (const img of [$("compare-a"), $("compare-b"), $("difference-map")]) img.removeAttribute("src");
 }
 
 for (const [from, to] of [["pane-a", "pane-b"], ["pane-b", "pane-a"]]) {
@@ -484,6 +548,7 @@ $("reset-group").addEventListener("click", () => run(resetGroup));
 $("apply-button").addEventListener("click", applyMarked);
 $("undo-button").addEventListener("click", undoLast);
 $("accept-button").addEventListener("click", acceptShown);
+$("undo-accept").addEventListener("click", undoAccept);
 $("compare-close").addEventListener("click", closeCompare);
 $("zoom-in").addEventListener("click", () => zoom(1.25));
 $("zoom-out").addEventListener("click", () => zoom(0.8));
