@@ -212,7 +212,7 @@ def test_solid_frames_are_not_called_grayscale_copies_or_added_borders(tmp_path)
     Image.new("RGB", (320, 240), (255, 255, 255)).save(grey / "white.jpg")
     Image.new("RGB", (64, 48), (0, 0, 0)).save(grey / "black.jpg")
     assert _notes(coloured, tmp_path / "c1.sqlite") == {
-        "red.jpg": "", "black.png": "an export (PNG); the group has the camera format JPEG",
+        "red.jpg": "", "black.png": "lower resolution (64x48 against 320x240)",
         "white.jpg": "lower resolution (64x48 against 320x240)"}
     assert _notes(grey, tmp_path / "c2.sqlite") == {
         "white.jpg": "", "black.jpg": "lower resolution (64x48 against 320x240)"}
