@@ -786,8 +786,8 @@ def _recover_one(journal: Journal, cat: Catalog, entry: dict) -> int:
     if entry["op"] == "restore":
         src, dst = dst, src
     src_p, dst_p = Path(src), Path(dst)
-    if entry.get("temp"):
-        _remove_ours(Path(entry["temp"]), entry.get("temp_id"))
+    if entry.get("temp") and _remove_ours(Path(entry["temp"]), entry.get("temp_id")):
+        cat.mark_missing([entry["temp"]], reason="photodedup's temporary copy (a move that was interrupted); removed")
     src_id = entry.get("src_id")
     ours = [i[:2] for i in (src_id, entry.get("temp_id")) if i]
     dst_st = _lstat(dst_p)
