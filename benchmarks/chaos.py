@@ -56,6 +56,12 @@ def md5(path: Path | str) -> str | None:
         return None
 
 
+def journal_entries(trash: Path) -> list[dict]:
+    journal = trash / "journal.jsonl"
+    lines = journal.read_text().splitlines() if journal.exists() else []
+    return [json.loads(line) for line in lines if line.startswith("{") and line.endswith("}")]
+
+
 class Library:
     """The files of one round: ``versions[path]`` lists each name's contents (md5), the latest last."""
 
@@ -242,9 +248,8 @@ class Chaos:
             if "nothing to undo" not in str(error):
                 self.problem(number, f"the final undo failed: {error}")
         self.check(number, lib, trash, db, final=True)
-        if (journal := trash / "journal.jsonl").exists():
-            for line in journal.read_text().splitlines():
-                entry = json.loads(line) if line.startswith("{") and line.endswith("}") else {}
+        if trash.exists():
+            for entry in journal_entries(trash):
                 if entry.get("state") in ("done", "aborted"):
                     key = f"{entry['op']}_{entry.get('method', 'aborted')}"
                     self.stats["moves"][key] = self.stats["moves"].get(key, 0) + 1
@@ -252,8 +257,12 @@ class Chaos:
         if trash and self.mount and trash.is_relative_to(self.mount):
             shutil.rmtree(trash, ignore_errors=True)
 
-    def problem(self, number: int, text: str) -> None:
-        self.problems.append({"round": number, "problem": text})
+    def problem(self, number: int, text: str, path: str | None = None, trash: Path | None = None) -> None:
+        found = {"round": number, "problem": text}
+        if path and trash and (trash / "journal.jsonl").exists():  # what the journal says of that name
+            found["journal"] = [" ".join(str(e.get(k, "")) for k in ("op", "apply", "state", "method", "reason"))
+                                for e in journal_entries(trash) if e.get("original") == path]
+        self.problems.append(found)
 
     def check(self, number: int, lib: Library, trash: Path, db: Path, *, final: bool) -> None:
         """Every name's latest content exactly once (library or trash), older ones at most once, no
@@ -282,7 +291,7 @@ class Chaos:
         for path, versions in lib.versions.items():
             here = found.get(path, [])
             if here.count(versions[-1]) != 1:
-                self.problem(number, f"{path}: its content is found {here.count(versions[-1])} times")
+                self.problem(number, f"{path}: its content is found {here.count(versions[-1])} times", path, trash)
             for older in versions[:-1]:
                 if here.count(older) > 1:
                     self.problem(number, f"{path}: an older content is found {here.count(older)} times")
@@ -293,7 +302,7 @@ class Chaos:
         with Catalog(db) as cat:
             for row in cat.files("ok"):
                 if not os.path.lexists(row["path"]) and "/.editor-" not in row["path"]:  # (an editor's save)
-                    self.problem(number, f"the catalog calls {row['path']} ok, and it is gone")
+                    self.problem(number, f"the catalog calls {row['path']} ok, and it is gone", row["path"], trash)
 
 
 def tmpfs(work: Path) -> Path | None:

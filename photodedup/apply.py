@@ -589,14 +589,18 @@ def _lstat(path: Path) -> os.stat_result | None:
         return None
 
 
-def _remove_ours(path: Path, ident: Sequence[int] | None) -> bool:
+def _remove_ours(path: Path, ident: Sequence[int] | None, *, also: os.stat_result | None = None) -> bool:
     """Unlink ``path`` only if it is the file this run made: a regular file with the recorded device and
     inode. With none recorded, only an empty one (nothing is written to a temporary file before its
-    identity is journaled). Returns whether it was removed."""
+    identity is journaled). ``also``: another file (the source, still in place) whose other name
+    ``path`` may be, which removing loses nothing. Returns whether it was removed."""
     st = _lstat(path)
     if st is None or not stat.S_ISREG(st.st_mode):
         return False
-    if ident is not None and [st.st_dev, st.st_ino] != list(ident[:2]) or ident is None and st.st_size:
+    here = [st.st_dev, st.st_ino]
+    if also is not None and here == [also.st_dev, also.st_ino]:
+        pass
+    elif ident is not None and here != list(ident[:2]) or ident is None and st.st_size:
         return False
     os.unlink(path)
     return True
@@ -734,7 +738,7 @@ def _remove_source(src: Path, dst: Path, md5: str, before: os.stat_result, *, ou
             _fsync_dir(src.parent)
             return
     try:
-        if not _remove_ours(dst, ours):
+        if not _remove_ours(dst, ours, also=_lstat(src)):  # (a link made after an editor's save: its new file)
             raise OSError(errno.EEXIST, "it is no longer the copy this move made")
         _fsync_dir(dst.parent)
     except OSError as undo_error:
@@ -810,8 +814,8 @@ def _recover_one(journal: Journal, cat: Catalog, entry: dict) -> int:
     if entry["op"] == "restore":
         src, dst = dst, src
     src_p, dst_p = Path(src), Path(dst)
-    if entry.get("temp"):
-        _remove_ours(Path(entry["temp"]), entry.get("temp_id"))
+    if entry.get("temp") and _remove_ours(Path(entry["temp"]), entry.get("temp_id")):
+        cat.mark_missing([entry["temp"]], reason="photodedup's temporary copy (a move that was interrupted); removed")
     src_id = entry.get("src_id")
     ours = [i[:2] for i in (src_id, entry.get("temp_id")) if i]
     dst_st = _lstat(dst_p)
@@ -834,7 +838,9 @@ def _recover_one(journal: Journal, cat: Catalog, entry: dict) -> int:
             _after_restore(cat, entry, journal.path.parent)
         return 1
     if src_st is not None:
-        if dst_ours and src_id:  # the source is still there (perhaps edited): take our copy back out
+        # the source is still there (perhaps edited): take our copy back out, or a link to the source itself
+        if src_id and dst_st is not None and (dst_ours or (dst_st.st_dev, dst_st.st_ino) == (src_st.st_dev,
+                                                                                             src_st.st_ino)):
             _remove_ours(dst_p, [dst_st.st_dev, dst_st.st_ino])
             _fsync_dir(dst_p.parent)
         journal.append(state="aborted", reason="stopped before the file moved", **common)

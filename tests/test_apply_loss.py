@@ -104,7 +104,8 @@ def test_finishing_an_interrupted_undo_never_removes_a_user_file(tmp_path, where
 
 
 # -- 2. a file edited while apply moves it keeps the edit ---------------------------------------------------
-@pytest.mark.parametrize("stage,mode", [("linked", "rename"), ("linked", "inplace"), ("copied", "inplace")])
+@pytest.mark.parametrize("stage,mode", [("begun", "rename"), ("linked", "rename"), ("linked", "inplace"),
+                                        ("copied", "inplace")])
 def test_a_file_edited_while_apply_moves_it_keeps_the_edit(tmp_path, where, stage, mode):
     kind, _ = where
     if stage == "copied" and kind == "same":
@@ -307,3 +308,15 @@ def test_on_a_filesystem_without_hard_links_the_copy_never_replaces_a_file_that_
     with pytest.raises(engine.SafetyError, match="appeared during the copy; not overwritten"):
         engine._put_in_place(temp, dst, list(os.stat(temp))[:2])
     assert dst.read_bytes() == b"someone else's photo" and temp.read_bytes() == b"our copy"
+
+
+def test_a_temporary_copy_that_a_scan_recorded_is_not_ok_once_recovery_removes_it(tmp_path, tmpfs):
+    lib = pair_library(tmp_path)
+    lib["trash"] = tmpfs("16m") / "trash"
+    assert cli("apply", lib).returncode == 0
+    assert cli("undo", lib, env={"PHOTODEDUP_TEST_APPLY_KILL": "copied:1"}).returncode == -9
+    (temp,) = [p for p in lib["copy"].parent.iterdir() if p.name.endswith(".pdpart")]
+    assert run_cli("scan", str(lib["root"]), "--catalog", str(lib["catalog"]), "--workers", "1").returncode == 0
+    assert status(lib, temp) == "ok"  # a scan between the kill and the recovery takes it for a photo
+    assert cli("undo", lib).returncode == 0
+    assert not temp.exists() and status(lib, temp) == "missing"
