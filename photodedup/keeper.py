@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from photodedup.capture_time import sort_key
 from photodedup.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -246,7 +247,7 @@ def _exif_words(m: Member) -> str:
 def _later(m: Member, winner: Member) -> str:
     if winner.taken_at and not m.taken_at:
         return "no capture time"
-    if m.taken_at and winner.taken_at and m.taken_at != winner.taken_at:
+    if m.taken_at and winner.taken_at and sort_key(m.taken_at) != sort_key(winner.taken_at):
         return f"captured later (taken {m.taken_at})"
     return "modified later"
 
@@ -272,9 +273,10 @@ RULE_BY_NAME = {rule.name: rule for rule in [
          lambda w, _: f"largest file of its format and resolution ({human_size(w.size or 0)})",
          lambda m, w: f"a smaller file of the same format and resolution ({human_size(m.size or 0)} against "
                       f"{human_size(w.size or 0)})"),
-    Rule("oldest", lower(lambda m: (m.taken_at is None, m.taken_at or "", m.mtime_ns or 0)),
+    Rule("oldest", lower(lambda m: (sort_key(m.taken_at), m.mtime_ns or 0)),
          lambda w, dropped: f"oldest capture (taken {w.taken_at})"
-         if w.taken_at and any(m.taken_at != w.taken_at for m in dropped) else "oldest file (modified first)", _later),
+         if w.taken_at and any(sort_key(m.taken_at) != sort_key(w.taken_at) for m in dropped)
+         else "oldest file (modified first)", _later),
 ]}
 
 

@@ -24,10 +24,10 @@ import warnings
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 
 from PIL import Image, UnidentifiedImageError
 
+from photodedup import capture_time
 from photodedup.preprocess import DEFAULT_MAX_PIXELS, draft_for_shortest_side, open_checked
 
 RAW_EXTENSIONS = frozenset({
@@ -208,7 +208,8 @@ def raw_exif(data: bytes, fmt: str, preview_jpeg: bytes | None = None) -> Image.
 
 
 def _exif_time(exif: Image.Exif):
-    return exif.get_ifd(0x8769).get(0x9003) or exif.get_ifd(0x8769).get(0x9004) or exif.get(0x0132)
+    """EXIF DateTimeOriginal or CreateDate (never IFD 0's DateTime: that is the last edit)."""
+    return exif.get_ifd(0x8769).get(0x9003) or exif.get_ifd(0x8769).get(0x9004)
 
 
 def _tiff_bytes(data: bytes, fmt: str) -> bytes | None:
@@ -259,12 +260,8 @@ def find_pairs(rows: Iterable) -> list[tuple[int, int]]:
 
 
 def _seconds_apart(a: str | None, b: str | None) -> float:
-    if not a or not b:
-        return 0.0
-    try:
-        return abs((datetime.fromisoformat(a) - datetime.fromisoformat(b)).total_seconds())
-    except ValueError:
-        return 0.0
+    apart = capture_time.seconds_apart(a, b)
+    return 0.0 if apart is None else apart
 
 
 def _message(error: Exception) -> str:

@@ -19,14 +19,13 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import imagehash
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, IptcImagePlugin, UnidentifiedImageError
 
-from photodedup import config, hashing, raw
+from photodedup import capture_time, config, hashing, raw
 from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, Interrupted
 from photodedup.executor import Executor, open_executor
@@ -340,7 +339,7 @@ def _open_image(row: dict, data: bytes, max_pixels: int) -> Image.Image:
         if orientation in _ORIENTATION_SWAPS:
             width, height = height, width
         row["width"], row["height"] = width, height
-        _read_exif(row, exif)
+        _read_exif(row, exif, xmp=image.info.get("xmp"), iptc=lambda: _iptc(image))
         image = decode_oriented(image, fast=True, shortest=DEFAULT_PREPROCESS.size)
     return image
 
@@ -348,8 +347,7 @@ def _open_image(row: dict, data: bytes, max_pixels: int) -> Image.Image:
 def _open_raw(row: dict, data: bytes, max_pixels: int, fmt: str) -> Image.Image:
     shot = raw.read_raw(data, fmt, max_pixels=max_pixels, shortest=DEFAULT_PREPROCESS.size)
     row.update(format=shot.format, width=shot.width, height=shot.height, raw_decode=shot.decoded_from)
-    _read_exif(row, shot.exif)
-    row["taken_at"] = row["taken_at"] or shot.taken_at
+    _read_exif(row, shot.exif, container=shot.taken_at)
     return shot.image
 
 
@@ -382,11 +380,12 @@ def _content_features(row: dict, image: Image.Image) -> None:
     row["dhash"] = _signed(imagehash.dhash(gray))
 
 
-def _read_exif(row: dict, exif) -> None:
+def _read_exif(row: dict, exif, *, xmp=None, iptc=None, container: str | None = None) -> None:
     sub = exif.get_ifd(0x8769)
     row["exif_tags"] = len(exif) + len(sub)
-    taken = sub.get(0x9003) or sub.get(0x9004) or exif.get(0x0132)
-    row["taken_at"] = _exif_date(taken)
+    xmp = xmp or exif.get(0x02BC)  # a TIFF's (and TIFF-based RAW's) XMP is tag 700 of IFD 0
+    row["taken_at"] = capture_time.from_sources(exif, xmp if isinstance(xmp, (bytes, str)) else None, iptc,
+                                                container=container, takeout=row.get("takeout"))
     make, model = _clean(exif.get(0x010F)), _clean(exif.get(0x0110))
     if model and make and not model.lower().startswith(make.lower().split()[0]):
         model = f"{make} {model}"
@@ -415,12 +414,10 @@ def jpeg_quality(tables: dict) -> int | None:
     return max(1, min(99, round(quality)))
 
 
-def _exif_date(value) -> str | None:
-    if not isinstance(value, str):
-        return None
+def _iptc(image: Image.Image) -> dict | None:
     try:
-        return datetime.strptime(value.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S").isoformat()
-    except ValueError:
+        return IptcImagePlugin.getiptcinfo(image)
+    except (OSError, SyntaxError, ValueError, TypeError, IndexError):
         return None
 
 
