@@ -14,7 +14,9 @@ joined with what people decided since. Decisions:
 
 A RAW+JPEG pair (one shot the camera wrote as two files, ``photodedup.raw.find_pairs``) is one
 member: the RAW, with its JPEG or HEIC as a *companion*. The decision is made on the RAW and holds
-for both; ``apply`` moves both halves and ``undo`` restores both.
+for both; ``apply`` moves both halves and ``undo`` restores both. A Live Photo's video and a photo's
+sidecars (.xmp, .aae, Takeout .json; ``photodedup.media.find_companions``) are companions the same
+way (evidence ``live``, ``sidecar``).
 
 All SQL lives in :mod:`photodedup.catalog`; this module holds no web and no file moving.
 """
@@ -65,7 +67,8 @@ class Member:
     reference: bool = False          # under a reference folder (--prefer): never trashed
     decision: str | None = None      # keep | trash | None
     in_trash: bool = False
-    #: Files that travel with this one (kept or trashed together), e.g. the RAW of a RAW+JPEG pair.
+    #: Files that travel with this one (kept or trashed together): the JPEG of a RAW+JPEG pair (evidence
+    #: ``pair``), a Live Photo's video (``live``), sidecars (``sidecar``).
     companions: list[Member] = field(default_factory=list)
 
     @classmethod
@@ -176,15 +179,19 @@ def load_groups(catalog: Path | str | Catalog | None = None, run_id: int | None 
             group.members.append(Member.from_row(
                 row, evidence=row["evidence"], score=row["score"], keeper=row["id"] == group.keeper,
                 note=row["note"], reference=keeper_rules.in_folders(row["path"], prefer), in_trash=in_trash(row)))
-        partners = cat.raw_pairs()
+        travelling: dict[int, list[tuple[int, str]]] = {}
+        for raw_id, other_id in cat.raw_pairs().items():
+            travelling.setdefault(raw_id, []).append((other_id, "pair"))
+        for file_id, lead_id, kind in cat.companions():
+            travelling.setdefault(lead_id, []).append((file_id, kind))
         for group in groups.values():
             ids = {m.file_id for m in group.members}
             for m in group.members:
-                partner = partners.get(m.file_id)
-                if partner is not None and partner not in ids:
-                    row = cat.file(partner)
-                    m.companions.append(Member.from_row(row, evidence="pair", score=1.0, keeper=m.keeper,
-                                                        reference=m.reference, in_trash=in_trash(row)))
+                for partner, kind in travelling.get(m.file_id, ()):
+                    if partner not in ids:
+                        row = cat.file(partner)
+                        m.companions.append(Member.from_row(row, evidence=kind, score=1.0, keeper=m.keeper,
+                                                            reference=m.reference, in_trash=in_trash(row)))
     return list(groups.values())
 
 

@@ -253,7 +253,8 @@ def _later(m: Member, winner: Member) -> str:
 
 
 RULE_BY_NAME = {rule.name: rule for rule in [
-    Rule("raw-pair", lower(lambda m: not m.companions), lambda w, _: "the camera's RAW+JPEG pair",
+    Rule("raw-pair", lower(lambda m: not any(c.evidence == "pair" for c in m.companions)),
+         lambda w, _: "the camera's RAW+JPEG pair",
          lambda m, w: "a single file; the group has the camera's RAW+JPEG pair"),
     Rule("colour", lower(lambda m: m.grayscale == 1), lambda w, _: "colour (others are grayscale copies)",
          lambda m, w: "a grayscale copy of a colour photo"),

@@ -25,7 +25,7 @@ import imagehash
 import numpy as np
 from PIL import Image, IptcImagePlugin, UnidentifiedImageError
 
-from photodedup import capture_time, config, hashing, raw
+from photodedup import capture_time, config, hashing, media, raw
 from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, Interrupted
 from photodedup.executor import Executor, open_executor
@@ -123,26 +123,36 @@ def scan(
         known = cat.known_files()
         todo: list[tuple[str, str, int, int, str]] = []  # path, root, size, mtime_ns, new|updated|retried
         seen: set[str] = set()
-        for root, path, stat in _walk(roots, include, exclude, summary, follow_links):
-            seen.add(path)
+        sidecars = []  # recorded only when a photo is beside them (media.sidecar_owner)
+
+        def consider(root: str, path: str, stat: os.stat_result) -> None:
             summary.files += 1
             old = known.get(path)
             if (old and old.status == "ok" and old.complete
                     and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns)):
                 summary.unchanged += 1
-                continue
-            if old is None and not _looks_like_image(path):
+                return
+            if old is None and not _looks_like_image(path) and not media.is_video(path) and \
+                    not media.is_sidecar(path):
                 summary.files -= 1
-                continue
+                return
             kind = "new" if old is None else "retried" if old.status == "error" and \
                 (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns) else "updated"
             todo.append((path, root, stat.st_size, stat.st_mtime_ns, kind))
+
+        for root, path, stat in _walk(roots, include, exclude, summary, follow_links):
+            seen.add(path)
+            if media.is_sidecar(path):
+                sidecars.append((root, path, stat))
+            else:
+                consider(root, path, stat)
+        takeout = _sidecars(sidecars, seen, consider)
 
         if todo:  # a Ray runtime takes seconds to start: only when there is work
             executor = open_executor(engine, workers=workers, address=ray_address) if isinstance(engine, str) \
                 else engine
             try:
-                _inspect_all(cat, todo, summary, executor, progress, max_pixels, embedder)
+                _inspect_all(cat, todo, summary, executor, progress, max_pixels, embedder, takeout)
             except KeyboardInterrupt:
                 saved = summary.new + summary.updated + summary.retried + summary.missing
                 raise Interrupted(f"interrupted: this scan saved {saved} files to {cat.path} "
@@ -156,12 +166,32 @@ def scan(
                 and _under_any(p, roots) and not os.path.lexists(p)]
         summary.missing += cat.mark_missing(gone)
         cat.set_raw_pairs(raw.find_pairs(cat.files(status=None)))
+        cat.set_companions(media.find_companions(cat.files(status=None), cat.raw_pairs()))
     summary.seconds = time.perf_counter() - start
     return summary
 
 
+def _sidecars(found, seen: set[str], consider) -> dict[str, str]:
+    """Consider the sidecars that describe a photo or video found beside them; returns, by photo path,
+    its Google Takeout JSON (the capture time of a photo that has none of its own)."""
+    names: dict[str, list[str]] = {}
+    for path in seen:
+        if not media.is_sidecar(path):
+            folder, name = os.path.split(path)
+            names.setdefault(folder, []).append(name)
+    takeout: dict[str, str] = {}
+    for root, path, stat in found:
+        folder, name = os.path.split(path)
+        owner = media.sidecar_owner(name, names.get(folder, ()))
+        if owner is not None:
+            consider(root, path, stat)
+            if path.lower().endswith(".json"):
+                takeout[os.path.join(folder, owner)] = path
+    return takeout
+
+
 def _inspect_all(cat: Catalog, todo, summary: ScanSummary, executor: Executor, progress, max_pixels,
-                 embedder=None) -> None:
+                 embedder=None, takeout: dict[str, str] | None = None) -> None:
     """Inspect files with the executor; commit results in batches as they arrive (this is the one writer)."""
     kinds: Counter[str] = Counter(summary.error_kinds)
     rows, crops, thumbs = [], {}, {}
@@ -178,7 +208,7 @@ def _inspect_all(cat: Catalog, todo, summary: ScanSummary, executor: Executor, p
         rows, crops, thumbs = [], {}, {}
         last_commit = time.monotonic()
 
-    jobs = [(path, root, max_pixels) for path, root, _, _, _ in todo]
+    jobs = [(path, root, max_pixels, (takeout or {}).get(path)) for path, root, _, _, _ in todo]
     kind_of = {path: kind for path, _, _, _, kind in todo}
     results = executor.map(_inspect_job, jobs, chunksize=4)
     try:
@@ -291,8 +321,8 @@ def _magic_matches(head: bytes) -> bool:
 
 
 # -- the worker: one file in, one row (+ crop, thumbnail) out ----------------------------------------
-def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes | None]:
-    path, root, max_pixels = job
+def _inspect_job(job: tuple) -> tuple[dict, bytes | None, bytes | None]:
+    path, root, max_pixels, *more = job
     row: dict = {"path": path, "root": root, "status": "ok", "scanned_at": time.time(), "exif_tags": 0}
     try:
         stat = os.stat(path)
@@ -308,9 +338,14 @@ def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes |
     if not data:
         return _error(row, "empty", "empty file (0 bytes)"), None, None
     row["md5"] = hashlib.md5(data).hexdigest()
+    if media.is_sidecar(path):
+        return row | {"kind": "sidecar", "format": os.path.splitext(path)[1][1:].upper()}, None, None
+    takeout = more[0] if more else None
     try:
-        return _inspect_image(row, data, max_pixels)
-    except raw.RawReadError as error:
+        if media.is_video(path):
+            return _inspect_video(row, data)
+        return _inspect_image(row, data, max_pixels, takeout)
+    except (raw.RawReadError, media.VideoReadError) as error:
         return _error(row, error.kind, str(error)), None, None
     except Image.DecompressionBombError as error:
         return _error(row, "too-large", f"refused before decoding: {error}"), None, None
@@ -326,7 +361,12 @@ def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes |
         return _error(row, "corrupt", f"cannot decode: {type(error).__name__}: {error}"), None, None
 
 
-def _open_image(row: dict, data: bytes, max_pixels: int) -> Image.Image:
+def _inspect_video(row: dict, data: bytes) -> tuple[dict, None, bytes | None]:
+    frame = media.read_video(row, data)
+    return row, None, _thumbnail(frame) if frame is not None else None
+
+
+def _open_image(row: dict, data: bytes, max_pixels: int, takeout: str | None = None) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         image = open_checked(data, max_pixels=max_pixels)
@@ -339,28 +379,36 @@ def _open_image(row: dict, data: bytes, max_pixels: int) -> Image.Image:
         if orientation in _ORIENTATION_SWAPS:
             width, height = height, width
         row["width"], row["height"] = width, height
-        _read_exif(row, exif, xmp=image.info.get("xmp"), iptc=lambda: _iptc(image))
+        _read_exif(row, exif, xmp=image.info.get("xmp"), iptc=lambda: _iptc(image), takeout=takeout)
+        row["kind"] = "image"
+        if image.format in ("JPEG", "MPO", "HEIF", "HEIC"):  # what phones write Live and motion photos as
+            row["content_id"] = media.apple_content_id(exif)
+            row["motion"] = media.motion_photo(data, image.info.get("xmp"))
         image = decode_oriented(image, fast=True, shortest=DEFAULT_PREPROCESS.size)
     return image
 
 
-def _open_raw(row: dict, data: bytes, max_pixels: int, fmt: str) -> Image.Image:
+def _open_raw(row: dict, data: bytes, max_pixels: int, fmt: str, takeout: str | None = None) -> Image.Image:
     shot = raw.read_raw(data, fmt, max_pixels=max_pixels, shortest=DEFAULT_PREPROCESS.size)
-    row.update(format=shot.format, width=shot.width, height=shot.height, raw_decode=shot.decoded_from)
-    _read_exif(row, shot.exif, container=shot.taken_at)
+    row.update(format=shot.format, width=shot.width, height=shot.height, raw_decode=shot.decoded_from, kind="raw")
+    _read_exif(row, shot.exif, container=shot.taken_at, takeout=takeout)
     return shot.image
 
 
-def _inspect_image(row: dict, data: bytes, max_pixels: int) -> tuple[dict, bytes, bytes]:
+def _inspect_image(row: dict, data: bytes, max_pixels: int, takeout: str | None = None) -> tuple[dict, bytes, bytes]:
     fmt = raw.raw_format(row["path"], data[:16])
-    image = _open_raw(row, data, max_pixels, fmt) if fmt else _open_image(row, data, max_pixels)
+    image = _open_raw(row, data, max_pixels, fmt, takeout) if fmt else _open_image(row, data, max_pixels, takeout)
     _content_features(row, image)
     crop = encode_jpeg(center_crop_array(image, DEFAULT_PREPROCESS))
+    return row, crop, _thumbnail(image)
+
+
+def _thumbnail(image: Image.Image) -> bytes:
     thumb = image.convert("RGB")
     thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     thumb.save(buffer, format="JPEG", quality=80)
-    return row, crop, buffer.getvalue()
+    return buffer.getvalue()
 
 
 def _content_features(row: dict, image: Image.Image) -> None:
@@ -380,12 +428,13 @@ def _content_features(row: dict, image: Image.Image) -> None:
     row["dhash"] = _signed(imagehash.dhash(gray))
 
 
-def _read_exif(row: dict, exif, *, xmp=None, iptc=None, container: str | None = None) -> None:
+def _read_exif(row: dict, exif, *, xmp=None, iptc=None, container: str | None = None,
+               takeout: str | None = None) -> None:
     sub = exif.get_ifd(0x8769)
     row["exif_tags"] = len(exif) + len(sub)
     xmp = xmp or exif.get(0x02BC)  # a TIFF's (and TIFF-based RAW's) XMP is tag 700 of IFD 0
     row["taken_at"] = capture_time.from_sources(exif, xmp if isinstance(xmp, (bytes, str)) else None, iptc,
-                                                container=container, takeout=row.get("takeout"))
+                                                container=container, takeout=takeout)
     make, model = _clean(exif.get(0x010F)), _clean(exif.get(0x0110))
     if model and make and not model.lower().startswith(make.lower().split()[0]):
         model = f"{make} {model}"
