@@ -12,7 +12,8 @@ file under one is ever proposed for the trash. Then the rules, in this order unl
    content inside uniform borders) when the border is explained by another member: a member without
    a border has as much content, or the bordered one's content is another member's whole picture
    (a photo's own uniform background trims like a border, and must not lose to a crop of it);
-   ``camera-format``: a camera format (JPEG, HEIC, RAW) over an export (PNG, WebP, TIFF, GIF, BMP);
+   ``camera-format``: a camera format (JPEG, HEIC, RAW) over an export (PNG, WebP, TIFF, GIF, BMP;
+   ``original`` in photodedup/formats.py);
    ``not-resaved``: any file over a JPEG re-saved at maximum quality (all-ones quantization tables,
    which cameras never write; such a re-save is larger than its original without being better).
 2. ``resolution``: the most pixels of *content* (inside any border), not of the canvas; content sizes
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from photodedup import formats
 from photodedup.capture_time import sort_key
 from photodedup.errors import BadInputError
 
@@ -45,8 +47,6 @@ if TYPE_CHECKING:
 RULES = ("raw-pair", "colour", "no-border", "camera-format", "not-resaved", "resolution", "exif", "size", "oldest")
 ALIASES = {"not-derivative": ("raw-pair", "colour", "no-border", "camera-format", "not-resaved")}
 DEFAULT_RULES = ("not-derivative", "resolution", "exif", "size", "oldest")
-CAMERA_FORMATS = frozenset({"JPEG", "MPO", "HEIF", "HEIC", "RAW", "DNG", "CR2", "CR3", "CRW", "NEF", "NRW", "ARW",
-                            "SRF", "SR2", "RAF", "ORF", "RW2", "PEF", "SRW", "X3F", "3FR", "IIQ", "ERF", "MRW"})
 #: A border narrower than this share of the canvas (on one side or both together) is the photo's own
 #: dark or flat edge, not an added border: natural photos trim by up to ~1% (24 px of 4000 on the
 #: sample library), and added borders are wider.
@@ -221,7 +221,8 @@ def _larger_file_of_the_same_kind(a: Member, b: Member) -> bool:
 
 
 def is_camera_format(fmt: str | None) -> bool:
-    return (fmt or "").upper() in CAMERA_FORMATS
+    """A format cameras and phones write (``original`` in photodedup/formats.py)."""
+    return formats.is_original(fmt)
 
 
 def content_size(m: Member) -> tuple[int, int]:

@@ -33,16 +33,9 @@ from collections.abc import Iterable
 
 from PIL import Image
 
-from photodedup import capture_time
+from photodedup import capture_time, formats
 
-# TODO(formats): these become formats.extensions(VIDEO) and formats.extensions(SIDECAR) on merge.
-VIDEO_EXTENSIONS = frozenset({".mov", ".qt", ".mp4", ".m4v", ".mts", ".m2ts", ".mkv", ".webm", ".avi", ".3gp",
-                              ".3g2", ".wmv", ".asf"})
-SIDECAR_EXTENSIONS = frozenset({".xmp", ".aae", ".json"})
-#: Stills that can be the picture of a Live Photo.
-_LIVE_STILLS = frozenset({"JPEG", "MPO", "HEIF", "HEIC"})
 _SUPPLEMENTAL = ".supplemental-metadata"
-_RAW_FIRST = (".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2")
 
 
 class VideoReadError(Exception):
@@ -54,11 +47,16 @@ class VideoReadError(Exception):
 
 
 def is_video(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
+    return _kind_of_name(path) == formats.VIDEO
 
 
 def is_sidecar(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in SIDECAR_EXTENSIONS
+    return _kind_of_name(path) == formats.SIDECAR
+
+
+def _kind_of_name(path: str) -> str | None:
+    fmt = formats.by_extension(path)
+    return fmt.kind if fmt is not None else None
 
 
 # -- videos -------------------------------------------------------------------------------------------
@@ -71,7 +69,8 @@ def read_video(row: dict, data: bytes) -> Image.Image | None:
         with av.open(io.BytesIO(data), metadata_errors="ignore") as container:
             meta = {k.lower(): v for k, v in container.metadata.items()}
             stream = next(iter(container.streams.video), None)
-            row["format"] = os.path.splitext(row["path"])[1][1:].upper() or container.format.name.upper()
+            fmt = formats.by_extension(row["path"])
+            row["format"] = fmt.name if fmt is not None else container.format.name.split(",")[0].upper()
             row["kind"] = "video"
             if container.duration:
                 row["duration"] = round(container.duration / av.time_base, 3)
@@ -151,7 +150,7 @@ def sidecar_owner(name: str, names: Iterable[str]) -> str | None:
         if base.lower() in by_lower:  # IMG_1.jpg.xmp
             return by_lower[base.lower()]
         same = sorted((n for n in by_lower.values() if os.path.splitext(n)[0].lower() == base.lower()),
-                      key=lambda n: (os.path.splitext(n)[1].lower() not in _RAW_FIRST, n))
+                      key=lambda n: (_kind_of_name(n) != formats.RAW, n))  # Lightroom's IMG_1.xmp: the RAW's
         return same[0] if same else None
     if ext != ".json":
         return None
@@ -207,8 +206,8 @@ def find_companions(rows: Iterable, raw_pairs: dict[int, int]) -> list[tuple[int
 def _live_pairs(rows: list) -> list[tuple[int, int]]:
     """``(still_id, video_id)``: the content identifier ties first, then the same stem (when neither
     side's identifier says otherwise)."""
-    stills = [r for r in rows if _kind(r) == "image" and r["format"] in _LIVE_STILLS]
-    videos = [r for r in rows if _kind(r) == "video" and r["format"] in ("MOV", "QT")]
+    stills = [r for r in rows if _kind(r) == "image" and formats.is_pairable(r["format"])]  # JPEG, HEIC
+    videos = [r for r in rows if _kind(r) == "video" and r["format"] == "MOV"]
     pairs, used = [], set()
     stem = lambda r: os.path.splitext(os.path.basename(r["path"]))[0].lower()  # noqa: E731
     for tie in (lambda s, v: s["content_id"] and s["content_id"] == v["content_id"],

@@ -27,20 +27,9 @@ from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
-from photodedup import capture_time
+from photodedup import capture_time, formats
 from photodedup.preprocess import DEFAULT_MAX_PIXELS, draft_for_shortest_side, open_checked
 
-RAW_EXTENSIONS = frozenset({
-    ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf", ".rw2", ".pef",
-    ".srw", ".rwl", ".3fr", ".iiq", ".erf", ".mef", ".mos", ".x3f", ".kdc", ".dcr",
-})
-# Leading bytes of RAW formats that are not plain TIFF (plain TIFF RAWs are found by their extension).
-RAW_MAGIC: tuple[tuple[int, bytes, str], ...] = (
-    (4, b"ftypcrx ", "CR3"), (0, b"FUJIFILMCCD-RAW", "RAF"), (0, b"IIRO", "ORF"), (0, b"IIRS", "ORF"),
-    (0, b"MMOR", "ORF"), (0, b"IIU\x00", "RW2"),
-)
-#: What a RAW is paired with.
-PAIR_FORMATS = frozenset({"JPEG", "MPO", "HEIF", "HEIC"})
 PAIR_SECONDS = 1.0
 
 # LibRaw's ``flip`` (dcraw's encoding) -> EXIF orientation, and EXIF orientation -> the transpose to apply.
@@ -75,11 +64,10 @@ class RawShot:
 
 def raw_format(path: str, head: bytes) -> str | None:
     """The RAW format of a file (by its first bytes, then its extension), or None when it is not one."""
-    for offset, magic, name in RAW_MAGIC:
-        if head[offset : offset + len(magic)] == magic:
-            return name
-    extension = os.path.splitext(path)[1].lower()
-    return extension[1:].upper() if extension in RAW_EXTENSIONS else None
+    fmt = formats.sniff(head) if head else None
+    if fmt is None or fmt.kind != formats.RAW:
+        fmt = formats.by_extension(path)
+    return fmt.name if fmt is not None and fmt.kind == formats.RAW else None
 
 
 def read_raw(data: bytes, fmt: str, *, max_pixels: int, shortest: int = 224, draft: bool = True) -> RawShot:
@@ -156,7 +144,7 @@ def load_raw(path: str, *, fast: bool = True, max_pixels: int = DEFAULT_MAX_PIXE
     """A RAW file as an upright picture (the review page's viewer): its preview, else a half-size decode."""
     with open(path, "rb") as handle:
         data = handle.read()
-    fmt = raw_format(path, data[:16]) or "RAW"
+    fmt = raw_format(path, data[: formats.HEAD_BYTES]) or "RAW"
     return read_raw(data, fmt, max_pixels=max_pixels, draft=fast).image
 
 
@@ -244,7 +232,7 @@ def find_pairs(rows: Iterable) -> list[tuple[int, int]]:
         key = (folder, os.path.splitext(name)[0].lower())
         if row["raw_decode"]:
             raws[key].append(row)
-        elif row["format"] in PAIR_FORMATS:
+        elif formats.is_pairable(row["format"]):
             others[key].append(row)
     pairs: list[tuple[int, int]] = []
     for key in sorted(raws.keys() & others.keys()):

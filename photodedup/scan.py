@@ -25,7 +25,7 @@ import imagehash
 import numpy as np
 from PIL import Image, IptcImagePlugin, UnidentifiedImageError
 
-from photodedup import capture_time, config, hashing, media, raw
+from photodedup import capture_time, config, formats, hashing, media, raw
 from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, Interrupted
 from photodedup.executor import Executor, open_executor
@@ -41,17 +41,6 @@ from photodedup.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".tif", ".tiff", ".bmp", ".dib", ".gif", ".mpo",
-    ".heic", ".heif", ".hif", ".avif", ".ppm", ".pgm", ".pbm", ".pnm", *raw.RAW_EXTENSIONS,
-}
-# Leading bytes of image formats, to find images by content whatever their name.
-_MAGIC: tuple[tuple[int, bytes], ...] = (
-    (0, b"\xff\xd8\xff"), (0, b"\x89PNG\r\n\x1a\n"), (0, b"GIF87a"), (0, b"GIF89a"), (0, b"BM"),
-    (0, b"II*\x00"), (0, b"MM\x00*"), (8, b"WEBP"), (4, b"ftypheic"), (4, b"ftypheix"), (4, b"ftypmif1"),
-    (4, b"ftyphevc"), (4, b"ftypavif"), (0, b"8BPS"), (0, b"\xff\x0a"), (4, b"jP  "),
-    *((offset, magic) for offset, magic, _ in raw.RAW_MAGIC),
-)
 THUMB_SIZE = 320
 WRITE_BATCH = 64
 _ORIENTATION_SWAPS = {5, 6, 7, 8}
@@ -132,8 +121,7 @@ def scan(
                     and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns)):
                 summary.unchanged += 1
                 return
-            if old is None and not _looks_like_image(path) and not media.is_video(path) and \
-                    not media.is_sidecar(path):
+            if old is None and not _looks_like_image(path) and not media.is_sidecar(path):
                 summary.files -= 1
                 return
             kind = "new" if old is None else "retried" if old.status == "error" and \
@@ -304,20 +292,21 @@ def _under_any(path: str, roots: Sequence[Path | str]) -> bool:
 
 
 def _looks_like_image(path: str) -> bool:
-    """An image by extension, or by its first bytes (unreadable files count, to be recorded)."""
-    if os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS:
+    """A photo or video by extension, or by its first bytes (unreadable files count, to be recorded)."""
+    fmt = formats.by_extension(path)
+    if fmt is not None and fmt.kind in formats.SCANNED_KINDS:
         return True
     try:
         with open(path, "rb") as handle:
-            head = handle.read(16)
+            head = handle.read(formats.HEAD_BYTES)
     except OSError:
         return False
     return _magic_matches(head)
 
 
 def _magic_matches(head: bytes) -> bool:
-    netpbm = len(head) > 2 and head[0] == ord("P") and head[1] in b"123456" and head[2] in b" \t\r\n#"
-    return netpbm or any(head[offset : offset + len(magic)] == magic for offset, magic in _MAGIC)
+    fmt = formats.sniff(head)
+    return fmt is not None and fmt.kind in formats.SCANNED_KINDS
 
 
 # -- the worker: one file in, one row (+ crop, thumbnail) out ----------------------------------------
@@ -341,8 +330,9 @@ def _inspect_job(job: tuple) -> tuple[dict, bytes | None, bytes | None]:
     if media.is_sidecar(path):
         return row | {"kind": "sidecar", "format": os.path.splitext(path)[1][1:].upper()}, None, None
     takeout = more[0] if more else None
+    fmt = formats.by_extension(path) or formats.sniff(data[: formats.HEAD_BYTES])
     try:
-        if media.is_video(path):
+        if fmt is not None and fmt.kind == formats.VIDEO:
             return _inspect_video(row, data)
         return _inspect_image(row, data, max_pixels, takeout)
     except (raw.RawReadError, media.VideoReadError) as error:
@@ -350,7 +340,7 @@ def _inspect_job(job: tuple) -> tuple[dict, bytes | None, bytes | None]:
     except Image.DecompressionBombError as error:
         return _error(row, "too-large", f"refused before decoding: {error}"), None, None
     except UnidentifiedImageError:
-        if _magic_matches(data[:16]):
+        if _magic_matches(data[: formats.HEAD_BYTES]):
             return _error(row, "unsupported", "an image format this installation cannot decode"), None, None
         return _error(row, "not-an-image", "not an image (unrecognised content)"), None, None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
@@ -381,7 +371,7 @@ def _open_image(row: dict, data: bytes, max_pixels: int, takeout: str | None = N
         row["width"], row["height"] = width, height
         _read_exif(row, exif, xmp=image.info.get("xmp"), iptc=lambda: _iptc(image), takeout=takeout)
         row["kind"] = "image"
-        if image.format in ("JPEG", "MPO", "HEIF", "HEIC"):  # what phones write Live and motion photos as
+        if formats.is_pairable(image.format):  # JPEG, HEIC: what phones write Live and motion photos as
             row["content_id"] = media.apple_content_id(exif)
             row["motion"] = media.motion_photo(data, image.info.get("xmp"))
         image = decode_oriented(image, fast=True, shortest=DEFAULT_PREPROCESS.size)
@@ -396,7 +386,7 @@ def _open_raw(row: dict, data: bytes, max_pixels: int, fmt: str, takeout: str | 
 
 
 def _inspect_image(row: dict, data: bytes, max_pixels: int, takeout: str | None = None) -> tuple[dict, bytes, bytes]:
-    fmt = raw.raw_format(row["path"], data[:16])
+    fmt = raw.raw_format(row["path"], data[: formats.HEAD_BYTES])
     image = _open_raw(row, data, max_pixels, fmt, takeout) if fmt else _open_image(row, data, max_pixels, takeout)
     _content_features(row, image)
     crop = encode_jpeg(center_crop_array(image, DEFAULT_PREPROCESS))

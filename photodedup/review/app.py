@@ -22,8 +22,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from PIL import Image
 
 from photodedup import apply as apply_mod
+from photodedup import formats, raw
 from photodedup import groups as decisions
-from photodedup import raw
 from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, PhotodedupError
 from photodedup.preprocess import DEFAULT_MAX_PIXELS, encode_jpeg, load_oriented
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 TOKEN_HEADER = "X-Photodedup-Token"
-_BROWSER_FORMATS = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 _STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 _SAFE_METHODS = {"GET", "HEAD"}
 _THUMB = 320
@@ -133,8 +132,9 @@ def create_app(catalog: Path, *, token: str, trash_dir: Path | None = None,
         if row["status"] != "ok":
             raise HTTPException(404, f"{display(row['path'])} is not available ({row['status']})")
         data = _scanned_bytes(row)
-        if row["format"] in _BROWSER_FORMATS and _orientation(data) == 1:
-            return Response(data, media_type=_BROWSER_FORMATS[row["format"]])
+        served_as = formats.browser_type(row["format"])
+        if served_as and _orientation(data) == 1:
+            return Response(data, media_type=served_as)
         return Response(_render(row, data), media_type="image/jpeg")
 
     # -- deciding and acting (token header required) -----------------------------------------------
@@ -245,7 +245,7 @@ def _render(row, data: bytes, *, longest: int | None = None) -> bytes:
     """
     try:
         if row["raw_decode"]:
-            fmt = raw.raw_format(row["path"], data[:16]) or "RAW"
+            fmt = raw.raw_format(row["path"], data[: formats.HEAD_BYTES]) or "RAW"
             image = raw.read_raw(data, fmt, max_pixels=DEFAULT_MAX_PIXELS, draft=longest is not None).image
         else:
             image = load_oriented(data, fast=longest is not None, shortest=longest or 0)

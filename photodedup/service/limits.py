@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from photodedup import formats
 from photodedup.backends.base import INPUT_SHAPE
 from photodedup.backends.http_service import NPY_TYPE
 from photodedup.config import MB
@@ -29,9 +30,10 @@ from photodedup.preprocess import PreprocessConfig, center_crop_array, decode_or
 
 MULTIPART_TYPE = "multipart/form-data"
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
-#: The Pillow decoders each declared type may use (an MPO is a JPEG with more frames; the first is read).
-DECODERS = {"image/jpeg": ("JPEG",), "image/png": ("PNG",), "image/webp": ("WEBP",)}
-ALL_DECODERS = ("JPEG", "PNG", "WEBP")
+#: The Pillow decoders each declared type may use, from the format table (an MPO is a JPEG with more
+#: frames; the first is read).
+DECODERS = {media: formats.names_for_type(media) for media in IMAGE_TYPES}
+ALL_DECODERS = tuple(name for names in DECODERS.values() for name in names)
 #: The service's pixel limit: a 7000x7000 image. A PNG cannot be decoded at reduced size, and a
 #: 13000x13000 one (169 MP, 657 KB on the wire) took 7.6 s and 2 GB; this bounds one decode near 0.6 GB.
 SERVICE_MAX_PIXELS = 50_000_000
@@ -140,8 +142,7 @@ def _identify(data: bytes) -> str | None:
     """Which accepted format these bytes are (header only), or None."""
     try:
         with Image.open(io.BytesIO(data), formats=ALL_DECODERS) as image:
-            return {"JPEG": "image/jpeg", "MPO": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}.get(
-                image.format, image.format)
+            return formats.browser_type(image.format) or image.format
     except Exception:  # noqa: BLE001 - not one of them
         return None
 
