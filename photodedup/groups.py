@@ -92,6 +92,13 @@ class Member:
         return [self, *self.companions]
 
     @property
+    def item_words(self) -> str:
+        """What travels with this file, in words: ``RAW+JPEG pair``, ``Live Photo + sidecars``, ... ('' alone)."""
+        kinds = {c.evidence for c in self.companions}
+        return " + ".join(word for kind, word in (("pair", "RAW+JPEG pair"), ("live", "Live Photo"),
+                                                  ("sidecar", "sidecars")) if kind in kinds)
+
+    @property
     def total_size(self) -> int:
         return sum(m.size or 0 for m in self.files)
 

@@ -88,6 +88,6 @@ def _figure(g: Group, m: Member, thumb: bytes | None) -> str:
                       f"{html.escape(str(value or '-'))}</dd>" for name, value in rows)
     pair = "".join(f"<div class='path'>+ {html.escape(c.path)} ({c.format}, {human_size(c.size or 0)})</div>"
                    for c in m.companions)
-    pair = f" <b>RAW+JPEG pair</b>, kept or trashed together{pair}" if pair else ""
+    pair = f" <b>{html.escape(m.item_words)}</b>, kept or trashed together{pair}" if pair else ""
     return (f"<figure class='{'keeper' if keeper else 'candidate'}'>{image}<figcaption>{role}{pair}"
             f"<div class='path'>{html.escape(m.path)}</div><dl>{details}</dl></figcaption></figure>")

@@ -153,8 +153,10 @@ def scan(
         gone = [p for p in known if p not in seen and known[p].status != "missing"
                 and _under_any(p, roots) and not os.path.lexists(p)]
         summary.missing += cat.mark_missing(gone)
-        cat.set_raw_pairs(raw.find_pairs(cat.files(status=None)))
-        cat.set_companions(media.find_companions(cat.files(status=None), cat.raw_pairs()))
+        everything = cat.files(status=None)
+        pairs = raw.find_pairs(everything)
+        cat.set_raw_pairs(pairs)
+        cat.set_companions(media.find_companions(everything, dict(pairs)))
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -116,6 +116,10 @@ def _exiftool_time(tags: dict) -> str | None:
     if "IPTC:DateCreated" in tags:
         full.append(iso(f"{tags['IPTC:DateCreated']} {tags['IPTC:TimeCreated']}") if "IPTC:TimeCreated" in tags
                     else iso(tags["IPTC:DateCreated"]))
+    for name, utc in (("Keys:CreationDate", False), ("QuickTime:CreateDate", True), ("RIFF:DateTimeOriginal", False),
+                      ("Matroska:DateTimeOriginal", False)):  # a video container's time (QuickTime's is UTC)
+        if name in tags and not str(tags[name]).startswith("0000"):
+            full.append(iso(str(tags[name]) + ("Z" if utc else "")))
     if "Composite:GPSDateTime" in tags:
         full.append(iso(tags["Composite:GPSDateTime"]))
     for value in full:
@@ -125,19 +129,30 @@ def _exiftool_time(tags: dict) -> str | None:
     return date_only[0] if date_only else None
 
 
+#: Where ExifTool 12.57 (Debian 12) reads a value wrongly: (its reading, what the file's bytes say).
+EXIFTOOL_DIFFERS = {
+    # the AVI's IDIT chunk holds the text "2009/10/27 12:14:34"; ExifTool's RIFF date conversion drops the seconds
+    "Pentax.avi": ("2009-10-27T12:14:00", "2009-10-27T12:14:34"),
+}
+
+
 @pytest.mark.skipif(not REAL.is_dir(), reason=f"the real files are not here ({REAL})")
 @pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool is not installed (libimage-exiftool-perl)")
 def test_capture_times_agree_with_exiftool_on_real_files(tmp_path):
     result = run_cli("scan", REAL, "--catalog", tmp_path / "cat.db", "-q")
     assert result.returncode == 0, result.stderr
     with sqlite3.connect(tmp_path / "cat.db") as conn:
-        rows = conn.execute("SELECT path, status, taken_at FROM files").fetchall()
+        rows = conn.execute("SELECT path, status, taken_at FROM files WHERE kind IS NOT 'sidecar'").fetchall()
     read = [path for path, status, taken in rows if status == "ok" or taken]
     listing = subprocess.run(["exiftool", "-n", "-json", "-G1", "-a", "-time:all", "-SubSec*", "-Offset*",
                               "-GPSDateTime", *read], capture_output=True, text=True, timeout=300, check=False)
     reference = {entry["SourceFile"]: entry for entry in json.loads(listing.stdout)}
     ours = {path: taken for path, _, taken in rows}
     expected = {path: _exiftool_time(reference[path]) for path in read}
+    for name, (theirs, bytes_say) in EXIFTOOL_DIFFERS.items():
+        path = str(REAL / name)
+        if expected[path] == theirs:  # a later ExifTool may read it right: then it is compared as it is
+            expected[path] = bytes_say
     with_detail = [p for p, t in expected.items() if t and ("." in t or "+" in t or t.count("-") > 2)]
     assert len(with_detail) >= 8  # sub-seconds or an offset: Apple, Google, Canon, Nikon, MWG, PhotoMechanic...
     assert sum(1 for t in expected.values() if t) >= 35

@@ -17,6 +17,7 @@ from photodedup import groups as decisions
 from photodedup import media
 from photodedup.apply import file_md5
 from photodedup.catalog import Catalog
+from photodedup.report import write_report
 from tests.helpers import run_cli, write_photo
 
 LIVE_ID = "6F9A2B3C-1111-4A2B-9C3D-0123456789AB"
@@ -123,6 +124,9 @@ def test_a_live_photo_and_its_sidecars_are_one_item(tmp_path):
         (stored,) = decisions.current_groups(cat)
         travel = {Path(m.path).parent.name: sorted((Path(c.path).name, c.evidence) for c in m.companions)
                   for m in stored.members}
+        report = write_report([stored], tmp_path / "r.html", catalog=cat).read_text()
+    assert report.count("<b>Live Photo + sidecars</b>, kept or trashed together") == 2
+    assert "RAW+JPEG" not in report
     assert travel == {
         "a": [("IMG_0001.AAE", "sidecar"), ("IMG_0001.JPG.xmp", "sidecar"), ("IMG_0001.MOV", "live")],
         "b": [("IMG_0001.AAE", "sidecar"), ("IMG_0001.JPG.supplemental-metadata.json", "sidecar"),
