@@ -460,10 +460,12 @@ class Catalog:
                 "WHERE path=? AND status!='missing'", [(display(reason), now, to_db(p)) for p in paths])
             return cursor.rowcount
 
-    def files(self, status: str | None = "ok", under: str | None = None,
-              kinds: Sequence[str] | None = None) -> list[sqlite3.Row]:
-        """File rows, optionally only one status, only below a folder, only these kinds (NULL: image)."""
-        sql, args = "SELECT * FROM files WHERE 1=1", []
+    def files(self, status: str | None = "ok", under: str | None = None, kinds: Sequence[str] | None = None,
+              columns: Sequence[str] | None = None) -> list[sqlite3.Row]:
+        """File rows, optionally only one status, only below a folder, only these kinds (NULL: image),
+        only these columns (of ``FILE_COLUMNS``, with ``id``)."""
+        picked = ", ".join(c for c in ("id", *FILE_COLUMNS) if c in columns) if columns else "*"
+        sql, args = f"SELECT {picked} FROM files WHERE 1=1", []
         if status:
             sql += " AND status = ?"
             args.append(status)

@@ -175,11 +175,13 @@ def sidecar_owner(name: str, names: Iterable[str]) -> str | None:
 def find_companions(rows: Iterable, raw_pairs: dict[int, int]) -> list[tuple[int, int, str]]:
     """``(file_id, lead_id, kind)`` for each Live Photo video (``live``) and sidecar (``sidecar``) among
     catalog rows (OK or in the trash), leads resolved through RAW+JPEG pairs (the RAW leads)."""
-    usable = [r for r in rows if r["status"] == "ok"
-              or (r["status"] == "missing" and (r["reason"] or "").startswith("in the trash"))]
-    folders: dict[str, list] = defaultdict(list)
-    for row in usable:
-        folders[os.path.dirname(row["path"])].append(row)
+    rows = list(rows)
+    wanted = {os.path.dirname(r["path"]) for r in rows if r["kind"] in (formats.VIDEO, formats.SIDECAR)}
+    folders: dict[str, list] = defaultdict(list)  # only folders with a video or a sidecar: a re-scan stays fast
+    for row in rows:
+        if (row["status"] == "ok" or row["status"] == "missing" and (row["reason"] or "").startswith("in the trash")) \
+                and (folder := os.path.dirname(row["path"])) in wanted:
+            folders[folder].append(row)
     lead_of = {other: raw_id for raw_id, other in raw_pairs.items()}
     out: list[tuple[int, int, str]] = []
     for members in folders.values():

@@ -41,6 +41,8 @@ from photodedup.progress import ProgressCallback, no_progress
 
 log = logging.getLogger(__name__)
 
+#: What RAW+JPEG pairs and companions are made from (a re-scan reads them for every file).
+SHOT_COLUMNS = ("id", "path", "status", "reason", "raw_decode", "format", "taken_at", "kind", "content_id")
 THUMB_SIZE = 320
 WRITE_BATCH = 64
 _ORIENTATION_SWAPS = {5, 6, 7, 8}
@@ -153,7 +155,7 @@ def scan(
         gone = [p for p in known if p not in seen and known[p].status != "missing"
                 and _under_any(p, roots) and not os.path.lexists(p)]
         summary.missing += cat.mark_missing(gone)
-        everything = cat.files(status=None)
+        everything = cat.files(status=None, columns=SHOT_COLUMNS)
         pairs = raw.find_pairs(everything)
         cat.set_raw_pairs(pairs)
         cat.set_companions(media.find_companions(everything, dict(pairs)))
@@ -164,6 +166,8 @@ def scan(
 def _sidecars(found, seen: set[str], consider) -> dict[str, str]:
     """Consider the sidecars that describe a photo or video found beside them; returns, by photo path,
     its Google Takeout JSON (the capture time of a photo that has none of its own)."""
+    if not found:
+        return {}
     names: dict[str, list[str]] = {}
     for path in seen:
         if not media.is_sidecar(path):
