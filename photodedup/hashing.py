@@ -3,6 +3,7 @@
 - ``trim_box``: the content of an image without uniform borders (black, white or any one colour, with a
   tolerance for JPEG noise), so a copy with an added frame hashes like the original.
 - ``is_grayscale``: colour information absent (a grey photo saved as RGB counts as grey).
+- ``is_flat``: a picture of one colour (a solid frame): no border, and neither grey nor colour.
 - ``dihedral_phashes``: the pHash of the image turned 0/90/180/270 degrees, mirrored or not. Variant 0 is
   imagehash's ``phash`` bit for bit. The other seven come from the same 8x8 block of DCT coefficients:
   mirroring a sequence multiplies its DCT-II coefficient k by (-1)^k and transposing an image transposes
@@ -54,6 +55,8 @@ def trim_box(pixels: np.ndarray) -> tuple[int, int, int, int]:
     height, width = arr.shape[:2]
     if height < 8 or width < 8:
         return 0, 0, width, height
+    if _flat(arr):  # one colour: all content, not all border
+        return 0, 0, width, height
     top, bottom, left, right = 0, height, 0, width
     limit_y, limit_x = int(height * MAX_TRIM), int(width * MAX_TRIM)
     # Each side on its own (a frame on two sides only, letterbox or pillarbox, is still a border): its
@@ -71,6 +74,20 @@ def trim_box(pixels: np.ndarray) -> tuple[int, int, int, int]:
     while colour is not None and width - right < limit_x and _uniform(arr[top:bottom, right - 1], colour):
         right -= 1
     return left, top, right, bottom
+
+
+def is_flat(pixels: np.ndarray) -> bool:
+    """One colour (within ``BORDER_TOLERANCE``, as a border is): a solid frame, a spacer pixel. Such a
+    picture has no border (it is all content) and is neither a grayscale copy nor a colour original."""
+    return _flat(pixels[:, :, None] if pixels.ndim == 2 else pixels)
+
+
+def _flat(arr: np.ndarray) -> bool:
+    if _edge_colour(arr[0].astype(np.int16)) is None:  # the top row alone tells most pictures apart, cheaply
+        return False
+    step = max(1, int((arr.shape[0] * arr.shape[1] / 10_000) ** 0.5))  # ~10,000 pixels are enough
+    sample = arr[::step, ::step].reshape(-1, arr.shape[2]).astype(np.int16)
+    return _uniform(sample, np.median(sample, axis=0))
 
 
 def _edge_colour(line: np.ndarray) -> np.ndarray | None:

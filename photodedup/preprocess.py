@@ -18,13 +18,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-# HEIC/HEIF through pillow-heif, when installed.
+from photodedup import jxl
+
+# Pillow plugins, the decoders photodedup/formats.py names: HEIC/HEIF through pillow-heif, JPEG XL through
+# pillow-jxl-plugin (both dependencies; a broken install records those files as "unsupported").
 try:  # pragma: no cover - depends on the environment
     from pillow_heif import register_heif_opener
 
     register_heif_opener()
 except ImportError:  # pragma: no cover
     pass
+jxl.register()
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -118,6 +122,8 @@ def open_checked(source, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(source)
+    if formats is None or "JXL" in formats:  # its plugin decodes while opening: check the header first
+        _refuse_declared_bomb(source, max_pixels)
     image = Image.open(source, formats=formats)
     if image.width * image.height > max_pixels:
         raise Image.DecompressionBombError(
@@ -125,12 +131,43 @@ def open_checked(source, *, max_pixels: int = DEFAULT_MAX_PIXELS,
     return image
 
 
+def _refuse_declared_bomb(source, max_pixels: int) -> None:
+    """Refuse a JPEG XL file whose header declares more than ``max_pixels`` (before its plugin decodes it)."""
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as handle:
+            size = jxl.declared_size(handle)
+    else:
+        size = jxl.declared_size(source)
+    if size and size[0] * size[1] > max_pixels:
+        raise Image.DecompressionBombError(
+            f"{size[0]}x{size[1]} = {size[0] * size[1]} pixels is over the limit of {max_pixels}")
+
+
 def decode_oriented(image: Image.Image, *, fast: bool = True, shortest: int = 224) -> Image.Image:
-    """Decode an opened image (at reduced DCT scale when ``fast``) and apply its EXIF orientation."""
+    """Decode an opened image (at reduced DCT scale when ``fast``), apply its EXIF orientation, and bring
+    16-bit and floating-point grey levels to 8 bits (every later step works on 8-bit L or RGB)."""
     if fast:
         draft_for_shortest_side(image, shortest)
     image.load()
-    return ImageOps.exif_transpose(image)
+    return eight_bits(ImageOps.exif_transpose(image))
+
+
+def eight_bits(image: Image.Image) -> Image.Image:
+    """A 16-bit (``I;16``), 32-bit (``I``) or float (``F``) grey image as 8-bit ``L``, its range scaled.
+
+    Pillow's own conversion to L or RGB clips at 255: a 16-bit PNG or TIFF would become a white page.
+    ``I;16`` is divided by 257; ``I`` likewise when it holds 16-bit values, else by its maximum; ``F``
+    is read as 0..1 when it stays within, else scaled by its maximum.
+    """
+    if image.mode not in ("I", "F") and not image.mode.startswith("I;16"):
+        return image
+    values = np.asarray(image.convert("F") if image.mode != "F" else image, dtype=np.float32)
+    top = float(values.max()) if values.size else 0.0
+    if image.mode.startswith("I;16") or (image.mode == "I" and top <= 65535):
+        scale = 255.0 / 65535.0 if image.mode.startswith("I;16") or top > 255 else 1.0
+    else:
+        scale = 255.0 if image.mode == "F" and top <= 1.0 else 255.0 / top if top > 0 else 1.0
+    return Image.fromarray(np.clip(values * scale, 0, 255).round().astype(np.uint8))
 
 
 def load_oriented(source, *, fast: bool = True, shortest: int = 224,

@@ -6,9 +6,11 @@ cost of a JPEG. Otherwise LibRaw decodes the sensor data at half size (no demosa
 Bayer block becomes one pixel). The catalog records which (``files.raw_decode``: ``preview`` or
 ``half-size``). Orientation is LibRaw's (it knows each maker's quirks); width and height are the sensor
 image's, not the preview's. EXIF (camera, capture time) is read from the RAW itself with Pillow: DNG,
-CR2, NEF, ARW, PEF, ORF and RW2 are TIFF files (ORF and RW2 with their own magic number, swapped for
-TIFF's), CR3 keeps its TIFF IFD 0 in a ``CMT1`` box; other formats (RAF) fall back to the preview's
-EXIF, and the capture time to LibRaw's timestamp.
+CR2, NEF, ARW, PEF, ORF, RW2 and IIQ are TIFF files (ORF and RW2 with their own magic number, swapped
+for TIFF's), CR3 keeps its TIFF IFD 0 in a ``CMT1`` box, MRW in its ``TTW`` block, RAF in the JPEG
+preview its header points to; other formats fall back to the preview LibRaw finds, and the capture time
+to LibRaw's timestamp. A RAW whose pixels LibRaw cannot decode is recorded as an error with the camera
+and capture time this metadata gives.
 
 **Pairs.** A camera shooting RAW+JPEG writes two files of one shot: ``IMG_0001.CR2`` and ``IMG_0001.JPG``.
 :func:`find_pairs` pairs a RAW with a JPEG or HEIC of the same stem (case-insensitive) in the same
@@ -20,9 +22,13 @@ from __future__ import annotations
 import ctypes
 import io
 import os
+import sys
+import tempfile
+import threading
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
@@ -74,47 +80,87 @@ def read_raw(data: bytes, fmt: str, *, max_pixels: int, shortest: int = 224, dra
     """Decode a RAW file's bytes for the scan. Raises :class:`RawReadError` with a kind and a reason.
 
     ``draft``: decode the preview at the smallest JPEG scale that keeps ``shortest`` (else in full).
+    What LibRaw writes to stderr meanwhile (it names no file) is captured and ends the reason of an error.
     """
     try:
         import rawpy
     except ImportError as error:  # pragma: no cover - rawpy is a dependency
         raise RawReadError("unsupported", "RAW files need rawpy (pip install rawpy)") from error
+    said: list[str] = []
     try:
-        with warnings.catch_warnings():
-            # Our scan workers are forked, and we keep LibRaw on one OpenMP thread (see _one_thread).
-            warnings.filterwarnings("ignore", message="rawpy is being used in a process created by multiprocessing")
-            raw = rawpy.imread(io.BytesIO(data))
-        with raw:
-            sizes = raw.sizes
-            if sizes.raw_width * sizes.raw_height > max_pixels:
-                raise RawReadError("too-large", f"refused before decoding: {sizes.raw_width}x{sizes.raw_height} "
-                                                f"sensor pixels is over the limit of {max_pixels}")
-            orientation = _FLIP_TO_ORIENTATION.get(sizes.flip, 1)
-            width, height = (sizes.height, sizes.width) if orientation >= 5 else (sizes.width, sizes.height)
-            preview_jpeg, image = _preview(raw, rawpy, shortest, max_pixels, draft)
-            if image is not None:
-                image = image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
-                decoded_from = "preview"
-            else:
-                _one_thread(rawpy)
-                image = Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8))
-                if draft and min(image.size) >= 2 * shortest:  # what a JPEG's reduced DCT scale gives
-                    image = image.reduce(min(image.size) // shortest)
-                decoded_from = "half-size"  # LibRaw has applied the orientation
-            exif = raw_exif(data, fmt, preview_jpeg)
-            stamp = None if _exif_time(exif) else _libraw_time(raw, rawpy)
+        with libraw_messages(said):
+            return _read_raw(rawpy, data, fmt, max_pixels, shortest, draft)
+    except RawReadError as error:
+        raise RawReadError(error.kind, _with_messages(str(error), said)) from error
     except rawpy.LibRawFileUnsupportedError as error:
-        raise RawReadError("raw-unsupported", f"LibRaw cannot open this {fmt} file (not a RAW it knows): "
-                                              f"{_message(error)}") from error
+        raise RawReadError("raw-unsupported", _with_messages(
+            f"LibRaw cannot open this {fmt} file (not a RAW it knows): {_message(error)}", said)) from error
     except rawpy.LibRawIOError as error:  # LibRaw reads past the end of the data
-        raise RawReadError("truncated", f"cannot decode the {fmt} file, its data ends early: {_message(error)}") \
-            from error
+        raise RawReadError("truncated", _with_messages(
+            f"cannot decode the {fmt} file, its data ends early: {_message(error)}", said)) from error
     except rawpy.LibRawTooBigError as error:
-        raise RawReadError("too-large", f"LibRaw refuses this {fmt} file as too large: {_message(error)}") from error
+        raise RawReadError("too-large", _with_messages(
+            f"LibRaw refuses this {fmt} file as too large: {_message(error)}", said)) from error
     except rawpy.LibRawError as error:
-        raise RawReadError("corrupt", f"cannot decode the {fmt} file: {_message(error)}") from error
+        raise RawReadError("corrupt", _with_messages(f"cannot decode the {fmt} file: {_message(error)}", said)) \
+            from error
+
+
+def _read_raw(rawpy, data: bytes, fmt: str, max_pixels: int, shortest: int, draft: bool) -> RawShot:
+    with warnings.catch_warnings():
+        # Our scan workers are forked, and we keep LibRaw on one OpenMP thread (see _one_thread).
+        warnings.filterwarnings("ignore", message="rawpy is being used in a process created by multiprocessing")
+        raw = rawpy.imread(io.BytesIO(data))
+    with raw:
+        sizes = raw.sizes
+        if sizes.raw_width * sizes.raw_height > max_pixels:
+            raise RawReadError("too-large", f"refused before decoding: {sizes.raw_width}x{sizes.raw_height} "
+                                            f"sensor pixels is over the limit of {max_pixels}")
+        orientation = _FLIP_TO_ORIENTATION.get(sizes.flip, 1)
+        width, height = (sizes.height, sizes.width) if orientation >= 5 else (sizes.width, sizes.height)
+        preview_jpeg, image = _preview(raw, rawpy, shortest, max_pixels, draft)
+        if image is not None:
+            image = image.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else image
+            decoded_from = "preview"
+        else:
+            _one_thread(rawpy)
+            image = Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8))
+            if draft and min(image.size) >= 2 * shortest:  # what a JPEG's reduced DCT scale gives
+                image = image.reduce(min(image.size) // shortest)
+            decoded_from = "half-size"  # LibRaw has applied the orientation
+        exif = raw_exif(data, fmt, preview_jpeg)
+        stamp = None if _exif_time(exif) else _libraw_time(raw, rawpy)
     taken = stamp.isoformat() if stamp and stamp.timestamp() > 0 else None
     return RawShot(image, exif, width, height, fmt, decoded_from, taken)
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextmanager
+def libraw_messages(said: list[str]):
+    """Capture what is written to the process's stderr (file descriptor 2) meanwhile into ``said``.
+
+    LibRaw prints its complaints there ("unknown file: Unexpected end of file"), naming no file and
+    ignoring ``--quiet``. The descriptor is swapped for a temporary file and restored; a lock keeps two
+    threads (the review page's) from swapping it at once.
+    """
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines = sink.read(4096).decode(errors="replace").splitlines()
+            said.extend(dict.fromkeys(line.removeprefix("unknown file: ").strip() for line in lines if line.strip()))
+
+
+def _with_messages(reason: str, said: list[str]) -> str:
+    return f"{reason} (LibRaw: {'; '.join(said)})" if said else reason
 
 
 def _preview(raw, rawpy, shortest: int, max_pixels: int, draft: bool) -> tuple[bytes | None, Image.Image | None]:
@@ -188,6 +234,10 @@ def raw_exif(data: bytes, fmt: str, preview_jpeg: bytes | None = None) -> Image.
             tiff = _tiff_bytes(data, fmt)
             if tiff is not None:
                 exif.load(tiff)
+            if fmt == "CR3" and (box := _cr3_box(data, b"CMT2")) is not None:  # CR3's EXIF IFD is a TIFF of its own
+                sub = Image.Exif()
+                sub.load(box)
+                exif.get_ifd(0x8769).update(dict(sub))
             if not len(exif) and preview_jpeg:
                 exif = Image.open(io.BytesIO(preview_jpeg)).getexif()
         except (OSError, SyntaxError, ValueError, EOFError, KeyError, TypeError):
@@ -200,6 +250,15 @@ def _exif_time(exif: Image.Exif):
     return exif.get_ifd(0x8769).get(0x9003) or exif.get_ifd(0x8769).get(0x9004)
 
 
+def _cr3_box(data: bytes, name: bytes) -> bytes | None:
+    """The content of a CR3's metadata box (CMT1: IFD 0, CMT2: the EXIF IFD; each a TIFF), near the start."""
+    at = data.find(name, 0, 1 << 16)
+    if at < 4:
+        return None
+    size = int.from_bytes(data[at - 4 : at], "big")
+    return data[at + 4 : at - 4 + size]
+
+
 def _tiff_bytes(data: bytes, fmt: str) -> bytes | None:
     """The bytes of the TIFF structure that holds IFD 0, or None for formats that have none."""
     if data[:4] in (b"II*\x00", b"MM\x00*"):
@@ -207,10 +266,19 @@ def _tiff_bytes(data: bytes, fmt: str) -> bytes | None:
     if fmt in ("ORF", "RW2") and data[:2] in (b"II", b"MM"):  # TIFF with another magic number
         return (b"II*\x00" if data[:2] == b"II" else b"MM\x00*") + data[4:]
     if fmt == "CR3":  # ISO BMFF: IFD 0 is the TIFF inside the CMT1 box, near the start
-        at = data.find(b"CMT1", 0, 1 << 16)
-        if at >= 4:
-            size = int.from_bytes(data[at - 4 : at], "big")
-            return data[at + 4 : at - 4 + size]
+        return _cr3_box(data, b"CMT1")
+    if fmt == "RAF":  # the EXIF of the JPEG preview whose offset and length the header gives
+        offset, length = int.from_bytes(data[84:88], "big"), int.from_bytes(data[88:92], "big")
+        preview = data[offset : offset + length]
+        at = preview.find(b"Exif\x00\x00", 0, 1 << 16)
+        return preview[at + 6 :] if at >= 0 else None
+    if fmt == "MRW":  # blocks (a 4-byte name, a 4-byte size) after the header; TTW holds a TIFF
+        at, end = 8, min(len(data), 8 + int.from_bytes(data[4:8], "big"))
+        while at + 8 <= end:
+            size = int.from_bytes(data[at + 4 : at + 8], "big")
+            if data[at : at + 4] == b"\x00TTW":
+                return data[at + 8 : at + 8 + size]
+            at += 8 + size
     return None
 
 

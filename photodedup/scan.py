@@ -62,6 +62,11 @@ class ScanSummary:
     skipped: int = 0
     seconds: float = 0.0
     error_kinds: dict[str, int] = field(default_factory=dict)
+    #: Files not looked at, by kind (the format table's kinds that the scan does not read, and
+    #: ``unknown``); they are not in ``files``.
+    not_looked_at: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys([*(k for k in formats.KINDS if k not in formats.SCANNED_KINDS),
+                                               "unknown"], 0))
     catalog: str = ""
 
     @property
@@ -80,6 +85,8 @@ class ScanSummary:
         ]
         for kind, count in sorted(self.error_kinds.items()):
             lines.append(f"  error {kind}: {count}")
+        if any(self.not_looked_at.values()):
+            lines.append("  not looked at: " + ", ".join(f"{kind} {n}" for kind, n in self.not_looked_at.items()))
         lines.append(f"Catalog: {self.catalog}")
         return "\n".join(lines)
 
@@ -123,9 +130,12 @@ def scan(
                     and (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns)):
                 summary.unchanged += 1
                 return
-            if old is None and not _looks_like_image(path) and not media.is_sidecar(path):
-                summary.files -= 1
-                return
+            if old is None:
+                other = _not_scanned(path)
+                if other and not media.is_sidecar(path):  # a sidecar comes here when a photo is beside it
+                    summary.files -= 1
+                    summary.not_looked_at[other] = summary.not_looked_at.get(other, 0) + 1
+                    return
             kind = "new" if old is None else "retried" if old.status == "error" and \
                 (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns) else "updated"
             todo.append((path, root, stat.st_size, stat.st_mtime_ns, kind))
@@ -136,7 +146,9 @@ def scan(
                 sidecars.append((root, path, stat))
             else:
                 consider(root, path, stat)
-        takeout = _sidecars(sidecars, seen, consider)
+        takeout, orphans = _sidecars(sidecars, seen, consider)
+        if orphans:
+            summary.not_looked_at[formats.SIDECAR] = summary.not_looked_at.get(formats.SIDECAR, 0) + orphans
 
         if todo:  # a Ray runtime takes seconds to start: only when there is work
             executor = open_executor(engine, workers=workers, address=ray_address) if isinstance(engine, str) \
@@ -163,25 +175,29 @@ def scan(
     return summary
 
 
-def _sidecars(found, seen: set[str], consider) -> dict[str, str]:
-    """Consider the sidecars that describe a photo or video found beside them; returns, by photo path,
-    its Google Takeout JSON (the capture time of a photo that has none of its own)."""
+def _sidecars(found, seen: set[str], consider) -> tuple[dict[str, str], int]:
+    """Consider the sidecars that describe a photo or video found beside them. Returns, by photo path,
+    its Google Takeout JSON (the capture time of a photo that has none of its own), and how many
+    sidecars describe no photo here (not looked at)."""
     if not found:
-        return {}
+        return {}, 0
     names: dict[str, list[str]] = {}
     for path in seen:
         if not media.is_sidecar(path):
             folder, name = os.path.split(path)
             names.setdefault(folder, []).append(name)
     takeout: dict[str, str] = {}
+    orphans = 0
     for root, path, stat in found:
         folder, name = os.path.split(path)
         owner = media.sidecar_owner(name, names.get(folder, ()))
-        if owner is not None:
-            consider(root, path, stat)
-            if path.lower().endswith(".json"):
-                takeout[os.path.join(folder, owner)] = path
-    return takeout
+        if owner is None:
+            orphans += 1
+            continue
+        consider(root, path, stat)
+        if path.lower().endswith(".json"):
+            takeout[os.path.join(folder, owner)] = path
+    return takeout, orphans
 
 
 def _inspect_all(cat: Catalog, todo, summary: ScanSummary, executor: Executor, progress, max_pixels,
@@ -297,17 +313,21 @@ def _under_any(path: str, roots: Sequence[Path | str]) -> bool:
     return any(path == str(r) or path.startswith(str(r).rstrip("/") + "/") for r in roots)
 
 
-def _looks_like_image(path: str) -> bool:
-    """A photo or video by extension, or by its first bytes (unreadable files count, to be recorded)."""
+def _not_scanned(path: str) -> str | None:
+    """None for a file the scan reads (a photo or video by its extension, else by its first bytes;
+    unreadable files count, to be recorded); else its kind in the format table, or ``unknown``."""
     fmt = formats.by_extension(path)
     if fmt is not None and fmt.kind in formats.SCANNED_KINDS:
-        return True
+        return None
     try:
         with open(path, "rb") as handle:
             head = handle.read(formats.HEAD_BYTES)
     except OSError:
-        return False
-    return _magic_matches(head)
+        return fmt.kind if fmt is not None else "unknown"
+    if _magic_matches(head):
+        return None
+    sniffed = fmt or formats.sniff(head)
+    return sniffed.kind if sniffed is not None else "unknown"
 
 
 def _magic_matches(head: bytes) -> bool:
@@ -341,15 +361,23 @@ def _inspect_job(job: tuple) -> tuple[dict, bytes | None, bytes | None]:
         if fmt is not None and fmt.kind == formats.VIDEO:
             return _inspect_video(row, data)
         return _inspect_image(row, data, max_pixels, takeout)
-    except (raw.RawReadError, media.VideoReadError) as error:
+    except media.VideoReadError as error:
+        return _error(row, error.kind, str(error)), None, None
+    except raw.RawReadError as error:  # the pixels are lost; the camera and capture time may not be
+        row["format"] = raw.raw_format(path, data[: formats.HEAD_BYTES])
+        _read_exif(row, raw.raw_exif(data, row["format"]), takeout=takeout)
         return _error(row, error.kind, str(error)), None, None
     except Image.DecompressionBombError as error:
         return _error(row, "too-large", f"refused before decoding: {error}"), None, None
     except UnidentifiedImageError:
         if _magic_matches(data[: formats.HEAD_BYTES]):
+            row["format"] = formats.sniff(data[: formats.HEAD_BYTES]).name
             return _error(row, "unsupported", "an image format this installation cannot decode"), None, None
         return _error(row, "not-an-image", "not an image (unrecognised content)"), None, None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
+        if not row.get("format"):  # failed while opening: the format its first bytes name
+            sniffed = formats.sniff(data[: formats.HEAD_BYTES])
+            row["format"] = sniffed.name if sniffed and sniffed.kind in formats.SCANNED_KINDS else None
         text = str(error)
         kind = "truncated" if "truncat" in text or isinstance(error, EOFError) else "corrupt"
         return _error(row, kind, f"cannot decode: {text}"), None, None
@@ -416,7 +444,8 @@ def _content_features(row: dict, image: Image.Image) -> None:
     row["content_left"], row["content_top"] = round(left * scale_x), round(top * scale_y)
     row["content_width"] = min(row["width"], round((right - left) * scale_x))
     row["content_height"] = min(row["height"], round((bottom - top) * scale_y))
-    row["grayscale"] = int(hashing.is_grayscale(content))
+    # a solid frame (one colour) is not a grayscale copy of another solid frame: unmeasured
+    row["grayscale"] = None if hashing.is_flat(pixels) else int(hashing.is_grayscale(content))
     gray = content.convert("L")  # both hashes work on grey levels: convert once
     phashes = hashing.dihedral_phashes(gray)
     row["phashes"] = hashing.pack(phashes)

@@ -99,11 +99,19 @@ def content_pixels(jpeg: bytes, row) -> np.ndarray:
     return np.ascontiguousarray(gray)
 
 
+#: ORB finds no keypoint within its edge threshold (15 px) of a side, and its image pyramid fails on a
+#: picture 1 px wide: a smaller picture has no features (a 1x1 spacer, a 1xN line).
+ORB_EDGE = 15
+MIN_FEATURE_SIDE = 2 * ORB_EDGE + 1
+
+
 def features(gray: np.ndarray, params: VerifySettings = VerifySettings()) -> Features:
     import cv2
 
-    orb = cv2.ORB_create(nfeatures=params.features, scaleFactor=1.2, nlevels=6, edgeThreshold=15, patchSize=15,
-                         fastThreshold=10)
+    if min(gray.shape[:2]) < MIN_FEATURE_SIDE:
+        return Features(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), (gray.shape[1], gray.shape[0]))
+    orb = cv2.ORB_create(nfeatures=params.features, scaleFactor=1.2, nlevels=6, edgeThreshold=ORB_EDGE,
+                         patchSize=15, fastThreshold=10)
     keypoints, descriptors = orb.detectAndCompute(gray, None)
     points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)
     if descriptors is None:

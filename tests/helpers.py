@@ -14,6 +14,9 @@ from PIL import Image
 
 #: The repository root: subprocesses run here, with it first on PYTHONPATH (so they run this checkout).
 REPO = Path(__file__).resolve().parents[1]
+#: Files this project did not make (ExifTool's test images), kept beside the clone in ``shared/real-files``
+#: (``PHOTODEDUP_REAL_FILES`` points elsewhere, e.g. from a git worktree); tests that need them skip without.
+REAL_FILES = Path(os.environ.get("PHOTODEDUP_REAL_FILES") or REPO.parent / "shared" / "real-files")
 
 
 def cli_env(extra: dict | None = None) -> dict:

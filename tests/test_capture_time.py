@@ -14,9 +14,9 @@ from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
 
 from photodedup import capture_time, raw
-from tests.helpers import run_cli, write_photo
+from tests.helpers import REAL_FILES, run_cli, write_photo
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real-files" / "exiftool-t-images"
+REAL = REAL_FILES / "exiftool-t-images"
 
 
 def _exif(original=None, subsec=None, offset=None, digitized=None, digitized_subsec=None, digitized_offset=None,

@@ -90,7 +90,10 @@ def test_broken_raws_are_error_rows_with_a_kind(tmp_path, photo):
     assert summary.error_kinds == {"truncated": 1, "raw-unsupported": 1, "empty": 1}
     rows = _rows(tmp_path / "c.sqlite")
     assert rows["good.dng"]["status"] == "ok"
-    assert rows["cut.dng"]["reason"] == "cannot decode the DNG file, its data ends early: Input/output error"
+    # LibRaw's own message (on stderr, naming no file) ends the reason; the metadata survives the pixels
+    assert rows["cut.dng"]["reason"] == ("cannot decode the DNG file, its data ends early: Input/output error "
+                                         "(LibRaw: Unexpected end of file)")
+    assert (rows["cut.dng"]["format"], rows["cut.dng"]["camera"]) == ("DNG", "Canon EOS R6")
     assert rows["notes.nef"]["reason"] == ("LibRaw cannot open this NEF file (not a RAW it knows): "
                                            "Unsupported file format or not RAW file")
     small = scan([root / "good.dng"], catalog=tmp_path / "small.sqlite", max_pixels=1000)

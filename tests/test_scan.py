@@ -78,12 +78,14 @@ def test_hostile_and_broken_input(tmp_path):
     good = (root / "good.jpg").read_bytes()
     (root / "cut.jpg").write_bytes(good[: len(good) // 2])
     png_bomb(root / "bomb.png")
-    (root / "future.jxl").write_bytes(b"\xff\x0a" + os.urandom(200))  # JPEG XL: recognised, not decodable here
+    (root / "damaged.jxl").write_bytes(b"\xff\x0a" + bytes(200))  # JPEG XL, 1x1 declared, no picture
+    (root / "large.psb").write_bytes(b"8BPS\x00\x02" + bytes(200))  # Photoshop's large format: Pillow has no reader
     os.symlink(root, root / "nested" / "loop")  # a symlink loop
     os.symlink(root / "good.jpg", root / "link.jpg")  # a link to a file: skipped
     summary = scan([root], catalog=tmp_path / "c.sqlite")
-    assert summary.error_kinds == {"empty": 1, "not-an-image": 1, "truncated": 1, "too-large": 1, "unsupported": 1}
-    assert (summary.new, summary.errors, summary.skipped) == (8, 5, 1)
+    assert summary.error_kinds == {"empty": 1, "not-an-image": 1, "truncated": 1, "too-large": 1, "unsupported": 1,
+                                   "corrupt": 1}
+    assert (summary.new, summary.errors, summary.skipped) == (9, 6, 1)
     with Catalog(tmp_path / "c.sqlite") as cat:
         assert {Path(r["path"]).name for r in cat.files()} == {"good.jpg", "good.png", "named-wrong.dat"}
         bomb = next(r for r in cat.files(status="error") if r["path"].endswith("bomb.png"))
