@@ -233,3 +233,26 @@ def test_which_photo_a_sidecar_describes(sidecar, owner):
     names = ["IMG_1.jpg", "IMG_1.CR2", "IMG_1(1).jpg", "IMG_2.mov", "metadata_photo.jpg",
              "a_very_long_file_name_from_a_phone_gallery_2021_06.jpg"]
     assert media.sidecar_owner(sidecar, names) == owner
+
+
+def test_live_photo_pairs_follow_the_content_identifier(tmp_path):
+    """HEIC stills: the same stem pairs unless the identifiers differ; one identifier ties two names."""
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    root = tmp_path / "lib"
+    other = "0B1C2D3E-2222-4A2B-9C3D-0123456789AB"
+    for number, (still_id, video_name, video_id) in enumerate([
+            (LIVE_ID, "IMG_0003.MOV", LIVE_ID),       # a Live Photo
+            (LIVE_ID, "IMG_0004.MOV", other.replace("0B", "0C")),  # same stem, two shots (the counter wrapped)
+            (other, "IMG_E0005.MOV", other)], 3):     # another name, one identifier
+        write_photo(root / f"IMG_{number:04d}.HEIC", fmt="HEIF", exif=apple_exif(still_id), pattern=number)
+        write_video(root / video_name, shade=number * 40, content_id=video_id)
+    catalog = tmp_path / "c.db"
+    assert run_cli("scan", root, "--catalog", catalog, "-q").returncode == 0
+    with Catalog(catalog) as cat:
+        names = {r["id"]: Path(r["path"]).name for r in cat.files(status=None)}
+        assert sorted((names[lead], names[f], kind) for f, lead, kind in cat.companions()) == [
+            ("IMG_0003.HEIC", "IMG_0003.MOV", "live"), ("IMG_0005.HEIC", "IMG_E0005.MOV", "live")]
+        assert {names[r["id"]]: r["content_id"] for r in cat.files() if r["format"] == "HEIF"} == {
+            "IMG_0003.HEIC": LIVE_ID, "IMG_0004.HEIC": LIVE_ID, "IMG_0005.HEIC": other}
