@@ -1,7 +1,9 @@
-"""``photodedup scan``: walk folders and record every image in the catalog.
+"""``photodedup scan``: walk folders and record every image and video in the catalog.
 
 Each image is read once: MD5 of its bytes, one decode (at reduced JPEG DCT scale) that gives the
-pHash/dHash, the model crop and a thumbnail, plus EXIF date, camera and orientation. Broken input is
+pHash/dHash, the model crop and a thumbnail, plus the capture time (``capture_time``), camera and
+orientation. Videos get their MD5, duration, size, capture time and a first-frame thumbnail, and
+sidecars (.xmp, .aae, Takeout .json) their MD5 when a photo is beside them (``media``). Broken input is
 data (a row with a status and a reason), never a crash. A re-scan reads only new or changed files
 (size, mtime); files that disappeared are marked missing. Results are committed in batches, so a
 scan killed at any moment resumes where it stopped.
@@ -354,7 +356,7 @@ def _inspect_job(job: tuple) -> tuple[dict, bytes | None, bytes | None]:
         return _error(row, "empty", "empty file (0 bytes)"), None, None
     row["md5"] = hashlib.md5(data).hexdigest()
     if media.is_sidecar(path):
-        return row | {"kind": "sidecar", "format": os.path.splitext(path)[1][1:].upper()}, None, None
+        return row | {"kind": formats.SIDECAR, "format": formats.by_extension(path).name}, None, None
     takeout = more[0] if more else None
     fmt = formats.by_extension(path) or formats.sniff(data[: formats.HEAD_BYTES])
     try:
