@@ -58,6 +58,7 @@ class Member:
     content_height: int | None = None
     grayscale: int | None = None       # 1 grayscale, 0 colour, None not measured
     jpeg_quality: int | None = None    # JPEG quality of its tables (100: a maximum-quality re-save)
+    motion: str | None = None          # a motion photo (a video inside the still): google | samsung
     status: str = "ok"
     keeper: bool = False
     note: str = ""                   # why it is not the keeper (the rule that decided)
@@ -80,7 +81,8 @@ class Member:
                    width=get("width"), height=get("height"), size=get("size"), format=get("format"),
                    taken_at=get("taken_at"), camera=get("camera"), md5=get("md5"), mtime_ns=get("mtime_ns"),
                    content_width=get("content_width"), content_height=get("content_height"),
-                   grayscale=get("grayscale"), jpeg_quality=get("jpeg_quality"), status=get("status") or "ok",
+                   grayscale=get("grayscale"), jpeg_quality=get("jpeg_quality"), motion=get("motion"),
+                   status=get("status") or "ok",
                    **({"match": json.loads(get("match"))} if get("match") else {}) | extra)
 
     def as_dict(self) -> dict:
@@ -166,7 +168,7 @@ class Group:
         return {"id": self.id, "kind": self.kind, "keeper": self.keeper_path, "keeper_id": self.keeper,
                 "keeper_reason": self.keeper_reason,
                 "members": [{k: v for k, v in m.as_dict().items()
-                             if k not in ("decision", "in_trash", "status", "companions") or v}
+                             if k not in ("decision", "in_trash", "status", "companions", "motion") or v}
                             for m in self.members]}
 
 

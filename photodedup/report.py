@@ -80,7 +80,8 @@ def _figure(g: Group, m: Member, thumb: bytes | None) -> str:
         "<span class='badge'>KEEP (reference folder)</span>" if m.reference else "<span class='cand'>candidate</span>")
     width, height = content_size(m)
     dimensions = f"{m.width}x{m.height}" + (f" (content {width}x{height} inside a border)" if bordered(m) else "")
-    rows = [("format", (m.format or "?") + (", grayscale" if m.grayscale else "")), ("dimensions", dimensions),
+    rows = [("format", (m.format or "?") + (", grayscale" if m.grayscale else "")
+             + (f", motion photo ({m.motion}: a video inside)" if m.motion else "")), ("dimensions", dimensions),
             ("size", human_size(m.size or 0)), ("camera", m.camera or "none in EXIF"),
             ("taken", (m.taken_at or "no capture date").replace("T", " ")),
             ("evidence", evidence_words(m)), ("why" if keeper else "not kept", g.keeper_reason if keeper else m.note)]

@@ -218,6 +218,14 @@ def test_takeout_time_and_motion_photos(tmp_path):
         "PXL_1.MP.jpg": ("image", "google", None),
         "20210601_100000.jpg": ("image", "samsung", None),
         "plain.jpg": ("image", None, None)}
+    shutil.copyfile(google, root / "copy of PXL_1.MP.jpg")
+    assert run_cli("scan", root, "--catalog", catalog, "-q").returncode == 0
+    grouped = run_cli("group", "--catalog", catalog, "--evidence", "exact", "--json", "--html", tmp_path / "r.html")
+    assert grouped.returncode == 0, grouped.stderr
+    (group,) = json.loads(grouped.stdout)["groups"]
+    assert sorted((Path(m["path"]).name, m.get("motion")) for m in group["members"]) == [
+        ("PXL_1.MP.jpg", "google"), ("copy of PXL_1.MP.jpg", "google")]
+    assert (tmp_path / "r.html").read_text().count("JPEG, motion photo (google: a video inside)") == 2
 
 
 @pytest.mark.parametrize(("sidecar", "owner"), [
