@@ -22,7 +22,8 @@ the trash is 0700 and the folders made in it keep the modes of the source's fold
 Apply and undo hold the catalog (``Catalog.writer``, as scan and embed do) for their whole run.
 
 A RAW+JPEG pair moves as one: the decision is on the RAW, the JPEG follows it (its journal entries say
-``companion_of``: the RAW's file id), both or neither, and undo restores both.
+``companion_of``: the RAW's file id), both or neither, and undo restores both. So do a Live Photo's
+video and a photo's sidecars (``photodedup.media``): companions of their lead.
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress,
         elif decision["md5"] != row["md5"]:
             reason = "changed since it was marked trash (md5 differs); review it again"
         else:
-            reason = _check_bytes(row) or next((f"its RAW+JPEG pair {h['path']}: {why}" for h in halves
+            reason = _check_bytes(row) or next((f"its {_companion_words(h)} {h['path']}: {why}" for h in halves
                                                 if (why := _check_bytes(h))), None) or _same_file(row, live, files)
         if reason:
             skipped.append({"path": row["path"], "reason": reason})
@@ -267,6 +268,11 @@ class _TrashFolders:
         for name in below:
             self.known[name] = self.known[folder]
         return self.known[folder]
+
+
+def _companion_words(row) -> str:
+    kind = row["kind"] if "kind" in row.keys() else None
+    return {"video": "Live Photo video", "sidecar": "sidecar"}.get(kind, "RAW+JPEG pair")
 
 
 def _move_item(row, group_id: int, companion_of: int | None = None) -> dict:
@@ -338,8 +344,9 @@ def undo(catalog: Path | None = None, *, trash_dir: Path | None = None, paths: S
         if not dry_run:
             summary.recovered, unresolved = recover(journal, cat)
             summary.refused += unresolved
-        in_trash = _in_trash(journal.entries())
-        selected = _select(in_trash, paths, apply_id, summary)
+        entries = journal.entries()
+        in_trash = _in_trash(entries)
+        selected = _select(in_trash, paths, apply_id, summary, entries)
         summary.applies = sorted({e["apply"] for e in selected})
         for index, entry in enumerate(selected, 1):
             original, target = Path(entry["original"]), Path(entry["trash"])
@@ -380,14 +387,15 @@ def _in_trash(entries: list[dict]) -> list[dict]:
     return list(current.values())
 
 
-def _select(in_trash: list[dict], paths: Sequence[Path], apply_id: str | None, summary: UndoSummary) -> list[dict]:
+def _select(in_trash: list[dict], paths: Sequence[Path], apply_id: str | None, summary: UndoSummary,
+            entries: Sequence[dict] = ()) -> list[dict]:
     if paths:
         chosen: list[dict] = []
         for path in paths:
             wanted = os.path.abspath(path)
             names = {wanted, os.path.realpath(path)}  # the scan records one path per folder: symlinks resolved
-            hits = [e for e in in_trash if any(p == w or p.startswith(w.rstrip("/") + "/")
-                                               for p in (e["original"], e["trash"]) for w in names)]
+            leads = {e.get("file_id") for e in entries if any(_names(e, w) for w in names)} - {None}  # a lead back
+            hits = [e for e in in_trash if any(_names(e, w) for w in names) or e.get("companion_of") in leads]
             if not hits:
                 summary.refused.append({"path": wanted, "reason": "not in the trash journal"})
             chosen += [e for e in hits if e not in chosen]
@@ -403,8 +411,15 @@ def _select(in_trash: list[dict], paths: Sequence[Path], apply_id: str | None, s
     return [e for e in in_trash if e["apply"] == in_trash[-1]["apply"]]
 
 
-def _shot(entry: dict) -> tuple[str, int | None]:
-    return entry["apply"], entry.get("companion_of") or entry.get("file_id")
+def _names(entry: dict, wanted: str) -> bool:
+    """Whether the path ``wanted`` names this journal entry's file (its original or trash path, or a folder above)."""
+    return any(p == wanted or p.startswith(wanted.rstrip("/") + "/") for p in (entry["original"], entry["trash"]))
+
+
+def _shot(entry: dict) -> int | None:
+    """The item a trashed file belongs to: its lead's file id (the halves of an item may have moved in two
+    applies, when the first was killed between them)."""
+    return entry.get("companion_of") or entry.get("file_id")
 
 
 def _after_restore(cat: Catalog, entry: dict, trash: Path) -> None:

@@ -171,6 +171,24 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE models ADD COLUMN precision TEXT
     """,
+    # 11: videos, Live Photos, motion photos and sidecars (photodedup.media). kind: image | raw | video |
+    # sidecar (NULL: scanned before 11, an image or a RAW). duration: a video's seconds. content_id: Apple's
+    # Live Photo content identifier (the still's MakerNote, the MOV's QuickTime key). motion: google or
+    # samsung for a still that carries a video inside it (a motion photo). companions: files that travel
+    # with a lead file (kept, trashed and restored with it): a Live Photo's video, a photo's sidecars;
+    # recomputed by every scan (photodedup.media.find_companions), as raw_pairs are.
+    """
+    ALTER TABLE files ADD COLUMN kind TEXT;
+    ALTER TABLE files ADD COLUMN duration REAL;
+    ALTER TABLE files ADD COLUMN content_id TEXT;
+    ALTER TABLE files ADD COLUMN motion TEXT;
+    CREATE TABLE companions (
+        file_id  INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
+        lead_id  INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+        kind     TEXT NOT NULL
+    );
+    CREATE INDEX companions_lead ON companions(lead_id)
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -179,8 +197,10 @@ FILE_COLUMNS = (
     "path", "root", "size", "mtime_ns", "status", "error_kind", "reason", "md5", "phash", "dhash",
     "width", "height", "format", "taken_at", "camera", "exif_tags", "scanned_at", "raw_decode",
     "content_width", "content_height", "content_left", "content_top", "grayscale", "phashes", "jpeg_quality",
-    "dev", "ino",
+    "dev", "ino", "kind", "duration", "content_id", "motion",
 )
+#: The kinds of file that ``group`` and ``embed`` look at (sidecars travel with their photo only).
+PICTURE_KINDS = ("image", "raw", "video")
 
 
 @dataclass(frozen=True)
@@ -406,8 +426,8 @@ class Catalog:
     def known_files(self) -> dict[str, Known]:
         """Every path the catalog holds, with what decides whether it changed."""
         rows = self.conn.execute("SELECT id, path, size, mtime_ns, status, "
-                                 "status != 'ok' OR (content_width IS NOT NULL AND "
-                                 "(format IS NOT 'JPEG' OR jpeg_quality IS NOT NULL)), dev, ino FROM files")
+                                 "status != 'ok' OR kind IN ('video', 'sidecar') OR (content_width IS NOT NULL "
+                                 "AND (format IS NOT 'JPEG' OR jpeg_quality IS NOT NULL)), dev, ino FROM files")
         return {row[1]: Known(row[0], row[2], row[3], row[4], bool(row[5]), row[6], row[7]) for row in rows}
 
     def roots(self) -> list[str]:
@@ -464,12 +484,18 @@ class Catalog:
                 "WHERE path=? AND status!='missing'", [(display(reason), now, to_db(p)) for p in paths])
             return cursor.rowcount
 
-    def files(self, status: str | None = "ok", under: str | None = None) -> list[sqlite3.Row]:
-        """File rows, optionally only one status and only below a folder."""
-        sql, args = "SELECT * FROM files WHERE 1=1", []
+    def files(self, status: str | None = "ok", under: str | None = None, kinds: Sequence[str] | None = None,
+              columns: Sequence[str] | None = None) -> list[sqlite3.Row]:
+        """File rows, optionally only one status, only below a folder, only these kinds (NULL: image),
+        only these columns (of ``FILE_COLUMNS``, with ``id``)."""
+        picked = ", ".join(c for c in ("id", *FILE_COLUMNS) if c in columns) if columns else "*"
+        sql, args = f"SELECT {picked} FROM files WHERE 1=1", []
         if status:
             sql += " AND status = ?"
             args.append(status)
+        if kinds:
+            sql += f" AND coalesce(kind, 'image') IN ({', '.join('?' * len(kinds))})"
+            args += list(kinds)
         if under:
             sql += " AND (path = ? OR path LIKE ? ESCAPE '\\')"
             args += [to_db(under), _like_prefix(under)]
@@ -484,6 +510,17 @@ class Catalog:
     def raw_pairs(self) -> dict[int, int]:
         """RAW+JPEG pairs: the RAW's file id -> its JPEG's (or HEIC's) file id."""
         return dict(self.conn.execute("SELECT raw_id, other_id FROM raw_pairs").fetchall())
+
+    def set_companions(self, rows: Iterable[tuple[int, int, str]]) -> None:
+        """Replace the companions with ``(file_id, lead_id, kind)`` rows, in one transaction."""
+        with self.transaction() as conn:
+            conn.execute("DELETE FROM companions")
+            conn.executemany("INSERT INTO companions (file_id, lead_id, kind) VALUES (?, ?, ?)", rows)
+
+    def companions(self) -> list[tuple[int, int, str]]:
+        """``(file_id, lead_id, kind)``: files that travel with a lead (Live Photo videos, sidecars)."""
+        return [tuple(row) for row in self.conn.execute(
+            "SELECT file_id, lead_id, kind FROM companions ORDER BY lead_id, file_id")]
 
     def file(self, file_id: int) -> sqlite3.Row | None:
         return self.conn.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()
@@ -523,7 +560,8 @@ class Catalog:
     def files_without_embedding(self, model_id: str) -> list[sqlite3.Row]:
         """OK files that have neither an embedding nor a recorded error for ``model_id``."""
         return self.conn.execute(
-            "SELECT f.* FROM files f WHERE f.status = 'ok' AND NOT EXISTS "
+            "SELECT f.* FROM files f WHERE f.status = 'ok' AND coalesce(f.kind, 'image') IN ('image', 'raw') "
+            "AND NOT EXISTS "
             "(SELECT 1 FROM embeddings e WHERE e.file_id = f.id AND e.model_id = ?) ORDER BY f.id",
             (model_id,)).fetchall()
 

@@ -34,8 +34,9 @@ from dataclasses import dataclass
 
 IMAGE, RAW, VIDEO, SIDECAR, DOCUMENT = "image", "raw", "video", "sidecar", "document"
 KINDS = (IMAGE, RAW, VIDEO, SIDECAR, DOCUMENT)
-#: The kinds ``scan`` reads and records; files of other kinds are counted as not looked at.
-SCANNED_KINDS = frozenset({IMAGE, RAW})
+#: The kinds ``scan`` reads and records; files of other kinds are counted as not looked at (sidecars are
+#: recorded when a photo is beside them: photodedup.media).
+SCANNED_KINDS = frozenset({IMAGE, RAW, VIDEO})
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ FORMATS: tuple[Format, ...] = (
     _raw("ARI", description="ARRI"),
     _raw("PXN", description="Logitech"),
     _raw("QTK", description="Apple QuickTake"),
-    # -- videos (recorded by the media stage; the scan counts them) -----------------------------------
+    # -- videos (photodedup.media: recorded, exact copies grouped) -------------------------------------
     Format("MOV", VIDEO, (".mov", ".qt"), _ftyp(b"qt  "), "video", original=True, description="QuickTime (iPhone)"),
     Format("MP4", VIDEO, (".mp4", ".m4v"), _ftyp(b"isom", b"iso2", b"mp41", b"mp42", b"avc1", b"M4V "), "video",
            original=True, mime="video/mp4", description="MPEG-4"),

@@ -37,7 +37,7 @@ import numpy as np
 
 from photodedup import cluster as clu
 from photodedup import hashing, keeper, verify
-from photodedup.catalog import Catalog, display, open_catalog
+from photodedup.catalog import PICTURE_KINDS, Catalog, display, open_catalog
 from photodedup.errors import BadInputError
 from photodedup.groups import Group, Member
 from photodedup.progress import ProgressCallback, no_progress
@@ -171,7 +171,8 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
         vectors = semantic_vectors(cat, rows, model) if model else None
         parts = find_edges(rows, vectors, params, thumbs=cat.thumb)
         progress(1, 3)
-        groups = build_groups(rows, clu.combine(*parts.values()), params, pairs=cat.raw_pairs(), names=names)
+        shots = [*cat.raw_pairs().items(), *((lead, f) for f, lead, kind in cat.companions() if kind == "live")]
+        groups = build_groups(rows, clu.combine(*parts.values()), params, pairs=shots, names=names)
         progress(2, 3)
         counts = {kind: len(edges) for kind, edges in parts.items()}
         result = GroupResult(groups, params, len(rows), counts, model, warnings, time.perf_counter() - started,
@@ -188,10 +189,10 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
 def select_files(cat: Catalog, roots: Sequence[Path | str] = ()) -> list:
     """OK file rows (under ``roots`` when given), ordered by path."""
     if not roots:
-        return cat.files("ok")
+        return cat.files("ok", kinds=PICTURE_KINDS)
     rows = {}
     for root in roots:
-        for row in cat.files("ok", under=str(Path(root).expanduser().resolve())):
+        for row in cat.files("ok", under=str(Path(root).expanduser().resolve()), kinds=PICTURE_KINDS):
             rows[row["id"]] = row
     return sorted(rows.values(), key=lambda r: r["path"])
 
@@ -390,11 +391,13 @@ def _verify(pairs: list[tuple[int, int]], pixels, params: verify.VerifySettings,
 
 
 def build_groups(rows: Sequence, edges: clu.Edges, params: GroupSettings | None = None,
-                 pairs: dict[int, int] | None = None, names: dict[int, list[str]] | None = None) -> list[Group]:
+                 pairs: dict[int, int] | Sequence[tuple[int, int]] | None = None,
+                 names: dict[int, list[str]] | None = None) -> list[Group]:
     """Cluster, then name each group's keeper and each member's evidence (ids are 1, 2, ...).
 
-    ``pairs`` (RAW file id -> JPEG/HEIC file id): each RAW+JPEG pair is one item, the RAW with its
-    JPEG as a companion, so a pair is never a group by itself and never split.
+    ``pairs`` (RAW file id -> JPEG/HEIC file id, or ``(lead, companion)`` tuples: a Live Photo's still
+    and its video too): each pair is one item, the lead with its companion, so a pair is never a group
+    by itself and never split.
     """
     params = params or GroupSettings()
     edges, companions = _shots(rows, edges, pairs or {})
@@ -413,7 +416,8 @@ def build_groups(rows: Sequence, edges: clu.Edges, params: GroupSettings | None 
         out = [(k, Member.from_row(rows[k], evidence="", score=0.0, other_names=(names or {}).get(rows[k]["id"], [])))
                for k in members]
         for k, m in out:
-            m.companions = [Member.from_row(rows[c], evidence="pair", score=1.0) for c in companions.get(k, ())]
+            m.companions = [Member.from_row(rows[c], evidence=_companion_evidence(rows[c]), score=1.0)
+                            for c in companions.get(k, ())]
         choice = keeper.choose([m for _, m in out], params.keeper_rules, params.prefer)
         keeper_index = next(k for k, m in out if m.file_id == choice.keeper)
         for k, m in out:
@@ -441,7 +445,7 @@ def build_groups(rows: Sequence, edges: clu.Edges, params: GroupSettings | None 
     return groups
 
 
-def _shots(rows: Sequence, edges: clu.Edges, pairs: dict[int, int]) -> tuple[clu.Edges, dict[int, list[int]]]:
+def _shots(rows: Sequence, edges: clu.Edges, pairs) -> tuple[clu.Edges, dict[int, list[int]]]:
     """Edges between shots: a pair's JPEG hands its edges to its RAW (the pair's own edge goes).
 
     Returns those edges and, by the RAW's row index, the row indices of its companions.
@@ -449,13 +453,18 @@ def _shots(rows: Sequence, edges: clu.Edges, pairs: dict[int, int]) -> tuple[clu
     index = {row["id"]: k for k, row in enumerate(rows)}
     lead = np.arange(len(rows), dtype=np.int64)
     companions: dict[int, list[int]] = {}
-    for raw_id, other_id in pairs.items():
+    for raw_id, other_id in pairs.items() if isinstance(pairs, dict) else pairs:
         if raw_id in index and other_id in index:
             lead[index[other_id]] = index[raw_id]
             companions.setdefault(index[raw_id], []).append(index[other_id])
     if not companions:
         return edges, {}
     return clu.combine(edges.moved(lead[edges.i], lead[edges.j])), companions
+
+
+def _companion_evidence(row) -> str:
+    """``pair`` for a RAW+JPEG pair's other half, ``live`` for a Live Photo's video."""
+    return "live" if "kind" in row.keys() and row["kind"] == "video" else "pair"
 
 
 def _score(rank: int, distance: float) -> float:

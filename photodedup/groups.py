@@ -14,7 +14,9 @@ joined with what people decided since. Decisions:
 
 A RAW+JPEG pair (one shot the camera wrote as two files, ``photodedup.raw.find_pairs``) is one
 member: the RAW, with its JPEG or HEIC as a *companion*. The decision is made on the RAW and holds
-for both; ``apply`` moves both halves and ``undo`` restores both.
+for both; ``apply`` moves both halves and ``undo`` restores both. A Live Photo's video and a photo's
+sidecars (.xmp, .aae, Takeout .json; ``photodedup.media.find_companions``) are companions the same
+way (evidence ``live``, ``sidecar``).
 
 All SQL lives in :mod:`photodedup.catalog`; this module holds no web and no file moving.
 """
@@ -61,6 +63,7 @@ class Member:
     #: A watermark or logo on this file that another member lacks (the pixel-level pair check; a string
     #: says where, e.g. "lower right, 3% of the picture"); None: not checked or none found.
     added_mark: str | bool | None = None
+    motion: str | None = None          # a motion photo (a video inside the still): google | samsung
     status: str = "ok"
     keeper: bool = False
     note: str = ""                   # why it is not the keeper (the rule that decided)
@@ -70,7 +73,8 @@ class Member:
     reference: bool = False          # under a reference folder (--prefer): never trashed
     decision: str | None = None      # keep | trash | None
     in_trash: bool = False
-    #: Files that travel with this one (kept or trashed together), e.g. the RAW of a RAW+JPEG pair.
+    #: Files that travel with this one (kept or trashed together): the JPEG of a RAW+JPEG pair (evidence
+    #: ``pair``), a Live Photo's video (``live``), sidecars (``sidecar``).
     companions: list[Member] = field(default_factory=list)
     #: Other paths of this very file (same device and inode: hard links, or a folder reached by two
     #: paths). Never a duplicate of it: trashing one name frees nothing (``photodedup.group.one_per_file``).
@@ -85,7 +89,8 @@ class Member:
                    width=get("width"), height=get("height"), size=get("size"), format=get("format"),
                    taken_at=get("taken_at"), camera=get("camera"), md5=get("md5"), mtime_ns=get("mtime_ns"),
                    content_width=get("content_width"), content_height=get("content_height"),
-                   grayscale=get("grayscale"), jpeg_quality=get("jpeg_quality"), status=get("status") or "ok",
+                   grayscale=get("grayscale"), jpeg_quality=get("jpeg_quality"), motion=get("motion"),
+                   status=get("status") or "ok",
                    **({"match": json.loads(get("match"))} if get("match") else {}) | extra)
 
     def as_dict(self) -> dict:
@@ -95,6 +100,13 @@ class Member:
     def files(self) -> list[Member]:
         """This file and its companions (the halves of a RAW+JPEG pair)."""
         return [self, *self.companions]
+
+    @property
+    def item_words(self) -> str:
+        """What travels with this file, in words: ``RAW+JPEG pair``, ``Live Photo + sidecars``, ... ('' alone)."""
+        kinds = {c.evidence for c in self.companions}
+        return " + ".join(word for kind, word in (("pair", "RAW+JPEG pair"), ("live", "Live Photo"),
+                                                  ("sidecar", "sidecars")) if kind in kinds)
 
     @property
     def total_size(self) -> int:
@@ -164,8 +176,8 @@ class Group:
         return {"id": self.id, "kind": self.kind, "keeper": self.keeper_path, "keeper_id": self.keeper,
                 "keeper_reason": self.keeper_reason,
                 "members": [{k: v for k, v in m.as_dict().items()
-                             if k not in ("decision", "in_trash", "status", "companions", "other_names", "added_mark")
-                             or v}
+                             if k not in ("decision", "in_trash", "status", "companions", "other_names", "added_mark",
+                                          "motion") or v}
                             for m in self.members]}
 
 
@@ -185,15 +197,19 @@ def load_groups(catalog: Path | str | Catalog | None = None, run_id: int | None 
             group.members.append(Member.from_row(
                 row, evidence=row["evidence"], score=row["score"], keeper=row["id"] == group.keeper,
                 note=row["note"], reference=keeper_rules.in_folders(row["path"], prefer), in_trash=in_trash(row)))
-        partners = cat.raw_pairs()
+        travelling: dict[int, list[tuple[int, str]]] = {}
+        for raw_id, other_id in cat.raw_pairs().items():
+            travelling.setdefault(raw_id, []).append((other_id, "pair"))
+        for file_id, lead_id, kind in cat.companions():
+            travelling.setdefault(lead_id, []).append((file_id, kind))
         for group in groups.values():
             ids = {m.file_id for m in group.members}
             for m in group.members:
-                partner = partners.get(m.file_id)
-                if partner is not None and partner not in ids:
-                    row = cat.file(partner)
-                    m.companions.append(Member.from_row(row, evidence="pair", score=1.0, keeper=m.keeper,
-                                                        reference=m.reference, in_trash=in_trash(row)))
+                for partner, kind in travelling.get(m.file_id, ()):
+                    if partner not in ids:
+                        row = cat.file(partner)
+                        m.companions.append(Member.from_row(row, evidence=kind, score=1.0, keeper=m.keeper,
+                                                            reference=m.reference, in_trash=in_trash(row)))
     return list(groups.values())
 
 

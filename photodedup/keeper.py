@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from photodedup import formats
+from photodedup.capture_time import sort_key
 from photodedup.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -307,13 +308,14 @@ def _exif_words(m: Member) -> str:
 def _later(m: Member, winner: Member) -> str:
     if winner.taken_at and not m.taken_at:
         return "no capture time"
-    if m.taken_at and winner.taken_at and m.taken_at != winner.taken_at:
+    if m.taken_at and winner.taken_at and sort_key(m.taken_at) != sort_key(winner.taken_at):
         return f"captured later (taken {m.taken_at})"
     return "modified later"
 
 
 RULE_BY_NAME = {rule.name: rule for rule in [
-    Rule("raw-pair", lower(lambda m: not m.companions), lambda w, _: "the camera's RAW+JPEG pair",
+    Rule("raw-pair", lower(lambda m: not any(c.evidence == "pair" for c in m.companions)),
+         lambda w, _: "the camera's RAW+JPEG pair",
          lambda m, w: "a single file; the group has the camera's RAW+JPEG pair"),
     Rule("colour", lower(lambda m: m.grayscale == 1), lambda w, _: "colour (others are grayscale copies)",
          lambda m, w: "a grayscale copy of a colour photo"),
@@ -341,9 +343,10 @@ RULE_BY_NAME = {rule.name: rule for rule in [
          lambda w, _: f"largest file of its format and resolution ({human_size(w.size or 0)})",
          lambda m, w: "a smaller file of the same format and resolution ({} against {})".format(
              *human_sizes(m.size or 0, w.size or 0))),
-    Rule("oldest", lower(lambda m: (m.taken_at is None, m.taken_at or "", m.mtime_ns or 0)),
+    Rule("oldest", lower(lambda m: (sort_key(m.taken_at), m.mtime_ns or 0)),
          lambda w, dropped: f"oldest capture (taken {w.taken_at})"
-         if w.taken_at and any(m.taken_at != w.taken_at for m in dropped) else "oldest file (modified first)", _later),
+         if w.taken_at and any(sort_key(m.taken_at) != sort_key(w.taken_at) for m in dropped)
+         else "oldest file (modified first)", _later),
 ]}
 
 

@@ -30,11 +30,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
 
 from PIL import Image, UnidentifiedImageError
 
-from photodedup import formats
+from photodedup import capture_time, formats
 from photodedup.preprocess import DEFAULT_MAX_PIXELS, draft_for_shortest_side, open_checked
 
 PAIR_SECONDS = 1.0
@@ -235,6 +234,10 @@ def raw_exif(data: bytes, fmt: str, preview_jpeg: bytes | None = None) -> Image.
             tiff = _tiff_bytes(data, fmt)
             if tiff is not None:
                 exif.load(tiff)
+            if fmt == "CR3" and (box := _cr3_box(data, b"CMT2")) is not None:  # CR3's EXIF IFD is a TIFF of its own
+                sub = Image.Exif()
+                sub.load(box)
+                exif.get_ifd(0x8769).update(dict(sub))
             if not len(exif) and preview_jpeg:
                 exif = Image.open(io.BytesIO(preview_jpeg)).getexif()
         except (OSError, SyntaxError, ValueError, EOFError, KeyError, TypeError):
@@ -243,7 +246,17 @@ def raw_exif(data: bytes, fmt: str, preview_jpeg: bytes | None = None) -> Image.
 
 
 def _exif_time(exif: Image.Exif):
-    return exif.get_ifd(0x8769).get(0x9003) or exif.get_ifd(0x8769).get(0x9004) or exif.get(0x0132)
+    """EXIF DateTimeOriginal or CreateDate (never IFD 0's DateTime: that is the last edit)."""
+    return exif.get_ifd(0x8769).get(0x9003) or exif.get_ifd(0x8769).get(0x9004)
+
+
+def _cr3_box(data: bytes, name: bytes) -> bytes | None:
+    """The content of a CR3's metadata box (CMT1: IFD 0, CMT2: the EXIF IFD; each a TIFF), near the start."""
+    at = data.find(name, 0, 1 << 16)
+    if at < 4:
+        return None
+    size = int.from_bytes(data[at - 4 : at], "big")
+    return data[at + 4 : at - 4 + size]
 
 
 def _tiff_bytes(data: bytes, fmt: str) -> bytes | None:
@@ -253,10 +266,7 @@ def _tiff_bytes(data: bytes, fmt: str) -> bytes | None:
     if fmt in ("ORF", "RW2") and data[:2] in (b"II", b"MM"):  # TIFF with another magic number
         return (b"II*\x00" if data[:2] == b"II" else b"MM\x00*") + data[4:]
     if fmt == "CR3":  # ISO BMFF: IFD 0 is the TIFF inside the CMT1 box, near the start
-        at = data.find(b"CMT1", 0, 1 << 16)
-        if at >= 4:
-            size = int.from_bytes(data[at - 4 : at], "big")
-            return data[at + 4 : at - 4 + size]
+        return _cr3_box(data, b"CMT1")
     if fmt == "RAF":  # the EXIF of the JPEG preview whose offset and length the header gives
         offset, length = int.from_bytes(data[84:88], "big"), int.from_bytes(data[88:92], "big")
         preview = data[offset : offset + length]
@@ -306,12 +316,8 @@ def find_pairs(rows: Iterable) -> list[tuple[int, int]]:
 
 
 def _seconds_apart(a: str | None, b: str | None) -> float:
-    if not a or not b:
-        return 0.0
-    try:
-        return abs((datetime.fromisoformat(a) - datetime.fromisoformat(b)).total_seconds())
-    except ValueError:
-        return 0.0
+    apart = capture_time.seconds_apart(a, b)
+    return 0.0 if apart is None else apart
 
 
 def _message(error: Exception) -> str:

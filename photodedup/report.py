@@ -86,7 +86,8 @@ def _figure(g: Group, m: Member, thumb: bytes | None) -> str:
         "<span class='badge'>KEEP (reference folder)</span>" if m.reference else "<span class='cand'>candidate</span>")
     width, height = content_size(m)
     dimensions = f"{m.width}x{m.height}" + (f" (content {width}x{height} inside a border)" if bordered(m) else "")
-    rows = [("format", (m.format or "?") + (", grayscale" if m.grayscale else "")), ("dimensions", dimensions),
+    rows = [("format", (m.format or "?") + (", grayscale" if m.grayscale else "")
+             + (f", motion photo ({m.motion}: a video inside)" if m.motion else "")), ("dimensions", dimensions),
             ("size", human_size(m.size or 0)), ("camera", m.camera or "none in EXIF"),
             ("taken", (m.taken_at or "no capture date").replace("T", " ")),
             ("evidence", evidence_words(m)), ("why" if keeper else "not kept", g.keeper_reason if keeper else m.note)]
@@ -94,6 +95,6 @@ def _figure(g: Group, m: Member, thumb: bytes | None) -> str:
                       f"{_text(str(value or '-'))}</dd>" for name, value in rows)
     pair = "".join(f"<div class='path'>+ {_text(c.path)} ({c.format}, {human_size(c.size or 0)})</div>"
                    for c in m.companions)
-    pair = f" <b>RAW+JPEG pair</b>, kept or trashed together{pair}" if pair else ""
+    pair = f" <b>{html.escape(m.item_words)}</b>, kept or trashed together{pair}" if pair else ""
     return (f"<figure class='{'keeper' if keeper else 'candidate'}'>{image}<figcaption>{role}{pair}"
             f"<div class='path'>{_text(m.path)}</div><dl>{details}</dl></figcaption></figure>")

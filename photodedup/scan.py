@@ -1,7 +1,9 @@
-"""``photodedup scan``: walk folders and record every image in the catalog.
+"""``photodedup scan``: walk folders and record every image and video in the catalog.
 
 Each image is read once: MD5 of its bytes, one decode (at reduced JPEG DCT scale) that gives the
-pHash/dHash, the model crop and a thumbnail, plus EXIF date, camera and orientation. Broken input is
+pHash/dHash, the model crop and a thumbnail, plus the capture time (``capture_time``), camera and
+orientation. Videos get their MD5, duration, size, capture time and a first-frame thumbnail, and
+sidecars (.xmp, .aae, Takeout .json) their MD5 when a photo is beside them (``media``). Broken input is
 data (a row with a status and a reason), never a crash. A re-scan reads only new or changed files
 (size, mtime); files that disappeared are marked missing. Results are committed in batches, so a
 scan killed at any moment resumes where it stopped.
@@ -20,14 +22,13 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import imagehash
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, IptcImagePlugin, UnidentifiedImageError
 
-from photodedup import config, formats, hashing, raw
+from photodedup import capture_time, config, formats, hashing, media, raw
 from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, Interrupted
 from photodedup.executor import Executor, open_executor
@@ -45,6 +46,8 @@ from photodedup.text import printable
 
 log = logging.getLogger(__name__)
 
+#: What RAW+JPEG pairs and companions are made from (a re-scan reads them for every file).
+SHOT_COLUMNS = ("id", "path", "status", "reason", "raw_decode", "format", "taken_at", "kind", "content_id")
 THUMB_SIZE = 320
 WRITE_BATCH = 64
 _ORIENTATION_SWAPS = {5, 6, 7, 8}
@@ -135,8 +138,9 @@ def scan(
         trash_folders: list[str] = []
         inodes: set[tuple[int, int]] = set()
         moved: list[tuple[str, int, int]] = []  # unchanged files now at another device/inode
-        for root, path, stat in _walk(roots, include, exclude, summary, follow_links, trash_folders):
-            seen.add(path)
+        sidecars = []  # recorded only when a photo is beside them (media.sidecar_owner)
+
+        def consider(root: str, path: str, stat: os.stat_result) -> None:
             summary.files += 1
             identity = (stat.st_dev, stat.st_ino)
             summary.hard_links += stat.st_nlink > 1 and identity in inodes
@@ -147,23 +151,33 @@ def scan(
                 summary.unchanged += 1
                 if (old.dev, old.ino) != identity:  # restored by a copy, or scanned before dev/ino were kept
                     moved.append((path, *identity))
-                continue
+                return
             if old is None:
                 other = _not_scanned(path)
-                if other:
+                if other and not media.is_sidecar(path):  # a sidecar comes here when a photo is beside it
                     summary.files -= 1
                     summary.not_looked_at[other] = summary.not_looked_at.get(other, 0) + 1
-                    continue
+                    return
             kind = "new" if old is None else "retried" if old.status == "error" and \
                 (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns) else "updated"
             todo.append((path, root, stat.st_size, stat.st_mtime_ns, kind))
+
+        for root, path, stat in _walk(roots, include, exclude, summary, follow_links, trash_folders):
+            seen.add(path)
+            if media.is_sidecar(path):
+                sidecars.append((root, path, stat))
+            else:
+                consider(root, path, stat)
+        takeout, orphans = _sidecars(sidecars, seen, consider)
         cat.set_identities(moved)
+        if orphans:
+            summary.not_looked_at[formats.SIDECAR] = summary.not_looked_at.get(formats.SIDECAR, 0) + orphans
 
         if todo:  # a Ray runtime takes seconds to start: only when there is work
             executor = open_executor(engine, workers=workers, address=ray_address) if isinstance(engine, str) \
                 else engine
             try:
-                _inspect_all(cat, todo, summary, executor, progress, max_pixels, embedder)
+                _inspect_all(cat, todo, summary, executor, progress, max_pixels, embedder, takeout)
             except KeyboardInterrupt:
                 saved = summary.new + summary.updated + summary.retried + summary.missing
                 raise Interrupted(f"interrupted: this scan saved {saved} files to {cat.path} "
@@ -179,13 +193,41 @@ def scan(
         for folder in trash_folders:  # recorded by an older version: a trashed copy is never a photo again
             cat.mark_missing([p for p in known if known[p].status != "missing" and _under_any(p, [folder])],
                              reason=f"inside photodedup's trash folder {folder}")
-        cat.set_raw_pairs(raw.find_pairs(cat.files(status=None)))
+        everything = cat.files(status=None, columns=SHOT_COLUMNS)
+        pairs = raw.find_pairs(everything)
+        cat.set_raw_pairs(pairs)
+        cat.set_companions(media.find_companions(everything, dict(pairs)))
     summary.seconds = time.perf_counter() - start
     return summary
 
 
+def _sidecars(found, seen: set[str], consider) -> tuple[dict[str, str], int]:
+    """Consider the sidecars that describe a photo or video found beside them. Returns, by photo path,
+    its Google Takeout JSON (the capture time of a photo that has none of its own), and how many
+    sidecars describe no photo here (not looked at)."""
+    if not found:
+        return {}, 0
+    names: dict[str, list[str]] = {}
+    for path in seen:
+        if not media.is_sidecar(path):
+            folder, name = os.path.split(path)
+            names.setdefault(folder, []).append(name)
+    takeout: dict[str, str] = {}
+    orphans = 0
+    for root, path, stat in found:
+        folder, name = os.path.split(path)
+        owner = media.sidecar_owner(name, names.get(folder, ()))
+        if owner is None:
+            orphans += 1
+            continue
+        consider(root, path, stat)
+        if path.lower().endswith(".json"):
+            takeout[os.path.join(folder, owner)] = path
+    return takeout, orphans
+
+
 def _inspect_all(cat: Catalog, todo, summary: ScanSummary, executor: Executor, progress, max_pixels,
-                 embedder=None) -> None:
+                 embedder=None, takeout: dict[str, str] | None = None) -> None:
     """Inspect files with the executor; commit results in batches as they arrive (this is the one writer)."""
     kinds: Counter[str] = Counter(summary.error_kinds)
     rows, crops, thumbs = [], {}, {}
@@ -202,7 +244,7 @@ def _inspect_all(cat: Catalog, todo, summary: ScanSummary, executor: Executor, p
         rows, crops, thumbs = [], {}, {}
         last_commit = time.monotonic()
 
-    jobs = [(path, root, max_pixels) for path, root, _, _, _ in todo]
+    jobs = [(path, root, max_pixels, (takeout or {}).get(path)) for path, root, _, _, _ in todo]
     kind_of = {path: kind for path, _, _, _, kind in todo}
     results = executor.map(_inspect_job, jobs, chunksize=4)
     try:
@@ -372,7 +414,7 @@ def _under_any(path: str, roots: Sequence[Path | str]) -> bool:
 
 
 def _not_scanned(path: str) -> str | None:
-    """None for a file the scan reads (an image or RAW by its extension, else by its first bytes;
+    """None for a file the scan reads (a photo or video by its extension, else by its first bytes;
     unreadable files count, to be recorded); else its kind in the format table, or ``unknown``."""
     fmt = formats.by_extension(path)
     if fmt is not None and fmt.kind in formats.SCANNED_KINDS:
@@ -401,11 +443,12 @@ def max_file_bytes(max_pixels: int) -> int:
     return max_pixels * 8 + (256 << 20)
 
 
-def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes | None]:
+def _inspect_job(job: tuple) -> tuple[dict, bytes | None, bytes | None]:
     """One file through one descriptor: its identity and size first (a file over ``max_file_bytes`` is
     refused unread), then the MD5 by streaming, then one decode from the same descriptor (Pillow reads
-    what it needs; only a RAW is read whole, within the size limit)."""
-    path, root, max_pixels = job
+    what it needs; only a RAW is read whole, within the size limit). A video has no size limit: PyAV
+    reads its metadata and first frame from the same descriptor."""
+    path, root, max_pixels, *more = job
     row: dict = {"path": path, "root": root, "status": "ok", "scanned_at": time.time(), "exif_tags": 0}
     try:
         handle = open(path, "rb", opener=_open_no_follow)  # noqa: SIM115 - closed by the with below
@@ -423,25 +466,38 @@ def _inspect_job(job: tuple[str, str, int]) -> tuple[dict, bytes | None, bytes |
             return _error(row, "unreadable", "not a regular file (replaced during the scan)"), None, None
         if stat.st_size == 0:
             return _error(row, "empty", "empty file (0 bytes)"), None, None
-        if stat.st_size > limit:
+        fmt = formats.by_extension(path)
+        if stat.st_size > limit and not (fmt is not None and fmt.kind == formats.VIDEO):
             return _error(row, "too-large", f"refused before reading: {human_size(stat.st_size)} is over the limit "
                                             f"of {human_size(limit)} for one image"), None, None
         try:
             digest = hashlib.md5()
             head = handle.read(formats.HEAD_BYTES)
             digest.update(head)
+            tail, marker = head, media.SAMSUNG_MARKER in head  # a Samsung motion photo's trailer, in passing
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
+                marker = marker or media.SAMSUNG_MARKER in tail[-len(media.SAMSUNG_MARKER):] + chunk
+                tail = chunk
             handle.seek(0)
         except OSError as error:
             return _error(row, "unreadable", f"cannot read: {error}"), None, None
         row["md5"] = digest.hexdigest()
+        row["samsung_trailer"] = marker and tail.endswith(b"SEFT")
+        if media.is_sidecar(path):
+            return row | {"kind": formats.SIDECAR, "format": fmt.name}, None, None
+        takeout = more[0] if more else None
+        fmt = fmt or formats.sniff(head)
         try:
-            return _inspect_image(row, handle, head, max_pixels)
+            if fmt is not None and fmt.kind == formats.VIDEO:
+                return _inspect_video(row, handle)
+            return _inspect_image(row, handle, head, max_pixels, takeout)
+        except media.VideoReadError as error:
+            return _error(row, error.kind, str(error)), None, None
         except raw.RawReadError as error:  # the pixels are lost; the camera and capture time may not be
             row["format"] = raw.raw_format(path, head)
             handle.seek(0)
-            _read_exif(row, raw.raw_exif(handle.read(), row["format"]))
+            _read_exif(row, raw.raw_exif(handle.read(), row["format"]), takeout=takeout)
             return _error(row, error.kind, str(error)), None, None
         except Image.DecompressionBombError as error:
             return _error(row, "too-large", f"refused before decoding: {error}"), None, None
@@ -476,7 +532,12 @@ def _open_no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
 
 
-def _open_image(row: dict, source, max_pixels: int) -> Image.Image:
+def _inspect_video(row: dict, source) -> tuple[dict, None, bytes | None]:
+    frame = media.read_video(row, source)
+    return row, None, _thumbnail(frame) if frame is not None else None
+
+
+def _open_image(row: dict, source, max_pixels: int, takeout: str | None = None) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         image = open_checked(source, max_pixels=max_pixels)
@@ -489,29 +550,38 @@ def _open_image(row: dict, source, max_pixels: int) -> Image.Image:
         if orientation in _ORIENTATION_SWAPS:
             width, height = height, width
         row["width"], row["height"] = width, height
-        _read_exif(row, exif)
+        _read_exif(row, exif, xmp=image.info.get("xmp"), iptc=lambda: _iptc(image), takeout=takeout)
+        row["kind"] = "image"
+        if formats.is_pairable(image.format):  # JPEG, HEIC: what phones write Live and motion photos as
+            row["content_id"] = media.apple_content_id(exif)
+            row["motion"] = media.motion_photo(image.info.get("xmp"), row.get("samsung_trailer", False))
         image = decode_oriented(image, fast=True, shortest=DEFAULT_PREPROCESS.size)
     return image
 
 
-def _open_raw(row: dict, data: bytes, max_pixels: int, fmt: str) -> Image.Image:
+def _open_raw(row: dict, data: bytes, max_pixels: int, fmt: str, takeout: str | None = None) -> Image.Image:
     shot = raw.read_raw(data, fmt, max_pixels=max_pixels, shortest=DEFAULT_PREPROCESS.size)
-    row.update(format=shot.format, width=shot.width, height=shot.height, raw_decode=shot.decoded_from)
-    _read_exif(row, shot.exif)
-    row["taken_at"] = row["taken_at"] or shot.taken_at
+    row.update(format=shot.format, width=shot.width, height=shot.height, raw_decode=shot.decoded_from, kind="raw")
+    _read_exif(row, shot.exif, container=shot.taken_at, takeout=takeout)
     return shot.image
 
 
-def _inspect_image(row: dict, handle, head: bytes, max_pixels: int) -> tuple[dict, bytes, bytes]:
+def _inspect_image(row: dict, handle, head: bytes, max_pixels: int,
+                   takeout: str | None = None) -> tuple[dict, bytes, bytes]:
     fmt = raw.raw_format(row["path"], head)
-    image = _open_raw(row, handle.read(), max_pixels, fmt) if fmt else _open_image(row, handle, max_pixels)
+    image = (_open_raw(row, handle.read(), max_pixels, fmt, takeout) if fmt
+             else _open_image(row, handle, max_pixels, takeout))
     _content_features(row, image)
     crop = encode_jpeg(center_crop_array(image, DEFAULT_PREPROCESS))
+    return row, crop, _thumbnail(image)
+
+
+def _thumbnail(image: Image.Image) -> bytes:
     thumb = image.convert("RGB")
     thumb.thumbnail((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     thumb.save(buffer, format="JPEG", quality=80)
-    return row, crop, buffer.getvalue()
+    return buffer.getvalue()
 
 
 def _content_features(row: dict, image: Image.Image) -> None:
@@ -532,11 +602,13 @@ def _content_features(row: dict, image: Image.Image) -> None:
     row["dhash"] = _signed(imagehash.dhash(gray))
 
 
-def _read_exif(row: dict, exif) -> None:
+def _read_exif(row: dict, exif, *, xmp=None, iptc=None, container: str | None = None,
+               takeout: str | None = None) -> None:
     sub = exif.get_ifd(0x8769)
     row["exif_tags"] = len(exif) + len(sub)
-    taken = sub.get(0x9003) or sub.get(0x9004) or exif.get(0x0132)
-    row["taken_at"] = _exif_date(taken)
+    xmp = xmp or exif.get(0x02BC)  # a TIFF's (and TIFF-based RAW's) XMP is tag 700 of IFD 0
+    row["taken_at"] = capture_time.from_sources(exif, xmp if isinstance(xmp, (bytes, str)) else None, iptc,
+                                                container=container, takeout=takeout)
     make, model = _clean(exif.get(0x010F)), _clean(exif.get(0x0110))
     if model and make and not model.lower().startswith(make.lower().split()[0]):
         model = f"{make} {model}"
@@ -565,12 +637,10 @@ def jpeg_quality(tables: dict) -> int | None:
     return max(1, min(99, round(quality)))
 
 
-def _exif_date(value) -> str | None:
-    if not isinstance(value, str):
-        return None
+def _iptc(image: Image.Image) -> dict | None:
     try:
-        return datetime.strptime(value.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S").isoformat()
-    except ValueError:
+        return IptcImagePlugin.getiptcinfo(image)
+    except (OSError, SyntaxError, ValueError, TypeError, IndexError):
         return None
 
 

@@ -16,14 +16,14 @@ from photodedup.catalog import Catalog
 EXIFTOOL_IMAGES = REAL_FILES / "exiftool-t-images"
 pytestmark = pytest.mark.skipif(not EXIFTOOL_IMAGES.is_dir(), reason=f"no real files at {REAL_FILES}")
 
-#: ``exiftool -n -Make -Model -DateTimeOriginal`` of the RAWs whose pixels LibRaw cannot decode (the
+#: ``exiftool -n -Make -Model -SubSecDateTimeOriginal`` of the RAWs whose pixels LibRaw cannot decode (the
 #: test images hold no sensor data): the camera and the capture time still come from their metadata.
 RAW_METADATA = {
     "CanonRaw.cr2": ("CR2", "Canon EOS 350D DIGITAL", "2005-08-03T18:59:18"),
-    "CanonRaw.cr3": ("CR3", "Canon EOS M50", "2018-02-21T12:08:56"),
+    "CanonRaw.cr3": ("CR3", "Canon EOS M50", "2018-02-21T12:08:56.21+00:00"),  # with SubSec and OffsetTime
     "FujiFilm.raf": ("RAF", "FUJIFILM FinePix S5Pro", "2007-05-22T13:58:30"),
     "Minolta.mrw": ("MRW", "Konica Minolta Camera, Inc. DiMAGE A2", "2004-11-18T23:14:58"),
-    "Nikon.nef": ("NEF", "NIKON D70", "2004-06-09T16:02:35"),
+    "Nikon.nef": ("NEF", "NIKON D70", "2004-06-09T16:02:35.00"),
     "PhaseOne.iiq": ("IIQ", "Leaf Credo 40", "2013-06-19T15:44:21"),
     # formats whose metadata is not TIFF-based (Kyocera's, Canon's CIFF, Sigma's): recorded, no camera yet
     "KyoceraRaw.raw": ("RAW", None, None),

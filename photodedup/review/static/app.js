@@ -34,6 +34,13 @@ async function api(method, url, body) {
   return data;
 }
 
+// What travels with a member (groups.Member.item_words): "RAW+JPEG pair", "Live Photo + sidecars", ...
+function itemWords(m) {
+  const kinds = new Set(m.companions.map((c) => c.evidence));
+  return [["pair", "RAW+JPEG pair"], ["live", "Live Photo"], ["sidecar", "sidecars"]]
+    .filter(([kind]) => kinds.has(kind)).map(([, word]) => word).join(" + ");
+}
+
 function human(bytes) {
   if (bytes === null || bytes === undefined) return "?";
   const units = ["B", "KB", "MB", "GB", "TB"];
@@ -249,7 +256,7 @@ function memberCard(m, index, best) {
       el("img", { src: `/files/${m.file_id}/thumb`, alt: m.path })),
     el("h3", { class: "name", title: m.path }, m.path.split("/").pop()),
     el("div", { class: "tags" }, tags),
-    m.companions.length ? el("p", { class: "pair" }, "RAW+JPEG pair, kept or trashed together: ",
+    m.companions.length ? el("p", { class: "pair" }, `${itemWords(m)}, kept or trashed together: `,
       ...m.companions.map((c) => el("span", { class: "path", title: c.path }, `+ ${c.path.split("/").pop()} (${c.format}, ${human(c.size)})`))) : [],
     el("dl", {},
       row("dimensions", m.width ? `${m.width} × ${m.height}${content}` : "?", pixels === best.pixels && pixels > 0 ? "best" : null),
