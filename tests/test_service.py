@@ -26,7 +26,7 @@ from PIL import Image
 
 from photodedup.backends.base import Backend
 from photodedup.backends.http_service import encode_npy
-from photodedup.errors import InferenceError
+from photodedup.errors import BackendUnavailableError, InferenceError
 from photodedup.preprocess import DEFAULT_PREPROCESS, crop_from_source
 from photodedup.service.batcher import DynamicBatcher
 from photodedup.service.limits import Limits, RequestRejected, decode_image, parse_npy
@@ -165,16 +165,17 @@ def test_batching_does_not_change_results(sizes, max_batch):
 def test_batcher_finishes_queued_work_when_closed():
     backend = FakeBackend(delay=0.02)
     batcher = DynamicBatcher(backend, max_batch_size=2, max_queue_delay=0.0)
-    results = []
-    threads = [threading.Thread(target=lambda i=i: results.append(batcher.embed_sync(crops(1, i), timeout=10)))
-               for i in range(6)]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.01)
-    batcher.close()
-    for thread in threads:
-        thread.join()
-    assert len(results) == 6
+
+    async def six_then_close():
+        tasks = [asyncio.create_task(batcher.submit(crops(1, i))) for i in range(6)]
+        await asyncio.sleep(0)  # each task runs up to its await: all six are queued
+        batcher.close()
+        return await asyncio.gather(*tasks)
+
+    results = asyncio.run(six_then_close())
+    assert [r.tolist() for r in results] == [fake_embed(crops(1, i)).tolist() for i in range(6)]
+    with pytest.raises(BackendUnavailableError, match="shutting down"):
+        asyncio.run(batcher.submit(crops(1)))
 
 
 # -- limits and decoding -------------------------------------------------------------------------------
