@@ -345,8 +345,9 @@ def test_cli_bad_concurrency_is_a_usage_error_with_exact_text():
 def test_cli_serialization_json():
     result = run_cli("bench", "--serialization", "--json")
     assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
-    assert [row["payload"] for row in rows] == ["jpeg", "uint8", "fp32", "fp32-json"]
+    data = json.loads(result.stdout)  # one object, as every --json
+    assert list(data) == ["rows"]
+    assert [row["payload"] for row in data["rows"]] == ["jpeg", "uint8", "fp32", "fp32-json"]
 
 
 def test_cli_runs_the_onnx_backend_and_writes_files(onnx_model_dir, tmp_path):
