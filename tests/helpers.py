@@ -84,6 +84,16 @@ def wait_paused(proc: subprocess.Popen, timeout: float = 600) -> None:
         raise AssertionError(f"the process did not pause (exit {proc.returncode}): {line}{out}\n{err}")
 
 
+def invoke(*args, env: dict | None = None):
+    """``photodedup ARGS`` in this process through Typer's CliRunner: for help and usage (what Click
+    answers before any command runs). Everything else goes through ``run_cli``, the real entry point."""
+    from typer.testing import CliRunner
+
+    from photodedup.cli import app
+
+    return CliRunner().invoke(app, [str(arg) for arg in args], env=env)
+
+
 def write_photo(path: Path, size=(320, 240), color=(180, 60, 30), fmt="JPEG", exif: Image.Exif | None = None,
                 pattern: int = 0) -> Path:
     """A small photo with some structure (a gradient and a block) so hashes are not degenerate."""

@@ -7,7 +7,7 @@ import json
 import re
 
 import pytest
-from helpers import run_cli
+from helpers import invoke, run_cli
 
 from photodedup.catalog import Catalog
 
@@ -40,11 +40,7 @@ def test_no_catalog_is_exit_4_everywhere(tmp_path):
 
 def help_text(*command: str) -> str:
     """A command's ``--help``, in this process (Typer's CliRunner: the same text, no interpreter start)."""
-    from typer.testing import CliRunner
-
-    from photodedup.cli import app
-
-    result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "100"})
+    result = invoke(*command, "--help", env={"COLUMNS": "100"})
     assert result.exit_code == 0, result.output
     return result.stdout
 
