@@ -104,6 +104,15 @@ def tiny_library(tmp_path) -> dict:
     return make_library(tmp_path / "lib", originals=4, megapixels=0.3, seed=0)
 
 
+@pytest.fixture(scope="session")
+def shared_library(tmp_path_factory) -> dict:
+    """A sample library of 92 files (more than one scan batch), made once per session: READ-ONLY, for the
+    tests that scan it and kill or interrupt the scan (each with its own catalog)."""
+    from photodedup.sample_library import make_library
+
+    return make_library(tmp_path_factory.mktemp("shared") / "lib", originals=24, megapixels=0.5, seed=3)
+
+
 # -- real server processes (shared: the service and Triton tests) ---------------------------------------
 class ServerProcess:
     """A server started as a real subprocess; its stdout and stderr go to a log file."""

@@ -166,8 +166,8 @@ def test_include_and_exclude(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_scan_resumes_without_loss_or_duplicates(tmp_path):
-    lib = make_library(tmp_path / "lib", originals=40, megapixels=1.0, seed=3)
+def test_killed_scan_resumes_without_loss_or_duplicates(tmp_path, shared_library):
+    lib = shared_library
     db = tmp_path / "c.sqlite"
     # it pauses once its first batch is committed: the kill always lands mid-scan
     proc = start_cli("scan", lib["root"], "--catalog", db, "--workers", "1", "-q",

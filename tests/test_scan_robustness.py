@@ -111,10 +111,8 @@ def test_netpbm_images_are_found_and_read(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_second_scan_of_one_catalog_refuses_clearly(tmp_path):
-    from photodedup.sample_library import make_library
-
-    lib = make_library(tmp_path / "lib", originals=6, megapixels=0.5, seed=2)
+def test_a_second_scan_of_one_catalog_refuses_clearly(tmp_path, shared_library):
+    lib = shared_library
     db = tmp_path / "c.sqlite"
     # the first scan pauses after its first batch, holding the catalog, until told to go on
     first = start_cli("scan", lib["root"], "--catalog", str(db), "--workers", "1", "-q", "--json",
@@ -133,10 +131,8 @@ def test_a_second_scan_of_one_catalog_refuses_clearly(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_scan_says_what_was_saved_and_a_rerun_continues(tmp_path):
-    from photodedup.sample_library import make_library
-
-    lib = make_library(tmp_path / "lib", originals=6, megapixels=0.5, seed=4)
+def test_ctrl_c_in_scan_says_what_was_saved_and_a_rerun_continues(tmp_path, shared_library):
+    lib = shared_library
     db = tmp_path / "c.sqlite"
     # it pauses after its first batch is committed: the SIGINT always arrives mid-scan
     proc = start_cli("scan", lib["root"], "--catalog", str(db), "--workers", "2", "-q",
