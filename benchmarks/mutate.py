@@ -62,8 +62,12 @@ def _is_docstring(node: ast.AST, parents: dict) -> bool:
 def _sites(tree: ast.Module) -> list[tuple[int, str]]:
     """Every place a mutation applies, as (index of the node in ``ast.walk`` order, kind)."""
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    decorations = {id(n) for node in ast.walk(tree) for d in getattr(node, "decorator_list", ())
+                   for n in ast.walk(d)}  # @dataclass(frozen=True): no behaviour a test could see
     sites = []
     for index, node in enumerate(ast.walk(tree)):
+        if id(node) in decorations:
+            continue
         if isinstance(node, ast.Compare):
             sites += [(index, f"cmp{k}") for k, op in enumerate(node.ops) if type(op) in FLIP]
         elif isinstance(node, ast.Constant) and type(node.value) in (int, float) and not _is_docstring(node, parents):

@@ -326,12 +326,12 @@ def _render(rows: list[dict]) -> str:
 
 
 def test_cli_default_without_an_export_names_export_onnx():
-    result = run_cli("bench", "--concurrency", "32")
+    result = run_cli("bench", "--concurrency", "32")  # the default precision: every command's (int8 on a CPU)
     assert result.returncode == 7
-    model_dir = Path(os.environ["PHOTODEDUP_HOME"]) / "models" / "ViT-B-32-laion2b_s34b_b79k-uint8-fp32"
+    model_dir = Path(os.environ["PHOTODEDUP_HOME"]) / "models" / "ViT-B-32-laion2b_s34b_b79k-uint8-int8"
     assert result.stderr.splitlines()[-2:] == [
         f"Error: no ONNX export in {model_dir}",
-        "Hint: run `photodedup export-onnx --weights laion2b_s34b_b79k --precision fp32` first, or point "
+        "Hint: run `photodedup export-onnx --weights laion2b_s34b_b79k --precision int8` first, or point "
         "--model-dir (PHOTODEDUP_MODEL_DIR) at an export",
     ]
 
