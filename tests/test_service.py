@@ -218,6 +218,27 @@ def test_a_valid_tensor_parses_without_copying_semantics_changing():
         parse_npy(encode_npy(crops(4)), Limits(max_images=3))
 
 
+def test_each_limit_admits_exactly_its_value_and_refuses_one_more():
+    from photodedup.service.limits import check_declared_length, decode_images
+
+    limits = Limits(max_body_bytes=1000, max_images=2, max_pixels=64 * 48)
+    check_declared_length("1000", limits)  # at the limit: taken
+    with pytest.raises(RequestRejected) as caught:
+        check_declared_length("1001", limits)
+    assert caught.value.http_status == 413
+    small = image_bytes((64, 48), "PNG")
+    assert decode_images([small, small], DEFAULT_PREPROCESS, limits).shape == (2, 224, 224, 3)
+    with pytest.raises(RequestRejected, match="3 images are over the limit of 2 per request"):
+        decode_images([small] * 3, DEFAULT_PREPROCESS, limits)
+    with pytest.raises(RequestRejected, match="the request holds no images"):
+        decode_images([], DEFAULT_PREPROCESS, limits)
+    with pytest.raises(RequestRejected, match="65x48 = 3120 pixels is over the limit of 3072"):
+        decode_image(image_bytes((65, 48), "PNG"), DEFAULT_PREPROCESS, limits)
+    assert parse_npy(encode_npy(crops(2)), limits).shape == (2, 224, 224, 3)
+    with pytest.raises(RequestRejected, match="3 images are over the limit of 2 per request"):
+        parse_npy(encode_npy(crops(3)), limits)
+
+
 def test_metrics_render_cumulative_histograms():
     metrics = Metrics()
     metrics.batch_size.observe(3)
