@@ -125,7 +125,10 @@ def show(result, json_out: bool) -> None:
         typer.echo("\n".join(map(printable, result.render().split("\n"))))
 
 
-def emit_json(data) -> None:
+def emit_json(data: dict) -> None:
+    """``--json``: one JSON object, whatever the command (a list goes under a key of one)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"--json prints one object, not a {type(data).__name__}")
     typer.echo(json.dumps(data, indent=2, default=str))
 
 
@@ -308,9 +311,9 @@ def bench(
     batch_size: Annotated[str, typer.Option("--batch-size", help="Images per request, comma-separated.")] = "1",
     payload: Annotated[str | None, typer.Option(
         help="What remote backends send: jpeg, uint8, fp32 or fp32-json [default: the backend's own].")] = None,
-    precision: Annotated[str | None, typer.Option(help="ONNX exports to compare, comma-separated: fp32, fp16, int8 "
-                                                "[default: the one default, int8 on a CPU, fp32 on a GPU].")]
-    = None,
+    precision: Annotated[str | None, typer.Option(
+        help="ONNX exports to compare, comma-separated: fp32, fp16, int8 [default: int8 on a CPU, fp32 with "
+        "--device cuda: every command's].")] = None,
     duration: Annotated[float, typer.Option(help="At most this many seconds of measuring per configuration.")] = 20.0,
     window: Annotated[float, typer.Option(help="Seconds per measurement window (stable = 3 within 10%).")] = 2.0,
     warmup: Annotated[float, typer.Option(help="Seconds of load before measuring.")] = 1.0,
@@ -346,13 +349,11 @@ def bench(
     from rich.console import Console as _Console
 
     from photodedup import bench as bench_lib
+    from photodedup.backends.base import default_precision
     from photodedup.bench import report as render
 
     out = _Console(width=220)
-    if precision is None:
-        from photodedup.backends.base import default_precision
-
-        precision = default_precision(device)
+    precision = precision or default_precision(device)
     if pipeline:
         from photodedup.bench.pipeline import pipeline as run_pipeline
 
@@ -362,7 +363,7 @@ def bench(
     if serialization:
         rows = bench_lib.serialization(max(bench_lib.parse_list(batch_size, int, option="--batch-size")))
         if json_out:
-            emit_json(rows)
+            emit_json({"rows": rows})
         else:
             out.print(render.serialization_table(rows))
         return
@@ -569,7 +570,8 @@ def review(
 ) -> None:
     """Serve a local page to compare duplicate groups and decide: keep, trash, not duplicates.
 
-    Example: photodedup review --port 8010 --open
+    Example: photodedup sample-library /tmp/lib --originals 4 --megapixels 1 && photodedup run /tmp/lib --no-embed &&
+    photodedup review --port 8010 --open
     """
     if export_labels is not None:
         from photodedup.groups import write_labels

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 #: Fixtures that export ViT-B/32 (hundreds of MB, minutes) or start servers: a test using one is slow.
-SLOW_FIXTURES = {"onnx_model_dir", "separating_checkpoint", "separating_model_dir", "triton_server",
-                 "server_processes"}
+SLOW_FIXTURES = {"onnx_model_dir", "random_export", "separating_checkpoint", "separating_model_dir",
+                 "triton_server", "server_processes"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -37,11 +37,44 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def onnx_model_dir(test_cache) -> Path:
-    """A real export of random-weight ViT-B/32 (uint8 input, fp32), verified against PyTorch."""
+def random_export(test_cache):
+    """``random_export(precision)``: the random-weight ViT-B/32 export (uint8 input) at ``precision``,
+    made once per precision and kept in the test cache (an export takes minutes)."""
     from photodedup.export_onnx import export_onnx
 
-    return export_onnx("random", precision="fp32", input_kind="uint8", out=test_cache / "vit-b-32-random-uint8-fp32")
+    made: dict[str, Path] = {}
+
+    def export(precision: str = "fp32") -> Path:
+        if precision not in made:
+            made[precision] = export_onnx("random", precision=precision, input_kind="uint8",
+                                          out=test_cache / f"vit-b-32-random-uint8-{precision}")
+        return made[precision]
+
+    return export
+
+
+@pytest.fixture(scope="session")
+def onnx_model_dir(random_export) -> Path:
+    """A real export of random-weight ViT-B/32 (uint8 input, fp32), verified against PyTorch."""
+    return random_export("fp32")
+
+
+def home_with_export(home: Path, export: Path) -> Path:
+    """``home`` (a PHOTODEDUP_HOME) holding ``export`` where ``export-onnx`` would write it (hard links where
+    the filesystem allows: no copy of the model), so a fresh setup's ``export-onnx`` reuses it."""
+    import shutil
+
+    from photodedup import config
+
+    def link_or_copy(src, dst):
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    target = home / config.models_dir().relative_to(config.home()) / export.name
+    shutil.copytree(export, target, copy_function=link_or_copy)
+    return home
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +102,15 @@ def tiny_library(tmp_path) -> dict:
     from photodedup.sample_library import make_library
 
     return make_library(tmp_path / "lib", originals=4, megapixels=0.3, seed=0)
+
+
+@pytest.fixture(scope="session")
+def shared_library(tmp_path_factory) -> dict:
+    """A sample library of 92 files (more than one scan batch), made once per session: READ-ONLY, for the
+    tests that scan it and kill or interrupt the scan (each with its own catalog)."""
+    from photodedup.sample_library import make_library
+
+    return make_library(tmp_path_factory.mktemp("shared") / "lib", originals=24, megapixels=0.5, seed=3)
 
 
 # -- real server processes (shared: the service and Triton tests) ---------------------------------------

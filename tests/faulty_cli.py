@@ -1,22 +1,34 @@
-"""``python tests/faulty_cli.py ARGS``: the photodedup CLI with faults injected into apply and undo.
+"""``python tests/faulty_cli.py ARGS``: the photodedup CLI with test hooks: faults injected into apply and
+undo, and a pause after a catalog write.
 
-Test-only: the switches live here, not in the product. ``PHOTODEDUP_TEST_APPLY_KILL=STAGE:N`` SIGKILLs
-the process at that stage of the N-th move (a crash at the worst moment); ``PHOTODEDUP_TEST_APPLY_COPY``
-moves by copy as if the trash were on another filesystem; ``PHOTODEDUP_TEST_APPLY_EDIT=STAGE:N:MODE:PATH``
-edits PATH at that stage of the N-th move as a person would while apply runs, keeping its size and mtime
-(MODE ``inplace``: rewrite the bytes; ``rename``: an editor's save, a new file renamed over the path); the
-edited file ends with ``EDITED``. ``helpers.run_cli`` uses this runner whenever its environment carries one.
+Test-only: the switches live here, not in the product. ``helpers.run_cli`` and ``helpers.start_cli``
+use this runner whenever their environment carries one of them:
+
+- ``PHOTODEDUP_TEST_APPLY_KILL=STAGE:N`` SIGKILLs the process at that stage of the N-th move (a crash
+  at the worst moment); ``PHOTODEDUP_TEST_APPLY_COPY`` moves by copy as if the trash were on another
+  filesystem.
+- ``PHOTODEDUP_TEST_APPLY_EDIT=STAGE:N:MODE:PATH`` edits PATH at that stage of the N-th move as a person
+  would while apply runs, keeping its size and mtime (MODE ``inplace``: rewrite the bytes; ``rename``: an
+  editor's save, a new file renamed over the path); the edited file ends with ``EDITED``.
+- ``PHOTODEDUP_TEST_PAUSE=METHOD:N`` (``record_files`` for scan, ``add_embeddings`` for embed): once the
+  catalog has committed the N-th such write, print ``PHOTODEDUP_TEST_PAUSED`` on stdout and wait for a
+  signal (SIGINT: Ctrl-C there; SIGKILL: a crash there; SIGUSR1: go on). A test that signals a running
+  command then never races it: the command cannot finish first.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
+import time
 
 from photodedup import apply
+from photodedup.catalog import Catalog
 from photodedup.cli import main
 
 KILL, COPY, EDIT = "PHOTODEDUP_TEST_APPLY_KILL", "PHOTODEDUP_TEST_APPLY_COPY", "PHOTODEDUP_TEST_APPLY_EDIT"
+PAUSE, PAUSED = "PHOTODEDUP_TEST_PAUSE", "PHOTODEDUP_TEST_PAUSED"  # helpers.PAUSED
 
 
 def _kill_at(stage: str, index: int) -> None:
@@ -45,7 +57,30 @@ def _edit(path: str, mode: str) -> None:
         os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
 
 
+def _pause_after(method: str, count: int) -> None:
+    real = getattr(Catalog, method)
+    calls = 0
+
+    def wrapped(self, *args, **kwargs):
+        nonlocal calls
+        result = real(self, *args, **kwargs)
+        calls += 1
+        if calls == count:
+            go_on = []
+            signal.signal(signal.SIGUSR1, lambda *_: go_on.append(True))  # set before the line: no race
+            print(PAUSED, flush=True)
+            while not go_on:  # SIGINT raises KeyboardInterrupt in here, as Ctrl-C would
+                time.sleep(0.01)
+        return result
+
+    setattr(Catalog, method, wrapped)
+
+
 if __name__ == "__main__":
     apply.checkpoint = _kill_at
     apply.LINK_FIRST = not os.environ.get(COPY)
+    if os.environ.get(PAUSE):
+        method, count = os.environ[PAUSE].split(":")
+        _pause_after(method, int(count))
+    sys.argv[0] = "photodedup"
     main()

@@ -26,20 +26,75 @@ def cli_env(extra: dict | None = None) -> dict:
 
 
 def cli_command(*args) -> list[str]:
-    """``python -m photodedup ARGS`` with this interpreter (for ``Popen`` and server fixtures)."""
+    """``python -m photodedup ARGS`` with this interpreter (for server fixtures)."""
     return [sys.executable, "-m", "photodedup", *map(str, args)]
 
 
+#: The marker line ``tests/faulty_cli.py`` prints on stdout when ``PHOTODEDUP_TEST_PAUSE`` holds it.
+PAUSED = "PHOTODEDUP_TEST_PAUSED"
+
+
+def _command(args, env: dict) -> list[str]:
+    """The real CLI, or ``tests/faulty_cli.py`` when the environment asks for a test hook
+    (``PHOTODEDUP_TEST_*``: injected faults in apply and undo, a pause after a catalog write)."""
+    if any(name.startswith("PHOTODEDUP_TEST_") for name in env):
+        return [sys.executable, str(REPO / "tests" / "faulty_cli.py"), *map(str, args)]
+    return cli_command(*args)
+
+
+def _drop_file_capabilities() -> None:
+    """As root, drop the capabilities that bypass file modes from the bounding set: the program this
+    child then runs cannot have them (a mode-0444 file is read-only, a mode-0 file unreadable)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH (PR_CAPBSET_DROP = 24)
+        if libc.prctl(24, capability, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
 def run_cli(*args, env: dict | None = None, cwd: Path | str = REPO, timeout: float = 600,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
+            input: str | None = None, unprivileged: bool = False) -> subprocess.CompletedProcess[str]:
     """Run ``photodedup ARGS`` to the end; ``env`` adds to (never replaces) the environment.
 
-    An environment asking for injected faults (``PHOTODEDUP_TEST_APPLY_*``) runs ``tests/faulty_cli.py``.
+    ``unprivileged``: as root, without the capabilities that bypass file modes. An environment asking
+    for a test hook (``PHOTODEDUP_TEST_*``) runs ``tests/faulty_cli.py``.
     """
     env = cli_env(env)
-    faulty = any(name.startswith("PHOTODEDUP_TEST_APPLY_") for name in env)
-    command = [sys.executable, str(REPO / "tests" / "faulty_cli.py"), *map(str, args)] if faulty else cli_command(*args)
-    return subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, input=input)
+    preexec = _drop_file_capabilities if unprivileged and os.geteuid() == 0 else None
+    return subprocess.run(_command(args, env), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          input=input, preexec_fn=preexec)
+
+
+def start_cli(*args, env: dict | None = None, cwd: Path | str = REPO, **popen) -> subprocess.Popen:
+    """Start ``photodedup ARGS`` without waiting (``Popen``; stdout and stderr piped as text unless
+    ``popen`` says otherwise); the same command and environment as ``run_cli``."""
+    env = cli_env(env)
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True} | popen
+    return subprocess.Popen(_command(args, env), env=env, cwd=cwd, **popen)
+
+
+def wait_paused(proc: subprocess.Popen, timeout: float = 600) -> None:
+    """Wait until a process started with ``PHOTODEDUP_TEST_PAUSE`` says it is paused (its first stdout
+    line); fail with its output if it ends or says something else first. ``timeout`` only guards a hang."""
+    import select
+
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    line = proc.stdout.readline() if ready else ""
+    if line.strip() != PAUSED:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"the process did not pause (exit {proc.returncode}): {line}{out}\n{err}")
+
+
+def invoke(*args, env: dict | None = None):
+    """``photodedup ARGS`` in this process through Typer's CliRunner: for help and usage (what Click
+    answers before any command runs). Everything else goes through ``run_cli``, the real entry point."""
+    from typer.testing import CliRunner
+
+    from photodedup.cli import app
+
+    return CliRunner().invoke(app, [str(arg) for arg in args], env=env)
 
 
 def write_photo(path: Path, size=(320, 240), color=(180, 60, 30), fmt="JPEG", exif: Image.Exif | None = None,

@@ -269,3 +269,48 @@ def test_cli_dry_run_and_errors(review_library, tmp_path):
     result = run_cli("apply", "--catalog", str(tmp_path / "absent.sqlite"))
     assert result.returncode == 4
     assert result.stderr.splitlines()[0] == f"Error: no catalog at {tmp_path / 'absent.sqlite'}"
+
+
+def test_each_journal_line_is_on_disk_before_its_file_moves(review_library, monkeypatch):
+    """A unit test of the journal's durability: record every fsync and link, in order, by path."""
+    lib = review_library
+    keep(lib, "B", "b.jpg")
+    events: list[tuple[str, str]] = []
+    real_fsync, real_link = os.fsync, os.link
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def link(src, dst, *args, **kwargs):
+        events.append(("link", str(src)))
+        return real_link(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(apply_module.os, "fsync", fsync)
+    monkeypatch.setattr(apply_module.os, "link", link)
+    apply(lib["catalog"], trash_dir=lib["trash"])
+    journal_path = str(lib["trash"] / JOURNAL_NAME)
+    moved = events.index(("link", lib["paths"]["b_q70.jpg"]))
+    assert ("fsync", journal_path) in events[:moved]  # the "begin" line is durable before the move
+    assert ("fsync", journal_path) in events[moved:]  # and the "done" line after it
+    assert [e for e in events if e == ("fsync", journal_path)] == [("fsync", journal_path)] * len(journal(lib))
+
+
+def test_link_mode_never_replaces_a_file_at_the_destination(review_library, monkeypatch):
+    lib = review_library
+    keep(lib, "B", "b.jpg")
+    intruder = b"someone else's file"
+
+    def appear(stage: str, index: int) -> None:  # the race: a file appears where the move is going
+        if stage == "begun":
+            begun = [e for e in journal(lib) if e["state"] == "begin"][-1]
+            Path(begun["trash"]).parent.mkdir(parents=True, exist_ok=True)
+            Path(begun["trash"]).write_bytes(intruder)
+
+    monkeypatch.setattr(apply_module, "checkpoint", appear)
+    summary = apply(lib["catalog"], trash_dir=lib["trash"])
+    target = next(lib["trash"].rglob("b_q70.jpg"))
+    assert target.read_bytes() == intruder and target.stat().st_nlink == 1  # not replaced, not linked over
+    assert Path(lib["paths"]["b_q70.jpg"]).exists()
+    assert summary.moved == [] and [Path(f["path"]).name for f in summary.failed] == ["b_q70.jpg"]
+    assert summary.failed[0]["reason"] == f"{target} already exists; not overwritten"

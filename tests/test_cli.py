@@ -1,4 +1,4 @@
-from helpers import run_cli
+from helpers import invoke, run_cli
 
 from photodedup import __version__
 
@@ -9,19 +9,19 @@ def test_version():
 
 
 def test_every_command_has_help_with_an_example():
-    top = run_cli("--help")
+    top = run_cli("--help")  # the real entry point once; each command's help in process
     assert top.returncode == 0
     commands = [line.split()[0] for line in top.stdout.split("Commands:")[1].splitlines() if line.strip()]
     assert "scan" in commands and len(commands) >= 2
     for command in commands:
-        result = run_cli(command, "--help")
-        assert result.returncode == 0, (command, result.stderr)
+        result = invoke(command, "--help")
+        assert result.exit_code == 0, (command, result.output)
         assert "Example: photodedup" in result.stdout, command
 
 
 def test_usage_error_is_exit_code_2():
-    result = run_cli("scan", "--no-such-option")
-    assert result.returncode == 2
+    result = invoke("scan", "--no-such-option")
+    assert result.exit_code == 2
     assert "No such option: --no-such-option" in result.stderr
 
 

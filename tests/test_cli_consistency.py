@@ -7,15 +7,13 @@ import json
 import re
 
 import pytest
-from helpers import run_cli
+from helpers import invoke, run_cli
 
 from photodedup.catalog import Catalog
 
 
-def test_int8_and_fp32_vectors_never_share_an_id(tiny_library, tmp_path, onnx_model_dir, test_cache):
-    from photodedup.export_onnx import export_onnx
-
-    int8 = export_onnx("random", precision="int8", out=test_cache / "vit-b-32-random-uint8-int8")
+def test_int8_and_fp32_vectors_never_share_an_id(tiny_library, tmp_path, onnx_model_dir, random_export):
+    int8 = random_export("int8")
     db = tmp_path / "c.sqlite"
     assert run_cli("scan", tiny_library["root"], "--catalog", db, "-q").returncode == 0
     first = run_cli("embed", "--model-dir", onnx_model_dir, "--catalog", db, "--json", "-q")
@@ -41,13 +39,16 @@ def test_no_catalog_is_exit_4_everywhere(tmp_path):
 
 
 def help_text(*command: str) -> str:
-    result = run_cli(*command, "--help", env={"COLUMNS": "100"}, timeout=60)
-    assert result.returncode == 0, result.stderr
+    """A command's ``--help``, in this process (Typer's CliRunner: the same text, no interpreter start)."""
+    result = invoke(*command, "--help", env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
     return result.stdout
 
 
 COMMANDS = ("scan", "sample-library", "embed", "group", "run", "eval", "review", "apply", "undo", "export-onnx",
             "serve", "triton-config", "bench", "export-parquet")
+#: Commands whose example ends by starting a server, and the address that answers once it is up.
+SERVERS = {"serve": "/readyz", "review": "/healthz"}
 
 
 def test_help_is_readable_and_each_option_name_means_one_thing():
@@ -76,24 +77,43 @@ def test_the_first_progress_rate_is_not_absurd():
     assert "img/s" not in out.getvalue()
 
 
-@pytest.mark.slow  # builds a sample library and a model export, as the examples say
-def test_every_help_example_runs_on_a_fresh_setup(tmp_path):
-    """Each command's example, as written, in a fresh home (``/tmp/`` becomes a folder of this test).
-    Not run: serve and review (servers that run until Ctrl-C) and bench (a 20-second measurement)."""
+def examples() -> dict[str, list[list[str]]]:
+    """Each command's example, as its steps' argument lists."""
     import shlex
 
-    env = {"PHOTODEDUP_HOME": str(tmp_path / "home")}  # one home: the random-weight export is made once
-    for command in ("sample-library", "scan", "group", "export-parquet", "eval", "apply", "undo", "export-onnx",
-                    "embed", "triton-config", "run"):
+    out = {}
+    for command in COMMANDS:
         text = " ".join(help_text(command).split())
         example = text.split("Example: ", 1)[1].split(" Arguments:")[0].split(" Options:")[0]
+        out[command] = [shlex.split(step) for step in example.split("&&")]
+        assert all(step[0] == "photodedup" for step in out[command]), example
+    return out
+
+
+@pytest.mark.slow  # builds sample libraries, embeds, measures, starts servers: as the examples say
+def test_every_help_example_runs_on_a_fresh_setup(tmp_path, random_export, server_processes):
+    """Each command's example, as written, in a fresh home (``/tmp/`` becomes a folder of this test; a
+    server's ``--port`` a free port). The home holds the default (int8) export already, as after its
+    first ``export-onnx``; a server is started, asked whether it is up, and stopped."""
+    from conftest import home_with_export
+    from helpers import cli_command
+
+    home = home_with_export(tmp_path / "home", random_export("int8"))
+    env = {"PHOTODEDUP_HOME": str(home), "BROWSER": "true"}  # --open runs `true`, not a browser
+    for command, steps in examples().items():
         work = tmp_path / command
         work.mkdir()
-        for step in example.replace("/tmp/", f"{work}/").split("&&"):
-            args = shlex.split(step)
-            assert args[0] == "photodedup", example
-            result = run_cli(*args[1:], env=env, cwd=work, timeout=900)
-            assert result.returncode == 0, f"{command}: {step}\n{result.stderr}"
+        for number, step in enumerate(steps, 1):
+            args = [arg.replace("/tmp/", f"{work}/") for arg in step[1:]]
+            if command in SERVERS and number == len(steps):
+                port = server_processes.free_port()
+                args[args.index("--port") + 1] = str(port)
+                server = server_processes.start(cli_command(*args), f"http://127.0.0.1:{port}{SERVERS[command]}",
+                                                env=env, timeout=300)
+                assert server.stop() in (0, -15), server.output()  # uvicorn re-raises the SIGTERM it handled
+                continue
+            result = run_cli(*args, env=env, cwd=work, timeout=900)
+            assert result.returncode == 0, f"{command}: {' '.join(step)}\n{result.stderr}"
 
 
 def test_the_cli_shows_and_passes_the_library_s_defaults():

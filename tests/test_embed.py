@@ -6,12 +6,10 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import time
 
 import numpy as np
 import pytest
-from helpers import REPO, cli_command, cli_env, run_cli, write_photo
+from helpers import run_cli, start_cli, wait_paused, write_photo
 
 from photodedup.backends.onnx import OnnxBackend
 from photodedup.catalog import Catalog
@@ -126,24 +124,14 @@ def test_killed_run_resumes_without_redoing_or_losing_work(tmp_path, onnx_model_
         write_photo(root / f"p{i:02d}.png", size=(240, 240), pattern=i, fmt="PNG")
     catalog = tmp_path / "c.sqlite"
     scan([root], catalog=catalog, workers=1)
-    command = cli_command("embed", "--model-dir", onnx_model_dir, "--catalog", catalog, "--batch-size", "1",
-                          "--threads", "1", "--quiet")
-    process = subprocess.Popen(command, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    done = 0
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            done = len(_rows(catalog))
-        except sqlite3.OperationalError:  # the table does not exist yet / busy
-            done = 0
-        if done >= 3:
-            break
-        time.sleep(0.02)
-    assert process.poll() is None, process.communicate()[1].decode()
+    command = ("embed", "--model-dir", onnx_model_dir, "--catalog", catalog, "--batch-size", "1",
+               "--threads", "1", "--quiet")
+    process = start_cli(*command, env={"PHOTODEDUP_TEST_PAUSE": "add_embeddings:3"})
+    wait_paused(process)  # three single-image batches are committed; the kill lands before the fourth
     process.send_signal(signal.SIGKILL)
     process.wait()
     before = _rows(catalog)
-    assert 3 <= len(before) < 40 and all(has_vector for _, has_vector, _, _ in before)
+    assert len(before) == 3 and all(has_vector for _, has_vector, _, _ in before)
 
     result = run_cli("embed", "--model-dir", str(onnx_model_dir), "--catalog", str(catalog), "--json")
     assert result.returncode == 0, result.stderr

@@ -20,14 +20,13 @@ import pytest
 
 from photodedup.errors import BadInputError
 from photodedup.executor import LocalExecutor, open_executor
-from tests.helpers import write_photo
+from tests.helpers import run_cli, start_cli, wait_paused, write_photo
 
 EMBEDDING_TOLERANCE = 1e-5  # the same ONNX graph on the same CPU: only thread scheduling could differ
 
 
 def _cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "photodedup", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return run_cli(*args, env=env, timeout=timeout)
 
 
 def catalog_state(path: Path) -> dict:
@@ -243,15 +242,14 @@ def bigger(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def _scan_on(cluster: RayCluster, library: Path, catalog: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "photodedup", "scan", str(library), "--catalog", str(catalog), "--engine", "ray",
+    return ["scan", str(library), "--catalog", str(catalog), "--engine", "ray",
             "--ray-address", cluster.address, "--json", *extra]
 
 
 @pytest.mark.slow
 def test_scan_on_a_two_node_cluster_gives_the_local_catalog(cluster, sample, local_reference, tmp_path):
     catalog = tmp_path / "catalog.sqlite"
-    result = subprocess.run(_scan_on(cluster, sample, catalog), capture_output=True, text=True, env=cluster.env,
-                            timeout=600)
+    result = run_cli(*_scan_on(cluster, sample, catalog), env=cluster.env)
     assert result.returncode == 0, result.stderr
     state = catalog_state(catalog)
     reference = dict(local_reference, vectors={})  # scan only
@@ -273,9 +271,8 @@ def test_embed_decodes_originals_on_the_cluster_like_the_local_engine(cluster, s
     shutil.copy(scanned, on_ray)
     shutil.copy(scanned, local)
     embed = ["embed", "--model-dir", str(onnx_model_dir), "--json"]
-    ours = subprocess.run([sys.executable, "-m", "photodedup", *embed, "--catalog", str(on_ray), "--engine", "ray",
-                           "--ray-address", cluster.address], capture_output=True, text=True, env=cluster.env,
-                          timeout=600)
+    ours = run_cli(*embed, "--catalog", str(on_ray), "--engine", "ray", "--ray-address", cluster.address,
+                   env=cluster.env)
     assert ours.returncode == 0, ours.stderr
     summary = json.loads(ours.stdout)
     assert summary["from_originals"] == summary["embedded"] > 20 and summary["from_crops"] == 0
@@ -287,8 +284,7 @@ def test_embed_decodes_originals_on_the_cluster_like_the_local_engine(cluster, s
 def test_a_worker_killed_mid_run_loses_nothing(cluster, bigger, tmp_path):
     library, reference = bigger
     catalog = tmp_path / "catalog.sqlite"
-    driver = subprocess.Popen(_scan_on(cluster, library, catalog), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=cluster.env)
+    driver = start_cli(*_scan_on(cluster, library, catalog), env=cluster.env)
     killed = None
     deadline = time.time() + 300
     while killed is None and driver.poll() is None and time.time() < deadline:
@@ -308,19 +304,16 @@ def test_a_worker_killed_mid_run_loses_nothing(cluster, bigger, tmp_path):
 def test_a_killed_driver_resumes_without_loss_or_duplicates(cluster, bigger, tmp_path):
     library, reference = bigger
     catalog = tmp_path / "catalog.sqlite"
-    driver = subprocess.Popen(_scan_on(cluster, library, catalog), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, env=cluster.env)
-    deadline = time.time() + 300
-    while _count_rows(catalog) == 0 and driver.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert driver.poll() is None, "the scan finished before it could be killed"
+    # the driver pauses once its first batch is committed: the kill always lands mid-scan
+    pause = {"PHOTODEDUP_TEST_PAUSE": "record_files:1"}
+    driver = start_cli(*_scan_on(cluster, library, catalog), env=cluster.env | pause)
+    wait_paused(driver)
     driver.kill()
     driver.wait(timeout=60)
     first = _count_rows(catalog)
     assert 0 < first < len(reference["files"])
 
-    result = subprocess.run(_scan_on(cluster, library, catalog), capture_output=True, text=True, env=cluster.env,
-                            timeout=600)
+    result = run_cli(*_scan_on(cluster, library, catalog), env=cluster.env)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["new"] == len(reference["files"]) - first  # only what the killed run had not committed

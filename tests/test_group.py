@@ -230,3 +230,32 @@ def test_cli_prefer_a_reference_folder_and_change_the_rule_order(scanned, tmp_pa
     missing = run_cli("group", "--catalog", str(scanned["catalog"]), "--prefer", str(tmp_path / "nowhere"))
     assert (missing.returncode, missing.stderr.splitlines()[0]) == (3, f"Error: --prefer {tmp_path / 'nowhere'}: "
                                                                        "no such folder")
+
+
+def test_within_n_bits_is_inclusive(tmp_path):
+    """A pair exactly ``--hash-threshold`` bits apart groups; one bit more does not (every search path)."""
+    from helpers import write_photo
+
+    n = 12
+    root = tmp_path / "photos"
+    for k, name in enumerate(("a.jpg", "b.jpg", "c.jpg", "d.jpg")):
+        write_photo(root / name, pattern=k, color=(60 * k, 90, 200 - 60 * k))
+    catalog = tmp_path / "c.sqlite"
+    scan([root], catalog=catalog, workers=1)
+    everything = (1 << 64) - 1  # a-b: n bits apart, c-d: n + 1; a and b are 39 or more from c and d
+    hashes = {"a.jpg": 0, "b.jpg": (1 << n) - 1,
+              "c.jpg": everything, "d.jpg": everything ^ (((1 << (n + 1)) - 1) << 40)}
+    with Catalog(catalog) as cat:
+        for name, value in hashes.items():
+            signed = int(np.uint64(value).view(np.int64))
+            cat.conn.execute("UPDATE files SET phash = ?, phashes = NULL WHERE path = ?", (signed, str(root / name)))
+        cat.conn.commit()
+    result = run_cli("group", "--catalog", catalog, "--evidence", "perceptual", "--hash-threshold", n, "--json")
+    assert result.returncode == 0, result.stderr
+    groups = [sorted(Path(m["path"]).name for m in g["members"]) for g in json.loads(result.stdout)["groups"]]
+    assert groups == [["a.jpg", "b.jpg"]]
+    values = np.array(list(hashes.values()), np.uint64)
+    for brute_max in (clu.BRUTE_MAX, 1):  # numpy blocks, and faiss's index
+        qi, bj, dist = clu.hamming_cross(values, values, n, brute_max=brute_max)
+        assert sorted(zip(qi.tolist(), bj.tolist(), dist.tolist(), strict=True)) == [
+            (0, 0, 0), (0, 1, n), (1, 0, n), (1, 1, 0), (2, 2, 0), (3, 3, 0)]

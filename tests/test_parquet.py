@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import run_cli
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -17,7 +17,7 @@ from photodedup.parquet import cosine_pairs_streaming, export_parquet, read_vect
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "photodedup", *args], capture_output=True, text=True, timeout=600)
+    return run_cli(*args)
 
 
 def _groups(result: subprocess.CompletedProcess) -> tuple[dict, list]:

@@ -236,7 +236,7 @@ def test_forked_workers_decode_after_an_in_process_decode(tmp_path, photo):
                              str(tmp_path / "c.sqlite")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)}, start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=600)  # a deadlock never ends; a busy machine takes its time
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the scan and its hung workers
         proc.communicate()

@@ -400,7 +400,7 @@ def test_review_command_serves_on_loopback_with_the_printed_url(review_library, 
     lib = review_library
     port = server_processes.free_port()
     cmd = cli_command("review", "--catalog", lib["catalog"], "--port", port, "--trash-dir", lib["trash"])
-    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60)
+    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=180)
     try:
         line = next(ln for ln in server.output().splitlines() if ln.startswith("Review at "))
         url = line.split()[2]

@@ -46,7 +46,7 @@ def serve_review(server_processes, catalog: Path, trash: Path):
     """``photodedup review`` as a real subprocess on a free port; returns (server, url with token)."""
     port = server_processes.free_port()
     cmd = cli_command("review", "--catalog", catalog, "--port", port, "--trash-dir", trash)
-    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60)
+    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=180)
     return server, next(ln for ln in server.output().splitlines() if ln.startswith("Review at ")).split()[2]
 
 
@@ -65,7 +65,7 @@ def page():
         browser.close()
 
 
-def wait_until(page, script: str, timeout: float = 15.0) -> None:
+def wait_until(page, script: str, timeout: float = 120.0) -> None:
     """Poll ``script`` (a JS expression) until true. The page's CSP forbids eval, so no wait_for_function."""
     import time
 

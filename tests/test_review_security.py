@@ -29,7 +29,7 @@ def served(review_library, server_processes):
     port = server_processes.free_port()
     cmd = cli_command("review", "--catalog", lib["catalog"], "--port", port, "--trash-dir", lib["trash"],
                       "--token", TOKEN)
-    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60)
+    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=180)
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-Photodedup-Token": TOKEN}) as client:
         yield client, lib
     server.stop()

@@ -1,12 +1,11 @@
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, cli_command, cli_env, png_bomb, run_cli, write_photo
+from helpers import png_bomb, run_cli, start_cli, wait_paused, write_photo
 from PIL import Image
 
 from photodedup.catalog import Catalog
@@ -169,24 +168,13 @@ def test_include_and_exclude(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_scan_resumes_without_loss_or_duplicates(tmp_path):
-    lib = make_library(tmp_path / "lib", originals=40, megapixels=1.0, seed=3)
+def test_killed_scan_resumes_without_loss_or_duplicates(tmp_path, shared_library):
+    lib = shared_library
     db = tmp_path / "c.sqlite"
-    proc = subprocess.Popen(cli_command("scan", lib["root"], "--catalog", db, "--workers", "1", "-q"), cwd=REPO,
-                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    done = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                with Catalog(db) as cat:
-                    done = sum(cat.counts().values())
-            except Exception:  # noqa: BLE001 - the catalog may be mid-creation
-                done = 0
-            if done:
-                break
-        time.sleep(0.02)
-    assert proc.poll() is None, f"scan ended before it could be killed: {proc.stdout.read().decode()}"
+    # it pauses once its first batch is committed: the kill always lands mid-scan
+    proc = start_cli("scan", lib["root"], "--catalog", db, "--workers", "1", "-q",
+                     env={"PHOTODEDUP_TEST_PAUSE": "record_files:1"})
+    wait_paused(proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     with Catalog(db) as cat:

@@ -11,37 +11,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-from helpers import write_photo
+from helpers import run_cli, start_cli, wait_paused, write_photo
 from PIL import Image
 
 from photodedup.catalog import Catalog
 
-REPO = Path(__file__).resolve().parent.parent
 ODD = os.fsdecode(b"caf\xe9-\xff.jpg")  # Latin-1 "café" plus a byte no encoding maps: not UTF-8
-
-
-def run_cli(*args: str, env: dict | None = None, unprivileged: bool = False,
-            timeout: float = 180) -> subprocess.CompletedProcess:
-    """The real CLI. ``unprivileged``: as root, without the capabilities that bypass file modes, so
-    a mode-0444 file is read-only and a mode-0 file unreadable, as for any other user."""
-    full_env = os.environ | {"PYTHONPATH": str(REPO)} | (env or {})
-    return subprocess.run([sys.executable, "-m", "photodedup", *args], capture_output=True, text=True,
-                          env=full_env, cwd=REPO, timeout=timeout,
-                          preexec_fn=_drop_file_capabilities if unprivileged and os.geteuid() == 0 else None)
-
-
-def _drop_file_capabilities() -> None:
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH (PR_CAPBSET_DROP = 24)
-        if libc.prctl(24, capability, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
 
 
 def remount_readonly(point: Path) -> None:
@@ -133,19 +111,17 @@ def test_netpbm_images_are_found_and_read(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_second_scan_of_one_catalog_refuses_clearly(tmp_path):
-    from photodedup.sample_library import make_library
-
-    lib = make_library(tmp_path / "lib", originals=30, megapixels=1.0, seed=2)
+def test_a_second_scan_of_one_catalog_refuses_clearly(tmp_path, shared_library):
+    lib = shared_library
     db = tmp_path / "c.sqlite"
-    env = os.environ | {"PYTHONPATH": str(REPO)}
-    first = subprocess.Popen([sys.executable, "-m", "photodedup", "scan", lib["root"], "--catalog", str(db),
-                              "--workers", "1", "-q", "--json"], cwd=REPO, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # the first scan pauses after its first batch, holding the catalog, until told to go on
+    first = start_cli("scan", lib["root"], "--catalog", str(db), "--workers", "1", "-q", "--json",
+                      env={"PHOTODEDUP_TEST_PAUSE": "record_files:1"})
     try:
-        _wait_for_rows(db, first)
+        wait_paused(first)
         second = run_cli("scan", lib["root"], "--catalog", str(db), "-q")
     finally:
+        first.send_signal(signal.SIGUSR1)
         out, errors = first.communicate(timeout=300)
     assert second.returncode == 4
     assert second.stderr.startswith(f"Error: another photodedup scan (pid {first.pid}) is writing "
@@ -154,31 +130,14 @@ def test_a_second_scan_of_one_catalog_refuses_clearly(tmp_path):
     assert json.loads(out)["new"] == lib["files"]
 
 
-def _wait_for_rows(db: Path, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"the scan ended too soon: {proc.communicate()}"
-        if db.exists():
-            try:
-                with Catalog(db, create=False) as cat:
-                    if sum(cat.counts().values()):
-                        return
-            except Exception:  # noqa: BLE001 - mid-creation
-                pass
-        time.sleep(0.02)
-    pytest.fail("the scan wrote nothing within 120 s")
-
-
 @pytest.mark.slow
-def test_ctrl_c_in_scan_says_what_was_saved_and_a_rerun_continues(tmp_path):
-    from photodedup.sample_library import make_library
-
-    lib = make_library(tmp_path / "lib", originals=30, megapixels=1.0, seed=4)
+def test_ctrl_c_in_scan_says_what_was_saved_and_a_rerun_continues(tmp_path, shared_library):
+    lib = shared_library
     db = tmp_path / "c.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "photodedup", "scan", lib["root"], "--catalog", str(db),
-                             "--workers", "2", "-q"], cwd=REPO, env=os.environ | {"PYTHONPATH": str(REPO)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    _wait_for_rows(db, proc)
+    # it pauses after its first batch is committed: the SIGINT always arrives mid-scan
+    proc = start_cli("scan", lib["root"], "--catalog", str(db), "--workers", "2", "-q",
+                     env={"PHOTODEDUP_TEST_PAUSE": "record_files:1"}, start_new_session=True)
+    wait_paused(proc)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
     out, errors = proc.communicate(timeout=60)
     assert proc.returncode == 130

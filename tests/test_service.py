@@ -26,7 +26,7 @@ from PIL import Image
 
 from photodedup.backends.base import Backend
 from photodedup.backends.http_service import encode_npy
-from photodedup.errors import InferenceError
+from photodedup.errors import BackendUnavailableError, InferenceError
 from photodedup.preprocess import DEFAULT_PREPROCESS, crop_from_source
 from photodedup.service.batcher import DynamicBatcher
 from photodedup.service.limits import Limits, RequestRejected, decode_image, parse_npy
@@ -165,16 +165,17 @@ def test_batching_does_not_change_results(sizes, max_batch):
 def test_batcher_finishes_queued_work_when_closed():
     backend = FakeBackend(delay=0.02)
     batcher = DynamicBatcher(backend, max_batch_size=2, max_queue_delay=0.0)
-    results = []
-    threads = [threading.Thread(target=lambda i=i: results.append(batcher.embed_sync(crops(1, i), timeout=10)))
-               for i in range(6)]
-    for thread in threads:
-        thread.start()
-    time.sleep(0.01)
-    batcher.close()
-    for thread in threads:
-        thread.join()
-    assert len(results) == 6
+
+    async def six_then_close():
+        tasks = [asyncio.create_task(batcher.submit(crops(1, i))) for i in range(6)]
+        await asyncio.sleep(0)  # each task runs up to its await: all six are queued
+        batcher.close()
+        return await asyncio.gather(*tasks)
+
+    results = asyncio.run(six_then_close())
+    assert [r.tolist() for r in results] == [fake_embed(crops(1, i)).tolist() for i in range(6)]
+    with pytest.raises(BackendUnavailableError, match="shutting down"):
+        asyncio.run(batcher.submit(crops(1)))
 
 
 # -- limits and decoding -------------------------------------------------------------------------------
@@ -215,6 +216,27 @@ def test_a_valid_tensor_parses_without_copying_semantics_changing():
     np.testing.assert_array_equal(parse_npy(encode_npy(images), Limits()), images)
     with pytest.raises(RequestRejected, match="4 images are over the limit of 3 per request"):
         parse_npy(encode_npy(crops(4)), Limits(max_images=3))
+
+
+def test_each_limit_admits_exactly_its_value_and_refuses_one_more():
+    from photodedup.service.limits import check_declared_length, decode_images
+
+    limits = Limits(max_body_bytes=1000, max_images=2, max_pixels=64 * 48)
+    check_declared_length("1000", limits)  # at the limit: taken
+    with pytest.raises(RequestRejected) as caught:
+        check_declared_length("1001", limits)
+    assert caught.value.http_status == 413
+    small = image_bytes((64, 48), "PNG")
+    assert decode_images([small, small], DEFAULT_PREPROCESS, limits).shape == (2, 224, 224, 3)
+    with pytest.raises(RequestRejected, match="3 images are over the limit of 2 per request"):
+        decode_images([small] * 3, DEFAULT_PREPROCESS, limits)
+    with pytest.raises(RequestRejected, match="the request holds no images"):
+        decode_images([], DEFAULT_PREPROCESS, limits)
+    with pytest.raises(RequestRejected, match="65x48 = 3120 pixels is over the limit of 3072"):
+        decode_image(image_bytes((65, 48), "PNG"), DEFAULT_PREPROCESS, limits)
+    assert parse_npy(encode_npy(crops(2)), limits).shape == (2, 224, 224, 3)
+    with pytest.raises(RequestRejected, match="3 images are over the limit of 2 per request"):
+        parse_npy(encode_npy(crops(3)), limits)
 
 
 def test_metrics_render_cumulative_histograms():

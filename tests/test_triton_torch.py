@@ -4,7 +4,6 @@ same model.py runs on ``KIND_GPU`` instances (benchmarks/gpu_check.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -66,18 +65,16 @@ def test_cli_writes_the_torch_variant(tmp_path):
 def test_real_tritonserver_runs_the_torch_variant_over_http_and_grpc(tmp_path, server_processes):
     """Two KIND_CPU instances, fp32 eager on the CPU: the embeddings equal torch-local's (cosine >= 0.9999;
     the same PyTorch graph, only the batch composition differs)."""
-    import sys
+    from helpers import cli_command
 
     repository = tmp_path / "repo"
     options = TritonSettings(max_batch_size=8, instance_count=2, weights="random", torch_device="cpu",
                             torch_precision="fp32", torch_mode="eager")
     triton_config(None, repository, variants=(TORCH_MODEL,), options=options)
     http, grpc, metrics = (server_processes.free_port() for _ in range(3))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, "-m", "photodedup", "serve", "--engine", "triton", "--model-repository", str(repository),
-           "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics)]
-    server = server_processes.start(cmd, f"http://127.0.0.1:{http}/v2/models/{TORCH_MODEL}/ready", timeout=300,
-                                    env=env)
+    cmd = cli_command("serve", "--engine", "triton", "--model-repository", repository,
+                      "--http-port", http, "--grpc-port", grpc, "--metrics-port", metrics)
+    server = server_processes.start(cmd, f"http://127.0.0.1:{http}/v2/models/{TORCH_MODEL}/ready", timeout=300)
     crops = sample_crops(5, seed=4)
     local = get_backend("torch-local", weights="random", precision="fp32")
     want = local.embed_batch(crops)

@@ -1,0 +1,201 @@
+"""Mutation testing: make small deliberate bugs in a module, run its tests, count the bugs they notice.
+
+    python benchmarks/mutate.py --module keeper                 # every mutant of photodedup/keeper.py
+    python benchmarks/mutate.py --module apply --max 20 --seed 1  # a random 20 of them
+    python benchmarks/mutate.py --module verify --list          # only list the mutants
+
+Each mutant is one change to the module's syntax tree: a comparison flipped (``<`` to ``<=``, ``==`` to
+``!=``...), a number off by one, ``and`` for ``or``, a ``not`` dropped, ``True`` for ``False``, an
+``os.fsync``/``_fsync_dir`` call dropped. The mutated module is written into a copy of the repository
+(never this checkout), and the module's tests run there with ``-x`` and a time limit: a failure or a
+time-out kills the mutant, a pass lets it survive. Survivors are the tests' blind spots: print them.
+
+The score is killed / (killed + survived); a mutant whose tests did not even start (the module
+fails to import) is counted apart, as are equivalent mutants nobody can kill (not detected here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Module (under photodedup/) -> the test files that should notice a bug in it (fast ones: no export).
+TARGETS: dict[str, tuple[str, list[str]]] = {
+    "keeper": ("photodedup/keeper.py", ["tests/test_keeper.py"]),
+    "verify": ("photodedup/verify.py", ["tests/test_matching.py"]),
+    "cluster": ("photodedup/cluster.py", ["tests/test_group.py", "tests/test_matching.py"]),
+    "apply": ("photodedup/apply.py", ["tests/test_apply.py", "tests/test_apply_faults.py"]),
+    "groups": ("photodedup/groups.py", ["tests/test_review.py", "tests/test_apply.py"]),
+    "review": ("photodedup/review/app.py", ["tests/test_review_security.py", "tests/test_review.py"]),
+    "limits": ("photodedup/service/limits.py", ["tests/test_service.py", "tests/test_service_hardening.py"]),
+}
+
+FLIP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+        ast.NotEq: ast.Eq, ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In}
+DROPPED_CALLS = {"fsync", "_fsync_dir", "flush"}
+
+
+@dataclass
+class Mutant:
+    number: int
+    line: int
+    what: str
+
+
+def _is_docstring(node: ast.AST, parents: dict) -> bool:
+    parent = parents.get(node)
+    return isinstance(parent, ast.Expr) and isinstance(node, ast.Constant) and isinstance(node.value, str)
+
+
+def _sites(tree: ast.Module) -> list[tuple[int, str]]:
+    """Every place a mutation applies, as (index of the node in ``ast.walk`` order, kind)."""
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    decorations = {id(n) for node in ast.walk(tree) for d in getattr(node, "decorator_list", ())
+                   for n in ast.walk(d)}  # @dataclass(frozen=True): no behaviour a test could see
+    sites = []
+    for index, node in enumerate(ast.walk(tree)):
+        if id(node) in decorations:
+            continue
+        if isinstance(node, ast.Compare):
+            sites += [(index, f"cmp{k}") for k, op in enumerate(node.ops) if type(op) in FLIP]
+        elif isinstance(node, ast.Constant) and type(node.value) in (int, float) and not _is_docstring(node, parents):
+            if not isinstance(parents.get(node), ast.Subscript | ast.Slice):  # indices: mostly plain crashes
+                sites.append((index, "num"))
+        elif isinstance(node, ast.Constant) and type(node.value) is bool:
+            sites.append((index, "bool"))
+        elif isinstance(node, ast.BoolOp):
+            sites.append((index, "boolop"))
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            sites.append((index, "not"))
+        elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            func = node.value.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in DROPPED_CALLS:
+                sites.append((index, "drop"))
+    return sites
+
+
+def _apply(tree: ast.Module, index: int, kind: str) -> tuple[ast.Module, str]:
+    """A copy of ``tree`` with one mutation; returns it and what changed."""
+    tree = copy.deepcopy(tree)
+    node = list(ast.walk(tree))[index]
+    if kind.startswith("cmp"):
+        k = int(kind[3:])
+        old = type(node.ops[k])
+        node.ops[k] = FLIP[old]()
+        what = f"{old.__name__} -> {FLIP[old].__name__}"
+    elif kind == "num":
+        old = node.value
+        node.value = old + 1 if isinstance(old, int) else (old * 1.1 if old else 0.1)
+        what = f"{old!r} -> {node.value!r}"
+    elif kind == "bool":
+        node.value = not node.value
+        what = f"{not node.value} -> {node.value}"
+    elif kind == "boolop":
+        old = type(node.op)
+        node.op = ast.Or() if old is ast.And else ast.And()
+        what = f"{old.__name__} -> {type(node.op).__name__}"
+    elif kind == "not":
+        parents = {child: p for p in ast.walk(tree) for child in ast.iter_child_nodes(p)}
+        parent = parents[node]
+        for field, value in ast.iter_fields(parent):
+            if value is node:
+                setattr(parent, field, node.operand)
+            elif isinstance(value, list):
+                parent.__dict__[field] = [node.operand if v is node else v for v in value]
+        what = "not X -> X"
+    else:  # drop
+        call = node.value
+        name = ast.unparse(call.func)
+        node.value = ast.Constant(None)
+        what = f"{name}(...) dropped"
+    return ast.fix_missing_locations(tree), what
+
+
+def mutants(source: str) -> list[tuple[Mutant, str]]:
+    """Every mutant of ``source``: (its description, the mutated module's source)."""
+    tree = ast.parse(source)
+    out = []
+    for number, (index, kind) in enumerate(_sites(tree), 1):
+        line = getattr(list(ast.walk(tree))[index], "lineno", 0)
+        mutated, what = _apply(tree, index, kind)
+        out.append((Mutant(number, line, what), ast.unparse(mutated)))
+    return out
+
+
+def run_tests(work: Path, tests: list[str], timeout: float) -> str:
+    """``killed``, ``survived`` or ``timeout`` for the tests in the copy ``work``."""
+    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow", *tests]
+    try:
+        done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout"
+    if done.returncode == 0:
+        return "survived"
+    if done.returncode == 5 or "ImportError" in done.stdout[-2000:] and "error" in done.stdout[-300:]:
+        return "broken"  # nothing ran / the module does not import: not a test's merit
+    return "killed"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--module", required=True, choices=sorted(TARGETS))
+    parser.add_argument("--tests", nargs="*", help="test files to run [default: the module's own]")
+    parser.add_argument("--max", type=int, default=0, help="at most this many mutants (a random sample)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per mutant's test run")
+    parser.add_argument("--list", action="store_true", help="list the mutants and stop")
+    parser.add_argument("--json", type=Path, help="write every result here")
+    args = parser.parse_args()
+
+    path, default_tests = TARGETS[args.module]
+    tests = args.tests or default_tests
+    chosen = mutants((REPO / path).read_text())
+    total = len(chosen)
+    if args.max and args.max < total:
+        chosen = sorted(random.Random(args.seed).sample(chosen, args.max), key=lambda m: m[0].number)
+    if args.list:
+        for mutant, _ in chosen:
+            print(f"#{mutant.number} {path}:{mutant.line} {mutant.what}")
+        print(f"{len(chosen)} of {total} mutants")
+        return
+
+    with tempfile.TemporaryDirectory(prefix="photodedup-mutate-") as tmp:
+        work = Path(tmp) / "repo"
+        shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.sqlite"))
+        original = (work / path).read_text()
+        started = time.monotonic()
+        if run_tests(work, tests, args.timeout) != "survived":
+            sys.exit(f"the tests of {args.module} do not pass unmutated: fix them first")
+        print(f"baseline: {' '.join(tests)} pass in {time.monotonic() - started:.0f} s", flush=True)
+        results = []
+        for mutant, source in chosen:
+            (work / path).write_text(source)
+            outcome = run_tests(work, tests, args.timeout)
+            (work / path).write_text(original)
+            results.append({"number": mutant.number, "line": mutant.line, "what": mutant.what, "outcome": outcome})
+            print(f"#{mutant.number:<4} {path}:{mutant.line:<5} {mutant.what:<32} {outcome}", flush=True)
+    counts = {k: sum(r["outcome"] == k for r in results) for k in ("killed", "timeout", "survived", "broken")}
+    judged = counts["killed"] + counts["timeout"] + counts["survived"]
+    score = (counts["killed"] + counts["timeout"]) / judged if judged else 0.0
+    print(f"{args.module}: {counts['killed'] + counts['timeout']} of {judged} mutants killed ({score:.0%}); "
+          f"{counts['survived']} survived, {counts['broken']} did not import; {len(chosen)} of {total} mutants tried")
+    if args.json:
+        args.json.write_text(json.dumps({"module": args.module, "tests": tests, "total": total, "score": score,
+                                         "counts": counts, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
