@@ -30,9 +30,10 @@ from photodedup.preprocess import PreprocessConfig, center_crop_array, decode_or
 
 MULTIPART_TYPE = "multipart/form-data"
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
-#: The Pillow decoders each declared type may use, from the format table (an MPO is a JPEG with more
-#: frames; the first is read).
-DECODERS = {media: formats.names_for_type(media) for media in IMAGE_TYPES}
+#: The Pillow decoders each declared type may use, from the format table: the names Pillow opens by
+#: (an MPO, a JPEG with more frames, is opened by the JPEG decoder and names itself MPO; the first is read).
+Image.init()
+DECODERS = {media: tuple(name for name in formats.names_for_type(media) if name in Image.OPEN) for media in IMAGE_TYPES}
 ALL_DECODERS = tuple(name for names in DECODERS.values() for name in names)
 #: The service's pixel limit: a 7000x7000 image. A PNG cannot be decoded at reduced size, and a
 #: 13000x13000 one (169 MP, 657 KB on the wire) took 7.6 s and 2 GB; this bounds one decode near 0.6 GB.
