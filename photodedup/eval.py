@@ -164,10 +164,13 @@ def evaluate(catalog: Path | str | Catalog | None, truth_path: Path | str, *,
     if not rows:
         raise BadInputError(f"the catalog has no files under {truth.root}",
                             hint=f"run `photodedup scan {truth.root}` first")
-    groups = build_groups(rows, clu.combine(*parts.values()), params)
+    # Similar shots are not claims of duplication: only duplicate groups are scored.
+    groups = [g for g in build_groups(rows, clu.combine(*parts.values()), params) if g.category == "duplicate"]
     overall = score_pairs([[m.path for m in g.members] for g in groups], truth)
     by_evidence = {}
     for kind, edges in parts.items():
+        if kind == "similar":
+            continue
         kind_groups = build_groups(rows, clu.combine(edges), params)
         by_evidence[kind] = score_pairs([[m.path for m in g.members] for g in kind_groups], truth)
     edge_order = _edge_order(rows, clu.combine(*parts.values()))
@@ -203,7 +206,7 @@ def sweep(catalog: Path | str | Catalog | None, truth_path: Path | str, *, name:
     for value in values:
         limit = value if name == "hash" else 1.0 - value
         trimmed = {k: e.where(e.distance <= limit + 1e-9) if k == kind else e for k, e in parts.items()}
-        groups = build_groups(rows, clu.combine(*trimmed.values()), params)
+        groups = [g for g in build_groups(rows, clu.combine(*trimmed.values()), params) if g.category == "duplicate"]
         scores = score_pairs([[m.path for m in g.members] for g in groups], truth)
         out.append({"value": value} | scores.as_dict())
     return out
