@@ -92,10 +92,7 @@ def confirm(a: np.ndarray, b: np.ndarray, *, variant: int = 0, settings: Confirm
     ``features``: ORB features of (``a`` as turned, ``b``) when the caller has them cached.
     """
     a, b = _prepared(hashing.apply_variant(_rgb(a), variant), settings), _prepared(_rgb(b), settings)
-    pair = _compare(a, b, settings, features)
-    if isinstance(pair, Confirmation):
-        return pair
-    return _judge(pair, settings)
+    return _checked(a, b, settings, features)
 
 
 def difference_map(a: np.ndarray, b: np.ndarray, *, variant: int = 0,
@@ -238,10 +235,11 @@ def _score(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
     return float(np.abs(y - (gain * (x - x.mean()) + y.mean())).mean())
 
 
-def _compare(a: np.ndarray, b: np.ndarray, settings: ConfirmSettings, features) -> _Pair | Confirmation:
+def _compare(a: np.ndarray, b: np.ndarray, settings: ConfirmSettings, features, *,
+             rescale: bool = True) -> _Pair | Confirmation:
     """Align (the better of a rescale and the ORB homography), then the residual of the aligned pair."""
     candidates = []
-    rescale = _rescale(a, b)
+    rescale = _rescale(a, b) if rescale else None
     if rescale is not None:
         candidates.append((_score(a, b, rescale), rescale, "rescaled"))
     if not candidates or candidates[0][0] > _GOOD_FIT:
@@ -563,6 +561,20 @@ def _confirm_chunk(job) -> list[Confirmation | None]:
         if pa is None or pb is None:
             out.append(None)
             continue
-        pair = _compare(pa, pb, settings, lambda a=a, b=b, v=variant: (feats((a, v)), feats((b, 0))))
-        out.append(pair if isinstance(pair, Confirmation) else _judge(pair, settings))
+        result = _checked(pa, pb, settings, lambda a=a, b=b, v=variant: (feats((a, v)), feats((b, 0))))
+        if result.verdict != DUPLICATE and variant == 0:
+            # local features match a mirrored copy too (verification's mirrored retry): try it mirrored
+            mirrored = _checked(load(a, 1), pb, settings, lambda a=a, b=b: (feats((a, 1)), feats((b, 0))))
+            result = mirrored if mirrored.verdict == DUPLICATE else result
+        out.append(result)
     return out
+
+
+def _checked(a: np.ndarray, b: np.ndarray, settings: ConfirmSettings, features) -> Confirmation:
+    pair = _compare(a, b, settings, features)
+    result = pair if isinstance(pair, Confirmation) else _judge(pair, settings)
+    if result.verdict != DUPLICATE and result.how == "rescaled":  # a crop can look like a rescale when small
+        pair = _compare(a, b, settings, features, rescale=False)
+        if not isinstance(pair, Confirmation) and (found := _judge(pair, settings)).verdict == DUPLICATE:
+            return found
+    return result

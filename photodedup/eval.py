@@ -91,8 +91,8 @@ def load_truth(path: Path | str) -> Truth:
     if isinstance(data.get("unrelated"), list):
         listed = {absolute(p) for g in data["groups"] for p in g}
         listed |= {absolute(p) for key in ("unrelated", "broken") for p in data.get(key) or [] if isinstance(p, str)}
-    negatives = [(absolute(a), absolute(b), kinds.get(absolute(b), "negative"))
-                 for a, b in (data.get("negatives") or []) if isinstance(a, str) and isinstance(b, str)]
+    negatives = [(absolute(a), absolute(b), kind[0] if kind else kinds.get(absolute(b), "negative"))
+                 for a, b, *kind in (data.get("negatives") or []) if isinstance(a, str) and isinstance(b, str)]
     return Truth(root, groups, kinds, listed, originals & {p for g in groups for p in g}, negatives)
 
 
