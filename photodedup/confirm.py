@@ -51,9 +51,10 @@ class ConfirmSettings:
     noise_k: float = 6.0          # ... and above this many robust sigmas of the pair's own difference ...
     max_noise: float = 48.0       # ... which counts up to this many levels (a pair that differs everywhere)
     min_blob: int = 6             # hot specks smaller than this many pixels are noise
-    mark_area: float = 0.06       # an added mark: one region of at most this share of the picture ...
+    mark_area: float = 0.04       # an added mark: one region of at most this share of the picture ...
     mark_span: float = 0.5        # ... at most this share of the width and of the height ...
-    edge_margin: float = 0.08     # ... within this share of the size from an edge
+    edge_margin: float = 0.08     # ... within this share of the size from an edge, in one quarter ...
+    mark_energy: float = 1.8      # ... where one picture has this many times the other's edges (added)
     max_uncovered: float = 0.3    # one shows more than this share the other lacks: different (crop > ~15%)
     gain: tuple[float, float] = (0.55, 1.8)   # plausible tone edits: luminance gain ...
     max_offset: float = 70.0                  # ... and offset (levels)
@@ -406,8 +407,8 @@ def _judge(pair: _Pair, settings: ConfirmSettings) -> Confirmation:
     box = (x0 / width, y0 / height, x1 / width, y1 / height)
     share = sum((r[2] - r[0]) * (r[3] - r[1]) for r in regions) / float(width * height)
     place = where(box)
-    if len(regions) == 1 and _is_mark(box, settings):
-        mark = _marked(pair, regions[0])
+    mark = _marked(pair, regions[0], settings) if len(regions) == 1 and _is_mark(box, settings) else ""
+    if mark:
         return Confirmation(DUPLICATE, f"the same picture with an added mark {place}, {percent(share)} of the picture",
                             share, 1, box, mark, **base)
     count = "one region" if len(regions) == 1 else f"{len(regions)} regions"
@@ -433,14 +434,19 @@ def where(box: tuple[float, float, float, float] | None) -> str:
 
 
 def _is_mark(box: tuple[float, float, float, float], settings: ConfirmSettings) -> bool:
+    """Small, near an edge, and within one quarter of the picture (meme text runs across the middle)."""
     w, h = box[2] - box[0], box[3] - box[1]
     margin = settings.edge_margin
     at_edge = box[0] <= margin or box[1] <= margin or box[2] >= 1 - margin or box[3] >= 1 - margin
-    return at_edge and w * h <= settings.mark_area and w <= settings.mark_span and h <= settings.mark_span
+    one_quarter = (box[2] <= 0.5 or box[0] >= 0.5) and (box[3] <= 0.5 or box[1] >= 0.5)
+    return at_edge and one_quarter and w * h <= settings.mark_area and w <= settings.mark_span \
+        and h <= settings.mark_span
 
 
-def _marked(pair: _Pair, region: tuple[int, int, int, int, int]) -> str:
-    """Which picture shows the mark: the one with more fine structure (edges) inside the region."""
+def _marked(pair: _Pair, region: tuple[int, int, int, int, int], settings: ConfirmSettings) -> str:
+    """Which picture shows an *added* mark: the one with ``mark_energy`` times the fine structure (edges)
+    of the other inside the region; "" when neither (a changed label or number in a corner: both
+    pictures have their own text there)."""
     import cv2
 
     x0, y0, x1, y1, _ = region
@@ -449,7 +455,8 @@ def _marked(pair: _Pair, region: tuple[int, int, int, int, int]) -> str:
         grey = _luma(rgb[y0:y1, x0:x1]).astype(np.float32)
         return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean()) if grey.size else 0.0
 
-    return "a" if energy(pair.a) > energy(pair.b) else "b"
+    ea, eb = energy(pair.a), energy(pair.b)
+    return "a" if ea >= settings.mark_energy * eb else "b" if eb >= settings.mark_energy * ea else ""
 
 
 def _caption(pair: _Pair) -> str:

@@ -68,7 +68,7 @@ def chat(m: Maker, k: int) -> Image.Image:
     words = ["see you at", "running late", "ok!", "lunch?", "call me", "on my way", "thanks", "sounds good"]
     for row in range(5):
         right = row % 2
-        text = words[(k * 3 + row * 5 + m.integer(0, 8)) % len(words)] if row == 4 else words[row]
+        text = words[(4 + k) % len(words)] if row == 4 else words[row]
         x0 = 200 if right else 30
         draw.rounded_rectangle((x0, 240 + row * 150, x0 + 310, 340 + row * 150), 24,
                                fill=(200, 240, 200) if right else (255, 255, 255))
@@ -110,7 +110,7 @@ def document(m: Maker, k: int) -> Image.Image:
     lines = ["revenue grew in every region", "costs fell after the move", "the new plant opens in May",
              "headcount is unchanged", "prices rise next quarter", "exports doubled", "the audit found nothing"]
     for row in range(14):
-        draw.text((80, 180 + row * 60), lines[(row + k * 2 + m.integer(0, 7)) % len(lines)], fill=(30, 30, 30),
+        draw.text((80, 180 + row * 60), lines[(row + k * 2) % len(lines)], fill=(30, 30, 30),
                   font=_font(34))
     draw.text((80, 1030), f"page {k + 1}", fill=(90, 90, 90), font=_font(26))
     return image
@@ -121,7 +121,7 @@ def slide(m: Maker, k: int) -> Image.Image:
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, 1280, 120), fill=(30, 50, 120))
     titles = ["Roadmap", "Results", "Next steps", "Budget", "Team", "Risks", "Timeline", "Summary"]
-    draw.text((60, 30), titles[(k + m.integer(0, 8)) % len(titles)], fill=(255, 255, 255), font=_font(60))
+    draw.text((60, 30), titles[k % len(titles)], fill=(255, 255, 255), font=_font(60))
     for row in range(4):
         draw.text((100, 200 + row * 110), f"- point {row + 1}: {m.integer(10, 99)}%", fill=(20, 20, 20),
                   font=_font(54))
@@ -151,7 +151,7 @@ def form(m: Maker, k: int) -> Image.Image:
         y = 200 + row * 140
         draw.text((80, y), label, fill=(60, 60, 60), font=_font(32))
         draw.rectangle((300, y - 10, 780, y + 60), outline=(0, 0, 0), width=3)
-    draw.text((320, 200), names[(k + m.integer(0, 6)) % len(names)], fill=(0, 0, 120), font=_font(40))
+    draw.text((320, 200), names[k % len(names)], fill=(0, 0, 120), font=_font(40))
     draw.text((320, 340), ["Oslo", "Lima", "Pune", "Kyiv", "Accra"][m.integer(0, 5)], fill=(0, 0, 120), font=_font(40))
     for box in range(3):
         draw.rectangle((80, 800 + box * 80, 130, 850 + box * 80), outline=(0, 0, 0), width=3)
@@ -195,7 +195,8 @@ def _ball(image: Image.Image, x: float, y: float, r: float, colour=(230, 200, 30
     image = image.copy()
     w, h = image.size
     draw = ImageDraw.Draw(image)
-    draw.ellipse((w * x - w * r, h * y - w * r, w * x + w * r, h * y + w * r), fill=colour, outline=(60, 40, 0), width=3)
+    draw.ellipse((w * x - w * r, h * y - w * r, w * x + w * r, h * y + w * r), fill=colour, outline=(60, 40, 0),
+                 width=3)
     return image
 
 
@@ -210,11 +211,11 @@ def burst_blink(m: Maker, k: int) -> Image.Image:
     draw = ImageDraw.Draw(image)
     draw.ellipse((380, 250, 640, 560), fill=(235, 190, 160))
     for x in (440, 540):
-        if k % 2:
+        if k % 3 == 1:  # eyes shut
             draw.line((x, 370, x + 50, 370), fill=(60, 30, 20), width=6)
-        else:
+        else:  # open, looking ahead (0) or aside (2)
             draw.ellipse((x, 345, x + 50, 395), fill=(255, 255, 255), outline=(60, 30, 20), width=3)
-            draw.ellipse((x + 15, 358, x + 35, 382), fill=(40, 30, 20))
+            draw.ellipse((x + 15 + 12 * (k % 3 // 2), 358, x + 35 + 12 * (k % 3 // 2), 382), fill=(40, 30, 20))
     draw.arc((470, 450, 550, 500), 0, 180, fill=(150, 40, 40), width=6)
     return image
 
@@ -248,16 +249,18 @@ def object_removed(m: Maker, k: int) -> Image.Image:
     """A photo with a sign in it, and the same photo with the sign painted out (inpainted)."""
     import cv2
 
-    image = _scene(m)
+    image = _ball(_scene(m), 0.3, 0.65, 0.04, colour=(200, 60, 200))
     draw = ImageDraw.Draw(image)
-    box = (600, 200, 760, 330)
-    draw.rectangle(box, fill=(250, 250, 240), outline=(0, 0, 0), width=4)
+    sign = (600, 200, 760, 330)
+    draw.rectangle(sign, fill=(250, 250, 240), outline=(0, 0, 0), width=4)
     draw.text((620, 235), "EXIT", fill=(200, 0, 0), font=_font(60))
-    if k % 2 == 0:
+    if k % 3 == 0:  # both objects; then the sign painted out; then the ball
         return image
+    box = sign if k % 3 == 1 else (int(0.26 * PHOTO[0]), int(0.65 * PHOTO[1] - 0.04 * PHOTO[0]),
+                                   int(0.34 * PHOTO[0]), int(0.65 * PHOTO[1] + 0.04 * PHOTO[0]))
     pixels = np.asarray(image)
     mask = np.zeros(pixels.shape[:2], np.uint8)
-    mask[box[1] - 4:box[3] + 5, box[0] - 4:box[2] + 5] = 255
+    mask[box[1] - 6:box[3] + 7, box[0] - 6:box[2] + 7] = 255
     return Image.fromarray(cv2.inpaint(pixels, mask, 5, cv2.INPAINT_TELEA))
 
 
@@ -268,7 +271,9 @@ def meme(m: Maker, k: int) -> Image.Image:
         return image
     texts = ["WHEN THE WIFI DROPS", "MONDAY AGAIN", "ME AT 3 AM", "NOT TODAY", "ONE MORE COFFEE"]
     draw = ImageDraw.Draw(image)
-    draw.text((60, 30), texts[(k + m.integer(0, 5)) % len(texts)], fill=(255, 255, 255), font=_font(80),
+    draw.text((PHOTO[0] // 2, 20), texts[k % len(texts)], fill=(255, 255, 255), font=_font(80), anchor="mt",
+              stroke_width=5, stroke_fill=(0, 0, 0))
+    draw.text((PHOTO[0] // 2, PHOTO[1] - 20), "EVERY TIME", fill=(255, 255, 255), font=_font(80), anchor="mb",
               stroke_width=5, stroke_fill=(0, 0, 0))
     return image
 
@@ -281,7 +286,7 @@ def caption(m: Maker, k: int) -> Image.Image:
     bar = Image.new("RGB", (PHOTO[0], PHOTO[1] + 160), (255, 255, 255))
     bar.paste(image, (0, 160))
     texts = ["my cat has opinions", "best day ever", "guess where I am", "no words", "the view today"]
-    ImageDraw.Draw(bar).text((40, 40), texts[(k + m.integer(0, 5)) % len(texts)], fill=(0, 0, 0), font=_font(70))
+    ImageDraw.Draw(bar).text((40, 40), texts[k % len(texts)], fill=(0, 0, 0), font=_font(70))
     return bar
 
 
@@ -324,8 +329,7 @@ def puzzle(m: Maker, k: int) -> Image.Image:
 def calendar(m: Maker, k: int) -> Image.Image:
     image = Image.new("RGB", (1000, 800), (255, 255, 255))
     draw = ImageDraw.Draw(image)
-    draw.text((40, 20), ["March", "April", "May", "June", "July"][(k + m.integer(0, 5)) % 5], fill=(0, 0, 0),
-              font=_font(60))
+    draw.text((40, 20), ["March", "April", "May", "June", "July"][k % 5], fill=(0, 0, 0), font=_font(60))
     for day in range(35):
         x, y = 40 + (day % 7) * 135, 120 + (day // 7) * 130
         draw.rectangle((x, y, x + 125, y + 120), outline=(200, 200, 200), width=2)
@@ -413,7 +417,7 @@ def add_lookalikes(out: Path | str, *, pairs: int = 3, seed: int = 0, photos: Se
     for number, kind in enumerate(kinds):
         make, camera = LOOKALIKES[kind]
         rng = np.random.default_rng([seed, number])
-        photo = Image.open(sources[(number + seed) % len(sources)]).convert("RGB")
+        photo = _distinct(Image.open(sources[(number + seed) % len(sources)]).convert("RGB"), number)
         taken = datetime(2024, 1, 1) + timedelta(days=number * 3 + seed, hours=int(rng.integers(8, 20)))
         rels = []
         for k in range(pairs):
@@ -446,6 +450,15 @@ def add_lookalikes(out: Path | str, *, pairs: int = 3, seed: int = 0, photos: Se
                 truth["unrelated"].append(rel)
         truth["negatives"] += [[a, b, kind] for i, a in enumerate(rels) for b in rels[i + 1:]]
     return truth
+
+
+def _distinct(photo: Image.Image, number: int) -> Image.Image:
+    """A picture no sample-library original is a copy of: a mirrored window of 70%, channels reordered."""
+    w, h = photo.size
+    x, y = int(w * 0.3 * ((number * 7) % 5) / 4), int(h * 0.3 * ((number * 3) % 5) / 4)
+    window = photo.crop((x, y, x + int(w * 0.7), y + int(h * 0.7))).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    channels = window.split()
+    return Image.merge("RGB", [channels[i] for i in [(1, 2, 0), (2, 0, 1), (2, 1, 0)][number % 3]])
 
 
 def _save(path: Path, image: Image.Image, fmt: str, *, exif: bytes | None = None, **options) -> None:
