@@ -105,8 +105,9 @@ def difference_map(a: np.ndarray, b: np.ndarray, *, variant: int = 0,
     pair = _compare(a, b, settings, None)
     if isinstance(pair, Confirmation):
         return np.zeros(b.shape[:2], np.uint8)
-    scaled = np.clip(pair.residual / (4 * pair.threshold), 0, 1) * pair.inside
-    return (scaled * 255).astype(np.uint8)
+    above = pair.residual > pair.threshold
+    scaled = np.clip(pair.residual / (4 * pair.threshold), 0, 1) * (pair.inside & above)
+    return np.where(above, np.maximum(1, scaled * 255), 0).astype(np.uint8)
 
 
 def classify(result: Confirmation, a: dict, b: dict) -> str:
