@@ -295,6 +295,7 @@ def confirmed_by_pixels(rows: Sequence, parts: dict[str, clu.Edges], params: Gro
                                    dtype=bool))
     pairs = list(zip(merged.i.tolist(), merged.j.tolist(), strict=True))
     checks = confirm.confirm_pairs(pairs, merged.variant.tolist(), pixels, params.pixel_check)
+    checks = _in_detail(rows, pairs, merged.variant.tolist(), checks, params.pixel_check)
     verdict = {}
     for (a, b), check in zip(pairs, checks, strict=True):
         if check is not None:
@@ -313,6 +314,50 @@ def confirmed_by_pixels(rows: Sequence, parts: dict[str, clu.Edges], params: Gro
                                   [c.share for _, c in similar], confirmation=[c for _, c in similar]) \
         if similar else clu.Edges.empty()
     return out
+
+
+def _in_detail(rows: Sequence, pairs: list[tuple[int, int]], variants: list[int], checks: list,
+               settings: confirm.ConfirmSettings) -> list:
+    """Duplicates between camera-less files (screenshots, documents, exports: small text, where a changed
+    word in a corner looks like a mark at 320 px) checked again on the files themselves at ``detail_side``
+    pixels. A file that cannot be read keeps the thumbnail's verdict."""
+    cache: dict[int, np.ndarray | None] = {}
+
+    def pixels(k: int) -> np.ndarray | None:
+        if k not in cache:
+            cache[k] = _file_pixels(rows[k], settings.detail_side)
+        return cache[k]
+
+    out = list(checks)
+    for n, ((a, b), variant, check) in enumerate(zip(pairs, variants, checks, strict=True)):
+        if check is None or check.verdict != confirm.DUPLICATE or _meta(rows[a])["camera"] or _meta(rows[b])["camera"]:
+            continue  # camera photos hold no small text to miss
+        pa, pb = pixels(a), pixels(b)
+        if pa is not None and pb is not None:
+            again = confirm.confirm(pa, pb, variant=variant, settings=confirm.detailed(settings))
+            if again.verdict != confirm.DUPLICATE:
+                out[n] = again
+    return out
+
+
+def _file_pixels(row, side: int) -> np.ndarray | None:
+    """The file's content (EXIF-oriented, borders cut) at most ``side`` pixels on the long side; None when it
+    cannot be read (moved, changed, a RAW)."""
+    from PIL import Image
+
+    from photodedup.preprocess import load_oriented
+
+    try:
+        image = load_oriented(row["path"], shortest=side)
+    except Exception:  # noqa: BLE001 - an unreadable file keeps the thumbnail's verdict
+        return None
+    if row["content_width"] and row["width"] and row["height"]:
+        sx, sy = image.width / row["width"], image.height / row["height"]
+        left, top = round((row["content_left"] or 0) * sx), round((row["content_top"] or 0) * sy)
+        image = image.crop((left, top, left + max(1, round(row["content_width"] * sx)),
+                            top + max(1, round(row["content_height"] * sy))))
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return np.asarray(image.convert("RGB"))
 
 
 def _meta(row) -> dict:
