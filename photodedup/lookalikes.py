@@ -470,6 +470,28 @@ def _save(path: Path, image: Image.Image, fmt: str, *, exif: bytes | None = None
     image.save(path, fmt, **options)
 
 
+def make_library(out: Path | str, *, originals: int = 12, megapixels: float = 12.0, seed: int = 0,
+                 lookalikes: int = 0) -> dict:
+    """``sample_library.make_library``, then ``lookalikes`` pictures of each look-alike kind added to the
+    library and its ``truth.json`` (``photodedup sample-library --lookalikes N``)."""
+    import json
+
+    from photodedup import sample_library
+
+    summary = sample_library.make_library(out, originals=originals, megapixels=megapixels, seed=seed)
+    if not lookalikes:
+        return summary
+    path = Path(summary["truth"])
+    truth = json.loads(path.read_text())
+    added = add_lookalikes(out, pairs=lookalikes, seed=seed)
+    for key, value in added.items():
+        truth[key] = truth.get(key, {}) | value if isinstance(value, dict) else truth.get(key, []) + value
+    path.write_text(json.dumps(truth, indent=1) + "\n")
+    return summary | {"files": summary["files"] + len(added["kinds"]),
+                      "groups": summary["groups"] + len(added["groups"]),
+                      "unrelated": summary["unrelated"] + len(added["unrelated"]), "lookalikes": len(added["kinds"])}
+
+
 def distinct_pictures(truth: dict) -> list[list[str]]:
     """Every distinct picture of a truth as the list of its files (a group, or one file)."""
     grouped = {p for g in truth["groups"] for p in g}

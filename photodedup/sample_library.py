@@ -61,10 +61,8 @@ def source_photos() -> list[Path]:
 
 
 def make_library(out: Path | str, *, originals: int = 12, megapixels: float = 12.0, seed: int = 0,
-                 workers: int | None = None, lookalikes: int = 0) -> dict:
-    """Write the library into ``out`` (which must be empty or absent) and return a summary.
-
-    ``lookalikes``: add that many pictures of each look-alike kind (``photodedup.lookalikes``)."""
+                 workers: int | None = None) -> dict:
+    """Write the library into ``out`` (which must be empty or absent) and return a summary."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise BadInputError(f"{out} exists and is not empty", hint="choose a new folder")
@@ -94,16 +92,10 @@ def make_library(out: Path | str, *, originals: int = 12, megapixels: float = 12
             truth["unrelated"].append(members[0])
         truth["unrelated"] += list(negatives)
         truth["negatives"] += [[members[0], p] for p in negatives]
-    if lookalikes:
-        from photodedup.lookalikes import add_lookalikes
-
-        for key, value in add_lookalikes(out, pairs=lookalikes, seed=seed).items():
-            truth[key] = truth[key] | value if isinstance(value, dict) else truth[key] + value
     truth["broken"] = _broken_files(out, seed)
     truth["kinds"].update({p: "broken" for p in truth["broken"]})
     (out / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
-    files = sum(len(m) + len(n) for m, _, n in results) + len(truth["broken"]) + sum(
-        1 for p in truth["kinds"] if p.startswith("Lookalikes/"))
+    files = sum(len(m) + len(n) for m, _, n in results) + len(truth["broken"])
     return {"root": str(out), "truth": str(out / "truth.json"), "files": files,
             "groups": len(truth["groups"]), "unrelated": len(truth["unrelated"]), "broken": len(truth["broken"])}
 
