@@ -493,6 +493,9 @@ def build_groups(rows: Sequence, edges: clu.Edges, params: GroupSettings | None 
                 m.evidence, m.score = clu.KIND_NAMES[rank], round(_score(rank, dist), 6)
                 m.match = describe(edges, number, towards=pair[0], other=rows[pair[1]]["path"],
                                    is_keeper=pair[1] == keeper_index)
+        for _, m in out:
+            if m.added_mark:  # stored with what joined it (the keeper rule reads it back)
+                m.match["added_mark"] = m.added_mark
         ordered = sorted((m for _, m in out), key=lambda m: (m.evidence != "keeper", m.path))
         kinds = {m.evidence for m in ordered if m.evidence != "keeper"}
         groups.append(Group(0, kinds.pop() if len(kinds) == 1 else "mixed", choice.keeper, choice.reason, ordered))
@@ -624,8 +627,7 @@ def store_groups(cat: Catalog, result: GroupResult) -> int:
 
 
 def _match_json(m: Member) -> str:
-    match = m.match | ({"added_mark": m.added_mark} if m.added_mark else {})
-    return json.dumps(match) if match else ""
+    return json.dumps(m.match) if m.match else ""
 
 
 def write_csv(groups: Sequence[Group], out: Path | str) -> Path:
