@@ -329,11 +329,14 @@ def _residual(a: np.ndarray, b: np.ndarray, h: np.ndarray, how: str, settings: C
     flat = _flat(ya[sample], yb[sample], settings)
     gain, offset = _tone_fit(ya[sample], yb[sample], flat, settings)
     channels = [(np.clip(ya * gain + offset, 0, 255), yb)]
-    if not grey:
+    if not grey:  # saturation edits scale the chroma on their own: a gain of its own, a small offset
+        limit = settings.flat_shift if flat else settings.chroma_shift
+        x, y = ca[sample].reshape(-1), cb[sample].reshape(-1)
+        var = float(x.var())
+        saturation = float(np.clip((x * y).mean() / (x * x).mean(), *settings.gain)) if var > 4 and not flat else 1.0
         for k in range(2):
-            shift = float(np.median(cb[..., k][sample] - ca[..., k][sample] * gain))
-            limit = settings.flat_shift if flat else settings.chroma_shift
-            channels.append((ca[..., k] * gain + float(np.clip(shift, -limit, limit)), cb[..., k]))
+            shift = float(np.median(cb[..., k][sample] - ca[..., k][sample] * saturation))
+            channels.append((ca[..., k] * saturation + float(np.clip(shift, -limit, limit)), cb[..., k]))
     kernel = np.ones((3, 3), np.uint8)
     residual = np.zeros((hb, wb), np.float32)
     for x, y in channels:
