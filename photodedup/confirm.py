@@ -126,6 +126,17 @@ def detailed(settings: ConfirmSettings) -> ConfirmSettings:
                    mark_energy=settings.detail_mark_energy)
 
 
+def photo_like(rgb: np.ndarray) -> bool:
+    """A photograph rather than a screen or a page: under 30% of it is flat (5 x 5 spread under 2 levels).
+    Screens and pages are mostly flat, and a changed word on them looks like an added mark at 320 px."""
+    import cv2
+
+    grey = np.ascontiguousarray(_luma(_rgb(rgb).astype(np.float32)))
+    kernel = np.ones((5, 5), np.uint8)
+    spread = cv2.dilate(grey, kernel) - cv2.erode(grey, kernel)
+    return bool((spread < 2).mean() < 0.3)
+
+
 def classify(result: Confirmation, a: dict, b: dict) -> str:
     """``result``'s verdict with the second category: a failed pair from one scene is ``similar``.
 

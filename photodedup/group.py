@@ -333,6 +333,8 @@ def _in_detail(rows: Sequence, pairs: list[tuple[int, int]], variants: list[int]
         if check is None or check.verdict != confirm.DUPLICATE or _meta(rows[a])["camera"] or _meta(rows[b])["camera"]:
             continue  # camera photos hold no small text to miss
         pa, pb = pixels(a), pixels(b)
+        if check.mark and pa is not None and pb is not None and confirm.photo_like(pa) and confirm.photo_like(pb):
+            continue  # a watermark on a photo: the thumbnails judged it (full resolution adds only noise)
         if pa is not None and pb is not None:
             again = confirm.confirm(pa, pb, variant=variant, settings=confirm.detailed(settings))
             if again.verdict != confirm.DUPLICATE:
