@@ -634,10 +634,12 @@ def _confirm_chunk(job) -> list[Confirmation | None]:
             out.append(None)
             continue
         result = _checked(pa, pb, settings, lambda a=a, b=b, v=variant: (feats((a, v)), feats((b, 0))))
-        if result.verdict != DUPLICATE and variant == 0:
-            # local features match a mirrored copy too (verification's mirrored retry): try it mirrored
-            mirrored = _checked(load(a, 1), pb, settings, lambda a=a, b=b: (feats((a, 1)), feats((b, 0))))
-            result = mirrored if mirrored.verdict == DUPLICATE else result
+        for turn in (1, 2) if result.verdict != DUPLICATE and variant == 0 else ():
+            # local features match a mirrored or flipped copy too (verification's mirrored retry): try it so
+            again = _checked(load(a, turn), pb, settings, lambda a=a, b=b, t=turn: (feats((a, t)), feats((b, 0))))
+            if again.verdict == DUPLICATE:
+                result = again
+                break
         out.append(result)
     return out
 
