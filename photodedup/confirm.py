@@ -618,12 +618,15 @@ def _confirm_chunk(job) -> list[Confirmation | None]:
         if (k, variant) not in cache:
             thumb = pixels.get(k)
             rgb = None if thumb is None else thumb.rgb()
-            cache[k, variant] = None if rgb is None else _prepared(hashing.apply_variant(rgb, variant), settings)
-        return cache[k, variant]
+            # kept as uint8 (a quarter of float32): a chunk holds hundreds of files' pixels
+            cache[k, variant] = None if rgb is None else np.clip(
+                _prepared(hashing.apply_variant(rgb, variant), settings), 0, 255).astype(np.uint8)
+        found = cache[k, variant]
+        return None if found is None else found.astype(np.float32)
 
     def feats(key):
         if key not in orb:
-            orb[key] = _features(cache[key])
+            orb[key] = _features(cache[key].astype(np.float32))
         return orb[key]
 
     out: list[Confirmation | None] = []
