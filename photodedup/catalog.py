@@ -189,6 +189,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX companions_lead ON companions(lead_id)
     """,
+    # 12: a group's category: duplicate (trashing all but one loses nothing) or similar (shots of one
+    # scene, other captures: never bulk-accepted, nothing suggested for the trash). photodedup.confirm.
+    """
+    ALTER TABLE groups ADD COLUMN category TEXT NOT NULL DEFAULT 'duplicate'
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -593,17 +598,17 @@ class Catalog:
     def store_group_run(self, params: dict, groups: Sequence[tuple]) -> tuple[int, list[int]]:
         """Store one grouping run in one transaction; returns ``(run id, group ids)``.
 
-        ``groups``: ``(kind, keeper file id, keeper reason, members)`` with members
+        ``groups``: ``(kind, keeper file id, keeper reason, members[, category])`` with members
         ``(file id, evidence, score, note[, match JSON])``.
         """
         with self.transaction() as conn:
             run_id = conn.execute("INSERT INTO group_runs (created_at, params) VALUES (?, ?)",
                                   (time.time(), json.dumps(params))).lastrowid
             ids = []
-            for kind, keeper, reason, members in groups:
+            for kind, keeper, reason, members, *category in groups:
                 group_id = conn.execute(
-                    "INSERT INTO groups (run_id, kind, keeper_id, keeper_reason) VALUES (?, ?, ?, ?)",
-                    (run_id, kind, keeper, reason)).lastrowid
+                    "INSERT INTO groups (run_id, kind, keeper_id, keeper_reason, category) VALUES (?, ?, ?, ?, ?)",
+                    (run_id, kind, keeper, reason, category[0] if category else "duplicate")).lastrowid
                 conn.executemany("INSERT INTO group_members (group_id, file_id, evidence, score, note, match) "
                                  "VALUES (?, ?, ?, ?, ?, ?)", [(group_id, *m, "")[:6] for m in members])
                 ids.append(group_id)

@@ -213,15 +213,18 @@ def sample_library(
     originals: Annotated[int, typer.Option(help="How many distinct original photos.")] = 12,
     megapixels: Annotated[float, typer.Option(help="Size of the originals (phones: about 12).")] = 12.0,
     seed: Annotated[int, typer.Option(help="Everything follows from this seed.")] = 0,
+    lookalikes: Annotated[int, typer.Option(
+        help="Add look-alikes that are not duplicates (screenshots, documents, bursts, memes...): this many "
+             "pictures of each kind, with true copies of some (0: none).")] = 0,
     json_out: JsonOpt = False,
 ) -> None:
     """Generate a realistic photo library with near-duplicates, broken files and a ground truth.
 
-    Example: photodedup sample-library /tmp/lib --originals 8 --megapixels 1
+    Example: photodedup sample-library /tmp/lib --originals 8 --megapixels 1 --lookalikes 3
     """
-    from photodedup.sample_library import make_library
+    from photodedup.lookalikes import make_library
 
-    result = make_library(out, originals=originals, megapixels=megapixels, seed=seed)
+    result = make_library(out, originals=originals, megapixels=megapixels, seed=seed, lookalikes=lookalikes)
     if json_out:
         emit_json(result)
     else:

@@ -26,8 +26,30 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-EXACT, PERCEPTUAL, VERIFIED, SEMANTIC = 0, 1, 2, 3
-KIND_NAMES = ("exact", "perceptual", "verified", "semantic")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of evidence: its name, its rank (lower is stronger; an edge's ``kind`` is the rank), what
+    it means, and the category of group it makes (``duplicate``, or ``similar``: one scene, different
+    captures, never trashed by bulk accept). The one registry that group, groups, the review page,
+    the report and parquet read."""
+
+    name: str
+    rank: int
+    description: str
+    category: str = "duplicate"
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("exact", 0, "the same bytes (md5)"),
+    Kind("perceptual", 1, "perceptual hashes within the threshold, confirmed by the pixels"),
+    Kind("verified", 2, "local features agree on a crop or overlay, confirmed by the pixels"),
+    Kind("semantic", 3, "image embeddings within the cosine threshold, confirmed by the pixels"),
+    Kind("similar", 4, "one scene, another capture (burst, bracket, retake): not a duplicate", "similar"),
+)
+EXACT, PERCEPTUAL, VERIFIED, SEMANTIC, SIMILAR = (k.rank for k in KINDS)
+KIND_NAMES = tuple(k.name for k in KINDS)
 METHODS = ("complete", "single")
 #: The grouping defaults, here (a light module) so that the CLI shows and passes the library's own.
 DEFAULT_METHOD = "complete"
@@ -68,9 +90,13 @@ class Edges:
     variant: np.ndarray | None = None
     inliers: np.ndarray | None = None
     coverage: np.ndarray | None = None
+    #: The pixel check of each pair (``photodedup.confirm.Confirmation``; None: not checked), objects.
+    confirmation: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.i)
+        if self.confirmation is None:
+            self.confirmation = np.full(n, None, dtype=object)
         if self.variant is None:
             self.variant = np.zeros(n, np.int8)
         if self.inliers is None:
@@ -83,7 +109,7 @@ class Edges:
         return cls(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, np.float64))
 
     @classmethod
-    def of(cls, i, j, kind: int, distance, *, variant=None, inliers=None, coverage=None) -> Edges:
+    def of(cls, i, j, kind: int, distance, *, variant=None, inliers=None, coverage=None, confirmation=None) -> Edges:
         """Edges from index pairs in any order; a variant is turned around when its pair is."""
         i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
         lo, hi = np.minimum(i, j), np.maximum(i, j)
@@ -94,7 +120,8 @@ class Edges:
             variant = np.where(i <= j, variant, np.asarray(INVERSE, np.int8)[variant]).astype(np.int8)
         return cls(lo, hi, np.full(len(lo), kind, np.int8), np.asarray(distance, np.float64).reshape(-1),
                    variant, None if inliers is None else np.asarray(inliers, np.int32),
-                   None if coverage is None else np.asarray(coverage, np.float32))
+                   None if coverage is None else np.asarray(coverage, np.float32),
+                   None if confirmation is None else objects(confirmation))
 
     def __len__(self) -> int:
         return len(self.i)
@@ -106,11 +133,17 @@ class Edges:
         keep = i != j
         variant = np.where(i <= j, self.variant, np.asarray(INVERSE, np.int8)[self.variant]).astype(np.int8)
         return Edges(np.minimum(i, j)[keep], np.maximum(i, j)[keep], self.kind[keep], self.distance[keep],
-                     variant[keep], self.inliers[keep], self.coverage[keep])
+                     variant[keep], self.inliers[keep], self.coverage[keep], self.confirmation[keep])
 
     def where(self, keep: np.ndarray) -> Edges:
         return Edges(self.i[keep], self.j[keep], self.kind[keep], self.distance[keep], self.variant[keep],
-                     self.inliers[keep], self.coverage[keep])
+                     self.inliers[keep], self.coverage[keep], self.confirmation[keep])
+
+
+def objects(values) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
 
 
 def to_uint64(values) -> np.ndarray:
@@ -350,7 +383,8 @@ def combine(*parts: Edges) -> Edges:
     first[1:] = (i[order][1:] != i[order][:-1]) | (j[order][1:] != j[order][:-1])
     pick = order[first]
     return Edges(i[pick], j[pick], rank[pick], dist[pick], variant[pick],
-                 np.concatenate([p.inliers for p in parts])[pick], np.concatenate([p.coverage for p in parts])[pick])
+                 np.concatenate([p.inliers for p in parts])[pick], np.concatenate([p.coverage for p in parts])[pick],
+                 np.concatenate([p.confirmation for p in parts])[pick])
 
 
 # -- clustering ------------------------------------------------------------------------------------

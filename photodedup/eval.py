@@ -93,8 +93,8 @@ def load_truth(path: Path | str) -> Truth:
     if isinstance(data.get("unrelated"), list):
         listed = {absolute(p) for g in data["groups"] for p in g}
         listed |= {absolute(p) for key in ("unrelated", "broken") for p in data.get(key) or [] if isinstance(p, str)}
-    negatives = [(absolute(a), absolute(b), kinds.get(absolute(b), "negative"))
-                 for a, b in (data.get("negatives") or []) if isinstance(a, str) and isinstance(b, str)]
+    negatives = [(absolute(a), absolute(b), kind[0] if kind else kinds.get(absolute(b), "negative"))
+                 for a, b, *kind in (data.get("negatives") or []) if isinstance(a, str) and isinstance(b, str)]
     return Truth(root, groups, kinds, listed, originals & {p for g in groups for p in g}, negatives)
 
 
@@ -166,10 +166,13 @@ def evaluate(catalog: Path | str | Catalog | None, truth_path: Path | str, *,
     if not rows:
         raise BadInputError(f"the catalog has no files under {truth.root}",
                             hint=f"run `photodedup scan {truth.root}` first")
-    groups = build_groups(rows, clu.combine(*parts.values()), params)
+    # Similar shots are not claims of duplication: only duplicate groups are scored.
+    groups = [g for g in build_groups(rows, clu.combine(*parts.values()), params) if g.category == "duplicate"]
     overall = score_pairs([[m.path for m in g.members] for g in groups], truth)
     by_evidence = {}
     for kind, edges in parts.items():
+        if kind == "similar":
+            continue
         kind_groups = build_groups(rows, clu.combine(edges), params)
         by_evidence[kind] = score_pairs([[m.path for m in g.members] for g in kind_groups], truth)
     edge_order = _edge_order(rows, clu.combine(*parts.values()))
@@ -206,7 +209,7 @@ def sweep(catalog: Path | str | Catalog | None, truth_path: Path | str, *, name:
     for value in values:
         limit = value if name == "hash" else 1.0 - value
         trimmed = {k: e.where(e.distance <= limit + 1e-9) if k == kind else e for k, e in parts.items()}
-        groups = build_groups(rows, clu.combine(*trimmed.values()), params)
+        groups = [g for g in build_groups(rows, clu.combine(*trimmed.values()), params) if g.category == "duplicate"]
         scores = score_pairs([[m.path for m in g.members] for g in groups], truth)
         out.append({"value": value} | scores.as_dict())
     return out

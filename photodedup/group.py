@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from photodedup import cluster as clu
-from photodedup import hashing, keeper, verify
+from photodedup import confirm, hashing, keeper, verify
 from photodedup.catalog import PICTURE_KINDS, Catalog, display, open_catalog
 from photodedup.errors import BadInputError
 from photodedup.groups import Group, Member
@@ -82,6 +82,10 @@ class GroupSettings:
     verify_neighbours: int = DEFAULT_VERIFY_NEIGHBOURS
     verify_dhash: int = DEFAULT_VERIFY_DHASH
     verify: verify.VerifySettings = verify.VerifySettings()   # what a verified pair must show
+    #: Every candidate pair but exact copies must pass the pixel check (``photodedup.confirm``); pairs that
+    #: fail but are one scene become similar shots. Off: the groups of before (hashes, features, embeddings).
+    check_pixels: bool = True
+    pixel_check: confirm.ConfirmSettings = confirm.ConfirmSettings()
     keeper_rules: tuple[str, ...] = keeper.expand_rules(keeper.DEFAULT_RULES)
     prefer: tuple[str, ...] = ()   # reference folders (absolute): their files always win, never trashed
 
@@ -120,16 +124,25 @@ class GroupResult:
         return {"run_id": self.run_id, "params": asdict(self.params), "files": self.files,
                 "model": self.model, "edges": self.edges, "warnings": self.warnings,
                 "seconds": round(self.seconds, 3),
-                "duplicates": sum(len(g.members) - 1 for g in self.groups),
+                "duplicates": sum(len(g.members) - 1 for g in self.groups if g.category == "duplicate"),
+                "similar_groups": sum(g.category == "similar" for g in self.groups),
                 "groups": [g.as_dict() for g in self.groups], "same_files": self.same_files}
 
     def render(self, limit: int = 20) -> str:
-        lines = [f"{len(self.groups)} duplicate groups among {self.files} files "
-                 f"({sum(len(g.members) - 1 for g in self.groups)} candidates to remove; "
-                 f"{self.params.method} link; evidence: {', '.join(self._used())}) in {self.seconds:.1f}s"]
+        duplicates = [g for g in self.groups if g.category == "duplicate"]
+        similar = len(self.groups) - len(duplicates)
+        lines = [f"{len(duplicates)} duplicate groups among {self.files} files "
+                 f"({sum(len(g.members) - 1 for g in duplicates)} candidates to remove; "
+                 f"{self.params.method} link; evidence: {', '.join(self._used())}) in {self.seconds:.1f}s"
+                 + (f"; {similar} groups of similar shots (not duplicates: nothing suggested for the trash)"
+                    if similar else "")]
         for g in self.groups[:limit]:
-            lines.append(f"[{g.id}] {g.kind}, {len(g.members)} files; keep {printable(g.keeper_path)} "
-                         f"({printable(g.keeper_reason)})")
+            if g.category != "duplicate":
+                lines.append(f"[{g.id}] similar shots, {len(g.members)} files; best shot {printable(g.keeper_path)} "
+                             f"({printable(g.keeper_reason)})")
+            else:
+                lines.append(f"[{g.id}] {g.kind}, {len(g.members)} files; keep {printable(g.keeper_path)} "
+                             f"({printable(g.keeper_reason)})")
             for m in g.members:
                 if m.file_id != g.keeper:
                     how = f"  ({printable(m.match['how'])})" if m.match.get("how") else ""
@@ -172,7 +185,8 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
         parts = find_edges(rows, vectors, params, thumbs=cat.thumb)
         progress(1, 3)
         shots = [*cat.raw_pairs().items(), *((lead, f) for f, lead, kind in cat.companions() if kind == "live")]
-        groups = build_groups(rows, clu.combine(*parts.values()), params, pairs=shots, names=names)
+        groups = build_groups(rows, clu.combine(*parts.values()), params, pairs=shots, names=names,
+                              quality=_quality_source(rows, cat.thumb))
         progress(2, 3)
         counts = {kind: len(edges) for kind, edges in parts.items()}
         result = GroupResult(groups, params, len(rows), counts, model, warnings, time.perf_counter() - started,
@@ -318,7 +332,96 @@ def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None, pa
         index, vecs = vectors
         found = clu.cosine_pairs(vecs, params.cosine, method=params.search)
         parts["semantic"] = clu.Edges.of(index[found.i], index[found.j], clu.SEMANTIC, found.distance)
+    if params.check_pixels and thumbs is not None:
+        parts = confirmed_by_pixels(rows, parts, params, _pixel_source(rows, thumbs))
     return parts
+
+
+def confirmed_by_pixels(rows: Sequence, parts: dict[str, clu.Edges], params: GroupSettings,
+                        pixels) -> dict[str, clu.Edges]:
+    """Every candidate pair but exact copies through the pixel check (``photodedup.confirm``): duplicates
+    stay in their kind (with the check attached), pairs from one scene become ``similar`` edges, the
+    rest go. A pair whose thumbnails cannot be read is dropped (never trashed unchecked)."""
+    exact = parts.get("exact", clu.Edges.empty())
+    same = set(zip(exact.i.tolist(), exact.j.tolist(), strict=True))
+    others = [edges for kind, edges in parts.items() if kind != "exact" and len(edges)]
+    if not others:
+        return parts
+    merged = clu.combine(*others)
+    merged = merged.where(np.array([p not in same for p in zip(merged.i.tolist(), merged.j.tolist(), strict=True)],
+                                   dtype=bool))
+    pairs = list(zip(merged.i.tolist(), merged.j.tolist(), strict=True))
+    checks = confirm.confirm_pairs(pairs, merged.variant.tolist(), pixels, params.pixel_check)
+    checks = _in_detail(rows, pairs, merged.variant.tolist(), checks, params.pixel_check)
+    verdict = {}
+    for (a, b), check in zip(pairs, checks, strict=True):
+        if check is not None:
+            verdict[a, b] = (confirm.classify(check, _meta(rows[a]), _meta(rows[b])), check)
+    out = {}
+    for kind, edges in parts.items():
+        if kind == "exact" or not len(edges):
+            out[kind] = edges
+            continue
+        keys = list(zip(edges.i.tolist(), edges.j.tolist(), strict=True))
+        found = [verdict.get(p, (None, None)) for p in keys]
+        edges.confirmation = clu.objects([check for _, check in found])
+        out[kind] = edges.where(np.array([v == confirm.DUPLICATE for v, _ in found], dtype=bool))
+    similar = [(p, check) for p, (v, check) in verdict.items() if v == confirm.SIMILAR]
+    out["similar"] = clu.Edges.of([p[0] for p, _ in similar], [p[1] for p, _ in similar], clu.SIMILAR,
+                                  [c.share for _, c in similar], confirmation=[c for _, c in similar]) \
+        if similar else clu.Edges.empty()
+    return out
+
+
+def _in_detail(rows: Sequence, pairs: list[tuple[int, int]], variants: list[int], checks: list,
+               settings: confirm.ConfirmSettings) -> list:
+    """Duplicates between camera-less files (screenshots, documents, exports: small text, where a changed
+    word in a corner looks like a mark at 320 px) checked again on the files themselves at ``detail_side``
+    pixels. A file that cannot be read keeps the thumbnail's verdict."""
+    cache: dict[int, np.ndarray | None] = {}
+
+    def pixels(k: int) -> np.ndarray | None:
+        if k not in cache:
+            cache[k] = _file_pixels(rows[k], settings.detail_side)
+        return cache[k]
+
+    out = list(checks)
+    for n, ((a, b), variant, check) in enumerate(zip(pairs, variants, checks, strict=True)):
+        if check is None or check.verdict != confirm.DUPLICATE or _meta(rows[a])["camera"] or _meta(rows[b])["camera"]:
+            continue  # camera photos hold no small text to miss
+        pa, pb = pixels(a), pixels(b)
+        if check.mark and pa is not None and pb is not None and confirm.photo_like(pa) and confirm.photo_like(pb):
+            continue  # a watermark on a photo: the thumbnails judged it (full resolution adds only noise)
+        if pa is not None and pb is not None:
+            again = confirm.confirm(pa, pb, variant=variant, settings=confirm.detailed(settings))
+            if again.verdict != confirm.DUPLICATE:
+                out[n] = again
+    return out
+
+
+def _file_pixels(row, side: int) -> np.ndarray | None:
+    """The file's content (EXIF-oriented, borders cut) at most ``side`` pixels on the long side; None when it
+    cannot be read (moved, changed, a RAW)."""
+    from PIL import Image
+
+    from photodedup.preprocess import load_oriented
+
+    try:
+        image = load_oriented(row["path"], shortest=side)
+    except Exception:  # noqa: BLE001 - an unreadable file keeps the thumbnail's verdict
+        return None
+    if row["content_width"] and row["width"] and row["height"]:
+        sx, sy = image.width / row["width"], image.height / row["height"]
+        left, top = round((row["content_left"] or 0) * sx), round((row["content_top"] or 0) * sy)
+        image = image.crop((left, top, left + max(1, round(row["content_width"] * sx)),
+                            top + max(1, round(row["content_height"] * sy))))
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return np.asarray(image.convert("RGB"))
+
+
+def _meta(row) -> dict:
+    keys = row.keys()
+    return {name: row[name] if name in keys else None for name in ("camera", "taken_at")}
 
 
 def _variant_hashes(rows: Sequence) -> np.ndarray:
@@ -377,6 +480,14 @@ def verified_edges(index: np.ndarray, hashes: np.ndarray, dhashes: np.ndarray, f
                         coverage=[v.coverage for v in verdicts])
 
 
+def _quality_source(rows: Sequence, thumbs: Callable[[int], bytes | None]) -> Callable[[int], dict | None]:
+    def quality(k: int) -> dict | None:
+        jpeg = thumbs(rows[k]["id"])
+        rgb = None if jpeg is None else verify.Thumbnail.of(jpeg, rows[k]).rgb()
+        return None if rgb is None else confirm.shot_quality(rgb)
+    return quality
+
+
 def _pixel_source(rows: Sequence, thumbs: Callable[[int], bytes | None]) -> Callable[[int], verify.Thumbnail | None]:
     def pixels(k: int) -> verify.Thumbnail | None:
         jpeg = thumbs(rows[k]["id"])
@@ -392,15 +503,22 @@ def _verify(pairs: list[tuple[int, int]], pixels, params: verify.VerifySettings,
 
 def build_groups(rows: Sequence, edges: clu.Edges, params: GroupSettings | None = None,
                  pairs: dict[int, int] | Sequence[tuple[int, int]] | None = None,
-                 names: dict[int, list[str]] | None = None) -> list[Group]:
+                 names: dict[int, list[str]] | None = None,
+                 quality: Callable[[int], dict | None] | None = None) -> list[Group]:
     """Cluster, then name each group's keeper and each member's evidence (ids are 1, 2, ...).
 
     ``pairs`` (RAW file id -> JPEG/HEIC file id, or ``(lead, companion)`` tuples: a Live Photo's still
     and its video too): each pair is one item, the lead with its companion, so a pair is never a group
     by itself and never split.
+
+    Duplicate groups come from every edge but ``similar`` ones; similar groups (category ``similar``)
+    from those, between single files and duplicate groups' keepers. ``quality(row index)`` gives a
+    picture's sharpness and clipping (``confirm.shot_quality``) for a similar group's best-shot hint.
     """
     params = params or GroupSettings()
     edges, companions = _shots(rows, edges, pairs or {})
+    similar = edges.where(edges.kind == clu.SIMILAR)
+    edges = edges.where(edges.kind != clu.SIMILAR)
     keys = np.array([row["id"] for row in rows], dtype=np.int64)
     clusters = clu.cluster(len(rows), edges, keys, method=params.method)
     label = np.full(len(rows), -1, dtype=np.int64)
@@ -411,6 +529,7 @@ def build_groups(rows: Sequence, edges: clu.Edges, params: GroupSettings | None 
     for number in np.nonzero(inside)[0].tolist():
         a, b = int(edges.i[number]), int(edges.j[number])
         best[(a, b)] = best[(b, a)] = (int(edges.kind[number]), float(edges.distance[number]), number)
+    marks = _marks(edges, inside, rows)
     groups = []
     for members in clusters:
         out = [(k, Member.from_row(rows[k], evidence="", score=0.0, other_names=(names or {}).get(rows[k]["id"], [])))
@@ -418,6 +537,7 @@ def build_groups(rows: Sequence, edges: clu.Edges, params: GroupSettings | None 
         for k, m in out:
             m.companions = [Member.from_row(rows[c], evidence=_companion_evidence(rows[c]), score=1.0)
                             for c in companions.get(k, ())]
+            m.added_mark = marks.get(k, "")
         choice = keeper.choose([m for _, m in out], params.keeper_rules, params.prefer)
         keeper_index = next(k for k, m in out if m.file_id == choice.keeper)
         for k, m in out:
@@ -436,13 +556,74 @@ def build_groups(rows: Sequence, edges: clu.Edges, params: GroupSettings | None 
                 m.evidence, m.score = clu.KIND_NAMES[rank], round(_score(rank, dist), 6)
                 m.match = describe(edges, number, towards=pair[0], other=rows[pair[1]]["path"],
                                    is_keeper=pair[1] == keeper_index)
+        for _, m in out:
+            if m.added_mark:  # stored with what joined it (the keeper rule reads it back)
+                m.match["added_mark"] = m.added_mark
         ordered = sorted((m for _, m in out), key=lambda m: (m.evidence != "keeper", m.path))
         kinds = {m.evidence for m in ordered if m.evidence != "keeper"}
         groups.append(Group(0, kinds.pop() if len(kinds) == 1 else "mixed", choice.keeper, choice.reason, ordered))
-    groups.sort(key=lambda g: g.keeper_path)
+    keepers = {next(k for k in members if rows[k]["id"] == g.keeper): members for g, members in zip(groups, clusters,
+                                                                                                     strict=True)}
+    groups += _similar_groups(rows, similar, keepers, companions, params, quality)
+    groups.sort(key=lambda g: (g.category != "duplicate", g.keeper_path))
     for number, g in enumerate(groups, 1):
         g.id = number
     return groups
+
+
+def _marks(edges: clu.Edges, inside: np.ndarray, rows: Sequence) -> dict[int, str]:
+    """Row index -> the added mark (watermark, logo) the pixel check found on it against a group mate."""
+    out = {}
+    for number in np.nonzero(inside)[0].tolist():
+        check = edges.confirmation[number]
+        if check is not None and check.mark:
+            a, b = int(edges.i[number]), int(edges.j[number])
+            marked, other = (a, b) if check.mark == "a" else (b, a)
+            out[marked] = (f"an added mark (watermark or logo) {confirm.where(check.box)}, "
+                           f"{confirm.percent(check.share)} of the picture, that "
+                           f"{Path(rows[other]['path']).name} lacks")
+    return out
+
+
+def _similar_groups(rows: Sequence, edges: clu.Edges, keepers: dict[int, list[int]],
+                    companions: dict[int, list[int]], params: GroupSettings,
+                    quality: Callable[[int], dict | None] | None) -> list[Group]:
+    """Groups of similar shots (one scene, other captures): a duplicate group takes part through its
+    keeper. The suggested "keeper" is a hint (the best shot); nothing is suggested for the trash."""
+    if not len(edges):
+        return []
+    lead = np.arange(len(rows), dtype=np.int64)
+    for keeper_index, members in keepers.items():
+        lead[members] = keeper_index
+    edges = clu.combine(edges.moved(lead[edges.i], lead[edges.j]))
+    keys = np.array([row["id"] for row in rows], dtype=np.int64)
+    out = []
+    for members in clu.cluster(len(rows), edges, keys, method=params.method):
+        scores = {k: (quality(k) if quality else None) for k in members}
+        best, reason, notes = confirm.best_shot(scores)
+        group_members = []
+        for k in members:
+            m = Member.from_row(rows[k], evidence="keeper" if k == best else "similar", score=1.0)
+            m.companions = [Member.from_row(rows[c], evidence=_companion_evidence(rows[c]), score=1.0)
+                            for c in companions.get(k, ())]
+            m.keeper, m.note = k == best, notes.get(k, "")
+            if k != best:
+                number = _edge_between(edges, k, best) if _edge_between(edges, k, best) is not None else next(
+                    n for n in range(len(edges)) if k in (int(edges.i[n]), int(edges.j[n])))
+                check = edges.confirmation[number]
+                m.score = round(1.0 - float(edges.distance[number]), 6)
+                words = f"another capture of the same scene: {check.reason}" if check else "another capture"
+                m.match = {"kind": "similar", "how": words}
+            group_members.append(m)
+        group_members.sort(key=lambda m: (not m.keeper, m.path))
+        out.append(Group(0, "similar", rows[best]["id"], reason, group_members, category="similar"))
+    return out
+
+
+def _edge_between(edges: clu.Edges, a: int, b: int) -> int | None:
+    lo, hi = min(a, b), max(a, b)
+    hit = np.nonzero((edges.i == lo) & (edges.j == hi))[0]
+    return int(hit[0]) if len(hit) else None
 
 
 def _shots(rows: Sequence, edges: clu.Edges, pairs) -> tuple[clu.Edges, dict[int, list[int]]]:
@@ -492,6 +673,11 @@ def describe(edges: clu.Edges, number: int, *, towards: int, other: str, is_keep
     else:
         match["cosine"] = round(1.0 - dist, 6)
         words = f"semantic (embedding cosine {1.0 - dist:.3f})"
+    check = edges.confirmation[number]
+    if check is not None:
+        match["pixels"] = {key: value for key, value in check.as_dict().items() if key in ("verdict", "reason", "box",
+                                                                                           "share", "how")}
+        words += f"; pixels: {check.reason}"
     match["how"] = words + ("" if is_keeper else f" to {Path(other).name}")
     return match
 
@@ -502,27 +688,31 @@ def store_groups(cat: Catalog, result: GroupResult) -> int:
     params = asdict(result.params) | {"model_used": result.model}
     run_id, ids = cat.store_group_run(params, [
         (g.kind, g.keeper, g.keeper_reason,
-         [(m.file_id, m.evidence, m.score, m.note, json.dumps(m.match) if m.match else "") for m in g.members])
+         [(m.file_id, m.evidence, m.score, m.note, _match_json(m)) for m in g.members], g.category)
         for g in result.groups])
     for g, group_id in zip(result.groups, ids, strict=True):
         g.id = group_id
     return run_id
 
 
+def _match_json(m: Member) -> str:
+    return json.dumps(m.match) if m.match else ""
+
+
 def write_csv(groups: Sequence[Group], out: Path | str) -> Path:
     """One row per file (a pair's JPEG has role ``pair``): group, kind, role, path, evidence, score,
-    resolution, size, format, camera, capture time, reference, the keeper's reason and why this member
-    is not the keeper."""
+    resolution, size, format, camera, capture time, reference, the keeper's reason, why this member
+    is not the keeper, and the group's category (duplicate, or similar: shots of one scene)."""
     out = Path(out)
     with private_file(out, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["group", "kind", "role", "path", "evidence", "score", "width", "height", "size",
-                         "format", "camera", "taken_at", "reference", "keeper_reason", "why_not_keeper"])
+                         "format", "camera", "taken_at", "reference", "keeper_reason", "why_not_keeper", "category"])
         for g in groups:
             for m in g.members:
                 for f in m.files:  # a RAW+JPEG pair: the JPEG follows its RAW, role "pair"
                     role = "pair" if f is not m else "keeper" if m.file_id == g.keeper else "candidate"
                     writer.writerow(map(csv_cell, [
                         g.id, g.kind, role, display(f.path), f.evidence, f.score, f.width, f.height, f.size, f.format,
-                        f.camera, f.taken_at, int(f.reference), g.keeper_reason, m.note]))
+                        f.camera, f.taken_at, int(f.reference), g.keeper_reason, m.note, g.category]))
     return out

@@ -37,7 +37,10 @@ from photodedup.errors import BadInputError, NotFoundError
 from photodedup.text import private_file
 
 ACTIONS = ("keep", "trash")
-KINDS = (*KIND_NAMES, "mixed")  # a group's kind: the one evidence that joined its members, or mixed
+#: What the page's filter offers: every evidence kind of the registry (``cluster.KINDS``), and mixed.
+KINDS = (*KIND_NAMES, "mixed")
+#: duplicate: trashing all but one loses nothing; similar: one scene, other captures (only a person trashes).
+CATEGORIES = ("duplicate", "similar")
 
 
 @dataclass
@@ -71,6 +74,8 @@ class Member:
     #: perceptual, inliers + coverage for verified, cosine for semantic; ``how``: the same in words.
     match: dict = field(default_factory=dict)
     reference: bool = False          # under a reference folder (--prefer): never trashed
+    #: An added mark (watermark, logo) the pixel check found on this file against a group mate, in words.
+    added_mark: str = ""
     decision: str | None = None      # keep | trash | None
     in_trash: bool = False
     #: Files that travel with this one (kept or trashed together): the JPEG of a RAW+JPEG pair (evidence
@@ -92,6 +97,10 @@ class Member:
                    grayscale=get("grayscale"), jpeg_quality=get("jpeg_quality"), motion=get("motion"),
                    status=get("status") or "ok",
                    **({"match": json.loads(get("match"))} if get("match") else {}) | extra)
+
+    def __post_init__(self) -> None:
+        if not self.added_mark and self.match.get("added_mark"):
+            self.added_mark = self.match["added_mark"]
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -124,6 +133,8 @@ class Group:
     members: list[Member] = field(default_factory=list)
     dismissed: bool = False          # marked not duplicates
     removed: list[Member] = field(default_factory=list)  # taken out ("not a duplicate of these")
+    #: duplicate, or similar (shots of one scene: nothing suggested for the trash, never bulk-accepted)
+    category: str = "duplicate"
 
     @property
     def keeper_path(self) -> str:
@@ -140,9 +151,10 @@ class Group:
         return "reviewed" if decided == len(self.members) else "partial" if decided else "open"
 
     def suggested(self) -> dict[int, str]:
-        """The suggested decisions: keep the keeper and every reference file, trash the rest."""
-        return {m.file_id: "keep" if m.file_id == self.keeper or m.reference else "trash"
-                for m in self.members if not m.in_trash}
+        """The suggested decisions: keep the keeper and every reference file, trash the rest (similar
+        shots: keep every one; only a person trashes one of them)."""
+        return {m.file_id: "keep" if m.file_id == self.keeper or m.reference or self.category != "duplicate"
+                else "trash" for m in self.members if not m.in_trash}
 
     @property
     def reclaimable(self) -> int:
@@ -160,7 +172,8 @@ class Group:
         return [f.path for m in self.members for f in m.files]
 
     def summary(self) -> dict:
-        return {"id": self.id, "kind": self.kind, "state": self.state, "count": len(self.members),
+        return {"id": self.id, "kind": self.kind, "category": self.category, "state": self.state,
+                "count": len(self.members),
                 "keeper": self.keeper, "keeper_reason": self.keeper_reason, "reclaimable": self.reclaimable,
                 "size": sum(m.total_size for m in self.members),
                 "score": min((m.score for m in self.members if m.file_id != self.keeper), default=1.0),
@@ -173,7 +186,8 @@ class Group:
 
     def as_dict(self) -> dict:
         """What ``photodedup group --json`` prints for a group."""
-        return {"id": self.id, "kind": self.kind, "keeper": self.keeper_path, "keeper_id": self.keeper,
+        return {"id": self.id, "kind": self.kind, "category": self.category, "keeper": self.keeper_path,
+                "keeper_id": self.keeper,
                 "keeper_reason": self.keeper_reason,
                 "members": [{k: v for k, v in m.as_dict().items()
                              if k not in ("decision", "in_trash", "status", "companions", "other_names", "added_mark",
@@ -190,7 +204,8 @@ def load_groups(catalog: Path | str | Catalog | None = None, run_id: int | None 
             return []
         run_id, params = run
         prefer = tuple(params.get("prefer") or ())
-        groups = {row["id"]: Group(row["id"], row["kind"], row["keeper_id"], row["keeper_reason"])
+        groups = {row["id"]: Group(row["id"], row["kind"], row["keeper_id"], row["keeper_reason"],
+                                   category=row["category"] if "category" in row.keys() else "duplicate")
                   for row in cat.group_rows(run_id)}
         for row in cat.group_member_rows(run_id):
             group = groups[row["group_id"]]
@@ -279,6 +294,8 @@ def overview(cat: Catalog, *, kind: str | None = None, sort: str = "size") -> di
     groups = current_groups(cat)
     shown = [g for g in groups if not kind or g.kind == kind
              or (kind != "mixed" and any(m.evidence == kind for m in g.members if not m.keeper))]
+    if kind and kind != "similar":  # the evidence of duplicates: similar shots are their own category
+        shown = [g for g in shown if g.category == "duplicate"]
     summaries = [g.summary() for g in shown]
     if sort == "size":
         summaries.sort(key=lambda s: (-s["reclaimable"], -s["size"], s["id"]))
@@ -291,7 +308,8 @@ def overview(cat: Catalog, *, kind: str | None = None, sort: str = "size") -> di
             "totals": {"groups": len(groups), "shown": len(shown), "reviewed": reviewed,
                        "files": sum(len(g.members) for g in groups),
                        "reclaimable": sum(g.reclaimable for g in groups), "marked_trash": marked,
-                       "kinds": {k: sum(g.kind == k for g in groups) for k in KINDS}}}
+                       "kinds": {k: sum(g.kind == k for g in groups) for k in KINDS},
+                       "categories": {c: sum(g.category == c for g in groups) for c in CATEGORIES}}}
 
 
 # -- deciding ---------------------------------------------------------------------------------------
@@ -353,14 +371,15 @@ def take_out(cat: Catalog, group_id: int, file_id: int, value: bool = True) -> G
 
 def accept_suggestions(cat: Catalog, group_ids: list[int], *, dry_run: bool = False) -> dict:
     """Mark the suggested keeper (and reference files) keep and the rest trash in each of these groups
-    that nobody has decided on yet; groups with any decision, dismissed or applied are left alone.
+    that nobody has decided on yet; groups with any decision, dismissed or applied are left alone, and
+    so are groups of similar shots (not duplicates: only a person trashes one of them).
 
     Returns the groups marked (or, with ``dry_run``, that would be), the files marked trash and their bytes.
     """
     wanted = set(group_ids)
     done, trash = [], []
     for g in current_groups(cat):
-        if g.id not in wanted or g.state != "open":
+        if g.id not in wanted or g.state != "open" or g.category != "duplicate":
             continue
         actions = g.suggested()
         if not dry_run:

@@ -60,8 +60,13 @@ def write_report(groups: Sequence[Group], out: Path | str, *, catalog: Catalog,
                      f"<code>{_text(review)}</code>, then <code>photodedup apply --dry-run</code> to see what "
                      "would move to the trash folder, <code>photodedup apply</code> to move it, and "
                      "<code>photodedup undo</code> to put it back.</div>")
-    for g in groups:
-        parts.append(f"<section id='group-{g.id}'><h2>Group {g.id} <span class='kind'>{g.kind}, "
+    ordered = sorted(groups, key=lambda g: g.category != "duplicate")  # similar shots after the duplicates
+    for g in ordered:
+        if g.category != "duplicate" and (g is ordered[0] or ordered[ordered.index(g) - 1].category == "duplicate"):
+            parts.append("<h2>Similar shots: one scene, other captures (not duplicates: nothing is suggested for "
+                         "the trash)</h2>")
+        label = "similar shots" if g.category != "duplicate" else g.kind
+        parts.append(f"<section id='group-{g.id}'><h2>Group {g.id} <span class='kind'>{label}, "
                      f"{len(g.members)} files; keep: {_text(g.keeper_reason)}</span></h2><div class='row'>")
         parts += [_figure(g, m, catalog.thumb(m.file_id)) for m in g.members]
         parts.append("</div></section>")

@@ -81,15 +81,25 @@ class Thumbnail:
         except ValueError:
             return None
 
+    def rgb(self) -> np.ndarray | None:
+        """The content's RGB pixels ``uint8 [H, W, 3]``; None when the thumbnail cannot be decoded."""
+        try:
+            return content_pixels(self.jpeg, self.box, colour=True)
+        except ValueError:
+            return None
 
-def content_pixels(jpeg: bytes, row) -> np.ndarray:
-    """The thumbnail as grey ``uint8 [H, W]`` cut to the file's content box (borders trimmed)."""
+
+def content_pixels(jpeg: bytes, row, *, colour: bool = False) -> np.ndarray:
+    """The thumbnail as grey ``uint8 [H, W]`` (``colour``: RGB ``[H, W, 3]``) cut to the file's content
+    box (borders trimmed)."""
     import cv2
 
-    gray = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+    gray = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE)
     if gray is None:
         raise ValueError("cannot decode the thumbnail")
-    height, width = gray.shape
+    if colour:
+        gray = cv2.cvtColor(gray, cv2.COLOR_BGR2RGB)
+    height, width = gray.shape[:2]
     if row["content_width"] and row["width"] and row["height"]:
         sx, sy = width / row["width"], height / row["height"]
         left, top = round((row["content_left"] or 0) * sx), round((row["content_top"] or 0) * sy)
@@ -145,6 +155,17 @@ TILE_NCC, FLAT_STD = 0.8, 2.0
 
 def verify(a: Features, b: Features, params: VerifySettings = VerifySettings()) -> Verdict:
     """Whether ``b`` is ``a`` (or a crop of it, or it of ``b``) with local edits, and the measures."""
+    fit = homography(a, b, params)
+    if isinstance(fit, Verdict):
+        return fit
+    homography_, src, dst, keep = fit
+    inliers = int(keep.sum())
+    return _judge(homography_, src, dst, keep, inliers, a, b, params)
+
+
+def homography(a: Features, b: Features, params: VerifySettings = VerifySettings()):
+    """``(H, src, dst, inlier mask)``: the homography from ``a``'s content pixels to ``b``'s that the
+    matched features agree on, or a rejecting ``Verdict`` saying why there is none."""
     import cv2
 
     if len(a.descriptors) < params.min_inliers or len(b.descriptors) < params.min_inliers:
@@ -159,11 +180,15 @@ def verify(a: Features, b: Features, params: VerifySettings = VerifySettings()) 
     cv2.setRNGSeed(0)
     # USAC_FAST (OpenCV's USAC framework, PROSAC sampling + local optimisation): the same inliers as
     # classic RANSAC here at ~1/70 of its time on pairs that do not match (docs/BENCHMARKS.md).
-    homography, mask = cv2.findHomography(src, dst, cv2.USAC_FAST, 3.0)
+    found, mask = cv2.findHomography(src, dst, cv2.USAC_FAST, 3.0)
     inliers = int(mask.sum()) if mask is not None else 0
-    if homography is None or inliers < params.min_inliers:
+    if found is None or inliers < params.min_inliers:
         return Verdict(False, inliers, 0.0, 0.0, "too few inliers")
-    keep = mask.ravel().astype(bool)
+    return found, src, dst, mask.ravel().astype(bool)
+
+
+def _judge(homography: np.ndarray, src: np.ndarray, dst: np.ndarray, keep: np.ndarray, inliers: int,
+           a: Features, b: Features, params: VerifySettings) -> Verdict:
     spread = max(_hull_share(src[keep], a.size), _hull_share(dst[keep], b.size))
     if spread < params.min_spread:
         return Verdict(False, inliers, 0.0, 0.0, f"the matching features cover {spread:.0%} of the picture")
@@ -297,13 +322,23 @@ def verify_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable[[int], Thumb
     Features are computed once per item (per chunk). Pairs are processed in item order and, above a few
     hundred, in worker processes (chunks of pairs with the pixels they need, two per worker in flight).
     """
+    return map_pairs(pairs, pixels, _verify_chunk, (params, mirrored), workers=workers)
+
+
+def map_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable, work: Callable, extra, *,
+              workers: int | None = None) -> list:
+    """``work((chunk of pairs, {item: pixels(item)}, extra))`` over every pair, one result per pair.
+
+    Pairs are processed in item order and, above a few hundred, in worker processes (chunks of pairs
+    with the pixels they need, two per worker in flight, so memory stays bounded). ``work`` must be a
+    module-level function (it crosses to the workers).
+    """
     pairs = list(pairs)
     if not pairs:
         return []
     workers = workers or min(4, os.cpu_count() or 1)
     if workers <= 1 or len(pairs) < 400:
-        return _verify_chunk((pairs, {k: pixels(k) for k in sorted({x for p in pairs for x in p})}, params,
-                              mirrored))
+        return work((pairs, {k: pixels(k) for k in sorted({x for p in pairs for x in p})}, extra))
     order = sorted(range(len(pairs)), key=lambda n: pairs[n])
     size = max(200, len(pairs) // (workers * 8))
     chunks = [order[s:s + size] for s in range(0, len(order), size)]
@@ -311,19 +346,18 @@ def verify_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable[[int], Thumb
     def jobs():
         for chunk in chunks:
             wanted = sorted({x for n in chunk for x in pairs[n]})
-            yield [pairs[n] for n in chunk], {k: pixels(k) for k in wanted}, params, mirrored
+            yield [pairs[n] for n in chunk], {k: pixels(k) for k in wanted}, extra
 
-    out: list[Verdict | None] = [None] * len(pairs)
+    out: list = [None] * len(pairs)
 
     def collect(chunk: list[int], future) -> None:
-        for n, verdict in zip(chunk, future.result(), strict=True):
-            out[n] = verdict
+        for n, result in zip(chunk, future.result(), strict=True):
+            out[n] = result
 
-    # At most two chunks per worker in flight: each carries its pixels, so memory stays bounded.
     with worker_pool(workers) as pool:
         pending: deque = deque()
         for chunk, job in zip(chunks, jobs(), strict=True):
-            pending.append((chunk, pool.submit(_verify_chunk, job)))
+            pending.append((chunk, pool.submit(work, job)))
             if len(pending) >= 2 * workers:
                 collect(*pending.popleft())
         while pending:
@@ -335,7 +369,7 @@ def _verify_chunk(job) -> list[Verdict | None]:
     import cv2
 
     cv2.setNumThreads(1)
-    pairs, pixels, params, mirrored = job
+    pairs, pixels, (params, mirrored) = job
     cache: dict[tuple[int, bool], Features | None] = {}
 
     def feats(k: int, mirror: bool = False) -> Features | None:

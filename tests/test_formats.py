@@ -86,7 +86,7 @@ def test_raw_names_come_from_magic_before_the_extension():
 
 
 def test_the_service_decoders_and_the_review_page_types_come_from_the_table():
-    assert limits.DECODERS == {"image/jpeg": ("JPEG", "MPO"), "image/png": ("PNG",), "image/webp": ("WEBP",)}
+    assert limits.DECODERS == {"image/jpeg": ("JPEG",), "image/png": ("PNG",), "image/webp": ("WEBP",)}
     assert [formats.browser_type(n) for n in ("JPEG", "MPO", "PNG", "GIF", "HEIF", "TIFF", "CR2", None)] == \
         ["image/jpeg", "image/jpeg", "image/png", "image/gif", None, None, None, None]
 

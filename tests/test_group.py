@@ -160,7 +160,8 @@ def test_random_embeddings_are_never_evidence_unless_allowed(scanned):
     assert result.model is None and "semantic" not in result.edges
     assert result.warnings == ["semantic evidence skipped: the only embeddings (ViT-B-32/random-seed0) come from "
                                "random weights and carry no meaning (--allow-random uses them anyway)"]
-    allowed = group(scanned["catalog"], params=GroupSettings(allow_random=True))
+    # identical vectors for different photos: the mechanics only, without the pixel check that refutes them
+    allowed = group(scanned["catalog"], params=GroupSettings(allow_random=True, check_pixels=False))
     assert allowed.model == "ViT-B-32/random-seed0"
     assert allowed.warnings[0].startswith("USING RANDOM-WEIGHT EMBEDDINGS (ViT-B-32/random-seed0) AS EVIDENCE")
     assert allowed.edges["semantic"] == len(ids) * (len(ids) - 1) // 2
@@ -171,7 +172,7 @@ def test_random_embeddings_are_never_evidence_unless_allowed(scanned):
 
 def test_pretrained_embeddings_are_used_by_default(scanned):
     _add_embeddings(scanned["catalog"], "ViT-B-32/test", is_random=False)
-    result = group(scanned["catalog"], params=GroupSettings(evidence=("semantic",)))
+    result = group(scanned["catalog"], params=GroupSettings(evidence=("semantic",), check_pixels=False))
     assert result.model == "ViT-B-32/test" and result.warnings == []
     assert len(result.groups) == 1 and result.groups[0].kind == "semantic"
     assert all(m.score == pytest.approx(1.0, abs=1e-5) for m in result.groups[0].members)
@@ -181,7 +182,7 @@ def test_csv_and_self_contained_html(scanned, tmp_path):
     result = group(scanned["catalog"])
     rows = write_csv(result.groups, tmp_path / "g.csv").read_text().splitlines()
     assert rows[0] == ("group,kind,role,path,evidence,score,width,height,size,format,camera,taken_at,reference,"
-                       "keeper_reason,why_not_keeper")
+                       "keeper_reason,why_not_keeper,category")
     assert len(rows) == 1 + sum(len(g.paths) for g in result.groups)  # one row per file, pairs' JPEGs too
     with Catalog(scanned["catalog"]) as cat:
         page = write_report(result.groups, tmp_path / "r.html", catalog=cat).read_text()

@@ -1,0 +1,657 @@
+"""Pixel confirmation: is a candidate pair the same picture, judged from *where* the pixels differ?
+
+Hashes, embeddings and local features propose pairs; none of them can tell a screenshot from the
+same screen with another number, a burst frame from the next one, or a photo from the same photo
+with a caption. This module decides, on the two pictures' content (borders trimmed) at the stored
+thumbnails' resolution (320 px on the long side: docs/DECISIONS.md "What a duplicate is"):
+
+1. **align**: turn/mirror the first as the hash match said (``variant``), then map it onto the second
+   by the better of a plain rescale and the homography its ORB features agree on (crops, borders,
+   small shifts);
+2. **tone**: fit the luminance of one to the other (gain and offset, robustly; clipped highlights
+   allowed), and the chroma the same way unless one picture is grayscale. A brightness, contrast,
+   grayscale or mild colour edit is a copy; a fit outside plausible edits is not (two solid frames
+   of different colours are different pictures);
+3. **difference**: per pixel, how far each picture lies outside the other's values within one pixel
+   (a sub-pixel misalignment or resampling costs nothing), in luminance and chroma;
+4. **noise floor from the pair**: the robust spread (MAD) of the plain difference: a heavy
+   re-encode raises it, a clean resize lowers it. Pixels above it (and above ``min_level``) are hot;
+   specks smaller than ``min_blob`` pixels are dropped; hot pixels close together form regions;
+5. **where**: no region: a duplicate (differs a little everywhere, or not at all). One small region in
+   a corner or along an edge (``mark_area``): a duplicate with an added mark (watermark, logo); the
+   member that shows it is named. Anything else: different ("differs in 2 regions, 4% of the picture").
+   One picture showing much more than the other (``max_uncovered``), or a band the other lacks that is
+   a flat field with text on it (a caption bar), is different too.
+
+``classify`` adds the second category: a pair that fails but is one scene (both from a camera, taken
+within ``SCENE_SECONDS``, aligned by one global transform) is ``similar`` (bursts, brackets, retakes,
+a stereo pair). ``difference_map`` gives the review page the picture of where two files differ.
+Arrays in, verdicts out: no catalog, no files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from photodedup import hashing, verify
+
+DUPLICATE, SIMILAR, DIFFERENT = "duplicate", "similar", "different"
+#: Two captures of one scene: both files name a camera and were taken at most this far apart.
+SCENE_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class ConfirmSettings:
+    """What a confirmed pair must show (measured on the look-alike library: docs/BENCHMARKS.md)."""
+
+    side: int = 320               # compare at most this many pixels on the long side (the thumbnails)
+    min_level: float = 28.0       # a pixel is hot above this many grey levels ...
+    noise_k: float = 6.0          # ... and above this many robust sigmas of the pair's own difference ...
+    max_noise: float = 48.0       # ... which counts up to this many levels (a pair that differs everywhere)
+    min_blob: int = 6             # hot specks smaller than this many pixels are noise
+    mark_area: float = 0.04       # an added mark: one region of at most this share of the picture ...
+    mark_span: float = 0.5        # ... at most this share of the width and of the height ...
+    edge_margin: float = 0.08     # ... within this share of the size from an edge, in one quarter ...
+    mark_energy: float = 1.5      # ... where one picture has this many times the other's edges (added)
+    edge_slack: float = 0.2       # a pixel may also lie this share of the local contrast outside (ringing)
+    max_uncovered: float = 0.45   # one shows more than this share the other lacks: different (crop > ~25%)
+    gain: tuple[float, float] = (0.55, 1.8)   # plausible tone edits: luminance gain ...
+    max_offset: float = 70.0                  # ... and offset (levels)
+    #: Pairs of camera-less files (screenshots, documents, exports) that pass at ``side`` are checked again
+    #: on the files decoded at this many pixels (their text is small: a word is ~1% of a phone screen)
+    detail_side: int = 1024
+    detail_mark_energy: float = 1.25
+    chroma_shift: float = 14.0    # colour edits: chroma offset (levels) at most
+    flat_std: float = 4.0         # a picture with less luminance spread than this is flat ...
+    flat_shift: float = 10.0      # ... and its colour is its content: tone and chroma shifts at most this
+
+
+@dataclass
+class Confirmation:
+    """The verdict on a pair ``(a, b)`` and what it rests on (``box`` in fractions of ``b``'s content)."""
+
+    verdict: str                  # duplicate | different (``classify`` adds similar)
+    reason: str                   # in words: "differs in one region, 3% of the picture"
+    share: float = 0.0            # share of the picture inside differing regions
+    regions: int = 0
+    box: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 of all differing regions
+    mark: str = ""                # "a" or "b": that picture has an added mark (watermark, logo) the other lacks
+    aligned: bool = False         # one global transform maps one onto the other
+    how: str = ""                 # the transform: "rescaled", "homography (52 features)"
+    noise: float = 0.0            # the pair's noise floor (grey levels)
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["box"] = None if self.box is None else [round(v, 4) for v in self.box]
+        out["share"], out["noise"] = round(self.share, 4), round(self.noise, 2)
+        return out
+
+
+# -- one pair ------------------------------------------------------------------------------------------
+def confirm(a: np.ndarray, b: np.ndarray, *, variant: int = 0, settings: ConfirmSettings = ConfirmSettings(),
+            features: tuple | None = None) -> Confirmation:
+    """Whether ``b`` shows the same picture as ``a`` (RGB or grey ``uint8`` arrays, borders trimmed).
+
+    ``variant``: the dihedral variant of ``a`` that looks like ``b`` (``photodedup.hashing.VARIANTS``).
+    ``features``: ORB features of (``a`` as turned, ``b``) when the caller has them cached.
+    """
+    a, b = _prepared(hashing.apply_variant(_rgb(a), variant), settings), _prepared(_rgb(b), settings)
+    return _checked(a, b, settings, features)
+
+
+def difference_map(a: np.ndarray, b: np.ndarray, *, variant: int = 0,
+                   settings: ConfirmSettings = ConfirmSettings()) -> np.ndarray:
+    """Where ``b`` differs from ``a``: ``uint8 [H, W]`` over ``b``'s content (at most ``settings.side``
+    pixels on the long side), 0 within the pair's noise floor, 255 at four times it or more; 0 also
+    where ``a`` does not reach. What the review page's compare view overlays."""
+    a, b = _prepared(hashing.apply_variant(_rgb(a), variant), settings), _prepared(_rgb(b), settings)
+    pair = _compare(a, b, settings, None)
+    if isinstance(pair, Confirmation):
+        return np.zeros(b.shape[:2], np.uint8)
+    above = pair.residual > pair.threshold
+    scaled = np.clip(pair.residual / (4 * pair.threshold), 0, 1) * (pair.inside & above)
+    return np.where(above, np.maximum(1, scaled * 255), 0).astype(np.uint8)
+
+
+def detailed(settings: ConfirmSettings) -> ConfirmSettings:
+    """The settings of the second look at ``detail_side`` pixels (specks scale with the area)."""
+    from dataclasses import replace
+
+    scale = settings.detail_side / settings.side
+    # Fine texture survives at full resolution (the thumbnails' JPEG smooths it): an added mark stands out
+    # less (1.35x on the sample library's watermark against 2x at 320 px), a changed word not at all (0.96x).
+    return replace(settings, side=settings.detail_side, min_blob=round(settings.min_blob * scale * scale),
+                   mark_energy=settings.detail_mark_energy)
+
+
+def photo_like(rgb: np.ndarray) -> bool:
+    """A photograph rather than a screen or a page: under 30% of it is flat (5 x 5 spread under 2 levels).
+    Screens and pages are mostly flat, and a changed word on them looks like an added mark at 320 px."""
+    import cv2
+
+    grey = np.ascontiguousarray(_luma(_rgb(rgb).astype(np.float32)))
+    kernel = np.ones((5, 5), np.uint8)
+    spread = cv2.dilate(grey, kernel) - cv2.erode(grey, kernel)
+    return bool((spread < 2).mean() < 0.3)
+
+
+def classify(result: Confirmation, a: dict, b: dict) -> str:
+    """``result``'s verdict with the second category: a failed pair from one scene is ``similar``.
+
+    ``a``, ``b``: the files' metadata (``camera``, ``taken_at`` ISO strings). One scene: both name the
+    same camera, were taken within ``SCENE_SECONDS`` of each other, and one global transform aligns
+    them. Screenshots and documents (no camera) are never similar shots. A duplicate whose only
+    difference is a mark, from two captures taken at different times, is a similar shot too (a thing
+    that moved near an edge looks like a mark)."""
+    scene = _same_scene(a, b) and result.aligned
+    if result.verdict == DUPLICATE:
+        if result.mark and scene and a.get("taken_at") != b.get("taken_at"):
+            return SIMILAR
+        return DUPLICATE
+    return SIMILAR if scene else DIFFERENT
+
+
+def _same_scene(a: dict, b: dict) -> bool:
+    from datetime import datetime
+
+    if not (a.get("camera") and b.get("camera") and a.get("taken_at") and b.get("taken_at")):
+        return False
+    if a["camera"] != b["camera"]:
+        return False
+    try:
+        seconds = abs((datetime.fromisoformat(a["taken_at"]) - datetime.fromisoformat(b["taken_at"])).total_seconds())
+    except ValueError:
+        return False
+    return seconds <= SCENE_SECONDS
+
+
+# -- the steps -----------------------------------------------------------------------------------------
+def _rgb(pixels: np.ndarray) -> np.ndarray:
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 2:
+        return np.repeat(pixels[:, :, None], 3, axis=2)
+    return pixels[:, :, :3]
+
+
+def _prepared(rgb: np.ndarray, settings: ConfirmSettings) -> np.ndarray:
+    """At most ``settings.side`` pixels on the long side (area-averaged), float32."""
+    import cv2
+
+    height, width = rgb.shape[:2]
+    scale = settings.side / max(height, width)
+    if scale < 1:
+        rgb = cv2.resize(np.ascontiguousarray(rgb), (max(1, round(width * scale)), max(1, round(height * scale))),
+                         interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(rgb, dtype=np.float32)
+
+
+@dataclass
+class _Pair:
+    residual: np.ndarray     # float32 [H, W] over b: how far outside each other's values (levels)
+    inside: np.ndarray       # bool [H, W]: where a reaches
+    threshold: float
+    noise: float
+    a: np.ndarray            # a warped onto b, tone-fitted (float32 RGB)
+    b: np.ndarray
+    uncovered_a: float       # share of a that b does not show
+    uncovered_b: float
+    a_only: np.ndarray       # a's own pixels where b does not reach (bool mask over a), for the caption test
+    b_only: np.ndarray       # b's pixels where a does not reach
+    a_raw: np.ndarray
+    how: str
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def _chroma(rgb: np.ndarray, luma: np.ndarray) -> np.ndarray:
+    return np.stack([(rgb[..., 2] - luma) * 0.564, (rgb[..., 0] - luma) * 0.713], axis=-1)
+
+
+def _rescale(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """The plain rescale from ``a``'s pixels to ``b``'s, when their shapes agree (within 3%)."""
+    (ha, wa), (hb, wb) = a.shape[:2], b.shape[:2]
+    return np.diag([wb / wa, hb / ha, 1.0]) if abs((wa / ha) / (wb / hb) - 1) <= 0.03 else None
+
+
+def _orb(a: np.ndarray, b: np.ndarray, features) -> tuple[np.ndarray, str] | None:
+    """The homography ORB features agree on (a plausible one: no stretch), or None."""
+    fa, fb = features() if callable(features) else features if features is not None else (_features(a), _features(b))
+    if fa is None or fb is None:
+        return None
+    fit = verify.homography(fa, fb)
+    if isinstance(fit, verify.Verdict):
+        return None
+    h, _, _, keep = fit
+    if verify._anisotropy(h, fa.size) > 1.15 or verify._covered(h, fa.size, fb.size) is None:
+        return None
+    return h, f"homography ({int(keep.sum())} matching features)"
+
+
+def _features(rgb: np.ndarray):
+    grey = np.clip(_luma(rgb), 0, 255).astype(np.uint8)
+    return verify.features(grey)
+
+
+#: Width of the small grey pictures the alignment candidates are scored on.
+_SCORE_WIDTH = 96
+#: A rescale that leaves less than this mean difference (levels, small pictures, after a tone fit) is
+#: taken without looking for features.
+_GOOD_FIT = 5.0
+
+
+def _score(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
+    """Mean absolute luminance difference of ``a`` mapped by ``h`` onto ``b``, on small copies, after a
+    least-squares tone fit (lower is better; inf when they hardly overlap)."""
+    import cv2
+
+    (ha, wa), (hb, wb) = a.shape[:2], b.shape[:2]
+    sa, sb = _SCORE_WIDTH / wa, _SCORE_WIDTH / wb
+    small_b = cv2.resize(_luma(b), (_SCORE_WIDTH, max(1, round(hb * sb))), interpolation=cv2.INTER_AREA)
+    small_a = cv2.resize(_luma(a), (_SCORE_WIDTH, max(1, round(ha * sa))), interpolation=cv2.INTER_AREA)
+    warp = np.diag([sb, sb, 1.0]) @ h @ np.diag([1 / sa, 1 / sa, 1.0])
+    size = (small_b.shape[1], small_b.shape[0])
+    moved = cv2.warpPerspective(small_a, warp, size, flags=cv2.INTER_LINEAR)
+    inside = cv2.warpPerspective(np.ones_like(small_a), warp, size, flags=cv2.INTER_NEAREST) > 0.5
+    if inside.mean() < 0.3:
+        return float("inf")
+    x, y = moved[inside].astype(np.float64), small_b[inside].astype(np.float64)
+    var = x.var()
+    gain = float(np.clip(((x - x.mean()) * (y - y.mean())).mean() / var, 0.5, 2.0)) if var > 1 else 1.0
+    return float(np.abs(y - (gain * (x - x.mean()) + y.mean())).mean())
+
+
+def _compare(a: np.ndarray, b: np.ndarray, settings: ConfirmSettings, features, *,
+             rescale: bool = True) -> _Pair | Confirmation:
+    """Align (the better of a rescale and the ORB homography), then the residual of the aligned pair."""
+    candidates = []
+    plain = _rescale(a, b)
+    if plain is not None and rescale:
+        candidates.append((_score(a, b, plain), plain, "rescaled"))
+    elif plain is not None:  # the rescale failed: let the pictures' own correlation align them (ECC)
+        candidates.append((_score(a, b, refined := _refined(a, b, plain)), refined, "rescaled and aligned"))
+    if not candidates or candidates[0][0] > _GOOD_FIT or not rescale:
+        found = _orb(a, b, features)
+        if found is not None:
+            candidates.append((_score(a, b, found[0]), *found))
+    candidates = [c for c in candidates if np.isfinite(c[0])]
+    if not candidates:
+        return Confirmation(DIFFERENT, "the two pictures cannot be aligned (different shapes, no common features)")
+    _, h, how = min(candidates, key=lambda c: c[0])
+    if how.startswith("homography"):
+        h = _refined(a, b, h)
+    pair = _residual(a, b, h, how, settings)
+    if pair is None:
+        return Confirmation(DIFFERENT, "the two pictures hardly overlap once aligned")
+    return pair
+
+
+def _refined(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """The homography refined to sub-pixel accuracy by maximising the correlation of the grey pictures
+    (OpenCV's ECC, from ORB's estimate): ORB's few features leave a pixel or two of error at the rim."""
+    import cv2
+
+    warp = np.linalg.inv(h).astype(np.float32)
+    warp /= warp[2, 2]
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 1e-4)
+    try:
+        _, warp = cv2.findTransformECC(_luma(b).astype(np.float32), _luma(a).astype(np.float32), warp,
+                                       cv2.MOTION_HOMOGRAPHY, criteria, None, 5)
+    except cv2.error:
+        return h
+    refined = np.linalg.inv(warp.astype(np.float64))
+    refined /= refined[2, 2]
+    # a plausible correction only: no stretch, corners within 5% of the picture of where they were
+    height, width = a.shape[:2]
+    corners = np.array([[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1]], np.float64).T
+    before, after = h @ corners, refined @ corners
+    moved = np.abs(after[:2] / after[2] - before[:2] / before[2]).max()
+    if verify._anisotropy(refined, (width, height)) > 1.05 or moved > 0.05 * max(b.shape[:2]):
+        return h
+    return refined
+
+
+def _residual(a: np.ndarray, b: np.ndarray, h: np.ndarray, how: str, settings: ConfirmSettings) -> _Pair | None:
+    import cv2
+
+    hb, wb = b.shape[:2]
+    ha, wa = a.shape[:2]
+    if how == "rescaled":  # the common case: a resize, nothing uncovered
+        shrink = wb * hb < wa * ha
+        warped = cv2.resize(a, (wb, hb), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        reach, back = np.ones((hb, wb), bool), np.ones((ha, wa), bool)
+    else:
+        warped = cv2.warpPerspective(a, h, (wb, hb), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        reach = cv2.warpPerspective(np.ones((ha, wa), np.uint8), h, (wb, hb), flags=cv2.INTER_NEAREST) > 0
+        back = cv2.warpPerspective(np.ones((hb, wb), np.uint8), np.linalg.inv(h), (wa, ha),
+                                   flags=cv2.INTER_NEAREST) > 0
+    inside = cv2.erode(reach.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # resampling spoils the rim ...
+    inside[:2], inside[-2:], inside[:, :2], inside[:, -2:] = False, False, False, False  # ... of both pictures
+    if inside.mean() < 0.3:
+        return None
+    ya, yb = _luma(warped), _luma(b)
+    ca, cb = _chroma(warped, ya), _chroma(b, yb)
+    sample = np.zeros_like(inside)
+    sample[::3, ::3] = inside[::3, ::3]  # every ninth pixel is plenty for the fits
+    grey = _grey(ca[sample]) or _grey(cb[sample])
+    flat = _flat(ya[sample], yb[sample], settings)
+    gain, offset = _tone_fit(ya[sample], yb[sample], flat, settings)
+    channels = [(np.clip(ya * gain + offset, 0, 255), yb)]
+    if not grey:  # saturation edits scale the chroma on their own: a gain of its own, a small offset
+        limit = settings.flat_shift if flat else settings.chroma_shift
+        x, y = ca[sample].reshape(-1), cb[sample].reshape(-1)
+        var = float(x.var())
+        saturation = float(np.clip((x * y).mean() / (x * x).mean(), *settings.gain)) if var > 4 and not flat else 1.0
+        for k in range(2):
+            shift = float(np.median(cb[..., k][sample] - ca[..., k][sample] * saturation))
+            channels.append((ca[..., k] * saturation + float(np.clip(shift, -limit, limit)), cb[..., k]))
+    kernel = np.ones((3, 3), np.uint8)
+    residual = np.zeros((hb, wb), np.float32)
+    for x, y in channels:
+        x, y = x.astype(np.float32), y.astype(np.float32)
+        # outside the other's values within one pixel, both ways: sub-pixel shifts and resampling cost nothing;
+        # and by a share of the local contrast: ringing around an edge both pictures have costs nothing either
+        residual = np.maximum(residual, np.maximum(_outside(y, x, kernel, settings.edge_slack),
+                                                   _outside(x, y, kernel, settings.edge_slack)))
+    residual[~inside] = 0
+    # The pair's noise floor: a robust sigma (MAD) of the plain luminance difference, so a
+    # heavy re-encode raises the bar and a clean resize lowers it; never above max_noise (a pair that
+    # differs everywhere must not hide its differences under its own "noise").
+    signed = (channels[0][0] - channels[0][1])[sample]
+    noise = settings.noise_k * 1.4826 * float(np.median(np.abs(signed - np.median(signed))))
+    threshold = float(np.clip(noise, settings.min_level, settings.max_noise))
+    return _Pair(residual, inside, threshold, noise, warped, b, float((~back).mean()), float(1 - reach.mean()),
+                 ~back, ~reach, a, how)
+
+
+def _outside(y: np.ndarray, x: np.ndarray, kernel: np.ndarray, slack: float) -> np.ndarray:
+    """How far each value of ``y`` lies outside the range of ``x`` within one pixel, widened by ``slack``
+    times that range."""
+    import cv2
+
+    high, low = cv2.dilate(x, kernel), cv2.erode(x, kernel)
+    margin = slack * (high - low)
+    return np.maximum(y - high - margin, low - margin - y)
+
+
+def _grey(chroma: np.ndarray) -> bool:
+    """No colour: the 99th percentile of the chroma magnitude under the scan's grey tolerance."""
+    magnitude = np.maximum(np.abs(chroma[:, 0]), np.abs(chroma[:, 1]))
+    return bool(np.percentile(magnitude, 99) <= hashing.GRAY_TOLERANCE / 2)
+
+
+def _flat(x: np.ndarray, y: np.ndarray, settings: ConfirmSettings) -> bool:
+    return bool(x.std() < settings.flat_std or y.std() < settings.flat_std)
+
+
+def _tone_fit(x: np.ndarray, y: np.ndarray, flat: bool, settings: ConfirmSettings) -> tuple[float, float]:
+    """``(gain, offset)`` with ``y ~ clip(gain x + offset)``, robust (two reweighted passes, clipped
+    pixels left out); flat pictures keep gain 1. Outside plausible edits, the implausible fit is kept
+    (the residual then shows the difference)."""
+    usable = (y > 2) & (y < 253)
+    if usable.sum() < 0.2 * len(y):
+        usable = np.ones_like(y, bool)
+    xs, ys = x[usable].astype(np.float64), y[usable].astype(np.float64)
+    if flat:
+        shift = float(np.median(ys - xs))
+        return 1.0, float(np.clip(shift, -settings.flat_shift, settings.flat_shift))
+    weights = np.ones_like(xs)
+    gain, offset = 1.0, 0.0
+    for _ in range(3):
+        w = weights
+        mx, my = np.average(xs, weights=w), np.average(ys, weights=w)
+        var = np.average((xs - mx) ** 2, weights=w)
+        gain = float(np.average((xs - mx) * (ys - my), weights=w) / var) if var > 1e-6 else 1.0
+        offset = my - gain * mx
+        r = np.abs(ys - (gain * xs + offset))
+        scale = max(2.0, 1.4826 * float(np.median(r)))
+        weights = (r < 3 * scale).astype(np.float64) + 1e-6
+    gain = float(np.clip(gain, *settings.gain))
+    offset = float(np.clip(np.median(ys - gain * xs), -settings.max_offset, settings.max_offset))
+    # A few flat colours (a chart, a document) make the regression ill-posed: keep the plain offset
+    # unless the fit explains the pixels clearly better (clipping counted, over every pixel).
+    plain = float(np.clip(np.median(y - x), -settings.max_offset, settings.max_offset))
+
+    def error(g: float, o: float) -> float:
+        return float(np.median(np.abs(y - np.clip(g * x + o, 0, 255))))
+
+    return (gain, offset) if error(gain, offset) < 0.8 * error(1.0, plain) else (1.0, plain)
+
+
+def _regions(hot: np.ndarray, settings: ConfirmSettings) -> list[tuple[int, int, int, int, int]]:
+    """Hot pixels as regions ``(x0, y0, x1, y1, hot pixels)``: specks below ``min_blob`` dropped, the
+    rest joined when within ~3% of the picture's size of each other."""
+    import cv2
+
+    if not hot.any():
+        return []
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(hot.astype(np.uint8), connectivity=8)
+    keep = np.zeros(count, bool)
+    keep[1:] = stats[1:, cv2.CC_STAT_AREA] >= settings.min_blob
+    kept = keep[labels]
+    if not kept.any():
+        return []
+    reach = max(3, round(0.03 * max(hot.shape)))
+    joined = cv2.dilate(kept.astype(np.uint8), np.ones((reach, reach), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    out = []
+    for k in range(1, count):
+        mask = (labels == k) & kept
+        ys, xs = np.nonzero(mask)
+        out.append((int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1, int(mask.sum())))
+    return sorted(out, key=lambda r: -(r[2] - r[0]) * (r[3] - r[1]))
+
+
+def _judge(pair: _Pair, settings: ConfirmSettings) -> Confirmation:
+    height, width = pair.residual.shape
+    base = {"aligned": True, "how": pair.how, "noise": pair.noise}
+    shown_more = max(pair.uncovered_a, pair.uncovered_b)
+    if shown_more > settings.max_uncovered:
+        return Confirmation(DIFFERENT, f"one shows {shown_more:.0%} of its picture that the other lacks", **base)
+    caption = _caption(pair)
+    if caption:
+        return Confirmation(DIFFERENT, caption, **base)
+    regions = _regions(pair.residual > pair.threshold, settings)
+    if not regions:
+        words = "no difference above the pair's noise floor"
+        if shown_more > 0.01:
+            words += f" (a crop: {shown_more:.0%} of one is outside the other)"
+        return Confirmation(DUPLICATE, words, **base)
+    x0, y0 = min(r[0] for r in regions), min(r[1] for r in regions)
+    x1, y1 = max(r[2] for r in regions), max(r[3] for r in regions)
+    box = (x0 / width, y0 / height, x1 / width, y1 / height)
+    share = sum((r[2] - r[0]) * (r[3] - r[1]) for r in regions) / float(width * height)
+    place = where(box)
+    mark = _marked(pair, regions[0], settings) if len(regions) == 1 and _is_mark(box, settings) else ""
+    if mark:
+        return Confirmation(DUPLICATE, f"the same picture with an added mark {place}, {percent(share)} of the picture",
+                            share, 1, box, mark, **base)
+    count = "one region" if len(regions) == 1 else f"{len(regions)} regions"
+    return Confirmation(DIFFERENT, f"differs in {count}, {percent(share)} of the picture ({place})",
+                        share, len(regions), box, **base)
+
+
+def percent(share: float) -> str:
+    """A share of the picture in words."""
+    return f"{share:.0%}" if share >= 0.01 else "under 1%"
+
+
+def where(box: tuple[float, float, float, float] | None) -> str:
+    """Where a box (fractions of the picture) lies, in words: "bottom right", "in the centre"."""
+    if box is None:
+        return "somewhere"
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    if box[2] - box[0] > 0.6 and box[3] - box[1] > 0.6:
+        return "all over"
+    row = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else "middle"
+    col = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else "centre"
+    return "in the centre" if (row, col) == ("middle", "centre") else f"{row} {col}".replace("middle ", "")
+
+
+def _is_mark(box: tuple[float, float, float, float], settings: ConfirmSettings) -> bool:
+    """Small, near an edge, and within one quarter of the picture (meme text runs across the middle)."""
+    w, h = box[2] - box[0], box[3] - box[1]
+    margin = settings.edge_margin
+    at_edge = box[0] <= margin or box[1] <= margin or box[2] >= 1 - margin or box[3] >= 1 - margin
+    one_quarter = (box[2] <= 0.5 or box[0] >= 0.5) and (box[3] <= 0.5 or box[1] >= 0.5)
+    return at_edge and one_quarter and w * h <= settings.mark_area and w <= settings.mark_span \
+        and h <= settings.mark_span
+
+
+def _marked(pair: _Pair, region: tuple[int, int, int, int, int], settings: ConfirmSettings) -> str:
+    """Which picture shows an *added* mark: the one with ``mark_energy`` times the fine structure (edges)
+    of the other inside the region; "" when neither (a changed label or number in a corner: both
+    pictures have their own text there)."""
+    import cv2
+
+    x0, y0, x1, y1, _ = region
+
+    scale = min(1.0, 320 / max(pair.b.shape[:2]))  # measured at thumbnail scale: JPEG blocks are finer
+
+    def energy(rgb: np.ndarray) -> float:
+        grey = _luma(rgb[y0:y1, x0:x1]).astype(np.float32)
+        if not grey.size:
+            return 0.0
+        if scale < 1:
+            size = (max(3, round(grey.shape[1] * scale)), max(3, round(grey.shape[0] * scale)))
+            grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean())
+
+    ea, eb = energy(pair.a), energy(pair.b)
+    return "a" if ea >= settings.mark_energy * eb else "b" if eb >= settings.mark_energy * ea else ""
+
+
+def _caption(pair: _Pair) -> str:
+    """A caption bar: the part of one picture the other does not show is a band along an edge, mostly
+    one flat colour, with text-like edges on it."""
+    import cv2
+
+    for name, rgb, only in (("first", pair.a_raw, pair.a_only), ("second", pair.b, pair.b_only)):
+        # thin slivers along the rim are the warp's rounding, not content
+        only = cv2.morphologyEx(only.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(only, connectivity=4)
+        if count < 2:
+            continue
+        only = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))  # the largest piece
+        share = float(only.mean())
+        if share < 0.03:
+            continue
+        ys, xs = np.nonzero(only)
+        box_w, box_h = xs.max() + 1 - xs.min(), ys.max() + 1 - ys.min()
+        if only.sum() < 0.85 * box_w * box_h or max(box_w / only.shape[1], box_h / only.shape[0]) < 0.9:
+            continue  # not a band along one side (a crop leaves a frame or an L)
+        pixels = rgb[only]
+        dominant = np.median(pixels, axis=0)
+        flat = float((np.abs(pixels - dominant).max(axis=1) < 10).mean())
+        grey = _luma(rgb).astype(np.float32)
+        edges = np.abs(cv2.Laplacian(grey, cv2.CV_32F)) > 60
+        text = float(edges[only].mean())
+        if flat >= 0.6 and text >= 0.01:
+            return f"the {name} picture adds a caption band ({share:.0%} of it: a flat field with text)"
+    return ""
+
+
+# -- the best shot of similar ones -------------------------------------------------------------------
+def shot_quality(rgb: np.ndarray) -> dict:
+    """What helps choose among shots of one scene: ``sharpness`` (variance of the Laplacian of the grey
+    picture: focus and motion blur) and ``clipped`` (share of pixels blown out or crushed: exposure)."""
+    import cv2
+
+    grey = np.clip(_luma(_rgb(np.asarray(rgb)).astype(np.float32)), 0, 255).astype(np.uint8)
+    sharpness = float(cv2.Laplacian(grey, cv2.CV_64F).var())
+    clipped = float(((grey >= 250) | (grey <= 5)).mean())
+    return {"sharpness": round(sharpness, 1), "clipped": round(clipped, 4)}
+
+
+def best_shot(scores: dict[int, dict | None]) -> tuple[int, str, dict[int, str]]:
+    """``(best item, why, {item: why not})`` among shots of one scene: the least clipped ones (within a
+    point of the least), then the sharpest. Without scores: the first, as a plain listing."""
+    items = list(scores)
+    known = {k: v for k, v in scores.items() if v}
+    if not known:
+        return items[0], "similar shots of one scene (no quality measured): nothing suggested for the trash", {}
+    least = min(v["clipped"] for v in known.values())
+    exposed = [k for k, v in known.items() if v["clipped"] <= least + 0.01]
+    best = max(exposed, key=lambda k: (known[k]["sharpness"], -items.index(k)))
+    top = known[best]
+    reason = (f"best shot of these similar shots: sharpest (sharpness {top['sharpness']:.0f}) with "
+              f"{percent(top['clipped'])} clipped; a hint only, nothing is suggested for the trash")
+    notes = {}
+    for k in items:
+        if k == best:
+            continue
+        v = scores.get(k)
+        if not v:
+            notes[k] = "another shot of the scene (quality not measured)"
+        elif k not in exposed:
+            notes[k] = f"another shot of the scene: {percent(v['clipped'])} clipped against {percent(top['clipped'])}"
+        else:
+            notes[k] = f"another shot of the scene: less sharp ({v['sharpness']:.0f} against {top['sharpness']:.0f})"
+    return best, reason, notes
+
+
+# -- many pairs ------------------------------------------------------------------------------------------
+def confirm_pairs(pairs, variants, pixels, settings: ConfirmSettings = ConfirmSettings(), *,
+                  workers: int | None = None) -> list[Confirmation | None]:
+    """A confirmation per ``(item a, item b)`` pair (``variants``: the dihedral variant of ``a`` that
+    looks like ``b``, one per pair); ``pixels(item)`` gives a ``verify.Thumbnail`` (None: unknown, and
+    the pair's confirmation is None). Decoding and features are done once per item per chunk, in
+    worker processes for many pairs (``verify.map_pairs``)."""
+    pairs = [(int(a), int(b), int(v)) for (a, b), v in zip(pairs, variants, strict=True)]
+    triples = {(a, b): v for a, b, v in pairs}
+    return verify.map_pairs([(a, b) for a, b, _ in pairs], pixels, _confirm_chunk, (settings, triples),
+                            workers=workers)
+
+
+def _confirm_chunk(job) -> list[Confirmation | None]:
+    import cv2
+
+    cv2.setNumThreads(1)
+    pairs, pixels, (settings, variants) = job
+    cache: dict = {}
+    orb: dict = {}
+
+    def load(k: int, variant: int = 0):
+        if (k, variant) not in cache:
+            thumb = pixels.get(k)
+            rgb = None if thumb is None else thumb.rgb()
+            # kept as uint8 (a quarter of float32): a chunk holds hundreds of files' pixels
+            cache[k, variant] = None if rgb is None else np.clip(
+                _prepared(hashing.apply_variant(rgb, variant), settings), 0, 255).astype(np.uint8)
+        found = cache[k, variant]
+        return None if found is None else found.astype(np.float32)
+
+    def feats(key):
+        if key not in orb:
+            orb[key] = _features(cache[key].astype(np.float32))
+        return orb[key]
+
+    out: list[Confirmation | None] = []
+    for a, b in pairs:
+        variant = variants.get((a, b), 0)
+        pa, pb = load(a, variant), load(b)
+        if pa is None or pb is None:
+            out.append(None)
+            continue
+        result = _checked(pa, pb, settings, lambda a=a, b=b, v=variant: (feats((a, v)), feats((b, 0))))
+        for turn in (1, 2) if result.verdict != DUPLICATE and variant == 0 else ():
+            # local features match a mirrored or flipped copy too (verification's mirrored retry): try it so
+            again = _checked(load(a, turn), pb, settings, lambda a=a, b=b, t=turn: (feats((a, t)), feats((b, 0))))
+            if again.verdict == DUPLICATE:
+                result = again
+                break
+        out.append(result)
+    return out
+
+
+def _checked(a: np.ndarray, b: np.ndarray, settings: ConfirmSettings, features) -> Confirmation:
+    pair = _compare(a, b, settings, features)
+    result = pair if isinstance(pair, Confirmation) else _judge(pair, settings)
+    if result.verdict != DUPLICATE and result.how == "rescaled":  # a crop can look like a rescale when small
+        pair = _compare(a, b, settings, features, rescale=False)
+        if not isinstance(pair, Confirmation) and (found := _judge(pair, settings)).verdict == DUPLICATE:
+            return found
+    return result

@@ -1,0 +1,154 @@
+"""The pixel check (photodedup.confirm): copies pass, look-alikes fail; and through the real CLI, accepting
+every suggestion on a look-alike library and applying it would lose no picture."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageEnhance, ImageFont
+
+from photodedup import confirm, groups
+from photodedup.catalog import Catalog
+from photodedup.lookalikes import distinct_pictures
+from photodedup.sample_library import source_photos, stamp_logo
+from tests.helpers import run_cli
+
+
+def _thumb(image: Image.Image, quality: int = 80) -> np.ndarray:
+    """What the scan stores: at most 320 px, JPEG quality 80, decoded."""
+    image = image.convert("RGB").copy()
+    image.thumbnail((320, 320), Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue()))
+
+
+@pytest.fixture(scope="module")
+def photo() -> Image.Image:
+    coffee = next(p for p in source_photos() if p.stem == "coffee")
+    return Image.open(coffee).convert("RGB").resize((1200, 800), Image.Resampling.BICUBIC)
+
+
+def _screen(balance: str) -> Image.Image:
+    image = Image.new("RGB", (600, 1200), (245, 245, 250))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 0, 600, 120), fill=(30, 90, 200))
+    draw.text((60, 300), balance, fill=(20, 20, 20), font=ImageFont.load_default(size=90))
+    for row in range(8):
+        draw.text((40, 500 + row * 70), f"item {row} ........ {row * 7}", fill=(60, 60, 60),
+                  font=ImageFont.load_default(size=36))
+    return image
+
+
+def _ball(image: Image.Image, x: int) -> Image.Image:
+    image = image.copy()
+    ImageDraw.Draw(image).ellipse((x, 400, x + 96, 496), fill=(230, 40, 40))
+    return image
+
+
+@pytest.mark.parametrize("edit", ["resized", "reencoded", "brighter", "contrast", "grayscale", "cropped",
+                                  "cropped one side", "turned"])
+def test_copies_of_one_picture_pass(photo, edit):
+    w, h = photo.size
+    copy, variant = {
+        "resized": (photo.resize((600, 400), Image.Resampling.LANCZOS), 0),
+        "reencoded": (_jpeg(photo, 40), 0),
+        "brighter": (ImageEnhance.Brightness(photo).enhance(1.2), 0),
+        "contrast": (ImageEnhance.Contrast(photo).enhance(1.3), 0),
+        "grayscale": (photo.convert("L"), 0),
+        "cropped": (photo.crop((60, 40, w - 60, h - 40)), 0),
+        "cropped one side": (photo.crop((0, 0, int(w * 0.9), int(h * 0.9))), 0),
+        "turned": (photo.transpose(Image.Transpose.ROTATE_90), 4),  # the hash match says: turned 90
+    }[edit]
+    result = confirm.confirm(_thumb(photo), _thumb(copy), variant=variant)
+    assert (result.verdict, result.mark) == ("duplicate", ""), result.reason
+    assert result.reason.startswith("no difference above the pair's noise floor")
+
+
+def test_a_corner_logo_leaves_a_duplicate_and_names_the_marked_copy(photo):
+    result = confirm.confirm(_thumb(photo), _thumb(stamp_logo(photo)))
+    assert (result.verdict, result.mark) == ("duplicate", "b")
+    assert result.reason == "the same picture with an added mark bottom right, 2% of the picture"
+    assert result.box[0] > 0.5 and result.box[1] > 0.5
+
+
+@pytest.mark.parametrize("pair", ["a changed digit", "a moved ball", "a removed ball", "a caption bar", "meme text",
+                                  "solid colours", "solid greys", "another photo"])
+def test_look_alikes_fail(photo, pair):
+    def caption(image: Image.Image) -> Image.Image:
+        w, h = image.size
+        out = Image.new("RGB", (w, int(h * 1.18)), (255, 255, 255))
+        out.paste(image, (0, int(h * 0.18)))
+        ImageDraw.Draw(out).text((40, 20), "when the coffee kicks in", fill=(0, 0, 0),
+                                 font=ImageFont.load_default(size=80))
+        return out
+
+    def meme(image: Image.Image) -> Image.Image:
+        image = image.copy()
+        ImageDraw.Draw(image).text((600, 20), "ONE DOES NOT SIMPLY", fill=(255, 255, 255), anchor="mt",
+                                   font=ImageFont.load_default(size=72), stroke_width=4, stroke_fill=(0, 0, 0))
+        return image
+
+    a, b = {
+        "a changed digit": (_screen("$ 1234"), _screen("$ 1284")),
+        "a moved ball": (_ball(photo, 480), _ball(photo, 560)),
+        "a removed ball": (photo, _ball(photo, 480)),
+        "a caption bar": (photo, caption(photo)),
+        "meme text": (photo, meme(photo)),
+        "solid colours": (Image.new("RGB", (400, 300), (200, 30, 30)), Image.new("RGB", (400, 300), (30, 30, 200))),
+        "solid greys": (Image.new("RGB", (400, 300), (100, 100, 100)), Image.new("RGB", (400, 300), (140, 140, 140))),
+        "another photo": (photo, Image.open(next(p for p in source_photos() if p.stem == "chelsea")).convert("RGB")
+                          .resize((1200, 800))),
+    }[pair]
+    result = confirm.confirm(_thumb(a), _thumb(b))
+    assert result.verdict == "different", result.reason
+    assert result.reason.startswith(("differs in", "the second picture adds a caption band"))
+
+
+def test_the_difference_map_shows_where_two_pictures_differ(photo):
+    moved = confirm.difference_map(_thumb(_ball(photo, 480)), _thumb(_ball(photo, 720)))
+    assert moved.shape == (213, 320) and moved.dtype == np.uint8
+    ys, xs = np.nonzero(moved > 128)
+    # both places the ball was (x 480-576 and 720-816 of 1200 px: 128-154 and 192-218 of 320) and nowhere else
+    assert len(xs) and xs.min() >= 120 and xs.max() <= 225 and ys.min() >= 100 and ys.max() <= 140
+    assert not confirm.difference_map(_thumb(photo), _thumb(_jpeg(photo, 50))).any()
+
+
+def test_similar_shots_are_one_scene_from_a_camera():
+    burst = confirm.Confirmation("different", "differs in one region, 2% of the picture", aligned=True)
+    camera = {"camera": "Pixel 8", "taken_at": "2024-05-01T10:00:00"}
+    assert confirm.classify(burst, camera, camera | {"taken_at": "2024-05-01T10:00:02"}) == "similar"
+    assert confirm.classify(burst, camera, camera | {"taken_at": "2024-05-01T11:00:00"}) == "different"
+    assert confirm.classify(burst, {"camera": None, "taken_at": None}, camera) == "different"  # a screenshot
+
+
+@pytest.mark.slow  # a minute: builds, scans and groups a 70-file library through the CLI
+def test_accepting_every_suggestion_on_a_look_alike_library_loses_no_picture(tmp_path):
+    library, catalog = tmp_path / "lib", tmp_path / "cat.sqlite"
+    made = run_cli("sample-library", library, "--originals", "1", "--megapixels", "0.3", "--lookalikes", "2")
+    assert made.returncode == 0, made.stderr
+    assert run_cli("scan", library, "--catalog", catalog).returncode == 0
+    grouped = run_cli("group", "--catalog", catalog, "--json")
+    assert grouped.returncode == 0, grouped.stderr
+    result = json.loads(grouped.stdout)
+    with Catalog(catalog, create=False) as cat:  # what the page's "Accept suggested keepers" calls
+        accepted = groups.accept_suggestions(cat, [g["id"] for g in result["groups"]])
+    similar = {g["id"] for g in result["groups"] if g["category"] == "similar"}
+    assert similar and not similar & set(accepted["groups"])  # similar shots are never bulk-accepted
+    applied = run_cli("apply", "--catalog", catalog, "--trash-dir", tmp_path / "trash", "--dry-run", "--json")
+    assert applied.returncode == 0, applied.stderr
+    moved = {Path(m["path"]).relative_to(library).as_posix() for m in json.loads(applied.stdout)["moved"]}
+    truth = json.loads((library / "truth.json").read_text())
+    lost = [files for files in distinct_pictures(truth) if set(files) <= moved]
+    assert lost == []
+    assert moved  # the true copies are still found and moved
