@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
 
+from photodedup import formats
+
 PHOTO = (1024, 768)
 SCREEN = (540, 1170)
 _CAMERA = ("Google", "Pixel 8")
@@ -387,7 +389,11 @@ COPIES: dict[str, tuple[Callable, str, dict, bool]] = {
         float(rng.uniform(1.05, 1.2)))).enhance(float(rng.uniform(0.85, 1.2))), "JPEG", {"quality": 90}, True),
     "watermark": (_logo, "JPEG", {"quality": 95}, False),
 }
-_EXT = {"JPEG": "jpg", "WEBP": "webp", "PNG": "png"}
+
+
+def _ext(fmt: str) -> str:
+    """A format's usual extension, from the format table (``jpg`` for JPEG)."""
+    return formats.by_name(fmt).extensions[0][1:]
 
 
 def _exif(taken: datetime, orientation: int = 1) -> bytes:
@@ -425,7 +431,7 @@ def add_lookalikes(out: Path | str, *, pairs: int = 3, seed: int = 0, photos: Se
             picture = make(maker, k)
             when = taken + timedelta(seconds=k)
             fmt = "JPEG" if camera else "PNG"
-            rel = f"{folder}/{kind}/{kind}_{k + 1:02d}.{_EXT[fmt]}"
+            rel = f"{folder}/{kind}/{kind}_{k + 1:02d}.{_ext(fmt)}"
             _save(out / rel, picture, fmt, exif=_exif(when) if camera else None)
             rels.append(rel)
             truth["kinds"][rel] = kind
@@ -436,7 +442,7 @@ def add_lookalikes(out: Path | str, *, pairs: int = 3, seed: int = 0, photos: Se
                 copy_turn += 1
                 transform, copy_fmt, options, keep_exif = COPIES[name]
                 copy = transform(picture, maker.rng)
-                copy_rel = f"{folder}/{kind}/copies/{kind}_{k + 1:02d}_{name}.{_EXT[copy_fmt]}"
+                copy_rel = f"{folder}/{kind}/copies/{kind}_{k + 1:02d}_{name}.{_ext(copy_fmt)}"
                 orientation = 6 if name == "exif-rotated" else 1
                 exif = _exif(when, orientation) if (keep_exif and camera) or name == "exif-rotated" else None
                 _save(out / copy_rel, copy, copy_fmt, exif=exif, **options)

@@ -193,28 +193,26 @@ def test_libraw_messages_are_captured_and_stderr_comes_back(capfd):
 
 
 # -- notes about solid frames -------------------------------------------------------------------------
-def _notes(root: Path, db: Path) -> dict[str, str]:
+def _groups(root: Path, db: Path) -> list[dict]:
     assert run_cli("scan", root, "--catalog", db, "-q").returncode == 0
     done = run_cli("group", "--catalog", db, "--json", "-q")
     assert done.returncode == 0, done.stderr
-    groups = json.loads(done.stdout)["groups"]
-    assert len(groups) == 1
-    return {Path(m["path"]).name: m.get("note") or "" for m in groups[0]["members"]}
+    return json.loads(done.stdout)["groups"]
 
 
 def test_solid_frames_are_not_called_grayscale_copies_or_added_borders(tmp_path):
-    """White, black and red frames hash alike (one group); white is no grayscale copy of red, and a frame
-    that is all one colour has no border (it is all content)."""
-    coloured, grey = tmp_path / "coloured", tmp_path / "grey"
+    """White, black and red frames hash alike, but colour is content: they are different pictures (no group).
+    A solid frame and its resized copy are one picture, and its notes are true: a frame that is all one colour
+    is no grayscale copy and has no border (it is all content)."""
+    coloured, copies = tmp_path / "coloured", tmp_path / "copies"
     coloured.mkdir()
-    grey.mkdir()
+    copies.mkdir()
     Image.new("RGB", (320, 240), (255, 0, 0)).save(coloured / "red.jpg")
     Image.new("RGB", (64, 48), (255, 255, 255)).save(coloured / "white.jpg")
     Image.new("RGB", (64, 48), (0, 0, 0)).save(coloured / "black.png")
-    Image.new("RGB", (320, 240), (255, 255, 255)).save(grey / "white.jpg")
-    Image.new("RGB", (64, 48), (0, 0, 0)).save(grey / "black.jpg")
-    assert _notes(coloured, tmp_path / "c1.sqlite") == {
-        "red.jpg": "", "black.png": "lower resolution (64x48 against 320x240)",
-        "white.jpg": "lower resolution (64x48 against 320x240)"}
-    assert _notes(grey, tmp_path / "c2.sqlite") == {
-        "white.jpg": "", "black.jpg": "lower resolution (64x48 against 320x240)"}
+    assert _groups(coloured, tmp_path / "c1.sqlite") == []
+    Image.new("RGB", (320, 240), (255, 0, 0)).save(copies / "red.jpg")
+    Image.new("RGB", (64, 48), (255, 0, 0)).save(copies / "red_small.jpg")
+    [group] = _groups(copies, tmp_path / "c2.sqlite")
+    assert {Path(m["path"]).name: m.get("note") or "" for m in group["members"]} == {
+        "red.jpg": "", "red_small.jpg": "lower resolution (64x48 against 320x240)"}

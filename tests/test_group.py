@@ -236,11 +236,13 @@ def test_cli_prefer_a_reference_folder_and_change_the_rule_order(scanned, tmp_pa
 def test_within_n_bits_is_inclusive(tmp_path):
     """A pair exactly ``--hash-threshold`` bits apart groups; one bit more does not (every search path)."""
     from helpers import write_photo
+    from PIL import Image
 
     n = 12
     root = tmp_path / "photos"
-    for k, name in enumerate(("a.jpg", "b.jpg", "c.jpg", "d.jpg")):
-        write_photo(root / name, pattern=k, color=(60 * k, 90, 200 - 60 * k))
+    for k, (name, copy) in enumerate((("a.jpg", "b.jpg"), ("c.jpg", "d.jpg"))):  # copies: the pixel check agrees
+        write_photo(root / name, pattern=k, color=(120 * k, 90, 200 - 120 * k))
+        Image.open(root / name).save(root / copy, quality=70)
     catalog = tmp_path / "c.sqlite"
     scan([root], catalog=catalog, workers=1)
     everything = (1 << 64) - 1  # a-b: n bits apart, c-d: n + 1; a and b are 39 or more from c and d

@@ -103,7 +103,7 @@ def test_overview_counts_space_filters_and_sorts(client, review_library):
     response = client.get("/api/overview", params={"kind": "fuzzy"})
     assert response.status_code == 400
     assert response.json()["error"] == ("unknown kind 'fuzzy'; choose one of exact, perceptual, verified, semantic, "
-                                        "mixed")
+                                        "similar, mixed")
 
 
 def test_the_evidence_filter_knows_every_kind_verified_included(client, review_library):
@@ -113,7 +113,8 @@ def test_the_evidence_filter_knows_every_kind_verified_included(client, review_l
                                                                  (ids["b_q70.jpg"], "verified", 0.9)])])
     data = client.get("/api/overview", params={"kind": "verified"}).json()
     assert [g["id"] for g in data["groups"]] == [gid]
-    assert data["totals"]["kinds"] == {"exact": 0, "perceptual": 0, "verified": 1, "semantic": 0, "mixed": 0}
+    assert data["totals"]["kinds"] == {"exact": 0, "perceptual": 0, "verified": 1, "semantic": 0, "similar": 0,
+                                          "mixed": 0}
 
 
 def test_group_view_shows_each_member_with_its_metadata(client, review_library):
