@@ -155,6 +155,78 @@ def test_the_commands_are_those_the_architecture_names():
         assert (PACKAGE / f"{name}.py").exists() or (PACKAGE / name / "__init__.py").exists(), name
 
 
+def evidence_kinds() -> set[str]:
+    from photodedup import cluster
+
+    registry = getattr(cluster, "KINDS", None)
+    return {kind.name for kind in registry} if registry else set(cluster.KIND_NAMES)
+
+
+def keeper_rules() -> set[str]:
+    from photodedup import keeper
+
+    return set(keeper.RULES) | set(keeper.ALIASES)
+
+
+#: Lists that name kinds for another purpose, each checked on its own: ``group --evidence``'s choices are the
+#: searches to run (``dihedral`` is a search whose pairs count as perceptual evidence).
+OTHER_PURPOSE = {("photodedup/group.py", "EVIDENCE = ")}
+
+
+def second_lists(names: set[str], home: str, files=None) -> list[str]:
+    """Tuple, list, set and dict literals that hold three or more of ``names``, outside ``home``."""
+    from test_formats import _literal_groups
+
+    found = []
+    for path in files or sorted(PACKAGE.rglob("*.py")):
+        if path == PACKAGE / home:
+            continue
+        text = path.read_text()
+        lines = text.splitlines()
+        for line, strings in _literal_groups(ast.parse(text, str(path))):
+            named = [s for s in strings if s in names]
+            where = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+            if any(str(where) == file and lines[line - 1].startswith(start) for file, start in OTHER_PURPOSE):
+                continue
+            if len(named) >= 3:
+                found.append(f"{where}:{line}: {named}")
+    return found
+
+
+def test_one_list_of_evidence_kinds():
+    """The evidence registry (``cluster.KINDS``) is the one place that names the evidence kinds."""
+    found = second_lists(evidence_kinds(), "cluster.py")
+    assert found == [], "evidence kinds listed outside photodedup/cluster.py:\n" + "\n".join(found)
+
+
+def test_the_evidence_searches_find_registered_kinds():
+    from photodedup.group import EVIDENCE
+
+    assert set(EVIDENCE) - {"dihedral"} <= evidence_kinds()
+
+
+def test_one_list_of_keeper_rules():
+    """``keeper.RULES`` (and its aliases) is the one place that names the keeper rules."""
+    found = second_lists(keeper_rules(), "keeper.py")
+    assert found == [], "keeper rules listed outside photodedup/keeper.py:\n" + "\n".join(found)
+
+
+def test_every_keeper_rule_has_its_place_in_the_order():
+    from photodedup import keeper
+
+    assert set(keeper.RULES) == set(keeper.RULE_BY_NAME)
+    assert {rule for rules in keeper.ALIASES.values() for rule in rules} <= set(keeper.RULES)
+
+
+def test_the_second_list_guards_can_fail(tmp_path):
+    source = tmp_path / "new.py"
+    source.write_text('KINDS = ("exact", "perceptual", "semantic")\nRULES = ["resolution", "exif", "size"]\n'
+                      'FINE = ("exact", "perceptual")\n')
+    assert second_lists(evidence_kinds(), "cluster.py", [source]) == [
+        f"{source}:1: ['exact', 'perceptual', 'semantic']"]
+    assert second_lists(keeper_rules(), "keeper.py", [source]) == [f"{source}:2: ['resolution', 'exif', 'size']"]
+
+
 def test_the_serving_path_imports_no_torch():
     code = ("import sys\n"
             "import photodedup.exports, photodedup.backends.onnx, photodedup.backends.triton, "
