@@ -270,9 +270,9 @@ def jpeg_set(check: Check, pool) -> list[bytes]:
 
 
 def step_decode(check: Check, blobs: list[bytes], pool) -> None:
-    from photodedup.embed import decode_original
     from photodedup.gpu import DeviceEncoder, JpegCropper, cosine_rows
     from photodedup.preprocess import DEFAULT_PREPROCESS
+    from photodedup.vectors import decode_original
 
     s = check.sizes
     cropper = JpegCropper(DEFAULT_PREPROCESS, device=s.device)

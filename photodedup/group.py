@@ -40,8 +40,8 @@ from photodedup import confirm, hashing, keeper, verify
 from photodedup.catalog import PICTURE_KINDS, Catalog, display, open_catalog
 from photodedup.errors import BadInputError
 from photodedup.groups import Group, Member
+from photodedup.paths import canonical_path
 from photodedup.progress import ProgressCallback, no_progress
-from photodedup.scan import canonical_path
 from photodedup.text import csv_cell, printable, private_file
 
 log = logging.getLogger(__name__)

@@ -33,6 +33,8 @@ from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, Interrupted
 from photodedup.executor import Executor, open_executor
 from photodedup.keeper import human_size
+from photodedup.paths import canonical_roots
+from photodedup.paths import under_any as _under_any
 from photodedup.preprocess import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_PREPROCESS,
@@ -111,7 +113,7 @@ def scan(
 
     ``engine``: where the per-file work runs (``local`` processes, ``ray`` tasks on the cluster at
     ``ray_address``, or an open ``Executor``). ``embedder``: a backend that embeds each batch as it is
-    written, instead of storing the model crops (``embed.record_with_embeddings``).
+    written, instead of storing the model crops (``vectors.record_with_embeddings``).
 
     Files are identities: each folder is recorded under one path (``canonical_roots``: symlinks resolved,
     a folder the catalog knows by another path, such as a bind mount, named by that path; a root inside
@@ -236,7 +238,7 @@ def _inspect_all(cat: Catalog, todo, summary: ScanSummary, executor: Executor, p
     def commit() -> None:
         nonlocal rows, crops, thumbs, last_commit
         if rows and embedder is not None:
-            from photodedup.embed import record_with_embeddings
+            from photodedup.vectors import record_with_embeddings
 
             record_with_embeddings(cat, embedder, rows, crops, thumbs)
         elif rows:
@@ -269,74 +271,6 @@ def _inspect_all(cat: Catalog, todo, summary: ScanSummary, executor: Executor, p
     finally:
         commit()  # keep what is finished, also when interrupted
         summary.error_kinds = dict(kinds)
-
-
-def canonical_roots(roots: Sequence[Path], known: Iterable[str] = ()) -> tuple[list[Path], list[str]]:
-    """``(roots, notes)``: each root named by one path, so that a folder is recorded under one path only.
-
-    A root's symlinks are resolved; a root whose folder (or a folder above it) the catalog knows under
-    another path (``known``: the roots of earlier scans), or an earlier root of this scan, is named by
-    that path (a bind mount has no symlink to resolve, but the same device and inode); a root inside
-    another root, or given twice, is dropped. ``notes`` says each of these in words (the scan summary).
-    """
-    anchors: dict[tuple[int, int], Path] = {}
-    for folder in known:
-        _anchor(anchors, Path(folder))
-    named: list[tuple[Path, Path]] = []  # (given, canonical)
-    for given in roots:
-        path = _known_as(Path(os.path.realpath(given)), anchors)
-        _anchor(anchors, path)
-        named.append((given, path))
-    out: list[Path] = []
-    notes: list[str] = []
-    for given, path in named:
-        outer = next((p for _, p in named if p != path and _under_any(str(path), [p])), None)
-        if path in out:
-            notes.append(f"{given} was given twice: scanned once" if given == path else
-                         f"{given} is {path} (reached by another path): scanned once")
-        elif outer is not None:
-            notes.append(f"{given} is inside {outer}: scanned once, as part of it")
-        else:
-            out.append(path)
-            if path != given:
-                what = "the folder" if path.is_dir() else "the file"
-                notes.append(f"{given} is {what} {path} (reached by another path): its files are recorded once, "
-                             f"under {path}")
-    return out, notes
-
-
-def canonical_path(path: Path | str, known: Iterable[str]) -> Path:
-    """``path`` as the catalog names it: symlinks resolved, and a folder the catalog knows under another
-    path (``known``: its roots; a bind mount of one) named by that path (``--prefer``, ``group ROOTS``)."""
-    anchors: dict[tuple[int, int], Path] = {}
-    for folder in known:
-        _anchor(anchors, Path(folder))
-    return _known_as(Path(os.path.realpath(Path(path).expanduser())), anchors)
-
-
-def _anchor(anchors: dict[tuple[int, int], Path], folder: Path) -> None:
-    """Name the folder at ``folder``'s device and inode by it, unless it holds a symlink (an earlier
-    version recorded symlinked roots as given: such a path never names a folder)."""
-    try:
-        if os.path.realpath(folder) != str(folder):
-            return
-        st = os.stat(folder)
-    except OSError:
-        return
-    anchors.setdefault((st.st_dev, st.st_ino), folder)
-
-
-def _known_as(path: Path, anchors: dict[tuple[int, int], Path]) -> Path:
-    """``path`` through the anchor folder that is it or holds it under another path, else itself."""
-    for folder in (path, *path.parents):
-        try:
-            st = os.stat(folder)
-        except OSError:
-            continue
-        anchor = anchors.get((st.st_dev, st.st_ino))
-        if anchor is not None and anchor != folder:
-            return anchor / path.relative_to(folder)
-    return path
 
 
 def _walk(roots: list[Path], include: list[str], exclude: list[str], summary: ScanSummary,
@@ -407,10 +341,6 @@ def _wanted(rel: str, name: str, include: list[str], exclude: list[str]) -> bool
         return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
 
     return (not include or match(include)) and not match(exclude)
-
-
-def _under_any(path: str, roots: Sequence[Path | str]) -> bool:
-    return any(path == str(r) or path.startswith(str(r).rstrip("/") + "/") for r in roots)
 
 
 def _not_scanned(path: str) -> str | None:

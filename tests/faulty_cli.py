@@ -23,7 +23,7 @@ import signal
 import sys
 import time
 
-from photodedup import apply
+from photodedup import moves
 from photodedup.catalog import Catalog
 from photodedup.cli import main
 
@@ -77,8 +77,8 @@ def _pause_after(method: str, count: int) -> None:
 
 
 if __name__ == "__main__":
-    apply.checkpoint = _kill_at
-    apply.LINK_FIRST = not os.environ.get(COPY)
+    moves.checkpoint = _kill_at
+    moves.LINK_FIRST = not os.environ.get(COPY)
     if os.environ.get(PAUSE):
         method, count = os.environ[PAUSE].split(":")
         _pause_after(method, int(count))

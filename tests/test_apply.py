@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from photodedup import apply as apply_module
 from photodedup import groups as decisions
-from photodedup.apply import JOURNAL_NAME, MARKER_NAME, apply, file_md5, undo
+from photodedup import moves
+from photodedup.apply import apply, undo
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError
+from photodedup.moves import JOURNAL_NAME, MARKER_NAME, file_md5
 
 
 def keep(lib: dict, group: str, name: str) -> None:
@@ -183,7 +184,7 @@ def test_copy_across_filesystems_is_verified_and_keeps_the_mtime(review_library,
     if real_cross:
         lib["trash"] = Path(os.environ.get("TMPDIR_SHM", shm)) / f"photodedup-test-{os.getpid()}-{id(lib)}"
     else:
-        monkeypatch.setattr(apply_module, "LINK_FIRST", False)  # as if across filesystems
+        monkeypatch.setattr(moves, "LINK_FIRST", False)  # as if across filesystems
     try:
         keep(lib, "B", "b.jpg")
         original = Path(lib["paths"]["b_q70.jpg"])
@@ -286,8 +287,8 @@ def test_each_journal_line_is_on_disk_before_its_file_moves(review_library, monk
         events.append(("link", str(src)))
         return real_link(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(apply_module.os, "fsync", fsync)
-    monkeypatch.setattr(apply_module.os, "link", link)
+    monkeypatch.setattr(moves.os, "fsync", fsync)
+    monkeypatch.setattr(moves.os, "link", link)
     apply(lib["catalog"], trash_dir=lib["trash"])
     journal_path = str(lib["trash"] / JOURNAL_NAME)
     moved = events.index(("link", lib["paths"]["b_q70.jpg"]))
@@ -307,7 +308,7 @@ def test_link_mode_never_replaces_a_file_at_the_destination(review_library, monk
             Path(begun["trash"]).parent.mkdir(parents=True, exist_ok=True)
             Path(begun["trash"]).write_bytes(intruder)
 
-    monkeypatch.setattr(apply_module, "checkpoint", appear)
+    monkeypatch.setattr(moves, "checkpoint", appear)
     summary = apply(lib["catalog"], trash_dir=lib["trash"])
     target = next(lib["trash"].rglob("b_q70.jpg"))
     assert target.read_bytes() == intruder and target.stat().st_nlink == 1  # not replaced, not linked over

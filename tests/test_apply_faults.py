@@ -18,8 +18,9 @@ from helpers import run_cli
 
 from photodedup import apply as apply_mod
 from photodedup import groups as decisions
-from photodedup.apply import JOURNAL_NAME, file_md5
+from photodedup import moves
 from photodedup.catalog import Catalog
+from photodedup.moves import JOURNAL_NAME, file_md5
 
 MARKED = ["2019/copies/a_copy.jpg", "a_small.jpg", "b_q70.jpg"]  # the order apply moves them in
 
@@ -129,7 +130,7 @@ def test_a_full_trash_disk_is_a_clear_error_and_leaves_nothing_behind(review_lib
     md5s = mark_all(lib)
     trash = tmpfs("1m") / "trash"
     trash.mkdir()
-    (trash / apply_mod.MARKER_NAME).write_text("photodedup trash\n")
+    (trash / moves.MARKER_NAME).write_text("photodedup trash\n")
     filler = trash.parent / "filler"
     fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # fill the disk, then free one page: room for the journal
     try:
@@ -187,7 +188,7 @@ def test_a_relative_trash_dir_is_stored_absolute(review_library, tmp_path):
 def test_copy_mode_never_overwrites_a_file_that_appears_at_the_destination(review_library, monkeypatch):
     lib = review_library
     mark_all(lib)
-    monkeypatch.setattr(apply_mod, "LINK_FIRST", False)  # as if across filesystems
+    monkeypatch.setattr(moves, "LINK_FIRST", False)  # as if across filesystems
     intruder = b"someone else's file"
     real_link, real_rename = os.link, os.rename
 
@@ -198,8 +199,8 @@ def test_copy_mode_never_overwrites_a_file_that_appears_at_the_destination(revie
             return real(src, dst, *args, **kwargs)
         return wrapped
 
-    monkeypatch.setattr(apply_mod.os, "link", appear_first(real_link))
-    monkeypatch.setattr(apply_mod.os, "rename", appear_first(real_rename))
+    monkeypatch.setattr(moves.os, "link", appear_first(real_link))
+    monkeypatch.setattr(moves.os, "rename", appear_first(real_rename))
     summary = apply_mod.apply(lib["catalog"], trash_dir=lib["trash"])
     target = next(lib["trash"].rglob("b_q70.jpg"))
     assert target.read_bytes() == intruder  # not overwritten

@@ -20,8 +20,8 @@ import pytest
 from helpers import run_cli, write_photo
 
 from photodedup import groups as decisions
-from photodedup.apply import JOURNAL_NAME, MARKER_NAME, file_md5
 from photodedup.catalog import Catalog
+from photodedup.moves import JOURNAL_NAME, MARKER_NAME, file_md5
 
 
 def pair_library(tmp_path: Path, copy_name: str = "b_copy.jpg", *, folder: str = "") -> dict:
@@ -294,7 +294,7 @@ def test_a_kill_after_the_journal_line_leaves_the_catalog_caught_up_by_the_next_
 def test_on_a_filesystem_without_hard_links_the_copy_never_replaces_a_file_that_appears(tmp_path, monkeypatch):
     """Unit test of ``_put_in_place`` alone: no hard links (EPERM, as on FAT), and a file that appears at the
     destination right after the check for it (the race, made certain by a check that sees nothing)."""
-    from photodedup import apply as engine
+    from photodedup import moves as engine
 
     temp, dst = tmp_path / ".x.jpg.0123456789ab.pdpart", tmp_path / "x.jpg"
     temp.write_bytes(b"our copy")

@@ -4,6 +4,7 @@ CLI -> commands -> domain -> storage/backends, and the serving path needs no tor
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 
@@ -101,6 +102,129 @@ def test_imports_flow_from_the_cli_down():
             assert not wrong, f"{name} imports {sorted(wrong)}"
     exports = graph["photodedup.exports"]
     assert not exports & {"photodedup.export_onnx", "photodedup.backends.onnx"}
+
+
+#: One module (or package) per CLI verb; docs/ARCHITECTURE.md's "Commands" line names the same.
+COMMANDS = ("scan", "export_onnx", "embed", "group", "report", "review", "apply", "run", "serve", "triton_config",
+            "bench", "eval", "sample_library", "parquet")
+#: The modules that may compose commands: the CLI calls them, `run` chains them.
+COMPOSERS = ("photodedup.cli", "photodedup.__main__", "photodedup.run")
+#: Command -> command imports not yet moved out (each must still exist: remove it here when it is moved).
+#: eval and parquet group with group.py's domain half (GroupSettings, find_edges, build_groups), which moves
+#: to a domain module once the evidence registry has landed; the review page's apply/undo buttons call the
+#: apply command; bench times the export and builds a Triton repository with the commands that make them.
+PENDING = {("photodedup.eval", "photodedup.group"), ("photodedup.parquet", "photodedup.group"),
+           ("photodedup.review.routes", "photodedup.apply"), ("photodedup.bench.pipeline", "photodedup.export_onnx"),
+           ("photodedup.bench.compare", "photodedup.triton_config")}
+
+
+def command_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in COMMANDS else None
+
+
+def command_imports(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """(importer, imported) where a module that is not a composer imports another command's module."""
+    return {(name, edge) for name, edges in graph.items() if name not in COMPOSERS for edge in edges
+            if command_of(edge) is not None and command_of(edge) != command_of(name)}
+
+
+def test_only_run_composes_commands():
+    """Domain and storage never import a command, and a command never imports another (only `run` does)."""
+    wrong = command_imports(import_graph()) - PENDING
+    assert not wrong, "\n".join(f"{a} imports the command {b}" for a, b in sorted(wrong))
+
+
+def test_pending_command_imports_still_exist():
+    assert PENDING <= command_imports(import_graph())
+
+
+def test_the_command_rule_can_fail():
+    graph = {"photodedup.group": {"photodedup.scan", "photodedup.cluster"}, "photodedup.keeper": {"photodedup.apply"},
+             "photodedup.review.routes": {"photodedup.review.files"}, "photodedup.run": {"photodedup.scan"}}
+    assert command_imports(graph) == {("photodedup.group", "photodedup.scan"),
+                                      ("photodedup.keeper", "photodedup.apply")}
+
+
+def test_the_commands_are_those_the_architecture_names():
+    text = (REPO / "docs" / "ARCHITECTURE.md").read_text()
+    line = next(line for line in text.split("\n- ") if line.startswith("**Commands**"))
+    named = {name.removesuffix(".py").removesuffix("/") for name in re.findall(r"`(\w+(?:\.py|/))`", line)}
+    assert named == set(COMMANDS)
+    for name in COMMANDS:
+        assert (PACKAGE / f"{name}.py").exists() or (PACKAGE / name / "__init__.py").exists(), name
+
+
+def evidence_kinds() -> set[str]:
+    from photodedup import cluster
+
+    registry = getattr(cluster, "KINDS", None)
+    return {kind.name for kind in registry} if registry else set(cluster.KIND_NAMES)
+
+
+def keeper_rules() -> set[str]:
+    from photodedup import keeper
+
+    return set(keeper.RULES) | set(keeper.ALIASES)
+
+
+#: Lists that name kinds for another purpose, each checked on its own: ``group --evidence``'s choices are the
+#: searches to run (``dihedral`` is a search whose pairs count as perceptual evidence).
+OTHER_PURPOSE = {("photodedup/group.py", "EVIDENCE = ")}
+
+
+def second_lists(names: set[str], home: str, files=None) -> list[str]:
+    """Tuple, list, set and dict literals that hold three or more of ``names``, outside ``home``."""
+    from test_formats import _literal_groups
+
+    found = []
+    for path in files or sorted(PACKAGE.rglob("*.py")):
+        if path == PACKAGE / home:
+            continue
+        text = path.read_text()
+        lines = text.splitlines()
+        for line, strings in _literal_groups(ast.parse(text, str(path))):
+            named = [s for s in strings if s in names]
+            where = path.relative_to(REPO) if path.is_relative_to(REPO) else path
+            if any(str(where) == file and lines[line - 1].startswith(start) for file, start in OTHER_PURPOSE):
+                continue
+            if len(named) >= 3:
+                found.append(f"{where}:{line}: {named}")
+    return found
+
+
+def test_one_list_of_evidence_kinds():
+    """The evidence registry (``cluster.KINDS``) is the one place that names the evidence kinds."""
+    found = second_lists(evidence_kinds(), "cluster.py")
+    assert found == [], "evidence kinds listed outside photodedup/cluster.py:\n" + "\n".join(found)
+
+
+def test_the_evidence_searches_find_registered_kinds():
+    from photodedup.group import EVIDENCE
+
+    assert set(EVIDENCE) - {"dihedral"} <= evidence_kinds()
+
+
+def test_one_list_of_keeper_rules():
+    """``keeper.RULES`` (and its aliases) is the one place that names the keeper rules."""
+    found = second_lists(keeper_rules(), "keeper.py")
+    assert found == [], "keeper rules listed outside photodedup/keeper.py:\n" + "\n".join(found)
+
+
+def test_every_keeper_rule_has_its_place_in_the_order():
+    from photodedup import keeper
+
+    assert set(keeper.RULES) == set(keeper.RULE_BY_NAME)
+    assert {rule for rules in keeper.ALIASES.values() for rule in rules} <= set(keeper.RULES)
+
+
+def test_the_second_list_guards_can_fail(tmp_path):
+    source = tmp_path / "new.py"
+    source.write_text('KINDS = ("exact", "perceptual", "semantic")\nRULES = ["resolution", "exif", "size"]\n'
+                      'FINE = ("exact", "perceptual")\n')
+    assert second_lists(evidence_kinds(), "cluster.py", [source]) == [
+        f"{source}:1: ['exact', 'perceptual', 'semantic']"]
+    assert second_lists(keeper_rules(), "keeper.py", [source]) == [f"{source}:2: ['resolution', 'exif', 'size']"]
 
 
 def test_the_serving_path_imports_no_torch():

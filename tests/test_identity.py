@@ -18,8 +18,8 @@ from helpers import cli_env, run_cli, write_photo
 from PIL import Image
 
 from photodedup import groups
-from photodedup.apply import JOURNAL_NAME, MARKER_NAME, file_md5
 from photodedup.catalog import Catalog
+from photodedup.moves import JOURNAL_NAME, MARKER_NAME, file_md5
 
 
 def library(root: Path) -> Path:

@@ -15,8 +15,8 @@ from PIL import Image
 
 from photodedup import groups as decisions
 from photodedup import media
-from photodedup.apply import file_md5
 from photodedup.catalog import Catalog
+from photodedup.moves import file_md5
 from photodedup.report import write_report
 from tests.helpers import run_cli, write_photo
 

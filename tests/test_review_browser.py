@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO, cli_command
 
-from photodedup.apply import JOURNAL_NAME, file_md5
+from photodedup.moves import JOURNAL_NAME, file_md5
 
 CHROMIUM = Path(os.environ.get("PHOTODEDUP_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = REPO / "test-artifacts"

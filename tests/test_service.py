@@ -471,7 +471,7 @@ def test_accepted_connections_have_nagle_off():
     import asyncio
     import socket
 
-    from photodedup.serve import listen
+    from photodedup.listener import listen
 
     sock = listen("127.0.0.1", 0)
     seen: list[int] = []

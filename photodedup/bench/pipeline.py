@@ -105,9 +105,9 @@ def jpeg_to_embeddings(paths: Sequence[str], backend, decoder: str = "torchvisio
                        workers: int | None = None) -> PipelineRow:
     """Files to embeddings with ``backend`` (model loaded beforehand, not timed): read, decode and crop
     (``torchvision`` on the backend's device, or ``pil`` in ``workers`` processes), embed, per batch."""
-    from photodedup.embed import decode_original
     from photodedup.executor import worker_pool
     from photodedup.gpu import JpegCropper, read_files
+    from photodedup.vectors import decode_original
 
     stages = {"read": 0.0, "decode": 0.0, "infer": 0.0}
     cropper = JpegCropper(backend.preprocess, device=backend.device) if decoder == "torchvision" else None

@@ -90,7 +90,7 @@ def serve(catalog: Path, *, host: str = "127.0.0.1", port: int = 8000, trash_dir
     """
     import uvicorn
 
-    from photodedup.serve import connection_cap, header_deadline_protocol, listen
+    from photodedup.listener import connection_cap, header_deadline_protocol, listen
 
     Catalog(catalog, create=False).close()  # no catalog: the same error (and exit code) as every command
     # as `serve`: connections below the open-file limit, idle ones make room, slow headers get 408
