@@ -50,7 +50,7 @@ from photodedup.errors import BadInputError, SafetyError
 from photodedup.groups import current_groups, in_trash
 from photodedup.keeper import human_size
 from photodedup.progress import ProgressCallback, no_progress
-from photodedup.scan import canonical_path
+from photodedup.scan import canonical_path, link_shots
 from photodedup.text import printable
 
 log = logging.getLogger(__name__)
@@ -806,18 +806,24 @@ def recover(journal: Journal, cat: Catalog) -> tuple[int, list[dict]]:
 
 def _catch_up(cat: Catalog, entries: list[dict], trash: Path) -> None:
     """A kill between a move's ``done`` line and its catalog update leaves the catalog behind (a trashed
-    file still ``ok``, a restored one still "in the trash"): bring those rows up to the journal."""
+    file still ``ok``, or ``missing`` when a scan came first; a restored one still "in the trash"): bring
+    those rows up to the journal, and a trashed lead's companions back to it (the scan dropped them)."""
     last = {e["original"]: e for e in entries if e.get("state") == "done" and "original" in e}
     if not last:
         return
+    trashed = 0
     for row in cat.files(status=None):
         entry = last.get(row["path"])
         if entry is None:
             continue
-        if entry["op"] == "trash" and row["status"] == "ok" and not os.path.lexists(row["path"]):
-            cat.mark_missing([row["path"]], reason=f"in the trash: {entry['trash']}")
+        if entry["op"] == "trash" and row["status"] in ("ok", "missing") and not in_trash(row) \
+                and not os.path.lexists(row["path"]):
+            cat.mark_missing([row["path"]], reason=f"in the trash: {entry['trash']}", restate=True)
+            trashed += row["status"] == "missing"
         elif entry["op"] == "restore" and in_trash(row) and os.path.isfile(row["path"]):
             _after_restore(cat, entry, trash)
+    if trashed:
+        link_shots(cat)
 
 
 def _recover_one(journal: Journal, cat: Catalog, entry: dict) -> int:

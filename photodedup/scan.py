@@ -193,10 +193,7 @@ def scan(
         for folder in trash_folders:  # recorded by an older version: a trashed copy is never a photo again
             cat.mark_missing([p for p in known if known[p].status != "missing" and _under_any(p, [folder])],
                              reason=f"inside photodedup's trash folder {folder}")
-        everything = cat.files(status=None, columns=SHOT_COLUMNS)
-        pairs = raw.find_pairs(everything)
-        cat.set_raw_pairs(pairs)
-        cat.set_companions(media.find_companions(everything, dict(pairs)))
+        link_shots(cat)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -269,6 +266,14 @@ def _inspect_all(cat: Catalog, todo, summary: ScanSummary, executor: Executor, p
     finally:
         commit()  # keep what is finished, also when interrupted
         summary.error_kinds = dict(kinds)
+
+
+def link_shots(cat: Catalog) -> None:
+    """Record which files travel together (RAW+JPEG pairs, Live Photos, sidecars) from the catalog as it is."""
+    everything = cat.files(status=None, columns=SHOT_COLUMNS)
+    pairs = raw.find_pairs(everything)
+    cat.set_raw_pairs(pairs)
+    cat.set_companions(media.find_companions(everything, dict(pairs)))
 
 
 def canonical_roots(roots: Sequence[Path], known: Iterable[str] = ()) -> tuple[list[Path], list[str]]:

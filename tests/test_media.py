@@ -292,3 +292,22 @@ def test_a_live_photo_whose_still_has_a_hard_link_keeps_its_video(tmp_path):
     applied = run_cli("apply", "--catalog", catalog, "--trash-dir", trash, "--json")
     assert applied.returncode == 0, applied.stderr
     assert sorted(p.name for p in root.iterdir() if p.is_file()) == ["p.jpg", "p.mov"]
+
+
+def test_a_scan_between_a_kill_and_the_next_apply_keeps_the_item_together(tmp_path):
+    """Found by benchmarks/chaos.py: apply was killed after the still's move was journaled, before the catalog
+    heard of it; a scan then found the still gone (missing, not "in the trash") and its video and sidecars
+    lost their lead, so the next apply, catching the catalog up, left them in the library without it."""
+    lib = live_library(tmp_path)
+    _decide_keep_a(lib)
+    args = ("--catalog", str(lib["catalog"]), "--trash-dir", str(lib["trash"]))
+    killed = run_cli("apply", *args, env={"PHOTODEDUP_TEST_APPLY_KILL": "journaled:2"})
+    assert killed.returncode == -9, killed.stderr
+    assert sorted(p.name for p in (lib["root"] / "b").iterdir()) == B_ITEM[2:]  # the .AAE, then the still moved
+    assert run_cli("scan", lib["root"], *args[:2], "-q").returncode == 0
+    applied = run_cli("apply", *args, "--json")
+    assert applied.returncode == 0, applied.stderr
+    assert list((lib["root"] / "b").iterdir()) == []
+    undone = run_cli("undo", *args, str(lib["root"] / "b"), "--json")
+    assert undone.returncode == 0, undone.stderr
+    assert sorted(p.name for p in (lib["root"] / "b").iterdir()) == B_ITEM
