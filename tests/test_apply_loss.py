@@ -105,7 +105,7 @@ def test_finishing_an_interrupted_undo_never_removes_a_user_file(tmp_path, where
 
 # -- 2. a file edited while apply moves it keeps the edit ---------------------------------------------------
 @pytest.mark.parametrize("stage,mode", [("begun", "rename"), ("linked", "rename"), ("linked", "inplace"),
-                                        ("copied", "inplace")])
+                                        ("copied", "inplace"), ("checked", "rename"), ("checked", "inplace")])
 def test_a_file_edited_while_apply_moves_it_keeps_the_edit(tmp_path, where, stage, mode):
     kind, _ = where
     if stage == "copied" and kind == "same":
