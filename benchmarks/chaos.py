@@ -1,19 +1,27 @@
 """Chaos rounds for apply, undo and scan: no photo is ever lost (issue 20).
 
-    sudo python benchmarks/chaos.py --rounds 500 --seed 1
+    sudo PYTHONPATH=. python benchmarks/chaos.py --rounds 500 --seed 1
 
 Each round builds a small library (exact copies, hard links, temporary-looking names such as
-``x.jpg.partial`` and ``.x.jpg.<hex>.pdpart``, 251-byte names, a 0700 folder), scans it, groups it and
-keeps each group's keeper, then runs 2-5 random operations against one trash folder: on the same
-filesystem, on a tmpfs (another filesystem; root only) or made by the tool inside the library. The
-operations run in forked processes, each SIGKILLed at a random moment with probability ``--kill``:
-apply, undo, scan, apply while an "editor" saves library files by rename, scan and apply at once.
+``x.jpg.partial`` and ``.x.jpg.<hex>.pdpart``, 251-byte names, a 0700 folder, Live Photo pairs: a .jpg
+and a .mov of one stem, also beside copies, and .jpg.xmp sidecars), maybe reaches it by two more
+paths (a symlink to it and a ``mount --bind`` of it; root only, else the reason is counted in
+``bind_skipped``), scans each as a root (the real folder first, mostly), groups it and keeps each
+group's keeper, then runs 2-5 random operations against one trash folder: on the same filesystem, on a
+tmpfs (another filesystem; root only) or made by the tool inside the library. The operations run in
+forked processes, each SIGKILLed at a random moment with probability ``--kill``: apply, undo (of the
+last apply, or by a root named by any of its paths), scan (of some of the roots), apply while an
+"editor" saves library files by rename, scan and apply at once (the catalog lock makes one refuse:
+``lock_refusals``).
 
 After the operations one apply runs to the end (it finishes or rolls back what a kill left), and then:
 every name of the library holds its latest content exactly once, at its path or in the trash (an older
 content, replaced by an edit, at most once); no temporary file is left anywhere; no file the catalog
-calls ok is missing. A final undo must then put every name back byte for byte (a name whose path was
-taken by an edited file keeps the edit; its older content stays in the trash).
+calls ok is missing; a Live Photo's video and a sidecar are where their photo is (library or trash; unless
+one of them was edited). Paths under an alias root count as the real folder's; one inode reached by
+several names is counted once per name the library made. A final undo must then put every name back
+byte for byte (a name whose path was taken by an edited file keeps the edit; its older content stays in
+the trash).
 
 Prints one JSON object: rounds, operations, kills, edits, lock refusals, problems (each with its round).
 """
