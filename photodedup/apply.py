@@ -522,6 +522,7 @@ def _locked(trash: Path, *, create: bool) -> Iterator[Journal]:
             staging = _temp_path(trash)
             os.mkdir(staging, 0o700)
             _mark(staging)
+            checkpoint("staged", 0)
             try:
                 if not _rename_noreplace(staging, trash):
                     os.rename(staging, trash)
@@ -539,14 +540,42 @@ def _locked(trash: Path, *, create: bool) -> Iterator[Journal]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as error:
             raise SafetyError(f"another apply or undo is using {trash}", hint="wait for it to finish") from error
+        _remove_stale_staging(trash)
         yield Journal(trash / JOURNAL_NAME)
     finally:
         os.close(lock)
 
 
+_MARKER_TEXT = b"photodedup trash: files moved by `photodedup apply`; restore them with `photodedup undo`.\n"
+
+
 def _mark(folder: Path) -> None:
     with _create(folder / MARKER_NAME, 0o644) as marker:
-        marker.write(b"photodedup trash: files moved by `photodedup apply`; restore them with `photodedup undo`.\n")
+        marker.write(_MARKER_TEXT)
+
+
+def _remove_stale_staging(trash: Path) -> None:
+    """Remove what a kill while the trash folder was being made left beside it: a staging folder
+    (``_temp_path`` of the trash) that holds our marker and nothing else."""
+    example = _temp_path(trash).name  # "." + the name (shortened) + "." + 12 hex digits + the suffix
+    head = example[:len(example) - 12 - len(_TEMP_SUFFIX)]
+    try:
+        entries = list(os.scandir(trash.parent))
+    except OSError:
+        return
+    for entry in entries:
+        rest = entry.name[len(head):-len(_TEMP_SUFFIX)]
+        if not (entry.name.startswith(head) and entry.name.endswith(_TEMP_SUFFIX) and len(rest) == 12
+                and all(c in "0123456789abcdef" for c in rest) and entry.is_dir(follow_symlinks=False)):
+            continue
+        marker = Path(entry.path) / MARKER_NAME
+        try:
+            if os.listdir(entry.path) == [MARKER_NAME] and stat.S_ISREG(os.lstat(marker).st_mode) \
+                    and marker.read_bytes() == _MARKER_TEXT:
+                os.unlink(marker)
+                os.rmdir(entry.path)
+        except OSError:
+            continue
 
 
 def _create(path: Path, mode: int = 0o600):

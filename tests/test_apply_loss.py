@@ -228,6 +228,20 @@ def test_a_trash_folder_the_tool_makes_inside_a_root_is_marked_and_never_scanned
         assert not [r for r in cat.files(status=None) if r["path"].startswith(str(lib["trash"]))]
 
 
+def test_a_kill_while_the_trash_folder_is_made_leaves_no_staging_folder_behind(tmp_path):
+    """Found by benchmarks/chaos.py: a kill between making the marked staging folder and renaming it into
+    place left ``.trash.<random>.pdpart`` inside the library for good."""
+    lib = pair_library(tmp_path)
+    lib["trash"] = lib["root"] / "trash"
+    killed = cli("apply", lib, env={"PHOTODEDUP_TEST_APPLY_KILL": "staged:0"})
+    assert killed.returncode == -9, killed.stderr
+    assert [p.name.endswith(".pdpart") for p in lib["root"].iterdir() if p.is_dir()] == [True]
+    applied = cli("apply", lib, "--json")
+    assert applied.returncode == 0, applied.stderr
+    assert sorted(p.name for p in lib["root"].iterdir()) == ["b.jpg", "trash"]
+    assert (lib["trash"] / MARKER_NAME).is_file() and not lib["copy"].exists()
+
+
 def test_scan_never_records_a_folder_holding_a_trash_journal_and_a_trashed_copy_is_never_a_keeper(tmp_path):
     """An older version used a user-made trash inside the library (no marker) and a scan recorded the trashed
     copy: a rescan drops it, and until then apply never counts it as the surviving copy."""
