@@ -39,6 +39,7 @@ from photodedup.moves import (
     trash_folder,
     why_failed,
 )
+from photodedup.paths import canonical_path
 from photodedup.progress import ProgressCallback, no_progress
 from photodedup.text import printable
 
@@ -309,7 +310,7 @@ def undo(catalog: Path | None = None, *, trash_dir: Path | None = None, paths: S
             summary.refused += unresolved
         entries = journal.entries()
         in_trash = _in_trash(entries)
-        selected = _select(in_trash, paths, apply_id, summary, entries)
+        selected = _select(in_trash, paths, apply_id, summary, entries, cat.roots())
         summary.applies = sorted({e["apply"] for e in selected})
         for index, entry in enumerate(selected, 1):
             original, target = Path(entry["original"]), Path(entry["trash"])
@@ -351,12 +352,13 @@ def _in_trash(entries: list[dict]) -> list[dict]:
 
 
 def _select(in_trash: list[dict], paths: Sequence[Path], apply_id: str | None, summary: UndoSummary,
-            entries: Sequence[dict] = ()) -> list[dict]:
+            entries: Sequence[dict] = (), known: Sequence[str] = ()) -> list[dict]:
     if paths:
         chosen: list[dict] = []
         for path in paths:
             wanted = os.path.abspath(path)
-            names = {wanted, os.path.realpath(path)}  # the scan records one path per folder: symlinks resolved
+            # the scan records one path per folder: symlinks resolved, a bind mount by the path scanned first
+            names = {wanted, os.path.realpath(path), str(canonical_path(path, known))}
             leads = {e.get("file_id") for e in entries if any(_names(e, w) for w in names)} - {None}  # a lead back
             hits = [e for e in in_trash if any(_names(e, w) for w in names) or e.get("companion_of") in leads]
             if not hits:

@@ -480,13 +480,15 @@ class Catalog:
                 ids[row["path"]] = file_id
         return ids
 
-    def mark_missing(self, paths: Iterable[str], reason: str = "not found on the last scan") -> int:
-        """Mark paths missing (their rows and decisions stay); returns how many changed."""
+    def mark_missing(self, paths: Iterable[str], reason: str = "not found on the last scan",
+                     restate: bool = False) -> int:
+        """Mark paths missing (their rows and decisions stay; ``restate``: also those missing already, with
+        this reason); returns how many changed."""
         now = time.time()
         with self.transaction() as conn:
             cursor = conn.executemany(
                 "UPDATE files SET status='missing', error_kind='missing', reason=?, scanned_at=? "
-                "WHERE path=? AND status!='missing'", [(display(reason), now, to_db(p)) for p in paths])
+                "WHERE path=? AND (status!='missing' OR ?)", [(display(reason), now, to_db(p), restate) for p in paths])
             return cursor.rowcount
 
     def files(self, status: str | None = "ok", under: str | None = None, kinds: Sequence[str] | None = None,

@@ -178,13 +178,18 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
         roots = [canonical_path(root, known) for root in roots]
         if params.prefer:
             params = replace(params, prefer=tuple(str(canonical_path(f, known)) for f in params.prefer))
-        rows, names = one_per_file(select_files(cat, roots))
+        every = select_files(cat, roots)
+        rows, names = one_per_file(every)
         progress(0, 3)
         model, warnings = pick_model(cat, params)
         vectors = semantic_vectors(cat, rows, model) if model else None
         parts = find_edges(rows, vectors, params, thumbs=cat.thumb)
         progress(1, 3)
         shots = [*cat.raw_pairs().items(), *((lead, f) for f, lead, kind in cat.companions() if kind == "live")]
+        if names:  # a lead named by another of its paths (a hard link first by path): its row stands for it
+            kept = {(r["dev"], r["ino"]): r["id"] for r in rows}
+            same = {r["id"]: kept.get((r["dev"], r["ino"]), r["id"]) for r in every}
+            shots = [(same.get(lead, lead), same.get(other, other)) for lead, other in shots]
         groups = build_groups(rows, clu.combine(*parts.values()), params, pairs=shots, names=names,
                               quality=_quality_source(rows, cat.thumb))
         progress(2, 3)

@@ -33,7 +33,7 @@ from collections.abc import Iterable
 
 from PIL import Image
 
-from photodedup import capture_time, formats
+from photodedup import capture_time, formats, raw
 
 _SUPPLEMENTAL = ".supplemental-metadata"
 
@@ -234,3 +234,16 @@ def _live_pairs(rows: list) -> list[tuple[int, int]]:
 
 def _kind(row) -> str:
     return row["kind"] or ("raw" if row["raw_decode"] else "image")
+
+
+#: The catalog columns that decide which files travel together (``link_shots``).
+SHOT_COLUMNS = ("id", "path", "status", "reason", "raw_decode", "format", "taken_at", "kind", "content_id")
+
+
+def link_shots(cat) -> None:
+    """Record which files travel together (RAW+JPEG pairs, Live Photos, sidecars) from the catalog ``cat``
+    as it is: every scan, and an apply or undo that catches the catalog up after a kill."""
+    everything = cat.files(status=None, columns=SHOT_COLUMNS)
+    pairs = raw.find_pairs(everything)
+    cat.set_raw_pairs(pairs)
+    cat.set_companions(find_companions(everything, dict(pairs)))

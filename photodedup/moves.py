@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from photodedup import config
+from photodedup import config, media
 from photodedup.catalog import Catalog
 from photodedup.errors import BadInputError, SafetyError
 from photodedup.groups import in_trash
@@ -170,6 +170,7 @@ def locked(trash: Path, *, create: bool) -> Iterator[Journal]:
             staging = _temp_path(trash)
             os.mkdir(staging, 0o700)
             _mark(staging)
+            checkpoint("staged", 0)
             try:
                 if not _rename_noreplace(staging, trash):
                     os.rename(staging, trash)
@@ -187,14 +188,42 @@ def locked(trash: Path, *, create: bool) -> Iterator[Journal]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as error:
             raise SafetyError(f"another apply or undo is using {trash}", hint="wait for it to finish") from error
+        _remove_stale_staging(trash)
         yield Journal(trash / JOURNAL_NAME)
     finally:
         os.close(lock)
 
 
+_MARKER_TEXT = b"photodedup trash: files moved by `photodedup apply`; restore them with `photodedup undo`.\n"
+
+
 def _mark(folder: Path) -> None:
     with _create(folder / MARKER_NAME, 0o644) as marker:
-        marker.write(b"photodedup trash: files moved by `photodedup apply`; restore them with `photodedup undo`.\n")
+        marker.write(_MARKER_TEXT)
+
+
+def _remove_stale_staging(trash: Path) -> None:
+    """Remove what a kill while the trash folder was being made left beside it: a staging folder
+    (``_temp_path`` of the trash) that holds our marker and nothing else."""
+    example = _temp_path(trash).name  # "." + the name (shortened) + "." + 12 hex digits + the suffix
+    head = example[:len(example) - 12 - len(_TEMP_SUFFIX)]
+    try:
+        entries = list(os.scandir(trash.parent))
+    except OSError:
+        return
+    for entry in entries:
+        rest = entry.name[len(head):-len(_TEMP_SUFFIX)]
+        if not (entry.name.startswith(head) and entry.name.endswith(_TEMP_SUFFIX) and len(rest) == 12
+                and all(c in "0123456789abcdef" for c in rest) and entry.is_dir(follow_symlinks=False)):
+            continue
+        marker = Path(entry.path) / MARKER_NAME
+        try:
+            if os.listdir(entry.path) == [MARKER_NAME] and stat.S_ISREG(os.lstat(marker).st_mode) \
+                    and marker.read_bytes() == _MARKER_TEXT:
+                os.unlink(marker)
+                os.rmdir(entry.path)
+        except OSError:
+            continue
 
 
 def _create(path: Path, mode: int = 0o600):
@@ -215,14 +244,14 @@ def journaled_move(journal: Journal, op: str, apply_id: str, item: dict, dest: P
     before = os.lstat(src)
     if not stat.S_ISREG(before.st_mode):
         raise SafetyError("it is no longer a regular file")
-    temp = _temp_path(dest)
+    temp, aside = _temp_path(dest), _temp_path(src)
     common = {"op": op, "apply": apply_id, "original": original, "trash": trash, "md5": item["md5"],
               "size": item["size"], "file_id": item["file_id"]} | _pair_key(item)
-    journal.append(state="begin", src_id=_ident(before), temp=str(temp), **common)
+    journal.append(state="begin", src_id=_ident(before), temp=str(temp), aside=str(aside), **common)
     checkpoint("begun", index)
     try:
         method = _move(src, dest, item["md5"], index, before, temp,
-                       lambda made: journal.append(state="temp", temp_id=made, **common))
+                       lambda made: journal.append(state="temp", temp_id=made, **common), aside)
     except (OSError, SafetyError) as error:  # rolled back: the file is where it was
         try:
             journal.append(state="aborted", reason=why_failed(error), **common)
@@ -292,7 +321,7 @@ def _make_folders(folder: Path, like: Path) -> None:
 
 
 def _move(src: Path, dst: Path, md5: str, index: int, before: os.stat_result, temp: Path,
-          note_temp: Callable[[list[int]], None]) -> str:
+          note_temp: Callable[[list[int]], None], aside: Path) -> str:
     """Move ``src`` to ``dst`` (which must not exist); return "link" or "copy".
 
     On any failure nothing has moved: ``src`` is where it was and nothing this move made is left.
@@ -309,7 +338,7 @@ def _move(src: Path, dst: Path, md5: str, index: int, before: os.stat_result, te
         else:
             _fsync_dir(dst.parent)
             checkpoint("linked", index)
-            _remove_source(src, dst, md5, before, ours=_ident(before))  # the link is the source's inode
+            _remove_source(src, dst, md5, before, ours=_ident(before), aside=aside, index=index)  # (its inode)
             return "link"
     with _create(temp) as out:  # outside the try below: a file already at that name is not ours
         made = _ident(os.fstat(out.fileno()))
@@ -341,7 +370,7 @@ def _move(src: Path, dst: Path, md5: str, index: int, before: os.stat_result, te
         raise
     _fsync_dir(dst.parent)
     checkpoint("linked", index)
-    _remove_source(src, dst, md5, before, ours=made)
+    _remove_source(src, dst, md5, before, ours=made, aside=aside, index=index)
     return "copy"
 
 
@@ -382,11 +411,16 @@ def _rename_noreplace(src: Path, dst: Path) -> bool:
     raise OSError(code, os.strerror(code), str(dst))
 
 
-def _remove_source(src: Path, dst: Path, md5: str, before: os.stat_result, *, ours: list[int]) -> None:
-    """The last step of a move: unlink the source, if it is still the file the move began with (device,
+def _remove_source(src: Path, dst: Path, md5: str, before: os.stat_result, *, ours: list[int], aside: Path,
+                   index: int) -> None:
+    """The last step of a move: remove the source, if it is still the file the move began with (device,
     inode, size, mtime_ns, md5). If it changed (edited in place, or saved over by rename), or cannot be
     removed, take our copy at ``dst`` (device and inode ``ours``) back out. A source that is gone is
-    fine: its bytes are at ``dst``."""
+    fine: its bytes are at ``dst``.
+
+    The source is first renamed to ``aside`` (a name of ours, journaled), then checked again and unlinked
+    there: unlinking it by its name would remove an editor's save that lands between the check and the
+    unlink. A save caught by the rename is put back at its name."""
     now = _lstat(src)
     if now is None:
         return
@@ -394,14 +428,27 @@ def _remove_source(src: Path, dst: Path, md5: str, before: os.stat_result, *, ou
     if _ident(now) != _ident(before) or file_md5(src) != md5:
         cause, why = "it changed while it was being moved (edited?)", _CHANGED
     else:
+        checkpoint("checked", index)
         try:
-            os.unlink(src)
-        except OSError as refused:
-            error, cause = refused, f"cannot remove it ({refused.strerror})"
+            if not _rename_noreplace(src, aside):
+                if os.path.lexists(aside):
+                    raise OSError(errno.EEXIST, os.strerror(errno.EEXIST), str(aside))
+                os.rename(src, aside)
+        except (OSError, SafetyError) as refused:
+            error = refused if isinstance(refused, OSError) else None
+            cause = f"cannot remove it ({getattr(refused, 'strerror', None) or refused})"
             why = f"{cause}; rolled back"
         else:
-            _fsync_dir(src.parent)
-            return
+            checkpoint("aside", index)
+            took = _lstat(aside)
+            if took is None:  # (gone from our own name: nothing of it is left to remove)
+                return
+            if _ident(took) == _ident(before) and file_md5(aside) == md5:
+                os.unlink(aside)
+                _fsync_dir(src.parent)
+                return
+            _put_back(aside, src)  # an editor's save (or an edit) came between the check and the rename
+            cause, why = "it changed while it was being moved (edited?)", _CHANGED
     try:
         if not _remove_ours(dst, ours, also=_lstat(src)):  # (a link made after an editor's save: its new file)
             raise OSError(errno.EEXIST, "it is no longer the copy this move made")
@@ -410,6 +457,19 @@ def _remove_source(src: Path, dst: Path, md5: str, before: os.stat_result, *, ou
         raise SafetyError(f"{cause} and cannot take {dst} back out ({undo_error.strerror}): "
                           "it is now in both places") from error
     raise SafetyError(why) from error
+
+
+def _put_back(aside: Path, src: Path) -> bool:
+    """The file set aside at ``aside`` back at its name ``src``, never over a file there (then it stays
+    at ``aside``: False)."""
+    try:
+        os.link(aside, src)
+    except FileExistsError:
+        log.error("%s was saved again while it was being moved: the earlier save is left at %s", src, aside)
+        return False
+    os.unlink(aside)
+    _fsync_dir(src.parent)
+    return True
 
 
 def why_failed(error: Exception) -> str:
@@ -454,18 +514,24 @@ def recover(journal: Journal, cat: Catalog) -> tuple[int, list[dict]]:
 
 def _catch_up(cat: Catalog, entries: list[dict], trash: Path) -> None:
     """A kill between a move's ``done`` line and its catalog update leaves the catalog behind (a trashed
-    file still ``ok``, a restored one still "in the trash"): bring those rows up to the journal."""
+    file still ``ok``, or ``missing`` when a scan came first; a restored one still "in the trash"): bring
+    those rows up to the journal, and a trashed lead's companions back to it (the scan dropped them)."""
     last = {e["original"]: e for e in entries if e.get("state") == "done" and "original" in e}
     if not last:
         return
+    trashed = 0
     for row in cat.files(status=None):
         entry = last.get(row["path"])
         if entry is None:
             continue
-        if entry["op"] == "trash" and row["status"] == "ok" and not os.path.lexists(row["path"]):
-            cat.mark_missing([row["path"]], reason=f"in the trash: {entry['trash']}")
+        if entry["op"] == "trash" and row["status"] in ("ok", "missing") and not in_trash(row) \
+                and not os.path.lexists(row["path"]):
+            cat.mark_missing([row["path"]], reason=f"in the trash: {entry['trash']}", restate=True)
+            trashed += row["status"] == "missing"
         elif entry["op"] == "restore" and in_trash(row) and os.path.isfile(row["path"]):
             after_restore(cat, entry, trash)
+    if trashed:
+        media.link_shots(cat)
 
 
 def _recover_one(journal: Journal, cat: Catalog, entry: dict) -> int:
@@ -482,6 +548,10 @@ def _recover_one(journal: Journal, cat: Catalog, entry: dict) -> int:
     if entry.get("temp") and _remove_ours(Path(entry["temp"]), entry.get("temp_id")):
         cat.mark_missing([entry["temp"]], reason="photodedup's temporary copy (a move that was interrupted); removed")
     src_id = entry.get("src_id")
+    aside = entry.get("aside")
+    if aside and src_id and (st := _lstat(Path(aside))) is not None and [st.st_dev, st.st_ino] == src_id[:2] \
+            and _put_back(Path(aside), src_p):  # killed with the source set aside: back to its name first
+        cat.mark_missing([aside], reason="photodedup's temporary name (a move that was interrupted); put back")
     ours = [i[:2] for i in (src_id, entry.get("temp_id")) if i]
     dst_st = _lstat(dst_p)
     if dst_st is None or not stat.S_ISREG(dst_st.st_mode):

@@ -49,7 +49,6 @@ from photodedup.text import printable
 log = logging.getLogger(__name__)
 
 #: What RAW+JPEG pairs and companions are made from (a re-scan reads them for every file).
-SHOT_COLUMNS = ("id", "path", "status", "reason", "raw_decode", "format", "taken_at", "kind", "content_id")
 THUMB_SIZE = 320
 WRITE_BATCH = 64
 _ORIENTATION_SWAPS = {5, 6, 7, 8}
@@ -195,10 +194,7 @@ def scan(
         for folder in trash_folders:  # recorded by an older version: a trashed copy is never a photo again
             cat.mark_missing([p for p in known if known[p].status != "missing" and _under_any(p, [folder])],
                              reason=f"inside photodedup's trash folder {folder}")
-        everything = cat.files(status=None, columns=SHOT_COLUMNS)
-        pairs = raw.find_pairs(everything)
-        cat.set_raw_pairs(pairs)
-        cat.set_companions(media.find_companions(everything, dict(pairs)))
+        media.link_shots(cat)
     summary.seconds = time.perf_counter() - start
     return summary
 

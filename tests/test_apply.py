@@ -203,8 +203,8 @@ def test_copy_across_filesystems_is_verified_and_keeps_the_mtime(review_library,
             shutil.rmtree(lib["trash"], ignore_errors=True)
 
 
-@pytest.mark.parametrize("stage,copy", [("begun", False), ("linked", False), ("moved", False),
-                                        ("copied", True), ("linked", True)])
+@pytest.mark.parametrize("stage,copy", [("begun", False), ("linked", False), ("aside", False), ("moved", False),
+                                        ("copied", True), ("linked", True), ("aside", True)])
 def test_a_kill_mid_apply_loses_nothing_and_the_next_apply_finishes(review_library, stage, copy):
     lib = review_library
     keep(lib, "A", "2019/a.jpg")
@@ -228,11 +228,11 @@ def test_a_kill_mid_apply_loses_nothing_and_the_next_apply_finishes(review_libra
     finished = run_cli(*args, "--json", env={"PHOTODEDUP_TEST_APPLY_COPY": "1"} if copy else {})
     assert finished.returncode == 0, finished.stderr
     result = json.loads(finished.stdout)
-    assert result["recovered"] == (1 if stage in ("linked", "moved") else 0)
+    assert result["recovered"] == (1 if stage in ("linked", "aside", "moved") else 0)
     assert len(result["moved"]) + result["recovered"] + 1 == len(marked)  # plus the one done before the kill
     for name in marked:
         assert not Path(lib["paths"][name]).exists()
-    assert not list(lib["trash"].rglob("*.pdpart"))
+    assert not list(lib["trash"].rglob("*.pdpart")) and not list(Path(lib["root"]).rglob("*.pdpart"))
     states: dict[str, list[str]] = {}
     for entry in journal(lib):
         states.setdefault(entry["original"], []).append(entry["state"])

@@ -105,7 +105,7 @@ def test_finishing_an_interrupted_undo_never_removes_a_user_file(tmp_path, where
 
 # -- 2. a file edited while apply moves it keeps the edit ---------------------------------------------------
 @pytest.mark.parametrize("stage,mode", [("begun", "rename"), ("linked", "rename"), ("linked", "inplace"),
-                                        ("copied", "inplace")])
+                                        ("copied", "inplace"), ("checked", "rename"), ("checked", "inplace")])
 def test_a_file_edited_while_apply_moves_it_keeps_the_edit(tmp_path, where, stage, mode):
     kind, _ = where
     if stage == "copied" and kind == "same":
@@ -226,6 +226,20 @@ def test_a_trash_folder_the_tool_makes_inside_a_root_is_marked_and_never_scanned
     assert rescanned.returncode == 0, rescanned.stderr
     with Catalog(lib["catalog"]) as cat:
         assert not [r for r in cat.files(status=None) if r["path"].startswith(str(lib["trash"]))]
+
+
+def test_a_kill_while_the_trash_folder_is_made_leaves_no_staging_folder_behind(tmp_path):
+    """Found by benchmarks/chaos.py: a kill between making the marked staging folder and renaming it into
+    place left ``.trash.<random>.pdpart`` inside the library for good."""
+    lib = pair_library(tmp_path)
+    lib["trash"] = lib["root"] / "trash"
+    killed = cli("apply", lib, env={"PHOTODEDUP_TEST_APPLY_KILL": "staged:0"})
+    assert killed.returncode == -9, killed.stderr
+    assert [p.name.endswith(".pdpart") for p in lib["root"].iterdir() if p.is_dir()] == [True]
+    applied = cli("apply", lib, "--json")
+    assert applied.returncode == 0, applied.stderr
+    assert sorted(p.name for p in lib["root"].iterdir()) == ["b.jpg", "trash"]
+    assert (lib["trash"] / MARKER_NAME).is_file() and not lib["copy"].exists()
 
 
 def test_scan_never_records_a_folder_holding_a_trash_journal_and_a_trashed_copy_is_never_a_keeper(tmp_path):

@@ -1,6 +1,8 @@
 """``benchmarks/chaos.py``: 20 randomized rounds of apply, undo and scan with random SIGKILLs, edits during
-apply, concurrent scan and apply, hard links, temporary-looking and 251-byte names, the trash on the same
-filesystem, inside the library and (as root) on a tmpfs: nothing is lost and the final undo restores all."""
+apply, concurrent scan and apply, hard links, temporary-looking and 251-byte names, Live Photo pairs and
+sidecars, roots reached by a symlink and (as root) a bind mount, the trash on the same filesystem, inside the
+library and (as root) on a tmpfs: nothing is lost, companions travel with their photo, and the final undo
+restores all."""
 
 from __future__ import annotations
 
@@ -18,3 +20,4 @@ def test_twenty_chaos_rounds_lose_nothing():
     assert result["problems"] == [], done.stderr
     assert done.returncode == 0 and result["nothing_lost"] and result["rounds"] == 20
     assert result["kills"] > 0 and result["operations"] > 40
+    assert result["roots"].get("symlink", 0) > 0 and result["companions"] > 0

@@ -270,6 +270,24 @@ def test_undo_finds_a_file_named_through_a_symlinked_folder(tmp_path):
     assert file_md5(real / "x_copy.jpg") == file_md5(real / "x.jpg")
 
 
+def test_undo_finds_a_file_named_through_a_bind_mount(tmp_path, bind_mount):
+    """Found by benchmarks/chaos.py: the catalog named the library by its bind mount (scanned first) and
+    ``undo real/`` said "not in the trash journal", leaving every file in the trash."""
+    real = library(tmp_path / "real")
+    alias = tmp_path / "alias"
+    bind_mount(real, alias)
+    db, trash = tmp_path / "c.sqlite", tmp_path / "trash"
+    cli_json("scan", alias, "--catalog", db, "-q")  # recorded under alias/
+    cli_json("group", "--catalog", db)
+    accept_every_suggestion(db)
+    applied = cli_json("apply", "--catalog", db, "--trash-dir", trash)
+    assert [m["path"] for m in applied["moved"]] == [str(alias / "x_copy.jpg")]
+    undone = cli_json("undo", real, "--catalog", db, "--trash-dir", trash)
+    assert (undone["restored"], undone["refused"]) == \
+        ([{"path": str(alias / "x_copy.jpg"), "trash": applied["moved"][0]["trash"]}], [])
+    assert file_md5(real / "x_copy.jpg") == file_md5(real / "x.jpg")
+
+
 def test_a_reference_folder_named_through_a_bind_mount_is_still_the_reference(tmp_path, bind_mount):
     real = tmp_path / "real"
     x = write_photo(real / "a" / "x.jpg", size=(400, 300), pattern=1)

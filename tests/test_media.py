@@ -4,6 +4,7 @@ kills between the halves of an item included. Every fixture is generated here (P
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -264,3 +265,49 @@ def test_live_photo_pairs_follow_the_content_identifier(tmp_path):
             ("IMG_0003.HEIC", "IMG_0003.MOV", "live"), ("IMG_0005.HEIC", "IMG_E0005.MOV", "live")]
         assert {names[r["id"]]: r["content_id"] for r in cat.files() if r["format"] == "HEIF"} == {
             "IMG_0003.HEIC": LIVE_ID, "IMG_0004.HEIC": LIVE_ID, "IMG_0005.HEIC": other}
+
+
+def test_a_live_photo_whose_still_has_a_hard_link_keeps_its_video(tmp_path):
+    """Found by benchmarks/chaos.py: the still's hard link (first by path) stood for the file in grouping, the
+    video lost its lead and became a member of its own, grouped with its exact copy, and apply trashed the
+    video alone, leaving the Live Photo's still without it."""
+    root = tmp_path / "lib"
+    still = write_photo(root / "p.jpg", size=(400, 300), pattern=1)
+    write_video(root / "p.mov", shade=40)
+    (root / "a").mkdir()
+    os.link(still, root / "a" / "p_link.jpg")  # first by path: it stands for the file p.jpg in grouping
+    (root / "copy").mkdir()
+    shutil.copyfile(still, root / "copy" / "p.jpg")
+    shutil.copyfile(root / "p.mov", root / "copy" / "p.mov")
+    catalog, trash = tmp_path / "c.db", tmp_path / "trash"
+    assert run_cli("scan", root, "--catalog", catalog, "-q").returncode == 0
+    grouped = run_cli("group", "--catalog", catalog, "--json")
+    assert grouped.returncode == 0, grouped.stderr
+    (group,) = json.loads(grouped.stdout)["groups"]
+    assert sorted((m["path"], [c["path"] for c in m["companions"]]) for m in group["members"]) == [
+        (str(root / "a" / "p_link.jpg"), [str(root / "p.mov")]),
+        (str(root / "copy" / "p.jpg"), [str(root / "copy" / "p.mov")])]
+    with Catalog(catalog) as cat:
+        decisions.accept_suggestions(cat, [g.id for g in decisions.current_groups(cat)])
+    applied = run_cli("apply", "--catalog", catalog, "--trash-dir", trash, "--json")
+    assert applied.returncode == 0, applied.stderr
+    assert sorted(p.name for p in root.iterdir() if p.is_file()) == ["p.jpg", "p.mov"]
+
+
+def test_a_scan_between_a_kill_and_the_next_apply_keeps_the_item_together(tmp_path):
+    """Found by benchmarks/chaos.py: apply was killed after the still's move was journaled, before the catalog
+    heard of it; a scan then found the still gone (missing, not "in the trash") and its video and sidecars
+    lost their lead, so the next apply, catching the catalog up, left them in the library without it."""
+    lib = live_library(tmp_path)
+    _decide_keep_a(lib)
+    args = ("--catalog", str(lib["catalog"]), "--trash-dir", str(lib["trash"]))
+    killed = run_cli("apply", *args, env={"PHOTODEDUP_TEST_APPLY_KILL": "journaled:2"})
+    assert killed.returncode == -9, killed.stderr
+    assert sorted(p.name for p in (lib["root"] / "b").iterdir()) == B_ITEM[2:]  # the .AAE, then the still moved
+    assert run_cli("scan", lib["root"], *args[:2], "-q").returncode == 0
+    applied = run_cli("apply", *args, "--json")
+    assert applied.returncode == 0, applied.stderr
+    assert list((lib["root"] / "b").iterdir()) == []
+    undone = run_cli("undo", *args, str(lib["root"] / "b"), "--json")
+    assert undone.returncode == 0, undone.stderr
+    assert sorted(p.name for p in (lib["root"] / "b").iterdir()) == B_ITEM
