@@ -542,7 +542,7 @@ def build_groups(rows: Sequence, edges: clu.Edges, params: GroupSettings | None 
         for k, m in out:
             m.companions = [Member.from_row(rows[c], evidence=_companion_evidence(rows[c]), score=1.0)
                             for c in companions.get(k, ())]
-            m.added_mark = marks.get(k, "")
+            m.added_mark = marks.get(k)
         choice = keeper.choose([m for _, m in out], params.keeper_rules, params.prefer)
         keeper_index = next(k for k, m in out if m.file_id == choice.keeper)
         for k, m in out:

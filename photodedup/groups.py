@@ -63,8 +63,8 @@ class Member:
     content_height: int | None = None
     grayscale: int | None = None       # 1 grayscale, 0 colour, None not measured
     jpeg_quality: int | None = None    # JPEG quality of its tables (100: a maximum-quality re-save)
-    #: A watermark or logo on this file that another member lacks (the pixel-level pair check; a string
-    #: says where, e.g. "lower right, 3% of the picture"); None: not checked or none found.
+    #: A watermark or logo on this file that another member lacks (the pixel check, ``confirm``, against a
+    #: group mate; words that say where, e.g. "lower right, 3% of the picture"); None: not checked or none found.
     added_mark: str | bool | None = None
     motion: str | None = None          # a motion photo (a video inside the still): google | samsung
     status: str = "ok"
@@ -74,8 +74,6 @@ class Member:
     #: perceptual, inliers + coverage for verified, cosine for semantic; ``how``: the same in words.
     match: dict = field(default_factory=dict)
     reference: bool = False          # under a reference folder (--prefer): never trashed
-    #: An added mark (watermark, logo) the pixel check found on this file against a group mate, in words.
-    added_mark: str = ""
     decision: str | None = None      # keep | trash | None
     in_trash: bool = False
     #: Files that travel with this one (kept or trashed together): the JPEG of a RAW+JPEG pair (evidence
