@@ -121,3 +121,17 @@ def png_bomb(path: Path, width: int = 30000, height: int = 30000) -> Path:
     body = zlib.compress(b"\x00" * 1024)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
     return path
+
+
+def idle_connections(port: int, count: int) -> list:
+    """``count`` loopback connections to ``port`` that never send a request (the kernel completes each
+    handshake): what a slowloris or a crowd of idle clients holds. Close them when done."""
+    import socket
+
+    idle = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setblocking(False)
+        sock.connect_ex(("127.0.0.1", port))
+        idle.append(sock)
+    return idle

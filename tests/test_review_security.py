@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from helpers import cli_command, run_cli
+from helpers import cli_command, idle_connections, run_cli
 
 from photodedup.catalog import Catalog
 
@@ -152,11 +152,7 @@ def test_idle_connections_beyond_the_descriptor_limit_never_stop_the_page(review
                                     preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
     idle = []
     try:
-        for _ in range(idle_count):
-            sock = socket.socket()
-            sock.setblocking(False)
-            sock.connect_ex(("127.0.0.1", port))  # a handshake the kernel completes: never a request
-            idle.append(sock)
+        idle = idle_connections(port, idle_count)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-Photodedup-Token": TOKEN}) as client:
             assert client.get("/healthz", timeout=20).status_code == 200
             assert client.get("/api/overview", timeout=20).json()["totals"]["groups"] == 2

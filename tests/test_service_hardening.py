@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from helpers import cli_command
+from helpers import cli_command, idle_connections
 from PIL import Image
 
 TOKEN = "hardening-token"
@@ -247,11 +247,7 @@ def test_idle_connections_beyond_the_descriptor_limit_never_stop_health(onnx_mod
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
     idle = []
     try:
-        for _ in range(idle_count):
-            sock = socket.socket()
-            sock.setblocking(False)
-            sock.connect_ex(("127.0.0.1", port))  # a handshake the kernel completes: never a request
-            idle.append(sock)
+        idle = idle_connections(port, idle_count)
         for _ in range(5):
             answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=20)
             assert answer.status_code == 200 and answer.json() == {"status": "ok"}
