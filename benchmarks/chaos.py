@@ -51,9 +51,9 @@ from PIL import Image
 
 from photodedup.apply import apply, undo
 from photodedup.catalog import Catalog
+from photodedup.duplicate_groups import current_groups, keep_one
 from photodedup.errors import PhotodedupError
 from photodedup.group import GroupSettings, group
-from photodedup.groups import current_groups, keep_one
 from photodedup.scan import scan
 
 

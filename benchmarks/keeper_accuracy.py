@@ -36,7 +36,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from photodedup.catalog import Catalog
 from photodedup.difference import mark_members
-from photodedup.groups import Member
+from photodedup.duplicate_groups import Member
 from photodedup.keeper import choose
 from photodedup.sample_library import source_photos, stamp_logo
 from photodedup.scan import scan

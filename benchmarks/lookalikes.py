@@ -2,7 +2,7 @@
 
 Builds a sample library with look-alikes (``sample-library --lookalikes``), scans and groups it (no
 embeddings), accepts every suggestion as the review page's "Accept suggested keepers" does
-(``groups.accept_suggestions``), plans ``apply --dry-run``, and prints: pictures left with no copy
+(``duplicate_groups.decisions.accept_suggestions``), plans ``apply --dry-run``, and prints: pictures left with no copy
 (goal 0), originals moved (goal 0), pairwise precision of duplicate groups (goal >= 0.99), recall on the
 true copies (goal >= 0.95), look-alikes kept apart by kind, and the pixel check's cost per pair.
 
@@ -17,10 +17,11 @@ import json
 import time
 from pathlib import Path
 
-from photodedup import apply, groups
+from photodedup import apply
 from photodedup import cluster as clu
 from photodedup.catalog import Catalog
 from photodedup.confirm import confirm_pairs
+from photodedup.duplicate_groups.decisions import accept_suggestions
 from photodedup.eval import evaluate
 from photodedup.group import GroupSettings, _pixel_source, find_edges, group, select_files
 from photodedup.lookalikes import COPIES, distinct_pictures
@@ -34,7 +35,7 @@ def measure(library: Path, catalog: Path) -> dict:
     result = group(catalog, roots=[library])
     grouping = time.perf_counter() - started
     with Catalog(catalog) as cat:
-        groups.accept_suggestions(cat, [g.id for g in result.groups])
+        accept_suggestions(cat, [g.id for g in result.groups])
         moves, _ = apply.plan(cat)
         rows = select_files(cat, [library])
         parts = find_edges(rows, None, GroupSettings(check_pixels=False), thumbs=cat.thumb)

@@ -38,7 +38,8 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "cluster": ("photodedup/cluster.py", ["tests/test_group.py", "tests/test_matching.py"]),
     "apply": ("photodedup/apply.py", ["tests/test_apply.py", "tests/test_apply_faults.py"]),
     "moves": ("photodedup/moves.py", ["tests/test_apply.py", "tests/test_apply_faults.py"]),
-    "groups": ("photodedup/groups.py", ["tests/test_review.py", "tests/test_apply.py"]),
+    "groups": ("photodedup/duplicate_groups/__init__.py", ["tests/test_review.py", "tests/test_apply.py"]),
+    "decisions": ("photodedup/duplicate_groups/decisions.py", ["tests/test_review.py", "tests/test_apply.py"]),
     "review": ("photodedup/review/app.py", ["tests/test_review_security.py", "tests/test_review.py"]),
     "limits": ("photodedup/service/limits.py", ["tests/test_service.py", "tests/test_service_hardening.py"]),
 }

@@ -24,8 +24,8 @@ from pathlib import Path, PurePath
 
 from photodedup import config
 from photodedup.catalog import Catalog
+from photodedup.duplicate_groups import current_groups, in_trash
 from photodedup.errors import BadInputError, SafetyError
-from photodedup.groups import current_groups, in_trash
 from photodedup.keeper import human_size
 from photodedup.moves import (
     JOURNAL_NAME,

@@ -577,7 +577,7 @@ def review(
     photodedup review --port 8010 --open
     """
     if export_labels is not None:
-        from photodedup.groups import write_labels
+        from photodedup.duplicate_groups.labels import write_labels
 
         count = write_labels(export_labels, catalog=catalog, root=labels_root)
         typer.echo(f"{count} labelled groups written to {printable(export_labels)}")

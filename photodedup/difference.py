@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 if TYPE_CHECKING:
-    from photodedup.groups import Member
+    from photodedup.duplicate_groups import Member
 
 #: The longer side of the compared pictures (thumbnails are 256-320 px).
 SIZE = 256

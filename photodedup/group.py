@@ -19,7 +19,7 @@ Each group names a suggested keeper with the reason (``photodedup.keeper``: the 
 first), and every other member why it is not the keeper. Nothing is deleted or moved here.
 
 Groups are stored in the catalog (tables ``group_runs``, ``groups``, ``group_members``); the latest
-run is the current one, read back with ``photodedup.groups.load_groups``.
+run is the current one, read back with ``photodedup.duplicate_groups.load_groups``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ import numpy as np
 from photodedup import cluster as clu
 from photodedup import confirm, hashing, keeper, verify
 from photodedup.catalog import PICTURE_KINDS, Catalog, display, open_catalog
+from photodedup.duplicate_groups import Group, Member
 from photodedup.errors import BadInputError
-from photodedup.groups import Group, Member
 from photodedup.paths import canonical_path
 from photodedup.progress import ProgressCallback, no_progress
 from photodedup.text import csv_cell, printable, private_file

@@ -52,7 +52,7 @@ from photodedup.capture_time import sort_key
 from photodedup.errors import BadInputError
 
 if TYPE_CHECKING:
-    from photodedup.groups import Member
+    from photodedup.duplicate_groups import Member
 
 RULES = ("raw-pair", "colour", "no-mark", "no-border", "camera-format", "not-resaved", "resolution", "exif",
          "lossless", "quality", "size", "oldest")

@@ -40,8 +40,8 @@ from pathlib import Path
 
 from photodedup import config, media
 from photodedup.catalog import Catalog
+from photodedup.duplicate_groups import in_trash
 from photodedup.errors import BadInputError, SafetyError
-from photodedup.groups import in_trash
 
 log = logging.getLogger(__name__)
 

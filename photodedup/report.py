@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from photodedup.catalog import Catalog, display
-from photodedup.groups import Group, Member, evidence_words
+from photodedup.duplicate_groups import Group, Member, evidence_words
 from photodedup.keeper import bordered, content_size, human_size
 from photodedup.text import printable, private_file
 

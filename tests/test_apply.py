@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
-from photodedup import groups as decisions
 from photodedup import moves
 from photodedup.apply import apply, undo
 from photodedup.catalog import Catalog
+from photodedup.duplicate_groups import decisions
 from photodedup.errors import BadInputError
 from photodedup.moves import JOURNAL_NAME, MARKER_NAME, file_md5
 

@@ -17,9 +17,9 @@ import pytest
 from helpers import run_cli
 
 from photodedup import apply as apply_mod
-from photodedup import groups as decisions
 from photodedup import moves
 from photodedup.catalog import Catalog
+from photodedup.duplicate_groups import decisions
 from photodedup.moves import JOURNAL_NAME, file_md5
 
 MARKED = ["2019/copies/a_copy.jpg", "a_small.jpg", "b_q70.jpg"]  # the order apply moves them in

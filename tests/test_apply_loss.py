@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from helpers import run_cli, write_photo
 
-from photodedup import groups as decisions
 from photodedup.catalog import Catalog
+from photodedup.duplicate_groups import decisions
 from photodedup.moves import JOURNAL_NAME, MARKER_NAME, file_md5
 
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
-from photodedup import confirm, groups
+from photodedup import confirm
 from photodedup.catalog import Catalog
+from photodedup.duplicate_groups import decisions
 from photodedup.lookalikes import distinct_pictures
 from photodedup.sample_library import source_photos, stamp_logo
 from tests.helpers import run_cli
@@ -142,7 +143,7 @@ def test_accepting_every_suggestion_on_a_look_alike_library_loses_no_picture(tmp
     assert grouped.returncode == 0, grouped.stderr
     result = json.loads(grouped.stdout)
     with Catalog(catalog, create=False) as cat:  # what the page's "Accept suggested keepers" calls
-        accepted = groups.accept_suggestions(cat, [g["id"] for g in result["groups"]])
+        accepted = decisions.accept_suggestions(cat, [g["id"] for g in result["groups"]])
     similar = {g["id"] for g in result["groups"] if g["category"] == "similar"}
     assert similar and not similar & set(accepted["groups"])  # similar shots are never bulk-accepted
     applied = run_cli("apply", "--catalog", catalog, "--trash-dir", tmp_path / "trash", "--dry-run", "--json")

@@ -7,7 +7,7 @@ import io
 from PIL import Image, ImageDraw
 
 from photodedup.difference import added_mark, difference_map, mark_members
-from photodedup.groups import Member
+from photodedup.duplicate_groups import Member
 from photodedup.keeper import choose
 from photodedup.sample_library import source_photos, stamp_logo
 

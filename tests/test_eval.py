@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
+from photodedup.duplicate_groups import Group, Member
 from photodedup.errors import BadInputError
 from photodedup.eval import Truth, evaluate, keeper_accuracy, load_truth, retrieval_metrics, score_pairs, sweep
 from photodedup.group import GroupSettings
-from photodedup.groups import Group, Member
 from photodedup.scan import scan
 
 

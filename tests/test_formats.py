@@ -65,7 +65,7 @@ def test_every_raw_the_scan_reads_is_a_camera_original_for_the_keeper():
 
 def test_the_keeper_calls_a_leica_rwl_a_camera_original():
     """The old keeper list lacked RWL: a PNG export tied with it, and a JPEG beat it as "an export (RWL)"."""
-    from photodedup.groups import Member
+    from photodedup.duplicate_groups import Member
 
     def member(file_id: int, path: str, fmt: str) -> Member:
         return Member(file_id, path, "perceptual", 1.0, width=4000, height=3000, format=fmt)

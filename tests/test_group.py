@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 
 from photodedup import cluster as clu
 from photodedup.catalog import Catalog
+from photodedup.duplicate_groups import load_groups
 from photodedup.errors import BadInputError
 from photodedup.group import GroupSettings, group, write_csv
-from photodedup.groups import load_groups
 from photodedup.report import write_report
 from photodedup.scan import scan
 

@@ -1,7 +1,7 @@
 """Files are identities, not paths: one folder reached by two paths, hard links, and huge files.
 
 Through the real path: the CLI in a subprocess on a catalog in tmp_path; decisions are made as the
-review page makes them (``groups.accept_suggestions``).
+review page makes them (``decisions.accept_suggestions``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 from helpers import cli_env, run_cli, write_photo
 from PIL import Image
 
-from photodedup import groups
 from photodedup.catalog import Catalog
+from photodedup.duplicate_groups import current_groups, decisions
 from photodedup.moves import JOURNAL_NAME, MARKER_NAME, file_md5
 
 
@@ -41,7 +41,7 @@ def noise(path: Path) -> Path:
 
 def accept_every_suggestion(db: Path) -> None:
     with Catalog(db) as cat:
-        groups.accept_suggestions(cat, [g.id for g in groups.current_groups(cat)])
+        decisions.accept_suggestions(cat, [g.id for g in current_groups(cat)])
 
 
 def cli_json(*args) -> dict:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from photodedup.duplicate_groups import Member
 from photodedup.errors import BadInputError
-from photodedup.groups import Member
 from photodedup.keeper import DEFAULT_RULES, choose, expand_rules, human_sizes
 
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from photodedup import groups as decisions
 from photodedup import media
 from photodedup.catalog import Catalog
+from photodedup.duplicate_groups import current_groups, decisions
 from photodedup.moves import file_md5
 from photodedup.report import write_report
 from tests.helpers import run_cli, write_photo
@@ -122,7 +122,7 @@ def test_a_live_photo_and_its_sidecars_are_one_item(tmp_path):
     assert sorted(Path(m["path"]).parent.name + "/" + Path(m["path"]).name for m in group["members"]) == \
         ["a/IMG_0001.JPG", "b/IMG_0001.JPG"]  # the two MOVs are not a group of their own
     with Catalog(lib["catalog"]) as cat:
-        (stored,) = decisions.current_groups(cat)
+        (stored,) = current_groups(cat)
         travel = {Path(m.path).parent.name: sorted((Path(c.path).name, c.evidence) for c in m.companions)
                   for m in stored.members}
         report = write_report([stored], tmp_path / "r.html", catalog=cat).read_text()
@@ -140,7 +140,7 @@ def test_a_live_photo_and_its_sidecars_are_one_item(tmp_path):
 
 def _decide_keep_a(lib: dict) -> None:
     with Catalog(lib["catalog"]) as cat:
-        (g,) = decisions.current_groups(cat)
+        (g,) = current_groups(cat)
         keep = next(m for m in g.members if "/a/" in m.path)
         decisions.keep_one(cat, g.id, keep.file_id)
 
@@ -288,7 +288,7 @@ def test_a_live_photo_whose_still_has_a_hard_link_keeps_its_video(tmp_path):
         (str(root / "a" / "p_link.jpg"), [str(root / "p.mov")]),
         (str(root / "copy" / "p.jpg"), [str(root / "copy" / "p.mov")])]
     with Catalog(catalog) as cat:
-        decisions.accept_suggestions(cat, [g.id for g in decisions.current_groups(cat)])
+        decisions.accept_suggestions(cat, [g.id for g in current_groups(cat)])
     applied = run_cli("apply", "--catalog", catalog, "--trash-dir", trash, "--json")
     assert applied.returncode == 0, applied.stderr
     assert sorted(p.name for p in root.iterdir() if p.is_file()) == ["p.jpg", "p.mov"]

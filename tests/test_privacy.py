@@ -14,8 +14,8 @@ from pathlib import Path
 from helpers import run_cli, write_photo
 from PIL import Image
 
-from photodedup import groups as decisions
 from photodedup.catalog import Catalog
+from photodedup.duplicate_groups import decisions
 from photodedup.text import csv_cell, printable
 
 #: Names that try to take over a terminal: clear the screen and set the window title, write the

@@ -15,9 +15,10 @@ from PIL import Image
 from photodedup.apply import apply, undo
 from photodedup.catalog import Catalog
 from photodedup.dng import write_dng
+from photodedup.duplicate_groups import current_groups
+from photodedup.duplicate_groups.decisions import decide
 from photodedup.errors import BadInputError
 from photodedup.group import GroupSettings, group
-from photodedup.groups import current_groups, decide
 from photodedup.raw import find_pairs, raw_exif
 from photodedup.report import write_report
 from photodedup.sample_library import make_library, source_photos

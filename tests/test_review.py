@@ -258,8 +258,8 @@ def test_accept_can_be_taken_back_where_nobody_decided_since(client, review_libr
 def test_marked_for_trash_counts_the_raw_jpeg_companions_as_apply_moves_them(tiny_library, tmp_path):
     # the header said 902.8 MB and apply moved 923.1 MB: a trashed RAW's JPEG half was not counted
     from photodedup.apply import apply
+    from photodedup.duplicate_groups import load_groups
     from photodedup.group import group
-    from photodedup.groups import load_groups
 
     catalog = tmp_path / "catalog.sqlite"
     scan([tiny_library["root"]], catalog=catalog, workers=1)
@@ -420,7 +420,8 @@ def test_review_command_serves_on_loopback_with_the_printed_url(review_library, 
 
 
 def test_differences_name_border_grayscale_crop_mirror_resolution_and_format():
-    from photodedup.groups import Member, differences
+    from photodedup.duplicate_groups import Member
+    from photodedup.duplicate_groups.compare import differences
 
     def m(name, **kw):
         base = {"evidence": "perceptual", "score": 1.0, "width": 4000, "height": 3000, "size": 5_000_000,

@@ -30,8 +30,8 @@ if not CHROMIUM.exists() and not os.environ.get("CI"):
 def review_server(tiny_library, tmp_path, server_processes):
     """The sample library scanned and grouped for real, and ``photodedup review`` as a real subprocess on a
     free port; yields (groups, trash folder, url with token)."""
+    from photodedup.duplicate_groups import load_groups
     from photodedup.group import group
-    from photodedup.groups import load_groups
     from photodedup.scan import scan
 
     catalog, trash = tmp_path / "catalog.sqlite", tmp_path / "trash"
@@ -183,8 +183,8 @@ def big_group_server(tmp_path, server_processes):
     from helpers import write_photo
     from PIL import Image, ImageFilter, ImageOps
 
+    from photodedup.duplicate_groups import load_groups
     from photodedup.group import group
-    from photodedup.groups import load_groups
     from photodedup.scan import scan
 
     root = tmp_path / "photos"

@@ -2,8 +2,8 @@
 import pytest
 from helpers import run_cli
 
+from photodedup.duplicate_groups import load_groups
 from photodedup.group import GroupSettings
-from photodedup.groups import load_groups
 from photodedup.run import run
 
 

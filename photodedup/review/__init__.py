@@ -1,4 +1,5 @@
 """``photodedup review``: a local web page to compare duplicates and decide (keep, trash, not duplicates).
 
-``decisions`` holds the review state over the catalog; ``app`` the FastAPI app and ``serve``.
+``photodedup.duplicate_groups`` holds the groups and the decisions over the catalog; ``app`` the FastAPI app
+and ``serve``.
 """

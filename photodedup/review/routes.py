@@ -15,9 +15,11 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from PIL import Image
 
 from photodedup import apply as apply_mod
-from photodedup import difference, formats
-from photodedup import groups as decisions
+from photodedup import difference, duplicate_groups, formats
 from photodedup.catalog import Catalog, display
+from photodedup.duplicate_groups import decisions
+from photodedup.duplicate_groups.compare import differences
+from photodedup.duplicate_groups.labels import labels as label_data
 from photodedup.errors import BadInputError
 from photodedup.review import files
 
@@ -64,19 +66,19 @@ def static(name: str) -> FileResponse:
 @read_router.get("/api/overview")
 def overview(kind: str | None = None, sort: str = "size", state: ReviewState = Depends(review_state)) -> dict:
     with state.open_catalog() as cat:
-        return decisions.overview(cat, kind=kind or None, sort=sort)
+        return duplicate_groups.overview(cat, kind=kind or None, sort=sort)
 
 
 @read_router.get("/api/groups/{group_id}")
 def group(group_id: int, state: ReviewState = Depends(review_state)) -> dict:
     with state.open_catalog() as cat:
-        return decisions.find_group(cat, group_id).detail()
+        return duplicate_groups.find_group(cat, group_id).detail()
 
 
 @read_router.get("/api/labels")
 def labels(root: str | None = Query(None), state: ReviewState = Depends(review_state)) -> JSONResponse:
     with state.open_catalog() as cat:
-        data = decisions.labels(cat, root=Path(root) if root else None)
+        data = label_data(cat, root=Path(root) if root else None)
     return JSONResponse(data, headers={"Content-Disposition": 'attachment; filename="labels.json"'})
 
 
@@ -115,7 +117,7 @@ def image(file_id: int, state: ReviewState = Depends(review_state)) -> Response:
 # -- compare: what differs, in the catalog's words and in the pixels -------------------------------
 def _pair(state: ReviewState, group_id: int, a: int, b: int):
     with state.open_catalog() as cat:
-        group = decisions.find_group(cat, group_id)
+        group = duplicate_groups.find_group(cat, group_id)
     members = {m.file_id: m for m in group.members + group.removed}
     if a not in members or b not in members:
         raise BadInputError(f"files {a} and {b} are not both in group {group_id}")
@@ -131,7 +133,7 @@ def _pixels(state: ReviewState, a: int, b: int):
 @read_router.get("/api/groups/{group_id}/compare")
 def compare(group_id: int, a: int, b: int, state: ReviewState = Depends(review_state)) -> dict:
     first, second = _pair(state, group_id, a, b)
-    return {"a": first.as_dict(), "b": second.as_dict(), "differences": decisions.differences(first, second),
+    return {"a": first.as_dict(), "b": second.as_dict(), "differences": differences(first, second),
             "pixels": _pixels(state, a, b)[1].as_dict()}
 
 

@@ -34,7 +34,7 @@ async function api(method, url, body) {
   return data;
 }
 
-// What travels with a member (groups.Member.item_words): "RAW+JPEG pair", "Live Photo + sidecars", ...
+// What travels with a member (duplicate_groups.Member.item_words): "RAW+JPEG pair", "Live Photo + sidecars", ...
 function itemWords(m) {
   const kinds = new Set(m.companions.map((c) => c.evidence));
   return [["pair", "RAW+JPEG pair"], ["live", "Live Photo"], ["sidecar", "sidecars"]]

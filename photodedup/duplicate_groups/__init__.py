@@ -1,5 +1,10 @@
 """Duplicate groups and the decisions about them: the domain that ``group``, ``review`` and ``apply`` share.
 
+This module is the model and its loading (:class:`Group`, :class:`Member`, :func:`current_groups`,
+:func:`overview`); beside it, :mod:`.decisions` makes the decisions (the review page's buttons),
+:mod:`.compare` says in words what differs between two members, and :mod:`.labels` exports reviewed
+groups as labels for ``eval``. ``photodedup/group.py`` is the ``group`` command that makes the groups.
+
 A :class:`Group` is what ``photodedup group`` stored (its members, the suggested keeper and why),
 joined with what people decided since. Decisions:
 
@@ -18,14 +23,12 @@ for both; ``apply`` moves both halves and ``undo`` restores both. A Live Photo's
 sidecars (.xmp, .aae, Takeout .json; ``photodedup.media.find_companions``) are companions the same
 way (evidence ``live``, ``sidecar``).
 
-All SQL lives in :mod:`photodedup.catalog`; this module holds no web and no file moving.
+All SQL lives in :mod:`photodedup.catalog`; this package holds no web and no file moving.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import time
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -34,9 +37,7 @@ from photodedup import keeper as keeper_rules
 from photodedup.catalog import Catalog, open_catalog
 from photodedup.cluster import KIND_NAMES
 from photodedup.errors import BadInputError, NotFoundError
-from photodedup.text import private_file
 
-ACTIONS = ("keep", "trash")
 #: What the page's filter offers: every evidence kind of the registry (``cluster.KINDS``), and mixed.
 KINDS = (*KIND_NAMES, "mixed")
 #: duplicate: trashing all but one loses nothing; similar: one scene, other captures (only a person trashes).
@@ -310,122 +311,6 @@ def overview(cat: Catalog, *, kind: str | None = None, sort: str = "size") -> di
                        "categories": {c: sum(g.category == c for g in groups) for c in CATEGORIES}}}
 
 
-# -- deciding ---------------------------------------------------------------------------------------
-def keep_one(cat: Catalog, group_id: int, file_id: int) -> Group:
-    """Keep ``file_id`` (and every reference file) and mark every other member of its group trash."""
-    group = find_group(cat, group_id)
-    _member(group, file_id)
-    _not_dismissed(group)
-    cat.set_not_duplicates([m.md5 for m in group.members if m.md5], value=False)
-    cat.set_decisions({m.file_id: "keep" if m.file_id == file_id or m.reference else "trash"
-                       for m in group.members if not m.in_trash}, group_id=group_id)
-    return find_group(cat, group_id)
-
-
-def decide(cat: Catalog, group_id: int, file_id: int, action: str | None) -> Group:
-    """Set (or with None clear) one member's decision. A dismissed group must be reopened first."""
-    if action is not None and action not in ACTIONS:
-        raise BadInputError(f"unknown action {action!r}; choose keep, trash or null")
-    group = find_group(cat, group_id)
-    member = _member(group, file_id)
-    if member.in_trash:
-        raise BadInputError(f"{member.path} is in the trash; undo restores it")
-    if action is not None:
-        _not_dismissed(group)
-    if action == "trash" and member.reference:
-        raise BadInputError(f"{member.path} is in a reference folder (--prefer): it is never trashed")
-    cat.set_decisions({file_id: action}, group_id=group_id)
-    return find_group(cat, group_id)
-
-
-def not_duplicates(cat: Catalog, group_id: int, value: bool = True) -> Group:
-    """Say the group's photos are not duplicates (or take that back); clears keep/trash decisions."""
-    group = find_group(cat, group_id)
-    everyone = group.members + group.removed
-    md5s = {m.md5 for m in everyone if m.md5}
-    if value and len(md5s) < 2:
-        raise BadInputError("these files are byte-for-byte identical (same md5): they are duplicates")
-    if value and any(m.in_trash for m in group.members):
-        raise BadInputError("a member of this group is in the trash; undo restores it first")
-    cat.set_not_duplicates(md5s, value=value)
-    cat.set_decisions({m.file_id: None for m in everyone if not m.in_trash})
-    return find_group(cat, group_id)
-
-
-def take_out(cat: Catalog, group_id: int, file_id: int, value: bool = True) -> Group:
-    """Take one member out of its group ("not a duplicate of these"), or put it back; clears its decision."""
-    group = find_group(cat, group_id)
-    member = _member(group, file_id, removed=not value)
-    if member.in_trash:
-        raise BadInputError(f"{member.path} is in the trash; undo restores it")
-    others = {m.md5 for m in group.members if m.md5 and m.md5 != member.md5 and m is not member}
-    if value and not others:
-        raise BadInputError(f"{member.path} is byte-for-byte identical to every other member: it is a duplicate")
-    for other in others:
-        cat.set_not_duplicates([member.md5, other], value=value)
-    cat.set_decisions({file_id: None})
-    return find_group(cat, group_id)
-
-
-def accept_suggestions(cat: Catalog, group_ids: list[int], *, dry_run: bool = False) -> dict:
-    """Mark the suggested keeper (and reference files) keep and the rest trash in each of these groups
-    that nobody has decided on yet; groups with any decision, dismissed or applied are left alone, and
-    so are groups of similar shots (not duplicates: only a person trashes one of them).
-
-    Returns the groups marked (or, with ``dry_run``, that would be), the files marked trash and their bytes.
-    """
-    wanted = set(group_ids)
-    done, trash = [], []
-    for g in current_groups(cat):
-        if g.id not in wanted or g.state != "open" or g.category != "duplicate":
-            continue
-        actions = g.suggested()
-        if not dry_run:
-            cat.set_decisions(actions, group_id=g.id)
-        done.append(g.id)
-        trash += [{"path": m.path, "size": m.size, "group": g.id}
-                  for m in g.members if actions.get(m.file_id) == "trash"]
-    return {"dry_run": dry_run, "groups": done, "skipped": sorted(wanted - set(done)), "files": len(trash),
-            "bytes": sum(t["size"] or 0 for t in trash), "trash": trash}
-
-
-def undo_accept(cat: Catalog, group_ids: list[int]) -> dict:
-    """Take back ``accept_suggestions``: clear the decisions of these groups where they are still exactly the
-    suggestion (a group decided otherwise since, or applied, is left alone and listed as skipped)."""
-    wanted = set(group_ids)
-    done = []
-    for g in current_groups(cat):
-        if g.id not in wanted or g.state == "applied" or g.dismissed:
-            continue
-        if {m.file_id: m.decision for m in g.members} == g.suggested():
-            cat.set_decisions({m.file_id: None for m in g.members}, group_id=g.id)
-            done.append(g.id)
-    return {"groups": done, "skipped": sorted(wanted - set(done))}
-
-
-def reset(cat: Catalog, group_id: int) -> Group:
-    """Forget every decision about this group, members taken out included (files in the trash keep theirs)."""
-    group = find_group(cat, group_id)
-    everyone = group.members + group.removed
-    cat.set_not_duplicates([m.md5 for m in everyone if m.md5], value=False)
-    cat.set_decisions({m.file_id: None for m in everyone if not m.in_trash})
-    return find_group(cat, group_id)
-
-
-def _not_dismissed(group: Group) -> None:
-    """Deciding keep/trash on a group marked not duplicates is refused: it must be reopened first."""
-    if group.dismissed:
-        raise BadInputError(f"group {group.id} is marked not duplicates; take that back before deciding",
-                            hint="press d (or the Not duplicates button) again to reopen it")
-
-
-def _member(group: Group, file_id: int, *, removed: bool = False) -> Member:
-    for member in group.removed if removed else group.members:
-        if member.file_id == file_id:
-            return member
-    raise BadInputError(f"file {file_id} is not {'taken out of' if removed else 'in'} group {group.id}")
-
-
 def evidence_words(m: Member) -> str:
     """What joined a member to its group, in words (``match["how"]``, written by ``photodedup group``)."""
     if m.keeper or m.evidence == "keeper":
@@ -437,101 +322,3 @@ def evidence_words(m: Member) -> str:
     if m.evidence == "perceptual":
         return f"perceptual ({round((1.0 - m.score) * 64)} of 64 pHash bits differ)"
     return f"{m.evidence} ({m.score:.3f})"
-
-
-# -- differences between two members (the page's side-by-side compare) ------------------------------
-def _same_frame(a: Member, b: Member) -> bool:
-    """Whether two members' content fills the same share of their canvas (within 2%)."""
-    return (abs(a.content_width / a.width - b.content_width / b.width) <= 0.02
-            and abs(a.content_height / a.height - b.content_height / b.height) <= 0.02)
-
-
-def differences(a: Member, b: Member) -> list[str]:
-    """What the tool knows differs between two members, in words (border, grayscale, crop, mirror, ...)."""
-    out = []
-    name = lambda m: Path(m.path).name  # noqa: E731
-    framed = [m for m, other in ((a, b), (b, a))  # a border both show in the same proportion is the photo's own
-              if keeper_rules.bordered(m) and not (keeper_rules.bordered(other) and _same_frame(m, other))]
-    for m in framed:
-        out.append(f"border: {name(m)} has a uniform border (content {m.content_width}x{m.content_height} "
-                   f"in {m.width}x{m.height})")
-    if a.grayscale is not None and b.grayscale is not None and a.grayscale != b.grayscale:
-        out.append(f"grayscale: {name(a if a.grayscale else b)} is grayscale, {name(b if a.grayscale else a)} colour")
-    ca, cb = keeper_rules.content_size(a), keeper_rules.content_size(b)
-    if all(ca) and all(cb) and abs(ca[0] / ca[1] - cb[0] / cb[1]) > 0.02 and \
-            abs(ca[0] / ca[1] - cb[1] / cb[0]) > 0.02:
-        out.append(f"crop: the aspect ratios differ ({ca[0]}x{ca[1]} and {cb[0]}x{cb[1]}), so one shows less")
-    for m in (a, b):  # what joined it, as the grouping measured it
-        variant = m.match.get("variant")
-        if variant and variant != "as is":
-            out.append(f"{'mirror' if 'mirror' in variant else 'turn'}: {name(m)} is the keeper {variant}")
-        if m.match.get("kind") == "verified":
-            out.append(f"crop or overlay: {name(m)} matches on {m.match['coverage']:.0%} of the smaller picture "
-                       f"({m.match['inliers']} matching features)")
-    sa, sb = (ca, cb) if framed else ((a.width, a.height), (b.width, b.height))  # content inside an added border
-    if sa != sb:
-        out.append(f"resolution: {sa[0]}x{sa[1]} and {sb[0]}x{sb[1]}")
-    if (a.format or "") != (b.format or ""):
-        out.append(f"format: {a.format or '?'} and {b.format or '?'}")
-    if (a.size or 0) != (b.size or 0):
-        out.append("file size: {} and {}".format(*keeper_rules.human_sizes(a.size or 0, b.size or 0)))
-    if (a.camera, a.taken_at) != (b.camera, b.taken_at):
-        out.append(f"EXIF: {a.camera or 'no camera'}, {a.taken_at or 'no date'} and "
-                   f"{b.camera or 'no camera'}, {b.taken_at or 'no date'}")
-    if a.md5 and a.md5 == b.md5:
-        out.append("identical bytes (same md5)")
-    return out
-
-
-# -- labels ---------------------------------------------------------------------------------------
-def labels(cat: Catalog, *, root: Path | None = None) -> dict:
-    """Reviewed groups as labels in the sample library's truth.json format (``photodedup eval --truth``).
-
-    ``groups``: the members of every group a person reviewed (each member kept or trashed);
-    ``unrelated``: the files of groups marked not duplicates, and members taken out of a group
-    (identical copies among them still form a group). Paths are relative to ``root`` when given
-    (files outside it are left out), else absolute. ``root`` is written too (else the folder all
-    grouped files share), since ``eval`` scores the files under it. Unreviewed groups are left out.
-    """
-    def name(path: str) -> str | None:
-        if root is None:
-            return path
-        try:
-            return Path(path).relative_to(root).as_posix()
-        except ValueError:
-            return None
-
-    groups = current_groups(cat)
-    paths = [f.path for g in groups for m in g.members + g.removed for f in m.files]
-    common = Path(root) if root else Path(os.path.commonpath(paths)) if paths else None
-    out: dict = {"groups": [], "unrelated": [], "root": str(common) if common else None,
-                 "source": "photodedup review", "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    for group in groups:
-        apart = group.members if group.dismissed else group.removed
-        by_content: dict[str, list[str]] = {}
-        for m in apart:
-            by_content.setdefault(m.md5 or m.path, []).append(m.path)
-            if m.companions:  # a pair is one shot: its halves are labelled together
-                out["groups"].append(sorted(n for n in (name(f.path) for f in m.files) if n))
-        for same in by_content.values():
-            names = [n for n in map(name, same) if n]
-            if len(names) > 1:
-                out["groups"].append(sorted(names))
-            elif names:
-                out["unrelated"].append(names[0])
-        if not group.dismissed and group.state in ("reviewed", "applied"):
-            names = [n for n in (name(f.path) for m in group.members if m.decision for f in m.files) if n]
-            if len(names) > 1:
-                out["groups"].append(sorted(names))
-    out["groups"].sort()
-    out["unrelated"].sort()
-    return out
-
-
-def write_labels(out: Path, *, catalog: Path | None = None, root: Path | None = None) -> int:
-    """Write ``labels()`` to ``out`` as JSON; returns how many labelled groups it holds."""
-    with Catalog(catalog, create=False) as cat:
-        data = labels(cat, root=root)
-    with private_file(out) as handle:
-        handle.write(json.dumps(data, indent=1) + "\n")
-    return len(data["groups"])
