@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePath
 
 from photodedup import config
-from photodedup.catalog import Catalog
-from photodedup.duplicate_groups import current_groups, in_trash
+from photodedup.catalog import Catalog, in_trash
+from photodedup.duplicate_groups import current_groups
 from photodedup.errors import BadInputError, SafetyError
 from photodedup.keeper import human_size
 from photodedup.moves import (
@@ -122,7 +122,7 @@ def apply(catalog: Path | None = None, *, trash_dir: Path | None = None, dry_run
                     except (OSError, SafetyError) as error:
                         summary.failed.append({"path": item["path"], "reason": why_failed(error)})
                         continue
-                    cat.mark_missing([item["path"]], reason=f"in the trash: {target}")
+                    cat.mark_trashed(item["path"], target)
                 summary.moved.append(entry)
     log.info("apply %s: %d moved, %d skipped", apply_id, len(summary.moved), len(summary.skipped))
     return summary

@@ -194,6 +194,14 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE groups ADD COLUMN category TEXT NOT NULL DEFAULT 'duplicate'
     """,
+    # 13: where in photodedup's trash a file is (``apply`` moved it there; NULL: not in the trash), so the
+    # state is data, read by one function (``in_trash``). Before 13 the only record was the reason's text
+    # "in the trash: <path>": those rows are filled from it.
+    """
+    ALTER TABLE files ADD COLUMN trashed_to TEXT;
+    UPDATE files SET trashed_to = substr(reason, 15)
+        WHERE status = 'missing' AND substr(reason, 1, 14) = 'in the trash: '
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -202,10 +210,16 @@ FILE_COLUMNS = (
     "path", "root", "size", "mtime_ns", "status", "error_kind", "reason", "md5", "phash", "dhash",
     "width", "height", "format", "taken_at", "camera", "exif_tags", "scanned_at", "raw_decode",
     "content_width", "content_height", "content_left", "content_top", "grayscale", "phashes", "jpeg_quality",
-    "dev", "ino", "kind", "duration", "content_id", "motion",
+    "dev", "ino", "kind", "duration", "content_id", "motion", "trashed_to",
 )
 #: The kinds of file that ``group`` and ``embed`` look at (sidecars travel with their photo only).
 PICTURE_KINDS = ("image", "raw", "video")
+
+
+def in_trash(row) -> bool:
+    """Whether a ``files`` row is in photodedup's trash (moved there by ``apply``, not restored since;
+    ``trashed_to`` says where). Every reader asks this; ``Catalog.mark_trashed`` is its one writer."""
+    return row["status"] == "missing" and row["trashed_to"] is not None
 
 
 @dataclass(frozen=True)
@@ -481,15 +495,21 @@ class Catalog:
         return ids
 
     def mark_missing(self, paths: Iterable[str], reason: str = "not found on the last scan",
-                     restate: bool = False) -> int:
+                     restate: bool = False, *, trashed_to: str | None = None) -> int:
         """Mark paths missing (their rows and decisions stay; ``restate``: also those missing already, with
-        this reason); returns how many changed."""
+        this reason); returns how many changed. ``trashed_to``: see ``mark_trashed``."""
         now = time.time()
         with self.transaction() as conn:
             cursor = conn.executemany(
-                "UPDATE files SET status='missing', error_kind='missing', reason=?, scanned_at=? "
-                "WHERE path=? AND (status!='missing' OR ?)", [(display(reason), now, to_db(p), restate) for p in paths])
+                "UPDATE files SET status='missing', error_kind='missing', reason=?, scanned_at=?, trashed_to=? "
+                "WHERE path=? AND (status!='missing' OR ?)",
+                [(display(reason), now, trashed_to, to_db(p), restate) for p in paths])
             return cursor.rowcount
+
+    def mark_trashed(self, path: str, trashed_to: str | os.PathLike, restate: bool = False) -> int:
+        """``path`` was moved into photodedup's trash, to ``trashed_to`` (``in_trash`` says so from now on)."""
+        return self.mark_missing([path], reason=f"in the trash: {trashed_to}", restate=restate,
+                                 trashed_to=to_db(os.fspath(trashed_to)))
 
     def files(self, status: str | None = "ok", under: str | None = None, kinds: Sequence[str] | None = None,
               columns: Sequence[str] | None = None) -> list[sqlite3.Row]:
@@ -674,7 +694,8 @@ class Catalog:
         """A file is back at its path (undo): mark it ok again (at the device and inode it has now: a
         copy across filesystems is a new inode). Its decisions stay as they were before the apply."""
         with self.transaction() as conn:
-            conn.execute("UPDATE files SET status='ok', error_kind=NULL, reason=NULL WHERE id = ?", (file_id,))
+            conn.execute("UPDATE files SET status='ok', error_kind=NULL, reason=NULL, trashed_to=NULL WHERE id = ?",
+                         (file_id,))
             if stat is not None:
                 conn.execute("UPDATE files SET dev = ?, ino = ? WHERE id = ?", (stat.st_dev, stat.st_ino, file_id))
 

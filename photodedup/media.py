@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from PIL import Image
 
 from photodedup import capture_time, formats, raw
+from photodedup.catalog import in_trash
 
 _SUPPLEMENTAL = ".supplemental-metadata"
 
@@ -186,8 +187,7 @@ def find_companions(rows: Iterable, raw_pairs: dict[int, int]) -> list[tuple[int
     wanted = {os.path.dirname(r["path"]) for r in rows if r["kind"] in (formats.VIDEO, formats.SIDECAR)}
     folders: dict[str, list] = defaultdict(list)  # only folders with a video or a sidecar: a re-scan stays fast
     for row in rows:
-        if (row["status"] == "ok" or row["status"] == "missing" and (row["reason"] or "").startswith("in the trash")) \
-                and (folder := os.path.dirname(row["path"])) in wanted:
+        if (row["status"] == "ok" or in_trash(row)) and (folder := os.path.dirname(row["path"])) in wanted:
             folders[folder].append(row)
     lead_of = {other: raw_id for raw_id, other in raw_pairs.items()}
     out: list[tuple[int, int, str]] = []
@@ -237,7 +237,7 @@ def _kind(row) -> str:
 
 
 #: The catalog columns that decide which files travel together (``link_shots``).
-SHOT_COLUMNS = ("id", "path", "status", "reason", "raw_decode", "format", "taken_at", "kind", "content_id")
+SHOT_COLUMNS = ("id", "path", "status", "trashed_to", "raw_decode", "format", "taken_at", "kind", "content_id")
 
 
 def link_shots(cat) -> None:

@@ -39,8 +39,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from photodedup import config, media
-from photodedup.catalog import Catalog
-from photodedup.duplicate_groups import in_trash
+from photodedup.catalog import Catalog, in_trash
 from photodedup.errors import BadInputError, SafetyError
 
 log = logging.getLogger(__name__)
@@ -526,7 +525,7 @@ def _catch_up(cat: Catalog, entries: list[dict], trash: Path) -> None:
             continue
         if entry["op"] == "trash" and row["status"] in ("ok", "missing") and not in_trash(row) \
                 and not os.path.lexists(row["path"]):
-            cat.mark_missing([row["path"]], reason=f"in the trash: {entry['trash']}", restate=True)
+            cat.mark_trashed(row["path"], entry["trash"], restate=True)
             trashed += row["status"] == "missing"
         elif entry["op"] == "restore" and in_trash(row) and os.path.isfile(row["path"]):
             after_restore(cat, entry, trash)
@@ -568,7 +567,7 @@ def _recover_one(journal: Journal, cat: Catalog, entry: dict) -> int:
     if dst_ok and src_st is None:
         journal.append(state="done", method="recovered", **common)
         if entry["op"] == "trash":
-            cat.mark_missing([entry["original"]], reason=f"in the trash: {entry['trash']}")
+            cat.mark_trashed(entry["original"], entry["trash"])
         else:
             after_restore(cat, entry, journal.path.parent)
         return 1

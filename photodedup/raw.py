@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 
 from photodedup import capture_time, formats
+from photodedup.catalog import in_trash
 from photodedup.preprocess import DEFAULT_MAX_PIXELS, draft_for_shortest_side, open_checked
 
 PAIR_SECONDS = 1.0
@@ -293,8 +294,7 @@ def find_pairs(rows: Iterable) -> list[tuple[int, int]]:
     raws: dict[tuple[str, str], list] = defaultdict(list)
     others: dict[tuple[str, str], list] = defaultdict(list)
     for row in rows:
-        in_trash = row["status"] == "missing" and (row["reason"] or "").startswith("in the trash")
-        if row["status"] != "ok" and not in_trash:
+        if row["status"] != "ok" and not in_trash(row):
             continue  # a pair in the trash stays a pair, so that undo and the page show both halves
         folder, name = os.path.split(row["path"])
         key = (folder, os.path.splitext(name)[0].lower())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,8 @@ from helpers import run_cli
 
 from photodedup import moves
 from photodedup.apply import apply, undo
-from photodedup.catalog import Catalog
-from photodedup.duplicate_groups import decisions
+from photodedup.catalog import SCHEMA_VERSION, Catalog, in_trash
+from photodedup.duplicate_groups import current_groups, decisions
 from photodedup.errors import BadInputError
 from photodedup.moves import JOURNAL_NAME, MARKER_NAME, file_md5
 
@@ -70,6 +71,48 @@ def test_apply_moves_marked_files_keeping_their_paths_and_journals_each_move(rev
         assert row["status"] == "missing" and row["reason"].startswith("in the trash: ")
     # a second apply finds nothing left to move
     assert apply(lib["catalog"], trash_dir=lib["trash"]).moved == []
+
+
+def test_a_catalog_from_before_the_trash_was_data_still_knows_its_trash_and_undo_restores_it(review_library):
+    """Before schema 13 the only record that apply moved a file was the reason's text ("in the trash: <path>");
+    the migration turns those rows into ``trashed_to`` and every reader still sees them in the trash."""
+    lib = review_library
+    keep(lib, "A", "2019/a.jpg")
+    trashed = ["2019/copies/a_copy.jpg", "a_small.jpg"]
+    applied = run_cli("apply", "--catalog", str(lib["catalog"]), "--trash-dir", str(lib["trash"]), "--json")
+    assert applied.returncode == 0, applied.stderr
+    moved = {m["path"]: m["trash"] for m in json.loads(applied.stdout)["moved"]}
+    assert sorted(moved) == sorted(lib["paths"][n] for n in trashed)
+    with Catalog(lib["catalog"]) as cat:  # what apply records now
+        assert [(in_trash(r), r["trashed_to"]) for r in (cat.file(lib["ids"][n]) for n in trashed)] == [
+            (True, moved[lib["paths"][n]]) for n in trashed]
+    conn = sqlite3.connect(lib["catalog"])  # the catalog as schema 12 left it: the reason strings, no trashed_to
+    with conn:
+        conn.execute("ALTER TABLE files DROP COLUMN trashed_to")
+        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION - 1,))
+    assert sorted(conn.execute("SELECT path, reason FROM files WHERE status = 'missing'").fetchall()) == sorted(
+        (path, f"in the trash: {target}") for path, target in moved.items())
+    conn.close()
+
+    with Catalog(lib["catalog"]) as cat:
+        assert cat.version == SCHEMA_VERSION
+        rows = [cat.file(lib["ids"][n]) for n in (*trashed, "2019/a.jpg")]
+        assert [(in_trash(r), r["trashed_to"]) for r in rows] == [
+            (True, moved[lib["paths"][n]]) for n in trashed] + [(False, None)]
+        (group,) = [g for g in current_groups(cat) if g.id == lib["groups"]["A"]]
+        assert group.state == "applied"
+        assert {m.path: m.in_trash for m in group.members} == {lib["paths"][n]: n in trashed for n in lib["paths"]
+                                                                if n in (*trashed, "2019/a.jpg")}
+        with pytest.raises(BadInputError, match="is in the trash; undo restores it"):
+            decisions.decide(cat, group.id, lib["ids"]["a_small.jpg"], "keep")
+
+    undone = run_cli("undo", "--catalog", str(lib["catalog"]), "--trash-dir", str(lib["trash"]), "--json")
+    assert undone.returncode == 0, undone.stderr
+    assert sorted(r["path"] for r in json.loads(undone.stdout)["restored"]) == sorted(moved)
+    assert all(Path(path).is_file() for path in moved)
+    with Catalog(lib["catalog"]) as cat:
+        assert [(r["status"], r["trashed_to"], in_trash(r)) for r in (cat.file(lib["ids"][n]) for n in trashed)] \
+            == [("ok", None, False)] * 2
 
 
 def test_never_trashes_every_member_of_a_group(review_library):

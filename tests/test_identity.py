@@ -355,7 +355,7 @@ def test_undo_restores_a_hard_link_an_earlier_version_trashed_after_the_keeper_w
     link.unlink()
     with Catalog(db) as cat:
         file_id = next(r["id"] for r in cat.files() if r["path"] == str(link))
-        cat.mark_missing([str(link)], reason=f"in the trash: {target}")
+        cat.mark_trashed(str(link), target)
     (trash / MARKER_NAME).write_text("photodedup trash\n")
     common = {"op": "trash", "apply": apply_id, "original": str(link), "trash": str(target), "md5": file_md5(x),
               "size": x.stat().st_size, "file_id": file_id, "time": "2026-01-01T00:00:00.000+00:00"}

@@ -34,7 +34,7 @@ from itertools import combinations
 from pathlib import Path
 
 from photodedup import keeper as keeper_rules
-from photodedup.catalog import Catalog, open_catalog
+from photodedup.catalog import Catalog, in_trash, open_catalog
 from photodedup.cluster import KIND_NAMES
 from photodedup.errors import BadInputError, NotFoundError
 
@@ -225,11 +225,6 @@ def load_groups(catalog: Path | str | Catalog | None = None, run_id: int | None 
                         m.companions.append(Member.from_row(row, evidence=kind, score=1.0, keeper=m.keeper,
                                                             reference=m.reference, in_trash=in_trash(row)))
     return list(groups.values())
-
-
-def in_trash(row) -> bool:
-    """Whether a ``files`` row is in photodedup's trash (moved there by ``apply``)."""
-    return row["status"] == "missing" and (row["reason"] or "").startswith("in the trash")
 
 
 def current_groups(cat: Catalog) -> list[Group]:
