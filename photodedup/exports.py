@@ -70,6 +70,19 @@ def read_metadata(model_dir: Path) -> dict:
                           hint="run `photodedup export-onnx` to (re)create the model directory") from error
 
 
+def says_random(is_random: bool | str | None, model_id: str) -> bool:
+    """Whether a model's weights are random (its embeddings carry no meaning), from what its export's metadata
+    says: ``is_random`` in ``metadata.json``, passed on by the HTTP service (``/v1/model``) and Triton's config
+    (a ``"true"``/``"false"`` parameter). ``None``: made before the metadata was passed on (an older service or
+    Triton repository, or a hand-made export); then the model id decides, by the rule it was named with
+    (random weights are ``<arch>/random-seed<N>``: ``model.model_id_for``)."""
+    if is_random is None:
+        return "/random" in model_id
+    if isinstance(is_random, str):
+        return is_random.lower() == "true"
+    return bool(is_random)
+
+
 def read_preprocess(model_dir: Path) -> PreprocessConfig:
     return PreprocessConfig.load(Path(model_dir) / "preprocess.json")
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from photodedup.backends import embed_batches, get_backend
+from photodedup.backends.base import Backend, RemoteBackend
 from photodedup.backends.onnx import OnnxBackend
 from photodedup.errors import BackendUnavailableError, BadInputError, InferenceError, ModelNotFoundError
-from photodedup.exports import sample_crops
+from photodedup.exports import MODEL_FILES, read_metadata, sample_crops
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +110,37 @@ def test_bad_batches_and_names(onnx_backend):
         onnx_backend.embed_batch(np.zeros((1, 224, 224, 3), np.float32))
     with pytest.raises(BadInputError, match="unknown backend 'nope'"):
         get_backend("nope")
+
+
+def test_randomness_is_what_the_export_says(onnx_model_dir, separating_model_dir, tmp_path):
+    """A real export of random weights says random; the export of a checkpoint file the test wrote does not; an
+    export whose metadata.json predates ``is_random`` falls back to the model id (random weights are named so)."""
+    random, checkpoint = (get_backend("onnx", model_dir=d) for d in (onnx_model_dir, separating_model_dir))
+    assert (random.model_id, random.weights, random.is_random) == ("ViT-B-32/random-seed0", "random", True)
+    assert checkpoint.model_id.startswith("ViT-B-32/file-") and checkpoint.is_random is False
+    assert not isinstance(random, RemoteBackend) and not hasattr(random, "url")  # in-process: no server
+    random.close()
+    checkpoint.close()
+    older = tmp_path / "older"
+    older.mkdir()
+    for name in MODEL_FILES:
+        (older / name).symlink_to(onnx_model_dir / name)
+    metadata = read_metadata(onnx_model_dir)
+    del metadata["is_random"]
+    (older / "metadata.json").unlink()
+    (older / "metadata.json").write_text(json.dumps(metadata))
+    backend = get_backend("onnx", model_dir=older)
+    assert (backend.model_id, backend.is_random) == ("ViT-B-32/random-seed0", True)
+    backend.close()
+
+
+def test_a_backend_must_embed_and_close():
+    """``Backend`` is abstract: a class that forgets ``close`` (or ``embed_batch``) cannot be made."""
+    class Forgetful(Backend):
+        model_id = "test/forgetful"
+
+        def embed_batch(self, images: np.ndarray) -> np.ndarray:
+            return np.zeros((len(images), 512), np.float32)
+
+    with pytest.raises(TypeError, match="abstract method close"):
+        Forgetful()

@@ -18,6 +18,7 @@ from helpers import cli_command, run_cli
 
 from photodedup.backends import embed_batches, get_backend
 from photodedup.backends.auto import AutoBackend
+from photodedup.backends.base import RemoteBackend
 from photodedup.backends.http_service import HttpServiceBackend
 from photodedup.errors import BackendUnavailableError, BadInputError, ModelMismatchError
 from photodedup.preprocess import crop_from_source
@@ -89,6 +90,14 @@ def test_jpeg_payload_is_within_its_tolerance(separating_model_dir, server_proce
     with get_backend("onnx", model_dir=separating_model_dir) as separating:
         similarity = cosine(out, separating.embed_batch(images))
     assert similarity.min() >= 0.999, similarity
+
+
+def test_the_service_says_whether_its_weights_are_random(service):
+    """The export's ``is_random`` travels through ``/v1/model`` to the client, a ``RemoteBackend``."""
+    remote = HttpServiceBackend(service)
+    assert (remote.info["model"], remote.info["is_random"], remote.is_random) == ("ViT-B-32/random-seed0", True, True)
+    assert isinstance(remote, RemoteBackend) and (remote.url, remote.server) == (service, "photodedup")
+    remote.close()
 
 
 def test_a_served_model_that_is_not_the_expected_one_is_refused(service):

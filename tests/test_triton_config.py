@@ -41,6 +41,7 @@ def test_configs_parse_back_and_match_the_options(onnx_model_dir, tmp_path):
         assert (tensor_in.name, tensor_in.data_type, list(tensor_in.dims)) == ("images", mc.TYPE_UINT8, [224, 224, 3])
         assert (tensor_out.name, tensor_out.data_type, list(tensor_out.dims)) == ("embeddings", mc.TYPE_FP32, [512])
         assert config.parameters["model_id"].string_value == "ViT-B-32/random-seed0"
+        assert config.parameters["is_random"].string_value == "true"  # as the export's metadata.json says
         version = tmp_path / "repo" / name / "1"
         for file in ("model.onnx", "metadata.json", "preprocess.json"):
             assert (version / file).is_symlink() and (version / file).resolve() == (onnx_model_dir / file).resolve()

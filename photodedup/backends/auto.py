@@ -15,14 +15,14 @@ import threading
 import httpx
 import numpy as np
 
-from photodedup.backends.base import Backend, BackendOptions
+from photodedup.backends.base import Backend, BackendOptions, RemoteBackend
 from photodedup.backends.http_service import HttpServiceBackend, default_url
 from photodedup.errors import BackendUnavailableError, ModelMismatchError
 
 log = logging.getLogger(__name__)
 
 
-class AutoBackend(Backend):
+class AutoBackend(RemoteBackend):
     """Remote first, local fallback; says which one embedded each batch."""
 
     name = "auto"
@@ -44,7 +44,7 @@ class AutoBackend(Backend):
         self._lock = threading.Lock()
         self._calls = threading.local()
         self._local: Backend | None = None
-        self._remote: Backend | None = self._connect_service(token, payload, in_flight, retries, health_timeout)
+        self._remote: RemoteBackend | None = self._connect_service(token, payload, in_flight, retries, health_timeout)
         if self._remote is None and triton_url:
             self._remote = self._connect_triton(triton_url)
         if self._remote is None:
@@ -58,13 +58,13 @@ class AutoBackend(Backend):
         self.is_random = active.is_random
         self.preprocess = active.preprocess
         self.input_dtype = active.input_dtype
-        self.payload = active.payload
+        self.payload = active.payload if isinstance(active, RemoteBackend) else None
         self.max_batch_size = active.max_batch_size
         #: our service's ``/metrics`` describe the run only when the service is the remote
         self.server = "photodedup" if self._remote is not None and self._remote.server == "photodedup" else None
 
     # -- choosing -------------------------------------------------------------------------------------
-    def _connect_service(self, token, payload, in_flight, retries, health_timeout) -> Backend | None:
+    def _connect_service(self, token, payload, in_flight, retries, health_timeout) -> RemoteBackend | None:
         try:
             ready = httpx.get(f"{self.url.rstrip('/')}/readyz", timeout=health_timeout).status_code == 200
         except httpx.HTTPError as error:
@@ -80,7 +80,7 @@ class AutoBackend(Backend):
             log.info("the service at %s is not usable: %s", self.url, error)
             return None
 
-    def _connect_triton(self, triton_url: str) -> Backend | None:
+    def _connect_triton(self, triton_url: str) -> RemoteBackend | None:
         from photodedup.backends.triton import TritonHttpBackend
 
         try:

@@ -1,14 +1,17 @@
 """The backend contract: embed one uint8 batch, return (N, 512) float32 L2-normalised rows.
 
-``Backend`` declares everything a backend has, with defaults; ``BackendOptions`` everything it may be
-given. Backends know nothing of the catalog or the CLI: arrays in, arrays out. Batching, retries and
-concurrency are written once, here, for every backend (``embed_batches``).
+``Backend`` is the embedding interface (``embed_batch``, ``close``, ``model_id``, ``preprocess``; the rest
+with defaults), ``RemoteBackend`` what a server-side model adds (``url``, ``payload``, ``server``,
+``statistics``); ``BackendOptions`` everything a backend may be given. Backends know nothing of the
+catalog or the CLI: arrays in, arrays out. Batching, retries and concurrency are written once, here, for
+every backend (``embed_batches``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,9 +59,10 @@ class BackendOptions:
     in_flight: int | None = None  # remote backends: requests kept in flight by ``embed``
 
 
-class Backend:
-    """What every backend has. Subclasses set ``name`` and ``model_id`` and implement ``embed_batch``;
-    everything else has a default here, so callers read attributes, never probe for them.
+class Backend(ABC):
+    """The embedding interface: every backend implements ``embed_batch`` and ``close`` and sets ``model_id``
+    and ``preprocess`` (what it embeds with and the crop that model expects). What a model running in a
+    server adds is ``RemoteBackend``'s. The rest has a default here, so callers read attributes, never probe.
 
     ``model_id`` names architecture and weights (``ViT-B-32/laion2b_s34b_b79k``); embeddings of two
     backends are comparable exactly when their model ids are equal.
@@ -66,29 +70,25 @@ class Backend:
 
     #: The registry name (``onnx``, ``triton-grpc``...).
     name: str = ""
-    model_id: str = ""
+    model_id: str
+    #: The crop the model expects (travels with the model: ``preprocess.json``).
+    preprocess: PreprocessConfig = DEFAULT_PREPROCESS
     #: The largest batch one ``embed_batch`` call takes; ``embed_batches`` splits larger ones.
     max_batch_size: int = 256
     #: Batches ``embed`` keeps in flight: 1 for in-process backends (one session already uses every
     #: core), several for remote ones (the server batches and computes while the client prepares).
     in_flight: int = 1
-    #: The crop the model expects (travels with the model: ``preprocess.json``).
-    preprocess: PreprocessConfig = DEFAULT_PREPROCESS
     #: What the model takes: ``uint8`` crops (the contract) or ``float32`` normalised NCHW (the baseline).
     input_dtype: str = "uint8"
-    #: What crosses a boundary per image: ``jpeg``, ``uint8`` or ``fp32``; None in-process.
-    payload: str | None = None
     #: Where the model runs, for in-process backends (``cpu``, ``cuda``...); remote ones: ``cpu``
     #: (what the client does, decoding, runs on the CPU).
     device: str = "cpu"
-    #: The server for remote backends, None in-process.
-    url: str | None = None
-    #: Which server answers at ``url``: ``photodedup`` (our service, with ``/metrics``), ``triton``
-    #: (with ``statistics()``), or None.
-    server: str | None = None
     #: The numeric precision the model runs at (``fp32``, ``fp16``, ``bf16``, ``int8``); None when the
     #: backend cannot know (a remote server).
     precision: str | None = None
+    #: Random weights: embeddings that carry no meaning (said loudly by ``embed`` and ``run``). Each backend
+    #: sets it from what made its model: the export's metadata (``exports.says_random``), the loader, the server.
+    is_random: bool = False
 
     @property
     def embedding_id(self) -> str:
@@ -108,24 +108,16 @@ class Backend:
         """What the weights are called (a tag, a checkpoint, ``random``); by default from the model id."""
         return self.model_id.split("/", 1)[-1]
 
-    @cached_property
-    def is_random(self) -> bool:
-        """Random weights: embeddings that carry no meaning (said loudly by ``embed`` and ``run``)."""
-        return "/random" in self.model_id
-
     @property
     def last_backend(self) -> str:
         """The backend that embedded the calling thread's latest batch (``auto`` has two)."""
         return self.name
 
+    @abstractmethod
     def embed_batch(self, images: np.ndarray) -> np.ndarray:
         """Embed ``uint8 [N,224,224,3]`` RGB crops; return ``float32 [N,512]``, L2-normalised."""
-        raise NotImplementedError
 
-    def statistics(self) -> dict:
-        """The server's own counters (``server == "triton"`` only)."""
-        raise NotImplementedError(f"{self.name} has no server statistics")
-
+    @abstractmethod
     def close(self) -> None:
         """Release sessions, connections and threads."""
 
@@ -134,6 +126,22 @@ class Backend:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class RemoteBackend(Backend):
+    """A backend whose model runs in a server (our HTTP service, Triton): what crosses the wire and where to."""
+
+    #: The server's address.
+    url: str
+    #: What crosses the wire per image: ``jpeg``, ``uint8`` or ``fp32`` (None: ``auto`` embedding locally).
+    payload: str | None = None
+    #: Which server answers at ``url``: ``photodedup`` (our service, with ``/metrics``), ``triton``
+    #: (with ``statistics()``), or None.
+    server: str | None = None
+
+    def statistics(self) -> dict:
+        """The server's own counters (``server == "triton"`` only)."""
+        raise NotImplementedError(f"{self.name} has no server statistics")
 
 
 def check_batch(images: np.ndarray) -> np.ndarray:

@@ -19,8 +19,9 @@ import httpx
 import numpy as np
 
 from photodedup import config
-from photodedup.backends.base import INPUT_SHAPE, Backend, BackendOptions, call_with_retries, check_batch
+from photodedup.backends.base import INPUT_SHAPE, BackendOptions, RemoteBackend, call_with_retries, check_batch
 from photodedup.errors import BackendUnavailableError, BadInputError, InferenceError, ModelMismatchError
+from photodedup.exports import says_random
 from photodedup.preprocess import DEFAULT_PREPROCESS, encode_jpeg
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def encode_npy(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-class HttpServiceBackend(Backend):
+class HttpServiceBackend(RemoteBackend):
     """Embeds crops by POSTing them to ``photodedup serve``."""
 
     name = "http-service"
@@ -81,6 +82,7 @@ class HttpServiceBackend(Backend):
             self._client.close()
             raise
         self.model_id: str = self.info["model"]
+        self.is_random = says_random(self.info.get("is_random"), self.model_id)
         self.precision = self.info.get("precision")  # what the service runs (older services: unknown)
         served = int(self.info.get("max_images_per_request") or self.info.get("max_batch_size") or 32)
         self.max_batch_size = min(served, max_batch_size) if max_batch_size else served

@@ -14,7 +14,14 @@ import numpy as np
 
 from photodedup.backends.base import Backend, BackendOptions, check_batch, default_precision, l2_normalize
 from photodedup.errors import BackendUnavailableError, InferenceError, ModelMismatchError, ModelNotFoundError
-from photodedup.exports import read_metadata, read_preprocess, resolve_model_dir, session_options, to_float_input
+from photodedup.exports import (
+    read_metadata,
+    read_preprocess,
+    resolve_model_dir,
+    says_random,
+    session_options,
+    to_float_input,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +57,7 @@ class OnnxBackend(Backend):
         self.metadata = read_metadata(self.model_dir)
         self.precision = self.metadata.get("precision", "fp32")
         self.model_id: str = self.metadata["model_id"]
-        self.is_random = bool(self.metadata.get("is_random"))
+        self.is_random = says_random(self.metadata.get("is_random"), self.model_id)
         self.weights: str = self.metadata.get("weights", self.model_id.split("/", 1)[-1])
         self.preprocess = read_preprocess(self.model_dir)
         self.input_name: str = self.metadata["input_name"]

@@ -23,10 +23,10 @@ import time
 import numpy as np
 
 from photodedup import config as app_config
-from photodedup.backends.base import Backend, BackendOptions, check_batch, l2_normalize
+from photodedup.backends.base import BackendOptions, RemoteBackend, check_batch, l2_normalize
 from photodedup.config import EMBEDDING_DIM
 from photodedup.errors import BackendUnavailableError, InferenceError, ModelMismatchError, ModelNotFoundError
-from photodedup.exports import to_float_input
+from photodedup.exports import says_random, to_float_input
 from photodedup.preprocess import DEFAULT_PREPROCESS
 from photodedup.triton.config import CPU_MODEL, CUDA_MODEL, TRT_MODEL
 
@@ -40,7 +40,7 @@ DEFAULT_IN_FLIGHT = 4
 HINT_START = "start one with: photodedup serve --engine triton (see docs/TRITON.md)"
 
 
-class _TritonBackend(Backend):
+class _TritonBackend(RemoteBackend):
     """The protocol-independent part; subclasses supply the client calls."""
 
     name = "triton"
@@ -156,6 +156,7 @@ class _TritonBackend(Backend):
         self.max_batch_size = max_batch
         parameters = config.get("parameters", {})
         self.model_id = parameters.get("model_id", {}).get("string_value") or f"triton:{self.model_name}"
+        self.is_random = says_random(parameters.get("is_random", {}).get("string_value"), self.model_id)
         log.info("%s: %s, input %s %s, max batch %d", where, self.model_id, self.input_name, dtype, max_batch)
 
     # -- the one method ----------------------------------------------------------------------------

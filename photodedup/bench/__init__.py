@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from photodedup import config
-from photodedup.backends.base import Backend
+from photodedup.backends.base import Backend, RemoteBackend
 from photodedup.bench import server_stats
 from photodedup.bench.load import describe_error, run_load
 from photodedup.bench.payloads import PAYLOADS, bytes_per_image, sample_crops, serialization_experiment
@@ -190,6 +190,8 @@ def plan_targets(name: str, settings: BenchSettings) -> list[Target]:
 def server_snapshotter(backend: Backend) -> Callable[[], object] | None:
     """How to read the server's own timing for a created backend: Triton's statistics through the
     backend, our service's ``/metrics`` at its URL; None when it has neither."""
+    if not isinstance(backend, RemoteBackend):
+        return None
     if backend.server == "triton":
         return lambda: server_stats.from_triton(backend.statistics())
     if backend.server == "photodedup":
@@ -204,7 +206,7 @@ def measure(backend: Backend, target: Target, pool: np.ndarray, batch_size: int,
     if batch_size > limit:
         return error_row(target, batch_size, concurrency,
                          f"batch size {batch_size} is over the backend's maximum of {limit}")
-    sent = backend.payload or target.payload
+    sent = (backend.payload if isinstance(backend, RemoteBackend) else None) or target.payload
     if settings.payload and sent != settings.payload:
         return error_row(target, batch_size, concurrency,
                          f"the served model takes {sent}, not {settings.payload} (serve a matching export)")

@@ -179,6 +179,7 @@ async def model_info(state: ServiceState = Depends(service_state)) -> dict:
     settings, limits = state.settings, state.settings.limits
     return {
         "model": state.backend.model_id,
+        "is_random": state.backend.is_random,
         "backend": state.backend.name,
         "precision": state.backend.precision,
         "dim": state.dim,

@@ -133,6 +133,8 @@ def build_config(variant: str, metadata: dict, options: TritonSettings) -> mc.Mo
         config.dynamic_batching.preferred_batch_size.extend(options.preferred_batch_sizes)
     _param(config, "model_id", metadata.get("model_id", "unknown"))
     _param(config, "weights_sha256", metadata.get("sha256", ""))
+    if "is_random" in metadata:  # what the export says of its weights, as model_id is
+        _param(config, "is_random", "true" if metadata["is_random"] else "false")
 
     if variant == TORCH_MODEL:
         config.backend = "python"
