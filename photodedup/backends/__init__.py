@@ -1,6 +1,6 @@
-"""Backends: one file each, each a ``Backend`` (``base.py``: the embedding interface; a server's: ``RemoteBackend``).
-``get_backend`` is the only place
-that knows every name; each backend builds itself from the options it understands."""
+"""Backends: one file each, each a ``Backend`` (``base.py``: the embedding interface; a server's model:
+``RemoteBackend``). ``get_backend`` is the only place that knows every name; each backend builds itself from
+the options it understands."""
 
 from __future__ import annotations
 
