@@ -24,7 +24,7 @@ from photodedup.confirm import confirm_pairs
 from photodedup.duplicate_groups.decisions import accept_suggestions
 from photodedup.eval import evaluate
 from photodedup.group import GroupSettings, _pixel_source, find_edges, group, select_files
-from photodedup.lookalikes import COPIES, distinct_pictures
+from photodedup.sample_library.lookalikes import COPIES, distinct_pictures
 from photodedup.scan import scan
 
 
@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--megapixels", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from photodedup.lookalikes import make_library
+    from photodedup.sample_library.lookalikes import make_library
 
     library = args.out / "library"
     if not library.exists():

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from photodedup.lookalikes import add_lookalikes
+from photodedup.sample_library.lookalikes import add_lookalikes
 
 
 def real_photos(extra: Path | None) -> list[Path]:

@@ -222,7 +222,7 @@ def sample_library(
 
     Example: photodedup sample-library /tmp/lib --originals 8 --megapixels 1 --lookalikes 3
     """
-    from photodedup.lookalikes import make_library
+    from photodedup.sample_library.lookalikes import make_library
 
     result = make_library(out, originals=originals, megapixels=megapixels, seed=seed, lookalikes=lookalikes)
     if json_out:

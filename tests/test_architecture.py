@@ -115,10 +115,7 @@ COMPOSERS = ("photodedup.cli", "photodedup.__main__", "photodedup.run")
 #: apply command; bench times the export and builds a Triton repository with the commands that make them.
 PENDING = {("photodedup.eval", "photodedup.group"), ("photodedup.parquet", "photodedup.group"),
            ("photodedup.review.routes", "photodedup.apply"), ("photodedup.bench.pipeline", "photodedup.export_onnx"),
-           ("photodedup.bench.compare", "photodedup.triton_config"),
-           # the look-alike generator is the sample library's second half (its photos and logo); they become
-           # one package, photodedup/sample_library/, in the next step
-           ("photodedup.lookalikes", "photodedup.sample_library")}
+           ("photodedup.bench.compare", "photodedup.triton_config")}
 
 
 def command_of(module: str) -> str | None:

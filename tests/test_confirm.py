@@ -14,8 +14,8 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 from photodedup import confirm
 from photodedup.catalog import Catalog
 from photodedup.duplicate_groups import decisions
-from photodedup.lookalikes import distinct_pictures
 from photodedup.sample_library import source_photos, stamp_logo
+from photodedup.sample_library.lookalikes import distinct_pictures
 from tests.helpers import run_cli
 
 

@@ -11,7 +11,8 @@ beside every fourth original from the third) and broken files, plus ``truth.json
     {"groups": [[relative paths]], "original": [each group's camera original], "unrelated": [...],
      "negatives": [[original, look-alike]], "broken": [...], "kinds": {path: kind}, "pairs": [[jpeg, raw]]}
 
-Everything follows from the seed; sizes from a few dozen files (tests) to thousands (benchmarks).
+Everything follows from the seed; sizes from a few dozen files (tests) to thousands (benchmarks). Pictures
+that look alike and are not copies (``sample-library --lookalikes``) are made by ``lookalikes.py`` beside it.
 """
 
 from __future__ import annotations
