@@ -51,7 +51,8 @@ from PIL import Image
 
 from photodedup.apply import apply, undo
 from photodedup.catalog import Catalog
-from photodedup.duplicate_groups import current_groups, keep_one
+from photodedup.duplicate_groups import current_groups
+from photodedup.duplicate_groups.decisions import keep_one
 from photodedup.errors import PhotodedupError
 from photodedup.group import GroupSettings, group
 from photodedup.scan import scan

@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from photodedup import cluster as clu
 from photodedup.catalog import Catalog
-from photodedup.group import GroupSettings, _pixel_source, _variant_hashes, build_groups, confirmed, verified_edges
+from photodedup.grouping import GroupSettings, _pixel_source, _variant_hashes, build_groups, confirmed, verified_edges
 from photodedup.scan import _content_features
 
 EDITS = ("crop", "mirror", "turn", "watermark", "reencode")

@@ -23,7 +23,8 @@ from photodedup.catalog import Catalog
 from photodedup.confirm import confirm_pairs
 from photodedup.duplicate_groups.decisions import accept_suggestions
 from photodedup.eval import evaluate
-from photodedup.group import GroupSettings, _pixel_source, find_edges, group, select_files
+from photodedup.group import group
+from photodedup.grouping import GroupSettings, _pixel_source, find_edges, select_files
 from photodedup.sample_library.lookalikes import COPIES, distinct_pictures
 from photodedup.scan import scan
 

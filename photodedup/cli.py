@@ -677,7 +677,7 @@ DEFAULT_KEEPER_RULES = ",".join(keeper.DEFAULT_RULES)
 
 def _group_params(evidence, hash_threshold, cosine, method, model, allow_random, search="auto", *,
                   prefer=None, keeper_rules=DEFAULT_KEEPER_RULES):
-    from photodedup.group import EVIDENCE, GroupSettings
+    from photodedup.grouping import EVIDENCE, GroupSettings
     from photodedup.keeper import reference_folders
 
     return GroupSettings(evidence=tuple(evidence or EVIDENCE), hash_threshold=hash_threshold, cosine=cosine,

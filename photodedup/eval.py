@@ -24,14 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from photodedup import cluster as clu
-from photodedup.catalog import Catalog
+from photodedup.catalog import Catalog, open_catalog
 from photodedup.errors import BadInputError
-from photodedup.group import (
+from photodedup.grouping import (
     GroupSettings,
     build_groups,
     find_edges,
     one_per_file,
-    open_catalog,
     pick_model,
     select_files,
     semantic_vectors,

@@ -29,7 +29,7 @@ from photodedup import cluster as clu
 from photodedup.catalog import Catalog, open_catalog
 from photodedup.config import GB
 from photodedup.errors import BackendUnavailableError, BadInputError
-from photodedup.group import GroupResult, GroupSettings, build_groups, find_edges, one_per_file, same_files
+from photodedup.grouping import GroupResult, GroupSettings, build_groups, find_edges, one_per_file, same_files
 from photodedup.text import printable, private_file
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,8 @@ from pathlib import Path
 from photodedup import config
 from photodedup.errors import ExportError, ModelNotFoundError
 from photodedup.executor import open_executor
-from photodedup.group import GroupResult, GroupSettings, group
+from photodedup.group import group
+from photodedup.grouping import GroupResult, GroupSettings
 from photodedup.progress import ProgressCallback, no_progress
 from photodedup.text import printable
 

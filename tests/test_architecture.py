@@ -110,11 +110,9 @@ COMMANDS = ("scan", "export_onnx", "embed", "group", "report", "review", "apply"
 #: The modules that may compose commands: the CLI calls them, `run` chains them.
 COMPOSERS = ("photodedup.cli", "photodedup.__main__", "photodedup.run")
 #: Command -> command imports not yet moved out (each must still exist: remove it here when it is moved).
-#: eval and parquet group with group.py's domain half (GroupSettings, find_edges, build_groups), which moves
-#: to a domain module once the evidence registry has landed; the review page's apply/undo buttons call the
-#: apply command; bench times the export and builds a Triton repository with the commands that make them.
-PENDING = {("photodedup.eval", "photodedup.group"), ("photodedup.parquet", "photodedup.group"),
-           ("photodedup.review.routes", "photodedup.apply"), ("photodedup.bench.pipeline", "photodedup.export_onnx"),
+#: The review page's apply/undo buttons call the apply command; bench times the export and builds a Triton
+#: repository with the commands that make them.
+PENDING = {("photodedup.review.routes", "photodedup.apply"), ("photodedup.bench.pipeline", "photodedup.export_onnx"),
            ("photodedup.bench.compare", "photodedup.triton_config")}
 
 
@@ -170,7 +168,7 @@ def keeper_rules() -> set[str]:
 
 #: Lists that name kinds for another purpose, each checked on its own: ``group --evidence``'s choices are the
 #: searches to run (``dihedral`` is a search whose pairs count as perceptual evidence).
-OTHER_PURPOSE = {("photodedup/group.py", "EVIDENCE = ")}
+OTHER_PURPOSE = {("photodedup/grouping.py", "EVIDENCE = ")}
 
 
 def second_lists(names: set[str], home: str, files=None) -> list[str]:
@@ -200,7 +198,7 @@ def test_one_list_of_evidence_kinds():
 
 
 def test_the_evidence_searches_find_registered_kinds():
-    from photodedup.group import EVIDENCE
+    from photodedup.grouping import EVIDENCE
 
     assert set(EVIDENCE) - {"dihedral"} <= evidence_kinds()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from photodedup import hashing
-from photodedup.group import DEFAULT_DIHEDRAL_THRESHOLD, DEFAULT_HASH_THRESHOLD
+from photodedup.grouping import DEFAULT_DIHEDRAL_THRESHOLD, DEFAULT_HASH_THRESHOLD
 from photodedup.sample_library import SCENE_CODES, first_scene, original_photo, scene_bits, source_photos
 
 

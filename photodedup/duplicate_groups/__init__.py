@@ -81,7 +81,7 @@ class Member:
     #: ``pair``), a Live Photo's video (``live``), sidecars (``sidecar``).
     companions: list[Member] = field(default_factory=list)
     #: Other paths of this very file (same device and inode: hard links, or a folder reached by two
-    #: paths). Never a duplicate of it: trashing one name frees nothing (``photodedup.group.one_per_file``).
+    #: paths). Never a duplicate of it: trashing one name frees nothing (``photodedup.grouping.one_per_file``).
     other_names: list[str] = field(default_factory=list)
 
     @classmethod
