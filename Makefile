@@ -25,8 +25,10 @@ demo: install
 	@test -d $(LIB) || $(BIN)/photodedup sample-library $(LIB) --originals 24 --megapixels 12
 	$(BIN)/photodedup run $(LIB) --catalog $(CATALOG) --weights random --report $(LIB)-report.html
 
+# Two workers, a test file each at a time (a module's fixtures, e.g. its server, are made once); many tests
+# wait on a subprocess or a server. `pytest -m "not slow"` is the one-minute loop (no export, no server).
 test: system-deps install  # system packages first: pidng builds with the C compiler
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # The wheels the GPU machine lacks (Python 3.12), in .whl/ (git-ignored), sized for one 64 MiB call.
 # How to run the GPU check there: docs/GPU.md.

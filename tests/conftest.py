@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -27,6 +28,17 @@ def test_cache() -> Path:
     return path
 
 
+@contextlib.contextmanager
+def cache_lock(cache: Path, name: str):
+    """Hold an exclusive lock on ``cache/name.lock``: one process (an xdist worker, another checkout's run)
+    builds a cached artefact while the others wait and then reuse it."""
+    import fcntl
+
+    with open(cache / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
     """Every test gets its own PHOTODEDUP_HOME, so nothing touches the user's catalog or models."""
@@ -46,8 +58,9 @@ def random_export(test_cache):
 
     def export(precision: str = "fp32") -> Path:
         if precision not in made:
-            made[precision] = export_onnx("random", precision=precision, input_kind="uint8",
-                                          out=test_cache / f"vit-b-32-random-uint8-{precision}")
+            with cache_lock(test_cache, f"export-random-{precision}"):
+                made[precision] = export_onnx("random", precision=precision, input_kind="uint8",
+                                              out=test_cache / f"vit-b-32-random-uint8-{precision}")
         return made[precision]
 
     return export
@@ -62,9 +75,11 @@ def onnx_model_dir(random_export) -> Path:
 def home_with_export(home: Path, export: Path) -> Path:
     """``home`` (a PHOTODEDUP_HOME) holding ``export`` where ``export-onnx`` would write it (hard links where
     the filesystem allows: no copy of the model), so a fresh setup's ``export-onnx`` reuses it."""
+    import json
     import shutil
 
     from photodedup import config
+    from photodedup.exports import default_export_dir
 
     def link_or_copy(src, dst):
         try:
@@ -72,7 +87,10 @@ def home_with_export(home: Path, export: Path) -> Path:
         except OSError:
             shutil.copy2(src, dst)
 
-    target = home / config.models_dir().relative_to(config.home()) / export.name
+    meta = json.loads((export / "metadata.json").read_text())
+    # the folder export-onnx picks (named by model id, input and precision), not the cache's name for it
+    name = default_export_dir(meta["weights"], meta["precision"], meta["input_kind"]).name
+    target = home / config.models_dir().relative_to(config.home()) / name
     shutil.copytree(export, target, copy_function=link_or_copy)
     return home
 
@@ -84,7 +102,8 @@ def separating_checkpoint(test_cache) -> Path:
     import separating_model
 
     path = test_cache / f"vit-b-32-separating-v{separating_model.VERSION}.pt"
-    return path if path.is_file() else separating_model.build(path)
+    with cache_lock(test_cache, path.name):
+        return path if path.is_file() else separating_model.build(path)
 
 
 @pytest.fixture(scope="session")
@@ -92,16 +111,27 @@ def separating_model_dir(separating_checkpoint, test_cache) -> Path:
     """The separating checkpoint exported (uint8 input, fp32), verified against PyTorch."""
     from photodedup.export_onnx import export_onnx
 
-    return export_onnx(str(separating_checkpoint), precision="fp32", input_kind="uint8",
-                       out=test_cache / "vit-b-32-separating-uint8-fp32")
+    with cache_lock(test_cache, "export-separating-fp32"):
+        return export_onnx(str(separating_checkpoint), precision="fp32", input_kind="uint8",
+                           out=test_cache / "vit-b-32-separating-uint8-fp32")
+
+
+@pytest.fixture(scope="session")
+def _tiny_library_made(tmp_path_factory) -> dict:
+    from photodedup.sample_library import make_library
+
+    return make_library(tmp_path_factory.mktemp("tiny") / "lib", originals=4, megapixels=0.3, seed=0)
 
 
 @pytest.fixture
-def tiny_library(tmp_path) -> dict:
-    """A small generated library: 4 originals with near-duplicates, exact copies, unrelated and broken files."""
-    from photodedup.sample_library import make_library
+def tiny_library(_tiny_library_made, tmp_path) -> dict:
+    """A small generated library: 4 originals with near-duplicates, exact copies, unrelated and broken files.
+    Each test gets its own copy (in ``tmp_path / "lib"``, files and times as made) of one library made once
+    per session: the library is the same for the same arguments, and making it costs seconds."""
+    import shutil
 
-    return make_library(tmp_path / "lib", originals=4, megapixels=0.3, seed=0)
+    root = shutil.copytree(_tiny_library_made["root"], tmp_path / "lib")
+    return {**_tiny_library_made, "root": str(root), "truth": str(root / "truth.json")}
 
 
 @pytest.fixture(scope="session")

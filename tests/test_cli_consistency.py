@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from helpers import invoke, run_cli
@@ -94,17 +95,27 @@ def examples() -> dict[str, list[list[str]]]:
 def test_every_help_example_runs_on_a_fresh_setup(tmp_path, random_export, server_processes):
     """Each command's example, as written, in a fresh home (``/tmp/`` becomes a folder of this test; a
     server's ``--port`` a free port). The home holds the default (int8) export already, as after its
-    first ``export-onnx``; a server is started, asked whether it is up, and stopped."""
+    first ``export-onnx``; a server is started, asked whether it is up, and stopped. A ``sample-library``
+    step run once already (the same arguments make the same files) is a copy of its first library."""
+    import shutil
+
     from conftest import home_with_export
     from helpers import cli_command
 
     home = home_with_export(tmp_path / "home", random_export("int8"))
+    exports = sorted(p.name for p in (home / "models").iterdir())
     env = {"PHOTODEDUP_HOME": str(home), "BROWSER": "true"}  # --open runs `true`, not a browser
+    libraries: dict[tuple, Path] = {}  # a sample-library step -> the library it made
     for command, steps in examples().items():
         work = tmp_path / command
         work.mkdir()
         for number, step in enumerate(steps, 1):
             args = [arg.replace("/tmp/", f"{work}/") for arg in step[1:]]
+            if step[1] == "sample-library" and tuple(step) in libraries:
+                shutil.copytree(libraries[tuple(step)], args[1])
+                continue
+            if step[1] == "sample-library":
+                libraries[tuple(step)] = Path(args[1])
             if command in SERVERS and number == len(steps):
                 port = server_processes.free_port()
                 args[args.index("--port") + 1] = str(port)
@@ -114,6 +125,7 @@ def test_every_help_example_runs_on_a_fresh_setup(tmp_path, random_export, serve
                 continue
             result = run_cli(*args, env=env, cwd=work, timeout=900)
             assert result.returncode == 0, f"{command}: {' '.join(step)}\n{result.stderr}"
+    assert sorted(p.name for p in (home / "models").iterdir()) == exports  # export-onnx reused the export
 
 
 def test_the_cli_shows_and_passes_the_library_s_defaults():
