@@ -22,7 +22,8 @@ from photodedup.cluster import (
 
 
 def pairs(edges: Edges) -> list[tuple[int, int, int, float]]:
-    return [(int(i), int(j), int(k), float(d)) for i, j, k, d in zip(edges.i, edges.j, edges.kind, edges.distance, strict=True)]
+    columns = zip(edges.i, edges.j, edges.kind, edges.distance, strict=True)
+    return [(int(i), int(j), int(k), float(d)) for i, j, k, d in columns]
 
 
 def test_the_registry_and_the_documented_defaults():
