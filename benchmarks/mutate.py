@@ -202,12 +202,14 @@ def mutants(source: str) -> list[tuple[Mutant, Callable[[], str]]]:
 
 
 def run_tests(work: Path, tests: list[str], timeout: float) -> str:
-    """``killed``, ``survived`` or ``timeout`` for the tests in the copy ``work``: the first file alone (the
-    module's fast unit tests kill most mutants, and collecting the others costs more than running it),
-    then the rest."""
-    outcome = _pytest(work, tests[:1], timeout)
-    if outcome == "survived" and len(tests) > 1:
-        outcome = _pytest(work, tests[1:], timeout)
+    """``killed``, ``survived`` or ``timeout`` for the tests in the copy ``work``: one file after the other,
+    fastest first, until one fails (the module's own unit tests kill most mutants in seconds; the slower
+    files run only for the mutants that survive them)."""
+    outcome = "survived"
+    for test in tests:
+        outcome = _pytest(work, [test], timeout)
+        if outcome != "survived":
+            break
     return outcome
 
 
@@ -275,7 +277,8 @@ def main() -> None:
     parser.add_argument("--tests", nargs="*", help="test files to run [default: the module's own]")
     parser.add_argument("--max", type=int, default=0, help="at most this many mutants (a random sample)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--timeout", type=float, default=600, help="seconds per mutant's test run")
+    parser.add_argument("--timeout", type=float, default=120,
+                        help="seconds per mutant's test run, at least [default: 120, or 3 times the baseline's]")
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
     parser.add_argument("--json", type=Path, help="write every result here")
     parser.add_argument("--fork", action="store_true",
@@ -315,16 +318,19 @@ def main() -> None:
         shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.sqlite"))
         original = (work / path).read_text()
         started = time.monotonic()
-        if run_tests(work, tests, args.timeout) != "survived":
+        if run_tests(work, tests, 10 * args.timeout) != "survived":
             sys.exit(f"the tests of {args.module} do not pass unmutated: fix them first")
-        print(f"baseline: {' '.join(tests)} pass in {time.monotonic() - started:.0f} s", flush=True)
+        baseline = time.monotonic() - started
+        timeout = max(args.timeout, 3 * baseline)  # a mutant that makes them 3 times slower hangs
+        print(f"baseline: {' '.join(tests)} pass in {baseline:.0f} s; a mutant's time limit {timeout:.0f} s",
+              flush=True)
         results = []
         for mutant, source in chosen:
             if mutant.key in equivalent:
                 outcome = "equivalent"
             else:
                 (work / path).write_text(source())
-                outcome = run_tests(work, tests, args.timeout)
+                outcome = run_tests(work, tests, timeout)
                 (work / path).write_text(original)
             results.append({"number": mutant.number, "line": mutant.line, "key": mutant.key, "outcome": outcome})
             print(f"#{mutant.number:<4} {path}:{mutant.line:<5} {mutant.key}  {outcome}", flush=True)
