@@ -50,7 +50,7 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
                                           "tests/test_matching.py"]),
     "apply": ("photodedup/apply.py", ["tests/test_apply_rules.py", "tests/test_apply.py",
                                       "tests/test_apply_faults.py"]),
-    "moves": ("photodedup/moves.py", ["tests/test_apply_rules.py", "tests/test_apply.py",
+    "moves": ("photodedup/moves.py", ["tests/test_moves_rules.py", "tests/test_apply_rules.py", "tests/test_apply.py",
                                       "tests/test_apply_faults.py"]),
     "groups": ("photodedup/groups.py", ["tests/test_groups_rules.py", "tests/test_review.py", "tests/test_apply.py"]),
     "security": ("photodedup/review/security.py", ["tests/test_review_security_rules.py",
