@@ -276,6 +276,7 @@ def main() -> None:
     parser.add_argument("--tests", nargs="*", help="test files to run [default: the module's own]")
     parser.add_argument("--max", type=int, default=0, help="at most this many mutants (a random sample)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", type=int, nargs="+", metavar="N", help="only these mutants (numbers as listed)")
     parser.add_argument("--timeout", type=float, default=120,
                         help="seconds per mutant's test run, at least [default: 120, or 3 times the baseline's]")
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
@@ -299,7 +300,9 @@ def main() -> None:
     tests = args.tests or default_tests
     everything = mutants((REPO / path).read_text())
     chosen, total = everything, len(everything)
-    if args.max and args.max < total:
+    if args.only:
+        chosen = [m for m in everything if m[0].number in set(args.only)]
+    elif args.max and args.max < total:
         chosen = sorted(random.Random(args.seed).sample(chosen, args.max), key=lambda m: m[0].number)
     equivalent = EQUIVALENT.get(args.module, {})
     unknown = set(equivalent) - {m.key for m, _ in everything}

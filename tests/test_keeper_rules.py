@@ -288,3 +288,19 @@ def test_human_sizes_show_enough_digits_to_differ():
     assert human_sizes(4_310_000, 4_340_000) == ("4.31 MB", "4.34 MB")
     assert human_sizes(4_300_000, 4_300_000) == ("4.3 MB", "4.3 MB")
     assert human_sizes(1_000_001, 1_000_002) == ("1.000001 MB", "1.000002 MB")
+
+
+def test_a_frame_s_content_may_be_exactly_90_to_102_percent_of_the_photo_s_canvas():
+    # the photos trim their own flat edge (bordered themselves), so only the frame rule can explain the frame
+    low = member(1, w=100, h=57, content=(90, 50), path="/z")
+    assert keeper_of(low, member(2, w=105, h=60, content=(95, 54), path="/a"),  # 95*54 = 0.9 * 100*57
+                     rules="no-border,oldest") == (1, "no added border")
+    high = member(1, w=101, h=100, content=(95, 94), path="/z")
+    assert keeper_of(high, member(2, w=110, h=109, content=(102, 101), path="/a"),  # 102*101 = 1.02 * 101*100
+                     rules="no-border,oldest") == (1, "no added border")
+
+
+def test_a_copy_on_the_same_canvas_never_explains_a_border():
+    edge = member(1, w=2000, h=1000, content=(1940, 970), path="/a")  # its own flat edge trims 3%
+    plain = member(2, w=2000, h=1000, path="/b")
+    assert keeper_of(edge, plain, rules="no-border,oldest")[1] == "all else equal: first by path"
