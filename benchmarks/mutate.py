@@ -29,6 +29,7 @@ import functools
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -220,11 +221,13 @@ FORK = False
 
 
 def _outcome(returncode: int, output: str) -> str:
+    """``survived``, ``broken``, or ``killed by <the first failing test>``."""
     if returncode == 0:
         return "survived"
     if returncode in (4, 5) or "ImportError" in output[-2000:] and "error" in output[-300:]:
         return "broken"  # nothing ran / the module does not import / usage error: not a test's merit
-    return "killed"
+    failed = re.search(r"^(?:FAILED|ERROR) (\S+)", output, re.MULTILINE)
+    return f"killed by {failed.group(1)}" if failed else "killed"
 
 
 def _pytest(work: Path, tests: list[str], timeout: float) -> str:
@@ -336,7 +339,7 @@ def main() -> None:
                 (work / path).write_text(original)
             results.append({"number": mutant.number, "line": mutant.line, "key": mutant.key, "outcome": outcome})
             print(f"#{mutant.number:<4} {path}:{mutant.line:<5} {mutant.key}  {outcome}", flush=True)
-    counts = {k: sum(r["outcome"] == k for r in results)
+    counts = {k: sum(r["outcome"].split(" ")[0] == k for r in results)
               for k in ("killed", "timeout", "survived", "broken", "equivalent")}
     judged = counts["killed"] + counts["timeout"] + counts["survived"]
     score = (counts["killed"] + counts["timeout"]) / judged if judged else 0.0
