@@ -62,6 +62,55 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
 
 #: Mutants no test can kill, per module: ``"function | code | change"`` (as ``--list`` prints it) -> why.
 EQUIVALENT: dict[str, dict[str, str]] = {
+    "cluster": {
+        "near_pairs | high <= low | LtE -> Lt": "high == low: no distance is both > low and <= high, the search "
+                                                "finds nothing either way",
+        "near_pairs | range(0, n, 8192) | 8192 -> 8193": "chunk size: every chunk is searched against all hashes",
+        "near_pairs | start + 8192 | 8192 -> 8193": "overlapping chunks: np.unique drops the repeated pairs",
+        "near_pairs | (np.zeros(0, np.int64),) * 3 | 3 -> 4 #2": "unreachable: with n >= 2 the loop fills codes",
+        "_cosine_faiss | np.zeros(0, np.int64) | 0 -> 1": "unreachable: with n >= 2 the loop fills codes",
+        "hamming_cross | 1 << 22 | 1 -> 2": "block size of the brute force: the same pairs in other blocks",
+        "hamming_cross | 1 << 22 | 22 -> 23": "block size of the brute force: the same pairs in other blocks",
+        "_rowwise_dot | start + 65536 | 65536 -> 65537": "overlapping slices write the same dot products",
+        "_cosine_faiss | start + 20000 | 20000 -> 20001": "overlapping query chunks: np.unique drops the repeats",
+        "_cosine_exact | sims >= threshold - slack | GtE -> Gt": "a candidate band (slack); the exact rescoring "
+                                                                 "decides, and no float lands on its edge",
+        "Edges.moved | i <= j | LtE -> Lt": "i == j is a self-loop, dropped by keep",
+    },
+    "apply": {
+        "plan | changed = True | True -> False #2": "a second pass never drops more: dropping a candidate only adds "
+                                                    "survivors, so every group the first pass kept still passes",
+        "undo | Catalog(catalog, create=False) | False -> True #2": "the first Catalog(create=False) above has "
+                                                                    "already refused a missing catalog",
+        "_same_file | (f['dev'], f['ino']) == identity | Eq -> NotEq": "each name is re-checked by its identity "
+                                                                       "now (_identity(p) == identity): the "
+                                                                       "catalog's filter only saves lstat calls",
+    },
+    "moves": {
+        "_make_folders | not os.path.isdir(folder) and folder != folder.parent | And -> Or": "existing folders "
+            "join the list, and their mkdir (FileExistsError) skips them",
+        "_rename_noreplace | (-100, 1) | 100 -> 101": "the directory fd is ignored for absolute paths, and every "
+                                                      "path moved is absolute (trash_folder, the catalog)",
+        "_move | shutil.copystat(src, temp, follow_symlinks=False) | False -> True": "src was checked to be a "
+                                                                                     "regular file, no link",
+        "_move | os.link(src, dst, follow_symlinks=False) | False -> True": "src was checked to be a regular "
+                                                                           "file, no link",
+        "_rename_noreplace | ctypes.CDLL(None, use_errno=True) | True -> False": "errno is read only when "
+            "renameat2 fails, which needs a file at a fresh random name (a race no test can make)",
+    },
+    "limits": {
+        "media_type | (content_type or '').split(';', 1) | 1 -> 2": "only the part before the first ';' is used",
+    },
+    "groups": {
+        "_same_frame | abs(a.content_width / a.width - b.content_width / b.width) <= 0.02 | LtE -> Lt": "no two "
+            "ratios of pixel counts differ by exactly the float 0.02 (none up to 300 px)",
+        "_same_frame | abs(a.content_height / a.height - b.content_height / b.height) <= 0.02 | LtE -> Lt": "no two "
+            "ratios of pixel counts differ by exactly the float 0.02 (none up to 300 px)",
+        "differences | abs(ca[0] / ca[1] - cb[0] / cb[1]) > 0.02 | Gt -> GtE": "no two aspect ratios of pixel "
+            "counts differ by exactly the float 0.02",
+        "differences | abs(ca[0] / ca[1] - cb[1] / cb[0]) > 0.02 | Gt -> GtE": "no two aspect ratios of pixel "
+            "counts differ by exactly the float 0.02",
+    },
 }
 
 FLIP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
