@@ -76,6 +76,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "_cosine_exact | sims >= threshold - slack | GtE -> Gt": "a candidate band (slack); the exact rescoring "
                                                                  "decides, and no float lands on its edge",
         "Edges.moved | i <= j | LtE -> Lt": "i == j is a self-loop, dropped by keep",
+        "cosine_pairs | n <= EXACT_MAX | LtE -> Lt": "at exactly 10,000 vectors faiss (rescored exactly) finds "
+                                                     "the pairs the exact product finds: a speed choice",
     },
     "apply": {
         "plan | changed = True | True -> False #2": "a second pass never drops more: dropping a candidate only adds "

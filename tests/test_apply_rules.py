@@ -173,3 +173,14 @@ def test_undo_refuses_a_file_changed_in_the_trash_and_leaves_the_trash_unmarked(
     assert result.restored == [] and result.refused == [
         {"path": lib["paths"]["b_q70.jpg"], "reason": f"changed in the trash ({target}, md5 differs)"}]
     assert not (lib["trash"] / ".photodedup-trash").exists()
+
+
+def test_a_dry_run_finishes_nothing_and_says_so(review_library):
+    lib = review_library
+    keep(lib, "A", "2019/a.jpg")
+    preview = apply(lib["catalog"], trash_dir=lib["trash"], dry_run=True)
+    assert (preview.dry_run, preview.recovered, preview.failed, len(preview.moved)) == (True, 0, [], 2)
+    apply(lib["catalog"], trash_dir=lib["trash"])
+    restore = undo(lib["catalog"], trash_dir=lib["trash"], dry_run=True)
+    assert (restore.dry_run, restore.recovered, restore.refused, len(restore.restored)) == (True, 0, [], 2)
+    assert not Path(lib["paths"]["a_small.jpg"]).exists()
