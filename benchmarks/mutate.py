@@ -76,6 +76,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "_cosine_exact | sims >= threshold - slack | GtE -> Gt": "a candidate band (slack); the exact rescoring "
                                                                  "decides, and no float lands on its edge",
         "Edges.moved | i <= j | LtE -> Lt": "i == j is a self-loop, dropped by keep",
+        "hamming_cross | queries[start:start + 50000].view(np.uint8).reshape(-1, 8) | 1 -> 2": "numpy reads any "
+            "negative dimension as the unknown one: reshape(-2, 8) is reshape(-1, 8)",
         "cosine_pairs | n <= EXACT_MAX | LtE -> Lt": "at exactly 10,000 vectors faiss (rescored exactly) finds "
                                                      "the pairs the exact product finds: a speed choice",
     },

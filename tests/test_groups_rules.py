@@ -221,3 +221,23 @@ def test_labels_hold_reviewed_groups_relative_to_the_root_or_absolute(review_lib
         assert relative["unrelated"] == ["b.jpg", "b_q70.jpg"]
         absolute = g.labels(cat)
         assert absolute["unrelated"] == [lib["paths"]["b.jpg"], lib["paths"]["b_q70.jpg"]]
+
+
+def test_a_companion_travels_with_its_lead_unless_it_is_a_member_itself(review_library):
+    lib = review_library
+    ids = lib["ids"]
+    with Catalog(lib["catalog"]) as cat:
+        cat.set_companions([(ids["c.jpg"], ids["b.jpg"], "sidecar"), (ids["b_q70.jpg"], ids["b.jpg"], "sidecar")])
+        group = g.find_group(cat, lib["groups"]["B"])
+    lead = next(member for member in group.members if member.file_id == ids["b.jpg"])
+    assert [(c.file_id, c.evidence) for c in lead.companions] == [(ids["c.jpg"], "sidecar")]
+    assert lead.item_words == "sidecars"
+
+
+def test_identical_copies_in_a_group_marked_not_duplicates_stay_one_label(review_library):
+    lib = review_library
+    with Catalog(lib["catalog"]) as cat:
+        g.not_duplicates(cat, lib["groups"]["A"])
+        labels = g.labels(cat, root=lib["root"])
+    assert labels["groups"] == [["2019/a.jpg", "2019/copies/a_copy.jpg"]]
+    assert labels["unrelated"] == ["a_small.jpg"]
