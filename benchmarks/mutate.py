@@ -11,37 +11,111 @@ Each mutant is one change to the module's syntax tree: a comparison flipped (``<
 time-out kills the mutant, a pass lets it survive. Survivors are the tests' blind spots: print them.
 
 The score is killed / (killed + survived); a mutant whose tests did not even start (the module
-fails to import) is counted apart, as are equivalent mutants nobody can kill (not detected here).
+fails to import) is counted apart, as are the equivalent mutants listed in ``EQUIVALENT`` (no test can
+tell them from the module: each entry names the mutant by its function, the code it changes and the
+change, so it stays valid when lines move, and says why in one line). An equivalent mutant is not run.
+
+Habit: after changing a module, run ``--module X --max 40 --seed 1``; a survivor is a blind spot (write
+the test that kills it) or equivalent (add it to ``EQUIVALENT`` with its reason).
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import copy
+import functools
 import json
+import os
 import random
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: Module (under photodedup/) -> the test files that should notice a bug in it (fast ones: no export).
+#: Module (under photodedup/) -> the test files that should notice a bug in it: fast ones (no export, no
+#: server, seconds each), the module's unit-level ``*_rules.py`` first: with ``-x``, one file after the other,
+#: most mutants die in it within seconds. The slower files that also cover a module (tests/test_group.py,
+#: test_matching.py, test_review.py, test_apply.py, test_apply_faults.py: a minute or more each) can be added
+#: with ``--tests`` for a run on a quiet machine.
 TARGETS: dict[str, tuple[str, list[str]]] = {
-    "keeper": ("photodedup/keeper.py", ["tests/test_keeper.py"]),
-    "verify": ("photodedup/verify.py", ["tests/test_matching.py"]),
-    "cluster": ("photodedup/cluster.py", ["tests/test_group.py", "tests/test_matching.py"]),
-    "apply": ("photodedup/apply.py", ["tests/test_apply.py", "tests/test_apply_faults.py"]),
-    "moves": ("photodedup/moves.py", ["tests/test_apply.py", "tests/test_apply_faults.py"]),
-    "groups": ("photodedup/duplicate_groups/__init__.py", ["tests/test_review.py", "tests/test_apply.py"]),
-    "decisions": ("photodedup/duplicate_groups/decisions.py", ["tests/test_review.py", "tests/test_apply.py"]),
+    "keeper": ("photodedup/keeper.py", ["tests/test_keeper_rules.py", "tests/test_keeper.py"]),
+    "verify": ("photodedup/verify.py", ["tests/test_verify_rules.py"]),
+    "cluster": ("photodedup/cluster.py", ["tests/test_cluster_rules.py"]),
+    "apply": ("photodedup/apply.py", ["tests/test_apply_rules.py", "tests/test_moves_rules.py"]),
+    "moves": ("photodedup/moves.py", ["tests/test_moves_rules.py", "tests/test_apply_rules.py"]),
+    "groups": ("photodedup/duplicate_groups/__init__.py", ["tests/test_groups_rules.py"]),
+    "decisions": ("photodedup/duplicate_groups/decisions.py", ["tests/test_groups_rules.py"]),
+    "security": ("photodedup/review/security.py", ["tests/test_review_security_rules.py",
+                                                   "tests/test_review_security.py"]),
     "review": ("photodedup/review/app.py", ["tests/test_review_security.py", "tests/test_review.py"]),
-    "limits": ("photodedup/service/limits.py", ["tests/test_service.py", "tests/test_service_hardening.py"]),
+    "limits": ("photodedup/service/limits.py", ["tests/test_limits_rules.py", "tests/test_service.py"]),
+}
+
+#: Mutants no test can kill, per module: ``"function | code | change"`` (as ``--list`` prints it) -> why.
+EQUIVALENT: dict[str, dict[str, str]] = {
+    "cluster": {
+        "near_pairs | high <= low | LtE -> Lt": "high == low: no distance is both > low and <= high, the search "
+                                                "finds nothing either way",
+        "near_pairs | range(0, n, 8192) | 8192 -> 8193": "chunk size: every chunk is searched against all hashes",
+        "near_pairs | start + 8192 | 8192 -> 8193": "overlapping chunks: np.unique drops the repeated pairs",
+        "near_pairs | (np.zeros(0, np.int64),) * 3 | 3 -> 4 #2": "unreachable: with n >= 2 the loop fills codes",
+        "_cosine_faiss | np.zeros(0, np.int64) | 0 -> 1": "unreachable: with n >= 2 the loop fills codes",
+        "hamming_cross | 1 << 22 | 1 -> 2": "block size of the brute force: the same pairs in other blocks",
+        "hamming_cross | 1 << 22 | 22 -> 23": "block size of the brute force: the same pairs in other blocks",
+        "_rowwise_dot | start + 65536 | 65536 -> 65537": "overlapping slices write the same dot products",
+        "_cosine_faiss | start + 20000 | 20000 -> 20001": "overlapping query chunks: np.unique drops the repeats",
+        "_cosine_exact | sims >= threshold - slack | GtE -> Gt": "a candidate band (slack); the exact rescoring "
+                                                                 "decides, and no float lands on its edge",
+        "Edges.moved | i <= j | LtE -> Lt": "i == j is a self-loop, dropped by keep",
+        "hamming_cross | queries[start:start + 50000].view(np.uint8).reshape(-1, 8) | 1 -> 2": "numpy reads any "
+            "negative dimension as the unknown one: reshape(-2, 8) is reshape(-1, 8)",
+        "cosine_pairs | n <= EXACT_MAX | LtE -> Lt": "at exactly 10,000 vectors faiss (rescored exactly) finds "
+                                                     "the pairs the exact product finds: a speed choice",
+    },
+    "apply": {
+        "plan | changed = True | True -> False #2": "a second pass never drops more: dropping a candidate only adds "
+                                                    "survivors, so every group the first pass kept still passes",
+        "undo | Catalog(catalog, create=False) | False -> True #2": "the first Catalog(create=False) above has "
+                                                                    "already refused a missing catalog",
+        "_same_file | (f['dev'], f['ino']) == identity | Eq -> NotEq": "each name is re-checked by its identity "
+                                                                       "now (_identity(p) == identity): the "
+                                                                       "catalog's filter only saves lstat calls",
+    },
+    "moves": {
+        "_make_folders | not os.path.isdir(folder) and folder != folder.parent | And -> Or": "existing folders "
+            "join the list, and their mkdir (FileExistsError) skips them",
+        "_rename_noreplace | (-100, 1) | 100 -> 101": "the directory fd is ignored for absolute paths, and every "
+                                                      "path moved is absolute (trash_folder, the catalog)",
+        "_move | shutil.copystat(src, temp, follow_symlinks=False) | False -> True": "src was checked to be a "
+                                                                                     "regular file, no link",
+        "_move | os.link(src, dst, follow_symlinks=False) | False -> True": "src was checked to be a regular "
+                                                                           "file, no link",
+        "_rename_noreplace | ctypes.CDLL(None, use_errno=True) | True -> False": "errno is read only when "
+            "renameat2 fails, which needs a file at a fresh random name (a race no test can make)",
+    },
+    "limits": {
+        "media_type | (content_type or '').split(';', 1) | 1 -> 2": "only the part before the first ';' is used",
+    },
+    "groups": {
+        "_same_frame | abs(a.content_width / a.width - b.content_width / b.width) <= 0.02 | LtE -> Lt": "no two "
+            "ratios of pixel counts differ by exactly the float 0.02 (none up to 300 px)",
+        "_same_frame | abs(a.content_height / a.height - b.content_height / b.height) <= 0.02 | LtE -> Lt": "no two "
+            "ratios of pixel counts differ by exactly the float 0.02 (none up to 300 px)",
+        "differences | abs(ca[0] / ca[1] - cb[0] / cb[1]) > 0.02 | Gt -> GtE": "no two aspect ratios of pixel "
+            "counts differ by exactly the float 0.02",
+        "differences | abs(ca[0] / ca[1] - cb[1] / cb[0]) > 0.02 | Gt -> GtE": "no two aspect ratios of pixel "
+            "counts differ by exactly the float 0.02",
+    },
 }
 
 FLIP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
@@ -54,6 +128,7 @@ class Mutant:
     number: int
     line: int
     what: str
+    key: str = ""  # "function | code | change": names the mutant whatever line it moves to
 
 
 def _is_docstring(node: ast.AST, parents: dict) -> bool:
@@ -126,29 +201,130 @@ def _apply(tree: ast.Module, index: int, kind: str) -> tuple[ast.Module, str]:
     return ast.fix_missing_locations(tree), what
 
 
-def mutants(source: str) -> list[tuple[Mutant, str]]:
-    """Every mutant of ``source``: (its description, the mutated module's source)."""
+def _describe(node: ast.AST, kind: str) -> str:
+    """What the mutation of ``kind`` at ``node`` changes, in words (as ``_apply`` does it)."""
+    if kind.startswith("cmp"):
+        old = type(node.ops[int(kind[3:])])
+        return f"{old.__name__} -> {FLIP[old].__name__}"
+    if kind == "num":
+        old = node.value
+        return f"{old!r} -> {old + 1 if isinstance(old, int) else (old * 1.1 if old else 0.1)!r}"
+    if kind == "bool":
+        return f"{node.value} -> {not node.value}"
+    if kind == "boolop":
+        return "And -> Or" if isinstance(node.op, ast.And) else "Or -> And"
+    if kind == "not":
+        return "not X -> X"
+    return f"{ast.unparse(node.value.func)}(...) dropped"
+
+
+def _where(parents: dict, node: ast.AST) -> tuple[str, str]:
+    """The function (``Class.method``, ``<module>``) holding ``node``, and the code a mutation there changes:
+    the node itself, or for a number or a flag the expression around it."""
+    names, up = [], parents.get(node)
+    while up is not None:
+        if isinstance(up, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.append(up.name)
+        up = parents.get(up)
+    shown = node
+    while isinstance(shown, ast.Constant) or (isinstance(shown, ast.UnaryOp | ast.keyword)
+                                              and isinstance(parents.get(shown), ast.expr | ast.keyword)):
+        shown = parents.get(shown, shown)
+        if not isinstance(shown, ast.expr | ast.keyword):
+            break
+    code = " ".join(ast.unparse(shown).split())
+    return ".".join(reversed(names)) or "<module>", code if len(code) <= 90 else code[:87] + "..."
+
+
+def mutants(source: str) -> list[tuple[Mutant, Callable[[], str]]]:
+    """Every mutant of ``source``: its description, and a function that makes the mutated module's source."""
     tree = ast.parse(source)
-    out = []
+    nodes = list(ast.walk(tree))
+    parents = {child: node for node in nodes for child in ast.iter_child_nodes(node)}
+    out, seen = [], {}
     for number, (index, kind) in enumerate(_sites(tree), 1):
-        line = getattr(list(ast.walk(tree))[index], "lineno", 0)
-        mutated, what = _apply(tree, index, kind)
-        out.append((Mutant(number, line, what), ast.unparse(mutated)))
+        node = nodes[index]
+        function, code = _where(parents, node)
+        what = _describe(node, kind)
+        key = f"{function} | {code} | {what}"
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > 1:  # the same change twice in one expression: number the later ones
+            key += f" #{seen[key]}"
+        make = functools.partial(lambda i, k: ast.unparse(_apply(tree, i, k)[0]), index, kind)
+        out.append((Mutant(number, getattr(node, "lineno", 0), what, key), make))
     return out
 
 
 def run_tests(work: Path, tests: list[str], timeout: float) -> str:
-    """``killed``, ``survived`` or ``timeout`` for the tests in the copy ``work``."""
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow", *tests]
+    """``killed``, ``survived`` or ``timeout`` for the tests in the copy ``work``: one file after the other,
+    fastest first, until one fails (the module's own unit tests kill most mutants in seconds; the slower
+    files run only for the mutants that survive them)."""
+    outcome = "survived"
+    for test in tests:
+        outcome = _pytest(work, [test], timeout)
+        if outcome != "survived":
+            break
+    return outcome
+
+
+PYTEST_ARGS = ["-x", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
+#: ``--fork``: pytest runs in a child forked from this process, which imported these once (never
+#: photodedup itself, which the child imports fresh from the mutated copy): most of a run's CPU is imports.
+PRELOAD = ("numpy", "PIL.Image", "cv2", "fastapi", "fastapi.testclient", "httpx", "typer", "pytest")
+FORK = False
+
+
+def _outcome(returncode: int, output: str) -> str:
+    """``survived``, ``broken``, or ``killed by <the first failing test>``."""
+    if returncode == 0:
+        return "survived"
+    if returncode in (4, 5) or "ImportError" in output[-2000:] and "error" in output[-300:]:
+        return "broken"  # nothing ran / the module does not import / usage error: not a test's merit
+    failed = re.search(r"^(?:FAILED|ERROR) (\S+)", output, re.MULTILINE)
+    return f"killed by {failed.group(1)}" if failed else "killed"
+
+
+def _pytest(work: Path, tests: list[str], timeout: float) -> str:
+    if FORK:
+        return _pytest_forked(work, tests, timeout)
+    command = [sys.executable, "-m", "pytest", *PYTEST_ARGS, *tests]
     try:
         done = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return "timeout"
-    if done.returncode == 0:
-        return "survived"
-    if done.returncode == 5 or "ImportError" in done.stdout[-2000:] and "error" in done.stdout[-300:]:
-        return "broken"  # nothing ran / the module does not import: not a test's merit
-    return "killed"
+    return _outcome(done.returncode, done.stdout)
+
+
+def _pytest_forked(work: Path, tests: list[str], timeout: float) -> str:
+    log = work / ".mutate-output"
+    pid = os.fork()
+    if pid == 0:  # the child: run the tests of the copy, exit with pytest's status
+        code = 3
+        try:
+            os.setpgid(0, 0)
+            os.chdir(work)
+            sys.path.insert(0, str(work))
+            out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            import pytest
+
+            code = int(pytest.main([*PYTEST_ARGS, *tests]))
+            sys.stdout.flush()
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return "timeout"
+        time.sleep(0.05)
+    return _outcome(os.waitstatus_to_exitcode(status), log.read_text(errors="replace") if log.exists() else "")
 
 
 def main() -> None:
@@ -157,20 +333,42 @@ def main() -> None:
     parser.add_argument("--tests", nargs="*", help="test files to run [default: the module's own]")
     parser.add_argument("--max", type=int, default=0, help="at most this many mutants (a random sample)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--timeout", type=float, default=600, help="seconds per mutant's test run")
+    parser.add_argument("--only", type=int, nargs="+", metavar="N", help="only these mutants (numbers as listed)")
+    parser.add_argument("--timeout", type=float, default=120,
+                        help="seconds per mutant's test run, at least [default: 120, or 3 times the baseline's]")
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
     parser.add_argument("--json", type=Path, help="write every result here")
+    parser.add_argument("--fork", action="store_true",
+                        help="run each mutant's pytest in a process forked from a warm one (several times faster)")
     args = parser.parse_args()
+    # a mutant can keep its module's size (0 -> 1): a .pyc written in the same second would be taken for it
+    sys.dont_write_bytecode = True
+    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+    if args.fork:
+        global FORK
+        FORK = True
+        os.environ.setdefault("OMP_NUM_THREADS", "1")  # no thread pools in the parent that forks
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        for name in PRELOAD:
+            with contextlib.suppress(ImportError):
+                __import__(name)
 
     path, default_tests = TARGETS[args.module]
     tests = args.tests or default_tests
-    chosen = mutants((REPO / path).read_text())
-    total = len(chosen)
-    if args.max and args.max < total:
+    everything = mutants((REPO / path).read_text())
+    chosen, total = everything, len(everything)
+    if args.only:
+        chosen = [m for m in everything if m[0].number in set(args.only)]
+    elif args.max and args.max < total:
         chosen = sorted(random.Random(args.seed).sample(chosen, args.max), key=lambda m: m[0].number)
+    equivalent = EQUIVALENT.get(args.module, {})
+    unknown = set(equivalent) - {m.key for m, _ in everything}
+    if unknown:  # the code changed: an entry that names no mutant any more must go
+        sys.exit("EQUIVALENT names mutants that no longer exist: " + "; ".join(sorted(unknown)))
     if args.list:
         for mutant, _ in chosen:
-            print(f"#{mutant.number} {path}:{mutant.line} {mutant.what}")
+            note = f"   [equivalent: {equivalent[mutant.key]}]" if mutant.key in equivalent else ""
+            print(f"#{mutant.number} {path}:{mutant.line} {mutant.key}{note}")
         print(f"{len(chosen)} of {total} mutants")
         return
 
@@ -179,21 +377,29 @@ def main() -> None:
         shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.sqlite"))
         original = (work / path).read_text()
         started = time.monotonic()
-        if run_tests(work, tests, args.timeout) != "survived":
+        if run_tests(work, tests, 10 * args.timeout) != "survived":
             sys.exit(f"the tests of {args.module} do not pass unmutated: fix them first")
-        print(f"baseline: {' '.join(tests)} pass in {time.monotonic() - started:.0f} s", flush=True)
+        baseline = time.monotonic() - started
+        timeout = max(args.timeout, 3 * baseline)  # a mutant that makes them 3 times slower hangs
+        print(f"baseline: {' '.join(tests)} pass in {baseline:.0f} s; a mutant's time limit {timeout:.0f} s",
+              flush=True)
         results = []
         for mutant, source in chosen:
-            (work / path).write_text(source)
-            outcome = run_tests(work, tests, args.timeout)
-            (work / path).write_text(original)
-            results.append({"number": mutant.number, "line": mutant.line, "what": mutant.what, "outcome": outcome})
-            print(f"#{mutant.number:<4} {path}:{mutant.line:<5} {mutant.what:<32} {outcome}", flush=True)
-    counts = {k: sum(r["outcome"] == k for r in results) for k in ("killed", "timeout", "survived", "broken")}
+            if mutant.key in equivalent:
+                outcome = "equivalent"
+            else:
+                (work / path).write_text(source())
+                outcome = run_tests(work, tests, timeout)
+                (work / path).write_text(original)
+            results.append({"number": mutant.number, "line": mutant.line, "key": mutant.key, "outcome": outcome})
+            print(f"#{mutant.number:<4} {path}:{mutant.line:<5} {mutant.key}  {outcome}", flush=True)
+    counts = {k: sum(r["outcome"].split(" ")[0] == k for r in results)
+              for k in ("killed", "timeout", "survived", "broken", "equivalent")}
     judged = counts["killed"] + counts["timeout"] + counts["survived"]
     score = (counts["killed"] + counts["timeout"]) / judged if judged else 0.0
     print(f"{args.module}: {counts['killed'] + counts['timeout']} of {judged} mutants killed ({score:.0%}); "
-          f"{counts['survived']} survived, {counts['broken']} did not import; {len(chosen)} of {total} mutants tried")
+          f"{counts['survived']} survived, {counts['equivalent']} equivalent, {counts['broken']} did not import; "
+          f"{len(chosen)} of {total} mutants tried")
     if args.json:
         args.json.write_text(json.dumps({"module": args.module, "tests": tests, "total": total, "score": score,
                                          "counts": counts, "results": results}, indent=2))

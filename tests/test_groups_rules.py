@@ -1,0 +1,243 @@
+"""The review's domain (photodedup/groups.py) rule by rule: states, suggestions and reclaimable bytes of a
+group, the decision commands on the real catalog of the ``review_library`` fixture, the overview's filter,
+the compare text and the labels. What ``benchmarks/mutate.py --module groups`` runs first."""
+
+from __future__ import annotations
+
+import pytest
+
+from photodedup import groups as g
+from photodedup.catalog import Catalog
+from photodedup.errors import BadInputError
+from photodedup.groups import Group, Member, differences, evidence_words, in_trash
+
+
+def m(file_id, **kw) -> Member:
+    kw.setdefault("size", 100)
+    return Member(file_id, kw.pop("path", f"/p/{file_id}.jpg"), kw.pop("evidence", "exact"), kw.pop("score", 1.0),
+                  **kw)
+
+
+# -- one group -------------------------------------------------------------------------------------
+def test_a_member_is_no_keeper_and_not_in_the_trash_unless_told():
+    member = Member(1, "/p/a.jpg", "exact", 1.0)
+    assert (member.keeper, member.in_trash, member.decision, member.status) == (False, False, None, "ok")
+
+
+def test_suggested_keeps_the_keeper_and_references_and_every_similar_shot():
+    group = Group(1, "perceptual", 1, "", [m(1, keeper=True), m(2), m(3, reference=True), m(4, in_trash=True)])
+    assert group.suggested() == {1: "keep", 2: "trash", 3: "keep"}
+    group.category = "similar"
+    assert group.suggested() == {1: "keep", 2: "keep", 3: "keep"}
+
+
+def test_reclaimable_is_the_marked_trash_else_the_suggestion():
+    members = [m(1, keeper=True, size=10), m(2, size=20), m(3, size=40, status="missing")]
+    group = Group(1, "exact", 1, "", members)
+    assert group.reclaimable == 20  # the suggestion, of files still there
+    members[0].decision, members[2].decision = "trash", "keep"
+    assert group.reclaimable == 10
+    members[1].decision = "trash"
+    members[1].in_trash = True
+    assert group.reclaimable == 10  # already in the trash: nothing more to free
+    group.dismissed = True
+    assert group.reclaimable == 0
+
+
+def test_states():
+    group = Group(1, "exact", 1, "", [m(1), m(2)])
+    assert group.state == "open"
+    group.members[0].decision = "keep"
+    assert group.state == "partial"
+    group.members[1].decision = "trash"
+    assert group.state == "reviewed"
+    group.members[1].in_trash = True
+    assert group.state == "applied"
+    group.dismissed = True
+    assert group.state == "dismissed"
+
+
+def test_the_summary_scores_a_group_by_its_weakest_non_keeper():
+    group = Group(1, "mixed", 1, "why", [m(1, keeper=True, score=0.5), m(2, score=0.9, evidence="perceptual"),
+                                         m(3, score=0.95)])
+    summary = group.summary()
+    assert (summary["score"], summary["evidence"], summary["count"], summary["size"]) == (
+        0.9, ["exact", "perceptual"], 3, 300)
+    assert Group(2, "exact", 1, "", [m(1, keeper=True, score=0.5)]).summary()["score"] == 1.0
+
+
+def test_in_trash_is_a_missing_file_that_apply_moved():
+    assert in_trash({"status": "missing", "reason": "in the trash: /t/x.jpg"})
+    assert not in_trash({"status": "missing", "reason": "gone"})
+    assert not in_trash({"status": "missing", "reason": None})
+    assert not in_trash({"status": "ok", "reason": "in the trash: /t/x.jpg"})
+
+
+def test_dismissed_and_taken_out_need_every_pair_marked():
+    pairs = {("a", "b"), ("a", "c")}
+    assert g._dismissed(["a", "b", None], pairs)
+    assert not g._dismissed(["a", "a"], set())  # identical files are never "not duplicates"
+    assert not g._dismissed(["a", "b", "c"], pairs)  # (b, c) is not marked
+    members = [m(1, md5="a"), m(2, md5="b"), m(3, md5="c")]
+    assert g._taken_out(members[0], members, pairs)
+    assert not g._taken_out(members[1], members, pairs)
+    assert not g._taken_out(m(4), members, pairs)  # no md5
+    assert not g._taken_out(members[0], members[:1], pairs)  # no other content
+
+
+@pytest.mark.parametrize("member, words", [
+    (m(1, keeper=True), "the suggested keeper"),
+    (m(1, evidence="keeper"), "the suggested keeper"),
+    (m(1, match={"how": "mirrored, 3 bits"}), "mirrored, 3 bits"),
+    (m(1), "exact copy (same bytes)"),
+    (m(1, evidence="perceptual", score=1 - 3 / 64), "perceptual (3 of 64 pHash bits differ)"),
+    (m(1, evidence="semantic", score=0.99123), "semantic (0.991)"),
+])
+def test_evidence_words(member, words):
+    assert evidence_words(member) == words
+
+
+# -- the compare text ------------------------------------------------------------------------------
+def photo(file_id, w=400, h=300, **kw) -> Member:
+    kw.setdefault("content_width", w)
+    kw.setdefault("content_height", h)
+    return m(file_id, width=w, height=h, format=kw.pop("format", "JPEG"), **kw)
+
+
+def test_equal_members_differ_in_nothing_and_identical_bytes_are_said():
+    assert differences(photo(1), photo(2)) == []
+    assert differences(photo(1, size=None), photo(2, size=None)) == []
+    assert differences(photo(1, md5="x"), photo(2, md5="x")) == ["identical bytes (same md5)"]
+    assert differences(photo(1, md5=None), photo(2, md5=None)) == []
+
+
+def test_grayscale_size_format_and_exif_differences():
+    a = photo(1, grayscale=1, size=1000, camera="Canon", taken_at="2020-01-01", format="PNG")
+    b = photo(2, grayscale=0, size=2000)
+    assert differences(a, b) == ["grayscale: 1.jpg is grayscale, 2.jpg colour", "format: PNG and JPEG",
+                                 "file size: 1.0 KB and 2.0 KB", "EXIF: Canon, 2020-01-01 and no camera, no date"]
+    assert differences(photo(1, grayscale=None), photo(2, grayscale=1)) == []
+    assert differences(photo(1, size=None), photo(2, size=5)) == ["file size: 0 B and 5 B"]
+    assert differences(photo(1, camera="Canon"), photo(2, camera="Canon", taken_at="2021")) == [
+        "EXIF: Canon, no date and Canon, 2021"]
+
+
+def test_a_crop_is_an_aspect_change_beyond_two_percent_in_either_orientation():
+    assert differences(photo(1, 400, 300), photo(2, 400, 250)) == [
+        "crop: the aspect ratios differ (400x300 and 400x250), so one shows less", "resolution: 400x300 and 400x250"]
+    assert differences(photo(1, 400, 300), photo(2, 300, 400)) == ["resolution: 400x300 and 300x400"]  # turned
+    assert differences(photo(1, 400, 300), photo(2, 404, 300)) == ["resolution: 400x300 and 404x300"]  # 1%
+
+
+def test_an_added_border_is_named_and_the_content_compared():
+    framed = photo(2, 440, 330, content_width=400, content_height=300)
+    assert differences(photo(1), framed) == ["border: 2.jpg has a uniform border (content 400x300 in 440x330)"]
+    # both show the same border in the same proportion: the photo's own, said by neither
+    a = photo(1, 440, 330, content_width=400, content_height=300)
+    assert differences(a, framed) == []
+    # both bordered, in other proportions: both named
+    other = photo(3, 480, 330, content_width=400, content_height=300)
+    assert [line.split(":")[0] for line in differences(a, other)] == ["border", "border"]  # the same content
+
+
+def test_the_grouping_s_variant_and_verification_are_said():
+    turned = photo(2, match={"variant": "turned 90"})
+    mirrored = photo(3, match={"variant": "mirrored"})
+    verified = photo(4, match={"kind": "verified", "coverage": 0.873, "inliers": 41})
+    assert differences(photo(1, match={"variant": "as is"}), turned) == ["turn: 2.jpg is the keeper turned 90"]
+    assert differences(mirrored, photo(1)) == ["mirror: 3.jpg is the keeper mirrored"]
+    assert differences(photo(1), verified) == [
+        "crop or overlay: 4.jpg matches on 87% of the smaller picture (41 matching features)"]
+
+
+# -- decisions on the real catalog -------------------------------------------------------------------
+def decisions_of(cat: Catalog, lib: dict) -> dict[str, str]:
+    names = {i: n for n, i in lib["ids"].items()}
+    return {names[i]: d["action"] for i, d in cat.decisions().items()}
+
+
+def test_keep_one_marks_the_others_trash_and_reset_forgets(review_library):
+    lib = review_library
+    with Catalog(lib["catalog"]) as cat:
+        group = g.keep_one(cat, lib["groups"]["A"], lib["ids"]["a_small.jpg"])
+        assert group.state == "reviewed"
+        assert decisions_of(cat, lib) == {"2019/a.jpg": "trash", "2019/copies/a_copy.jpg": "trash",
+                                          "a_small.jpg": "keep"}
+        assert g.reset(cat, lib["groups"]["A"]).state == "open"
+        assert decisions_of(cat, lib) == {}
+
+
+def test_not_duplicates_can_be_taken_back(review_library):
+    lib = review_library
+    with Catalog(lib["catalog"]) as cat:
+        assert g.not_duplicates(cat, lib["groups"]["B"]).state == "dismissed"
+        with pytest.raises(BadInputError, match="marked not duplicates"):
+            g.keep_one(cat, lib["groups"]["B"], lib["ids"]["b.jpg"])
+        assert g.not_duplicates(cat, lib["groups"]["B"], value=False).state == "open"
+        assert g.not_duplicates(cat, lib["groups"]["A"]).state == "dismissed"
+
+
+def test_accepting_suggestions_marks_open_groups_and_undo_takes_back_only_those(review_library):
+    lib = review_library
+    a, b = lib["groups"]["A"], lib["groups"]["B"]
+    with Catalog(lib["catalog"]) as cat:
+        preview = g.accept_suggestions(cat, [a, b], dry_run=True)
+        assert decisions_of(cat, lib) == {}
+        assert (preview["groups"], preview["files"], preview["skipped"]) == ([a, b], 3, [])
+        assert sorted(t["path"] for t in preview["trash"]) == sorted(
+            lib["paths"][n] for n in ("2019/copies/a_copy.jpg", "a_small.jpg", "b_q70.jpg"))
+        g.decide(cat, b, lib["ids"]["b.jpg"], "keep")  # B is decided by hand: left alone
+        done = g.accept_suggestions(cat, [a, b])
+        assert (done["groups"], done["skipped"]) == ([a], [b])
+        assert decisions_of(cat, lib)["a_small.jpg"] == "trash"
+        assert g.undo_accept(cat, [a, b]) == {"groups": [a], "skipped": [b]}
+        assert decisions_of(cat, lib) == {"b.jpg": "keep"}
+
+
+def test_the_overview_filters_by_evidence_kind(review_library):
+    lib = review_library
+    a, b = lib["groups"]["A"], lib["groups"]["B"]
+    with Catalog(lib["catalog"]) as cat:
+        ids = lambda **kw: [s["id"] for s in g.overview(cat, **kw)["groups"]]  # noqa: E731
+        assert sorted(ids()) == sorted([a, b])
+        assert ids(kind="exact") == [a]  # a mixed group holding an exact copy
+        assert sorted(ids(kind="perceptual")) == sorted([a, b])
+        assert ids(kind="mixed") == [a]
+        assert ids(kind="semantic") == []
+        summary = next(s for s in g.overview(cat)["groups"] if s["id"] == a)
+        assert summary["score"] == pytest.approx(0.953)
+        with pytest.raises(BadInputError, match="unknown kind 'blurry'"):
+            g.overview(cat, kind="blurry")
+
+
+def test_labels_hold_reviewed_groups_relative_to_the_root_or_absolute(review_library):
+    lib = review_library
+    with Catalog(lib["catalog"]) as cat:
+        assert g.labels(cat)["groups"] == []  # nothing reviewed
+        g.keep_one(cat, lib["groups"]["A"], lib["ids"]["2019/a.jpg"])
+        g.not_duplicates(cat, lib["groups"]["B"])
+        relative = g.labels(cat, root=lib["root"])
+        assert relative["groups"] == [["2019/a.jpg", "2019/copies/a_copy.jpg", "a_small.jpg"]]
+        assert relative["unrelated"] == ["b.jpg", "b_q70.jpg"]
+        absolute = g.labels(cat)
+        assert absolute["unrelated"] == [lib["paths"]["b.jpg"], lib["paths"]["b_q70.jpg"]]
+
+
+def test_a_companion_travels_with_its_lead_unless_it_is_a_member_itself(review_library):
+    lib = review_library
+    ids = lib["ids"]
+    with Catalog(lib["catalog"]) as cat:
+        cat.set_companions([(ids["c.jpg"], ids["b.jpg"], "sidecar"), (ids["b_q70.jpg"], ids["b.jpg"], "sidecar")])
+        group = g.find_group(cat, lib["groups"]["B"])
+    lead = next(member for member in group.members if member.file_id == ids["b.jpg"])
+    assert [(c.file_id, c.evidence) for c in lead.companions] == [(ids["c.jpg"], "sidecar")]
+    assert lead.item_words == "sidecars"
+
+
+def test_identical_copies_in_a_group_marked_not_duplicates_stay_one_label(review_library):
+    lib = review_library
+    with Catalog(lib["catalog"]) as cat:
+        g.not_duplicates(cat, lib["groups"]["A"])
+        labels = g.labels(cat, root=lib["root"])
+    assert labels["groups"] == [["2019/a.jpg", "2019/copies/a_copy.jpg"]]
+    assert labels["unrelated"] == ["a_small.jpg"]
