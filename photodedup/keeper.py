@@ -4,9 +4,14 @@ Reference folders (``--prefer DIR``) come first and always: a file under one alw
 file under one is ever proposed for the trash. Then the rules, in this order unless told otherwise
 (``--keeper-rules``):
 
-1. ``not-derivative``, which is six rules in a row:
+1. ``not-derivative``, which is seven rules in a row:
    ``raw-pair``: a RAW+JPEG pair (one shot the camera wrote as two files, kept or trashed together)
    over single files: the RAW is the original;
+   ``provenance``: a file made from another member's pixels loses to it, by JPEG forensics
+   (``photodedup.provenance``, on files of the same size): a file whose DCT sits on a JPEG member's
+   quantization lattice was decoded from that JPEG (a PNG export, a re-save at a higher quality), and a
+   JPEG whose DCT is a lossless member's rounded to its own table was encoded from it (the JPEG copy of
+   a screenshot, whatever EXIF it carries);
    ``colour``: a colour photo over a grayscale copy (when the group holds colour photos at all);
    ``no-mark``: the clean picture over a copy with an added watermark or logo (``Member.added_mark``,
    set by the pixel-level pair check: the copy differs from another member in one small region that
@@ -44,19 +49,21 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from photodedup import formats
+from photodedup import formats, provenance
 from photodedup.capture_time import sort_key
 from photodedup.errors import BadInputError
 
 if TYPE_CHECKING:
     from photodedup.groups import Member
 
-RULES = ("raw-pair", "colour", "no-mark", "no-border", "camera-format", "not-resaved", "resolution", "exif",
-         "lossless", "quality", "size", "oldest")
-ALIASES = {"not-derivative": ("raw-pair", "colour", "no-mark", "no-border", "camera-format", "not-resaved")}
+RULES = ("raw-pair", "provenance", "colour", "no-mark", "no-border", "camera-format", "not-resaved", "resolution",
+         "exif", "lossless", "quality", "size", "oldest")
+ALIASES = {"not-derivative": ("raw-pair", "provenance", "colour", "no-mark", "no-border", "camera-format",
+                              "not-resaved")}
 DEFAULT_RULES = ("not-derivative", "resolution", "exif", "lossless", "quality", "size", "oldest")
 #: A lossless file smaller than this many bytes a pixel is a graphic (a screenshot, a drawing: flat
 #: colours and text compress to 0.05-0.3); a photograph's noise does not compress (1.1-3 as PNG, 0.6 for
@@ -269,6 +276,55 @@ def _camera_formats(members: Sequence[Member]) -> list[Member]:
     return [m for m in members if is_camera_format(m.format)] or list(members)
 
 
+def _made_from(b: Member, a: Member) -> bool:
+    """Whether ``b`` was made from ``a``'s pixels (``photodedup.provenance``): decoded from JPEG ``a``, or
+    a JPEG encoded from lossless ``a``. Only files of one upright size and different contents are read."""
+    if (b.width, b.height) != (a.width, a.height) or not a.width or (a.md5 and a.md5 == b.md5):
+        return False
+    if _jpeg(a) and (formats.is_lossless(b.format) or (_jpeg(b) and (b.jpeg_quality or 0) > (a.jpeg_quality or 0))):
+        return _finding("decoded", _file(b), _file(a))
+    if _jpeg(b) and formats.is_lossless(a.format):
+        return _finding("encoded", _file(b), _file(a))
+    return False
+
+
+def _jpeg(m: Member) -> bool:
+    return (m.format or "").upper() == "JPEG" and bool(m.jpeg_quality)
+
+
+def _file(m: Member) -> tuple[str, int, int, bool]:
+    return m.path, m.size or 0, m.mtime_ns or 0, formats.is_lossless(m.format)
+
+
+@lru_cache(maxsize=256)
+def _finding(kind: str, b: tuple[str, int, int, bool], a: tuple[str, int, int, bool]) -> bool:
+    """One forensic finding between two files (their path, size, modification time: a changed file is read
+    again)."""
+    picture_b, picture_a = _picture(b), _picture(a)
+    if picture_a is None or picture_b is None:
+        return False
+    if kind == "decoded":
+        return provenance.decoded_from(picture_b, picture_a)
+    return provenance.encoded_from(picture_b, picture_a)
+
+
+@lru_cache(maxsize=3)
+def _picture(file: tuple[str, int, int, bool]) -> provenance.Picture | None:
+    return provenance.read(file[0], file[3])
+
+
+def _not_made_from_another(members: Sequence[Member]) -> list[Member]:
+    kept = [m for m in members if not any(_made_from(m, other) for other in members if other is not m)]
+    return kept or list(members)
+
+
+def _made_from_words(m: Member, source: Member) -> str:
+    name = os.path.basename(source.path)
+    if _jpeg(source):
+        return f"a re-save of {name} (its DCT fits that file's JPEG quantization)"
+    return f"a JPEG of {name}'s pixels (its DCT is that file's, rounded to its own quantization)"
+
+
 def _same_resolution(a: Member, b: Member) -> bool:
     return not _more_pixels(a, b) and not _more_pixels(b, a)
 
@@ -317,6 +373,8 @@ RULE_BY_NAME = {rule.name: rule for rule in [
     Rule("raw-pair", lower(lambda m: not any(c.evidence == "pair" for c in m.companions)),
          lambda w, _: "the camera's RAW+JPEG pair",
          lambda m, w: "a single file; the group has the camera's RAW+JPEG pair"),
+    Rule("provenance", lambda a, b: _made_from(b, a), lambda w, _: "the source of the others' pixels",
+         _made_from_words, select=_not_made_from_another),
     Rule("colour", lower(lambda m: m.grayscale == 1), lambda w, _: "colour (others are grayscale copies)",
          lambda m, w: "a grayscale copy of a colour photo"),
     Rule("no-mark", lower(lambda m: bool(m.added_mark)), lambda w, _: "no added watermark or logo",
