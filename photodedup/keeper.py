@@ -84,6 +84,9 @@ ASPECT_TOLERANCE = 0.005
 #: the original's content whatever the original's own flat edge trims (the sample library's IMG_0026 at
 #: seed 3: the original trimmed 2.6% of white page margin, 77% of the frame copy's canvas, and lost).
 FRAMED_MIN_SHARE = 0.9
+#: A frame's margins may differ by this many pixels between the two axes (a border of a share of the
+#: picture, rounded; ``ImageOps.expand`` adds the same on every side).
+FRAME_ROUNDING = 2
 #: Content sizes closer than this share are the same resolution: a copy turned 90 degrees trims its
 #: border a few pixels differently from the original (2784x3720 against 3720x2776 on the sample
 #: library), which must not make it "higher resolution". A real resize changes the size far more.
@@ -212,6 +215,8 @@ def _without_added_borders(members: Sequence[Member]) -> list[Member]:
                 continue
             if not bordered(a) and _pixels(a) * (1 + BORDER_MIN_SHARE) >= _pixels(b):
                 return True
+            if _frame_around(b, a):
+                return True
             canvas = (a.width or 0) * (a.height or 0)
             if canvas and abs(_aspect(content_size(b)) / _aspect((a.width, a.height)) - 1) < ASPECT_TOLERANCE \
                     and canvas * FRAMED_MIN_SHARE <= _pixels(b) <= canvas * (1 + BORDER_MIN_SHARE):
@@ -220,6 +225,19 @@ def _without_added_borders(members: Sequence[Member]) -> list[Member]:
 
     kept = [m for m in members if not framed(m)]
     return kept or list(members)
+
+
+def _frame_around(b: Member, a: Member) -> bool:
+    """``b``'s canvas is ``a``'s with one margin added all round (as wide on every side, a few pixels of
+    rounding aside), and ``b``'s content is no more than ``a``'s whole canvas: a border drawn around ``a``.
+    (A border of the picture's own colour trims into the picture's flat edge, so ``b``'s content can be
+    less than ``a``'s canvas, and ``a`` can trim its own flat bars as a "border" too.)"""
+    if not (a.width and a.height and b.width and b.height and b.content_width and b.content_height):
+        return False
+    wider, taller = b.width - a.width, b.height - a.height
+    return (wider > BORDER_MIN_SHARE * b.width and abs(wider - taller) <= FRAME_ROUNDING
+            and b.content_width <= a.width * (1 + BORDER_MIN_SHARE)
+            and b.content_height <= a.height * (1 + BORDER_MIN_SHARE))
 
 
 def _aspect(size: tuple[int | None, int | None]) -> float:
@@ -273,7 +291,15 @@ def _camera_formats(members: Sequence[Member]) -> list[Member]:
     (``is_graphic``) and no member that shows a camera (``is_camera_photo``)."""
     if any(is_graphic(m) for m in members) and not any(is_camera_photo(m) for m in members):
         return list(members)
-    return [m for m in members if is_camera_format(m.format)] or list(members)
+    exports = [m for m in members if not is_camera_format(m.format)]
+    return [m for m in members if is_camera_format(m.format) and _could_be_the_source(m, exports)] or list(members)
+
+
+def _could_be_the_source(m: Member, exports: Sequence[Member]) -> bool:
+    """A camera-format member is taken for the exports' source when it shows a camera, or has at least the
+    resolution of every export: a JPEG without camera EXIF and with fewer pixels than a PNG is its reduced
+    copy, never the picture the PNG was exported from (an export does not add pixels)."""
+    return is_camera_photo(m) or not any(_more_pixels(e, m) for e in exports)
 
 
 def _made_from(b: Member, a: Member) -> bool:

@@ -320,3 +320,32 @@ def test_provenance_does_not_apply_to_files_of_different_sizes(tmp_path):
     a = member(1, w=480, h=360, quality=75, path=str(tmp_path / "gone-1.jpg"))
     b = member(2, w=480, h=360, quality=90, path=str(tmp_path / "gone-2.jpg"))
     assert choose([a, b]).reason == "highest JPEG quality (90)"
+
+
+def test_a_lossless_picture_wins_over_a_smaller_jpeg_without_camera_exif():
+    # a meme or a screenshot full of photos (over 0.5 bytes a pixel) as PNG, and a cropped or halved JPEG copy
+    # without EXIF: that JPEG cannot be the PNG's source (an export adds no pixels), so it is not "the camera
+    # format"; resolution decides
+    png = member(1, w=1024, h=768, size=970_000, fmt="PNG", camera=None, taken=None, path="/p/meme.png")
+    cropped = member(2, w=974, h=731, size=120_000, camera=None, taken=None, quality=90, path="/a/meme_cropped.jpg")
+    choice = choose([cropped, png])
+    assert (choice.keeper, choice.reason, choice.notes) == (
+        1, "highest resolution (1024x768)", {2: "lower resolution (974x731 against 1024x768)"})
+    # a camera JPEG (camera EXIF) still wins over a larger PNG, and so does a JPEG as large as the PNG
+    assert choose([member(2, w=974, h=731, quality=90), png]).keeper == 2
+    assert choose([member(2, w=1024, h=768, camera=None, taken=None), png]).keeper == 2
+
+
+def test_a_frame_in_the_picture_s_own_colour_loses_to_the_picture():
+    # a screenshot whose flat bars trim as a "border" (content 540x1048), and a copy framed by 27 px all round in
+    # the bars' colour: its trim stops inside the screenshot's bars (content 542x1148, more than the screenshot's)
+    shot = member(1, w=540, h=1170, content=(540, 1048), size=57_000, fmt="PNG", camera=None, taken=None,
+                  path="/p/shot.png")
+    framed = member(2, w=594, h=1224, content=(542, 1148), size=68_000, camera=None, taken=None, quality=92,
+                    path="/a/shot_bordered.jpg")
+    choice = choose([framed, shot])
+    assert (choice.keeper, choice.reason, choice.notes) == (
+        1, "no added border", {2: "an added border (content 542x1148 in a 594x1224 canvas)"})
+    # a margin wider on one axis than the other is not one border all round: resolution decides as before
+    letterbox = member(2, w=540, h=1290, content=(540, 1100), camera=None, taken=None, quality=92, path="/a/lb.jpg")
+    assert choose([letterbox, shot]).reason == "highest resolution (540x1100)"
