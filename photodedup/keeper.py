@@ -302,16 +302,17 @@ def _could_be_the_source(m: Member, exports: Sequence[Member]) -> bool:
     return is_camera_photo(m) or not any(_more_pixels(e, m) for e in exports)
 
 
-def _made_from(b: Member, a: Member) -> bool:
-    """Whether ``b`` was made from ``a``'s pixels (``photodedup.provenance``): decoded from JPEG ``a``, or
-    a JPEG encoded from lossless ``a``. Only files of one upright size and different contents are read."""
+def _made_from(b: Member, a: Member) -> str:
+    """How ``b`` was made from ``a``'s pixels, in words (``photodedup.provenance``): decoded from JPEG ``a`` (a
+    re-save, an export, a contrast change), or a JPEG encoded from lossless ``a``; "" when not found. Only files
+    of one upright size and different contents are read."""
     if (b.width, b.height) != (a.width, a.height) or not a.width or (a.md5 and a.md5 == b.md5):
-        return False
+        return ""
     if _jpeg(a) and (formats.is_lossless(b.format) or (_jpeg(b) and (b.jpeg_quality or 0) > (a.jpeg_quality or 0))):
         return _finding("decoded", _file(b), _file(a))
     if _jpeg(b) and formats.is_lossless(a.format):
         return _finding("encoded", _file(b), _file(a))
-    return False
+    return ""
 
 
 def _jpeg(m: Member) -> bool:
@@ -323,15 +324,23 @@ def _file(m: Member) -> tuple[str, int, int, bool]:
 
 
 @lru_cache(maxsize=256)
-def _finding(kind: str, b: tuple[str, int, int, bool], a: tuple[str, int, int, bool]) -> bool:
-    """One forensic finding between two files (their path, size, modification time: a changed file is read
-    again)."""
+def _finding(kind: str, b: tuple[str, int, int, bool], a: tuple[str, int, int, bool]) -> str:
+    """One forensic finding between two files, in words (keyed by path, size and modification time: a changed
+    file is read again)."""
     picture_b, picture_a = _picture(b), _picture(a)
     if picture_a is None or picture_b is None:
-        return False
-    if kind == "decoded":
-        return provenance.decoded_from(picture_b, picture_a)
-    return provenance.encoded_from(picture_b, picture_a)
+        return ""
+    name = os.path.basename(a[0])
+    if kind == "encoded":
+        return (f"a JPEG of {name}'s pixels (its DCT is that file's, rounded to its own quantization)"
+                if provenance.encoded_from(picture_b, picture_a) else "")
+    gain = provenance.decoded_from(picture_b, picture_a)
+    if gain is None:
+        return ""
+    if gain == 1.0:
+        return f"a re-save of {name} (its DCT fits that file's JPEG quantization)"
+    return (f"a re-save of {name} with its contrast changed (its DCT fits that file's JPEG quantization "
+            f"scaled by {gain:.3f})")
 
 
 @lru_cache(maxsize=3)
@@ -342,13 +351,6 @@ def _picture(file: tuple[str, int, int, bool]) -> provenance.Picture | None:
 def _not_made_from_another(members: Sequence[Member]) -> list[Member]:
     kept = [m for m in members if not any(_made_from(m, other) for other in members if other is not m)]
     return kept or list(members)
-
-
-def _made_from_words(m: Member, source: Member) -> str:
-    name = os.path.basename(source.path)
-    if _jpeg(source):
-        return f"a re-save of {name} (its DCT fits that file's JPEG quantization)"
-    return f"a JPEG of {name}'s pixels (its DCT is that file's, rounded to its own quantization)"
 
 
 def _same_resolution(a: Member, b: Member) -> bool:
@@ -399,8 +401,8 @@ RULE_BY_NAME = {rule.name: rule for rule in [
     Rule("raw-pair", lower(lambda m: not any(c.evidence == "pair" for c in m.companions)),
          lambda w, _: "the camera's RAW+JPEG pair",
          lambda m, w: "a single file; the group has the camera's RAW+JPEG pair"),
-    Rule("provenance", lambda a, b: _made_from(b, a), lambda w, _: "the source of the others' pixels",
-         _made_from_words, select=_not_made_from_another),
+    Rule("provenance", lambda a, b: bool(_made_from(b, a)), lambda w, _: "not made from another file's pixels",
+         lambda m, w: _made_from(m, w) or "made from another file's pixels", select=_not_made_from_another),
     Rule("colour", lower(lambda m: m.grayscale == 1), lambda w, _: "colour (others are grayscale copies)",
          lambda m, w: "a grayscale copy of a colour photo"),
     Rule("no-mark", lower(lambda m: bool(m.added_mark)), lambda w, _: "no added watermark or logo",

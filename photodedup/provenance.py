@@ -1,24 +1,26 @@
-"""Which file was decoded from which: JPEG quantization forensics for two files of one picture.
+"""Which file was made from which: JPEG quantization forensics for two files of one picture.
 
-A JPEG stores each 8x8 block of luminance as DCT coefficients rounded to multiples of its
-quantization table. A file made by decoding that JPEG and saving again (a PNG export, a re-save at a
-higher quality) keeps those coefficients: on the same 8x8 grid its luminance DCT sits on the JPEG's
-lattice, within the new file's own rounding (half its own quantization step, plus a pixel's rounding).
-A file that is not made from that JPEG lands anywhere in each quantization cell.
+A JPEG stores each 8x8 block of luminance as DCT coefficients rounded to multiples of its quantization
+table (its *lattice*). A file made by decoding that JPEG and saving it again (a PNG export, a re-save at a
+higher quality, a grayscale copy) keeps those coefficients: on the JPEG's 8x8 grid its luminance DCT sits
+on the lattice, within its own rounding (half its own quantization step, and a decode's noise). A file
+not made from that JPEG lands anywhere in each quantization cell. The test is one-way: a coarser file
+(a lower-quality re-save) says nothing about the finer one, and the keeper's ``quality`` rule decides.
 
-Two findings, each from one pair of files of the same picture on the same grid (same upright size;
-the second file is brought into the JPEG's stored orientation first):
+Two findings, each from one pair of files of one upright size (the second file is brought into the
+JPEG's stored orientation first, so a copy stored turned with an EXIF tag is on the same grid):
 
-- ``decoded from``: file B's coefficients fit JPEG A's lattice far better than chance (fewer than
-  ``FIT_SHARE`` of the misses chance predicts): B was made from A's pixels (or is A's pixels).
-- ``encoded from``: lossless file B is off JPEG A's lattice (at least ``OFF_SHARE`` of chance's misses),
-  and A's coefficients are B's rounded to A's table (``MATCH_SHARE`` of them): A is a JPEG of B's pixels.
+- ``decoded_from(b, a)``: b's coefficients miss JPEG a's lattice at most ``FIT_SHARE`` as often as they
+  miss lattices b cannot come from (a's table scaled by ``CONTROLS``): b was made from a's pixels. A
+  contrast or brightness change scales luminance AC by one gain; the lattice scaled by the gain between
+  the two files' coefficients is tried too.
+- ``encoded_from(a, b)``: lossless b is not a decode of JPEG a, a's coefficients are b's rounded to a's
+  table (``MATCH_SHARE`` of those where the two stories part), and b is not a's coefficients amplified
+  (``MAX_GAIN``): a is a JPEG of b's pixels (the JPEG copy of a screenshot).
 
-Only coefficients that can tell are counted: an AC coefficient (a flat block's DC is a multiple of 8
-whatever the file) whose step in A is more than twice the rounding B can add, and that is not near
-zero on A's lattice (a smooth picture's small coefficients round to zero in any table). A finding
-needs ``MIN_EVIDENCE`` expected misses; anything else (different sizes, unreadable files, a WebP,
-too little texture) finds nothing, and the keeper's other rules decide.
+Blocks where a colour channel clips are left out or simulated (a decoder clips, and the lattice is lost
+there). Anything that cannot tell (different sizes, an unreadable file, a WebP, too little texture:
+``MIN_EVIDENCE``, ``MIN_BLOCKS``) finds nothing, and the keeper's other rules decide.
 """
 
 from __future__ import annotations
@@ -32,15 +34,33 @@ from PIL import Image, ImageOps
 #: Rounding a decoded file can add to a DCT coefficient on top of its own quantization: pixel rounding
 #: (std 0.29 in DCT units), colour conversion and the decoder's integer IDCT, about three deviations.
 NOISE = 1.0
-#: Misses below this share of chance's count: the file sits on the JPEG's lattice (decoded from it).
-FIT_SHARE = 0.25
-#: Misses above this share of chance's count: the file is off the JPEG's lattice.
-OFF_SHARE = 0.6
+#: Misses below this share of chance's count: the file sits on the JPEG's lattice (decoded from it). A decode
+#: or re-save measures 0.003-0.01; an unrelated file (a sibling encoding, a mirrored copy) 0.35-1.
+FIT_SHARE = 0.1
+#: A lossless file is not a decode of a JPEG when, where nothing clips, its misses reach ``OFF_LATTICE`` of
+#: chance's count (an encoding's: 0.9-1.1), or when at least ``OFF_SHARE`` of its textured blocks differs from
+#: the JPEG's pixels by more than ``DECODE_RMS`` (a decode differs by its rounding: RMS 0.3-0.6 in luminance).
+OFF_LATTICE = 0.6
+OFF_SHARE = 0.3
+DECODE_RMS = 1.5
+#: Fewer textured blocks than this is too little picture to tell.
+MIN_BLOCKS = 16
 #: Share of coefficients where the JPEG equals the lossless file's, rounded to the JPEG's table.
-MATCH_SHARE = 0.85
-#: An encoding rounds either way as often: the mean signed move (towards larger magnitudes) stays under this
-#: share of the mean move (an edit's moves lean one way: a 10% contrast gain leans fully).
-SYMMETRY = 0.25
+MATCH_SHARE = 0.9
+#: The lossless file's coefficients against the JPEG's, as one gain (least squares, where they part): an
+#: encoding's is below 1 (coefficients crowd towards zero inside each quantization cell: 0.73-0.99 measured),
+#: a contrast gain or sharpening of a decode is above (1.02 for a 2% contrast gain).
+MAX_GAIN = 1.01
+#: A decode whose contrast was changed has its luminance AC scaled by one gain: gains from ``MIN_GAIN`` to its
+#: inverse are tried, from the least-squares gain between the two files' coefficients and ``GAIN_STEPS`` steps of
+#: ``GAIN_STEP`` either side (a coefficient of 200 must land within a rounding: 0.0005 x 200 = 0.1).
+MIN_GAIN = 0.5
+GAIN_STEP = 0.0005
+GAIN_STEPS = 20
+#: Chance's count of misses is the misses against lattices the file cannot come from: the JPEG's table
+#: scaled by these (a file's own quantization steps land on some lattices more than others, and its
+#: coefficients crowd near zero, so no formula gives it).
+CONTROLS = (0.8, 0.85, 0.9, 0.94, 1.06, 1.1, 1.15, 1.2)
 #: Fewer expected misses than this is too little texture to tell.
 MIN_EVIDENCE = 40
 #: At most this many 8x8 blocks, spread evenly over the picture, are transformed (the cost is the decode).
@@ -120,12 +140,6 @@ def _stored(plane: np.ndarray, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(_TURN[orientation](plane))
 
 
-def blocks(luma: np.ndarray, skip: np.ndarray | None = None) -> np.ndarray:
-    """DCT coefficients (n, 8, 8) of up to ``MAX_BLOCKS`` whole 8x8 blocks of ``luma``, level-shifted, evenly
-    spread over those with texture where ``skip`` (a pixel mask) holds no pixel."""
-    return _coefficients(luma, _index(luma, skip))
-
-
 def _index(luma: np.ndarray, skip: np.ndarray | None) -> np.ndarray:
     """Which 8x8 blocks (row-major numbers) to transform: not flat (a flat block's AC is zero in any file), no
     pixel in ``skip``, at most ``MAX_BLOCKS`` spread evenly."""
@@ -138,33 +152,78 @@ def _index(luma: np.ndarray, skip: np.ndarray | None) -> np.ndarray:
     return index[::max(1, math.ceil(len(index) / MAX_BLOCKS))]
 
 
-def _coefficients(luma: np.ndarray, index: np.ndarray) -> np.ndarray:
-    cols = luma.shape[1] // 8
+def _gather(plane: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The 8x8 blocks (n, 8, 8) numbered ``index`` (row-major) of ``plane``."""
+    cols = plane.shape[1] // 8
     r, c = index // cols, index % cols
     offsets = np.arange(8)
-    pixels = luma[(r[:, None] * 8 + offsets)[:, :, None], (c[:, None] * 8 + offsets)[:, None, :]] - 128.0
-    return (_C @ pixels @ _C.T).astype(np.float32)
+    return plane[(r[:, None] * 8 + offsets)[:, :, None], (c[:, None] * 8 + offsets)[:, None, :]]
 
 
-def _misses(coefficients: np.ndarray, table: np.ndarray, rounding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which coefficients can tell (a mask), and how far each is from ``table``'s lattice beyond ``rounding``."""
-    tolerance = rounding / 2 + NOISE
-    telling = (table > 2 * tolerance) & (np.abs(coefficients) >= table / 2)
-    telling[:, 0, 0] = False
+def _coefficients(luma: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The level-shifted DCT of those blocks, in a JPEG's units."""
+    return (_C @ (_gather(luma, index) - 128.0) @ _C.T).astype(np.float32)
+
+
+def _misses(coefficients: np.ndarray, table: np.ndarray, rounding: np.ndarray, where: np.ndarray) -> float:
+    """How many AC coefficients at positions ``where`` (those not rounding to zero on the lattice) lie further
+    from ``table``'s lattice than a file quantized with ``rounding`` after a decode can (half its step, and a
+    decode's noise)."""
+    telling = (np.abs(coefficients) >= table / 2) & where
     distance = np.abs(coefficients - table * np.round(coefficients / table))
-    return telling, distance > tolerance
+    return float((telling & (distance > rounding / 2 + NOISE)).sum())
 
 
-def fit(b: Picture, a: Picture) -> tuple[float, float] | None:
-    """Misses of ``b`` against JPEG ``a``'s lattice, and chance's expected count; None: nothing to compare."""
+@dataclass(frozen=True)
+class Fit:
+    """``b`` against JPEG ``a``'s lattice scaled by ``gain``: its misses, and chance's expected count."""
+
+    misses: float
+    chance: float
+    gain: float
+
+    @property
+    def on_lattice(self) -> bool:
+        return self.chance >= MIN_EVIDENCE and self.misses <= FIT_SHARE * self.chance
+
+
+def fit(b: Picture, a: Picture) -> Fit | None:
+    """``b`` against JPEG ``a``'s lattice, as is or scaled by the gain between their coefficients (a decode
+    with its contrast changed: luminance AC scales by the gain); the better fit. None: nothing to compare."""
     pair = _pair(a, b)
     if pair is None:
         return None
-    _, coeff_b = pair
+    coeff_a, coeff_b = pair
     rounding = b.table if b.table is not None else np.ones((8, 8), dtype=np.float32)
-    telling, miss = _misses(coeff_b, a.table, rounding)
-    chance = np.broadcast_to(1 - 2 * (rounding / 2 + NOISE) / a.table, coeff_b.shape)
-    return float(miss[telling].sum()), float(chance[telling].sum())
+    gains = [1.0]
+    lattice = np.abs(coeff_a) >= a.table / 2
+    lattice[:, 0, 0] = False
+    if lattice.sum() >= MIN_EVIDENCE:
+        gain = float((coeff_a * coeff_b)[lattice].sum() / (coeff_a * coeff_a)[lattice].sum())
+        if MIN_GAIN <= gain <= 1 / MIN_GAIN and abs(gain - 1) > GAIN_STEP:
+            gains += [gain + GAIN_STEP * k for k in range(-GAIN_STEPS, GAIN_STEPS + 1)]
+    plain = _fit_at(coeff_b, a.table, rounding, 1.0)
+    if plain.on_lattice or len(gains) == 1:
+        return plain
+    _, gain = min((_misses(coeff_b, a.table * gain, rounding, _telling(a.table * gain, rounding)), gain)
+                  for gain in gains[1:])
+    return min(plain, _fit_at(coeff_b, a.table, rounding, gain),
+               key=lambda f: (f.chance < MIN_EVIDENCE, f.misses / f.chance if f.chance else 1.0))
+
+
+def _telling(table: np.ndarray, rounding: np.ndarray) -> np.ndarray:
+    """The AC positions where a file quantized with ``rounding`` can miss the lattice, even scaled down to
+    the smallest control: its tolerance is under half the lattice's step (a re-save barely finer than the
+    JPEG lands near every lattice point whatever it came from)."""
+    where = table * min(CONTROLS) > rounding + 2 * NOISE
+    where[0, 0] = False
+    return where
+
+
+def _fit_at(coefficients: np.ndarray, table: np.ndarray, rounding: np.ndarray, gain: float) -> Fit:
+    where = _telling(table * gain, rounding)
+    chance = float(np.mean([_misses(coefficients, table * gain * scale, rounding, where) for scale in CONTROLS]))
+    return Fit(_misses(coefficients, table * gain, rounding, where), chance, gain)
 
 
 def _pair(a: Picture, b: Picture) -> tuple[np.ndarray, np.ndarray] | None:
@@ -174,39 +233,62 @@ def _pair(a: Picture, b: Picture) -> tuple[np.ndarray, np.ndarray] | None:
     return _both(a, b, a.clipped | b.clipped)
 
 
-def _both(a: Picture, b: Picture, skip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The same blocks of ``a`` and ``b`` (textured in ``b``) on JPEG ``a``'s grid, in its stored orientation."""
+def _both(a: Picture, b: Picture, skip: np.ndarray | None,
+          flag: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """The same blocks of ``a`` and ``b`` (textured in ``b``, no pixel in ``skip``) on JPEG ``a``'s grid, in its
+    stored orientation; with ``flag`` (a pixel mask), also which of those blocks hold a flagged pixel."""
     luma_a, luma_b = _stored(a.luma, a.orientation), _stored(b.luma, a.orientation)
-    index = _index(luma_b, _stored(skip, a.orientation))
-    return _coefficients(luma_a, index), _coefficients(luma_b, index)
+    index = _index(luma_b, None if skip is None else _stored(skip, a.orientation))
+    both = _coefficients(luma_a, index), _coefficients(luma_b, index)
+    if flag is None:
+        return both
+    return (*both, _gather(_stored(flag, a.orientation), index).any(axis=(1, 2)))
 
 
-def decoded_from(b: Picture, a: Picture) -> bool:
-    """Whether ``b`` was made from JPEG ``a``'s pixels: its DCT fits ``a``'s quantization far beyond chance."""
+def decoded_from(b: Picture, a: Picture) -> float | None:
+    """Whether ``b`` was made from JPEG ``a``'s pixels: its DCT fits ``a``'s quantization (as is, or scaled by
+    a contrast change) far beyond chance. The gain (1.0: none) when it was; None when not."""
     found = fit(b, a)
-    return found is not None and found[1] >= MIN_EVIDENCE and found[0] <= FIT_SHARE * found[1]
+    return found.gain if found is not None and found.on_lattice else None
 
 
 def encoded_from(a: Picture, b: Picture) -> bool:
     """Whether JPEG ``a`` was encoded from lossless ``b``'s pixels.
 
-    Where ``b`` is off ``a``'s lattice, the two stories part: a JPEG of ``b`` holds ``b``'s coefficients
-    rounded to its table (``sim``: decoded and clipped as a decoder would), a decode of ``a`` holds ``b``'s
+    ``b`` must not be a decode of ``a``: off its lattice where nothing clips (``OFF_LATTICE``), or in at
+    least ``OFF_SHARE`` of the textured blocks different from ``a``'s pixels by more than a decoder's
+    rounding (``DECODE_RMS``; on a white page nearly every block clips). Where ``b`` is off the lattice, the
+    two stories part: a JPEG of ``b`` holds ``b``'s coefficients rounded to its table (``sim``: decoded and
+    clipped as a decoder would, so a white page's clipped ringing counts), a decode of ``a`` holds ``b``'s
     own. ``a`` is an encoding of ``b`` when it agrees with ``sim`` on at least ``MATCH_SHARE`` of those
-    coefficients, and ``b``'s distance to the lattice goes either way as often (``SYMMETRY``): an edit of
-    ``a`` (contrast, sharpening, a smoothing decoder) moves coefficients one way, and rounds back to them too.
+    coefficients, and ``b`` is not ``a``'s coefficients amplified (``MAX_GAIN``, measured where nothing
+    clips, when enough does not): a contrast gain or sharpening of a decode of ``a`` also rounds back to
+    ``a``'s coefficients. (A darker or flatter decode is found by ``decoded_from``'s gain.)
     """
     if not b.lossless or a.table is None or a is b or a.luma.shape != b.luma.shape:
         return False
-    coeff_a, coeff_b = _both(a, b, a.coloured_clip | b.coloured_clip)
+    found = fit(b, a)
+    if found is None or found.on_lattice:
+        return False
+    coeff_a, coeff_b, coloured = _both(a, b, None, a.coloured_clip | b.coloured_clip)
+    if len(coeff_a) < MIN_BLOCKS:
+        return False
+    differs = np.sqrt(((coeff_a - coeff_b) ** 2).sum(axis=(1, 2))) / 8 > DECODE_RMS
+    off_lattice = found.chance >= MIN_EVIDENCE and found.misses >= OFF_LATTICE * found.chance
+    if not off_lattice and differs.mean() < OFF_SHARE:
+        return False
+    # a colour channel's clipping is not luminance's: the rest of the test runs where no coloured pixel clips
+    coeff_a, coeff_b = coeff_a[~coloured], coeff_b[~coloured]
     table = a.table
     rounded = table * np.round(coeff_b / table)
-    sim = _C @ np.clip(_C.T @ rounded @ _C + 128.0, 0, 255) @ _C.T - 128.0 * _DC
+    decoded = _C.T @ rounded @ _C + 128.0
+    sim = _C @ np.clip(decoded, 0, 255) @ _C.T - 128.0 * _DC
     moved = coeff_b - sim
     telling = (np.abs(moved) > 2 * NOISE) & (np.abs(np.abs(coeff_b - rounded) - table / 2) > NOISE)
     telling[:, 0, 0] = False
     if telling.sum() < MIN_EVIDENCE:
         return False
     agree = float((np.abs(coeff_a - sim) <= 2 * NOISE)[telling].mean())
-    lean = abs(float((moved * np.sign(sim))[telling].mean())) / float(np.abs(moved[telling]).mean())
-    return agree >= MATCH_SHARE and lean <= SYMMETRY
+    clean = telling & ((decoded.min(axis=(1, 2)) >= 0) & (decoded.max(axis=(1, 2)) <= 255))[:, None, None]
+    gain = float((coeff_b * sim)[clean].sum() / (sim * sim)[clean].sum()) if clean.sum() >= MIN_EVIDENCE else 0.0
+    return agree >= MATCH_SHARE and gain <= MAX_GAIN

@@ -280,7 +280,7 @@ def test_a_quality_75_original_wins_over_its_quality_90_re_save(tmp_path):
     photo().save(tmp_path / "lib/IMG_1.jpg", quality=75, exif=camera_exif())
     decoded(tmp_path / "lib/IMG_1.jpg").save(tmp_path / "lib/IMG_1 copy.jpg", quality=90, exif=camera_exif())
     keeper, reason, notes = keeper_of(tmp_path, ["IMG_1.jpg", "IMG_1 copy.jpg"])
-    assert (keeper, reason) == ("IMG_1.jpg", "the source of the others' pixels")
+    assert (keeper, reason) == ("IMG_1.jpg", "not made from another file's pixels")
     assert notes == {"IMG_1 copy.jpg": "a re-save of IMG_1.jpg (its DCT fits that file's JPEG quantization)"}
 
 
@@ -293,7 +293,7 @@ def test_a_png_screenshot_wins_over_its_jpeg_copy_that_carries_camera_exif(tmp_p
     shot.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "lib/Screenshot.jpg", quality=90,
                                                    exif=camera_exif(orientation=6))
     keeper, reason, notes = keeper_of(tmp_path, ["Screenshot.png", "Screenshot.jpg"])
-    assert (keeper, reason) == ("Screenshot.png", "the source of the others' pixels")
+    assert (keeper, reason) == ("Screenshot.png", "not made from another file's pixels")
     assert notes == {"Screenshot.jpg": "a JPEG of Screenshot.png's pixels (its DCT is that file's, rounded to its "
                                        "own quantization)"}
 
@@ -303,7 +303,7 @@ def test_a_camera_jpeg_wins_over_a_png_exported_from_it(tmp_path):
     photo().save(tmp_path / "lib/IMG_2.jpg", quality=85, exif=camera_exif())
     decoded(tmp_path / "lib/IMG_2.jpg").save(tmp_path / "lib/IMG_2.png")
     keeper, reason, notes = keeper_of(tmp_path, ["IMG_2.jpg", "IMG_2.png"])
-    assert (keeper, reason) == ("IMG_2.jpg", "the source of the others' pixels")
+    assert (keeper, reason) == ("IMG_2.jpg", "not made from another file's pixels")
     assert notes == {"IMG_2.png": "a re-save of IMG_2.jpg (its DCT fits that file's JPEG quantization)"}
 
 
