@@ -10,10 +10,10 @@ not made from that JPEG lands anywhere in each quantization cell. The test is on
 Two findings, each from one pair of files of one upright size (the second file is brought into the
 JPEG's stored orientation first, so a copy stored turned with an EXIF tag is on the same grid):
 
-- ``decoded_from(b, a)``: b's coefficients miss JPEG a's lattice at most ``FIT_SHARE`` as often as they
-  miss lattices b cannot come from (a's table scaled by ``CONTROLS``): b was made from a's pixels. A
-  contrast or brightness change scales luminance AC by one gain; the lattice scaled by the gain between
-  the two files' coefficients is tried too.
+- ``decoded_from(b, a)``: b's coefficients miss JPEG a's lattice at most ``FIT_SHARE`` as often as
+  chance predicts from b's own values (``_fit_at``), and its lattice points are a's own coefficients
+  (``MATCH_SHARE``): b was made from a's pixels. For a lossless b, a contrast or brightness change
+  (luminance AC scaled by one gain) is tried too: the lattice scaled by the gain between the two files.
 - ``encoded_from(a, b)``: lossless b is not a decode of JPEG a, a's coefficients are b's rounded to a's
   table (``MATCH_SHARE`` of those where the two stories part), and b is not a's coefficients amplified
   (``MAX_GAIN``): a is a JPEG of b's pixels (the JPEG copy of a screenshot).
@@ -34,9 +34,8 @@ from PIL import Image, ImageOps
 #: Rounding a decoded file can add to a DCT coefficient on top of its own quantization: pixel rounding
 #: (std 0.29 in DCT units), colour conversion and the decoder's integer IDCT, about three deviations.
 NOISE = 1.0
-#: Misses below this share of chance's count: the file sits on the JPEG's lattice (decoded from it). A decode
-#: or re-save measures 0.003-0.01; an unrelated file (a sibling encoding, a mirrored copy) 0.35-1.
-FIT_SHARE = 0.1
+#: Misses below this share of chance's count: the file sits on the JPEG's lattice (decoded from it).
+FIT_SHARE = 0.05
 #: A lossless file is not a decode of a JPEG when, where nothing clips, its misses reach ``OFF_LATTICE`` of
 #: chance's count (an encoding's: 0.9-1.1), or when at least ``OFF_SHARE`` of its textured blocks differs from
 #: the JPEG's pixels by more than ``DECODE_RMS`` (a decode differs by its rounding: RMS 0.3-0.6 in luminance).
@@ -45,7 +44,7 @@ OFF_SHARE = 0.3
 DECODE_RMS = 1.5
 #: Fewer textured blocks than this is too little picture to tell.
 MIN_BLOCKS = 16
-#: Share of coefficients where the JPEG equals the lossless file's, rounded to the JPEG's table.
+#: Share of coefficients where the JPEG equals the other file's, rounded to the JPEG's table.
 MATCH_SHARE = 0.9
 #: The lossless file's coefficients against the JPEG's, as one gain (least squares, where they part): an
 #: encoding's is below 1 (coefficients crowd towards zero inside each quantization cell: 0.73-0.99 measured),
@@ -57,10 +56,6 @@ MAX_GAIN = 1.01
 MIN_GAIN = 0.5
 GAIN_STEP = 0.0005
 GAIN_STEPS = 20
-#: Chance's count of misses is the misses against lattices the file cannot come from: the JPEG's table
-#: scaled by these (a file's own quantization steps land on some lattices more than others, and its
-#: coefficients crowd near zero, so no formula gives it).
-CONTROLS = (0.8, 0.85, 0.9, 0.94, 1.06, 1.1, 1.15, 1.2)
 #: Fewer expected misses than this is too little texture to tell.
 MIN_EVIDENCE = 40
 #: At most this many 8x8 blocks, spread evenly over the picture, are transformed (the cost is the decode).
@@ -165,15 +160,6 @@ def _coefficients(luma: np.ndarray, index: np.ndarray) -> np.ndarray:
     return (_C @ (_gather(luma, index) - 128.0) @ _C.T).astype(np.float32)
 
 
-def _misses(coefficients: np.ndarray, table: np.ndarray, rounding: np.ndarray, where: np.ndarray) -> float:
-    """How many AC coefficients at positions ``where`` (those not rounding to zero on the lattice) lie further
-    from ``table``'s lattice than a file quantized with ``rounding`` after a decode can (half its step, and a
-    decode's noise)."""
-    telling = (np.abs(coefficients) >= table / 2) & where
-    distance = np.abs(coefficients - table * np.round(coefficients / table))
-    return float((telling & (distance > rounding / 2 + NOISE)).sum())
-
-
 @dataclass(frozen=True)
 class Fit:
     """``b`` against JPEG ``a``'s lattice scaled by ``gain``: its misses, and chance's expected count."""
@@ -181,10 +167,11 @@ class Fit:
     misses: float
     chance: float
     gain: float
+    same: float = 0.0   # share of b's lattice points that are a's own coefficients there (x gain)
 
     @property
     def on_lattice(self) -> bool:
-        return self.chance >= MIN_EVIDENCE and self.misses <= FIT_SHARE * self.chance
+        return self.chance >= MIN_EVIDENCE and self.misses <= FIT_SHARE * self.chance and self.same >= MATCH_SHARE
 
 
 def fit(b: Picture, a: Picture) -> Fit | None:
@@ -198,32 +185,53 @@ def fit(b: Picture, a: Picture) -> Fit | None:
     gains = [1.0]
     lattice = np.abs(coeff_a) >= a.table / 2
     lattice[:, 0, 0] = False
-    if lattice.sum() >= MIN_EVIDENCE:
+    if b.table is None and lattice.sum() >= MIN_EVIDENCE:
         gain = float((coeff_a * coeff_b)[lattice].sum() / (coeff_a * coeff_a)[lattice].sum())
         if MIN_GAIN <= gain <= 1 / MIN_GAIN and abs(gain - 1) > GAIN_STEP:
             gains += [gain + GAIN_STEP * k for k in range(-GAIN_STEPS, GAIN_STEPS + 1)]
-    plain = _fit_at(coeff_b, a.table, rounding, 1.0)
-    if plain.on_lattice or len(gains) == 1:
-        return plain
-    _, gain = min((_misses(coeff_b, a.table * gain, rounding, _telling(a.table * gain, rounding)), gain)
-                  for gain in gains[1:])
-    return min(plain, _fit_at(coeff_b, a.table, rounding, gain),
-               key=lambda f: (f.chance < MIN_EVIDENCE, f.misses / f.chance if f.chance else 1.0))
-
-
-def _telling(table: np.ndarray, rounding: np.ndarray) -> np.ndarray:
-    """The AC positions where a file quantized with ``rounding`` can miss the lattice, even scaled down to
-    the smallest control: its tolerance is under half the lattice's step (a re-save barely finer than the
-    JPEG lands near every lattice point whatever it came from)."""
-    where = table * min(CONTROLS) > rounding + 2 * NOISE
-    where[0, 0] = False
-    return where
+    found = [_fit_at(coeff_b, a.table, rounding, gain) for gain in gains]
+    best = min(found, key=lambda f: (f.chance < MIN_EVIDENCE, f.misses / f.chance if f.chance else 1.0))
+    # made from a, b holds a's picture on a's grid: its lattice points are a's coefficients (a mirrored copy
+    # or a sibling made from one earlier JPEG can sit on a lattice with the same table)
+    lattice = a.table * best.gain
+    telling = np.abs(coeff_b) >= lattice / 2
+    telling[:, 0, 0] = False
+    same = np.abs(lattice * np.round(coeff_b / lattice) - best.gain * coeff_a) <= rounding / 2 + 2 * NOISE
+    return Fit(best.misses, best.chance, best.gain, float(same[telling].mean()) if telling.any() else 0.0)
 
 
 def _fit_at(coefficients: np.ndarray, table: np.ndarray, rounding: np.ndarray, gain: float) -> Fit:
-    where = _telling(table * gain, rounding)
-    chance = float(np.mean([_misses(coefficients, table * gain * scale, rounding, where) for scale in CONTROLS]))
-    return Fit(_misses(coefficients, table * gain, rounding, where), chance, gain)
+    """Misses of ``coefficients`` (a file quantized with ``rounding``: 1 when lossless) against ``table`` x
+    ``gain``, and chance's count, position by position.
+
+    The file's own values are multiples of its step (``j x rounding``). Made from the JPEG, it holds only
+    the *allowed* ones, within half its step (and a decode's noise) of the lattice; the others are misses.
+    Chance's count of misses is what the allowed values' counts predict for the forbidden ones
+    (log-linear between neighbours: coefficients thin out smoothly away from zero). Positions where every
+    value is allowed (a step barely finer than the lattice's) cannot tell; neither can a coefficient that
+    rounds to zero on the lattice.
+    """
+    lattice = table * gain
+    tolerance = rounding / 2 + NOISE
+    misses = chance = 0.0
+    for u, v in zip(*np.nonzero(lattice > 2 * tolerance), strict=True):
+        if u == v == 0:
+            continue
+        values = np.abs(coefficients[:, u, v])
+        steps = np.round(values[values >= lattice[u, v] / 2] / rounding[u, v]).astype(np.int64)
+        if not len(steps):
+            continue
+        counts = np.bincount(steps).astype(np.float64)
+        j = np.arange(len(counts))
+        at = j * rounding[u, v]
+        forbidden = np.abs(at - lattice[u, v] * np.round(at / lattice[u, v])) > tolerance[u, v]
+        allowed = ~forbidden & (at >= lattice[u, v] / 2 - rounding[u, v] / 2)
+        if not forbidden.any() or not allowed.any():
+            continue
+        expected = np.exp(np.interp(j[forbidden], j[allowed], np.log(counts[allowed] + 0.5))) - 0.5
+        misses += counts[forbidden].sum()
+        chance += np.clip(expected, 0, None).sum()
+    return Fit(float(misses), float(chance), gain)
 
 
 def _pair(a: Picture, b: Picture) -> tuple[np.ndarray, np.ndarray] | None:
