@@ -9,22 +9,26 @@ file under one is ever proposed for the trash. Then the rules, in this order unl
    over single files: the RAW is the original;
    ``provenance``: a file made from another member's pixels loses to it, by JPEG forensics
    (``photodedup.provenance``, on files of the same size): a file whose DCT sits on a JPEG member's
-   quantization lattice was decoded from that JPEG (a PNG export, a re-save at a higher quality), and a
-   JPEG whose DCT is a lossless member's rounded to its own table was encoded from it (the JPEG copy of
-   a screenshot, whatever EXIF it carries);
+   quantization lattice (as is, or scaled by a contrast change) and holds its coefficients was decoded
+   from that JPEG (a PNG export, a re-save at a higher quality), and a JPEG whose DCT is a lossless
+   member's rounded to its own table was encoded from it (the JPEG copy of a screenshot, whatever EXIF
+   it carries);
    ``colour``: a colour photo over a grayscale copy (when the group holds colour photos at all);
    ``no-mark``: the clean picture over a copy with an added watermark or logo (``Member.added_mark``,
    set by the pixel-level pair check: the copy differs from another member in one small region that
    holds more edges on its side; ``photodedup.difference.mark_members``);
    ``no-border``: a photo without an added uniform border over one with (the scan measures the
    content inside uniform borders) when the border is explained by another member: a member without
-   a border has as much content, or the bordered one's content is another member's whole picture
-   (a photo's own uniform background trims like a border, and must not lose to a crop of it);
+   a border has as much content, or the bordered one's content is another member's whole picture, or its
+   canvas is another member's with one margin all round (a photo's own uniform background trims like a
+   border, and must not lose to a crop of it);
    ``camera-format``: a camera format (JPEG, HEIC, RAW: ``original`` in photodedup/formats.py) over an
    export (PNG, WebP, TIFF, GIF, BMP),
    unless the export is a graphic (a screenshot, a drawing: a lossless file under
    ``GRAPHIC_MAX_BYTES_PER_PIXEL``, where a photograph's noise takes more) and no member shows a
    camera (a RAW, or camera EXIF: make or model); then the JPEG is its copy, and ``lossless`` decides;
+   nor does a camera-format file without a camera and with fewer pixels than an export win over it (it
+   cannot be the export's source);
    ``not-resaved``: any file over a JPEG re-saved at maximum quality (all-ones quantization tables,
    which cameras never write; such a re-save is larger than its original without being better).
 2. ``resolution``: the most pixels of *content* (inside any border), not of the canvas; content sizes
