@@ -4,22 +4,31 @@ Reference folders (``--prefer DIR``) come first and always: a file under one alw
 file under one is ever proposed for the trash. Then the rules, in this order unless told otherwise
 (``--keeper-rules``):
 
-1. ``not-derivative``, which is six rules in a row:
+1. ``not-derivative``, which is seven rules in a row:
    ``raw-pair``: a RAW+JPEG pair (one shot the camera wrote as two files, kept or trashed together)
    over single files: the RAW is the original;
+   ``provenance``: a file made from another member's pixels loses to it, by JPEG forensics
+   (``photodedup.provenance``, on files of the same size): a file whose DCT sits on a JPEG member's
+   quantization lattice (as is, or scaled by a contrast change) and holds its coefficients was decoded
+   from that JPEG (a PNG export, a re-save at a higher quality), and a JPEG whose DCT is a lossless
+   member's rounded to its own table was encoded from it (the JPEG copy of a screenshot, whatever EXIF
+   it carries);
    ``colour``: a colour photo over a grayscale copy (when the group holds colour photos at all);
    ``no-mark``: the clean picture over a copy with an added watermark or logo (``Member.added_mark``,
    set by the pixel-level pair check: the copy differs from another member in one small region that
    holds more edges on its side; ``photodedup.difference.mark_members``);
    ``no-border``: a photo without an added uniform border over one with (the scan measures the
    content inside uniform borders) when the border is explained by another member: a member without
-   a border has as much content, or the bordered one's content is another member's whole picture
-   (a photo's own uniform background trims like a border, and must not lose to a crop of it);
+   a border has as much content, or the bordered one's content is another member's whole picture, or its
+   canvas is another member's with one margin all round (a photo's own uniform background trims like a
+   border, and must not lose to a crop of it);
    ``camera-format``: a camera format (JPEG, HEIC, RAW: ``original`` in photodedup/formats.py) over an
    export (PNG, WebP, TIFF, GIF, BMP),
    unless the export is a graphic (a screenshot, a drawing: a lossless file under
    ``GRAPHIC_MAX_BYTES_PER_PIXEL``, where a photograph's noise takes more) and no member shows a
    camera (a RAW, or camera EXIF: make or model); then the JPEG is its copy, and ``lossless`` decides;
+   nor does a camera-format file without a camera and with fewer pixels than an export win over it (it
+   cannot be the export's source);
    ``not-resaved``: any file over a JPEG re-saved at maximum quality (all-ones quantization tables,
    which cameras never write; such a re-save is larger than its original without being better).
 2. ``resolution``: the most pixels of *content* (inside any border), not of the canvas; content sizes
@@ -44,19 +53,21 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from photodedup import formats
+from photodedup import formats, provenance
 from photodedup.capture_time import sort_key
 from photodedup.errors import BadInputError
 
 if TYPE_CHECKING:
     from photodedup.duplicate_groups import Member
 
-RULES = ("raw-pair", "colour", "no-mark", "no-border", "camera-format", "not-resaved", "resolution", "exif",
-         "lossless", "quality", "size", "oldest")
-ALIASES = {"not-derivative": ("raw-pair", "colour", "no-mark", "no-border", "camera-format", "not-resaved")}
+RULES = ("raw-pair", "provenance", "colour", "no-mark", "no-border", "camera-format", "not-resaved", "resolution",
+         "exif", "lossless", "quality", "size", "oldest")
+ALIASES = {"not-derivative": ("raw-pair", "provenance", "colour", "no-mark", "no-border", "camera-format",
+                              "not-resaved")}
 DEFAULT_RULES = ("not-derivative", "resolution", "exif", "lossless", "quality", "size", "oldest")
 #: A lossless file smaller than this many bytes a pixel is a graphic (a screenshot, a drawing: flat
 #: colours and text compress to 0.05-0.3); a photograph's noise does not compress (1.1-3 as PNG, 0.6 for
@@ -77,6 +88,9 @@ ASPECT_TOLERANCE = 0.005
 #: the original's content whatever the original's own flat edge trims (the sample library's IMG_0026 at
 #: seed 3: the original trimmed 2.6% of white page margin, 77% of the frame copy's canvas, and lost).
 FRAMED_MIN_SHARE = 0.9
+#: A frame's margins may differ by this many pixels between the two axes (a border of a share of the
+#: picture, rounded; ``ImageOps.expand`` adds the same on every side).
+FRAME_ROUNDING = 2
 #: Content sizes closer than this share are the same resolution: a copy turned 90 degrees trims its
 #: border a few pixels differently from the original (2784x3720 against 3720x2776 on the sample
 #: library), which must not make it "higher resolution". A real resize changes the size far more.
@@ -205,6 +219,8 @@ def _without_added_borders(members: Sequence[Member]) -> list[Member]:
                 continue
             if not bordered(a) and _pixels(a) * (1 + BORDER_MIN_SHARE) >= _pixels(b):
                 return True
+            if _frame_around(b, a):
+                return True
             canvas = (a.width or 0) * (a.height or 0)
             if canvas and abs(_aspect(content_size(b)) / _aspect((a.width, a.height)) - 1) < ASPECT_TOLERANCE \
                     and canvas * FRAMED_MIN_SHARE <= _pixels(b) <= canvas * (1 + BORDER_MIN_SHARE):
@@ -213,6 +229,19 @@ def _without_added_borders(members: Sequence[Member]) -> list[Member]:
 
     kept = [m for m in members if not framed(m)]
     return kept or list(members)
+
+
+def _frame_around(b: Member, a: Member) -> bool:
+    """``b``'s canvas is ``a``'s with one margin added all round (as wide on every side, a few pixels of
+    rounding aside), and ``b``'s content is no more than ``a``'s whole canvas: a border drawn around ``a``.
+    (A border of the picture's own colour trims into the picture's flat edge, so ``b``'s content can be
+    less than ``a``'s canvas, and ``a`` can trim its own flat bars as a "border" too.)"""
+    if not (a.width and a.height and b.width and b.height and b.content_width and b.content_height):
+        return False
+    wider, taller = b.width - a.width, b.height - a.height
+    return (wider > BORDER_MIN_SHARE * b.width and abs(wider - taller) <= FRAME_ROUNDING
+            and b.content_width <= a.width * (1 + BORDER_MIN_SHARE)
+            and b.content_height <= a.height * (1 + BORDER_MIN_SHARE))
 
 
 def _aspect(size: tuple[int | None, int | None]) -> float:
@@ -266,7 +295,66 @@ def _camera_formats(members: Sequence[Member]) -> list[Member]:
     (``is_graphic``) and no member that shows a camera (``is_camera_photo``)."""
     if any(is_graphic(m) for m in members) and not any(is_camera_photo(m) for m in members):
         return list(members)
-    return [m for m in members if is_camera_format(m.format)] or list(members)
+    exports = [m for m in members if not is_camera_format(m.format)]
+    return [m for m in members if is_camera_format(m.format) and _could_be_the_source(m, exports)] or list(members)
+
+
+def _could_be_the_source(m: Member, exports: Sequence[Member]) -> bool:
+    """A camera-format member is taken for the exports' source when it shows a camera, or has at least the
+    resolution of every export: a JPEG without camera EXIF and with fewer pixels than a PNG is its reduced
+    copy, never the picture the PNG was exported from (an export does not add pixels)."""
+    return is_camera_photo(m) or not any(_more_pixels(e, m) for e in exports)
+
+
+def _made_from(b: Member, a: Member) -> str:
+    """How ``b`` was made from ``a``'s pixels, in words (``photodedup.provenance``): decoded from JPEG ``a`` (a
+    re-save, an export, a contrast change), or a JPEG encoded from lossless ``a``; "" when not found. Only files
+    of one upright size and different contents are read."""
+    if (b.width, b.height) != (a.width, a.height) or not a.width or (a.md5 and a.md5 == b.md5):
+        return ""
+    if _jpeg(a) and (formats.is_lossless(b.format) or (_jpeg(b) and (b.jpeg_quality or 0) > (a.jpeg_quality or 0))):
+        return _finding("decoded", _file(b), _file(a))
+    if _jpeg(b) and formats.is_lossless(a.format):
+        return _finding("encoded", _file(b), _file(a))
+    return ""
+
+
+def _jpeg(m: Member) -> bool:
+    return (m.format or "").upper() == "JPEG" and bool(m.jpeg_quality)
+
+
+def _file(m: Member) -> tuple[str, int, int, bool]:
+    return m.path, m.size or 0, m.mtime_ns or 0, formats.is_lossless(m.format)
+
+
+@lru_cache(maxsize=256)
+def _finding(kind: str, b: tuple[str, int, int, bool], a: tuple[str, int, int, bool]) -> str:
+    """One forensic finding between two files, in words (keyed by path, size and modification time: a changed
+    file is read again)."""
+    picture_b, picture_a = _picture(b), _picture(a)
+    if picture_a is None or picture_b is None:
+        return ""
+    name = os.path.basename(a[0])
+    if kind == "encoded":
+        return (f"a JPEG of {name}'s pixels (its DCT is that file's, rounded to its own quantization)"
+                if provenance.encoded_from(picture_b, picture_a) else "")
+    gain = provenance.decoded_from(picture_b, picture_a)
+    if gain is None:
+        return ""
+    if gain == 1.0:
+        return f"a re-save of {name} (its DCT fits that file's JPEG quantization)"
+    return (f"a re-save of {name} with its contrast changed (its DCT fits that file's JPEG quantization "
+            f"scaled by {gain:.3f})")
+
+
+@lru_cache(maxsize=3)
+def _picture(file: tuple[str, int, int, bool]) -> provenance.Picture | None:
+    return provenance.read(file[0], file[3])
+
+
+def _not_made_from_another(members: Sequence[Member]) -> list[Member]:
+    kept = [m for m in members if not any(_made_from(m, other) for other in members if other is not m)]
+    return kept or list(members)
 
 
 def _same_resolution(a: Member, b: Member) -> bool:
@@ -317,6 +405,8 @@ RULE_BY_NAME = {rule.name: rule for rule in [
     Rule("raw-pair", lower(lambda m: not any(c.evidence == "pair" for c in m.companions)),
          lambda w, _: "the camera's RAW+JPEG pair",
          lambda m, w: "a single file; the group has the camera's RAW+JPEG pair"),
+    Rule("provenance", lambda a, b: bool(_made_from(b, a)), lambda w, _: "not made from another file's pixels",
+         lambda m, w: _made_from(m, w) or "made from another file's pixels", select=_not_made_from_another),
     Rule("colour", lower(lambda m: m.grayscale == 1), lambda w, _: "colour (others are grayscale copies)",
          lambda m, w: "a grayscale copy of a colour photo"),
     Rule("no-mark", lower(lambda m: bool(m.added_mark)), lambda w, _: "no added watermark or logo",

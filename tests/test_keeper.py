@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from PIL import Image, ImageDraw, ImageFilter
 
 from photodedup.duplicate_groups import Member
 from photodedup.errors import BadInputError
+from photodedup.group import group
 from photodedup.keeper import DEFAULT_RULES, choose, expand_rules, human_sizes
+from photodedup.scan import scan
 
 
 def member(file_id, w=4000, h=3000, size=5_000_000, fmt="JPEG", camera="Canon EOS R6", taken="2021-06-01T10:00:00",
@@ -77,7 +81,7 @@ def test_a_reference_folder_always_wins():
 
 
 def test_unknown_or_repeated_rules_are_clear_errors():
-    assert expand_rules(DEFAULT_RULES) == ("raw-pair", "colour", "no-mark", "no-border", "camera-format",
+    assert expand_rules(DEFAULT_RULES) == ("raw-pair", "provenance", "colour", "no-mark", "no-border", "camera-format",
                                            "not-resaved", "resolution", "exif", "lossless", "quality", "size",
                                            "oldest")
     with pytest.raises(BadInputError, match="unknown keeper rule 'biggest'"):
@@ -220,3 +224,128 @@ def test_a_photo_whose_own_margin_trims_is_not_framed_by_a_frame_copy_s_larger_c
     frame = member(3, w=1858, h=1354, content=(1634, 1226), size=617_688, quality=95, path="/a/IMG_0026_frame.jpg")
     choice = choose([original, export, frame])
     assert choice.keeper == 1 and choice.notes[3] == "an added border (content 1634x1226 in a 1858x1354 canvas)"
+
+
+# -- provenance: which file was made from which (real files through scan and group) -------------------------
+def photo(size=(480, 360), seed=0) -> Image.Image:
+    """A photograph's look: smooth shapes under fine texture (a camera's noise), saturated nowhere."""
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(40, 215, (size[1] // 24 + 1, size[0] // 24 + 1, 3)).astype(np.uint8)
+    base = np.asarray(Image.fromarray(small).resize(size, Image.Resampling.BICUBIC), dtype=np.float32)
+    texture = np.asarray(Image.fromarray(rng.normal(128, 40, (size[1], size[0])).clip(0, 255).astype(np.uint8))
+                         .filter(ImageFilter.GaussianBlur(0.8)), dtype=np.float32)[..., None] - 128
+    return Image.fromarray((base + texture * 0.6).clip(20, 235).astype(np.uint8))
+
+
+def screenshot(size=(540, 1170)) -> Image.Image:
+    """A chat screenshot: text on white and grey bubbles (a lossless graphic)."""
+    image = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    for row in range(34):
+        y = 12 + row * 34
+        draw.rounded_rectangle((12 + 90 * (row % 2), y, 440 + 90 * (row % 2), y + 28), 10,
+                               fill=(230, 232, 236) if row % 2 else (40, 120, 240))
+        draw.text((24 + 90 * (row % 2), y + 8), f"message {row * 37 % 101} at {8 + row % 12}:{row * 7 % 60:02d} ok",
+                  fill=(20, 20, 20) if row % 2 else (255, 255, 255))
+    return image
+
+
+def camera_exif(orientation=1) -> bytes:
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x0112] = "Canon", "Canon EOS R6", orientation
+    exif.get_ifd(0x8769)[0x9003] = "2021:06:01 10:00:00"
+    return exif.tobytes()
+
+
+def decoded(path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def keeper_of(tmp_path, names) -> tuple[str, str, dict[str, str]]:
+    """Scan and group ``tmp_path/lib``; the one group's keeper name, reason and notes by name."""
+    scan([tmp_path / "lib"], catalog=tmp_path / "c.sqlite", workers=1)
+    result = group(tmp_path / "c.sqlite")
+    [found] = result.groups
+    assert sorted(m.path.rsplit("/", 1)[1] for m in found.members) == sorted(names)
+    keeper = next(m for m in found.members if m.keeper)
+    return (keeper.path.rsplit("/", 1)[1], found.keeper_reason,
+            {m.path.rsplit("/", 1)[1]: m.note for m in found.members if not m.keeper})
+
+
+def test_a_quality_75_original_wins_over_its_quality_90_re_save(tmp_path):
+    # the re-save is a higher quality, larger, and keeps the camera EXIF: only its DCT tells it was made
+    # from the original (it sits on the quality-75 lattice)
+    (tmp_path / "lib").mkdir()
+    photo().save(tmp_path / "lib/IMG_1.jpg", quality=75, exif=camera_exif())
+    decoded(tmp_path / "lib/IMG_1.jpg").save(tmp_path / "lib/IMG_1 copy.jpg", quality=90, exif=camera_exif())
+    keeper, reason, notes = keeper_of(tmp_path, ["IMG_1.jpg", "IMG_1 copy.jpg"])
+    assert (keeper, reason) == ("IMG_1.jpg", "not made from another file's pixels")
+    assert notes == {"IMG_1 copy.jpg": "a re-save of IMG_1.jpg (its DCT fits that file's JPEG quantization)"}
+
+
+def test_a_png_screenshot_wins_over_its_jpeg_copy_that_carries_camera_exif(tmp_path):
+    # a copy turned 90 degrees in its pixels with an EXIF tag that turns it back, and camera EXIF (an app wrote
+    # it): the JPEG's DCT is the PNG's rounded to its own table
+    (tmp_path / "lib").mkdir()
+    shot = screenshot()
+    shot.save(tmp_path / "lib/Screenshot.png")
+    shot.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "lib/Screenshot.jpg", quality=90,
+                                                   exif=camera_exif(orientation=6))
+    keeper, reason, notes = keeper_of(tmp_path, ["Screenshot.png", "Screenshot.jpg"])
+    assert (keeper, reason) == ("Screenshot.png", "not made from another file's pixels")
+    assert notes == {"Screenshot.jpg": "a JPEG of Screenshot.png's pixels (its DCT is that file's, rounded to its "
+                                       "own quantization)"}
+
+
+def test_a_camera_jpeg_wins_over_a_png_exported_from_it(tmp_path):
+    (tmp_path / "lib").mkdir()
+    photo().save(tmp_path / "lib/IMG_2.jpg", quality=85, exif=camera_exif())
+    decoded(tmp_path / "lib/IMG_2.jpg").save(tmp_path / "lib/IMG_2.png")
+    keeper, reason, notes = keeper_of(tmp_path, ["IMG_2.jpg", "IMG_2.png"])
+    assert (keeper, reason) == ("IMG_2.jpg", "not made from another file's pixels")
+    assert notes == {"IMG_2.png": "a re-save of IMG_2.jpg (its DCT fits that file's JPEG quantization)"}
+
+
+def test_provenance_does_not_apply_to_files_of_different_sizes(tmp_path):
+    # a quality-90 re-save of a half-size copy: not on one grid, the rule finds nothing and quality decides
+    (tmp_path / "lib").mkdir()
+    photo((960, 720)).save(tmp_path / "lib/IMG_3.jpg", quality=75, exif=camera_exif())
+    decoded(tmp_path / "lib/IMG_3.jpg").resize((480, 360), Image.Resampling.LANCZOS).save(
+        tmp_path / "lib/small.jpg", quality=90, exif=camera_exif())
+    keeper, reason, notes = keeper_of(tmp_path, ["IMG_3.jpg", "small.jpg"])
+    assert (keeper, reason, notes) == ("IMG_3.jpg", "highest resolution (960x720)",
+                                       {"small.jpg": "lower resolution (480x360 against 960x720)"})
+    # and the same pair by metadata alone (same size, files that cannot be read): nothing is found either
+    a = member(1, w=480, h=360, quality=75, path=str(tmp_path / "gone-1.jpg"))
+    b = member(2, w=480, h=360, quality=90, path=str(tmp_path / "gone-2.jpg"))
+    assert choose([a, b]).reason == "highest JPEG quality (90)"
+
+
+def test_a_lossless_picture_wins_over_a_smaller_jpeg_without_camera_exif():
+    # a meme or a screenshot full of photos (over 0.5 bytes a pixel) as PNG, and a cropped or halved JPEG copy
+    # without EXIF: that JPEG cannot be the PNG's source (an export adds no pixels), so it is not "the camera
+    # format"; resolution decides
+    png = member(1, w=1024, h=768, size=970_000, fmt="PNG", camera=None, taken=None, path="/p/meme.png")
+    cropped = member(2, w=974, h=731, size=120_000, camera=None, taken=None, quality=90, path="/a/meme_cropped.jpg")
+    choice = choose([cropped, png])
+    assert (choice.keeper, choice.reason, choice.notes) == (
+        1, "highest resolution (1024x768)", {2: "lower resolution (974x731 against 1024x768)"})
+    # a camera JPEG (camera EXIF) still wins over a larger PNG, and so does a JPEG as large as the PNG
+    assert choose([member(2, w=974, h=731, quality=90), png]).keeper == 2
+    assert choose([member(2, w=1024, h=768, camera=None, taken=None), png]).keeper == 2
+
+
+def test_a_frame_in_the_picture_s_own_colour_loses_to_the_picture():
+    # a screenshot whose flat bars trim as a "border" (content 540x1048), and a copy framed by 27 px all round in
+    # the bars' colour: its trim stops inside the screenshot's bars (content 542x1148, more than the screenshot's)
+    shot = member(1, w=540, h=1170, content=(540, 1048), size=57_000, fmt="PNG", camera=None, taken=None,
+                  path="/p/shot.png")
+    framed = member(2, w=594, h=1224, content=(542, 1148), size=68_000, camera=None, taken=None, quality=92,
+                    path="/a/shot_bordered.jpg")
+    choice = choose([framed, shot])
+    assert (choice.keeper, choice.reason, choice.notes) == (
+        1, "no added border", {2: "an added border (content 542x1148 in a 594x1224 canvas)"})
+    # a margin wider on one axis than the other is not one border all round: resolution decides as before
+    letterbox = member(2, w=540, h=1290, content=(540, 1100), camera=None, taken=None, quality=92, path="/a/lb.jpg")
+    assert choose([letterbox, shot]).reason == "highest resolution (540x1100)"

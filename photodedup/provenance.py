@@ -1,0 +1,302 @@
+"""Which file was made from which: JPEG quantization forensics for two files of one picture.
+
+A JPEG stores each 8x8 block of luminance as DCT coefficients rounded to multiples of its quantization
+table (its *lattice*). A file made by decoding that JPEG and saving it again (a PNG export, a re-save at a
+higher quality, a grayscale copy) keeps those coefficients: on the JPEG's 8x8 grid its luminance DCT sits
+on the lattice, within its own rounding (half its own quantization step, and a decode's noise). A file
+not made from that JPEG lands anywhere in each quantization cell. The test is one-way: a coarser file
+(a lower-quality re-save) says nothing about the finer one, and the keeper's ``quality`` rule decides.
+
+Two findings, each from one pair of files of one upright size (the second file is brought into the
+JPEG's stored orientation first, so a copy stored turned with an EXIF tag is on the same grid):
+
+- ``decoded_from(b, a)``: b's coefficients miss JPEG a's lattice at most ``FIT_SHARE`` as often as
+  chance predicts from b's own values (``_fit_at``), and its lattice points are a's own coefficients
+  (``MATCH_SHARE``): b was made from a's pixels. For a lossless b, a contrast or brightness change
+  (luminance AC scaled by one gain) is tried too: the lattice scaled by the gain between the two files.
+- ``encoded_from(a, b)``: lossless b is not a decode of JPEG a, a's coefficients are b's rounded to a's
+  table (``MATCH_SHARE`` of those where the two stories part), and b is not a's coefficients amplified
+  (``MAX_GAIN``): a is a JPEG of b's pixels (the JPEG copy of a screenshot).
+
+Blocks where a colour channel clips are left out or simulated (a decoder clips, and the lattice is lost
+there). Anything that cannot tell (different sizes, an unreadable file, a WebP, too little texture:
+``MIN_EVIDENCE``, ``MIN_BLOCKS``) finds nothing, and the keeper's other rules decide.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+#: Rounding a decoded file can add to a DCT coefficient on top of its own quantization: pixel rounding
+#: (std 0.29 in DCT units), colour conversion and the decoder's integer IDCT, about three deviations.
+NOISE = 1.0
+#: Misses below this share of chance's count: the file sits on the JPEG's lattice (decoded from it).
+FIT_SHARE = 0.05
+#: A lossless file is not a decode of a JPEG when, where nothing clips, its misses reach ``OFF_LATTICE`` of
+#: chance's count (an encoding's: 0.9-1.1), or when at least ``OFF_SHARE`` of its textured blocks differs from
+#: the JPEG's pixels by more than ``DECODE_RMS`` (a decode differs by its rounding: RMS 0.3-0.6 in luminance).
+OFF_LATTICE = 0.6
+OFF_SHARE = 0.3
+DECODE_RMS = 1.5
+#: Fewer textured blocks than this is too little picture to tell.
+MIN_BLOCKS = 16
+#: Share of coefficients where the JPEG equals the other file's, rounded to the JPEG's table.
+MATCH_SHARE = 0.9
+#: The lossless file's coefficients against the JPEG's, as one gain (least squares, where they part): an
+#: encoding's is below 1 (coefficients crowd towards zero inside each quantization cell: 0.73-0.99 measured),
+#: a contrast gain or sharpening of a decode is above (1.02 for a 2% contrast gain).
+MAX_GAIN = 1.01
+#: A decode whose contrast was changed has its luminance AC scaled by one gain: gains from ``MIN_GAIN`` to its
+#: inverse are tried, from the least-squares gain between the two files' coefficients and ``GAIN_STEPS`` steps of
+#: ``GAIN_STEP`` either side (a coefficient of 200 must land within a rounding: 0.0005 x 200 = 0.1).
+MIN_GAIN = 0.5
+GAIN_STEP = 0.0005
+GAIN_STEPS = 20
+#: Fewer expected misses than this is too little texture to tell.
+MIN_EVIDENCE = 40
+#: At most this many 8x8 blocks, spread evenly over the picture, are transformed (the cost is the decode).
+MAX_BLOCKS = 8192
+
+#: A channel this close to 0 or 255 may have been clipped by a decoder (a JPEG's rounding moves it a little).
+CLIP = 2
+#: A pixel whose channels differ by at most this is gray: its luminance clips as its channels do.
+GREY = 6
+
+
+#: The inverse of each EXIF orientation, on numpy planes (upright back to stored).
+_TURN = {2: np.fliplr, 3: lambda p: np.rot90(p, 2), 4: np.flipud, 5: np.transpose, 6: lambda p: np.rot90(p, 1),
+         7: lambda p: np.rot90(p, 2).T, 8: lambda p: np.rot90(p, -1)}
+
+
+def _dct_matrix() -> np.ndarray:
+    n = np.arange(8)
+    c = np.cos((2 * n[None, :] + 1) * n[:, None] * math.pi / 16) * 0.5
+    c[0] /= math.sqrt(2)
+    return c
+
+
+_C = _dct_matrix()
+#: The DC coefficient of a flat block of 1 (the level shift, in DCT units).
+_DC = np.zeros((8, 8), dtype=np.float32)
+_DC[0, 0] = 8.0
+
+
+@dataclass
+class Picture:
+    """One file, read once: its upright luminance, and for a JPEG its luma table and stored orientation."""
+
+    path: str
+    luma: np.ndarray                 # float32, upright (EXIF orientation applied), JPEG's weights
+    clipped: np.ndarray              # bool, upright: a colour channel at its end (0 or 255, give or take a JPEG's
+    #                                  rounding), where a decoder clipped and the lattice is lost
+    coloured_clip: np.ndarray        # the same where the pixel is not gray (luma alone cannot tell the clipping)
+    table: np.ndarray | None         # 8x8 luma quantization table (natural order) of a JPEG; None otherwise
+    orientation: int                 # EXIF orientation of the stored pixels (1: as stored)
+    lossless: bool
+
+
+def read(path: str, lossless: bool) -> Picture | None:
+    """Decode ``path`` for the forensics; None when it cannot be read (then nothing is found)."""
+    try:
+        with Image.open(path) as im:
+            table = None
+            if im.format == "JPEG" and im.mode in ("L", "RGB") and getattr(im, "quantization", None):
+                table = np.array(im.quantization[min(im.quantization)], dtype=np.float32).reshape(8, 8)
+            orientation = im.getexif().get(0x0112, 1)
+            orientation = orientation if orientation in _TURN else 1
+            upright = ImageOps.exif_transpose(im)
+            luma, clipped, coloured = _luma(upright)
+    except Exception:  # an unreadable file is data: it finds nothing
+        return None
+    return Picture(path, luma, clipped, coloured, table, orientation, lossless)
+
+
+def _luma(im: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Luminance, clipped pixels, and clipped pixels with colour."""
+    if im.mode not in ("L", "RGB"):
+        im = im.convert("L" if im.mode in ("1", "I;16", "I", "F") else "RGB")
+    pixels = np.asarray(im)
+    clipped = (pixels <= CLIP) | (pixels >= 255 - CLIP)
+    if pixels.ndim == 2:
+        return pixels.astype(np.float32), clipped, np.zeros_like(clipped)
+    clipped = clipped.any(axis=2)
+    grey = (pixels.max(axis=2).astype(np.int16) - pixels.min(axis=2)) <= GREY
+    return pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32), clipped, clipped & ~grey
+
+
+def _stored(plane: np.ndarray, orientation: int) -> np.ndarray:
+    """An upright plane turned back into a JPEG's stored orientation."""
+    if orientation == 1:
+        return plane
+    return np.ascontiguousarray(_TURN[orientation](plane))
+
+
+def _index(luma: np.ndarray, skip: np.ndarray | None) -> np.ndarray:
+    """Which 8x8 blocks (row-major numbers) to transform: not flat (a flat block's AC is zero in any file), no
+    pixel in ``skip``, at most ``MAX_BLOCKS`` spread evenly."""
+    rows, cols = luma.shape[0] // 8, luma.shape[1] // 8
+    grid = luma[:rows * 8, :cols * 8].reshape(rows, 8, cols, 8)
+    keep = (grid.max(axis=(1, 3)) - grid.min(axis=(1, 3)) > 1).reshape(-1)
+    if skip is not None:
+        keep &= ~skip[:rows * 8, :cols * 8].reshape(rows, 8, cols, 8).any(axis=(1, 3)).reshape(-1)
+    index = np.flatnonzero(keep)
+    return index[::max(1, math.ceil(len(index) / MAX_BLOCKS))]
+
+
+def _gather(plane: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The 8x8 blocks (n, 8, 8) numbered ``index`` (row-major) of ``plane``."""
+    cols = plane.shape[1] // 8
+    r, c = index // cols, index % cols
+    offsets = np.arange(8)
+    return plane[(r[:, None] * 8 + offsets)[:, :, None], (c[:, None] * 8 + offsets)[:, None, :]]
+
+
+def _coefficients(luma: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The level-shifted DCT of those blocks, in a JPEG's units."""
+    return (_C @ (_gather(luma, index) - 128.0) @ _C.T).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """``b`` against JPEG ``a``'s lattice scaled by ``gain``: its misses, and chance's expected count."""
+
+    misses: float
+    chance: float
+    gain: float
+    same: float = 0.0   # share of b's lattice points that are a's own coefficients there (x gain)
+
+    @property
+    def on_lattice(self) -> bool:
+        return self.chance >= MIN_EVIDENCE and self.misses <= FIT_SHARE * self.chance and self.same >= MATCH_SHARE
+
+
+def fit(b: Picture, a: Picture) -> Fit | None:
+    """``b`` against JPEG ``a``'s lattice, as is or scaled by the gain between their coefficients (a decode
+    with its contrast changed: luminance AC scales by the gain); the better fit. None: nothing to compare."""
+    pair = _pair(a, b)
+    if pair is None:
+        return None
+    coeff_a, coeff_b = pair
+    rounding = b.table if b.table is not None else np.ones((8, 8), dtype=np.float32)
+    gains = [1.0]
+    lattice = np.abs(coeff_a) >= a.table / 2
+    lattice[:, 0, 0] = False
+    if b.table is None and lattice.sum() >= MIN_EVIDENCE:
+        gain = float((coeff_a * coeff_b)[lattice].sum() / (coeff_a * coeff_a)[lattice].sum())
+        if MIN_GAIN <= gain <= 1 / MIN_GAIN and abs(gain - 1) > GAIN_STEP:
+            gains += [gain + GAIN_STEP * k for k in range(-GAIN_STEPS, GAIN_STEPS + 1)]
+    found = [_fit_at(coeff_b, a.table, rounding, gain) for gain in gains]
+    best = min(found, key=lambda f: (f.chance < MIN_EVIDENCE, f.misses / f.chance if f.chance else 1.0))
+    # made from a, b holds a's picture on a's grid: its lattice points are a's coefficients (a mirrored copy
+    # or a sibling made from one earlier JPEG can sit on a lattice with the same table)
+    lattice = a.table * best.gain
+    telling = np.abs(coeff_b) >= lattice / 2
+    telling[:, 0, 0] = False
+    same = np.abs(lattice * np.round(coeff_b / lattice) - best.gain * coeff_a) <= rounding / 2 + 2 * NOISE
+    return Fit(best.misses, best.chance, best.gain, float(same[telling].mean()) if telling.any() else 0.0)
+
+
+def _fit_at(coefficients: np.ndarray, table: np.ndarray, rounding: np.ndarray, gain: float) -> Fit:
+    """Misses of ``coefficients`` (a file quantized with ``rounding``: 1 when lossless) against ``table`` x
+    ``gain``, and chance's count, position by position.
+
+    The file's own values are multiples of its step (``j x rounding``). Made from the JPEG, it holds only
+    the *allowed* ones, within half its step (and a decode's noise) of the lattice; the others are misses.
+    Chance's count of misses is what the allowed values' counts predict for the forbidden ones
+    (log-linear between neighbours: coefficients thin out smoothly away from zero). Positions where every
+    value is allowed (a step barely finer than the lattice's) cannot tell; neither can a coefficient that
+    rounds to zero on the lattice.
+    """
+    lattice = table * gain
+    tolerance = rounding / 2 + NOISE
+    misses = chance = 0.0
+    for u, v in zip(*np.nonzero(lattice > 2 * tolerance), strict=True):
+        if u == v == 0:
+            continue
+        values = np.abs(coefficients[:, u, v])
+        steps = np.round(values[values >= lattice[u, v] / 2] / rounding[u, v]).astype(np.int64)
+        if not len(steps):
+            continue
+        counts = np.bincount(steps).astype(np.float64)
+        j = np.arange(len(counts))
+        at = j * rounding[u, v]
+        forbidden = np.abs(at - lattice[u, v] * np.round(at / lattice[u, v])) > tolerance[u, v]
+        allowed = ~forbidden & (at >= lattice[u, v] / 2 - rounding[u, v] / 2)
+        if not forbidden.any() or not allowed.any():
+            continue
+        expected = np.exp(np.interp(j[forbidden], j[allowed], np.log(counts[allowed] + 0.5))) - 0.5
+        misses += counts[forbidden].sum()
+        chance += np.clip(expected, 0, None).sum()
+    return Fit(float(misses), float(chance), gain)
+
+
+def _pair(a: Picture, b: Picture) -> tuple[np.ndarray, np.ndarray] | None:
+    """Both pictures' sampled blocks on JPEG ``a``'s grid (its stored orientation), where neither is clipped."""
+    if a.table is None or a is b or a.luma.shape != b.luma.shape:
+        return None
+    return _both(a, b, a.clipped | b.clipped)
+
+
+def _both(a: Picture, b: Picture, skip: np.ndarray | None,
+          flag: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """The same blocks of ``a`` and ``b`` (textured in ``b``, no pixel in ``skip``) on JPEG ``a``'s grid, in its
+    stored orientation; with ``flag`` (a pixel mask), also which of those blocks hold a flagged pixel."""
+    luma_a, luma_b = _stored(a.luma, a.orientation), _stored(b.luma, a.orientation)
+    index = _index(luma_b, None if skip is None else _stored(skip, a.orientation))
+    both = _coefficients(luma_a, index), _coefficients(luma_b, index)
+    if flag is None:
+        return both
+    return (*both, _gather(_stored(flag, a.orientation), index).any(axis=(1, 2)))
+
+
+def decoded_from(b: Picture, a: Picture) -> float | None:
+    """Whether ``b`` was made from JPEG ``a``'s pixels: its DCT fits ``a``'s quantization (as is, or scaled by
+    a contrast change) far beyond chance. The gain (1.0: none) when it was; None when not."""
+    found = fit(b, a)
+    return found.gain if found is not None and found.on_lattice else None
+
+
+def encoded_from(a: Picture, b: Picture) -> bool:
+    """Whether JPEG ``a`` was encoded from lossless ``b``'s pixels.
+
+    ``b`` must not be a decode of ``a``: off its lattice where nothing clips (``OFF_LATTICE``), or in at
+    least ``OFF_SHARE`` of the textured blocks different from ``a``'s pixels by more than a decoder's
+    rounding (``DECODE_RMS``; on a white page nearly every block clips). Where ``b`` is off the lattice, the
+    two stories part: a JPEG of ``b`` holds ``b``'s coefficients rounded to its table (``sim``: decoded and
+    clipped as a decoder would, so a white page's clipped ringing counts), a decode of ``a`` holds ``b``'s
+    own. ``a`` is an encoding of ``b`` when it agrees with ``sim`` on at least ``MATCH_SHARE`` of those
+    coefficients, and ``b`` is not ``a``'s coefficients amplified (``MAX_GAIN``, measured where nothing
+    clips, when enough does not): a contrast gain or sharpening of a decode of ``a`` also rounds back to
+    ``a``'s coefficients. (A darker or flatter decode is found by ``decoded_from``'s gain.)
+    """
+    if not b.lossless or a.table is None or a is b or a.luma.shape != b.luma.shape:
+        return False
+    found = fit(b, a)
+    if found is None or found.on_lattice:
+        return False
+    coeff_a, coeff_b, coloured = _both(a, b, None, a.coloured_clip | b.coloured_clip)
+    if len(coeff_a) < MIN_BLOCKS:
+        return False
+    differs = np.sqrt(((coeff_a - coeff_b) ** 2).sum(axis=(1, 2))) / 8 > DECODE_RMS
+    off_lattice = found.chance >= MIN_EVIDENCE and found.misses >= OFF_LATTICE * found.chance
+    if not off_lattice and differs.mean() < OFF_SHARE:
+        return False
+    # a colour channel's clipping is not luminance's: the rest of the test runs where no coloured pixel clips
+    coeff_a, coeff_b = coeff_a[~coloured], coeff_b[~coloured]
+    table = a.table
+    rounded = table * np.round(coeff_b / table)
+    decoded = _C.T @ rounded @ _C + 128.0
+    sim = _C @ np.clip(decoded, 0, 255) @ _C.T - 128.0 * _DC
+    moved = coeff_b - sim
+    telling = (np.abs(moved) > 2 * NOISE) & (np.abs(np.abs(coeff_b - rounded) - table / 2) > NOISE)
+    telling[:, 0, 0] = False
+    if telling.sum() < MIN_EVIDENCE:
+        return False
+    agree = float((np.abs(coeff_a - sim) <= 2 * NOISE)[telling].mean())
+    clean = telling & ((decoded.min(axis=(1, 2)) >= 0) & (decoded.max(axis=(1, 2)) <= 255))[:, None, None]
+    gain = float((coeff_b * sim)[clean].sum() / (sim * sim)[clean].sum()) if clean.sum() >= MIN_EVIDENCE else 0.0
+    return agree >= MATCH_SHARE and gain <= MAX_GAIN

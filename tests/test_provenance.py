@@ -1,0 +1,90 @@
+"""JPEG quantization forensics (photodedup.provenance): which of two files was made from the other."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from test_keeper import photo, screenshot
+
+from photodedup import provenance
+
+
+def saved(image: Image.Image, fmt: str, **options) -> io.BytesIO:
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
+    out.seek(0)
+    return out
+
+
+def read(data: io.BytesIO, lossless: bool) -> provenance.Picture:
+    data.seek(0)
+    picture = provenance.read(data, lossless)
+    assert picture is not None
+    return picture
+
+
+def test_a_decode_of_a_jpeg_sits_on_its_lattice_and_the_original_not_on_its_copy_s():
+    original = saved(photo(), "JPEG", quality=75)
+    pixels = Image.open(original).convert("RGB")
+    a = read(original, False)
+    resave, export = read(saved(pixels, "JPEG", quality=90), False), read(saved(pixels, "PNG"), True)
+    gray = read(saved(pixels.convert("L"), "JPEG", quality=92), False)
+    assert provenance.decoded_from(resave, a) == provenance.decoded_from(export, a) == 1.0
+    assert provenance.decoded_from(gray, a) == 1.0
+    found = provenance.fit(export, a)
+    assert found.chance >= provenance.MIN_EVIDENCE and found.misses <= provenance.FIT_SHARE * found.chance
+    assert provenance.decoded_from(a, resave) is None  # the coarser file says nothing about the finer one
+    assert not provenance.encoded_from(a, export)  # the export is on the JPEG's lattice: made from it
+
+
+@pytest.mark.parametrize("gain", [0.9, 0.95, 1.05, 1.1])
+def test_a_decode_with_its_contrast_changed_sits_on_the_lattice_scaled_by_the_gain(gain):
+    original = saved(photo(), "JPEG", quality=75)
+    edited = read(saved(ImageEnhance.Contrast(Image.open(original).convert("RGB")).enhance(gain), "PNG"), True)
+    a = read(original, False)
+    assert provenance.decoded_from(edited, a) == pytest.approx(gain, abs=0.005)
+    assert not provenance.encoded_from(a, edited)  # rounds back to the JPEG's coefficients, but is its edit
+
+
+def test_a_jpeg_of_a_lossless_picture_is_its_encoding_in_any_orientation():
+    shot = screenshot()
+    png = read(saved(shot, "PNG"), True)
+    for orientation, turn in ((1, None), (6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270),
+                              (3, Image.Transpose.ROTATE_180), (2, Image.Transpose.FLIP_LEFT_RIGHT)):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        stored = shot if turn is None else shot.transpose(turn)
+        jpeg = read(saved(stored, "JPEG", quality=90, exif=exif.tobytes()), False)
+        assert provenance.encoded_from(jpeg, png), orientation
+        assert provenance.decoded_from(png, jpeg) is None, orientation
+    picture = photo()
+    assert provenance.encoded_from(read(saved(picture, "JPEG", quality=85), False), read(saved(picture, "PNG"), True))
+
+
+def test_siblings_mirrored_copies_and_edits_are_not_made_from_each_other():
+    picture = photo()
+    # two encodings of one picture: neither is made from the other
+    q90, q75 = read(saved(picture, "JPEG", quality=90), False), read(saved(picture, "JPEG", quality=75), False)
+    assert provenance.decoded_from(q90, q75) is None and provenance.decoded_from(q75, q90) is None
+    # a mirrored copy at a close quality: its lattice is no closer to the original's than chance
+    mirrored = read(saved(ImageOps.mirror(picture), "JPEG", quality=90), False)
+    assert provenance.decoded_from(read(saved(picture, "JPEG", quality=92), False), mirrored) is None
+    # sharpening or smoothing a decode: no lattice, and no encoding either
+    original = saved(picture, "JPEG", quality=75)
+    a, pixels = read(original, False), Image.open(original).convert("RGB")
+    for edit in (ImageFilter.SHARPEN, ImageFilter.SMOOTH):
+        edited = read(saved(pixels.filter(edit), "PNG"), True)
+        assert provenance.decoded_from(edited, a) is None and not provenance.encoded_from(a, edited)
+
+
+def test_files_that_cannot_be_compared_find_nothing():
+    picture = photo()
+    a = read(saved(picture, "JPEG", quality=75), False)
+    half = read(saved(picture.resize((240, 180)), "PNG"), True)
+    assert provenance.fit(half, a) is None and provenance.decoded_from(half, a) is None
+    assert not provenance.encoded_from(a, half)
+    png = read(saved(picture, "PNG"), True)
+    assert provenance.fit(a, png) is None  # the PNG has no lattice
+    assert provenance.read(io.BytesIO(b"not a picture"), True) is None
