@@ -148,15 +148,20 @@ def main() -> None:
             from photodedup.bench.compare import free_port
 
             port = free_port()
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a loopback runtime for this run: no token
             started = time.perf_counter()
             head = subprocess.Popen([ray_bin, "start", "--head", "--block", f"--port={port}",
-                                     f"--num-cpus={args.workers}", "--include-dashboard=false",
-                                     "--disable-usage-stats", f"--temp-dir={tmp / 'ray'}"],
+                                     "--node-ip-address=127.0.0.1", f"--num-cpus={args.workers}",
+                                     "--include-dashboard=false", f"--dashboard-port={free_port()}",
+                                     "--object-store-memory=268435456",
+                                     f"--ray-client-server-port={free_port()}", "--disable-usage-stats",
+                                     f"--temp-dir={tmp / 'ray'}"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
             address = f"127.0.0.1:{port}"
-            _wait_for(address)
-            print(f"Ray runtime started in {time.perf_counter() - started:.1f}s (not in any rate)", flush=True)
         try:
+            if head is not None:
+                _wait_for(address)
+                print(f"Ray runtime started in {time.perf_counter() - started:.1f}s (not in any rate)", flush=True)
             rates: dict[tuple[str, str], list[float]] = {c: [] for c in configs}
             for round_ in range(1, args.rounds + 1):
                 order = configs if round_ % 2 else list(reversed(configs))
