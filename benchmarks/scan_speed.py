@@ -98,6 +98,55 @@ def scan_rate(tree: Path, folder: Path, catalog: Path, expected: int) -> float:
     return summary["new"] / summary["seconds"]
 
 
+def stages(paths: list[Path], repeats: int) -> dict[str, float]:
+    """Median milliseconds per file of each step of a scan's per-file work, each timed alone in this process
+    (the same calls ``scan._inspect_job`` makes, in its order)."""
+    from collections import defaultdict
+
+    import numpy as np
+
+    from photodedup import hashing, media, preprocess, scan
+
+    times: dict[str, list[float]] = defaultdict(list)
+    for _ in range(repeats):
+        for path in paths:
+            marks = [("", time.perf_counter())]
+            mark = lambda name, marks=marks: marks.append((name, time.perf_counter()))  # noqa: E731
+
+            data = path.read_bytes()
+            mark("read")
+            hashlib.md5(data).hexdigest()
+            mark("md5")
+            _ = media.SAMSUNG_MARKER in data
+            mark("marker search (old)")
+            opened = preprocess.open_checked(io.BytesIO(data))
+            row = {"path": str(path), "width": opened.width, "height": opened.height}
+            scan._read_exif(row, opened.getexif(), xmp=opened.info.get("xmp"),
+                            iptc=lambda opened=opened: scan._iptc(opened))
+            mark("open + EXIF")
+            image = preprocess.decode_oriented(opened, fast=True, shortest=preprocess.DEFAULT_PREPROCESS.size)
+            mark("decode (1/8 DCT)")
+            pixels = np.asarray(image)
+            box = hashing.trim_box(pixels)
+            mark("trim_box")
+            hashing.is_flat(pixels)
+            mark("is_flat")
+            hashing.is_grayscale_rgb(pixels[box[1]:box[3], box[0]:box[2]])
+            mark("is_grayscale")
+            gray = image.crop(box).convert("L")
+            hashing.dihedral_phashes(gray)
+            mark("pHashes")
+            imagehash.dhash(gray)
+            mark("dHash")
+            preprocess.encode_jpeg(preprocess.center_crop_array(image))
+            mark("model crop + JPEG")
+            scan._thumbnail(image)
+            mark("thumbnail")
+            for (_, before), (name, after) in zip(marks, marks[1:], strict=False):
+                times[name].append(after - before)
+    return {name: statistics.median(values) * 1000 for name, values in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--originals", type=int, default=40)
@@ -106,6 +155,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline", help="a git revision to measure beside this tree (e.g. HEAD~3, main)")
     parser.add_argument("--library", type=Path, help="a sample library made before (--originals is then unused)")
+    parser.add_argument("--stages", type=int, default=0, metavar="N",
+                        help="only: the median time of each per-file step over the first N files, in this process")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="photodedup-bench-scan-"))
     try:
@@ -122,6 +173,10 @@ def main() -> None:
             shutil.copyfile(path, subset / f"{i % 7}" / f"{i:05d}.jpg")
         paths = sorted(subset.rglob("*.jpg"))
         size_mb = sum(p.stat().st_size for p in jpegs) / len(jpegs) / 1e6
+        if args.stages:
+            for name, ms in stages(paths[:args.stages], args.repeats).items():
+                print(f"{name:<20} {ms:7.2f} ms")
+            return
         trees = {"scan": ROOT}
         if args.baseline:
             trees[f"scan {args.baseline}"] = export_tree(args.baseline, work / "baseline")
