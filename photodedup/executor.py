@@ -80,7 +80,7 @@ def worker_pool(workers: int, **options):
 
     context = multiprocessing.get_context("forkserver")
     # imported once in the server (numpy, Pillow, OpenCV: no thread pool started), not in every worker
-    context.set_forkserver_preload(["photodedup.scan", "photodedup.verify"])
+    context.set_forkserver_preload(["photodedup.scan", "photodedup.verify", "scipy.fftpack"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=context, **options)
 
 
@@ -92,15 +92,33 @@ class LocalExecutor(_Closing):
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
         self._pool = None
+        self._lock = threading.Lock()
+        self._starting: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the worker processes in the background (a forkserver imports the scan's modules once,
+        about half a second), so that they are ready when ``map`` is called; a no-op with one worker."""
+        if self.workers > 1 and self._starting is None:
+            pool = self._get_pool()
+            self._starting = threading.Thread(target=lambda: [pool.submit(os.getpid) for _ in range(self.workers)],
+                                              name="pool-start", daemon=True)
+            self._starting.start()
+
+    def _get_pool(self):
+        with self._lock:
+            if self._pool is None:
+                self._pool = worker_pool(self.workers, initializer=ignore_interrupts)
+            return self._pool
 
     def map(self, fn: Callable, jobs: Sequence, *, chunksize: int = 1) -> Iterator:
-        if self.workers <= 1 or len(jobs) < 4:
+        if self.workers <= 1 or (len(jobs) < 4 and self._starting is None):
             return map(fn, jobs)
-        if self._pool is None:
-            self._pool = worker_pool(self.workers, initializer=ignore_interrupts)
-        return self._pool.map(fn, jobs, chunksize=chunksize)
+        return self._get_pool().map(fn, jobs, chunksize=chunksize)
 
     def close(self) -> None:
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

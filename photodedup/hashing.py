@@ -15,6 +15,8 @@ image B means B looks like A after that transformation.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image
 
@@ -97,17 +99,37 @@ def _edge_colour(line: np.ndarray) -> np.ndarray | None:
 
 def _uniform(line: np.ndarray, colour: np.ndarray) -> bool:
     deviation = np.abs(line - colour).max(axis=-1)
-    return bool(np.percentile(deviation, 98) <= BORDER_TOLERANCE)
+    return percentile_at_most(deviation, 98, BORDER_TOLERANCE)
+
+
+def percentile_at_most(values: np.ndarray, q: float, limit: float) -> bool:
+    """``np.percentile(values, q) <= limit``, exactly, mostly without sorting: how many values are at most
+    ``limit`` decides it unless that count falls within a rank of where the percentile lies (then numpy)."""
+    n = values.size
+    if n:
+        at_most = int(np.count_nonzero(values <= limit))
+        rank = math.floor(q / 100 * (n - 1))  # numpy interpolates between the values at rank and rank + 1
+        if at_most >= min(n, rank + 3):  # both values are at most the limit (a rank of slack for rounding)
+            return True
+        if at_most <= rank - 1:  # both are over it
+            return False
+    return bool(np.percentile(values, q) <= limit)
 
 
 def is_grayscale(image: Image.Image) -> bool:
     """No colour information: a one-channel mode, or RGB whose channels agree (within JPEG noise)."""
     if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
         return True
-    step = max(1, int((image.width * image.height / 40_000) ** 0.5))  # ~40,000 pixels are enough
-    rgb = np.asarray(image.convert("RGB"))[::step, ::step].astype(np.int16)
-    spread = rgb.max(axis=-1) - rgb.min(axis=-1)
-    return bool(np.percentile(spread, 99) <= GRAY_TOLERANCE)
+    return is_grayscale_rgb(np.asarray(image.convert("RGB")))
+
+
+def is_grayscale_rgb(rgb: np.ndarray) -> bool:
+    """``is_grayscale`` of the RGB pixels ``uint8 [H,W,3]`` (a scan has them already)."""
+    step = max(1, int((rgb.shape[0] * rgb.shape[1] / 40_000) ** 0.5))  # ~40,000 pixels are enough
+    sample = rgb[::step, ::step]
+    red, green, blue = sample[..., 0], sample[..., 1], sample[..., 2]
+    spread = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)  # no overflow
+    return percentile_at_most(spread, 99, GRAY_TOLERANCE)
 
 
 def dihedral_phashes(image: Image.Image) -> np.ndarray:

@@ -31,7 +31,7 @@ from PIL import Image, IptcImagePlugin, UnidentifiedImageError
 from photodedup import capture_time, config, formats, hashing, media, raw
 from photodedup.catalog import Catalog, display
 from photodedup.errors import BadInputError, Interrupted
-from photodedup.executor import Executor, open_executor
+from photodedup.executor import Executor, LocalExecutor, open_executor
 from photodedup.keeper import human_size
 from photodedup.paths import canonical_roots
 from photodedup.paths import under_any as _under_any
@@ -161,32 +161,40 @@ def scan(
                     return
             kind = "new" if old is None else "retried" if old.status == "error" and \
                 (old.size, old.mtime_ns) == (stat.st_size, stat.st_mtime_ns) else "updated"
+            if not todo and isinstance(early, LocalExecutor):
+                early.start()  # the worker processes start while the walk goes on
             todo.append((path, root, stat.st_size, stat.st_mtime_ns, kind))
 
-        for root, path, stat in _walk(roots, include, exclude, summary, follow_links, trash_folders):
-            seen.add(path)
-            if media.is_sidecar(path):
-                sidecars.append((root, path, stat))
-            else:
-                consider(root, path, stat)
-        takeout, orphans = _sidecars(sidecars, seen, consider)
-        cat.set_identities(moved)
-        if orphans:
-            summary.not_looked_at[formats.SIDECAR] = summary.not_looked_at.get(formats.SIDECAR, 0) + orphans
+        # a local pool starts at the first file to read; a Ray runtime (seconds) only after the walk found work
+        early = open_executor(engine, workers=workers, address=ray_address) if engine == "local" else engine
+        try:
+            for root, path, stat in _walk(roots, include, exclude, summary, follow_links, trash_folders):
+                seen.add(path)
+                if media.is_sidecar(path):
+                    sidecars.append((root, path, stat))
+                else:
+                    consider(root, path, stat)
+            takeout, orphans = _sidecars(sidecars, seen, consider)
+            cat.set_identities(moved)
+            if orphans:
+                summary.not_looked_at[formats.SIDECAR] = summary.not_looked_at.get(formats.SIDECAR, 0) + orphans
 
-        if todo:  # a Ray runtime takes seconds to start: only when there is work
-            executor = open_executor(engine, workers=workers, address=ray_address) if isinstance(engine, str) \
-                else engine
-            try:
-                _inspect_all(cat, todo, summary, executor, progress, max_pixels, embedder, takeout)
-            except KeyboardInterrupt:
-                saved = summary.new + summary.updated + summary.retried + summary.missing
-                raise Interrupted(f"interrupted: this scan saved {saved} files to {cat.path} "
-                                  f"({sum(cat.counts().values())} in the catalog); "
-                                  "run the same command again to continue where it stopped") from None
-            finally:
-                if executor is not engine:
-                    executor.close()
+            if todo:
+                executor = open_executor(engine, workers=workers, address=ray_address) \
+                    if isinstance(early, str) else early
+                try:
+                    _inspect_all(cat, todo, summary, executor, progress, max_pixels, embedder, takeout)
+                except KeyboardInterrupt:
+                    saved = summary.new + summary.updated + summary.retried + summary.missing
+                    raise Interrupted(f"interrupted: this scan saved {saved} files to {cat.path} "
+                                      f"({sum(cat.counts().values())} in the catalog); "
+                                      "run the same command again to continue where it stopped") from None
+                finally:
+                    if executor is not engine:
+                        executor.close()
+        finally:
+            if early is not engine:
+                early.close()
 
         gone = [p for p in known if p not in seen and known[p].status != "missing"
                 and _under_any(p, roots) and not os.path.lexists(p)]
@@ -397,19 +405,22 @@ def _inspect_job(job: tuple) -> tuple[dict, bytes | None, bytes | None]:
             return _error(row, "too-large", f"refused before reading: {human_size(stat.st_size)} is over the limit "
                                             f"of {human_size(limit)} for one image"), None, None
         try:
+            # A Samsung motion photo ends with SEFT; only such a file is searched for its marker in passing.
+            seft = os.pread(handle.fileno(), 4, stat.st_size - 4) == b"SEFT" if stat.st_size >= 4 else False
             digest = hashlib.md5()
             head = handle.read(formats.HEAD_BYTES)
             digest.update(head)
-            tail, marker = head, media.SAMSUNG_MARKER in head  # a Samsung motion photo's trailer, in passing
+            tail, marker = head, seft and media.SAMSUNG_MARKER in head
             while chunk := handle.read(1 << 20):
                 digest.update(chunk)
-                marker = marker or media.SAMSUNG_MARKER in tail[-len(media.SAMSUNG_MARKER):] + chunk
+                if seft and not marker:
+                    marker = media.SAMSUNG_MARKER in tail[-len(media.SAMSUNG_MARKER):] + chunk
                 tail = chunk
             handle.seek(0)
         except OSError as error:
             return _error(row, "unreadable", f"cannot read: {error}"), None, None
         row["md5"] = digest.hexdigest()
-        row["samsung_trailer"] = marker and tail.endswith(b"SEFT")
+        samsung_trailer = marker and tail.endswith(b"SEFT")
         if media.is_sidecar(path):
             return row | {"kind": formats.SIDECAR, "format": fmt.name}, None, None
         takeout = more[0] if more else None
@@ -417,7 +428,7 @@ def _inspect_job(job: tuple) -> tuple[dict, bytes | None, bytes | None]:
         try:
             if fmt is not None and fmt.kind == formats.VIDEO:
                 return _inspect_video(row, handle)
-            return _inspect_image(row, handle, head, max_pixels, takeout)
+            return _inspect_image(row, handle, head, max_pixels, takeout, samsung_trailer)
         except media.VideoReadError as error:
             return _error(row, error.kind, str(error)), None, None
         except raw.RawReadError as error:  # the pixels are lost; the camera and capture time may not be
@@ -463,7 +474,8 @@ def _inspect_video(row: dict, source) -> tuple[dict, None, bytes | None]:
     return row, None, _thumbnail(frame) if frame is not None else None
 
 
-def _open_image(row: dict, source, max_pixels: int, takeout: str | None = None) -> Image.Image:
+def _open_image(row: dict, source, max_pixels: int, takeout: str | None = None,
+                samsung_trailer: bool = False) -> Image.Image:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         image = open_checked(source, max_pixels=max_pixels)
@@ -480,7 +492,7 @@ def _open_image(row: dict, source, max_pixels: int, takeout: str | None = None) 
         row["kind"] = "image"
         if formats.is_pairable(image.format):  # JPEG, HEIC: what phones write Live and motion photos as
             row["content_id"] = media.apple_content_id(exif)
-            row["motion"] = media.motion_photo(image.info.get("xmp"), row.get("samsung_trailer", False))
+            row["motion"] = media.motion_photo(image.info.get("xmp"), samsung_trailer)
         image = decode_oriented(image, fast=True, shortest=DEFAULT_PREPROCESS.size)
     return image
 
@@ -492,11 +504,11 @@ def _open_raw(row: dict, data: bytes, max_pixels: int, fmt: str, takeout: str | 
     return shot.image
 
 
-def _inspect_image(row: dict, handle, head: bytes, max_pixels: int,
-                   takeout: str | None = None) -> tuple[dict, bytes, bytes]:
+def _inspect_image(row: dict, handle, head: bytes, max_pixels: int, takeout: str | None = None,
+                   samsung_trailer: bool = False) -> tuple[dict, bytes, bytes]:
     fmt = raw.raw_format(row["path"], head)
     image = (_open_raw(row, handle.read(), max_pixels, fmt, takeout) if fmt
-             else _open_image(row, handle, max_pixels, takeout))
+             else _open_image(row, handle, max_pixels, takeout, samsung_trailer))
     _content_features(row, image)
     crop = encode_jpeg(center_crop_array(image, DEFAULT_PREPROCESS))
     return row, crop, _thumbnail(image)
@@ -520,7 +532,9 @@ def _content_features(row: dict, image: Image.Image) -> None:
     row["content_width"] = min(row["width"], round((right - left) * scale_x))
     row["content_height"] = min(row["height"], round((bottom - top) * scale_y))
     # a solid frame (one colour) is not a grayscale copy of another solid frame: unmeasured
-    row["grayscale"] = None if hashing.is_flat(pixels) else int(hashing.is_grayscale(content))
+    row["grayscale"] = None if hashing.is_flat(pixels) else int(
+        hashing.is_grayscale_rgb(pixels[top:bottom, left:right]) if image.mode == "RGB"
+        else hashing.is_grayscale(content))
     gray = content.convert("L")  # both hashes work on grey levels: convert once
     phashes = hashing.dihedral_phashes(gray)
     row["phashes"] = hashing.pack(phashes)

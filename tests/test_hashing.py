@@ -99,3 +99,22 @@ def test_rows_scanned_before_the_features_are_read_again(tmp_path):
     with Catalog(tmp_path / "c.sqlite") as cat:
         assert cat.files()[0]["content_width"] == 640
     assert scan([root], catalog=tmp_path / "c.sqlite", workers=1).unchanged == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=80), st.sampled_from([50, 98, 99]),
+       st.integers(0, 12), st.booleans())
+def test_percentile_at_most_is_numpys_answer(values, q, limit, halves):
+    """The shortcut that border and grayscale checks take (counting instead of sorting) answers what
+    ``np.percentile(values, q) <= limit`` answers, at every rank and tie, on integer and half values."""
+    array = np.array(values, dtype=np.float64) / 2 if halves else np.array(values, dtype=np.uint8)
+    assert hashing.percentile_at_most(array, q, limit) == bool(np.percentile(array, q) <= limit)
+
+
+def test_grayscale_of_the_pixel_array_is_that_of_the_image():
+    photo = _photo((300, 200))
+    grey = ImageOps.grayscale(photo).convert("RGB")
+    tinted = Image.fromarray(np.clip(np.asarray(grey).astype(np.int16) + [0, 0, 11], 0, 255).astype(np.uint8))
+    for image, expected in ((photo, False), (grey, True), (tinted, False)):
+        assert hashing.is_grayscale(image) is expected
+        assert hashing.is_grayscale_rgb(np.asarray(image)) is expected

@@ -233,3 +233,25 @@ def test_every_supported_format_is_read(tmp_path):
         assert all((r["width"], r["height"]) == (320, 240) for r in cat.files())
     assert formats == {"a.jpg": "JPEG", "b.png": "PNG", "c.webp": "WEBP", "d.tif": "TIFF", "e.bmp": "BMP",
                        "f.gif": "GIF", "g.heic": "HEIF", "h.mpo": "MPO"}
+
+
+def test_samsung_trailer_needs_marker_and_seft_and_rows_hold_only_what_is_stored(tmp_path):
+    """A Samsung motion photo holds ``MotionPhoto_Data`` and ends with ``SEFT`` (the marker past the first
+    megabyte here, so it is found while hashing); the marker alone or ``SEFT`` alone is no motion photo. The
+    worker's row carries no key the catalog does not store (``samsung_trailer`` was one)."""
+    from photodedup.catalog import Catalog
+
+    padding = bytes(1 << 20) + b"\x01" * 5000  # beyond the first read: the marker is met in passing
+    tails = {"both.jpg": padding + b"MotionPhoto_Data" + b"video" + b"\x20\x00\x00\x00SEFT",
+             "marker-only.jpg": padding + b"MotionPhoto_Data" + b"video",
+             "seft-only.jpg": padding + b"\x20\x00\x00\x00SEFT"}
+    for name, tail in tails.items():
+        photo = write_photo(tmp_path / name, pattern=3)
+        with open(photo, "ab") as handle:
+            handle.write(tail)
+    got = {name: _inspect_job((str(tmp_path / name), str(tmp_path), 10**8))[0] for name in tails}
+    assert {name: row["motion"] for name, row in got.items()} == {
+        "both.jpg": "samsung", "marker-only.jpg": None, "seft-only.jpg": None}
+    with Catalog(tmp_path / "c.db") as cat:
+        stored = {r[1] for r in cat.conn.execute("PRAGMA table_info(files)")}
+    assert all(set(row) <= stored for row in got.values()), [set(row) - stored for row in got.values()]
