@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from photodedup import groups as decisions
 from photodedup import moves
 from photodedup.apply import apply, plan, undo
 from photodedup.catalog import Catalog
+from photodedup.duplicate_groups import decisions
 from photodedup.errors import BadInputError
 
 

@@ -1,4 +1,4 @@
-"""The review's domain (photodedup/groups.py) rule by rule: states, suggestions and reclaimable bytes of a
+"""The review's domain (photodedup/duplicate_groups/) rule by rule: states, suggestions and reclaimable bytes of a
 group, the decision commands on the real catalog of the ``review_library`` fixture, the overview's filter,
 the compare text and the labels. What ``benchmarks/mutate.py --module groups`` runs first."""
 
@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from photodedup import groups as g
-from photodedup.catalog import Catalog
+from photodedup import duplicate_groups as g
+from photodedup.catalog import Catalog, in_trash
+from photodedup.duplicate_groups import Group, Member, decisions, evidence_words
+from photodedup.duplicate_groups import labels as labels_module
+from photodedup.duplicate_groups.compare import differences
 from photodedup.errors import BadInputError
-from photodedup.groups import Group, Member, differences, evidence_words, in_trash
 
 
 def m(file_id, **kw) -> Member:
@@ -67,10 +69,10 @@ def test_the_summary_scores_a_group_by_its_weakest_non_keeper():
 
 
 def test_in_trash_is_a_missing_file_that_apply_moved():
-    assert in_trash({"status": "missing", "reason": "in the trash: /t/x.jpg"})
-    assert not in_trash({"status": "missing", "reason": "gone"})
-    assert not in_trash({"status": "missing", "reason": None})
-    assert not in_trash({"status": "ok", "reason": "in the trash: /t/x.jpg"})
+    assert in_trash({"status": "missing", "reason": "in the trash: /t/x.jpg", "trashed_to": "/t/x.jpg"})
+    assert not in_trash({"status": "missing", "reason": "gone", "trashed_to": None})
+    assert not in_trash({"status": "missing", "reason": None, "trashed_to": None})
+    assert not in_trash({"status": "ok", "reason": "in the trash: /t/x.jpg", "trashed_to": "/t/x.jpg"})
 
 
 def test_dismissed_and_taken_out_need_every_pair_marked():
@@ -159,38 +161,38 @@ def decisions_of(cat: Catalog, lib: dict) -> dict[str, str]:
 def test_keep_one_marks_the_others_trash_and_reset_forgets(review_library):
     lib = review_library
     with Catalog(lib["catalog"]) as cat:
-        group = g.keep_one(cat, lib["groups"]["A"], lib["ids"]["a_small.jpg"])
+        group = decisions.keep_one(cat, lib["groups"]["A"], lib["ids"]["a_small.jpg"])
         assert group.state == "reviewed"
         assert decisions_of(cat, lib) == {"2019/a.jpg": "trash", "2019/copies/a_copy.jpg": "trash",
                                           "a_small.jpg": "keep"}
-        assert g.reset(cat, lib["groups"]["A"]).state == "open"
+        assert decisions.reset(cat, lib["groups"]["A"]).state == "open"
         assert decisions_of(cat, lib) == {}
 
 
 def test_not_duplicates_can_be_taken_back(review_library):
     lib = review_library
     with Catalog(lib["catalog"]) as cat:
-        assert g.not_duplicates(cat, lib["groups"]["B"]).state == "dismissed"
+        assert decisions.not_duplicates(cat, lib["groups"]["B"]).state == "dismissed"
         with pytest.raises(BadInputError, match="marked not duplicates"):
-            g.keep_one(cat, lib["groups"]["B"], lib["ids"]["b.jpg"])
-        assert g.not_duplicates(cat, lib["groups"]["B"], value=False).state == "open"
-        assert g.not_duplicates(cat, lib["groups"]["A"]).state == "dismissed"
+            decisions.keep_one(cat, lib["groups"]["B"], lib["ids"]["b.jpg"])
+        assert decisions.not_duplicates(cat, lib["groups"]["B"], value=False).state == "open"
+        assert decisions.not_duplicates(cat, lib["groups"]["A"]).state == "dismissed"
 
 
 def test_accepting_suggestions_marks_open_groups_and_undo_takes_back_only_those(review_library):
     lib = review_library
     a, b = lib["groups"]["A"], lib["groups"]["B"]
     with Catalog(lib["catalog"]) as cat:
-        preview = g.accept_suggestions(cat, [a, b], dry_run=True)
+        preview = decisions.accept_suggestions(cat, [a, b], dry_run=True)
         assert decisions_of(cat, lib) == {}
         assert (preview["groups"], preview["files"], preview["skipped"]) == ([a, b], 3, [])
         assert sorted(t["path"] for t in preview["trash"]) == sorted(
             lib["paths"][n] for n in ("2019/copies/a_copy.jpg", "a_small.jpg", "b_q70.jpg"))
-        g.decide(cat, b, lib["ids"]["b.jpg"], "keep")  # B is decided by hand: left alone
-        done = g.accept_suggestions(cat, [a, b])
+        decisions.decide(cat, b, lib["ids"]["b.jpg"], "keep")  # B is decided by hand: left alone
+        done = decisions.accept_suggestions(cat, [a, b])
         assert (done["groups"], done["skipped"]) == ([a], [b])
         assert decisions_of(cat, lib)["a_small.jpg"] == "trash"
-        assert g.undo_accept(cat, [a, b]) == {"groups": [a], "skipped": [b]}
+        assert decisions.undo_accept(cat, [a, b]) == {"groups": [a], "skipped": [b]}
         assert decisions_of(cat, lib) == {"b.jpg": "keep"}
 
 
@@ -213,13 +215,13 @@ def test_the_overview_filters_by_evidence_kind(review_library):
 def test_labels_hold_reviewed_groups_relative_to_the_root_or_absolute(review_library):
     lib = review_library
     with Catalog(lib["catalog"]) as cat:
-        assert g.labels(cat)["groups"] == []  # nothing reviewed
-        g.keep_one(cat, lib["groups"]["A"], lib["ids"]["2019/a.jpg"])
-        g.not_duplicates(cat, lib["groups"]["B"])
-        relative = g.labels(cat, root=lib["root"])
+        assert labels_module.labels(cat)["groups"] == []  # nothing reviewed
+        decisions.keep_one(cat, lib["groups"]["A"], lib["ids"]["2019/a.jpg"])
+        decisions.not_duplicates(cat, lib["groups"]["B"])
+        relative = labels_module.labels(cat, root=lib["root"])
         assert relative["groups"] == [["2019/a.jpg", "2019/copies/a_copy.jpg", "a_small.jpg"]]
         assert relative["unrelated"] == ["b.jpg", "b_q70.jpg"]
-        absolute = g.labels(cat)
+        absolute = labels_module.labels(cat)
         assert absolute["unrelated"] == [lib["paths"]["b.jpg"], lib["paths"]["b_q70.jpg"]]
 
 
@@ -237,7 +239,7 @@ def test_a_companion_travels_with_its_lead_unless_it_is_a_member_itself(review_l
 def test_identical_copies_in_a_group_marked_not_duplicates_stay_one_label(review_library):
     lib = review_library
     with Catalog(lib["catalog"]) as cat:
-        g.not_duplicates(cat, lib["groups"]["A"])
-        labels = g.labels(cat, root=lib["root"])
+        decisions.not_duplicates(cat, lib["groups"]["A"])
+        labels = labels_module.labels(cat, root=lib["root"])
     assert labels["groups"] == [["2019/a.jpg", "2019/copies/a_copy.jpg"]]
     assert labels["unrelated"] == ["a_small.jpg"]

@@ -9,8 +9,8 @@ import os
 import pytest
 
 from photodedup import keeper
+from photodedup.duplicate_groups import Member
 from photodedup.errors import BadInputError
-from photodedup.groups import Member
 from photodedup.keeper import (
     bordered,
     choose,

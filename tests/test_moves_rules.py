@@ -128,8 +128,8 @@ def test_recover_finishes_or_rolls_back_a_stopped_move_and_loses_nothing(review_
 
 def test_recover_catches_the_catalog_up_with_a_finished_move(review_library):
     lib = review_library
-    from photodedup import groups
     from photodedup.apply import apply
+    from photodedup.duplicate_groups import decisions as groups
     with Catalog(lib["catalog"]) as cat:
         groups.keep_one(cat, lib["groups"]["B"], lib["ids"]["b.jpg"])
     apply(lib["catalog"], trash_dir=lib["trash"])
@@ -144,8 +144,8 @@ def test_recover_catches_the_catalog_up_with_a_finished_move(review_library):
 
 def test_undo_removes_the_apply_s_emptied_folders(review_library):
     lib = review_library
-    from photodedup import groups
     from photodedup.apply import apply, undo
+    from photodedup.duplicate_groups import decisions as groups
     with Catalog(lib["catalog"]) as cat:
         groups.keep_one(cat, lib["groups"]["A"], lib["ids"]["2019/a.jpg"])
     summary = apply(lib["catalog"], trash_dir=lib["trash"])
