@@ -110,10 +110,9 @@ COMMANDS = ("scan", "export_onnx", "embed", "group", "report", "review", "apply"
 #: The modules that may compose commands: the CLI calls them, `run` chains them.
 COMPOSERS = ("photodedup.cli", "photodedup.__main__", "photodedup.run")
 #: Command -> command imports not yet moved out (each must still exist: remove it here when it is moved).
-#: The review page's apply/undo buttons call the apply command; bench times the export and builds a Triton
-#: repository with the commands that make them.
-PENDING = {("photodedup.review.routes", "photodedup.apply"), ("photodedup.bench.pipeline", "photodedup.export_onnx"),
-           ("photodedup.bench.compare", "photodedup.triton_config")}
+#: The review page's apply/undo buttons call the apply command; bench makes the exports it times with the
+#: export-onnx command.
+PENDING = {("photodedup.review.routes", "photodedup.apply"), ("photodedup.bench.pipeline", "photodedup.export_onnx")}
 
 
 def command_of(module: str) -> str | None:

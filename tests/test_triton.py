@@ -62,6 +62,7 @@ def test_embeddings_equal_the_onnx_backend(triton_server, onnx_model_dir, crops,
     with get_backend(name, url=triton_server[protocol]) as backend:
         assert (backend.model_name, backend.max_batch_size) == (CPU_MODEL, 64)
         assert backend.model_id == json.loads((onnx_model_dir / "metadata.json").read_text())["model_id"]
+        assert backend.is_random and backend.server == "triton"  # the export's is_random, a config parameter
         results = list(embed_batches(backend, [crops[:5], crops[5:]], in_flight=2))
     got = np.concatenate([result.embeddings for result in results])
     assert got.dtype == np.float32 and got.shape == (len(crops), 512)

@@ -118,11 +118,11 @@ def local_triton(model_dir: Path, scratch: Path, ready_timeout: float = 300.0) -
     """The local tritonserver serving the CPU variant of ``model_dir`` from a scratch model repository;
     yields ``{"http": url, "grpc": url}`` once the model is ready."""
     from photodedup.triton.config import CPU_MODEL
+    from photodedup.triton.repository import write_repository
     from photodedup.triton.server import TritonServer
-    from photodedup.triton_config import triton_config
 
     repository = scratch / "model_repository"
-    triton_config(model_dir, repository, variants=(CPU_MODEL,))
+    write_repository(model_dir, repository, variants=(CPU_MODEL,))
     server = TritonServer(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                           models=[CPU_MODEL])
     try:
