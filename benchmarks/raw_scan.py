@@ -23,7 +23,7 @@ from PIL import Image
 
 from photodedup.catalog import Catalog
 from photodedup.dng import write_dng
-from photodedup.sample_library import _add_sensor_noise, _distinct_photo, _exif, source_photos
+from photodedup.sample_library import _add_sensor_noise, _exif, original_photo, source_photos
 from photodedup.scan import scan
 
 KINDS = {  # name: (extension, DNG preview size: None = none, 0 = full size; JPEG has no preview)
@@ -43,7 +43,7 @@ def write_photos(folder: Path, photos: int, megapixels: float) -> dict[str, Path
         path.mkdir(parents=True)
     for i in range(photos):
         rng = np.random.default_rng([11, i])
-        photo = _distinct_photo(sources, i, rng)
+        photo = original_photo(sources, i, rng)
         photo = _add_sensor_noise(photo.resize((width, width * 3 // 4), Image.Resampling.BICUBIC), rng)
         for name, (ext, preview) in KINDS.items():
             path = out[name] / f"IMG_{i:04d}{ext}"
