@@ -81,6 +81,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "cosine_pairs | n <= EXACT_MAX | LtE -> Lt": "at exactly 10,000 vectors faiss (rescored exactly) finds "
                                                      "the pairs the exact product finds: a speed choice",
     },
+    "verify": {
+        "_agreement | cv2.warpPerspective(np.ones_like(a.small), warp, (width, height), flags=cv2.INTER_NEARE... | "
+        "Gt -> GtE": "a nearest-neighbour warp of ones holds only 0 and 1: > 0.5 and >= 0.5 agree",
+    },
     "apply": {
         "plan | changed = True | True -> False #2": "a second pass never drops more: dropping a candidate only adds "
                                                     "survivors, so every group the first pass kept still passes",
