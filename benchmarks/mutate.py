@@ -84,6 +84,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
     "verify": {
         "_agreement | cv2.warpPerspective(np.ones_like(a.small), warp, (width, height), flags=cv2.INTER_NEARE... | "
         "Gt -> GtE": "a nearest-neighbour warp of ones holds only 0 and 1: > 0.5 and >= 0.5 agree",
+        "_covered | cv2.perspectiveTransform(corners, h).reshape(-1, 2) | 1 -> 2": "numpy reads any negative "
+            "dimension as the unknown one: reshape(-2, 2) is reshape(-1, 2)",
+        "map_pairs | os.cpu_count() or 1 | Or -> And": "the number of worker processes: the same verdicts in the "
+                                                       "same order whatever it is",
     },
     "apply": {
         "plan | changed = True | True -> False #2": "a second pass never drops more: dropping a candidate only adds "
