@@ -260,3 +260,20 @@ def test_catching_up_leaves_a_restored_file_and_relinks_shots_only_after_a_scan_
         recover(journal, cat)
         assert cat.file(lib["ids"]["b_q70.jpg"])["status"] == "ok"
     assert relinked == [True]
+
+
+def test_a_stopped_move_that_cannot_be_finished_now_is_reported_and_left(review_library, source, monkeypatch):
+    stop_at(monkeypatch, "linked")
+    with pytest.raises(Killed):
+        journaled_move(source["journal"], "trash", "A1", source["item"], source["dest"], 1)
+    monkeypatch.setattr(moves, "checkpoint", lambda stage, index: None)
+
+    def failing(folder):
+        raise OSError(5, "Input/output error", str(folder))
+
+    monkeypatch.setattr(moves, "_fsync_dir", failing)
+    with Catalog(review_library["catalog"]) as cat:
+        finished, unresolved = recover(source["journal"], cat)
+    folder = source["path"].parent
+    assert (finished, unresolved) == (0, [{"path": str(source["path"]), "reason": (
+        f"cannot finish the interrupted trash of {source['path']}: Input/output error: {folder}; left as it is")}])
