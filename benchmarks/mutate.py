@@ -62,6 +62,15 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
 
 #: Mutants no test can kill, per module: ``"function | code | change"`` (as ``--list`` prints it) -> why.
 EQUIVALENT: dict[str, dict[str, str]] = {
+    "keeper": {
+        "_without_added_borders.framed | a.height or 0 | 0 -> 1": "reached only for a member with a width and no "
+                                                                   "height: the scan records both or neither",
+        "_more_pixels | b.width or 0 | 0 -> 1": "reached only for a member with a height and no width: the scan "
+                                                "records both or neither",
+        "<module> | is_camera_format(a.format) and (not is_camera_format(b.format)) | not X -> X": "camera-format "
+            "keeps members by select; better only picks the winner a note names, and every kept member beats "
+            "every dropped one, so the first kept is named either way",
+    },
     "cluster": {
         "near_pairs | high <= low | LtE -> Lt": "high == low: no distance is both > low and <= high, the search "
                                                 "finds nothing either way",
