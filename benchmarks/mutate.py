@@ -63,6 +63,15 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
 
 #: Mutants no test can kill, per module: ``"function | code | change"`` (as ``--list`` prints it) -> why.
 EQUIVALENT: dict[str, dict[str, str]] = {
+    "keeper": {
+        "_without_added_borders.framed | a.height or 0 | 0 -> 1": "reached only for a member with a width and no "
+                                                                   "height: the scan records both or neither",
+        "_more_pixels | b.width or 0 | 0 -> 1": "reached only for a member with a height and no width: the scan "
+                                                "records both or neither",
+        "<module> | is_camera_format(a.format) and (not is_camera_format(b.format)) | not X -> X": "camera-format "
+            "keeps members by select; better only picks the winner a note names, and every kept member beats "
+            "every dropped one, so the first kept is named either way",
+    },
     "cluster": {
         "near_pairs | high <= low | LtE -> Lt": "high == low: no distance is both > low and <= high, the search "
                                                 "finds nothing either way",
@@ -81,6 +90,14 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "negative dimension as the unknown one: reshape(-2, 8) is reshape(-1, 8)",
         "cosine_pairs | n <= EXACT_MAX | LtE -> Lt": "at exactly 10,000 vectors faiss (rescored exactly) finds "
                                                      "the pairs the exact product finds: a speed choice",
+    },
+    "verify": {
+        "_agreement | cv2.warpPerspective(np.ones_like(a.small), warp, (width, height), flags=cv2.INTER_NEARE... | "
+        "Gt -> GtE": "a nearest-neighbour warp of ones holds only 0 and 1: > 0.5 and >= 0.5 agree",
+        "_covered | cv2.perspectiveTransform(corners, h).reshape(-1, 2) | 1 -> 2": "numpy reads any negative "
+            "dimension as the unknown one: reshape(-2, 2) is reshape(-1, 2)",
+        "map_pairs | os.cpu_count() or 1 | Or -> And": "the number of worker processes: the same verdicts in the "
+                                                       "same order whatever it is",
     },
     "apply": {
         "plan | changed = True | True -> False #2": "a second pass never drops more: dropping a candidate only adds "

@@ -184,3 +184,37 @@ def test_a_dry_run_finishes_nothing_and_says_so(review_library):
     restore = undo(lib["catalog"], trash_dir=lib["trash"], dry_run=True)
     assert (restore.dry_run, restore.recovered, restore.refused, len(restore.restored)) == (True, 0, [], 2)
     assert not Path(lib["paths"]["a_small.jpg"]).exists()
+
+
+def test_undo_knows_only_completed_moves(review_library):
+    lib = review_library
+    applied(lib, "B", "b.jpg")
+    journal = moves.Journal(lib["trash"] / moves.JOURNAL_NAME)
+    small = lib["paths"]["a_small.jpg"]
+    stopped = {"op": "trash", "apply": "20000101-000000-dead", "original": small, "trash": str(lib["trash"] / "x"),
+               "md5": "0" * 32, "size": 1, "file_id": lib["ids"]["a_small.jpg"]}
+    journal.append(state="begin", **stopped)
+    journal.append(state="aborted", reason="it changed while it was being moved", **stopped)
+    with pytest.raises(BadInputError, match="no file of apply 20000101-000000-dead is in the trash"):
+        undo(lib["catalog"], trash_dir=lib["trash"], apply_id="20000101-000000-dead")
+    assert Path(small).exists()
+
+
+def test_a_companion_moves_with_its_lead_and_follows_a_lead_already_in_the_trash(review_library):
+    lib = review_library
+    ids = lib["ids"]
+    mark(lib, "B", "b_q70.jpg")
+    with Catalog(lib["catalog"]) as cat:
+        cat.set_companions([(ids["c.jpg"], ids["b_q70.jpg"], "sidecar")])
+        todo, skipped = plan(cat, trash=lib["trash"])
+    assert [(m["path"], m.get("companion_of")) for m in todo] == [
+        (lib["paths"]["b_q70.jpg"], None), (lib["paths"]["c.jpg"], ids["b_q70.jpg"])] and skipped == []
+    with Catalog(lib["catalog"]) as cat:
+        cat.set_companions([])
+    apply(lib["catalog"], trash_dir=lib["trash"])  # the lead alone, as if killed before its sidecar
+    with Catalog(lib["catalog"]) as cat:
+        cat.set_companions([(ids["c.jpg"], ids["b_q70.jpg"], "sidecar")])
+        todo, _ = plan(cat, trash=lib["trash"])
+        assert [(m["path"], m.get("companion_of")) for m in todo] == [(lib["paths"]["c.jpg"], ids["b_q70.jpg"])]
+        cat.mark_missing([lib["paths"]["c.jpg"]], reason="gone")
+        assert plan(cat, trash=lib["trash"]) == ([], [])

@@ -304,3 +304,8 @@ def test_a_copy_on_the_same_canvas_never_explains_a_border():
     edge = member(1, w=2000, h=1000, content=(1940, 970), path="/a")  # its own flat edge trims 3%
     plain = member(2, w=2000, h=1000, path="/b")
     assert keeper_of(edge, plain, rules="no-border,oldest")[1] == "all else equal: first by path"
+
+
+def test_a_file_modified_at_the_epoch_is_older_than_one_a_nanosecond_later():
+    assert keeper_of(member(1, mtime=1, path="/a"), member(2, mtime=0, path="/b"), rules="oldest") == (
+        2, "oldest file (modified first)")

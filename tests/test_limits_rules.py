@@ -179,3 +179,17 @@ def test_the_decode_budget_holds_at_least_one_pixel_and_lets_an_image_of_the_who
     with budget.hold(25):  # larger than the budget: decodes alone
         assert budget.free == 0
     assert budget.free == 10
+
+
+def test_a_jpeg_s_crop_is_the_local_embedding_s_crop():
+    # the service and the local path must give the model the same input, or a remote backend's embeddings
+    # drift from the local ones: both decode a JPEG at the reduced DCT scale the crop needs
+    from photodedup.preprocess import crop_from_source
+
+    noise = np.random.default_rng(1).integers(0, 256, (900, 1200, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+    served = decode_image(data, CONFIG, Limits(), declared="image/jpeg")
+    assert np.array_equal(served, crop_from_source(data, CONFIG))
+    assert not np.array_equal(served, crop_from_source(data, CONFIG, fast=False))  # the scale shows

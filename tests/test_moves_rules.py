@@ -235,3 +235,45 @@ def test_a_stale_staging_folder_beside_the_trash_is_removed_and_nothing_else(tmp
     assert (trash / moves.MARKER_NAME).read_bytes() == moves._MARKER_TEXT
     with moves.locked(trash, create=True):  # a second time: the marker is there already
         pass
+
+
+def test_catching_up_leaves_a_restored_file_and_relinks_shots_only_after_a_scan_marked_one_missing(
+        review_library, monkeypatch):
+    lib = review_library
+    from photodedup import groups, media
+    from photodedup.apply import apply, undo
+    with Catalog(lib["catalog"]) as cat:
+        groups.keep_one(cat, lib["groups"]["B"], lib["ids"]["b.jpg"])
+    apply(lib["catalog"], trash_dir=lib["trash"])
+    relinked = []
+    monkeypatch.setattr(media, "link_shots", lambda cat: relinked.append(True))
+    path = lib["paths"]["b_q70.jpg"]
+    journal = Journal(lib["trash"] / moves.JOURNAL_NAME)
+    with Catalog(lib["catalog"]) as cat:  # a scan after a kill: the trashed file is just "missing"
+        cat.conn.execute("UPDATE files SET status = 'missing', reason = 'gone' WHERE path = ?", (path,))
+        cat.conn.commit()
+        recover(journal, cat)
+        assert cat.file(lib["ids"]["b_q70.jpg"])["reason"].startswith("in the trash: ")
+    assert relinked == [True]
+    undo(lib["catalog"], trash_dir=lib["trash"])
+    with Catalog(lib["catalog"]) as cat:
+        recover(journal, cat)
+        assert cat.file(lib["ids"]["b_q70.jpg"])["status"] == "ok"
+    assert relinked == [True]
+
+
+def test_a_stopped_move_that_cannot_be_finished_now_is_reported_and_left(review_library, source, monkeypatch):
+    stop_at(monkeypatch, "linked")
+    with pytest.raises(Killed):
+        journaled_move(source["journal"], "trash", "A1", source["item"], source["dest"], 1)
+    monkeypatch.setattr(moves, "checkpoint", lambda stage, index: None)
+
+    def failing(folder):
+        raise OSError(5, "Input/output error", str(folder))
+
+    monkeypatch.setattr(moves, "_fsync_dir", failing)
+    with Catalog(review_library["catalog"]) as cat:
+        finished, unresolved = recover(source["journal"], cat)
+    folder = source["path"].parent
+    assert (finished, unresolved) == (0, [{"path": str(source["path"]), "reason": (
+        f"cannot finish the interrupted trash of {source['path']}: Input/output error: {folder}; left as it is")}])

@@ -291,3 +291,10 @@ def test_a_mirrored_copy_is_found_only_when_asked():
     plain, = verify.verify_pairs([(1, 2)], thumbs.get)
     mirrored, = verify.verify_pairs([(1, 2)], thumbs.get, mirrored=True)
     assert not plain.accepted and mirrored.accepted
+
+
+def test_a_low_contrast_picture_still_has_features():
+    # blocks 11 grey levels apart: a faint scan or a foggy shot must still be comparable (FAST threshold 10)
+    blocks = np.random.default_rng(0).integers(0, 2, (12, 16))
+    faint = (100 + 11 * np.kron(blocks, np.ones((20, 20)))).astype(np.uint8)
+    assert len(verify.features(faint).points) >= 50
