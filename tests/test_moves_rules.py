@@ -240,8 +240,10 @@ def test_a_stale_staging_folder_beside_the_trash_is_removed_and_nothing_else(tmp
 def test_catching_up_leaves_a_restored_file_and_relinks_shots_only_after_a_scan_marked_one_missing(
         review_library, monkeypatch):
     lib = review_library
-    from photodedup import groups, media
+    from photodedup import media
     from photodedup.apply import apply, undo
+    from photodedup.catalog import in_trash
+    from photodedup.duplicate_groups import decisions as groups
     with Catalog(lib["catalog"]) as cat:
         groups.keep_one(cat, lib["groups"]["B"], lib["ids"]["b.jpg"])
     apply(lib["catalog"], trash_dir=lib["trash"])
@@ -250,10 +252,11 @@ def test_catching_up_leaves_a_restored_file_and_relinks_shots_only_after_a_scan_
     path = lib["paths"]["b_q70.jpg"]
     journal = Journal(lib["trash"] / moves.JOURNAL_NAME)
     with Catalog(lib["catalog"]) as cat:  # a scan after a kill: the trashed file is just "missing"
-        cat.conn.execute("UPDATE files SET status = 'missing', reason = 'gone' WHERE path = ?", (path,))
+        cat.conn.execute("UPDATE files SET status = 'missing', reason = 'gone', trashed_to = NULL WHERE path = ?",
+                         (path,))
         cat.conn.commit()
         recover(journal, cat)
-        assert cat.file(lib["ids"]["b_q70.jpg"])["reason"].startswith("in the trash: ")
+        assert in_trash(cat.file(lib["ids"]["b_q70.jpg"]))
     assert relinked == [True]
     undo(lib["catalog"], trash_dir=lib["trash"])
     with Catalog(lib["catalog"]) as cat:
