@@ -55,6 +55,7 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "moves": ("photodedup/moves.py", ["tests/test_moves_rules.py", "tests/test_apply_rules.py"]),
     "groups": ("photodedup/duplicate_groups/__init__.py", ["tests/test_groups_rules.py"]),
     "decisions": ("photodedup/duplicate_groups/decisions.py", ["tests/test_groups_rules.py"]),
+    "compare": ("photodedup/duplicate_groups/compare.py", ["tests/test_groups_rules.py"]),
     "security": ("photodedup/review/security.py", ["tests/test_review_security_rules.py",
                                                    "tests/test_review_security.py"]),
     "review": ("photodedup/review/app.py", ["tests/test_review_security.py", "tests/test_review.py"]),
@@ -123,7 +124,7 @@ EQUIVALENT: dict[str, dict[str, str]] = {
     "limits": {
         "media_type | (content_type or '').split(';', 1) | 1 -> 2": "only the part before the first ';' is used",
     },
-    "groups": {
+    "compare": {
         "_same_frame | abs(a.content_width / a.width - b.content_width / b.width) <= 0.02 | LtE -> Lt": "no two "
             "ratios of pixel counts differ by exactly the float 0.02 (none up to 300 px)",
         "_same_frame | abs(a.content_height / a.height - b.content_height / b.height) <= 0.02 | LtE -> Lt": "no two "
