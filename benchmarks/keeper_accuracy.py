@@ -71,6 +71,8 @@ def make(out: Path, photos: int, megapixels: float, seed: int) -> dict[str, dict
         folder.mkdir(parents=True)
         original = folder / f"DSC_{n:04d}.JPG"
         photo.save(original, "JPEG", quality=95, exif=camera)
+        with Image.open(original) as saved:
+            decoded = saved.convert("RGB")
         w, h = photo.size
         marked = photo.copy()
         ImageDraw.Draw(marked).rectangle((w - w // 5, h - h // 12, w - 10, h - 10), fill=(255, 255, 255))
@@ -83,7 +85,8 @@ def make(out: Path, photos: int, megapixels: float, seed: int) -> dict[str, dict
             "white_border": (ImageOps.expand(photo, border=max(w, h) // 25, fill=(255, 255, 255)), "jpg",
                              {"quality": 95, "exif": camera}),
             "black_border": (ImageOps.expand(photo, border=max(w, h) // 20, fill=(0, 0, 0)), "jpg", {"quality": 92}),
-            "png_full": (photo, "png", {}),
+            # an export is made from the saved file (the picture before encoding is the JPEG's own source)
+            "png_full": (decoded, "png", {}),
             "webp_full": (photo, "webp", {"quality": 95}),
             "downscaled": (photo.resize((w // 2, h // 2), Image.Resampling.LANCZOS), "jpg",
                            {"quality": 90, "exif": camera}),

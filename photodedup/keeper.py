@@ -27,8 +27,8 @@ file under one is ever proposed for the trash. Then the rules, in this order unl
    unless the export is a graphic (a screenshot, a drawing: a lossless file under
    ``GRAPHIC_MAX_BYTES_PER_PIXEL``, where a photograph's noise takes more) and no member shows a
    camera (a RAW, or camera EXIF: make or model); then the JPEG is its copy, and ``lossless`` decides;
-   nor does a camera-format file without a camera and with fewer pixels than an export win over it (it
-   cannot be the export's source);
+   and only when a camera-format member has at least the export's pixels (a smaller one cannot be the
+   export's source);
    ``not-resaved``: any file over a JPEG re-saved at maximum quality (all-ones quantization tables,
    which cameras never write; such a re-save is larger than its original without being better).
 2. ``resolution``: the most pixels of *content* (inside any border), not of the canvas; content sizes
@@ -296,14 +296,16 @@ def _camera_formats(members: Sequence[Member]) -> list[Member]:
     if any(is_graphic(m) for m in members) and not any(is_camera_photo(m) for m in members):
         return list(members)
     exports = [m for m in members if not is_camera_format(m.format)]
-    return [m for m in members if is_camera_format(m.format) and _could_be_the_source(m, exports)] or list(members)
+    if not any(is_camera_format(m.format) and _could_be_the_source(m, exports) for m in members):
+        return list(members)
+    return [m for m in members if is_camera_format(m.format)]
 
 
 def _could_be_the_source(m: Member, exports: Sequence[Member]) -> bool:
-    """A camera-format member is taken for the exports' source when it shows a camera, or has at least the
-    resolution of every export: a JPEG without camera EXIF and with fewer pixels than a PNG is its reduced
-    copy, never the picture the PNG was exported from (an export does not add pixels)."""
-    return is_camera_photo(m) or not any(_more_pixels(e, m) for e in exports)
+    """A camera-format member is taken for the exports' source when it has at least the resolution of every
+    export: a JPEG with fewer pixels than a PNG is its reduced copy, never the picture the PNG was exported
+    from (an export does not add pixels), whatever EXIF it carries."""
+    return not any(_more_pixels(e, m) for e in exports)
 
 
 def _made_from(b: Member, a: Member) -> str:
@@ -347,7 +349,7 @@ def _finding(kind: str, b: tuple[str, int, int, bool], a: tuple[str, int, int, b
             f"scaled by {gain:.3f})")
 
 
-@lru_cache(maxsize=3)
+@lru_cache(maxsize=4)
 def _picture(file: tuple[str, int, int, bool]) -> provenance.Picture | None:
     return provenance.read(file[0], file[3])
 

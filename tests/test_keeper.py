@@ -322,7 +322,7 @@ def test_provenance_does_not_apply_to_files_of_different_sizes(tmp_path):
     assert choose([a, b]).reason == "highest JPEG quality (90)"
 
 
-def test_a_lossless_picture_wins_over_a_smaller_jpeg_without_camera_exif():
+def test_a_lossless_picture_wins_over_a_smaller_jpeg():
     # a meme or a screenshot full of photos (over 0.5 bytes a pixel) as PNG, and a cropped or halved JPEG copy
     # without EXIF: that JPEG cannot be the PNG's source (an export adds no pixels), so it is not "the camera
     # format"; resolution decides
@@ -331,8 +331,8 @@ def test_a_lossless_picture_wins_over_a_smaller_jpeg_without_camera_exif():
     choice = choose([cropped, png])
     assert (choice.keeper, choice.reason, choice.notes) == (
         1, "highest resolution (1024x768)", {2: "lower resolution (974x731 against 1024x768)"})
-    # a camera JPEG (camera EXIF) still wins over a larger PNG, and so does a JPEG as large as the PNG
-    assert choose([member(2, w=974, h=731, quality=90), png]).keeper == 2
+    # nor can a smaller JPEG that carries camera EXIF (copied to a crop); a JPEG as large as the PNG still wins
+    assert choose([member(2, w=974, h=731, quality=90), png]).keeper == 1
     assert choose([member(2, w=1024, h=768, camera=None, taken=None), png]).keeper == 2
 
 
