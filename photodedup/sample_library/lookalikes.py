@@ -441,7 +441,9 @@ def add_lookalikes(out: Path | str, *, pairs: int = 3, seed: int = 0, photos: Se
                 name = copy_names[copy_turn % len(copy_names)]
                 copy_turn += 1
                 transform, copy_fmt, options, keep_exif = COPIES[name]
-                copy = transform(picture, maker.rng)
+                # a copy is made from the file, as any real copy is (never from a better picture than the file)
+                with Image.open(out / rel) as saved:
+                    copy = transform(saved.convert("RGB"), maker.rng)
                 copy_rel = f"{folder}/{kind}/copies/{kind}_{k + 1:02d}_{name}.{_ext(copy_fmt)}"
                 orientation = 6 if name == "exif-rotated" else 1
                 exif = _exif(when, orientation) if (keep_exif and camera) or name == "exif-rotated" else None
