@@ -111,9 +111,14 @@ def difference_map(a: np.ndarray, b: np.ndarray, *, variant: int = 0,
     pair = _compare(a, b, settings, None)
     if isinstance(pair, Confirmation):
         return np.zeros(b.shape[:2], np.uint8)
+    import cv2
+
     above = pair.residual > pair.threshold
     scaled = np.clip(pair.residual / (4 * pair.threshold), 0, 1) * (pair.inside & above)
-    return np.where(above, np.maximum(1, scaled * 255), 0).astype(np.uint8)
+    found = np.where(above, np.maximum(1, scaled * 255), 0).astype(np.uint8)
+    if found.shape != b.shape[:2]:  # compared at the smaller picture's scale
+        found = cv2.resize(found, (b.shape[1], b.shape[0]), interpolation=cv2.INTER_NEAREST)
+    return found
 
 
 def detailed(settings: ConfirmSettings) -> ConfirmSettings:
@@ -267,9 +272,15 @@ def _score(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
 def _compare(a: np.ndarray, b: np.ndarray, settings: ConfirmSettings, features, *,
              rescale: bool = True) -> _Pair | Confirmation:
     """Align (the better of a rescale and the ORB homography), then the residual of the aligned pair."""
+    import cv2
+
     found = _align(a, b, features, rescale=rescale)
     if isinstance(found, Confirmation):
         return found
+    if found[1] == "rescaled" and a.shape[0] * a.shape[1] < 0.9 * b.shape[0] * b.shape[1]:
+        # a resized copy is compared at the smaller picture's scale: upsampling blurs the drawn edges
+        # (stripes, text, graphics) the larger one still has sharp
+        b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
     pair = _residual(a, b, *found, settings)
     if pair is None:
         return Confirmation(DIFFERENT, "the two pictures hardly overlap once aligned")

@@ -15,7 +15,7 @@ from photodedup import confirm, groups
 from photodedup.catalog import Catalog
 from photodedup.lookalikes import distinct_pictures
 from photodedup.sample_library import source_photos, stamp_logo
-from tests.helpers import run_cli
+from tests.helpers import run_cli, write_photo
 
 
 def _thumb(image: Image.Image, quality: int = 80) -> np.ndarray:
@@ -106,6 +106,23 @@ def test_a_brightened_copy_with_clipped_highlights_passes(photo):
     for a, b in ((photo, bright), (bright, photo)):
         result = confirm.confirm(_thumb(a), _thumb(b))
         assert (result.verdict, result.reason) == ("duplicate", "no difference above the pair's noise floor")
+
+
+def test_a_resized_drawn_graphic_is_one_group(tmp_path):
+    """The test helpers' striped picture (pixel-sharp edges) and a half-size copy: compared at the smaller
+    one's scale (upsampling the small one blurs the stripes the large one keeps sharp)."""
+    library, catalog = tmp_path / "lib", tmp_path / "cat.sqlite"
+    graphic = Image.open(write_photo(library / "b_graphic.png", size=(320, 240), fmt="PNG")).convert("RGB")
+    graphic.resize((160, 120), Image.Resampling.LANCZOS).save(library / "a_small.png")
+    small = graphic.resize((160, 120), Image.Resampling.LANCZOS)
+    for a, b in ((small, graphic), (graphic, small)):
+        result = confirm.confirm(_thumb(a), _thumb(b))
+        assert (result.verdict, result.reason) == ("duplicate", "no difference above the pair's noise floor")
+    assert run_cli("scan", library, "--catalog", catalog).returncode == 0
+    grouped = run_cli("group", "--catalog", catalog, "--json")
+    assert grouped.returncode == 0, grouped.stderr
+    found = [sorted(Path(m["path"]).name for m in g["members"]) for g in json.loads(grouped.stdout)["groups"]]
+    assert found == [["a_small.png", "b_graphic.png"]]
 
 
 def test_a_corner_logo_leaves_a_duplicate_and_names_the_marked_copy(photo):
