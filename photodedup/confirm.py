@@ -25,7 +25,7 @@ thumbnails' resolution (320 px on the long side: docs/DECISIONS.md "What a dupli
 
 ``classify`` adds the second category: a pair that fails but is one scene (both from a camera, taken
 within ``SCENE_SECONDS``, aligned by one global transform) is ``similar`` (bursts, brackets, retakes,
-a stereo pair). ``difference_map`` gives the review page the picture of where two files differ.
+a stereo pair). ``heat`` gives the review page (``photodedup.difference``) the picture of where two files differ.
 Arrays in, verdicts out: no catalog, no files.
 """
 
@@ -102,8 +102,8 @@ def confirm(a: np.ndarray, b: np.ndarray, *, variant: int = 0, settings: Confirm
     return _checked(a, b, settings, features)
 
 
-def difference_map(a: np.ndarray, b: np.ndarray, *, variant: int = 0,
-                   settings: ConfirmSettings = ConfirmSettings()) -> np.ndarray:
+def heat(a: np.ndarray, b: np.ndarray, *, variant: int = 0,
+         settings: ConfirmSettings = ConfirmSettings()) -> np.ndarray:
     """Where ``b`` differs from ``a``: ``uint8 [H, W]`` over ``b``'s content (at most ``settings.side``
     pixels on the long side), 0 within the pair's noise floor, 255 at four times it or more; 0 also
     where ``a`` does not reach. What the review page's compare view overlays."""

@@ -166,12 +166,12 @@ def test_look_alikes_fail(photo, pair):
 
 
 def test_the_difference_map_shows_where_two_pictures_differ(photo):
-    moved = confirm.difference_map(_thumb(_ball(photo, 480)), _thumb(_ball(photo, 720)))
+    moved = confirm.heat(_thumb(_ball(photo, 480)), _thumb(_ball(photo, 720)))
     assert moved.shape == (213, 320) and moved.dtype == np.uint8
     ys, xs = np.nonzero(moved > 128)
     # both places the ball was (x 480-576 and 720-816 of 1200 px: 128-154 and 192-218 of 320) and nowhere else
     assert len(xs) and xs.min() >= 120 and xs.max() <= 225 and ys.min() >= 100 and ys.max() <= 140
-    assert not confirm.difference_map(_thumb(photo), _thumb(_jpeg(photo, 50))).any()
+    assert not confirm.heat(_thumb(photo), _thumb(_jpeg(photo, 50))).any()
 
 
 def test_similar_shots_are_one_scene_from_a_camera():
