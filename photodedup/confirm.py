@@ -25,13 +25,13 @@ thumbnails' resolution (320 px on the long side: docs/DECISIONS.md "What a dupli
 
 ``classify`` adds the second category: a pair that fails but is one scene (both from a camera, taken
 within ``SCENE_SECONDS``, aligned by one global transform) is ``similar`` (bursts, brackets, retakes,
-a stereo pair). ``difference_map`` gives the review page the picture of where two files differ.
+a stereo pair). ``heat`` gives the review page (``photodedup.difference``) the picture of where two files differ.
 Arrays in, verdicts out: no catalog, no files.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -81,6 +81,7 @@ class Confirmation:
     aligned: bool = False         # one global transform maps one onto the other
     how: str = ""                 # the transform: "rescaled", "homography (52 features)"
     noise: float = 0.0            # the pair's noise floor (grey levels)
+    variant: int = 0              # the dihedral variant of the first picture compared (a mirrored retry's)
 
     def as_dict(self) -> dict:
         out = asdict(self)
@@ -101,8 +102,8 @@ def confirm(a: np.ndarray, b: np.ndarray, *, variant: int = 0, settings: Confirm
     return _checked(a, b, settings, features)
 
 
-def difference_map(a: np.ndarray, b: np.ndarray, *, variant: int = 0,
-                   settings: ConfirmSettings = ConfirmSettings()) -> np.ndarray:
+def heat(a: np.ndarray, b: np.ndarray, *, variant: int = 0,
+         settings: ConfirmSettings = ConfirmSettings()) -> np.ndarray:
     """Where ``b`` differs from ``a``: ``uint8 [H, W]`` over ``b``'s content (at most ``settings.side``
     pixels on the long side), 0 within the pair's noise floor, 255 at four times it or more; 0 also
     where ``a`` does not reach. What the review page's compare view overlays."""
@@ -110,15 +111,18 @@ def difference_map(a: np.ndarray, b: np.ndarray, *, variant: int = 0,
     pair = _compare(a, b, settings, None)
     if isinstance(pair, Confirmation):
         return np.zeros(b.shape[:2], np.uint8)
+    import cv2
+
     above = pair.residual > pair.threshold
     scaled = np.clip(pair.residual / (4 * pair.threshold), 0, 1) * (pair.inside & above)
-    return np.where(above, np.maximum(1, scaled * 255), 0).astype(np.uint8)
+    found = np.where(above, np.maximum(1, scaled * 255), 0).astype(np.uint8)
+    if found.shape != b.shape[:2]:  # compared at the smaller picture's scale
+        found = cv2.resize(found, (b.shape[1], b.shape[0]), interpolation=cv2.INTER_NEAREST)
+    return found
 
 
 def detailed(settings: ConfirmSettings) -> ConfirmSettings:
     """The settings of the second look at ``detail_side`` pixels (specks scale with the area)."""
-    from dataclasses import replace
-
     scale = settings.detail_side / settings.side
     # Fine texture survives at full resolution (the thumbnails' JPEG smooths it): an added mark stands out
     # less (1.35x on the sample library's watermark against 2x at 320 px), a changed word not at all (0.96x).
@@ -211,10 +215,11 @@ def _chroma(rgb: np.ndarray, luma: np.ndarray) -> np.ndarray:
     return np.stack([(rgb[..., 2] - luma) * 0.564, (rgb[..., 0] - luma) * 0.713], axis=-1)
 
 
-def _rescale(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
-    """The plain rescale from ``a``'s pixels to ``b``'s, when their shapes agree (within 3%)."""
+def _rescale(a: np.ndarray, b: np.ndarray, *, loose: bool = False) -> np.ndarray | None:
+    """The plain rescale from ``a``'s pixels to ``b``'s, when their shapes agree (within 3%; ``loose``:
+    whatever their shapes)."""
     (ha, wa), (hb, wb) = a.shape[:2], b.shape[:2]
-    return np.diag([wb / wa, hb / ha, 1.0]) if abs((wa / ha) / (wb / hb) - 1) <= 0.03 else None
+    return np.diag([wb / wa, hb / ha, 1.0]) if loose or abs((wa / ha) / (wb / hb) - 1) <= 0.03 else None
 
 
 def _orb(a: np.ndarray, b: np.ndarray, features) -> tuple[np.ndarray, str] | None:
@@ -267,26 +272,101 @@ def _score(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
 def _compare(a: np.ndarray, b: np.ndarray, settings: ConfirmSettings, features, *,
              rescale: bool = True) -> _Pair | Confirmation:
     """Align (the better of a rescale and the ORB homography), then the residual of the aligned pair."""
+    import cv2
+
+    found = _align(a, b, features, rescale=rescale)
+    if isinstance(found, Confirmation):
+        return found
+    if found[1] == "rescaled" and a.shape[0] * a.shape[1] < 0.9 * b.shape[0] * b.shape[1]:
+        # a resized copy is compared at the smaller picture's scale: upsampling blurs the drawn edges
+        # (stripes, text, graphics) the larger one still has sharp
+        b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
+    pair = _residual(a, b, *found, settings)
+    if pair is None:
+        return Confirmation(DIFFERENT, "the two pictures hardly overlap once aligned")
+    return pair
+
+
+#: Pictures larger than this (the second look at a file's pixels) are aligned on copies of this size,
+#: then refined at their own: ORB and ECC find a crop reliably at thumbnail scale.
+_ALIGN_SIDE = 320
+
+
+def _align(a: np.ndarray, b: np.ndarray, features, *, rescale: bool = True) -> tuple[np.ndarray, str] | Confirmation:
+    """``(homography from a's pixels to b's, how)``, or why the two cannot be aligned."""
+    import cv2
+
+    scale_a, scale_b = (min(1.0, _ALIGN_SIDE / max(p.shape[:2])) for p in (a, b))
+    if min(scale_a, scale_b) < 0.75:  # a large pair: align small copies, then refine at full size
+        def small(p: np.ndarray, scale: float) -> np.ndarray:
+            size = (max(1, round(p.shape[1] * scale)), max(1, round(p.shape[0] * scale)))
+            return cv2.resize(p, size, interpolation=cv2.INTER_AREA) if scale < 1 else p
+
+        sa, sb = small(a, scale_a), small(b, scale_b)
+        found = _align(sa, sb, None, rescale=rescale)
+        if isinstance(found, Confirmation) or found[1] == "rescaled":
+            return found if isinstance(found, Confirmation) else (_rescale(a, b, loose=True), found[1])
+        ratio_a = np.diag([sa.shape[1] / a.shape[1], sa.shape[0] / a.shape[0], 1.0])
+        ratio_b = np.diag([b.shape[1] / sb.shape[1], b.shape[0] / sb.shape[0], 1.0])
+        h = ratio_b @ found[0] @ ratio_a
+        return _refined(a, b, h / h[2, 2]), found[1]
     candidates = []
     plain = _rescale(a, b)
     if plain is not None and rescale:
         candidates.append((_score(a, b, plain), plain, "rescaled"))
-    elif plain is not None:  # the rescale failed: let the pictures' own correlation align them (ECC)
-        candidates.append((_score(a, b, refined := _refined(a, b, plain)), refined, "rescaled and aligned"))
-    if not candidates or candidates[0][0] > _GOOD_FIT or not rescale:
-        found = _orb(a, b, features)
-        if found is not None:
-            candidates.append((_score(a, b, found[0]), *found))
+    if not candidates or candidates[0][0] > _GOOD_FIT:
+        # the rescale failed or does not apply: every other estimate, each refined by the pictures' own
+        # correlation (ECC) before it is scored
+        found = [(plain, "rescaled and aligned")] if plain is not None else []
+        if (orb := _orb(a, b, features)) is not None:
+            found.append(orb)
+        if (crop := _crop_search(a, b)) is not None:
+            found.append((crop, "a crop found by search"))
+        for h, how in found:
+            h = _refined(a, b, h)
+            candidates.append((_score(a, b, h), h, how))
     candidates = [c for c in candidates if np.isfinite(c[0])]
     if not candidates:
         return Confirmation(DIFFERENT, "the two pictures cannot be aligned (different shapes, no common features)")
     _, h, how = min(candidates, key=lambda c: c[0])
-    if how.startswith("homography"):
-        h = _refined(a, b, h)
-    pair = _residual(a, b, h, how, settings)
-    if pair is None:
-        return Confirmation(DIFFERENT, "the two pictures hardly overlap once aligned")
-    return pair
+    return h, how
+
+
+#: A crop is searched among windows of this share of the other picture's width (a crop of up to ~25% of
+#: the area per side: ``max_uncovered`` refutes more), in steps of about one pixel of the small pictures.
+_CROP_SHARES = (0.7, 1.0)
+
+
+def _crop_search(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+    """The scale-and-shift from ``a`` to ``b`` when one is a crop of the other, found by normalised
+    cross-correlation of the small grey pictures over window sizes (``_CROP_SHARES``) and places: ORB's
+    few features on smooth or drawn pictures often miss a crop, or shear it. None when nothing correlates."""
+    import cv2
+
+    def small(rgb: np.ndarray, width: int) -> np.ndarray:
+        h, w = rgb.shape[:2]
+        return cv2.resize(_luma(rgb).astype(np.float32), (width, max(1, round(h * width / w))),
+                          interpolation=cv2.INTER_AREA)
+
+    best = (0.0, None)
+    for outer, inner, forward in ((a, b, True), (b, a, False)):
+        big = small(outer, _SCORE_WIDTH)
+        wo = outer.shape[1]
+        wi = inner.shape[1]
+        low, high = (round(_SCORE_WIDTH * share) for share in _CROP_SHARES)
+        for width in range(low, high):
+            template = small(inner, width)
+            if not 8 <= template.shape[0] < big.shape[0] or template.std() < 1:
+                continue
+            found = cv2.matchTemplate(big, template, cv2.TM_CCOEFF_NORMED)
+            _, score, _, (x, y) = cv2.minMaxLoc(found)
+            if score > best[0]:
+                scale = wo / _SCORE_WIDTH    # small pixels of the outer picture -> its own
+                # the inner picture's pixels -> the outer's: its width spans ``width`` small pixels at (x, y)
+                k = width * scale / wi
+                to_outer = np.array([[k, 0, x * scale], [0, k, y * scale], [0, 0, 1]], np.float64)
+                best = (score, to_outer if not forward else np.linalg.inv(to_outer))
+    return best[1] if best[0] >= 0.8 else None
 
 
 def _refined(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> np.ndarray:
@@ -304,12 +384,15 @@ def _refined(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> np.ndarray:
         return h
     refined = np.linalg.inv(warp.astype(np.float64))
     refined /= refined[2, 2]
-    # a plausible correction only: no stretch, corners within 5% of the picture of where they were
+    # a plausible correction only: no stretch, corners within 15% of the picture of where they were (ORB's
+    # few features on a crop can leave a shear of several pixels), and a better fit of the pixels
     height, width = a.shape[:2]
     corners = np.array([[0, 0, 1], [width, 0, 1], [width, height, 1], [0, height, 1]], np.float64).T
     before, after = h @ corners, refined @ corners
     moved = np.abs(after[:2] / after[2] - before[:2] / before[2]).max()
-    if verify._anisotropy(refined, (width, height)) > 1.05 or moved > 0.05 * max(b.shape[:2]):
+    if verify._anisotropy(refined, (width, height)) > 1.05 or moved > 0.15 * max(b.shape[:2]):
+        return h
+    if moved > 0.05 * max(b.shape[:2]) and not _score(a, b, refined) < _score(a, b, h):
         return h
     return refined
 
@@ -340,6 +423,10 @@ def _residual(a: np.ndarray, b: np.ndarray, h: np.ndarray, how: str, settings: C
     flat = _flat(ya[sample], yb[sample], settings)
     gain, offset = _tone_fit(ya[sample], yb[sample], flat, settings)
     channels = [(np.clip(ya * gain + offset, 0, 255), yb)]
+    # Clipped pixels of the picture the tone edit brightened (or darkened) past the range: its true value
+    # lies anywhere beyond what it shows, so only the other side counts (a brightened copy's blown
+    # highlights), and their colour says nothing (one channel clipped turns the hue)
+    open_a, open_b = _clipped(warped, gain, offset, towards="a"), _clipped(b, gain, offset, towards="b")
     if not grey:  # saturation edits scale the chroma on their own: a gain of its own, a small offset
         limit = settings.flat_shift if flat else settings.chroma_shift
         x, y = ca[sample].reshape(-1), cb[sample].reshape(-1)
@@ -350,12 +437,16 @@ def _residual(a: np.ndarray, b: np.ndarray, h: np.ndarray, how: str, settings: C
             channels.append((ca[..., k] * saturation + float(np.clip(shift, -limit, limit)), cb[..., k]))
     kernel = np.ones((3, 3), np.uint8)
     residual = np.zeros((hb, wb), np.float32)
-    for x, y in channels:
+    for n, (x, y) in enumerate(channels):
         x, y = x.astype(np.float32), y.astype(np.float32)
         # outside the other's values within one pixel, both ways: sub-pixel shifts and resampling cost nothing;
         # and by a share of the local contrast: ringing around an edge both pictures have costs nothing either
-        residual = np.maximum(residual, np.maximum(_outside(y, x, kernel, settings.edge_slack),
-                                                   _outside(x, y, kernel, settings.edge_slack)))
+        ranges = (_span(x, *open_a), _span(y, *open_b)) if n == 0 else ((x, x), (y, y))
+        found = np.maximum(_outside(ranges[1], ranges[0], x, kernel, settings.edge_slack),
+                           _outside(ranges[0], ranges[1], y, kernel, settings.edge_slack))
+        if n and (open_a[0] is not None or open_b[0] is not None):
+            found[_either(open_a[0], open_b[0])] = 0
+        residual = np.maximum(residual, found)
     residual[~inside] = 0
     # The pair's noise floor: a robust sigma (MAD) of the plain luminance difference, so a
     # heavy re-encode raises the bar and a clean resize lowers it; never above max_noise (a pair that
@@ -367,14 +458,44 @@ def _residual(a: np.ndarray, b: np.ndarray, h: np.ndarray, how: str, settings: C
                  ~back, ~reach, a, how)
 
 
-def _outside(y: np.ndarray, x: np.ndarray, kernel: np.ndarray, slack: float) -> np.ndarray:
-    """How far each value of ``y`` lies outside the range of ``x`` within one pixel, widened by ``slack``
-    times that range."""
+def _outside(y: tuple[np.ndarray, np.ndarray], x: tuple[np.ndarray, np.ndarray], values: np.ndarray,
+             kernel: np.ndarray, slack: float) -> np.ndarray:
+    """How far each pixel's range ``y`` (low, high) lies outside the range of ``x`` within one pixel,
+    widened by ``slack`` times the local contrast of ``values`` (x's own values)."""
     import cv2
 
-    high, low = cv2.dilate(x, kernel), cv2.erode(x, kernel)
-    margin = slack * (high - low)
-    return np.maximum(y - high - margin, low - margin - y)
+    high, low = cv2.dilate(x[1], kernel), cv2.erode(x[0], kernel)
+    margin = slack * (cv2.dilate(values, kernel) - cv2.erode(values, kernel))
+    return np.maximum(y[0] - high - margin, low - margin - y[1])
+
+
+#: A channel at or beyond these levels is clipped (blown out, crushed).
+_CLIP_HIGH, _CLIP_LOW = 250, 5
+
+
+def _clipped(rgb: np.ndarray, gain: float, offset: float, *, towards: str) -> tuple:
+    """``(high, low)`` masks of the pixels whose true value may lie above (below) what ``rgb`` shows:
+    a channel clipped in the picture that the tone fit says was pushed past the range (the brighter one
+    at the top, the darker one at the bottom); None where the fit says it was not (a plain copy)."""
+    top, bottom = gain * 255 + offset, offset   # where the first picture's extremes land on the second's
+    if towards == "a":   # the first is brighter (its 255 maps below 255) / darker (its 0 maps above 0)
+        pushed_high, pushed_low = top < 255 - 3, bottom > 3
+    else:
+        pushed_high, pushed_low = top > 255 + 3, bottom < -3
+    high = (rgb >= _CLIP_HIGH).any(axis=2) if pushed_high else None
+    low = (rgb <= _CLIP_LOW).any(axis=2) if pushed_low else None
+    return high, low
+
+
+def _span(values: np.ndarray, high: np.ndarray | None, low: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's possible range: its value, open upwards where clipped ``high`` and downwards where ``low``."""
+    top = values if high is None else np.where(high, np.float32(1e4), values)
+    bottom = values if low is None else np.where(low, np.float32(-1e4), values)
+    return bottom, top
+
+
+def _either(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray:
+    return b if a is None else a if b is None else a | b
 
 
 def _grey(chroma: np.ndarray) -> bool:
@@ -636,12 +757,13 @@ def _confirm_chunk(job) -> list[Confirmation | None]:
         if pa is None or pb is None:
             out.append(None)
             continue
-        result = _checked(pa, pb, settings, lambda a=a, b=b, v=variant: (feats((a, v)), feats((b, 0))))
+        result = replace(_checked(pa, pb, settings, lambda a=a, b=b, v=variant: (feats((a, v)), feats((b, 0)))),
+                         variant=variant)
         for turn in (1, 2) if result.verdict != DUPLICATE and variant == 0 else ():
             # local features match a mirrored or flipped copy too (verification's mirrored retry): try it so
             again = _checked(load(a, turn), pb, settings, lambda a=a, b=b, t=turn: (feats((a, t)), feats((b, 0))))
             if again.verdict == DUPLICATE:
-                result = again
+                result = replace(again, variant=turn)
                 break
         out.append(result)
     return out

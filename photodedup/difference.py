@@ -1,9 +1,8 @@
 """Where two pictures of a pair differ: a difference map, its regions in words, and which file has an added mark.
 
-``difference_map`` is the simple version the review page needs (both pictures resized to one size,
-their tones matched, the absolute difference above the pair's own noise floor, grouped into regions).
-The pixel-level pair check (issue 21, ``difference_map`` of the look-alike work) aligns the pair by the
-transform already found and may replace this function: callers use only :class:`Difference`.
+``difference_map`` is the review page's view of the pixel check's own difference (``photodedup.confirm.heat``:
+the pair aligned by the transform it finds, tones matched, the pair's own noise floor): one implementation
+for the check and the page. Here it is read in cells and regions, in words.
 
 ``added_mark`` reads a difference as a watermark or logo added to one side: one small region along an
 edge or in a corner, whose outline is sharp on that side only (a logo, a box, text drawn over a photo
@@ -71,23 +70,18 @@ def _pixels(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
 
 
 def difference_map(a: Image.Image, b: Image.Image, *, size: int = SIZE) -> Difference:
-    """Compare ``b`` with ``a`` at one size (``a``'s shape), tones matched, noise floor from the pair."""
+    """Compare ``b`` with ``a`` as the pixel check does (``photodedup.confirm.heat``: aligned, tones matched,
+    noise floor from the pair), at ``a``'s shape at most ``size`` pixels on the long side."""
     import cv2
+
+    from photodedup import confirm
 
     scale = size / max(a.size)
     shape = (max(1, round(a.width * scale)), max(1, round(a.height * scale)))
-    pa, pb = _pixels(a, shape), _pixels(b, shape)
-    if _grayish(pa) or _grayish(pb):  # a grayscale copy: compare grey levels
-        pa, pb = (np.repeat(p.mean(axis=2, keepdims=True), 3, axis=2) for p in (pa, pb))
-    # a global tone, contrast or grayscale edit is not a difference: b's channels matched to a's
-    pa, pb = cv2.GaussianBlur(pa, (3, 3), 0), cv2.GaussianBlur(pb, (3, 3), 0)
-    mean_a, std_a = pa.mean(axis=(0, 1)), pa.std(axis=(0, 1)) + 1e-3
-    mean_b, std_b = pb.mean(axis=(0, 1)), pb.std(axis=(0, 1)) + 1e-3
-    pb = (pb - mean_b) / std_b * std_a + mean_a
-    diff = np.abs(pa - pb).max(axis=2)
-    level = max(MIN_LEVEL, NOISE_FACTOR * float(np.median(diff)))
-    mask = diff > level
-    heat = np.clip(diff * (255.0 / max(level * 2, 1.0)), 0, 255).astype(np.uint8)
+    heat = confirm.heat(np.asarray(b.convert("RGB")), np.asarray(a.convert("RGB")),
+                        settings=confirm.ConfirmSettings(side=size))
+    heat = cv2.resize(heat, shape, interpolation=cv2.INTER_NEAREST)
+    mask = heat > 0
     h, w = mask.shape
     rows, cols = max(1, h // CELL), max(1, w // CELL)
     cells = mask[: rows * CELL, : cols * CELL].reshape(rows, CELL, cols, CELL).mean(axis=(1, 3)) > 0.2

@@ -347,14 +347,14 @@ def _in_detail(rows: Sequence, pairs: list[tuple[int, int]], variants: list[int]
         return cache[k]
 
     out = list(checks)
-    for n, ((a, b), variant, check) in enumerate(zip(pairs, variants, checks, strict=True)):
+    for n, ((a, b), _variant, check) in enumerate(zip(pairs, variants, checks, strict=True)):
         if check is None or check.verdict != confirm.DUPLICATE or _meta(rows[a])["camera"] or _meta(rows[b])["camera"]:
             continue  # camera photos hold no small text to miss
         pa, pb = pixels(a), pixels(b)
         if check.mark and pa is not None and pb is not None and confirm.photo_like(pa) and confirm.photo_like(pb):
             continue  # a watermark on a photo: the thumbnails judged it (full resolution adds only noise)
         if pa is not None and pb is not None:
-            again = confirm.confirm(pa, pb, variant=variant, settings=confirm.detailed(settings))
+            again = confirm.confirm(pa, pb, variant=check.variant, settings=confirm.detailed(settings))
             if again.verdict != confirm.DUPLICATE:
                 out[n] = again
     return out
