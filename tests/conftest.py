@@ -13,10 +13,28 @@ SLOW_FIXTURES = {"onnx_model_dir", "random_export", "separating_checkpoint", "se
                  "triton_server", "server_processes"}
 
 
+#: Tests that run the real CLI again and again (kill it, edit under it, recover, rerun): seconds each, so
+#: slow, by file ("*": every test of it) or by test name (parameters aside).
+SLOW_TESTS = {
+    "test_apply_loss.py": {"*"},
+    "test_apply_faults.py": {"*"},
+    "test_chaos.py": {"*"},
+    "test_media.py": {"*"},
+    "test_privacy.py": {"*"},
+    "test_scan_robustness.py": {"*"},
+    "test_apply.py": {"test_a_kill_mid_apply_loses_nothing_and_the_next_apply_finishes", "test_cli_dry_run_and_errors"},
+    "test_cli_consistency.py": {"test_no_catalog_is_exit_4_everywhere"},
+    "test_architecture.py": {"test_the_serving_path_imports_no_torch"},
+}
+
+
 def pytest_collection_modifyitems(config, items):
-    """``-m "not slow"`` is the edit-test loop: it never builds the export or starts a server."""
+    """``-m "not slow"`` is the edit-test loop (about a minute): it never builds the export, starts a server
+    or runs the CLI over and over."""
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        names = SLOW_TESTS.get(item.path.name, set())
+        if (SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or "*" in names
+                or item.name.split("[")[0] in names):
             item.add_marker(pytest.mark.slow)
 
 

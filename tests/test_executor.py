@@ -223,12 +223,18 @@ class RayCluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    cluster = RayCluster(tmp_path_factory.mktemp("cluster"))
+def cluster():
+    import shutil
+    import tempfile
+
+    # a short folder: Ray's socket paths under it must fit AF_UNIX's 107 bytes (pytest-xdist's tmp_path is longer)
+    tmp = Path(tempfile.mkdtemp(prefix="ray-"))
+    cluster = RayCluster(tmp)
     try:
         yield cluster
     finally:
         cluster.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
