@@ -154,8 +154,8 @@ def test_idle_connections_beyond_the_descriptor_limit_never_stop_the_page(review
     try:
         idle = idle_connections(port, idle_count)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-Photodedup-Token": TOKEN}) as client:
-            assert client.get("/healthz", timeout=20).status_code == 200
-            assert client.get("/api/overview", timeout=20).json()["totals"]["groups"] == 2
+            assert client.get("/healthz", timeout=120).status_code == 200
+            assert client.get("/api/overview", timeout=120).json()["totals"]["groups"] == 2
         assert server.proc.poll() is None
     finally:
         for sock in idle:
