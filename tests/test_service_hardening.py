@@ -249,7 +249,7 @@ def test_idle_connections_beyond_the_descriptor_limit_never_stop_health(onnx_mod
     try:
         idle = idle_connections(port, idle_count)
         for _ in range(5):
-            answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=120)  # an answer, not a time: a busy machine answers late
+            answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=120)  # an answer, not a time
             assert answer.status_code == 200 and answer.json() == {"status": "ok"}
         assert server.proc.poll() is None
     finally:
