@@ -14,7 +14,7 @@ from photodedup.backends import get_backend
 from photodedup.embed import embed
 from photodedup.export_onnx import export_onnx
 from photodedup.group import GroupSettings, group
-from photodedup.groups import load_groups
+from photodedup.duplicate_groups import load_groups
 from photodedup.scan import scan
 
 
