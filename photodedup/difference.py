@@ -26,10 +26,6 @@ if TYPE_CHECKING:
 SIZE = 256
 #: The map is read in cells of this many pixels: a cell differs when a fifth of its pixels do.
 CELL = 8
-#: A pixel differs when its difference exceeds this many times the pair's median difference (the
-#: resampling and compression noise of this pair), and never below ``MIN_LEVEL`` grey levels.
-NOISE_FACTOR = 4.0
-MIN_LEVEL = 28
 #: A mark covers at most this share of the picture ("a few percent", issue 21) ...
 MARK_MAX_SHARE = 0.08
 #: ... and reaches to within this share of an edge of the picture (a corner or along an edge).
@@ -91,10 +87,6 @@ def difference_map(a: Image.Image, b: Image.Image, *, size: int = SIZE) -> Diffe
     regions = [(x / cols, y / rows, (x + bw) / cols, (y + bh) / rows) for x, y, bw, bh, _ in stats[1:count]]
     areas = [float(area) / cells.size for area in stats[1:count, 4]]
     return Difference(float(cells.mean()), regions, areas, heat, mask)
-
-
-def _grayish(pixels: np.ndarray) -> bool:
-    return float((pixels.max(axis=2) - pixels.min(axis=2)).mean()) < 6
 
 
 def added_mark(a: Image.Image, b: Image.Image, difference: Difference | None = None) -> str | None:
