@@ -4,6 +4,8 @@ the compare text and the labels. What ``benchmarks/mutate.py --module groups`` r
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from photodedup import duplicate_groups as g
@@ -142,6 +144,21 @@ def test_an_added_border_is_named_and_the_content_compared():
     assert [line.split(":")[0] for line in differences(a, other)] == ["border", "border"]  # the same content
 
 
+def test_two_percent_is_the_edge_of_a_crop_and_of_the_same_frame():
+    # aspect ratios 1.000 and 1.021: a crop; 1.000 and 1.019: the same picture
+    assert differences(photo(1, 1000, 1000), photo(2, 1021, 1000))[0].startswith("crop:")
+    assert not differences(photo(1, 1000, 1000), photo(2, 1019, 1000))[0].startswith("crop:")
+    # both bordered: content filling 0.900 and 0.921 of the canvas height are other frames (both named) ...
+    a = photo(1, 1000, 1000, content_width=900, content_height=900)
+    taller = photo(2, 1000, 1000, content_width=900, content_height=921)
+    assert [line.split(":")[0] for line in differences(a, taller)][:2] == ["border", "border"]
+    wider = photo(3, 1000, 1000, content_width=921, content_height=900)
+    assert [line.split(":")[0] for line in differences(a, wider)][:2] == ["border", "border"]
+    # ... and 0.900 against 0.919 the same frame (named by neither)
+    same = photo(4, 1000, 1000, content_width=919, content_height=919)
+    assert not [line for line in differences(a, same) if line.startswith("border")]
+
+
 def test_the_grouping_s_variant_and_verification_are_said():
     turned = photo(2, match={"variant": "turned 90"})
     mirrored = photo(3, match={"variant": "mirrored"})
@@ -194,6 +211,72 @@ def test_accepting_suggestions_marks_open_groups_and_undo_takes_back_only_those(
         assert decisions_of(cat, lib)["a_small.jpg"] == "trash"
         assert decisions.undo_accept(cat, [a, b]) == {"groups": [a], "skipped": [b]}
         assert decisions_of(cat, lib) == {"b.jpg": "keep"}
+
+
+def test_decide_sets_and_clears_one_member_and_refuses_what_it_must(review_library):
+    lib = review_library
+    a, ids = lib["groups"]["A"], lib["ids"]
+    with Catalog(lib["catalog"]) as cat:
+        assert decisions.decide(cat, a, ids["a_small.jpg"], "trash").state == "partial"
+        decisions.decide(cat, a, ids["2019/a.jpg"], "keep")
+        assert decisions_of(cat, lib) == {"a_small.jpg": "trash", "2019/a.jpg": "keep"}
+        decisions.decide(cat, a, ids["a_small.jpg"], None)  # cleared, not set to something else
+        assert decisions_of(cat, lib) == {"2019/a.jpg": "keep"}
+        with pytest.raises(BadInputError, match="unknown action"):
+            decisions.decide(cat, a, ids["a_small.jpg"], "delete")
+        with pytest.raises(BadInputError, match="is not in group"):
+            decisions.decide(cat, a, ids["b.jpg"], "trash")  # a member of another group
+        decisions.not_duplicates(cat, lib["groups"]["B"])
+        decisions.decide(cat, lib["groups"]["B"], ids["b.jpg"], None)  # clearing needs no reopening
+        with pytest.raises(BadInputError, match="marked not duplicates"):
+            decisions.decide(cat, lib["groups"]["B"], ids["b.jpg"], "keep")
+
+
+def test_a_reference_file_can_be_kept_but_never_marked_trash(review_library):
+    lib = review_library
+    a, ids = lib["groups"]["A"], lib["ids"]
+    with Catalog(lib["catalog"]) as cat:
+        cat.conn.execute("UPDATE group_runs SET params = ?", (json.dumps({"prefer": [str(lib["root"] / "2019")]}),))
+        cat.conn.commit()
+        decisions.decide(cat, a, ids["2019/a.jpg"], "keep")
+        with pytest.raises(BadInputError, match="reference folder"):
+            decisions.decide(cat, a, ids["2019/copies/a_copy.jpg"], "trash")
+        decisions.decide(cat, a, ids["a_small.jpg"], "trash")
+        assert decisions_of(cat, lib) == {"2019/a.jpg": "keep", "a_small.jpg": "trash"}
+
+
+def test_a_member_in_the_trash_is_refused_by_every_decision(review_library):
+    lib = review_library
+    a, ids = lib["groups"]["A"], lib["ids"]
+    with Catalog(lib["catalog"]) as cat:
+        cat.mark_trashed(lib["paths"]["a_small.jpg"], lib["trash"] / "a_small.jpg")
+        for decide in (lambda: decisions.decide(cat, a, ids["a_small.jpg"], "keep"),
+                       lambda: decisions.take_out(cat, a, ids["a_small.jpg"])):
+            with pytest.raises(BadInputError, match="is in the trash"):
+                decide()
+        with pytest.raises(BadInputError, match="in the trash; undo restores it first"):
+            decisions.not_duplicates(cat, a)
+        assert decisions.not_duplicates(cat, a, value=False).state != "dismissed"  # taking back is allowed
+
+
+def test_take_out_refuses_a_copy_identical_to_every_other_member(review_library):
+    lib = review_library
+    ids = lib["ids"]
+    with Catalog(lib["catalog"]) as cat:
+        _, (twins,) = cat.store_group_run({"method": "fixture"}, [
+            ("exact", ids["2019/a.jpg"], "oldest", [(ids["2019/a.jpg"], "exact", 1.0, ""),
+                                                     (ids["2019/copies/a_copy.jpg"], "exact", 1.0, "")])])
+        with pytest.raises(BadInputError, match="identical to every other member"):
+            decisions.take_out(cat, twins, ids["2019/copies/a_copy.jpg"])
+
+
+def test_not_duplicates_clears_the_decisions_of_files_still_in_the_library(review_library):
+    lib = review_library
+    a = lib["groups"]["A"]
+    with Catalog(lib["catalog"]) as cat:
+        decisions.keep_one(cat, a, lib["ids"]["a_small.jpg"])
+        assert decisions.not_duplicates(cat, a).state == "dismissed"
+        assert decisions_of(cat, lib) == {}
 
 
 def test_the_overview_filters_by_evidence_kind(review_library):
