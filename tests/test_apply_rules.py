@@ -54,6 +54,15 @@ def test_a_group_whose_other_member_is_missing_keeps_its_last_copy(review_librar
                                            "remain")])
 
 
+def test_a_group_with_every_member_marked_trash_moves_none_of_them(review_library):
+    lib = review_library
+    mark(lib, "B", "b.jpg")
+    mark(lib, "B", "b_q70.jpg")
+    gid = lib["groups"]["B"]
+    why = f"would trash every member of group {gid}: no unchanged member would remain"
+    assert planned(lib) == ([], [("b.jpg", why), ("b_q70.jpg", why)])
+
+
 def test_a_file_not_available_is_skipped_with_its_status(review_library):
     lib = review_library
     mark(lib, "B", "b_q70.jpg")

@@ -90,10 +90,14 @@ def test_an_edit_between_the_check_and_the_removal_is_put_back(source, link_firs
             os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
     monkeypatch.setattr(moves, "checkpoint", edit)
+    synced = []
+    real_fsync_dir = moves._fsync_dir
+    monkeypatch.setattr(moves, "_fsync_dir", lambda folder: (synced.append(Path(folder)), real_fsync_dir(folder)))
     with pytest.raises(SafetyError, match="changed while it was being moved"):
         journaled_move(source["journal"], "trash", "A1", source["item"], source["dest"], 1)
     assert path.read_bytes() == b"X" * st.st_size and not source["dest"].exists()
     assert leftovers(path.parent, source["dest"].parent) == []
+    assert synced[-1] == source["dest"].parent  # the taken-back copy's removal is on disk before the error
 
 
 def stop_at(monkeypatch, wanted: str) -> None:
