@@ -4,6 +4,7 @@ rewritten in place (the reruns themselves take minutes: the script is run by han
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 from helpers import REPO
 
@@ -11,6 +12,7 @@ from helpers import REPO
 def _recheck():
     spec = importlib.util.spec_from_file_location("recheck", REPO / "benchmarks" / "recheck.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["recheck"] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
