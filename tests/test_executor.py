@@ -77,6 +77,31 @@ def test_local_executor_returns_results_in_job_order(workers):
         assert list(executor.map(_square, list(range(23)), chunksize=4)) == [x * x for x in range(23)]
 
 
+_STARTING: list = []  # the pool-start thread of the executor under test (this process only)
+
+
+def _pid_after_the_start(job: int) -> tuple[int, int]:
+    """``(job, pid)``; job 0 (which runs here, while the pool starts) waits until the pool is up."""
+    if job == 0 and _STARTING:
+        _STARTING[0].join()
+    return job, os.getpid()
+
+
+def test_this_process_runs_the_first_jobs_while_the_pool_starts_then_the_pool_the_rest():
+    """The forkserver's start (imports: a core idle for about half a second) is spent on the first jobs here;
+    once the workers are up they take the rest; results stay in job order."""
+    with LocalExecutor(2) as executor:
+        executor.start()  # what scan does at its first file to read
+        _STARTING[:] = [executor._starting]
+        try:
+            results = list(executor.map(_pid_after_the_start, list(range(12)), chunksize=2))
+        finally:
+            _STARTING.clear()
+    assert [job for job, _ in results] == list(range(12))
+    assert results[0][1] == os.getpid()  # the pool cannot be up right after start()
+    assert all(pid != os.getpid() for _, pid in results[1:])  # job 0 waited for it: the pool ran the rest
+
+
 def test_unknown_engine_and_address_without_ray_are_refused():
     with pytest.raises(BadInputError, match="unknown engine 'spark'"):
         open_executor("spark")
