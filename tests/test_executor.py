@@ -287,6 +287,42 @@ def test_scan_on_a_two_node_cluster_gives_the_local_catalog(cluster, sample, loc
     assert_same_catalog(dict(state, vectors={}), reference)
 
 
+def _warm_workers(cluster: RayCluster) -> dict[int, int]:
+    """The warm Ray workers (``_ChunkRunner`` actors) of this cluster: process id -> node (0: the head)."""
+    import psutil
+
+    found = {}
+    for node, proc in enumerate(cluster.procs):
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            if child.cmdline()[:1] and child.cmdline()[0].startswith("ray::_ChunkRunner"):
+                found[child.pid] = node
+    return found
+
+
+@pytest.mark.slow
+def test_the_next_scan_on_a_running_cluster_finds_warm_workers_that_reserve_no_cpu(cluster, sample, local_reference,
+                                                                                   tmp_path):
+    """The chunks go to detached workers, one per CPU of each node, that outlive the Ray job: the next scan
+    (another job) is served by the same processes, with their imports done. They hold none of the
+    cluster's CPUs (other jobs can schedule), and the catalogs are the local engine's."""
+    first, second = tmp_path / "first.sqlite", tmp_path / "second.sqlite"
+    assert run_cli(*_scan_on(cluster, sample, first), env=cluster.env).returncode == 0
+    warm = _warm_workers(cluster)
+    assert sorted(warm.values()) == [0, 1]  # one on the head, one on the worker node (1 CPU each)
+    assert run_cli(*_scan_on(cluster, sample, second), env=cluster.env).returncode == 0
+    assert _warm_workers(cluster) == warm
+    probe = ("import ray, time\n"
+             f"ray.init(address='{cluster.address}', logging_level='ERROR', log_to_driver=False)\n"
+             "deadline = time.time() + 120\n"
+             "while ray.available_resources().get('CPU', 0) < 2 and time.time() < deadline:\n"
+             "    time.sleep(0.5)\n"
+             "print(ray.available_resources().get('CPU', 0))\n")
+    free = subprocess.run([sys.executable, "-c", probe], env=cluster.env, capture_output=True, text=True)
+    assert free.stdout.split()[-1:] == ["2.0"], free.stderr[-2000:]
+    for catalog in (first, second):
+        assert_same_catalog(dict(catalog_state(catalog), vectors={}), dict(local_reference, vectors={}))
+
+
 @pytest.mark.slow
 def test_embed_decodes_originals_on_the_cluster_like_the_local_engine(cluster, sample, tmp_path, onnx_model_dir):
     """Without stored crops, embed decodes the originals: Ray tasks on the cluster, inference in an actor."""
