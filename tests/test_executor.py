@@ -20,7 +20,7 @@ import pytest
 
 from photodedup.errors import BadInputError
 from photodedup.executor import LocalExecutor, open_executor
-from tests.helpers import run_cli, start_cli, wait_paused, write_photo
+from tests.helpers import cli_env, run_cli, start_cli, wait_paused, write_photo
 
 EMBEDDING_TOLERANCE = 1e-5  # the same ONNX graph on the same CPU: only thread scheduling could differ
 
@@ -321,6 +321,35 @@ def test_the_next_scan_on_a_running_cluster_finds_warm_workers_that_reserve_no_c
     assert free.stdout.split()[-1:] == ["2.0"], free.stderr[-2000:]
     for catalog in (first, second):
         assert_same_catalog(dict(catalog_state(catalog), vectors={}), dict(local_reference, vectors={}))
+
+
+_IDLE_EXIT = """
+import time, ray
+from photodedup.executor import RAY_NAMESPACE, _ChunkRunner
+if __name__ == "__main__":
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    runner = ray.remote(_ChunkRunner).options(name="idle", namespace=RAY_NAMESPACE, lifetime="detached",
+                                              num_cpus=0, max_restarts=0).remote(1.0)
+    print(ray.get(runner._run_chunk.remote(abs, [-1, -2])))
+    deadline = time.time() + 120
+    while ray.util.list_named_actors(all_namespaces=True) and time.time() < deadline:
+        time.sleep(0.5)
+    print(ray.util.list_named_actors(all_namespaces=True))
+    try:
+        ray.get(runner._run_chunk.remote(abs, [-3]))
+    except ray.exceptions.RayActorError as error:
+        print(type(error).__name__)
+"""
+
+
+@pytest.mark.slow
+def test_a_warm_worker_exits_once_idle(tmp_path):
+    """A detached worker left idle for its time (1 s here) kills itself for good: no restart, no name left."""
+    script = tmp_path / "idle.py"
+    script.write_text(_IDLE_EXIT)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+                            env=cli_env({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}))
+    assert result.stdout.split("\n")[:3] == ["[1, 2]", "[]", "ActorDiedError"], result.stderr[-2000:]
 
 
 @pytest.mark.slow
