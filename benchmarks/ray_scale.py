@@ -11,7 +11,9 @@ fresh process (``scan`` of the library into a fresh catalog, its own timing: the
 start and the Ray job's worker start both included), local and Ray alternated round by round, and with
 ``--baseline REF`` the same two for git revision REF (``git archive``; Ray runs its workers with that
 tree on their path), so all see the same load. Prints images/s per configuration and the per-round
-Ray/local ratios with their medians: on a shared machine compare ratios within a round.
+Ray/local ratios with their medians: on a shared machine compare ratios within a round. The first Ray scan
+of this tree starts its warm workers (detached actors that outlive the job, ``executor.RayExecutor``); the
+later rounds find them, as a user's next scan on a running cluster does.
 """
 
 from __future__ import annotations

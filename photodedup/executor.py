@@ -7,19 +7,28 @@ of jobs in flight (back-pressure: memory stays bounded however many files there 
 anything about photos.
 
 The Ray executor connects to a cluster (``address``: ``ray://...``, ``host:port`` or ``auto``) or, without
-one, starts a Ray runtime on this machine for the run. Jobs travel in chunks (one Ray task per chunk, a
-few milliseconds of overhead spread over several files); Ray re-runs the task of a worker that dies
-(the functions are pure, so a re-run cannot duplicate anything). Inference can run in Ray actors too:
+one, starts a Ray runtime on this machine for the run. Jobs travel in chunks (a few milliseconds of
+overhead spread over several files). On a cluster that was running already, chunks go to warm workers:
+detached actors, one per CPU of each node, that outlive the run and serve the next one with their
+imports done (a Ray job otherwise starts and imports its own worker processes: seconds); they hold no
+CPU reservation, exit after ``RAY_WARM_SECONDS`` idle, and are named by the code and runtime
+environment they run, so another version never reuses them. A chunk whose worker died is run again as a
+plain Ray task, which Ray itself re-runs when its worker dies (the functions are pure, so a re-run
+cannot duplicate anything). Inference can run in Ray actors too:
 ``RayActorBackend`` wraps a local backend (onnx, torch-local) in one actor per replica.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -34,6 +43,10 @@ ENGINES = ("local", "ray")
 RAY_CHUNK = 4
 #: Object store of a Ray runtime started here (it only carries results in flight).
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
+#: Seconds a warm Ray worker (``_ChunkRunner``) waits for the next run before it exits.
+RAY_WARM_SECONDS = 300
+#: The Ray namespace of the warm workers.
+RAY_NAMESPACE = "photodedup"
 
 
 class Executor(Protocol):
@@ -113,7 +126,19 @@ class LocalExecutor(_Closing):
     def map(self, fn: Callable, jobs: Sequence, *, chunksize: int = 1) -> Iterator:
         if self.workers <= 1 or (len(jobs) < 4 and self._starting is None):
             return map(fn, jobs)
+        if self._starting is not None and self._starting.is_alive():
+            return self._map_while_starting(fn, jobs, chunksize)
         return self._get_pool().map(fn, jobs, chunksize=chunksize)
+
+    def _map_while_starting(self, fn: Callable, jobs: Sequence, chunksize: int) -> Iterator:
+        """While the pool is still starting (its forkserver importing: a core's worth of idle time in this
+        process), this process runs the first jobs itself, in order; the rest go to the pool once it is up."""
+        done = 0
+        while done < len(jobs) and self._starting.is_alive():
+            yield fn(jobs[done])
+            done += 1
+        if done < len(jobs):
+            yield from self._get_pool().map(fn, jobs[done:], chunksize=chunksize)
 
     def close(self) -> None:
         if self._starting is not None:
@@ -127,6 +152,44 @@ class LocalExecutor(_Closing):
 def _run_chunk(fn: Callable, jobs: list) -> list:
     """One Ray task: a chunk of jobs, run one after another in a Ray worker."""
     return [fn(job) for job in jobs]
+
+
+class _ChunkRunner:
+    """A warm Ray worker: a detached actor that runs chunks for any run of the same code, and exits
+    (``ray.kill`` of itself, no restart) once idle for ``idle_seconds``."""
+
+    def __init__(self, idle_seconds: float) -> None:
+        self._busy = 0
+        self._last = time.monotonic()
+        threading.Thread(target=self._exit_when_idle, args=(idle_seconds,), name="idle-exit", daemon=True).start()
+
+    def _run_chunk(self, fn: Callable, jobs: list) -> list:  # the task's name: a process listing reads the same
+        self._busy += 1
+        try:
+            return [fn(job) for job in jobs]
+        finally:
+            self._busy -= 1
+            self._last = time.monotonic()
+
+    def _exit_when_idle(self, idle_seconds: float) -> None:
+        import ray
+
+        while self._busy or time.monotonic() - self._last < idle_seconds:
+            time.sleep(min(idle_seconds, 5.0))
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+
+
+def _code_key(ray) -> str:
+    """What the warm workers run: photodedup's files (size and mtime) and this job's runtime environment."""
+    import photodedup
+
+    digest = hashlib.sha256()
+    package = Path(photodedup.__file__).parent
+    for path in sorted(package.rglob("*.py")):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(package)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    digest.update(json.dumps(dict(ray.get_runtime_context().runtime_env), sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
 
 
 def _import_ray():
@@ -158,18 +221,41 @@ def connect_ray(address: str | None = None, workers: int | None = None) -> bool:
 
 
 class RayExecutor(_Closing):
-    """Ray tasks across the cluster's CPUs, ``2 x CPUs`` chunks in flight, results in order."""
+    """Ray tasks across the cluster's CPUs (on a running cluster: its warm workers), ``2 x CPUs`` chunks in
+    flight, results in order."""
 
     name = "ray"
 
     def __init__(self, *, address: str | None = None, workers: int | None = None,
-                 in_flight: int | None = None) -> None:
+                 in_flight: int | None = None, warm: bool = True) -> None:
         self._ray = _import_ray()
         self._owned = connect_ray(address, workers)
         self.workers = max(1, int(self._ray.cluster_resources().get("CPU", 1)))
         self.in_flight = in_flight or 2 * self.workers
         # Pure functions: a task whose worker died is simply run again (Ray's default for system failures).
         self._task = self._ray.remote(_run_chunk).options(max_retries=5, retry_exceptions=False)
+        # a runtime started here ends with the run: nothing to keep warm
+        self.runners = self._warm_runners() if warm and not (self._owned and not address) else []
+        self._load = [0] * len(self.runners)
+
+    def _warm_runners(self) -> list:
+        """The warm workers of this code: found by name, or started (one per CPU of each live node)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        ray = self._ray
+        key = _code_key(ray)
+        runner = ray.remote(_ChunkRunner)
+        runners = []
+        for node in ray.nodes():
+            if not node.get("Alive"):
+                continue
+            for index in range(int(node.get("Resources", {}).get("CPU", 0))):
+                runners.append(runner.options(
+                    name=f"chunks-{key}-{node['NodeID'][:12]}-{index}", namespace=RAY_NAMESPACE,
+                    lifetime="detached", get_if_exists=True, num_cpus=0, max_restarts=0,
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
+                ).remote(RAY_WARM_SECONDS))
+        return runners
 
     def map(self, fn: Callable, jobs: Sequence, *, chunksize: int = RAY_CHUNK) -> Iterator:
         ray = self._ray
@@ -178,22 +264,37 @@ class RayExecutor(_Closing):
         pending: deque = deque()
         try:
             for start in range(0, len(jobs), size):
-                pending.append(self._task.remote(fn_ref, list(jobs[start:start + size])))
+                pending.append(self._submit(fn_ref, list(jobs[start:start + size])))
                 if len(pending) >= self.in_flight:
-                    yield from self._get(pending.popleft())
+                    yield from self._get(fn_ref, *pending.popleft())
             while pending:
-                yield from self._get(pending.popleft())
+                yield from self._get(fn_ref, *pending.popleft())
         finally:
-            for ref in pending:  # interrupted: drop what nobody will read
+            for ref, _, _ in pending:  # interrupted: drop what nobody will read
                 ray.cancel(ref, force=False)
 
-    def _get(self, ref) -> list:
+    def _submit(self, fn_ref, chunk: list) -> tuple:
+        """``(ref, chunk, runner index or None)``: to the least loaded warm worker, else as a task."""
+        live = [i for i, runner in enumerate(self.runners) if runner is not None]
+        if not live:
+            return self._task.remote(fn_ref, chunk), chunk, None
+        index = min(live, key=self._load.__getitem__)
+        self._load[index] += 1
+        return self.runners[index]._run_chunk.remote(fn_ref, chunk), chunk, index
+
+    def _get(self, fn_ref, ref, chunk: list, index: int | None) -> list:
         try:
             return self._ray.get(ref)
+        except self._ray.exceptions.RayActorError:  # the warm worker died (or exited idle): a task instead
+            self.runners[index] = None
+            return self._get(fn_ref, self._task.remote(fn_ref, chunk), chunk, None)
         except self._ray.exceptions.RayError as error:  # retries exhausted, cluster gone
             raise BackendUnavailableError(f"a Ray task failed: {error}",
                                           hint="what was committed is kept; run the command again to "
                                                "resume") from error
+        finally:
+            if index is not None:
+                self._load[index] -= 1
 
     def close(self) -> None:
         if self._owned and self._ray.is_initialized():

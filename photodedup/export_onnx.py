@@ -29,6 +29,7 @@ from photodedup.exports import (
     INPUT_NAME,
     MODEL_FILES,
     OUTPUT_NAME,
+    SESSION_CACHE,
     default_export_dir,
     read_metadata,
     sample_crops,
@@ -118,8 +119,9 @@ def export_onnx(weights: str = config.DEFAULT_WEIGHTS, precision: str | None = N
 
 
 def _replaceable(out: Path) -> bool:
-    """An empty folder or an earlier export (only the files an export writes) may be replaced."""
-    return out.is_dir() and {p.name for p in out.iterdir()} <= set(MODEL_FILES)
+    """An empty folder or an earlier export (only the files an export writes, and the onnx backend's
+    cache of its optimised graph) may be replaced."""
+    return out.is_dir() and {p.name for p in out.iterdir()} <= {*MODEL_FILES, SESSION_CACHE}
 
 
 def _reusable(out: Path, model_id: str, precision: str, input_kind: str) -> bool:

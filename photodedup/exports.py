@@ -23,6 +23,8 @@ from photodedup.errors import ExportError, ModelNotFoundError
 from photodedup.preprocess import PreprocessConfig
 
 MODEL_FILES = ("model.onnx", "metadata.json", "preprocess.json")
+#: The folder where the onnx backend keeps the optimised graph (``backends/onnx.py``), rebuilt when missing.
+SESSION_CACHE = "session-cache"
 INPUT_NAME = "images"
 OUTPUT_NAME = "embeddings"
 

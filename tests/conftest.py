@@ -109,7 +109,8 @@ def home_with_export(home: Path, export: Path) -> Path:
     # the folder export-onnx picks (named by model id, input and precision), not the cache's name for it
     name = default_export_dir(meta["weights"], meta["precision"], meta["input_kind"]).name
     target = home / config.models_dir().relative_to(config.home()) / name
-    shutil.copytree(export, target, copy_function=link_or_copy)
+    # not a graph the onnx backend is writing into the export's session cache right now (it renames it when done)
+    shutil.copytree(export, target, copy_function=link_or_copy, ignore=shutil.ignore_patterns("*.partial"))
     return home
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from photodedup.backends import embed_batches, get_backend
 from photodedup.backends.base import Backend, RemoteBackend
 from photodedup.backends.onnx import OnnxBackend
 from photodedup.errors import BackendUnavailableError, BadInputError, InferenceError, ModelNotFoundError
-from photodedup.exports import MODEL_FILES, read_metadata, sample_crops
+from photodedup.exports import MODEL_FILES, SESSION_CACHE, read_metadata, sample_crops
 
 
 @pytest.fixture(scope="module")
@@ -144,3 +146,36 @@ def test_a_backend_must_embed_and_close():
 
     with pytest.raises(TypeError, match="abstract method close"):
         Forgetful()
+
+
+def test_the_optimised_graph_is_cached_reused_and_rebuilt_when_the_export_changes(random_export, tmp_path, crops):
+    """The first session saves onnxruntime's optimised graph in the export's session-cache folder; the next
+    loads it (no optimisation to redo) and embeds bit for bit the same; a changed model.onnx or a damaged
+    cache file loads model.onnx again and leaves one cache file, for the export as it is now."""
+    export = tmp_path / "export"
+    shutil.copytree(random_export("int8"), export, ignore=shutil.ignore_patterns(SESSION_CACHE))
+    cache = export / SESSION_CACHE
+
+    first = OnnxBackend(export, threads=2)
+    expected = first.embed_batch(crops)
+    first.close()
+    saved = sorted(cache.iterdir())
+    assert first.loaded_from == export / "model.onnx" and len(saved) == 1 and saved[0].suffix == ".onnx"
+
+    second = OnnxBackend(export, threads=2)
+    assert second.loaded_from == saved[0]
+    assert np.array_equal(second.embed_batch(crops), expected)  # the same bits, not merely close
+    second.close()
+
+    os.utime(export / "model.onnx", ns=(1, 1))  # model.onnx replaced (by hand: metadata.json unchanged)
+    third = OnnxBackend(export, threads=2)
+    third.close()
+    rebuilt = sorted(cache.iterdir())
+    assert third.loaded_from == export / "model.onnx" and len(rebuilt) == 1 and rebuilt != saved
+
+    rebuilt[0].write_bytes(b"not a graph")  # damaged: rebuilt from model.onnx, same embeddings
+    fourth = OnnxBackend(export, threads=2)
+    assert fourth.loaded_from == export / "model.onnx"
+    assert np.array_equal(fourth.embed_batch(crops), expected)
+    fourth.close()
+    assert OnnxBackend(export, threads=2).loaded_from == rebuilt[0]

@@ -20,7 +20,7 @@ import pytest
 
 from photodedup.errors import BadInputError
 from photodedup.executor import LocalExecutor, open_executor
-from tests.helpers import run_cli, start_cli, wait_paused, write_photo
+from tests.helpers import cli_env, run_cli, start_cli, wait_paused, write_photo
 
 EMBEDDING_TOLERANCE = 1e-5  # the same ONNX graph on the same CPU: only thread scheduling could differ
 
@@ -75,6 +75,31 @@ def _square(x: int) -> int:
 def test_local_executor_returns_results_in_job_order(workers):
     with LocalExecutor(workers) as executor:
         assert list(executor.map(_square, list(range(23)), chunksize=4)) == [x * x for x in range(23)]
+
+
+_STARTING: list = []  # the pool-start thread of the executor under test (this process only)
+
+
+def _pid_after_the_start(job: int) -> tuple[int, int]:
+    """``(job, pid)``; job 0 (which runs here, while the pool starts) waits until the pool is up."""
+    if job == 0 and _STARTING:
+        _STARTING[0].join()
+    return job, os.getpid()
+
+
+def test_this_process_runs_the_first_jobs_while_the_pool_starts_then_the_pool_the_rest():
+    """The forkserver's start (imports: a core idle for about half a second) is spent on the first jobs here;
+    once the workers are up they take the rest; results stay in job order."""
+    with LocalExecutor(2) as executor:
+        executor.start()  # what scan does at its first file to read
+        _STARTING[:] = [executor._starting]
+        try:
+            results = list(executor.map(_pid_after_the_start, list(range(12)), chunksize=2))
+        finally:
+            _STARTING.clear()
+    assert [job for job, _ in results] == list(range(12))
+    assert results[0][1] == os.getpid()  # the pool cannot be up right after start()
+    assert all(pid != os.getpid() for _, pid in results[1:])  # job 0 waited for it: the pool ran the rest
 
 
 def test_unknown_engine_and_address_without_ray_are_refused():
@@ -260,6 +285,71 @@ def test_scan_on_a_two_node_cluster_gives_the_local_catalog(cluster, sample, loc
     state = catalog_state(catalog)
     reference = dict(local_reference, vectors={})  # scan only
     assert_same_catalog(dict(state, vectors={}), reference)
+
+
+def _warm_workers(cluster: RayCluster) -> dict[int, int]:
+    """The warm Ray workers (``_ChunkRunner`` actors) of this cluster: process id -> node (0: the head)."""
+    import psutil
+
+    found = {}
+    for node, proc in enumerate(cluster.procs):
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            if child.cmdline()[:1] and child.cmdline()[0].startswith("ray::_ChunkRunner"):
+                found[child.pid] = node
+    return found
+
+
+@pytest.mark.slow
+def test_the_next_scan_on_a_running_cluster_finds_warm_workers_that_reserve_no_cpu(cluster, sample, local_reference,
+                                                                                   tmp_path):
+    """The chunks go to detached workers, one per CPU of each node, that outlive the Ray job: the next scan
+    (another job) is served by the same processes, with their imports done. They hold none of the
+    cluster's CPUs (other jobs can schedule), and the catalogs are the local engine's."""
+    first, second = tmp_path / "first.sqlite", tmp_path / "second.sqlite"
+    assert run_cli(*_scan_on(cluster, sample, first), env=cluster.env).returncode == 0
+    warm = _warm_workers(cluster)
+    assert sorted(warm.values()) == [0, 1]  # one on the head, one on the worker node (1 CPU each)
+    assert run_cli(*_scan_on(cluster, sample, second), env=cluster.env).returncode == 0
+    assert _warm_workers(cluster) == warm
+    probe = ("import ray, time\n"
+             f"ray.init(address='{cluster.address}', logging_level='ERROR', log_to_driver=False)\n"
+             "deadline = time.time() + 120\n"
+             "while ray.available_resources().get('CPU', 0) < 2 and time.time() < deadline:\n"
+             "    time.sleep(0.5)\n"
+             "print(ray.available_resources().get('CPU', 0))\n")
+    free = subprocess.run([sys.executable, "-c", probe], env=cluster.env, capture_output=True, text=True)
+    assert free.stdout.split()[-1:] == ["2.0"], free.stderr[-2000:]
+    for catalog in (first, second):
+        assert_same_catalog(dict(catalog_state(catalog), vectors={}), dict(local_reference, vectors={}))
+
+
+_IDLE_EXIT = """
+import time, ray
+from photodedup.executor import RAY_NAMESPACE, _ChunkRunner
+if __name__ == "__main__":
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    runner = ray.remote(_ChunkRunner).options(name="idle", namespace=RAY_NAMESPACE, lifetime="detached",
+                                              num_cpus=0, max_restarts=0).remote(1.0)
+    print(ray.get(runner._run_chunk.remote(abs, [-1, -2])))
+    deadline = time.time() + 120
+    while ray.util.list_named_actors(all_namespaces=True) and time.time() < deadline:
+        time.sleep(0.5)
+    print(ray.util.list_named_actors(all_namespaces=True))
+    try:
+        ray.get(runner._run_chunk.remote(abs, [-3]))
+    except ray.exceptions.RayActorError as error:
+        print(type(error).__name__)
+"""
+
+
+@pytest.mark.slow
+def test_a_warm_worker_exits_once_idle(tmp_path):
+    """A detached worker left idle for its time (1 s here) kills itself for good: no restart, no name left."""
+    script = tmp_path / "idle.py"
+    script.write_text(_IDLE_EXIT)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+                            env=cli_env({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}))
+    assert result.stdout.split("\n")[:3] == ["[1, 2]", "[]", "ActorDiedError"], result.stderr[-2000:]
 
 
 @pytest.mark.slow

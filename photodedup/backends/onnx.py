@@ -3,11 +3,18 @@
 It reads ``metadata.json`` and ``preprocess.json`` from the model directory (``exports.py``), never
 repeats their constants, and needs no torch. Asking for an execution provider that this onnxruntime does not have
 is an error naming the ones it has, never a silent fallback to the CPU.
+
+On the CPU the optimised graph is kept on disk (``SESSION_CACHE`` in the model directory, keyed by the
+export, onnxruntime, the options and the CPU: ``session_key``) and later sessions load it with no
+optimisation to redo; the outputs are the same bit for bit (onnxruntime's offline mode).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +22,7 @@ import numpy as np
 from photodedup.backends.base import Backend, BackendOptions, check_batch, default_precision, l2_normalize
 from photodedup.errors import BackendUnavailableError, InferenceError, ModelMismatchError, ModelNotFoundError
 from photodedup.exports import (
+    SESSION_CACHE,
     read_metadata,
     read_preprocess,
     resolve_model_dir,
@@ -82,8 +90,7 @@ class OnnxBackend(Backend):
         self.threads = options.intra_op_num_threads
         self.device = device
         try:
-            self.session = ort.InferenceSession(str(self.model_dir / "model.onnx"), options,
-                                                providers=PROVIDERS[device])
+            self.session, self.loaded_from = _open_session(self.model_dir, options, device, self.metadata)
         except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
             raise BackendUnavailableError(
                 f"onnxruntime cannot load {self.model_dir / 'model.onnx'}: {error}") from error
@@ -126,3 +133,68 @@ class OnnxBackend(Backend):
     def __repr__(self) -> str:
         return (f"OnnxBackend({self.model_id}, {self.metadata.get('precision')}, {self.input_dtype} input, "
                 f"{self.device}, {self.threads} threads)")
+
+
+def session_key(model_dir: Path, options, device: str, metadata: dict) -> str:
+    """What the optimised graph depends on: the export (its sha256, and the size and mtime of model.onnx,
+    so that a file replaced by hand counts), onnxruntime's version, the providers, the optimisation
+    level, and the CPU (the optimiser picks kernels and layouts for the CPU it runs on)."""
+    import onnxruntime as ort
+
+    stat = (model_dir / "model.onnx").stat()
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line for line in handle if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        pass
+    parts = [metadata.get("sha256", ""), str(stat.st_size), str(stat.st_mtime_ns), ort.__version__,
+             ",".join(PROVIDERS[device]), str(options.graph_optimization_level), platform.machine(), cpu]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+
+
+def _open_session(model_dir: Path, options, device: str, metadata: dict):
+    """``(session, the file it was loaded from)``. On the CPU: from the cached optimised graph when it
+    matches ``session_key``, else from model.onnx, saving the optimised graph for the next time (a
+    model directory that cannot be written is simply not cached). Other providers load model.onnx
+    (TensorRT compiles nodes, which cannot be saved)."""
+    import onnxruntime as ort
+
+    source = model_dir / "model.onnx"
+    providers = PROVIDERS[device]
+    if device != "cpu":
+        return ort.InferenceSession(str(source), options, providers=providers), source
+    folder = model_dir / SESSION_CACHE
+    cached = folder / f"{session_key(model_dir, options, device, metadata)}.onnx"
+    if cached.is_file():
+        level = options.graph_optimization_level
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # done already
+        try:
+            return ort.InferenceSession(str(cached), options, providers=providers), cached
+        except Exception as error:  # noqa: BLE001 - a damaged cache is rebuilt from model.onnx
+            log.warning("the cached onnxruntime graph %s cannot be loaded (%s): rebuilding it", cached, error)
+            options.graph_optimization_level = level
+    partial = folder / f".{cached.name}.{os.getpid()}.partial"
+    try:
+        folder.mkdir(exist_ok=True)
+        options.optimized_model_filepath = str(partial)
+    except OSError as error:  # a read-only model directory: no cache
+        log.debug("not caching the optimised graph in %s: %s", folder, error)
+    try:
+        session = ort.InferenceSession(str(source), options, providers=providers)
+    except Exception:  # not because of the graph it could not save (a full disk)? then without saving it
+        partial.unlink(missing_ok=True)
+        if not options.optimized_model_filepath:
+            raise
+        options.optimized_model_filepath = ""
+        return ort.InferenceSession(str(source), options, providers=providers), source
+    if partial.is_file():
+        try:
+            os.replace(partial, cached)
+            for old in folder.glob("*.onnx"):  # graphs of an earlier export, onnxruntime or CPU
+                if old != cached:
+                    old.unlink(missing_ok=True)
+        except OSError as error:
+            log.debug("not caching the optimised graph in %s: %s", folder, error)
+            partial.unlink(missing_ok=True)
+    return session, source
