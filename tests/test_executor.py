@@ -192,20 +192,15 @@ class RayCluster:
         pytest.fail(f"the Ray cluster never had {cpus} CPUs:\n{self.logs[0].read_text()[-3000:]}")
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):  # our own process groups only
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-        for proc in self.procs:  # what the groups left behind (raylet, gcs, workers)
+        """SIGKILL our own process groups (the `ray start` processes, raylet, gcs, workers): the cluster's
+        state is a temporary folder, removed afterwards; `ray start --block` took 30 s to give up on a SIGTERM."""
+        for proc in self.procs:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        for proc in self.procs:
+            proc.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
