@@ -26,9 +26,11 @@ demo: install
 	$(BIN)/photodedup run $(LIB) --catalog $(CATALOG) --weights random --report $(LIB)-report.html
 
 # Two workers, a test file each at a time (a module's fixtures, e.g. its server, are made once); many tests
-# wait on a subprocess or a server. `pytest -m "not slow"` is the one-minute loop (no export, no server).
+# wait on a subprocess or a server. The longest files start first (tests/conftest.py LONGEST_FIRST; xdist's
+# own order, by test count, is turned off). `pytest -m "not slow" -n 2` is the one-minute loop (no export,
+# no server, no CLI run over and over).
 test: system-deps install  # system packages first: pidng builds with the C compiler
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # The wheels the GPU machine lacks (Python 3.12), in .whl/ (git-ignored), sized for one 64 MiB call.
 # How to run the GPU check there: docs/GPU.md.

@@ -524,7 +524,8 @@ def embed(
 ) -> None:
     """Embed every scanned image that has no embedding for the model yet (resumable).
 
-    Example: photodedup export-onnx --weights random && photodedup embed --weights random
+    Example: photodedup sample-library /tmp/lib --originals 4 --megapixels 1 && photodedup scan /tmp/lib &&
+    photodedup export-onnx --weights random && photodedup embed --weights random
     """
     from photodedup.embed import embed as run_embed
     from photodedup.embed import open_backend

@@ -22,20 +22,60 @@ SLOW_TESTS = {
     "test_media.py": {"*"},
     "test_privacy.py": {"*"},
     "test_scan_robustness.py": {"*"},
-    "test_apply.py": {"test_a_kill_mid_apply_loses_nothing_and_the_next_apply_finishes", "test_cli_dry_run_and_errors"},
     "test_cli_consistency.py": {"test_no_catalog_is_exit_4_everywhere"},
     "test_architecture.py": {"test_the_serving_path_imports_no_torch"},
+    # group a sample library again and again (sweeps, the pixel check over many pairs), run ExifTool over the
+    # real files, or drive `bench` for seconds: seconds each (issue 23's one-minute loop)
+    "test_capture_time.py": {"test_capture_times_agree_with_exiftool_on_real_files"},
+    "test_confirm.py": {"test_a_resized_drawn_graphic_is_one_group"},
+    "test_bench.py": {"test_payload_sizes_and_round_trips",
+                      "test_bench_gives_one_row_per_configuration_and_writes_json_csv_and_plots",
+                      "test_cli_serialization_json", "test_cli_default_without_an_export_names_export_onnx"},
+    "test_apply.py": {"test_a_kill_mid_apply_loses_nothing_and_the_next_apply_finishes", "test_cli_dry_run_and_errors",
+                      "test_a_catalog_from_before_the_trash_was_data_still_knows_its_trash_and_undo_restores_it"},
+    # the slowest of the rest (`-m "not slow" --durations=30`, issue 23): a library through every stage, or
+    # the CLI run several times over one
+    "test_odd_images.py": {"test_every_stage_takes_odd_images"},
+    "test_matching.py": {"test_group_json_says_what_joined_each_member",
+                         "test_each_new_evidence_kind_can_be_turned_off",
+                         "test_every_edit_kind_joins_the_original_and_the_look_alike_stays_apart"},
+    "test_model.py": {"test_a_file_that_is_not_a_checkpoint_is_a_clear_error"},
+    "test_real_files.py": {"test_every_stage_finishes_on_the_real_files"},
+    "test_group.py": {"test_cli_group_json_and_errors", "test_cli_prefer_a_reference_folder_and_change_the_rule_order",
+                      "test_csv_and_self_contained_html", "test_group_finds_the_planted_groups_and_stores_them",
+                      "test_random_embeddings_are_never_evidence_unless_allowed"},
+    "test_eval.py": {"test_evaluate_on_the_sample_library", "test_sweep_recall_grows_with_the_hash_threshold",
+                     "test_cli_eval_and_sweep_plot", "test_partial_labels_score_only_the_files_they_list"},
+    "test_run.py": {"test_cli_run", "test_run_without_embedding_scans_groups_and_reports"},
+    "test_formats.py": {"test_solid_frames_are_not_called_grayscale_copies_or_added_borders",
+                        "test_the_scan_counts_what_it_did_not_look_at_by_kind"},
+    "test_identity.py": {"*"},
+    "test_provenance.py": {"test_a_jpeg_of_a_lossless_picture_is_its_encoding_in_any_orientation"},
+    "test_review.py": {"test_marked_for_trash_counts_the_raw_jpeg_companions_as_apply_moves_them"},
+    "test_sample_library.py": {"test_no_two_originals_of_a_400_original_library_are_perceptually_near"},
 }
+
+
+#: The files that take longest (``--durations``, issue 23), longest first. They run first: with
+#: ``--dist loadfile --no-loadscope-reorder`` (``make test``) xdist hands files out in this order, so no long
+#: file starts last and runs alone while the other worker idles (by default xdist orders by test count).
+LONGEST_FIRST = [
+    "test_gpu_check.py", "test_executor.py", "test_cli_consistency.py", "test_confirm.py", "test_matching.py",
+    "test_parquet.py", "test_review_browser.py", "test_bench.py", "test_service.py", "test_export_onnx.py",
+    "test_triton_torch.py", "test_odd_images.py", "test_eval.py",
+]
 
 
 def pytest_collection_modifyitems(config, items):
     """``-m "not slow"`` is the edit-test loop (about a minute): it never builds the export, starts a server
-    or runs the CLI over and over."""
+    or runs the CLI over and over. The longest files go first (``LONGEST_FIRST``)."""
     for item in items:
         names = SLOW_TESTS.get(item.path.name, set())
         if (SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or "*" in names
                 or item.name.split("[")[0] in names):
             item.add_marker(pytest.mark.slow)
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's tests keep their order
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ from photodedup.cli import main
 
 KILL, COPY, EDIT = "PHOTODEDUP_TEST_APPLY_KILL", "PHOTODEDUP_TEST_APPLY_COPY", "PHOTODEDUP_TEST_APPLY_EDIT"
 PAUSE, PAUSED = "PHOTODEDUP_TEST_PAUSE", "PHOTODEDUP_TEST_PAUSED"  # helpers.PAUSED
+TASK_PAUSE = "PHOTODEDUP_TEST_TASK_PAUSE"
 
 
 def _kill_at(stage: str, index: int) -> None:
@@ -76,11 +77,31 @@ def _pause_after(method: str, count: int) -> None:
     setattr(Catalog, method, wrapped)
 
 
+def _pause_ray_tasks(folder: str) -> None:
+    """Every Ray task announces its worker and waits for ``folder/go`` (defined here, in ``__main__``: Ray's
+    pickler sends the function itself, so the worker runs it without importing this file)."""
+    from photodedup import executor
+
+    def run_chunk(fn, jobs):
+        import os
+        import time
+        from pathlib import Path
+
+        Path(folder, f"task-{os.getpid()}").write_text(str(os.getpid()))
+        while not Path(folder, "go").exists():  # a SIGKILL from the test ends the worker in here
+            time.sleep(0.01)
+        return [fn(job) for job in jobs]
+
+    executor._run_chunk = run_chunk
+
+
 if __name__ == "__main__":
     moves.checkpoint = _kill_at
     moves.LINK_FIRST = not os.environ.get(COPY)
     if os.environ.get(PAUSE):
         method, count = os.environ[PAUSE].split(":")
         _pause_after(method, int(count))
+    if os.environ.get(TASK_PAUSE):
+        _pause_ray_tasks(os.environ[TASK_PAUSE])
     sys.argv[0] = "photodedup"
     main()

@@ -36,8 +36,9 @@ PAUSED = "PHOTODEDUP_TEST_PAUSED"
 
 def _command(args, env: dict) -> list[str]:
     """The real CLI, or ``tests/faulty_cli.py`` when the environment asks for a test hook
-    (``PHOTODEDUP_TEST_*``: injected faults in apply and undo, a pause after a catalog write)."""
-    if any(name.startswith("PHOTODEDUP_TEST_") for name in env):
+    (``PHOTODEDUP_TEST_*``: injected faults in apply and undo, a pause after a catalog write; not
+    ``PHOTODEDUP_TEST_CACHE``, conftest's folder for cached exports)."""
+    if any(name.startswith("PHOTODEDUP_TEST_") and name != "PHOTODEDUP_TEST_CACHE" for name in env):
         return [sys.executable, str(REPO / "tests" / "faulty_cli.py"), *map(str, args)]
     return cli_command(*args)
 

@@ -4,13 +4,22 @@ CLI -> commands -> domain -> storage/backends, and the serving path needs no tor
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from helpers import REPO, cli_env
 
 PACKAGE = REPO / "photodedup"
+
+
+@functools.cache
+def parsed(path: Path) -> tuple[str, ast.Module]:
+    """A source file's text and tree, parsed once per run (the tests only read them)."""
+    text = path.read_text()
+    return text, ast.parse(text, str(path))
 
 
 def modules() -> dict[str, ast.Module]:
@@ -18,12 +27,17 @@ def modules() -> dict[str, ast.Module]:
     for path in PACKAGE.rglob("*.py"):
         parts = path.relative_to(REPO).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-        found[name] = (path, ast.parse(path.read_text()))
+        found[name] = (path, parsed(path)[1])
     return found
 
 
 def import_graph() -> dict[str, set[str]]:
     """Module -> the photodedup modules it imports at run time (anywhere in it, not under TYPE_CHECKING)."""
+    return {name: set(edges) for name, edges in _import_graph().items()}  # a copy: callers may change it
+
+
+@functools.cache
+def _import_graph() -> dict[str, set[str]]:
     found = modules()
     graph: dict[str, set[str]] = {}
     for name, (path, tree) in found.items():
@@ -178,9 +192,9 @@ def second_lists(names: set[str], home: str, files=None) -> list[str]:
     for path in files or sorted(PACKAGE.rglob("*.py")):
         if path == PACKAGE / home:
             continue
-        text = path.read_text()
+        text, tree = parsed(path)
         lines = text.splitlines()
-        for line, strings in _literal_groups(ast.parse(text, str(path))):
+        for line, strings in _literal_groups(tree):
             named = [s for s in strings if s in names]
             where = path.relative_to(REPO) if path.is_relative_to(REPO) else path
             if any(str(where) == file and lines[line - 1].startswith(start) for file, start in OTHER_PURPOSE):

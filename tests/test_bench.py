@@ -365,9 +365,12 @@ def test_cli_runs_the_onnx_backend_and_writes_files(onnx_model_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_pipeline_mode_against_the_naive_script(tiny_library, test_cache, monkeypatch):
+def test_pipeline_mode_against_the_naive_script(tiny_library, random_export, tmp_path, monkeypatch):
     """`bench --pipeline`: the naive script and scan + embed embed the same images, timed per stage."""
-    monkeypatch.setenv("PHOTODEDUP_HOME", str(test_cache / "pipeline-home"))  # the export is reused across runs
+    from conftest import home_with_export
+
+    # a home holding the cached fp32 export, where the pipeline's export-onnx finds it (no second export)
+    monkeypatch.setenv("PHOTODEDUP_HOME", str(home_with_export(tmp_path / "home", random_export("fp32"))))
     result = run_cli("bench", "--pipeline", tiny_library["root"], "--weights", "random", "--precision", "fp32",
                      "--json")
     assert result.returncode == 0, result.stderr

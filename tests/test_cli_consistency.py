@@ -93,22 +93,24 @@ def examples() -> dict[str, list[list[str]]]:
 
 @pytest.mark.slow  # builds sample libraries, embeds, measures, starts servers: as the examples say
 def test_every_help_example_runs_on_a_fresh_setup(tmp_path, random_export, server_processes):
-    """Each command's example, as written, in a fresh home (``/tmp/`` becomes a folder of this test; a
-    server's ``--port`` a free port). The home holds the default (int8) export already, as after its
-    first ``export-onnx``; a server is started, asked whether it is up, and stopped. A ``sample-library``
+    """Each command's example, as written, in a fresh home of its own (``/tmp/`` becomes a folder of this
+    test; a server's ``--port`` a free port). Each home holds the default (int8) export already, as after
+    its first ``export-onnx``; a server is started, asked whether it is up, and stopped. A ``sample-library``
     step run once already (the same arguments make the same files) is a copy of its first library."""
     import shutil
 
     from conftest import home_with_export
     from helpers import cli_command
 
-    home = home_with_export(tmp_path / "home", random_export("int8"))
-    exports = sorted(p.name for p in (home / "models").iterdir())
-    env = {"PHOTODEDUP_HOME": str(home), "BROWSER": "true"}  # --open runs `true`, not a browser
+    export = random_export("int8")
     libraries: dict[tuple, Path] = {}  # a sample-library step -> the library it made
     for command, steps in examples().items():
         work = tmp_path / command
         work.mkdir()
+        # a home of its own: an example must not lean on the catalog another example left behind
+        home = home_with_export(tmp_path / "homes" / command, export)
+        exports = sorted(p.name for p in (home / "models").iterdir())
+        env = {"PHOTODEDUP_HOME": str(home), "BROWSER": "true"}  # --open runs `true`, not a browser
         for number, step in enumerate(steps, 1):
             args = [arg.replace("/tmp/", f"{work}/") for arg in step[1:]]
             if step[1] == "sample-library" and tuple(step) in libraries:
@@ -125,7 +127,7 @@ def test_every_help_example_runs_on_a_fresh_setup(tmp_path, random_export, serve
                 continue
             result = run_cli(*args, env=env, cwd=work, timeout=900)
             assert result.returncode == 0, f"{command}: {' '.join(step)}\n{result.stderr}"
-    assert sorted(p.name for p in (home / "models").iterdir()) == exports  # export-onnx reused the export
+        assert sorted(p.name for p in (home / "models").iterdir()) == exports, command  # export-onnx reused it
 
 
 def test_the_cli_shows_and_passes_the_library_s_defaults():

@@ -76,11 +76,12 @@ def test_load_truth_formats_and_errors(tmp_path):
         load_truth(tmp_path / "bad.json")
 
 
-@pytest.fixture
-def scanned(tiny_library, tmp_path):
-    catalog = tmp_path / "c.sqlite"
-    scan([tiny_library["root"]], catalog=catalog, workers=1)
-    return catalog, Path(tiny_library["truth"])
+@pytest.fixture(scope="module")
+def scanned(_tiny_library_made, tmp_path_factory):
+    """The tiny library scanned once for the module: READ-ONLY (eval groups in memory and stores nothing)."""
+    catalog = tmp_path_factory.mktemp("eval") / "c.sqlite"
+    scan([_tiny_library_made["root"]], catalog=catalog, workers=1)
+    return catalog, Path(_tiny_library_made["root"]) / "truth.json"
 
 
 def test_evaluate_on_the_sample_library(scanned):

@@ -216,35 +216,16 @@ class RayCluster:
             time.sleep(1)
         pytest.fail(f"the Ray cluster never had {cpus} CPUs:\n{self.logs[0].read_text()[-3000:]}")
 
-    def busy_workers(self) -> list:
-        """Ray worker processes of this cluster running a task of ours right now."""
-        import psutil
-
-        found = []
-        for proc in self.procs:
-            try:
-                for child in psutil.Process(proc.pid).children(recursive=True):
-                    if any("_run_chunk" in part for part in child.cmdline()[:1]):
-                        found.append(child)
-            except psutil.Error:
-                continue
-        return found
-
     def stop(self) -> None:
-        for proc in reversed(self.procs):  # our own process groups only
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in reversed(self.procs):
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-        for proc in self.procs:  # what the groups left behind (raylet, gcs, workers)
+        """SIGKILL our own process groups (the `ray start` processes, raylet, gcs, workers): the cluster's
+        state is a temporary folder, removed afterwards; `ray start --block` took 30 s to give up on a SIGTERM."""
+        for proc in self.procs:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        for proc in self.procs:
+            proc.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -380,19 +361,24 @@ def test_embed_decodes_originals_on_the_cluster_like_the_local_engine(cluster, s
 def test_a_worker_killed_mid_run_loses_nothing(cluster, bigger, tmp_path):
     library, reference = bigger
     catalog = tmp_path / "catalog.sqlite"
-    driver = start_cli(*_scan_on(cluster, library, catalog), env=cluster.env)
-    killed = None
-    deadline = time.time() + 300
-    while killed is None and driver.poll() is None and time.time() < deadline:
-        busy = cluster.busy_workers()
-        if busy:
-            busy[0].kill()
-            killed = busy[0].pid
-        else:
-            time.sleep(0.05)
+    # every Ray task writes its worker's pid and waits for `go`: the kill always lands inside a running task
+    hooks = tmp_path / "tasks"
+    hooks.mkdir()
+    pause = {"PHOTODEDUP_TEST_TASK_PAUSE": str(hooks)}
+    driver = start_cli(*_scan_on(cluster, library, catalog), env=cluster.env | pause)
+    deadline = time.monotonic() + 600  # only guards a hang
+    while not (started := sorted(hooks.glob("task-*"))):
+        if driver.poll() is not None or time.monotonic() > deadline:
+            driver.kill()
+            _, errors = driver.communicate()
+            pytest.fail(f"no Ray task started (exit {driver.returncode}):\n{errors}")
+        time.sleep(0.05)
+    killed = int(started[0].name.removeprefix("task-"))
+    os.kill(killed, signal.SIGKILL)
+    (hooks / "go").touch()
     out, errors = driver.communicate(timeout=600)
-    assert killed is not None, f"no busy Ray worker was seen before the scan ended:\n{errors}"
     assert driver.returncode == 0, errors
+    assert _count_rows(catalog) == len(reference["files"])
     assert_same_catalog(catalog_state(catalog), dict(reference, vectors={}))
 
 

@@ -50,20 +50,30 @@ def serve_review(server_processes, catalog: Path, trash: Path):
     return server, next(ln for ln in server.output().splitlines() if ln.startswith("Review at ")).split()[2]
 
 
-@pytest.fixture
-def page():
-    from playwright.sync_api import expect, sync_playwright
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for the module; each test gets a fresh context (its own cookies, storage and
+    cache: as isolated as a new browser) and page."""
+    from playwright.sync_api import sync_playwright
 
-    expect.set_options(timeout=30_000)  # waits on the page, not the clock: a busy machine answers late
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1360, "height": 900})
-        tab = context.new_page()
-        tab.problems = []
-        tab.on("console", lambda msg: tab.problems.append(msg.text) if msg.type == "error" else None)
-        tab.on("pageerror", lambda error: tab.problems.append(str(error)))
-        yield tab
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)  # waits on the page, not the clock: a busy machine answers late
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    tab = context.new_page()
+    tab.problems = []
+    tab.on("console", lambda msg: tab.problems.append(msg.text) if msg.type == "error" else None)
+    tab.on("pageerror", lambda error: tab.problems.append(str(error)))
+    yield tab
+    context.close()
 
 
 def wait_until(page, script: str, timeout: float = 120.0) -> None:
