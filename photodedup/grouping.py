@@ -58,6 +58,12 @@ DEFAULT_VERIFY_NEIGHBOURS = 4
 #: ... whose dHashes differ by at most this many bits (sample library: true candidates at 0-20, 25
 #: once, a 20% crop at 23; chance neighbours at 12-44, 86% of them above 24).
 DEFAULT_VERIFY_DHASH = 24
+#: With the pixel check on, each file's this many nearest colour signatures (``verify.colour_signature``)
+#: are proposed to it too: one-corner crops, small marks and flat pictures no hash brings close.
+DEFAULT_PROPOSE_NEIGHBOURS = 3
+#: ... at least this similar (Bhattacharyya coefficient of the colour histograms; measured on the second
+#: set: crops 0.87-0.99 against their originals, colour edits aside; docs/BENCHMARKS.md).
+DEFAULT_PROPOSE_SIMILARITY = 0.85
 DEFAULT_HASH_THRESHOLD, DEFAULT_COSINE = clu.DEFAULT_HASH_THRESHOLD, clu.DEFAULT_COSINE  # (the CLI's too)
 
 
@@ -81,6 +87,8 @@ class GroupSettings:
     #: Every candidate pair but exact copies must pass the pixel check (``photodedup.confirm``); pairs that
     #: fail but are one scene become similar shots. Off: the groups of before (hashes, features, embeddings).
     check_pixels: bool = True
+    propose_neighbours: int = DEFAULT_PROPOSE_NEIGHBOURS   # colour proposals per file (0: none)
+    propose_similarity: float = DEFAULT_PROPOSE_SIMILARITY
     pixel_check: confirm.ConfirmSettings = confirm.ConfirmSettings()
     keeper_rules: tuple[str, ...] = keeper.expand_rules(keeper.DEFAULT_RULES)
     prefer: tuple[str, ...] = ()   # reference folders (absolute): their files always win, never trashed
@@ -294,8 +302,83 @@ def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None, pa
         found = clu.cosine_pairs(vecs, params.cosine, method=params.search)
         parts["semantic"] = clu.Edges.of(index[found.i], index[found.j], clu.SEMANTIC, found.distance)
     if params.check_pixels and thumbs is not None:
-        parts = confirmed_by_pixels(rows, parts, params, _pixel_source(rows, thumbs))
+        pixels = _pixel_source(rows, thumbs)
+        signatures = None
+        if "verified" in params.evidence and params.propose_neighbours > 0:
+            signatures = colour_signatures(rows, pixels)
+            parts["verified"] = clu.combine(parts.get("verified", clu.Edges.empty()),
+                                            proposed_edges(signatures, parts, params))
+        checked = clu.combine(*parts.values())
+        parts = confirmed_by_pixels(rows, parts, params, pixels)
+        if signatures is not None:
+            parts = _closed(rows, parts, checked, signatures, params, pixels)
     return parts
+
+
+def colour_signatures(rows: Sequence, pixels) -> np.ndarray:
+    """``float32 [n, 64]``: each row's colour signature (``verify.colour_signature``; zeros: none)."""
+    out = np.zeros((len(rows), verify.SIGNATURE_BINS ** 3), np.float32)
+    for k in range(len(rows)):
+        found = verify.colour_signature(pixels(k))
+        if found is not None:
+            out[k] = found
+    return out
+
+
+def proposed_edges(signatures: np.ndarray, found: dict[str, clu.Edges], params: GroupSettings) -> clu.Edges:
+    """Pairs no other evidence proposed, among each file's ``propose_neighbours`` nearest colour signatures
+    at ``propose_similarity`` or above: a one-corner crop moves the pHash 20-34 bits and local features
+    miss it on smooth pictures; a flat frame's hash is noise. Only the pixel check decides them (they are
+    proposed with the check on only); kind ``verified``, no inliers, distance 1 - similarity."""
+    have = np.nonzero(signatures.any(axis=1))[0]
+    i, j, sim = clu.nearest_pairs(signatures[have], params.propose_neighbours, params.propose_similarity)
+    i, j = have[i], have[j]
+    known = clu.combine(*found.values())
+    seen = set(zip(known.i.tolist(), known.j.tolist(), strict=True))
+    new = np.array([p not in seen for p in zip(i.tolist(), j.tolist(), strict=True)], dtype=bool)
+    if not new.any():
+        return clu.Edges.empty()
+    return clu.Edges.of(i[new], j[new], clu.VERIFIED, 1.0 - sim[new].astype(np.float64))
+
+
+def _closed(rows: Sequence, parts: dict[str, clu.Edges], checked: clu.Edges, signatures: np.ndarray,
+            params: GroupSettings, pixels) -> dict[str, clu.Edges]:
+    """One round of closure for the colour proposals that passed: a crop found beside its original is
+    checked against the original's other duplicates too (complete link needs every pair; its grayscale
+    copy has other colours, its turned copy another layout), each as the original's edge says it is
+    turned. The new pairs go through the pixel check as any other."""
+    duplicates = clu.combine(*[e for kind, e in parts.items() if kind not in ("exact", "similar") and len(e)])
+    if not len(duplicates):
+        return parts
+    tried = set(zip(checked.i.tolist(), checked.j.tolist(), strict=True))
+    partners: dict[int, dict[int, int]] = {}   # a -> {p: the variant of a that looks like p}
+    for n, (a, b) in enumerate(zip(duplicates.i.tolist(), duplicates.j.tolist(), strict=True)):
+        check = duplicates.confirmation[n]
+        variant = int(check.variant if check is not None else duplicates.variant[n])
+        partners.setdefault(a, {})[b] = variant
+        partners.setdefault(b, {})[a] = hashing.INVERSE[variant]
+    proposed = duplicates.where((duplicates.kind == clu.VERIFIED) & (duplicates.inliers == 0))
+    more: dict[tuple[int, int], int] = {}
+    for n, (a, b) in enumerate(zip(proposed.i.tolist(), proposed.j.tolist(), strict=True)):
+        check = proposed.confirmation[n]
+        if check is None or check.variant != 0:   # a mirrored match: its partners' turns would need composing
+            continue
+        for new, old in ((b, a), (a, b)):   # new looks like old as is: new -> p as old -> p
+            for p, variant in partners.get(old, {}).items():
+                pair = (min(new, p), max(new, p))
+                if p != new and pair not in tried and pair not in more:
+                    more[pair] = variant if new < p else hashing.INVERSE[variant]
+    if not more:
+        return parts
+    pairs = sorted(more)
+    sims = np.einsum("ij,ij->i", signatures[[p[0] for p in pairs]], signatures[[p[1] for p in pairs]])
+    extra = clu.Edges.of([p[0] for p in pairs], [p[1] for p in pairs], clu.VERIFIED,
+                         1.0 - np.clip(sims, 0, 1).astype(np.float64), variant=[more[p] for p in pairs])
+    found = confirmed_by_pixels(rows, {"verified": extra}, params, pixels)
+    out = dict(parts)
+    for kind, edges in found.items():
+        out[kind] = clu.combine(out[kind], edges) if kind in out and len(out[kind]) else edges
+    return out
 
 
 def confirmed_by_pixels(rows: Sequence, parts: dict[str, clu.Edges], params: GroupSettings,
@@ -627,6 +710,9 @@ def describe(edges: clu.Edges, number: int, *, towards: int, other: str, is_keep
         name = hashing.variant_name(variant)
         match |= {"bits": int(dist), "variant": name or "as is"}
         words = f"perceptual{', ' + name if name else ''} ({int(dist)} of 64 pHash bits differ)"
+    elif rank == clu.VERIFIED and not int(edges.inliers[number]):
+        match |= {"inliers": 0, "coverage": 0.0, "colour": round(1.0 - dist, 4)}
+        words = f"verified by the pixels alone (proposed by colour: signatures {1.0 - dist:.0%} alike)"
     elif rank == clu.VERIFIED:
         match |= {"inliers": int(edges.inliers[number]), "coverage": round(float(edges.coverage[number]), 4)}
         words = (f"verified: {match['inliers']} matching ORB features, the match covers "
