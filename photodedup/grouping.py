@@ -315,33 +315,40 @@ def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None, pa
     return parts
 
 
-def colour_signatures(rows: Sequence, pixels) -> np.ndarray:
-    """``float32 [n, 64]``: each row's colour signature (``verify.colour_signature``; zeros: none)."""
-    out = np.zeros((len(rows), verify.SIGNATURE_BINS ** 3), np.float32)
+def colour_signatures(rows: Sequence, pixels) -> tuple[np.ndarray, np.ndarray]:
+    """``(colours float32 [n, 64], layouts uint8 [n, 24, 24])`` of the rows (``verify.signatures``;
+    zeros: none)."""
+    side = verify.LAYOUT_SIDE
+    colours = np.zeros((len(rows), verify.SIGNATURE_BINS ** 3), np.float32)
+    layouts = np.zeros((len(rows), side, side), np.uint8)
     for k in range(len(rows)):
-        found = verify.colour_signature(pixels(k))
+        found = verify.signatures(pixels(k))
         if found is not None:
-            out[k] = found
-    return out
+            colours[k], layouts[k] = found
+    return colours, layouts
 
 
-def proposed_edges(signatures: np.ndarray, found: dict[str, clu.Edges], params: GroupSettings) -> clu.Edges:
+def proposed_edges(signatures: tuple[np.ndarray, np.ndarray], found: dict[str, clu.Edges],
+                   params: GroupSettings) -> clu.Edges:
     """Pairs no other evidence proposed, among each file's ``propose_neighbours`` nearest colour signatures
-    at ``propose_similarity`` or above: a one-corner crop moves the pHash 20-34 bits and local features
-    miss it on smooth pictures; a flat frame's hash is noise. Only the pixel check decides them (they are
-    proposed with the check on only); kind ``verified``, no inliers, distance 1 - similarity."""
-    have = np.nonzero(signatures.any(axis=1))[0]
-    i, j, sim = clu.nearest_pairs(signatures[have], params.propose_neighbours, params.propose_similarity)
+    at ``propose_similarity`` or above whose layouts agree (``verify.layouts_agree``: the middle of one
+    found in the other, a crop of up to ~20% a side): a one-corner crop moves the pHash 20-34 bits and
+    local features miss it on smooth pictures; a flat frame's hash is noise. Only the pixel check decides
+    them (they are proposed with the check on only); kind ``verified``, no inliers, distance 1 - similarity."""
+    colours, layouts = signatures
+    have = np.nonzero(colours.any(axis=1))[0]
+    i, j, sim = clu.nearest_pairs(colours[have], params.propose_neighbours, params.propose_similarity)
     i, j = have[i], have[j]
     known = clu.combine(*found.values())
     seen = set(zip(known.i.tolist(), known.j.tolist(), strict=True))
-    new = np.array([p not in seen for p in zip(i.tolist(), j.tolist(), strict=True)], dtype=bool)
+    new = np.array([p not in seen and verify.layouts_agree(layouts[p[0]], layouts[p[1]])
+                    for p in zip(i.tolist(), j.tolist(), strict=True)], dtype=bool)
     if not new.any():
         return clu.Edges.empty()
     return clu.Edges.of(i[new], j[new], clu.VERIFIED, 1.0 - sim[new].astype(np.float64))
 
 
-def _closed(rows: Sequence, parts: dict[str, clu.Edges], checked: clu.Edges, signatures: np.ndarray,
+def _closed(rows: Sequence, parts: dict[str, clu.Edges], checked: clu.Edges, signatures: tuple[np.ndarray, np.ndarray],
             params: GroupSettings, pixels) -> dict[str, clu.Edges]:
     """One round of closure for the colour proposals that passed: a crop found beside its original is
     checked against the original's other duplicates too (complete link needs every pair; its grayscale
@@ -371,7 +378,8 @@ def _closed(rows: Sequence, parts: dict[str, clu.Edges], checked: clu.Edges, sig
     if not more:
         return parts
     pairs = sorted(more)
-    sims = np.einsum("ij,ij->i", signatures[[p[0] for p in pairs]], signatures[[p[1] for p in pairs]])
+    colours = signatures[0]
+    sims = np.einsum("ij,ij->i", colours[[p[0] for p in pairs]], colours[[p[1] for p in pairs]])
     extra = clu.Edges.of([p[0] for p in pairs], [p[1] for p in pairs], clu.VERIFIED,
                          1.0 - np.clip(sims, 0, 1).astype(np.float64), variant=[more[p] for p in pairs])
     found = confirmed_by_pixels(rows, {"verified": extra}, params, pixels)

@@ -3,6 +3,7 @@ colours and decided by the pixel check, through the real scan and group path on 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import imagehash
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from photodedup import cluster as clu
+from photodedup import verify
 from photodedup.group import GroupSettings, group
 from photodedup.sample_library import source_photos, stamp_logo
 from photodedup.scan import scan
@@ -52,7 +54,8 @@ def _groups(root: Path, result) -> list[dict]:
 def test_the_crop_no_hash_reaches_is_proposed_by_colour_and_confirmed_by_pixels(library):
     root, catalog, names = library
     # the premise: the crop's pHash lies beyond the verification radius (32 bits), so no hash proposes it
-    assert imagehash.phash(Image.open(root / names["crop"])) - imagehash.phash(Image.open(root / names["original"])) > 32
+    crop, original = (imagehash.phash(Image.open(root / names[kind])) for kind in ("crop", "original"))
+    assert crop - original > 32
     groups = _groups(root, group(catalog, store=False))
     coffee = next(g for g in groups if names["original"] in g)
     assert set(coffee) == {names["original"], names["crop"], names["gray"]}
@@ -76,6 +79,22 @@ def test_proposals_can_be_turned_off(library):
     root, catalog, names = library
     groups = _groups(root, group(catalog, store=False, params=GroupSettings(propose_neighbours=0)))
     assert not any(names["crop"] in g or names["frame-logo"] in g for g in groups)
+
+
+def test_layouts_agree_on_a_crop_and_not_on_another_photo():
+    def layout(image: Image.Image) -> np.ndarray:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=80)
+        row = {"width": image.width, "height": image.height, "content_left": 0, "content_top": 0,
+               "content_width": image.width, "content_height": image.height}
+        return verify.signatures(verify.Thumbnail(buffer.getvalue(), row))[1]
+
+    coffee = _photo("coffee.png").resize((320, 213))
+    original = layout(coffee)
+    assert verify.layouts_agree(original, layout(_corner_crop(coffee, 0.16)))
+    assert verify.layouts_agree(layout(_corner_crop(coffee, 0.16).convert("L").convert("RGB")), original)
+    assert not verify.layouts_agree(original, layout(_photo("chelsea.png").resize((320, 213))))
+    assert not verify.layouts_agree(original, layout(coffee.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
 
 
 def test_nearest_pairs_keeps_each_rows_nearest_above_the_threshold():
