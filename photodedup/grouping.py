@@ -303,16 +303,28 @@ def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None, pa
         parts["semantic"] = clu.Edges.of(index[found.i], index[found.j], clu.SEMANTIC, found.distance)
     if params.check_pixels and thumbs is not None:
         pixels = _pixel_source(rows, thumbs)
-        signatures = None
+        signatures, proposed = None, clu.Edges.empty()
         if "verified" in params.evidence and params.propose_neighbours > 0:
             signatures = colour_signatures(rows, pixels)
-            parts["verified"] = clu.combine(parts.get("verified", clu.Edges.empty()),
-                                            proposed_edges(signatures, parts, params))
+            proposed = proposed_edges(signatures, parts, params)
+            parts["verified"] = clu.combine(parts.get("verified", clu.Edges.empty()), proposed)
         checked = clu.combine(*parts.values())
-        parts = confirmed_by_pixels(rows, parts, params, pixels)
+        parts = _without(confirmed_by_pixels(rows, parts, params, pixels), "similar", proposed)
         if signatures is not None:
             parts = _closed(rows, parts, checked, signatures, params, pixels)
     return parts
+
+
+def _without(parts: dict[str, clu.Edges], kind: str, pairs: clu.Edges) -> dict[str, clu.Edges]:
+    """``parts`` with the edges of ``kind`` between ``pairs`` dropped: a colour proposal that fails the
+    pixel check is no similar shot (colour alone says nothing of one scene; a stretched half of a photo
+    would be one), only a hash, feature or embedding neighbour is."""
+    if kind not in parts or not len(pairs) or not len(parts[kind]):
+        return parts
+    drop = set(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))
+    edges = parts[kind]
+    keep = np.array([p not in drop for p in zip(edges.i.tolist(), edges.j.tolist(), strict=True)], dtype=bool)
+    return parts | {kind: edges.where(keep)}
 
 
 def colour_signatures(rows: Sequence, pixels) -> tuple[np.ndarray, np.ndarray]:
@@ -382,7 +394,7 @@ def _closed(rows: Sequence, parts: dict[str, clu.Edges], checked: clu.Edges, sig
     sims = np.einsum("ij,ij->i", colours[[p[0] for p in pairs]], colours[[p[1] for p in pairs]])
     extra = clu.Edges.of([p[0] for p in pairs], [p[1] for p in pairs], clu.VERIFIED,
                          1.0 - np.clip(sims, 0, 1).astype(np.float64), variant=[more[p] for p in pairs])
-    found = confirmed_by_pixels(rows, {"verified": extra}, params, pixels)
+    found = _without(confirmed_by_pixels(rows, {"verified": extra}, params, pixels), "similar", extra)
     out = dict(parts)
     for kind, edges in found.items():
         out[kind] = clu.combine(out[kind], edges) if kind in out and len(out[kind]) else edges

@@ -81,6 +81,26 @@ def test_proposals_can_be_turned_off(library):
     assert not any(names["crop"] in g or names["frame-logo"] in g for g in groups)
 
 
+def test_a_colour_proposal_the_pixels_refute_is_no_similar_shot(tmp_path):
+    """Colour says nothing of one scene: a crop with a changed middle, from the same camera second, is
+    proposed by colour, refuted by the pixels, and then neither a duplicate nor a similar shot."""
+    from datetime import datetime
+
+    from PIL import ImageDraw
+
+    from photodedup.sample_library import _exif
+
+    coffee = _photo("coffee.png")
+    exif = _exif("Canon", "EOS R6", datetime(2021, 5, 1, 10, 0, 0))
+    coffee.save(tmp_path / "coffee.jpg", quality=92, exif=exif)
+    changed = _corner_crop(coffee, 0.16)
+    ImageDraw.Draw(changed).ellipse((230, 150, 262, 182), fill=(230, 20, 20))
+    changed.save(tmp_path / "changed.jpg", quality=92, exif=exif)
+    scan([tmp_path], catalog=tmp_path / "c.sqlite", workers=1)
+    result = group(tmp_path / "c.sqlite", store=False)
+    assert [[Path(m.path).name for m in g.members] for g in result.groups] == []
+
+
 def test_layouts_agree_on_a_crop_and_not_on_another_photo():
     def layout(image: Image.Image) -> np.ndarray:
         buffer = io.BytesIO()
