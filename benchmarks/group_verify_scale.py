@@ -11,7 +11,8 @@ JPEG re-encode at quality 40), interleaved, so a catalog cut short still holds p
 (``--limit N`` groups the first N), and building again resumes it: the photos already there are
 skipped. Then it times each stage of ``photodedup group``'s edge finding
 (exact, perceptual + dihedral, confirmation of the upper band, verification candidates and ORB checks,
-clustering) and prints the planted pairs found, the pairs found that were not planted, the CPU time
+colour proposals, the pixel check of every candidate pair with its closure, clustering) and prints the
+planted pairs found, the pairs found that were not planted, the CPU time
 of this process and its workers, and the peak memory: this process's, the largest worker's, and the
 sum over the process tree (sampled twice a second with psutil; the workers start from a forkserver,
 so the kernel's RUSAGE_CHILDREN does not see them).
@@ -32,7 +33,18 @@ from PIL import Image, ImageDraw, ImageFont
 
 from photodedup import cluster as clu
 from photodedup.catalog import Catalog
-from photodedup.grouping import GroupSettings, _pixel_source, _variant_hashes, build_groups, confirmed, verified_edges
+from photodedup.grouping import (
+    GroupSettings,
+    _closed,
+    _pixel_source,
+    _variant_hashes,
+    build_groups,
+    colour_signatures,
+    confirmed,
+    confirmed_by_pixels,
+    proposed_edges,
+    verified_edges,
+)
 from photodedup.scan import _content_features
 
 EDITS = ("crop", "mirror", "turn", "watermark", "reencode")
@@ -195,6 +207,14 @@ def main() -> None:
         dhashes = clu.to_uint64([r["dhash"] for r in rows])
         parts["verified"] = verified_edges(index, variants[:, 0], dhashes, parts, params, pixels)
         times["verification (candidates + ORB)"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        signatures = colour_signatures(rows, pixels)
+        parts["verified"] = clu.combine(parts["verified"], proposed_edges(signatures, parts, params))
+        times["colour proposals"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        checked = clu.combine(*parts.values())
+        parts = _closed(rows, confirmed_by_pixels(rows, parts, params, pixels), checked, signatures, params, pixels)
+        times["pixel check (+ closure)"] = time.perf_counter() - mark
         mark = time.perf_counter()
         groups = build_groups(rows, clu.combine(*parts.values()), params)
         times["clustering + keepers"] = time.perf_counter() - mark

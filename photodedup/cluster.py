@@ -289,6 +289,48 @@ def bounded_radius(n: int, radius: int, per_item: int = 200) -> int:
     return radius
 
 
+def nearest_pairs(vectors: np.ndarray, k: int, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's ``k`` nearest other rows by inner product, those at ``threshold`` or above, among
+    L2-normalised rows: ``(i, j, similarity)`` with ``i < j``, each pair once. Bounded: at most ``k``
+    pairs per row whatever the rows hold (a library of screenshots that all look alike included).
+    Exact (blocked product) up to ``EXACT_MAX`` rows, a faiss IVF index above (a candidate search: a
+    pair it misses stays unproposed, as a hash neighbour beyond the radius does)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = len(vectors)
+    if n < 2 or k < 1:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    k = min(k, n - 1)
+    if n <= EXACT_MAX:
+        step = max(1, BLOCK_FLOATS // n)
+        found = []
+        for start in range(0, n, step):
+            sims = vectors[start:start + step] @ vectors.T
+            sims[np.arange(len(sims)), np.arange(start, start + len(sims))] = -np.inf  # not itself
+            found.append(np.argpartition(-sims, k - 1, axis=1)[:, :k])
+        labels = np.concatenate(found)
+    else:
+        import faiss
+
+        nlist = max(1, min(n // 40, int(2 * np.sqrt(n))))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(vectors.shape[1]), vectors.shape[1], nlist,
+                                   faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = 10
+        rng = np.random.default_rng(0)
+        index.train(vectors[np.sort(rng.choice(n, size=min(n, 40 * nlist), replace=False))])
+        index.add(vectors)
+        index.nprobe = min(4, nlist)
+        labels = np.concatenate([index.search(vectors[s:s + 20_000], k + 1)[1] for s in range(0, n, 20_000)])
+    rows = np.repeat(np.arange(n, dtype=np.int64), labels.shape[1])
+    labels = labels.reshape(-1).astype(np.int64)
+    keep = (labels >= 0) & (labels != rows)
+    lo, hi = np.minimum(rows[keep], labels[keep]), np.maximum(rows[keep], labels[keep])
+    codes = np.unique(lo * n + hi)
+    i, j = codes // n, codes % n
+    sim = _rowwise_dot(vectors, i, j)
+    keep = sim >= threshold
+    return i[keep], j[keep], sim[keep]
+
+
 def cosine_pairs(vectors: np.ndarray, threshold: float, *, method: str = "auto", nprobe: int = 4) -> Edges:
     """All pairs with cosine similarity >= ``threshold`` among L2-normalised rows.
 

@@ -58,6 +58,12 @@ DEFAULT_VERIFY_NEIGHBOURS = 4
 #: ... whose dHashes differ by at most this many bits (sample library: true candidates at 0-20, 25
 #: once, a 20% crop at 23; chance neighbours at 12-44, 86% of them above 24).
 DEFAULT_VERIFY_DHASH = 24
+#: With the pixel check on, each file's this many nearest colour signatures (``verify.colour_signature``)
+#: are proposed to it too: one-corner crops, small marks and flat pictures no hash brings close.
+DEFAULT_PROPOSE_NEIGHBOURS = 3
+#: ... at least this similar (Bhattacharyya coefficient of the colour histograms; measured on the second
+#: set: crops 0.87-0.99 against their originals, colour edits aside; docs/BENCHMARKS.md).
+DEFAULT_PROPOSE_SIMILARITY = 0.85
 DEFAULT_HASH_THRESHOLD, DEFAULT_COSINE = clu.DEFAULT_HASH_THRESHOLD, clu.DEFAULT_COSINE  # (the CLI's too)
 
 
@@ -81,6 +87,8 @@ class GroupSettings:
     #: Every candidate pair but exact copies must pass the pixel check (``photodedup.confirm``); pairs that
     #: fail but are one scene become similar shots. Off: the groups of before (hashes, features, embeddings).
     check_pixels: bool = True
+    propose_neighbours: int = DEFAULT_PROPOSE_NEIGHBOURS   # colour proposals per file (0: none)
+    propose_similarity: float = DEFAULT_PROPOSE_SIMILARITY
     pixel_check: confirm.ConfirmSettings = confirm.ConfirmSettings()
     keeper_rules: tuple[str, ...] = keeper.expand_rules(keeper.DEFAULT_RULES)
     prefer: tuple[str, ...] = ()   # reference folders (absolute): their files always win, never trashed
@@ -294,8 +302,103 @@ def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None, pa
         found = clu.cosine_pairs(vecs, params.cosine, method=params.search)
         parts["semantic"] = clu.Edges.of(index[found.i], index[found.j], clu.SEMANTIC, found.distance)
     if params.check_pixels and thumbs is not None:
-        parts = confirmed_by_pixels(rows, parts, params, _pixel_source(rows, thumbs))
+        pixels = _pixel_source(rows, thumbs)
+        signatures, proposed = None, clu.Edges.empty()
+        if "verified" in params.evidence and params.propose_neighbours > 0:
+            signatures = colour_signatures(rows, pixels)
+            proposed = proposed_edges(signatures, parts, params)
+            parts["verified"] = clu.combine(parts.get("verified", clu.Edges.empty()), proposed)
+        checked = clu.combine(*parts.values())
+        parts = _without(confirmed_by_pixels(rows, parts, params, pixels), "similar", proposed)
+        if signatures is not None:
+            parts = _closed(rows, parts, checked, signatures, params, pixels)
     return parts
+
+
+def _without(parts: dict[str, clu.Edges], kind: str, pairs: clu.Edges) -> dict[str, clu.Edges]:
+    """``parts`` with the edges of ``kind`` between ``pairs`` dropped: a colour proposal that fails the
+    pixel check is no similar shot (colour alone says nothing of one scene; a stretched half of a photo
+    would be one), only a hash, feature or embedding neighbour is."""
+    if kind not in parts or not len(pairs) or not len(parts[kind]):
+        return parts
+    drop = set(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))
+    edges = parts[kind]
+    keep = np.array([p not in drop for p in zip(edges.i.tolist(), edges.j.tolist(), strict=True)], dtype=bool)
+    return parts | {kind: edges.where(keep)}
+
+
+def colour_signatures(rows: Sequence, pixels) -> tuple[np.ndarray, np.ndarray]:
+    """``(colours float32 [n, 64], layouts uint8 [n, 24, 24])`` of the rows (``verify.signatures``;
+    zeros: none)."""
+    side = verify.LAYOUT_SIDE
+    colours = np.zeros((len(rows), verify.SIGNATURE_BINS ** 3), np.float32)
+    layouts = np.zeros((len(rows), side, side), np.uint8)
+    for k in range(len(rows)):
+        found = verify.signatures(pixels(k))
+        if found is not None:
+            colours[k], layouts[k] = found
+    return colours, layouts
+
+
+def proposed_edges(signatures: tuple[np.ndarray, np.ndarray], found: dict[str, clu.Edges],
+                   params: GroupSettings) -> clu.Edges:
+    """Pairs no other evidence proposed, among each file's ``propose_neighbours`` nearest colour signatures
+    at ``propose_similarity`` or above whose layouts agree (``verify.layouts_agree``: the middle of one
+    found in the other, a crop of up to ~20% a side): a one-corner crop moves the pHash 20-34 bits and
+    local features miss it on smooth pictures; a flat frame's hash is noise. Only the pixel check decides
+    them (they are proposed with the check on only); kind ``verified``, no inliers, distance 1 - similarity."""
+    colours, layouts = signatures
+    have = np.nonzero(colours.any(axis=1))[0]
+    i, j, sim = clu.nearest_pairs(colours[have], params.propose_neighbours, params.propose_similarity)
+    i, j = have[i], have[j]
+    known = clu.combine(*found.values())
+    seen = set(zip(known.i.tolist(), known.j.tolist(), strict=True))
+    new = np.array([p not in seen and verify.layouts_agree(layouts[p[0]], layouts[p[1]])
+                    for p in zip(i.tolist(), j.tolist(), strict=True)], dtype=bool)
+    if not new.any():
+        return clu.Edges.empty()
+    return clu.Edges.of(i[new], j[new], clu.VERIFIED, 1.0 - sim[new].astype(np.float64))
+
+
+def _closed(rows: Sequence, parts: dict[str, clu.Edges], checked: clu.Edges, signatures: tuple[np.ndarray, np.ndarray],
+            params: GroupSettings, pixels) -> dict[str, clu.Edges]:
+    """One round of closure for the colour proposals that passed: a crop found beside its original is
+    checked against the original's other duplicates too (complete link needs every pair; its grayscale
+    copy has other colours, its turned copy another layout), each as the original's edge says it is
+    turned. The new pairs go through the pixel check as any other."""
+    duplicates = clu.combine(*[e for kind, e in parts.items() if kind not in ("exact", "similar") and len(e)])
+    if not len(duplicates):
+        return parts
+    tried = set(zip(checked.i.tolist(), checked.j.tolist(), strict=True))
+    partners: dict[int, dict[int, int]] = {}   # a -> {p: the variant of a that looks like p}
+    for n, (a, b) in enumerate(zip(duplicates.i.tolist(), duplicates.j.tolist(), strict=True)):
+        check = duplicates.confirmation[n]
+        variant = int(check.variant if check is not None else duplicates.variant[n])
+        partners.setdefault(a, {})[b] = variant
+        partners.setdefault(b, {})[a] = hashing.INVERSE[variant]
+    proposed = duplicates.where((duplicates.kind == clu.VERIFIED) & (duplicates.inliers == 0))
+    more: dict[tuple[int, int], int] = {}
+    for n, (a, b) in enumerate(zip(proposed.i.tolist(), proposed.j.tolist(), strict=True)):
+        check = proposed.confirmation[n]
+        if check is None or check.variant != 0:   # a mirrored match: its partners' turns would need composing
+            continue
+        for new, old in ((b, a), (a, b)):   # new looks like old as is: new -> p as old -> p
+            for p, variant in partners.get(old, {}).items():
+                pair = (min(new, p), max(new, p))
+                if p != new and pair not in tried and pair not in more:
+                    more[pair] = variant if new < p else hashing.INVERSE[variant]
+    if not more:
+        return parts
+    pairs = sorted(more)
+    colours = signatures[0]
+    sims = np.einsum("ij,ij->i", colours[[p[0] for p in pairs]], colours[[p[1] for p in pairs]])
+    extra = clu.Edges.of([p[0] for p in pairs], [p[1] for p in pairs], clu.VERIFIED,
+                         1.0 - np.clip(sims, 0, 1).astype(np.float64), variant=[more[p] for p in pairs])
+    found = _without(confirmed_by_pixels(rows, {"verified": extra}, params, pixels), "similar", extra)
+    out = dict(parts)
+    for kind, edges in found.items():
+        out[kind] = clu.combine(out[kind], edges) if kind in out and len(out[kind]) else edges
+    return out
 
 
 def confirmed_by_pixels(rows: Sequence, parts: dict[str, clu.Edges], params: GroupSettings,
@@ -627,6 +730,9 @@ def describe(edges: clu.Edges, number: int, *, towards: int, other: str, is_keep
         name = hashing.variant_name(variant)
         match |= {"bits": int(dist), "variant": name or "as is"}
         words = f"perceptual{', ' + name if name else ''} ({int(dist)} of 64 pHash bits differ)"
+    elif rank == clu.VERIFIED and not int(edges.inliers[number]):
+        match |= {"inliers": 0, "coverage": 0.0, "colour": round(1.0 - dist, 4)}
+        words = f"verified by the pixels alone (proposed by colour: signatures {1.0 - dist:.0%} alike)"
     elif rank == clu.VERIFIED:
         match |= {"inliers": int(edges.inliers[number]), "coverage": round(float(edges.coverage[number]), 4)}
         words = (f"verified: {match['inliers']} matching ORB features, the match covers "

@@ -1,0 +1,135 @@
+"""Colour proposals (issue 21): copies no hash and no local feature brings close are proposed by their
+colours and decided by the pixel check, through the real scan and group path on generated images."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import imagehash
+import numpy as np
+import pytest
+from PIL import Image
+
+from photodedup import cluster as clu
+from photodedup import verify
+from photodedup.group import GroupSettings, group
+from photodedup.sample_library import source_photos, stamp_logo
+from photodedup.scan import scan
+
+
+def _photo(name: str) -> Image.Image:
+    return Image.open(next(p for p in source_photos() if p.name == name)).convert("RGB")
+
+
+def _corner_crop(image: Image.Image, share: float) -> Image.Image:
+    w, h = image.size
+    return image.crop((int(w * share), int(h * share), w, h))
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    """A photo and its copies that no hash reaches (a 16% one-corner crop; a grayscale copy, which only
+    the closure joins to the crop), a solid frame and its copy with a small logo, look-alikes."""
+    root = tmp_path_factory.mktemp("proposals")
+    coffee = _photo("coffee.png")
+    crop = _corner_crop(coffee, 0.16)
+    files = {"original": ("coffee.png", coffee), "crop": ("coffee_crop.jpg", crop),
+             "gray": ("coffee_gray.jpg", coffee.convert("L")),
+             "other": ("chelsea.jpg", _photo("chelsea.png")), "astronaut": ("astronaut.jpg", _photo("astronaut.png")),
+             "frame": ("frame.png", Image.new("RGB", (640, 480), (40, 90, 160)))}
+    files["frame-logo"] = ("frame_logo.jpg", stamp_logo(files["frame"][1], 0.6))
+    files["red-frame"] = ("red_frame.png", Image.new("RGB", (640, 480), (190, 40, 40)))
+    for name, image in files.values():
+        image.save(root / name, quality=92) if name.endswith(".jpg") else image.save(root / name)
+    catalog = root / "c.sqlite"
+    scan([root], catalog=catalog, workers=1)
+    return root, catalog, {kind: name for kind, (name, _) in files.items()}
+
+
+def _groups(root: Path, result) -> list[dict]:
+    return [{Path(m.path).name: m for m in g.members} for g in result.groups if g.category == "duplicate"]
+
+
+def test_the_crop_no_hash_reaches_is_proposed_by_colour_and_confirmed_by_pixels(library):
+    root, catalog, names = library
+    # the premise: the crop's pHash lies beyond the verification radius (32 bits), so no hash proposes it
+    crop, original = (imagehash.phash(Image.open(root / names[kind])) for kind in ("crop", "original"))
+    assert crop - original > 32
+    groups = _groups(root, group(catalog, store=False))
+    coffee = next(g for g in groups if names["original"] in g)
+    assert set(coffee) == {names["original"], names["crop"], names["gray"]}
+    crop = coffee[names["crop"]]
+    assert crop.evidence == "verified" and crop.match["inliers"] == 0
+    assert crop.match["how"].startswith("verified by the pixels alone (proposed by colour")
+    assert "pixels: no difference above the pair's noise floor (a crop" in crop.match["how"]
+
+
+def test_a_small_logo_on_a_flat_frame_is_a_copy_and_another_colour_is_not(library):
+    root, catalog, names = library
+    groups = _groups(root, group(catalog, store=False))
+    frame = next(g for g in groups if names["frame"] in g)
+    assert set(frame) == {names["frame"], names["frame-logo"]}
+    assert frame[names["frame-logo"]].added_mark and not frame[names["frame-logo"]].keeper
+    assert not any(names["red-frame"] in g for g in groups)
+    assert not any(names["other"] in g or names["astronaut"] in g for g in groups)
+
+
+def test_proposals_can_be_turned_off(library):
+    root, catalog, names = library
+    groups = _groups(root, group(catalog, store=False, params=GroupSettings(propose_neighbours=0)))
+    assert not any(names["crop"] in g or names["frame-logo"] in g for g in groups)
+
+
+def test_a_colour_proposal_the_pixels_refute_is_no_similar_shot(tmp_path):
+    """Colour says nothing of one scene: a crop with a changed middle, from the same camera second, is
+    proposed by colour, refuted by the pixels, and then neither a duplicate nor a similar shot."""
+    from datetime import datetime
+
+    from PIL import ImageDraw
+
+    from photodedup.sample_library import _exif
+
+    coffee = _photo("coffee.png")
+    exif = _exif("Canon", "EOS R6", datetime(2021, 5, 1, 10, 0, 0))
+    coffee.save(tmp_path / "coffee.jpg", quality=92, exif=exif)
+    changed = _corner_crop(coffee, 0.16)
+    ImageDraw.Draw(changed).ellipse((230, 150, 262, 182), fill=(230, 20, 20))
+    changed.save(tmp_path / "changed.jpg", quality=92, exif=exif)
+    scan([tmp_path], catalog=tmp_path / "c.sqlite", workers=1)
+    result = group(tmp_path / "c.sqlite", store=False)
+    assert [[Path(m.path).name for m in g.members] for g in result.groups] == []
+
+
+def test_layouts_agree_on_a_crop_and_not_on_another_photo():
+    def layout(image: Image.Image) -> np.ndarray:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=80)
+        row = {"width": image.width, "height": image.height, "content_left": 0, "content_top": 0,
+               "content_width": image.width, "content_height": image.height}
+        return verify.signatures(verify.Thumbnail(buffer.getvalue(), row))[1]
+
+    coffee = _photo("coffee.png").resize((320, 213))
+    original = layout(coffee)
+    assert verify.layouts_agree(original, layout(_corner_crop(coffee, 0.16)))
+    assert verify.layouts_agree(layout(_corner_crop(coffee, 0.16).convert("L").convert("RGB")), original)
+    assert not verify.layouts_agree(original, layout(_photo("chelsea.png").resize((320, 213))))
+    assert not verify.layouts_agree(original, layout(coffee.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+
+
+def test_nearest_pairs_keeps_each_rows_nearest_above_the_threshold():
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((5, 16)).astype(np.float32)
+    near = base + 0.05 * rng.standard_normal((5, 16)).astype(np.float32)
+    vectors = np.concatenate([base, near, rng.standard_normal((20, 16)).astype(np.float32)])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    i, j, sim = clu.nearest_pairs(vectors, 1, 0.9)
+    assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == [(k, k + 5) for k in range(5)]
+    assert (sim >= 0.9).all()
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -1)
+    i, j, sim = clu.nearest_pairs(vectors, 3, -1.0)
+    expected = {(min(a, int(b)), max(a, int(b))) for a in range(30) for b in np.argsort(-sims[a])[:3]}
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == expected
+    assert np.allclose(sim, sims[i, j], atol=1e-6)
+    assert len(expected) <= 3 * 30
