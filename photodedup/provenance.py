@@ -12,8 +12,9 @@ JPEG's stored orientation first, so a copy stored turned with an EXIF tag is on 
 
 - ``decoded_from(b, a)``: b's coefficients miss JPEG a's lattice at most ``FIT_SHARE`` as often as
   chance predicts from b's own values (``_fit_at``), and its lattice points are a's own coefficients
-  (``MATCH_SHARE``): b was made from a's pixels. For a lossless b, a contrast or brightness change
-  (luminance AC scaled by one gain) is tried too: the lattice scaled by the gain between the two files.
+  (``MATCH_SHARE``): b was made from a's pixels. A contrast or brightness change (luminance AC scaled by
+  one gain) is tried too: the lattice scaled by the gain between the two files, for a lossless b and for a
+  JPEG b (a finer re-save of the edit: its own rounding, half its step, is the tolerance, as unscaled).
 - ``encoded_from(a, b)``: lossless b is not a decode of JPEG a, a's coefficients are b's rounded to a's
   table (``MATCH_SHARE`` of those where the two stories part), and b is not a's coefficients amplified
   (``MAX_GAIN``): a is a JPEG of b's pixels (the JPEG copy of a screenshot).
@@ -185,7 +186,7 @@ def fit(b: Picture, a: Picture) -> Fit | None:
     gains = [1.0]
     lattice = np.abs(coeff_a) >= a.table / 2
     lattice[:, 0, 0] = False
-    if b.table is None and lattice.sum() >= MIN_EVIDENCE:
+    if lattice.sum() >= MIN_EVIDENCE:
         gain = float((coeff_a * coeff_b)[lattice].sum() / (coeff_a * coeff_a)[lattice].sum())
         if MIN_GAIN <= gain <= 1 / MIN_GAIN and abs(gain - 1) > GAIN_STEP:
             gains += [gain + GAIN_STEP * k for k in range(-GAIN_STEPS, GAIN_STEPS + 1)]

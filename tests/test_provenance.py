@@ -88,3 +88,26 @@ def test_files_that_cannot_be_compared_find_nothing():
     png = read(saved(picture, "PNG"), True)
     assert provenance.fit(a, png) is None  # the PNG has no lattice
     assert provenance.read(io.BytesIO(b"not a picture"), True) is None
+
+
+@pytest.mark.parametrize("brightness, contrast", [(1.1, 0.9), (1.05, 1.15), (1.2, 1.0), (1.0, 0.85)])
+def test_a_finer_jpeg_of_a_decode_with_its_tone_changed_sits_on_the_lattice_scaled_by_the_gain(brightness, contrast):
+    # the look-alike library's brightness/contrast copy: the quality-75 file decoded, brightened, its contrast
+    # changed, saved at quality 90 (its own rounding is finer than the scaled lattice)
+    picture = photo()
+    original = saved(picture, "JPEG", quality=75)
+    a = read(original, False)
+
+    def edited(image: Image.Image) -> Image.Image:
+        return ImageEnhance.Contrast(ImageEnhance.Brightness(image).enhance(brightness)).enhance(contrast)
+
+    copy = read(saved(edited(Image.open(original).convert("RGB")), "JPEG", quality=90), False)
+    assert provenance.decoded_from(copy, a) == pytest.approx(brightness * contrast, abs=0.01)
+    # the same edit of the lossless source, encoded apart: a sibling, made from neither
+    sibling = read(saved(edited(picture), "JPEG", quality=90), False)
+    assert provenance.decoded_from(sibling, a) is None
+    # the edit made first and the quality-75 file from it: the finer file is the source, not a copy
+    source = saved(edited(picture), "JPEG", quality=90)
+    lower = read(saved(ImageEnhance.Contrast(Image.open(source).convert("RGB")).enhance(1 / contrast), "JPEG",
+                       quality=75), False)
+    assert provenance.decoded_from(read(source, False), lower) is None
