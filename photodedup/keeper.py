@@ -33,7 +33,8 @@ file under one is ever proposed for the trash. Then the rules, in this order unl
    which cameras never write; such a re-save is larger than its original without being better).
 2. ``resolution``: the most pixels of *content* (inside any border), not of the canvas; content sizes
    within 1% of each other are equal (trimming a border finds a few pixels more or less in each copy),
-   and so are pictures on canvases of the same size (a border adds canvas).
+   and so are pictures on canvases of the same size (a border adds canvas); against a lossless file, a
+   lossy file's trimmed content counts without its JPEG ringing (``RINGING_PX`` on each trimmed side).
 3. ``exif``: camera EXIF (make and model, capture time) over none.
 4. ``lossless``: a lossless file (PNG, BMP, TIFF) over a lossy one (JPEG, WebP, HEIC) of the same
    content resolution: the screenshot over its JPEG copy (every JPEG of it lost something).
@@ -95,6 +96,12 @@ FRAME_ROUNDING = 2
 #: border a few pixels differently from the original (2784x3720 against 3720x2776 on the sample
 #: library), which must not make it "higher resolution". A real resize changes the size far more.
 RESOLUTION_TOLERANCE = 0.01
+#: JPEG's ringing around an edge stays inside the block that holds the edge (16x16 pixels for colour at
+#: 4:2:0 subsampling), so a lossy file's trimmed content can reach this many pixels past the picture's edge
+#: on each trimmed side, into a uniform margin: at most 13 px measured (the look-alike library's PNG
+#: screenshots, slides and tickets saved at quality 60-95; docs/BENCHMARKS.md). A lossy copy's trimmed content
+#: is no larger than a lossless file's while it is larger by no more than that.
+RINGING_PX = 16
 
 
 def expand_rules(names: Sequence[str] | str) -> tuple[str, ...]:
@@ -259,11 +266,17 @@ def _more_pixels(a: Member, b: Member) -> bool:
 
     Two pictures on the same canvas (in either orientation) have the same resolution: a border adds
     canvas, and what trims differently on one canvas is the photo's own flat edge, partly covered in
-    one copy (a caption, a watermark) or cut by JPEG noise.
+    one copy (a caption, a watermark) or cut by JPEG noise. Against a lossless file, a lossy file's trimmed
+    content counts without ``RINGING_PX`` on each trimmed side: its ringing trims as content.
     """
     if a.width and a.height and sorted((a.width, a.height)) == sorted((b.width or 0, b.height or 0)):
         return False
-    return _pixels(a) > _pixels(b) * (1 + RESOLUTION_TOLERANCE)
+    pixels = _pixels(a)
+    if bordered(a) and a.format and not formats.is_lossless(a.format) and formats.is_lossless(b.format):
+        width, height = content_size(a)
+        pixels = ((width - 2 * RINGING_PX * (width < (a.width or 0)))
+                  * (height - 2 * RINGING_PX * (height < (a.height or 0))))
+    return pixels > _pixels(b) * (1 + RESOLUTION_TOLERANCE)
 
 
 def _larger_file_of_the_same_kind(a: Member, b: Member) -> bool:

@@ -12,8 +12,9 @@ JPEG's stored orientation first, so a copy stored turned with an EXIF tag is on 
 
 - ``decoded_from(b, a)``: b's coefficients miss JPEG a's lattice at most ``FIT_SHARE`` as often as
   chance predicts from b's own values (``_fit_at``), and its lattice points are a's own coefficients
-  (``MATCH_SHARE``): b was made from a's pixels. For a lossless b, a contrast or brightness change
-  (luminance AC scaled by one gain) is tried too: the lattice scaled by the gain between the two files.
+  (``MATCH_SHARE``): b was made from a's pixels. A contrast or brightness change (luminance AC scaled by
+  one gain) is tried too: the lattice scaled by the gain between the two files, for a lossless b and for a
+  JPEG b (a finer re-save of the edit: its own rounding, half its step, is the tolerance, as unscaled).
 - ``encoded_from(a, b)``: lossless b is not a decode of JPEG a, a's coefficients are b's rounded to a's
   table (``MATCH_SHARE`` of those where the two stories part), and b is not a's coefficients amplified
   (``MAX_GAIN``): a is a JPEG of b's pixels (the JPEG copy of a screenshot).
@@ -182,22 +183,32 @@ def fit(b: Picture, a: Picture) -> Fit | None:
         return None
     coeff_a, coeff_b = pair
     rounding = b.table if b.table is not None else np.ones((8, 8), dtype=np.float32)
-    gains = [1.0]
+    found = [_fit_at(coeff_b, a.table, rounding, 1.0)]
     lattice = np.abs(coeff_a) >= a.table / 2
     lattice[:, 0, 0] = False
-    if b.table is None and lattice.sum() >= MIN_EVIDENCE:
+    if lattice.sum() >= MIN_EVIDENCE:
         gain = float((coeff_a * coeff_b)[lattice].sum() / (coeff_a * coeff_a)[lattice].sum())
         if MIN_GAIN <= gain <= 1 / MIN_GAIN and abs(gain - 1) > GAIN_STEP:
-            gains += [gain + GAIN_STEP * k for k in range(-GAIN_STEPS, GAIN_STEPS + 1)]
-    found = [_fit_at(coeff_b, a.table, rounding, gain) for gain in gains]
-    best = min(found, key=lambda f: (f.chance < MIN_EVIDENCE, f.misses / f.chance if f.chance else 1.0))
-    # made from a, b holds a's picture on a's grid: its lattice points are a's coefficients (a mirrored copy
-    # or a sibling made from one earlier JPEG can sit on a lattice with the same table)
-    lattice = a.table * best.gain
+            found += [_fit_at(coeff_b, a.table, rounding, gain + GAIN_STEP * k)
+                      for k in range(-GAIN_STEPS, GAIN_STEPS + 1)]
+    best = _holding(min(found, key=lambda f: (f.chance < MIN_EVIDENCE, f.misses / f.chance if f.chance else 1.0)),
+                    coeff_a, coeff_b, a.table, rounding)
+    if abs(best.gain - 1) <= GAIN_STEP * GAIN_STEPS:  # within the search's own window, 1 (no edit) when it fits
+        unscaled = _holding(found[0], coeff_a, coeff_b, a.table, rounding)
+        if unscaled.on_lattice:
+            return unscaled
+    return best
+
+
+def _holding(found: Fit, coeff_a: np.ndarray, coeff_b: np.ndarray, table: np.ndarray, rounding: np.ndarray) -> Fit:
+    """``found`` with its ``same``: made from a, b holds a's picture on a's grid, so its lattice points are a's
+    coefficients (a mirrored copy or a sibling made from one earlier JPEG can sit on a lattice with the same
+    table)."""
+    lattice = table * found.gain
     telling = np.abs(coeff_b) >= lattice / 2
     telling[:, 0, 0] = False
-    same = np.abs(lattice * np.round(coeff_b / lattice) - best.gain * coeff_a) <= rounding / 2 + 2 * NOISE
-    return Fit(best.misses, best.chance, best.gain, float(same[telling].mean()) if telling.any() else 0.0)
+    same = np.abs(lattice * np.round(coeff_b / lattice) - found.gain * coeff_a) <= rounding / 2 + 2 * NOISE
+    return Fit(found.misses, found.chance, found.gain, float(same[telling].mean()) if telling.any() else 0.0)
 
 
 def _fit_at(coefficients: np.ndarray, table: np.ndarray, rounding: np.ndarray, gain: float) -> Fit:

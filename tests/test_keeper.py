@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 from photodedup.duplicate_groups import Member
 from photodedup.errors import BadInputError
@@ -282,6 +282,36 @@ def test_a_quality_75_original_wins_over_its_quality_90_re_save(tmp_path):
     keeper, reason, notes = keeper_of(tmp_path, ["IMG_1.jpg", "IMG_1 copy.jpg"])
     assert (keeper, reason) == ("IMG_1.jpg", "not made from another file's pixels")
     assert notes == {"IMG_1 copy.jpg": "a re-save of IMG_1.jpg (its DCT fits that file's JPEG quantization)"}
+
+
+def test_a_quality_75_original_wins_over_its_brightened_quality_90_copy(tmp_path):
+    # the look-alike library's brightness/contrast copy: made from the saved quality-75 file, higher quality,
+    # camera EXIF kept: its DCT sits on the original's lattice scaled by the tone edit's gain
+    (tmp_path / "lib").mkdir()
+    photo().save(tmp_path / "lib/IMG_4.jpg", quality=75, exif=camera_exif())
+    copy = ImageEnhance.Contrast(ImageEnhance.Brightness(decoded(tmp_path / "lib/IMG_4.jpg")).enhance(1.1)).enhance(1.1)
+    copy.save(tmp_path / "lib/IMG_4 edited.jpg", quality=90, exif=camera_exif())
+    keeper, reason, notes = keeper_of(tmp_path, ["IMG_4.jpg", "IMG_4 edited.jpg"])
+    assert (keeper, reason) == ("IMG_4.jpg", "not made from another file's pixels")
+    assert notes == {"IMG_4 edited.jpg": "a re-save of IMG_4.jpg with its contrast changed (its DCT fits that file's "
+                                         "JPEG quantization scaled by 1.212)"}
+
+
+def test_a_png_chart_wins_over_its_jpeg_crop_whose_ringing_trims_as_more_content(tmp_path):
+    # a chart on a white page (content 851x560) and a JPEG of it with 2% of the page cut from each side: the
+    # JPEG's ringing around the bars trims as content (863x563, 2% more), yet it holds no more picture
+    (tmp_path / "lib").mkdir()
+    chart = Image.new("RGB", (1000, 700), (255, 255, 255))
+    draw = ImageDraw.Draw(chart)
+    for bar, height in enumerate((320, 540, 150, 410, 260, 480)):
+        draw.rectangle((80 + bar * 150, 640 - height, 180 + bar * 150, 640), fill=(60, 120, 200))
+        draw.text((100 + bar * 150, 650), f"Q{bar + 1}", fill=(0, 0, 0))
+    draw.line((60, 640, 960, 640), fill=(0, 0, 0), width=3)
+    chart.save(tmp_path / "lib/chart.png")
+    chart.crop((20, 14, 980, 686)).save(tmp_path / "lib/chart_cropped.jpg", quality=75)
+    keeper, reason, notes = keeper_of(tmp_path, ["chart.png", "chart_cropped.jpg"])
+    assert (keeper, reason, notes) == ("chart.png", "lossless (PNG) over a lossy copy",
+                                       {"chart_cropped.jpg": "a lossy copy (JPEG) of the lossless PNG"})
 
 
 def test_a_png_screenshot_wins_over_its_jpeg_copy_that_carries_camera_exif(tmp_path):

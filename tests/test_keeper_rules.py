@@ -39,8 +39,8 @@ def keeper_of(*members, rules=keeper.DEFAULT_RULES) -> tuple[int, str]:
 
 def test_the_documented_thresholds():
     assert (keeper.GRAPHIC_MAX_BYTES_PER_PIXEL, keeper.QUALITY_MARGIN, keeper.BORDER_MIN_SHARE,
-            keeper.ASPECT_TOLERANCE, keeper.FRAMED_MIN_SHARE, keeper.RESOLUTION_TOLERANCE) == (
-        0.5, 5, 0.02, 0.005, 0.9, 0.01)
+            keeper.ASPECT_TOLERANCE, keeper.FRAMED_MIN_SHARE, keeper.RESOLUTION_TOLERANCE, keeper.RINGING_PX) == (
+        0.5, 5, 0.02, 0.005, 0.9, 0.01, 16)
 
 
 def test_rule_lists_skip_blanks_and_an_empty_list_is_an_error():
@@ -233,6 +233,25 @@ def test_resolution_counts_one_percent_as_noise_and_a_turned_canvas_as_equal():
     unknown = Member(2, "/a", "exact", 1.0, width=None, height=1000)
     assert keeper_of(base, unknown, rules="resolution") == (1, "highest resolution (1000x1000)")
     assert keeper_of(unknown, base, rules="resolution")[0] == 1
+
+
+def test_a_lossy_copy_s_trimmed_content_counts_without_its_ringing_against_a_lossless_file():
+    # a chart on white (content 600x400 in 700x500) and a JPEG crop of its margin whose ringing trims 632x432:
+    # as large, lossless wins; 633 wide is more than the ringing
+    png = member(1, w=700, h=500, content=(600, 400), size=50_000, fmt="PNG", camera=None, taken=None, path="/b")
+    crop = member(2, w=672, h=480, content=(632, 432), camera=None, taken=None, quality=90, path="/a")
+    assert keeper_of(png, crop) == (1, "lossless (PNG) over a lossy copy")
+    wider = member(2, w=672, h=480, content=(640, 432), camera=None, taken=None, quality=90, path="/a")
+    assert keeper_of(png, wider) == (2, "highest resolution (640x432)")
+    # an axis the copy did not trim has no ringing to take off (its canvas is its content there)
+    untrimmed = member(2, w=632, h=480, content=(632, 432), camera=None, taken=None, quality=90, path="/a")
+    assert keeper_of(png, untrimmed) == (2, "highest resolution (632x432)")
+    # between two lossy files, or with no border, the content counts as measured
+    jpeg = member(1, w=700, h=500, content=(600, 400), camera=None, taken=None, quality=90, path="/b")
+    assert keeper_of(jpeg, crop) == (2, "highest resolution (632x432)")
+    assert keeper_of(member(1, w=600, h=400, size=50_000, fmt="PNG", camera=None, taken=None, path="/b"),
+                     member(2, w=632, h=432, camera=None, taken=None, quality=90, path="/a")) == (
+        2, "highest resolution (632x432)")
 
 
 def test_lossless_wins_only_over_a_lossy_copy_of_the_same_resolution():

@@ -88,3 +88,36 @@ def test_files_that_cannot_be_compared_find_nothing():
     png = read(saved(picture, "PNG"), True)
     assert provenance.fit(a, png) is None  # the PNG has no lattice
     assert provenance.read(io.BytesIO(b"not a picture"), True) is None
+
+
+@pytest.mark.parametrize("brightness, contrast", [(1.1, 0.9), (1.05, 1.15), (1.2, 1.0), (1.0, 0.85)])
+def test_a_finer_jpeg_of_a_decode_with_its_tone_changed_sits_on_the_lattice_scaled_by_the_gain(brightness, contrast):
+    # the look-alike library's brightness/contrast copy: the quality-75 file decoded, brightened, its contrast
+    # changed, saved at quality 90 (its own rounding is finer than the scaled lattice)
+    picture = photo()
+    original = saved(picture, "JPEG", quality=75)
+    a = read(original, False)
+
+    def edited(image: Image.Image) -> Image.Image:
+        return ImageEnhance.Contrast(ImageEnhance.Brightness(image).enhance(brightness)).enhance(contrast)
+
+    copy = read(saved(edited(Image.open(original).convert("RGB")), "JPEG", quality=90), False)
+    assert provenance.decoded_from(copy, a) == pytest.approx(brightness * contrast, abs=0.01)
+    # the same edit of the lossless source, encoded apart: a sibling, made from neither
+    sibling = read(saved(edited(picture), "JPEG", quality=90), False)
+    assert provenance.decoded_from(sibling, a) is None
+    # the edit made first and the quality-75 file from it: the finer file is the source, not a copy
+    source = saved(edited(picture), "JPEG", quality=90)
+    lower = read(saved(ImageEnhance.Contrast(Image.open(source).convert("RGB")).enhance(1 / contrast), "JPEG",
+                       quality=75), False)
+    assert provenance.decoded_from(read(source, False), lower) is None
+
+
+def test_a_re_save_with_a_logo_added_is_a_re_save_not_a_tone_edit():
+    # the look-alike library's watermark copy (a logo stamped on the decode, saved at quality 95): a gain a
+    # step from 1 can fit as well as 1 (the logo's blocks miss either way); within the search window 1 is said
+    from photodedup.sample_library import stamp_logo
+
+    original = saved(photo((1024, 768), seed=3), "JPEG", quality=75)
+    copy = read(saved(stamp_logo(Image.open(original).convert("RGB"), 0.6), "JPEG", quality=95), False)
+    assert provenance.decoded_from(copy, read(original, False)) == 1.0
