@@ -370,8 +370,11 @@ def _colour_over_grey(a: Member, b: Member) -> bool:
     to the scan's flags."""
     if a.grayscale == 1 or b.grayscale != 1:
         return False
-    grey, colour = _spread(*_file(b)[:3], formats.is_raw(b.format)), _spread(*_file(a)[:3], formats.is_raw(a.format))
-    return grey is None or colour is None or grey <= GREY_SPREAD or colour >= CLEAR_COLOUR_SPREAD
+    grey = _spread(*_file(b)[:3], formats.is_raw(b.format))
+    if grey is None or grey <= GREY_SPREAD:
+        return True
+    colour = _spread(*_file(a)[:3], formats.is_raw(a.format))
+    return colour is None or colour >= CLEAR_COLOUR_SPREAD
 
 
 @lru_cache(maxsize=64)
