@@ -26,6 +26,7 @@ import numpy as np
 from photodedup import cluster as clu
 from photodedup.catalog import Catalog, open_catalog
 from photodedup.errors import BadInputError
+from photodedup.group import shots
 from photodedup.grouping import (
     GroupSettings,
     build_groups,
@@ -161,19 +162,20 @@ def evaluate(catalog: Path | str | Catalog | None, truth_path: Path | str, *,
     params = params or GroupSettings()
     truth = load_truth(truth_path)
     with open_catalog(catalog) as cat:
-        rows, parts, model, warnings = _evidence(cat, truth, params)
+        rows, parts, model, warnings, pairs = _evidence(cat, truth, params)
     if not rows:
         raise BadInputError(f"the catalog has no files under {truth.root}",
                             hint=f"run `photodedup scan {truth.root}` first")
     # Similar shots are not claims of duplication: only duplicate groups are scored.
-    groups = [g for g in build_groups(rows, clu.combine(*parts.values()), params) if g.category == "duplicate"]
-    overall = score_pairs([[m.path for m in g.members] for g in groups], truth)
+    groups = [g for g in build_groups(rows, clu.combine(*parts.values()), params, pairs=pairs)
+              if g.category == "duplicate"]
+    overall = score_pairs([_paths(g) for g in groups], truth)
     by_evidence = {}
     for kind, edges in parts.items():
         if kind == "similar":
             continue
-        kind_groups = build_groups(rows, clu.combine(edges), params)
-        by_evidence[kind] = score_pairs([[m.path for m in g.members] for g in kind_groups], truth)
+        kind_groups = build_groups(rows, clu.combine(edges), params, pairs=pairs)
+        by_evidence[kind] = score_pairs([_paths(g) for g in kind_groups], truth)
     edge_order = _edge_order(rows, clu.combine(*parts.values()))
     return EvalResult(str(truth_path), len(rows), params, model, overall, by_evidence,
                       recall_by_kind(groups, truth),
@@ -182,11 +184,17 @@ def evaluate(catalog: Path | str | Catalog | None, truth_path: Path | str, *,
 
 
 def _evidence(cat: Catalog, truth: Truth, params: GroupSettings):
-    rows = [row for row in select_files(cat, [truth.root]) if truth.listed is None or row["path"] in truth.listed]
-    rows, _ = one_per_file(rows)  # a file under several paths is one item, as `group` sees it
+    every = [row for row in select_files(cat, [truth.root]) if truth.listed is None or row["path"] in truth.listed]
+    rows, names = one_per_file(every)  # a file under several paths is one item, as `group` sees it
     model, warnings = pick_model(cat, params)
     vectors = semantic_vectors(cat, rows, model) if model else None
-    return rows, find_edges(rows, vectors, params, thumbs=cat.thumb), model, warnings
+    # a RAW+JPEG pair (a Live Photo) is one item, as `group` sees it: its keeper rule and its edges are the RAW's
+    return rows, find_edges(rows, vectors, params, thumbs=cat.thumb), model, warnings, shots(cat, every, rows, names)
+
+
+def _paths(group) -> list[str]:
+    """Every file of a group: each member's path and its companions' (a RAW+JPEG pair is one member)."""
+    return [f.path for m in group.members for f in m.files]
 
 
 def sweep(catalog: Path | str | Catalog | None, truth_path: Path | str, *, name: str = "hash",
@@ -199,7 +207,7 @@ def sweep(catalog: Path | str | Catalog | None, truth_path: Path | str, *, name:
     loosest = values[-1] if name == "hash" else values[0]
     truth = load_truth(truth_path)
     with open_catalog(catalog) as cat:
-        rows, parts, model, _ = _evidence(cat, truth, replace(params, **{SWEEPS[name]: loosest}))
+        rows, parts, model, _, pairs = _evidence(cat, truth, replace(params, **{SWEEPS[name]: loosest}))
     if name == "cosine" and model is None:
         raise BadInputError("no usable embeddings to sweep the cosine threshold",
                             hint="run `photodedup embed` (or pass --allow-random to test the mechanics)")
@@ -208,8 +216,9 @@ def sweep(catalog: Path | str | Catalog | None, truth_path: Path | str, *, name:
     for value in values:
         limit = value if name == "hash" else 1.0 - value
         trimmed = {k: e.where(e.distance <= limit + 1e-9) if k == kind else e for k, e in parts.items()}
-        groups = [g for g in build_groups(rows, clu.combine(*trimmed.values()), params) if g.category == "duplicate"]
-        scores = score_pairs([[m.path for m in g.members] for g in groups], truth)
+        groups = [g for g in build_groups(rows, clu.combine(*trimmed.values()), params, pairs=pairs)
+                  if g.category == "duplicate"]
+        scores = score_pairs([_paths(g) for g in groups], truth)
         out.append({"value": value} | scores.as_dict())
     return out
 
@@ -256,7 +265,7 @@ def recall_by_kind(groups, truth: Truth) -> dict[str, float]:
     """For each transformation kind: the share of (original, variant) pairs found in one group."""
     if not truth.kinds:
         return {}
-    found = _pairs([[m.path for m in g.members] for g in groups])
+    found = _pairs([_paths(g) for g in groups])
     tally: dict[str, list[int]] = {}
     for g in truth.groups:
         originals = [p for p in g if truth.kinds.get(p) == "original"]
@@ -302,7 +311,7 @@ def _relative(path: str, root: Path) -> str:
 
 def kept_apart(groups, truth: Truth) -> dict[str, list[int]]:
     """For each kind of look-alike: how many were not grouped with the file they resemble, of how many."""
-    where = {m.path: g.id for g in groups for m in g.members}
+    where = {path: g.id for g in groups for path in _paths(g)}
     out: dict[str, list[int]] = {}
     for a, b, kind in truth.negatives:
         counts = out.setdefault(kind, [0, 0])
@@ -324,7 +333,7 @@ def retrieval_metrics(groups, truth: Truth, universe: set[str],
                       edge_order: dict[tuple[str, str], tuple[int, float]]) -> dict[str, float]:
     """Mean AP, NDCG and Jaccard over every file, as imagededup's evaluation computes them."""
     true_map = {p: set(g) - {p} for g in truth.groups for p in g}
-    found_map = {m.path: [o.path for o in g.members if o.path != m.path] for g in groups for m in g.members}
+    found_map = {path: [o for o in _paths(g) if o != path] for g in groups for path in _paths(g)}
     queries = sorted(universe | set(true_map))
     sums = {"map": 0.0, "ndcg": 0.0, "jaccard": 0.0}
     for query in queries:

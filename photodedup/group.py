@@ -53,12 +53,8 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
         vectors = semantic_vectors(cat, rows, model) if model else None
         parts = find_edges(rows, vectors, params, thumbs=cat.thumb)
         progress(1, 3)
-        shots = [*cat.raw_pairs().items(), *((lead, f) for f, lead, kind in cat.companions() if kind == "live")]
-        if names:  # a lead named by another of its paths (a hard link first by path): its row stands for it
-            kept = {(r["dev"], r["ino"]): r["id"] for r in rows}
-            same = {r["id"]: kept.get((r["dev"], r["ino"]), r["id"]) for r in every}
-            shots = [(same.get(lead, lead), same.get(other, other)) for lead, other in shots]
-        groups = build_groups(rows, clu.combine(*parts.values()), params, pairs=shots, names=names,
+        groups = build_groups(rows, clu.combine(*parts.values()), params, pairs=shots(cat, every, rows, names),
+                              names=names,
                               quality=quality_source(rows, cat.thumb))
         progress(2, 3)
         counts = {kind: len(edges) for kind, edges in parts.items()}
@@ -71,6 +67,17 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
             result.run_id = store_groups(cat, result)
         progress(3, 3)
     return result
+
+
+def shots(cat: Catalog, every: Sequence, rows: Sequence, names: dict[int, list[str]]) -> list[tuple[int, int]]:
+    """The shots that travel as one item (``build_groups``'s ``pairs``): RAW+JPEG pairs and Live Photos, by the
+    file ids of ``rows`` (``one_per_file`` of ``every``)."""
+    out = [*cat.raw_pairs().items(), *((lead, f) for f, lead, kind in cat.companions() if kind == "live")]
+    if names:  # a lead named by another of its paths (a hard link first by path): its row stands for it
+        kept = {(r["dev"], r["ino"]): r["id"] for r in rows}
+        same = {r["id"]: kept.get((r["dev"], r["ino"]), r["id"]) for r in every}
+        out = [(same.get(lead, lead), same.get(other, other)) for lead, other in out]
+    return out
 
 
 # -- persistence -----------------------------------------------------------------------------------

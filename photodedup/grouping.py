@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from photodedup import cluster as clu
-from photodedup import confirm, hashing, keeper, verify
+from photodedup import confirm, difference, hashing, keeper, verify
 from photodedup.catalog import PICTURE_KINDS, Catalog
 from photodedup.duplicate_groups import Group, Member
 from photodedup.errors import BadInputError
@@ -640,7 +640,7 @@ def _marks(edges: clu.Edges, inside: np.ndarray, rows: Sequence) -> dict[int, st
     out = {}
     for number in np.nonzero(inside)[0].tolist():
         check = edges.confirmation[number]
-        if check is not None and check.mark:
+        if check is not None and check.mark and difference.legible_mark(check.box, check.share):
             a, b = int(edges.i[number]), int(edges.j[number])
             marked, other = (a, b) if check.mark == "a" else (b, a)
             out[marked] = (f"an added mark (watermark or logo) {confirm.where(check.box)}, "

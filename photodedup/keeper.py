@@ -13,7 +13,8 @@ file under one is ever proposed for the trash. Then the rules, in this order unl
    from that JPEG (a PNG export, a re-save at a higher quality), and a JPEG whose DCT is a lossless
    member's rounded to its own table was encoded from it (the JPEG copy of a screenshot, whatever EXIF
    it carries);
-   ``colour``: a colour photo over a grayscale copy (when the group holds colour photos at all);
+   ``colour``: a colour photo over a grayscale copy (when the group holds colour photos at all), when the
+   copy holds no colour at all or the photo's colour is clear (``GREY_SPREAD``, ``CLEAR_COLOUR_SPREAD``);
    ``no-mark``: the clean picture over a copy with an added watermark or logo (``Member.added_mark``,
    set by the pixel-level pair check: the copy differs from another member in one small region that
    holds more edges on its side; ``photodedup.difference.mark_members``);
@@ -367,6 +368,46 @@ def _picture(file: tuple[str, int, int, bool]) -> provenance.Picture | None:
     return provenance.read(file[0], file[3])
 
 
+#: A grayscale copy holds no colour: one channel, or RGB channels that agree to JPEG rounding (the 99th
+#: percentile of a pixel's channel spread at most this; a grey picture saved as RGB decodes to 0-2) ...
+GREY_SPREAD = 2
+#: ... unless the colour photo's colour is clear (a spread of at least this): a camera JPEG's 4:2:0 chroma
+#: flattens a faint-colour picture below the scan's ``GRAY_TOLERANCE`` (13 to 5 on the sample library, a
+#: messenger's copy to 0), and that JPEG is the original of its PNG export, not a grayscale copy of it.
+CLEAR_COLOUR_SPREAD = 30
+
+
+def _colour_over_grey(a: Member, b: Member) -> bool:
+    """``a`` is in colour and ``b`` a grayscale copy of it: the scan says so (``grayscale``), and ``b`` holds no
+    colour at all or ``a``'s colour is clear. Pixels are read only for such pairs; an unreadable file leaves it
+    to the scan's flags."""
+    if a.grayscale == 1 or b.grayscale != 1:
+        return False
+    grey = _spread(*_file(b)[:3], formats.is_raw(b.format))
+    if grey is None or grey <= GREY_SPREAD:
+        return True
+    colour = _spread(*_file(a)[:3], formats.is_raw(a.format))
+    return colour is None or colour >= CLEAR_COLOUR_SPREAD
+
+
+@lru_cache(maxsize=64)
+def _spread(path: str, size: int, mtime_ns: int, raw: bool) -> float | None:
+    """The 99th percentile of a pixel's channel spread (max - min) at 512 pixels on the short side (a RAW: its
+    preview), 0 for a one-channel picture; None when the file cannot be read (keyed by size and modification
+    time too: a changed file is read again)."""
+    import numpy as np
+
+    from photodedup.preprocess import load_oriented
+    from photodedup.raw import load_raw
+
+    try:
+        image = load_raw(path) if raw else load_oriented(path, shortest=512)
+    except Exception:  # noqa: BLE001 - a moved or broken file: the scan's flag decides
+        return None
+    rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+    return float(np.percentile(rgb.max(axis=2) - rgb.min(axis=2), 99))
+
+
 def _not_made_from_another(members: Sequence[Member]) -> list[Member]:
     kept = [m for m in members if not any(_made_from(m, other) for other in members if other is not m)]
     return kept or list(members)
@@ -422,7 +463,7 @@ RULE_BY_NAME = {rule.name: rule for rule in [
          lambda m, w: "a single file; the group has the camera's RAW+JPEG pair"),
     Rule("provenance", lambda a, b: bool(_made_from(b, a)), lambda w, _: "not made from another file's pixels",
          lambda m, w: _made_from(m, w) or "made from another file's pixels", select=_not_made_from_another),
-    Rule("colour", lower(lambda m: m.grayscale == 1), lambda w, _: "colour (others are grayscale copies)",
+    Rule("colour", lambda a, b: _colour_over_grey(a, b), lambda w, _: "colour (others are grayscale copies)",
          lambda m, w: "a grayscale copy of a colour photo"),
     Rule("no-mark", lower(lambda m: bool(m.added_mark)), lambda w, _: "no added watermark or logo",
          lambda m, w: f"an added watermark or logo ({m.added_mark})"
