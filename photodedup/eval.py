@@ -26,7 +26,6 @@ import numpy as np
 from photodedup import cluster as clu
 from photodedup.catalog import Catalog, open_catalog
 from photodedup.errors import BadInputError
-from photodedup.group import shots
 from photodedup.grouping import (
     GroupSettings,
     build_groups,
@@ -35,6 +34,7 @@ from photodedup.grouping import (
     pick_model,
     select_files,
     semantic_vectors,
+    shots,
 )
 from photodedup.text import printable
 

@@ -27,6 +27,7 @@ from photodedup.grouping import (
     same_files,
     select_files,
     semantic_vectors,
+    shots,
 )
 from photodedup.paths import canonical_path
 from photodedup.progress import ProgressCallback, no_progress
@@ -67,17 +68,6 @@ def group(catalog: Path | str | Catalog | None = None, *, roots: Sequence[Path |
             result.run_id = store_groups(cat, result)
         progress(3, 3)
     return result
-
-
-def shots(cat: Catalog, every: Sequence, rows: Sequence, names: dict[int, list[str]]) -> list[tuple[int, int]]:
-    """The shots that travel as one item (``build_groups``'s ``pairs``): RAW+JPEG pairs and Live Photos, by the
-    file ids of ``rows`` (``one_per_file`` of ``every``)."""
-    out = [*cat.raw_pairs().items(), *((lead, f) for f, lead, kind in cat.companions() if kind == "live")]
-    if names:  # a lead named by another of its paths (a hard link first by path): its row stands for it
-        kept = {(r["dev"], r["ino"]): r["id"] for r in rows}
-        same = {r["id"]: kept.get((r["dev"], r["ino"]), r["id"]) for r in every}
-        out = [(same.get(lead, lead), same.get(other, other)) for lead, other in out]
-    return out
 
 
 # -- persistence -----------------------------------------------------------------------------------

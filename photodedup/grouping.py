@@ -690,6 +690,17 @@ def _edge_between(edges: clu.Edges, a: int, b: int) -> int | None:
     return int(hit[0]) if len(hit) else None
 
 
+def shots(cat: Catalog, every: Sequence, rows: Sequence, names: dict[int, list[str]]) -> list[tuple[int, int]]:
+    """The shots that travel as one item (``build_groups``'s ``pairs``): RAW+JPEG pairs and Live Photos, by the
+    file ids of ``rows`` (``one_per_file`` of ``every``)."""
+    out = [*cat.raw_pairs().items(), *((lead, f) for f, lead, kind in cat.companions() if kind == "live")]
+    if names:  # a lead named by another of its paths (a hard link first by path): its row stands for it
+        kept = {(r["dev"], r["ino"]): r["id"] for r in rows}
+        same = {r["id"]: kept.get((r["dev"], r["ino"]), r["id"]) for r in every}
+        out = [(same.get(lead, lead), same.get(other, other)) for lead, other in out]
+    return out
+
+
 def _shots(rows: Sequence, edges: clu.Edges, pairs) -> tuple[clu.Edges, dict[int, list[int]]]:
     """Edges between shots: a pair's JPEG hands its edges to its RAW (the pair's own edge goes).
 
