@@ -180,7 +180,8 @@ class _ChunkRunner:
 
 
 def _code_key(ray) -> str:
-    """What the warm workers run: photodedup's files (size and mtime) and this job's runtime environment."""
+    """What the warm workers run: photodedup's files (size and mtime), this job's runtime environment and the
+    worker class."""
     import photodedup
 
     digest = hashlib.sha256()
@@ -189,6 +190,7 @@ def _code_key(ray) -> str:
         stat = path.stat()
         digest.update(f"{path.relative_to(package)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     digest.update(json.dumps(dict(ray.get_runtime_context().runtime_env), sort_keys=True, default=str).encode())
+    digest.update(f"{_ChunkRunner.__module__}.{_ChunkRunner.__qualname__}".encode())  # the class the workers run
     return digest.hexdigest()[:16]
 
 
@@ -253,7 +255,7 @@ class RayExecutor(_Closing):
                 runners.append(runner.options(
                     name=f"chunks-{key}-{node['NodeID'][:12]}-{index}", namespace=RAY_NAMESPACE,
                     lifetime="detached", get_if_exists=True, num_cpus=0, max_restarts=0,
-                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
                 ).remote(RAY_WARM_SECONDS))
         return runners
 
@@ -285,7 +287,8 @@ class RayExecutor(_Closing):
     def _get(self, fn_ref, ref, chunk: list, index: int | None) -> list:
         try:
             return self._ray.get(ref)
-        except self._ray.exceptions.RayActorError:  # the warm worker died (or exited idle): a task instead
+        except (self._ray.exceptions.RayActorError,  # the warm worker died (or exited idle): a task instead
+                self._ray.exceptions.ActorUnschedulableError):  # (its node is gone: it is pinned there)
             self.runners[index] = None
             return self._get(fn_ref, self._task.remote(fn_ref, chunk), chunk, None)
         except self._ray.exceptions.RayError as error:  # retries exhausted, cluster gone

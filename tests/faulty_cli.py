@@ -78,8 +78,9 @@ def _pause_after(method: str, count: int) -> None:
 
 
 def _pause_ray_tasks(folder: str) -> None:
-    """Every Ray task announces its worker and waits for ``folder/go`` (defined here, in ``__main__``: Ray's
-    pickler sends the function itself, so the worker runs it without importing this file)."""
+    """Every Ray task and warm worker's chunk announces its worker and waits for ``folder/go`` (defined here, in
+    ``__main__``: Ray's pickler sends the function and the class themselves, so the worker runs them without
+    importing this file)."""
     from photodedup import executor
 
     def run_chunk(fn, jobs):
@@ -92,7 +93,12 @@ def _pause_ray_tasks(folder: str) -> None:
             time.sleep(0.01)
         return [fn(job) for job in jobs]
 
+    class PausingRunner(executor._ChunkRunner):  # the warm workers' chunks pause the same way
+        def _run_chunk(self, fn, jobs):
+            return run_chunk(fn, jobs)
+
     executor._run_chunk = run_chunk
+    executor._ChunkRunner = PausingRunner  # another class: other warm workers than the unpaused runs' ones
 
 
 if __name__ == "__main__":
