@@ -474,11 +474,9 @@ def _file_pixels(row, side: int) -> np.ndarray | None:
         image = load_oriented(row["path"], shortest=side)
     except Exception:  # noqa: BLE001 - an unreadable file keeps the thumbnail's verdict
         return None
-    if row["content_width"] and row["width"] and row["height"]:
-        sx, sy = image.width / row["width"], image.height / row["height"]
-        left, top = round((row["content_left"] or 0) * sx), round((row["content_top"] or 0) * sy)
-        image = image.crop((left, top, left + max(1, round(row["content_width"] * sx)),
-                            top + max(1, round(row["content_height"] * sy))))
+    box = verify.content_box(row, image.width, image.height)
+    if box:
+        image = image.crop(box)
     image.thumbnail((side, side), Image.Resampling.LANCZOS)
     return np.asarray(image.convert("RGB"))
 

@@ -127,9 +127,13 @@ def is_grayscale_rgb(rgb: np.ndarray) -> bool:
     """``is_grayscale`` of the RGB pixels ``uint8 [H,W,3]`` (a scan has them already)."""
     step = max(1, int((rgb.shape[0] * rgb.shape[1] / 40_000) ** 0.5))  # ~40,000 pixels are enough
     sample = rgb[::step, ::step]
-    red, green, blue = sample[..., 0], sample[..., 1], sample[..., 2]
-    spread = np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)  # no overflow
-    return percentile_at_most(spread, 99, GRAY_TOLERANCE)
+    return percentile_at_most(channel_spread(sample), 99, GRAY_TOLERANCE)
+
+
+def channel_spread(rgb: np.ndarray) -> np.ndarray:
+    """Each pixel's largest channel difference (max - min) of ``uint8 [..., 3]`` RGB: 0 where it is grey."""
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return np.maximum(np.maximum(red, green), blue) - np.minimum(np.minimum(red, green), blue)  # no overflow
 
 
 def dihedral_phashes(image: Image.Image) -> np.ndarray:

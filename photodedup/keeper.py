@@ -59,7 +59,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from photodedup import formats, provenance
+from photodedup import formats, hashing, provenance
 from photodedup.capture_time import sort_key
 from photodedup.errors import BadInputError
 
@@ -404,8 +404,7 @@ def _spread(path: str, size: int, mtime_ns: int, raw: bool) -> float | None:
         image = load_raw(path) if raw else load_oriented(path, shortest=512)
     except Exception:  # noqa: BLE001 - a moved or broken file: the scan's flag decides
         return None
-    rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
-    return float(np.percentile(rgb.max(axis=2) - rgb.min(axis=2), 99))
+    return float(np.percentile(hashing.channel_spread(np.asarray(image.convert("RGB"))), 99))
 
 
 def _not_made_from_another(members: Sequence[Member]) -> list[Member]:

@@ -99,14 +99,21 @@ def content_pixels(jpeg: bytes, row, *, colour: bool = False) -> np.ndarray:
         raise ValueError("cannot decode the thumbnail")
     if colour:
         gray = cv2.cvtColor(gray, cv2.COLOR_BGR2RGB)
-    height, width = gray.shape[:2]
-    if row["content_width"] and row["width"] and row["height"]:
-        sx, sy = width / row["width"], height / row["height"]
-        left, top = round((row["content_left"] or 0) * sx), round((row["content_top"] or 0) * sy)
-        right = min(width, left + max(1, round(row["content_width"] * sx)))
-        bottom = min(height, top + max(1, round(row["content_height"] * sy)))
-        gray = gray[top:bottom, left:right]
+    box = content_box(row, gray.shape[1], gray.shape[0])
+    if box:
+        left, top, right, bottom = box
+        gray = gray[top:bottom, left:right]  # (slicing stops at the picture's edge)
     return np.ascontiguousarray(gray)
+
+
+def content_box(row, width: int, height: int) -> tuple[int, int, int, int] | None:
+    """``(left, top, right, bottom)`` of the content inside any border (the scan's ``content_*`` of ``row``), in
+    a copy of the picture ``width`` x ``height`` pixels; None when the scan measured none."""
+    if not (row["content_width"] and row["width"] and row["height"]):
+        return None
+    sx, sy = width / row["width"], height / row["height"]
+    left, top = round((row["content_left"] or 0) * sx), round((row["content_top"] or 0) * sy)
+    return left, top, left + max(1, round(row["content_width"] * sx)), top + max(1, round(row["content_height"] * sy))
 
 
 #: The colour signature's bins per channel (4 x 4 x 4 = 64 bins of RGB).
@@ -131,12 +138,9 @@ def signatures(thumb: Thumbnail | None) -> tuple[np.ndarray, np.ndarray] | None:
     rgb = cv2.imdecode(np.frombuffer(thumb.jpeg, np.uint8), cv2.IMREAD_REDUCED_COLOR_4)
     if rgb is None:
         return None
-    height, width = rgb.shape[:2]
-    box = thumb.box
-    if box["content_width"] and box["width"] and box["height"]:
-        sx, sy = width / box["width"], height / box["height"]
-        left, top = round((box["content_left"] or 0) * sx), round((box["content_top"] or 0) * sy)
-        bottom, right = top + max(1, round(box["content_height"] * sy)), left + max(1, round(box["content_width"] * sx))
+    box = content_box(thumb.box, rgb.shape[1], rgb.shape[0])
+    if box:
+        left, top, right, bottom = box
         cut = rgb[top:bottom, left:right]
         rgb = cut if cut.size else rgb
     q = (rgb // (256 // SIGNATURE_BINS)).astype(np.int32)  # OpenCV's BGR order: the same for every file
