@@ -315,13 +315,18 @@ def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None, pa
     return parts
 
 
+def _pairs(edges: clu.Edges) -> set[tuple[int, int]]:
+    """The ``(i, j)`` pairs of ``edges``, for membership tests."""
+    return set(zip(edges.i.tolist(), edges.j.tolist(), strict=True))
+
+
 def _without(parts: dict[str, clu.Edges], kind: str, pairs: clu.Edges) -> dict[str, clu.Edges]:
     """``parts`` with the edges of ``kind`` between ``pairs`` dropped: a colour proposal that fails the
     pixel check is no similar shot (colour alone says nothing of one scene; a stretched half of a photo
     would be one), only a hash, feature or embedding neighbour is."""
     if kind not in parts or not len(pairs) or not len(parts[kind]):
         return parts
-    drop = set(zip(pairs.i.tolist(), pairs.j.tolist(), strict=True))
+    drop = _pairs(pairs)
     edges = parts[kind]
     keep = np.array([p not in drop for p in zip(edges.i.tolist(), edges.j.tolist(), strict=True)], dtype=bool)
     return parts | {kind: edges.where(keep)}
@@ -352,7 +357,7 @@ def proposed_edges(signatures: tuple[np.ndarray, np.ndarray], found: dict[str, c
     i, j, sim = clu.nearest_pairs(colours[have], params.propose_neighbours, params.propose_similarity)
     i, j = have[i], have[j]
     known = clu.combine(*found.values())
-    seen = set(zip(known.i.tolist(), known.j.tolist(), strict=True))
+    seen = _pairs(known)
     new = np.array([p not in seen and verify.layouts_agree(layouts[p[0]], layouts[p[1]])
                     for p in zip(i.tolist(), j.tolist(), strict=True)], dtype=bool)
     if not new.any():
@@ -369,7 +374,7 @@ def _closed(rows: Sequence, parts: dict[str, clu.Edges], checked: clu.Edges, sig
     duplicates = clu.combine(*[e for kind, e in parts.items() if kind not in ("exact", "similar") and len(e)])
     if not len(duplicates):
         return parts
-    tried = set(zip(checked.i.tolist(), checked.j.tolist(), strict=True))
+    tried = _pairs(checked)
     partners: dict[int, dict[int, int]] = {}   # a -> {p: the variant of a that looks like p}
     for n, (a, b) in enumerate(zip(duplicates.i.tolist(), duplicates.j.tolist(), strict=True)):
         check = duplicates.confirmation[n]
@@ -407,7 +412,7 @@ def confirmed_by_pixels(rows: Sequence, parts: dict[str, clu.Edges], params: Gro
     stay in their kind (with the check attached), pairs from one scene become ``similar`` edges, the
     rest go. A pair whose thumbnails cannot be read is dropped (never trashed unchecked)."""
     exact = parts.get("exact", clu.Edges.empty())
-    same = set(zip(exact.i.tolist(), exact.j.tolist(), strict=True))
+    same = _pairs(exact)
     others = [edges for kind, edges in parts.items() if kind != "exact" and len(edges)]
     if not others:
         return parts
@@ -523,7 +528,7 @@ def verified_edges(index: np.ndarray, hashes: np.ndarray, dhashes: np.ndarray, f
     ci, cj, _ = clu.near_pairs(hashes, params.hash_threshold, radius, params.verify_neighbours,
                                second=dhashes, second_max=params.verify_dhash)
     known = clu.combine(*found.values())
-    have = set(zip(known.i.tolist(), known.j.tolist(), strict=True))
+    have = _pairs(known)
     candidates = sorted({p for p in zip(index[ci].tolist(), index[cj].tolist(), strict=True)} - have)
     accepted = _verify(candidates, pixels, params.verify)
     partners: dict[int, set[int]] = {}
