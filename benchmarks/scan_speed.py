@@ -14,7 +14,10 @@ Each round runs, one after the other on the same files (12 MP JPEGs of a generat
   temporary folder), the two alternated so both see the same load.
 
 Prints medians over ``--repeats`` rounds, the per-round ratios (scan/floor, scan/naive, ours/baseline) and
-their medians: on a shared machine only ratios measured within one round mean much.
+their medians: on a shared machine only ratios measured within one round mean much. Beside the rates, the CPU
+time per image of each (user + system of the whole process tree: the scan's process, its forkserver and
+workers, reaped by this process as their subreaper; the floor's pool; the naive loop's process): on a machine
+shared with other work, where wall-clock rates swing with the load, CPU time per image is what stays put.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import hashlib
 import io
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -71,12 +75,42 @@ def floor_one(path: str) -> tuple[int, int]:
         return image.size
 
 
-def floor(paths: list[Path]) -> float:
-    """Images/s of ``floor_one`` over ``paths`` on every core, the pool's start included."""
+def floor(paths: list[Path]) -> tuple[float, float]:
+    """Images/s of ``floor_one`` over ``paths`` on every core, the pool's start included, and CPU seconds."""
+    cpu = _cpu()
     start = time.perf_counter()
     with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
         list(pool.map(floor_one, [str(p) for p in paths], chunksize=4))
-    return len(paths) / (time.perf_counter() - start)
+    return len(paths) / (time.perf_counter() - start), _cpu() - cpu
+
+
+def _cpu() -> float:
+    """User + system seconds of this process and of every descendant reaped so far."""
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def _become_subreaper() -> bool:
+    """Adopt this process's orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``): a scan's forkserver
+    outlives the scan's process by a moment, and its CPU time (its workers' included) counts only once
+    it is reaped here."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _reap_orphans(timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.02)
 
 
 def export_tree(ref: str, into: Path) -> Path:
@@ -88,14 +122,17 @@ def export_tree(ref: str, into: Path) -> Path:
     return into
 
 
-def scan_rate(tree: Path, folder: Path, catalog: Path, expected: int) -> float:
-    """Images/s of one ``scan`` of ``folder`` by the code in ``tree``, in a fresh process."""
+def scan_rate(tree: Path, folder: Path, catalog: Path, expected: int) -> tuple[float, float]:
+    """Images/s of one ``scan`` of ``folder`` by the code in ``tree``, in a fresh process, and the CPU seconds
+    of its process tree (interpreter start and imports included)."""
     env = dict(os.environ, PYTHONPATH=str(tree))
+    cpu = _cpu()
     result = subprocess.run([sys.executable, "-c", _SCAN, str(folder), str(catalog)], cwd=tree, env=env,
                             capture_output=True, text=True, check=True)
+    _reap_orphans()
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["new"] == expected, summary
-    return summary["new"] / summary["seconds"]
+    return summary["new"] / summary["seconds"], _cpu() - cpu
 
 
 def stages(paths: list[Path], repeats: int) -> dict[str, float]:
@@ -110,8 +147,8 @@ def stages(paths: list[Path], repeats: int) -> dict[str, float]:
     times: dict[str, list[float]] = defaultdict(list)
     for _ in range(repeats):
         for path in paths:
-            marks = [("", time.perf_counter())]
-            mark = lambda name, marks=marks: marks.append((name, time.perf_counter()))  # noqa: E731
+            marks = [("", time.process_time())]
+            mark = lambda name, marks=marks: marks.append((name, time.process_time()))  # noqa: E731
 
             data = path.read_bytes()
             mark("read")
@@ -181,29 +218,44 @@ def main() -> None:
         if args.baseline:
             trees[f"scan {args.baseline}"] = export_tree(args.baseline, work / "baseline")
         rates: dict[str, list[float]] = {"floor": [], "naive": [], **{name: [] for name in trees}}
+        cpu: dict[str, list[float]] = {name: [] for name in rates}  # CPU milliseconds per image
+        if not _become_subreaper():
+            print("note: not a subreaper here: the scans' CPU times miss their forkserver and workers")
         for repeat in range(args.repeats):
-            rates["floor"].append(floor(paths))
-            start = time.perf_counter()
+            rate, seconds = floor(paths)
+            rates["floor"].append(rate)
+            cpu["floor"].append(seconds * 1000 / len(paths))
+            start, start_cpu = time.perf_counter(), time.process_time()
             naive(paths)
             rates["naive"].append(len(paths) / (time.perf_counter() - start))
+            cpu["naive"].append((time.process_time() - start_cpu) * 1000 / len(paths))
             order = list(trees) if repeat % 2 == 0 else list(reversed(trees))
             for name in order:
                 catalog = work / f"{list(trees).index(name)}-{repeat}.sqlite"
-                rates[name].append(scan_rate(trees[name], subset, catalog, len(paths)))
-            line = "; ".join(f"{name} {values[-1]:.1f}" for name, values in rates.items())
-            print(f"round {repeat + 1} images/s: {line}", flush=True)
+                rate, seconds = scan_rate(trees[name], subset, catalog, len(paths))
+                rates[name].append(rate)
+                cpu[name].append(seconds * 1000 / len(paths))
+            line = "; ".join(f"{name} {values[-1]:.1f} ({cpu[name][-1]:.1f} ms CPU)" for name, values in rates.items())
+            print(f"round {repeat + 1} images/s (CPU per image): {line}", flush=True)
         print(f"\nfiles: {len(paths)} JPEGs, {size_mb:.1f} MB average, {args.megapixels} MP, {os.cpu_count()} cores")
         for name, values in rates.items():
             print(f"{name:<24}: median {statistics.median(values):6.1f} images/s  runs "
-                  f"{[round(r, 1) for r in values]}")
+                  f"{[round(r, 1) for r in values]};  CPU median {statistics.median(cpu[name]):6.1f} ms an image  "
+                  f"runs {[round(c, 1) for c in cpu[name]]}")
         for name in trees:
             of_floor = statistics.median(s / f for s, f in zip(rates[name], rates["floor"], strict=True))
             of_naive = statistics.median(s / n for s, n in zip(rates[name], rates["naive"], strict=True))
-            print(f"{name:<24}: {of_floor:.0%} of the floor, {of_naive:.2f}x naive (medians of the round ratios)")
+            cpu_floor = statistics.median(f / s for s, f in zip(cpu[name], cpu["floor"], strict=True))
+            cpu_naive = statistics.median(n / s for s, n in zip(cpu[name], cpu["naive"], strict=True))
+            print(f"{name:<24}: {of_floor:.0%} of the floor, {of_naive:.2f}x naive (medians of the round ratios); "
+                  f"by CPU per image: {cpu_floor:.0%} of the floor's, {cpu_naive:.2f}x naive's")
         if args.baseline:
             new, old = rates["scan"], rates[f"scan {args.baseline}"]
             ratio = statistics.median(a / b for a, b in zip(new, old, strict=True))
             print(f"scan / scan {args.baseline}: {ratio:.2f}x (median of the round ratios)")
+            new_cpu, old_cpu = cpu["scan"], cpu[f"scan {args.baseline}"]
+            ratio = statistics.median(b / a for a, b in zip(new_cpu, old_cpu, strict=True))
+            print(f"CPU per image, scan {args.baseline} / scan: {ratio:.2f}x (median of the round ratios)")
 
         if args.rescan_files:  # re-scan of an unchanged library of many small files
             many = work / "many"

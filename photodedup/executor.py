@@ -93,7 +93,7 @@ def worker_pool(workers: int, **options):
 
     context = multiprocessing.get_context("forkserver")
     # imported once in the server (numpy, Pillow, OpenCV: no thread pool started), not in every worker
-    context.set_forkserver_preload(["photodedup.scan", "photodedup.verify", "scipy.fftpack"])
+    context.set_forkserver_preload(["photodedup.scan", "photodedup.verify"])
     return ProcessPoolExecutor(max_workers=workers, mp_context=context, **options)
 
 

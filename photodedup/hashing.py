@@ -15,7 +15,12 @@ image B means B looks like A after that transformation.
 
 from __future__ import annotations
 
+import functools
+import importlib.machinery
+import importlib.util
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -43,6 +48,7 @@ MAX_TRIM = 0.4
 GRAY_TOLERANCE = 10
 
 _SIGNS = np.where(np.arange(8) % 2 == 0, 1.0, -1.0)
+_WEIGHTS = np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64)
 
 
 def variant_name(variant: int) -> str:
@@ -51,9 +57,8 @@ def variant_name(variant: int) -> str:
 
 def trim_box(pixels: np.ndarray) -> tuple[int, int, int, int]:
     """``(left, top, right, bottom)`` of the content inside uniform borders of an ``[H, W(, C)]`` array."""
-    arr = pixels.astype(np.int16)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
+    # no widening copy: every comparison is with a float median (``_uniform``), so uint8 reads the same
+    arr = pixels[:, :, None] if pixels.ndim == 2 else pixels
     height, width = arr.shape[:2]
     if height < 8 or width < 8:
         return 0, 0, width, height
@@ -138,22 +143,59 @@ def channel_spread(rgb: np.ndarray) -> np.ndarray:
 
 def dihedral_phashes(image: Image.Image) -> np.ndarray:
     """``uint64 [8]``: the pHash of each of ``VARIANTS`` of ``image`` (variant 0 = ``imagehash.phash``)."""
-    import scipy.fftpack
-
-    pixels = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.LANCZOS))
-    dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)
-    low = dct[:8, :8]
+    gray = image if image.mode == "L" else image.convert("L")
+    low = dct_2d(np.asarray(gray.resize((32, 32), Image.Resampling.LANCZOS)))[:8, :8]
     out = np.empty(8, dtype=np.uint64)
-    weights = np.uint64(1) << np.arange(63, -1, -1, dtype=np.uint64)
+    medians: dict[tuple[bool, bool], float] = {}
     for index, (transpose, flip_rows, flip_cols, _) in enumerate(VARIANTS):
         block = low.T if transpose else low
         if flip_rows:
             block = block * _SIGNS[:, None]
         if flip_cols:
             block = block * _SIGNS[None, :]
-        bits = (block > np.median(block)).reshape(-1).astype(np.uint64)
-        out[index] = np.bitwise_or.reduce(bits * weights)
+        # a transposed block holds the values of the untransposed one with rows and columns swapped, so the
+        # same median (of the same 64 numbers, bit for bit)
+        key = (flip_cols, flip_rows) if transpose else (flip_rows, flip_cols)
+        if key not in medians:
+            medians[key] = np.median(block)
+        out[index] = np.bitwise_or.reduce((block > medians[key]).reshape(-1).astype(np.uint64) * _WEIGHTS)
     return out
+
+
+def dct_2d(pixels: np.ndarray) -> np.ndarray:
+    """``scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)`` (imagehash's pHash), bit for bit."""
+    dct = _pocketfft_dct()
+    if dct is None:
+        import scipy.fftpack
+
+        return scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)
+    first = np.asarray(pixels, dtype=np.float64)  # scipy: a converted copy is transformed in place
+    return dct(dct(first, 2, (0,), 0, first, 1, None), 2, (1,), 0, None, 1, None)
+
+
+@functools.cache
+def _pocketfft_dct():
+    """The DCT that ``scipy.fftpack.dct`` calls (scipy's pocketfft extension), loaded from its file without
+    importing ``scipy.fft``, whose docstring processing costs a third of a second in each process that
+    hashes (the scan's own and its forkserver); None when it is not where scipy keeps it."""
+    name = "scipy.fft._pocketfft.pypocketfft"
+    if name in sys.modules:
+        return sys.modules[name].dct
+    try:
+        import scipy
+
+        folder = Path(scipy.__file__).parent / "fft" / "_pocketfft"
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            if (folder / f"pypocketfft{suffix}").is_file():
+                spec = importlib.util.spec_from_file_location(name, folder / f"pypocketfft{suffix}")
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                dct = module.dct
+                dct(np.zeros((2, 2)), 2, (0,), 0, None, 1, None)  # the signature scipy's code calls it with
+                return dct
+    except (ImportError, OSError, TypeError, AttributeError):
+        pass
+    return None
 
 
 def apply_variant(pixels: np.ndarray, variant: int) -> np.ndarray:

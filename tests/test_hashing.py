@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import imagehash
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from photodedup import hashing
 from photodedup.catalog import Catalog
 from photodedup.sample_library import source_photos
 from photodedup.scan import scan
+from tests.helpers import REPO, cli_env
 
 
 def _photo(size=(640, 480)) -> Image.Image:
@@ -118,3 +122,54 @@ def test_grayscale_of_the_pixel_array_is_that_of_the_image():
     for image, expected in ((photo, False), (grey, True), (tinted, False)):
         assert hashing.is_grayscale(image) is expected
         assert hashing.is_grayscale_rgb(np.asarray(image)) is expected
+
+
+def _scipy_dihedral_phashes(image: Image.Image) -> list[int]:
+    """The eight hashes as first written: scipy.fftpack's DCT and one median per variant."""
+    import scipy.fftpack
+
+    pixels = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.LANCZOS))
+    low = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)[:8, :8]
+    hashes = []
+    for transpose, flip_rows, flip_cols, _ in hashing.VARIANTS:
+        block = low.T if transpose else low
+        block = block * (hashing._SIGNS[:, None] if flip_rows else 1) * (hashing._SIGNS[None, :] if flip_cols else 1)
+        hashes.append(int("".join("1" if v else "0" for v in (block > np.median(block)).reshape(-1)), 2))
+    return hashes
+
+
+@pytest.mark.parametrize("kind", ["photo", "flat", "stripes", "symmetric", "noise"])
+def test_dihedral_phashes_equal_scipys_bit_for_bit(kind):
+    """The DCT is scipy's pocketfft loaded without scipy.fft: the same bits, also where coefficients tie
+    (a flat or symmetric picture, whose hashes are decided by rounding)."""
+    rng = np.random.default_rng(3)
+    pictures = {
+        "photo": _photo((504, 378)),
+        "flat": Image.new("RGB", (300, 200), (40, 90, 160)),
+        "stripes": Image.fromarray((np.indices((120, 90)).sum(0) % 7 * 30).astype(np.uint8)),
+        "symmetric": Image.fromarray(np.tile(np.abs(np.arange(-50, 51)), (80, 1)).astype(np.uint8) * 2),
+        "noise": Image.fromarray(rng.integers(0, 256, (61, 47, 3), dtype=np.uint8)),
+    }
+    image = pictures[kind]
+    assert [int(h) for h in hashing.dihedral_phashes(image)] == _scipy_dihedral_phashes(image)
+    values = rng.integers(0, 256, (32, 32)).astype(np.uint8)
+    import scipy.fftpack
+
+    assert np.array_equal(hashing.dct_2d(values), scipy.fftpack.dct(scipy.fftpack.dct(values, axis=0), axis=1))
+
+
+def test_hashing_does_not_import_scipy_fft(tmp_path):
+    """scipy.fft's import (a third of a second) is paid by no process that scans: not the scan's own,
+    not its forkserver's workers."""
+    Image.new("RGB", (64, 48), (10, 20, 30)).save(tmp_path / "a.jpg")
+    loaded = "[m for m in __import__('sys').modules if m.startswith('scipy.fft')]"
+    picture = "__import__('PIL.Image').Image.new('L', (40, 40))"
+    in_worker = f"(__import__('photodedup.hashing').hashing.dihedral_phashes({picture}), {loaded})[1]"
+    code = ("from photodedup.scan import scan; from photodedup import executor\n"
+            "if __name__ == '__main__':\n"
+            f"    scan([{str(tmp_path)!r}], catalog={str(tmp_path / 'c.sqlite')!r}, workers=1)\n"
+            "    with executor.worker_pool(1) as pool:\n"
+            f"        print({loaded}, pool.submit(eval, {in_worker!r}).result())\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=REPO, env=cli_env(), timeout=300)
+    assert result.stdout.strip() == "[] []"
