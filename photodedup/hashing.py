@@ -182,18 +182,19 @@ def _pocketfft_dct():
     if name in sys.modules:
         return sys.modules[name].dct
     try:
-        import scipy
-
-        folder = Path(scipy.__file__).parent / "fft" / "_pocketfft"
+        spec = importlib.util.find_spec("scipy")  # where scipy is, without importing it (nor its init)
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        folder = Path(next(iter(spec.submodule_search_locations))) / "fft" / "_pocketfft"
         for suffix in importlib.machinery.EXTENSION_SUFFIXES:
             if (folder / f"pypocketfft{suffix}").is_file():
-                spec = importlib.util.spec_from_file_location(name, folder / f"pypocketfft{suffix}")
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
+                found = importlib.util.spec_from_file_location(name, folder / f"pypocketfft{suffix}")
+                module = importlib.util.module_from_spec(found)
+                found.loader.exec_module(module)
                 dct = module.dct
                 dct(np.zeros((2, 2)), 2, (0,), 0, None, 1, None)  # the signature scipy's code calls it with
                 return dct
-    except (ImportError, OSError, TypeError, AttributeError):
+    except Exception:  # noqa: BLE001 - any surprise (another scipy layout or signature): scipy's own path
         pass
     return None
 
