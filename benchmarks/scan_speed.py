@@ -1,7 +1,7 @@
 """Scan throughput against the floor and a naive script, side by side in one run, and re-scan speed.
 
     PYTHONPATH=. python benchmarks/scan_speed.py --originals 30 --megapixels 12 --repeats 5 \
-        [--baseline REF] [--library DIR] [--rescan-files 10000]
+        [--baseline REF] [--library DIR] [--rescan-files 10000] [--cpu-split N | --stages N]
 
 Each round runs, one after the other on the same files (12 MP JPEGs of a generated sample library):
 
@@ -46,6 +46,14 @@ from PIL import Image  # noqa: E402
 
 from photodedup.sample_library import make_library  # noqa: E402
 
+#: The per-file work of a scan in one process: CPU milliseconds of ``_inspect_job`` per file (best of 3 passes).
+_PER_FILE = ("import json, sys, time; from photodedup import scan\n"
+             "paths = sys.argv[1:]; job = lambda p: scan._inspect_job((p, '/', 200_000_000, None))\n"
+             "job(paths[0]); best = []\n"
+             "for _ in range(3):\n"
+             "    start = time.process_time(); [job(p) for p in paths]\n"
+             "    best.append((time.process_time() - start) * 1000 / len(paths))\n"
+             "print(json.dumps(min(best)))\n")
 _SCAN = ("import json, sys; from photodedup.scan import scan\n"
          "if __name__ == '__main__':\n"
          "    s = scan([sys.argv[1]], catalog=sys.argv[2])\n"
@@ -135,6 +143,38 @@ def scan_rate(tree: Path, folder: Path, catalog: Path, expected: int) -> tuple[f
     return summary["new"] / summary["seconds"], _cpu() - cpu
 
 
+def cpu_split(trees: dict[str, Path], paths: list[Path], work: Path, repeats: int) -> None:
+    """The scan's CPU in two parts, each tree in fresh processes, alternated: the fixed cost (a scan of 4 small
+    files: interpreter, imports, catalog, the pool's start) and the per-file work (``_inspect_job`` in one
+    process, best of 3 passes). Also the floor's per-file work (``floor_one``) in this process."""
+    tiny = work / "tiny"
+    for i in range(4):
+        (tiny / str(i)).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 48), (10 * i, 20, 30)).save(tiny / str(i) / "a.jpg")
+    fixed: dict[str, list[float]] = {name: [] for name in trees}
+    per_file: dict[str, list[float]] = {name: [] for name in trees}
+    floor_ms = []
+    for repeat in range(repeats):
+        for name in (list(trees) if repeat % 2 == 0 else list(reversed(trees))):
+            env = dict(os.environ, PYTHONPATH=str(trees[name]))
+            _rate, seconds = scan_rate(trees[name], tiny, work / f"tiny-{name}-{repeat}.sqlite".replace(" ", "_"), 4)
+            fixed[name].append(seconds * 1000)
+            result = subprocess.run([sys.executable, "-c", _PER_FILE, *map(str, paths)], cwd=trees[name], env=env,
+                                    capture_output=True, text=True, check=True)
+            per_file[name].append(json.loads(result.stdout.strip().splitlines()[-1]))
+        start = time.process_time()
+        for path in paths:
+            floor_one(str(path))
+        floor_ms.append((time.process_time() - start) * 1000 / len(paths))
+        print(f"round {repeat + 1}: " + "; ".join(f"{name}: fixed {fixed[name][-1]:.0f} ms, per file "
+                                                   f"{per_file[name][-1]:.1f} ms" for name in trees)
+              + f"; floor per file {floor_ms[-1]:.1f} ms", flush=True)
+    for name in trees:
+        print(f"{name:<24}: fixed CPU median {statistics.median(fixed[name]):.0f} ms, per-file CPU median "
+              f"{statistics.median(per_file[name]):.1f} ms (floor's {statistics.median(floor_ms):.1f} ms: "
+              f"{statistics.median(f / s for f, s in zip(floor_ms, per_file[name], strict=True)):.0%})")
+
+
 def stages(paths: list[Path], repeats: int) -> dict[str, float]:
     """Median milliseconds per file of each step of a scan's per-file work, each timed alone in this process
     (the same calls ``scan._inspect_job`` makes, in its order)."""
@@ -192,6 +232,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline", help="a git revision to measure beside this tree (e.g. HEAD~3, main)")
     parser.add_argument("--library", type=Path, help="a sample library made before (--originals is then unused)")
+    parser.add_argument("--cpu-split", type=int, default=0, metavar="N",
+                        help="only: the scan's fixed CPU cost and per-file CPU over the first N files, each tree")
     parser.add_argument("--stages", type=int, default=0, metavar="N",
                         help="only: the median time of each per-file step over the first N files, in this process")
     args = parser.parse_args()
@@ -217,6 +259,10 @@ def main() -> None:
         trees = {"scan": ROOT}
         if args.baseline:
             trees[f"scan {args.baseline}"] = export_tree(args.baseline, work / "baseline")
+        if args.cpu_split:
+            _become_subreaper()
+            cpu_split(trees, paths[:args.cpu_split], work, args.repeats)
+            return
         rates: dict[str, list[float]] = {"floor": [], "naive": [], **{name: [] for name in trees}}
         cpu: dict[str, list[float]] = {name: [] for name in rates}  # CPU milliseconds per image
         if not _become_subreaper():
