@@ -169,8 +169,9 @@ def dct_2d(pixels: np.ndarray) -> np.ndarray:
         import scipy.fftpack
 
         return scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)
-    first = np.asarray(pixels, dtype=np.float64)  # scipy: a converted copy is transformed in place
-    return dct(dct(first, 2, (0,), 0, first, 1, None), 2, (1,), 0, None, 1, None)
+    first = np.asarray(pixels, dtype=np.float64)
+    in_place = None if np.may_share_memory(first, pixels) else first  # as scipy: a converted copy in place
+    return dct(dct(first, 2, (0,), 0, in_place, 1, None), 2, (1,), 0, None, 1, None)
 
 
 @functools.cache

@@ -155,7 +155,11 @@ def test_dihedral_phashes_equal_scipys_bit_for_bit(kind):
     values = rng.integers(0, 256, (32, 32)).astype(np.uint8)
     import scipy.fftpack
 
-    assert np.array_equal(hashing.dct_2d(values), scipy.fftpack.dct(scipy.fftpack.dct(values, axis=0), axis=1))
+    expected = scipy.fftpack.dct(scipy.fftpack.dct(values, axis=0), axis=1)
+    assert np.array_equal(hashing.dct_2d(values), expected)
+    floats = values.astype(np.float64)
+    assert np.array_equal(hashing.dct_2d(floats), expected)
+    assert np.array_equal(floats, values)  # the caller's array is left as it was
 
 
 def test_hashing_does_not_import_scipy_fft(tmp_path):
