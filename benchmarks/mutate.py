@@ -48,9 +48,10 @@ REPO = Path(__file__).resolve().parents[1]
 #: test_matching.py, test_review.py, test_apply.py, test_apply_faults.py: a minute or more each) can be added
 #: with ``--tests`` for a run on a quiet machine.
 TARGETS: dict[str, tuple[str, list[str]]] = {
-    "keeper": ("photodedup/keeper.py", ["tests/test_keeper_rules.py", "tests/test_keeper.py"]),
-    "verify": ("photodedup/verify.py", ["tests/test_verify_rules.py"]),
-    "cluster": ("photodedup/cluster.py", ["tests/test_cluster_rules.py"]),
+    "keeper": ("photodedup/keeper.py", ["tests/test_keeper_rules.py", "tests/test_keeper_mutants.py",
+                                        "tests/test_keeper.py"]),
+    "verify": ("photodedup/verify.py", ["tests/test_verify_rules.py", "tests/test_verify_mutants.py"]),
+    "cluster": ("photodedup/cluster.py", ["tests/test_cluster_rules.py", "tests/test_cluster_mutants.py"]),
     "apply": ("photodedup/apply.py", ["tests/test_apply_rules.py", "tests/test_moves_rules.py"]),
     "moves": ("photodedup/moves.py", ["tests/test_moves_rules.py", "tests/test_apply_rules.py"]),
     "groups": ("photodedup/duplicate_groups/__init__.py", ["tests/test_groups_rules.py"]),
@@ -72,6 +73,9 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "<module> | is_camera_format(a.format) and (not is_camera_format(b.format)) | not X -> X": "camera-format "
             "keeps members by select; better only picks the winner a note names, and every kept member beats "
             "every dropped one, so the first kept is named either way",
+        "_without_added_borders.framed | abs(_aspect(content_size(b)) / _aspect((a.width, a.height)) - 1) < "
+        "ASPECT_TOLERANCE | Lt -> LtE": "x - 1 for x in [1, 2) is a multiple of 2**-52, 1 - x for x in [0.5, 1) "
+            "of 2**-53, and the float 0.005 is an odd multiple of 2**-60: no ratio lands on the edge",
     },
     "cluster": {
         "near_pairs | high <= low | LtE -> Lt": "high == low: no distance is both > low and <= high, the search "
@@ -99,6 +103,13 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "dimension as the unknown one: reshape(-2, 2) is reshape(-1, 2)",
         "map_pairs | os.cpu_count() or 1 | Or -> And": "the number of worker processes: the same verdicts in the "
                                                        "same order whatever it is",
+        "map_pairs | len(pending) >= 2 * workers | GtE -> Gt": "how many chunks are in flight (a memory bound, "
+            "two a worker): the same verdicts in the same order whatever it is",
+        "map_pairs | 2 * workers | 2 -> 3": "how many chunks are in flight (a memory bound, two a worker): the "
+                                            "same verdicts in the same order whatever it is",
+        "homography | int(mask.sum()) if mask is not None else 0 | 0 -> 1": "OpenCV's findHomography returns a "
+            "mask (all zeros when it finds none: tried with coincident, collinear, NaN and infinite points) for "
+            "4 points or more, and it gets 20 or more: no input reaches the None branch",
     },
     "apply": {
         "plan | changed = True | True -> False #2": "a second pass never drops more: dropping a candidate only adds "
