@@ -95,6 +95,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "Edges.moved | i <= j | LtE -> Lt": "i == j is a self-loop, dropped by keep",
         "hamming_cross | queries[start:start + 50000].view(np.uint8).reshape(-1, 8) | 1 -> 2": "numpy reads any "
             "negative dimension as the unknown one: reshape(-2, 8) is reshape(-1, 8)",
+        "_cosine_exact | slack = 1e-05 | 1e-05 -> 1.1000000000000001e-05": "a wider candidate band: the exact "
+            "rescoring (_rowwise_dot) decides every pair it lets through",
+        "nearest_pairs | labels.reshape(-1) | 1 -> 2": "numpy reads any negative dimension as the unknown one: "
+                                                       "reshape(-2) is reshape(-1)",
         "cosine_pairs | n <= EXACT_MAX | LtE -> Lt": "at exactly 10,000 vectors faiss (rescored exactly) finds "
                                                      "the pairs the exact product finds: a speed choice",
     },
@@ -109,6 +113,11 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "two a worker): the same verdicts in the same order whatever it is",
         "map_pairs | 2 * workers | 2 -> 3": "how many chunks are in flight (a memory bound, two a worker): the "
                                             "same verdicts in the same order whatever it is",
+        "_covered | np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], np.float64).reshape(-1, 1, 2) | 1 -> 2": "cv2."
+            "perspectiveTransform maps each 2-channel element: (2, 2, 2) holds the same four corners as (4, 1, 2), "
+            "and the result is reshaped to (-1, 2)",
+        "features | np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2) | 1 -> 2": "numpy reads any "
+            "negative dimension as the unknown one: reshape(-2, 2) is reshape(-1, 2)",
         "homography | int(mask.sum()) if mask is not None else 0 | 0 -> 1": "OpenCV's findHomography returns a "
             "mask (all zeros when it finds none: tried with coincident, collinear, NaN and infinite points) for "
             "4 points or more, and it gets 20 or more: no input reaches the None branch",

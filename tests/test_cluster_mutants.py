@@ -5,6 +5,7 @@ documented limit, and the faiss Hamming search across its query chunks. Unit lev
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from photodedup import cluster as c
 from photodedup.cluster import hamming_cross, nearest_pairs
@@ -58,3 +59,28 @@ def test_hamming_cross_through_faiss_searches_every_query_across_its_chunks():
     assert len(queries) * len(base) > c.BRUTE_MAX ** 2 // 16
     assert as_list(indexed) == as_list(hamming_cross(queries, base, 2, brute_max=10**6))
     assert [(q, b) for q, b, d in as_list(indexed) if d == 2] == [(q, b) for b, q in enumerate(picked)]
+
+
+def test_nearest_pairs_keep_a_similarity_of_exactly_the_threshold():
+    rows = np.array([[1.0, 0.0], [0.5, np.sqrt(0.75)]], np.float32)  # their product: 0.5 exactly
+    i, j, sim = nearest_pairs(rows, k=1, threshold=0.5)
+    assert (i.tolist(), j.tolist(), sim.tolist()) == ([0], [1], [0.5])
+
+
+def test_cosine_pairs_score_every_pair_past_the_dot_products_chunk():
+    # 400 rows: 79,800 pairs, more than one chunk (65,536) of the row-wise products; each pair scored
+    vectors = unit(np.random.default_rng(6).standard_normal((400, 8)))
+    edges = c.cosine_pairs(vectors, -1.0)
+    assert len(edges.i) == 400 * 399 // 2
+    assert np.allclose(edges.distance, 1.0 - np.einsum("ij,ij->i", vectors[edges.i], vectors[edges.j]), atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", [1, 2, 3, 4, 6, 7])
+def test_dihedral_pairs_search_every_variant_but_the_turn_by_270(variant):
+    # item 0's variant hash equals item 1's hash as is; every other hash of both is far from every other
+    hashes = np.random.default_rng(variant).integers(0, 2**63, (2, 8), dtype=np.int64).view(np.uint64)
+    hashes[0, variant] = hashes[1, 0]
+    edges = c.dihedral_pairs(hashes, 0)
+    assert (edges.i.tolist(), edges.j.tolist(), edges.variant.tolist()) == ([0], [1], [variant])
+    hashes[0, 5], hashes[0, variant] = hashes[1, 0], ~hashes[1, 0]  # variant 5: found as variant 4 the other way
+    assert len(c.dihedral_pairs(hashes, 0).i) == 0

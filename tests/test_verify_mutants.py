@@ -1,14 +1,15 @@
 """Blind spots a held-out mutation sample found in photodedup/verify.py (``benchmarks/mutate.py --module
-verify --max 15 --seed 3``): the colour and layout signatures of a thumbnail, and the layout gate reading
-only the middle two thirds of a layout. Unit level on arrays and thumbnails."""
+verify --max 15 --seed 3``, then ``--seed 4``): the colour and layout signatures of a thumbnail, the layout
+gate reading only the middle two thirds of a layout, the least number of matches, and a tile's correlation at
+its limit. Unit level on arrays and thumbnails."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from photodedup import verify
-from photodedup.verify import Thumbnail
-from tests.test_verify_rules import BOX, jpeg
+from photodedup.verify import Features, Thumbnail, Verdict, VerifySettings
+from tests.test_verify_rules import BOX, SIZE, descriptors, jpeg, small_features, spread_points
 
 
 def test_signatures_are_a_unit_colour_histogram_and_a_24_pixel_layout_of_the_content():
@@ -34,3 +35,21 @@ def test_layouts_agree_on_their_middle_two_thirds_whatever_lies_around_it():
     c[4, 4:20] = rng.integers(0, 256, 16)
     c[19, 4:20] = rng.integers(0, 256, 16)
     assert not verify.layouts_agree(a, c)
+
+
+def test_exactly_the_least_number_of_matches_and_inliers_verifies():
+    # 20 features, each matched once (MIN_INLIERS = 20): enough to look for a homography, and enough inliers
+    points, found = spread_points(20), descriptors(20)
+    a, b = Features(points, found, SIZE), Features(points.copy(), found.copy(), SIZE)
+    assert VerifySettings().min_inliers == 20
+    assert verify.verify(a, b) == Verdict(True, 20, 1.0, 1.0, "")
+
+
+def test_a_tile_correlating_exactly_at_the_limit_agrees():
+    # columns of 4 values a period, centred: x = 2 * (2, 1, -2, -1), y = 2 * (1, 2, -1, -2); in every tile
+    # (12 x 16 pixels, 4 periods a row) x.y / (|x| |y|) = 8 / 10, the float 0.8 (TILE_NCC) exactly
+    columns = np.arange(64) % 4
+    x = np.tile(100 + 2 * np.array([2, 1, -2, -1], np.float32)[columns], (48, 1))
+    y = np.tile(100 + 2 * np.array([1, 2, -1, -2], np.float32)[columns], (48, 1))
+    assert verify.TILE_NCC == 0.8
+    assert verify._agreement(np.eye(3), small_features(x), small_features(y)) == 1.0
