@@ -1,7 +1,8 @@
 """Blind spots a held-out mutation sample found in photodedup/duplicate_groups/ (``benchmarks/mutate.py
 --module groups --max 15 --seed 3``): the overview's totals and its filter without a kind, a keeper taken
-out of its group, the mark the pixel check found, and the members ``group --json`` prints. On the real
-catalog of the ``review_library`` fixture, or unit level on one member or group."""
+out of its group, the mark the pixel check found, the members ``group --json`` prints, and a member of
+unknown size (``--seed 4``). On the real catalog of the ``review_library`` fixture, or unit level on one
+member or group."""
 
 from __future__ import annotations
 
@@ -64,3 +65,9 @@ def test_group_json_members_leave_out_only_the_empty_review_fields():
     assert set(members[0]) == set(asdict(plain)) - review_fields and members[0]["width"] is None
     assert members[0]["status"] == "ok"
     assert set(members[1]) == set(asdict(moved)) - review_fields | {"decision", "in_trash"}
+
+
+def test_a_member_of_unknown_size_frees_nothing():
+    companion = Member(2, "/p/a.xmp", "sidecar", 1.0, size=None)
+    assert Member(1, "/p/a.jpg", "exact", 1.0, size=None, companions=[companion]).total_size == 0
+    assert Member(1, "/p/a.jpg", "exact", 1.0, size=5, companions=[companion]).total_size == 5
