@@ -48,12 +48,15 @@ REPO = Path(__file__).resolve().parents[1]
 #: test_matching.py, test_review.py, test_apply.py, test_apply_faults.py: a minute or more each) can be added
 #: with ``--tests`` for a run on a quiet machine.
 TARGETS: dict[str, tuple[str, list[str]]] = {
-    "keeper": ("photodedup/keeper.py", ["tests/test_keeper_rules.py", "tests/test_keeper.py"]),
-    "verify": ("photodedup/verify.py", ["tests/test_verify_rules.py"]),
-    "cluster": ("photodedup/cluster.py", ["tests/test_cluster_rules.py"]),
-    "apply": ("photodedup/apply.py", ["tests/test_apply_rules.py", "tests/test_moves_rules.py"]),
+    "keeper": ("photodedup/keeper.py", ["tests/test_keeper_rules.py", "tests/test_keeper_mutants.py",
+                                        "tests/test_keeper.py"]),
+    "verify": ("photodedup/verify.py", ["tests/test_verify_rules.py", "tests/test_verify_mutants.py"]),
+    "cluster": ("photodedup/cluster.py", ["tests/test_cluster_rules.py", "tests/test_cluster_mutants.py"]),
+    "apply": ("photodedup/apply.py", ["tests/test_apply_rules.py", "tests/test_apply_mutants.py",
+                                      "tests/test_moves_rules.py"]),
     "moves": ("photodedup/moves.py", ["tests/test_moves_rules.py", "tests/test_apply_rules.py"]),
-    "groups": ("photodedup/duplicate_groups/__init__.py", ["tests/test_groups_rules.py"]),
+    "groups": ("photodedup/duplicate_groups/__init__.py", ["tests/test_groups_rules.py",
+                                                           "tests/test_groups_mutants.py"]),
     "decisions": ("photodedup/duplicate_groups/decisions.py", ["tests/test_groups_rules.py"]),
     "compare": ("photodedup/duplicate_groups/compare.py", ["tests/test_groups_rules.py"]),
     "security": ("photodedup/review/security.py", ["tests/test_review_security_rules.py",
@@ -72,6 +75,9 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "<module> | is_camera_format(a.format) and (not is_camera_format(b.format)) | not X -> X": "camera-format "
             "keeps members by select; better only picks the winner a note names, and every kept member beats "
             "every dropped one, so the first kept is named either way",
+        "_without_added_borders.framed | abs(_aspect(content_size(b)) / _aspect((a.width, a.height)) - 1) < "
+        "ASPECT_TOLERANCE | Lt -> LtE": "x - 1 for x in [1, 2) is a multiple of 2**-52, 1 - x for x in [0.5, 1) "
+            "of 2**-53, and the float 0.005 is an odd multiple of 2**-60: no ratio lands on the edge",
     },
     "cluster": {
         "near_pairs | high <= low | LtE -> Lt": "high == low: no distance is both > low and <= high, the search "
@@ -89,6 +95,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "Edges.moved | i <= j | LtE -> Lt": "i == j is a self-loop, dropped by keep",
         "hamming_cross | queries[start:start + 50000].view(np.uint8).reshape(-1, 8) | 1 -> 2": "numpy reads any "
             "negative dimension as the unknown one: reshape(-2, 8) is reshape(-1, 8)",
+        "_cosine_exact | slack = 1e-05 | 1e-05 -> 1.1000000000000001e-05": "a wider candidate band: the exact "
+            "rescoring (_rowwise_dot) decides every pair it lets through",
+        "nearest_pairs | labels.reshape(-1) | 1 -> 2": "numpy reads any negative dimension as the unknown one: "
+                                                       "reshape(-2) is reshape(-1)",
         "cosine_pairs | n <= EXACT_MAX | LtE -> Lt": "at exactly 10,000 vectors faiss (rescored exactly) finds "
                                                      "the pairs the exact product finds: a speed choice",
     },
@@ -99,6 +109,18 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "dimension as the unknown one: reshape(-2, 2) is reshape(-1, 2)",
         "map_pairs | os.cpu_count() or 1 | Or -> And": "the number of worker processes: the same verdicts in the "
                                                        "same order whatever it is",
+        "map_pairs | len(pending) >= 2 * workers | GtE -> Gt": "how many chunks are in flight (a memory bound, "
+            "two a worker): the same verdicts in the same order whatever it is",
+        "map_pairs | 2 * workers | 2 -> 3": "how many chunks are in flight (a memory bound, two a worker): the "
+                                            "same verdicts in the same order whatever it is",
+        "_covered | np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], np.float64).reshape(-1, 1, 2) | 1 -> 2": "cv2."
+            "perspectiveTransform maps each 2-channel element: (2, 2, 2) holds the same four corners as (4, 1, 2), "
+            "and the result is reshaped to (-1, 2)",
+        "features | np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2) | 1 -> 2": "numpy reads any "
+            "negative dimension as the unknown one: reshape(-2, 2) is reshape(-1, 2)",
+        "homography | int(mask.sum()) if mask is not None else 0 | 0 -> 1": "OpenCV's findHomography returns a "
+            "mask (all zeros when it finds none: tried with coincident, collinear, NaN and infinite points) for "
+            "4 points or more, and it gets 20 or more: no input reaches the None branch",
     },
     "apply": {
         "plan | changed = True | True -> False #2": "a second pass never drops more: dropping a candidate only adds "

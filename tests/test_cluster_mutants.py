@@ -1,0 +1,86 @@
+"""Blind spots a held-out mutation sample found in photodedup/cluster.py (``benchmarks/mutate.py --module
+cluster --max 15 --seed 3``): the k-nearest search on its smallest inputs and at the exact search's
+documented limit, and the faiss Hamming search across its query chunks. Unit level on arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from photodedup import cluster as c
+from photodedup.cluster import hamming_cross, nearest_pairs
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def as_list(found) -> list[tuple]:
+    return sorted(zip(*(x.tolist() for x in found), strict=True))
+
+
+def test_nearest_pairs_of_two_rows_and_of_one_neighbour_each():
+    two = unit([[1.0, 0.0], [1.0, 0.1]])
+    i, j, sim = nearest_pairs(two, k=1, threshold=0.9)
+    assert (i.tolist(), j.tolist()) == ([0], [1]) and abs(float(sim[0]) - float(two[0] @ two[1])) < 1e-6
+    three = unit([[1.0, 0.0], [1.0, 0.05], [1.0, 0.3]])
+    i, j, _ = nearest_pairs(three, k=1, threshold=0.0)  # each row's one nearest: 0-1 (twice), 2-1
+    assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == [(0, 1), (1, 2)]
+    for rows, k in ((two[:1], 1), (two, 0)):  # one row, or no neighbour asked: nothing
+        assert [x.tolist() for x in nearest_pairs(rows, k=k, threshold=-1.0)] == [[], [], []]
+
+
+def test_nearest_pairs_are_exact_up_to_the_limit_inclusive(monkeypatch):
+    # EXACT_MAX rows of random directions (the limit lowered to 400: the same comparison, in milliseconds):
+    # each row's true 2 nearest, as a brute-force product finds them; the IVF index above the limit,
+    # probing 4 of its 10 cells, misses some of these
+    monkeypatch.setattr(c, "EXACT_MAX", 400)
+    vectors = unit(np.random.default_rng(5).standard_normal((400, 16)))
+    i, j, _ = nearest_pairs(vectors, k=2, threshold=-1.0)
+    expected = set()
+    sims = vectors @ vectors.T
+    np.fill_diagonal(sims, -np.inf)
+    for row, near in enumerate(np.argsort(-sims, axis=1)[:, :2]):
+        expected.update((min(row, n), max(row, n)) for n in near.tolist())
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == expected
+    monkeypatch.setattr(c, "EXACT_MAX", 399)
+    i, j, _ = nearest_pairs(vectors, k=2, threshold=-1.0)
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) != expected  # the index: an approximate search
+
+
+def test_hamming_cross_through_faiss_searches_every_query_across_its_chunks():
+    # more than one faiss query chunk (50,000): the queries at and around the chunk edge are searched too
+    rng = np.random.default_rng(4)
+    queries = rng.integers(0, 2**63, 100_003, dtype=np.int64).view(np.uint64)
+    picked = [0, 1, 2, 3, 4, 49_999, 50_000, 50_001, 100_000, 100_001, 100_002]
+    base = queries[picked] ^ np.uint64(0b101)  # 2 bits off each
+    indexed = hamming_cross(queries, base, 2)  # 100,003 x 11 comparisons > BRUTE_MAX**2 / 16: faiss
+    assert len(queries) * len(base) > c.BRUTE_MAX ** 2 // 16
+    assert as_list(indexed) == as_list(hamming_cross(queries, base, 2, brute_max=10**6))
+    assert [(q, b) for q, b, d in as_list(indexed) if d == 2] == [(q, b) for b, q in enumerate(picked)]
+
+
+def test_nearest_pairs_keep_a_similarity_of_exactly_the_threshold():
+    rows = np.array([[1.0, 0.0], [0.5, np.sqrt(0.75)]], np.float32)  # their product: 0.5 exactly
+    i, j, sim = nearest_pairs(rows, k=1, threshold=0.5)
+    assert (i.tolist(), j.tolist(), sim.tolist()) == ([0], [1], [0.5])
+
+
+def test_cosine_pairs_score_every_pair_past_the_dot_products_chunk():
+    # 400 rows: 79,800 pairs, more than one chunk (65,536) of the row-wise products; each pair scored
+    vectors = unit(np.random.default_rng(6).standard_normal((400, 8)))
+    edges = c.cosine_pairs(vectors, -1.0)
+    assert len(edges.i) == 400 * 399 // 2
+    assert np.allclose(edges.distance, 1.0 - np.einsum("ij,ij->i", vectors[edges.i], vectors[edges.j]), atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", [1, 2, 3, 4, 6, 7])
+def test_dihedral_pairs_search_every_variant_but_the_turn_by_270(variant):
+    # item 0's variant hash equals item 1's hash as is; every other hash of both is far from every other
+    hashes = np.random.default_rng(variant).integers(0, 2**63, (2, 8), dtype=np.int64).view(np.uint64)
+    hashes[0, variant] = hashes[1, 0]
+    edges = c.dihedral_pairs(hashes, 0)
+    assert (edges.i.tolist(), edges.j.tolist(), edges.variant.tolist()) == ([0], [1], [variant])
+    hashes[0, 5], hashes[0, variant] = hashes[1, 0], ~hashes[1, 0]  # variant 5: found as variant 4 the other way
+    assert len(c.dihedral_pairs(hashes, 0).i) == 0

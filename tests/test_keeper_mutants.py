@@ -1,0 +1,51 @@
+"""Blind spots a held-out mutation sample found in photodedup/keeper.py (``benchmarks/mutate.py --module
+keeper --max 15 --seed 3``): a frame's margins at the rounding they may differ by, and members with no
+size, a lossless file measured only in height, and which files the provenance rule reads. Unit level on
+``choose`` (with real files for provenance)."""
+
+from __future__ import annotations
+
+from photodedup import keeper
+from photodedup.duplicate_groups import Member
+from photodedup.keeper import choose, is_graphic
+from tests.test_keeper import decoded, photo
+from tests.test_keeper_rules import keeper_of, member
+
+
+def test_a_frame_s_margins_may_differ_by_exactly_the_rounding_between_the_axes():
+    # the photo trims its own flat edge (bordered itself), and the frame's content has another shape than
+    # the photo's canvas: only "one margin all round" can explain the frame's border
+    photo = member(1, w=2000, h=1000, content=(1800, 900), path="/z")
+    assert keeper.FRAME_ROUNDING == 2
+    at_rounding = member(2, w=2200, h=1198, content=(1900, 800), path="/a")  # margins 200 and 198 px
+    assert keeper_of(photo, at_rounding, rules="no-border,oldest") == (1, "no added border")
+    beyond = member(3, w=2200, h=1197, content=(1900, 800), path="/a")  # 200 and 197: not one margin
+    assert keeper_of(photo, beyond, rules="no-border,oldest") == (3, "all else equal: first by path")
+
+
+def test_members_with_no_size_tie_on_size():
+    assert keeper_of(member(1, size=None, path="/b"), member(2, size=None, path="/a"), rules="size") == (
+        2, "all else equal: first by path")
+    assert keeper_of(member(1, size=None, path="/b"), member(2, size=0, path="/a"), rules="size") == (
+        2, "all else equal: first by path")
+
+
+def test_a_lossless_file_with_a_height_and_no_width_is_no_graphic():
+    assert not is_graphic(Member(1, "/p", "exact", 1.0, format="PNG", height=10, size=1))
+
+
+def test_provenance_reads_only_files_of_one_upright_size_and_different_contents(tmp_path):
+    photo((480, 360)).save(tmp_path / "a.jpg", quality=75)
+    decoded(tmp_path / "a.jpg").save(tmp_path / "b.jpg", quality=90)  # a re-save of a.jpg's pixels
+
+    def described(name, file_id, quality, w=480, h=360, md5=None):
+        stat = (tmp_path / name).stat()
+        return Member(file_id, str(tmp_path / name), "perceptual", 1.0, width=w, height=h, size=stat.st_size,
+                      format="JPEG", mtime_ns=stat.st_mtime_ns, jpeg_quality=quality, md5=md5 or name)
+
+    original = described("a.jpg", 1, 75)
+    choice = choose([original, described("b.jpg", 2, 90)], rules="provenance")
+    assert (choice.keeper, choice.reason) == (1, "not made from another file's pixels")
+    # described as another upright size (a turned copy), or as the same bytes: not read, nothing found
+    for copy in (described("b.jpg", 2, 90, w=360, h=480), described("b.jpg", 2, 90, md5="a.jpg")):
+        assert choose([original, copy], rules="provenance").reason == "all else equal: first by path"
