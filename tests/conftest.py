@@ -61,7 +61,9 @@ SLOW_TESTS = {
     "test_group_proposals.py": {"test_the_crop_no_hash_reaches_is_proposed_by_colour_and_confirmed_by_pixels",
                                 "test_a_small_logo_on_a_flat_frame_is_a_copy_and_another_colour_is_not"},
     "test_raw.py": {"test_raw_jpeg_pairs_through_the_scan", "test_forked_workers_decode_after_an_in_process_decode"},
-    "test_parquet.py": {"test_sharded_search_finds_the_exact_pairs_in_a_small_memory_budget"},
+    "test_parquet.py": {"test_sharded_search_finds_the_exact_pairs_in_a_small_memory_budget",
+                        "test_group_parquet_errors_are_clear"},  # three CLI runs that load pyarrow
+    "test_difference.py": {"test_a_white_margin_photo_does_not_carry_a_mark_against_its_frame_copy"},
 }
 
 
