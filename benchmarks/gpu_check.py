@@ -74,8 +74,10 @@ class Sizes:
         self.embed_batch = 4 if dry else 1024
         self.service_batch = 2 if dry else 16       # images per request
         self.concurrency = (2,) if dry else (1, 16, 64, 256)
-        # a CPU request takes seconds: the dry run's window must be long enough for some to finish
-        self.load_warmup, self.load_seconds = (0.5, 3.0) if dry else (1.0, 4.0)
+        self.load_warmup, self.load_seconds = (0.0, 0.0) if dry else (1.0, 4.0)
+        # a CPU request takes seconds, longer on a busy machine: a window of seconds may see none finish (and
+        # then checks no answer), so the dry run's client loops make this many requests each, all counted
+        self.load_requests = 1 if dry else 0
         self.triton_configs = ((1, True), (1, False)) if dry else ((1, True), (2, True), (4, True), (1, False))
         self.triton_concurrency = 2 if dry else 64
         self.max_batch = 4 if dry else 256           # the service's and Triton's largest model call
@@ -399,9 +401,10 @@ def _client_init(spec: dict, batch: int, ready) -> None:
     ready.put(os.getpid())
 
 
-def _client_run(threads: int, start_at: float, warmup: float, seconds: float) -> dict:
+def _client_run(threads: int, start_at: float, warmup: float, seconds: float, requests: int = 0) -> dict:
     """``threads`` closed loops from wall time ``start_at``: the requests that finish inside the window
-    (after the warm-up) are counted, with their latencies."""
+    (after the warm-up) are counted, with their latencies; with ``requests``, each loop makes that many
+    and every one counts (the window is ignored)."""
     backend, crops, batch = _CLIENT["backend"], _CLIENT["crops"], _CLIENT["batch"]
     measure_from, measure_to = start_at + warmup, start_at + warmup + seconds
     latencies: list[float] = []
@@ -411,7 +414,7 @@ def _client_run(threads: int, start_at: float, warmup: float, seconds: float) ->
 
     def loop(index: int) -> None:
         i = index
-        while time.time() < measure_to:
+        while (i - index < requests) if requests else time.time() < measure_to:
             part = crops[(i % 4) * batch : (i % 4 + 1) * batch]
             i += 1
             t0 = time.time()
@@ -424,7 +427,7 @@ def _client_run(threads: int, start_at: float, warmup: float, seconds: float) ->
                     first_error.append(f"{type(error).__name__}: {error}")
                 time.sleep(0.02)
             t1 = time.time()
-            if measure_from <= t1 <= measure_to:
+            if requests or measure_from <= t1 <= measure_to:
                 with lock:
                     if ok:
                         latencies.append(t1 - t0)
@@ -438,11 +441,13 @@ def _client_run(threads: int, start_at: float, warmup: float, seconds: float) ->
         worker.start()
     for worker in workers:
         worker.join()
-    return {"latencies": latencies, **counts, "first_error": first_error[0] if first_error else None}
+    return {"latencies": latencies, **counts, "first_error": first_error[0] if first_error else None,
+            "seconds": time.time() - start_at}
 
 
-def run_clients(spec: dict, batch: int, concurrencies, warmup: float, seconds: float):
-    """For each concurrency: (images/s, latencies, errors, first error), from up to 16 client processes."""
+def run_clients(spec: dict, batch: int, concurrencies, warmup: float, seconds: float, requests: int = 0):
+    """For each concurrency: (images/s, latencies, errors, first error), from up to 16 client processes
+    (``requests``: that many per loop, all counted, instead of a window of ``seconds``)."""
     processes = min(16, os.cpu_count() or 1, max(concurrencies))
     context = multiprocessing.get_context("spawn")  # the parent holds a CUDA context: never fork it
     ready = context.Queue()
@@ -453,11 +458,13 @@ def run_clients(spec: dict, batch: int, concurrencies, warmup: float, seconds: f
             used = min(processes, concurrency)
             threads = [concurrency // used + (1 if k < concurrency % used else 0) for k in range(used)]
             start_at = time.time() + 1.0
-            results = pool.starmap(_client_run, [(t, start_at, warmup, seconds) for t in threads], chunksize=1)
+            results = pool.starmap(_client_run, [(t, start_at, warmup, seconds, requests) for t in threads],
+                                   chunksize=1)
             latencies = [x for r in results for x in r["latencies"]]
             errors = sum(r["errors"] for r in results)
             message = next((r["first_error"] for r in results if r["first_error"]), None)
-            yield concurrency, sum(r["images"] for r in results) / seconds, latencies, errors, message
+            took = max(r["seconds"] for r in results) if requests else seconds
+            yield concurrency, sum(r["images"] for r in results) / took, latencies, errors, message
 
 
 def model_only(check: Check) -> float | None:
@@ -479,7 +486,7 @@ def step_service(check: Check) -> None:
         for payload in ("uint8", "jpeg"):
             spec = {"name": "http-service", "options": {"url": url, "payload": payload}}
             for concurrency, rate, latencies, errors, message in run_clients(
-                    spec, s.service_batch, s.concurrency, s.load_warmup, s.load_seconds):
+                    spec, s.service_batch, s.concurrency, s.load_warmup, s.load_seconds, s.load_requests):
                 check.row(f"service:torch-local-{s.device}:{payload}", s.half,
                           s.service_batch, concurrency, rate, latencies, errors=errors, first_error=message,
                           ratio_to_model_only=round(rate / reference, 3) if reference else None)
@@ -553,7 +560,8 @@ def step_triton(check: Check) -> None:
             for protocol, port in (("http", server.http_port), ("grpc", server.grpc_port)):
                 spec = {"name": f"triton-{protocol}", "options": {"url": f"127.0.0.1:{port}", "model": name}}
                 for concurrency, rate, latencies, errors, message in run_clients(
-                        spec, s.service_batch, (s.triton_concurrency,), s.load_warmup, s.load_seconds):
+                        spec, s.service_batch, (s.triton_concurrency,), s.load_warmup, s.load_seconds,
+                        s.load_requests):
                     check.row(f"triton:{name}:{protocol}", s.half, s.service_batch, concurrency,
                               rate, latencies, errors=errors, first_error=message,
                               ratio_to_model_only=round(rate / reference, 3) if reference else None)

@@ -343,13 +343,13 @@ def _crop_search(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
     few features on smooth or drawn pictures often miss a crop, or shear it. None when nothing correlates."""
     import cv2
 
-    def small(rgb: np.ndarray, width: int) -> np.ndarray:
-        h, w = rgb.shape[:2]
-        return cv2.resize(_luma(rgb).astype(np.float32), (width, max(1, round(h * width / w))),
-                          interpolation=cv2.INTER_AREA)
+    def small(grey: np.ndarray, width: int) -> np.ndarray:
+        h, w = grey.shape[:2]
+        return cv2.resize(grey, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
 
+    grey_a, grey_b = (_luma(rgb).astype(np.float32) for rgb in (a, b))  # once, not once per window width
     best = (0.0, None)
-    for outer, inner, forward in ((a, b, True), (b, a, False)):
+    for outer, inner, forward in ((grey_a, grey_b, True), (grey_b, grey_a, False)):
         big = small(outer, _SCORE_WIDTH)
         wo = outer.shape[1]
         wi = inner.shape[1]

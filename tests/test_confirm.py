@@ -99,6 +99,18 @@ def test_a_corner_crop_of_a_drawn_picture_passes():
     assert result.reason == "no difference above the pair's noise floor (a crop: 15% of one is outside the other)"
 
 
+def test_the_crop_search_places_a_crop_whichever_picture_comes_first():
+    """A corner crop (8% off the top and the left) of a drawn picture, found by correlation: crop -> full
+    scales by 0.92 and shifts by the cut (25.6 and 19.2 px at 320 px wide; about a pixel of the search's
+    small pictures either way), and full -> crop is its inverse."""
+    image = _drawn(4)
+    full, crop = _thumb(image), _thumb(image.crop((128, 96, 1600, 1200)))
+    to_full = confirm._crop_search(crop, full)
+    assert abs(to_full[0, 0] - 0.92) < 0.01 and to_full[0, 0] == to_full[1, 1]
+    assert abs(to_full[0, 2] - 25.6) < 3 and abs(to_full[1, 2] - 19.2) < 3
+    np.testing.assert_allclose(confirm._crop_search(full, crop), np.linalg.inv(to_full), atol=1e-9)
+
+
 def test_a_brightened_copy_with_clipped_highlights_passes(photo):
     """Brighter by 30%: the highlights clip (and one clipped channel turns their hue); only the other side
     of a clipped pixel counts."""

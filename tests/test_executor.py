@@ -244,11 +244,10 @@ def cluster():
 
 
 @pytest.fixture(scope="module")
-def bigger(tmp_path_factory) -> tuple[Path, dict]:
-    """A library that takes a few seconds to scan (time to kill something), and its local catalog."""
-    base = tmp_path_factory.mktemp("bigger")
-    library, catalog = base / "lib", base / "local.sqlite"
-    assert _cli("sample-library", str(library), "--originals", "30", "--megapixels", "2").returncode == 0
+def bigger(shared_library, tmp_path_factory) -> tuple[Path, dict]:
+    """conftest's read-only library of 92 files (more than one scan batch, many Ray tasks: the kills land
+    mid-scan through pause hooks, not by timing), and its local catalog."""
+    library, catalog = Path(shared_library["root"]), tmp_path_factory.mktemp("bigger") / "local.sqlite"
     assert _cli("scan", str(library), "--catalog", str(catalog)).returncode == 0
     return library, catalog_state(catalog)
 

@@ -38,6 +38,8 @@ def test_every_step_runs_and_writes_its_rows(dry_run):
     for row in data["rows"]:
         assert {"path", "precision", "batch_size", "concurrency", "images_per_second", "p50_ms", "p99_ms"} <= set(row)
         assert row.get("errors", 0) == 0, row  # no request failed (service and Triton rows)
+        if row["path"].startswith(("service:", "triton:")):  # and each one was answered and counted
+            assert row["images_per_second"] > 0 and row["p50_ms"] is not None, row
     assert "model:forward:cuda-graphs (needs CUDA)" in data["skipped"]
 
 

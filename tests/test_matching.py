@@ -56,9 +56,17 @@ def _groups(root: Path, result) -> list[dict[str, object]]:
     return [{str(Path(m.path).relative_to(root)): m for m in g.members} for g in result.groups]
 
 
-def test_every_edit_kind_joins_the_original_and_the_look_alike_stays_apart(edited):
+@pytest.fixture(scope="module")
+def grouped(edited) -> list[dict[str, object]]:
+    """The default grouping of ``edited`` (seconds: the pixel check and the keeper's provenance over every
+    pair), made once for the tests that read it; ``group(store=False)`` leaves the catalog as it was."""
+    root, catalog, _ = edited
+    return _groups(root, group(catalog, store=False))
+
+
+def test_every_edit_kind_joins_the_original_and_the_look_alike_stays_apart(edited, grouped):
     root, catalog, paths = edited
-    groups = _groups(root, group(catalog, store=False))
+    groups = grouped
     assert len(groups) == 1, [sorted(g) for g in groups]
     members = groups[0]
     assert set(members) == {paths[k] for k in ("original", "cropped20", *EDITS)}
@@ -72,9 +80,9 @@ def test_every_edit_kind_joins_the_original_and_the_look_alike_stays_apart(edite
             assert m.match["coverage"] >= verify.VerifySettings().min_coverage
 
 
-def test_each_new_evidence_kind_can_be_turned_off(edited):
+def test_each_new_evidence_kind_can_be_turned_off(edited, grouped):
     root, catalog, paths = edited
-    full = _groups(root, group(catalog, store=False))[0]
+    full = grouped[0]
     verified = {p for p, m in full.items() if m.evidence == "verified"}
     assert verified, "the edits include one that only local features confirm"
     no_verify = _groups(root, group(catalog, store=False, params=GroupSettings(

@@ -192,10 +192,8 @@ def test_a_catalog_on_a_read_only_filesystem(tmp_path, tmpfs):
     assert len(json.loads(grouped.stdout)["groups"]) == 1
 
 
-def test_disk_full_during_scan_is_a_clear_error(tmp_path, tmpfs):
-    from photodedup.sample_library import make_library
-
-    lib = make_library(tmp_path / "lib", originals=12, megapixels=1.0, seed=5)
+def test_disk_full_during_scan_is_a_clear_error(tmp_path, tmpfs, shared_library):
+    lib = shared_library
     fs = tmpfs("160k")  # room for the empty catalog, not for the crops and thumbnails
     db = fs / "c.sqlite"
     done = run_cli("scan", lib["root"], "--catalog", str(db), "-q", "--workers", "1")
