@@ -22,7 +22,9 @@ JPEG's stored orientation first, so a copy stored turned with an EXIF tag is on 
 Blocks where a colour channel clips are left out or simulated (a decoder clips, and the lattice is lost
 there). Where that leaves too little (a picture mostly black or white), ``decoded_from`` also accepts a file
 that holds a's *decoded* coefficients times one gain, clipped blocks included (``_held``): leaving out only
-where the copy's own edit clipped (a spike at the end of a channel's range, ``_spikes``). Anything that cannot tell (different sizes, an unreadable file, a WebP, too little texture:
+where the copy's own edit clipped (a spike at the end of a channel's range, ``_spikes``).
+
+Anything that cannot tell (different sizes, an unreadable file, a WebP, too little texture:
 ``MIN_EVIDENCE``, ``MIN_BLOCKS``) finds nothing, and the keeper's other rules decide.
 """
 
