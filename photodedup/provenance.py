@@ -43,6 +43,9 @@ NOISE = 1.0
 #: and over a flat area a tone edit's rounding is one error for the whole area, not noise that averages out
 #: (measured on a black-and-white picture's lossless edit: up to 2.5 at the lowest frequencies, 1% over 1.5).
 HELD_NOISE = 2 * NOISE
+#: A tone edit with gain g rounds to whole levels, and its rounding error wraps every 1 / |g - 1| levels: a block
+#: spanning at least this many wraps sees that error vary like noise (a very smooth picture's blocks do not).
+WRAPS = 2
 #: Misses below this share of chance's count: the file sits on the JPEG's lattice (decoded from it).
 FIT_SHARE = 0.05
 #: A lossless file is not a decode of a JPEG when, where nothing clips, its misses reach ``OFF_LATTICE`` of
@@ -267,8 +270,12 @@ def _held(b: Picture, a: Picture, rounding: np.ndarray) -> Fit | None:
     if len(options) == 3:
         options.append(b.top | b.bottom)
     found: list[tuple[tuple[bool, float], float, Fit]] = []  # score, distance from the least-squares gain, fit
+    luma_a, luma_b = _stored(a.luma, a.orientation), _stored(b.luma, a.orientation)
     for leave in options:
-        coeff_a, coeff_b = _both(a, b, b.clipped | leave)
+        index = _index(luma_b, _stored(b.clipped | leave, a.orientation))
+        blocks = _gather(luma_a, index)
+        span = (blocks.max(axis=(1, 2)) - blocks.min(axis=(1, 2)))[:, None, None]
+        coeff_a, coeff_b = (_C @ (blocks - 128.0) @ _C.T).astype(np.float32), _coefficients(luma_b, index)
         telling = np.round(coeff_a / a.table) != 0
         telling[:, 0, 0] = False
         if telling.sum() < MIN_EVIDENCE:
@@ -278,7 +285,9 @@ def _held(b: Picture, a: Picture, rounding: np.ndarray) -> Fit | None:
             continue
         for g in {1.0, *(gain + GAIN_STEP * k for k in range(-GAIN_STEPS, GAIN_STEPS + 1))}:
             close = np.minimum(1.0, tolerance / (g * a.table / 2))
-            counted = telling & (close < 1)
+            # the edit rounds to whole levels: over a block spanning fewer than ``WRAPS`` of its steps (1 / |g - 1|
+            # levels: where round(g x) moves by 2 instead of 1) the block's AC scales by 1, not g: it cannot tell
+            counted = telling & (close < 1) & ((g == 1.0) | (span * abs(g - 1) >= WRAPS))
             if not counted.any():
                 continue
             held = (np.abs(coeff_b - g * coeff_a) <= tolerance)[counted]
