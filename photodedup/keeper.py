@@ -9,7 +9,8 @@ file under one is ever proposed for the trash. Then the rules, in this order unl
    over single files: the RAW is the original;
    ``provenance``: a file made from another member's pixels loses to it, by JPEG forensics
    (``photodedup.provenance``, on files of the same size): a file whose DCT sits on a JPEG member's
-   quantization lattice (as is, or scaled by a contrast change) and holds its coefficients was decoded
+   quantization lattice (as is, or scaled by a contrast change) and holds its coefficients, or where
+   clipping lost the lattice holds its decoded coefficients times one gain, was decoded
    from that JPEG (a PNG export, a re-save at a higher quality), and a JPEG whose DCT is a lossless
    member's rounded to its own table was encoded from it (the JPEG copy of a screenshot, whatever EXIF
    it carries);
@@ -354,13 +355,17 @@ def _finding(kind: str, b: tuple[str, int, int, bool], a: tuple[str, int, int, b
     if kind == "encoded":
         return (f"a JPEG of {name}'s pixels (its DCT is that file's, rounded to its own quantization)"
                 if provenance.encoded_from(picture_b, picture_a) else "")
-    gain = provenance.decoded_from(picture_b, picture_a)
-    if gain is None:
+    found = provenance.fit(picture_b, picture_a)
+    if found is None or not found.on_lattice:
         return ""
-    if gain == 1.0:
+    if found.held:  # the lattice lost to clipping: b holds a's decoded pixels, clipped ones too
+        return (f"a re-save of {name} (its DCT is that file's decoded DCT)" if found.gain == 1.0 else
+                f"a re-save of {name} with its contrast changed (its DCT is that file's decoded DCT scaled by "
+                f"{found.gain:.3f})")
+    if found.gain == 1.0:
         return f"a re-save of {name} (its DCT fits that file's JPEG quantization)"
     return (f"a re-save of {name} with its contrast changed (its DCT fits that file's JPEG quantization "
-            f"scaled by {gain:.3f})")
+            f"scaled by {found.gain:.3f})")
 
 
 @lru_cache(maxsize=4)

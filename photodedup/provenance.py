@@ -20,7 +20,11 @@ JPEG's stored orientation first, so a copy stored turned with an EXIF tag is on 
   (``MAX_GAIN``): a is a JPEG of b's pixels (the JPEG copy of a screenshot).
 
 Blocks where a colour channel clips are left out or simulated (a decoder clips, and the lattice is lost
-there). Anything that cannot tell (different sizes, an unreadable file, a WebP, too little texture:
+there). Where that leaves too little (a picture mostly black or white), ``decoded_from`` also accepts a file
+that holds a's *decoded* coefficients times one gain, clipped blocks included (``_held``): leaving out only
+where the copy's own edit clipped (a spike at the end of a channel's range, ``_spikes``).
+
+Anything that cannot tell (different sizes, an unreadable file, a WebP, too little texture:
 ``MIN_EVIDENCE``, ``MIN_BLOCKS``) finds nothing, and the keeper's other rules decide.
 """
 
@@ -35,6 +39,13 @@ from PIL import Image, ImageOps
 #: Rounding a decoded file can add to a DCT coefficient on top of its own quantization: pixel rounding
 #: (std 0.29 in DCT units), colour conversion and the decoder's integer IDCT, about three deviations.
 NOISE = 1.0
+#: Two decodes compared with each other (``_held``): each brings its own rounding (as ``_holding``'s tolerance),
+#: and over a flat area a tone edit's rounding is one error for the whole area, not noise that averages out
+#: (measured on a black-and-white picture's lossless edit: up to 2.5 at the lowest frequencies, 1% over 1.5).
+HELD_NOISE = 2 * NOISE
+#: A tone edit with gain g rounds to whole levels, and its rounding error wraps every 1 / |g - 1| levels: a block
+#: spanning at least this many wraps sees that error vary like noise (a very smooth picture's blocks do not).
+WRAPS = 2
 #: Misses below this share of chance's count: the file sits on the JPEG's lattice (decoded from it).
 FIT_SHARE = 0.05
 #: A lossless file is not a decode of a JPEG when, where nothing clips, its misses reach ``OFF_LATTICE`` of
@@ -66,6 +77,12 @@ MAX_BLOCKS = 8192
 CLIP = 2
 #: A pixel whose channels differ by at most this is gray: its luminance clips as its channels do.
 GREY = 6
+#: A tone edit clips where it pushes a channel past 0 or 255, and a later step (a contrast cut) can move that
+#: clip to any value: every clipped pixel then sits on one value at the end of the channel's range, a spike.
+#: A spike holds at least ``SPIKE_SHARE`` of the pixels and ``SPIKE_RATIO`` times the mean of the values 3-10
+#: inwards, and fewer pixels lie outwards of it (more than ``CLIP`` away: a JPEG's ringing) than on it.
+SPIKE_SHARE = 0.005
+SPIKE_RATIO = 8
 
 
 #: The inverse of each EXIF orientation, on numpy planes (upright back to stored).
@@ -95,6 +112,8 @@ class Picture:
     clipped: np.ndarray              # bool, upright: a colour channel at its end (0 or 255, give or take a JPEG's
     #                                  rounding), where a decoder clipped and the lattice is lost
     coloured_clip: np.ndarray        # the same where the pixel is not gray (luma alone cannot tell the clipping)
+    top: np.ndarray                  # bool, upright: a channel at (or beyond) a spike at the top of its range,
+    bottom: np.ndarray               # or at the bottom (``SPIKE_SHARE``): where a tone edit may have clipped
     table: np.ndarray | None         # 8x8 luma quantization table (natural order) of a JPEG; None otherwise
     orientation: int                 # EXIF orientation of the stored pixels (1: as stored)
     lossless: bool
@@ -110,23 +129,47 @@ def read(path: str, lossless: bool) -> Picture | None:
             orientation = im.getexif().get(0x0112, 1)
             orientation = orientation if orientation in _TURN else 1
             upright = ImageOps.exif_transpose(im)
-            luma, clipped, coloured = _luma(upright)
+            luma, clipped, coloured, top, bottom = _luma(upright)
     except Exception:  # an unreadable file is data: it finds nothing
         return None
-    return Picture(path, luma, clipped, coloured, table, orientation, lossless)
+    return Picture(path, luma, clipped, coloured, top, bottom, table, orientation, lossless)
 
 
-def _luma(im: Image.Image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Luminance, clipped pixels, and clipped pixels with colour."""
+def _luma(im: Image.Image) -> tuple[np.ndarray, ...]:
+    """Luminance, clipped pixels, clipped pixels with colour, and pixels at a spike at the top and the bottom of
+    a channel's range (``_spikes``)."""
     if im.mode not in ("L", "RGB"):
         im = im.convert("L" if im.mode in ("1", "I;16", "I", "F") else "RGB")
     pixels = np.asarray(im)
-    clipped = (pixels <= CLIP) | (pixels >= 255 - CLIP)
+    planes = pixels[:, :, None] if pixels.ndim == 2 else pixels
+    top, bottom = _spikes(planes)
+    clipped = ((planes <= CLIP) | (planes >= 255 - CLIP)).any(axis=2)
     if pixels.ndim == 2:
-        return pixels.astype(np.float32), clipped, np.zeros_like(clipped)
-    clipped = clipped.any(axis=2)
+        return pixels.astype(np.float32), clipped, np.zeros_like(clipped), top, bottom
     grey = (pixels.max(axis=2).astype(np.int16) - pixels.min(axis=2)) <= GREY
-    return pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32), clipped, clipped & ~grey
+    luma = pixels.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return luma, clipped, clipped & ~grey, top, bottom
+
+
+def _spikes(planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels with a channel at or outwards of a spike (``SPIKE_SHARE``) at the top of its range (within
+    ``CLIP`` of it), and at the bottom."""
+    top = np.zeros(planes.shape[:2], dtype=bool)
+    bottom = np.zeros_like(top)
+    for channel in np.moveaxis(planes, 2, 0):
+        counts = np.bincount(channel.reshape(-1), minlength=256).astype(np.float64)
+        for mask, step in ((top, -1), (bottom, 1)):
+            ordered = counts[::-1] if step < 0 else counts  # from the end of the range inwards
+            for k in range(245):
+                beyond = ordered[:max(0, k - CLIP)].sum()
+                if beyond * SPIKE_RATIO > channel.size:
+                    break  # too much lies outwards for any spike to be the end of the range
+                spike = ordered[k]
+                near = ordered[k + 3:k + 11].mean()
+                if spike >= SPIKE_SHARE * channel.size and spike >= SPIKE_RATIO * max(1.0, near) and beyond <= spike:
+                    mask |= channel >= 255 - k - CLIP if step < 0 else channel <= k + CLIP
+                    break
+    return top, bottom
 
 
 def _stored(plane: np.ndarray, orientation: int) -> np.ndarray:
@@ -169,6 +212,7 @@ class Fit:
     chance: float
     gain: float
     same: float = 0.0   # share of b's lattice points that are a's own coefficients there (x gain)
+    held: bool = False  # found by ``_held`` (a's decoded coefficients, clipping and all), not by the lattice
 
     @property
     def on_lattice(self) -> bool:
@@ -177,7 +221,9 @@ class Fit:
 
 def fit(b: Picture, a: Picture) -> Fit | None:
     """``b`` against JPEG ``a``'s lattice, as is or scaled by the gain between their coefficients (a decode
-    with its contrast changed: luminance AC scales by the gain); the better fit. None: nothing to compare."""
+    with its contrast changed: luminance AC scales by the gain); the better fit. Where that does not fit (the
+    lattice lost to clipping), ``b`` against ``a``'s decoded coefficients (``_held``) when those hold. None:
+    nothing to compare."""
     pair = _pair(a, b)
     if pair is None:
         return None
@@ -191,12 +237,68 @@ def fit(b: Picture, a: Picture) -> Fit | None:
         if MIN_GAIN <= gain <= 1 / MIN_GAIN and abs(gain - 1) > GAIN_STEP:
             found += [_fit_at(coeff_b, a.table, rounding, gain + GAIN_STEP * k)
                       for k in range(-GAIN_STEPS, GAIN_STEPS + 1)]
-    best = _holding(min(found, key=lambda f: (f.chance < MIN_EVIDENCE, f.misses / f.chance if f.chance else 1.0)),
-                    coeff_a, coeff_b, a.table, rounding)
+    best = _holding(min(found, key=_score), coeff_a, coeff_b, a.table, rounding)
     if abs(best.gain - 1) <= GAIN_STEP * GAIN_STEPS:  # within the search's own window, 1 (no edit) when it fits
         unscaled = _holding(found[0], coeff_a, coeff_b, a.table, rounding)
         if unscaled.on_lattice:
             return unscaled
+    if not best.on_lattice:
+        held = _held(b, a, rounding)
+        if held is not None and held.on_lattice:
+            return held
+    return best
+
+
+def _score(found: Fit) -> tuple[bool, float]:
+    """The better fit sorts first: enough evidence, then the fewest misses for chance's count."""
+    return found.chance < MIN_EVIDENCE, found.misses / found.chance if found.chance else 1.0
+
+
+def _held(b: Picture, a: Picture, rounding: np.ndarray) -> Fit | None:
+    """``b`` against ``a``'s own decoded coefficients (times a gain), also where ``a``'s decoder clipped.
+
+    A file made from ``a``'s pixels holds them as they were decoded, clipped ones included: its coefficients
+    are ``a``'s times the edit's gain, within its own rounding (half its step, and a decode's noise); where
+    a JPEG's lattice is lost to clipping (a picture most of whose pixels are black or white) this still holds.
+    A file not made from ``a`` differs from it by ``a``'s quantization error, spread over ``a``'s step: chance
+    puts it within the tolerance at the tolerance's share of that step. Only ``a``'s nonzero coefficients tell.
+    Where ``b``'s tone edit clipped (a spike at the end of a channel's range: ``Picture.top``, ``bottom``) the
+    gain does not hold; those pixels are left out, the top, the bottom or both (the best of the four counts).
+    """
+    tolerance = rounding / 2 + HELD_NOISE
+    options = [np.zeros_like(b.clipped)] + [mask for mask in (b.top, b.bottom) if mask.any()]
+    if len(options) == 3:
+        options.append(b.top | b.bottom)
+    found: list[tuple[tuple[bool, float], float, Fit]] = []  # score, distance from the least-squares gain, fit
+    luma_a, luma_b = _stored(a.luma, a.orientation), _stored(b.luma, a.orientation)
+    for leave in options:
+        index = _index(luma_b, _stored(b.clipped | leave, a.orientation))
+        blocks = _gather(luma_a, index)
+        span = (blocks.max(axis=(1, 2)) - blocks.min(axis=(1, 2)))[:, None, None]
+        coeff_a, coeff_b = (_C @ (blocks - 128.0) @ _C.T).astype(np.float32), _coefficients(luma_b, index)
+        telling = np.round(coeff_a / a.table) != 0
+        telling[:, 0, 0] = False
+        if telling.sum() < MIN_EVIDENCE:
+            continue
+        gain = float((coeff_a * coeff_b)[telling].sum() / (coeff_a * coeff_a)[telling].sum())
+        if not MIN_GAIN <= gain <= 1 / MIN_GAIN:
+            continue
+        for g in {1.0, *(gain + GAIN_STEP * k for k in range(-GAIN_STEPS, GAIN_STEPS + 1))}:
+            close = np.minimum(1.0, tolerance / (g * a.table / 2))
+            # the edit rounds to whole levels: over a block spanning fewer than ``WRAPS`` of its steps (1 / |g - 1|
+            # levels: where round(g x) moves by 2 instead of 1) the block's AC scales by 1, not g: it cannot tell
+            counted = telling & (close < 1) & ((g == 1.0) | (span * abs(g - 1) >= WRAPS))
+            if not counted.any():
+                continue
+            held = (np.abs(coeff_b - g * coeff_a) <= tolerance)[counted]
+            chance = float(np.broadcast_to(1 - close, counted.shape)[counted].sum())
+            fit = Fit(float((~held).sum()), chance, g, float(held.mean()), held=True)
+            found.append((_score(fit), abs(g - gain), fit))
+    if not found:
+        return None
+    best = min(found, key=lambda f: f[:2])[2]
+    if best.on_lattice and abs(best.gain - 1) <= GAIN_STEP * GAIN_STEPS:  # as ``fit``: 1 (no edit) when it holds
+        return next((f for _, _, f in sorted(found, key=lambda f: f[:2]) if f.gain == 1.0 and f.on_lattice), best)
     return best
 
 

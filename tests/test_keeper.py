@@ -297,6 +297,37 @@ def test_a_quality_75_original_wins_over_its_brightened_quality_90_copy(tmp_path
                                          "JPEG quantization scaled by 1.212)"}
 
 
+def test_a_mostly_clipped_original_wins_over_its_brightened_quality_90_copy(tmp_path):
+    # the look-alike library's burst-blink_01: most of the picture is black or white, so the decoder clipped it
+    # and the lattice is lost there; the copy holds the decoded pixels times the edit's gain (its own clip, the
+    # whites at 245, left out)
+    (tmp_path / "lib").mkdir()
+    grey = np.asarray(photo((640, 480)).convert("L"), dtype=np.float32)
+    Image.fromarray(((grey - 128) * 5 + 128).clip(0, 255).astype(np.uint8)).convert("RGB").save(
+        tmp_path / "lib/IMG_5.jpg", quality=75, exif=camera_exif())
+    copy = ImageEnhance.Contrast(ImageEnhance.Brightness(decoded(tmp_path / "lib/IMG_5.jpg")).enhance(1.135))
+    copy.enhance(0.905).save(tmp_path / "lib/IMG_5 edited.jpg", quality=90, exif=camera_exif())
+    keeper, reason, notes = keeper_of(tmp_path, ["IMG_5.jpg", "IMG_5 edited.jpg"])
+    assert (keeper, reason) == ("IMG_5.jpg", "not made from another file's pixels")
+    assert notes == {"IMG_5 edited.jpg": "a re-save of IMG_5.jpg with its contrast changed (its DCT is that file's "
+                                         "decoded DCT scaled by 1.026)"}
+
+
+def test_a_very_smooth_original_wins_over_its_brightened_quality_90_copy(tmp_path):
+    # the untuned look-alike set's object-removed_03: soft colour fields, where the edit's rounding to whole
+    # levels keeps a smooth block's AC unscaled; the blocks across the objects' edges tell
+    from test_provenance import smooth_scene
+
+    (tmp_path / "lib").mkdir()
+    smooth_scene().save(tmp_path / "lib/IMG_6.jpg", quality=75, exif=camera_exif())
+    copy = ImageEnhance.Contrast(ImageEnhance.Brightness(decoded(tmp_path / "lib/IMG_6.jpg")).enhance(1.15))
+    copy.enhance(0.98).save(tmp_path / "lib/IMG_6 edited.jpg", quality=90, exif=camera_exif())
+    keeper, reason, notes = keeper_of(tmp_path, ["IMG_6.jpg", "IMG_6 edited.jpg"])
+    assert (keeper, reason) == ("IMG_6.jpg", "not made from another file's pixels")
+    assert notes == {"IMG_6 edited.jpg": "a re-save of IMG_6.jpg with its contrast changed (its DCT is that file's "
+                                         "decoded DCT scaled by 1.133)"}
+
+
 def test_a_png_chart_wins_over_its_jpeg_crop_whose_ringing_trims_as_more_content(tmp_path):
     # a chart on a white page (content 851x560) and a JPEG of it with 2% of the page cut from each side: the
     # JPEG's ringing around the bars trims as content (863x563, 2% more), yet it holds no more picture

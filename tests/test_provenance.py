@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
-from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 from test_keeper import photo, screenshot
 
 from photodedup import provenance
@@ -121,3 +122,74 @@ def test_a_re_save_with_a_logo_added_is_a_re_save_not_a_tone_edit():
     original = saved(photo((1024, 768), seed=3), "JPEG", quality=75)
     copy = read(saved(stamp_logo(Image.open(original).convert("RGB"), 0.6), "JPEG", quality=95), False)
     assert provenance.decoded_from(copy, read(original, False)) == 1.0
+
+
+def black_and_white(size=(480, 360), seed=0) -> Image.Image:
+    """A grey picture whose contrast clips most of it to black or white (the look-alike library's burst-blink
+    photo: 90% of its pixels at an end of the range), in RGB."""
+    return ImageEnhance.Contrast(photo(size, seed).convert("L")).enhance(5).convert("RGB")
+
+
+def brightened(image: Image.Image, brightness=1.135, contrast=0.905) -> Image.Image:
+    # brightness clips the whites, the contrast cut then moves that clip to 245: a spike below 255
+    return ImageEnhance.Contrast(ImageEnhance.Brightness(image).enhance(brightness)).enhance(contrast)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_tone_edit_of_a_mostly_clipped_picture_is_found_as_made_from_it(seed):
+    # where the decoder clipped, the JPEG's lattice is lost; the copy still holds the decoded pixels, clipped ones
+    # too, times the edit's gain, except where the edit clipped (its spike at 245, left out)
+    picture = black_and_white(seed=seed)
+    original = saved(picture, "JPEG", quality=75)
+    a = read(original, False)
+    assert a.clipped.mean() > 0.25
+    copy = read(saved(brightened(Image.open(original).convert("RGB")), "JPEG", quality=90), False)
+    assert provenance.decoded_from(copy, a) == pytest.approx(1.135 * 0.905, abs=0.01)
+    assert provenance.fit(copy, a).held
+    assert copy.top.mean() > 0.2 and copy.clipped.mean() < 0.01  # the edit's clip sits at 245, not at 255
+    # the same edit of the lossless picture, encoded apart: a sibling, made from neither
+    assert provenance.decoded_from(read(saved(brightened(picture), "JPEG", quality=90), False), a) is None
+    # the edit made first and the quality-75 file from it (the tone undone): the finer file is the source
+    source = saved(brightened(picture), "JPEG", quality=90)
+    lower = read(saved(brightened(Image.open(source).convert("RGB"), 1 / 1.135, 1 / 0.905), "JPEG", quality=75), False)
+    assert provenance.decoded_from(read(source, False), lower) is None
+
+
+def test_a_clip_spike_is_found_at_either_end_of_a_channel_and_nowhere_in_a_photo():
+    assert not read(saved(photo(), "PNG"), True).top.any() and not read(saved(photo(), "PNG"), True).bottom.any()
+    copy = read(saved(brightened(black_and_white()), "PNG"), True)
+    assert copy.top.any() and copy.bottom.any()  # the whites clipped at 245, the blacks lifted to 14 (one value)
+    dark = read(saved(ImageEnhance.Brightness(black_and_white()).enhance(0.5).point(lambda v: max(0, v - 20)),
+                      "PNG"), True)
+    assert dark.bottom.mean() > 0.2
+
+
+def smooth_scene(size=(640, 480), seed=0) -> Image.Image:
+    """A very smooth picture (soft colour fields, no camera noise) with a sign and a ball: the only blocks that
+    span many levels are the objects' edges (the look-alike set's object-removed_03)."""
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(40, 215, (size[1] // 96 + 2, size[0] // 96 + 2, 3)).astype(np.uint8)
+    image = Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((380, 120, 520, 230), fill=(250, 250, 240), outline=(0, 0, 0), width=4)
+    draw.text((400, 150), "EXIT", fill=(200, 0, 0))
+    draw.ellipse((100, 260, 180, 340), fill=(200, 60, 200), outline=(60, 40, 0), width=3)
+    return image
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_tone_edit_of_a_very_smooth_picture_is_found_as_made_from_it(seed):
+    # the edit rounds to whole levels: over a smooth block round(1.127 x) moves by 1 a level, so the block's AC
+    # scales by 1, not by the gain, and misses the scaled lattice; blocks that span two of the rounding's wraps
+    # (16 levels here: the objects' edges) still hold the decoded DCT times the gain
+    picture = smooth_scene(seed=seed)
+    original = saved(picture, "JPEG", quality=75)
+    a = read(original, False)
+    copy = read(saved(brightened(Image.open(original).convert("RGB"), 1.15, 0.98), "JPEG", quality=90), False)
+    assert provenance.decoded_from(copy, a) == pytest.approx(1.15 * 0.98, abs=0.01)
+    assert provenance.fit(copy, a).held
+    # a sibling, and the finer source of a quality-75 file, are made from neither
+    assert provenance.decoded_from(read(saved(brightened(picture, 1.15, 0.98), "JPEG", quality=90), False), a) is None
+    source = saved(brightened(picture, 1.15, 0.98), "JPEG", quality=90)
+    lower = read(saved(brightened(Image.open(source).convert("RGB"), 1 / 1.15, 1 / 0.98), "JPEG", quality=75), False)
+    assert provenance.decoded_from(read(source, False), lower) is None
