@@ -6,21 +6,23 @@ printed once by ``main`` and mapped to their exit code (2 stays Click's for usag
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from typer.core import TyperGroup
 
 from photodedup import __version__, config, keeper
 from photodedup import cluster as grouping
 from photodedup.errors import PhotodedupError
 from photodedup.text import printable
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class _PipelineOrder(TyperGroup):
@@ -61,7 +63,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-err = Console(stderr=True, soft_wrap=True)
+
+
+@functools.cache
+def stderr_console() -> Console:
+    """rich's console on stderr, made on first use: a command that writes nothing there (``--json --quiet``)
+    does not import rich (25 ms of CPU a command; docs/BENCHMARKS.md, issue 24)."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+class _StderrConsole:
+    """``err.print(...)``: the calls go to ``stderr_console()``."""
+
+    def __getattr__(self, name: str):
+        return getattr(stderr_console(), name)
+
+
+err = _StderrConsole()
 _state = {"debug": False, "quiet": False}
 
 # -- shared options, defined once ------------------------------------------------------------------
@@ -113,7 +133,10 @@ def progress(quiet: bool, label: str):
     """A progress-callback factory for long stages: a rich bar on a terminal, silent otherwise."""
     from photodedup.progress import make_progress
 
-    return make_progress(enabled=not quiet and err.is_terminal, label=label, console=err)
+    if quiet:
+        return make_progress(enabled=False, label=label)
+    console = stderr_console()
+    return make_progress(enabled=console.is_terminal, label=label, console=console)
 
 
 def show(result, json_out: bool) -> None:
@@ -137,6 +160,8 @@ def warn(message: str) -> None:
     if message in _said:
         return
     _said.add(message)
+    from rich.markup import escape
+
     err.print(f"[yellow]Warning:[/yellow] {escape(printable(message, newlines=True))}", highlight=False)
 
 
