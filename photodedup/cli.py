@@ -230,11 +230,14 @@ def scan(
 
     Example: photodedup sample-library /tmp/lib --originals 4 --megapixels 1 && photodedup scan /tmp/lib
     """
-    from photodedup.embed import open_backend
     from photodedup.scan import scan as run_scan
 
-    embedder = (open_backend(embed_with, model_dir=model_dir, weights=weights, url=url, engine=engine,
-                             ray_address=ray_address) if embed_with else None)
+    embedder = None
+    if embed_with:
+        from photodedup.embed import open_backend
+
+        embedder = open_backend(embed_with, model_dir=model_dir, weights=weights, url=url, engine=engine,
+                                ray_address=ray_address)
     try:
         with progress(quiet, "scan") as callback:
             summary = run_scan(roots, catalog=catalog, include=include, exclude=exclude, workers=workers or None,
