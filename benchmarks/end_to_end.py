@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from scan_speed import export_tree, floor_one  # noqa: E402
+from scan_speed import compile_tree, export_tree, floor_one  # noqa: E402
 
 from photodedup.backends.onnx import OnnxBackend  # noqa: E402
 from photodedup.catalog import Catalog  # noqa: E402
@@ -135,6 +135,8 @@ def main() -> None:
     trees = {"ours": ROOT}
     if args.baseline:
         trees[args.baseline] = export_tree(args.baseline, work / "baseline")
+    for tree in trees.values():
+        compile_tree(tree)
     crops = np.stack([decode_crop(encode_jpeg(crop_from_source(p))) for p in files
                       if p.endswith(".jpg") and "Broken" not in p][:64])
     for backend in backends.values():

@@ -6,15 +6,14 @@ printed once by ``main`` and mapped to their exit code (2 stays Click's for usag
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from typer.core import TyperGroup
 
 from photodedup import __version__, config, keeper
@@ -22,12 +21,29 @@ from photodedup import cluster as grouping
 from photodedup.errors import PhotodedupError
 from photodedup.text import printable
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 
 class _PipelineOrder(TyperGroup):
     """List commands in the order of the pipeline, not the order they are defined in."""
 
     ORDER = ("scan", "embed", "group", "export-parquet", "run", "eval", "review", "apply", "undo", "export-onnx",
              "serve", "triton-config", "bench", "sample-library")
+
+    #: Commands that run their per-file work in a local process pool (with the default ``--engine local``).
+    POOL_COMMANDS = ("scan", "run")
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        """Before anything is parsed (Typer's parsing imports pydantic: 0.1 s of CPU), a command that will
+        make a process pool starts its forkserver, whose start then overlaps the command's own (issue 24).
+        The command is the first word that is not an option (the group's options take no value)."""
+        command = next((arg for arg in args if not arg.startswith("-")), None)
+        if command in self.POOL_COMMANDS and "--help" not in args:
+            from photodedup.executor import start_forkserver
+
+            start_forkserver()
+        return super().parse_args(ctx, args)
 
     def list_commands(self, ctx) -> list[str]:
         rank = {name: i for i, name in enumerate(self.ORDER)}
@@ -61,7 +77,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-err = Console(stderr=True, soft_wrap=True)
+
+
+@functools.cache
+def stderr_console() -> Console:
+    """rich's console on stderr, made on first use: a command that writes nothing there (``--json --quiet``)
+    does not import rich (25 ms of CPU a command; docs/BENCHMARKS.md, issue 24)."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
+class _StderrConsole:
+    """``err.print(...)``: the calls go to ``stderr_console()``."""
+
+    def __getattr__(self, name: str):
+        return getattr(stderr_console(), name)
+
+
+err = _StderrConsole()
 _state = {"debug": False, "quiet": False}
 
 # -- shared options, defined once ------------------------------------------------------------------
@@ -113,7 +147,10 @@ def progress(quiet: bool, label: str):
     """A progress-callback factory for long stages: a rich bar on a terminal, silent otherwise."""
     from photodedup.progress import make_progress
 
-    return make_progress(enabled=not quiet and err.is_terminal, label=label, console=err)
+    if quiet:
+        return make_progress(enabled=False, label=label)
+    console = stderr_console()
+    return make_progress(enabled=console.is_terminal, label=label, console=console)
 
 
 def show(result, json_out: bool) -> None:
@@ -137,6 +174,8 @@ def warn(message: str) -> None:
     if message in _said:
         return
     _said.add(message)
+    from rich.markup import escape
+
     err.print(f"[yellow]Warning:[/yellow] {escape(printable(message, newlines=True))}", highlight=False)
 
 
@@ -191,11 +230,14 @@ def scan(
 
     Example: photodedup sample-library /tmp/lib --originals 4 --megapixels 1 && photodedup scan /tmp/lib
     """
-    from photodedup.embed import open_backend
     from photodedup.scan import scan as run_scan
 
-    embedder = (open_backend(embed_with, model_dir=model_dir, weights=weights, url=url, engine=engine,
-                             ray_address=ray_address) if embed_with else None)
+    embedder = None
+    if embed_with:
+        from photodedup.embed import open_backend
+
+        embedder = open_backend(embed_with, model_dir=model_dir, weights=weights, url=url, engine=engine,
+                                ray_address=ray_address)
     try:
         with progress(quiet, "scan") as callback:
             summary = run_scan(roots, catalog=catalog, include=include, exclude=exclude, workers=workers or None,
