@@ -333,11 +333,11 @@ def _without(parts: dict[str, clu.Edges], kind: str, pairs: clu.Edges) -> dict[s
 
 
 def colour_signatures(rows: Sequence, pixels) -> tuple[np.ndarray, np.ndarray]:
-    """``(colours float32 [n, 64], layouts uint8 [n, 24, 24])`` of the rows (``verify.signatures``;
+    """``(colours float32 [n, 64], layouts uint8 [n, 2, 24, 24])`` of the rows (``verify.signatures``;
     zeros: none)."""
     side = verify.LAYOUT_SIDE
     colours = np.zeros((len(rows), verify.SIGNATURE_BINS ** 3), np.float32)
-    layouts = np.zeros((len(rows), side, side), np.uint8)
+    layouts = np.zeros((len(rows), 2, side, side), np.uint8)
     for k in range(len(rows)):
         found = verify.signatures(pixels(k))
         if found is not None:

@@ -133,3 +133,25 @@ def test_nearest_pairs_keeps_each_rows_nearest_above_the_threshold():
     assert set(zip(i.tolist(), j.tolist(), strict=True)) == expected
     assert np.allclose(sim, sims[i, j], atol=1e-6)
     assert len(expected) <= 3 * 30
+
+
+def test_a_copy_whose_logo_keeps_the_margin_the_original_loses_to_the_trim_is_found(tmp_path):
+    """A receipt on its own paper margin: the border trim cuts the margin from the original, while its copy
+    with a logo in the corner keeps it (the trim stops at the logo). Their contents are two different cuts
+    (no hash and no layout of the contents agree); the whole pictures' layouts do, so colour proposes the
+    pair and the pixel check confirms it. The look-alike receipt (other prices) stays apart."""
+    from datetime import datetime
+
+    from photodedup.sample_library.lookalikes import Maker, receipt
+
+    photo = _photo("coffee.png")
+    made = [receipt(Maker(photo, np.random.default_rng([7, k]), datetime(2024, 1, 1)), k) for k in range(2)]
+    made[0].save(tmp_path / "receipt.png")
+    made[1].save(tmp_path / "receipt_other.png")
+    stamp_logo(made[0], 0.6).save(tmp_path / "receipt_logo.jpg", quality=95)
+    scan([tmp_path], catalog=tmp_path / "c.sqlite", workers=1)
+    result = group(tmp_path / "c.sqlite", store=False)
+    groups = [sorted(Path(m.path).name for m in g.members) for g in result.groups if g.category == "duplicate"]
+    assert groups == [["receipt.png", "receipt_logo.jpg"]]
+    copy = next(m for g in result.groups for m in g.members if Path(m.path).name == "receipt_logo.jpg")
+    assert copy.match["how"].startswith("verified by the pixels alone (proposed by colour")
