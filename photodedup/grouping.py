@@ -59,8 +59,10 @@ DEFAULT_VERIFY_NEIGHBOURS = 4
 #: once, a 20% crop at 23; chance neighbours at 12-44, 86% of them above 24).
 DEFAULT_VERIFY_DHASH = 24
 #: With the pixel check on, each file's this many nearest colour signatures (``verify.colour_signature``)
-#: are proposed to it too: one-corner crops, small marks and flat pictures no hash brings close.
-DEFAULT_PROPOSE_NEIGHBOURS = 3
+#: are proposed to it too: one-corner crops, small marks and flat pictures no hash brings close. Four, not
+#: three: dark pictures crowd each other's colours (the sample library's star field had three other dark
+#: photos nearer than each of its copies; docs/BENCHMARKS.md "Issue 21, recall, session 5").
+DEFAULT_PROPOSE_NEIGHBOURS = 4
 #: ... at least this similar (Bhattacharyya coefficient of the colour histograms; measured on the second
 #: set: crops 0.87-0.99 against their originals, colour edits aside; docs/BENCHMARKS.md).
 DEFAULT_PROPOSE_SIMILARITY = 0.85

@@ -155,3 +155,23 @@ def test_a_copy_whose_logo_keeps_the_margin_the_original_loses_to_the_trim_is_fo
     assert groups == [["receipt.png", "receipt_logo.jpg"]]
     copy = next(m for g in result.groups for m in g.members if Path(m.path).name == "receipt_logo.jpg")
     assert copy.match["how"].startswith("verified by the pixels alone (proposed by colour")
+
+
+def test_a_copy_behind_three_look_alikes_in_colour_is_still_proposed():
+    """Dark pictures crowd each other's colours (the sample library's star field: each of its copies had three
+    other dark photos nearer in colour than the copy, and none was proposed): a file's fourth nearest colour
+    signature is proposed too, when the layouts agree."""
+    from photodedup.grouping import proposed_edges
+
+    rng = np.random.default_rng(11)
+    original = rng.random(64).astype(np.float32)
+    copy = original + 0.35 * rng.random(64).astype(np.float32)
+    original, copy = (v / np.linalg.norm(v) for v in (original, copy))
+    crowd = [original + copy + 0.02 * rng.random(64).astype(np.float32) for _ in range(3)]
+    colours = np.stack([original, copy, *(v / np.linalg.norm(v) for v in crowd)])
+    sims = colours @ colours.T
+    assert sims[0, 1] >= 0.85 and all(sims[0, k] > sims[0, 1] and sims[1, k] > sims[0, 1] for k in (2, 3, 4))
+    textures = [np.repeat(rng.integers(0, 256, (1, 24, 24), dtype=np.uint8), 2, axis=0) for _ in range(4)]
+    layouts = np.stack([textures[0], *textures])   # the original and its copy: one layout; the crowd: others
+    edges = proposed_edges((colours, layouts), {}, GroupSettings())
+    assert (0, 1) in set(zip(edges.i.tolist(), edges.j.tolist(), strict=True))
