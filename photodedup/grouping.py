@@ -59,8 +59,10 @@ DEFAULT_VERIFY_NEIGHBOURS = 4
 #: once, a 20% crop at 23; chance neighbours at 12-44, 86% of them above 24).
 DEFAULT_VERIFY_DHASH = 24
 #: With the pixel check on, each file's this many nearest colour signatures (``verify.colour_signature``)
-#: are proposed to it too: one-corner crops, small marks and flat pictures no hash brings close.
-DEFAULT_PROPOSE_NEIGHBOURS = 3
+#: are proposed to it too: one-corner crops, small marks and flat pictures no hash brings close. Four, not
+#: three: dark pictures crowd each other's colours (the sample library's star field had three other dark
+#: photos nearer than each of its copies; docs/BENCHMARKS.md "Issue 21, recall, session 5").
+DEFAULT_PROPOSE_NEIGHBOURS = 4
 #: ... at least this similar (Bhattacharyya coefficient of the colour histograms; measured on the second
 #: set: crops 0.87-0.99 against their originals, colour edits aside; docs/BENCHMARKS.md).
 DEFAULT_PROPOSE_SIMILARITY = 0.85
@@ -333,11 +335,11 @@ def _without(parts: dict[str, clu.Edges], kind: str, pairs: clu.Edges) -> dict[s
 
 
 def colour_signatures(rows: Sequence, pixels) -> tuple[np.ndarray, np.ndarray]:
-    """``(colours float32 [n, 64], layouts uint8 [n, 24, 24])`` of the rows (``verify.signatures``;
+    """``(colours float32 [n, 64], layouts uint8 [n, 2, 24, 24])`` of the rows (``verify.signatures``;
     zeros: none)."""
     side = verify.LAYOUT_SIDE
     colours = np.zeros((len(rows), verify.SIGNATURE_BINS ** 3), np.float32)
-    layouts = np.zeros((len(rows), side, side), np.uint8)
+    layouts = np.zeros((len(rows), 2, side, side), np.uint8)
     for k in range(len(rows)):
         found = verify.signatures(pixels(k))
         if found is not None:

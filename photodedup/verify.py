@@ -123,21 +123,25 @@ LAYOUT_SIDE = 24
 
 
 def signatures(thumb: Thumbnail | None) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(colour float32 [64], layout uint8 [24, 24])`` of a file's content (borders trimmed), from its
-    thumbnail decoded at a quarter (JPEG's own DCT scaling: fast); None when it cannot be decoded.
+    """``(colour float32 [64], layouts uint8 [2, 24, 24])`` of a file's thumbnail decoded at a quarter (JPEG's
+    own DCT scaling: fast); None when it cannot be decoded.
 
-    ``colour``: the square roots of the RGB histogram (4 bins a channel), a unit vector, so the inner
-    product of two is their Bhattacharyya coefficient. Where a picture's colours lie, not where its
-    pixels are: a crop, a small mark or a border barely move it, while the pHash moves 20-34 bits for a
-    one-corner crop and a flat picture's hash is noise. ``layout``: the grey picture, for
-    ``layouts_agree``."""
+    ``colour``: of the content (borders trimmed), the square roots of the RGB histogram (4 bins a channel),
+    a unit vector, so the inner product of two is their Bhattacharyya coefficient. Where a picture's colours
+    lie, not where its pixels are: a crop, a small mark or a border barely move it, while the pHash moves
+    20-34 bits for a one-corner crop and a flat picture's hash is noise. ``layouts``: the grey picture
+    of the content and of the whole thumbnail, for ``layouts_agree``: a picture with a margin of its own
+    (a receipt or a form on white) loses it to the border trim, a copy with a logo in that margin or a
+    frame of another colour keeps it, so their contents are not the same cut while the whole pictures are
+    (or the one's whole picture is the other's content)."""
     import cv2
 
     if thumb is None:
         return None
-    rgb = cv2.imdecode(np.frombuffer(thumb.jpeg, np.uint8), cv2.IMREAD_REDUCED_COLOR_4)
-    if rgb is None:
+    whole = cv2.imdecode(np.frombuffer(thumb.jpeg, np.uint8), cv2.IMREAD_REDUCED_COLOR_4)
+    if whole is None:
         return None
+    rgb = whole
     box = content_box(thumb.box, rgb.shape[1], rgb.shape[0])
     if box:
         left, top, right, bottom = box
@@ -146,8 +150,9 @@ def signatures(thumb: Thumbnail | None) -> tuple[np.ndarray, np.ndarray] | None:
     q = (rgb // (256 // SIGNATURE_BINS)).astype(np.int32)  # OpenCV's BGR order: the same for every file
     index = (q[..., 0] * SIGNATURE_BINS + q[..., 1]) * SIGNATURE_BINS + q[..., 2]
     counts = np.bincount(index.ravel(), minlength=SIGNATURE_BINS ** 3).astype(np.float32)
-    grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_BGR2GRAY)
-    return np.sqrt(counts / counts.sum()), cv2.resize(grey, (LAYOUT_SIDE, LAYOUT_SIDE), interpolation=cv2.INTER_AREA)
+    layouts = [cv2.resize(cv2.cvtColor(np.ascontiguousarray(picture), cv2.COLOR_BGR2GRAY), (LAYOUT_SIDE, LAYOUT_SIDE),
+                          interpolation=cv2.INTER_AREA) for picture in (rgb, whole)]
+    return np.sqrt(counts / counts.sum()), np.stack(layouts)
 
 
 #: ``layouts_agree``: the middle of one layout, at these scales, must correlate this well somewhere in the other.
@@ -155,6 +160,20 @@ LAYOUT_SCALES, LAYOUT_NCC = (1.0, 0.9, 0.8), 0.95
 
 
 def layouts_agree(a: np.ndarray, b: np.ndarray, threshold: float = LAYOUT_NCC) -> bool:
+    """Whether two files' layouts (``signatures``: ``[2, 24, 24]``, the content and the whole picture; or
+    one ``[24, 24]`` each) agree, in any pairing of the one's with the other's (``_layout_agrees``): a
+    border trim that cut a margin from one file and not from its copy does not part them."""
+    return any(_layout_agrees(x, y, threshold) for x in _distinct(a) for y in _distinct(b))
+
+
+def _distinct(layouts: np.ndarray) -> list[np.ndarray]:
+    """A file's layouts without repeats (a file without a border: its content is its whole picture)."""
+    if layouts.ndim == 2:
+        return [layouts]
+    return [layouts[0], *(x for x in layouts[1:] if not np.array_equal(x, layouts[0]))]
+
+
+def _layout_agrees(a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
     """Whether the middle two thirds of one layout signature (at 100%, 90% and 80%: a crop of up to ~20%
     a side) correlate with some place of the other's at ``threshold`` (normalised: tone and grayscale
     edits do not count), either way round. The cheap gate for colour proposals (tens of microseconds):

@@ -133,3 +133,45 @@ def test_nearest_pairs_keeps_each_rows_nearest_above_the_threshold():
     assert set(zip(i.tolist(), j.tolist(), strict=True)) == expected
     assert np.allclose(sim, sims[i, j], atol=1e-6)
     assert len(expected) <= 3 * 30
+
+
+def test_a_copy_whose_logo_keeps_the_margin_the_original_loses_to_the_trim_is_found(tmp_path):
+    """A receipt on its own paper margin: the border trim cuts the margin from the original, while its copy
+    with a logo in the corner keeps it (the trim stops at the logo). Their contents are two different cuts
+    (no hash and no layout of the contents agree); the whole pictures' layouts do, so colour proposes the
+    pair and the pixel check confirms it. The look-alike receipt (other prices) stays apart."""
+    from datetime import datetime
+
+    from photodedup.sample_library.lookalikes import Maker, receipt
+
+    photo = _photo("coffee.png")
+    made = [receipt(Maker(photo, np.random.default_rng([7, k]), datetime(2024, 1, 1)), k) for k in range(2)]
+    made[0].save(tmp_path / "receipt.png")
+    made[1].save(tmp_path / "receipt_other.png")
+    stamp_logo(made[0], 0.6).save(tmp_path / "receipt_logo.jpg", quality=95)
+    scan([tmp_path], catalog=tmp_path / "c.sqlite", workers=1)
+    result = group(tmp_path / "c.sqlite", store=False)
+    groups = [sorted(Path(m.path).name for m in g.members) for g in result.groups if g.category == "duplicate"]
+    assert groups == [["receipt.png", "receipt_logo.jpg"]]
+    copy = next(m for g in result.groups for m in g.members if Path(m.path).name == "receipt_logo.jpg")
+    assert copy.match["how"].startswith("verified by the pixels alone (proposed by colour")
+
+
+def test_a_copy_behind_three_look_alikes_in_colour_is_still_proposed():
+    """Dark pictures crowd each other's colours (the sample library's star field: each of its copies had three
+    other dark photos nearer in colour than the copy, and none was proposed): a file's fourth nearest colour
+    signature is proposed too, when the layouts agree."""
+    from photodedup.grouping import proposed_edges
+
+    rng = np.random.default_rng(11)
+    original = rng.random(64).astype(np.float32)
+    copy = original + 0.35 * rng.random(64).astype(np.float32)
+    original, copy = (v / np.linalg.norm(v) for v in (original, copy))
+    crowd = [original + copy + 0.02 * rng.random(64).astype(np.float32) for _ in range(3)]
+    colours = np.stack([original, copy, *(v / np.linalg.norm(v) for v in crowd)])
+    sims = colours @ colours.T
+    assert sims[0, 1] >= 0.85 and all(sims[0, k] > sims[0, 1] and sims[1, k] > sims[0, 1] for k in (2, 3, 4))
+    textures = [np.repeat(rng.integers(0, 256, (1, 24, 24), dtype=np.uint8), 2, axis=0) for _ in range(4)]
+    layouts = np.stack([textures[0], *textures])   # the original and its copy: one layout; the crowd: others
+    edges = proposed_edges((colours, layouts), {}, GroupSettings())
+    assert (0, 1) in set(zip(edges.i.tolist(), edges.j.tolist(), strict=True))
