@@ -12,13 +12,14 @@ from photodedup.verify import Features, Thumbnail, Verdict, VerifySettings
 from tests.test_verify_rules import BOX, SIZE, descriptors, jpeg, small_features, spread_points
 
 
-def test_signatures_are_a_unit_colour_histogram_and_a_24_pixel_layout_of_the_content():
-    colour, layout = verify.signatures(Thumbnail(jpeg(), BOX))
+def test_signatures_are_a_unit_colour_histogram_and_24_pixel_layouts_of_the_content_and_the_whole():
+    colour, layouts = verify.signatures(Thumbnail(jpeg(), BOX))
     assert colour.shape == (64,) and colour.dtype == np.float32
     assert abs(float(colour @ colour) - 1.0) < 1e-5  # a unit vector: two signatures' product is their overlap
     # a grey picture's colours lie on the grey diagonal of the 4 x 4 x 4 bins only (bins 0, 21, 42, 63)
     assert set(np.flatnonzero(colour).tolist()) <= {0, 21, 42, 63} and colour[[21, 42]].sum() > 0
-    assert layout.shape == (verify.LAYOUT_SIDE, verify.LAYOUT_SIDE) == (24, 24) and layout.dtype == np.uint8
+    assert layouts.shape == (2, verify.LAYOUT_SIDE, verify.LAYOUT_SIDE) == (2, 24, 24) and layouts.dtype == np.uint8
+    assert not np.array_equal(layouts[0], layouts[1])  # the content (inside BOX) is not the whole thumbnail
     assert verify.signatures(Thumbnail(b"not a jpeg", BOX)) is None
     assert verify.signatures(None) is None
 
