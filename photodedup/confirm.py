@@ -31,6 +31,7 @@ Arrays in, verdicts out: no catalog, no files.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -254,33 +255,41 @@ class _Greys:
     found (``_checked`` aligns a pair a second time without the plain rescale). Caching only: every
     value is what recomputing it would give."""
 
-    def __init__(self, a: np.ndarray, b: np.ndarray):
+    def __init__(self, a: np.ndarray, b: np.ndarray, sides: tuple[dict, dict] | None = None):
+        """``sides``: a cache for each picture's own values, shared by the pairs of one picture (the
+        caller's promise: the same pixels each time)."""
         self.a, self.b = a, b
         self.searched: list | None = None     # the refined candidates of the search (rescale or not)
         self.inner: _Greys | None = None      # a large pair's small copies (``_align``)
         self.refined: dict = {}               # a large pair's full-size refinement per estimate
         self._cache: dict = {}
+        self._sides = {"a": sides[0], "b": sides[1]} if sides is not None else {"a": {}, "b": {}}
 
-    def _get(self, key, make):
-        if key not in self._cache:
-            self._cache[key] = make()
-        return self._cache[key]
+    def _get(self, key, make, which: str | None = None):
+        cache = self._cache if which is None else self._sides[which]
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
 
     def luma(self, which: str) -> np.ndarray:
-        return self._get(("luma", which), lambda: _luma(self.a if which == "a" else self.b))
+        return self._get("luma", lambda: _luma(self.a if which == "a" else self.b), which)
 
     def grey(self, which: str) -> np.ndarray:
         """The luma as float32 (the same array when it is float32 already)."""
         luma = self.luma(which)
-        return luma if luma.dtype == np.float32 else self._get(("grey", which), lambda: luma.astype(np.float32))
+        return luma if luma.dtype == np.float32 else self._get("grey", lambda: luma.astype(np.float32), which)
 
     def small(self, which: str, size: tuple[int, int], *, grey: bool = False) -> np.ndarray:
         """The luma (``grey``: as float32) resized to ``size``, area-averaged."""
         import cv2
 
         source = self.grey(which) if grey else self.luma(which)
-        return self._get(("small", which, source.dtype.str, size),
-                         lambda: cv2.resize(source, size, interpolation=cv2.INTER_AREA))
+        return self._get(("small", source.dtype.str, size),
+                         lambda: cv2.resize(source, size, interpolation=cv2.INTER_AREA), which)
+
+    def spread(self, which: str, size: tuple[int, int]) -> float:
+        """The standard deviation of ``small(which, size, grey=True)`` (a crop search's window)."""
+        return self._get(("spread", size), lambda: self.small(which, size, grey=True).std(), which)
 
     def score(self, h: np.ndarray) -> float:
         return self._get(("score", h.dtype.str, h.tobytes()), lambda: _score(self.a, self.b, h, self))
@@ -395,22 +404,20 @@ def _crop_search(a: np.ndarray, b: np.ndarray, greys: _Greys | None = None) -> n
     few features on smooth or drawn pictures often miss a crop, or shear it. None when nothing correlates."""
     import cv2
 
-    def small(grey: np.ndarray, width: int) -> np.ndarray:
-        h, w = grey.shape[:2]
-        return cv2.resize(grey, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
-
     greys = greys or _Greys(a, b)
     grey_a, grey_b = greys.grey("a"), greys.grey("b")  # once, not once per window width
-    best = (0.0, None)
+    best = (0.0, None, False)
     for outer, inner, forward in ((grey_a, grey_b, True), (grey_b, grey_a, False)):
         h, w = outer.shape[:2]  # the size ``small(outer, _SCORE_WIDTH)`` makes
         big = greys.small("a" if forward else "b", (_SCORE_WIDTH, max(1, round(h * _SCORE_WIDTH / w))), grey=True)
         wo = outer.shape[1]
         wi = inner.shape[1]
         low, high = (round(_SCORE_WIDTH * share) for share in _CROP_SHARES)
+        h, w = inner.shape[:2]
         for width in range(low, high):
-            template = small(inner, width)
-            if not 8 <= template.shape[0] < big.shape[0] or template.std() < 1:
+            which, size = "b" if forward else "a", (width, max(1, round(h * width / w)))
+            template = greys.small(which, size, grey=True)
+            if not 8 <= template.shape[0] < big.shape[0] or greys.spread(which, size) < 1:
                 continue
             found = cv2.matchTemplate(big, template, cv2.TM_CCOEFF_NORMED)
             _, score, _, (x, y) = cv2.minMaxLoc(found)
@@ -419,8 +426,10 @@ def _crop_search(a: np.ndarray, b: np.ndarray, greys: _Greys | None = None) -> n
                 # the inner picture's pixels -> the outer's: its width spans ``width`` small pixels at (x, y)
                 k = width * scale / wi
                 to_outer = np.array([[k, 0, x * scale], [0, k, y * scale], [0, 0, 1]], np.float64)
-                best = (score, to_outer if not forward else np.linalg.inv(to_outer))
-    return best[1] if best[0] >= 0.8 else None
+                best = (score, to_outer, forward)
+    if best[0] < 0.8:
+        return None
+    return np.linalg.inv(best[1]) if best[2] else best[1]  # inverted once, for the best window only
 
 
 def _refined(a: np.ndarray, b: np.ndarray, h: np.ndarray, greys: _Greys | None = None) -> np.ndarray:
@@ -789,6 +798,15 @@ def _confirm_chunk(job) -> list[Confirmation | None]:
     pairs, pixels, (settings, variants) = job
     cache: dict = {}
     orb: dict = {}
+    sides: OrderedDict = OrderedDict()  # each picture's grey copies (``_Greys``), the most recent few
+
+    def side(key) -> dict:
+        if key not in sides:
+            sides[key] = {}
+            if len(sides) > 32:
+                sides.popitem(last=False)
+        sides.move_to_end(key)
+        return sides[key]
 
     def load(k: int, variant: int = 0):
         if (k, variant) not in cache:
@@ -812,11 +830,12 @@ def _confirm_chunk(job) -> list[Confirmation | None]:
         if pa is None or pb is None:
             out.append(None)
             continue
-        result = replace(_checked(pa, pb, settings, lambda a=a, b=b, v=variant: (feats((a, v)), feats((b, 0)))),
-                         variant=variant)
+        result = replace(_checked(pa, pb, settings, lambda a=a, b=b, v=variant: (feats((a, v)), feats((b, 0))),
+                                  (side((a, variant)), side((b, 0)))), variant=variant)
         for turn in (1, 2) if result.verdict != DUPLICATE and variant == 0 else ():
             # local features match a mirrored or flipped copy too (verification's mirrored retry): try it so
-            again = _checked(load(a, turn), pb, settings, lambda a=a, b=b, t=turn: (feats((a, t)), feats((b, 0))))
+            again = _checked(load(a, turn), pb, settings, lambda a=a, b=b, t=turn: (feats((a, t)), feats((b, 0))),
+                             (side((a, turn)), side((b, 0))))
             if again.verdict == DUPLICATE:
                 result = replace(again, variant=turn)
                 break
@@ -824,8 +843,11 @@ def _confirm_chunk(job) -> list[Confirmation | None]:
     return out
 
 
-def _checked(a: np.ndarray, b: np.ndarray, settings: ConfirmSettings, features) -> Confirmation:
-    greys = _Greys(a, b)  # the second look below aligns the same pair again: what it shares is made once
+def _checked(a: np.ndarray, b: np.ndarray, settings: ConfirmSettings, features,
+             sides: tuple[dict, dict] | None = None) -> Confirmation:
+    # the second look below aligns the same pair again: what it shares is made once (``sides``: each
+    # picture's grey copies, shared with its other pairs)
+    greys = _Greys(a, b, sides)
     pair = _compare(a, b, settings, features, greys=greys)
     result = pair if isinstance(pair, Confirmation) else _judge(pair, settings)
     if result.verdict != DUPLICATE and result.how == "rescaled":  # a crop can look like a rescale when small
