@@ -31,6 +31,7 @@ Arrays in, verdicts out: no catalog, no files.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
@@ -248,15 +249,62 @@ _SCORE_WIDTH = 96
 _GOOD_FIT = 5.0
 
 
-def _score(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
+class _Greys:
+    """What aligning one pair ``(a, b)`` looks at more than once, made once: the grey pictures (ECC, the
+    crop search), their small copies (scores), each candidate's score, and the candidates the search
+    found (``_checked`` aligns a pair a second time without the plain rescale). Caching only: every
+    value is what recomputing it would give."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, sides: tuple[dict, dict] | None = None):
+        """``sides``: a cache for each picture's own values, shared by the pairs of one picture (the
+        caller's promise: the same pixels each time)."""
+        self.a, self.b = a, b
+        self.searched: list | None = None     # the refined candidates of the search (rescale or not)
+        self.inner: _Greys | None = None      # a large pair's small copies (``_align``)
+        self.refined: dict = {}               # a large pair's full-size refinement per estimate
+        self._cache: dict = {}
+        self._sides = {"a": sides[0], "b": sides[1]} if sides is not None else {"a": {}, "b": {}}
+
+    def _get(self, key, make, which: str | None = None):
+        cache = self._cache if which is None else self._sides[which]
+        if key not in cache:
+            cache[key] = make()
+        return cache[key]
+
+    def luma(self, which: str) -> np.ndarray:
+        return self._get("luma", lambda: _luma(self.a if which == "a" else self.b), which)
+
+    def grey(self, which: str) -> np.ndarray:
+        """The luma as float32 (the same array when it is float32 already)."""
+        luma = self.luma(which)
+        return luma if luma.dtype == np.float32 else self._get("grey", lambda: luma.astype(np.float32), which)
+
+    def small(self, which: str, size: tuple[int, int], *, grey: bool = False) -> np.ndarray:
+        """The luma (``grey``: as float32) resized to ``size``, area-averaged."""
+        import cv2
+
+        source = self.grey(which) if grey else self.luma(which)
+        return self._get(("small", source.dtype.str, size),
+                         lambda: cv2.resize(source, size, interpolation=cv2.INTER_AREA), which)
+
+    def spread(self, which: str, size: tuple[int, int]) -> float:
+        """The standard deviation of ``small(which, size, grey=True)`` (a crop search's window)."""
+        return self._get(("spread", size), lambda: self.small(which, size, grey=True).std(), which)
+
+    def score(self, h: np.ndarray) -> float:
+        return self._get(("score", h.dtype.str, h.tobytes()), lambda: _score(self.a, self.b, h, self))
+
+
+def _score(a: np.ndarray, b: np.ndarray, h: np.ndarray, greys: _Greys | None = None) -> float:
     """Mean absolute luminance difference of ``a`` mapped by ``h`` onto ``b``, on small copies, after a
     least-squares tone fit (lower is better; inf when they hardly overlap)."""
     import cv2
 
+    greys = greys or _Greys(a, b)
     (ha, wa), (hb, wb) = a.shape[:2], b.shape[:2]
     sa, sb = _SCORE_WIDTH / wa, _SCORE_WIDTH / wb
-    small_b = cv2.resize(_luma(b), (_SCORE_WIDTH, max(1, round(hb * sb))), interpolation=cv2.INTER_AREA)
-    small_a = cv2.resize(_luma(a), (_SCORE_WIDTH, max(1, round(ha * sa))), interpolation=cv2.INTER_AREA)
+    small_b = greys.small("b", (_SCORE_WIDTH, max(1, round(hb * sb))))
+    small_a = greys.small("a", (_SCORE_WIDTH, max(1, round(ha * sa))))
     warp = np.diag([sb, sb, 1.0]) @ h @ np.diag([1 / sa, 1 / sa, 1.0])
     size = (small_b.shape[1], small_b.shape[0])
     moved = cv2.warpPerspective(small_a, warp, size, flags=cv2.INTER_LINEAR)
@@ -270,11 +318,12 @@ def _score(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> float:
 
 
 def _compare(a: np.ndarray, b: np.ndarray, settings: ConfirmSettings, features, *,
-             rescale: bool = True) -> _Pair | Confirmation:
-    """Align (the better of a rescale and the ORB homography), then the residual of the aligned pair."""
+             rescale: bool = True, greys: _Greys | None = None) -> _Pair | Confirmation:
+    """Align (the better of a rescale and the ORB homography), then the residual of the aligned pair.
+    ``greys``: the pair's cached grey pictures and candidates (``_Greys`` of ``a``, ``b``)."""
     import cv2
 
-    found = _align(a, b, features, rescale=rescale)
+    found = _align(a, b, features, rescale=rescale, greys=greys)
     if isinstance(found, Confirmation):
         return found
     if found[1] == "rescaled" and a.shape[0] * a.shape[1] < 0.9 * b.shape[0] * b.shape[1]:
@@ -292,9 +341,12 @@ def _compare(a: np.ndarray, b: np.ndarray, settings: ConfirmSettings, features, 
 _ALIGN_SIDE = 320
 
 
-def _align(a: np.ndarray, b: np.ndarray, features, *, rescale: bool = True) -> tuple[np.ndarray, str] | Confirmation:
+def _align(a: np.ndarray, b: np.ndarray, features, *, rescale: bool = True,
+           greys: _Greys | None = None) -> tuple[np.ndarray, str] | Confirmation:
     """``(homography from a's pixels to b's, how)``, or why the two cannot be aligned."""
     import cv2
+
+    greys = greys or _Greys(a, b)
 
     scale_a, scale_b = (min(1.0, _ALIGN_SIDE / max(p.shape[:2])) for p in (a, b))
     if min(scale_a, scale_b) < 0.75:  # a large pair: align small copies, then refine at full size
@@ -302,29 +354,38 @@ def _align(a: np.ndarray, b: np.ndarray, features, *, rescale: bool = True) -> t
             size = (max(1, round(p.shape[1] * scale)), max(1, round(p.shape[0] * scale)))
             return cv2.resize(p, size, interpolation=cv2.INTER_AREA) if scale < 1 else p
 
-        sa, sb = small(a, scale_a), small(b, scale_b)
-        found = _align(sa, sb, None, rescale=rescale)
+        if greys.inner is None:
+            greys.inner = _Greys(small(a, scale_a), small(b, scale_b))
+        sa, sb = greys.inner.a, greys.inner.b
+        found = _align(sa, sb, None, rescale=rescale, greys=greys.inner)
         if isinstance(found, Confirmation) or found[1] == "rescaled":
             return found if isinstance(found, Confirmation) else (_rescale(a, b, loose=True), found[1])
         ratio_a = np.diag([sa.shape[1] / a.shape[1], sa.shape[0] / a.shape[0], 1.0])
         ratio_b = np.diag([b.shape[1] / sb.shape[1], b.shape[0] / sb.shape[0], 1.0])
         h = ratio_b @ found[0] @ ratio_a
-        return _refined(a, b, h / h[2, 2]), found[1]
+        h = h / h[2, 2]
+        key = h.tobytes()
+        if key not in greys.refined:
+            greys.refined[key] = _refined(a, b, h, greys)
+        return greys.refined[key], found[1]
     candidates = []
     plain = _rescale(a, b)
     if plain is not None and rescale:
-        candidates.append((_score(a, b, plain), plain, "rescaled"))
+        candidates.append((greys.score(plain), plain, "rescaled"))
     if not candidates or candidates[0][0] > _GOOD_FIT:
         # the rescale failed or does not apply: every other estimate, each refined by the pictures' own
-        # correlation (ECC) before it is scored
-        found = [(plain, "rescaled and aligned")] if plain is not None else []
-        if (orb := _orb(a, b, features)) is not None:
-            found.append(orb)
-        if (crop := _crop_search(a, b)) is not None:
-            found.append((crop, "a crop found by search"))
-        for h, how in found:
-            h = _refined(a, b, h)
-            candidates.append((_score(a, b, h), h, how))
+        # correlation (ECC) before it is scored (once per pair: the same with or without the rescale)
+        if greys.searched is None:
+            found = [(plain, "rescaled and aligned")] if plain is not None else []
+            if (orb := _orb(a, b, features)) is not None:
+                found.append(orb)
+            if (crop := _crop_search(a, b, greys)) is not None:
+                found.append((crop, "a crop found by search"))
+            greys.searched = []
+            for h, how in found:
+                h = _refined(a, b, h, greys)
+                greys.searched.append((greys.score(h), h, how))
+        candidates.extend(greys.searched)
     candidates = [c for c in candidates if np.isfinite(c[0])]
     if not candidates:
         return Confirmation(DIFFERENT, "the two pictures cannot be aligned (different shapes, no common features)")
@@ -337,26 +398,26 @@ def _align(a: np.ndarray, b: np.ndarray, features, *, rescale: bool = True) -> t
 _CROP_SHARES = (0.7, 1.0)
 
 
-def _crop_search(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
+def _crop_search(a: np.ndarray, b: np.ndarray, greys: _Greys | None = None) -> np.ndarray | None:
     """The scale-and-shift from ``a`` to ``b`` when one is a crop of the other, found by normalised
     cross-correlation of the small grey pictures over window sizes (``_CROP_SHARES``) and places: ORB's
     few features on smooth or drawn pictures often miss a crop, or shear it. None when nothing correlates."""
     import cv2
 
-    def small(grey: np.ndarray, width: int) -> np.ndarray:
-        h, w = grey.shape[:2]
-        return cv2.resize(grey, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
-
-    grey_a, grey_b = (_luma(rgb).astype(np.float32) for rgb in (a, b))  # once, not once per window width
-    best = (0.0, None)
+    greys = greys or _Greys(a, b)
+    grey_a, grey_b = greys.grey("a"), greys.grey("b")  # once, not once per window width
+    best = (0.0, None, False)
     for outer, inner, forward in ((grey_a, grey_b, True), (grey_b, grey_a, False)):
-        big = small(outer, _SCORE_WIDTH)
+        h, w = outer.shape[:2]  # the size ``small(outer, _SCORE_WIDTH)`` makes
+        big = greys.small("a" if forward else "b", (_SCORE_WIDTH, max(1, round(h * _SCORE_WIDTH / w))), grey=True)
         wo = outer.shape[1]
         wi = inner.shape[1]
         low, high = (round(_SCORE_WIDTH * share) for share in _CROP_SHARES)
+        h, w = inner.shape[:2]
         for width in range(low, high):
-            template = small(inner, width)
-            if not 8 <= template.shape[0] < big.shape[0] or template.std() < 1:
+            which, size = "b" if forward else "a", (width, max(1, round(h * width / w)))
+            template = greys.small(which, size, grey=True)
+            if not 8 <= template.shape[0] < big.shape[0] or greys.spread(which, size) < 1:
                 continue
             found = cv2.matchTemplate(big, template, cv2.TM_CCOEFF_NORMED)
             _, score, _, (x, y) = cv2.minMaxLoc(found)
@@ -365,20 +426,23 @@ def _crop_search(a: np.ndarray, b: np.ndarray) -> np.ndarray | None:
                 # the inner picture's pixels -> the outer's: its width spans ``width`` small pixels at (x, y)
                 k = width * scale / wi
                 to_outer = np.array([[k, 0, x * scale], [0, k, y * scale], [0, 0, 1]], np.float64)
-                best = (score, to_outer if not forward else np.linalg.inv(to_outer))
-    return best[1] if best[0] >= 0.8 else None
+                best = (score, to_outer, forward)
+    if best[0] < 0.8:
+        return None
+    return np.linalg.inv(best[1]) if best[2] else best[1]  # inverted once, for the best window only
 
 
-def _refined(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> np.ndarray:
+def _refined(a: np.ndarray, b: np.ndarray, h: np.ndarray, greys: _Greys | None = None) -> np.ndarray:
     """The homography refined to sub-pixel accuracy by maximising the correlation of the grey pictures
     (OpenCV's ECC, from ORB's estimate): ORB's few features leave a pixel or two of error at the rim."""
     import cv2
 
+    greys = greys or _Greys(a, b)
     warp = np.linalg.inv(h).astype(np.float32)
     warp /= warp[2, 2]
     criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 1e-4)
     try:
-        _, warp = cv2.findTransformECC(_luma(b).astype(np.float32), _luma(a).astype(np.float32), warp,
+        _, warp = cv2.findTransformECC(greys.grey("b"), greys.grey("a"), warp,
                                        cv2.MOTION_HOMOGRAPHY, criteria, None, 5)
     except cv2.error:
         return h
@@ -392,7 +456,7 @@ def _refined(a: np.ndarray, b: np.ndarray, h: np.ndarray) -> np.ndarray:
     moved = np.abs(after[:2] / after[2] - before[:2] / before[2]).max()
     if verify._anisotropy(refined, (width, height)) > 1.05 or moved > 0.15 * max(b.shape[:2]):
         return h
-    if moved > 0.05 * max(b.shape[:2]) and not _score(a, b, refined) < _score(a, b, h):
+    if moved > 0.05 * max(b.shape[:2]) and not greys.score(refined) < greys.score(h):
         return h
     return refined
 
@@ -734,6 +798,15 @@ def _confirm_chunk(job) -> list[Confirmation | None]:
     pairs, pixels, (settings, variants) = job
     cache: dict = {}
     orb: dict = {}
+    sides: OrderedDict = OrderedDict()  # each picture's grey copies (``_Greys``), the most recent few
+
+    def side(key) -> dict:
+        if key not in sides:
+            sides[key] = {}
+            if len(sides) > 32:
+                sides.popitem(last=False)
+        sides.move_to_end(key)
+        return sides[key]
 
     def load(k: int, variant: int = 0):
         if (k, variant) not in cache:
@@ -757,11 +830,12 @@ def _confirm_chunk(job) -> list[Confirmation | None]:
         if pa is None or pb is None:
             out.append(None)
             continue
-        result = replace(_checked(pa, pb, settings, lambda a=a, b=b, v=variant: (feats((a, v)), feats((b, 0)))),
-                         variant=variant)
+        result = replace(_checked(pa, pb, settings, lambda a=a, b=b, v=variant: (feats((a, v)), feats((b, 0))),
+                                  (side((a, variant)), side((b, 0)))), variant=variant)
         for turn in (1, 2) if result.verdict != DUPLICATE and variant == 0 else ():
             # local features match a mirrored or flipped copy too (verification's mirrored retry): try it so
-            again = _checked(load(a, turn), pb, settings, lambda a=a, b=b, t=turn: (feats((a, t)), feats((b, 0))))
+            again = _checked(load(a, turn), pb, settings, lambda a=a, b=b, t=turn: (feats((a, t)), feats((b, 0))),
+                             (side((a, turn)), side((b, 0))))
             if again.verdict == DUPLICATE:
                 result = replace(again, variant=turn)
                 break
@@ -769,11 +843,15 @@ def _confirm_chunk(job) -> list[Confirmation | None]:
     return out
 
 
-def _checked(a: np.ndarray, b: np.ndarray, settings: ConfirmSettings, features) -> Confirmation:
-    pair = _compare(a, b, settings, features)
+def _checked(a: np.ndarray, b: np.ndarray, settings: ConfirmSettings, features,
+             sides: tuple[dict, dict] | None = None) -> Confirmation:
+    # the second look below aligns the same pair again: what it shares is made once (``sides``: each
+    # picture's grey copies, shared with its other pairs)
+    greys = _Greys(a, b, sides)
+    pair = _compare(a, b, settings, features, greys=greys)
     result = pair if isinstance(pair, Confirmation) else _judge(pair, settings)
     if result.verdict != DUPLICATE and result.how == "rescaled":  # a crop can look like a rescale when small
-        pair = _compare(a, b, settings, features, rescale=False)
+        pair = _compare(a, b, settings, features, rescale=False, greys=greys)
         if not isinstance(pair, Confirmation) and (found := _judge(pair, settings)).verdict == DUPLICATE:
             return found
     return result
