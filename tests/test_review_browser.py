@@ -244,7 +244,7 @@ def test_keyboard_focus_take_out_and_compare_in_a_group_of_twelve(big_group_serv
     expect(page.locator(".member").nth(1)).to_contain_text("of 64 pHash bits differ)")
     expect(page.locator(".member dd.why-not")).to_have_count(11)  # why each other photo is not the keeper
     expect(page.locator(".member", has_text="export.png").locator("dd.why-not")).to_have_text(
-        "an export (PNG); the group has the camera format JPEG")
+        "a re-save of IMG_0001.jpg (its DCT is that file's decoded DCT)")  # the PNG holds the JPEG's decoded pixels
 
     for _ in range(11):  # j (or an arrow) reaches every photo: 1-9 stop at nine
         page.keyboard.press("j")
