@@ -105,6 +105,9 @@ if __name__ == "__main__":
     moves.checkpoint = _kill_at
     moves.LINK_FIRST = not os.environ.get(COPY)
     if os.environ.get(PAUSE):
+        # Ctrl-C as a terminal's foreground command has it: a test process (pytest-xdist's worker after some
+        # earlier test) may hand its children SIGINT ignored, and then the test's SIGINT never arrives
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         method, count = os.environ[PAUSE].split(":")
         _pause_after(method, int(count))
     if os.environ.get(TASK_PAUSE):
