@@ -232,7 +232,12 @@ def test_fuzzed_bodies_never_get_a_500_and_memory_stays_bounded(service):
 
 def test_idle_connections_beyond_the_descriptor_limit_never_stop_health(onnx_model_dir, server_processes):
     """``ulimit -n 256`` and 1,000 idle connections (loopback): the server keeps its connections below the
-    descriptor limit, drops idle ones to make room, and answers /healthz all along."""
+    descriptor limit, drops idle ones to make room, and answers /healthz all along.
+
+    The flood starts once the model is loaded (``/readyz``), as in the module's ``service``: ``/healthz``
+    answers while the model still loads, and asyncio accepts a flood in one burst up to the descriptor
+    limit ("socket.accept() out of system resource"), so a flood during the load races the loader's
+    own files; a failed load stops the server (``on_fatal``) and the next ``/healthz`` is refused."""
     import resource
 
     limit, idle_count = 256, 1000
@@ -243,16 +248,20 @@ def test_idle_connections_beyond_the_descriptor_limit_never_stop_health(onnx_mod
     port = server_processes.free_port()
     cmd = cli_command("serve", "--model-dir", onnx_model_dir, "--port", port)  # the default --max-connections
     server = server_processes.start(
-        cmd, f"http://127.0.0.1:{port}/healthz", timeout=180,
+        cmd, f"http://127.0.0.1:{port}/readyz", timeout=180,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
     idle = []
     try:
         idle = idle_connections(port, idle_count)
         for _ in range(5):
-            answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=120)  # an answer, not a time
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=120)  # an answer, not a time
+            except httpx.HTTPError as error:  # say why: the server's exit code and its log
+                pytest.fail(f"/healthz: {error!r}; server exit code {server.proc.poll()}:\n{server.output()}")
             assert answer.status_code == 200 and answer.json() == {"status": "ok"}
         assert server.proc.poll() is None
     finally:
         for sock in idle:
             sock.close()
         server.stop()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))  # the worker's next tests get its own limit
