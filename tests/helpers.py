@@ -55,16 +55,26 @@ def _drop_file_capabilities() -> None:
 
 
 def run_cli(*args, env: dict | None = None, cwd: Path | str = REPO, timeout: float = 600,
-            input: str | None = None, unprivileged: bool = False) -> subprocess.CompletedProcess[str]:
+            input: str | None = None, unprivileged: bool = False,
+            limits: dict[int, int] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``photodedup ARGS`` to the end; ``env`` adds to (never replaces) the environment.
 
-    ``unprivileged``: as root, without the capabilities that bypass file modes. An environment asking
-    for a test hook (``PHOTODEDUP_TEST_*``) runs ``tests/faulty_cli.py``.
+    ``unprivileged``: as root, without the capabilities that bypass file modes. ``limits``: resource
+    limits (``{resource.RLIMIT_AS: bytes}``, soft and hard) of the command and every process it starts.
+    An environment asking for a test hook (``PHOTODEDUP_TEST_*``) runs ``tests/faulty_cli.py``.
     """
+    import resource
+
     env = cli_env(env)
-    preexec = _drop_file_capabilities if unprivileged and os.geteuid() == 0 else None
+
+    def preexec() -> None:
+        for kind, value in (limits or {}).items():
+            resource.setrlimit(kind, (value, value))
+        if unprivileged and os.geteuid() == 0:
+            _drop_file_capabilities()
+
     return subprocess.run(_command(args, env), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          input=input, preexec_fn=preexec)
+                          input=input, preexec_fn=preexec if limits or unprivileged else None)
 
 
 def start_cli(*args, env: dict | None = None, cwd: Path | str = REPO, **popen) -> subprocess.Popen:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import cli_env, run_cli, write_photo
+from helpers import cli_command, run_cli, write_photo
 from PIL import Image
 
 from photodedup.catalog import Catalog
@@ -202,18 +202,8 @@ def test_hard_links_of_a_file_with_a_copy_go_with_it_as_one_member(tmp_path):
 
 
 # -- huge files --------------------------------------------------------------------------------------
-LIMITED = """
-import resource, runpy, sys
-limit = int(sys.argv.pop(1))
-resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-sys.argv[0] = "photodedup"
-runpy.run_module("photodedup", run_name="__main__")
-"""
-
-
-def limited(*args) -> list[str]:
-    """``photodedup ARGS`` where every process (workers too) may map 3 GiB at most: reading 6 GiB whole fails."""
-    return [sys.executable, "-c", LIMITED, str(3 << 30), *map(str, args)]
+#: Every process of the command (workers too) may map 3 GiB at most: reading 6 GiB whole fails.
+LIMITED = {resource.RLIMIT_AS: 3 << 30}
 
 
 def sparse_tiff(path: Path) -> Path:
@@ -229,9 +219,8 @@ def test_a_huge_sparse_file_is_refused_unread_and_the_scan_goes_on(tmp_path):
     write_photo(root / "a.jpg")
     huge = sparse_tiff(root / "huge.tif")
     db = tmp_path / "c.sqlite"
-    command = limited("scan", root, "--catalog", db, "--json", "-q", "--workers", "2")
     for _ in range(2):  # a rerun must not crash at the same file either
-        done = subprocess.run(command, env=cli_env(), capture_output=True, text=True, timeout=300)
+        done = run_cli("scan", root, "--catalog", db, "--json", "-q", "--workers", "2", limits=LIMITED, timeout=300)
         assert done.returncode == 0, done.stderr
         assert "Traceback" not in done.stderr
         assert json.loads(done.stdout)["error_kinds"] == {"too-large": 1}
@@ -330,8 +319,9 @@ def test_the_review_page_never_reads_a_file_the_scan_refused(tmp_path, server_pr
     with Catalog(db) as cat:
         huge_id = next(r["id"] for r in cat.files(status="error"))
     port = server_processes.free_port()
-    server = server_processes.start(limited("review", "--catalog", db, "--port", port, "--token", "t"),
-                                    f"http://127.0.0.1:{port}/healthz", timeout=60)
+    server = server_processes.start(cli_command("review", "--catalog", db, "--port", port, "--token", "t"),
+                                    f"http://127.0.0.1:{port}/healthz", timeout=60,
+                                    preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (3 << 30,) * 2))
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-Photodedup-Token": "t"}) as client:
         for what in ("thumb", "image"):
             response = client.get(f"/files/{huge_id}/{what}")
