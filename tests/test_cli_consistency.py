@@ -91,33 +91,61 @@ def examples() -> dict[str, list[list[str]]]:
     return out
 
 
+def clone_home(home: Path, to: Path) -> Path:
+    """A copy of ``home`` (a PHOTODEDUP_HOME: the catalog copied, the exports under models/ hard-linked as
+    ``home_with_export`` made them)."""
+    import os
+    import shutil
+
+    def link_models_copy_rest(src, dst):
+        if "models" in Path(src).relative_to(home).parts[:1]:
+            try:
+                return os.link(src, dst)
+            except OSError:
+                pass
+        return shutil.copy2(src, dst)
+
+    return Path(shutil.copytree(home, to, copy_function=link_models_copy_rest))
+
+
+def listing(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder``: its size and modification time."""
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 @pytest.mark.slow  # builds sample libraries, embeds, measures, starts servers: as the examples say
 def test_every_help_example_runs_on_a_fresh_setup(tmp_path, random_export, server_processes):
     """Each command's example, as written, in a fresh home of its own (``/tmp/`` becomes a folder of this
     test; a server's ``--port`` a free port). Each home holds the default (int8) export already, as after
-    its first ``export-onnx``; a server is started, asked whether it is up, and stopped. A ``sample-library``
-    step run once already (the same arguments make the same files) is a copy of its first library."""
-    import shutil
+    its first ``export-onnx``; a server is started, asked whether it is up, and stopped.
+
+    Steps that begin several examples alike (``sample-library ... && scan /tmp/lib``: six examples) run
+    once, in the first of them: a later example starts from a copy of the home those steps left (its
+    catalog) in the same ``/tmp/`` folder, as if it had run them itself (the same arguments make the
+    same files), and runs the rest of its steps."""
+    from collections import Counter
 
     from conftest import home_with_export
     from helpers import cli_command
 
-    export = random_export("int8")
-    libraries: dict[tuple, Path] = {}  # a sample-library step -> the library it made
-    for command, steps in examples().items():
-        work = tmp_path / command
-        work.mkdir()
-        # a home of its own: an example must not lean on the catalog another example left behind
-        home = home_with_export(tmp_path / "homes" / command, export)
-        exports = sorted(p.name for p in (home / "models").iterdir())
+    fresh = home_with_export(tmp_path / "fresh-home", random_export("int8"))
+    exports = sorted(p.name for p in (fresh / "models").iterdir())
+    every = examples()
+    shared = Counter(tuple(map(tuple, steps[:k])) for steps in every.values() for k in range(1, len(steps)))
+    done: dict[tuple, tuple] = {}  # steps that begin several examples -> their /tmp/, the home and files after
+    for command, steps in every.items():
+        start = max((k for k in range(len(steps)) if tuple(map(tuple, steps[:k])) in done), default=0)
+        if start:  # as if it had run those steps itself: their /tmp/ folder, a copy of the home they left
+            work, after, files = done[tuple(map(tuple, steps[:start]))]
+            now = listing(work)  # what those steps made is still there, unchanged (no example moved it)
+            assert {path: now.get(path) for path in files} == files, command
+            home = clone_home(after, tmp_path / "homes" / command)
+        else:  # a home of its own: an example must not lean on the catalog another example left behind
+            work, home = tmp_path / command, clone_home(fresh, tmp_path / "homes" / command)
+            work.mkdir()
         env = {"PHOTODEDUP_HOME": str(home), "BROWSER": "true"}  # --open runs `true`, not a browser
-        for number, step in enumerate(steps, 1):
+        for number, step in enumerate(steps[start:], start + 1):
             args = [arg.replace("/tmp/", f"{work}/") for arg in step[1:]]
-            if step[1] == "sample-library" and tuple(step) in libraries:
-                shutil.copytree(libraries[tuple(step)], args[1])
-                continue
-            if step[1] == "sample-library":
-                libraries[tuple(step)] = Path(args[1])
             if command in SERVERS and number == len(steps):
                 port = server_processes.free_port()
                 args[args.index("--port") + 1] = str(port)
@@ -127,6 +155,9 @@ def test_every_help_example_runs_on_a_fresh_setup(tmp_path, random_export, serve
                 continue
             result = run_cli(*args, env=env, cwd=work, timeout=900)
             assert result.returncode == 0, f"{command}: {' '.join(step)}\n{result.stderr}"
+            so_far = tuple(map(tuple, steps[:number]))
+            if shared[so_far] > 1 and so_far not in done:  # another example begins with these steps too
+                done[so_far] = (work, clone_home(home, tmp_path / "after" / str(len(done))), listing(work))
         assert sorted(p.name for p in (home / "models").iterdir()) == exports, command  # export-onnx reused it
 
 

@@ -236,8 +236,9 @@ def test_idle_connections_beyond_the_descriptor_limit_never_stop_health(onnx_mod
 
     The flood starts once the model is loaded (``/readyz``), as in the module's ``service``: ``/healthz``
     answers while the model still loads, and asyncio accepts a flood in one burst up to the descriptor
-    limit ("socket.accept() out of system resource"), so a flood during the load races the loader's
-    own files; a failed load stops the server (``on_fatal``) and the next ``/healthz`` is refused."""
+    limit ("socket.accept() out of system resource"), so a flood during the load races the loader for
+    descriptors (the model, its cached graph); a failed load stops the server (``on_fatal``) and the next
+    ``/healthz`` is refused. A refused ``/healthz`` fails with the server's exit code and log."""
     import resource
 
     limit, idle_count = 256, 1000
