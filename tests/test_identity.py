@@ -319,9 +319,10 @@ def test_the_review_page_never_reads_a_file_the_scan_refused(tmp_path, server_pr
     with Catalog(db) as cat:
         huge_id = next(r["id"] for r in cat.files(status="error"))
     port = server_processes.free_port()
+    limit = LIMITED[resource.RLIMIT_AS]
     server = server_processes.start(cli_command("review", "--catalog", db, "--port", port, "--token", "t"),
                                     f"http://127.0.0.1:{port}/healthz", timeout=60,
-                                    preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (3 << 30,) * 2))
+                                    preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-Photodedup-Token": "t"}) as client:
         for what in ("thumb", "image"):
             response = client.get(f"/files/{huge_id}/{what}")
