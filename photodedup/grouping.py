@@ -312,8 +312,7 @@ def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None, pa
             parts["verified"] = clu.combine(parts.get("verified", clu.Edges.empty()), proposed)
         checked = clu.combine(*parts.values())
         parts = _without(confirmed_by_pixels(rows, parts, params, pixels), "similar", proposed)
-        if signatures is not None:
-            parts = _closed(rows, parts, checked, signatures, params, pixels)
+        parts = _closed(rows, parts, checked, signatures, params, pixels)
     return parts
 
 
@@ -367,44 +366,77 @@ def proposed_edges(signatures: tuple[np.ndarray, np.ndarray], found: dict[str, c
     return clu.Edges.of(i[new], j[new], clu.VERIFIED, 1.0 - sim[new].astype(np.float64))
 
 
-def _closed(rows: Sequence, parts: dict[str, clu.Edges], checked: clu.Edges, signatures: tuple[np.ndarray, np.ndarray],
-            params: GroupSettings, pixels) -> dict[str, clu.Edges]:
-    """One round of closure for the colour proposals that passed: a crop found beside its original is
-    checked against the original's other duplicates too (complete link needs every pair; its grayscale
-    copy has other colours, its turned copy another layout), each as the original's edge says it is
-    turned. The new pairs go through the pixel check as any other."""
-    duplicates = clu.combine(*[e for kind, e in parts.items() if kind not in ("exact", "similar") and len(e)])
+#: The closure checks the untried pairs of a set of files that confirmed duplicates connect only up to this
+#: many files (a larger set is left to the pairs its evidence proposed: its untried pairs grow as its square).
+CLOSURE_FILES = 12
+
+
+def _closed(rows: Sequence, parts: dict[str, clu.Edges], checked: clu.Edges,
+            signatures: tuple[np.ndarray, np.ndarray] | None, params: GroupSettings, pixels) -> dict[str, clu.Edges]:
+    """One round of closure: complete link needs every pair of a group, and no evidence proposes some of
+    them (a crop found beside its original against the original's mirrored or grayscale copy: other colours,
+    another layout, another hash). Within each set of files that confirmed duplicates connect (at most
+    ``CLOSURE_FILES``), every pair not yet checked goes through the pixel check as any other, turned as a
+    path of confirmed pairs between them says (``hashing.COMPOSE``)."""
+    duplicates = clu.combine(*[e for kind, e in parts.items() if kind != "similar" and len(e)])
     if not len(duplicates):
         return parts
-    tried = _pairs(checked)
+    confirmations = duplicates.confirmation
     partners: dict[int, dict[int, int]] = {}   # a -> {p: the variant of a that looks like p}
     for n, (a, b) in enumerate(zip(duplicates.i.tolist(), duplicates.j.tolist(), strict=True)):
-        check = duplicates.confirmation[n]
+        check = confirmations[n]
         variant = int(check.variant if check is not None else duplicates.variant[n])
         partners.setdefault(a, {})[b] = variant
         partners.setdefault(b, {})[a] = hashing.INVERSE[variant]
-    proposed = duplicates.where((duplicates.kind == clu.VERIFIED) & (duplicates.inliers == 0))
+    tried = _pairs(checked) | _pairs(duplicates)
     more: dict[tuple[int, int], int] = {}
-    for n, (a, b) in enumerate(zip(proposed.i.tolist(), proposed.j.tolist(), strict=True)):
-        check = proposed.confirmation[n]
-        if check is None or check.variant != 0:   # a mirrored match: its partners' turns would need composing
+    for members in _connected(partners):
+        if len(members) > CLOSURE_FILES:
             continue
-        for new, old in ((b, a), (a, b)):   # new looks like old as is: new -> p as old -> p
-            for p, variant in partners.get(old, {}).items():
-                pair = (min(new, p), max(new, p))
-                if p != new and pair not in tried and pair not in more:
-                    more[pair] = variant if new < p else hashing.INVERSE[variant]
+        for a in members:
+            turns = {a: 0}   # p -> the variant of a that looks like p, along the first path found
+            queue = [a]
+            for u in queue:
+                for p, variant in partners[u].items():
+                    if p not in turns:
+                        turns[p] = hashing.COMPOSE[turns[u]][variant]
+                        queue.append(p)
+            for p, variant in turns.items():
+                if a < p and (a, p) not in tried:
+                    more[a, p] = variant
     if not more:
         return parts
     pairs = sorted(more)
-    colours = signatures[0]
-    sims = np.einsum("ij,ij->i", colours[[p[0] for p in pairs]], colours[[p[1] for p in pairs]])
-    extra = clu.Edges.of([p[0] for p in pairs], [p[1] for p in pairs], clu.VERIFIED,
-                         1.0 - np.clip(sims, 0, 1).astype(np.float64), variant=[more[p] for p in pairs])
+    if signatures is not None:
+        colours = signatures[0]
+        sims = np.einsum("ij,ij->i", colours[[p[0] for p in pairs]], colours[[p[1] for p in pairs]])
+        distance = 1.0 - np.clip(sims, 0, 1).astype(np.float64)
+    else:
+        distance = np.ones(len(pairs))
+    extra = clu.Edges.of([p[0] for p in pairs], [p[1] for p in pairs], clu.VERIFIED, distance,
+                         variant=[more[p] for p in pairs])
     found = _without(confirmed_by_pixels(rows, {"verified": extra}, params, pixels), "similar", extra)
     out = dict(parts)
     for kind, edges in found.items():
         out[kind] = clu.combine(out[kind], edges) if kind in out and len(out[kind]) else edges
+    return out
+
+
+def _connected(partners: dict[int, dict[int, int]]) -> list[list[int]]:
+    """The sets of items the ``partners`` links connect, each sorted."""
+    seen: set[int] = set()
+    out = []
+    for start in sorted(partners):
+        if start in seen:
+            continue
+        seen.add(start)
+        members = [start]
+        for u in members:
+            for p in partners[u]:
+                if p not in seen:
+                    seen.add(p)
+                    members.append(p)
+        out.append(sorted(members))
     return out
 
 

@@ -211,6 +211,21 @@ def apply_variant(pixels: np.ndarray, variant: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+def _composition() -> tuple[tuple[int, ...], ...]:
+    probe = np.arange(12).reshape(3, 4)  # no symmetry: each variant makes another array
+    looks = [apply_variant(probe, v) for v in range(8)]
+
+    def same(x: np.ndarray, y: np.ndarray) -> bool:
+        return x.shape == y.shape and bool((x == y).all())
+
+    return tuple(tuple(next(c for c in range(8) if same(looks[c], apply_variant(looks[v], w))) for w in range(8))
+                 for v in range(8))
+
+
+#: ``COMPOSE[v][w]``: the one variant that does variant ``v`` and then ``w`` (``apply_variant`` twice).
+COMPOSE = _composition()
+
+
 def pack(hashes: np.ndarray) -> bytes:
     return np.asarray(hashes, dtype="<u8").tobytes()
 

@@ -175,3 +175,30 @@ def test_a_copy_behind_three_look_alikes_in_colour_is_still_proposed():
     layouts = np.stack([textures[0], *textures])   # the original and its copy: one layout; the crowd: others
     edges = proposed_edges((colours, layouts), {}, GroupSettings())
     assert (0, 1) in set(zip(edges.i.tolist(), edges.j.tolist(), strict=True))
+
+
+def test_a_crop_joins_the_mirrored_copy_its_original_connects_it_to(tmp_path):
+    """Complete link needs every pair of a group, and no evidence proposes a crop against its original's
+    mirrored copy: a mirrored hash match counts within 4 bits, and the crop is 5-12 bits from the original.
+    The closure checks that pair, turned as the path through the original says, so the three are one group
+    (the sample library's seed 5 left such a crop out of its group)."""
+    from photodedup.hashing import COMPOSE
+
+    chelsea = _photo("chelsea.png")
+    chelsea.save(tmp_path / "chelsea.jpg", quality=92)
+    chelsea.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "chelsea_mirror.jpg", quality=92)
+    _corner_crop(chelsea, 0.06).save(tmp_path / "chelsea_crop.jpg", quality=92)
+    scan([tmp_path], catalog=tmp_path / "c.sqlite", workers=1)
+    # local features and colour find the crop in the mirrored copy here; in a library they look at a few
+    # neighbours of each file only, which need not include it (as on seed 5): here, hashes alone propose
+    result = group(tmp_path / "c.sqlite", store=False,
+                   params=GroupSettings(evidence=("exact", "perceptual", "dihedral")))
+    groups = [sorted(Path(m.path).name for m in g.members) for g in result.groups if g.category == "duplicate"]
+    assert groups == [["chelsea.jpg", "chelsea_crop.jpg", "chelsea_mirror.jpg"]]
+    members = {Path(m.path).name: m for g in result.groups for m in g.members}
+    crop = members["chelsea_crop.jpg"]
+    # the premise: the crop is a hash match of the original as is, beyond a mirrored match's 4 bits
+    assert crop.evidence == "perceptual" and 4 < crop.match["bits"] <= 12
+    # the composition the closure turns by: mirrored then mirrored is the picture as is; a turn and its
+    # inverse likewise; a turn by 90 twice is a turn by 180
+    assert COMPOSE[1][1] == 0 and COMPOSE[4][5] == 0 and COMPOSE[4][4] == 3 and COMPOSE[0][6] == 6
