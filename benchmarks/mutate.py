@@ -101,6 +101,20 @@ EQUIVALENT: dict[str, dict[str, str]] = {
                                                        "reshape(-2) is reshape(-1)",
         "cosine_pairs | n <= EXACT_MAX | LtE -> Lt": "at exactly 10,000 vectors faiss (rescored exactly) finds "
                                                      "the pairs the exact product finds: a speed choice",
+        "<module> | 32 * 1024 * 1024 | 1024 -> 1025": "block size of the exact products (BLOCK_FLOATS): the same "
+                                                       "pairs in other blocks",
+        "<module> | 32 * 1024 | 32 -> 33": "block size of the exact products (BLOCK_FLOATS): the same pairs in other "
+                                           "blocks",
+        "<module> | 32 * 1024 | 1024 -> 1025": "block size of the exact products (BLOCK_FLOATS): the same pairs in "
+                                               "other blocks",
+        "_cosine_exact | max(1, BLOCK_FLOATS // n) | 1 -> 2": "reached only above 33 million rows (BLOCK_FLOATS // "
+                                                              "n == 0), whose products no memory holds",
+        "nearest_pairs | max(1, BLOCK_FLOATS // n) | 1 -> 2": "reached only above 33 million rows, and the exact "
+                                                              "search ends at EXACT_MAX",
+        "_cosine_faiss | np.random.default_rng(0) | 0 -> 1": "another fixed seed for the quantizer's training rows: "
+            "deterministic either way; their number and distinctness are tested (test_cluster_mutants.py)",
+        "nearest_pairs | np.random.default_rng(0) | 0 -> 1": "another fixed seed for the quantizer's training rows: "
+            "deterministic either way; their number and distinctness are tested (test_cluster_mutants.py)",
     },
     "verify": {
         "_agreement | cv2.warpPerspective(np.ones_like(a.small), warp, (width, height), flags=cv2.INTER_NEARE... | "
@@ -118,6 +132,16 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "and the result is reshaped to (-1, 2)",
         "features | np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2) | 1 -> 2": "numpy reads any "
             "negative dimension as the unknown one: reshape(-2, 2) is reshape(-1, 2)",
+        "_covered | np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], np.float64).reshape(-1, 1, 2) | 1 -> 2 #2": "numpy "
+            "reads any negative dimension as the unknown one: reshape(-2, 1, 2) is reshape(-1, 1, 2)",
+        "_covered | mapped.astype(np.float32).reshape(-1, 1, 2) | 1 -> 2 #2": "numpy reads any negative dimension "
+            "as the unknown one: reshape(-2, 1, 2) is reshape(-1, 1, 2)",
+        "_clip.inside | p[a] <= v | LtE -> Lt": "a vertex exactly on an edge counted outside: the crossing adds it "
+            "back (t = 0 or 1), the same clipped area (tried on 39,384 convex quadrilaterals on a grid through the "
+            "edges)",
+        "_clip.inside | p[a] >= v | GtE -> Gt": "a vertex exactly on an edge counted outside: the crossing adds it "
+            "back (t = 0 or 1), the same clipped area (tried on 39,384 convex quadrilaterals on a grid through the "
+            "edges)",
         "homography | int(mask.sum()) if mask is not None else 0 | 0 -> 1": "OpenCV's findHomography returns a "
             "mask (all zeros when it finds none: tried with coincident, collinear, NaN and infinite points) for "
             "4 points or more, and it gets 20 or more: no input reaches the None branch",

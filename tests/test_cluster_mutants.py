@@ -84,3 +84,67 @@ def test_dihedral_pairs_search_every_variant_but_the_turn_by_270(variant):
     assert (edges.i.tolist(), edges.j.tolist(), edges.variant.tolist()) == ([0], [1], [variant])
     hashes[0, 5], hashes[0, variant] = hashes[1, 0], ~hashes[1, 0]  # variant 5: found as variant 4 the other way
     assert len(c.dihedral_pairs(hashes, 0).i) == 0
+
+
+# -- session 6: the documented parameters of the two faiss IVF searches --------------------------------
+@pytest.fixture
+def ivf_spy(monkeypatch):
+    """The real faiss IVF indexes, recorded: each index made, the rows it was trained on, and what it was
+    asked (range search radius, k). A spy, not a mock: every call goes to faiss."""
+    faiss = pytest.importorskip("faiss")
+    seen: dict = {"indexes": [], "trained": [], "radius": [], "k": [], "queried": 0}
+
+    def spy(cls):
+        class Spy(cls):
+            def train(self, x):
+                seen["trained"].append(np.array(x))
+                return super().train(x)
+
+            def range_search(self, x, radius):
+                seen["radius"].append(radius)
+                seen["queried"] += len(x)
+                return super().range_search(x, radius)
+
+            def search(self, x, k, *args, **kw):
+                seen["k"].append(k)
+                seen["queried"] += len(x)
+                return super().search(x, k, *args, **kw)
+
+        def make(*args):
+            seen["indexes"].append(Spy(*args))
+            return seen["indexes"][-1]
+        return make
+
+    monkeypatch.setattr(faiss, "IndexIVFScalarQuantizer", spy(faiss.IndexIVFScalarQuantizer))
+    monkeypatch.setattr(faiss, "IndexIVFFlat", spy(faiss.IndexIVFFlat))
+    return seen
+
+
+def trained_rows(trained: np.ndarray, vectors: np.ndarray) -> set[int]:
+    rows = {row.tobytes(): n for n, row in enumerate(vectors)}
+    return {rows[row.tobytes()] for row in trained}
+
+
+@pytest.mark.parametrize("n, lists", [(20, 1), (3000, 75), (20_003, 282)])  # max(1, min(n // 40, 2 sqrt(n)))
+def test_the_faiss_cosine_search_uses_the_documented_index(ivf_spy, n, lists):
+    # "2*sqrt(n) lists, 10 k-means iterations on 40 points a list (distinct rows), 4 lists probed", and a
+    # range search 0.01 below the threshold (the 8-bit codes' error; the pairs are rescored exactly) of
+    # every row once, across the query chunks (20,000)
+    vectors = unit(np.random.default_rng(n).standard_normal((n, 4)))
+    c.cosine_pairs(vectors, 0.999, method="faiss")
+    (index,), (trained,) = ivf_spy["indexes"], ivf_spy["trained"]
+    assert (index.nlist, index.cp.niter, index.nprobe) == (lists, 10, min(4, lists))
+    assert len(trained) == min(n, 40 * lists) == len(trained_rows(trained, vectors))
+    assert ivf_spy["radius"] and all(r == pytest.approx(0.989) for r in ivf_spy["radius"])
+    assert ivf_spy["queried"] == n
+
+
+def test_the_faiss_nearest_search_uses_the_documented_index(ivf_spy, monkeypatch):
+    monkeypatch.setattr(c, "EXACT_MAX", 100)  # the index above the limit, on a few thousand rows
+    for n, lists in ((3000, 75), (20_003, 282)):  # past one query chunk (20,000)
+        vectors = unit(np.random.default_rng(n).standard_normal((n, 4)))
+        nearest_pairs(vectors, k=3, threshold=0.99)
+        index, trained = ivf_spy["indexes"][-1], ivf_spy["trained"][-1]
+        assert (index.nlist, index.cp.niter, index.nprobe) == (lists, 10, 4)
+        assert len(trained) == min(n, 40 * lists) == len(trained_rows(trained, vectors))
+    assert set(ivf_spy["k"]) == {4} and ivf_spy["queried"] == 3000 + 20_003  # each row's 3 nearest and itself

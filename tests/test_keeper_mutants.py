@@ -49,3 +49,31 @@ def test_provenance_reads_only_files_of_one_upright_size_and_different_contents(
     # described as another upright size (a turned copy), or as the same bytes: not read, nothing found
     for copy in (described("b.jpg", 2, 90, w=360, h=480), described("b.jpg", 2, 90, md5="a.jpg")):
         assert choose([original, copy], rules="provenance").reason == "all else equal: first by path"
+
+
+# -- session 6 -------------------------------------------------------------------------------------
+def test_a_grayscale_copy_loses_by_its_pixels_spread_at_the_documented_edges(tmp_path):
+    # the scan flagged b grayscale; its pixels decide: a 99th-percentile channel spread of at most
+    # GREY_SPREAD (2) holds no colour at all, and a colour photo's spread of CLEAR_COLOUR_SPREAD (30) is clear
+    from PIL import Image
+
+    assert (keeper.GREY_SPREAD, keeper.CLEAR_COLOUR_SPREAD) == (2, 30)
+
+    def png(name, file_id, rgb, gray, stamp=False):
+        picture = Image.new("RGB", (512, 512), rgb)
+        if stamp:  # a date stamp in colour on 0.34% of the pixels: the 99th percentile does not see it
+            picture.paste((255, 0, 0), (0, 0, 30, 30))
+        picture.save(tmp_path / name)
+        return Member(file_id, str(tmp_path / name), "perceptual", 1.0, width=512, height=512,
+                      size=(tmp_path / name).stat().st_size, format="PNG", grayscale=gray)
+
+    faint = png("z_faint.png", 1, (100, 105, 110), 0)      # spread 10: colour, but not clear
+    clear = png("z_clear.png", 2, (100, 115, 130), 0)      # spread 30: exactly clear
+    grey = png("a_grey.png", 3, (100, 101, 102), 1)        # spread 2: exactly no colour
+    tinted = png("a_tinted.png", 4, (100, 101, 103), 1)    # spread 3: some colour left
+    stamped = png("a_stamped.png", 5, (100, 100, 100), 1, stamp=True)
+    colour = "colour (others are grayscale copies)"
+    assert keeper_of(faint, grey, rules="colour") == (1, colour)
+    assert keeper_of(clear, tinted, rules="colour") == (2, colour)
+    assert keeper_of(faint, tinted, rules="colour") == (4, "all else equal: first by path")
+    assert keeper_of(faint, stamped, rules="colour") == (1, colour)

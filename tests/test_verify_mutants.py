@@ -54,3 +54,22 @@ def test_a_tile_correlating_exactly_at_the_limit_agrees():
     y = np.tile(100 + 2 * np.array([1, 2, -1, -2], np.float32)[columns], (48, 1))
     assert verify.TILE_NCC == 0.8
     assert verify._agreement(np.eye(3), small_features(x), small_features(y)) == 1.0
+
+
+# -- session 6 -------------------------------------------------------------------------------------
+def test_the_colour_signature_bins_each_channel_in_its_own_quarter():
+    # left half RGB (224, 32, 96), right half (32, 160, 224): in OpenCV's BGR order the bins are
+    # (96 // 64 * 4 + 32 // 64) * 4 + 224 // 64 = 19 and (224 // 64 * 4 + 160 // 64) * 4 + 32 // 64 = 56
+    import io
+
+    from PIL import Image
+
+    picture = np.zeros((240, 320, 3), np.uint8)
+    picture[:, :160], picture[:, 160:] = (224, 32, 96), (32, 160, 224)
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, "JPEG", quality=95)
+    whole = {"width": 320, "height": 240, "content_left": 0, "content_top": 0, "content_width": 320,
+             "content_height": 240}
+    colour, _ = verify.signatures(Thumbnail(buf.getvalue(), whole))
+    assert set(np.flatnonzero(colour > 0.1).tolist()) == {19, 56}
+    assert np.allclose(colour[[19, 56]], np.sqrt(0.5), atol=0.05)
