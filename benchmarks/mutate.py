@@ -111,6 +111,31 @@ EQUIVALENT: dict[str, dict[str, str]] = {
                                                               "n == 0), whose products no memory holds",
         "nearest_pairs | max(1, BLOCK_FLOATS // n) | 1 -> 2": "reached only above 33 million rows, and the exact "
                                                               "search ends at EXACT_MAX",
+        "hamming_cross | len(queries) * len(base) > brute_max * brute_max // 16 | Gt -> GtE": "where faiss's exact "
+            "binary index takes over from the numpy blocks: the same pairs either way (callers sort them)",
+        "hamming_cross | brute_max * brute_max // 16 | 16 -> 17": "where faiss's exact binary index takes over "
+            "from the numpy blocks: the same pairs either way (callers sort them)",
+        "hamming_cross | faiss is not None | IsNot -> Is": "the numpy blocks instead of faiss's exact binary index: "
+            "the same pairs (test_hamming_cross_through_faiss_finds_what_the_brute_force_finds), slower",
+        "hamming_cross | max(1, (1 << 22) // len(base)) | 1 -> 2": "block size of the brute force, reached only "
+            "above 4 million base hashes: the same pairs in other blocks",
+        "hamming_cross | base.view(np.uint8).reshape(-1, 8) | 1 -> 2": "numpy reads any negative dimension as the "
+            "unknown one: reshape(-2, 8) is reshape(-1, 8)",
+        "dihedral_pairs | np.asarray(variants, np.uint64).reshape(-1, 8) | 1 -> 2": "numpy reads any negative "
+            "dimension as the unknown one: reshape(-2, 8) is reshape(-1, 8)",
+        "Edges.of | np.asarray(distance, np.float64).reshape(-1) | 1 -> 2": "numpy reads any negative dimension as "
+            "the unknown one: reshape(-2) is reshape(-1)",
+        "near_pairs | hashes: np.ndarray, low: int, high: int, k: int, *, second: np.ndarray | None=None, sec... | "
+        "64 -> 65": "the default second_max: two 64-bit hashes differ by at most 64 bits, so 64 and 65 admit all",
+        "near_pairs | np.zeros(0, np.int64) | 0 -> 1 #2": "unreachable: with n >= 2 the loop fills codes",
+        "bounded_radius | range(65) | 65 -> 66": "r = 65 is reached only when radius >= 64 fits, and then returns "
+            "64 = radius, what the loop's end returns",
+        "_complete_link | zip(edge_i, edge_j, strict=True) | True -> False": "both lists come from the same edges: "
+            "always of one length",
+        "cluster | zip(edge_i, edge_j, strict=True) | True -> False": "both lists come from the same edges: always "
+            "of one length",
+        "_complete_link | size[ra] >= size[rb] | GtE -> Gt": "which root names two merged clusters of equal size: "
+            "the same members, the same cross-pair counts",
         "_cosine_faiss | np.random.default_rng(0) | 0 -> 1": "another fixed seed for the quantizer's training rows: "
             "deterministic either way; their number and distinctness are tested (test_cluster_mutants.py)",
         "nearest_pairs | np.random.default_rng(0) | 0 -> 1": "another fixed seed for the quantizer's training rows: "

@@ -148,3 +148,44 @@ def test_the_faiss_nearest_search_uses_the_documented_index(ivf_spy, monkeypatch
         assert (index.nlist, index.cp.niter, index.nprobe) == (lists, 10, 4)
         assert len(trained) == min(n, 40 * lists) == len(trained_rows(trained, vectors))
     assert set(ivf_spy["k"]) == {4} and ivf_spy["queried"] == 3000 + 20_003  # each row's 3 nearest and itself
+
+
+# -- session 6: pairs seen from one side only, and the edges of the bounds ----------------------------
+def test_nearest_pairs_keep_a_pair_only_the_far_row_ranks_nearest():
+    # row 0's nearest is row 1; row 2's nearest is row 0 (0.3 away), which does not rank row 2 first
+    rows = unit([[1.0, 0.0], [1.0, 0.1], [1.0, -0.3]])
+    i, j, _ = nearest_pairs(rows, k=1, threshold=0.0)
+    assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == [(0, 1), (0, 2)]
+
+
+def test_near_pairs_keep_a_pair_only_the_first_item_ranks_nearest():
+    # item 0's nearest is item 1 (3 bits); item 1's is item 2 (1 bit), and item 2's is item 1
+    hashes = np.array([0b0, 0b111, 0b1111], np.uint64)
+    i, j, bits = c.near_pairs(hashes, 0, 64, k=1)
+    assert list(zip(i.tolist(), j.tolist(), bits.tolist(), strict=True)) == [(0, 1, 3), (1, 2, 1)]
+
+
+def test_near_pairs_admit_exactly_the_second_hash_s_limit():
+    hashes = np.array([0, 0b1], np.uint64)
+    second = np.array([0, 0b1111], np.uint64)  # 4 bits apart
+    assert [x.tolist() for x in c.near_pairs(hashes, 0, 64, k=1, second=second, second_max=4)] == [[0], [1], [1]]
+    assert [x.tolist() for x in c.near_pairs(hashes, 0, 64, k=1, second=second, second_max=3)] == [[], [], []]
+
+
+def test_bounded_radius_at_the_exact_edge_of_its_pair_budget():
+    from fractions import Fraction
+    from math import comb
+
+    def oracle(n, radius, per_item=200):  # the largest r <= radius whose expected pairs per item fit
+        fits = [r for r in range(radius + 1)
+                if Fraction(sum(comb(64, k) for k in range(r + 1)), 2**64) * (n - 1) / 2 <= per_item]
+        return fits[-1] if fits else 0
+
+    lo, hi = 2, 10**7  # the least library size at which radius 20 no longer fits
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if oracle(mid, 64) < 20 else (mid + 1, hi)
+    assert oracle(lo, 64) == 19 and oracle(lo - 1, 64) == 20
+    assert (c.bounded_radius(lo, 64), c.bounded_radius(lo - 1, 64)) == (19, 20)
+    # a budget of exactly the expected pairs at radius 2 (2081 * 2**65 / 2**64 / 2, no rounding) still fits
+    assert c.bounded_radius(2**65 + 1, 64, per_item=2081) == 2
