@@ -65,6 +65,8 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "limits": ("photodedup/service/limits.py", ["tests/test_limits_rules.py", "tests/test_service.py"]),
 }
 
+_SAME_VERDICTS = ("in process or in worker processes, and how the pairs are cut into chunks: the same verdicts in "
+                  "the same order (RANSAC is reseeded before every pair)")
 #: Mutants no test can kill, per module: ``"function | code | change"`` (as ``--list`` prints it) -> why.
 EQUIVALENT: dict[str, dict[str, str]] = {
     "keeper": {
@@ -136,6 +138,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "of one length",
         "_complete_link | size[ra] >= size[rb] | GtE -> Gt": "which root names two merged clusters of equal size: "
             "the same members, the same cross-pair counts",
+        "nearest_pairs | max(1, min(n // 40, int(2 * np.sqrt(n)))) | 1 -> 2": "unreachable: the index serves more "
+            "than EXACT_MAX (10,000) rows, where n // 40 >= 250",
         "_cosine_faiss | np.random.default_rng(0) | 0 -> 1": "another fixed seed for the quantizer's training rows: "
             "deterministic either way; their number and distinctness are tested (test_cluster_mutants.py)",
         "nearest_pairs | np.random.default_rng(0) | 0 -> 1": "another fixed seed for the quantizer's training rows: "
@@ -167,6 +171,31 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "_clip.inside | p[a] >= v | GtE -> Gt": "a vertex exactly on an edge counted outside: the crossing adds it "
             "back (t = 0 or 1), the same clipped area (tried on 39,384 convex quadrilaterals on a grid through the "
             "edges)",
+        "map_pairs | workers <= 1 | LtE -> Lt":
+            _SAME_VERDICTS,
+        "map_pairs | workers <= 1 | 1 -> 2":
+            _SAME_VERDICTS,
+        "map_pairs | len(pairs) < 400 | Lt -> LtE":
+            _SAME_VERDICTS,
+        "map_pairs | len(pairs) < 400 | 400 -> 401":
+            _SAME_VERDICTS,
+        "map_pairs | max(200, len(pairs) // (workers * 8)) | 200 -> 201":
+            _SAME_VERDICTS,
+        "map_pairs | workers * 8 | 8 -> 9":
+            _SAME_VERDICTS,
+        "map_pairs | min(4, os.cpu_count() or 1) | 4 -> 5":
+            _SAME_VERDICTS,
+        "map_pairs | os.cpu_count() or 1 | 1 -> 2":
+            _SAME_VERDICTS,
+        "map_pairs.collect | zip(chunk, future.result(), strict=True) | True -> False":
+            "a chunk's work returns one result per pair: always of one length",
+        "map_pairs | zip(chunks, jobs(), strict=True) | True -> False":
+            "jobs() yields one job per chunk: always of one length",
+        "_verify_chunk | cv2.setNumThreads(1) | 1 -> 2":
+            "OpenCV's threads in a worker: the same features and matches",
+        "_agreement | cv2.warpPerspective(np.ones_like(a.small), warp, (width, height), flags=cv2.INTER_NEARE... "
+        "| 0.5 -> 0.55":
+            "a nearest-neighbour warp of ones holds only 0 and 1: > 0.5 and > 0.55 agree",
         "homography | int(mask.sum()) if mask is not None else 0 | 0 -> 1": "OpenCV's findHomography returns a "
             "mask (all zeros when it finds none: tried with coincident, collinear, NaN and infinite points) for "
             "4 points or more, and it gets 20 or more: no input reaches the None branch",
