@@ -80,12 +80,23 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "_without_added_borders.framed | abs(_aspect(content_size(b)) / _aspect((a.width, a.height)) - 1) < "
         "ASPECT_TOLERANCE | Lt -> LtE": "x - 1 for x in [1, 2) is a multiple of 2**-52, 1 - x for x in [0.5, 1) "
             "of 2**-53, and the float 0.005 is an odd multiple of 2**-60: no ratio lands on the edge",
+        "<module> | w.taken_at and any((sort_key(m.taken_at) != sort_key(w.taken_at) for m in dropped)) | And -> Or":
+            "a keeper without a capture time won the oldest rule only over members without one (a known time sorts "
+            "first), whose sort keys all equal its own",
+        "_aspect | width or 1 | 1 -> 2": "unreachable: _aspect reads only a bordered member's content and a canvas "
+                                          "that has both sides (bordered and framed's canvas check them)",
+        "_aspect | height or 1 | 1 -> 2": "unreachable: _aspect reads only a bordered member's content and a canvas "
+                                           "that has both sides (bordered and framed's canvas check them)",
     },
     "cluster": {
         "near_pairs | high <= low | LtE -> Lt": "high == low: no distance is both > low and <= high, the search "
                                                 "finds nothing either way",
         "near_pairs | range(0, n, 8192) | 8192 -> 8193": "chunk size: every chunk is searched against all hashes",
         "near_pairs | start + 8192 | 8192 -> 8193": "overlapping chunks: np.unique drops the repeated pairs",
+        "Edges.of | i <= j | LtE -> Lt": "a self-pair (i == j) has no direction to turn, and no caller makes one "
+                                         "(every search drops them; grouping maps pairs through an injective index)",
+        "exact_pairs | len(members) > 1 | Gt -> GtE": "a digest held by one item: combinations of one member make no "
+                                                      "pair either way",
         "near_pairs | (np.zeros(0, np.int64),) * 3 | 3 -> 4 #2": "unreachable: with n >= 2 the loop fills codes",
         "_cosine_faiss | np.zeros(0, np.int64) | 0 -> 1": "unreachable: with n >= 2 the loop fills codes",
         "hamming_cross | 1 << 22 | 1 -> 2": "block size of the brute force: the same pairs in other blocks",

@@ -77,3 +77,42 @@ def test_a_grayscale_copy_loses_by_its_pixels_spread_at_the_documented_edges(tmp
     assert keeper_of(clear, tinted, rules="colour") == (2, colour)
     assert keeper_of(faint, tinted, rules="colour") == (4, "all else equal: first by path")
     assert keeper_of(faint, stamped, rules="colour") == (1, colour)
+
+
+def test_a_frame_s_content_may_hold_exactly_nine_tenths_to_one_and_two_hundredths_of_the_canvas():
+    # the photo trims its own flat background (bordered itself); the frame copy's margins differ between the
+    # axes (no "one margin all round"), so only its content's share of the photo's canvas explains its border:
+    # 570 x 576 = 328,320 = 0.9 x 600 x 608, and 605 x 612 = 370,260 = 1.02 x 600 x 605 (same shape to 0.5%)
+    photo = member(1, w=600, h=608, content=(500, 508), path="/z")
+    at_least = member(2, w=670, h=596, content=(570, 576), path="/a")
+    assert keeper_of(photo, at_least, rules="no-border") == (1, "no added border")
+    photo = member(1, w=600, h=605, content=(500, 505), path="/z")
+    at_most = member(2, w=705, h=622, content=(605, 612), path="/a")
+    assert keeper_of(photo, at_most, rules="no-border") == (1, "no added border")
+
+
+def test_a_lossy_copy_s_ringing_counts_only_on_its_trimmed_sides():
+    # a JPEG with a border above and below only (content 1000 x 700 of 1000 x 800) against a PNG of
+    # 1000 x 655: without RINGING_PX on its two trimmed sides the JPEG has 1000 x 668 = 668,000 pixels, more
+    # than 655,000 x 1.01 = 661,550; its untrimmed width keeps its 16 px
+    lossless = member(1, w=1000, h=655, fmt="PNG", path="/a")
+    assert keeper_of(lossless, member(2, w=1000, h=800, content=(1000, 700), path="/z"), rules="resolution") == (
+        2, "highest resolution (1000x700)")
+    # the same turned: a border left and right only
+    lossless = member(1, w=655, h=1000, fmt="PNG", path="/a")
+    assert keeper_of(lossless, member(2, w=800, h=1000, content=(700, 1000), path="/z"), rules="resolution") == (
+        2, "highest resolution (700x1000)")
+
+
+def test_notes_name_an_unknown_format_and_size():
+    choice = choose([member(1, fmt=None, path="/a"), member(2, path="/z")], rules="camera-format")
+    assert choice.notes == {1: "an export (unknown format); the group has the camera format JPEG"}
+    choice = choose([member(1, fmt=None, path="/a"), member(2, fmt="PNG", path="/z")], rules="lossless")
+    assert choice.notes == {1: "a lossy copy (unknown format) of the lossless PNG"}
+    choice = choose([member(1, size=None, path="/a"), member(2, size=5, path="/z")], rules="size")
+    assert choice.notes == {1: "a smaller file of the same format and resolution (0 B against 5 B)"}
+
+
+def test_a_file_of_unknown_modification_time_ties_with_one_modified_at_the_epoch():
+    assert keeper_of(member(1, mtime=0, path="/z"), member(2, mtime=None, path="/a"), rules="oldest") == (
+        2, "all else equal: first by path")
