@@ -80,6 +80,9 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "_without_added_borders.framed | abs(_aspect(content_size(b)) / _aspect((a.width, a.height)) - 1) < "
         "ASPECT_TOLERANCE | Lt -> LtE": "x - 1 for x in [1, 2) is a multiple of 2**-52, 1 - x for x in [0.5, 1) "
             "of 2**-53, and the float 0.005 is an odd multiple of 2**-60: no ratio lands on the edge",
+        "<module> | is_camera_format(a.format) and (not is_camera_format(b.format)) | And -> Or": "camera-format "
+            "keeps members by select (camera formats only, or everyone); better only picks the winner a note names, "
+            "and the first kept member is named either way",
         "<module> | w.taken_at and any((sort_key(m.taken_at) != sort_key(w.taken_at) for m in dropped)) | And -> Or":
             "a keeper without a capture time won the oldest rule only over members without one (a known time sorts "
             "first), whose sort keys all equal its own",

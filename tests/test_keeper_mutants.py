@@ -116,3 +116,16 @@ def test_notes_name_an_unknown_format_and_size():
 def test_a_file_of_unknown_modification_time_ties_with_one_modified_at_the_epoch():
     assert keeper_of(member(1, mtime=0, path="/z"), member(2, mtime=None, path="/a"), rules="oldest") == (
         2, "all else equal: first by path")
+
+
+def test_a_margin_all_round_is_a_frame_only_when_its_content_fits_the_photo():
+    # one margin of 100 px all round the photo's 1000 x 1000 canvas, but content 100 px wider (or taller)
+    # than the photo, more than BORDER_MIN_SHARE: picture the photo lacks, no frame around it; both stay
+    photo = member(1, w=1000, h=1000, path="/z")
+    wider = member(2, w=1200, h=1200, content=(1100, 1000), path="/a")
+    assert keeper_of(photo, wider, rules="no-border") == (2, "all else equal: first by path")
+    taller = member(2, w=1200, h=1200, content=(1000, 1100), path="/a")
+    assert keeper_of(photo, taller, rules="no-border") == (2, "all else equal: first by path")
+    fits = member(2, w=1200, h=1200, content=(1020, 1020), path="/a")  # at 1 + BORDER_MIN_SHARE: a frame
+    assert keeper_of(member(1, w=1000, h=1000, content=(900, 900), path="/z"), fits, rules="no-border") == (
+        1, "no added border")
