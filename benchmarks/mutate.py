@@ -86,6 +86,22 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "<module> | w.taken_at and any((sort_key(m.taken_at) != sort_key(w.taken_at) for m in dropped)) | And -> Or":
             "a keeper without a capture time won the oldest rule only over members without one (a known time sorts "
             "first), whose sort keys all equal its own",
+        "content_size | m.width or 0 | 0 -> 1":
+            "reached only for a member with one side and not the other: the scan records both or neither",
+        "content_size | m.height or 0 | 0 -> 1":
+            "reached only for a member with one side and not the other: the scan records both or neither",
+        "_without_added_borders.framed | a.width or 0 | 0 -> 1":
+            "reached only for a member with one side and not the other: the scan records both or neither",
+        "_more_pixels | b.height or 0 | 0 -> 1":
+            "reached only for a member with one side and not the other: the scan records both or neither",
+        "content_size | m.content_width or 0 | 0 -> 1":
+            "unreachable: only a bordered member's content is read, and bordered checks it has both sides",
+        "content_size | m.content_height or 0 | 0 -> 1":
+            "unreachable: only a bordered member's content is read, and bordered checks it has both sides",
+        "_more_pixels | a.width or 0 | 0 -> 1":
+            "unreachable: the ringing is counted only for a bordered member, which has both sides",
+        "_more_pixels | a.height or 0 | 0 -> 1":
+            "unreachable: the ringing is counted only for a bordered member, which has both sides",
         "_aspect | width or 1 | 1 -> 2": "unreachable: _aspect reads only a bordered member's content and a canvas "
                                           "that has both sides (bordered and framed's canvas check them)",
         "_aspect | height or 1 | 1 -> 2": "unreachable: _aspect reads only a bordered member's content and a canvas "

@@ -129,3 +129,19 @@ def test_a_margin_all_round_is_a_frame_only_when_its_content_fits_the_photo():
     fits = member(2, w=1200, h=1200, content=(1020, 1020), path="/a")  # at 1 + BORDER_MIN_SHARE: a frame
     assert keeper_of(member(1, w=1000, h=1000, content=(900, 900), path="/z"), fits, rules="no-border") == (
         1, "no added border")
+
+
+def test_the_frame_rules_at_their_upper_edges():
+    # a photo without a border explains a bordered copy whose content is at most 1 + BORDER_MIN_SHARE of its
+    # own (1020 x 1000 = 1.02 x 1000 x 1000; margins 200 and 100 px: no margin all round; shape 2% off)
+    photo = member(1, w=1000, h=1000, path="/z")
+    assert keeper_of(photo, member(2, w=1200, h=1100, content=(1020, 1000), path="/a"), rules="no-border") == (
+        1, "no added border")
+    # content beyond 1.02 of a bordered photo's canvas: 611 x 618 = 377,598 > 370,260 = 1.02 x 600 x 605
+    photo = member(1, w=600, h=605, content=(500, 505), path="/z")
+    beyond = member(2, w=711, h=628, content=(611, 618), path="/a")
+    assert keeper_of(photo, beyond, rules="no-border") == (2, "all else equal: first by path")
+
+
+def test_a_lossless_file_with_a_width_and_no_height_is_no_graphic():
+    assert not is_graphic(Member(1, "/p", "exact", 1.0, format="PNG", width=10, size=1))
