@@ -8,10 +8,13 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
+
 from photodedup import moves
-from photodedup.apply import apply
+from photodedup.apply import apply, undo
 from photodedup.catalog import Catalog
 from photodedup.duplicate_groups import decisions
+from photodedup.errors import CatalogError
 
 
 def test_a_dry_run_makes_no_trash_folder_and_a_real_apply_makes_it_marked(review_library):
@@ -44,3 +47,14 @@ def test_a_dry_run_leaves_an_interrupted_move_and_a_real_apply_finishes_it(revie
     assert (done.recovered, done.failed, done.moved) == (1, [], [])
     assert '"state": "done"' in (lib["trash"] / moves.JOURNAL_NAME).read_text()
     assert target.read_bytes() == data and not small.exists()
+
+
+def test_apply_and_undo_refuse_a_catalog_that_does_not_exist_and_make_none(tmp_path):
+    # (session 6, --seed 5: apply opened its catalog with create=True and moved nothing from a new empty one)
+    missing = tmp_path / "none.sqlite"
+    for run in (lambda: apply(missing, trash_dir=tmp_path / "trash"),
+                lambda: apply(missing, trash_dir=tmp_path / "trash", dry_run=True),
+                lambda: undo(missing, trash_dir=tmp_path / "trash")):
+        with pytest.raises(CatalogError, match="none.sqlite"):
+            run()
+        assert not missing.exists()
