@@ -113,9 +113,11 @@ def test_notes_name_an_unknown_format_and_size():
     assert choice.notes == {1: "a smaller file of the same format and resolution (0 B against 5 B)"}
 
 
-def test_a_file_of_unknown_modification_time_ties_with_one_modified_at_the_epoch():
+def test_a_file_of_unknown_modification_time_counts_as_modified_at_the_epoch():
     assert keeper_of(member(1, mtime=0, path="/z"), member(2, mtime=None, path="/a"), rules="oldest") == (
         2, "all else equal: first by path")
+    assert keeper_of(member(1, mtime=1, path="/a"), member(2, mtime=None, path="/z"), rules="oldest") == (
+        2, "oldest file (modified first)")
 
 
 def test_a_margin_all_round_is_a_frame_only_when_its_content_fits_the_photo():
