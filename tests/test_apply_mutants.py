@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from photodedup import moves
-from photodedup.apply import apply, undo
+from photodedup.apply import ApplySummary, apply, undo
 from photodedup.catalog import Catalog
 from photodedup.duplicate_groups import decisions
 from photodedup.errors import CatalogError
@@ -58,3 +58,9 @@ def test_apply_and_undo_refuse_a_catalog_that_does_not_exist_and_make_none(tmp_p
         with pytest.raises(CatalogError, match="none.sqlite"):
             run()
         assert not missing.exists()
+
+
+def test_a_moved_file_of_unknown_size_adds_no_bytes():
+    # (session 6, --seed 5)
+    summary = ApplySummary("id", "/t", "/t/journal", False, moved=[{"size": None}, {"size": 5}])
+    assert summary.bytes_moved == 5 and summary.as_dict()["bytes_moved"] == 5

@@ -138,3 +138,16 @@ def test_a_layout_of_a_spread_of_exactly_two_has_structure():
     assert not verify.layouts_agree(flat, other) and not verify.layouts_agree(other, flat)
     fainter = np.where(flat > 100, 111, np.where(flat < 100, 89, 100)).astype(np.uint8)  # spread under 2: flat
     assert verify.layouts_agree(fainter, other) and verify.layouts_agree(other, fainter)
+
+
+def test_a_copy_shifted_a_quarter_agrees_in_every_tile_it_covers():
+    # (--seed 6) b is a's small picture moved 16 px right (a quarter of its 64), made by slicing; the
+    # homography moves a's 640 px content 160 px: the tiles of b's three right columns agree, the left
+    # column lies outside a's picture
+    picture = texture()
+    moved = np.full_like(picture, 100.0)
+    moved[:, 16:] = picture[:, :48]
+    moved[:, :16] = 255 - picture[:, :16]
+    shift = np.array([[1, 0, 160], [0, 1, 0], [0, 0, 1.0]])
+    assert verify._agreement(shift, small_features(picture), small_features(moved)) == 1.0
+    assert verify._agreement(np.eye(3), small_features(picture), small_features(moved)) < 0.5
