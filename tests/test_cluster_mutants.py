@@ -189,3 +189,11 @@ def test_bounded_radius_at_the_exact_edge_of_its_pair_budget():
     assert (c.bounded_radius(lo, 64), c.bounded_radius(lo - 1, 64)) == (19, 20)
     # a budget of exactly the expected pairs at radius 2 (2081 * 2**65 / 2**64 / 2, no rounding) still fits
     assert c.bounded_radius(2**65 + 1, 64, per_item=2081) == 2
+
+
+def test_a_negative_threshold_finds_nothing_whatever_the_turned_radius():
+    # (--seed 6) item 0 turned 90 degrees is item 1: found with any threshold, never with a negative one
+    hashes = np.random.default_rng(9).integers(0, 2**63, (2, 8), dtype=np.int64).view(np.uint64)
+    hashes[0, 1] = hashes[1, 0]
+    assert c.dihedral_pairs(hashes, 0, 64).variant.tolist() == [1]
+    assert len(c.dihedral_pairs(hashes, -1, 64)) == 0
