@@ -5,6 +5,8 @@ size, a lossless file measured only in height, and which files the provenance ru
 
 from __future__ import annotations
 
+import os
+
 from photodedup import keeper
 from photodedup.duplicate_groups import Member
 from photodedup.keeper import choose, is_graphic
@@ -147,3 +149,33 @@ def test_the_frame_rules_at_their_upper_edges():
 
 def test_a_lossless_file_with_a_width_and_no_height_is_no_graphic():
     assert not is_graphic(Member(1, "/p", "exact", 1.0, format="PNG", width=10, size=1))
+
+
+def test_provenance_reads_a_file_again_when_its_size_or_modification_time_changed(tmp_path):
+    # (--seed 7) the findings are cached by path, size and modification time: b.jpg, first a re-save of
+    # a.jpg, then another picture of the same byte size (a new time), then of another size (the same time)
+    photo((480, 360)).save(tmp_path / "z_a.jpg", quality=75)
+    b = tmp_path / "b.jpg"
+
+    def write(picture, size=None, mtime_ns=None):
+        picture.save(b, quality=90)
+        if size is not None:
+            assert b.stat().st_size <= size
+            with open(b, "ab") as out:
+                out.write(b"\0" * (size - b.stat().st_size))  # after the JPEG's end: not read
+        if mtime_ns is not None:
+            os.utime(b, ns=(mtime_ns, mtime_ns))
+
+    def keeper():
+        members = [Member(n, str(tmp_path / name), "perceptual", 1.0, width=480, height=360, format="JPEG",
+                          size=(tmp_path / name).stat().st_size, mtime_ns=(tmp_path / name).stat().st_mtime_ns,
+                          jpeg_quality=quality, md5=name)
+                   for n, name, quality in ((1, "z_a.jpg", 75), (2, "b.jpg", 90))]
+        return keeper_of(*members, rules="provenance")
+
+    write(decoded(tmp_path / "z_a.jpg"), size=120_000, mtime_ns=10**18)
+    assert keeper() == (1, "not made from another file's pixels")
+    write(photo((480, 360), seed=1), size=120_000, mtime_ns=2 * 10**18)  # same size, a new time
+    assert keeper() == (2, "all else equal: first by path")
+    write(decoded(tmp_path / "z_a.jpg"), size=121_000, mtime_ns=2 * 10**18)  # another size, the same time
+    assert keeper() == (1, "not made from another file's pixels")
