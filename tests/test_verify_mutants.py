@@ -10,7 +10,7 @@ import pytest
 
 from photodedup import verify
 from photodedup.verify import Features, Thumbnail, Verdict, VerifySettings
-from tests.test_verify_rules import BOX, SIZE, descriptors, jpeg, small_features, spread_points, texture
+from tests.test_verify_rules import BOX, SIZE, descriptors, jpeg, judge, small_features, spread_points, texture
 
 
 def test_signatures_are_a_unit_colour_histogram_and_24_pixel_layouts_of_the_content_and_the_whole():
@@ -151,3 +151,15 @@ def test_a_copy_shifted_a_quarter_agrees_in_every_tile_it_covers():
     shift = np.array([[1, 0, 160], [0, 1, 0], [0, 0, 1.0]])
     assert verify._agreement(shift, small_features(picture), small_features(moved)) == 1.0
     assert verify._agreement(np.eye(3), small_features(picture), small_features(moved)) < 0.5
+
+
+def test_features_spread_over_exactly_the_least_share_are_enough():
+    # (--seed 7) a 30 x 10 px hull in the 200 x 100 picture: 300 / 20,000 = min_spread (0.015) exactly
+    def rectangle(width):
+        corners = [[10, 10], [10 + width, 10], [10 + width, 20], [10, 20]]
+        inside = np.random.default_rng(4).uniform([11, 11], [9 + width, 19], (36, 2))
+        return np.vstack([corners, inside]).astype(np.float32)
+
+    assert judge(np.eye(3), points=rectangle(30)) == Verdict(True, 40, 1.0, 1.0, "")
+    assert judge(np.eye(3), points=rectangle(29)) == Verdict(False, 40, 0.0, 0.0,
+                                                             "the matching features cover 1% of the picture")
