@@ -122,9 +122,12 @@ def test_a_long_thin_picture_still_has_a_small_copy_one_pixel_high():
 
 
 def test_a_content_box_is_at_least_a_pixel_and_starts_at_zero_when_unmeasured():
-    row = {"width": 3200, "height": 2400, "content_left": None, "content_top": None, "content_width": 5,
+    row = {"width": 3200, "height": 2400, "content_left": 0, "content_top": 0, "content_width": 5,
            "content_height": 4}
     assert verify.content_box(row, 320, 240) == (0, 0, 1, 1)  # 0.5 and 0.4 thumbnail pixels: one
+    unmeasured = {"width": 320, "height": 240, "content_left": None, "content_top": None, "content_width": 100,
+                  "content_height": 80}  # (--seed 7: at a tenth, an offset of 1 rounded away)
+    assert verify.content_box(unmeasured, 320, 240) == (0, 0, 100, 80)
 
 
 def test_a_layout_of_a_spread_of_exactly_two_has_structure():
