@@ -65,6 +65,8 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "limits": ("photodedup/service/limits.py", ["tests/test_limits_rules.py", "tests/test_service.py"]),
 }
 
+_SAME_VERDICTS = ("in process or in worker processes, and how the pairs are cut into chunks: the same verdicts in "
+                  "the same order (RANSAC is reseeded before every pair)")
 #: Mutants no test can kill, per module: ``"function | code | change"`` (as ``--list`` prints it) -> why.
 EQUIVALENT: dict[str, dict[str, str]] = {
     "keeper": {
@@ -78,12 +80,42 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "_without_added_borders.framed | abs(_aspect(content_size(b)) / _aspect((a.width, a.height)) - 1) < "
         "ASPECT_TOLERANCE | Lt -> LtE": "x - 1 for x in [1, 2) is a multiple of 2**-52, 1 - x for x in [0.5, 1) "
             "of 2**-53, and the float 0.005 is an odd multiple of 2**-60: no ratio lands on the edge",
+        "<module> | is_camera_format(a.format) and (not is_camera_format(b.format)) | And -> Or": "camera-format "
+            "keeps members by select (camera formats only, or everyone); better only picks the winner a note names, "
+            "and the first kept member is named either way",
+        "<module> | w.taken_at and any((sort_key(m.taken_at) != sort_key(w.taken_at) for m in dropped)) | And -> Or":
+            "a keeper without a capture time won the oldest rule only over members without one (a known time sorts "
+            "first), whose sort keys all equal its own",
+        "content_size | m.width or 0 | 0 -> 1":
+            "reached only for a member with one side and not the other: the scan records both or neither",
+        "content_size | m.height or 0 | 0 -> 1":
+            "reached only for a member with one side and not the other: the scan records both or neither",
+        "_without_added_borders.framed | a.width or 0 | 0 -> 1":
+            "reached only for a member with one side and not the other: the scan records both or neither",
+        "_more_pixels | b.height or 0 | 0 -> 1":
+            "reached only for a member with one side and not the other: the scan records both or neither",
+        "content_size | m.content_width or 0 | 0 -> 1":
+            "unreachable: only a bordered member's content is read, and bordered checks it has both sides",
+        "content_size | m.content_height or 0 | 0 -> 1":
+            "unreachable: only a bordered member's content is read, and bordered checks it has both sides",
+        "_more_pixels | a.width or 0 | 0 -> 1":
+            "unreachable: the ringing is counted only for a bordered member, which has both sides",
+        "_more_pixels | a.height or 0 | 0 -> 1":
+            "unreachable: the ringing is counted only for a bordered member, which has both sides",
+        "_aspect | width or 1 | 1 -> 2": "unreachable: _aspect reads only a bordered member's content and a canvas "
+                                          "that has both sides (bordered and framed's canvas check them)",
+        "_aspect | height or 1 | 1 -> 2": "unreachable: _aspect reads only a bordered member's content and a canvas "
+                                           "that has both sides (bordered and framed's canvas check them)",
     },
     "cluster": {
         "near_pairs | high <= low | LtE -> Lt": "high == low: no distance is both > low and <= high, the search "
                                                 "finds nothing either way",
         "near_pairs | range(0, n, 8192) | 8192 -> 8193": "chunk size: every chunk is searched against all hashes",
         "near_pairs | start + 8192 | 8192 -> 8193": "overlapping chunks: np.unique drops the repeated pairs",
+        "Edges.of | i <= j | LtE -> Lt": "a self-pair (i == j) has no direction to turn, and no caller makes one "
+                                         "(every search drops them; grouping maps pairs through an injective index)",
+        "exact_pairs | len(members) > 1 | Gt -> GtE": "a digest held by one item: combinations of one member make no "
+                                                      "pair either way",
         "near_pairs | (np.zeros(0, np.int64),) * 3 | 3 -> 4 #2": "unreachable: with n >= 2 the loop fills codes",
         "_cosine_faiss | np.zeros(0, np.int64) | 0 -> 1": "unreachable: with n >= 2 the loop fills codes",
         "hamming_cross | 1 << 22 | 1 -> 2": "block size of the brute force: the same pairs in other blocks",
@@ -101,6 +133,47 @@ EQUIVALENT: dict[str, dict[str, str]] = {
                                                        "reshape(-2) is reshape(-1)",
         "cosine_pairs | n <= EXACT_MAX | LtE -> Lt": "at exactly 10,000 vectors faiss (rescored exactly) finds "
                                                      "the pairs the exact product finds: a speed choice",
+        "<module> | 32 * 1024 * 1024 | 1024 -> 1025": "block size of the exact products (BLOCK_FLOATS): the same "
+                                                       "pairs in other blocks",
+        "<module> | 32 * 1024 | 32 -> 33": "block size of the exact products (BLOCK_FLOATS): the same pairs in other "
+                                           "blocks",
+        "<module> | 32 * 1024 | 1024 -> 1025": "block size of the exact products (BLOCK_FLOATS): the same pairs in "
+                                               "other blocks",
+        "_cosine_exact | max(1, BLOCK_FLOATS // n) | 1 -> 2": "reached only above 33 million rows (BLOCK_FLOATS // "
+                                                              "n == 0), whose products no memory holds",
+        "nearest_pairs | max(1, BLOCK_FLOATS // n) | 1 -> 2": "reached only above 33 million rows, and the exact "
+                                                              "search ends at EXACT_MAX",
+        "hamming_cross | len(queries) * len(base) > brute_max * brute_max // 16 | Gt -> GtE": "where faiss's exact "
+            "binary index takes over from the numpy blocks: the same pairs either way (callers sort them)",
+        "hamming_cross | brute_max * brute_max // 16 | 16 -> 17": "where faiss's exact binary index takes over "
+            "from the numpy blocks: the same pairs either way (callers sort them)",
+        "hamming_cross | faiss is not None | IsNot -> Is": "the numpy blocks instead of faiss's exact binary index: "
+            "the same pairs (test_hamming_cross_through_faiss_finds_what_the_brute_force_finds), slower",
+        "hamming_cross | max(1, (1 << 22) // len(base)) | 1 -> 2": "block size of the brute force, reached only "
+            "above 4 million base hashes: the same pairs in other blocks",
+        "hamming_cross | base.view(np.uint8).reshape(-1, 8) | 1 -> 2": "numpy reads any negative dimension as the "
+            "unknown one: reshape(-2, 8) is reshape(-1, 8)",
+        "dihedral_pairs | np.asarray(variants, np.uint64).reshape(-1, 8) | 1 -> 2": "numpy reads any negative "
+            "dimension as the unknown one: reshape(-2, 8) is reshape(-1, 8)",
+        "Edges.of | np.asarray(distance, np.float64).reshape(-1) | 1 -> 2": "numpy reads any negative dimension as "
+            "the unknown one: reshape(-2) is reshape(-1)",
+        "near_pairs | hashes: np.ndarray, low: int, high: int, k: int, *, second: np.ndarray | None=None, sec... | "
+        "64 -> 65": "the default second_max: two 64-bit hashes differ by at most 64 bits, so 64 and 65 admit all",
+        "near_pairs | np.zeros(0, np.int64) | 0 -> 1 #2": "unreachable: with n >= 2 the loop fills codes",
+        "bounded_radius | range(65) | 65 -> 66": "r = 65 is reached only when radius >= 64 fits, and then returns "
+            "64 = radius, what the loop's end returns",
+        "_complete_link | zip(edge_i, edge_j, strict=True) | True -> False": "both lists come from the same edges: "
+            "always of one length",
+        "cluster | zip(edge_i, edge_j, strict=True) | True -> False": "both lists come from the same edges: always "
+            "of one length",
+        "_complete_link | size[ra] >= size[rb] | GtE -> Gt": "which root names two merged clusters of equal size: "
+            "the same members, the same cross-pair counts",
+        "nearest_pairs | max(1, min(n // 40, int(2 * np.sqrt(n)))) | 1 -> 2": "unreachable: the index serves more "
+            "than EXACT_MAX (10,000) rows, where n // 40 >= 250",
+        "_cosine_faiss | np.random.default_rng(0) | 0 -> 1": "another fixed seed for the quantizer's training rows: "
+            "deterministic either way; their number and distinctness are tested (test_cluster_mutants.py)",
+        "nearest_pairs | np.random.default_rng(0) | 0 -> 1": "another fixed seed for the quantizer's training rows: "
+            "deterministic either way; their number and distinctness are tested (test_cluster_mutants.py)",
     },
     "verify": {
         "_agreement | cv2.warpPerspective(np.ones_like(a.small), warp, (width, height), flags=cv2.INTER_NEARE... | "
@@ -118,6 +191,41 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "and the result is reshaped to (-1, 2)",
         "features | np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2) | 1 -> 2": "numpy reads any "
             "negative dimension as the unknown one: reshape(-2, 2) is reshape(-1, 2)",
+        "_covered | np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], np.float64).reshape(-1, 1, 2) | 1 -> 2 #2": "numpy "
+            "reads any negative dimension as the unknown one: reshape(-2, 1, 2) is reshape(-1, 1, 2)",
+        "_covered | mapped.astype(np.float32).reshape(-1, 1, 2) | 1 -> 2 #2": "numpy reads any negative dimension "
+            "as the unknown one: reshape(-2, 1, 2) is reshape(-1, 1, 2)",
+        "_clip.inside | p[a] <= v | LtE -> Lt": "a vertex exactly on an edge counted outside: the crossing adds it "
+            "back (t = 0 or 1), the same clipped area (tried on 39,384 convex quadrilaterals on a grid through the "
+            "edges)",
+        "_clip.inside | p[a] >= v | GtE -> Gt": "a vertex exactly on an edge counted outside: the crossing adds it "
+            "back (t = 0 or 1), the same clipped area (tried on 39,384 convex quadrilaterals on a grid through the "
+            "edges)",
+        "map_pairs | workers <= 1 | LtE -> Lt":
+            _SAME_VERDICTS,
+        "map_pairs | workers <= 1 | 1 -> 2":
+            _SAME_VERDICTS,
+        "map_pairs | len(pairs) < 400 | Lt -> LtE":
+            _SAME_VERDICTS,
+        "map_pairs | len(pairs) < 400 | 400 -> 401":
+            _SAME_VERDICTS,
+        "map_pairs | max(200, len(pairs) // (workers * 8)) | 200 -> 201":
+            _SAME_VERDICTS,
+        "map_pairs | workers * 8 | 8 -> 9":
+            _SAME_VERDICTS,
+        "map_pairs | min(4, os.cpu_count() or 1) | 4 -> 5":
+            _SAME_VERDICTS,
+        "map_pairs | os.cpu_count() or 1 | 1 -> 2":
+            _SAME_VERDICTS,
+        "map_pairs.collect | zip(chunk, future.result(), strict=True) | True -> False":
+            "a chunk's work returns one result per pair: always of one length",
+        "map_pairs | zip(chunks, jobs(), strict=True) | True -> False":
+            "jobs() yields one job per chunk: always of one length",
+        "_verify_chunk | cv2.setNumThreads(1) | 1 -> 2":
+            "OpenCV's threads in a worker: the same features and matches",
+        "_agreement | cv2.warpPerspective(np.ones_like(a.small), warp, (width, height), flags=cv2.INTER_NEARE... "
+        "| 0.5 -> 0.55":
+            "a nearest-neighbour warp of ones holds only 0 and 1: > 0.5 and > 0.55 agree",
         "homography | int(mask.sum()) if mask is not None else 0 | 0 -> 1": "OpenCV's findHomography returns a "
             "mask (all zeros when it finds none: tried with coincident, collinear, NaN and infinite points) for "
             "4 points or more, and it gets 20 or more: no input reaches the None branch",

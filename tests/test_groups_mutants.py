@@ -71,3 +71,47 @@ def test_a_member_of_unknown_size_frees_nothing():
     companion = Member(2, "/p/a.xmp", "sidecar", 1.0, size=None)
     assert Member(1, "/p/a.jpg", "exact", 1.0, size=None, companions=[companion]).total_size == 0
     assert Member(1, "/p/a.jpg", "exact", 1.0, size=5, companions=[companion]).total_size == 5
+
+
+# -- session 6: behaviour no test pinned (read from the module, each test killing a mutant) ----------
+def test_the_overview_sorts_by_reclaimable_bytes_or_by_the_weakest_score(review_library):
+    lib = review_library
+    ids = lib["ids"]
+    with Catalog(lib["catalog"]) as cat:
+        _, (weak, big) = cat.store_group_run({"method": "fixture"}, [
+            ("perceptual", ids["b.jpg"], "oldest", [(ids["b.jpg"], "perceptual", 1.0, ""),
+                                                    (ids["b_q70.jpg"], "perceptual", 0.5, "")]),
+            ("exact", ids["2019/a.jpg"], "oldest", [(ids["2019/a.jpg"], "exact", 1.0, ""),
+                                                     (ids["2019/copies/a_copy.jpg"], "exact", 1.0, ""),
+                                                     (ids["a_small.jpg"], "exact", 0.99, "")])])
+        order = lambda **kw: [s["id"] for s in g.overview(cat, **kw)["groups"]]  # noqa: E731
+        # a_copy.jpg + a_small.jpg free more bytes than b_q70.jpg alone; b_q70.jpg is the weaker match
+        assert os.path.getsize(lib["paths"]["b_q70.jpg"]) < os.path.getsize(lib["paths"]["2019/copies/a_copy.jpg"])
+        assert (order(), order(sort="size"), order(sort="score")) == ([big, weak], [big, weak], [weak, big])
+
+
+def test_a_member_keeps_the_status_its_row_holds_and_a_row_without_one_is_ok():
+    row = {"id": 7, "path": "/p/gone.jpg", "status": "missing", "size": 5}
+    assert Member.from_row(row, evidence="exact", score=1).status == "missing"
+    assert Member.from_row(row | {"status": None}, evidence="exact", score=1).status == "ok"
+
+
+def test_the_keeper_path_is_the_keeper_s_whichever_member_comes_first():
+    members = [Member(1, "/p/a.jpg", "exact", 1.0), Member(2, "/p/b.jpg", "keeper", 1.0, keeper=True)]
+    group = Group(5, "exact", 2, "largest", members)
+    assert (group.keeper_path, group.as_dict()["keeper"], group.as_dict()["keeper_id"]) == ("/p/b.jpg", "/p/b.jpg", 2)
+
+
+def test_perceptual_words_count_the_bits_of_a_far_match():
+    far = Member(1, "/p/a.jpg", "perceptual", 1 - 33 / 64)
+    assert g.evidence_words(far) == "perceptual (33 of 64 pHash bits differ)"
+
+
+def test_a_companion_scores_one_and_shares_its_lead_s_keeper_flag(review_library):
+    lib = review_library
+    ids = lib["ids"]
+    with Catalog(lib["catalog"]) as cat:
+        cat.set_companions([(ids["c.jpg"], ids["b.jpg"], "sidecar")])
+        group = g.find_group(cat, lib["groups"]["B"])
+    (companion,) = next(member for member in group.members if member.file_id == ids["b.jpg"]).companions
+    assert (companion.score, companion.keeper, companion.path) == (1.0, True, lib["paths"]["c.jpg"])
