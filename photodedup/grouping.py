@@ -377,7 +377,8 @@ def _closed(rows: Sequence, parts: dict[str, clu.Edges], checked: clu.Edges,
     them (a crop found beside its original against the original's mirrored or grayscale copy: other colours,
     another layout, another hash). Within each set of files that confirmed duplicates connect (at most
     ``CLOSURE_FILES``), every pair not yet checked goes through the pixel check as any other, turned as a
-    path of confirmed pairs between them says (``hashing.COMPOSE``)."""
+    path of confirmed pairs between them says (``hashing.COMPOSE``), and so does a pair refused as another
+    variant (a homography on a turned copy's crop leaves slivers a turn of the pixels does not)."""
     duplicates = clu.combine(*[e for kind, e in parts.items() if kind != "similar" and len(e)])
     if not len(duplicates):
         return parts
@@ -388,7 +389,10 @@ def _closed(rows: Sequence, parts: dict[str, clu.Edges], checked: clu.Edges,
         variant = int(check.variant if check is not None else duplicates.variant[n])
         partners.setdefault(a, {})[b] = variant
         partners.setdefault(b, {})[a] = hashing.INVERSE[variant]
-    tried = _pairs(checked) | _pairs(duplicates)
+    done = _pairs(duplicates)
+    # a pair checked and refused as one variant (a homography found the turn itself, or a hash said another)
+    # is checked again when a path of confirmed pairs says it is turned otherwise
+    tried = dict(zip(zip(checked.i.tolist(), checked.j.tolist(), strict=True), checked.variant.tolist(), strict=True))
     more: dict[tuple[int, int], int] = {}
     for members in _connected(partners):
         if len(members) > CLOSURE_FILES:
@@ -402,7 +406,7 @@ def _closed(rows: Sequence, parts: dict[str, clu.Edges], checked: clu.Edges,
                         turns[p] = hashing.COMPOSE[turns[u]][variant]
                         queue.append(p)
             for p, variant in turns.items():
-                if a < p and (a, p) not in tried:
+                if a < p and (a, p) not in done and tried.get((a, p)) != variant:
                     more[a, p] = variant
     if not more:
         return parts

@@ -4,6 +4,7 @@ colours and decided by the pixel check, through the real scan and group path on 
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import imagehash
@@ -202,3 +203,42 @@ def test_a_crop_joins_the_mirrored_copy_its_original_connects_it_to(tmp_path):
     # the composition the closure turns by: mirrored then mirrored is the picture as is; a turn and its
     # inverse likewise; a turn by 90 twice is a turn by 180
     assert COMPOSE[1][1] == 0 and COMPOSE[4][5] == 0 and COMPOSE[4][4] == 3 and COMPOSE[0][6] == 6
+
+
+def test_the_closure_checks_again_a_pair_refused_as_another_turn(tmp_path):
+    """A crop of a photo against the photo's turned copy: local features propose the pair as is (their
+    homography finds the turn) and on seed 5 the check refused it for slivers along a thin pole, while the
+    pixels turned as the path through the original says pass. The closure checks such a pair again, turned."""
+    from photodedup import grouping, hashing
+    from photodedup.catalog import open_catalog
+    from photodedup.group import one_per_file, select_files
+
+    chelsea = _photo("chelsea.png")
+    chelsea.save(tmp_path / "chelsea.jpg", quality=92)
+    chelsea.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "chelsea_turned.jpg", quality=92)
+    _corner_crop(chelsea, 0.06).save(tmp_path / "chelsea_crop.jpg", quality=92)
+    scan([tmp_path], catalog=tmp_path / "c.sqlite", workers=1)
+    params = GroupSettings(evidence=("exact", "perceptual", "dihedral"))
+    with open_catalog(tmp_path / "c.sqlite") as cat:
+        rows, _ = one_per_file(select_files(cat, []))
+        pixels = grouping._pixel_source(rows, cat.thumb)
+        k = {Path(row["path"]).name: n for n, row in enumerate(rows)}
+        hashed = grouping.find_edges(rows, None, replace(params, check_pixels=False), thumbs=cat.thumb)
+        original, crop, turned = k["chelsea.jpg"], k["chelsea_crop.jpg"], k["chelsea_turned.jpg"]
+        found = {(a, b): v for a, b, v in zip(hashed["perceptual"].i.tolist(), hashed["perceptual"].j.tolist(),
+                                              hashed["perceptual"].variant.tolist(), strict=True)}
+        assert set(found) == {tuple(sorted((original, crop))), tuple(sorted((original, turned)))}
+        confirmed = grouping.confirmed_by_pixels(rows, hashed, params, pixels)
+        assert len(confirmed["perceptual"]) == 2
+        a, b = sorted((crop, turned))
+        refused = clu.Edges.of([a], [b], clu.VERIFIED, [0.5], variant=[0])   # checked as is, not a duplicate
+        closed = grouping._closed(rows, confirmed, clu.combine(hashed["perceptual"], refused), None, params, pixels)
+    verified = closed.get("verified", clu.Edges.empty())
+    again = {(i, j): v for i, j, v in zip(verified.i.tolist(), verified.j.tolist(), verified.variant.tolist(),
+                                          strict=True)}
+
+    def turn(x: int, y: int) -> int:   # the variant of x that looks like y, as the hashes said
+        return found[x, y] if (x, y) in found else hashing.INVERSE[found[y, x]]
+
+    # checked again turned as the path a -> the original -> b says, and confirmed
+    assert again == {(a, b): hashing.COMPOSE[turn(a, original)][turn(original, b)]} and again[a, b] != 0
