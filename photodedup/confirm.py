@@ -318,12 +318,13 @@ def _score(a: np.ndarray, b: np.ndarray, h: np.ndarray, greys: _Greys | None = N
 
 
 def _compare(a: np.ndarray, b: np.ndarray, settings: ConfirmSettings, features, *,
-             rescale: bool = True, greys: _Greys | None = None) -> _Pair | Confirmation:
+             rescale: bool = True, greys: _Greys | None = None, retry: bool = False) -> _Pair | Confirmation:
     """Align (the better of a rescale and the ORB homography), then the residual of the aligned pair.
-    ``greys``: the pair's cached grey pictures and candidates (``_Greys`` of ``a``, ``b``)."""
+    ``greys``: the pair's cached grey pictures and candidates (``_Greys`` of ``a``, ``b``); ``retry``: a
+    mirrored retry (``_align``)."""
     import cv2
 
-    found = _align(a, b, features, rescale=rescale, greys=greys)
+    found = _align(a, b, features, rescale=rescale, greys=greys, retry=retry)
     if isinstance(found, Confirmation):
         return found
     if found[1] == "rescaled" and a.shape[0] * a.shape[1] < 0.9 * b.shape[0] * b.shape[1]:
@@ -342,8 +343,14 @@ _ALIGN_SIDE = 320
 
 
 def _align(a: np.ndarray, b: np.ndarray, features, *, rescale: bool = True,
-           greys: _Greys | None = None) -> tuple[np.ndarray, str] | Confirmation:
-    """``(homography from a's pixels to b's, how)``, or why the two cannot be aligned."""
+           greys: _Greys | None = None, retry: bool = False) -> tuple[np.ndarray, str] | Confirmation:
+    """``(homography from a's pixels to b's, how)``, or why the two cannot be aligned.
+
+    ``retry``: a mirrored retry of a pair that failed as proposed (``_confirm_chunk``), which counts only
+    as a duplicate: when the rescale does not fit and neither ORB's features nor the crop search find the
+    turned picture in the other, it cannot be a copy of it, and the rescale is not refined (ECC from a
+    rescale that does not fit is what most retries cost, and never made one a duplicate: docs/DECISIONS.md
+    "The mirrored retry looks only where something matched")."""
     import cv2
 
     greys = greys or _Greys(a, b)
@@ -357,7 +364,7 @@ def _align(a: np.ndarray, b: np.ndarray, features, *, rescale: bool = True,
         if greys.inner is None:
             greys.inner = _Greys(small(a, scale_a), small(b, scale_b))
         sa, sb = greys.inner.a, greys.inner.b
-        found = _align(sa, sb, None, rescale=rescale, greys=greys.inner)
+        found = _align(sa, sb, None, rescale=rescale, greys=greys.inner, retry=retry)
         if isinstance(found, Confirmation) or found[1] == "rescaled":
             return found if isinstance(found, Confirmation) else (_rescale(a, b, loose=True), found[1])
         ratio_a = np.diag([sa.shape[1] / a.shape[1], sa.shape[0] / a.shape[0], 1.0])
@@ -382,6 +389,8 @@ def _align(a: np.ndarray, b: np.ndarray, features, *, rescale: bool = True,
             if (crop := _crop_search(a, b, greys)) is not None:
                 found.append((crop, "a crop found by search"))
             greys.searched = []
+            if retry and len(found) == (plain is not None):   # the rescale alone: nothing matched
+                return Confirmation(DIFFERENT, "the turned picture matches neither by features nor as a crop")
             for h, how in found:
                 h = _refined(a, b, h, greys)
                 greys.searched.append((greys.score(h), h, how))
@@ -835,7 +844,7 @@ def _confirm_chunk(job) -> list[Confirmation | None]:
         for turn in (1, 2) if result.verdict != DUPLICATE and variant == 0 else ():
             # local features match a mirrored or flipped copy too (verification's mirrored retry): try it so
             again = _checked(load(a, turn), pb, settings, lambda a=a, b=b, t=turn: (feats((a, t)), feats((b, 0))),
-                             (side((a, turn)), side((b, 0))))
+                             (side((a, turn)), side((b, 0))), retry=True)
             if again.verdict == DUPLICATE:
                 result = replace(again, variant=turn)
                 break
@@ -844,14 +853,14 @@ def _confirm_chunk(job) -> list[Confirmation | None]:
 
 
 def _checked(a: np.ndarray, b: np.ndarray, settings: ConfirmSettings, features,
-             sides: tuple[dict, dict] | None = None) -> Confirmation:
+             sides: tuple[dict, dict] | None = None, *, retry: bool = False) -> Confirmation:
     # the second look below aligns the same pair again: what it shares is made once (``sides``: each
-    # picture's grey copies, shared with its other pairs)
+    # picture's grey copies, shared with its other pairs); ``retry``: a mirrored retry (``_align``)
     greys = _Greys(a, b, sides)
-    pair = _compare(a, b, settings, features, greys=greys)
+    pair = _compare(a, b, settings, features, greys=greys, retry=retry)
     result = pair if isinstance(pair, Confirmation) else _judge(pair, settings)
     if result.verdict != DUPLICATE and result.how == "rescaled":  # a crop can look like a rescale when small
-        pair = _compare(a, b, settings, features, rescale=False, greys=greys)
+        pair = _compare(a, b, settings, features, rescale=False, greys=greys, retry=retry)
         if not isinstance(pair, Confirmation) and (found := _judge(pair, settings)).verdict == DUPLICATE:
             return found
     return result
