@@ -31,6 +31,20 @@ class _PipelineOrder(TyperGroup):
     ORDER = ("scan", "embed", "group", "export-parquet", "run", "eval", "review", "apply", "undo", "export-onnx",
              "serve", "triton-config", "bench", "sample-library")
 
+    #: Commands that run their per-file work in a local process pool (with the default ``--engine local``).
+    POOL_COMMANDS = ("scan", "run")
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        """Before anything is parsed (Typer's parsing imports pydantic: 0.1 s of CPU), a command that will
+        make a process pool starts its forkserver, whose start then overlaps the command's own (issue 24).
+        The command is the first word that is not an option (the group's options take no value)."""
+        command = next((arg for arg in args if not arg.startswith("-")), None)
+        if command in self.POOL_COMMANDS and "--help" not in args:
+            from photodedup.executor import start_forkserver
+
+            start_forkserver()
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx) -> list[str]:
         rank = {name: i for i, name in enumerate(self.ORDER)}
         return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
