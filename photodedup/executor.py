@@ -105,10 +105,13 @@ def start_forkserver() -> None:
     its interpreter start and imports (about 0.2 s of CPU) then run on another core while the command
     parses its options and imports its own modules, and the pool finds it ready. Returns at once (a fork
     and exec); a forkserver running already is kept, and one that no pool uses exits with this process."""
-    from multiprocessing import forkserver
+    try:
+        from multiprocessing import forkserver
 
-    forkserver.set_forkserver_preload(POOL_PRELOAD)
-    forkserver.ensure_running()
+        forkserver.set_forkserver_preload(POOL_PRELOAD)
+        forkserver.ensure_running()
+    except (ImportError, OSError, ValueError) as error:  # the pool, when it is made, says what is wrong
+        log.debug("the forkserver did not start early: %s", error)
 
 
 class LocalExecutor(_Closing):
