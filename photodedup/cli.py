@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 
 from photodedup import __version__, config, keeper
 from photodedup import cluster as grouping
+from photodedup.cli_params import fast_coercion
 from photodedup.errors import PhotodedupError
 from photodedup.text import printable
 
@@ -43,6 +44,8 @@ class _PipelineOrder(TyperGroup):
             from photodedup.executor import start_forkserver
 
             start_forkserver()
+        for param in self.get_params(ctx):
+            fast_coercion(param)
         return super().parse_args(ctx, args)
 
     def list_commands(self, ctx) -> list[str]:
@@ -51,9 +54,11 @@ class _PipelineOrder(TyperGroup):
 
     def get_command(self, ctx, name: str):
         """Readable help: a repeatable option or a list argument shows a word (``GLOB``, ``FOLDER...``),
-        not its Python type, and a default the help text states itself is not printed a second time."""
+        not its Python type, and a default the help text states itself is not printed a second time.
+        Values are coerced without pydantic where the answer is plain (``cli_params``)."""
         command = super().get_command(ctx, name)
-        for param in getattr(command, "params", []):
+        for param in command.get_params(ctx) if command is not None else []:
+            fast_coercion(param)  # a plain value without pydantic (issue 24)
             if getattr(param, "multiple", False) or param.nargs == -1:
                 param.metavar = _METAVARS.get(param.name, param.name.upper())
                 param.display_type = lambda ctx: ""  # not "<list[Path]>": the word above says it

@@ -13,16 +13,17 @@ _WRAPPER = """
 import json, runpy, sys
 out, sys.argv = sys.argv[1], ["photodedup", *sys.argv[2:]]
 seen = {}
+from multiprocessing import forkserver
+from typer.core import TyperCommand
+parse = TyperCommand.parse_args
 
 
-class Watch:  # notes whether the pool's forkserver runs when Typer starts parsing the command's options
-    def find_spec(self, name, path=None, target=None):
-        if name == "pydantic" and "forkserver" not in seen:
-            from multiprocessing import forkserver
-            seen["forkserver"] = forkserver._forkserver._forkserver_pid is not None
+def watch(self, ctx, args):  # notes whether the pool's forkserver runs when the command's options are parsed
+    seen.setdefault("forkserver", forkserver._forkserver._forkserver_pid is not None)
+    return parse(self, ctx, args)
 
 
-sys.meta_path.insert(0, Watch())
+TyperCommand.parse_args = watch
 try:
     runpy.run_module("photodedup", run_name="__main__")
 except SystemExit as exit:
@@ -76,7 +77,7 @@ def test_an_onnx_embed_imports_onnxruntime_and_not_torch(tmp_path, onnx_model_di
 
 def test_the_scan_pool_starts_before_the_options_are_parsed(tmp_path):
     """The forkserver's start (an interpreter importing the scan's modules) overlaps the command's own start:
-    it runs before Typer parses the options (importing pydantic); a command that makes no pool starts none."""
+    it runs before Typer parses the command's options; a command that makes no pool starts none."""
     photos = _photos(tmp_path / "photos")
     scanned = _run(tmp_path, "scan", str(photos), "--catalog", str(tmp_path / "c.sqlite"), "--json", "--quiet")
     assert scanned["forkserver"] is True
