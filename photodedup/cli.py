@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 
 from photodedup import __version__, config, keeper
 from photodedup import cluster as grouping
+from photodedup.cli_params import fast_coercion
 from photodedup.errors import PhotodedupError
 from photodedup.text import printable
 
@@ -31,15 +32,33 @@ class _PipelineOrder(TyperGroup):
     ORDER = ("scan", "embed", "group", "export-parquet", "run", "eval", "review", "apply", "undo", "export-onnx",
              "serve", "triton-config", "bench", "sample-library")
 
+    #: Commands that run their per-file work in a local process pool (with the default ``--engine local``).
+    POOL_COMMANDS = ("scan", "run")
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        """Before anything is parsed (Typer's parsing imports pydantic: 0.1 s of CPU), a command that will
+        make a process pool starts its forkserver, whose start then overlaps the command's own (issue 24).
+        The command is the first word that is not an option (the group's options take no value)."""
+        command = next((arg for arg in args if not arg.startswith("-")), None)
+        if command in self.POOL_COMMANDS and "--help" not in args:
+            from photodedup.executor import start_forkserver
+
+            start_forkserver()
+        for param in self.get_params(ctx):
+            fast_coercion(param)
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx) -> list[str]:
         rank = {name: i for i, name in enumerate(self.ORDER)}
         return sorted(super().list_commands(ctx), key=lambda name: rank.get(name, len(rank)))
 
     def get_command(self, ctx, name: str):
         """Readable help: a repeatable option or a list argument shows a word (``GLOB``, ``FOLDER...``),
-        not its Python type, and a default the help text states itself is not printed a second time."""
+        not its Python type, and a default the help text states itself is not printed a second time.
+        Values are coerced without pydantic where the answer is plain (``cli_params``)."""
         command = super().get_command(ctx, name)
-        for param in getattr(command, "params", []):
+        for param in command.get_params(ctx) if command is not None else []:
+            fast_coercion(param)  # a plain value without pydantic (issue 24)
             if getattr(param, "multiple", False) or param.nargs == -1:
                 param.metavar = _METAVARS.get(param.name, param.name.upper())
                 param.display_type = lambda ctx: ""  # not "<list[Path]>": the word above says it

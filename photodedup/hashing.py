@@ -55,14 +55,15 @@ def variant_name(variant: int) -> str:
     return VARIANTS[variant][3]
 
 
-def trim_box(pixels: np.ndarray) -> tuple[int, int, int, int]:
-    """``(left, top, right, bottom)`` of the content inside uniform borders of an ``[H, W(, C)]`` array."""
+def trim_box(pixels: np.ndarray, flat: bool | None = None) -> tuple[int, int, int, int]:
+    """``(left, top, right, bottom)`` of the content inside uniform borders of an ``[H, W(, C)]`` array.
+    ``flat``: ``is_flat(pixels)`` where the caller has it already (a scan asks both: it is measured once)."""
     # no widening copy: every comparison is with a float median (``_uniform``), so uint8 reads the same
     arr = pixels[:, :, None] if pixels.ndim == 2 else pixels
     height, width = arr.shape[:2]
     if height < 8 or width < 8:
         return 0, 0, width, height
-    if _flat(arr):  # one colour: all content, not all border
+    if _flat(arr) if flat is None else flat:  # one colour: all content, not all border
         return 0, 0, width, height
     top, bottom, left, right = 0, height, 0, width
     limit_y, limit_x = int(height * MAX_TRIM), int(width * MAX_TRIM)

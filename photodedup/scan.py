@@ -525,14 +525,15 @@ def _thumbnail(image: Image.Image) -> bytes:
 def _content_features(row: dict, image: Image.Image) -> None:
     """Borders trimmed (box in full-resolution pixels), grayscale, and the hashes of the content."""
     pixels = np.asarray(image.convert("RGB") if image.mode not in ("RGB", "L") else image)
-    left, top, right, bottom = hashing.trim_box(pixels)
+    flat = hashing.is_flat(pixels)
+    left, top, right, bottom = hashing.trim_box(pixels, flat=flat)
     content = image.crop((left, top, right, bottom)) if (right - left, bottom - top) != image.size else image
     scale_x, scale_y = row["width"] / image.width, row["height"] / image.height
     row["content_left"], row["content_top"] = round(left * scale_x), round(top * scale_y)
     row["content_width"] = min(row["width"], round((right - left) * scale_x))
     row["content_height"] = min(row["height"], round((bottom - top) * scale_y))
     # a solid frame (one colour) is not a grayscale copy of another solid frame: unmeasured
-    row["grayscale"] = None if hashing.is_flat(pixels) else int(
+    row["grayscale"] = None if flat else int(
         hashing.is_grayscale_rgb(pixels[top:bottom, left:right]) if image.mode == "RGB"
         else hashing.is_grayscale(content))
     gray = content.convert("L")  # both hashes work on grey levels: convert once

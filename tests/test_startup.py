@@ -12,6 +12,18 @@ from PIL import Image
 _WRAPPER = """
 import json, runpy, sys
 out, sys.argv = sys.argv[1], ["photodedup", *sys.argv[2:]]
+seen = {}
+from multiprocessing import forkserver
+from typer.core import TyperCommand
+parse = TyperCommand.parse_args
+
+
+def watch(self, ctx, args):  # notes whether the pool's forkserver runs when the command's options are parsed
+    seen.setdefault("forkserver", forkserver._forkserver._forkserver_pid is not None)
+    return parse(self, ctx, args)
+
+
+TyperCommand.parse_args = watch
 try:
     runpy.run_module("photodedup", run_name="__main__")
 except SystemExit as exit:
@@ -19,20 +31,24 @@ except SystemExit as exit:
 else:
     code = 0
 with open(out, "w") as handle:
-    json.dump({"code": code, "modules": sorted(sys.modules)}, handle)
+    json.dump({"code": code, "modules": sorted(sys.modules), **seen}, handle)
 """
 
 #: Never needed by a scan or an onnx embed.
 _HEAVY = {"torch", "open_clip", "scipy.fft", "scipy", "sklearn", "faiss", "cv2", "ray", "tritonclient"}
 
 
-def _modules(tmp_path, *args) -> set[str]:
+def _run(tmp_path, *args) -> dict:
     out = tmp_path / "modules.json"
     result = subprocess.run([sys.executable, "-c", _WRAPPER, str(out), *args], env=cli_env(), cwd=REPO,
                             capture_output=True, text=True, timeout=600)
     loaded = json.loads(out.read_text())
     assert loaded["code"] == 0, result.stderr
-    return set(loaded["modules"])
+    return loaded
+
+
+def _modules(tmp_path, *args) -> set[str]:
+    return set(_run(tmp_path, *args)["modules"])
 
 
 def _photos(folder, count=4):
@@ -57,3 +73,13 @@ def test_an_onnx_embed_imports_onnxruntime_and_not_torch(tmp_path, onnx_model_di
                        "--catalog", catalog, "--json", "--quiet")
     assert "onnxruntime" in modules
     assert modules & _HEAVY == set()
+
+
+def test_the_scan_pool_starts_before_the_options_are_parsed(tmp_path):
+    """The forkserver's start (an interpreter importing the scan's modules) overlaps the command's own start:
+    it runs before Typer parses the command's options; a command that makes no pool starts none."""
+    photos = _photos(tmp_path / "photos")
+    scanned = _run(tmp_path, "scan", str(photos), "--catalog", str(tmp_path / "c.sqlite"), "--json", "--quiet")
+    assert scanned["forkserver"] is True
+    assert _run(tmp_path, "scan", "--help")["forkserver"] is False
+    assert _run(tmp_path, "embed", "--help")["forkserver"] is False
