@@ -380,26 +380,35 @@ GREY_SPREAD = 2
 #: flattens a faint-colour picture below the scan's ``GRAY_TOLERANCE`` (13 to 5 on the sample library, a
 #: messenger's copy to 0), and that JPEG is the original of its PNG export, not a grayscale copy of it.
 CLEAR_COLOUR_SPREAD = 30
+#: A picture with clear colour (``CLEAR_COLOUR_SPREAD``) in at least this percentage of its pixels is no
+#: grayscale copy, whatever the scan's flag (read at the 99th percentile) says: a grey form with blue ink
+#: over 0.4% of it. A grey picture saved as RGB JPEG decodes to a spread of 0-2 everywhere: no pixel of it
+#: reaches clear colour.
+SPARSE_COLOUR = 0.1
 
 
 def _colour_over_grey(a: Member, b: Member) -> bool:
-    """``a`` is in colour and ``b`` a grayscale copy of it: the scan says so (``grayscale``), and ``b`` holds no
-    colour at all or ``a``'s colour is clear. Pixels are read only for such pairs; an unreadable file leaves it
-    to the scan's flags."""
+    """``a`` is in colour and ``b`` a grayscale copy of it: the scan says so (``grayscale``), ``b`` shows no
+    clear colour anywhere (``SPARSE_COLOUR``), and ``b`` holds no colour at all or ``a``'s colour is clear.
+    Pixels are read only for such pairs; an unreadable file leaves it to the scan's flags."""
     if a.grayscale == 1 or b.grayscale != 1:
         return False
     grey = _spread(*_file(b)[:3], formats.is_raw(b.format))
-    if grey is None or grey <= GREY_SPREAD:
+    if grey is None:
+        return True
+    if grey[1] >= CLEAR_COLOUR_SPREAD:   # blue ink on a grey form, a red stamp: colour, however little
+        return False
+    if grey[0] <= GREY_SPREAD:
         return True
     colour = _spread(*_file(a)[:3], formats.is_raw(a.format))
-    return colour is None or colour >= CLEAR_COLOUR_SPREAD
+    return colour is None or colour[0] >= CLEAR_COLOUR_SPREAD
 
 
 @lru_cache(maxsize=64)
-def _spread(path: str, size: int, mtime_ns: int, raw: bool) -> float | None:
+def _spread(path: str, size: int, mtime_ns: int, raw: bool) -> tuple[float, float] | None:
     """The 99th percentile of a pixel's channel spread (max - min) at 512 pixels on the short side (a RAW: its
-    preview), 0 for a one-channel picture; None when the file cannot be read (keyed by size and modification
-    time too: a changed file is read again)."""
+    preview), 0 for a one-channel picture, and the spread at ``SPARSE_COLOUR``'s percentile; None when the file
+    cannot be read (keyed by size and modification time too: a changed file is read again)."""
     import numpy as np
 
     from photodedup.preprocess import load_oriented
@@ -409,7 +418,8 @@ def _spread(path: str, size: int, mtime_ns: int, raw: bool) -> float | None:
         image = load_raw(path) if raw else load_oriented(path, shortest=512)
     except Exception:  # noqa: BLE001 - a moved or broken file: the scan's flag decides
         return None
-    return float(np.percentile(hashing.channel_spread(np.asarray(image.convert("RGB"))), 99))
+    found = np.percentile(hashing.channel_spread(np.asarray(image.convert("RGB"))), [99, 100 - SPARSE_COLOUR])
+    return float(found[0]), float(found[1])
 
 
 def _not_made_from_another(members: Sequence[Member]) -> list[Member]:

@@ -89,3 +89,26 @@ def test_a_grey_copy_with_no_colour_loses_to_a_faint_colour_photo(tmp_path, brok
                Member(2, str(root / "b.png"), "", 1.0, width=960, height=720, size=9, format="PNG", grayscale=1)]
     choice = keeper.choose(members)
     assert (choice.keeper, choice.reason) == (1, "colour (others are grayscale copies)")
+
+
+def test_a_grey_form_with_a_little_blue_ink_is_no_grayscale_copy_of_its_framed_jpeg(tmp_path):
+    """A form in grey print with blue ink over under 1% of it: the scan reads its channel spread at the 99th
+    percentile and flags it grey, while the JPEG copy in a white frame, its ink spread wider by 4:2:0 chroma,
+    is flagged colour. The PNG holds clear colour, so it is no grayscale copy: the original is kept (the
+    untuned real-photo set moved it)."""
+    from datetime import datetime
+
+    from photodedup.sample_library.lookalikes import Maker, form
+
+    page = form(Maker(_source("coffee.png"), np.random.default_rng([7, 1]), datetime(2024, 1, 1)), 1)
+    root = tmp_path / "lib"
+    root.mkdir()
+    page.save(root / "form.png")
+    framed = Image.new("RGB", (page.width + 84, page.height + 84), (255, 255, 255))
+    framed.paste(page, (42, 42))
+    framed.save(root / "form_framed.jpg", quality=92)
+
+    flags, chosen = _grouped(root, tmp_path)
+    assert flags == {"form.png": 1, "form_framed.jpg": 0}   # the premise: the scan's flags disagree
+    assert chosen["keeper"] == "form.png", chosen
+    assert chosen["reason"] != "colour (others are grayscale copies)"
