@@ -271,3 +271,34 @@ def test_the_same_form_with_other_text_at_another_scale_fails(change):
     second = confirm.confirm(_detail(inner), _detail(_form("Ada Lovelace")),
                              settings=confirm.detailed(confirm.ConfirmSettings()))
     assert second.verdict == "duplicate", second.reason  # the true copy passes the second look too
+
+
+def _sheared_best(a: np.ndarray, b: np.ndarray) -> confirm._Greys:
+    """The pair's search cache as ECC left it on a crop against a framed copy: a slightly sheared rescale
+    that scores best on the small copies, then the true crop (as ``_align`` stores them)."""
+    greys = confirm._Greys(a.astype(np.float32), b.astype(np.float32))
+    crop = confirm._crop_search(greys.a, greys.b, greys)
+    sheared = crop @ np.array([[1.0, 0.05, 0.0], [0.05, 1.0, -8.0], [0.0, 0.0, 1.0]])
+    greys.searched = [(1.0, sheared, "rescaled and aligned"), (2.0, crop, "a crop found by search")]
+    return greys
+
+
+def test_a_copy_passes_under_the_searchs_other_alignment_when_the_best_scoring_one_is_off(photo):
+    """The best-scoring alignment on the 96-pixel copies can be a pixel or two off at 320 px (the sample
+    library's IMG_0082 crop against its framed copy: 5.62 against 5.80); a copy passes under the other."""
+    w, h = photo.size
+    a, b = _thumb(photo.crop((72, 48, w - 72, h - 48))), _thumb(photo)
+    greys = _sheared_best(a, b)
+    settings = confirm.ConfirmSettings()
+    assert confirm._judge(confirm._compare(greys.a, greys.b, settings, None, greys=greys), settings).verdict \
+        == "different"  # the premise: the best-scoring alignment alone refuses the copy
+    result = confirm._checked(greys.a, greys.b, settings, None, greys=greys)
+    assert (result.verdict, result.how) == ("duplicate", "a crop found by search"), result.reason
+
+
+def test_a_look_alike_fails_under_every_alignment_of_the_search(photo):
+    w, h = photo.size
+    a, b = _thumb(_ball(photo, 480).crop((72, 48, w - 72, h - 48))), _thumb(_ball(photo, 560))
+    greys = _sheared_best(a, b)
+    result = confirm._checked(greys.a, greys.b, confirm.ConfirmSettings(), None, greys=greys)
+    assert result.verdict == "different", result.reason
