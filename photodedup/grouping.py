@@ -293,6 +293,9 @@ def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None, pa
         found = clu.dihedral_pairs(variants, params.hash_threshold, turned)
         parts["perceptual"] = clu.Edges.of(index[found.i], index[found.j], clu.PERCEPTUAL, found.distance,
                                            variant=found.variant)
+        if thumbs is not None:
+            parts["perceptual"] = clu.combine(parts["perceptual"], framed_edges(
+                rows, index, variants[:, 0], params.hash_threshold, _pixel_source(rows, thumbs)))
     if "verified" in params.evidence and thumbs is not None:
         pixels = _pixel_source(rows, thumbs)
         if "perceptual" in parts:
@@ -314,6 +317,40 @@ def find_edges(rows: Sequence, vectors: tuple[np.ndarray, np.ndarray] | None, pa
         parts = _without(confirmed_by_pixels(rows, parts, params, pixels), "similar", proposed)
         parts = _closed(rows, parts, checked, signatures, params, pixels)
     return parts
+
+
+def framed_edges(rows: Sequence, index: np.ndarray, hashes: np.ndarray, threshold: int, pixels) -> clu.Edges:
+    """Perceptual pairs of a framed copy whose trim stopped at its frame: a frame around a picture with a
+    uniform margin of its own (a page, a receipt, a screen's plain bar) is two borders, and the scan trims
+    one (the frame; the original's scan trims its margin). For each file with a border, its content on the
+    thumbnail is trimmed again until nothing more goes, hashed, and matched as is against every file's
+    content hash (``index``: the rows of ``hashes``) within ``threshold`` bits."""
+    from PIL import Image
+
+    queries, found = [], []
+    for k, row in zip(index.tolist(), (rows[k] for k in index.tolist()), strict=True):
+        if not row["content_width"] or (row["content_width"], row["content_height"]) == (row["width"], row["height"]):
+            continue  # no border: nothing the scan stopped at
+        thumb = pixels(k)
+        grey = None if thumb is None else thumb.gray()
+        if grey is None:
+            continue
+        box = (0, 0, grey.shape[1], grey.shape[0])
+        for _ in range(4):  # the frame's remnant at the thumbnail's scale, the margin, the margin's own edge
+            left, top, right, bottom = hashing.trim_box(grey[box[1]:box[3], box[0]:box[2]])
+            if (left, top, right, bottom) == (0, 0, box[2] - box[0], box[3] - box[1]):
+                break
+            box = (box[0] + left, box[1] + top, box[0] + right, box[1] + bottom)
+        if (box[2] - box[0]) * (box[3] - box[1]) < 0.9 * grey.size:  # a margin, not the frame's remnant
+            inner = Image.fromarray(np.ascontiguousarray(grey[box[1]:box[3], box[0]:box[2]]))
+            queries.append(hashing.dihedral_phashes(inner)[0])
+            found.append(k)
+    if not queries:
+        return clu.Edges.empty()
+    qi, bj, dist = clu.hamming_cross(np.array(queries, np.uint64), hashes, threshold)
+    a, b = np.array(found, np.int64)[qi], index[bj]
+    keep = a != b
+    return clu.Edges.of(a[keep], b[keep], clu.PERCEPTUAL, dist[keep], variant=np.zeros(int(keep.sum()), np.int8))
 
 
 def _pairs(edges: clu.Edges) -> set[tuple[int, int]]:
