@@ -91,24 +91,30 @@ def test_a_grey_copy_with_no_colour_loses_to_a_faint_colour_photo(tmp_path, brok
     assert (choice.keeper, choice.reason) == (1, "colour (others are grayscale copies)")
 
 
+
 def test_a_grey_form_with_a_little_blue_ink_is_no_grayscale_copy_of_its_framed_jpeg(tmp_path):
-    """A form in grey print with blue ink over under 1% of it: the scan reads its channel spread at the 99th
-    percentile and flags it grey, while the JPEG copy in a white frame, its ink spread wider by 4:2:0 chroma,
-    is flagged colour. The PNG holds clear colour, so it is no grayscale copy: the original is kept (the
-    untuned real-photo set moved it)."""
+    """A form in grey print with blue ink over under 1% of it: the scan reads the channel spread at the 99th
+    percentile and can flag it grey while its JPEG copy in a white frame, the ink spread wider by 4:2:0
+    chroma, is flagged colour (the untuned real-photo set: the original was moved). The PNG holds clear
+    colour, so it is no grayscale copy, and the rules after ``colour`` keep it (no added border)."""
     from datetime import datetime
 
+    from PIL import ImageOps
+
+    from photodedup import keeper
+    from photodedup.duplicate_groups import Member
     from photodedup.sample_library.lookalikes import Maker, form
 
     page = form(Maker(_source("coffee.png"), np.random.default_rng([7, 1]), datetime(2024, 1, 1)), 1)
-    root = tmp_path / "lib"
-    root.mkdir()
-    page.save(root / "form.png")
-    framed = Image.new("RGB", (page.width + 84, page.height + 84), (255, 255, 255))
-    framed.paste(page, (42, 42))
-    framed.save(root / "form_framed.jpg", quality=92)
-
-    flags, chosen = _grouped(root, tmp_path)
-    assert flags == {"form.png": 1, "form_framed.jpg": 0}   # the premise: the scan's flags disagree
-    assert chosen["keeper"] == "form.png", chosen
-    assert chosen["reason"] != "colour (others are grayscale copies)"
+    page.save(tmp_path / "form.png")
+    framed = ImageOps.expand(page, border=42, fill=(255, 255, 255))
+    framed.save(tmp_path / "form_framed.jpg", quality=92)
+    ink = np.asarray(page, dtype=np.int16)
+    spread = ink.max(axis=2) - ink.min(axis=2)
+    assert 0 < (spread >= 30).mean() < 0.01   # the premise: clear colour, in under 1% of the pixels
+    members = [Member(1, str(tmp_path / "form_framed.jpg"), "", 1.0, width=framed.width, height=framed.height,
+                      content_width=page.width, content_height=page.height, size=9, format="JPEG", grayscale=0),
+               Member(2, str(tmp_path / "form.png"), "", 1.0, width=page.width, height=page.height,
+                      content_width=page.width, content_height=page.height, size=9, format="PNG", grayscale=1)]
+    choice = keeper.choose(members)
+    assert (choice.keeper, choice.reason) == (2, "no added border")

@@ -61,10 +61,10 @@ def test_a_grayscale_copy_loses_by_its_pixels_spread_at_the_documented_edges(tmp
 
     assert (keeper.GREY_SPREAD, keeper.CLEAR_COLOUR_SPREAD) == (2, 30)
 
-    def png(name, file_id, rgb, gray, stamp=False):
+    def png(name, file_id, rgb, gray, stamp=0):
         picture = Image.new("RGB", (512, 512), rgb)
-        if stamp:  # a date stamp in colour on 0.34% of the pixels: the 99th percentile does not see it
-            picture.paste((255, 0, 0), (0, 0, 30, 30))
+        if stamp:  # a date stamp in colour: the 99th percentile does not see it, SPARSE_COLOUR (0.1%) does
+            picture.paste((255, 0, 0), (0, 0, stamp, stamp))
         picture.save(tmp_path / name)
         return Member(file_id, str(tmp_path / name), "perceptual", 1.0, width=512, height=512,
                       size=(tmp_path / name).stat().st_size, format="PNG", grayscale=gray)
@@ -73,12 +73,15 @@ def test_a_grayscale_copy_loses_by_its_pixels_spread_at_the_documented_edges(tmp
     clear = png("z_clear.png", 2, (100, 115, 130), 0)      # spread 30: exactly clear
     grey = png("a_grey.png", 3, (100, 101, 102), 1)        # spread 2: exactly no colour
     tinted = png("a_tinted.png", 4, (100, 101, 103), 1)    # spread 3: some colour left
-    stamped = png("a_stamped.png", 5, (100, 100, 100), 1, stamp=True)
+    stamped = png("a_stamped.png", 5, (100, 100, 100), 1, stamp=30)   # 0.34% of the pixels: colour
+    speck = png("a_speck.png", 6, (100, 100, 100), 1, stamp=15)      # 0.09%: no clear colour
     colour = "colour (others are grayscale copies)"
+    assert keeper.SPARSE_COLOUR == 0.1
     assert keeper_of(faint, grey, rules="colour") == (1, colour)
     assert keeper_of(clear, tinted, rules="colour") == (2, colour)
     assert keeper_of(faint, tinted, rules="colour") == (4, "all else equal: first by path")
-    assert keeper_of(faint, stamped, rules="colour") == (1, colour)
+    assert keeper_of(faint, stamped, rules="colour") == (5, "all else equal: first by path")
+    assert keeper_of(faint, speck, rules="colour") == (1, colour)
 
 
 def test_a_frame_s_content_may_hold_exactly_nine_tenths_to_one_and_two_hundredths_of_the_canvas():
