@@ -10,7 +10,7 @@ import sys
 import zlib
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageDraw
 
 #: The repository root: subprocesses run here, with it first on PYTHONPATH (so they run this checkout).
 REPO = Path(__file__).resolve().parents[1]
@@ -146,3 +146,19 @@ def idle_connections(port: int, count: int) -> list:
         sock.connect_ex(("127.0.0.1", port))
         idle.append(sock)
     return idle
+
+
+def drawn_picture(seed: int) -> Image.Image:
+    """A drawn picture, 1600 x 1200: a smooth background and sharp-edged shapes (few features for ORB to align on)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    image = Image.fromarray(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)).resize((1600, 1200),
+                                                                                    Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(image)
+    for _ in range(8):
+        x, y = rng.integers(-200, 1600), rng.integers(-200, 1200)
+        box = (x, y, x + rng.integers(100, 800), y + rng.integers(100, 600))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        (draw.ellipse if rng.integers(0, 2) else draw.rectangle)(box, fill=colour)
+    return image

@@ -16,7 +16,7 @@ from photodedup.catalog import Catalog
 from photodedup.duplicate_groups import decisions
 from photodedup.sample_library import source_photos, stamp_logo
 from photodedup.sample_library.lookalikes import distinct_pictures
-from tests.helpers import run_cli, write_photo
+from tests.helpers import drawn_picture, run_cli, write_photo
 
 
 def _thumb(image: Image.Image, quality: int = 80) -> np.ndarray:
@@ -76,24 +76,10 @@ def test_copies_of_one_picture_pass(photo, edit):
     assert result.reason.startswith("no difference above the pair's noise floor")
 
 
-def _drawn(seed: int) -> Image.Image:
-    """A drawn picture: a smooth background and sharp-edged shapes (few features for ORB to align on)."""
-    rng = np.random.default_rng(seed)
-    image = Image.fromarray(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)).resize((1600, 1200),
-                                                                                    Image.Resampling.BICUBIC)
-    draw = ImageDraw.Draw(image)
-    for _ in range(8):
-        x, y = rng.integers(-200, 1600), rng.integers(-200, 1200)
-        box = (x, y, x + rng.integers(100, 800), y + rng.integers(100, 600))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.integers(0, 2) else draw.rectangle)(box, fill=colour)
-    return image
-
-
 def test_a_corner_crop_of_a_drawn_picture_passes():
     """8% off the top and the left: ORB's few features shear it by a few pixels; the crop search and the
     refinement align it."""
-    image = _drawn(4)
+    image = drawn_picture(4)
     result = confirm.confirm(_thumb(image), _thumb(image.crop((128, 96, 1600, 1200))))
     assert (result.verdict, result.mark) == ("duplicate", ""), result.reason
     assert result.reason == "no difference above the pair's noise floor (a crop: 15% of one is outside the other)"
@@ -103,7 +89,7 @@ def test_the_crop_search_places_a_crop_whichever_picture_comes_first():
     """A corner crop (8% off the top and the left) of a drawn picture, found by correlation: crop -> full
     scales by 0.92 and shifts by the cut (25.6 and 19.2 px at 320 px wide; about a pixel of the search's
     small pictures either way), and full -> crop is its inverse."""
-    image = _drawn(4)
+    image = drawn_picture(4)
     full, crop = _thumb(image), _thumb(image.crop((128, 96, 1600, 1200)))
     to_full = confirm._crop_search(crop, full)
     assert abs(to_full[0, 0] - 0.92) < 0.01 and to_full[0, 0] == to_full[1, 1]

@@ -8,10 +8,11 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageOps
 
 from photodedup import confirm, hashing, verify
 from photodedup.sample_library import source_photos
+from tests.helpers import drawn_picture
 
 SIDE = 320
 
@@ -20,20 +21,6 @@ SIDE = 320
 def photo() -> Image.Image:
     coffee = next(p for p in source_photos() if p.stem == "coffee")
     return Image.open(coffee).convert("RGB").resize((1200, 800), Image.Resampling.BICUBIC)
-
-
-def _drawn() -> Image.Image:
-    """A drawn picture: a smooth background and sharp-edged shapes (few features for ORB to align on)."""
-    rng = np.random.default_rng(4)
-    image = Image.fromarray(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)).resize((1600, 1200),
-                                                                                    Image.Resampling.BICUBIC)
-    draw = ImageDraw.Draw(image)
-    for _ in range(8):
-        x, y = rng.integers(-200, 1600), rng.integers(-200, 1200)
-        box = (x, y, x + rng.integers(100, 800), y + rng.integers(100, 600))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        (draw.ellipse if rng.integers(0, 2) else draw.rectangle)(box, fill=colour)
-    return image
 
 
 def _thumbnail(image: Image.Image) -> verify.Thumbnail:
@@ -81,7 +68,7 @@ def test_a_crop_and_a_bordered_copy_are_aligned_within_half_a_pixel(photo, case)
     """The alignment the verdict is judged on (``_align``, the way ``confirm`` calls it) maps the original
     onto its copy within half a pixel (about a tenth refined, about one unrefined), over the corners of the
     part both show."""
-    original = _drawn() if case.startswith("drawn") else photo
+    original = drawn_picture(4) if case.startswith("drawn") else photo
     w, h = original.size
     if case == "bordered":   # a white mount of 60 px: the scan trims it, the rest is a rescale
         copy, box = ImageOps.expand(original.resize((900, 600), Image.Resampling.LANCZOS), 60, (255, 255, 255)), \
@@ -102,7 +89,7 @@ def test_a_mirrored_crop_proposed_as_is_is_a_duplicate_by_the_mirrored_retry(pho
     """Local features propose a mirrored copy as it is (variant 0); the pixel check's retry turns it, and
     a copy both mirrored and cropped by 10% (no rescale fits: the features or the crop search must find
     it) is a duplicate, mirrored."""
-    original = _drawn() if drawn else photo
+    original = drawn_picture(4) if drawn else photo
     w, h = original.size
     copy = ImageOps.mirror(original).crop((int(w * 0.1), 0, w, int(h * 0.9)))
     thumbs = {0: _thumbnail(original), 1: _thumbnail(copy)}
