@@ -111,7 +111,23 @@ def _become_subreaper() -> bool:
         return False
 
 
-def _reap_orphans(timeout: float = 60.0) -> None:
+def _children() -> set[int]:
+    """The ids of this process's live children (from /proc)."""
+    me, found = os.getpid(), set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                found.add(int(entry.name))
+    return found
+
+
+def _reap_orphans(before: set[int], timeout: float = 60.0) -> None:
+    """Reap the children a command left behind (adopted here), until only those of ``before`` remain: this
+    process's own pool, started for the floor, lives on."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -119,6 +135,8 @@ def _reap_orphans(timeout: float = 60.0) -> None:
         except ChildProcessError:
             return
         if pid == 0:
+            if _children() <= before:
+                return
             time.sleep(0.02)
 
 
@@ -143,11 +161,11 @@ def cli_scan(tree: Path, folder: Path, catalog: Path) -> tuple[float, float]:
     """Wall seconds and CPU seconds (the whole process tree) of ``photodedup scan FOLDER --json --quiet``
     by the code in ``tree``, a fresh process: what a user runs."""
     env = dict(os.environ, PYTHONPATH=str(tree))
-    cpu, start = _cpu(), time.perf_counter()
+    before, cpu, start = _children(), _cpu(), time.perf_counter()
     subprocess.run([sys.executable, "-m", "photodedup", "scan", str(folder), "--catalog", str(catalog), "--json",
                     "--quiet"], cwd=tree, env=env, capture_output=True, text=True, check=True)
     wall = time.perf_counter() - start
-    _reap_orphans()
+    _reap_orphans(before)
     return wall, _cpu() - cpu
 
 
@@ -155,10 +173,10 @@ def scan_rate(tree: Path, folder: Path, catalog: Path, expected: int) -> tuple[f
     """Images/s of one ``scan`` of ``folder`` by the code in ``tree``, in a fresh process, and the CPU seconds
     of its process tree (interpreter start and imports included)."""
     env = dict(os.environ, PYTHONPATH=str(tree))
-    cpu = _cpu()
+    before, cpu = _children(), _cpu()
     result = subprocess.run([sys.executable, "-c", _SCAN, str(folder), str(catalog)], cwd=tree, env=env,
                             capture_output=True, text=True, check=True)
-    _reap_orphans()
+    _reap_orphans(before)
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["new"] == expected, summary
     return summary["new"] / summary["seconds"], _cpu() - cpu
