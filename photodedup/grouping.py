@@ -414,7 +414,7 @@ def _closed(rows: Sequence, parts: dict[str, clu.Edges], checked: clu.Edges,
     them (a crop found beside its original against the original's mirrored or grayscale copy: other colours,
     another layout, another hash). Within each set of files that confirmed duplicates connect (at most
     ``CLOSURE_FILES``), every pair not yet checked goes through the pixel check as any other, turned as a
-    path of confirmed pairs between them says (``hashing.COMPOSE``), and so does a pair refused as another
+    path of confirmed pairs between them says (``hashing.compose``), and so does a pair refused as another
     variant (a homography on a turned copy's crop leaves slivers a turn of the pixels does not)."""
     duplicates = clu.combine(*[e for kind, e in parts.items() if kind != "similar" and len(e)])
     if not len(duplicates):
@@ -431,7 +431,7 @@ def _closed(rows: Sequence, parts: dict[str, clu.Edges], checked: clu.Edges,
     # is checked again when a path of confirmed pairs says it is turned otherwise
     tried = dict(zip(zip(checked.i.tolist(), checked.j.tolist(), strict=True), checked.variant.tolist(), strict=True))
     more: dict[tuple[int, int], int] = {}
-    for members in _connected(partners):
+    for members in clu.cluster(len(rows), duplicates, np.arange(len(rows)), method="single"):
         if len(members) > CLOSURE_FILES:
             continue
         for a in members:
@@ -440,7 +440,7 @@ def _closed(rows: Sequence, parts: dict[str, clu.Edges], checked: clu.Edges,
             for u in queue:
                 for p, variant in partners[u].items():
                     if p not in turns:
-                        turns[p] = hashing.COMPOSE[turns[u]][variant]
+                        turns[p] = hashing.compose(turns[u], variant)
                         queue.append(p)
             for p, variant in turns.items():
                 if a < p and (a, p) not in done and tried.get((a, p)) != variant:
@@ -460,24 +460,6 @@ def _closed(rows: Sequence, parts: dict[str, clu.Edges], checked: clu.Edges,
     out = dict(parts)
     for kind, edges in found.items():
         out[kind] = clu.combine(out[kind], edges) if kind in out and len(out[kind]) else edges
-    return out
-
-
-def _connected(partners: dict[int, dict[int, int]]) -> list[list[int]]:
-    """The sets of items the ``partners`` links connect, each sorted."""
-    seen: set[int] = set()
-    out = []
-    for start in sorted(partners):
-        if start in seen:
-            continue
-        seen.add(start)
-        members = [start]
-        for u in members:
-            for p in partners[u]:
-                if p not in seen:
-                    seen.add(p)
-                    members.append(p)
-        out.append(sorted(members))
     return out
 
 

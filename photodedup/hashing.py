@@ -212,19 +212,14 @@ def apply_variant(pixels: np.ndarray, variant: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def _composition() -> tuple[tuple[int, ...], ...]:
+@functools.cache
+def compose(v: int, w: int) -> int:
+    """The one variant that does variant ``v`` and then ``w`` (``apply_variant`` twice), derived from
+    ``apply_variant`` itself on first use (grouping's closure; nothing at import)."""
     probe = np.arange(12).reshape(3, 4)  # no symmetry: each variant makes another array
-    looks = [apply_variant(probe, v) for v in range(8)]
-
-    def same(x: np.ndarray, y: np.ndarray) -> bool:
-        return x.shape == y.shape and bool((x == y).all())
-
-    return tuple(tuple(next(c for c in range(8) if same(looks[c], apply_variant(looks[v], w))) for w in range(8))
-                 for v in range(8))
-
-
-#: ``COMPOSE[v][w]``: the one variant that does variant ``v`` and then ``w`` (``apply_variant`` twice).
-COMPOSE = _composition()
+    both = apply_variant(apply_variant(probe, v), w)
+    return next(c for c in range(8) if (look := apply_variant(probe, c)).shape == both.shape
+                and bool((look == both).all()))
 
 
 def pack(hashes: np.ndarray) -> bytes:

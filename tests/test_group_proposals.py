@@ -183,7 +183,7 @@ def test_a_crop_joins_the_mirrored_copy_its_original_connects_it_to(tmp_path):
     mirrored copy: a mirrored hash match counts within 4 bits, and the crop is 5-12 bits from the original.
     The closure checks that pair, turned as the path through the original says, so the three are one group
     (the sample library's seed 5 left such a crop out of its group)."""
-    from photodedup.hashing import COMPOSE
+    from photodedup.hashing import compose
 
     chelsea = _photo("chelsea.png")
     chelsea.save(tmp_path / "chelsea.jpg", quality=92)
@@ -202,7 +202,7 @@ def test_a_crop_joins_the_mirrored_copy_its_original_connects_it_to(tmp_path):
     assert crop.evidence == "perceptual" and 4 < crop.match["bits"] <= 12
     # the composition the closure turns by: mirrored then mirrored is the picture as is; a turn and its
     # inverse likewise; a turn by 90 twice is a turn by 180
-    assert COMPOSE[1][1] == 0 and COMPOSE[4][5] == 0 and COMPOSE[4][4] == 3 and COMPOSE[0][6] == 6
+    assert compose(1, 1) == 0 and compose(4, 5) == 0 and compose(4, 4) == 3 and compose(0, 6) == 6
 
 
 def test_the_closure_checks_again_a_pair_refused_as_another_turn(tmp_path):
@@ -241,4 +241,4 @@ def test_the_closure_checks_again_a_pair_refused_as_another_turn(tmp_path):
         return found[x, y] if (x, y) in found else hashing.INVERSE[found[y, x]]
 
     # checked again turned as the path a -> the original -> b says, and confirmed
-    assert again == {(a, b): hashing.COMPOSE[turn(a, original)][turn(original, b)]} and again[a, b] != 0
+    assert again == {(a, b): hashing.compose(turn(a, original), turn(original, b))} and again[a, b] != 0
