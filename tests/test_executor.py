@@ -12,6 +12,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -77,28 +78,36 @@ def test_local_executor_returns_results_in_job_order(workers):
         assert list(executor.map(_square, list(range(23)), chunksize=4)) == [x * x for x in range(23)]
 
 
-_STARTING: list = []  # the pool-start thread of the executor under test (this process only)
+_STARTING: list = []  # the gate that holds the pool's start open (this process only)
 
 
 def _pid_after_the_start(job: int) -> tuple[int, int]:
-    """``(job, pid)``; job 0 (which runs here, while the pool starts) waits until the pool is up."""
+    """``(job, pid)``; job 0 (which runs here, while the pool starts) opens the gate and waits for the start."""
     if job == 0 and _STARTING:
-        _STARTING[0].join()
+        gate, starting = _STARTING
+        gate.set()
+        starting.join()
     return job, os.getpid()
 
 
 def test_this_process_runs_the_first_jobs_while_the_pool_starts_then_the_pool_the_rest():
     """The forkserver's start (imports: a core idle for about half a second) is spent on the first jobs here;
-    once the workers are up they take the rest; results stay in job order."""
+    once the workers are up they take the rest; results stay in job order. A forkserver already running
+    (an earlier test's) can bring the pool up before ``map`` looks, so the start is held open by a gate that
+    job 0 opens: the test does not race the start it tests."""
     with LocalExecutor(2) as executor:
         executor.start()  # what scan does at its first file to read
-        _STARTING[:] = [executor._starting]
+        gate, real_start = threading.Event(), executor._starting
+        executor._starting = threading.Thread(target=lambda: (gate.wait(), real_start.join()), daemon=True)
+        executor._starting.start()
+        _STARTING[:] = [gate, executor._starting]
         try:
             results = list(executor.map(_pid_after_the_start, list(range(12)), chunksize=2))
         finally:
             _STARTING.clear()
+            gate.set()
     assert [job for job, _ in results] == list(range(12))
-    assert results[0][1] == os.getpid()  # the pool cannot be up right after start()
+    assert results[0][1] == os.getpid()  # the start was still going when map looked
     assert all(pid != os.getpid() for _, pid in results[1:])  # job 0 waited for it: the pool ran the rest
 
 
