@@ -7,6 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Steady on a busy machine: no per-example time limit and no "data generation too slow" failure (a test's
+# own @settings still choose its examples)
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("suite")
 
 #: Fixtures that export ViT-B/32 (hundreds of MB, minutes) or start servers: a test using one is slow.
 SLOW_FIXTURES = {"onnx_model_dir", "random_export", "separating_checkpoint", "separating_model_dir",

@@ -155,7 +155,7 @@ ray = pytest.importorskip("ray")
 def sample(tmp_path_factory) -> Path:
     """The sample library (every kind of duplicate, plus empty, truncated and non-image files)."""
     out = tmp_path_factory.mktemp("sample") / "lib"
-    assert _cli("sample-library", str(out), "--originals", "8", "--megapixels", "1").returncode == 0
+    assert _cli("sample-library", str(out), "--originals", "8", "--megapixels", "0.5").returncode == 0
     return out
 
 
@@ -207,7 +207,7 @@ class RayCluster:
             stdout=self.logs[1].open("w"), stderr=subprocess.STDOUT, env=self.env, start_new_session=True))
         self._wait_for_cpus(2)
 
-    def _wait_for_cpus(self, cpus: int, timeout: float = 180) -> None:
+    def _wait_for_cpus(self, cpus: int, timeout: float = 600) -> None:
         probe = ("import ray, sys, time\n"
                  f"ray.init(address='{self.address}', logging_level='ERROR', log_to_driver=False)\n"
                  f"deadline = time.time() + {timeout}\n"
@@ -302,7 +302,7 @@ def test_the_next_scan_on_a_running_cluster_finds_warm_workers_that_reserve_no_c
     assert _warm_workers(cluster) == warm
     probe = ("import ray, time\n"
              f"ray.init(address='{cluster.address}', logging_level='ERROR', log_to_driver=False)\n"
-             "deadline = time.time() + 120\n"
+             "deadline = time.time() + 600\n"
              "while ray.available_resources().get('CPU', 0) < 2 and time.time() < deadline:\n"
              "    time.sleep(0.5)\n"
              "print(ray.available_resources().get('CPU', 0))\n")
@@ -320,7 +320,7 @@ if __name__ == "__main__":
     runner = ray.remote(_ChunkRunner).options(name="idle", namespace=RAY_NAMESPACE, lifetime="detached",
                                               num_cpus=0, max_restarts=0).remote(1.0)
     print(ray.get(runner._run_chunk.remote(abs, [-1, -2])))
-    deadline = time.time() + 120
+    deadline = time.time() + 600
     while ray.util.list_named_actors(all_namespaces=True) and time.time() < deadline:
         time.sleep(0.5)
     print(ray.util.list_named_actors(all_namespaces=True))

@@ -321,9 +321,9 @@ def test_the_review_page_never_reads_a_file_the_scan_refused(tmp_path, server_pr
     port = server_processes.free_port()
     limit = LIMITED[resource.RLIMIT_AS]
     server = server_processes.start(cli_command("review", "--catalog", db, "--port", port, "--token", "t"),
-                                    f"http://127.0.0.1:{port}/healthz", timeout=60,
+                                    f"http://127.0.0.1:{port}/healthz", timeout=180,
                                     preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-Photodedup-Token": "t"}) as client:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-Photodedup-Token": "t"}, timeout=120) as client:
         for what in ("thumb", "image"):
             response = client.get(f"/files/{huge_id}/{what}")
             assert (response.status_code, response.json()["detail"]) == (404, f"{huge} is not available (error)")

@@ -406,7 +406,7 @@ def test_review_command_serves_on_loopback_with_the_printed_url(review_library, 
         line = next(ln for ln in server.output().splitlines() if ln.startswith("Review at "))
         url = line.split()[2]
         assert url.startswith(f"http://127.0.0.1:{port}/?code=")
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
             assert http.get("/api/overview").status_code == 401
             assert http.get("/healthz", headers={"host": f"attacker.example:{port}"}).status_code == 400
             assert http.get(url, follow_redirects=True).status_code == 200

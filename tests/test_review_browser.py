@@ -66,7 +66,7 @@ def browser():
 def page(browser):
     from playwright.sync_api import expect
 
-    expect.set_options(timeout=30_000)  # waits on the page, not the clock: a busy machine answers late
+    expect.set_options(timeout=120_000)  # waits on the page, not the clock: a busy machine answers late
     context = browser.new_context(viewport={"width": 1360, "height": 900})
     tab = context.new_page()
     tab.problems = []

@@ -30,7 +30,8 @@ def served(review_library, server_processes):
     cmd = cli_command("review", "--catalog", lib["catalog"], "--port", port, "--trash-dir", lib["trash"],
                       "--token", TOKEN)
     server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=180)
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-Photodedup-Token": TOKEN}) as client:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-Photodedup-Token": TOKEN},
+                      timeout=120) as client:
         yield client, lib
     server.stop()
 
@@ -98,17 +99,17 @@ def test_open_hands_the_browser_a_one_time_code_never_the_session_token(review_l
     cmd = cli_command("review", "--catalog", lib["catalog"], "--port", port, "--trash-dir", lib["trash"],
                       "--token", TOKEN, "--open")
     env = {"BROWSER": f"{sys.executable} {browser} %s"}
-    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60, env=env)
+    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=180, env=env)
     try:  # webbrowser waits for a $BROWSER command: it ran before the server listened
         argv = json.loads(seen.read_text())
         assert TOKEN not in " ".join(argv) and TOKEN not in server.output()
         url = argv[-1]
         assert url.startswith(f"http://127.0.0.1:{port}/?code=")
-        with httpx.Client() as first:
+        with httpx.Client(timeout=120) as first:
             answer = first.get(url, follow_redirects=False)
             assert answer.status_code == 303 and answer.headers["location"] == "/"
             assert first.get(f"http://127.0.0.1:{port}/api/overview").json()["totals"]["groups"] == 2
-        with httpx.Client() as second:  # the same link again: spent
+        with httpx.Client(timeout=120) as second:  # the same link again: spent
             assert second.get(url, follow_redirects=False).status_code == 401
             assert second.get(f"http://127.0.0.1:{port}/api/overview").status_code == 401
     finally:
@@ -132,7 +133,7 @@ def test_a_non_ascii_token_anywhere_is_refused_not_an_error(served):
     client, lib = served
     port = client.base_url.port
     wrong = "tök€n".encode()
-    with httpx.Client(base_url=client.base_url) as anonymous:
+    with httpx.Client(base_url=client.base_url, timeout=120) as anonymous:
         answers = [anonymous.get("/api/overview", headers={"X-Photodedup-Token": wrong}),
                    anonymous.get("/api/overview", headers={"Cookie": b"photodedup_review_%d=%s" % (port, wrong)}),
                    anonymous.get("/?token=t%C3%B6k%E2%82%AC", follow_redirects=False),
@@ -148,7 +149,7 @@ def test_idle_connections_beyond_the_descriptor_limit_never_stop_the_page(review
     port = server_processes.free_port()
     cmd = cli_command("review", "--catalog", lib["catalog"], "--port", port, "--trash-dir", lib["trash"],
                       "--token", TOKEN)
-    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=60,
+    server = server_processes.start(cmd, f"http://127.0.0.1:{port}/healthz", timeout=180,
                                     preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
     idle = []
     try:

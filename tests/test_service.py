@@ -43,11 +43,13 @@ class FakeBackend(Backend):
     model_id = "fake/1"
     max_batch_size = 256
 
-    def __init__(self, delay: float = 0.0, fail: bool = False) -> None:
-        self.delay, self.fail, self.calls = delay, fail, []
+    def __init__(self, delay: float = 0.0, fail: bool = False, gate: threading.Event | None = None) -> None:
+        self.delay, self.fail, self.calls, self.gate = delay, fail, [], gate
 
     def embed_batch(self, images: np.ndarray) -> np.ndarray:
         self.calls.append(len(images))
+        if self.gate is not None:  # the model call waits until the test has queued everything
+            assert self.gate.wait(600), "the test never opened the gate"
         time.sleep(self.delay)
         if self.fail:
             raise RuntimeError("boom")
@@ -105,11 +107,26 @@ def assert_each_gets_its_rows(batcher, requests) -> None:
 
 
 def test_batcher_merges_concurrent_requests_and_returns_each_its_rows():
-    backend = FakeBackend(delay=0.05)
+    # The first model call (of however many requests the worker had taken) waits until all 16 are queued, so
+    # the next call finds at least 8 waiting, whatever the scheduler did: not a race against max_queue_delay.
+    gate = threading.Event()
+    backend = FakeBackend(gate=gate)
     metrics = Metrics()
     batcher = DynamicBatcher(backend, max_batch_size=8, max_queue_delay=0.05, metrics=metrics)
     requests = [crops(1, seed) for seed in range(16)]
-    assert_each_gets_its_rows(batcher, requests)
+
+    async def queue_all_then_open():
+        tasks = [asyncio.create_task(batcher.submit(r)) for r in requests]
+        await asyncio.sleep(0)  # each task runs up to its await: all sixteen are queued
+        gate.set()
+        return await asyncio.gather(*tasks)
+
+    try:
+        results = asyncio.run(queue_all_then_open())
+    finally:
+        batcher.close()
+    for request, result in zip(requests, results, strict=True):
+        np.testing.assert_array_equal(result, fake_embed(request))
     assert sum(backend.calls) == 16
     assert max(backend.calls) == 8  # merged up to the maximum batch size
     assert metrics.value("photodedup_batch_requests_count") == len(backend.calls)
@@ -131,7 +148,7 @@ def test_batcher_hands_a_failed_model_call_to_every_request_and_keeps_running():
         with pytest.raises(InferenceError, match="inference failed: boom"):
             asyncio.run(submit_all(batcher, [crops(1), crops(2)]))
         backend.fail = False
-        np.testing.assert_array_equal(batcher.embed_sync(crops(1), timeout=5), fake_embed(crops(1)))
+        np.testing.assert_array_equal(batcher.embed_sync(crops(1), timeout=600), fake_embed(crops(1)))
     finally:
         batcher.close()
 
@@ -146,7 +163,7 @@ def test_an_answer_nobody_can_receive_does_not_stop_the_batcher():
         with pytest.raises(InferenceError):
             asyncio.run(submit_all(batcher, [crops(1), crops(1, 1)]))
         backend.fail = False
-        np.testing.assert_array_equal(batcher.embed_sync(crops(1), timeout=5), fake_embed(crops(1)))
+        np.testing.assert_array_equal(batcher.embed_sync(crops(1), timeout=600), fake_embed(crops(1)))
     finally:
         batcher.close()
 
@@ -306,13 +323,13 @@ def test_service_answers_health_readiness_metadata_and_openapi(client):
 @pytest.mark.slow
 def test_token_is_required_except_for_probes(client, service):
     base = service.url.removesuffix("/readyz")
-    answer = httpx.post(f"{base}/embed", content=image_bytes(), headers={"Content-Type": "image/jpeg"})
+    answer = httpx.post(f"{base}/embed", content=image_bytes(), headers={"Content-Type": "image/jpeg"}, timeout=120)
     assert answer.status_code == 401
     assert answer.json() == {"error": "unauthorized",
                              "message": "a valid bearer token is required (Authorization: Bearer ...)"}
-    assert httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert httpx.get(f"{base}/readyz").status_code == 200
-    assert httpx.get(f"{base}/healthz").status_code == 200
+    assert httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer wrong"}, timeout=120).status_code == 401
+    assert httpx.get(f"{base}/readyz", timeout=120).status_code == 200
+    assert httpx.get(f"{base}/healthz", timeout=120).status_code == 200
 
 
 @pytest.mark.slow
@@ -435,8 +452,8 @@ def test_shutdown_lets_in_flight_requests_finish(onnx_model_dir, server_processe
 
     thread = threading.Thread(target=long_request)
     thread.start()
-    deadline = time.monotonic() + 30
-    while metric(httpx.get(f"{base}/metrics").text, "photodedup_requests_in_flight") < 1:
+    deadline = time.monotonic() + 600  # only guards a hang
+    while metric(httpx.get(f"{base}/metrics", timeout=120).text, "photodedup_requests_in_flight") < 1:
         assert time.monotonic() < deadline, "the request never reached the service"
         time.sleep(0.01)
     assert server.stop() in (0, -15)  # uvicorn re-raises the SIGTERM it handled once it has shut down
@@ -479,16 +496,16 @@ def test_accepted_connections_have_nagle_off():
     seen: list[int] = []
 
     async def main() -> None:
+        done = asyncio.Event()
+
         def accepted(reader, writer):
             seen.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
             writer.close()
+            done.set()
 
         server = await asyncio.start_server(accepted, sock=sock)
         _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
-        for _ in range(100):
-            if seen:
-                break
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(done.wait(), 600)  # the server's side of the connection, however late
         writer.close()
         server.close()
         await server.wait_closed()

@@ -75,7 +75,7 @@ def test_concurrent_requests_are_batched_by_triton(triton_server, crops, expecte
         before = backend.statistics()
         results = list(embed_batches(backend, singles, in_flight=8))
         # Triton updates its statistics just after it answers: poll briefly for the last ones.
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 300  # only guards a hang: a busy server updates them late
         after = backend.statistics()
         while after["inference_count"] - before["inference_count"] < len(singles) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -42,7 +42,7 @@ def test_a_killed_launcher_takes_tritonserver_and_its_folder_with_it(small_repos
 
     os.kill(launcher.proc.pid, signal.SIGKILL)
     launcher.proc.wait()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # only guards a hang
     while time.monotonic() < deadline:
         left = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         if not left and not any(os.path.exists(f) for f in folders):
@@ -68,7 +68,7 @@ def test_a_triton_shutting_down_is_reported_as_such(small_repository, server_pro
         assert backend.embed_batch(batch).shape == (2, 512)
         server.process.send_signal(signal.SIGTERM)  # Triton drains, unloads the model, exits
         failures = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 300  # only guards a hang
         while server.alive() and time.monotonic() < deadline or not failures:
             try:
                 backend.embed_batch(batch)
