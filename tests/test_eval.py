@@ -116,12 +116,31 @@ def test_sweep_recall_grows_with_the_hash_threshold(scanned, tmp_path):
         sweep(catalog, truth, name="cosine")
 
 
-def test_cli_eval_and_sweep_plot(scanned, tmp_path):
-    catalog, truth = scanned
+def _pair_and_stranger(tmp_path) -> tuple[Path, Path]:
+    """A scanned catalog of three files, two of them one picture, and their labels: the CLI's wiring is the
+    claim here (the evaluation itself is the tests above, on the tiny library; a grouping of it costs seconds)."""
+    import numpy as np
+    from helpers import write_photo
+    from PIL import Image
+
+    root = tmp_path / "lib"
+    a = write_photo(root / "a.jpg", size=(320, 240), pattern=1)
+    Image.open(a).resize((160, 120)).save(root / "a_small.jpg", quality=90)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)).save(root / "c.jpg")
+    catalog = tmp_path / "c.sqlite"
+    scan([root], catalog=catalog, workers=1)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"root": str(root), "groups": [["a.jpg", "a_small.jpg"]]}))
+    return catalog, labels
+
+
+def test_cli_eval_and_sweep_plot(tmp_path):
+    catalog, truth = _pair_and_stranger(tmp_path)
     done = run_cli("eval", "--catalog", str(catalog), "--truth", str(truth), "--json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["overall"]["precision"] == 1.0 and set(data["retrieval"]) == {"map", "ndcg", "jaccard"}
+    assert data["overall"]["recall"] == 1.0  # the pair was found: the precision is not that of no pairs
     plot = tmp_path / "s.png"
     swept = run_cli("eval", "--catalog", str(catalog), "--truth", str(truth), "--sweep", "hash",
                        "--values", "4,12", "--plot", str(plot))
