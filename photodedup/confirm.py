@@ -745,33 +745,42 @@ def _plate(under: np.ndarray, over: np.ndarray, settings: ConfirmSettings) -> bo
     own ink lies on one background), and it keeps one opacity in every colour channel (a recoloured object
     does not). A moved or removed object is no blend of the other's pixels; over a flat region every
     blend fits alike (the edge test decides there)."""
+    found = _plate_readings(under, over, settings)
+    return bool(found and found["share"] >= settings.plate_share
+                and found["share"] >= settings.plate_lead * max(found["opaque"], found["unchanged"])
+                and max(found["spread"]) <= settings.plate_tolerance
+                and -20 <= min(found["colour"]) and max(found["colour"]) <= 275)
+
+
+def _plate_readings(under: np.ndarray, over: np.ndarray, settings: ConfirmSettings = ConfirmSettings()) -> dict | None:
+    """What ``_plate`` reads (``under``, ``over``: one region's RGB pixels, ``N x 3``): for the kept share
+    ``gain`` (1 - opacity) of 0.1 ... 0.85 that fits most, the ``share`` of pixels within ``plate_tolerance``
+    of one ``over - gain * under``; the shares an ``opaque`` patch (gain 0) and ``unchanged`` pixels (gain 1)
+    fit; the plate's ``colour`` and, per channel, the ``spread`` of what it adds on the fitting pixels.
+    None for fewer than 16 pixels. (A mode search, not a regression: a small logo's ink is half its box.)"""
     x, y = _luma(under).astype(np.float32), _luma(over).astype(np.float32)
     if len(x) < 16:
-        return False
+        return None
     width = 2 * settings.plate_tolerance
 
     def fitting(gain: float) -> tuple[float, float]:
-        """The share of pixels within the tolerance of one plate colour at this opacity, and that colour's
-        ``over - gain * under``."""
+        """The share of pixels within the tolerance of one ``over - gain * under``, and that value."""
         rest = np.sort(y - gain * x)
         counts = np.searchsorted(rest, rest + width) - np.arange(len(rest))
         best = int(np.argmax(counts))
         return counts[best] / len(rest), float(rest[best] + settings.plate_tolerance)
 
-    gains = np.round(np.arange(0.0, 1.0001, 0.05), 2)
-    fits = {float(g): fitting(float(g)) for g in gains}
+    fits = {g: fitting(g) for g in np.round(np.arange(0.0, 1.0001, 0.05), 2).tolist()}
     low, high = settings.plate_gain
     gain = max((g for g in fits if low <= g <= high), key=lambda g: fits[g][0])
     share, level = fits[gain]
-    if share < settings.plate_share or share < settings.plate_lead * max(fits[0.0][0], fits[1.0][0]):
-        return False
     # one opacity in every channel: what the plate adds, ``over - gain * under``, is one colour on those pixels
-    keep = np.abs(y - gain * x - level) < settings.plate_tolerance
+    keep = np.abs(y - gain * x - level) <= settings.plate_tolerance
     added = over[keep] - gain * under[keep]
     centre = np.median(added, axis=0)
     spread = 1.4826 * np.median(np.abs(added - centre), axis=0)
-    colour = centre / (1 - gain)
-    return bool((spread <= settings.plate_tolerance).all() and (colour >= -20).all() and (colour <= 275).all())
+    return {"gain": gain, "share": float(share), "opaque": float(fits[0.0][0]), "unchanged": float(fits[1.0][0]),
+            "colour": [float(v) for v in centre / (1 - gain)], "spread": [float(v) for v in spread]}
 
 
 def _caption(pair: _Pair) -> str:
