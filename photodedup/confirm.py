@@ -55,7 +55,12 @@ class ConfirmSettings:
     mark_area: float = 0.04       # an added mark: one region of at most this share of the picture ...
     mark_span: float = 0.5        # ... at most this share of the width and of the height ...
     edge_margin: float = 0.08     # ... within this share of the size from an edge, in one quarter ...
-    mark_energy: float = 1.5      # ... where one picture has this many times the other's edges (added)
+    mark_energy: float = 1.5      # ... where one picture has this many times the other's edges (added),
+    # ... or is the other seen through a translucent plate (``_plate``): its texture shows through, fainter:
+    plate_gain: tuple[float, float] = (0.1, 0.85)  # the texture kept at this share (1 - the plate's opacity) ...
+    plate_tolerance: float = 8.0  # ... within this many levels ...
+    plate_share: float = 0.4      # ... on at least this share of the region (the rest: the mark's own ink) ...
+    plate_lead: float = 1.5       # ... and this many times the share an opaque patch or no change fits
     edge_slack: float = 0.2       # a pixel may also lie this share of the local contrast outside (ringing)
     max_uncovered: float = 0.45   # one shows more than this share the other lacks: different (crop > ~25%)
     gain: tuple[float, float] = (0.55, 1.8)   # plausible tone edits: luminance gain ...
@@ -700,9 +705,10 @@ def _is_mark(box: tuple[float, float, float, float], settings: ConfirmSettings) 
 
 
 def _marked(pair: _Pair, region: tuple[int, int, int, int, int], settings: ConfirmSettings) -> str:
-    """Which picture shows an *added* mark: the one with ``mark_energy`` times the fine structure (edges)
-    of the other inside the region; "" when neither (a changed label or number in a corner: both
-    pictures have their own text there)."""
+    """Which picture shows an *added* mark: the one that is the other seen through a translucent plate
+    (``_plate``), else the one with ``mark_energy`` times the fine structure (edges) of the other inside
+    the region; "" when neither (a changed label or number in a corner: both pictures have their own
+    text there)."""
     import cv2
 
     x0, y0, x1, y1, _ = region
@@ -718,8 +724,63 @@ def _marked(pair: _Pair, region: tuple[int, int, int, int, int], settings: Confi
             grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
         return float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean())
 
+    # a translucent plate first: the texture under it shows through (on a busy background, gravel, grass or
+    # foliage, the plate hides about as many edges as its own ink adds: docs/DECISIONS.md "A watermark on
+    # texture"); and it names the right side where the edges do not (a darkened corner has fewer edges)
+    inside = pair.inside[y0:y1, x0:x1]
+    pa, pb = pair.a[y0:y1, x0:x1][inside], pair.b[y0:y1, x0:x1][inside]
+    plated = [name for name, under, over in (("a", pb, pa), ("b", pa, pb)) if _plate(under, over, settings)]
+    if len(plated) == 1:
+        return plated[0]
     ea, eb = energy(pair.a), energy(pair.b)
     return "a" if ea >= settings.mark_energy * eb else "b" if eb >= settings.mark_energy * ea else ""
+
+
+def _plate(under: np.ndarray, over: np.ndarray, settings: ConfirmSettings) -> bool:
+    """Whether ``over`` (one region's RGB pixels) is ``under`` seen through a translucent plate: one colour
+    laid over it at one opacity, ``over = (1 - opacity) * under + opacity * colour``, on a good share of
+    the region (the rest is the mark's own text and logo). The texture under the plate shows through,
+    fainter: such a blend fits clearly more pixels than both an opaque patch (``over`` one colour, nothing
+    of ``under`` left) and no change (``over`` = ``under``: a changed label or number, where both sides'
+    own ink lies on one background), and it keeps one opacity in every colour channel (a recoloured object
+    does not). A moved or removed object is no blend of the other's pixels; over a flat region every
+    blend fits alike (the edge test decides there)."""
+    found = _plate_readings(under, over, settings)
+    return bool(found and found["share"] >= settings.plate_share
+                and found["share"] >= settings.plate_lead * max(found["opaque"], found["unchanged"])
+                and max(found["spread"]) <= settings.plate_tolerance
+                and -20 <= min(found["colour"]) and max(found["colour"]) <= 275)
+
+
+def _plate_readings(under: np.ndarray, over: np.ndarray, settings: ConfirmSettings = ConfirmSettings()) -> dict | None:
+    """What ``_plate`` reads (``under``, ``over``: one region's RGB pixels, ``N x 3``): for the kept share
+    ``gain`` (1 - opacity) of 0.1 ... 0.85 that fits most, the ``share`` of pixels within ``plate_tolerance``
+    of one ``over - gain * under``; the shares an ``opaque`` patch (gain 0) and ``unchanged`` pixels (gain 1)
+    fit; the plate's ``colour`` and, per channel, the ``spread`` of what it adds on the fitting pixels.
+    None for fewer than 16 pixels. (A mode search, not a regression: a small logo's ink is half its box.)"""
+    x, y = _luma(under).astype(np.float32), _luma(over).astype(np.float32)
+    if len(x) < 16:
+        return None
+    width = 2 * settings.plate_tolerance
+
+    def fitting(gain: float) -> tuple[float, float]:
+        """The share of pixels within the tolerance of one ``over - gain * under``, and that value."""
+        rest = np.sort(y - gain * x)
+        counts = np.searchsorted(rest, rest + width) - np.arange(len(rest))
+        best = int(np.argmax(counts))
+        return counts[best] / len(rest), float(rest[best] + settings.plate_tolerance)
+
+    fits = {g: fitting(g) for g in np.round(np.arange(0.0, 1.0001, 0.05), 2).tolist()}
+    low, high = settings.plate_gain
+    gain = max((g for g in fits if low <= g <= high), key=lambda g: fits[g][0])
+    share, level = fits[gain]
+    # one opacity in every channel: what the plate adds, ``over - gain * under``, is one colour on those pixels
+    keep = np.abs(y - gain * x - level) <= settings.plate_tolerance
+    added = over[keep] - gain * under[keep]
+    centre = np.median(added, axis=0)
+    spread = 1.4826 * np.median(np.abs(added - centre), axis=0)
+    return {"gain": gain, "share": float(share), "opaque": float(fits[0.0][0]), "unchanged": float(fits[1.0][0]),
+            "colour": [float(v) for v in centre / (1 - gain)], "spread": [float(v) for v in spread]}
 
 
 def _caption(pair: _Pair) -> str:

@@ -131,6 +131,60 @@ def test_a_corner_logo_leaves_a_duplicate_and_names_the_marked_copy(photo):
     assert result.box[0] > 0.5 and result.box[1] > 0.5
 
 
+def _texture(stem: str) -> Image.Image:
+    """One of the sample photos that is a busy texture all over (gravel, grass), at 1200 x 800."""
+    path = next(p for p in source_photos() if p.stem == stem)
+    return Image.open(path).convert("RGB").resize((1200, 800), Image.Resampling.BICUBIC)
+
+
+@pytest.mark.parametrize("stem", ["gravel", "grass"])
+@pytest.mark.parametrize("scale", [1.0, 0.6], ids=["sample library's logo", "look-alike library's logo"])
+def test_a_translucent_logo_on_a_busy_texture_is_an_added_mark(stem, scale):
+    """The logo's translucent plate hides about as many edges of the gravel as its ink adds (the edge test
+    saw no added mark: issue 21's IMG_0013), but the gravel shows through it, fainter: a blend."""
+    clean = _texture(stem)
+    marked = stamp_logo(clean, scale)
+    result = confirm.confirm(_thumb(clean), _thumb(marked))
+    assert (result.verdict, result.mark) == ("duplicate", "b"), result.reason
+    assert result.reason.startswith("the same picture with an added mark bottom right")
+    assert confirm.confirm(_thumb(marked), _thumb(clean)).mark == "a"
+
+
+def test_a_dark_translucent_plate_names_the_plated_copy():
+    """A dark plate hides edges: the edge test named the clean picture as the marked one."""
+    clean = _texture("gravel")
+    plated = clean.copy()
+    ImageDraw.Draw(plated, "RGBA").rectangle((880, 680, 1160, 770), fill=(0, 0, 0, 120))
+    result = confirm.confirm(_thumb(clean), _thumb(plated))
+    assert (result.verdict, result.mark) == ("duplicate", "b"), result.reason
+
+
+@pytest.mark.parametrize("change", ["another picture's patch", "its own patch turned"])
+def test_a_changed_corner_of_a_busy_texture_is_no_added_mark(change):
+    """A corner of the gravel replaced by other texture is no blend of the gravel under it."""
+    clean = _texture("gravel")
+    source = _texture("grass") if change == "another picture's patch" else clean.transpose(Image.Transpose.ROTATE_180)
+    changed = clean.copy()
+    changed.paste(source.crop((100, 100, 380, 170)), (880, 700))
+    result = confirm.confirm(_thumb(clean), _thumb(changed))
+    assert (result.verdict, result.reason) == ("different", "differs in one region, 2% of the picture (bottom right)")
+
+
+def test_a_watermarked_copy_on_gravel_is_grouped_with_the_clean_photo_as_keeper(tmp_path):
+    library, catalog = tmp_path / "lib", tmp_path / "cat.sqlite"
+    library.mkdir()
+    clean = _texture("gravel")
+    clean.save(library / "gravel.jpg", quality=92)
+    stamp_logo(clean).save(library / "gravel_wm.jpg", quality=100)
+    _texture("grass").save(library / "grass.jpg", quality=92)
+    assert run_cli("scan", library, "--catalog", catalog).returncode == 0
+    grouped = run_cli("group", "--catalog", catalog, "--json")
+    assert grouped.returncode == 0, grouped.stderr
+    groups = json.loads(grouped.stdout)["groups"]
+    assert [sorted(Path(m["path"]).name for m in g["members"]) for g in groups] == [["gravel.jpg", "gravel_wm.jpg"]]
+    assert Path(groups[0]["keeper"]).name == "gravel.jpg"
+
+
 @pytest.mark.parametrize("pair", ["a changed digit", "a moved ball", "a removed ball", "a caption bar", "meme text",
                                   "solid colours", "solid greys", "another photo"])
 def test_look_alikes_fail(photo, pair):
