@@ -350,3 +350,19 @@ def test_verify_pairs_in_worker_processes_gives_the_verdicts_of_one_process_and_
     assert together[pairs.index((0, 1))].accepted and sum(v is not None and v.accepted for v in together) == 2
     # the stored features went with the stage (multiprocessing keeps a folder of its own there)
     assert [f.name for f in tmp_path.iterdir() if not f.name.startswith("pymp-")] == []
+
+
+def test_the_matches_are_opencv_s_brute_force_knn_matches_that_pass_the_ratio_test():
+    # homography() reads batchDistance's two nearest; BFMatcher.knnMatch (what it replaced) must agree, pair by pair
+    picture = np.clip(texture(240, 320, seed=11) * 1.5 - 60, 0, 255).astype(np.uint8)
+    a = verify.features(picture)
+    b = verify.features(cv2.resize(picture[20:220, 30:300], (320, 240)))
+    ratio = VerifySettings().ratio
+    knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.descriptors, b.descriptors, k=2)
+    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
+    _, src, dst, _ = verify.homography(a, b)
+    assert len(good) >= 20
+    assert np.array_equal(src, a.points[[m.queryIdx for m in good]])
+    assert np.array_equal(dst, b.points[[m.trainIdx for m in good]])
+    one = Features(b.points[:1], b.descriptors[:1], b.size)  # one descriptor: no second neighbour, no match
+    assert verify.homography(a, one, VerifySettings(min_inliers=1)).reason == "too few matches"
