@@ -433,7 +433,7 @@ def verify_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable[[int], Thumb
     Pairs are processed in item order and, above a few hundred, in worker processes (chunks of pairs
     with what they need, two per worker in flight). Features are computed once per item: in one chunk
     for few pairs; for many, first each item's once, by the workers, written to a temporary folder
-    (``_stored_features``: about 15 KB a file), then the chunks of pairs read the ones they need (a file
+    (``_stored_features``: about 12 KB a file), then the chunks of pairs read the ones they need (a file
     has pairs in about three chunks, and computing its features was most of the stage's time: docs/DECISIONS.md
     "Features once per file"). The mirrored retry (few pairs: the closure's) decodes again instead.
     """
