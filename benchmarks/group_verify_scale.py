@@ -9,19 +9,22 @@ procedural scenes (a smooth background and random shapes; a different generator 
 library's); a tenth of them are edited copies of another (10% crop, mirror, turn 90, corner watermark,
 JPEG re-encode at quality 40), interleaved, so a catalog cut short still holds planted pairs
 (``--limit N`` groups the first N), and building again resumes it: the photos already there are
-skipped. Then it times each stage of ``photodedup group``'s edge finding
-(exact, perceptual + dihedral, confirmation of the upper band, verification candidates and ORB checks,
-colour proposals, the pixel check of every candidate pair with its closure, clustering) and prints the
-planted pairs found, the pairs found that were not planted, the CPU time
-of this process and its workers, and the peak memory: this process's, the largest worker's, and the
+skipped. Then it runs ``photodedup group``'s own library function (``photodedup.group.group``, nothing
+stored) and times each stage of its edge finding by wrapping the functions ``grouping.find_edges`` calls, in
+place (exact, perceptual + dihedral, framed pages, confirmation of the upper band, verification candidates
+and ORB checks, colour signatures and proposals, the pixel check of every candidate pair, its closure; a stage's
+time leaves out the stages it calls), and prints the planted pairs found, the pairs found that were not planted,
+the CPU time of this process and its workers, and the peak memory: this process's, the largest worker's, and the
 sum over the process tree (sampled twice a second with psutil; the workers start from a forkserver,
-so the kernel's RUSAGE_CHILDREN does not see them).
+so the kernel's RUSAGE_CHILDREN does not see them). ``--cgroup`` counts the CPU exactly (a cpuacct cgroup);
+``--out`` writes the groups as JSON, to compare two versions' verdicts (``PYTHONPATH=<other tree>``).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import threading
 import time
@@ -32,19 +35,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from photodedup import cluster as clu
+from photodedup import group as grouping_command
+from photodedup import grouping
 from photodedup.catalog import Catalog
-from photodedup.grouping import (
-    GroupSettings,
-    _closed,
-    _pixel_source,
-    _variant_hashes,
-    build_groups,
-    colour_signatures,
-    confirmed,
-    confirmed_by_pixels,
-    proposed_edges,
-    verified_edges,
-)
+from photodedup.grouping import GroupSettings
 from photodedup.scan import _content_features
 
 EDITS = ("crop", "mirror", "turn", "watermark", "reencode")
@@ -85,6 +79,26 @@ class TreeMonitor:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+
+class CpuCgroup:
+    """The CPU seconds of this process and every process it starts from now on (the forkserver's workers, which
+    the kernel's RUSAGE_CHILDREN and a sampling monitor miss in part), from a cpuacct cgroup of its own."""
+
+    def __init__(self) -> None:
+        self.path = Path(f"/sys/fs/cgroup/cpuacct/photodedup-bench-{os.getpid()}")
+        self.path.mkdir()
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def close(self) -> float:
+        seconds = int((self.path / "cpuacct.usage").read_text()) / 1e9
+        for pid in (self.path / "cgroup.procs").read_text().split():  # back (the forkserver too), so it can go
+            try:
+                (self.path.parent / "cgroup.procs").write_text(pid)
+            except OSError:  # ended meanwhile
+                pass
+        self.path.rmdir()
+        return seconds
 
 
 def scene(seed: int, size: tuple[int, int] = SIZE) -> Image.Image:
@@ -167,6 +181,40 @@ def build(path: Path, n: int, workers: int) -> None:
                 print(f"  built {done}/{len(jobs)}", flush=True)
 
 
+#: The stages of ``grouping.find_edges`` timed, by the functions it calls (wrapped in place, so the
+#: command's own code runs); a stage's time excludes the stages it calls (the closure's pixel check is the
+#: pixel check's).
+STAGES = ((clu, "exact_pairs", "exact"), (clu, "dihedral_pairs", "perceptual + dihedral search"),
+          (grouping, "framed_edges", "framed pages"), (grouping, "confirmed", "confirm upper band"),
+          (grouping, "verified_edges", "verification (candidates + ORB)"),
+          (grouping, "colour_signatures", "colour signatures"), (grouping, "proposed_edges", "colour proposals"),
+          (grouping, "confirmed_by_pixels", "pixel check"), (grouping, "_closed", "closure (its own part)"))
+
+
+def timed_stages(times: dict[str, float]) -> list[tuple]:
+    """Wrap each of ``STAGES`` to add its exclusive seconds to ``times``; returns what to restore."""
+    stack: list[float] = []   # the time spent in the stages each open stage called
+    restore = []
+    for module, name, label in STAGES:
+        original = getattr(module, name)
+
+        def wrapper(*args, _original=original, _label=label, **kwargs):
+            stack.append(0.0)
+            started = time.perf_counter()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - started
+                inner = stack.pop()
+                times[_label] = times.get(_label, 0.0) + spent - inner
+                if stack:
+                    stack[-1] += spent
+
+        setattr(module, name, wrapper)
+        restore.append((module, name, original))
+    return restore
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=100_000)
@@ -176,6 +224,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="group only the first LIMIT rows (0: all)")
     parser.add_argument("--unplanted-dir", type=Path, default=None,
                         help="write the thumbnails of up to 12 grouped pairs that were not planted, side by side")
+    parser.add_argument("--cgroup", action="store_true",
+                        help="also count the CPU exactly: run in a new cpuacct cgroup (cgroup v1, as root) and print "
+                             "its usage, every worker included")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the groups (every member, its evidence and match) and edge counts as JSON, "
+                             "to compare two versions' verdicts")
     args = parser.parse_args()
     path = Path(args.catalog)
     if not path.exists() or args.build_only:
@@ -186,40 +240,34 @@ def main() -> None:
             return
 
     params = GroupSettings()
+    counter = CpuCgroup() if args.cgroup else None
     monitor = TreeMonitor()
     times: dict[str, float] = {}
+    chosen: list = []
+    patches = timed_stages(times)
+    select_files = grouping_command.select_files
+
+    def first_rows(cat, roots=()):  # --limit: the first LIMIT rows by id, in the order the command reads them
+        rows = select_files(cat, roots)
+        if args.limit:
+            keep = {r["id"] for r in sorted(rows, key=lambda r: r["id"])[:args.limit]}
+            rows = [r for r in rows if r["id"] in keep]
+        chosen[:] = rows
+        return rows
+
+    grouping_command.select_files = first_rows
     started = time.perf_counter()
-    with Catalog(path) as cat:
-        rows = cat.files("ok")
-        rows = sorted(rows, key=lambda r: r["id"])[:args.limit or None]
-        index = np.arange(len(rows), dtype=np.int64)
-        variants = _variant_hashes(rows)
-        times["read catalog"] = time.perf_counter() - started
-        mark = time.perf_counter()
-        parts = {"exact": clu.exact_pairs([r["md5"] for r in rows])}
-        perceptual = clu.dihedral_pairs(variants, params.hash_threshold, params.dihedral_threshold)
-        times["perceptual + dihedral search"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        pixels = _pixel_source(rows, cat.thumb)
-        parts["perceptual"] = confirmed(perceptual, params, pixels)
-        times["confirm upper band"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        dhashes = clu.to_uint64([r["dhash"] for r in rows])
-        parts["verified"] = verified_edges(index, variants[:, 0], dhashes, parts, params, pixels)
-        times["verification (candidates + ORB)"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        signatures = colour_signatures(rows, pixels)
-        parts["verified"] = clu.combine(parts["verified"], proposed_edges(signatures, parts, params))
-        times["colour proposals"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        checked = clu.combine(*parts.values())
-        parts = _closed(rows, confirmed_by_pixels(rows, parts, params, pixels), checked, signatures, params, pixels)
-        times["pixel check (+ closure)"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        groups = build_groups(rows, clu.combine(*parts.values()), params)
-        times["clustering + keepers"] = time.perf_counter() - mark
+    try:
+        with Catalog(path) as cat:  # the command's own path: photodedup.group.group (nothing stored)
+            result = grouping_command.group(cat, params=params, store=False)
+    finally:
+        grouping_command.select_files = select_files
+        for module, name, original in patches:
+            setattr(module, name, original)
     total = time.perf_counter() - started
     monitor.stop()
+    rows, groups = chosen, result.groups
+    times["clustering, keepers, the rest"] = total - sum(times.values())
     n = len(rows)
     number = {int(Path(r["path"]).stem.split("-")[0]): k for k, r in enumerate(rows)}
     planted = {}  # (source row, copy row) -> edit
@@ -239,12 +287,18 @@ def main() -> None:
     for name, seconds in times.items():
         print(f"  {name:<34} {seconds:8.1f} s")
     print(f"  {'total':<34} {total:8.1f} s")
-    print("edges: " + ", ".join(f"{k} {len(v)}" for k, v in parts.items()))
+    print("edges: " + ", ".join(f"{k} {v}" for k, v in result.edges.items()))
     print(f"planted pairs found {len(found & truth)}/{len(truth)}; pairs not planted {len(found - truth)}")
     print("recall by edit: " + ", ".join(f"{e} {a}/{t}" for e, (a, t) in by_edit.items()))
+    if args.out:
+        verdicts = result.as_dict()
+        args.out.write_text(json.dumps({"edges": verdicts["edges"], "groups": verdicts["groups"]}, indent=1,
+                                       sort_keys=True))
     if args.unplanted_dir:
         show_unplanted(sorted(found - truth)[:12], rows, groups, args.unplanted_dir, Path(args.catalog))
     print(f"CPU: {sum(monitor.cpu.values()):.0f} s (this process and its workers, user + system)")
+    if counter is not None:
+        print(f"CPU, exactly: {counter.close():.1f} s (the cgroup: this process, the forkserver and every worker)")
     print(f"peak memory: {monitor.own / 1e9:.2f} GB this process, {monitor.worker / 1e9:.2f} GB the largest worker, "
           f"{monitor.tree / 1e9:.2f} GB the whole tree (shared pages counted in each process)")
 

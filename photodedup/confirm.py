@@ -547,7 +547,10 @@ def _outside(y: tuple[np.ndarray, np.ndarray], x: tuple[np.ndarray, np.ndarray],
     import cv2
 
     high, low = cv2.dilate(x[1], kernel), cv2.erode(x[0], kernel)
-    margin = slack * (cv2.dilate(values, kernel) - cv2.erode(values, kernel))
+    # a range that is x's own values (no clipped pixels: ``_span``) has that very dilate and erode
+    top = high if x[1] is values else cv2.dilate(values, kernel)
+    bottom = low if x[0] is values else cv2.erode(values, kernel)
+    margin = slack * (top - bottom)
     return np.maximum(y[0] - high - margin, low - margin - y[1])
 
 

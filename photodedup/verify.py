@@ -215,10 +215,23 @@ def features(gray: np.ndarray, params: VerifySettings = VerifySettings()) -> Fea
     points = np.array([k.pt for k in keypoints], np.float32).reshape(-1, 2)
     if descriptors is None:
         descriptors = np.zeros((0, 32), np.uint8)
+    return Features(points, descriptors, (gray.shape[1], gray.shape[0]), _blurred(_small(gray)))
+
+
+def _small(gray: np.ndarray) -> np.ndarray:
+    """The grey picture ``AGREE_WIDTH`` pixels wide, area-averaged (``uint8``)."""
+    import cv2
+
     height = max(1, round(AGREE_WIDTH * gray.shape[0] / gray.shape[1]))
-    small = cv2.resize(gray, (AGREE_WIDTH, height), interpolation=cv2.INTER_AREA).astype(np.float32)
-    small = cv2.GaussianBlur(small, (5, 5), 1.0)  # what survives a sub-pixel misalignment: no fine texture
-    return Features(points, descriptors, (gray.shape[1], gray.shape[0]), small)
+    return cv2.resize(gray, (AGREE_WIDTH, height), interpolation=cv2.INTER_AREA)
+
+
+def _blurred(small: np.ndarray) -> np.ndarray:
+    """The agreement check's small grey picture from its ``uint8`` resize: blurred, float32."""
+    import cv2
+
+    # what survives a sub-pixel misalignment: no fine texture
+    return cv2.GaussianBlur(small.astype(np.float32), (5, 5), 1.0)
 
 
 @dataclass(frozen=True)
@@ -259,13 +272,18 @@ def homography(a: Features, b: Features, params: VerifySettings = VerifySettings
 
     if len(a.descriptors) < params.min_inliers or len(b.descriptors) < params.min_inliers:
         return Verdict(False, 0, 0.0, 0.0, TOO_FEW_FEATURES)
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-    pairs = matcher.knnMatch(a.descriptors, b.descriptors, k=2)
-    good = [m[0] for m in pairs if len(m) == 2 and m[0].distance < params.ratio * m[1].distance]
+    # Each descriptor of a's two nearest of b's (Hamming), kept when the nearest is clearly nearer (Lowe's
+    # ratio test). ``BFMatcher.knnMatch`` is this very call, then a DMatch object per neighbour: the same
+    # matches in the same order, without 600 Python objects a pair (a fifth of the matching's time).
+    dist, nearest = cv2.batchDistance(a.descriptors, b.descriptors, cv2.CV_32S, normType=cv2.NORM_HAMMING, K=2)
+    if dist is None or dist.shape[1] < 2:  # b has one descriptor or none: no second neighbour to compare
+        good = np.zeros(0, np.intp)
+    else:
+        good = np.flatnonzero(dist[:, 0] < params.ratio * dist[:, 1])
     if len(good) < params.min_inliers:
         return Verdict(False, len(good), 0.0, 0.0, "too few matches")
-    src = a.points[[m.queryIdx for m in good]]
-    dst = b.points[[m.trainIdx for m in good]]
+    src = a.points[good]
+    dst = b.points[nearest[good, 0]]
     cv2.setRNGSeed(0)
     # USAC_FAST (OpenCV's USAC framework, PROSAC sampling + local optimisation): the same inliers as
     # classic RANSAC here at ~1/70 of its time on pairs that do not match (docs/BENCHMARKS.md).
@@ -399,6 +417,10 @@ def _area(polygon: list) -> float:
 
 
 # -- many pairs --------------------------------------------------------------------------------------
+#: Fewer pairs than this are verified in this process, in one chunk (``map_pairs``).
+INLINE_PAIRS = 400
+
+
 def verify_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable[[int], Thumbnail | None],
                  params: VerifySettings = VerifySettings(), *, mirrored: bool = False,
                  workers: int | None = None) -> list[Verdict | None]:
@@ -408,17 +430,31 @@ def verify_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable[[int], Thumb
     ``mirrored``: a pair that fails is tried again with ``b`` mirrored (ORB copes with turning, not with
     mirroring), for pairs whose partners were joined by a mirrored match.
 
-    Features are computed once per item (per chunk). Pairs are processed in item order and, above a few
-    hundred, in worker processes (chunks of pairs with the pixels they need, two per worker in flight).
+    Pairs are processed in item order and, above a few hundred, in worker processes (chunks of pairs
+    with what they need, two per worker in flight). Features are computed once per item: in one chunk
+    for few pairs; for many, first each item's once, by the workers, written to a temporary folder
+    (``_stored_features``: about 12 KB a file), then the chunks of pairs read the ones they need (a file
+    has pairs in about three chunks, and computing its features was most of the stage's time: docs/DECISIONS.md
+    "Features once per file"). The mirrored retry (few pairs: the closure's) decodes again instead.
     """
-    return map_pairs(pairs, pixels, _verify_chunk, (params, mirrored), workers=workers)
+    pairs = list(pairs)
+    workers = workers or min(4, os.cpu_count() or 1)
+    if mirrored or workers <= 1 or len(pairs) < INLINE_PAIRS:
+        return map_pairs(pairs, pixels, _verify_chunk, (params, mirrored), workers=workers)
+    import tempfile
+
+    items = sorted({x for p in pairs for x in p})
+    with tempfile.TemporaryDirectory(prefix="photodedup-features-") as folder:
+        places = map_pairs([(k, k) for k in items], pixels, _stored_features, (params, folder), workers=workers)
+        return map_pairs(pairs, dict(zip(items, places, strict=True)).get, _verify_stored_chunk, params,
+                         workers=workers)
 
 
 def map_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable, work: Callable, extra, *,
               workers: int | None = None) -> list:
     """``work((chunk of pairs, {item: pixels(item)}, extra))`` over every pair, one result per pair.
 
-    Pairs are processed in item order and, above a few hundred, in worker processes (chunks of pairs
+    Pairs are processed in item order and, from ``INLINE_PAIRS`` on, in worker processes (chunks of pairs
     with the pixels they need, two per worker in flight, so memory stays bounded). ``work`` must be a
     module-level function (it crosses to the workers).
     """
@@ -426,7 +462,7 @@ def map_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable, work: Callable
     if not pairs:
         return []
     workers = workers or min(4, os.cpu_count() or 1)
-    if workers <= 1 or len(pairs) < 400:
+    if workers <= 1 or len(pairs) < INLINE_PAIRS:
         return work((pairs, {k: pixels(k) for k in sorted({x for p in pairs for x in p})}, extra))
     order = sorted(range(len(pairs)), key=lambda n: pairs[n])
     size = max(200, len(pairs) // (workers * 8))
@@ -455,18 +491,74 @@ def map_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable, work: Callable
 
 
 def _verify_chunk(job) -> list[Verdict | None]:
+    pairs, pixels, (params, mirrored) = job
+
+    def made(k: int, mirror: bool) -> Features | None:
+        # decoded again for the rare mirrored retry rather than keeping every file's pixels in memory
+        thumb = pixels.get(k)
+        gray = None if thumb is None else thumb.gray()
+        return None if gray is None else features(gray[:, ::-1].copy() if mirror else gray, params)
+
+    return _verdicts(pairs, made, params, mirrored)
+
+
+def _stored_features(job) -> list[tuple[str, int, int] | None]:
+    """Each item's ``features``, appended to one new file in the folder ``extra`` names: its ``(file, offset,
+    length)`` (None: no thumbnail, or one that cannot be decoded). ``_verify_stored_chunk`` reads them."""
+    import pickle
+    import tempfile
+
     import cv2
 
     cv2.setNumThreads(1)
-    pairs, pixels, (params, mirrored) = job
+    pairs, pixels, (params, folder) = job
+    out: list[tuple[str, int, int] | None] = []
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".features", delete=False) as file:
+        for k, _ in pairs:
+            thumb = pixels.get(k)
+            gray = None if thumb is None else thumb.gray()
+            if gray is None:
+                out.append(None)
+                continue
+            found = features(gray, params)
+            # the small picture as its uint8 resize (a quarter of the float32 blurred one), blurred on reading
+            small = None if found.small is None else _small(gray)
+            data = pickle.dumps((found.points, found.descriptors, found.size, small), protocol=pickle.HIGHEST_PROTOCOL)
+            out.append((file.name, file.tell(), len(data)))
+            file.write(data)
+    return out
+
+
+def _verify_stored_chunk(job) -> list[Verdict | None]:
+    """``_verify_chunk`` on features ``_stored_features`` wrote (``pixels``: item -> where they are)."""
+    import pickle
+
+    pairs, places, params = job
+
+    def made(k: int, _mirror: bool) -> Features | None:
+        place = places.get(k)
+        if place is None:
+            return None
+        name, offset, length = place
+        with open(name, "rb") as file:
+            file.seek(offset)
+            points, descriptors, size, small = pickle.loads(file.read(length))
+        return Features(points, descriptors, size, None if small is None else _blurred(small))
+
+    return _verdicts(pairs, made, params, False)
+
+
+def _verdicts(pairs: list[tuple[int, int]], made: Callable[[int, bool], Features | None], params: VerifySettings,
+              mirrored: bool) -> list[Verdict | None]:
+    """A verdict per pair, the features of each item (``made(item, mirrored)``) made once."""
+    import cv2
+
+    cv2.setNumThreads(1)
     cache: dict[tuple[int, bool], Features | None] = {}
 
     def feats(k: int, mirror: bool = False) -> Features | None:
         if (k, mirror) not in cache:
-            # decoded again for the rare mirrored retry rather than keeping every file's pixels in memory
-            thumb = pixels.get(k)
-            gray = None if thumb is None else thumb.gray()
-            cache[k, mirror] = None if gray is None else features(gray[:, ::-1].copy() if mirror else gray, params)
+            cache[k, mirror] = made(k, mirror)
         return cache[k, mirror]
 
     out: list[Verdict | None] = []

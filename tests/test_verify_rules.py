@@ -298,3 +298,71 @@ def test_a_low_contrast_picture_still_has_features():
     blocks = np.random.default_rng(0).integers(0, 2, (12, 16))
     faint = (100 + 11 * np.kron(blocks, np.ones((20, 20)))).astype(np.uint8)
     assert len(verify.features(faint).points) >= 50
+
+
+def _library(count: int) -> dict[int, Thumbnail | None]:
+    """``count`` files: pictures 0..count-3 pairwise different but for 1 (a crop of 0), a missing and a broken one."""
+    box = {"width": 320, "height": 240, "content_left": 0, "content_top": 0, "content_width": 320,
+           "content_height": 240}
+
+    def encoded(array):
+        buf = io.BytesIO()
+        Image.fromarray(array).save(buf, "JPEG", quality=90)
+        return buf.getvalue()
+
+    pictures = [np.clip(texture(240, 320, seed=seed) * 1.5 - 60, 0, 255).astype(np.uint8)
+                for seed in range(count - 2)]
+    pictures[1] = cv2.resize(pictures[0][12:228, 16:304], (320, 240))
+    thumbs: dict[int, Thumbnail | None] = {k: Thumbnail(encoded(p), box) for k, p in enumerate(pictures)}
+    thumbs[count - 2], thumbs[count - 1] = None, Thumbnail(b"broken", box)
+    return thumbs
+
+
+def test_many_pairs_compute_each_file_s_features_once_and_give_the_verdicts_of_one_chunk(monkeypatch, tmp_path):
+    # Split into chunks, a file's pairs fall into several: its features are computed once (stored), and every
+    # chunk reads them, giving the verdicts computing them in one chunk gives.
+    thumbs = _library(8)
+    pairs = [(a, b) for a in range(8) for b in range(8) if a != b]
+    made = []
+    features = verify.features
+    monkeypatch.setattr(verify, "features", lambda gray, params=VerifySettings(): made.append(gray.shape) or
+                        features(gray, params))
+    settings = VerifySettings()
+    places = verify._stored_features(([(k, k) for k in thumbs], thumbs, (settings, tmp_path)))
+    assert len(made) == 6 and places[6:] == [None, None]
+    where = dict(zip(thumbs, places, strict=True))
+    chunked = [v for chunk in (pairs[:20], pairs[20:40], pairs[40:]) for v in
+               verify._verify_stored_chunk((chunk, {k: where[k] for p in chunk for k in p}, settings))]
+    assert len(made) == 6  # read, never computed again
+    assert chunked == verify._verify_chunk((pairs, thumbs, (settings, False)))
+    assert chunked[pairs.index((0, 1))].accepted and chunked[pairs.index((1, 0))].accepted
+    assert sum(v is not None and v.accepted for v in chunked) == 2
+    assert sum(v is None for v in chunked) == len(pairs) - 30
+
+
+def test_verify_pairs_in_worker_processes_gives_the_verdicts_of_one_process_and_leaves_no_files(monkeypatch, tmp_path):
+    thumbs = _library(24)
+    pairs = [(a, b) for a in range(24) for b in range(24) if a != b][:verify.INLINE_PAIRS + 10]
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    together = verify.verify_pairs(pairs, thumbs.get, workers=1)
+    assert verify.verify_pairs(pairs, thumbs.get, workers=2) == together
+    assert together[pairs.index((0, 1))].accepted and sum(v is not None and v.accepted for v in together) == 2
+    # the stored features went with the stage (multiprocessing keeps a folder of its own there)
+    assert [f.name for f in tmp_path.iterdir() if not f.name.startswith("pymp-")] == []
+
+
+def test_the_matches_are_opencv_s_brute_force_knn_matches_that_pass_the_ratio_test():
+    # homography() reads batchDistance's two nearest; BFMatcher.knnMatch (what it replaced) must agree, pair by pair
+    picture = np.clip(texture(240, 320, seed=11) * 1.5 - 60, 0, 255).astype(np.uint8)
+    a = verify.features(picture)
+    b = verify.features(cv2.resize(picture[20:220, 30:300], (320, 240)))
+    ratio = VerifySettings().ratio
+    knn = cv2.BFMatcher(cv2.NORM_HAMMING).knnMatch(a.descriptors, b.descriptors, k=2)
+    good = [m[0] for m in knn if len(m) == 2 and m[0].distance < ratio * m[1].distance]
+    _, src, dst, _ = verify.homography(a, b)
+    assert len(good) >= 20
+    assert np.array_equal(src, a.points[[m.queryIdx for m in good]])
+    assert np.array_equal(dst, b.points[[m.trainIdx for m in good]])
+    one = Features(b.points[:1], b.descriptors[:1], b.size)  # one descriptor: no second neighbour, no match
+    assert verify.homography(a, one, VerifySettings(min_inliers=1)).reason == "too few matches"
