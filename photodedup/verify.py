@@ -444,10 +444,16 @@ def verify_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable[[int], Thumb
     import tempfile
 
     items = sorted({x for p in pairs for x in p})
-    with tempfile.TemporaryDirectory(prefix="photodedup-features-") as folder:
-        places = map_pairs([(k, k) for k in items], pixels, _stored_features, (params, folder), workers=workers)
-        return map_pairs(pairs, dict(zip(items, places, strict=True)).get, _verify_stored_chunk, params,
-                         workers=workers)
+    try:
+        with tempfile.TemporaryDirectory(prefix="photodedup-features-") as folder:
+            places = map_pairs([(k, k) for k in items], pixels, _stored_features, (params, folder),
+                               workers=workers)
+            return map_pairs(pairs, dict(zip(items, places, strict=True)).get, _verify_stored_chunk, params,
+                             workers=workers)
+    except OSError as error:  # a full or unwritable temporary folder: the same verdicts, features per chunk
+        log.warning("the verification's features could not be stored in %s (%s); computing them per chunk",
+                    tempfile.gettempdir(), error.strerror or error)
+        return map_pairs(pairs, pixels, _verify_chunk, (params, False), workers=workers)
 
 
 def map_pairs(pairs: Sequence[tuple[int, int]], pixels: Callable, work: Callable, extra, *,

@@ -352,6 +352,19 @@ def test_verify_pairs_in_worker_processes_gives_the_verdicts_of_one_process_and_
     assert [f.name for f in tmp_path.iterdir() if not f.name.startswith("pymp-")] == []
 
 
+def test_a_full_temporary_folder_gives_the_same_verdicts_with_features_per_chunk(monkeypatch, tmpfs, caplog):
+    thumbs = _library(24)
+    pairs = [(a, b) for a in range(24) for b in range(24) if a != b][:verify.INLINE_PAIRS + 10]
+    together = verify.verify_pairs(pairs, thumbs.get, workers=1)
+    full = tmpfs("64k")  # room for the pool's socket, not for 24 files' features (about 12 KB each)
+    monkeypatch.setenv("TMPDIR", str(full))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    with caplog.at_level("WARNING", logger="photodedup.verify"):
+        assert verify.verify_pairs(pairs, thumbs.get, workers=2) == together
+    assert "could not be stored" in caplog.text and "No space left on device" in caplog.text
+    assert [f.name for f in full.iterdir() if not f.name.startswith("pymp-")] == []
+
+
 def test_the_matches_are_opencv_s_brute_force_knn_matches_that_pass_the_ratio_test():
     # homography() reads batchDistance's two nearest; BFMatcher.knnMatch (what it replaced) must agree, pair by pair
     picture = np.clip(texture(240, 320, seed=11) * 1.5 - 60, 0, 255).astype(np.uint8)
