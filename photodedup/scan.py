@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 THUMB_SIZE = 320
 WRITE_BATCH = 64
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+#: Bytes Pillow hands its decoder at a time (its default, 64 KiB, makes a 4 MB JPEG 60 rounds of Python, of
+#: libjpeg suspending mid-block and starting that block again, and of copying what it left): the same
+#: pixels and the same errors, about 1.5% fewer instructions per 12 MP photo.
+DECODE_BLOCK = 4 << 20
 _ORIENTATION_SWAPS = {5, 6, 7, 8}
 
 
@@ -500,6 +504,7 @@ def _open_image(row: dict, source, max_pixels: int, takeout: str | None = None,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         image = open_checked(source, max_pixels=max_pixels)
+        image.decodermaxblock = DECODE_BLOCK
         width, height = image.size
         row["format"] = image.format
         if image.format == "JPEG":
