@@ -473,7 +473,7 @@ def _steady_memory() -> None:
     ``mallopt`` (not glibc) keeps its defaults."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no mallopt (not glibc), no C library by that name (Windows)
         return
     mallopt(_M_TRIM_THRESHOLD, 32 << 20)
     mallopt(_M_MMAP_THRESHOLD, 16 << 20)
