@@ -95,8 +95,16 @@ def floor(paths: list[Path]) -> tuple[float, float]:
 
 def _cpu() -> float:
     """User + system seconds of this process and of every descendant reaped so far."""
-    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
-                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+    return _usage()[0]
+
+
+def _usage() -> tuple[float, float, int]:
+    """``(user + system seconds, system seconds, minor page faults)`` of this process and of every descendant
+    reaped so far: the system share and the page faults move little with the machine's load, where user time
+    swings by 10% between rounds."""
+    usages = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    return (sum(u.ru_utime + u.ru_stime for u in usages), sum(u.ru_stime for u in usages),
+            sum(u.ru_minflt for u in usages))
 
 
 def _become_subreaper() -> bool:
@@ -169,17 +177,18 @@ def cli_scan(tree: Path, folder: Path, catalog: Path) -> tuple[float, float]:
     return wall, _cpu() - cpu
 
 
-def scan_rate(tree: Path, folder: Path, catalog: Path, expected: int) -> tuple[float, float]:
-    """Images/s of one ``scan`` of ``folder`` by the code in ``tree``, in a fresh process, and the CPU seconds
-    of its process tree (interpreter start and imports included)."""
+def scan_rate(tree: Path, folder: Path, catalog: Path, expected: int) -> tuple[float, float, float, int]:
+    """Images/s of one ``scan`` of ``folder`` by the code in ``tree``, in a fresh process, and the CPU seconds,
+    system seconds and minor page faults of its process tree (interpreter start and imports included)."""
     env = dict(os.environ, PYTHONPATH=str(tree))
-    before, cpu = _children(), _cpu()
+    before, usage = _children(), _usage()
     result = subprocess.run([sys.executable, "-c", _SCAN, str(folder), str(catalog)], cwd=tree, env=env,
                             capture_output=True, text=True, check=True)
     _reap_orphans(before)
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["new"] == expected, summary
-    return summary["new"] / summary["seconds"], _cpu() - cpu
+    cpu, system, faults = (after - first for after, first in zip(_usage(), usage, strict=True))
+    return summary["new"] / summary["seconds"], cpu, system, faults
 
 
 def cpu_split(trees: dict[str, Path], paths: list[Path], work: Path, repeats: int) -> None:
@@ -198,7 +207,8 @@ def cpu_split(trees: dict[str, Path], paths: list[Path], work: Path, repeats: in
     for repeat in range(repeats):
         for name in (list(trees) if repeat % 2 == 0 else list(reversed(trees))):
             env = dict(os.environ, PYTHONPATH=str(trees[name]))
-            _rate, seconds = scan_rate(trees[name], tiny, work / f"tiny-{name}-{repeat}.sqlite".replace(" ", "_"), 4)
+            _rate, seconds, _system, _faults = scan_rate(trees[name], tiny,
+                                                         work / f"tiny-{name}-{repeat}.sqlite".replace(" ", "_"), 4)
             fixed[name].append(seconds * 1000)
             _wall, seconds = cli_scan(trees[name], tiny, work / f"cli-{name}-{repeat}.sqlite".replace(" ", "_"))
             fixed_cli[name].append(seconds * 1000)
@@ -312,6 +322,8 @@ def main() -> None:
             return
         rates: dict[str, list[float]] = {"floor": [], "naive": [], **{name: [] for name in trees}}
         cpu: dict[str, list[float]] = {name: [] for name in rates}  # CPU milliseconds per image
+        system: dict[str, list[float]] = {name: [] for name in trees}  # of which system, ms per image
+        faults: dict[str, list[float]] = {name: [] for name in trees}  # minor page faults per image
         if not _become_subreaper():
             print("note: not a subreaper here: the scans' CPU times miss their forkserver and workers")
         for repeat in range(args.repeats):
@@ -325,16 +337,23 @@ def main() -> None:
             order = list(trees) if repeat % 2 == 0 else list(reversed(trees))
             for name in order:
                 catalog = work / f"{list(trees).index(name)}-{repeat}.sqlite"
-                rate, seconds = scan_rate(trees[name], subset, catalog, len(paths))
+                rate, seconds, sys_seconds, page_faults = scan_rate(trees[name], subset, catalog, len(paths))
                 rates[name].append(rate)
                 cpu[name].append(seconds * 1000 / len(paths))
-            line = "; ".join(f"{name} {values[-1]:.1f} ({cpu[name][-1]:.1f} ms CPU)" for name, values in rates.items())
+                system[name].append(sys_seconds * 1000 / len(paths))
+                faults[name].append(page_faults / len(paths))
+            line = "; ".join(f"{name} {values[-1]:.1f} ({cpu[name][-1]:.1f} ms CPU"
+                             + (f", {system[name][-1]:.1f} system, {faults[name][-1]:.0f} page faults"
+                                if name in system else "") + ")" for name, values in rates.items())
             print(f"round {repeat + 1} images/s (CPU per image): {line}", flush=True)
         print(f"\nfiles: {len(paths)} JPEGs, {size_mb:.1f} MB average, {args.megapixels} MP, {os.cpu_count()} cores")
         for name, values in rates.items():
             print(f"{name:<24}: median {statistics.median(values):6.1f} images/s  runs "
                   f"{[round(r, 1) for r in values]};  CPU median {statistics.median(cpu[name]):6.1f} ms an image  "
                   f"runs {[round(c, 1) for c in cpu[name]]}")
+        for name in trees:
+            print(f"{name:<24}: system CPU median {statistics.median(system[name]):.1f} ms an image, "
+                  f"minor page faults median {statistics.median(faults[name]):.0f} an image")
         for name in trees:
             of_floor = statistics.median(s / f for s, f in zip(rates[name], rates["floor"], strict=True))
             of_naive = statistics.median(s / n for s, n in zip(rates[name], rates["naive"], strict=True))

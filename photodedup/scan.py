@@ -11,7 +11,9 @@ scan killed at any moment resumes where it stopped.
 
 from __future__ import annotations
 
+import ctypes
 import fnmatch
+import functools
 import hashlib
 import io
 import logging
@@ -51,6 +53,11 @@ log = logging.getLogger(__name__)
 #: What RAW+JPEG pairs and companions are made from (a re-scan reads them for every file).
 THUMB_SIZE = 320
 WRITE_BATCH = 64
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+#: Bytes Pillow hands its decoder at a time (its default, 64 KiB, makes a 4 MB JPEG 60 rounds of Python, of
+#: libjpeg suspending mid-block and starting that block again, and of copying what it left): the same
+#: pixels and the same errors, about 1.5% fewer instructions per 12 MP photo.
+DECODE_BLOCK = 4 << 20
 _ORIENTATION_SWAPS = {5, 6, 7, 8}
 
 
@@ -382,6 +389,7 @@ def _inspect_job(job: tuple) -> tuple[dict, bytes | None, bytes | None]:
     refused unread), then the MD5 by streaming, then one decode from the same descriptor (Pillow reads
     what it needs; only a RAW is read whole, within the size limit). A video has no size limit: PyAV
     reads its metadata and first frame from the same descriptor."""
+    _steady_memory()
     path, root, max_pixels, *more = job
     row: dict = {"path": path, "root": root, "status": "ok", "scanned_at": time.time(), "exif_tags": 0}
     try:
@@ -454,6 +462,23 @@ def _inspect_job(job: tuple) -> tuple[dict, bytes | None, bytes | None]:
             return _error(row, "corrupt", f"cannot decode: {type(error).__name__}: {error}"), None, None
 
 
+@functools.cache
+def _steady_memory() -> None:
+    """Keep the memory one file's work frees for the next file, in a process that inspects files (a worker,
+    or the scan's process while its pool starts). glibc's defaults hand buffers of a MB or more (the
+    1 MiB reads of the MD5, a reduced decode's pixels and their copies) back to the system and take them
+    again, zeroed, for the next file: about 500 page faults per 12 MP photo, 1-2 ms of system CPU. Now
+    buffers under 16 MiB come from the heap, which keeps up to 32 MiB free between files (the peak of a
+    process stays what it was). Only the allocator changes, no stored byte; a C library without
+    ``mallopt`` (not glibc) keeps its defaults."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):  # no mallopt (not glibc), no C library by that name (Windows)
+        return
+    mallopt(_M_TRIM_THRESHOLD, 32 << 20)
+    mallopt(_M_MMAP_THRESHOLD, 16 << 20)
+
+
 def _identified(row: dict, path: str | None = None, stat: os.stat_result | None = None) -> dict:
     """``row`` with the size, mtime, device and inode of the file (a failed read is retried when unchanged)."""
     try:
@@ -479,6 +504,7 @@ def _open_image(row: dict, source, max_pixels: int, takeout: str | None = None,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         image = open_checked(source, max_pixels=max_pixels)
+        image.decodermaxblock = DECODE_BLOCK
         width, height = image.size
         row["format"] = image.format
         if image.format == "JPEG":
