@@ -12,8 +12,9 @@ file under one is ever proposed for the trash. Then the rules, in this order unl
    quantization lattice (as is, or scaled by a contrast change) and holds its coefficients, or where
    clipping lost the lattice holds its decoded coefficients times one gain, was decoded
    from that JPEG (a PNG export, a re-save at a higher quality), and a JPEG whose DCT is a lossless
-   member's rounded to its own table was encoded from it (the JPEG copy of a screenshot, whatever EXIF
-   it carries);
+   member's rounded to its own table, at its nonzero lattice points (a zero agrees with any small value: a
+   tone edit of the picture the camera saved is no source of the camera JPEG), was encoded from it (the JPEG
+   copy of a screenshot, whatever EXIF it carries);
    ``colour``: a colour photo over a grayscale copy (when the group holds colour photos at all), when the
    copy holds no colour at all or the photo's colour is clear (``GREY_SPREAD``, ``CLEAR_COLOUR_SPREAD``);
    ``no-mark``: the clean picture over a copy with an added watermark or logo (``Member.added_mark``,

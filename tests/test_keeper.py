@@ -368,6 +368,21 @@ def test_a_camera_jpeg_wins_over_a_png_exported_from_it(tmp_path):
     assert notes == {"IMG_2.png": "a re-save of IMG_2.jpg (its DCT fits that file's JPEG quantization)"}
 
 
+def test_a_camera_jpeg_wins_over_a_contrast_edit_of_the_picture_it_was_saved_from(tmp_path):
+    # the second set's P0012 (no EXIF anywhere): the PNG edit was made from the picture before the camera saved
+    # it, so neither file is made from the other; the JPEG's zeros agree with the edit's small values rounded to
+    # its table, its nonzero coefficients do not (they are the edit's divided by the gain)
+    from test_provenance import tone_edited
+
+    (tmp_path / "lib").mkdir()
+    picture = photo((640, 480), seed=2)
+    picture.save(tmp_path / "lib/P0012.JPG", quality=90)
+    tone_edited(picture, 1.3).save(tmp_path / "lib/P0012_contrast.png")
+    keeper, reason, notes = keeper_of(tmp_path, ["P0012.JPG", "P0012_contrast.png"])
+    assert (keeper, reason, notes) == ("P0012.JPG", "camera format (JPEG) over an export",
+                                       {"P0012_contrast.png": "an export (PNG); the group has the camera format JPEG"})
+
+
 def test_provenance_does_not_apply_to_files_of_different_sizes(tmp_path):
     # a quality-90 re-save of a half-size copy: not on one grid, the rule finds nothing and quality decides
     (tmp_path / "lib").mkdir()
@@ -410,3 +425,21 @@ def test_a_frame_in_the_picture_s_own_colour_loses_to_the_picture():
     # a margin wider on one axis than the other is not one border all round: resolution decides as before
     letterbox = member(2, w=540, h=1290, content=(540, 1100), camera=None, taken=None, quality=92, path="/a/lb.jpg")
     assert choose([letterbox, shot]).reason == "highest resolution (540x1100)"
+
+
+@pytest.mark.parametrize("brightness, contrast, gain", [(1.0, 1.3, "1.302"), (1.05, 0.9, "0.943")])
+def test_a_real_camera_jpeg_wins_over_a_brightness_contrast_png_made_from_it(tmp_path, brightness, contrast, gain):
+    # a Nikon D70's JPEG (ExifTool's test image: real quantization tables, camera EXIF) and a PNG edit of it
+    from helpers import REAL_FILES
+
+    source = REAL_FILES / "exiftool-t-images" / "NikonD70.jpg"
+    if not source.is_file():
+        pytest.skip(f"no real files at {REAL_FILES}")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib/DSC_0001.JPG").write_bytes(source.read_bytes())
+    edited = ImageEnhance.Contrast(ImageEnhance.Brightness(decoded(source)).enhance(brightness)).enhance(contrast)
+    edited.save(tmp_path / "lib/DSC_0001 edited.png")
+    keeper, reason, notes = keeper_of(tmp_path, ["DSC_0001.JPG", "DSC_0001 edited.png"])
+    assert (keeper, reason) == ("DSC_0001.JPG", "not made from another file's pixels")
+    assert notes == {"DSC_0001 edited.png": "a re-save of DSC_0001.JPG with its contrast changed (its DCT fits that "
+                                            f"file's JPEG quantization scaled by {gain})"}

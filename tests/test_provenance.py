@@ -193,3 +193,27 @@ def test_a_tone_edit_of_a_very_smooth_picture_is_found_as_made_from_it(seed):
     source = saved(brightened(picture, 1.15, 0.98), "JPEG", quality=90)
     lower = read(saved(brightened(Image.open(source).convert("RGB"), 1 / 1.15, 1 / 0.98), "JPEG", quality=75), False)
     assert provenance.decoded_from(read(source, False), lower) is None
+
+
+def tone_edited(image: Image.Image, contrast: float) -> Image.Image:
+    """The second set's contrast edit: contrast raised, saturation lowered (luminance AC scales by ``contrast``)."""
+    return ImageEnhance.Color(ImageEnhance.Contrast(image).enhance(contrast)).enhance(0.7)
+
+
+@pytest.mark.parametrize("contrast", [1.3, 1.2])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_tone_edit_of_the_camera_jpeg_s_source_is_neither_its_source_nor_its_copy(seed, contrast):
+    # the second set's P0012: the camera JPEG and a PNG with its contrast changed, both made from the picture the
+    # camera saw. Where the JPEG rounds a coefficient to zero the edit's value rounds to zero too (most of them),
+    # so agreeing there says nothing; at the nonzero lattice points the edit's values are the gain times larger
+    picture = photo(seed=seed)
+    camera = read(saved(picture, "JPEG", quality=90), False)
+    edit = read(saved(tone_edited(picture, contrast), "PNG"), True)
+    assert not provenance.encoded_from(camera, edit)
+    assert provenance.decoded_from(edit, camera) is None
+    # the same edit made from the camera JPEG's pixels is its copy, found on the lattice scaled by the gain
+    decode = Image.open(saved(picture, "JPEG", quality=90)).convert("RGB")
+    made = read(saved(tone_edited(decode, contrast), "PNG"), True)
+    assert provenance.decoded_from(made, camera) == pytest.approx(contrast, abs=0.01)
+    # and a JPEG encoded from the edit is still its encoding
+    assert provenance.encoded_from(read(saved(tone_edited(picture, contrast), "JPEG", quality=90), False), edit)
