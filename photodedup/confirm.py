@@ -18,8 +18,9 @@ thumbnails' resolution (320 px on the long side: docs/DECISIONS.md "What a dupli
    re-encode raises it, a clean resize lowers it. Pixels above it (and above ``min_level``) are hot;
    specks smaller than ``min_blob`` pixels are dropped; hot pixels close together form regions;
 5. **where**: no region: a duplicate (differs a little everywhere, or not at all). One small region in
-   a corner or along an edge (``mark_area``): a duplicate with an added mark (watermark, logo); the
-   member that shows it is named. Anything else: different ("differs in 2 regions, 4% of the picture").
+   a corner or along an edge (``mark_area``), where one picture is the other under a translucent plate
+   or has clearly more edges: a duplicate with an added mark (watermark, logo); the member that shows it
+   is named. Anything else: different ("differs in 2 regions, 4% of the picture").
    One picture showing much more than the other (``max_uncovered``), or a band the other lacks that is
    a flat field with text on it (a caption bar), is different too.
 
