@@ -376,11 +376,18 @@ def colour_signatures(rows: Sequence, pixels) -> tuple[np.ndarray, np.ndarray]:
     side = verify.LAYOUT_SIDE
     colours = np.zeros((len(rows), verify.SIGNATURE_BINS ** 3), np.float32)
     layouts = np.zeros((len(rows), 2, side, side), np.uint8)
-    for k in range(len(rows)):
-        found = verify.signatures(pixels(k))
-        if found is not None:
-            colours[k], layouts[k] = found
+    # one "pair" per file, so that many files are decoded in the verification's worker processes
+    found = verify.map_pairs([(k, k) for k in range(len(rows))], pixels, _signatures_chunk, None)
+    for k, one in enumerate(found):
+        if one is not None:
+            colours[k], layouts[k] = one
     return colours, layouts
+
+
+def _signatures_chunk(job) -> list:
+    """``verify.signatures`` of each ``(k, k)`` item of a ``map_pairs`` chunk."""
+    items, pixels, _ = job
+    return [verify.signatures(pixels.get(k)) for k, _ in items]
 
 
 def proposed_edges(signatures: tuple[np.ndarray, np.ndarray], found: dict[str, clu.Edges],

@@ -365,6 +365,21 @@ def test_a_full_temporary_folder_gives_the_same_verdicts_with_features_per_chunk
     assert [f.name for f in full.iterdir() if not f.name.startswith("pymp-")] == []
 
 
+def test_colour_signatures_of_many_files_come_from_the_workers_as_from_one_process():
+    from photodedup import grouping
+
+    thumbs = _library(24)
+    count = verify.INLINE_PAIRS + 10  # enough files for the worker processes
+    colours, layouts = grouping.colour_signatures(range(count), lambda k: thumbs.get(k % 24))
+    for k in range(count):
+        one = verify.signatures(thumbs.get(k % 24))
+        if one is None:  # the missing and the broken file: zeros
+            assert k % 24 >= 22 and not colours[k].any() and not layouts[k].any()
+        else:
+            assert np.array_equal(colours[k], one[0]) and np.array_equal(layouts[k], one[1])
+    assert colours[:22].any(axis=1).all()
+
+
 def test_the_matches_are_opencv_s_brute_force_knn_matches_that_pass_the_ratio_test():
     # homography() reads batchDistance's two nearest; BFMatcher.knnMatch (what it replaced) must agree, pair by pair
     picture = np.clip(texture(240, 320, seed=11) * 1.5 - 60, 0, 255).astype(np.uint8)
