@@ -372,8 +372,10 @@ def test_pipeline_mode_against_the_naive_script(tiny_library, random_export, tmp
 
     # a home holding the cached fp32 export, where the pipeline's export-onnx finds it (no second export)
     monkeypatch.setenv("PHOTODEDUP_HOME", str(home_with_export(tmp_path / "home", random_export("fp32"))))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     result = run_cli("bench", "--pipeline", tiny_library["root"], "--weights", "random", "--precision", "fp32",
-                     "--json")
+                     "--json", env={"TMPDIR": str(scratch)})
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     decodable = tiny_library["files"] - tiny_library["broken"]
@@ -381,6 +383,8 @@ def test_pipeline_mode_against_the_naive_script(tiny_library, random_export, tmp
     assert [r["images"] for r in data["rows"]] == [decodable, decodable]
     assert data["rows"][0]["x_naive"] == 1.0 and data["rows"][1]["images_per_second"] > 0
     assert {"scan", "embed", "infer"} <= set(data["rows"][1]["stages"])
+    # its scratch catalogs are gone (no --work given); torch may keep its per-user compile cache there
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("photodedup-")] == []
 
 
 def test_pipeline_mode_needs_a_library(tmp_path):

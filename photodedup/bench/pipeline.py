@@ -77,7 +77,14 @@ def pipeline(library: Path | str, *, weights: str = "random", precisions: Sequen
         raise BadInputError(f"no library folder at {library}", hint="make one: photodedup sample-library DIR")
     files = sorted(str(p) for p in library.rglob("*") if p.is_file() and p.name != "truth.json")
     exports = {p: export_onnx(weights, precision=p) for p in precisions}
-    work = Path(work or tempfile.mkdtemp(prefix="photodedup-pipeline-"))
+    if work is None:  # the catalogs are scratch: gone when the timing is done
+        with tempfile.TemporaryDirectory(prefix="photodedup-pipeline-") as scratch:
+            return _pipeline(library, files, exports, Path(scratch), weights, device)
+    return _pipeline(library, files, exports, Path(work), weights, device)
+
+
+def _pipeline(library: Path, files: list[str], exports: dict, work: Path, weights: str,
+              device: str | None) -> PipelineResult:
     rows = [naive_script(files)]
     for precision, model_dir in exports.items():
         catalog = work / f"catalog-{precision}.sqlite"
