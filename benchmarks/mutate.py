@@ -63,6 +63,8 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
                                                    "tests/test_review_security.py"]),
     "review": ("photodedup/review/app.py", ["tests/test_review_security.py", "tests/test_review.py"]),
     "limits": ("photodedup/service/limits.py", ["tests/test_limits_rules.py", "tests/test_service.py"]),
+    "confirm": ("photodedup/confirm.py", ["tests/test_confirm.py", "tests/test_confirm_alignment.py"]),
+    "provenance": ("photodedup/provenance.py", ["tests/test_provenance.py"]),
 }
 
 _SAME_VERDICTS = ("in process or in worker processes, and how the pairs are cut into chunks: the same verdicts in "
@@ -205,10 +207,6 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             _SAME_VERDICTS,
         "map_pairs | workers <= 1 | 1 -> 2":
             _SAME_VERDICTS,
-        "map_pairs | len(pairs) < 400 | Lt -> LtE":
-            _SAME_VERDICTS,
-        "map_pairs | len(pairs) < 400 | 400 -> 401":
-            _SAME_VERDICTS,
         "map_pairs | max(200, len(pairs) // (workers * 8)) | 200 -> 201":
             _SAME_VERDICTS,
         "map_pairs | workers * 8 | 8 -> 9":
@@ -221,8 +219,6 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "a chunk's work returns one result per pair: always of one length",
         "map_pairs | zip(chunks, jobs(), strict=True) | True -> False":
             "jobs() yields one job per chunk: always of one length",
-        "_verify_chunk | cv2.setNumThreads(1) | 1 -> 2":
-            "OpenCV's threads in a worker: the same features and matches",
         "_agreement | cv2.warpPerspective(np.ones_like(a.small), warp, (width, height), flags=cv2.INTER_NEARE... "
         "| 0.5 -> 0.55":
             "a nearest-neighbour warp of ones holds only 0 and 1: > 0.5 and > 0.55 agree",
