@@ -108,8 +108,13 @@ EQUIVALENT: dict[str, dict[str, str]] = {
                                           "that has both sides (bordered and framed's canvas check them)",
         "_aspect | height or 1 | 1 -> 2": "unreachable: _aspect reads only a bordered member's content and a canvas "
                                            "that has both sides (bordered and framed's canvas check them)",
+        "is_graphic | pixels > 0 | 0 -> 1": "differs only for a 1-pixel file of under half a byte: no image file is "
+            "that small (a PNG is at least 67 bytes), and the scan records every file's size",
     },
     "cluster": {
+        "near_pairs | n < 2 or k < 1 or high <= low | Or -> And": "a shortcut: with one item its only pair is "
+            "itself (dropped), with k < 1 no pair is among the best, with high <= low no distance is in the band; "
+            "the search returns the same empty arrays, dtypes too (tried with faiss and the brute force)",
         "near_pairs | high <= low | LtE -> Lt": "high == low: no distance is both > low and <= high, the search "
                                                 "finds nothing either way",
         "near_pairs | range(0, n, 8192) | 8192 -> 8193": "chunk size: every chunk is searched against all hashes",
@@ -209,6 +214,14 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             _SAME_VERDICTS,
         "map_pairs | max(200, len(pairs) // (workers * 8)) | 200 -> 201":
             _SAME_VERDICTS,
+        "map_pairs | len(pairs) < INLINE_PAIRS | Lt -> LtE":
+            _SAME_VERDICTS,
+        "<module> | INLINE_PAIRS = 400 | 400 -> 401":
+            _SAME_VERDICTS,
+        "_verdicts | cv2.setNumThreads(1) | 1 -> 2":
+            "OpenCV's threads in a worker: the same features and matches",
+        "_stored_features | cv2.setNumThreads(1) | 1 -> 2":
+            "OpenCV's threads in a worker: the same features",
         "map_pairs | workers * 8 | 8 -> 9":
             _SAME_VERDICTS,
         "map_pairs | min(4, os.cpu_count() or 1) | 4 -> 5":
