@@ -63,7 +63,8 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
                                                    "tests/test_review_security.py"]),
     "review": ("photodedup/review/app.py", ["tests/test_review_security.py", "tests/test_review.py"]),
     "limits": ("photodedup/service/limits.py", ["tests/test_limits_rules.py", "tests/test_service.py"]),
-    "confirm": ("photodedup/confirm.py", ["tests/test_confirm.py", "tests/test_confirm_alignment.py"]),
+    "confirm": ("photodedup/confirm.py", ["tests/test_confirm_mutants.py", "tests/test_confirm.py",
+                                          "tests/test_confirm_alignment.py"]),
     "provenance": ("photodedup/provenance.py", ["tests/test_provenance.py"]),
 }
 
@@ -263,6 +264,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "next line; 0700 only closes the moment between (no test can stop there)",
         "Journal.append | json.dumps(entry, sort_keys=True) | True -> False": "readers parse each line as JSON; "
             "the order of its keys is for people reading the journal",
+    },
+    "confirm": {
+        "_score | greys or _Greys(a, b) | Or -> And": "_score is only called with its pair's cache (_Greys.score "
+            "passes itself): the mutant makes a fresh cache of the same two pictures, the same score recomputed",
     },
     "limits": {
         "media_type | (content_type or '').split(';', 1) | 1 -> 2": "only the part before the first ';' is used",
