@@ -65,7 +65,7 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
     "limits": ("photodedup/service/limits.py", ["tests/test_limits_rules.py", "tests/test_service.py"]),
     "confirm": ("photodedup/confirm.py", ["tests/test_confirm_mutants.py", "tests/test_confirm.py",
                                           "tests/test_confirm_alignment.py"]),
-    "provenance": ("photodedup/provenance.py", ["tests/test_provenance.py"]),
+    "provenance": ("photodedup/provenance.py", ["tests/test_provenance_mutants.py", "tests/test_provenance.py"]),
 }
 
 _SAME_VERDICTS = ("in process or in worker processes, and how the pairs are cut into chunks: the same verdicts in "
