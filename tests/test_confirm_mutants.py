@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 from photodedup import confirm, hashing, verify
 from photodedup.sample_library import source_photos
@@ -126,3 +126,22 @@ def test_a_caption_band_of_3_percent_of_the_picture_counts(photo, rows, verdict)
     assert result.verdict == verdict, result.reason
     if verdict == confirm.DIFFERENT:
         assert result.reason.startswith("the second picture adds a caption band (3% of it"), result.reason
+
+
+@pytest.mark.parametrize("change", ["moved", "removed"])
+def test_the_difference_map_is_the_same_whichever_picture_comes_first(photo, change):
+    """Each pixel's difference is measured both ways (outside the other's values, and by the ink each holds
+    within one pixel, blurred alike): for two grey pictures of one size, one tone, a ball moved or removed,
+    the map is the same either way round, to the level."""
+    grey = photo.convert("L").resize((320, 213), Image.Resampling.BICUBIC)
+
+    def ball(x: int | None) -> np.ndarray:
+        image = grey.copy()
+        if x is not None:
+            ImageDraw.Draw(image).ellipse((x, 100, x + 26, 126), fill=230)
+        return np.asarray(image.convert("RGB"))
+
+    a, b = (ball(128), ball(192)) if change == "moved" else (ball(None), ball(128))
+    forth, back = confirm.heat(a, b), confirm.heat(b, a)
+    assert (forth > 0).sum() > 300
+    assert np.array_equal(forth, back)

@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from test_keeper import screenshot
+from test_keeper import photo, screenshot
 
 from photodedup import provenance
 
@@ -41,3 +41,62 @@ def test_a_clipped_pixel_is_coloured_when_its_channels_differ_by_more_than_six()
     picture = _read(Image.fromarray(np.array(rows, np.uint8)), "PNG", True)
     assert picture.clipped.all()
     assert picture.coloured_clip[:, 0].tolist() == [False, True, False, True]
+
+
+@pytest.mark.parametrize("span", [80, 95])
+def test_a_jpeg_of_a_bright_picture_whose_highlights_reach_white_is_its_encoding(span):
+    """The lossless picture 190 + span/255 of a photo (white where it would pass 255): its JPEG's coefficients
+    are the picture's rounded, decoded and clipped at 255 as a decoder does (the level shift of 128 exactly:
+    more would clip where no decoder does)."""
+    pixels = np.asarray(photo()).astype(np.float32)
+    bright = Image.fromarray(np.clip(190 + pixels * span / 255, 0, 255).astype(np.uint8))
+    assert (np.asarray(bright) == 255).mean() > 0.01
+    assert provenance.encoded_from(_read(bright, "JPEG", False, quality=90), _read(bright, "PNG", True))
+
+
+@pytest.mark.parametrize("grey", [False, True], ids=["colour", "grey"])
+def test_a_quality_75_jpeg_of_a_photo_is_its_encoding(grey):
+    """The simulated encoding's level shift is the DC coefficient's alone (``_DC``): anywhere else it would move
+    a low frequency of every block off the JPEG's."""
+    picture = photo().convert("L").convert("RGB") if grey else photo()
+    assert provenance.encoded_from(_read(picture, "JPEG", False, quality=75), _read(picture, "PNG", True))
+
+
+def _blocks(coefficients: np.ndarray) -> np.ndarray:
+    """The luminance plane (8 x 8 blocks in a row of ``len(coefficients[0])``) with these DCT coefficients."""
+    blocks = provenance._C.T @ coefficients @ provenance._C + 128.0
+    rows, cols = coefficients.shape[:2]
+    return blocks.transpose(0, 2, 1, 3).reshape(rows * 8, cols * 8)
+
+
+def test_a_file_within_exactly_its_rounding_and_the_held_noise_of_a_s_coefficients_holds_a_s_picture():
+    """``_held``'s tolerance for a lossless file is half its step plus ``HELD_NOISE`` (2.5), inclusive: a's
+    picture with the (4, 4) coefficient of every block moved by exactly 2.5 (a pattern of +-0.3125 levels,
+    exact in float32) holds it, with no miss."""
+    rng = np.random.default_rng(3)
+    coefficients = np.zeros((8, 40, 8, 8))
+    for u, v in ((0, 1), (1, 0), (1, 1), (2, 0), (0, 2), (4, 4)):
+        coefficients[:, :, u, v] = 16 * rng.choice([-3, -2, -1, 1, 2, 3], (8, 40))
+    luma = np.round(_blocks(coefficients) * 64) / 64   # levels in 1/64: the edit below adds exactly
+    sign = np.sign(np.cos((2 * np.arange(8) + 1) * np.pi / 4))
+    edit = np.tile(0.3125 * np.outer(sign, sign), (8, 40))
+    none = np.zeros(luma.shape, bool)
+    a = provenance.Picture("a", luma.astype(np.float32), none, none, none, none, np.full((8, 8), 16.0, np.float32),
+                           1, False)
+    b = provenance.Picture("b", (luma + edit).astype(np.float32), none, none, none, none, None, 1, True)
+    moved = provenance._coefficients(b.luma, np.arange(320)) - provenance._coefficients(a.luma, np.arange(320))
+    assert np.abs(moved[:, 4, 4]).min() == np.abs(moved[:, 4, 4]).max() == 2.5
+    found = provenance._held(b, a, np.ones((8, 8), np.float32))
+    assert (found.misses, found.gain, found.same) == (0.0, 1.0, 1.0) and found.on_lattice
+
+
+def test_a_coefficient_at_exactly_half_the_step_is_one_of_b_s_lattice_points():
+    """``_holding`` counts b's coefficients from half the lattice's step (as ``fit`` counts a's): at exactly 8 of
+    16 it rounds to the lattice point 0, which is a's coefficient there."""
+    coeff_a, coeff_b = np.zeros((1, 8, 8), np.float32), np.zeros((1, 8, 8), np.float32)
+    coeff_b[0, 0, 1] = 8.0                          # half a step: lattice point 0, a's is 0
+    coeff_a[0, 0, 2] = coeff_b[0, 0, 2] = 16.0      # on a's own lattice point
+    coeff_b[0, 0, 3] = 16.0                         # a lattice point a does not hold
+    table = np.full((8, 8), 16.0, np.float32)
+    found = provenance._holding(provenance.Fit(0.0, 100.0, 1.0), coeff_a, coeff_b, table, np.ones((8, 8), np.float32))
+    assert found.same == pytest.approx(2 / 3)
