@@ -269,6 +269,11 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "_score | greys or _Greys(a, b) | Or -> And": "_score is only called with its pair's cache (_Greys.score "
             "passes itself): the mutant makes a fresh cache of the same two pictures, the same score recomputed",
     },
+    "provenance": {
+        "_fit_at | lattice > 2 * tolerance | Gt -> GtE": "at a lattice of exactly twice the tolerance no value is "
+            "more than half a step (the tolerance) from a lattice point: nothing is forbidden, and the position "
+            "is skipped either way",
+    },
     "limits": {
         "media_type | (content_type or '').split(';', 1) | 1 -> 2": "only the part before the first ';' is used",
     },

@@ -100,3 +100,30 @@ def test_a_coefficient_at_exactly_half_the_step_is_one_of_b_s_lattice_points():
     table = np.full((8, 8), 16.0, np.float32)
     found = provenance._holding(provenance.Fit(0.0, 100.0, 1.0), coeff_a, coeff_b, table, np.ones((8, 8), np.float32))
     assert found.same == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize(("gain", "found"), [(1.8, 1.8), (2.5, None)])
+def test_a_contrast_edit_is_found_up_to_a_gain_of_two(gain, found):
+    """A flat JPEG's decode with its contrast raised (nothing clips): the gains tried run from ``MIN_GAIN`` (0.5)
+    to its inverse (2), so 1.8 is found as made from it, 2.5 is beyond the edits looked for."""
+    pixels = np.asarray(photo()).astype(np.float32)
+    data = io.BytesIO()
+    Image.fromarray(np.clip(128 + (pixels - 128) * 0.35, 0, 255).astype(np.uint8)).save(data, "JPEG", quality=75)
+    data.seek(0)
+    jpeg = provenance.read(data, False)
+    data.seek(0)
+    decoded = np.asarray(Image.open(data).convert("RGB")).astype(np.float32)
+    edited = _read(Image.fromarray(np.clip(np.round(128 + (decoded - 128) * gain), 0, 255).astype(np.uint8)), "PNG",
+                   True)
+    assert not edited.clipped.any()
+    assert provenance.decoded_from(edited, jpeg) == (None if found is None else pytest.approx(found, abs=0.01))
+
+
+def test_values_that_round_to_zero_on_the_lattice_tell_nothing():
+    """A position whose values all sit at half the lattice's step (2 of 4: ``np.round`` takes them to 0) has no
+    allowed value to predict chance from: no miss is counted there."""
+    coefficients = np.zeros((50, 8, 8), np.float32)
+    coefficients[:, 0, 1] = 2.0
+    table = np.full((8, 8), 255.0, np.float32)
+    table[0, 1] = 4.0
+    assert provenance._fit_at(coefficients, table, np.ones((8, 8), np.float32), 1.0) == provenance.Fit(0.0, 0.0, 1.0)
