@@ -145,3 +145,15 @@ def test_the_difference_map_is_the_same_whichever_picture_comes_first(photo, cha
     forth, back = confirm.heat(a, b), confirm.heat(b, a)
     assert (forth > 0).sum() > 300
     assert np.array_equal(forth, back)
+
+
+def test_a_duplicate_as_proposed_is_not_turned_again():
+    """The mirrored retries run only for a pair proposed as it is that is not a duplicate: a resized copy of a
+    mirror-symmetric picture (its mirror is a duplicate too) stays variant 0."""
+    half = drawn_picture(5).crop((0, 0, 800, 1200))
+    symmetric = Image.new("RGB", (1600, 1200))
+    symmetric.paste(half, (0, 0))
+    symmetric.paste(ImageOps.mirror(half), (800, 0))
+    thumbs = {0: _thumbnail(symmetric), 1: _thumbnail(symmetric.resize((1200, 900), Image.Resampling.LANCZOS))}
+    (result,) = confirm.confirm_pairs([(0, 1)], [0], thumbs.get, workers=1)
+    assert (result.verdict, result.variant) == (confirm.DUPLICATE, 0), result.reason
