@@ -266,6 +266,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "the order of its keys is for people reading the journal",
     },
     "confirm": {
+        "_orb | fa is None or fb is None | Or -> And": "unreachable with one None: every caller's features are "
+            "verify.features' (a Features, never None) or none at all (both computed here)",
         "_score | greys or _Greys(a, b) | Or -> And": "_score is only called with its pair's cache (_Greys.score "
             "passes itself): the mutant makes a fresh cache of the same two pictures, the same score recomputed",
     },

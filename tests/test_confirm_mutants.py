@@ -157,3 +157,10 @@ def test_a_duplicate_as_proposed_is_not_turned_again():
     thumbs = {0: _thumbnail(symmetric), 1: _thumbnail(symmetric.resize((1200, 900), Image.Resampling.LANCZOS))}
     (result,) = confirm.confirm_pairs([(0, 1)], [0], thumbs.get, workers=1)
     assert (result.verdict, result.variant) == (confirm.DUPLICATE, 0), result.reason
+
+
+@pytest.mark.parametrize(("level", "clipped"), [(4, 1.0), (5, 1.0), (6, 0.0), (249, 0.0), (250, 1.0), (251, 1.0)])
+def test_a_shot_s_clipped_share_counts_levels_from_250_and_up_to_5(level, clipped):
+    half = np.full((10, 20, 3), 128, np.uint8)
+    half[:, :10] = level
+    assert confirm.shot_quality(half)["clipped"] == clipped / 2
