@@ -23,11 +23,15 @@ def _read(image: Image.Image, fmt: str, lossless: bool, **options) -> provenance
 
 
 @pytest.mark.parametrize(("orientation", "stored"), [
-    (4, Image.Transpose.FLIP_TOP_BOTTOM), (5, Image.Transpose.TRANSPOSE), (7, Image.Transpose.TRANSVERSE)])
+    (2, Image.Transpose.FLIP_LEFT_RIGHT), (4, Image.Transpose.FLIP_TOP_BOTTOM), (5, Image.Transpose.TRANSPOSE),
+    (7, Image.Transpose.TRANSVERSE)])
 def test_a_jpeg_stored_flipped_or_transposed_is_the_encoding_of_the_upright_picture(orientation, stored):
-    """The EXIF orientations test_provenance.py does not try: the JPEG's blocks are compared on its stored grid,
-    so each orientation must turn the upright picture back exactly."""
+    """The JPEG's blocks are compared on its stored grid, so each orientation must turn the upright picture back
+    exactly: on a picture whose sides are not multiples of 8 (537 x 1165), a flip left uncorrected moves every
+    block off the grid (one of 8 x 8 pixels is mirrored block by block, which keeps each coefficient's size)."""
     shot = screenshot()
+    shot = shot.crop((0, 0, shot.width - 3, shot.height - 5))
+    assert shot.width % 8 and shot.height % 8
     exif = Image.Exif()
     exif[0x0112] = orientation
     jpeg = _read(shot.transpose(stored), "JPEG", False, quality=90, exif=exif.tobytes())
@@ -92,14 +96,16 @@ def test_a_file_within_exactly_its_rounding_and_the_held_noise_of_a_s_coefficien
 
 def test_a_coefficient_at_exactly_half_the_step_is_one_of_b_s_lattice_points():
     """``_holding`` counts b's coefficients from half the lattice's step (as ``fit`` counts a's): at exactly 8 of
-    16 it rounds to the lattice point 0, which is a's coefficient there."""
+    16 it rounds to the lattice point 0, which is a's coefficient there; a lattice point is a's when a's
+    coefficient is within half b's step and twice ``NOISE``."""
     coeff_a, coeff_b = np.zeros((1, 8, 8), np.float32), np.zeros((1, 8, 8), np.float32)
     coeff_b[0, 0, 1] = 8.0                          # half a step: lattice point 0, a's is 0
     coeff_a[0, 0, 2] = coeff_b[0, 0, 2] = 16.0      # on a's own lattice point
     coeff_b[0, 0, 3] = 16.0                         # a lattice point a does not hold
+    coeff_b[0, 0, 4], coeff_a[0, 0, 4] = 16.0, 13.0  # 3 away: beyond half b's step and twice the noise (2.5)
     table = np.full((8, 8), 16.0, np.float32)
     found = provenance._holding(provenance.Fit(0.0, 100.0, 1.0), coeff_a, coeff_b, table, np.ones((8, 8), np.float32))
-    assert found.same == pytest.approx(2 / 3)
+    assert found.same == 2 / 4
 
 
 @pytest.mark.parametrize(("gain", "found"), [(1.8, 1.8), (2.5, None)])
@@ -127,3 +133,20 @@ def test_values_that_round_to_zero_on_the_lattice_tell_nothing():
     table = np.full((8, 8), 255.0, np.float32)
     table[0, 1] = 4.0
     assert provenance._fit_at(coefficients, table, np.ones((8, 8), np.float32), 1.0) == provenance.Fit(0.0, 0.0, 1.0)
+
+
+def test_steps_within_the_held_tolerance_tell_nothing():
+    """Where a's step is at most twice ``_held``'s tolerance (a table of 4: 2.5 covers half of it), every value
+    would be held by chance: those positions are not counted, and a file 3 away from a there finds nothing."""
+    rng = np.random.default_rng(4)
+    coefficients = np.zeros((8, 40, 8, 8))
+    coefficients[:, :, 4, 4] = 4 * rng.choice([-3, -2, -1, 1, 2, 3], (8, 40))
+    coefficients[:, :, 0, 1] = 16 * rng.choice([-2, -1, 1, 2], (8, 40))   # texture, a's nonzero steps
+    luma = np.round(_blocks(coefficients) * 64) / 64
+    sign = np.sign(np.cos((2 * np.arange(8) + 1) * np.pi / 4))
+    edit = np.tile(0.375 * np.outer(sign, sign), (8, 40))   # (4, 4) moved by exactly 3
+    none = np.zeros(luma.shape, bool)
+    a = provenance.Picture("a", luma.astype(np.float32), none, none, none, none, np.full((8, 8), 4.0, np.float32), 1,
+                           False)
+    b = provenance.Picture("b", (luma + edit).astype(np.float32), none, none, none, none, None, 1, True)
+    assert provenance._held(b, a, np.ones((8, 8), np.float32)) is None
