@@ -109,6 +109,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
                                           "that has both sides (bordered and framed's canvas check them)",
         "_aspect | height or 1 | 1 -> 2": "unreachable: _aspect reads only a bordered member's content and a canvas "
                                            "that has both sides (bordered and framed's canvas check them)",
+        "<module> | w.size or 0 | 0 -> 1": "the size rule names a keeper only when its size beats another's "
+            "(a.size or 0) > (b.size or 0): it has one",
         "is_graphic | pixels > 0 | 0 -> 1": "differs only for a 1-pixel file of under half a byte: no image file is "
             "that small (a PNG is at least 67 bytes), and the scan records every file's size",
     },
@@ -214,6 +216,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "map_pairs | workers <= 1 | 1 -> 2":
             _SAME_VERDICTS,
         "map_pairs | max(200, len(pairs) // (workers * 8)) | 200 -> 201":
+            _SAME_VERDICTS,
+        "verify_pairs | min(4, os.cpu_count() or 1) | 4 -> 5":
             _SAME_VERDICTS,
         "map_pairs | len(pairs) < INLINE_PAIRS | Lt -> LtE":
             _SAME_VERDICTS,
