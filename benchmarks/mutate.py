@@ -63,6 +63,9 @@ TARGETS: dict[str, tuple[str, list[str]]] = {
                                                    "tests/test_review_security.py"]),
     "review": ("photodedup/review/app.py", ["tests/test_review_security.py", "tests/test_review.py"]),
     "limits": ("photodedup/service/limits.py", ["tests/test_limits_rules.py", "tests/test_service.py"]),
+    "confirm": ("photodedup/confirm.py", ["tests/test_confirm_mutants.py", "tests/test_confirm.py",
+                                          "tests/test_confirm_alignment.py"]),
+    "provenance": ("photodedup/provenance.py", ["tests/test_provenance_mutants.py", "tests/test_provenance.py"]),
 }
 
 _SAME_VERDICTS = ("in process or in worker processes, and how the pairs are cut into chunks: the same verdicts in "
@@ -106,8 +109,15 @@ EQUIVALENT: dict[str, dict[str, str]] = {
                                           "that has both sides (bordered and framed's canvas check them)",
         "_aspect | height or 1 | 1 -> 2": "unreachable: _aspect reads only a bordered member's content and a canvas "
                                            "that has both sides (bordered and framed's canvas check them)",
+        "<module> | w.size or 0 | 0 -> 1": "the size rule names a keeper only when its size beats another's "
+            "(a.size or 0) > (b.size or 0): it has one",
+        "is_graphic | pixels > 0 | 0 -> 1": "differs only for a 1-pixel file of under half a byte: no image file is "
+            "that small (a PNG is at least 67 bytes), and the scan records every file's size",
     },
     "cluster": {
+        "near_pairs | n < 2 or k < 1 or high <= low | Or -> And": "a shortcut: with one item its only pair is "
+            "itself (dropped), with k < 1 no pair is among the best, with high <= low no distance is in the band; "
+            "the search returns the same empty arrays, dtypes too (tried with faiss and the brute force)",
         "near_pairs | high <= low | LtE -> Lt": "high == low: no distance is both > low and <= high, the search "
                                                 "finds nothing either way",
         "near_pairs | range(0, n, 8192) | 8192 -> 8193": "chunk size: every chunk is searched against all hashes",
@@ -205,12 +215,18 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             _SAME_VERDICTS,
         "map_pairs | workers <= 1 | 1 -> 2":
             _SAME_VERDICTS,
-        "map_pairs | len(pairs) < 400 | Lt -> LtE":
-            _SAME_VERDICTS,
-        "map_pairs | len(pairs) < 400 | 400 -> 401":
-            _SAME_VERDICTS,
         "map_pairs | max(200, len(pairs) // (workers * 8)) | 200 -> 201":
             _SAME_VERDICTS,
+        "verify_pairs | min(4, os.cpu_count() or 1) | 4 -> 5":
+            _SAME_VERDICTS,
+        "map_pairs | len(pairs) < INLINE_PAIRS | Lt -> LtE":
+            _SAME_VERDICTS,
+        "<module> | INLINE_PAIRS = 400 | 400 -> 401":
+            _SAME_VERDICTS,
+        "_verdicts | cv2.setNumThreads(1) | 1 -> 2":
+            "OpenCV's threads in a worker: the same features and matches",
+        "_stored_features | cv2.setNumThreads(1) | 1 -> 2":
+            "OpenCV's threads in a worker: the same features",
         "map_pairs | workers * 8 | 8 -> 9":
             _SAME_VERDICTS,
         "map_pairs | min(4, os.cpu_count() or 1) | 4 -> 5":
@@ -221,8 +237,6 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "a chunk's work returns one result per pair: always of one length",
         "map_pairs | zip(chunks, jobs(), strict=True) | True -> False":
             "jobs() yields one job per chunk: always of one length",
-        "_verify_chunk | cv2.setNumThreads(1) | 1 -> 2":
-            "OpenCV's threads in a worker: the same features and matches",
         "_agreement | cv2.warpPerspective(np.ones_like(a.small), warp, (width, height), flags=cv2.INTER_NEARE... "
         "| 0.5 -> 0.55":
             "a nearest-neighbour warp of ones holds only 0 and 1: > 0.5 and > 0.55 agree",
@@ -254,6 +268,17 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "next line; 0700 only closes the moment between (no test can stop there)",
         "Journal.append | json.dumps(entry, sort_keys=True) | True -> False": "readers parse each line as JSON; "
             "the order of its keys is for people reading the journal",
+    },
+    "confirm": {
+        "_orb | fa is None or fb is None | Or -> And": "unreachable with one None: every caller's features are "
+            "verify.features' (a Features, never None) or none at all (both computed here)",
+        "_score | greys or _Greys(a, b) | Or -> And": "_score is only called with its pair's cache (_Greys.score "
+            "passes itself): the mutant makes a fresh cache of the same two pictures, the same score recomputed",
+    },
+    "provenance": {
+        "_fit_at | lattice > 2 * tolerance | Gt -> GtE": "at a lattice of exactly twice the tolerance no value is "
+            "more than half a step (the tolerance) from a lattice point: nothing is forbidden, and the position "
+            "is skipped either way",
     },
     "limits": {
         "media_type | (content_type or '').split(';', 1) | 1 -> 2": "only the part before the first ';' is used",

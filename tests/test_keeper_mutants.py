@@ -182,3 +182,12 @@ def test_provenance_reads_a_file_again_when_its_size_or_modification_time_change
     assert keeper() == (2, "all else equal: first by path")
     write(decoded(tmp_path / "z_a.jpg"), size=121_000, mtime_ns=2 * 10**18)  # another size, the same time
     assert keeper() == (1, "not made from another file's pixels")
+
+
+def test_a_copy_exactly_one_percent_larger_is_the_same_resolution():
+    """``RESOLUTION_TOLERANCE`` is inclusive: 1010 x 1000 against 1000 x 1000 (1% more pixels, exactly) is the
+    same resolution, and the larger file is kept; 1011 x 1000 is higher resolution."""
+    assert keeper_of(member(1, w=1010, h=1000, size=400_000), member(2, w=1000, h=1000, size=500_000)) == \
+        (2, "largest file of its format and resolution (500.0 KB)")
+    assert keeper_of(member(1, w=1011, h=1000, size=400_000), member(2, w=1000, h=1000, size=500_000)) == \
+        (1, "highest resolution (1011x1000)")

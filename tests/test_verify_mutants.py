@@ -166,3 +166,20 @@ def test_features_spread_over_exactly_the_least_share_are_enough():
     assert judge(np.eye(3), points=rectangle(30)) == Verdict(True, 40, 1.0, 1.0, "")
     assert judge(np.eye(3), points=rectangle(29)) == Verdict(False, 40, 0.0, 0.0,
                                                              "the matching features cover 1% of the picture")
+
+
+def test_layouts_agree_when_one_s_middle_shrunk_to_four_fifths_lies_in_the_other():
+    """A crop seen in the other picture at 0.8 of its scale: the middle two thirds of ``a`` (16 pixels) is
+    searched at each of ``LAYOUT_SCALES`` (resized to 16, 14 and 13 pixels), and here only the 13-pixel copy
+    lies in ``b``."""
+    import cv2
+
+    rng = np.random.default_rng(5)
+    a = cv2.resize(rng.integers(0, 256, (6, 6)).astype(np.float32), (24, 24), interpolation=cv2.INTER_CUBIC)
+    a = np.clip(a, 0, 255).astype(np.uint8)
+    b = rng.integers(0, 256, (24, 24)).astype(np.uint8)
+    b[5:18, 5:18] = np.round(cv2.resize(a[4:20, 4:20].astype(np.float32), (13, 13), interpolation=cv2.INTER_AREA))
+    assert verify.layouts_agree(a, b)
+    shuffled = b.copy()
+    shuffled[5:18, 5:18] = rng.permutation(b[5:18, 5:18].reshape(-1)).reshape(13, 13)
+    assert not verify.layouts_agree(a, shuffled)

@@ -1,0 +1,152 @@
+"""JPEG forensics' edges (photodedup.provenance), each written against a mutant that tests/test_provenance.py let
+through (benchmarks/mutate.py --module provenance; docs/BENCHMARKS.md "Mutation testing, session 8")."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_keeper import photo, screenshot
+
+from photodedup import provenance
+
+
+def _read(image: Image.Image, fmt: str, lossless: bool, **options) -> provenance.Picture:
+    data = io.BytesIO()
+    image.save(data, fmt, **options)
+    data.seek(0)
+    picture = provenance.read(data, lossless)
+    assert picture is not None
+    return picture
+
+
+@pytest.mark.parametrize(("orientation", "stored"), [
+    (2, Image.Transpose.FLIP_LEFT_RIGHT), (4, Image.Transpose.FLIP_TOP_BOTTOM), (5, Image.Transpose.TRANSPOSE),
+    (7, Image.Transpose.TRANSVERSE)])
+def test_a_jpeg_stored_flipped_or_transposed_is_the_encoding_of_the_upright_picture(orientation, stored):
+    """The JPEG's blocks are compared on its stored grid, so each orientation must turn the upright picture back
+    exactly: on a picture whose sides are not multiples of 8 (537 x 1165), a flip left uncorrected moves every
+    block off the grid (one of 8 x 8 pixels is mirrored block by block, which keeps each coefficient's size)."""
+    shot = screenshot()
+    shot = shot.crop((0, 0, shot.width - 3, shot.height - 5))
+    assert shot.width % 8 and shot.height % 8
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    jpeg = _read(shot.transpose(stored), "JPEG", False, quality=90, exif=exif.tobytes())
+    assert jpeg.orientation == orientation and jpeg.luma.shape == (shot.height, shot.width)
+    assert provenance.encoded_from(jpeg, _read(shot, "PNG", True))
+
+
+def test_a_clipped_pixel_is_coloured_when_its_channels_differ_by_more_than_six():
+    """``GREY``: channels within 6 levels are grey (luminance clips as they do); 7 apart, a coloured clip."""
+    rows = [[(255, 249, 249)] * 8, [(255, 248, 248)] * 8, [(0, 6, 6)] * 8, [(0, 7, 7)] * 8]
+    picture = _read(Image.fromarray(np.array(rows, np.uint8)), "PNG", True)
+    assert picture.clipped.all()
+    assert picture.coloured_clip[:, 0].tolist() == [False, True, False, True]
+
+
+@pytest.mark.parametrize("span", [80, 95])
+def test_a_jpeg_of_a_bright_picture_whose_highlights_reach_white_is_its_encoding(span):
+    """The lossless picture 190 + span/255 of a photo (white where it would pass 255): its JPEG's coefficients
+    are the picture's rounded, decoded and clipped at 255 as a decoder does (the level shift of 128 exactly:
+    more would clip where no decoder does)."""
+    pixels = np.asarray(photo()).astype(np.float32)
+    bright = Image.fromarray(np.clip(190 + pixels * span / 255, 0, 255).astype(np.uint8))
+    assert (np.asarray(bright) == 255).mean() > 0.01
+    assert provenance.encoded_from(_read(bright, "JPEG", False, quality=90), _read(bright, "PNG", True))
+
+
+@pytest.mark.parametrize("grey", [False, True], ids=["colour", "grey"])
+def test_a_quality_75_jpeg_of_a_photo_is_its_encoding(grey):
+    """The simulated encoding's level shift is the DC coefficient's alone (``_DC``): anywhere else it would move
+    a low frequency of every block off the JPEG's."""
+    picture = photo().convert("L").convert("RGB") if grey else photo()
+    assert provenance.encoded_from(_read(picture, "JPEG", False, quality=75), _read(picture, "PNG", True))
+
+
+def _blocks(coefficients: np.ndarray) -> np.ndarray:
+    """The luminance plane (8 x 8 blocks in a row of ``len(coefficients[0])``) with these DCT coefficients."""
+    blocks = provenance._C.T @ coefficients @ provenance._C + 128.0
+    rows, cols = coefficients.shape[:2]
+    return blocks.transpose(0, 2, 1, 3).reshape(rows * 8, cols * 8)
+
+
+def test_a_file_within_exactly_its_rounding_and_the_held_noise_of_a_s_coefficients_holds_a_s_picture():
+    """``_held``'s tolerance for a lossless file is half its step plus ``HELD_NOISE`` (2.5), inclusive: a's
+    picture with the (4, 4) coefficient of every block moved by exactly 2.5 (a pattern of +-0.3125 levels,
+    exact in float32) holds it, with no miss."""
+    rng = np.random.default_rng(3)
+    coefficients = np.zeros((8, 40, 8, 8))
+    for u, v in ((0, 1), (1, 0), (1, 1), (2, 0), (0, 2), (4, 4)):
+        coefficients[:, :, u, v] = 16 * rng.choice([-3, -2, -1, 1, 2, 3], (8, 40))
+    luma = np.round(_blocks(coefficients) * 64) / 64   # levels in 1/64: the edit below adds exactly
+    sign = np.sign(np.cos((2 * np.arange(8) + 1) * np.pi / 4))
+    edit = np.tile(0.3125 * np.outer(sign, sign), (8, 40))
+    none = np.zeros(luma.shape, bool)
+    a = provenance.Picture("a", luma.astype(np.float32), none, none, none, none, np.full((8, 8), 16.0, np.float32),
+                           1, False)
+    b = provenance.Picture("b", (luma + edit).astype(np.float32), none, none, none, none, None, 1, True)
+    moved = provenance._coefficients(b.luma, np.arange(320)) - provenance._coefficients(a.luma, np.arange(320))
+    assert np.abs(moved[:, 4, 4]).min() == np.abs(moved[:, 4, 4]).max() == 2.5
+    found = provenance._held(b, a, np.ones((8, 8), np.float32))
+    assert (found.misses, found.gain, found.same) == (0.0, 1.0, 1.0) and found.on_lattice
+
+
+def test_a_coefficient_at_exactly_half_the_step_is_one_of_b_s_lattice_points():
+    """``_holding`` counts b's coefficients from half the lattice's step (as ``fit`` counts a's): at exactly 8 of
+    16 it rounds to the lattice point 0, which is a's coefficient there; a lattice point is a's when a's
+    coefficient is within half b's step and twice ``NOISE``."""
+    coeff_a, coeff_b = np.zeros((1, 8, 8), np.float32), np.zeros((1, 8, 8), np.float32)
+    coeff_b[0, 0, 1] = 8.0                          # half a step: lattice point 0, a's is 0
+    coeff_a[0, 0, 2] = coeff_b[0, 0, 2] = 16.0      # on a's own lattice point
+    coeff_b[0, 0, 3] = 16.0                         # a lattice point a does not hold
+    coeff_b[0, 0, 4], coeff_a[0, 0, 4] = 16.0, 13.0  # 3 away: beyond half b's step and twice the noise (2.5)
+    table = np.full((8, 8), 16.0, np.float32)
+    found = provenance._holding(provenance.Fit(0.0, 100.0, 1.0), coeff_a, coeff_b, table, np.ones((8, 8), np.float32))
+    assert found.same == 2 / 4
+
+
+@pytest.mark.parametrize(("gain", "found"), [(1.8, 1.8), (2.5, None)])
+def test_a_contrast_edit_is_found_up_to_a_gain_of_two(gain, found):
+    """A flat JPEG's decode with its contrast raised (nothing clips): the gains tried run from ``MIN_GAIN`` (0.5)
+    to its inverse (2), so 1.8 is found as made from it, 2.5 is beyond the edits looked for."""
+    pixels = np.asarray(photo()).astype(np.float32)
+    data = io.BytesIO()
+    Image.fromarray(np.clip(128 + (pixels - 128) * 0.35, 0, 255).astype(np.uint8)).save(data, "JPEG", quality=75)
+    data.seek(0)
+    jpeg = provenance.read(data, False)
+    data.seek(0)
+    decoded = np.asarray(Image.open(data).convert("RGB")).astype(np.float32)
+    edited = _read(Image.fromarray(np.clip(np.round(128 + (decoded - 128) * gain), 0, 255).astype(np.uint8)), "PNG",
+                   True)
+    assert not edited.clipped.any()
+    assert provenance.decoded_from(edited, jpeg) == (None if found is None else pytest.approx(found, abs=0.01))
+
+
+def test_values_that_round_to_zero_on_the_lattice_tell_nothing():
+    """A position whose values all sit at half the lattice's step (2 of 4: ``np.round`` takes them to 0) has no
+    allowed value to predict chance from: no miss is counted there."""
+    coefficients = np.zeros((50, 8, 8), np.float32)
+    coefficients[:, 0, 1] = 2.0
+    table = np.full((8, 8), 255.0, np.float32)
+    table[0, 1] = 4.0
+    assert provenance._fit_at(coefficients, table, np.ones((8, 8), np.float32), 1.0) == provenance.Fit(0.0, 0.0, 1.0)
+
+
+def test_steps_within_the_held_tolerance_tell_nothing():
+    """Where a's step is at most twice ``_held``'s tolerance (a table of 4: 2.5 covers half of it), every value
+    would be held by chance: those positions are not counted, and a file 3 away from a there finds nothing."""
+    rng = np.random.default_rng(4)
+    coefficients = np.zeros((8, 40, 8, 8))
+    coefficients[:, :, 4, 4] = 4 * rng.choice([-3, -2, -1, 1, 2, 3], (8, 40))
+    coefficients[:, :, 0, 1] = 16 * rng.choice([-2, -1, 1, 2], (8, 40))   # texture, a's nonzero steps
+    luma = np.round(_blocks(coefficients) * 64) / 64
+    sign = np.sign(np.cos((2 * np.arange(8) + 1) * np.pi / 4))
+    edit = np.tile(0.375 * np.outer(sign, sign), (8, 40))   # (4, 4) moved by exactly 3
+    none = np.zeros(luma.shape, bool)
+    a = provenance.Picture("a", luma.astype(np.float32), none, none, none, none, np.full((8, 8), 4.0, np.float32), 1,
+                           False)
+    b = provenance.Picture("b", (luma + edit).astype(np.float32), none, none, none, none, None, 1, True)
+    assert provenance._held(b, a, np.ones((8, 8), np.float32)) is None
