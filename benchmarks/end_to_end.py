@@ -16,7 +16,10 @@ Images/s counts the images embedded. ``--naive``: also the naive script of ``pho
 (md5, ``imagehash.phash(Image.open(p))``, open_clip's preprocess, torch ``encode_image`` x32), once.
 ``--drift``: how far the fast paths move embeddings from the reference (full decode, lossless crop): the
 draft (reduced DCT scale) decode, the stored q95 JPEG crop, and both (what ``scan`` stores and ``embed``
-reads); minimum and median cosine, onnx fp32. Exports are made beforehand and not timed.
+reads); minimum and median cosine, onnx fp32. Exports are made beforehand and not timed, and each tree loads
+each export once before the rounds (its onnxruntime session cache, built untimed). ``--cpu``: also the CPU
+seconds of the limit (the floor's pool and the bare model, in this process) and of each command (a cpuacct
+cgroup per command: every process it starts), and the limit's share of ours by CPU.
 """
 
 from __future__ import annotations
@@ -185,6 +188,10 @@ def main() -> None:
         trees[args.baseline] = export_tree(args.baseline, work / "baseline")
     for tree in trees.values():
         compile_tree(tree)
+        for model_dir in exports.values():  # each tree's onnx session cache (its form may differ), built untimed
+            subprocess.run([sys.executable, "-c", "import sys; from photodedup.backends.onnx import OnnxBackend; "
+                            "OnnxBackend(sys.argv[1])", str(model_dir)], cwd=tree, check=True, capture_output=True,
+                           env=dict(os.environ, PYTHONPATH=str(tree)))
     crops = np.stack([decode_crop(encode_jpeg(crop_from_source(p))) for p in files
                       if p.endswith(".jpg") and "Broken" not in p][:64])
     for backend in backends.values():
