@@ -27,6 +27,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -100,7 +101,10 @@ def worker_pool(workers: int, **options):
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"), **options)
         gc.freeze()  # what this process holds (an open catalog among it) is never collected in a worker
         try:
-            pool.submit(os.getpid)  # forks every worker now, before the pool starts its threads here
+            with warnings.catch_warnings():  # Python 3.12+ counts OpenBLAS's threads (see fork_is_safe)
+                warnings.filterwarnings("ignore", message=r"This process .* is multi-threaded",
+                                        category=DeprecationWarning)
+                pool.submit(os.getpid)  # forks every worker now, before the pool starts its threads here
         finally:
             gc.unfreeze()
         pool.forked = True
