@@ -41,9 +41,13 @@ class _PipelineOrder(TyperGroup):
         The command is the first word that is not an option (the group's options take no value)."""
         command = next((arg for arg in args if not arg.startswith("-")), None)
         if command in self.POOL_COMMANDS and "--help" not in args:
-            from photodedup.executor import start_forkserver
+            from photodedup.executor import fork_is_safe, start_forkserver
 
-            start_forkserver()
+            # a scan with no model in its process and no progress bar's thread forks its workers itself
+            quiet = {"--quiet", "-q"} & set(args) or not sys.stderr.isatty()
+            if not (command == "scan" and quiet and not any(a.startswith("--embed") for a in args)
+                    and fork_is_safe()):
+                start_forkserver()
         for param in self.get_params(ctx):
             fast_coercion(param)
         return super().parse_args(ctx, args)

@@ -160,10 +160,11 @@ def test_the_optimised_graph_is_cached_reused_and_rebuilt_when_the_export_change
     expected = first.embed_batch(crops)
     first.close()
     saved = sorted(cache.iterdir())
-    assert first.loaded_from == export / "model.onnx" and len(saved) == 1 and saved[0].suffix == ".onnx"
+    assert first.loaded_from == export / "model.onnx" and len(saved) == 1
+    assert sorted(p.name for p in saved[0].iterdir()) == ["model.onnx", "weights.bin"]  # the weights mapped
 
     second = OnnxBackend(export, threads=2)
-    assert second.loaded_from == saved[0]
+    assert second.loaded_from == saved[0] / "model.onnx"
     assert np.array_equal(second.embed_batch(crops), expected)  # the same bits, not merely close
     second.close()
 
@@ -173,9 +174,9 @@ def test_the_optimised_graph_is_cached_reused_and_rebuilt_when_the_export_change
     rebuilt = sorted(cache.iterdir())
     assert third.loaded_from == export / "model.onnx" and len(rebuilt) == 1 and rebuilt != saved
 
-    rebuilt[0].write_bytes(b"not a graph")  # damaged: rebuilt from model.onnx, same embeddings
+    (rebuilt[0] / "model.onnx").write_bytes(b"not a graph")  # damaged: rebuilt from model.onnx, same embeddings
     fourth = OnnxBackend(export, threads=2)
     assert fourth.loaded_from == export / "model.onnx"
     assert np.array_equal(fourth.embed_batch(crops), expected)
     fourth.close()
-    assert OnnxBackend(export, threads=2).loaded_from == rebuilt[0]
+    assert OnnxBackend(export, threads=2).loaded_from == rebuilt[0] / "model.onnx"

@@ -95,8 +95,11 @@ def test_this_process_runs_the_first_jobs_while_the_pool_starts_then_the_pool_th
     once the workers are up they take the rest; results stay in job order. A forkserver already running
     (an earlier test's) can bring the pool up before ``map`` looks, so the start is held open by a gate that
     job 0 opens: the test does not race the start it tests."""
+    held = threading.Event()  # a thread alive: the pool cannot fork, it starts from the forkserver
+    threading.Thread(target=held.wait, daemon=True).start()
     with LocalExecutor(2) as executor:
         executor.start()  # what scan does at its first file to read
+        held.set()
         gate, real_start = threading.Event(), executor._starting
         executor._starting = threading.Thread(target=lambda: (gate.wait(), real_start.join()), daemon=True)
         executor._starting.start()

@@ -297,3 +297,40 @@ def test_a_worker_reads_a_photo_in_big_blocks_and_reuses_its_memory(tmp_path):
     counts = json.loads(done.stdout)
     assert all(reads < 32 for _, reads in counts[1:]), counts
     assert statistics.median(faults for faults, _ in counts[3:]) < 64, counts  # after the first pass
+
+
+_POOL_PROBE = """
+import json, sys, threading
+from multiprocessing import forkserver, resource_tracker
+from photodedup.scan import scan
+if __name__ == "__main__":
+    if sys.argv[3] == "thread":  # a thread alive, as a progress bar's: no fork from this process
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+    if sys.argv[3] == "openmp":  # an OpenMP runtime loaded (LibRaw's, as faiss's and PyTorch's): no fork either
+        import rawpy  # noqa: F401
+    summary = scan([sys.argv[1]], catalog=sys.argv[2], workers=2)
+    print(json.dumps([summary.new, forkserver._forkserver._forkserver_pid is not None,
+                      resource_tracker._resource_tracker._pid is not None]))
+"""
+
+
+def test_a_scan_forks_its_workers_unless_a_thread_or_an_openmp_runtime_is_there(tmp_path):
+    """A scan's process with nothing a fork breaks forks its workers: no forkserver (an interpreter importing
+    numpy and Pillow) and no resource tracker start. With a thread alive or an OpenMP runtime loaded, the
+    workers come from the forkserver. Either way every stored byte is the same."""
+    for i in range(6):
+        write_photo(tmp_path / "lib" / f"{i}.jpg", size=(400 + 16 * i, 300), color=(40 * i, 90, 200 - 30 * i))
+    rows = {}
+    for case in ("plain", "thread", "openmp"):
+        out = subprocess.run([sys.executable, "-c", _POOL_PROBE, str(tmp_path / "lib"),
+                              str(tmp_path / f"{case}.sqlite"), case],
+                             capture_output=True, text=True, cwd=REPO, env=cli_env(), timeout=600, check=True)
+        new, forkserver, tracker = json.loads(out.stdout.splitlines()[-1])
+        assert (new, forkserver, tracker) == ((6, False, False) if case == "plain" else (6, True, True)), case
+        with Catalog(tmp_path / f"{case}.sqlite") as cat:
+            files = sorted(cat.files(), key=lambda r: r["path"])
+            crops = cat.crops([r["id"] for r in files], "224-bicubic-shortest-center")
+            rows[case] = [(dict(r) | {"id": None, "scanned_at": None}, cat.thumb(r["id"]), crops[r["id"]])
+                          for r in files]
+    assert len(rows["plain"]) == 6
+    assert rows["plain"] == rows["thread"] == rows["openmp"]

@@ -75,11 +75,15 @@ def test_an_onnx_embed_imports_onnxruntime_and_not_torch(tmp_path, onnx_model_di
     assert modules & _HEAVY == set()
 
 
-def test_the_scan_pool_starts_before_the_options_are_parsed(tmp_path):
+def test_the_scan_pool_starts_before_the_options_are_parsed(tmp_path, onnx_model_dir):
     """The forkserver's start (an interpreter importing the scan's modules) overlaps the command's own start:
-    it runs before Typer parses the command's options; a command that makes no pool starts none."""
+    it runs before Typer parses the command's options when the pool cannot fork (a model in the process);
+    a scan that forks its workers, or a command that makes no pool, starts none."""
     photos = _photos(tmp_path / "photos")
-    scanned = _run(tmp_path, "scan", str(photos), "--catalog", str(tmp_path / "c.sqlite"), "--json", "--quiet")
+    scanned = _run(tmp_path, "scan", str(photos), "--catalog", str(tmp_path / "c.sqlite"), "--json", "--quiet",
+                   "--embed", "onnx", "--model-dir", str(onnx_model_dir))
     assert scanned["forkserver"] is True
+    forked = _run(tmp_path, "scan", str(photos), "--catalog", str(tmp_path / "d.sqlite"), "--json", "--quiet")
+    assert forked["forkserver"] is False
     assert _run(tmp_path, "scan", "--help")["forkserver"] is False
     assert _run(tmp_path, "embed", "--help")["forkserver"] is False
