@@ -11,7 +11,7 @@ Two findings, each from one pair of files of one upright size (the second file i
 JPEG's stored orientation first, so a copy stored turned with an EXIF tag is on the same grid):
 
 - ``decoded_from(b, a)``: b's coefficients miss JPEG a's lattice at most ``FIT_SHARE`` as often as
-  chance predicts from b's own values (``_fit_at``), and its lattice points are a's own coefficients
+  chance predicts from b's own values (``_fits_at``), and its lattice points are a's own coefficients
   (``MATCH_SHARE``): b was made from a's pixels. A contrast or brightness change (luminance AC scaled by
   one gain) is tried too: the lattice scaled by the gain between the two files, for a lossless b and for a
   JPEG b (a finer re-save of the edit: its own rounding, half its step, is the tolerance, as unscaled).
@@ -229,15 +229,14 @@ def fit(b: Picture, a: Picture) -> Fit | None:
         return None
     coeff_a, coeff_b = pair
     rounding = b.table if b.table is not None else np.ones((8, 8), dtype=np.float32)
-    columns = _Columns(coeff_b, rounding)
-    found = [_fit_at(columns, a.table, rounding, 1.0)]
+    gains = [1.0]
     lattice = np.abs(coeff_a) >= a.table / 2
     lattice[:, 0, 0] = False
     if lattice.sum() >= MIN_EVIDENCE:
         gain = float((coeff_a * coeff_b)[lattice].sum() / (coeff_a * coeff_a)[lattice].sum())
         if MIN_GAIN <= gain <= 1 / MIN_GAIN and abs(gain - 1) > GAIN_STEP:
-            found += [_fit_at(columns, a.table, rounding, gain + GAIN_STEP * k)
-                      for k in range(-GAIN_STEPS, GAIN_STEPS + 1)]
+            gains += [gain + GAIN_STEP * k for k in range(-GAIN_STEPS, GAIN_STEPS + 1)]
+    found = _fits_at(coeff_b, a.table, rounding, gains)
     best = _holding(min(found, key=_score), coeff_a, coeff_b, a.table, rounding)
     if abs(best.gain - 1) <= GAIN_STEP * GAIN_STEPS:  # within the search's own window, 1 (no edit) when it fits
         unscaled = _holding(found[0], coeff_a, coeff_b, a.table, rounding)
@@ -319,26 +318,9 @@ def _holding(found: Fit, coeff_a: np.ndarray, coeff_b: np.ndarray, table: np.nda
     return Fit(found.misses, found.chance, found.gain, float(same[telling].mean()) if telling.any() else 0.0)
 
 
-class _Columns:
-    """A file's coefficients per position, their magnitudes sorted and each one's step of ``rounding``: what
-    ``_fit_at`` reads at every gain (made once for a pair, each position when first asked for)."""
-
-    def __init__(self, coefficients: np.ndarray, rounding: np.ndarray) -> None:
-        self.coefficients, self.rounding = coefficients, rounding
-        self._at: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
-
-    def at_least(self, u: int, v: int, threshold) -> np.ndarray:
-        """The steps of the magnitudes at ``(u, v)`` that are at least ``threshold``."""
-        if (u, v) not in self._at:
-            values = np.sort(np.abs(self.coefficients[:, u, v]))
-            self._at[u, v] = values, np.round(values / self.rounding[u, v]).astype(np.int64)
-        values, steps = self._at[u, v]
-        return steps[np.searchsorted(values, threshold, side="left"):]
-
-
-def _fit_at(columns: _Columns, table: np.ndarray, rounding: np.ndarray, gain: float) -> Fit:
-    """Misses of ``columns``' coefficients (a file quantized with ``rounding``: 1 when lossless) against
-    ``table`` x ``gain``, and chance's count, position by position.
+def _fits_at(coefficients: np.ndarray, table: np.ndarray, rounding: np.ndarray, gains: list[float]) -> list[Fit]:
+    """Misses of ``coefficients`` (a file quantized with ``rounding``: 1 when lossless) against ``table`` x
+    each of ``gains``, and chance's count, position by position.
 
     The file's own values are multiples of its step (``j x rounding``). Made from the JPEG, it holds only
     the *allowed* ones, within half its step (and a decode's noise) of the lattice; the others are misses.
@@ -346,27 +328,39 @@ def _fit_at(columns: _Columns, table: np.ndarray, rounding: np.ndarray, gain: fl
     (log-linear between neighbours: coefficients thin out smoothly away from zero). Positions where every
     value is allowed (a step barely finer than the lattice's) cannot tell; neither can a coefficient that
     rounds to zero on the lattice.
+
+    A position's magnitudes are sorted and rounded to steps once for every gain: a gain's values are those
+    from its lattice's half step on (a suffix), and its counts of each step come from where each step starts
+    and ends in the sorted steps (what ``np.bincount`` of that suffix gives). Each gain adds its positions in
+    the same order, with the same operations, as one gain at a time did: the same sums.
     """
-    lattice = table * gain
+    lattices = [table * gain for gain in gains]
     tolerance = rounding / 2 + NOISE
-    misses = chance = 0.0
-    for u, v in zip(*np.nonzero(lattice > 2 * tolerance), strict=True):
+    telling = np.stack([lattice > 2 * tolerance for lattice in lattices])
+    misses, chance = [0.0] * len(gains), [0.0] * len(gains)
+    for u, v in zip(*np.nonzero(telling.any(axis=0)), strict=True):
         if u == v == 0:
             continue
-        steps = columns.at_least(u, v, lattice[u, v] / 2)
-        if not len(steps):
+        rows = np.flatnonzero(telling[:, u, v])
+        values = np.sort(np.abs(coefficients[:, u, v]))
+        first = np.searchsorted(values, np.array([lattices[g][u, v] / 2 for g in rows]), side="left")
+        rows, first = rows[first < len(values)], first[first < len(values)]
+        if not len(rows):
             continue
-        counts = np.bincount(steps).astype(np.float64)
-        j = np.arange(len(counts))
+        steps = np.round(values / rounding[u, v]).astype(np.int64)  # sorted, as the magnitudes are
+        j = np.arange(steps[-1] + 1)
+        starts, ends = np.searchsorted(steps, j, side="left"), np.searchsorted(steps, j, side="right")
+        counts = np.maximum(0, ends - np.maximum(starts, first[:, None])).astype(np.float64)
         at = j * rounding[u, v]
-        forbidden = np.abs(at - lattice[u, v] * np.round(at / lattice[u, v])) > tolerance[u, v]
-        allowed = ~forbidden & (at >= lattice[u, v] / 2 - rounding[u, v] / 2)
-        if not forbidden.any() or not allowed.any():
-            continue
-        expected = np.exp(np.interp(j[forbidden], j[allowed], np.log(counts[allowed] + 0.5))) - 0.5
-        misses += counts[forbidden].sum()
-        chance += np.clip(expected, 0, None).sum()
-    return Fit(float(misses), float(chance), gain)
+        step = np.array([[lattices[g][u, v]] for g in rows], dtype=np.float64)  # each gain's lattice step
+        forbidden = np.abs(at - step * np.round(at / step)) > tolerance[u, v]
+        allowed = ~forbidden & (at >= np.array([[lattices[g][u, v] / 2 - rounding[u, v] / 2] for g in rows]))
+        for row in np.flatnonzero(forbidden.any(axis=1) & allowed.any(axis=1)):
+            bad, good, count = forbidden[row], allowed[row], counts[row]
+            expected = np.exp(np.interp(j[bad], j[good], np.log(count[good] + 0.5))) - 0.5
+            misses[rows[row]] += count[bad].sum()
+            chance[rows[row]] += np.clip(expected, 0, None).sum()
+    return [Fit(float(m), float(c), gain) for m, c, gain in zip(misses, chance, gains, strict=True)]
 
 
 def _pair(a: Picture, b: Picture) -> tuple[np.ndarray, np.ndarray] | None:
