@@ -334,17 +334,19 @@ def _fits_at(coefficients: np.ndarray, table: np.ndarray, rounding: np.ndarray, 
     and ends in the sorted steps (what ``np.bincount`` of that suffix gives). Each gain adds its positions in
     the same order, with the same operations, as one gain at a time did: the same sums.
     """
-    lattices = [table * gain for gain in gains]
+    lattices = np.stack([table * gain for gain in gains])  # float32, as one gain's ``table * gain`` is
     tolerance = rounding / 2 + NOISE
-    telling = np.stack([lattice > 2 * tolerance for lattice in lattices])
+    telling = lattices > 2 * tolerance
     misses, chance = [0.0] * len(gains), [0.0] * len(gains)
     for u, v in zip(*np.nonzero(telling.any(axis=0)), strict=True):
         if u == v == 0:
             continue
         rows = np.flatnonzero(telling[:, u, v])
+        # each gain's lattice step, in float64 as numpy 1's ``lattice[u, v] / 2`` computed it one gain at a time
+        step = lattices[rows, u, v].astype(np.float64)[:, None]
         values = np.sort(np.abs(coefficients[:, u, v]))
-        first = np.searchsorted(values, np.array([lattices[g][u, v] / 2 for g in rows]), side="left")
-        rows, first = rows[first < len(values)], first[first < len(values)]
+        first = np.searchsorted(values, step[:, 0] / 2, side="left")
+        rows, step, first = rows[first < len(values)], step[first < len(values)], first[first < len(values)]
         if not len(rows):
             continue
         steps = np.round(values / rounding[u, v]).astype(np.int64)  # sorted, as the magnitudes are
@@ -352,9 +354,8 @@ def _fits_at(coefficients: np.ndarray, table: np.ndarray, rounding: np.ndarray, 
         starts, ends = np.searchsorted(steps, j, side="left"), np.searchsorted(steps, j, side="right")
         counts = np.maximum(0, ends - np.maximum(starts, first[:, None])).astype(np.float64)
         at = j * rounding[u, v]
-        step = np.array([[lattices[g][u, v]] for g in rows], dtype=np.float64)  # each gain's lattice step
         forbidden = np.abs(at - step * np.round(at / step)) > tolerance[u, v]
-        allowed = ~forbidden & (at >= np.array([[lattices[g][u, v] / 2 - rounding[u, v] / 2] for g in rows]))
+        allowed = ~forbidden & (at >= step / 2 - rounding[u, v] / 2)
         for row in np.flatnonzero(forbidden.any(axis=1) & allowed.any(axis=1)):
             bad, good, count = forbidden[row], allowed[row], counts[row]
             expected = np.exp(np.interp(j[bad], j[good], np.log(count[good] + 0.5))) - 0.5
