@@ -88,6 +88,28 @@ LONGEST_FIRST = [
 ]
 
 
+#: Files whose loop tests import PyTorch and open_clip in the worker process (about 4 CPU s each time): with
+#: ``-n 2`` (the README's loop, xdist's ``load``) their tests go to one worker, so that one pays that, not both.
+ONE_WORKER = {"test_model.py": "torch", "test_gpu.py": "torch", "test_preprocess.py": "torch"}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's ``load`` (``-n 2`` alone), except that each ``ONE_WORKER`` group is one unit of work (the other
+    tests one each). Other ``--dist`` modes (``make test``'s ``loadfile``) are xdist's own. (Not xdist's own
+    ``loadgroup`` marks: xdist 3.8 renames the test ids through ``item._nodeid``, which pytest 9 no longer
+    reads, so the groups are silently not kept.)"""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerFiles(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return ONE_WORKER.get(nodeid.split("::")[0].rsplit("/", 1)[-1], nodeid)
+
+    return OneWorkerFiles(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
     """``-m "not slow"`` is the edit-test loop (about a minute): it never builds the export, starts a server
     or runs the CLI over and over. The longest files go first (``LONGEST_FIRST``)."""
