@@ -276,7 +276,7 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "passes itself): the mutant makes a fresh cache of the same two pictures, the same score recomputed",
     },
     "provenance": {
-        "_fit_at | lattice > 2 * tolerance | Gt -> GtE": "at a lattice of exactly twice the tolerance no value is "
+        "_fits_at | lattices > 2 * tolerance | Gt -> GtE": "at a lattice of exactly twice the tolerance no value is "
             "more than half a step (the tolerance) from a lattice point: nothing is forbidden, and the position "
             "is skipped either way",
     },

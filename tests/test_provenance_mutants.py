@@ -132,7 +132,8 @@ def test_values_that_round_to_zero_on_the_lattice_tell_nothing():
     coefficients[:, 0, 1] = 2.0
     table = np.full((8, 8), 255.0, np.float32)
     table[0, 1] = 4.0
-    assert provenance._fit_at(coefficients, table, np.ones((8, 8), np.float32), 1.0) == provenance.Fit(0.0, 0.0, 1.0)
+    fits = provenance._fits_at(coefficients, table, np.ones((8, 8), np.float32), [1.0])
+    assert fits == [provenance.Fit(0.0, 0.0, 1.0)]
 
 
 def test_steps_within_the_held_tolerance_tell_nothing():
