@@ -151,3 +151,50 @@ def test_steps_within_the_held_tolerance_tell_nothing():
                            False)
     b = provenance.Picture("b", (luma + edit).astype(np.float32), none, none, none, none, None, 1, True)
     assert provenance._held(b, a, np.ones((8, 8), np.float32)) is None
+
+
+def _fit_one_gain(coefficients, table, rounding, gain):
+    """The lattice fit one gain at a time, written plainly (as provenance did before it took every gain in one
+    pass): the reference ``_fits_at`` must equal, sum for sum."""
+    lattice = table * gain
+    tolerance = rounding / 2 + provenance.NOISE
+    misses = chance = 0.0
+    for u, v in zip(*np.nonzero(lattice > 2 * tolerance), strict=True):
+        if u == v == 0:
+            continue
+        values = np.abs(coefficients[:, u, v])
+        steps = np.round(values[values >= lattice[u, v] / 2] / rounding[u, v]).astype(np.int64)
+        if not len(steps):
+            continue
+        counts = np.bincount(steps).astype(np.float64)
+        j = np.arange(len(counts))
+        at = j * rounding[u, v]
+        forbidden = np.abs(at - lattice[u, v] * np.round(at / lattice[u, v])) > tolerance[u, v]
+        allowed = ~forbidden & (at >= lattice[u, v] / 2 - rounding[u, v] / 2)
+        if not forbidden.any() or not allowed.any():
+            continue
+        expected = np.exp(np.interp(j[forbidden], j[allowed], np.log(counts[allowed] + 0.5))) - 0.5
+        misses += counts[forbidden].sum()
+        chance += np.clip(expected, 0, None).sum()
+    return provenance.Fit(float(misses), float(chance), gain)
+
+
+@pytest.mark.parametrize("rounding_step", [1.0, 3.0])
+def test_every_gain_in_one_pass_is_each_gain_alone(rounding_step):
+    """``_fits_at`` over a gain search (the file's own gain, its neighbours, gains whose lattices reach no value)
+    gives, for each gain, exactly what fitting that gain alone gives: on coefficients of a picture quantized by
+    a table (Laplacian texture, a few off-lattice values) and read back with a coarser or a lossless step."""
+    rng = np.random.default_rng(11)
+    table = np.clip(np.round(rng.uniform(3, 40, (8, 8))), 1, 255).astype(np.float32)
+    table[0, 0] = 8
+    levels = np.round(rng.laplace(0, 2.5, (600, 8, 8)))
+    coefficients = levels * table * 1.07 + rng.normal(0, 0.6, (600, 8, 8))  # brightened by 7%, decoded
+    coefficients[::37, 3, 2] += 0.5 * table[3, 2]  # a few values half a step off
+    rounding = np.full((8, 8), rounding_step, np.float32)
+    coefficients = np.round(coefficients / rounding) * rounding
+    gains = [1.0] + [1.07 + provenance.GAIN_STEP * k for k in range(-provenance.GAIN_STEPS, provenance.GAIN_STEPS + 1)]
+    gains += [40.0]  # a lattice beyond every value
+    found = provenance._fits_at(coefficients.astype(np.float32), table, rounding, gains)
+    expected = [_fit_one_gain(coefficients.astype(np.float32), table, rounding, g) for g in gains]
+    assert found == expected
+    assert min(found, key=lambda f: f.misses).gain != 1.0 and any(f.chance > 0 for f in found)
