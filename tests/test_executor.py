@@ -183,6 +183,35 @@ def test_ray_engine_run_gives_the_local_catalog(sample, local_reference, tmp_pat
     assert_same_catalog(state, local_reference)
 
 
+_IDLE_EXIT = """
+import time, ray
+from photodedup.executor import RAY_NAMESPACE, _ChunkRunner
+if __name__ == "__main__":
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    runner = ray.remote(_ChunkRunner).options(name="idle", namespace=RAY_NAMESPACE, lifetime="detached",
+                                              num_cpus=0, max_restarts=0).remote(1.0)
+    print(ray.get(runner._run_chunk.remote(abs, [-1, -2])))
+    deadline = time.time() + 600
+    while ray.util.list_named_actors(all_namespaces=True) and time.time() < deadline:
+        time.sleep(0.5)
+    print(ray.util.list_named_actors(all_namespaces=True))
+    try:
+        ray.get(runner._run_chunk.remote(abs, [-3]))
+    except ray.exceptions.RayActorError as error:
+        print(type(error).__name__)
+"""
+
+
+@pytest.mark.slow
+def test_a_warm_worker_exits_once_idle(tmp_path):
+    """A detached worker left idle for its time (1 s here) kills itself for good: no restart, no name left."""
+    script = tmp_path / "idle.py"
+    script.write_text(_IDLE_EXIT)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+                            env=cli_env({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}))
+    assert result.stdout.split("\n")[:3] == ["[1, 2]", "[]", "ActorDiedError"], result.stderr[-2000:]
+
+
 # -- a cluster: head and worker node started with `ray start`, as separate processes -------------------
 class RayCluster:
     """``ray start --head`` and ``ray start --address`` (1 CPU each), each in its own process group."""
@@ -202,12 +231,32 @@ class RayCluster:
              "--ray-client-server-port", str(ServerPool.free_port()), "--dashboard-agent-listen-port",
              str(ServerPool.free_port()), "--temp-dir", str(tmp / "ray"), *common],
             stdout=self.logs[0].open("w"), stderr=subprocess.STDOUT, env=self.env, start_new_session=True)]
-        self._wait_for_cpus(1)
+        self._wait_for_head()
         self.procs.append(subprocess.Popen(
             [ray_cli, "start", "--address", self.address, "--dashboard-agent-listen-port",
              str(ServerPool.free_port()), *common],
             stdout=self.logs[1].open("w"), stderr=subprocess.STDOUT, env=self.env, start_new_session=True))
         self._wait_for_cpus(2)
+
+    def _check_alive(self) -> None:
+        for proc, log in zip(self.procs, self.logs, strict=False):
+            if proc.poll() is not None:
+                pytest.fail(f"ray start exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+
+    def _wait_for_head(self, timeout: float = 600) -> None:
+        """Until the head's GCS takes connections (what a node joining it needs): a socket, not a Ray driver
+        (each driver started to ask costs seconds of CPU)."""
+        import socket
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self._check_alive()
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        pytest.fail(f"the Ray head never took connections:\n{self.logs[0].read_text()[-3000:]}")
 
     def _wait_for_cpus(self, cpus: int, timeout: float = 600) -> None:
         probe = ("import ray, sys, time\n"
@@ -218,9 +267,7 @@ class RayCluster:
                  "    time.sleep(0.5)\n")
         deadline = time.time() + timeout
         while time.time() < deadline:
-            for proc, log in zip(self.procs, self.logs, strict=False):
-                if proc.poll() is not None:
-                    pytest.fail(f"ray start exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            self._check_alive()
             done = subprocess.run([sys.executable, "-c", probe], env=self.env, capture_output=True, text=True)
             if done.returncode == 0:
                 return
@@ -268,16 +315,6 @@ def _scan_on(cluster: RayCluster, library: Path, catalog: Path, *extra: str) -> 
             "--ray-address", cluster.address, "--json", *extra]
 
 
-@pytest.mark.slow
-def test_scan_on_a_two_node_cluster_gives_the_local_catalog(cluster, sample, local_reference, tmp_path):
-    catalog = tmp_path / "catalog.sqlite"
-    result = run_cli(*_scan_on(cluster, sample, catalog), env=cluster.env)
-    assert result.returncode == 0, result.stderr
-    state = catalog_state(catalog)
-    reference = dict(local_reference, vectors={})  # scan only
-    assert_same_catalog(dict(state, vectors={}), reference)
-
-
 def _warm_workers(cluster: RayCluster) -> dict[int, int]:
     """The warm Ray workers (``_ChunkRunner`` actors) of this cluster: process id -> node (0: the head)."""
     import psutil
@@ -291,11 +328,12 @@ def _warm_workers(cluster: RayCluster) -> dict[int, int]:
 
 
 @pytest.mark.slow
-def test_the_next_scan_on_a_running_cluster_finds_warm_workers_that_reserve_no_cpu(cluster, sample, local_reference,
-                                                                                   tmp_path):
-    """The chunks go to detached workers, one per CPU of each node, that outlive the Ray job: the next scan
-    (another job) is served by the same processes, with their imports done. They hold none of the
-    cluster's CPUs (other jobs can schedule), and the catalogs are the local engine's."""
+def test_scan_on_a_two_node_cluster_gives_the_local_catalog_and_the_next_scan_finds_warm_workers(
+        cluster, sample, local_reference, tmp_path):
+    """A scan on two nodes writes the local engine's catalog. Its chunks go to detached workers, one per CPU of
+    each node, that outlive the Ray job: the next scan (another job) is served by the same processes, with
+    their imports done. They hold none of the cluster's CPUs (other jobs can schedule), and both catalogs are
+    the local engine's. (The module's one test that needs two nodes; the others only need a running cluster.)"""
     first, second = tmp_path / "first.sqlite", tmp_path / "second.sqlite"
     assert run_cli(*_scan_on(cluster, sample, first), env=cluster.env).returncode == 0
     warm = _warm_workers(cluster)
@@ -312,35 +350,6 @@ def test_the_next_scan_on_a_running_cluster_finds_warm_workers_that_reserve_no_c
     assert free.stdout.split()[-1:] == ["2.0"], free.stderr[-2000:]
     for catalog in (first, second):
         assert_same_catalog(dict(catalog_state(catalog), vectors={}), dict(local_reference, vectors={}))
-
-
-_IDLE_EXIT = """
-import time, ray
-from photodedup.executor import RAY_NAMESPACE, _ChunkRunner
-if __name__ == "__main__":
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    runner = ray.remote(_ChunkRunner).options(name="idle", namespace=RAY_NAMESPACE, lifetime="detached",
-                                              num_cpus=0, max_restarts=0).remote(1.0)
-    print(ray.get(runner._run_chunk.remote(abs, [-1, -2])))
-    deadline = time.time() + 600
-    while ray.util.list_named_actors(all_namespaces=True) and time.time() < deadline:
-        time.sleep(0.5)
-    print(ray.util.list_named_actors(all_namespaces=True))
-    try:
-        ray.get(runner._run_chunk.remote(abs, [-3]))
-    except ray.exceptions.RayActorError as error:
-        print(type(error).__name__)
-"""
-
-
-@pytest.mark.slow
-def test_a_warm_worker_exits_once_idle(tmp_path):
-    """A detached worker left idle for its time (1 s here) kills itself for good: no restart, no name left."""
-    script = tmp_path / "idle.py"
-    script.write_text(_IDLE_EXIT)
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
-                            env=cli_env({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}))
-    assert result.stdout.split("\n")[:3] == ["[1, 2]", "[]", "ActorDiedError"], result.stderr[-2000:]
 
 
 @pytest.mark.slow
