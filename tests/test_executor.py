@@ -315,6 +315,16 @@ def _scan_on(cluster: RayCluster, library: Path, catalog: Path, *extra: str) -> 
             "--ray-address", cluster.address, "--json", *extra]
 
 
+@pytest.mark.slow
+def test_scan_on_a_two_node_cluster_gives_the_local_catalog(cluster, sample, local_reference, tmp_path):
+    catalog = tmp_path / "catalog.sqlite"
+    result = run_cli(*_scan_on(cluster, sample, catalog), env=cluster.env)
+    assert result.returncode == 0, result.stderr
+    state = catalog_state(catalog)
+    reference = dict(local_reference, vectors={})  # scan only
+    assert_same_catalog(dict(state, vectors={}), reference)
+
+
 def _warm_workers(cluster: RayCluster) -> dict[int, int]:
     """The warm Ray workers (``_ChunkRunner`` actors) of this cluster: process id -> node (0: the head)."""
     import psutil
@@ -328,12 +338,11 @@ def _warm_workers(cluster: RayCluster) -> dict[int, int]:
 
 
 @pytest.mark.slow
-def test_scan_on_a_two_node_cluster_gives_the_local_catalog_and_the_next_scan_finds_warm_workers(
-        cluster, sample, local_reference, tmp_path):
-    """A scan on two nodes writes the local engine's catalog. Its chunks go to detached workers, one per CPU of
-    each node, that outlive the Ray job: the next scan (another job) is served by the same processes, with
-    their imports done. They hold none of the cluster's CPUs (other jobs can schedule), and both catalogs are
-    the local engine's. (The module's one test that needs two nodes; the others only need a running cluster.)"""
+def test_the_next_scan_on_a_running_cluster_finds_warm_workers_that_reserve_no_cpu(cluster, sample, local_reference,
+                                                                                   tmp_path):
+    """The chunks go to detached workers, one per CPU of each node, that outlive the Ray job: the next scan
+    (another job) is served by the same processes, with their imports done. They hold none of the
+    cluster's CPUs (other jobs can schedule), and the catalogs are the local engine's."""
     first, second = tmp_path / "first.sqlite", tmp_path / "second.sqlite"
     assert run_cli(*_scan_on(cluster, sample, first), env=cluster.env).returncode == 0
     warm = _warm_workers(cluster)
