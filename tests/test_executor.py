@@ -187,7 +187,14 @@ _IDLE_EXIT = """
 import time, ray
 from photodedup.executor import RAY_NAMESPACE, _ChunkRunner
 if __name__ == "__main__":
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    for attempt in range(3):  # Ray gives a new raylet a fixed 30 s to register: a busy machine can miss it
+        try:
+            ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            break
+        except Exception as error:
+            if "timed out during startup" not in str(error) or attempt == 2:
+                raise
+            ray.shutdown()
     runner = ray.remote(_ChunkRunner).options(name="idle", namespace=RAY_NAMESPACE, lifetime="detached",
                                               num_cpus=0, max_restarts=0).remote(1.0)
     print(ray.get(runner._run_chunk.remote(abs, [-1, -2])))
