@@ -398,7 +398,7 @@ def bench(
 ) -> None:
     """Load-test backends like perf_analyzer (closed loop, N in flight) and print one table.
 
-    Example: photodedup export-onnx --weights random && photodedup bench --weights random --concurrency 1,4 --duration 6
+    Example: photodedup export-onnx --weights random && photodedup bench --weights random --concurrency 1,4 --duration 3
     """
     from rich.console import Console as _Console
 
@@ -904,7 +904,7 @@ def run_cmd(
 ) -> None:
     """The whole job: scan, embed, group and write the HTML report (nothing is moved or deleted).
 
-    Example: photodedup sample-library /tmp/lib --originals 8 --megapixels 1 && photodedup run /tmp/lib --weights random
+    Example: photodedup sample-library /tmp/lib --originals 4 --megapixels 1 && photodedup run /tmp/lib --weights random
     """
     from photodedup.run import run as run_all
 

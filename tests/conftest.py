@@ -152,18 +152,21 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def random_export(test_cache):
-    """``random_export(precision)``: the random-weight ViT-B/32 export (uint8 input) at ``precision``,
-    made once per precision and kept in the test cache (an export takes minutes)."""
+    """``random_export(precision, input_kind="uint8")``: the random-weight ViT-B/32 export at ``precision``
+    (uint8 or float32 input), made once per precision and input and kept in the test cache (an export takes
+    minutes)."""
     from photodedup.export_onnx import export_onnx
 
-    made: dict[str, Path] = {}
+    made: dict[tuple[str, str], Path] = {}
 
-    def export(precision: str = "fp32") -> Path:
-        if precision not in made:
-            with cache_lock(test_cache, f"export-random-{precision}"):
-                made[precision] = export_onnx("random", precision=precision, input_kind="uint8",
-                                              out=test_cache / f"vit-b-32-random-uint8-{precision}")
-        return made[precision]
+    def export(precision: str = "fp32", input_kind: str = "uint8") -> Path:
+        if (precision, input_kind) not in made:
+            lock = f"export-random-{precision}" + ("" if input_kind == "uint8" else f"-{input_kind}")
+            with cache_lock(test_cache, lock):
+                made[precision, input_kind] = export_onnx(
+                    "random", precision=precision, input_kind=input_kind,
+                    out=test_cache / f"vit-b-32-random-{input_kind}-{precision}")
+        return made[precision, input_kind]
 
     return export
 

@@ -186,6 +186,42 @@ def test_ray_engine_run_gives_the_local_catalog(sample, local_reference, tmp_pat
     assert_same_catalog(state, local_reference)
 
 
+_IDLE_EXIT = """
+import time, ray
+from photodedup.executor import RAY_NAMESPACE, _ChunkRunner
+if __name__ == "__main__":
+    for attempt in range(3):  # Ray gives a new raylet a fixed 30 s to register: a busy machine can miss it
+        try:
+            ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            break
+        except Exception as error:
+            if "timed out during startup" not in str(error) or attempt == 2:
+                raise
+            ray.shutdown()
+    runner = ray.remote(_ChunkRunner).options(name="idle", namespace=RAY_NAMESPACE, lifetime="detached",
+                                              num_cpus=0, max_restarts=0).remote(1.0)
+    print(ray.get(runner._run_chunk.remote(abs, [-1, -2])))
+    deadline = time.time() + 600
+    while ray.util.list_named_actors(all_namespaces=True) and time.time() < deadline:
+        time.sleep(0.5)
+    print(ray.util.list_named_actors(all_namespaces=True))
+    try:
+        ray.get(runner._run_chunk.remote(abs, [-3]))
+    except ray.exceptions.RayActorError as error:
+        print(type(error).__name__)
+"""
+
+
+@pytest.mark.slow
+def test_a_warm_worker_exits_once_idle(tmp_path):
+    """A detached worker left idle for its time (1 s here) kills itself for good: no restart, no name left."""
+    script = tmp_path / "idle.py"
+    script.write_text(_IDLE_EXIT)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
+                            env=cli_env({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}))
+    assert result.stdout.split("\n")[:3] == ["[1, 2]", "[]", "ActorDiedError"], result.stderr[-2000:]
+
+
 # -- a cluster: head and worker node started with `ray start`, as separate processes -------------------
 class RayCluster:
     """``ray start --head`` and ``ray start --address`` (1 CPU each), each in its own process group."""
@@ -205,12 +241,32 @@ class RayCluster:
              "--ray-client-server-port", str(ServerPool.free_port()), "--dashboard-agent-listen-port",
              str(ServerPool.free_port()), "--temp-dir", str(tmp / "ray"), *common],
             stdout=self.logs[0].open("w"), stderr=subprocess.STDOUT, env=self.env, start_new_session=True)]
-        self._wait_for_cpus(1)
+        self._wait_for_head()
         self.procs.append(subprocess.Popen(
             [ray_cli, "start", "--address", self.address, "--dashboard-agent-listen-port",
              str(ServerPool.free_port()), *common],
             stdout=self.logs[1].open("w"), stderr=subprocess.STDOUT, env=self.env, start_new_session=True))
         self._wait_for_cpus(2)
+
+    def _check_alive(self) -> None:
+        for proc, log in zip(self.procs, self.logs, strict=False):
+            if proc.poll() is not None:
+                pytest.fail(f"ray start exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+
+    def _wait_for_head(self, timeout: float = 600) -> None:
+        """Until the head's GCS takes connections (what a node joining it needs): a socket, not a Ray driver
+        (each driver started to ask costs seconds of CPU)."""
+        import socket
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            self._check_alive()
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        pytest.fail(f"the Ray head never took connections:\n{self.logs[0].read_text()[-3000:]}")
 
     def _wait_for_cpus(self, cpus: int, timeout: float = 600) -> None:
         probe = ("import ray, sys, time\n"
@@ -221,9 +277,7 @@ class RayCluster:
                  "    time.sleep(0.5)\n")
         deadline = time.time() + timeout
         while time.time() < deadline:
-            for proc, log in zip(self.procs, self.logs, strict=False):
-                if proc.poll() is not None:
-                    pytest.fail(f"ray start exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            self._check_alive()
             done = subprocess.run([sys.executable, "-c", probe], env=self.env, capture_output=True, text=True)
             if done.returncode == 0:
                 return
@@ -315,35 +369,6 @@ def test_the_next_scan_on_a_running_cluster_finds_warm_workers_that_reserve_no_c
     assert free.stdout.split()[-1:] == ["2.0"], free.stderr[-2000:]
     for catalog in (first, second):
         assert_same_catalog(dict(catalog_state(catalog), vectors={}), dict(local_reference, vectors={}))
-
-
-_IDLE_EXIT = """
-import time, ray
-from photodedup.executor import RAY_NAMESPACE, _ChunkRunner
-if __name__ == "__main__":
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    runner = ray.remote(_ChunkRunner).options(name="idle", namespace=RAY_NAMESPACE, lifetime="detached",
-                                              num_cpus=0, max_restarts=0).remote(1.0)
-    print(ray.get(runner._run_chunk.remote(abs, [-1, -2])))
-    deadline = time.time() + 600
-    while ray.util.list_named_actors(all_namespaces=True) and time.time() < deadline:
-        time.sleep(0.5)
-    print(ray.util.list_named_actors(all_namespaces=True))
-    try:
-        ray.get(runner._run_chunk.remote(abs, [-3]))
-    except ray.exceptions.RayActorError as error:
-        print(type(error).__name__)
-"""
-
-
-@pytest.mark.slow
-def test_a_warm_worker_exits_once_idle(tmp_path):
-    """A detached worker left idle for its time (1 s here) kills itself for good: no restart, no name left."""
-    script = tmp_path / "idle.py"
-    script.write_text(_IDLE_EXIT)
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600,
-                            env=cli_env({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}))
-    assert result.stdout.split("\n")[:3] == ["[1, 2]", "[]", "ActorDiedError"], result.stderr[-2000:]
 
 
 @pytest.mark.slow

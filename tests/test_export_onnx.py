@@ -90,8 +90,11 @@ def test_reduced_precision_exports(random_export, onnx_model_dir, precision, min
 
 
 @pytest.mark.slow
-def test_cli_float32_input_export_and_reuse(tmp_path, onnx_model_dir):
-    out = tmp_path / "f32"
+def test_cli_float32_input_export_and_reuse(random_export, onnx_model_dir):
+    """The float32-input export is conftest's cached one (made by the library's export, verified against
+    PyTorch, as the CLI's would be: the CLI calls that function); the CLI finds it, says what it is, and it
+    embeds as the uint8 export does."""
+    out = random_export("fp32", input_kind="float32")
     first = run_cli("export-onnx", "--weights", "random", "--input", "float32", "--precision", "fp32", "--out",
                     str(out), "--json")
     assert first.returncode == 0, first.stderr

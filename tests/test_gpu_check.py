@@ -41,14 +41,17 @@ def test_every_step_runs_and_writes_its_rows(dry_run):
         if row["path"].startswith(("service:", "triton:")):  # and each one was answered and counted
             assert row["images_per_second"] > 0 and row["p50_ms"] is not None, row
     assert "model:forward:cuda-graphs (needs CUDA)" in data["skipped"]
+    # the plumbing in fp32 (bf16 forwards crawl on a CPU without bf16); bf16 only where it is what is checked
+    assert {row["precision"] for row in data["rows"] if not row["path"].startswith("decode:")} == {"fp32"}
 
 
 def test_it_records_the_cosines_the_issue_asks_for(dry_run):
-    """bf16 vs fp32 on the same crops (the issue's bar, 0.999) and device-decoded vs PIL-decoded crops."""
+    """bf16 vs fp32 on the same crops (the issue's bar, 0.999; the dry run's one bf16 work), torch.compile
+    vs eager (fp32 in a dry run) and device-decoded vs PIL-decoded crops."""
     _, out = dry_run
     checks = json.loads((out / "gpu_check.json").read_text())["checks"]
     assert checks["cosine_bf16_vs_fp32"]["min"] >= 0.999
-    assert checks["cosine_compile_vs_eager_bf16"] >= 0.999
+    assert checks["cosine_compile_vs_eager_fp32"] >= 0.999
     assert checks["cosine_torchvision_decode_vs_pil"]["min"] >= 0.99
 
 

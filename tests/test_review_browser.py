@@ -26,17 +26,53 @@ if not CHROMIUM.exists() and not os.environ.get("CI"):
     pytest.skip(f"needs chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
 
-@pytest.fixture
-def review_server(tiny_library, tmp_path, server_processes):
-    """The sample library scanned and grouped for real, and ``photodedup review`` as a real subprocess on a
-    free port; yields (groups, trash folder, url with token)."""
-    from photodedup.duplicate_groups import load_groups
+def _files(folder: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file under ``folder``: size, modification time and inode (the review page serves only the file
+    the scan saw: a copy put back is another file to it)."""
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ino) for p in folder.rglob("*")
+            if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def _reviewed_library(_tiny_library_made, tmp_path_factory):
+    """``reviewed() -> (library, catalog)``: conftest's tiny library copied to a folder of this module, scanned
+    and grouped for real (the grouping is most of a test's CPU here), made once and again only when a test
+    left the library other than it found it (an apply that was not undone)."""
+    import shutil
+
     from photodedup.group import group
     from photodedup.scan import scan
 
+    made: dict = {}
+
+    def reviewed() -> tuple[Path, Path]:
+        if not made or _files(made["library"]) != made["files"]:
+            folder = tmp_path_factory.mktemp("reviewed")
+            library = Path(shutil.copytree(_tiny_library_made["root"], folder / "lib"))
+            scan([library], catalog=folder / "catalog.sqlite", workers=1)
+            group(folder / "catalog.sqlite")
+            made.update(library=library, catalog=folder / "catalog.sqlite", files=_files(library))
+        return made["library"], made["catalog"]
+
+    return reviewed
+
+
+@pytest.fixture
+def review_server(_reviewed_library, tmp_path, server_processes):
+    """The sample library scanned and grouped for real, and ``photodedup review`` as a real subprocess on a
+    free port; yields (groups, trash folder, url with token). Each test starts from the same state: the
+    module's library as the scan saw it and its own copy of the catalog the module grouped (decisions are
+    stored there)."""
+    import sqlite3
+
+    from photodedup.duplicate_groups import load_groups
+
+    _, grouped = _reviewed_library()
     catalog, trash = tmp_path / "catalog.sqlite", tmp_path / "trash"
-    scan([tiny_library["root"]], catalog=catalog, workers=1)
-    group(catalog)
+    source, copy = sqlite3.connect(grouped), sqlite3.connect(catalog)
+    source.backup(copy)
+    source.close()
+    copy.close()
     server, url = serve_review(server_processes, catalog, trash)
     yield {g.id: g for g in load_groups(catalog)}, trash, url
     server.stop()

@@ -74,7 +74,9 @@ def test_real_tritonserver_runs_the_torch_variant_over_http_and_grpc(tmp_path, s
     http, grpc, metrics = (server_processes.free_port() for _ in range(3))
     cmd = cli_command("serve", "--engine", "triton", "--model-repository", repository,
                       "--http-port", http, "--grpc-port", grpc, "--metrics-port", metrics)
-    server = server_processes.start(cmd, f"http://127.0.0.1:{http}/v2/models/{TORCH_MODEL}/ready", timeout=300)
+    # one thread an instance (two instances, two cores): an OpenMP thread waiting for a busy core spins
+    server = server_processes.start(cmd, f"http://127.0.0.1:{http}/v2/models/{TORCH_MODEL}/ready", timeout=300,
+                                    env={"OMP_NUM_THREADS": "1"})
     crops = sample_crops(5, seed=4)
     local = get_backend("torch-local", weights="random", precision="fp32")
     want = local.embed_batch(crops)
