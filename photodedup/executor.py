@@ -277,6 +277,25 @@ def _import_ray():
     return ray
 
 
+#: Tries at starting a local Ray runtime: Ray gives a new raylet a fixed 30 s to register, which a busy
+#: machine can miss ("timed out during startup"); a second try then finds the machine less busy.
+RAY_START_TRIES = 3
+
+
+def _start_local_ray(ray, workers: int | None) -> None:
+    for attempt in range(RAY_START_TRIES):
+        try:
+            ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
+                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, log_to_driver=False,
+                     logging_level=logging.WARNING)
+            return
+        except Exception as error:  # noqa: BLE001 - Ray raises a bare Exception for this timeout
+            if "timed out during startup" not in str(error) or attempt == RAY_START_TRIES - 1:
+                raise
+            log.warning("the Ray runtime did not start in Ray's 30 s (a busy machine?): trying again")
+            ray.shutdown()
+
+
 def connect_ray(address: str | None = None, workers: int | None = None) -> bool:
     """Connect to the Ray cluster at ``address`` or start one here; True when this call started it."""
     ray = _import_ray()
@@ -286,9 +305,7 @@ def connect_ray(address: str | None = None, workers: int | None = None) -> bool:
         if address:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         else:  # a runtime for this run only: no dashboard, a small object store
-            ray.init(num_cpus=workers or os.cpu_count() or 1, include_dashboard=False,
-                     object_store_memory=LOCAL_OBJECT_STORE_BYTES, log_to_driver=False,
-                     logging_level=logging.WARNING)
+            _start_local_ray(ray, workers)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise BackendUnavailableError(f"cannot reach the Ray cluster at {address or 'a local runtime'}: {error}",
                                       hint="start one with `ray start --head`, or leave out --ray-address "

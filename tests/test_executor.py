@@ -188,16 +188,9 @@ def test_ray_engine_run_gives_the_local_catalog(sample, local_reference, tmp_pat
 
 _IDLE_EXIT = """
 import time, ray
-from photodedup.executor import RAY_NAMESPACE, _ChunkRunner
+from photodedup.executor import RAY_NAMESPACE, _ChunkRunner, connect_ray
 if __name__ == "__main__":
-    for attempt in range(3):  # Ray gives a new raylet a fixed 30 s to register: a busy machine can miss it
-        try:
-            ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-            break
-        except Exception as error:
-            if "timed out during startup" not in str(error) or attempt == 2:
-                raise
-            ray.shutdown()
+    connect_ray(workers=1)  # the product's own start of a local runtime (tried again when Ray's 30 s are missed)
     runner = ray.remote(_ChunkRunner).options(name="idle", namespace=RAY_NAMESPACE, lifetime="detached",
                                               num_cpus=0, max_restarts=0).remote(1.0)
     print(ray.get(runner._run_chunk.remote(abs, [-1, -2])))
@@ -439,3 +432,36 @@ def test_a_killed_driver_resumes_without_loss_or_duplicates(cluster, bigger, tmp
     assert summary["new"] == len(reference["files"]) - first  # only what the killed run had not committed
     assert summary["unchanged"] == first
     assert_same_catalog(catalog_state(catalog), dict(reference, vectors={}))
+
+
+class _SlowRay:
+    """A stand-in for the ray module (a unit test of ``_start_local_ray`` alone): ``init`` fails with
+    ``errors`` in turn, then starts."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors, self.inits, self.shutdowns = list(errors), 0, 0
+
+    def init(self, **options) -> None:
+        self.inits += 1
+        if self.errors:
+            raise self.errors.pop(0)
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+def test_a_local_ray_runtime_that_misses_ray_s_startup_window_is_tried_again():
+    from photodedup.executor import RAY_START_TRIES, _start_local_ray
+
+    late = Exception("The current node timed out during startup. This could happen because ...")
+    ray = _SlowRay(late)
+    _start_local_ray(ray, 1)
+    assert (ray.inits, ray.shutdowns) == (2, 1)
+    ray = _SlowRay(*[late] * RAY_START_TRIES)
+    with pytest.raises(Exception, match="timed out during startup"):
+        _start_local_ray(ray, 1)
+    assert ray.inits == RAY_START_TRIES
+    ray = _SlowRay(ValueError("object store too small"))  # any other error is not tried again
+    with pytest.raises(ValueError):
+        _start_local_ray(ray, 1)
+    assert ray.inits == 1
