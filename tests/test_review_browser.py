@@ -398,7 +398,12 @@ def test_enter_decides_each_group_and_moves_on_one_key_a_group(review_server, pa
         expect(page.locator("#progress-text")).to_have_text(f"{n} / {len(groups)} groups reviewed")
         # a key pressed while the overview is still on screen is the overview's: wait for the group, as a person does
         expect(page.locator("#group-view")).to_be_visible()
-        page.keyboard.press("Enter")
+        if n == 0:
+            # the clicked card can hold the focus for a moment after its overview is hidden: an Enter that
+            # reaches it then is still the page's Enter, never a second opening of the card (it once was)
+            page.locator(".group-card").first.dispatch_event("keydown", {"key": "Enter", "bubbles": True})
+        else:
+            page.keyboard.press("Enter")
     expect(page.locator("#progress-text")).to_have_text(f"{len(groups)} / {len(groups)} groups reviewed")
     expect(page.locator("#toast")).to_contain_text("every group has a decision")
     for group_id in order:

@@ -156,7 +156,7 @@ function groupCard(g) {
   const thumbs = g.files.slice(0, 4).map((id) => el("img", { src: `/files/${id}/thumb`, alt: "", loading: "lazy" }));
   const open = () => { location.hash = `#/group/${g.id}`; };
   return el("li", { class: "group-card", tabindex: "0", dataset: { group: g.id }, onclick: open,
-                    onkeydown: (e) => { if (e.key === "Enter") { e.stopPropagation(); open(); } } },
+                    onkeydown: (e) => { if (e.key === "Enter" && !$("overview-view").hidden) { e.stopPropagation(); open(); } } },
     el("div", { class: "strip" }, thumbs),
     el("div", { class: "line" },
       el("strong", {}, `Group ${g.id}`), el("span", { class: `badge ${g.kind}` }, g.kind),
@@ -205,6 +205,9 @@ async function showGroup(id) {
     state.selected = Math.max(0, keeper);
   }
   state.group = group;
+  // The clicked card keeps the focus until the browser notices it is hidden; its own Enter handler would
+  // take the person's next Enter (re-opening this group) instead of the page's keepSelected.
+  if ($("overview-view").contains(document.activeElement)) document.activeElement.blur();
   $("overview-view").hidden = true;
   $("group-view").hidden = false;
   renderGroup();
