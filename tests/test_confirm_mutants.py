@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageOps
@@ -164,3 +165,55 @@ def test_a_shot_s_clipped_share_counts_levels_from_250_and_up_to_5(level, clippe
     half = np.full((10, 20, 3), 128, np.uint8)
     half[:, :10] = level
     assert confirm.shot_quality(half)["clipped"] == clipped / 2
+
+
+# -- session 9 (benchmarks/mutate.py --module confirm, held-out seeds 10 and 11) ---------------------------------
+def test_a_ball_repainted_in_another_colour_of_the_same_brightness_differs(photo):
+    """A red ball and a green one of the same luminance (87.8 levels): only the chroma tells them apart, and on
+    a pair where nothing clips every chroma difference counts (clipped pixels' colour is left out only where
+    the tone fit pushed them past the range)."""
+    def ball(colour: tuple[int, int, int]) -> np.ndarray:
+        image = photo.copy()
+        ImageDraw.Draw(image).ellipse((700, 300, 796, 396), fill=colour)
+        return _thumb(image)
+
+    red, green = (200, 40, 40), (40, 121, 40)
+    assert abs(np.dot(red, [0.299, 0.587, 0.114]) - np.dot(green, [0.299, 0.587, 0.114])) < 0.5
+    result = confirm.confirm(ball(red), ball(green))
+    assert (result.verdict, result.regions) == (confirm.DIFFERENT, 1), result.reason
+
+
+@pytest.mark.parametrize(("offset", "pushed"), [(3.0, False), (3.5, True)])
+def test_a_tone_shift_of_three_levels_pushes_nothing_past_either_end(offset, pushed):
+    """A re-encode moves levels by up to 3 (``_clipped``'s margin, at both ends, both ways): a shift of 3 pushes no
+    pixel past the range, so a picture's 255s and 0s keep their values; from 3.5 levels on, the picture the
+    shift brightened has its 255s open upwards (the darkened one its 0s downwards)."""
+    rgb = np.full((2, 2, 3), 128, np.uint8)
+    rgb[0, 0], rgb[1, 1] = 255, 0
+    high, low = np.array([[True, False], [False, False]]), np.array([[False, False], [False, True]])
+    for towards, shift, expected in (("b", offset, high), ("b", -offset, low), ("a", -offset, high),
+                                     ("a", offset, low)):
+        found = confirm._clipped(rgb, 1.0, shift, towards=towards)
+        masks = [m for m in found if m is not None]
+        if pushed:
+            assert len(masks) == 1 and np.array_equal(masks[0], expected), (towards, shift, found)
+        else:
+            assert found == (None, None), (towards, shift)
+
+
+@pytest.mark.parametrize(("level", "verdict"), [(44, confirm.DUPLICATE), (50, confirm.DIFFERENT)])
+def test_a_pair_noisier_than_the_cap_still_shows_a_patch_50_levels_off(level, verdict):
+    """Grass resampled with a jitter of up to 0.85 pixel: every value stays within its neighbours' (no residual),
+    but the plain difference's spread puts the pair's noise floor at about 71 levels. The floor counts up to
+    ``max_noise`` (48) only: a flat grey sign repainted 50 levels lighter still differs; 44 levels is under it."""
+    grass = next(p for p in source_photos() if p.stem == "grass")
+    a = np.asarray(Image.open(grass).convert("RGB").resize((320, 240), Image.Resampling.BILINEAR)).astype(np.float32)
+    a[100:140, 140:180] = 120
+    rng = np.random.default_rng(0)
+    ys, xs = np.mgrid[0:240, 0:320].astype(np.float32)
+    jitter = rng.uniform(-0.85, 0.85, (2, 240, 320)).astype(np.float32)
+    b = cv2.remap(a, xs + jitter[0], ys + jitter[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    b[104:136, 144:176] += level
+    result = confirm.confirm(a.round().astype(np.uint8), np.clip(b, 0, 255).round().astype(np.uint8))
+    assert result.noise > 60 and result.how == "rescaled", (result.noise, result.how)
+    assert result.verdict == verdict, result.reason
