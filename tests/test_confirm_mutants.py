@@ -217,3 +217,27 @@ def test_a_pair_noisier_than_the_cap_still_shows_a_patch_50_levels_off(level, ve
     result = confirm.confirm(a.round().astype(np.uint8), np.clip(b, 0, 255).round().astype(np.uint8))
     assert result.noise > 60 and result.how == "rescaled", (result.noise, result.how)
     assert result.verdict == verdict, result.reason
+
+
+@pytest.mark.parametrize("turn", [0, 1, 2, 3], ids=["right", "bottom", "left", "top"])
+@pytest.mark.parametrize(("inwards", "verdict"), [(2, confirm.DUPLICATE), (3, confirm.DIFFERENT)])
+def test_a_scratch_three_pixels_in_from_an_edge_differs_and_two_pixels_in_is_the_rim(photo, turn, inwards, verdict):
+    """A one-pixel line across the whole picture, ``inwards`` pixels from one edge, in a copy of the same size:
+    resampling spoils only the outer two pixels of the rim (left out on every side), so a scratch on the
+    second one costs nothing and one on the third is a difference."""
+    a = np.asarray(photo.resize((320, 213), Image.Resampling.BILINEAR))
+    b = a.copy()
+    side = np.rot90(b, turn)  # a view: the edge to scratch is its right one
+    side[:, -inwards] = 0 if side[:, -inwards].mean() > 128 else 255
+    result = confirm.confirm(a, b)
+    assert (result.verdict, result.how) == (verdict, "rescaled"), result.reason
+
+
+def test_a_copy_stretched_8_percent_wider_is_aligned_by_its_features_not_a_stretched_crop_window(photo):
+    """The rescale needs one aspect (within 3%) and the crop search's windows keep it: only ORB's homography
+    holds the stretch. ECC refines each candidate by a plausible correction only (stretching it by at most 5%),
+    so the crop window is not bent into the stretched copy and the features' alignment is the one judged."""
+    stretched = photo.resize((round(photo.width * 1.08), photo.height), Image.Resampling.BICUBIC)
+    result = confirm.confirm(_thumb(photo), _thumb(stretched))
+    assert result.verdict == confirm.DUPLICATE, result.reason
+    assert result.how.startswith("homography ("), result.how

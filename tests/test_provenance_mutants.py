@@ -198,3 +198,57 @@ def test_every_gain_in_one_pass_is_each_gain_alone(rounding_step):
     expected = [_fit_one_gain(coefficients.astype(np.float32), table, rounding, g) for g in gains]
     assert found == expected
     assert min(found, key=lambda f: f.misses).gain != 1.0 and any(f.chance > 0 for f in found)
+
+
+# -- session 9 (benchmarks/mutate.py --module provenance, held-out seeds 10 and 11) ------------------------------
+@pytest.mark.parametrize("orientation", [0, 9])
+def test_a_jpeg_with_an_orientation_tag_outside_one_to_eight_is_read_as_stored(orientation):
+    """Some writers put 0 (or a value past 8) in the EXIF orientation: no turn is meant (Pillow shows the pixels as
+    stored), so the JPEG's grid is its pixels' own; read as a flip, a picture whose sides are not multiples of 8
+    would put every block off the grid and its own encoding would not be found."""
+    picture = photo((477, 355))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    jpeg = _read(picture, "JPEG", False, quality=90, exif=exif.tobytes())
+    assert jpeg.orientation == 1
+    assert provenance.encoded_from(jpeg, _read(picture, "PNG", True))
+
+
+def test_a_brightness_offset_moves_only_the_dc_which_tells_nothing_of_the_source():
+    """A file made from a's pixels and brightened by 15 levels: every block's mean (its DC, 8 x 15 = 120 more) moves
+    and its texture does not. ``_holding`` counts b's AC lattice points alone (as ``fit`` does): both are a's."""
+    coeff_a = np.zeros((1, 8, 8), np.float32)
+    coeff_a[0, 0, 0], coeff_a[0, 0, 1], coeff_a[0, 1, 0] = 80.0, 16.0, 32.0
+    coeff_b = coeff_a.copy()
+    coeff_b[0, 0, 0] += 8 * 15
+    table = np.full((8, 8), 16.0, np.float32)
+    found = provenance._holding(provenance.Fit(0.0, 100.0, 1.0), coeff_a, coeff_b, table, np.ones((8, 8), np.float32))
+    assert found.same == 1.0
+
+
+def _channel_with(spike: int, near: list[int], shape: tuple[int, int] = (100, 200)) -> np.ndarray:
+    """A channel spread evenly over the levels 20-119 but for ``spike`` pixels at 255 and ``near[i]`` pixels at
+    252 - i (the values 3 to 10 inwards of the top)."""
+    values = (20 + np.arange(shape[0] * shape[1]) % 100).astype(np.uint8)
+    values[:spike] = 255
+    at = spike
+    for i, count in enumerate(near):
+        values[at:at + count] = 252 - i
+        at += count
+    return values.reshape(*shape, 1)
+
+
+@pytest.mark.parametrize(("spike", "near", "shape", "found"), [
+    (100, [0] * 8, (100, 200), True),      # 0.5% of the pixels on 255, nothing near: a spike
+    (99, [0] * 8, (100, 200), False),      # under 0.5%: too few to be where an edit clipped
+    (100, [12, 13] * 4, (100, 200), True),  # 8 times the mean of the values 3-10 inwards (12.5)
+    (100, [13] * 8, (100, 200), False),    # under 8 times: the end of a tail, not a clip
+    (8, [0] * 8, (40, 40), True),          # a small picture: 8 pixels, nothing near (counted as 1 pixel at least)
+])
+def test_a_clip_spike_holds_half_a_percent_of_the_pixels_and_eight_times_its_neighbours(spike, near, shape, found):
+    """``SPIKE_SHARE`` and ``SPIKE_RATIO`` are inclusive: a tone edit that clipped 0.5% of a picture leaves a spike
+    whose pixels (and those within ``CLIP`` of it) ``_held`` may leave out; with nothing near, the neighbours count
+    as one pixel, so a spike needs ``SPIKE_RATIO`` pixels."""
+    top, bottom = provenance._spikes(_channel_with(spike, near, shape))
+    assert not bottom.any()
+    assert int(top.sum()) == (spike if found else 0)  # the pixels at 255 (the values near are 3 and more in)
