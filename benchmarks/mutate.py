@@ -274,8 +274,19 @@ EQUIVALENT: dict[str, dict[str, str]] = {
             "verify.features' (a Features, never None) or none at all (both computed here)",
         "_score | greys or _Greys(a, b) | Or -> And": "_score is only called with its pair's cache (_Greys.score "
             "passes itself): the mutant makes a fresh cache of the same two pictures, the same score recomputed",
+        "_residual | found[_either(open_a[0], open_b[0])] = 0 | 0 -> 1": "a clipped pixel's colour difference "
+            "set to 1 level instead of 0: a pixel counts only above the threshold, which is at least min_level (28)",
+        "_align.small | scale < 1 | Lt -> LtE": "at scale 1 the picture is resized to its own size, and cv2.resize "
+            "(INTER_AREA) to its own size is an exact copy (tried on float32 and uint8 pictures of 3 shapes)",
+        "_crop_search | max(1, round(h * _SCORE_WIDTH / w)) | 1 -> 2": "differs only where the outer picture's "
+            "small copy would be 1 row high (2 with the mutant): every window needs 8 rows or more and fewer than "
+            "it, so none is searched either way",
     },
     "provenance": {
+        "_spikes | step < 0 | Lt -> LtE": "step is -1 or 1: step <= 0 is step < 0",
+        "_spikes | step < 0 | 0 -> 1": "step is -1 or 1: step < 1 is step < 0",
+        "_spikes | step < 0 | Lt -> LtE #2": "step is -1 or 1: step <= 0 is step < 0",
+        "_spikes | step < 0 | 0 -> 1 #2": "step is -1 or 1: step < 1 is step < 0",
         "_fits_at | lattices > 2 * tolerance | Gt -> GtE": "at a lattice of exactly twice the tolerance no value is "
             "more than half a step (the tolerance) from a lattice point: nothing is forbidden, and the position "
             "is skipped either way",

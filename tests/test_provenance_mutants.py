@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from test_keeper import photo, screenshot
 
 from photodedup import provenance
@@ -252,3 +252,37 @@ def test_a_clip_spike_holds_half_a_percent_of_the_pixels_and_eight_times_its_nei
     top, bottom = provenance._spikes(_channel_with(spike, near, shape))
     assert not bottom.any()
     assert int(top.sum()) == (spike if found else 0)  # the pixels at 255 (the values near are 3 and more in)
+
+
+@pytest.mark.parametrize("end", ["top", "bottom"])
+def test_a_clip_spike_takes_the_values_within_clip_of_it_at_either_end(end):
+    """A JPEG of a clipped picture rounds some clipped pixels up to ``CLIP`` (2) levels inwards: with the spike at 255
+    they are the pixels at 253 and 254 (at 0: at 1 and 2), one level further in (252, 3) is the picture."""
+    channel = _channel_with(100, [0] * 8)
+    channel.reshape(-1)[100:105], channel.reshape(-1)[105:110], channel.reshape(-1)[110:115] = 254, 253, 252
+    if end == "bottom":
+        channel = 255 - channel
+    top, bottom = provenance._spikes(channel)
+    found, other = (top, bottom) if end == "top" else (bottom, top)
+    assert not other.any()
+    assert int(found.sum()) == 110
+
+
+def test_a_quality_50_jpeg_of_a_screenshot_is_its_encoding():
+    """Text on flat bubbles at quality 50: its clipped ringing leaves the JPEG agreeing with the screenshot's
+    coefficients rounded (and decoded, clipped) on fewer than all of the telling ones, but on at least
+    ``MATCH_SHARE`` (0.9) of them, as an encoding does; a decode or a tone edit agrees on 0.65-0.71."""
+    shot = screenshot()
+    assert provenance.encoded_from(_read(shot, "JPEG", False, quality=50), _read(shot, "PNG", True))
+
+
+def test_a_jpeg_of_a_black_and_white_document_is_its_encoding():
+    """Black text on a white page: nearly every textured block clips, so the page is not measurably off the JPEG's
+    lattice; its blocks differ from the JPEG's pixels by more than a decoder's rounding (``DECODE_RMS``, the RMS of
+    the coefficients' differences) in at least ``OFF_SHARE`` of them, which says it is no decode of it."""
+    page = Image.new("RGB", (600, 800), (255, 255, 255))
+    draw = ImageDraw.Draw(page)
+    for row in range(30):
+        draw.text((30, 20 + row * 25), f"line {row} of a plain document with words {row * 17 % 97}", fill=(0, 0, 0),
+                  font=ImageFont.load_default(size=16))
+    assert provenance.encoded_from(_read(page, "JPEG", False, quality=75), _read(page, "PNG", True))
