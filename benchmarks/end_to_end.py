@@ -213,6 +213,8 @@ def main() -> None:
             order = list(trees) if round_ % 2 else list(reversed(trees))
             for name in order:
                 catalog = work / f"catalog-{name.replace('/', '-')}-{precision}-{round_}.sqlite"
+                for stale in work.glob(catalog.name + "*"):  # a --work folder used before: scan afresh
+                    stale.unlink()
                 rate, embedded, stages = ours(trees[name], library, exports[precision], catalog, args.cpu)
                 results.setdefault((name, precision), []).append(rate)
                 results.setdefault((f"{name} of limit", precision), []).append(rate / limit)

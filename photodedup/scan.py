@@ -416,15 +416,21 @@ def _inspect_job(job: tuple) -> tuple[dict, bytes | None, bytes | None]:
             # A Samsung motion photo ends with SEFT; only such a file is searched for its marker in passing.
             seft = os.pread(handle.fileno(), 4, stat.st_size - 4) == b"SEFT" if stat.st_size >= 4 else False
             digest = hashlib.md5()
-            head = handle.read(formats.HEAD_BYTES)
-            digest.update(head)
-            tail, marker = head, seft and media.SAMSUNG_MARKER in head
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-                if seft and not marker:
-                    marker = media.SAMSUNG_MARKER in tail[-len(media.SAMSUNG_MARKER):] + chunk
-                tail = chunk
-            handle.seek(0)
+            if fmt is not None and fmt.kind == formats.RAW:  # LibRaw decodes the bytes the MD5 has read
+                whole = handle.read()
+                digest.update(whole)
+                head, tail, marker = whole[: formats.HEAD_BYTES], whole, seft and media.SAMSUNG_MARKER in whole
+            else:
+                whole = None
+                head = handle.read(formats.HEAD_BYTES)
+                digest.update(head)
+                tail, marker = head, seft and media.SAMSUNG_MARKER in head
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+                    if seft and not marker:
+                        marker = media.SAMSUNG_MARKER in tail[-len(media.SAMSUNG_MARKER):] + chunk
+                    tail = chunk
+                handle.seek(0)
         except OSError as error:
             return _error(row, "unreadable", f"cannot read: {error}"), None, None
         row["md5"] = digest.hexdigest()
@@ -436,13 +442,15 @@ def _inspect_job(job: tuple) -> tuple[dict, bytes | None, bytes | None]:
         try:
             if fmt is not None and fmt.kind == formats.VIDEO:
                 return _inspect_video(row, handle)
-            return _inspect_image(row, handle, head, max_pixels, takeout, samsung_trailer)
+            return _inspect_image(row, handle, head, max_pixels, takeout, samsung_trailer, whole)
         except media.VideoReadError as error:
             return _error(row, error.kind, str(error)), None, None
         except raw.RawReadError as error:  # the pixels are lost; the camera and capture time may not be
             row["format"] = raw.raw_format(path, head)
-            handle.seek(0)
-            _read_exif(row, raw.raw_exif(handle.read(), row["format"]), takeout=takeout)
+            if whole is None:
+                handle.seek(0)
+                whole = handle.read()
+            _read_exif(row, raw.raw_exif(whole, row["format"]), takeout=takeout)
             return _error(row, error.kind, str(error)), None, None
         except Image.DecompressionBombError as error:
             return _error(row, "too-large", f"refused before decoding: {error}"), None, None
@@ -467,16 +475,18 @@ def _steady_memory() -> None:
     """Keep the memory one file's work frees for the next file, in a process that inspects files (a worker,
     or the scan's process while its pool starts). glibc's defaults hand buffers of a MB or more (the
     1 MiB reads of the MD5, a reduced decode's pixels and their copies) back to the system and take them
-    again, zeroed, for the next file: about 500 page faults per 12 MP photo, 1-2 ms of system CPU. Now
-    buffers under 16 MiB come from the heap, which keeps up to 32 MiB free between files (the peak of a
-    process stays what it was). Only the allocator changes, no stored byte; a C library without
-    ``mallopt`` (not glibc) keeps its defaults."""
+    again, zeroed, for the next file: about 500 page faults per 12 MP photo, 1-2 ms of system CPU; a 12 MP
+    camera RAW decoded at half size (its 24 MB of bytes, LibRaw's sensor copy and image, ~100 MB in all)
+    took ~17,000, 30-50 ms of system CPU. Now buffers under 32 MiB (glibc's largest threshold) come from the
+    heap, which keeps up to 128 MiB free between files: a process keeps what its largest file needed (its
+    peak stays what it was; a JPEG-only worker frees under 32 MiB and keeps as before). Only the allocator
+    changes, no stored byte; a C library without ``mallopt`` (not glibc) keeps its defaults."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):  # no mallopt (not glibc), no C library by that name (Windows)
         return
-    mallopt(_M_TRIM_THRESHOLD, 32 << 20)
-    mallopt(_M_MMAP_THRESHOLD, 16 << 20)
+    mallopt(_M_TRIM_THRESHOLD, 128 << 20)
+    mallopt(_M_MMAP_THRESHOLD, 32 << 20)
 
 
 def _identified(row: dict, path: str | None = None, stat: os.stat_result | None = None) -> dict:
@@ -531,9 +541,10 @@ def _open_raw(row: dict, data: bytes, max_pixels: int, fmt: str, takeout: str | 
 
 
 def _inspect_image(row: dict, handle, head: bytes, max_pixels: int, takeout: str | None = None,
-                   samsung_trailer: bool = False) -> tuple[dict, bytes, bytes]:
+                   samsung_trailer: bool = False, whole: bytes | None = None) -> tuple[dict, bytes, bytes]:
+    """``whole``: the file's bytes when the MD5 has read them at once (a RAW by its extension)."""
     fmt = raw.raw_format(row["path"], head)
-    image = (_open_raw(row, handle.read(), max_pixels, fmt, takeout) if fmt
+    image = (_open_raw(row, whole if whole is not None else handle.read(), max_pixels, fmt, takeout) if fmt
              else _open_image(row, handle, max_pixels, takeout, samsung_trailer))
     _content_features(row, image)
     crop = encode_jpeg(center_crop_array(image, DEFAULT_PREPROCESS))
