@@ -9,8 +9,9 @@ image's, not the preview's. EXIF (camera, capture time) is read from the RAW its
 CR2, NEF, ARW, PEF, ORF, RW2 and IIQ are TIFF files (ORF and RW2 with their own magic number, swapped
 for TIFF's), CR3 keeps its TIFF IFD 0 in a ``CMT1`` box, MRW in its ``TTW`` block, RAF in the JPEG
 preview its header points to; other formats fall back to the preview LibRaw finds, and the capture time
-to LibRaw's timestamp. A RAW whose pixels LibRaw cannot decode is recorded as an error with the camera
-and capture time this metadata gives.
+to LibRaw's timestamp. A RAW whose pixels LibRaw cannot decode, or whose file is far too small to hold
+its sensor's pixels (``MIN_SENSOR_BYTES``), is recorded as an error with the camera and capture time this
+metadata gives.
 
 **Pairs.** A camera shooting RAW+JPEG writes two files of one shot: ``IMG_0001.CR2`` and ``IMG_0001.JPG``.
 :func:`find_pairs` pairs a RAW with a JPEG or HEIC of the same stem (case-insensitive) in the same
@@ -38,6 +39,13 @@ from photodedup.catalog import in_trash
 from photodedup.preprocess import DEFAULT_MAX_PIXELS, draft_for_shortest_side, open_checked
 
 PAIR_SECONDS = 1.0
+
+#: The fewest bytes a sensor's pixels need, as (bytes, pixels): one byte for 256 pixels (1/32 bit a pixel).
+#: Sensor data takes a bit or more a pixel however it is compressed (lossy DNG's black frame about 0.1); a
+#: file far under it holds no sensor data, and LibRaw "decodes" it without a complaint into a buffer it never
+#: fills: the hashes would come from whatever memory the buffer reused (ExifTool's stripped test DNG: pHash 0
+#: in a fresh worker, another value in each used one).
+MIN_SENSOR_BYTES = (1, 256)
 
 # LibRaw's ``flip`` (dcraw's encoding) -> EXIF orientation, and EXIF orientation -> the transpose to apply.
 _FLIP_TO_ORIENTATION = {0: 1, 1: 2, 2: 4, 3: 3, 4: 5, 5: 8, 6: 6, 7: 7}
@@ -126,6 +134,10 @@ def _read_raw(rawpy, data: bytes, fmt: str, max_pixels: int, shortest: int, draf
         else:
             _one_thread(rawpy)
             image = Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8))
+            if len(data) * MIN_SENSOR_BYTES[1] < sizes.raw_width * sizes.raw_height * MIN_SENSOR_BYTES[0]:
+                # after LibRaw's own refusal, whose words say more where it has some
+                raise RawReadError("truncated", f"the file's {len(data)} bytes cannot hold the sensor data of "
+                                                f"{sizes.raw_width}x{sizes.raw_height} pixels")
             if draft and min(image.size) >= 2 * shortest:  # what a JPEG's reduced DCT scale gives
                 image = image.reduce(min(image.size) // shortest)
             decoded_from = "half-size"  # LibRaw has applied the orientation

@@ -65,7 +65,8 @@ SLOW_TESTS = {
     # the 60 s goal): the pixel check over proposals, a scan with forked RAW decoders, sharded and FAISS
     # searches over thousands of vectors
     "test_group_proposals.py": {"test_the_crop_no_hash_reaches_is_proposed_by_colour_and_confirmed_by_pixels",
-                                "test_a_small_logo_on_a_flat_frame_is_a_copy_and_another_colour_is_not"},
+                                "test_a_small_logo_on_a_flat_frame_is_a_copy_and_another_colour_is_not",
+                                "test_a_stretched_half_of_a_sky_photo_is_not_grouped_with_the_photo"},
     "test_parquet.py": {"test_sharded_search_finds_the_exact_pairs_in_a_small_memory_budget",
                         "test_group_parquet_errors_are_clear"},  # three CLI runs that load pyarrow
     "test_difference.py": {"test_a_white_margin_photo_does_not_carry_a_mark_against_its_frame_copy"},

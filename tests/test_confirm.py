@@ -235,6 +235,22 @@ def test_similar_shots_are_one_scene_from_a_camera():
     assert confirm.classify(burst, {"camera": None, "taken_at": None}, camera) == "different"  # a screenshot
 
 
+def test_the_best_shot_hint_is_the_sharpest_of_the_well_exposed_shots(photo):
+    """Among shots of one scene the hint is the sharpest of those within a point of the least clipped: a
+    blurred shot and a blown-out one both lose to the sharp one, and each loser is told why."""
+    from PIL import ImageFilter
+
+    sharp = np.asarray(photo)
+    blurred = np.asarray(photo.filter(ImageFilter.GaussianBlur(4)))
+    blown = np.asarray(ImageEnhance.Brightness(photo).enhance(2.5))  # sharp edges, but a clipped sky
+    scores = {1: confirm.shot_quality(blurred), 2: confirm.shot_quality(blown), 3: confirm.shot_quality(sharp)}
+    assert scores[3]["sharpness"] > scores[1]["sharpness"] and scores[2]["clipped"] > scores[3]["clipped"] + 0.01
+    best, reason, notes = confirm.best_shot(scores)
+    assert best == 3 and reason.startswith("best shot of these similar shots: sharpest")
+    assert notes[1].startswith("another shot of the scene: less sharp") and "clipped against" in notes[2]
+    assert confirm.best_shot({5: None, 6: None})[0] == 5  # nothing measured: the first, and no claim
+
+
 @pytest.mark.slow  # a minute: builds, scans and groups a 70-file library through the CLI
 def test_accepting_every_suggestion_on_a_look_alike_library_loses_no_picture(tmp_path):
     library, catalog = tmp_path / "lib", tmp_path / "cat.sqlite"
